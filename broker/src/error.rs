@@ -1,0 +1,96 @@
+//! The broker's error type. Every variant a user can see maps to a stable, machine-readable
+//! code (see [`BrokerError::code`]) and a coarse [`ErrorKind`] the HTTP layer turns into a
+//! status. Internal I/O details stay in the message, never in the code.
+
+use std::path::PathBuf;
+
+/// Result alias for the broker.
+pub type Result<T, E = BrokerError> = std::result::Result<T, E>;
+
+/// Coarse classes of error, used by transports to pick a status code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The named thing does not exist.
+    NotFound,
+    /// The thing being created already exists.
+    AlreadyExists,
+    /// The caller sent something invalid.
+    InvalidInput,
+    /// The caller sent something too large.
+    TooLarge,
+    /// Data on disk is not what it must be.
+    Corrupt,
+    /// Anything else (I/O failures, …).
+    Internal,
+}
+
+/// Errors returned by the broker.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("topic '{0}' does not exist")]
+    UnknownTopic(String),
+    #[error("topic '{topic}' has no partition {partition}")]
+    UnknownPartition { topic: String, partition: i32 },
+    #[error("topic '{0}' already exists")]
+    TopicExists(String),
+    #[error("invalid topic name '{name}': {reason}")]
+    InvalidTopicName { name: String, reason: &'static str },
+    #[error("invalid topic config: {0}")]
+    InvalidConfig(String),
+    #[error("invalid record: {0}")]
+    InvalidRecord(String),
+    #[error("offset {offset} is out of range for {topic}/{partition} (valid: {start}..={end})")]
+    OffsetOutOfRange { topic: String, partition: i32, offset: i64, start: i64, end: i64 },
+    #[error("record batch of {size} bytes exceeds the limit of {limit} bytes")]
+    BatchTooLarge { size: usize, limit: usize },
+    #[error("corrupt record batch: {0}")]
+    CorruptBatch(String),
+    #[error("corrupt data in {path}: {reason}")]
+    CorruptFile { path: PathBuf, reason: String },
+    #[error("I/O error on {path}: {source}")]
+    Io { path: PathBuf, #[source] source: std::io::Error },
+    #[error("the broker is shutting down")]
+    ShuttingDown,
+}
+
+impl BrokerError {
+    /// Stable machine-readable code for this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            BrokerError::UnknownTopic(_) => "unknown_topic",
+            BrokerError::UnknownPartition { .. } => "unknown_partition",
+            BrokerError::TopicExists(_) => "topic_exists",
+            BrokerError::InvalidTopicName { .. } => "invalid_topic_name",
+            BrokerError::InvalidConfig(_) => "invalid_config",
+            BrokerError::InvalidRecord(_) => "invalid_record",
+            BrokerError::OffsetOutOfRange { .. } => "offset_out_of_range",
+            BrokerError::BatchTooLarge { .. } => "too_large",
+            BrokerError::CorruptBatch(_) => "corrupt_batch",
+            BrokerError::CorruptFile { .. } => "corrupt_data",
+            BrokerError::Io { .. } => "io_error",
+            BrokerError::ShuttingDown => "shutting_down",
+        }
+    }
+
+    /// Coarse class of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            BrokerError::UnknownTopic(_) | BrokerError::UnknownPartition { .. } => {
+                ErrorKind::NotFound
+            }
+            BrokerError::TopicExists(_) => ErrorKind::AlreadyExists,
+            BrokerError::InvalidTopicName { .. }
+            | BrokerError::InvalidConfig(_)
+            | BrokerError::InvalidRecord(_)
+            | BrokerError::OffsetOutOfRange { .. }
+            | BrokerError::CorruptBatch(_) => ErrorKind::InvalidInput,
+            BrokerError::BatchTooLarge { .. } => ErrorKind::TooLarge,
+            BrokerError::CorruptFile { .. } => ErrorKind::Corrupt,
+            BrokerError::Io { .. } | BrokerError::ShuttingDown => ErrorKind::Internal,
+        }
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        BrokerError::Io { path: path.into(), source }
+    }
+}

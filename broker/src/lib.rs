@@ -1,0 +1,26 @@
+//! `weir-broker` is Weir's log: topics made of partitions, each partition a directory of
+//! segment files holding Kafka RecordBatch v2 bytes exactly as a Kafka broker stores them,
+//! with sparse offset and time indexes, crash recovery, retention and compaction.
+//!
+//! It owns the on-disk format and everything that reads or writes it. It does **not** know
+//! about HTTP, the CLI, WebAssembly or the stream engine; those sit above it and call the
+//! [`Broker`] facade. The Kafka wire protocol and consumer groups will live here too (later),
+//! always as handlers on top of the same [`Broker`].
+
+pub mod batch;
+mod broker;
+pub mod config;
+mod error;
+pub mod log;
+pub mod partitioner;
+mod topic;
+mod types;
+
+pub use broker::{Broker, BackgroundTasks};
+pub use config::{BrokerConfig, FsyncPolicy, LogConfig};
+pub use error::{BrokerError, ErrorKind, Result};
+pub use topic::{TopicConfig, TopicStats};
+pub use types::{
+    Header, PartitionInfo, ProduceRecord, ReadResult, StoredRecord, TopicDescription, TopicInfo,
+    TopicSpec,
+};

@@ -1,0 +1,127 @@
+//! Plain data types that cross the broker's public API: what callers produce, what reads
+//! return, and how topics are described. No I/O here.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::config::FsyncPolicy;
+
+/// One record header: a name and an optional value (Kafka allows null header values).
+pub type Header = (String, Option<Bytes>);
+
+/// A record handed to [`crate::Broker::produce`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProduceRecord {
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub headers: Vec<Header>,
+    /// Event time in ms since the epoch; `None` means "now" (append time).
+    pub timestamp: Option<i64>,
+    /// Explicit partition; `None` means the default partitioner (murmur2 of the key, or
+    /// round robin for unkeyed records).
+    pub partition: Option<i32>,
+}
+
+/// A record read back from the log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRecord {
+    pub offset: i64,
+    pub timestamp: i64,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub headers: Vec<Header>,
+}
+
+/// The answer to a read: records at or after the requested offset, and where to continue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadResult {
+    pub records: Vec<StoredRecord>,
+    /// Offset to ask for next (one past the last record returned, or past a compaction gap).
+    pub next_offset: i64,
+    /// Current end of the partition (offset the next appended record will get).
+    pub end_offset: i64,
+}
+
+/// A request to create a topic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicSpec {
+    pub name: String,
+    #[serde(default = "default_partitions")]
+    pub partitions: i32,
+    #[serde(default)]
+    pub compacted: bool,
+    #[serde(default)]
+    pub retention_ms: Option<i64>,
+    #[serde(default)]
+    pub retention_bytes: Option<i64>,
+    /// Per-topic durability; the server default when absent.
+    #[serde(default)]
+    pub fsync: Option<FsyncPolicy>,
+    /// Per-topic segment size; the server default when absent.
+    #[serde(default)]
+    pub segment_bytes: Option<u64>,
+    /// Per-topic segment age before it is rolled; the server default when absent.
+    #[serde(default)]
+    pub segment_ms: Option<i64>,
+    /// Compacted topics: how long tombstones are kept after they are cleaned.
+    #[serde(default)]
+    pub delete_retention_ms: Option<i64>,
+}
+
+fn default_partitions() -> i32 {
+    1
+}
+
+impl TopicSpec {
+    /// A spec with `partitions` partitions and every other setting at its default.
+    pub fn new(name: impl Into<String>, partitions: i32) -> Self {
+        TopicSpec {
+            name: name.into(),
+            partitions,
+            compacted: false,
+            retention_ms: None,
+            retention_bytes: None,
+            fsync: None,
+            segment_bytes: None,
+            segment_ms: None,
+            delete_retention_ms: None,
+        }
+    }
+}
+
+/// Summary of a topic as listed by the API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopicInfo {
+    pub name: String,
+    pub partitions: i32,
+    pub compacted: bool,
+    pub retention_ms: Option<i64>,
+    pub retention_bytes: Option<i64>,
+    pub fsync: FsyncPolicy,
+    pub segment_bytes: u64,
+    pub segment_ms: i64,
+    pub delete_retention_ms: i64,
+}
+
+/// Offsets of one partition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartitionInfo {
+    pub partition: i32,
+    /// First offset still in the log.
+    pub start_offset: i64,
+    /// Offset the next record will get.
+    pub end_offset: i64,
+    /// Bytes on disk (segments only).
+    pub size_bytes: u64,
+    /// Number of segment files.
+    pub segments: usize,
+}
+
+/// A topic with its partitions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopicDescription {
+    #[serde(flatten)]
+    pub topic: TopicInfo,
+    pub partition_offsets: Vec<PartitionInfo>,
+}
