@@ -1,14 +1,29 @@
 //! The [`Broker`] facade: the registry of topics on one node and the only entry point the
-//! layers above (HTTP, CLI, engine, Kafka handlers) use to touch the log.
+//! layers above (HTTP, CLI, engine, Kafka handlers) use to touch the log. It owns the data
+//! directory layout (`topics/<name>/topic.json`, `topics/<name>/<partition>/`), partition
+//! choice for produced records, and the background flusher and cleaner.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::sync::watch;
 
-use crate::config::BrokerConfig;
+use crate::batch::{self, EncodeRecord};
+use crate::config::{BrokerConfig, FsyncPolicy};
 use crate::error::{BrokerError, Result};
-use crate::topic::TopicStats;
-use crate::types::{ProduceRecord, ReadResult, TopicDescription, TopicInfo, TopicSpec};
+use crate::log::{cleaner, now_ms};
+use crate::partitioner::partition_for_key;
+use crate::topic::{self, SPEC_FILE, Topic, TopicStats};
+use crate::types::{
+    PartitionInfo, ProduceRecord, ReadResult, StoredRecord, TopicDescription, TopicInfo, TopicSpec,
+};
+
+/// Records of one produce request are split into batches of about this many bytes.
+const PRODUCE_CHUNK_BYTES: usize = 1 << 20;
 
 /// Handle to the node's log. Cheap to clone; all clones share the same topics.
 ///
@@ -20,96 +35,662 @@ pub struct Broker {
 
 struct Inner {
     config: BrokerConfig,
+    topics_dir: PathBuf,
+    trash_dir: PathBuf,
+    staging_dir: PathBuf,
+    topics: RwLock<HashMap<String, Arc<Topic>>>,
+    /// Serialises topic creation and deletion (not appends or reads).
+    admin: std::sync::Mutex<()>,
 }
 
 /// Background work (interval fsync, retention, compaction) started by
-/// [`Broker::start_background`]; dropping it does not stop the tasks, [`BackgroundTasks::stop`]
-/// does.
+/// [`Broker::start_background`]. [`BackgroundTasks::stop`] ends it.
 pub struct BackgroundTasks {
     handles: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl BackgroundTasks {
+    /// Stops the tasks (work in progress on a blocking thread finishes on its own).
     pub async fn stop(self) {
-        for h in self.handles {
+        for h in &self.handles {
             h.abort();
         }
+        for h in self.handles {
+            let _ = h.await;
+        }
     }
+}
+
+/// What one cleanup pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CleanupReport {
+    pub segments_deleted: usize,
+    pub segments_compacted: usize,
+    pub records_compacted_away: u64,
+}
+
+fn remove_dir(path: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(BrokerError::io(path, e)),
+    }
+}
+
+fn create_dir(path: &Path) -> Result<()> {
+    std::fs::create_dir_all(path).map_err(|e| BrokerError::io(path, e))
 }
 
 impl Broker {
     /// Opens (or creates) the data directory and recovers every topic found in it.
     pub fn open(config: BrokerConfig) -> Result<Broker> {
         config.validate()?;
-        Ok(Broker { inner: Arc::new(Inner { config }) })
+        let topics_dir = config.data_dir.join("topics");
+        let trash_dir = config.data_dir.join("trash");
+        let staging_dir = config.data_dir.join("staging");
+        // Deletions and creations interrupted by a crash are finished or undone here.
+        remove_dir(&trash_dir)?;
+        remove_dir(&staging_dir)?;
+        for d in [&topics_dir, &trash_dir, &staging_dir] {
+            create_dir(d)?;
+        }
+        let mut topics = HashMap::new();
+        let entries =
+            std::fs::read_dir(&topics_dir).map_err(|e| BrokerError::io(&topics_dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| BrokerError::io(&topics_dir, e))?;
+            let dir = entry.path();
+            let spec_path = dir.join(SPEC_FILE);
+            let raw = std::fs::read(&spec_path).map_err(|e| BrokerError::io(&spec_path, e))?;
+            let spec: TopicSpec =
+                serde_json::from_slice(&raw).map_err(|e| BrokerError::CorruptFile {
+                    path: spec_path.clone(),
+                    reason: e.to_string(),
+                })?;
+            let info = topic::resolve(&spec, &config.log)?;
+            let t = Topic::open(&dir, info, &config.log)?;
+            tracing::info!(topic = %spec.name, partitions = spec.partitions, "opened topic");
+            topics.insert(spec.name.clone(), Arc::new(t));
+        }
+        Ok(Broker {
+            inner: Arc::new(Inner {
+                config,
+                topics_dir,
+                trash_dir,
+                staging_dir,
+                topics: RwLock::new(topics),
+                admin: std::sync::Mutex::new(()),
+            }),
+        })
     }
 
     pub fn config(&self) -> &BrokerConfig {
         &self.inner.config
     }
 
-    /// Spawns the background tasks on the current tokio runtime.
-    pub fn start_background(&self) -> BackgroundTasks {
-        BackgroundTasks { handles: Vec::new() }
+    fn topic(&self, name: &str) -> Result<Arc<Topic>> {
+        let topics = self.inner.topics.read().unwrap_or_else(|p| p.into_inner());
+        topics
+            .get(name)
+            .cloned()
+            .ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))
     }
 
-    pub fn create_topic(&self, _spec: TopicSpec) -> Result<TopicInfo> {
-        Err(BrokerError::ShuttingDown)
+    fn all_topics(&self) -> Vec<Arc<Topic>> {
+        let topics = self.inner.topics.read().unwrap_or_else(|p| p.into_inner());
+        topics.values().cloned().collect()
     }
 
-    pub fn delete_topic(&self, _name: &str) -> Result<()> {
-        Err(BrokerError::ShuttingDown)
+    /// Creates a topic; its directory appears under `topics/` only once complete.
+    pub fn create_topic(&self, spec: TopicSpec) -> Result<TopicInfo> {
+        let info = topic::resolve(&spec, &self.inner.config.log)?;
+        let _admin = self.inner.admin.lock().unwrap_or_else(|p| p.into_inner());
+        if self.topic(&spec.name).is_ok() {
+            return Err(BrokerError::TopicExists(spec.name));
+        }
+        let staged = self.inner.staging_dir.join(&spec.name);
+        remove_dir(&staged)?;
+        create_dir(&staged)?;
+        let spec_path = staged.join(SPEC_FILE);
+        let json = serde_json::to_vec_pretty(&spec)
+            .map_err(|e| BrokerError::InvalidConfig(e.to_string()))?;
+        std::fs::write(&spec_path, json).map_err(|e| BrokerError::io(&spec_path, e))?;
+        for p in 0..spec.partitions {
+            create_dir(&staged.join(p.to_string()))?;
+        }
+        let final_dir = self.inner.topics_dir.join(&spec.name);
+        std::fs::rename(&staged, &final_dir).map_err(|e| BrokerError::io(&final_dir, e))?;
+        crate::log::sync_dir(&self.inner.topics_dir)?;
+        let t = Topic::open(&final_dir, info.clone(), &self.inner.config.log)?;
+        let mut topics = self.inner.topics.write().unwrap_or_else(|p| p.into_inner());
+        topics.insert(spec.name.clone(), Arc::new(t));
+        tracing::info!(topic = %spec.name, partitions = spec.partitions, "created topic");
+        Ok(info)
     }
 
+    /// Deletes a topic and its data.
+    pub fn delete_topic(&self, name: &str) -> Result<()> {
+        let _admin = self.inner.admin.lock().unwrap_or_else(|p| p.into_inner());
+        let t = {
+            let mut topics = self.inner.topics.write().unwrap_or_else(|p| p.into_inner());
+            topics
+                .remove(name)
+                .ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?
+        };
+        let trash = self.inner.trash_dir.join(format!("{name}-{}", now_ms()));
+        std::fs::rename(&t.dir, &trash).map_err(|e| BrokerError::io(&t.dir, e))?;
+        crate::log::sync_dir(&self.inner.topics_dir)?;
+        remove_dir(&trash)?;
+        tracing::info!(topic = %name, "deleted topic");
+        Ok(())
+    }
+
+    /// Every topic, sorted by name.
     pub fn list_topics(&self) -> Vec<TopicInfo> {
-        Vec::new()
+        let mut v: Vec<TopicInfo> = self.all_topics().iter().map(|t| t.info.clone()).collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
     }
 
+    /// A topic with the offsets and sizes of its partitions.
     pub fn describe_topic(&self, name: &str) -> Result<TopicDescription> {
-        Err(BrokerError::UnknownTopic(name.to_string()))
+        let t = self.topic(name)?;
+        let partition_offsets = t
+            .partitions
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let log = p.lock();
+                PartitionInfo {
+                    partition: i as i32,
+                    start_offset: log.start_offset(),
+                    end_offset: log.end_offset(),
+                    size_bytes: log.size_bytes(),
+                    segments: log.segment_count(),
+                }
+            })
+            .collect();
+        Ok(TopicDescription {
+            topic: t.info.clone(),
+            partition_offsets,
+        })
+    }
+
+    /// Number of partitions of a topic.
+    pub fn partition_count(&self, name: &str) -> Result<i32> {
+        Ok(self.topic(name)?.info.partitions)
     }
 
     /// Appends records; returns `(partition, offset)` for each, in request order. Returns only
-    /// when the records are durable under the topic's fsync policy.
-    pub fn produce(&self, topic: &str, _records: Vec<ProduceRecord>) -> Result<Vec<(i32, i64)>> {
-        Err(BrokerError::UnknownTopic(topic.to_string()))
+    /// when the records are durable under the topic's fsync policy. Keyed records without an
+    /// explicit partition go where Kafka's default partitioner puts them; the unkeyed records
+    /// of one call all go to one partition, chosen round robin across calls.
+    pub fn produce(&self, topic: &str, records: Vec<ProduceRecord>) -> Result<Vec<(i32, i64)>> {
+        let t = self.topic(topic)?;
+        let n = t.info.partitions;
+        let sticky = (t.round_robin.fetch_add(1, Ordering::Relaxed) % n as u32) as i32;
+        let now = now_ms();
+        let mut by_partition: Vec<Vec<usize>> = vec![Vec::new(); n as usize];
+        for (i, r) in records.iter().enumerate() {
+            let p = match (r.partition, &r.key) {
+                (Some(p), _) => p,
+                (None, Some(k)) => partition_for_key(k, n),
+                (None, None) => sticky,
+            };
+            let slot = usize::try_from(p)
+                .ok()
+                .filter(|p| *p < n as usize)
+                .ok_or_else(|| BrokerError::UnknownPartition {
+                    topic: topic.to_string(),
+                    partition: p,
+                })?;
+            if t.info.compacted && r.key.is_none() {
+                return Err(BrokerError::InvalidRecord(format!(
+                    "record {i}: compacted topic '{topic}' requires a key"
+                )));
+            }
+            if r.timestamp.is_some_and(|ts| ts < 0) {
+                return Err(BrokerError::InvalidRecord(format!(
+                    "record {i}: negative timestamp"
+                )));
+            }
+            by_partition[slot].push(i);
+        }
+        let mut result = vec![(0i32, 0i64); records.len()];
+        let mut appended_bytes = 0u64;
+        for (p, indices) in by_partition.iter().enumerate() {
+            if indices.is_empty() {
+                continue;
+            }
+            let partition = t.partition(p as i32)?;
+            for chunk in chunk_by_size(&records, indices) {
+                let encoded: Vec<EncodeRecord> = chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(rel, &i)| {
+                        let r = &records[i];
+                        EncodeRecord {
+                            offset: rel as i64,
+                            timestamp: r.timestamp.unwrap_or(now),
+                            key: r.key.clone(),
+                            value: r.value.clone(),
+                            headers: r.headers.clone(),
+                        }
+                    })
+                    .collect();
+                let mut bytes = batch::encode(&encoded)?;
+                let (base, end) = {
+                    let mut log = partition.lock();
+                    let (base, _) = log.append(&mut bytes)?;
+                    (base, log.end_offset())
+                };
+                partition.publish_end(end);
+                appended_bytes += bytes.len() as u64;
+                for (rel, &i) in chunk.iter().enumerate() {
+                    result[i] = (p as i32, base + rel as i64);
+                }
+            }
+        }
+        t.counters
+            .records_appended
+            .fetch_add(records.len() as u64, Ordering::Relaxed);
+        t.counters
+            .bytes_appended
+            .fetch_add(appended_bytes, Ordering::Relaxed);
+        Ok(result)
     }
 
-    /// Reads up to `max_records` records (and about `max_bytes` of batches) starting at
-    /// `offset`. An offset at the end of the partition returns no records.
+    /// Appends one RecordBatch v2 as received (e.g. from a Kafka producer): validated, given
+    /// offsets from the end of the partition, stored byte for byte. Returns (first, last).
+    pub fn append_batch(
+        &self,
+        topic: &str,
+        partition: i32,
+        batch: &mut [u8],
+    ) -> Result<(i64, i64)> {
+        let t = self.topic(topic)?;
+        let p = t.partition(partition)?;
+        let (range, end) = {
+            let mut log = p.lock();
+            let range = log.append(batch)?;
+            (range, log.end_offset())
+        };
+        p.publish_end(end);
+        t.counters
+            .records_appended
+            .fetch_add((range.1 - range.0 + 1) as u64, Ordering::Relaxed);
+        t.counters
+            .bytes_appended
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        Ok(range)
+    }
+
+    /// Whole stored batches starting with the one that holds `offset` (raw bytes, as a Kafka
+    /// Fetch returns them), about `max_bytes` of them, plus the partition's end offset.
+    pub fn read_batches(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<(Bytes, i64)> {
+        let t = self.topic(topic)?;
+        let p = t.partition(partition)?;
+        let log = p.lock();
+        let (start, end) = (log.start_offset(), log.end_offset());
+        if offset < start || offset > end {
+            return Err(BrokerError::OffsetOutOfRange {
+                topic: topic.into(),
+                partition,
+                offset,
+                start,
+                end,
+            });
+        }
+        let bytes = log.read(offset, max_bytes)?;
+        drop(log);
+        t.counters
+            .bytes_read
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        Ok((bytes, end))
+    }
+
+    /// Reads up to `max_records` records (and about `max_bytes` of batches) at or after
+    /// `offset`. An offset below the start of the log (retention, compaction) reads from the
+    /// start; an offset at the end returns no records; past the end is an error.
     pub fn read(
         &self,
         topic: &str,
-        _partition: i32,
-        _offset: i64,
-        _max_records: usize,
-        _max_bytes: usize,
+        partition: i32,
+        offset: i64,
+        max_records: usize,
+        max_bytes: usize,
     ) -> Result<ReadResult> {
-        Err(BrokerError::UnknownTopic(topic.to_string()))
+        let t = self.topic(topic)?;
+        let p = t.partition(partition)?;
+        let mut records: Vec<StoredRecord> = Vec::new();
+        let mut next = offset;
+        let mut bytes_read = 0usize;
+        let end = loop {
+            let (bytes, start, end) = {
+                let log = p.lock();
+                let (start, end) = (log.start_offset(), log.end_offset());
+                if next > end {
+                    return Err(BrokerError::OffsetOutOfRange {
+                        topic: topic.into(),
+                        partition,
+                        offset: next,
+                        start,
+                        end,
+                    });
+                }
+                next = next.max(start);
+                (
+                    log.read(next, max_bytes.saturating_sub(bytes_read).max(1))?,
+                    start,
+                    end,
+                )
+            };
+            let _ = start;
+            if bytes.is_empty() {
+                break end;
+            }
+            bytes_read += bytes.len();
+            'batches: for (h, b) in batch::split(&bytes)? {
+                for r in batch::decode(b)? {
+                    if r.offset < next {
+                        continue;
+                    }
+                    if records.len() >= max_records {
+                        break 'batches;
+                    }
+                    next = r.offset + 1;
+                    records.push(r);
+                }
+                next = next.max(h.next_offset());
+            }
+            if records.len() >= max_records || bytes_read >= max_bytes || next >= end {
+                break end;
+            }
+        };
+        t.counters
+            .records_read
+            .fetch_add(records.len() as u64, Ordering::Relaxed);
+        t.counters
+            .bytes_read
+            .fetch_add(bytes_read as u64, Ordering::Relaxed);
+        Ok(ReadResult {
+            records,
+            next_offset: next,
+            end_offset: end,
+        })
     }
 
     /// A receiver of the partition's end offset, updated after every append (for follow).
-    pub fn watch_end(&self, topic: &str, _partition: i32) -> Result<watch::Receiver<i64>> {
-        Err(BrokerError::UnknownTopic(topic.to_string()))
+    /// It reports a closed channel when the topic is deleted.
+    pub fn watch_end(&self, topic: &str, partition: i32) -> Result<watch::Receiver<i64>> {
+        Ok(self.topic(topic)?.partition(partition)?.watch_end())
     }
 
     /// First offset whose timestamp is >= `timestamp`, or `None` if there is none.
     pub fn offset_for_timestamp(
         &self,
         topic: &str,
-        _partition: i32,
-        _timestamp: i64,
+        partition: i32,
+        timestamp: i64,
     ) -> Result<Option<i64>> {
-        Err(BrokerError::UnknownTopic(topic.to_string()))
+        let t = self.topic(topic)?;
+        let log = t.partition(partition)?.lock();
+        log.offset_for_timestamp(timestamp)
     }
 
-    /// Per-topic counters (records/bytes appended and read) for metrics.
+    /// Per-topic counters (records/bytes appended and read) for metrics, sorted by topic.
     pub fn stats(&self) -> Vec<(String, TopicStats)> {
-        Vec::new()
+        let mut v: Vec<_> = self
+            .all_topics()
+            .iter()
+            .map(|t| (t.info.name.clone(), t.counters.snapshot()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
     }
 
     /// Flushes every partition to disk (used at shutdown).
     pub fn flush_all(&self) -> Result<()> {
+        for t in self.all_topics() {
+            for p in &t.partitions {
+                p.lock().flush()?;
+            }
+        }
         Ok(())
+    }
+
+    /// Syncs partitions with unsynced appends (the `interval` policy's flusher).
+    pub fn flush_dirty(&self) -> Result<()> {
+        for t in self.all_topics() {
+            if t.info.fsync == FsyncPolicy::Os {
+                continue;
+            }
+            for p in &t.partitions {
+                let file = p.lock().take_dirty();
+                if let Some(f) = file {
+                    f.sync_data().map_err(|e| BrokerError::io(&t.dir, e))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One pass of retention (every topic) and compaction (compacted topics).
+    pub fn run_cleanup(&self) -> Result<CleanupReport> {
+        let mut report = CleanupReport::default();
+        let now = now_ms();
+        for t in self.all_topics() {
+            for (i, p) in t.partitions.iter().enumerate() {
+                let expired = p.lock().take_expired(now);
+                for seg in expired {
+                    tracing::info!(topic = %t.info.name, partition = i, base_offset = seg.base_offset(), "retention deleted segment");
+                    seg.delete_files()?;
+                    report.segments_deleted += 1;
+                }
+                if t.info.compacted {
+                    let out = cleaner::compact(p.log_mutex(), now)?;
+                    if out.segments_rewritten > 0 {
+                        tracing::info!(topic = %t.info.name, partition = i, segments = out.segments_rewritten, removed = out.records_removed, "compacted");
+                    }
+                    report.segments_compacted += out.segments_rewritten;
+                    report.records_compacted_away += out.records_removed;
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Spawns the interval flusher and the cleaner on the current tokio runtime.
+    pub fn start_background(&self) -> BackgroundTasks {
+        let flush = {
+            let broker = self.clone();
+            let period = self.inner.config.log.fsync_interval();
+            tokio::spawn(
+                async move { periodic(period, broker, "flush", |b| b.flush_dirty()).await },
+            )
+        };
+        let cleanup = {
+            let broker = self.clone();
+            let period = self.inner.config.log.cleanup_interval();
+            tokio::spawn(async move {
+                periodic(period, broker, "cleanup", |b| b.run_cleanup().map(|_| ())).await
+            })
+        };
+        BackgroundTasks {
+            handles: vec![flush, cleanup],
+        }
+    }
+}
+
+async fn periodic(
+    period: Duration,
+    broker: Broker,
+    what: &'static str,
+    f: fn(&Broker) -> Result<()>,
+) {
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let b = broker.clone();
+        match tokio::task::spawn_blocking(move || f(&b)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(task = what, error = %e, "background task failed"),
+            Err(e) => tracing::error!(task = what, error = %e, "background task panicked"),
+        }
+    }
+}
+
+/// Splits `indices` into runs whose payload stays near [`PRODUCE_CHUNK_BYTES`].
+fn chunk_by_size<'a>(records: &[ProduceRecord], indices: &'a [usize]) -> Vec<&'a [usize]> {
+    let mut chunks = Vec::new();
+    let mut start = 0;
+    let mut size = 0usize;
+    for (j, &i) in indices.iter().enumerate() {
+        let r = &records[i];
+        let len = r.key.as_ref().map_or(0, |k| k.len())
+            + r.value.as_ref().map_or(0, |v| v.len())
+            + r.headers
+                .iter()
+                .map(|(k, v)| k.len() + v.as_ref().map_or(0, |v| v.len()))
+                .sum::<usize>()
+            + 24;
+        if j > start && size + len > PRODUCE_CHUNK_BYTES {
+            chunks.push(&indices[start..j]);
+            start = j;
+            size = 0;
+        }
+        size += len;
+    }
+    if start < indices.len() {
+        chunks.push(&indices[start..]);
+    }
+    chunks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(key: Option<&str>, value: &str) -> ProduceRecord {
+        ProduceRecord {
+            key: key.map(|k| Bytes::from(k.to_string())),
+            value: Some(Bytes::from(value.to_string())),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn topics_persist_and_records_come_back_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Broker::open(BrokerConfig::new(dir.path())).unwrap();
+        b.create_topic(TopicSpec::new("t", 3)).unwrap();
+        assert!(matches!(
+            b.create_topic(TopicSpec::new("t", 3)),
+            Err(BrokerError::TopicExists(_))
+        ));
+        let recs: Vec<_> = (0..300)
+            .map(|i| rec(Some(&format!("k{}", i % 17)), &format!("v{i}")))
+            .collect();
+        let offsets = b.produce("t", recs).unwrap();
+        for (i, (p, _)) in offsets.iter().enumerate() {
+            assert_eq!(*p, partition_for_key(format!("k{}", i % 17).as_bytes(), 3));
+        }
+        drop(b);
+        let b = Broker::open(BrokerConfig::new(dir.path())).unwrap();
+        let d = b.describe_topic("t").unwrap();
+        assert_eq!(
+            d.partition_offsets
+                .iter()
+                .map(|p| p.end_offset)
+                .sum::<i64>(),
+            300
+        );
+        for p in 0..3 {
+            let r = b.read("t", p, 0, 1000, 1 << 20).unwrap();
+            let expected: Vec<String> = offsets
+                .iter()
+                .enumerate()
+                .filter(|(_, (pp, _))| *pp == p)
+                .map(|(i, _)| format!("v{i}"))
+                .collect();
+            let got: Vec<String> = r
+                .records
+                .iter()
+                .map(|r| String::from_utf8_lossy(r.value.as_ref().unwrap()).into())
+                .collect();
+            assert_eq!(got, expected);
+            assert_eq!(r.next_offset, r.end_offset);
+        }
+        b.delete_topic("t").unwrap();
+        assert!(matches!(
+            b.read("t", 0, 0, 1, 1),
+            Err(BrokerError::UnknownTopic(_))
+        ));
+        drop(b);
+        let b = Broker::open(BrokerConfig::new(dir.path())).unwrap();
+        assert!(b.list_topics().is_empty());
+    }
+
+    #[test]
+    fn read_respects_max_records_and_offsets() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Broker::open(BrokerConfig::new(dir.path())).unwrap();
+        b.create_topic(TopicSpec::new("t", 1)).unwrap();
+        for chunk in 0..10 {
+            let recs: Vec<_> = (0..10)
+                .map(|i| rec(None, &format!("{}", chunk * 10 + i)))
+                .collect();
+            b.produce("t", recs).unwrap();
+        }
+        let r = b.read("t", 0, 35, 7, 1 << 20).unwrap();
+        assert_eq!(
+            r.records.iter().map(|r| r.offset).collect::<Vec<_>>(),
+            (35..42).collect::<Vec<_>>()
+        );
+        assert_eq!(r.next_offset, 42);
+        assert!(b.read("t", 0, 100, 7, 1 << 20).unwrap().records.is_empty());
+        assert!(matches!(
+            b.read("t", 0, 101, 7, 1 << 20),
+            Err(BrokerError::OffsetOutOfRange { .. })
+        ));
+        assert!(matches!(
+            b.read("t", 1, 0, 7, 1 << 20),
+            Err(BrokerError::UnknownPartition { .. })
+        ));
+        assert_eq!(b.offset_for_timestamp("t", 0, 0).unwrap(), Some(0));
+    }
+
+    #[test]
+    fn bad_specs_and_records_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Broker::open(BrokerConfig::new(dir.path())).unwrap();
+        assert!(matches!(
+            b.create_topic(TopicSpec::new("a b", 1)),
+            Err(BrokerError::InvalidTopicName { .. })
+        ));
+        assert!(matches!(
+            b.create_topic(TopicSpec::new("x", 0)),
+            Err(BrokerError::InvalidConfig(_))
+        ));
+        let mut spec = TopicSpec::new("c", 1);
+        spec.compacted = true;
+        b.create_topic(spec).unwrap();
+        assert!(matches!(
+            b.produce("c", vec![rec(None, "v")]),
+            Err(BrokerError::InvalidRecord(_))
+        ));
+        let mut r = rec(Some("k"), "v");
+        r.partition = Some(5);
+        assert!(matches!(
+            b.produce("c", vec![r]),
+            Err(BrokerError::UnknownPartition { .. })
+        ));
     }
 }

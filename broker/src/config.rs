@@ -31,7 +31,9 @@ impl std::str::FromStr for FsyncPolicy {
             "batch" => Ok(FsyncPolicy::Batch),
             "interval" => Ok(FsyncPolicy::Interval),
             "os" => Ok(FsyncPolicy::Os),
-            other => Err(format!("unknown fsync policy '{other}' (expected batch, interval or os)")),
+            other => Err(format!(
+                "unknown fsync policy '{other}' (expected batch, interval or os)"
+            )),
         }
     }
 }
@@ -131,7 +133,10 @@ pub struct BrokerConfig {
 
 impl BrokerConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
-        BrokerConfig { data_dir: data_dir.into(), log: LogConfig::default() }
+        BrokerConfig {
+            data_dir: data_dir.into(),
+            log: LogConfig::default(),
+        }
     }
 
     pub fn validate(&self) -> Result<()> {

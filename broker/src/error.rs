@@ -40,7 +40,13 @@ pub enum BrokerError {
     #[error("invalid record: {0}")]
     InvalidRecord(String),
     #[error("offset {offset} is out of range for {topic}/{partition} (valid: {start}..={end})")]
-    OffsetOutOfRange { topic: String, partition: i32, offset: i64, start: i64, end: i64 },
+    OffsetOutOfRange {
+        topic: String,
+        partition: i32,
+        offset: i64,
+        start: i64,
+        end: i64,
+    },
     #[error("record batch of {size} bytes exceeds the limit of {limit} bytes")]
     BatchTooLarge { size: usize, limit: usize },
     #[error("corrupt record batch: {0}")]
@@ -48,7 +54,11 @@ pub enum BrokerError {
     #[error("corrupt data in {path}: {reason}")]
     CorruptFile { path: PathBuf, reason: String },
     #[error("I/O error on {path}: {source}")]
-    Io { path: PathBuf, #[source] source: std::io::Error },
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("the broker is shutting down")]
     ShuttingDown,
 }
@@ -91,6 +101,9 @@ impl BrokerError {
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        BrokerError::Io { path: path.into(), source }
+        BrokerError::Io {
+            path: path.into(),
+            source,
+        }
     }
 }

@@ -16,10 +16,10 @@ pub mod partitioner;
 mod topic;
 mod types;
 
-pub use broker::{Broker, BackgroundTasks};
+pub use broker::{BackgroundTasks, Broker, CleanupReport};
 pub use config::{BrokerConfig, FsyncPolicy, LogConfig};
 pub use error::{BrokerError, ErrorKind, Result};
-pub use topic::{TopicConfig, TopicStats};
+pub use topic::TopicStats;
 pub use types::{
     Header, PartitionInfo, ProduceRecord, ReadResult, StoredRecord, TopicDescription, TopicInfo,
     TopicSpec,

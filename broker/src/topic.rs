@@ -1,15 +1,203 @@
-//! A topic: its persisted config and its partitions.
-use serde::{Deserialize, Serialize};
+//! A topic on this node: its persisted spec (`topic.json`), its partitions (each a locked
+//! [`PartitionLog`] plus a watch of its end offset for followers) and its counters.
 
-/// Persisted per-topic settings (stored as `topic.json` in the topic directory).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TopicConfig {}
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use tokio::sync::watch;
+
+use crate::config::LogConfig;
+use crate::error::{BrokerError, Result};
+use crate::log::{PartitionLog, PartitionSettings};
+use crate::types::{TopicInfo, TopicSpec};
+
+/// Name of the file holding a topic's spec.
+pub const SPEC_FILE: &str = "topic.json";
 
 /// Counters for one topic.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TopicStats {
     pub records_appended: u64,
     pub bytes_appended: u64,
     pub records_read: u64,
     pub bytes_read: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub records_appended: AtomicU64,
+    pub bytes_appended: AtomicU64,
+    pub records_read: AtomicU64,
+    pub bytes_read: AtomicU64,
+}
+
+impl Counters {
+    pub fn snapshot(&self) -> TopicStats {
+        TopicStats {
+            records_appended: self.records_appended.load(Ordering::Relaxed),
+            bytes_appended: self.bytes_appended.load(Ordering::Relaxed),
+            records_read: self.records_read.load(Ordering::Relaxed),
+            bytes_read: self.bytes_read.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// One partition: its log and a watch of its end offset.
+pub(crate) struct Partition {
+    log: Mutex<PartitionLog>,
+    end: watch::Sender<i64>,
+}
+
+impl Partition {
+    pub fn lock(&self) -> MutexGuard<'_, PartitionLog> {
+        self.log.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    pub fn log_mutex(&self) -> &Mutex<PartitionLog> {
+        &self.log
+    }
+    pub fn publish_end(&self, end: i64) {
+        self.end.send_replace(end);
+    }
+    pub fn watch_end(&self) -> watch::Receiver<i64> {
+        self.end.subscribe()
+    }
+}
+
+/// A topic and its partitions.
+pub(crate) struct Topic {
+    pub info: TopicInfo,
+    pub dir: PathBuf,
+    pub partitions: Vec<Partition>,
+    pub counters: Counters,
+    pub round_robin: AtomicU32,
+}
+
+/// Checks a topic name with Kafka's rules.
+pub fn validate_name(name: &str) -> Result<()> {
+    let bad = |reason| {
+        Err(BrokerError::InvalidTopicName {
+            name: name.to_string(),
+            reason,
+        })
+    };
+    if name.is_empty() {
+        return bad("must not be empty");
+    }
+    if name.len() > 249 {
+        return bad("must be at most 249 characters");
+    }
+    if name == "." || name == ".." {
+        return bad("must not be '.' or '..'");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    {
+        return bad("may contain only ASCII letters, digits, '.', '_' and '-'");
+    }
+    Ok(())
+}
+
+/// Checks a spec and resolves it against the server defaults.
+pub fn resolve(spec: &TopicSpec, defaults: &LogConfig) -> Result<TopicInfo> {
+    validate_name(&spec.name)?;
+    let bad = |m: String| Err(BrokerError::InvalidConfig(m));
+    if !(1..=10_000).contains(&spec.partitions) {
+        return bad(format!(
+            "partitions must be between 1 and 10000, got {}",
+            spec.partitions
+        ));
+    }
+    if spec.retention_ms.is_some_and(|v| v < 1) {
+        return bad("retention_ms must be positive (or null for no limit)".into());
+    }
+    if spec.retention_bytes.is_some_and(|v| v < 1) {
+        return bad("retention_bytes must be positive (or null for no limit)".into());
+    }
+    let segment_bytes = spec.segment_bytes.unwrap_or(defaults.segment_bytes);
+    if !(1024..=1 << 30).contains(&segment_bytes) {
+        return bad(format!(
+            "segment_bytes must be between 1024 and 1073741824, got {segment_bytes}"
+        ));
+    }
+    let segment_ms = spec.segment_ms.unwrap_or(defaults.segment_ms);
+    if segment_ms < 1 {
+        return bad("segment_ms must be positive".into());
+    }
+    let delete_retention_ms = spec
+        .delete_retention_ms
+        .unwrap_or(defaults.delete_retention_ms);
+    if delete_retention_ms < 0 {
+        return bad("delete_retention_ms must not be negative".into());
+    }
+    Ok(TopicInfo {
+        name: spec.name.clone(),
+        partitions: spec.partitions,
+        compacted: spec.compacted,
+        retention_ms: spec.retention_ms,
+        retention_bytes: spec.retention_bytes,
+        fsync: spec.fsync.unwrap_or(defaults.fsync),
+        segment_bytes,
+        segment_ms,
+        delete_retention_ms,
+    })
+}
+
+impl Topic {
+    /// Opens the partitions of a topic whose directory and spec exist.
+    pub fn open(dir: &Path, info: TopicInfo, defaults: &LogConfig) -> Result<Topic> {
+        let settings = PartitionSettings {
+            segment_bytes: info.segment_bytes,
+            segment_ms: info.segment_ms,
+            index_interval_bytes: defaults.index_interval_bytes,
+            fsync: info.fsync,
+            max_batch_bytes: defaults.max_batch_bytes,
+            retention_ms: info.retention_ms,
+            retention_bytes: info.retention_bytes,
+            compacted: info.compacted,
+            delete_retention_ms: info.delete_retention_ms,
+        };
+        let mut partitions = Vec::with_capacity(info.partitions as usize);
+        for p in 0..info.partitions {
+            let log = PartitionLog::open(&dir.join(p.to_string()), settings.clone())?;
+            let (end, _) = watch::channel(log.end_offset());
+            partitions.push(Partition {
+                log: Mutex::new(log),
+                end,
+            });
+        }
+        Ok(Topic {
+            info,
+            dir: dir.to_path_buf(),
+            partitions,
+            counters: Counters::default(),
+            round_robin: AtomicU32::new(0),
+        })
+    }
+
+    pub fn partition(&self, p: i32) -> Result<&Partition> {
+        usize::try_from(p)
+            .ok()
+            .and_then(|i| self.partitions.get(i))
+            .ok_or_else(|| BrokerError::UnknownPartition {
+                topic: self.info.name.clone(),
+                partition: p,
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        for ok in ["a", "orders", "my.topic_1-x", &"x".repeat(249)] {
+            assert!(validate_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ".", "..", "a b", "a/b", "ü", &"x".repeat(250)] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+    }
 }

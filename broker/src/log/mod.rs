@@ -1,1 +1,20 @@
-//! Partition logs.
+//! The on-disk log of one partition: a directory of segments, each a `.log` file of
+//! RecordBatch v2 bytes with a sparse `.index` (offset → file position) and a `.timeindex`
+//! (timestamp → offset). This module owns files, recovery, rolling, retention and
+//! compaction; it knows nothing of topics, partitioning or transports.
+
+pub mod cleaner;
+mod index;
+mod partition;
+mod segment;
+
+pub use partition::{PartitionLog, PartitionSettings, sync_dir};
+pub use segment::Segment;
+
+/// Current wall-clock time in ms since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
