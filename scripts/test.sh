@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, unit + property + end-to-end tests.
+# This is the command README.md gives and the one .ci/run calls. It installs what it needs.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+start=$(date +%s)
+status=()
+fail=0
+
+step() {
+  local name=$1; shift
+  echo "==> $name: $*"
+  if "$@"; then status+=("$name ok"); else status+=("$name FAILED"); fail=1; fi
+}
+
+# Toolchain pieces (rustup is assumed, as on a fresh Debian machine with rustup).
+if command -v rustup >/dev/null 2>&1; then
+  rustup component add rustfmt clippy >/dev/null 2>&1 || true
+fi
+
+step fmt cargo fmt --all -- --check
+step clippy cargo clippy --workspace --all-targets --locked -- -D warnings
+# One profile (dev) for everything: clippy's check build shares nothing with it, but the
+# test build below compiles each dependency once and the e2e tests reuse the same binary.
+test_log=$(mktemp)
+step tests bash -c "cargo test --workspace --locked 2>&1 | tee '$test_log'; exit \${PIPESTATUS[0]}"
+passed=$(grep -Eo '[0-9]+ passed' "$test_log" | awk '{s+=$1} END {print s+0}')
+failed=$(grep -Eo '[0-9]+ failed' "$test_log" | awk '{s+=$1} END {print s+0}')
+rm -f "$test_log"
+
+elapsed=$(( $(date +%s) - start ))
+summary="$(IFS=', '; echo "${status[*]}")"
+if [ $fail -eq 0 ]; then
+  echo "WEIR TEST SUMMARY: PASS — $summary; $passed tests passed, $failed failed; ${elapsed}s"
+else
+  echo "WEIR TEST SUMMARY: FAIL — $summary; $passed tests passed, $failed failed; ${elapsed}s"
+fi
+exit $fail
