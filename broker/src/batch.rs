@@ -178,6 +178,151 @@ pub fn validate(batch: &[u8]) -> Result<BatchHeader> {
     Ok(h)
 }
 
+/// What [`validate_records`] learned about a batch's records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordsCheck {
+    /// At least one record has a null key (not allowed on compacted topics).
+    pub null_key: bool,
+}
+
+/// Checks the records inside a batch that [`validate`] accepted, as a Kafka broker does
+/// before appending: an uncompressed batch is walked record by record (every length inside
+/// the batch, the record count, and the last offset delta must agree), and a compressed one
+/// is decompressed and decoded. A producer's CRC only proves the bytes were not changed in
+/// flight, not that they parse; this makes sure every stored batch can be read back.
+pub fn validate_records(batch: &Bytes) -> Result<RecordsCheck> {
+    let h = validate(batch)?;
+    if h.record_count == 0 || h.last_offset_delta != h.record_count - 1 {
+        return Err(BrokerError::CorruptBatch(format!(
+            "batch of {} records has last offset delta {}",
+            h.record_count, h.last_offset_delta
+        )));
+    }
+    if h.is_control() {
+        return Ok(RecordsCheck { null_key: false });
+    }
+    if h.compression() != 0 {
+        let records = decode(batch.clone())?;
+        if records.len() != h.record_count as usize {
+            return Err(BrokerError::CorruptBatch(format!(
+                "batch claims {} records but holds {}",
+                h.record_count,
+                records.len()
+            )));
+        }
+        return Ok(RecordsCheck {
+            null_key: records.iter().any(|r| r.key.is_none()),
+        });
+    }
+    let mut cur = RecordCursor {
+        buf: &batch[HEADER_LEN..],
+        pos: 0,
+    };
+    let mut null_key = false;
+    for i in 0..h.record_count {
+        let len = cur.varint()?;
+        let len = usize::try_from(len)
+            .map_err(|_| BrokerError::CorruptBatch(format!("record {i} has length {len}")))?;
+        let start = cur.pos;
+        let end = start
+            .checked_add(len)
+            .filter(|e| *e <= cur.buf.len())
+            .ok_or_else(|| BrokerError::CorruptBatch(format!("record {i} overruns the batch")))?;
+        cur.take(1)?; // attributes
+        cur.varlong()?; // timestamp delta
+        let offset_delta = cur.varint()?;
+        if offset_delta != i {
+            return Err(BrokerError::CorruptBatch(format!(
+                "record {i} has offset delta {offset_delta}"
+            )));
+        }
+        let key_len = cur.varint()?;
+        if key_len < 0 {
+            null_key = true;
+        } else {
+            cur.take(key_len as usize)?;
+        }
+        let value_len = cur.varint()?;
+        if value_len >= 0 {
+            cur.take(value_len as usize)?;
+        }
+        let headers = cur.varint()?;
+        if headers < 0 {
+            return Err(BrokerError::CorruptBatch(format!(
+                "record {i} has {headers} headers"
+            )));
+        }
+        for _ in 0..headers {
+            let k = cur.varint()?;
+            if k < 0 {
+                return Err(BrokerError::CorruptBatch(format!(
+                    "record {i} has a header with a null name"
+                )));
+            }
+            cur.take(k as usize)?;
+            let v = cur.varint()?;
+            if v >= 0 {
+                cur.take(v as usize)?;
+            }
+        }
+        if cur.pos != end {
+            return Err(BrokerError::CorruptBatch(format!(
+                "record {i} length {len} does not match its fields ({} bytes)",
+                cur.pos - start
+            )));
+        }
+    }
+    if cur.pos != cur.buf.len() {
+        return Err(BrokerError::CorruptBatch(format!(
+            "{} bytes follow the last record",
+            cur.buf.len() - cur.pos
+        )));
+    }
+    Ok(RecordsCheck { null_key })
+}
+
+/// Reads the varint-encoded fields of uncompressed records.
+struct RecordCursor<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl RecordCursor<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8]> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|e| *e <= self.buf.len())
+            .ok_or_else(|| BrokerError::CorruptBatch("record field overruns the batch".into()))?;
+        let s = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+
+    /// A zigzag varlong (at most 10 bytes).
+    fn varlong(&mut self) -> Result<i64> {
+        let mut v: u64 = 0;
+        for i in 0..10 {
+            let b = self.take(1)?[0];
+            v |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                return Ok(((v >> 1) as i64) ^ -((v & 1) as i64));
+            }
+        }
+        Err(BrokerError::CorruptBatch("varint is too long".into()))
+    }
+
+    /// A zigzag varint (at most 5 bytes, must fit an i32).
+    fn varint(&mut self) -> Result<i32> {
+        let start = self.pos;
+        let v = self.varlong()?;
+        if self.pos - start > 5 {
+            return Err(BrokerError::CorruptBatch("varint is too long".into()));
+        }
+        i32::try_from(v).map_err(|_| BrokerError::CorruptBatch("varint overflows i32".into()))
+    }
+}
+
 /// Rewrites the base offset of a batch in place (the CRC does not cover it).
 pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
     batch[0..8].copy_from_slice(&base_offset.to_be_bytes());
@@ -345,6 +490,34 @@ mod tests {
     }
 
     #[test]
+    fn record_walk_accepts_encoded_batches_and_flags_null_keys() {
+        let buf = encode(&[rec(0, Some(b"k"), Some(b"v")), rec(1, Some(b"k2"), None)])
+            .unwrap()
+            .freeze();
+        assert_eq!(
+            validate_records(&buf).unwrap(),
+            RecordsCheck { null_key: false }
+        );
+        let buf = encode(&[rec(0, None, Some(b"v"))]).unwrap().freeze();
+        assert!(validate_records(&buf).unwrap().null_key);
+    }
+
+    #[test]
+    fn record_walk_rejects_records_that_disagree_with_the_header() {
+        // One more byte inside the first record's value, CRC recomputed: lengths disagree.
+        let mut v = encode(&[rec(0, Some(b"k"), Some(b"value"))])
+            .unwrap()
+            .to_vec();
+        v.insert(HEADER_LEN + 1, 0);
+        let total = (v.len() - LOG_OVERHEAD) as i32;
+        v[8..12].copy_from_slice(&total.to_be_bytes());
+        let crc = crc32c::crc32c(&v[ATTRIBUTES_OFFSET..]);
+        v[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+        assert!(validate(&v).is_ok());
+        assert!(validate_records(&Bytes::from(v)).is_err());
+    }
+
+    #[test]
     fn rejects_short_and_wrong_magic() {
         assert!(validate(&[0u8; 10]).is_err());
         let mut buf = encode(&[rec(0, None, Some(b"v"))]).unwrap();
@@ -426,6 +599,23 @@ mod tests {
             let mut corrupt = buf.to_vec();
             corrupt[i / 8] ^= 1 << (i % 8);
             prop_assert!(validate(&corrupt).is_err());
+        }
+
+        #[test]
+        fn record_walk_never_panics_on_garbage_records(
+            tail in proptest::collection::vec(any::<u8>(), 0..200),
+            count in 1i32..10,
+        ) {
+            let mut v = encode(&[rec(0, None, Some(b"v"))]).unwrap().to_vec();
+            v.truncate(HEADER_LEN);
+            v.extend_from_slice(&tail);
+            let total = (v.len() - LOG_OVERHEAD) as i32;
+            v[8..12].copy_from_slice(&total.to_be_bytes());
+            v[57..61].copy_from_slice(&count.to_be_bytes());
+            v[23..27].copy_from_slice(&(count - 1).to_be_bytes());
+            let crc = crc32c::crc32c(&v[ATTRIBUTES_OFFSET..]);
+            v[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+            let _ = validate_records(&Bytes::from(v));
         }
 
         #[test]

@@ -180,7 +180,10 @@ impl Broker {
         let trash = self.inner.trash_dir.join(format!("{name}-{}", now_ms()));
         std::fs::rename(&t.dir, &trash).map_err(|e| BrokerError::io(&t.dir, e))?;
         crate::log::sync_dir(&self.inner.topics_dir)?;
-        remove_dir(&trash)?;
+        if let Err(e) = remove_dir(&trash) {
+            // The topic is gone either way; start-up empties trash/.
+            tracing::warn!(topic = %name, error = %e, "could not remove deleted topic's files yet");
+        }
         tracing::info!(topic = %name, "deleted topic");
         Ok(())
     }

@@ -169,7 +169,8 @@ impl PartitionLog {
                 })?;
         seg.append(batch_bytes, &header)?;
         if fsync == FsyncPolicy::Batch {
-            seg.flush()?;
+            // The active segment's indexes are rebuilt by recovery; only the log must be synced.
+            seg.sync_log()?;
         } else {
             self.dirty = true;
         }

@@ -296,6 +296,13 @@ impl Segment {
         Ok(None)
     }
 
+    /// Forces the log file (not its indexes, which are rebuilt if lost) to disk.
+    pub fn sync_log(&self) -> Result<()> {
+        self.log
+            .sync_data()
+            .map_err(|e| BrokerError::io(&self.log_path, e))
+    }
+
     /// Forces the log and its indexes to disk.
     pub fn flush(&self) -> Result<()> {
         self.log

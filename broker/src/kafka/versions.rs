@@ -1,0 +1,76 @@
+//! The API versions Weir advertises in ApiVersions and accepts in requests. This table is
+//! the only place that decides them; the codec rejects anything outside it.
+//!
+//! Each range is what our handlers implement, clamped to what `kafka-protocol` can decode and
+//! encode. Produce and Fetch stop at v12 (v13+ name topics by UUID instead of by name) and
+//! Metadata at v9 (v10+ carries topic ids). Every client we test (librdkafka 2.0.2 in
+//! Debian's kcat, the current librdkafka in confluent-kafka, kafka-python) picks the highest
+//! version both sides support within these ranges.
+
+use kafka_protocol::messages::ApiKey;
+use kafka_protocol::protocol::VersionRange;
+
+/// `(api, min, max)` for every API Weir serves.
+const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 9),
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::ListOffsets, 1, 7),
+    (ApiKey::Metadata, 0, 9),
+    (ApiKey::OffsetCommit, 2, 8),
+    (ApiKey::OffsetFetch, 1, 7),
+    (ApiKey::FindCoordinator, 0, 4),
+    (ApiKey::JoinGroup, 0, 7),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 4),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::ListGroups, 0, 4),
+    (ApiKey::ApiVersions, 0, 3),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 5),
+    (ApiKey::InitProducerId, 0, 4),
+    (ApiKey::DescribeConfigs, 1, 4),
+];
+
+/// The versions of `api` Weir serves, or `None` if it does not serve that API.
+pub fn supported(api: ApiKey) -> Option<VersionRange> {
+    SUPPORTED.iter().find(|(k, _, _)| *k == api).map(|(k, min, max)| {
+        VersionRange {
+            min: *min,
+            max: *max,
+        }
+        .intersect(&k.valid_versions())
+    })
+}
+
+/// Every API Weir serves with its version range, in API-key order (the ApiVersions body).
+pub fn all() -> Vec<(ApiKey, VersionRange)> {
+    let mut v: Vec<_> = SUPPORTED
+        .iter()
+        .filter_map(|(k, _, _)| supported(*k).map(|r| (*k, r)))
+        .collect();
+    v.sort_by_key(|(k, _)| *k as i16);
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_range_is_inside_what_the_codec_supports() {
+        for (k, min, max) in SUPPORTED {
+            let r = supported(*k).unwrap();
+            assert_eq!((r.min, r.max), (*min, *max), "{k:?} is clamped by kafka-protocol");
+            assert!(!r.is_empty());
+        }
+        assert!(supported(ApiKey::SaslHandshake).is_none());
+    }
+
+    #[test]
+    fn produce_and_fetch_stay_below_topic_id_versions() {
+        assert!(supported(ApiKey::Produce).unwrap().max < 13);
+        assert!(supported(ApiKey::Fetch).unwrap().max < 13);
+        assert!(supported(ApiKey::Metadata).unwrap().max < 10);
+    }
+}
