@@ -41,6 +41,8 @@ struct Inner {
     topics: RwLock<HashMap<String, Arc<Topic>>>,
     /// Serialises topic creation and deletion (not appends or reads).
     admin: std::sync::Mutex<()>,
+    /// Held (flock) for the broker's lifetime so two processes never share a data dir.
+    _lock: std::fs::File,
 }
 
 /// Background work (interval fsync, retention, compaction) started by
@@ -85,6 +87,21 @@ impl Broker {
     /// Opens (or creates) the data directory and recovers every topic found in it.
     pub fn open(config: BrokerConfig) -> Result<Broker> {
         config.validate()?;
+        create_dir(&config.data_dir)?;
+        let lock_path = config.data_dir.join(".lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| BrokerError::io(&lock_path, e))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(BrokerError::DataDirLocked(config.data_dir.clone()));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(BrokerError::io(&lock_path, e)),
+        }
         let topics_dir = config.data_dir.join("topics");
         let trash_dir = config.data_dir.join("trash");
         let staging_dir = config.data_dir.join("staging");
@@ -120,6 +137,7 @@ impl Broker {
                 staging_dir,
                 topics: RwLock::new(topics),
                 admin: std::sync::Mutex::new(()),
+                _lock: lock,
             }),
         })
     }
@@ -217,6 +235,19 @@ impl Broker {
             topic: t.info.clone(),
             partition_offsets,
         })
+    }
+
+    /// A topic's settings (no disk access).
+    pub fn topic_info(&self, name: &str) -> Result<TopicInfo> {
+        Ok(self.topic(name)?.info.clone())
+    }
+
+    /// `(start, end)` offsets of one partition: the first offset still in the log and the
+    /// offset the next record will get (no disk access).
+    pub fn partition_offsets(&self, topic: &str, partition: i32) -> Result<(i64, i64)> {
+        let t = self.topic(topic)?;
+        let log = t.partition(partition)?.lock();
+        Ok((log.start_offset(), log.end_offset()))
     }
 
     /// Number of partitions of a topic.
@@ -639,6 +670,18 @@ mod tests {
         drop(b);
         let b = Broker::open(BrokerConfig::new(dir.path())).unwrap();
         assert!(b.list_topics().is_empty());
+    }
+
+    #[test]
+    fn a_data_dir_has_one_owner_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Broker::open(BrokerConfig::new(dir.path())).unwrap();
+        assert!(matches!(
+            Broker::open(BrokerConfig::new(dir.path())),
+            Err(BrokerError::DataDirLocked(_))
+        ));
+        drop(b);
+        Broker::open(BrokerConfig::new(dir.path())).unwrap();
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub enum ErrorKind {
     TooLarge,
     /// Data on disk is not what it must be.
     Corrupt,
+    /// The service cannot take the request now (shutting down); retrying later may work.
+    Unavailable,
     /// Anything else (I/O failures, …).
     Internal,
 }
@@ -35,7 +37,7 @@ pub enum BrokerError {
     TopicExists(String),
     #[error("invalid topic name '{name}': {reason}")]
     InvalidTopicName { name: String, reason: &'static str },
-    #[error("invalid topic config: {0}")]
+    #[error("invalid config: {0}")]
     InvalidConfig(String),
     #[error("invalid record: {0}")]
     InvalidRecord(String),
@@ -53,12 +55,15 @@ pub enum BrokerError {
     CorruptBatch(String),
     #[error("corrupt data in {path}: {reason}")]
     CorruptFile { path: PathBuf, reason: String },
-    #[error("I/O error on {path}: {source}")]
+    // The cause is part of the message (users see only the message), so it is not also
+    // exposed as `source()` (a field named `source` would be), which prints it twice.
+    #[error("I/O error on {path}: {cause}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
+    #[error("data directory {0} is in use by another Weir process")]
+    DataDirLocked(PathBuf),
     #[error("the broker is shutting down")]
     ShuttingDown,
 }
@@ -78,6 +83,7 @@ impl BrokerError {
             BrokerError::CorruptBatch(_) => "corrupt_batch",
             BrokerError::CorruptFile { .. } => "corrupt_data",
             BrokerError::Io { .. } => "io_error",
+            BrokerError::DataDirLocked(_) => "data_dir_locked",
             BrokerError::ShuttingDown => "shutting_down",
         }
     }
@@ -96,14 +102,15 @@ impl BrokerError {
             | BrokerError::CorruptBatch(_) => ErrorKind::InvalidInput,
             BrokerError::BatchTooLarge { .. } => ErrorKind::TooLarge,
             BrokerError::CorruptFile { .. } => ErrorKind::Corrupt,
-            BrokerError::Io { .. } | BrokerError::ShuttingDown => ErrorKind::Internal,
+            BrokerError::Io { .. } | BrokerError::DataDirLocked(_) => ErrorKind::Internal,
+            BrokerError::ShuttingDown => ErrorKind::Unavailable,
         }
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         BrokerError::Io {
             path: path.into(),
-            source,
+            cause: source,
         }
     }
 }

@@ -4,13 +4,15 @@
 //!
 //! It owns the on-disk format and everything that reads or writes it. It does **not** know
 //! about HTTP, the CLI, WebAssembly or the stream engine; those sit above it and call the
-//! [`Broker`] facade. The Kafka wire protocol and consumer groups will live here too (later),
-//! always as handlers on top of the same [`Broker`].
+//! [`Broker`] facade. The Kafka wire protocol ([`kafka`]) and consumer groups ([`group`])
+//! live here too, as handlers on top of the same [`Broker`].
 
 pub mod batch;
 mod broker;
 pub mod config;
 mod error;
+pub mod group;
+pub mod kafka;
 pub mod log;
 pub mod partitioner;
 mod topic;

@@ -98,7 +98,8 @@ pub fn decode_request(frame: Bytes) -> Result<Request, DecodeError> {
     let mut buf = frame;
     let header = RequestHeader::decode(&mut buf, api.request_header_version(version))
         .map_err(|e| malformed(format!("header: {e:#}")))?;
-    let body = RequestKind::decode(api, &mut buf, version).map_err(|e| malformed(format!("{e:#}")))?;
+    let body =
+        RequestKind::decode(api, &mut buf, version).map_err(|e| malformed(format!("{e:#}")))?;
     if buf.has_remaining() {
         tracing::debug!(
             api = ?api,
@@ -122,17 +123,21 @@ pub fn encode_response(
     version: i16,
     response: &ResponseKind,
 ) -> Result<BytesMut, EncodeError> {
-    let err = |e: anyhow::Error| EncodeError::Message {
-        api,
-        version,
-        reason: format!("{e:#}"),
-    };
+    fn err(api: ApiKey, version: i16, e: impl std::fmt::Display) -> EncodeError {
+        EncodeError::Message {
+            api,
+            version,
+            reason: format!("{e:#}"),
+        }
+    }
     let mut buf = frame::start_frame(256);
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
     header
         .encode(&mut buf, response.header_version(version))
-        .map_err(err)?;
-    response.encode(&mut buf, version).map_err(err)?;
+        .map_err(|e| err(api, version, e))?;
+    response
+        .encode(&mut buf, version)
+        .map_err(|e| err(api, version, e))?;
     frame::finish_frame(&mut buf)?;
     Ok(buf)
 }
@@ -177,7 +182,10 @@ mod tests {
 
     #[test]
     fn classifies_bad_requests() {
-        assert_eq!(decode_request(Bytes::from_static(&[0, 1])), Err(DecodeError::Truncated(2)));
+        assert_eq!(
+            decode_request(Bytes::from_static(&[0, 1])),
+            Err(DecodeError::Truncated(2))
+        );
         let unknown = Bytes::from_static(&[0x7f, 0, 0, 0, 0, 0, 0, 9]);
         assert_eq!(
             decode_request(unknown),
@@ -188,7 +196,10 @@ mod tests {
         );
         // SaslHandshake exists in Kafka but Weir does not serve it.
         let sasl = Bytes::from_static(&[0, 17, 0, 1, 0, 0, 0, 3]);
-        assert!(matches!(decode_request(sasl), Err(DecodeError::UnknownApi { .. })));
+        assert!(matches!(
+            decode_request(sasl),
+            Err(DecodeError::UnknownApi { .. })
+        ));
         let body = RequestKind::Fetch(FetchRequest::default());
         let f13 = encode_request(ApiKey::Fetch, 13, 5, &body);
         assert_eq!(

@@ -120,11 +120,8 @@ mod tests {
         #[test]
         fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
             let mut buf = BytesMut::from(&bytes[..]);
-            loop {
-                match decode_frame(&mut buf, 64) {
-                    Ok(Some(f)) => prop_assert!(f.len() <= 64),
-                    Ok(None) | Err(_) => break,
-                }
+            while let Ok(Some(f)) = decode_frame(&mut buf, 64) {
+                prop_assert!(f.len() <= 64);
             }
         }
     }

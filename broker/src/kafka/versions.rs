@@ -14,7 +14,7 @@ use kafka_protocol::protocol::VersionRange;
 const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 9),
     (ApiKey::Fetch, 4, 12),
-    (ApiKey::ListOffsets, 1, 7),
+    (ApiKey::ListOffsets, 1, 6),
     (ApiKey::Metadata, 0, 9),
     (ApiKey::OffsetCommit, 2, 8),
     (ApiKey::OffsetFetch, 1, 7),
@@ -34,13 +34,16 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
 
 /// The versions of `api` Weir serves, or `None` if it does not serve that API.
 pub fn supported(api: ApiKey) -> Option<VersionRange> {
-    SUPPORTED.iter().find(|(k, _, _)| *k == api).map(|(k, min, max)| {
-        VersionRange {
-            min: *min,
-            max: *max,
-        }
-        .intersect(&k.valid_versions())
-    })
+    SUPPORTED
+        .iter()
+        .find(|(k, _, _)| *k == api)
+        .map(|(k, min, max)| {
+            VersionRange {
+                min: *min,
+                max: *max,
+            }
+            .intersect(&k.valid_versions())
+        })
 }
 
 /// Every API Weir serves with its version range, in API-key order (the ApiVersions body).
@@ -61,7 +64,11 @@ mod tests {
     fn every_range_is_inside_what_the_codec_supports() {
         for (k, min, max) in SUPPORTED {
             let r = supported(*k).unwrap();
-            assert_eq!((r.min, r.max), (*min, *max), "{k:?} is clamped by kafka-protocol");
+            assert_eq!(
+                (r.min, r.max),
+                (*min, *max),
+                "{k:?} is clamped by kafka-protocol"
+            );
             assert!(!r.is_empty());
         }
         assert!(supported(ApiKey::SaslHandshake).is_none());

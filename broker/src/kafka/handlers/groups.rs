@@ -1,0 +1,271 @@
+//! The group APIs of the classic consumer protocol: FindCoordinator (this node coordinates
+//! every group), JoinGroup, SyncGroup, Heartbeat, LeaveGroup, ListGroups, DescribeGroups.
+//! Each decodes the request into plain values for [`crate::group::GroupCoordinator`] and
+//! maps its answer and errors back.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
+use kafka_protocol::messages::leave_group_response::MemberResponse;
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::{
+    BrokerId, DescribeGroupsRequest, DescribeGroupsResponse, FindCoordinatorRequest,
+    FindCoordinatorResponse, GroupId, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest,
+    JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest,
+    ListGroupsResponse, SyncGroupRequest, SyncGroupResponse,
+};
+
+use super::{Conn, Ctx, group_error_code, str_bytes};
+use crate::group::{GroupError, GroupState, JoinRequest};
+
+const KEY_TYPE_GROUP: i8 = 0;
+
+pub fn find_coordinator(
+    ctx: &Arc<Ctx>,
+    conn: &Conn,
+    req: FindCoordinatorRequest,
+    version: i16,
+) -> FindCoordinatorResponse {
+    let (host, port) = ctx.advertised(conn);
+    let node = BrokerId(ctx.config.node_id);
+    let error = if req.key_type == KEY_TYPE_GROUP {
+        None
+    } else {
+        Some((
+            ResponseError::CoordinatorNotAvailable.code(),
+            "transactions are not supported",
+        ))
+    };
+    let r = FindCoordinatorResponse::default();
+    if version >= 4 {
+        let coordinators = req
+            .coordinator_keys
+            .into_iter()
+            .map(|key| {
+                let c = Coordinator::default().with_key(key);
+                match error {
+                    None => c
+                        .with_node_id(node)
+                        .with_host(str_bytes(host.clone()))
+                        .with_port(port),
+                    Some((code, msg)) => c
+                        .with_node_id(BrokerId(-1))
+                        .with_port(-1)
+                        .with_error_code(code)
+                        .with_error_message(Some(str_bytes(msg))),
+                }
+            })
+            .collect();
+        return r.with_coordinators(coordinators);
+    }
+    match error {
+        None => r
+            .with_node_id(node)
+            .with_host(str_bytes(host))
+            .with_port(port),
+        Some((code, msg)) => r
+            .with_error_code(code)
+            .with_error_message(Some(str_bytes(msg)))
+            .with_node_id(BrokerId(-1))
+            .with_port(-1),
+    }
+}
+
+pub async fn join(
+    ctx: &Arc<Ctx>,
+    conn: &Conn,
+    client_id: &str,
+    req: JoinGroupRequest,
+    version: i16,
+) -> JoinGroupResponse {
+    let member_id = req.member_id.as_str().to_string();
+    let protocol_type = req.protocol_type.as_str().to_string();
+    let join = JoinRequest {
+        group_id: req.group_id.0.as_str().to_string(),
+        member_id: member_id.clone(),
+        group_instance_id: req
+            .group_instance_id
+            .as_ref()
+            .map(|s| s.as_str().to_string()),
+        client_id: client_id.to_string(),
+        client_host: format!("/{}", conn.peer.ip()),
+        session_timeout_ms: req.session_timeout_ms,
+        // v0 has no rebalance timeout (it is the session timeout).
+        rebalance_timeout_ms: if version >= 1 {
+            req.rebalance_timeout_ms
+        } else {
+            req.session_timeout_ms
+        },
+        protocol_type: protocol_type.clone(),
+        protocols: req
+            .protocols
+            .into_iter()
+            .map(|p| (p.name.as_str().to_string(), p.metadata))
+            .collect(),
+        require_known_member_id: version >= 4,
+    };
+    let r = JoinGroupResponse::default();
+    match ctx.groups.join(join).await {
+        Ok(o) => r
+            .with_generation_id(o.generation_id)
+            .with_protocol_type(Some(str_bytes(o.protocol_type)))
+            .with_protocol_name(Some(str_bytes(o.protocol_name)))
+            .with_leader(str_bytes(o.leader))
+            .with_member_id(str_bytes(o.member_id))
+            .with_members(
+                o.members
+                    .into_iter()
+                    .map(|m| {
+                        JoinGroupResponseMember::default()
+                            .with_member_id(str_bytes(m.member_id))
+                            .with_group_instance_id(m.group_instance_id.map(str_bytes))
+                            .with_metadata(m.metadata)
+                    })
+                    .collect(),
+            ),
+        Err(e) => {
+            let id = match &e {
+                GroupError::MemberIdRequired(id) => id.clone(),
+                _ => member_id,
+            };
+            r.with_error_code(group_error_code(&e))
+                .with_generation_id(-1)
+                .with_protocol_type(Some(str_bytes(protocol_type)))
+                .with_protocol_name(Some(str_bytes("")))
+                .with_member_id(str_bytes(id))
+        }
+    }
+}
+
+pub async fn sync(ctx: &Arc<Ctx>, req: SyncGroupRequest, _version: i16) -> SyncGroupResponse {
+    let assignments = req
+        .assignments
+        .into_iter()
+        .map(|a| (a.member_id.as_str().to_string(), a.assignment))
+        .collect();
+    let r = SyncGroupResponse::default();
+    match ctx
+        .groups
+        .sync(
+            req.group_id.0.as_str(),
+            req.generation_id,
+            req.member_id.as_str(),
+            assignments,
+        )
+        .await
+    {
+        Ok(o) => r
+            .with_protocol_type(Some(str_bytes(o.protocol_type)))
+            .with_protocol_name(Some(str_bytes(o.protocol_name)))
+            .with_assignment(o.assignment),
+        Err(e) => r
+            .with_error_code(group_error_code(&e))
+            .with_assignment(Bytes::new()),
+    }
+}
+
+pub fn heartbeat(ctx: &Arc<Ctx>, req: HeartbeatRequest, _version: i16) -> HeartbeatResponse {
+    let code = match ctx.groups.heartbeat(
+        req.group_id.0.as_str(),
+        req.generation_id,
+        req.member_id.as_str(),
+    ) {
+        Ok(()) => 0,
+        Err(e) => group_error_code(&e),
+    };
+    HeartbeatResponse::default().with_error_code(code)
+}
+
+pub fn leave(ctx: &Arc<Ctx>, req: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+    let group = req.group_id.0.as_str().to_string();
+    if version < 3 {
+        let ids = [req.member_id.as_str().to_string()];
+        let code = match ctx.groups.leave(&group, &ids).pop() {
+            Some(Err(e)) => group_error_code(&e),
+            _ => 0,
+        };
+        return LeaveGroupResponse::default().with_error_code(code);
+    }
+    let ids: Vec<String> = req
+        .members
+        .iter()
+        .map(|m| m.member_id.as_str().to_string())
+        .collect();
+    let results = ctx.groups.leave(&group, &ids);
+    let members = req
+        .members
+        .into_iter()
+        .zip(results)
+        .map(|(m, r)| {
+            MemberResponse::default()
+                .with_member_id(m.member_id)
+                .with_group_instance_id(m.group_instance_id)
+                .with_error_code(r.err().map_or(0, |e| group_error_code(&e)))
+        })
+        .collect();
+    LeaveGroupResponse::default().with_members(members)
+}
+
+pub fn list(ctx: &Arc<Ctx>, req: ListGroupsRequest, _version: i16) -> ListGroupsResponse {
+    let filter: Vec<String> = req
+        .states_filter
+        .iter()
+        .map(|s| s.as_str().to_string())
+        .collect();
+    let groups = ctx
+        .groups
+        .list()
+        .into_iter()
+        .filter(|(_, _, state)| filter.is_empty() || filter.iter().any(|f| f == state.as_str()))
+        .map(|(id, protocol_type, state)| {
+            ListedGroup::default()
+                .with_group_id(GroupId(str_bytes(id)))
+                .with_protocol_type(str_bytes(protocol_type))
+                .with_group_state(str_bytes(state.as_str()))
+        })
+        .collect();
+    ListGroupsResponse::default().with_groups(groups)
+}
+
+pub fn describe(
+    ctx: &Arc<Ctx>,
+    req: DescribeGroupsRequest,
+    _version: i16,
+) -> DescribeGroupsResponse {
+    let groups = req
+        .groups
+        .into_iter()
+        .map(|g| {
+            let d = ctx.groups.describe(g.0.as_str());
+            DescribedGroup::default()
+                .with_group_id(g)
+                .with_group_state(str_bytes(d.state.as_str()))
+                .with_protocol_type(str_bytes(d.protocol_type))
+                .with_protocol_data(str_bytes(if d.state == GroupState::Dead {
+                    String::new()
+                } else {
+                    d.protocol
+                }))
+                .with_authorized_operations(i32::MIN)
+                .with_members(
+                    d.members
+                        .into_iter()
+                        .map(|m| {
+                            DescribedGroupMember::default()
+                                .with_member_id(str_bytes(m.member_id))
+                                .with_group_instance_id(m.group_instance_id.map(str_bytes))
+                                .with_client_id(str_bytes(m.client_id))
+                                .with_client_host(str_bytes(m.client_host))
+                                .with_member_metadata(m.metadata)
+                                .with_member_assignment(m.assignment)
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    DescribeGroupsResponse::default().with_groups(groups)
+}

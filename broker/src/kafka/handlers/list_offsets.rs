@@ -1,0 +1,73 @@
+//! ListOffsets: earliest (-2), latest (-1), or the first offset whose timestamp is at or after
+//! the given one, with that record's timestamp.
+
+use std::sync::Arc;
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+
+use super::{Ctx, blocking, broker_error_code};
+use crate::Broker;
+use crate::error::BrokerError;
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+
+pub async fn handle(ctx: &Arc<Ctx>, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+    let broker = ctx.broker.clone();
+    let topics = blocking(move || {
+        req.topics
+            .into_iter()
+            .map(|t| {
+                let topic = t.name.0.to_string();
+                let partitions = t
+                    .partitions
+                    .into_iter()
+                    .map(|p| {
+                        let r = ListOffsetsPartitionResponse::default()
+                            .with_partition_index(p.partition_index);
+                        match lookup(&broker, &topic, p.partition_index, p.timestamp) {
+                            // The leader epoch exists from v4 on (encoding fails if set before).
+                            Ok((ts, offset)) => r
+                                .with_timestamp(ts)
+                                .with_offset(offset)
+                                .with_leader_epoch(if version >= 4 { 0 } else { -1 }),
+                            Err(code) => r.with_error_code(code).with_timestamp(-1).with_offset(-1),
+                        }
+                    })
+                    .collect();
+                ListOffsetsTopicResponse::default()
+                    .with_name(t.name)
+                    .with_partitions(partitions)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
+    ListOffsetsResponse::default().with_topics(topics)
+}
+
+/// `(timestamp, offset)` for one partition.
+fn lookup(broker: &Broker, topic: &str, partition: i32, timestamp: i64) -> Result<(i64, i64), i16> {
+    let code = |e: BrokerError| broker_error_code(&e);
+    let (start, end) = broker.partition_offsets(topic, partition).map_err(code)?;
+    match timestamp {
+        LATEST => Ok((-1, end)),
+        EARLIEST => Ok((-1, start)),
+        ts if ts >= 0 => match broker
+            .offset_for_timestamp(topic, partition, ts)
+            .map_err(code)?
+        {
+            None => Ok((-1, -1)),
+            Some(o) => {
+                let found = broker.read(topic, partition, o, 1, 1).map_err(code)?;
+                let rec = found.records.first();
+                Ok((rec.map_or(ts, |r| r.timestamp), rec.map_or(o, |r| r.offset)))
+            }
+        },
+        _ => Err(ResponseError::InvalidRequest.code()),
+    }
+}

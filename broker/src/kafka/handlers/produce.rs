@@ -1,0 +1,196 @@
+//! Produce: validates each partition's record batches as a Kafka broker does (magic, sizes,
+//! CRC, the records inside, keys on compacted topics), applies idempotent-producer sequence
+//! checks, and appends the batches byte for byte. A partition's batches are all appended or
+//! none is. `acks=0` gets no response; `acks=1` and `acks=all` are answered once the append is
+//! durable under the topic's fsync policy (one node: the leader is every replica).
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+
+use super::metadata::auto_create;
+use super::{Ctx, blocking, broker_error_code};
+use crate::batch::{self, BatchHeader, MAGIC};
+use crate::error::BrokerError;
+use crate::kafka::producer::{SequenceCheck, last_sequence};
+
+const TRANSACTIONAL_FLAG: i16 = 0x10;
+
+pub async fn handle(ctx: &Arc<Ctx>, req: ProduceRequest, _version: i16) -> Option<ProduceResponse> {
+    let acks = req.acks;
+    let c = ctx.clone();
+    let responses = blocking(move || {
+        req.topic_data
+            .into_iter()
+            .map(|t| {
+                let topic = t.name.0.to_string();
+                let partitions = t
+                    .partition_data
+                    .into_iter()
+                    .map(|p| {
+                        let r = if !matches!(acks, -1..=1) {
+                            Err(ResponseError::InvalidRequiredAcks.code())
+                        } else {
+                            produce_partition(&c, &topic, p.index, p.records)
+                        };
+                        partition_response(&c, &topic, p.index, r)
+                    })
+                    .collect();
+                TopicProduceResponse::default()
+                    .with_name(t.name)
+                    .with_partition_responses(partitions)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await;
+    if acks == 0 {
+        return None;
+    }
+    let responses = match responses {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "produce task failed");
+            Vec::new()
+        }
+    };
+    Some(ProduceResponse::default().with_responses(responses))
+}
+
+fn partition_response(
+    ctx: &Ctx,
+    topic: &str,
+    partition: i32,
+    result: Result<i64, i16>,
+) -> PartitionProduceResponse {
+    let r = PartitionProduceResponse::default()
+        .with_index(partition)
+        .with_log_append_time_ms(-1);
+    match result {
+        Ok(base) => {
+            let start = ctx
+                .broker
+                .partition_offsets(topic, partition)
+                .map_or(-1, |(s, _)| s);
+            r.with_base_offset(base).with_log_start_offset(start)
+        }
+        Err(code) => r
+            .with_error_code(code)
+            .with_base_offset(-1)
+            .with_log_start_offset(-1),
+    }
+}
+
+/// A validated batch ready to append.
+struct Checked {
+    header: BatchHeader,
+    bytes: Bytes,
+}
+
+/// Appends one partition's records; returns the base offset of the first batch.
+fn produce_partition(
+    ctx: &Ctx,
+    topic: &str,
+    partition: i32,
+    records: Option<Bytes>,
+) -> Result<i64, i16> {
+    let code = |e: BrokerError| broker_error_code(&e);
+    let mut info = ctx.broker.topic_info(topic);
+    if matches!(info, Err(BrokerError::UnknownTopic(_))) && ctx.config.auto_create_topics {
+        info = auto_create(&ctx.broker, topic, ctx.config.default_partitions)
+            .and_then(|()| ctx.broker.topic_info(topic));
+    }
+    let info = info.map_err(code)?;
+    if partition < 0 || partition >= info.partitions {
+        return Err(ResponseError::UnknownTopicOrPartition.code());
+    }
+    let records = records.unwrap_or_default();
+    if records.is_empty() {
+        return Err(ResponseError::InvalidRecord.code());
+    }
+    let max_batch = ctx.broker.config().log.max_batch_bytes;
+    let mut batches = Vec::new();
+    let mut pos = 0;
+    while pos < records.len() {
+        let rest = &records[pos..];
+        if rest.len() > 16 && rest[16] as i8 != MAGIC {
+            // Produce v3+ must carry RecordBatch v2 (Kafka answers the same).
+            return Err(ResponseError::InvalidRecord.code());
+        }
+        let header = BatchHeader::parse(rest).map_err(code)?;
+        let end = pos
+            .checked_add(header.total_len())
+            .filter(|e| *e <= records.len())
+            .ok_or(ResponseError::CorruptMessage.code())?;
+        if header.total_len() > max_batch {
+            return Err(ResponseError::MessageTooLarge.code());
+        }
+        let bytes = records.slice(pos..end);
+        let check = batch::validate_records(&bytes).map_err(code)?;
+        if info.compacted && check.null_key {
+            return Err(ResponseError::InvalidRecord.code());
+        }
+        if header.attributes & TRANSACTIONAL_FLAG != 0 {
+            return Err(ResponseError::InvalidTxnState.code());
+        }
+        batches.push(Checked { header, bytes });
+        pos = end;
+    }
+    let state = ctx.producers.partition(topic, partition);
+    let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+    let mut first_base = None;
+    for b in batches {
+        let h = b.header;
+        let idempotent = h.producer_id >= 0 && h.base_sequence >= 0;
+        let last_seq = last_sequence(h.base_sequence, h.last_offset_delta);
+        if idempotent {
+            match state.check(h.producer_id, h.producer_epoch, h.base_sequence, last_seq) {
+                SequenceCheck::Append => {}
+                SequenceCheck::Duplicate { base_offset } => {
+                    tracing::debug!(
+                        topic,
+                        partition,
+                        producer = h.producer_id,
+                        seq = h.base_sequence,
+                        "duplicate batch not appended"
+                    );
+                    first_base.get_or_insert(base_offset);
+                    continue;
+                }
+                SequenceCheck::StaleEpoch => {
+                    return Err(ResponseError::InvalidProducerEpoch.code());
+                }
+                SequenceCheck::OutOfOrder { expected, got } => {
+                    tracing::debug!(
+                        topic,
+                        partition,
+                        producer = h.producer_id,
+                        expected,
+                        got,
+                        "out-of-order sequence"
+                    );
+                    return Err(ResponseError::OutOfOrderSequenceNumber.code());
+                }
+            }
+        }
+        let mut buf = BytesMut::from(&b.bytes[..]);
+        let (base, _) = ctx
+            .broker
+            .append_batch(topic, partition, &mut buf)
+            .map_err(code)?;
+        if idempotent {
+            state.record(
+                h.producer_id,
+                h.producer_epoch,
+                h.base_sequence,
+                last_seq,
+                base,
+            );
+        }
+        first_base.get_or_insert(base);
+    }
+    drop(state);
+    first_base.ok_or(ResponseError::InvalidRecord.code())
+}

@@ -1,0 +1,224 @@
+//! Idempotent-producer state: producer id allocation (InitProducerId) and, per partition, the
+//! last sequence number and the last few batches of each producer, so that a retried batch is
+//! answered with its original offsets instead of being appended twice, and a gap in sequence
+//! numbers is rejected (as Kafka's `ProducerStateManager` does).
+//!
+//! The state lives in memory: after a restart, a producer the node has not seen yet is
+//! accepted at whatever sequence it sends (Kafka would rebuild the state from the log's batch
+//! headers; duplicates of batches retried across a broker restart are therefore possible).
+//! It knows nothing of the wire protocol or of how batches are stored.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Batches remembered per producer and partition (Kafka keeps 5, the most a producer may
+/// have in flight with idempotence).
+const RECENT_BATCHES: usize = 5;
+
+/// Allocates producer ids. Seeded from the clock (ms × 1000) so ids are not reused across
+/// restarts unless more than 1000 ids per millisecond of uptime were handed out.
+pub struct ProducerIds {
+    next: AtomicI64,
+}
+
+impl Default for ProducerIds {
+    fn default() -> Self {
+        ProducerIds {
+            next: AtomicI64::new(crate::log::now_ms().max(0).saturating_mul(1000)),
+        }
+    }
+}
+
+impl ProducerIds {
+    pub fn allocate(&self) -> i64 {
+        self.next.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// The verdict on one batch from an idempotent producer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SequenceCheck {
+    /// New and in order: append it, then [`PartitionProducers::record`] it.
+    Append,
+    /// A retry of a batch already appended at these offsets.
+    Duplicate { base_offset: i64 },
+    /// The producer's epoch is older than one already seen (a fenced zombie).
+    StaleEpoch,
+    /// A gap or a reordering in sequence numbers.
+    OutOfOrder { expected: i32, got: i32 },
+}
+
+#[derive(Debug)]
+struct Entry {
+    epoch: i16,
+    last_seq: i32,
+    /// (first sequence, last sequence, base offset) of the latest batches.
+    recent: VecDeque<(i32, i32, i64)>,
+}
+
+/// Producer state of one partition. Lock it across check, append and record.
+#[derive(Debug, Default)]
+pub struct PartitionProducers {
+    producers: HashMap<i64, Entry>,
+}
+
+/// The sequence number of the last record of a batch (sequences wrap at `i32::MAX`).
+pub fn last_sequence(base_sequence: i32, last_offset_delta: i32) -> i32 {
+    ((base_sequence as i64 + last_offset_delta as i64) % (i32::MAX as i64 + 1)) as i32
+}
+
+fn next_sequence(seq: i32) -> i32 {
+    if seq == i32::MAX { 0 } else { seq + 1 }
+}
+
+impl PartitionProducers {
+    pub fn check(
+        &self,
+        producer_id: i64,
+        epoch: i16,
+        first_seq: i32,
+        last_seq: i32,
+    ) -> SequenceCheck {
+        let Some(e) = self.producers.get(&producer_id) else {
+            // Unknown here (new producer, or state lost in a restart): accept where it starts.
+            return SequenceCheck::Append;
+        };
+        if epoch < e.epoch {
+            return SequenceCheck::StaleEpoch;
+        }
+        if epoch > e.epoch {
+            return if first_seq == 0 {
+                SequenceCheck::Append
+            } else {
+                SequenceCheck::OutOfOrder {
+                    expected: 0,
+                    got: first_seq,
+                }
+            };
+        }
+        if let Some((_, _, base)) = e
+            .recent
+            .iter()
+            .find(|(f, l, _)| *f == first_seq && *l == last_seq)
+        {
+            return SequenceCheck::Duplicate { base_offset: *base };
+        }
+        let expected = next_sequence(e.last_seq);
+        if first_seq != expected {
+            return SequenceCheck::OutOfOrder {
+                expected,
+                got: first_seq,
+            };
+        }
+        SequenceCheck::Append
+    }
+
+    pub fn record(
+        &mut self,
+        producer_id: i64,
+        epoch: i16,
+        first_seq: i32,
+        last_seq: i32,
+        base_offset: i64,
+    ) {
+        let e = self.producers.entry(producer_id).or_insert(Entry {
+            epoch,
+            last_seq,
+            recent: VecDeque::new(),
+        });
+        if epoch != e.epoch {
+            e.recent.clear();
+        }
+        e.epoch = epoch;
+        e.last_seq = last_seq;
+        if e.recent.len() == RECENT_BATCHES {
+            e.recent.pop_front();
+        }
+        e.recent.push_back((first_seq, last_seq, base_offset));
+    }
+}
+
+type ByPartition = HashMap<(String, i32), Arc<Mutex<PartitionProducers>>>;
+
+/// Producer state of every partition this node has seen idempotent batches for.
+#[derive(Default)]
+pub struct ProducerStates {
+    partitions: Mutex<ByPartition>,
+}
+
+impl ProducerStates {
+    pub fn partition(&self, topic: &str, partition: i32) -> Arc<Mutex<PartitionProducers>> {
+        let mut all = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
+        all.entry((topic.to_string(), partition))
+            .or_default()
+            .clone()
+    }
+
+    /// Forgets a deleted topic's producers.
+    pub fn forget_topic(&self, topic: &str) {
+        let mut all = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
+        all.retain(|(t, _), _| t != topic);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicates_gaps_and_epochs() {
+        let mut p = PartitionProducers::default();
+        assert_eq!(p.check(7, 0, 0, 9), SequenceCheck::Append);
+        p.record(7, 0, 0, 9, 100);
+        assert_eq!(p.check(7, 0, 10, 19), SequenceCheck::Append);
+        p.record(7, 0, 10, 19, 110);
+        // A retry of either batch gets its original offsets.
+        assert_eq!(
+            p.check(7, 0, 0, 9),
+            SequenceCheck::Duplicate { base_offset: 100 }
+        );
+        assert_eq!(
+            p.check(7, 0, 10, 19),
+            SequenceCheck::Duplicate { base_offset: 110 }
+        );
+        // A gap is rejected.
+        assert_eq!(
+            p.check(7, 0, 25, 30),
+            SequenceCheck::OutOfOrder {
+                expected: 20,
+                got: 25
+            }
+        );
+        // Older epochs are fenced; a new epoch starts again at 0.
+        assert_eq!(
+            p.check(7, 1, 5, 6),
+            SequenceCheck::OutOfOrder {
+                expected: 0,
+                got: 5
+            }
+        );
+        assert_eq!(p.check(7, 1, 0, 0), SequenceCheck::Append);
+        p.record(7, 1, 0, 0, 120);
+        assert_eq!(p.check(7, 0, 20, 21), SequenceCheck::StaleEpoch);
+        // Other producers are independent.
+        assert_eq!(p.check(8, 0, 3, 3), SequenceCheck::Append);
+    }
+
+    #[test]
+    fn sequences_wrap() {
+        assert_eq!(last_sequence(i32::MAX, 0), i32::MAX);
+        assert_eq!(last_sequence(i32::MAX, 1), 0);
+        let mut p = PartitionProducers::default();
+        p.record(1, 0, i32::MAX - 1, i32::MAX, 0);
+        assert_eq!(p.check(1, 0, 0, 4), SequenceCheck::Append);
+    }
+
+    #[test]
+    fn ids_are_unique_and_increasing() {
+        let ids = ProducerIds::default();
+        let a = ids.allocate();
+        let b = ids.allocate();
+        assert!(a >= 0 && b > a);
+    }
+}

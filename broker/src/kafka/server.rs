@@ -1,0 +1,199 @@
+//! The Kafka listener: accepts connections, runs one task per connection that reads frames,
+//! decodes them, calls the handler and writes responses in request order (one request at a
+//! time per connection, as a Kafka broker does), and shuts everything down on request.
+//! Bad input closes the connection with a log line; it never takes the server down.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, ResponseKind};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use super::codec::{self, DecodeError};
+use super::frame;
+use super::handlers::{self, Conn, Ctx};
+use super::producer::{ProducerIds, ProducerStates};
+use super::{KafkaConfig, KafkaError};
+use crate::Broker;
+use crate::group::{GroupCoordinator, OffsetStore};
+
+/// How long shutdown waits for connections to finish their current request.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How often the group coordinator expires sessions and rebalance deadlines.
+const GROUP_TICK: Duration = Duration::from_millis(100);
+
+/// Serves the Kafka protocol on `listener` until `shutdown` completes, then stops accepting,
+/// lets connections finish the request in hand (up to 5 s) and returns.
+///
+/// Loads committed offsets from the internal offsets topic first; returns an error only if
+/// the config is invalid or that load fails.
+pub async fn serve(
+    broker: Broker,
+    listener: TcpListener,
+    config: KafkaConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), KafkaError> {
+    let advertised = config.validate()?;
+    let offsets = {
+        let b = broker.clone();
+        tokio::task::spawn_blocking(move || OffsetStore::load(b))
+            .await
+            .map_err(|e| KafkaError::Io(std::io::Error::other(e)))??
+    };
+    let groups = Arc::new(GroupCoordinator::new(config.group.clone(), offsets));
+    let ctx = Arc::new(Ctx {
+        broker,
+        config,
+        advertised,
+        groups: groups.clone(),
+        producers: Arc::new(ProducerStates::default()),
+        producer_ids: Arc::new(ProducerIds::default()),
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let ticker = {
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(GROUP_TICK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => groups.tick(),
+                    _ = stop.changed() => break,
+                }
+            }
+        })
+    };
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "Kafka listener started");
+    }
+    let mut conns = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    conns.spawn(connection(ctx.clone(), stream, peer, stop_rx.clone()));
+                }
+                Err(e) => {
+                    // Typically EMFILE: back off instead of spinning.
+                    tracing::warn!(error = %e, "Kafka accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            Some(done) = conns.join_next(), if !conns.is_empty() => {
+                if let Err(e) = done
+                    && e.is_panic()
+                {
+                    tracing::error!(error = %e, "Kafka connection task panicked");
+                }
+            }
+        }
+    }
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("Kafka connections did not finish in time; closing them");
+        conns.abort_all();
+    }
+    let _ = ticker.await;
+    tracing::info!("Kafka listener stopped");
+    Ok(())
+}
+
+async fn connection(
+    ctx: Arc<Ctx>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    mut stop: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let conn = Conn {
+        peer,
+        local: stream.local_addr().ok(),
+    };
+    let (mut rd, mut wr) = stream.into_split();
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let max = ctx.config.max_request_bytes;
+    tracing::debug!(%peer, "Kafka connection opened");
+    loop {
+        let frame = match frame::decode_frame(&mut buf, max) {
+            Ok(Some(f)) => f,
+            Ok(None) => {
+                tokio::select! {
+                    r = rd.read_buf(&mut buf) => match r {
+                        Ok(0) => {
+                            if !buf.is_empty() {
+                                tracing::debug!(%peer, pending = buf.len(), "Kafka connection closed mid-frame");
+                            }
+                            break;
+                        }
+                        Ok(_) => continue,
+                        Err(e) => {
+                            tracing::debug!(%peer, error = %e, "Kafka connection read failed");
+                            break;
+                        }
+                    },
+                    _ = stop.changed() => break,
+                }
+            }
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "closing Kafka connection: bad frame");
+                break;
+            }
+        };
+        let response = match codec::decode_request(frame) {
+            Ok(req) => {
+                let (api, version, corr) = (req.api_key, req.version, req.correlation_id());
+                match handlers::handle(&ctx, &conn, req).await {
+                    Some(resp) => codec::encode_response(corr, api, version, &resp),
+                    None => continue, // Produce with acks=0: no response.
+                }
+            }
+            Err(DecodeError::UnsupportedVersion {
+                api: ApiKey::ApiVersions,
+                version,
+                correlation_id,
+            }) => {
+                // Kafka answers an ApiVersions it cannot parse with a v0 response carrying
+                // UNSUPPORTED_VERSION and the versions it does support; clients then retry.
+                tracing::debug!(%peer, version, "ApiVersions version not supported; answering v0");
+                let mut body: ApiVersionsResponse = handlers::api_versions::response();
+                body.error_code = kafka_protocol::ResponseError::UnsupportedVersion.code();
+                codec::encode_response(
+                    correlation_id,
+                    ApiKey::ApiVersions,
+                    0,
+                    &ResponseKind::ApiVersions(body),
+                )
+            }
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "closing Kafka connection: bad request");
+                break;
+            }
+        };
+        match response {
+            Ok(bytes) => {
+                if let Err(e) = wr.write_all(&bytes).await {
+                    tracing::debug!(%peer, error = %e, "Kafka connection write failed");
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::error!(%peer, error = %e, "closing Kafka connection: cannot encode response");
+                break;
+            }
+        }
+    }
+    let _ = wr.shutdown().await;
+    tracing::debug!(%peer, "Kafka connection closed");
+}

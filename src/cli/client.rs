@@ -1,0 +1,187 @@
+//! The CLI's HTTP client for the Weir API: builds URLs under `--url` (path segments escaped),
+//! sends requests, and turns failures into one-line errors: an unreachable server becomes
+//! `cannot reach Weir at URL: ...`, an API error becomes the server's own message
+//! ([`ApiFailure`]).
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use reqwest::{RequestBuilder, Response, StatusCode, Url};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+/// An error response from the API (`{"error":{"code","message"}}`).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiFailure {
+    pub status: StatusCode,
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Deserialize)]
+struct ErrorDetail {
+    code: String,
+    message: String,
+}
+
+/// A client for one Weir server. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: Url,
+    /// `--url` as given, for messages.
+    shown: String,
+}
+
+impl Client {
+    /// `url` is the server's base URL, e.g. `http://127.0.0.1:8080`.
+    pub fn new(url: &str) -> Result<Self> {
+        let base = Url::parse(url).with_context(|| format!("invalid --url '{url}'"))?;
+        if base.scheme() != "http" {
+            bail!("invalid --url '{url}': only http:// URLs are supported");
+        }
+        if base.cannot_be_a_base() {
+            bail!("invalid --url '{url}'");
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .context("cannot create the HTTP client")?;
+        Ok(Client {
+            http,
+            base,
+            shown: url.trim_end_matches('/').to_string(),
+        })
+    }
+
+    /// The URL of `segments` (each escaped) under the base URL.
+    pub fn url(&self, segments: &[&str]) -> Url {
+        let mut url = self.base.clone();
+        // `new` checked that the base URL can have path segments.
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(segments);
+        }
+        url
+    }
+
+    pub fn get(&self, segments: &[&str]) -> RequestBuilder {
+        self.http.get(self.url(segments))
+    }
+
+    /// A GET of `segments` with query parameters.
+    pub fn get_query(&self, segments: &[&str], query: &[(&str, String)]) -> RequestBuilder {
+        let mut url = self.url(segments);
+        url.query_pairs_mut().extend_pairs(query);
+        self.http.get(url)
+    }
+
+    pub fn post(&self, segments: &[&str]) -> RequestBuilder {
+        self.http.post(self.url(segments))
+    }
+
+    pub fn delete(&self, segments: &[&str]) -> RequestBuilder {
+        self.http.delete(self.url(segments))
+    }
+
+    /// Sends a request; a non-2xx answer becomes an [`ApiFailure`].
+    pub async fn send(&self, request: RequestBuilder) -> Result<Response> {
+        let response = request.send().await.map_err(|e| self.transport_error(e))?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        Err(api_failure(response).await.into())
+    }
+
+    /// Sends a request and decodes a JSON answer.
+    pub async fn json<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T> {
+        let response = self.send(request).await?;
+        let url = response.url().clone();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(e))?;
+        serde_json::from_slice(&bytes).with_context(|| format!("unexpected response from {url}"))
+    }
+
+    /// Describes a transport failure in one line.
+    pub fn transport_error(&self, e: reqwest::Error) -> anyhow::Error {
+        let cause = root_cause(&e);
+        if e.is_connect() || e.is_timeout() {
+            anyhow!("cannot reach Weir at {}: {cause}", self.shown)
+        } else {
+            anyhow!("request to Weir at {} failed: {cause}", self.shown)
+        }
+    }
+}
+
+async fn api_failure(response: Response) -> ApiFailure {
+    let status = response.status();
+    let body = response.bytes().await.unwrap_or_default();
+    match serde_json::from_slice::<ErrorBody>(&body) {
+        Ok(b) => ApiFailure {
+            status,
+            code: b.error.code,
+            message: b.error.message,
+        },
+        Err(_) => {
+            let text = String::from_utf8_lossy(&body);
+            let text = text.trim();
+            let message = if text.is_empty() {
+                format!("server answered {status}")
+            } else {
+                format!("server answered {status}: {text}")
+            };
+            ApiFailure {
+                status,
+                code: "http_error".to_string(),
+                message,
+            }
+        }
+    }
+}
+
+/// The innermost error message (reqwest wraps hyper wraps io).
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = e;
+    while let Some(next) = current.source() {
+        current = next;
+    }
+    current.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_escape_segments_and_keep_a_base_path() {
+        let c = Client::new("http://127.0.0.1:8080").unwrap();
+        assert_eq!(
+            c.url(&["v1", "topics", "a b/c"]).as_str(),
+            "http://127.0.0.1:8080/v1/topics/a%20b%2Fc"
+        );
+        let c = Client::new("http://h:1/weir/").unwrap();
+        assert_eq!(
+            c.url(&["v1", "topics"]).as_str(),
+            "http://h:1/weir/v1/topics"
+        );
+        let r = c
+            .get_query(&["x"], &[("offset", "3".into()), ("a", "&".into())])
+            .build()
+            .unwrap();
+        assert_eq!(r.url().as_str(), "http://h:1/weir/x?offset=3&a=%26");
+    }
+
+    #[test]
+    fn bad_urls_are_rejected() {
+        assert!(Client::new("not a url").is_err());
+        assert!(Client::new("https://h:1").is_err());
+        assert!(Client::new("mailto:x@y").is_err());
+    }
+}

@@ -1,0 +1,105 @@
+//! The `weir` command line (clap derive): `serve` runs a node; `topic`, `produce` and
+//! `consume` talk to a running node's HTTP API at `--url` (env `WEIR_URL`).
+
+pub mod client;
+pub mod consume;
+pub mod output;
+pub mod produce;
+pub mod serve;
+pub mod topic;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand, ValueEnum};
+use weir_broker::FsyncPolicy;
+
+use self::client::Client;
+
+/// Weir: a partitioned log and a Wasm stream engine in one server.
+#[derive(Debug, Parser)]
+#[command(name = "weir", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Base URL of the Weir server's HTTP API
+    #[arg(
+        long,
+        global = true,
+        env = "WEIR_URL",
+        value_name = "URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub url: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a Weir node: the log and its HTTP API
+    Serve(serve::ServeArgs),
+    /// Create, list, describe and delete topics
+    #[command(subcommand)]
+    Topic(topic::TopicCommand),
+    /// Send records read from stdin (one per line) to a topic
+    Produce(produce::ProduceArgs),
+    /// Print a topic's records
+    Consume(consume::ConsumeArgs),
+}
+
+/// `--fsync` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FsyncArg {
+    /// fdatasync before acknowledging each append: nothing acknowledged is lost
+    Batch,
+    /// fdatasync on an interval: a power loss may lose the last interval
+    Interval,
+    /// Never fsync; the OS writes back when it chooses
+    Os,
+}
+
+impl From<FsyncArg> for FsyncPolicy {
+    fn from(a: FsyncArg) -> Self {
+        match a {
+            FsyncArg::Batch => FsyncPolicy::Batch,
+            FsyncArg::Interval => FsyncPolicy::Interval,
+            FsyncArg::Os => FsyncPolicy::Os,
+        }
+    }
+}
+
+impl From<FsyncPolicy> for FsyncArg {
+    fn from(p: FsyncPolicy) -> Self {
+        match p {
+            FsyncPolicy::Batch => FsyncArg::Batch,
+            FsyncPolicy::Interval => FsyncArg::Interval,
+            FsyncPolicy::Os => FsyncArg::Os,
+        }
+    }
+}
+
+/// Runs one command.
+pub async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve::run(args).await,
+        Command::Topic(command) => topic::run(&Client::new(&cli.url)?, command).await,
+        Command::Produce(args) => produce::run(&Client::new(&cli.url)?, args).await,
+        Command::Consume(args) => consume::run(&Client::new(&cli.url)?, args).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_valid() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn offset_conflicts_with_from_beginning() {
+        let r = Cli::try_parse_from(["weir", "consume", "t", "--offset", "3", "--from-beginning"]);
+        assert!(r.is_err());
+        let r = Cli::try_parse_from(["weir", "consume", "t", "--offset", "-1"]);
+        assert!(r.is_err());
+    }
+}

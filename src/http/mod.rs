@@ -1,0 +1,124 @@
+//! The HTTP control plane: the axum [`Router`] with every route of the API, its shared
+//! [`AppState`], the request body limit and the JSON fallbacks for unknown routes (404) and
+//! wrong methods (405).
+//!
+//! Routes:
+//! - `GET /health`, `GET /metrics`
+//! - `POST /v1/topics`, `GET /v1/topics`, `GET /v1/topics/{name}`, `DELETE /v1/topics/{name}`
+//! - `POST /v1/topics/{name}/records`
+//! - `GET /v1/topics/{name}/partitions/{partition}/records?offset=&max=&follow=`
+
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod metrics;
+pub mod records;
+pub mod topics;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, FromRef};
+use axum::http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::routing::{get, post};
+use tokio::sync::watch;
+use weir_broker::Broker;
+
+use self::error::ApiError;
+use self::metrics::Metrics;
+
+/// Default limit on request bodies.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 32 * 1024 * 1024;
+
+/// State shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub broker: Broker,
+    pub metrics: Arc<Metrics>,
+    /// Becomes `true` when the node shuts down; long-lived responses (follow) end then.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl FromRef<AppState> for Arc<Metrics> {
+    fn from_ref(state: &AppState) -> Self {
+        state.metrics.clone()
+    }
+}
+
+/// HTTP settings.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Largest accepted request body; larger ones get a 413.
+    pub max_request_bytes: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+        }
+    }
+}
+
+/// Builds the API router.
+pub fn router(state: AppState, config: &HttpConfig) -> Router {
+    let metrics = state.metrics.clone();
+    Router::new()
+        .route("/health", get(health::health))
+        .route("/metrics", get(metrics::get_metrics))
+        .route(
+            "/v1/topics",
+            post(topics::create_topic).get(topics::list_topics),
+        )
+        .route(
+            "/v1/topics/{name}",
+            get(topics::describe_topic).delete(topics::delete_topic),
+        )
+        .route("/v1/topics/{name}/records", post(records::produce))
+        .route(
+            "/v1/topics/{name}/partitions/{partition}/records",
+            get(records::read),
+        )
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(config.max_request_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            metrics::track,
+        ))
+}
+
+/// Whether a request carries a body (which the fallbacks leave unread).
+fn has_body(headers: &HeaderMap) -> bool {
+    headers.contains_key(TRANSFER_ENCODING)
+        || headers
+            .get(CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0")
+}
+
+fn fallback_error(error: ApiError, headers: &HeaderMap) -> ApiError {
+    if has_body(headers) {
+        error.closing()
+    } else {
+        error
+    }
+}
+
+async fn not_found(method: Method, uri: Uri, headers: HeaderMap) -> ApiError {
+    let error = ApiError::not_found("not_found", format!("no route for {method} {}", uri.path()));
+    fallback_error(error, &headers)
+}
+
+async fn method_not_allowed(method: Method, uri: Uri, headers: HeaderMap) -> ApiError {
+    let error = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("method {method} is not allowed on {}", uri.path()),
+    );
+    fallback_error(error, &headers)
+}
+
+#[cfg(test)]
+mod tests;

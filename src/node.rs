@@ -1,0 +1,144 @@
+//! One Weir node: opens the [`Broker`] (recovering the data directory), starts its background
+//! tasks, serves the HTTP API until told to stop, then shuts down in order: stop accepting
+//! and end follow streams, drain in-flight requests (bounded), stop the background tasks and
+//! flush every partition.
+
+use std::future::Future;
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use weir_broker::{Broker, BrokerConfig, BrokerError};
+
+use crate::http::metrics::Metrics;
+use crate::http::{self, AppState, HttpConfig};
+
+/// How long in-flight requests get to finish after a shutdown signal.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Everything a node needs to start.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub broker: BrokerConfig,
+    /// Address to listen on for HTTP (`host:port`; port 0 picks a free one).
+    pub http_addr: String,
+    pub http: HttpConfig,
+}
+
+/// Why a node failed to start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("cannot open data directory {path}: {source}")]
+    Open { path: PathBuf, source: BrokerError },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: String, source: io::Error },
+    #[error("HTTP server failed: {0}")]
+    Serve(io::Error),
+    #[error("flushing the log at shutdown failed: {0}")]
+    Flush(BrokerError),
+    #[error("a node task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// Runs a node until `shutdown` completes, then stops it cleanly.
+pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<(), NodeError> {
+    // Bind first: a busy port should not touch the data directory.
+    let listener = TcpListener::bind(&config.http_addr)
+        .await
+        .map_err(|source| NodeError::Bind {
+            addr: config.http_addr.clone(),
+            source,
+        })?;
+    let local = listener.local_addr().map_err(|source| NodeError::Bind {
+        addr: config.http_addr.clone(),
+        source,
+    })?;
+
+    let data_dir = config.broker.data_dir.clone();
+    tracing::info!(data_dir = %data_dir.display(), "opening the log");
+    let broker_config = config.broker.clone();
+    let broker = tokio::task::spawn_blocking(move || Broker::open(broker_config))
+        .await?
+        .map_err(|source| NodeError::Open {
+            path: data_dir.clone(),
+            source,
+        })?;
+    let topics = broker.list_topics().len();
+    tracing::info!(topics, "log opened");
+
+    let background = broker.start_background();
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let state = AppState {
+        broker: broker.clone(),
+        metrics: Arc::new(Metrics::new(broker.clone())),
+        shutdown: shutdown_rx.clone(),
+    };
+    let app = http::router(state, &config.http);
+
+    let mut server_shutdown = shutdown_rx;
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        // Resolves when the flag flips or the sender is dropped.
+        let _ = server_shutdown.wait_for(|stop| *stop).await;
+    });
+    let mut server = tokio::spawn(async move { server.await });
+    tracing::info!("listening on {local}");
+
+    let early_exit = tokio::select! {
+        () = shutdown => None,
+        result = &mut server => Some(result),
+    };
+    let served = match early_exit {
+        Some(result) => result,
+        None => {
+            tracing::info!("shutting down");
+            let _ = shutdown_tx.send(true);
+            match tokio::time::timeout(DRAIN_TIMEOUT, &mut server).await {
+                Ok(result) => result,
+                Err(_) => {
+                    tracing::warn!(
+                        "requests still running after {}s; closing them",
+                        DRAIN_TIMEOUT.as_secs()
+                    );
+                    server.abort();
+                    Ok(Ok(()))
+                }
+            }
+        }
+    };
+
+    background.stop().await;
+    let flushed = tokio::task::spawn_blocking(move || broker.flush_all()).await?;
+    served?.map_err(NodeError::Serve)?;
+    flushed.map_err(NodeError::Flush)?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Installs SIGINT (Ctrl-C) and SIGTERM handlers now and returns a future that completes
+/// when either arrives. Installing eagerly means a signal sent as soon as the node logs
+/// "listening on" is never missed.
+#[cfg(unix)]
+pub fn shutdown_signal() -> io::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => tracing::info!("received SIGINT"),
+            _ = terminate.recv() => tracing::info!("received SIGTERM"),
+        }
+    })
+}
+
+/// Returns a future that completes on Ctrl-C.
+#[cfg(not(unix))]
+pub fn shutdown_signal() -> io::Result<impl Future<Output = ()>> {
+    Ok(async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::info!("received Ctrl-C");
+        }
+    })
+}

@@ -1,0 +1,256 @@
+//! Harness: start/stop/kill the `weir` binary, an HTTP client, and a CLI runner.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_weir");
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running `weir serve` with its own data directory.
+pub struct Server {
+    child: Option<Child>,
+    pub data_dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    pub url: String,
+    extra: Vec<String>,
+    pub http: reqwest::blocking::Client,
+}
+
+impl Server {
+    pub fn start(extra: &[&str]) -> Server {
+        let tmp = tempfile::tempdir().unwrap();
+        let data_dir = tmp.path().join("data");
+        let mut s = Server {
+            child: None,
+            data_dir,
+            _tmp: Some(tmp),
+            url: String::new(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            http: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let port = free_port();
+        self.url = format!("http://127.0.0.1:{port}");
+        let child = Command::new(BIN)
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--http")
+            .arg(format!("127.0.0.1:{port}"))
+            .args(&self.extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start weir");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = self.http.get(format!("{}/health", self.url)).send()
+                && r.status().is_success()
+            {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("weir exited during startup: {status}");
+            }
+            assert!(Instant::now() < deadline, "weir did not become healthy");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL, no chance to flush or clean up.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit; returns whether it exited with status 0.
+    pub fn terminate(&mut self) -> bool {
+        let Some(mut c) = self.child.take() else {
+            return true;
+        };
+        let pid = c.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = c.try_wait().unwrap() {
+                return status.success();
+            }
+            if Instant::now() > deadline {
+                c.kill().unwrap();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the binary again on the same data directory.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        let r = self.http.get(format!("{}{path}", self.url)).send().unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().unwrap_or(Value::Null))
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .json(body)
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().unwrap_or(Value::Null))
+    }
+
+    pub fn post_raw(&self, path: &str, body: impl Into<reqwest::blocking::Body>) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().unwrap_or(Value::Null))
+    }
+
+    pub fn delete(&self, path: &str) -> u16 {
+        self.http
+            .delete(format!("{}{path}", self.url))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    pub fn create_topic(&self, spec: Value) {
+        let (status, body) = self.post("/v1/topics", &spec);
+        assert_eq!(status, 201, "create topic {spec}: {body}");
+    }
+
+    /// Produces `values` (with optional keys) and returns the `offsets` array.
+    pub fn produce(&self, topic: &str, records: Vec<Value>) -> Vec<(i64, i64)> {
+        let (status, body) = self.post(
+            &format!("/v1/topics/{topic}/records"),
+            &json!({ "records": records }),
+        );
+        assert_eq!(status, 200, "produce: {body}");
+        body["offsets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| {
+                (
+                    o["partition"].as_i64().unwrap(),
+                    o["offset"].as_i64().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    /// Every record of a partition from `offset` to the end, paging with next_offset.
+    pub fn read_all(&self, topic: &str, partition: i64, mut offset: i64) -> Vec<Value> {
+        let mut out = Vec::new();
+        loop {
+            let (status, body) = self.get(&format!(
+                "/v1/topics/{topic}/partitions/{partition}/records?offset={offset}&max=5000"
+            ));
+            assert_eq!(status, 200, "read: {body}");
+            let records = body["records"].as_array().unwrap().clone();
+            let next = body["next_offset"].as_i64().unwrap();
+            if records.is_empty() {
+                return out;
+            }
+            out.extend(records);
+            offset = next;
+        }
+    }
+
+    pub fn describe(&self, topic: &str) -> Value {
+        let (status, body) = self.get(&format!("/v1/topics/{topic}"));
+        assert_eq!(status, 200, "describe: {body}");
+        body
+    }
+
+    /// Runs the CLI against this server.
+    pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        cli_at(&self.url, args, stdin)
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub fn cli_at(url: &str, args: &[&str], stdin: Option<&str>) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("WEIR_URL", url)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(input) = stdin {
+        let mut s = child.stdin.take().unwrap();
+        s.write_all(input.as_bytes()).unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Polls `f` until it returns true or `timeout` passes.
+pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    f()
+}

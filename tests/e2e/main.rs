@@ -1,0 +1,10 @@
+//! End-to-end tests: each starts the real `weir` binary on a free port with a temporary data
+//! directory and talks to it over HTTP and through the CLI, as a user would.
+
+mod cli;
+mod common;
+mod crash;
+mod errors;
+mod maintenance;
+mod records;
+mod topics;
