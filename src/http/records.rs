@@ -159,6 +159,9 @@ pub struct ReadQuery {
     /// Page size (default 100, at most 10,000); with `follow`, the total number of records
     /// after which the stream ends (unlimited when absent).
     pub max: Option<usize>,
+    /// Start at the first record whose timestamp is at or after this (ms since the epoch)
+    /// instead of at `offset`; the end of the partition if there is none.
+    pub timestamp: Option<i64>,
     /// Stream records as NDJSON as they are appended.
     #[serde(default)]
     pub follow: bool,
@@ -235,6 +238,17 @@ pub async fn read(
         ));
     }
     let topic: Arc<str> = Arc::from(topic);
+    let offset = match query.timestamp {
+        None => offset,
+        Some(ts) if query.offset.is_some() => {
+            return Err(ApiError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "invalid_query",
+                format!("give offset or timestamp, not both (timestamp={ts})"),
+            ));
+        }
+        Some(ts) => offset_for_timestamp(&state.broker, &topic, partition, ts).await?,
+    };
     if query.follow {
         return follow(state, topic, partition, offset, query.max).await;
     }
@@ -262,6 +276,29 @@ pub async fn read(
         end_offset: result.end_offset,
     })
     .into_response())
+}
+
+/// The first offset at or after `timestamp`, or the partition's end offset.
+async fn offset_for_timestamp(
+    broker: &Broker,
+    topic: &Arc<str>,
+    partition: i32,
+    timestamp: i64,
+) -> Result<i64, ApiError> {
+    let broker = broker.clone();
+    let topic = topic.clone();
+    let offset = tokio::task::spawn_blocking(move || {
+        match broker.offset_for_timestamp(&topic, partition, timestamp)? {
+            Some(o) => Ok(o),
+            None => broker.describe_topic(&topic).map(|d| {
+                d.partition_offsets
+                    .get(partition as usize)
+                    .map_or(0, |p| p.end_offset)
+            }),
+        }
+    })
+    .await??;
+    Ok(offset)
 }
 
 async fn read_blocking(

@@ -44,6 +44,23 @@ fn produce_and_read_back_with_keys_headers_timestamps() {
             assert_eq!(r["timestamp"], 1_700_000_000_000i64 + i as i64);
         }
     }
+    // Reading by timestamp starts at the first record at or after it.
+    let p0: Vec<usize> = offsets
+        .iter()
+        .enumerate()
+        .filter(|(_, (p, _))| *p == 0)
+        .map(|(i, _)| i)
+        .collect();
+    let target = p0[p0.len() / 2];
+    let (status, body) = s.get(&format!(
+        "/v1/topics/t/partitions/0/records?timestamp={}&max=1",
+        1_700_000_000_000i64 + target as i64
+    ));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["records"][0]["value"], format!("value-{target}"));
+    let (_, body) = s.get("/v1/topics/t/partitions/0/records?timestamp=1800000000000");
+    assert!(body["records"].as_array().unwrap().is_empty());
+
     // Explicit partition, null value, no key.
     let o = s.produce(
         "t",

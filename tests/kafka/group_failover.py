@@ -17,9 +17,6 @@ import time
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-GROUP = "failover-group"
-
-
 def fail(msg, **extra):
     print(json.dumps({"ok": False, "error": msg, **extra}))
     sys.exit(1)
@@ -37,7 +34,7 @@ def member(a):
 
     c = Consumer({
         "bootstrap.servers": a.bootstrap,
-        "group.id": GROUP,
+        "group.id": a.group,
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
         "session.timeout.ms": 6000,
@@ -54,7 +51,8 @@ def member(a):
             continue
         out.write("rec %d %d\n" % (m.partition(), m.offset()))
         c.commit(message=m, asynchronous=False)
-        time.sleep(a.delay)
+        if os.path.exists(a.slow_flag):
+            time.sleep(a.delay)
 
 
 def read_log(path):
@@ -82,7 +80,7 @@ def orchestrate(a):
             p.poll(0)
     if p.flush(60):
         fail("initial records were not all delivered")
-    probe = Consumer({"bootstrap.servers": a.bootstrap, "group.id": GROUP})
+    probe = Consumer({"bootstrap.servers": a.bootstrap, "group.id": a.group})
     nparts = len(probe.list_topics(a.topic, timeout=30).topics[a.topic].partitions)
     if nparts < 2:
         fail("the topic needs at least 2 partitions")
@@ -90,8 +88,12 @@ def orchestrate(a):
 
     tmp = tempfile.mkdtemp()
     logs = [os.path.join(tmp, "a.log"), os.path.join(tmp, "b.log")]
+    # Members consume slowly while this file exists, so the victim dies mid-partition.
+    slow_flag = os.path.join(tmp, "slow")
+    open(slow_flag, "w").close()
     procs = [subprocess.Popen([sys.executable, __file__, "member", "--bootstrap", a.bootstrap,
-                               "--topic", a.topic, "--out", path, "--delay", str(a.delay)])
+                               "--topic", a.topic, "--group", a.group, "--out", path,
+                               "--delay", str(a.delay), "--slow-flag", slow_flag])
              for path in logs]
     try:
         # Both members own a share, and both have consumed and committed some records.
@@ -113,12 +115,13 @@ def orchestrate(a):
         committed = {tp.partition: tp.offset for tp in probe.committed(
             [TopicPartition(a.topic, pt) for pt in victim_parts], timeout=30)}
         victim_last = {pt: max((o for (q, o) in rb if q == pt), default=-1) for pt in victim_parts}
+        os.remove(slow_flag)
 
         # The survivor takes over and reaches the end of every partition.
         deadline = time.time() + 180
         while True:
             ra, aa = read_log(logs[0])
-            done = {pt: max((o for (q, o) in ra if q == pt), default=-1) for pt in range(nparts)}
+            done = {pt: max((o for (q, o) in ra + rb if q == pt), default=-1) for pt in range(nparts)}
             if aa and sorted(aa[-1]) == list(range(nparts)) and all(done[pt] >= ends[pt] - 1 for pt in range(nparts)):
                 break
             if time.time() > deadline:
@@ -140,7 +143,11 @@ def orchestrate(a):
         if missing:
             problems.append(f"partition {pt}: {len(missing)} offsets never consumed, first {missing[:5]}")
     takeover = {}
+    if all(committed.get(pt, -1) >= ends[pt] for pt in victim_parts):
+        problems.append("the victim had finished its partitions before it was killed: nothing to take over")
     for pt in victim_parts:
+        if committed.get(pt, -1) >= ends[pt]:
+            continue
         survivor_offsets = [o for (q, o) in ra if q == pt]
         first = survivor_offsets[0] if survivor_offsets else None
         takeover[pt] = {"committed": committed.get(pt), "victim_last": victim_last[pt], "survivor_first": first}
@@ -171,10 +178,13 @@ def main():
     ap.add_argument("mode", nargs="?", default="run", choices=["run", "member"])
     ap.add_argument("--bootstrap", required=True)
     ap.add_argument("--topic", required=True)
-    ap.add_argument("--records", type=int, default=2000)
+    ap.add_argument("--records", type=int, default=4000)
+    ap.add_argument("--group", default=None)
     ap.add_argument("--out")
-    ap.add_argument("--delay", type=float, default=0.005)
+    ap.add_argument("--delay", type=float, default=0.01)
+    ap.add_argument("--slow-flag")
     a = ap.parse_args()
+    a.group = a.group or "failover-" + a.topic
     member(a) if a.mode == "member" else orchestrate(a)
 
 

@@ -406,6 +406,22 @@ mod tests {
     }
 
     #[test]
+    fn segments_roll_by_age() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = settings();
+        s.segment_bytes = 1 << 20;
+        s.segment_ms = 20;
+        let mut log = PartitionLog::open(dir.path(), s).unwrap();
+        log.append(&mut batch(2, 1)).unwrap();
+        log.append(&mut batch(2, 2)).unwrap();
+        assert_eq!(log.segment_count(), 1);
+        std::thread::sleep(std::time::Duration::from_millis(40));
+        log.append(&mut batch(2, 3)).unwrap();
+        assert_eq!(log.segment_count(), 2);
+        assert_eq!(read_all(&log), (0..6).collect::<Vec<_>>());
+    }
+
+    #[test]
     fn retention_by_size_drops_oldest_closed_segments() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = settings();
