@@ -19,6 +19,19 @@ if command -v rustup >/dev/null 2>&1; then
   rustup component add rustfmt clippy >/dev/null 2>&1 || true
 fi
 
+# Kafka clients for the protocol tests (tests/e2e/kafka.rs runs tests/kafka/*.py): Debian's
+# kcat (librdkafka 2.0.2), confluent-kafka (a current librdkafka) and kafka-python.
+if ! command -v kcat >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq >/dev/null && \
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat >/dev/null
+fi
+if ! python3 -c 'import confluent_kafka, kafka' >/dev/null 2>&1; then
+  pkgs=("confluent-kafka>=2.3" "kafka-python>=2.0")
+  python3 -m pip install --quiet "${pkgs[@]}" 2>/dev/null || \
+    python3 -m pip install --quiet --break-system-packages "${pkgs[@]}"
+fi
+
 step fmt cargo fmt --all -- --check
 step clippy cargo clippy --workspace --all-targets --locked -- -D warnings
 # One profile (dev) for everything: clippy's check build shares nothing with it, but the

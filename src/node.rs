@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use weir_broker::kafka::{self, KafkaConfig, KafkaError};
 use weir_broker::{Broker, BrokerConfig, BrokerError};
 
 use crate::http::metrics::Metrics;
@@ -26,6 +27,8 @@ pub struct NodeConfig {
     /// Address to listen on for HTTP (`host:port`; port 0 picks a free one).
     pub http_addr: String,
     pub http: HttpConfig,
+    /// Kafka listen address and settings; `None` serves no Kafka listener.
+    pub kafka: Option<(String, KafkaConfig)>,
 }
 
 /// Why a node failed to start or stop cleanly.
@@ -35,6 +38,8 @@ pub enum NodeError {
     Open { path: PathBuf, source: BrokerError },
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: String, source: io::Error },
+    #[error("Kafka listener failed: {0}")]
+    Kafka(#[from] KafkaError),
     #[error("HTTP server failed: {0}")]
     Serve(io::Error),
     #[error("flushing the log at shutdown failed: {0}")]
@@ -57,6 +62,19 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         source,
     })?;
 
+    let kafka_listener = match &config.kafka {
+        None => None,
+        Some((addr, kafka_config)) => {
+            let l = TcpListener::bind(addr)
+                .await
+                .map_err(|source| NodeError::Bind {
+                    addr: addr.clone(),
+                    source,
+                })?;
+            Some((l, kafka_config.clone()))
+        }
+    };
+
     let data_dir = config.broker.data_dir.clone();
     tracing::info!(data_dir = %data_dir.display(), "opening the log");
     let broker_config = config.broker.clone();
@@ -77,6 +95,24 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         shutdown: shutdown_rx.clone(),
     };
     let app = http::router(state, &config.http);
+
+    let kafka_task = kafka_listener.map(|(listener, kafka_config)| {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!("kafka protocol listening on {addr}");
+        }
+        let mut stop = shutdown_rx.clone();
+        let broker = broker.clone();
+        tokio::spawn(async move {
+            let served = kafka::serve(broker, listener, kafka_config, async move {
+                let _ = stop.wait_for(|stop| *stop).await;
+            })
+            .await;
+            if let Err(e) = &served {
+                tracing::error!(error = %e, "Kafka listener stopped");
+            }
+            served
+        })
+    });
 
     let mut server_shutdown = shutdown_rx;
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
@@ -109,9 +145,21 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         }
     };
 
+    let _ = shutdown_tx.send(true);
+    let kafka_result = match kafka_task {
+        Some(task) => match tokio::time::timeout(DRAIN_TIMEOUT, task).await {
+            Ok(joined) => joined?,
+            Err(_) => {
+                tracing::warn!("Kafka connections still open after the drain timeout");
+                Ok(())
+            }
+        },
+        None => Ok(()),
+    };
     background.stop().await;
     let flushed = tokio::task::spawn_blocking(move || broker.flush_all()).await?;
     served?.map_err(NodeError::Serve)?;
+    kafka_result?;
     flushed.map_err(NodeError::Flush)?;
     tracing::info!("stopped");
     Ok(())

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use tracing_subscriber::EnvFilter;
+use weir_broker::kafka::KafkaConfig;
 use weir_broker::{BrokerConfig, BrokerError, LogConfig};
 
 use super::FsyncArg;
@@ -58,6 +59,17 @@ pub struct ServeArgs {
     #[arg(long, env = "WEIR_MAX_BATCH_BYTES", value_name = "B",
           default_value_t = LogConfig::default().max_batch_bytes)]
     pub max_batch_bytes: usize,
+    /// Kafka protocol listen address, or `off` to serve no Kafka listener
+    #[arg(
+        long,
+        env = "WEIR_KAFKA",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:9092"
+    )]
+    pub kafka: String,
+    /// Address Kafka clients are told to connect to (default: the address they reached)
+    #[arg(long, env = "WEIR_KAFKA_ADVERTISED", value_name = "HOST:PORT")]
+    pub kafka_advertised: Option<String>,
     /// Largest HTTP request body accepted (larger ones get a 413)
     #[arg(long, env = "WEIR_MAX_REQUEST_BYTES", value_name = "B",
           default_value_t = DEFAULT_MAX_REQUEST_BYTES)]
@@ -88,8 +100,21 @@ impl ServeArgs {
         if self.max_request_bytes == 0 {
             bail!("invalid server setting: max_request_bytes must be positive");
         }
+        let kafka = if self.kafka.eq_ignore_ascii_case("off") {
+            None
+        } else {
+            let config = KafkaConfig {
+                advertised: self.kafka_advertised.clone(),
+                ..KafkaConfig::default()
+            };
+            if let Err(e) = config.validate() {
+                bail!("invalid server setting: {e}");
+            }
+            Some((self.kafka.clone(), config))
+        };
         Ok(NodeConfig {
             broker,
+            kafka,
             http_addr: self.http.clone(),
             http: HttpConfig {
                 max_request_bytes: self.max_request_bytes,
@@ -136,6 +161,9 @@ mod tests {
         assert_eq!(c.broker.log, LogConfig::default());
         assert_eq!(c.http_addr, "127.0.0.1:8080");
         assert_eq!(c.http.max_request_bytes, DEFAULT_MAX_REQUEST_BYTES);
+        assert_eq!(c.kafka.map(|k| k.0).as_deref(), Some("127.0.0.1:9092"));
+        let t = T::try_parse_from(["weir", "--kafka", "off"]).unwrap();
+        assert!(t.serve.node_config().unwrap().kafka.is_none());
     }
 
     #[test]

@@ -23,6 +23,8 @@ pub struct Server {
     pub data_dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     pub url: String,
+    /// `host:port` of the Kafka listener.
+    pub kafka: String,
     extra: Vec<String>,
     pub http: reqwest::blocking::Client,
 }
@@ -36,6 +38,7 @@ impl Server {
             data_dir,
             _tmp: Some(tmp),
             url: String::new(),
+            kafka: String::new(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
             http: reqwest::blocking::Client::builder()
                 .timeout(Duration::from_secs(60))
@@ -49,13 +52,18 @@ impl Server {
     fn spawn(&mut self) {
         let port = free_port();
         self.url = format!("http://127.0.0.1:{port}");
+        let mut extra = self.extra.clone();
+        if !extra.iter().any(|a| a == "--kafka") {
+            self.kafka = format!("127.0.0.1:{}", free_port());
+            extra.extend(["--kafka".to_string(), self.kafka.clone()]);
+        }
         let child = Command::new(BIN)
             .arg("serve")
             .arg("--data-dir")
             .arg(&self.data_dir)
             .arg("--http")
             .arg(format!("127.0.0.1:{port}"))
-            .args(&self.extra)
+            .args(&extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())

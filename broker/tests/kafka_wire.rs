@@ -1,0 +1,559 @@
+//! The Kafka listener driven byte by byte: a minimal client built from `kafka-protocol`'s
+//! codecs talks to `weir_broker::kafka::serve` in-process. Covers what real clients rarely
+//! exercise on purpose: retried idempotent batches, sequence gaps, corrupt batches, acks=0,
+//! long-poll fetches, and hostile frames (which must close the connection, never the server).
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, FetchRequest, InitProducerIdRequest, ListOffsetsRequest,
+    MetadataRequest, ProduceRequest, RequestHeader, RequestKind, ResponseHeader, ResponseKind,
+    TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use weir_broker::kafka::{KafkaConfig, serve};
+use weir_broker::{Broker, BrokerConfig, TopicSpec};
+
+struct Node {
+    broker: Broker,
+    addr: std::net::SocketAddr,
+    _dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Node {
+    async fn start(config: KafkaConfig) -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = Broker::open(BrokerConfig::new(dir.path())).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let b = broker.clone();
+        let task = tokio::spawn(async move {
+            serve(b, listener, config, async move {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        Node {
+            broker,
+            addr,
+            _dir: dir,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.take().unwrap().await.unwrap();
+    }
+}
+
+struct Client {
+    stream: TcpStream,
+    corr: i32,
+}
+
+impl Client {
+    async fn connect(node: &Node) -> Client {
+        Client {
+            stream: TcpStream::connect(node.addr).await.unwrap(),
+            corr: 0,
+        }
+    }
+
+    async fn send(&mut self, api: ApiKey, version: i16, body: &RequestKind) -> i32 {
+        self.corr += 1;
+        let header = RequestHeader::default()
+            .with_request_api_key(api as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(self.corr)
+            .with_client_id(Some(StrBytes::from_static_str("wire-test")));
+        let mut buf = BytesMut::new();
+        header
+            .encode(&mut buf, api.request_header_version(version))
+            .unwrap();
+        body.encode(&mut buf, version).unwrap();
+        self.send_raw(&buf).await;
+        self.corr
+    }
+
+    async fn send_raw(&mut self, body: &[u8]) {
+        let mut frame = (body.len() as i32).to_be_bytes().to_vec();
+        frame.extend_from_slice(body);
+        self.stream.write_all(&frame).await.unwrap();
+    }
+
+    /// Reads one response frame; `None` if the server closed the connection.
+    async fn recv_raw(&mut self) -> Option<Bytes> {
+        let mut len = [0u8; 4];
+        match tokio::time::timeout(Duration::from_secs(30), self.stream.read_exact(&mut len)).await
+        {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => return None,
+            Err(_) => panic!("no response and no close within 30 s"),
+        }
+        let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
+        self.stream.read_exact(&mut body).await.ok()?;
+        Some(Bytes::from(body))
+    }
+
+    async fn recv(&mut self, api: ApiKey, version: i16) -> (i32, ResponseKind) {
+        let mut b = self.recv_raw().await.expect("connection closed");
+        let h = ResponseHeader::decode(&mut b, api.response_header_version(version)).unwrap();
+        let r = ResponseKind::decode(api, &mut b, version).unwrap();
+        (h.correlation_id, r)
+    }
+
+    async fn call(&mut self, api: ApiKey, version: i16, body: RequestKind) -> ResponseKind {
+        let corr = self.send(api, version, &body).await;
+        let (got, r) = self.recv(api, version).await;
+        assert_eq!(got, corr);
+        r
+    }
+}
+
+fn record(i: i64, key: Option<&str>, value: &str, producer: (i64, i16), seq: i32) -> Record {
+    Record {
+        transactional: false,
+        control: false,
+        partition_leader_epoch: -1,
+        producer_id: producer.0,
+        producer_epoch: producer.1,
+        timestamp_type: TimestampType::Creation,
+        offset: i,
+        sequence: seq,
+        timestamp: 1_700_000_000_000 + i,
+        key: key.map(|k| Bytes::copy_from_slice(k.as_bytes())),
+        value: Some(Bytes::copy_from_slice(value.as_bytes())),
+        headers: Default::default(),
+        delete_horizon: false,
+    }
+}
+
+/// One batch of `n` records; sequences from `first_seq` when `producer` is an idempotent one.
+fn batch(n: i64, producer: (i64, i16), first_seq: i32, key: Option<&str>) -> Bytes {
+    let recs: Vec<Record> = (0..n)
+        .map(|i| record(i, key, &format!("v{i}"), producer, first_seq + i as i32))
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        recs.iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .unwrap();
+    buf.freeze()
+}
+
+fn produce(topic: &str, partition: i32, acks: i16, records: Bytes) -> RequestKind {
+    RequestKind::Produce(
+        ProduceRequest::default()
+            .with_acks(acks)
+            .with_timeout_ms(5000)
+            .with_topic_data(vec![
+                TopicProduceData::default()
+                    .with_name(TopicName(StrBytes::from_string(topic.into())))
+                    .with_partition_data(vec![
+                        PartitionProduceData::default()
+                            .with_index(partition)
+                            .with_records(Some(records)),
+                    ]),
+            ]),
+    )
+}
+
+/// (error code, base offset) of the single partition in a Produce response.
+fn produced(r: ResponseKind) -> (i16, i64) {
+    let ResponseKind::Produce(r) = r else {
+        panic!("{r:?}")
+    };
+    let p = &r.responses[0].partition_responses[0];
+    (p.error_code, p.base_offset)
+}
+
+fn fetch(topic: &str, offset: i64, max_wait_ms: i32, min_bytes: i32) -> RequestKind {
+    RequestKind::Fetch(
+        FetchRequest::default()
+            .with_max_wait_ms(max_wait_ms)
+            .with_min_bytes(min_bytes)
+            .with_max_bytes(1 << 20)
+            .with_topics(vec![
+                FetchTopic::default()
+                    .with_topic(TopicName(StrBytes::from_string(topic.into())))
+                    .with_partitions(vec![
+                        FetchPartition::default()
+                            .with_partition(0)
+                            .with_fetch_offset(offset)
+                            .with_partition_max_bytes(1 << 20),
+                    ]),
+            ]),
+    )
+}
+
+#[tokio::test]
+async fn retried_idempotent_batches_are_appended_once_and_gaps_are_rejected() {
+    let node = Node::start(KafkaConfig::default()).await;
+    node.broker.create_topic(TopicSpec::new("idem", 1)).unwrap();
+    let mut c = Client::connect(&node).await;
+    let ResponseKind::InitProducerId(init) = c
+        .call(
+            ApiKey::InitProducerId,
+            4,
+            RequestKind::InitProducerId(
+                InitProducerIdRequest::default()
+                    .with_transaction_timeout_ms(60_000)
+                    .with_producer_id((-1).into())
+                    .with_producer_epoch(-1),
+            ),
+        )
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(init.error_code, 0);
+    let pid = (init.producer_id.0, init.producer_epoch);
+    assert!(pid.0 >= 0);
+
+    let first = batch(5, pid, 0, Some("k"));
+    assert_eq!(
+        produced(
+            c.call(ApiKey::Produce, 7, produce("idem", 0, -1, first.clone()))
+                .await
+        ),
+        (0, 0)
+    );
+    // The same batch again (a retry after a lost response): same offsets, nothing appended.
+    assert_eq!(
+        produced(
+            c.call(ApiKey::Produce, 7, produce("idem", 0, -1, first))
+                .await
+        ),
+        (0, 0)
+    );
+    assert_eq!(node.broker.partition_offsets("idem", 0).unwrap(), (0, 5));
+    // A gap in sequence numbers is refused.
+    let gap = batch(2, pid, 9, Some("k"));
+    assert_eq!(
+        produced(
+            c.call(ApiKey::Produce, 7, produce("idem", 0, -1, gap))
+                .await
+        )
+        .0,
+        45
+    );
+    // The next batch in sequence goes on.
+    let next = batch(2, pid, 5, Some("k"));
+    assert_eq!(
+        produced(
+            c.call(ApiKey::Produce, 7, produce("idem", 0, -1, next))
+                .await
+        ),
+        (0, 5)
+    );
+    assert_eq!(node.broker.partition_offsets("idem", 0).unwrap(), (0, 7));
+    let all = node.broker.read("idem", 0, 0, 100, 1 << 20).unwrap();
+    assert_eq!(all.records.len(), 7);
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn bad_batches_get_kafka_error_codes_and_nothing_is_appended() {
+    let config = KafkaConfig {
+        auto_create_topics: false,
+        ..KafkaConfig::default()
+    };
+    let node = Node::start(config).await;
+    node.broker.create_topic(TopicSpec::new("t", 1)).unwrap();
+    let mut compacted = TopicSpec::new("c", 1);
+    compacted.compacted = true;
+    node.broker.create_topic(compacted).unwrap();
+    let mut c = Client::connect(&node).await;
+    let plain = (-1, -1);
+
+    // A flipped bit in a record: CRC mismatch → CORRUPT_MESSAGE.
+    let mut bad = batch(3, plain, -1, Some("k")).to_vec();
+    let n = bad.len();
+    bad[n - 2] ^= 0x40;
+    let r = c
+        .call(ApiKey::Produce, 7, produce("t", 0, 1, Bytes::from(bad)))
+        .await;
+    assert_eq!(produced(r).0, 2);
+    // Old message format (magic 1) → INVALID_RECORD.
+    let mut old = batch(1, plain, -1, Some("k")).to_vec();
+    old[16] = 1;
+    let r = c
+        .call(ApiKey::Produce, 7, produce("t", 0, 1, Bytes::from(old)))
+        .await;
+    assert_eq!(produced(r).0, 87);
+    // A truncated batch → CORRUPT_MESSAGE.
+    let trunc = batch(3, plain, -1, Some("k")).slice(0..40);
+    let r = c.call(ApiKey::Produce, 7, produce("t", 0, 1, trunc)).await;
+    assert_eq!(produced(r).0, 2);
+    // A null key on a compacted topic → INVALID_RECORD.
+    let r = c
+        .call(
+            ApiKey::Produce,
+            7,
+            produce("c", 0, 1, batch(1, plain, -1, None)),
+        )
+        .await;
+    assert_eq!(produced(r).0, 87);
+    // Unknown topic (auto-creation off) and unknown partition → UNKNOWN_TOPIC_OR_PARTITION.
+    let r = c
+        .call(
+            ApiKey::Produce,
+            7,
+            produce("nope", 0, 1, batch(1, plain, -1, Some("k"))),
+        )
+        .await;
+    assert_eq!(produced(r).0, 3);
+    let r = c
+        .call(
+            ApiKey::Produce,
+            7,
+            produce("t", 4, 1, batch(1, plain, -1, Some("k"))),
+        )
+        .await;
+    assert_eq!(produced(r).0, 3);
+    // acks must be -1, 0 or 1.
+    let r = c
+        .call(
+            ApiKey::Produce,
+            7,
+            produce("t", 0, 5, batch(1, plain, -1, Some("k"))),
+        )
+        .await;
+    assert_eq!(produced(r).0, 21);
+    assert_eq!(node.broker.partition_offsets("t", 0).unwrap(), (0, 0));
+    assert_eq!(node.broker.partition_offsets("c", 0).unwrap(), (0, 0));
+    assert!(node.broker.partition_count("nope").is_err());
+
+    // acks=0: no response at all; the next response is for the next request.
+    let corr = c
+        .send(
+            ApiKey::Produce,
+            7,
+            &produce("t", 0, 0, batch(2, plain, -1, Some("k"))),
+        )
+        .await;
+    let next = c
+        .send(
+            ApiKey::ApiVersions,
+            3,
+            &RequestKind::ApiVersions(ApiVersionsRequest::default()),
+        )
+        .await;
+    let (got, _) = c.recv(ApiKey::ApiVersions, 3).await;
+    assert_eq!((got, next), (corr + 1, corr + 1));
+    assert_eq!(node.broker.partition_offsets("t", 0).unwrap(), (0, 2));
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn fetch_long_polls_and_answers_from_stored_batches() {
+    let node = Node::start(KafkaConfig::default()).await;
+    node.broker.create_topic(TopicSpec::new("f", 1)).unwrap();
+    let mut c = Client::connect(&node).await;
+    let plain = (-1, -1);
+    for _ in 0..3 {
+        let r = c
+            .call(
+                ApiKey::Produce,
+                7,
+                produce("f", 0, 1, batch(4, plain, -1, Some("k"))),
+            )
+            .await;
+        assert_eq!(produced(r).0, 0);
+    }
+    // From an offset inside the second batch: the whole batch comes back, byte for byte.
+    let ResponseKind::Fetch(r) = c.call(ApiKey::Fetch, 11, fetch("f", 5, 0, 1)).await else {
+        panic!()
+    };
+    let p = &r.responses[0].partitions[0];
+    assert_eq!(
+        (p.error_code, p.high_watermark, p.log_start_offset),
+        (0, 12, 0)
+    );
+    let (stored, _) = node.broker.read_batches("f", 0, 4, 1 << 20).unwrap();
+    assert_eq!(p.records.as_ref().unwrap(), &stored);
+    assert_eq!(i64::from_be_bytes(stored[0..8].try_into().unwrap()), 4);
+    // Past the end: OFFSET_OUT_OF_RANGE.
+    let ResponseKind::Fetch(r) = c.call(ApiKey::Fetch, 11, fetch("f", 13, 0, 1)).await else {
+        panic!()
+    };
+    assert_eq!(r.responses[0].partitions[0].error_code, 1);
+
+    // At the end with max_wait: the fetch waits, and returns what is appended meanwhile.
+    let corr = c.send(ApiKey::Fetch, 11, &fetch("f", 12, 20_000, 1)).await;
+    let b = node.broker.clone();
+    let writer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::task::spawn_blocking(move || {
+            b.produce(
+                "f",
+                vec![weir_broker::ProduceRecord {
+                    value: Some(Bytes::from_static(b"late")),
+                    ..Default::default()
+                }],
+            )
+        })
+        .await
+        .unwrap()
+        .unwrap()
+    });
+    let (got, r) = c.recv(ApiKey::Fetch, 11).await;
+    assert_eq!(got, corr);
+    let ResponseKind::Fetch(r) = r else { panic!() };
+    let p = &r.responses[0].partitions[0];
+    assert_eq!(p.high_watermark, 13);
+    let mut recs = p.records.clone().unwrap();
+    let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut recs).unwrap();
+    assert_eq!(set.records[0].offset, 12);
+    assert_eq!(set.records[0].value.as_deref(), Some(&b"late"[..]));
+    writer.await.unwrap();
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn list_offsets_earliest_latest_and_by_timestamp() {
+    let node = Node::start(KafkaConfig::default()).await;
+    node.broker.create_topic(TopicSpec::new("lo", 1)).unwrap();
+    let mut c = Client::connect(&node).await;
+    let r = c
+        .call(
+            ApiKey::Produce,
+            7,
+            produce("lo", 0, 1, batch(10, (-1, -1), -1, Some("k"))),
+        )
+        .await;
+    assert_eq!(produced(r), (0, 0));
+    for (ts, want) in [
+        (-2, 0),
+        (-1, 10),
+        (1_700_000_000_004, 4),
+        (1_800_000_000_000, -1),
+    ] {
+        let req = ListOffsetsRequest::default()
+            .with_replica_id((-1).into())
+            .with_topics(vec![
+                ListOffsetsTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str("lo")))
+                    .with_partitions(vec![
+                        ListOffsetsPartition::default()
+                            .with_partition_index(0)
+                            .with_timestamp(ts),
+                    ]),
+            ]);
+        for version in [1, 5] {
+            let ResponseKind::ListOffsets(r) = c
+                .call(
+                    ApiKey::ListOffsets,
+                    version,
+                    RequestKind::ListOffsets(req.clone()),
+                )
+                .await
+            else {
+                panic!()
+            };
+            let p = &r.topics[0].partitions[0];
+            assert_eq!(
+                (p.error_code, p.offset),
+                (0, want),
+                "timestamp {ts} v{version}"
+            );
+            if want >= 0 && ts >= 0 {
+                assert_eq!(p.timestamp, 1_700_000_000_000 + want);
+            }
+        }
+    }
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn hostile_frames_close_the_connection_and_the_server_keeps_serving() {
+    let node = Node::start(KafkaConfig {
+        max_request_bytes: 64 * 1024,
+        ..KafkaConfig::default()
+    })
+    .await;
+    // An unknown API key.
+    let mut c = Client::connect(&node).await;
+    c.send_raw(&[0x03, 0xe7, 0, 0, 0, 0, 0, 1, 0, 0]).await;
+    assert!(c.recv_raw().await.is_none());
+    // A length prefix over the limit (an HTTP request, say).
+    let mut c = Client::connect(&node).await;
+    c.stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(c.recv_raw().await.is_none());
+    // A negative length.
+    let mut c = Client::connect(&node).await;
+    c.stream.write_all(&(-5i32).to_be_bytes()).await.unwrap();
+    assert!(c.recv_raw().await.is_none());
+    // A truncated Metadata body, and an array length claiming 2^31 elements.
+    let mut c = Client::connect(&node).await;
+    c.send_raw(&[0, 3, 0, 1, 0, 0, 0, 7, 0, 0, 0x7f]).await;
+    assert!(c.recv_raw().await.is_none());
+    let mut c = Client::connect(&node).await;
+    c.send_raw(&[0, 3, 0, 1, 0, 0, 0, 7, 0, 0, 0x7f, 0xff, 0xff, 0xff])
+        .await;
+    assert!(c.recv_raw().await.is_none());
+    // Fetch v13 (topic ids) is not served: the connection closes.
+    let mut c = Client::connect(&node).await;
+    c.send(
+        ApiKey::Fetch,
+        13,
+        &RequestKind::Fetch(FetchRequest::default()),
+    )
+    .await;
+    assert!(c.recv_raw().await.is_none());
+
+    // An ApiVersions version from the future gets a v0 answer with UNSUPPORTED_VERSION and
+    // the supported ranges, so the client can retry with one of them.
+    let mut c = Client::connect(&node).await;
+    c.send_raw(&[0, 18, 0, 9, 0, 0, 0, 42, 0, 0]).await;
+    let mut b = c.recv_raw().await.unwrap();
+    let h = ResponseHeader::decode(&mut b, 0).unwrap();
+    let r = kafka_protocol::messages::ApiVersionsResponse::decode(&mut b, 0).unwrap();
+    assert_eq!((h.correlation_id, r.error_code), (42, 35));
+    let av = r
+        .api_keys
+        .iter()
+        .find(|k| k.api_key == ApiKey::ApiVersions as i16)
+        .unwrap();
+    assert_eq!((av.min_version, av.max_version), (0, 3));
+    let produce_range = r.api_keys.iter().find(|k| k.api_key == 0).unwrap();
+    assert!(produce_range.max_version < 13);
+
+    // The server is still fine.
+    let mut c = Client::connect(&node).await;
+    let ResponseKind::Metadata(m) = c
+        .call(
+            ApiKey::Metadata,
+            9,
+            RequestKind::Metadata(MetadataRequest::default().with_topics(None)),
+        )
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(m.brokers[0].port, node.addr.port() as i32);
+    node.stop().await;
+}
