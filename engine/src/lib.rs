@@ -1,5 +1,8 @@
-//! `weir-engine` will run user code compiled to WebAssembly components over the log: the
-//! wasmtime host, per-partition tasks, RocksDB state stores with changelogs, and streaming
-//! SQL. It depends on `weir-broker` for the log and never the other way round.
+//! `weir-engine` runs user code compiled to WebAssembly components over the log: the
+//! wasmtime host (`wasm`), per-partition tasks (`task`), RocksDB state stores with changelogs
+//! (`state`), and later streaming SQL. It depends on `weir-broker` for the log and never the
+//! other way round; the broker knows nothing of Wasm.
 //!
-//! Nothing is implemented yet; this crate exists so the workspace has its final shape.
+//! [`host`] is the contract between the task runtime and a running processor.
+
+pub mod host;

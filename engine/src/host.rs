@@ -1,0 +1,143 @@
+//! The contract between the two halves of the engine: what a running processor (today a Wasm
+//! component, see `wasm`) can ask of its task (`TaskHost`: state, emit, timers, logging), and
+//! what a task can ask of a processor (`ProcessorLogic`: init, process a batch, fire a timer).
+//!
+//! Neither side knows the other's implementation: the task runtime drives any
+//! `ProcessorLogic`, and the Wasm host turns guest imports into `TaskHost` calls. Nothing here
+//! touches wasmtime, RocksDB or the log.
+
+use bytes::Bytes;
+
+/// A record handed to a processor: where it came from, and its contents.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputRecord {
+    /// Topic it was read from (an input topic, or the processor's repartition topic).
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub headers: Vec<(String, Option<Bytes>)>,
+    /// Event time, ms since the epoch.
+    pub timestamp: i64,
+}
+
+/// A record a processor emits.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct OutputRecord {
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub headers: Vec<(String, Option<Bytes>)>,
+    /// Event time; `None` means the time of the input record being processed (or the timer).
+    pub timestamp: Option<i64>,
+}
+
+/// Which clock a timer follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TimerKind {
+    /// Fires when the task's stream time (largest event time seen) reaches it.
+    StreamTime,
+    /// Fires when the wall clock reaches it.
+    WallClock,
+}
+
+/// Guest log levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+/// An error a host call reports back to the guest (the guest sees the message).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct HostError(pub String);
+
+/// Handle to a store opened by a task (index into the task's open stores).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StoreHandle(pub u32);
+
+/// What the task gives a running processor. One `TaskHost` per task; the processor sees only
+/// this task's partition and this task's stores.
+pub trait TaskHost: Send {
+    /// The partition this task owns.
+    fn partition(&self) -> i32;
+    /// Largest event time the task has seen (ms), or `i64::MIN` before the first record.
+    fn stream_time(&self) -> i64;
+    /// Emits a record to one of the processor's outputs, named as in its spec, or to
+    /// `"repartition"` (the processor's own repartition topic; the key picks the partition).
+    fn emit(&mut self, output: &str, record: OutputRecord) -> Result<(), HostError>;
+    fn log(&mut self, level: LogLevel, message: &str);
+    /// Registers a timer; registering the same (kind, time) twice fires it once.
+    fn register_timer(&mut self, kind: TimerKind, time: i64) -> Result<(), HostError>;
+    /// Opens (creating if needed) the named store of this task.
+    fn open_store(&mut self, name: &str) -> Result<StoreHandle, HostError>;
+    fn get(&mut self, store: StoreHandle, key: &[u8]) -> Result<Option<Bytes>, HostError>;
+    fn put(&mut self, store: StoreHandle, key: &[u8], value: &[u8]) -> Result<(), HostError>;
+    fn delete(&mut self, store: StoreHandle, key: &[u8]) -> Result<(), HostError>;
+    /// Entries with `start <= key < end` (unbounded where `None`), in key order, at most
+    /// `limit` of them; reads see this task's uncommitted writes.
+    fn range(
+        &mut self,
+        store: StoreHandle,
+        start: Option<&[u8]>,
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Bytes, Bytes)>, HostError>;
+}
+
+/// Why a processor call failed. Every variant fails only the task that made the call.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProcessorError {
+    /// The guest trapped (panic, unreachable, out-of-bounds, stack overflow…).
+    #[error("guest trapped: {0}")]
+    Trap(String),
+    /// A limit was hit (memory, CPU time per call, output records or bytes per call).
+    #[error("limit exceeded: {0}")]
+    Limit(String),
+    /// The guest returned an error of its own.
+    #[error("guest error: {0}")]
+    Guest(String),
+    /// The host could not run the call (instantiation, internal failure).
+    #[error("host error: {0}")]
+    Host(String),
+}
+
+impl ProcessorError {
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ProcessorError::Trap(_) => "guest_trap",
+            ProcessorError::Limit(_) => "limit_exceeded",
+            ProcessorError::Guest(_) => "guest_error",
+            ProcessorError::Host(_) => "host_error",
+        }
+    }
+}
+
+/// A processor as a task drives it: today a Wasm component instance; in tests, any Rust
+/// implementation.
+pub trait ProcessorLogic: Send {
+    /// Called once per task before the first batch (and after a redeploy).
+    fn init(
+        &mut self,
+        host: &mut dyn TaskHost,
+        config: &[(String, String)],
+    ) -> Result<(), ProcessorError>;
+    /// Processes a batch of records (in offset order per input partition).
+    fn process(
+        &mut self,
+        host: &mut dyn TaskHost,
+        batch: &[InputRecord],
+    ) -> Result<(), ProcessorError>;
+    /// A registered timer is due.
+    fn on_timer(
+        &mut self,
+        host: &mut dyn TaskHost,
+        kind: TimerKind,
+        time: i64,
+    ) -> Result<(), ProcessorError>;
+}
