@@ -6,3 +6,4 @@
 //! [`host`] is the contract between the task runtime and a running processor.
 
 pub mod host;
+pub mod limits;
