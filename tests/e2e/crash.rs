@@ -58,7 +58,13 @@ fn sigkill_loses_no_acknowledged_record() {
                 }
             }));
         }
-        std::thread::sleep(Duration::from_millis(700 + 400 * round));
+        // Kill once a round-dependent number of appends is acknowledged (not after a fixed
+        // time, so a slow machine still kills mid-stream with enough acknowledged work).
+        let want = 60 + 90 * round as usize;
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while acked.lock().unwrap().len() < want && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         s.kill9();
         stop.store(true, Ordering::Relaxed);
         for w in writers {
