@@ -43,7 +43,7 @@ failed=$(grep -Eo '[0-9]+ failed' "$test_log" | awk '{s+=$1} END {print s+0}')
 rm -f "$test_log"
 
 elapsed=$(( $(date +%s) - start ))
-summary="$(IFS=', '; echo "${status[*]}")"
+summary=$(printf '%s, ' "${status[@]}"); summary=${summary%, }
 if [ $fail -eq 0 ]; then
   echo "WEIR TEST SUMMARY: PASS — $summary; $passed tests passed, $failed failed; ${elapsed}s"
 else
