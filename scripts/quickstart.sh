@@ -1,13 +1,22 @@
 #!/usr/bin/env bash
 # Quick start: build Weir, start a server on an embedded data directory (./weir-data), and do
-# real work with it: create a topic, produce keyed records, read them back per partition.
+# real work with it: create a topic, produce keyed records, read them back per partition;
+# then deploy the word-count processor (a WebAssembly component) and show its counts.
 # The server then keeps running in the foreground until Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 HTTP=${WEIR_HTTP:-127.0.0.1:8080}
 export WEIR_URL="http://$HTTP"
+# RocksDB (state stores) links Debian's librocksdb-dev; its bindings need libclang.
+if ! dpkg -s librocksdb-dev libclang-dev >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq >/dev/null && \
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq librocksdb-dev libclang-dev >/dev/null
+fi
 cargo build --locked --bin weir
+# The example processors (their own workspace, built for wasm32-wasip2).
+./scripts/build-guests.sh
 WEIR=target/debug/weir
 
 "$WEIR" serve --data-dir ./weir-data --http "$HTTP" &
@@ -28,9 +37,36 @@ for p in 0 1 2; do
   echo "--- partition $p (every order of a customer is in one partition, in order)"
   "$WEIR" consume orders --partition "$p" --from-beginning --format json
 done
+
+echo "--- deploy the word-count processor (target/guests/word-count.wasm) over a topic 'text'"
+"$WEIR" topic create text --partitions 3 2>/dev/null || echo "(topic text already exists)"
+"$WEIR" deploy target/guests/word-count.wasm --name wc --input text --output counts 2>/dev/null \
+  || echo "(processor wc already deployed)"
+echo "--- produce lines of text to every partition (the same words on several partitions)"
+p=0
+while IFS= read -r line; do
+  echo "$line" | "$WEIR" produce text --partition $p 2>/dev/null
+  p=$(( (p + 1) % 3 ))
+done <<'TEXT'
+the quick brown fox jumps over the lazy dog
+the dog sleeps and the fox runs
+a quick end to the story of the fox
+TEXT
+# Counts are exact: each word is re-keyed through wc.repartition to the one task that owns it.
+for _ in $(seq 1 100); do
+  "$WEIR" processor get wc counts fox >/dev/null 2>&1 && break
+  sleep 0.2
+done
+echo "--- the processor and its tasks"
+"$WEIR" processor describe wc
+echo "--- word -> count updates in the output topic 'counts'"
+"$WEIR" consume counts --from-beginning --format json
+echo "--- interactive query of the task state: weir processor get wc counts the"
+"$WEIR" processor get wc counts the
 echo
 echo "Weir is serving at $WEIR_URL (data in ./weir-data). Try:"
 echo "  curl -s $WEIR_URL/v1/topics | python3 -m json.tool"
 echo "  $WEIR consume orders --follow --format value    # then produce from another shell"
+echo "  echo 'the fox again' | $WEIR produce text; $WEIR processor get wc counts fox"
 echo "Ctrl-C stops the server."
 wait $server

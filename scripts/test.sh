@@ -26,6 +26,13 @@ if ! command -v kcat >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
   $sudo apt-get update -qq >/dev/null && \
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat >/dev/null
 fi
+# RocksDB for the state stores: the rocksdb crate links Debian's librocksdb-dev (paths in
+# .cargo/config.toml) and its bindgen step needs libclang.
+if ! dpkg -s librocksdb-dev libclang-dev >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq >/dev/null && \
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq librocksdb-dev libclang-dev >/dev/null
+fi
 if ! python3 -c 'import confluent_kafka, kafka' >/dev/null 2>&1; then
   pkgs=("confluent-kafka>=2.3" "kafka-python>=2.0")
   python3 -m pip install --quiet "${pkgs[@]}" 2>/dev/null || \
@@ -33,6 +40,10 @@ if ! python3 -c 'import confluent_kafka, kafka' >/dev/null 2>&1; then
 fi
 
 step fmt cargo fmt --all -- --check
+# Guest components (examples/, their own workspace) → target/guests/*.wasm, which the engine's
+# tests load; then the guest SDK's own unit tests (host target).
+step guests scripts/build-guests.sh
+step guest-sdk cargo test --manifest-path guest-sdk/Cargo.toml --locked --quiet
 step clippy cargo clippy --workspace --all-targets --locked -- -D warnings
 # One profile (dev) for everything: clippy's check build shares nothing with it, but the
 # test build below compiles each dependency once and the e2e tests reuse the same binary.

@@ -1,7 +1,10 @@
 //! One Weir node: opens the [`Broker`] (recovering the data directory), starts its background
-//! tasks, serves the HTTP API until told to stop, then shuts down in order: stop accepting
-//! and end follow streams, drain in-flight requests (bounded), stop the background tasks and
-//! flush every partition.
+//! tasks, opens the stream [`Engine`] (RocksDB state under `<data_dir>/state/rocksdb`, the
+//! Wasm host with its compiled-component cache under `<data_dir>/wasm-cache`, deployments
+//! under `<data_dir>/processors`) and resumes every deployed processor, serves the HTTP API
+//! until told to stop, then shuts down in order: stop accepting and end follow streams, drain
+//! in-flight requests (bounded), stop every task (each commits), stop the background tasks
+//! and flush every partition.
 
 use std::future::Future;
 use std::io;
@@ -13,6 +16,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use weir_broker::kafka::{self, KafkaConfig, KafkaError};
 use weir_broker::{Broker, BrokerConfig, BrokerError};
+use weir_engine::state::StateError;
+use weir_engine::state::rocks::RocksBackend;
+use weir_engine::task::WasmLoader;
+use weir_engine::wasm::WasmError;
+use weir_engine::{Engine, EngineConfig, EngineError};
 
 use crate::http::metrics::Metrics;
 use crate::http::{self, AppState, HttpConfig};
@@ -42,6 +50,12 @@ pub enum NodeError {
     Kafka(#[from] KafkaError),
     #[error("HTTP server failed: {0}")]
     Serve(io::Error),
+    #[error("cannot open the state stores: {0}")]
+    State(#[from] StateError),
+    #[error("cannot start the Wasm host: {0}")]
+    Wasm(#[from] WasmError),
+    #[error("cannot start the stream engine: {0}")]
+    Engine(#[from] EngineError),
     #[error("flushing the log at shutdown failed: {0}")]
     Flush(BrokerError),
     #[error("a node task failed: {0}")]
@@ -88,9 +102,11 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     tracing::info!(topics, "log opened");
 
     let background = broker.start_background();
+    let engine = open_engine(&broker, &config.broker.data_dir).await?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let state = AppState {
         broker: broker.clone(),
+        engine: engine.clone(),
         metrics: Arc::new(Metrics::new(broker.clone())),
         shutdown: shutdown_rx.clone(),
     };
@@ -156,6 +172,8 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         },
         None => Ok(()),
     };
+    // Tasks commit before the log is flushed.
+    tokio::task::spawn_blocking(move || engine.shutdown()).await?;
     background.stop().await;
     let flushed = tokio::task::spawn_blocking(move || broker.flush_all()).await?;
     served?.map_err(NodeError::Serve)?;
@@ -163,6 +181,27 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     flushed.map_err(NodeError::Flush)?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Opens the engine over `broker` and resumes every deployed processor.
+async fn open_engine(broker: &Broker, data_dir: &std::path::Path) -> Result<Engine, NodeError> {
+    let broker = broker.clone();
+    let data_dir = data_dir.to_path_buf();
+    let engine = tokio::task::spawn_blocking(move || -> Result<Engine, NodeError> {
+        let backend = RocksBackend::open(&data_dir.join("state").join("rocksdb"))?;
+        let loader = WasmLoader::new(&data_dir.join("wasm-cache"))?;
+        let engine = Engine::open(
+            &EngineConfig::under(&data_dir),
+            Arc::new(broker),
+            Arc::new(backend),
+            Arc::new(loader),
+        )?;
+        let started = engine.start()?;
+        tracing::info!(processors = started, "stream engine started");
+        Ok(engine)
+    })
+    .await??;
+    Ok(engine)
 }
 
 /// Installs SIGINT (Ctrl-C) and SIGTERM handlers now and returns a future that completes

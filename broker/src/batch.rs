@@ -518,6 +518,53 @@ mod tests {
     }
 
     #[test]
+    fn compressed_batches_validate_and_decode() {
+        for compression in [
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
+            let records: Vec<Record> = (0..50)
+                .map(|i| Record {
+                    transactional: false,
+                    control: false,
+                    delete_horizon: false,
+                    partition_leader_epoch: -1,
+                    producer_id: -1,
+                    producer_epoch: -1,
+                    timestamp_type: TimestampType::Creation,
+                    offset: i,
+                    sequence: i as i32,
+                    timestamp: 1_700_000_000_000 + i,
+                    key: Some(Bytes::from(format!("k{i}"))),
+                    value: Some(Bytes::from(format!("value {i} ").repeat(20))),
+                    headers: Default::default(),
+                })
+                .collect();
+            let mut buf = BytesMut::new();
+            RecordBatchEncoder::encode(
+                &mut buf,
+                records.iter(),
+                &RecordEncodeOptions {
+                    version: 2,
+                    compression,
+                },
+            )
+            .unwrap();
+            let buf = buf.freeze();
+            assert_eq!(validate(&buf).unwrap().compression(), compression as i16);
+            assert_eq!(
+                validate_records(&buf).unwrap(),
+                RecordsCheck { null_key: false }
+            );
+            let decoded = decode(buf).unwrap();
+            assert_eq!(decoded.len(), 50, "{compression:?}");
+            assert_eq!(decoded[49].value, records[49].value);
+        }
+    }
+
+    #[test]
     fn rejects_short_and_wrong_magic() {
         assert!(validate(&[0u8; 10]).is_err());
         let mut buf = encode(&[rec(0, None, Some(b"v"))]).unwrap();

@@ -3,7 +3,22 @@
 //! (`state`), and later streaming SQL. It depends on `weir-broker` for the log and never the
 //! other way round; the broker knows nothing of Wasm.
 //!
-//! [`host`] is the contract between the task runtime and a running processor.
+//! [`host`] is the contract between the task runtime and a running processor;
+//! [`log_access`] is everything the engine asks of the log (implemented by the local
+//! `Broker`); [`Engine`] is the facade the HTTP API uses (deploy, describe, query, …);
+//! [`native`] holds Rust processors for tests and benchmarks.
 
+pub mod clock;
+pub mod engine;
+pub mod error;
 pub mod host;
 pub mod limits;
+pub mod log_access;
+pub mod native;
+pub mod state;
+pub mod task;
+pub mod task_id;
+pub mod wasm;
+
+pub use engine::{Engine, EngineConfig};
+pub use error::{EngineError, EngineErrorKind};

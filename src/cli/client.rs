@@ -89,6 +89,17 @@ impl Client {
         self.http.delete(self.url(segments))
     }
 
+    pub fn put(&self, segments: &[&str]) -> RequestBuilder {
+        self.http.put(self.url(segments))
+    }
+
+    /// A DELETE of `segments` with query parameters.
+    pub fn delete_query(&self, segments: &[&str], query: &[(&str, String)]) -> RequestBuilder {
+        let mut url = self.url(segments);
+        url.query_pairs_mut().extend_pairs(query);
+        self.http.delete(url)
+    }
+
     /// Sends a request; a non-2xx answer becomes an [`ApiFailure`].
     pub async fn send(&self, request: RequestBuilder) -> Result<Response> {
         let response = request.send().await.map_err(|e| self.transport_error(e))?;

@@ -1,9 +1,12 @@
-//! The `weir` command line (clap derive): `serve` runs a node; `topic`, `produce` and
-//! `consume` talk to a running node's HTTP API at `--url` (env `WEIR_URL`).
+//! The `weir` command line (clap derive): `serve` runs a node; `topic`, `produce`,
+//! `consume`, `deploy` and `processor` talk to a running node's HTTP API at `--url` (env
+//! `WEIR_URL`).
 
 pub mod client;
 pub mod consume;
+pub mod deploy;
 pub mod output;
+pub mod processor;
 pub mod produce;
 pub mod serve;
 pub mod topic;
@@ -42,6 +45,11 @@ pub enum Command {
     Produce(produce::ProduceArgs),
     /// Print a topic's records
     Consume(consume::ConsumeArgs),
+    /// Deploy a processor (a WebAssembly component) over input topics
+    Deploy(deploy::DeployArgs),
+    /// List, describe, pause, resume and delete processors; query their state
+    #[command(subcommand)]
+    Processor(processor::ProcessorCommand),
 }
 
 /// `--fsync` values.
@@ -82,6 +90,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Topic(command) => topic::run(&Client::new(&cli.url)?, command).await,
         Command::Produce(args) => produce::run(&Client::new(&cli.url)?, args).await,
         Command::Consume(args) => consume::run(&Client::new(&cli.url)?, args).await,
+        Command::Deploy(args) => deploy::run(&Client::new(&cli.url)?, args).await,
+        Command::Processor(command) => processor::run(&Client::new(&cli.url)?, command).await,
     }
 }
 

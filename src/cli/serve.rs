@@ -11,7 +11,7 @@ use weir_broker::kafka::KafkaConfig;
 use weir_broker::{BrokerConfig, BrokerError, LogConfig};
 
 use super::FsyncArg;
-use crate::http::{DEFAULT_MAX_REQUEST_BYTES, HttpConfig};
+use crate::http::{DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_UPLOAD_BYTES, HttpConfig};
 use crate::node::{self, NodeConfig};
 
 #[derive(Debug, Args)]
@@ -74,6 +74,10 @@ pub struct ServeArgs {
     #[arg(long, env = "WEIR_MAX_REQUEST_BYTES", value_name = "B",
           default_value_t = DEFAULT_MAX_REQUEST_BYTES)]
     pub max_request_bytes: usize,
+    /// Largest processor upload accepted (module + spec; larger ones get a 413)
+    #[arg(long, env = "WEIR_MAX_UPLOAD_BYTES", value_name = "B",
+          default_value_t = DEFAULT_MAX_UPLOAD_BYTES)]
+    pub max_upload_bytes: usize,
 }
 
 impl ServeArgs {
@@ -100,6 +104,9 @@ impl ServeArgs {
         if self.max_request_bytes == 0 {
             bail!("invalid server setting: max_request_bytes must be positive");
         }
+        if self.max_upload_bytes == 0 {
+            bail!("invalid server setting: max_upload_bytes must be positive");
+        }
         let kafka = if self.kafka.eq_ignore_ascii_case("off") {
             None
         } else {
@@ -118,6 +125,7 @@ impl ServeArgs {
             http_addr: self.http.clone(),
             http: HttpConfig {
                 max_request_bytes: self.max_request_bytes,
+                max_upload_bytes: self.max_upload_bytes,
             },
         })
     }

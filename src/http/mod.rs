@@ -7,23 +7,28 @@
 //! - `POST /v1/topics`, `GET /v1/topics`, `GET /v1/topics/{name}`, `DELETE /v1/topics/{name}`
 //! - `POST /v1/topics/{name}/records`
 //! - `GET /v1/topics/{name}/partitions/{partition}/records?offset=&max=&follow=`
+//! - `POST /v1/processors` (multipart), `GET /v1/processors`,
+//!   `GET|PUT|DELETE /v1/processors/{name}`, `POST /v1/processors/{name}/pause|resume`,
+//!   `GET /v1/processors/{name}/stores/{store}/keys/{key}`
 
 pub mod error;
 pub mod extract;
 pub mod health;
 pub mod metrics;
+pub mod processors;
 pub mod records;
 pub mod topics;
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::routing::{get, post};
+use axum::{Extension, Router};
 use tokio::sync::watch;
 use weir_broker::Broker;
+use weir_engine::Engine;
 
 use self::error::ApiError;
 use self::metrics::Metrics;
@@ -31,10 +36,15 @@ use self::metrics::Metrics;
 /// Default limit on request bodies.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 32 * 1024 * 1024;
 
+/// Default limit on processor uploads (the module plus its spec).
+pub const DEFAULT_MAX_UPLOAD_BYTES: usize = 80 * 1024 * 1024;
+
 /// State shared by every handler.
 #[derive(Clone)]
 pub struct AppState {
     pub broker: Broker,
+    /// Processors (deploy, status, queries).
+    pub engine: Engine,
     pub metrics: Arc<Metrics>,
     /// Becomes `true` when the node shuts down; long-lived responses (follow) end then.
     pub shutdown: watch::Receiver<bool>,
@@ -51,12 +61,16 @@ impl FromRef<AppState> for Arc<Metrics> {
 pub struct HttpConfig {
     /// Largest accepted request body; larger ones get a 413.
     pub max_request_bytes: usize,
+    /// Largest accepted processor upload (`POST`/`PUT /v1/processors…`); larger ones get
+    /// a 413.
+    pub max_upload_bytes: usize,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
         }
     }
 }
@@ -64,6 +78,8 @@ impl Default for HttpConfig {
 /// Builds the API router.
 pub fn router(state: AppState, config: &HttpConfig) -> Router {
     let metrics = state.metrics.clone();
+    let upload_limit = DefaultBodyLimit::max(config.max_upload_bytes);
+    let upload_extension = Extension(processors::UploadLimit(config.max_upload_bytes));
     Router::new()
         .route("/health", get(health::health))
         .route("/metrics", get(metrics::get_metrics))
@@ -79,6 +95,25 @@ pub fn router(state: AppState, config: &HttpConfig) -> Router {
         .route(
             "/v1/topics/{name}/partitions/{partition}/records",
             get(records::read),
+        )
+        .route(
+            "/v1/processors",
+            post(processors::deploy)
+                .layer((upload_limit, upload_extension.clone()))
+                .get(processors::list),
+        )
+        .route(
+            "/v1/processors/{name}",
+            get(processors::describe)
+                .put(processors::redeploy)
+                .layer((upload_limit, upload_extension))
+                .delete(processors::delete),
+        )
+        .route("/v1/processors/{name}/pause", post(processors::pause))
+        .route("/v1/processors/{name}/resume", post(processors::resume))
+        .route(
+            "/v1/processors/{name}/stores/{store}/keys/{key}",
+            get(processors::get_key),
         )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -5,8 +5,13 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde_json::{Value, json};
+use std::sync::Arc;
 use tokio::sync::watch;
+
 use weir_broker::{Broker, BrokerConfig};
+use weir_engine::native::NativeLoader;
+use weir_engine::state::memory::MemoryBackend;
+use weir_engine::{Engine, EngineConfig};
 
 use super::metrics::Metrics;
 use super::{AppState, HttpConfig, router};
@@ -21,14 +26,26 @@ struct Server {
 impl Server {
     async fn start(max_request_bytes: usize) -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let broker = Broker::open(BrokerConfig::new(dir.path())).unwrap();
+        let broker = Broker::open(BrokerConfig::new(dir.path().join("log"))).unwrap();
+        let engine = Engine::open(
+            &EngineConfig::under(dir.path()),
+            Arc::new(broker.clone()),
+            Arc::new(MemoryBackend::new()),
+            Arc::new(NativeLoader),
+        )
+        .unwrap();
         let (shutdown, rx) = watch::channel(false);
         let state = AppState {
             broker: broker.clone(),
+            engine,
             metrics: std::sync::Arc::new(Metrics::new(broker)),
             shutdown: rx,
         };
-        let app = router(state, &HttpConfig { max_request_bytes });
+        let config = HttpConfig {
+            max_request_bytes,
+            max_upload_bytes: 1 << 20,
+        };
+        let app = router(state, &config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
@@ -285,4 +302,170 @@ async fn metrics_count_requests_and_topic_traffic() {
         text.contains("weir_http_request_duration_seconds_bucket"),
         "{text}"
     );
+}
+
+/// A multipart upload of a native test processor (`native:<name>`).
+async fn upload(
+    s: &Server,
+    method: reqwest::Method,
+    path: &str,
+    spec: &str,
+    module: Vec<u8>,
+) -> (u16, Value) {
+    let form = reqwest::multipart::Form::new()
+        .text("spec", spec.to_string())
+        .part("wasm", reqwest::multipart::Part::bytes(module));
+    let resp = s
+        .client
+        .request(method, format!("{}{path}", s.base))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn processors_deploy_describe_query_and_delete() {
+    let s = Server::start(1 << 20).await;
+    s.post("/v1/topics", r#"{"name":"text","partitions":2}"#)
+        .await;
+    let spec = r#"{"name":"wc","inputs":["text"],"outputs":["counts"],"commit_interval_ms":20}"#;
+    let (status, body) = upload(
+        &s,
+        reqwest::Method::POST,
+        "/v1/processors",
+        spec,
+        b"native:word-count".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["version"], 1);
+    assert_eq!(body["tasks"].as_array().unwrap().len(), 2);
+
+    s.post(
+        "/v1/topics/text/records",
+        r#"{"records":[{"value":"a b a","partition":0},{"value":"a","partition":1}]}"#,
+    )
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = s.get("/v1/processors/wc/stores/counts/keys/a").await;
+        if status == 200 && body == json!({"key":"a","value":"3"}) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status} {body}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, body) = s.get("/v1/processors/wc/stores/counts/keys/zzz").await;
+    assert_eq!((status, code(&body)), (404, "key_not_found"));
+    let (status, body) = s.get("/v1/processors/wc/stores/other/keys/a").await;
+    assert_eq!((status, code(&body)), (404, "unknown_store"));
+    let (status, body) = s.get("/v1/processors").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["processors"][0]["name"], "wc");
+    let (status, body) = s.get("/v1/processors/wc").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["tasks"][0]["state"], "running");
+
+    let (status, body) = s.post("/v1/processors/wc/pause", "").await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("paused")));
+    let (status, _) = s.post("/v1/processors/wc/resume", "").await;
+    assert_eq!(status, 200);
+    let (status, body) = upload(
+        &s,
+        reqwest::Method::PUT,
+        "/v1/processors/wc",
+        spec,
+        b"native:word-count".to_vec(),
+    )
+    .await;
+    assert_eq!((status, body["version"].as_i64()), (200, Some(2)), "{body}");
+
+    let (status, _) = s
+        .call(
+            reqwest::Method::DELETE,
+            "/v1/processors/wc?keep_state=false",
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (status, body) = s.get("/v1/processors/wc").await;
+    assert_eq!((status, code(&body)), (404, "unknown_processor"));
+}
+
+#[tokio::test]
+async fn processor_uploads_are_validated() {
+    let s = Server::start(1 << 20).await;
+    s.post("/v1/topics", r#"{"name":"a","partitions":2}"#).await;
+    s.post("/v1/topics", r#"{"name":"b","partitions":1}"#).await;
+    let post = |spec: &'static str, module: &'static [u8]| {
+        upload(
+            &s,
+            reqwest::Method::POST,
+            "/v1/processors",
+            spec,
+            module.to_vec(),
+        )
+    };
+    let cases: [(&str, &[u8], u16, &str); 6] = [
+        (
+            r#"{"name":"p","inputs":["a"]}"#,
+            b"garbage",
+            400,
+            "not_a_component",
+        ),
+        (
+            r#"{"name":"p","inputs":["a","b"]}"#,
+            b"native:uppercase",
+            400,
+            "not_co_partitioned",
+        ),
+        (
+            r#"{"name":"p","inputs":["nope"]}"#,
+            b"native:uppercase",
+            400,
+            "unknown_input",
+        ),
+        (r#"{"name":"p"}"#, b"native:uppercase", 400, "invalid_spec"),
+        (
+            r#"{"name":"p.q","inputs":["a"]}"#,
+            b"native:uppercase",
+            400,
+            "invalid_spec",
+        ),
+        (r#"not json"#, b"native:uppercase", 400, "invalid_spec"),
+    ];
+    for (spec, module, want_status, want_code) in cases {
+        let (status, body) = post(spec, module).await;
+        assert_eq!(
+            (status, code(&body)),
+            (want_status, want_code),
+            "{spec}: {body}"
+        );
+    }
+    // Missing parts.
+    let form = reqwest::multipart::Form::new().text("spec", r#"{"name":"p","inputs":["a"]}"#);
+    let resp = s
+        .client
+        .post(format!("{}/v1/processors", s.base))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    // Over the upload limit: 413.
+    let (status, body) = upload(
+        &s,
+        reqwest::Method::POST,
+        "/v1/processors",
+        r#"{"name":"p","inputs":["a"]}"#,
+        vec![0u8; 2 << 20],
+    )
+    .await;
+    assert_eq!((status, code(&body)), (413, "too_large"), "{body}");
+    // Not multipart at all.
+    let (status, body) = s.post("/v1/processors", "{}").await;
+    assert_eq!(status, 400, "{body}");
 }

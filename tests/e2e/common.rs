@@ -262,3 +262,83 @@ pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
     f()
 }
+
+/// The bytes of a guest component built by `scripts/build-guests.sh` into
+/// `target/guests/<name>.wasm`; panics saying how to build it when it is missing.
+pub fn guest(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/guests")
+        .join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "guest component {} is missing ({e}): run scripts/build-guests.sh first",
+            path.display()
+        )
+    })
+}
+
+impl Server {
+    /// A multipart processor upload (`POST /v1/processors` or `PUT /v1/processors/{name}`).
+    pub fn upload(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        spec: &Value,
+        wasm: Vec<u8>,
+    ) -> (u16, Value) {
+        // Encoded here (not with reqwest's streaming multipart) so the request has a
+        // Content-Length and goes out in one piece, as curl sends it.
+        let boundary = "weir-e2e-boundary-7d3f";
+        let mut body = Vec::with_capacity(wasm.len() + 512);
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"spec\"\r\n\r\n{spec}\r\n\
+                 --{boundary}\r\nContent-Disposition: form-data; name=\"wasm\"; \
+                 filename=\"processor.wasm\"\r\nContent-Type: application/wasm\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(&wasm);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let r = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(body)
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().unwrap_or(Value::Null))
+    }
+
+    /// Deploys a processor, asserting 201; returns its description.
+    pub fn deploy(&self, spec: &Value, wasm: Vec<u8>) -> Value {
+        let (status, body) = self.upload(reqwest::Method::POST, "/v1/processors", spec, wasm);
+        assert_eq!(status, 201, "deploy {spec}: {body}");
+        body
+    }
+
+    /// `GET /v1/processors/{name}`, asserting 200.
+    pub fn processor(&self, name: &str) -> Value {
+        let (status, body) = self.get(&format!("/v1/processors/{name}"));
+        assert_eq!(status, 200, "describe processor {name}: {body}");
+        body
+    }
+
+    /// Latest value per key over every partition of `topic` (string keys and values).
+    pub fn latest_by_key(&self, topic: &str) -> std::collections::BTreeMap<String, String> {
+        let partitions = self.describe(topic)["partitions"].as_i64().unwrap();
+        let mut out = std::collections::BTreeMap::new();
+        for p in 0..partitions {
+            for r in self.read_all(topic, p, 0) {
+                if let (Some(k), Some(v)) = (r["key"].as_str(), r["value"].as_str()) {
+                    out.insert(k.to_string(), v.to_string());
+                }
+            }
+        }
+        out
+    }
+}

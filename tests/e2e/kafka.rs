@@ -19,7 +19,9 @@ fn start() -> (Server, String) {
 }
 
 fn script(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/kafka").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/kafka")
+        .join(name)
 }
 
 /// Runs a Python helper; returns its last stdout line as JSON. Panics with its output if it
@@ -47,13 +49,22 @@ fn kcat(args: &[&str], stdin: Option<&str>) -> Output {
     use std::io::Write;
     let mut child = Command::new("kcat")
         .args(args)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("kcat (scripts/test.sh installs it)");
     if let Some(input) = stdin {
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
     }
     let out = child.wait_with_output().unwrap();
     assert!(
@@ -66,9 +77,15 @@ fn kcat(args: &[&str], stdin: Option<&str>) -> Output {
 
 /// The partition Weir's HTTP produce picks for each key (murmur2, as Kafka's default).
 fn http_partitions(server: &Server, topic: &str, keys: &[String]) -> HashMap<String, i64> {
-    let records = keys.iter().map(|k| json!({"key": k, "value": "probe"})).collect();
+    let records = keys
+        .iter()
+        .map(|k| json!({"key": k, "value": "probe"}))
+        .collect();
     let offsets = server.produce(topic, records);
-    keys.iter().cloned().zip(offsets.iter().map(|(p, _)| *p)).collect()
+    keys.iter()
+        .cloned()
+        .zip(offsets.iter().map(|(p, _)| *p))
+        .collect()
 }
 
 #[test]
@@ -81,13 +98,33 @@ fn kcat_produces_and_consumes_keys_and_headers_and_lists_metadata() {
     // librdkafka's default partitioner is CRC32-based; murmur2_random is Java's.
     kcat(
         &[
-            "-b", &kafka, "-P", "-t", "kc", "-K:", "-H", "source=kcat", "-H", "n=1",
-            "-X", "partitioner=murmur2_random",
+            "-b",
+            &kafka,
+            "-P",
+            "-t",
+            "kc",
+            "-K:",
+            "-H",
+            "source=kcat",
+            "-H",
+            "n=1",
+            "-X",
+            "partitioner=murmur2_random",
         ],
         Some(&input),
     );
     let out = kcat(
-        &["-b", &kafka, "-C", "-t", "kc", "-e", "-q", "-f", "%p|%o|%k|%s|%h\n"],
+        &[
+            "-b",
+            &kafka,
+            "-C",
+            "-t",
+            "kc",
+            "-e",
+            "-q",
+            "-f",
+            "%p|%o|%k|%s|%h\n",
+        ],
         None,
     );
     let text = String::from_utf8_lossy(&out.stdout);
@@ -97,7 +134,10 @@ fn kcat_produces_and_consumes_keys_and_headers_and_lists_metadata() {
         assert_eq!(f.len(), 5, "unexpected kcat line {line:?}");
         assert_eq!(f[3], format!("value-of-{}", f[2]));
         assert_eq!(f[4], "source=kcat,n=1");
-        by_key.insert(f[2].to_string(), (f[0].parse::<i64>().unwrap(), f[1].parse::<i64>().unwrap()));
+        by_key.insert(
+            f[2].to_string(),
+            (f[0].parse::<i64>().unwrap(), f[1].parse::<i64>().unwrap()),
+        );
     }
     assert_eq!(by_key.len(), keys.len(), "kcat read back: {text}");
 
@@ -122,7 +162,10 @@ fn kcat_produces_and_consumes_keys_and_headers_and_lists_metadata() {
     let port: i64 = kafka.rsplit(':').next().unwrap().parse().unwrap();
     assert_eq!(md["brokers"][0]["name"], json!(format!("127.0.0.1:{port}")));
     let topics = md["topics"].as_array().unwrap();
-    let kc = topics.iter().find(|t| t["topic"] == json!("kc")).expect("kc listed");
+    let kc = topics
+        .iter()
+        .find(|t| t["topic"] == json!("kc"))
+        .expect("kc listed");
     assert_eq!(kc["partitions"].as_array().unwrap().len(), 3);
     assert_eq!(kc["partitions"][0]["leader"], json!(0));
 }
@@ -136,7 +179,17 @@ fn http_records_are_consumed_by_kcat_on_the_same_partitions_and_offsets() {
         .collect();
     let offsets = server.produce("hk", records);
     let out = kcat(
-        &["-b", &kafka, "-C", "-t", "hk", "-e", "-q", "-f", "%p|%o|%k|%s|%h\n"],
+        &[
+            "-b",
+            &kafka,
+            "-C",
+            "-t",
+            "hk",
+            "-e",
+            "-q",
+            "-f",
+            "%p|%o|%k|%s|%h\n",
+        ],
         None,
     );
     let text = String::from_utf8_lossy(&out.stdout);
@@ -146,7 +199,11 @@ fn http_records_are_consumed_by_kcat_on_the_same_partitions_and_offsets() {
             let f: Vec<&str> = l.split('|').collect();
             assert_eq!(f[3], format!("v{}", &f[2][1..]));
             assert_eq!(f[4], "via=http");
-            (f[0].parse().unwrap(), f[1].parse().unwrap(), f[2].to_string())
+            (
+                f[0].parse().unwrap(),
+                f[1].parse().unwrap(),
+                f[2].to_string(),
+            )
         })
         .collect();
     got.sort();
@@ -179,12 +236,26 @@ fn confluent_kafka_produces_100k_idempotent_acks_all_and_consumes_them_all() {
         .map(|p| p["end_offset"].as_i64().unwrap())
         .sum();
     assert_eq!(total, 100_000);
-    let per: i64 = s["per_partition"].as_object().unwrap().values().map(|v| v.as_i64().unwrap()).sum();
+    let per: i64 = s["per_partition"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_i64().unwrap())
+        .sum();
     assert_eq!(per, 100_000);
-    assert_eq!(s["per_partition"].as_object().unwrap().len(), 3, "keys spread over 3 partitions");
+    assert_eq!(
+        s["per_partition"].as_object().unwrap().len(),
+        3,
+        "keys spread over 3 partitions"
+    );
     // A record where the client says it is, readable over HTTP.
-    let (p, o) = (s["sample"]["key-0"][0].as_i64().unwrap(), s["sample"]["key-0"][1].as_i64().unwrap());
-    let (status, body) = server.get(&format!("/v1/topics/ci/partitions/{p}/records?offset={o}&max=1"));
+    let (p, o) = (
+        s["sample"]["key-0"][0].as_i64().unwrap(),
+        s["sample"]["key-0"][1].as_i64().unwrap(),
+    );
+    let (status, body) = server.get(&format!(
+        "/v1/topics/ci/partitions/{p}/records?offset={o}&max=1"
+    ));
     assert_eq!(status, 200);
     assert_eq!(body["records"][0]["key"], json!("key-0"));
     assert_eq!(body["records"][0]["value"], json!("value-0"));
@@ -195,17 +266,30 @@ fn confluent_kafka_produces_100k_idempotent_acks_all_and_consumes_them_all() {
 fn consumer_group_member_dies_and_the_other_resumes_from_committed_offsets() {
     let (server, kafka) = start();
     server.create_topic(json!({"name": "gf", "partitions": 4}));
-    let s = python("group_failover.py", &["--bootstrap", &kafka, "--topic", "gf"]);
+    let s = python(
+        "group_failover.py",
+        &["--bootstrap", &kafka, "--topic", "gf"],
+    );
     assert_eq!(s["partitions"], json!(4));
     assert_eq!(s["problems"], json!([]));
     let victim = s["victim_partitions"].as_array().unwrap();
-    assert!(!victim.is_empty() && victim.len() < 4, "the victim owned a share: {s}");
+    assert!(
+        !victim.is_empty() && victim.len() < 4,
+        "the victim owned a share: {s}"
+    );
     let takeover = s["takeover"].as_object().unwrap();
-    assert!(!takeover.is_empty(), "at least one partition was taken over mid-way: {s}");
+    assert!(
+        !takeover.is_empty(),
+        "at least one partition was taken over mid-way: {s}"
+    );
     for (p, t) in takeover {
         let committed = t["committed"].as_i64().unwrap();
         assert!(committed > 0, "partition {p}: {t}");
-        assert_eq!(t["survivor_first"].as_i64().unwrap(), committed, "partition {p}");
+        assert_eq!(
+            t["survivor_first"].as_i64().unwrap(),
+            committed,
+            "partition {p}"
+        );
     }
 }
 
@@ -230,7 +314,10 @@ fn kafka_python_round_trip_offsets_and_murmur2_placement() {
     // Records from kafka-python read over HTTP with their headers.
     let recs = server.read_all("kp", 0, 0);
     assert!(!recs.is_empty());
-    assert!(recs.iter().all(|r| r["headers"]["origin"] == json!("kafka-python")));
+    assert!(
+        recs.iter()
+            .all(|r| r["headers"]["origin"] == json!("kafka-python"))
+    );
 }
 
 #[test]
@@ -239,16 +326,84 @@ fn committed_offsets_survive_a_restart() {
     server.create_topic(json!({"name": "co", "partitions": 2}));
     server.produce(
         "co",
-        (0..10).map(|i| json!({"value": format!("v{i}"), "partition": i % 2})).collect(),
+        (0..10)
+            .map(|i| json!({"value": format!("v{i}"), "partition": i % 2}))
+            .collect(),
     );
-    let args = ["--bootstrap", kafka.as_str(), "--topic", "co", "--group", "durable"];
-    let committed = python("committed_offsets.py", &[&args[..], &["commit", "0=3", "1=5"]].concat());
+    let args = [
+        "--bootstrap",
+        kafka.as_str(),
+        "--topic",
+        "co",
+        "--group",
+        "durable",
+    ];
+    let committed = python(
+        "committed_offsets.py",
+        &[&args[..], &["commit", "0=3", "1=5"]].concat(),
+    );
     assert_eq!(committed, json!({"0": 3, "1": 5}));
     server.restart();
-    let shown = python("committed_offsets.py", &[&args[..], &["show", "0", "1"]].concat());
+    let shown = python(
+        "committed_offsets.py",
+        &[&args[..], &["show", "0", "1"]].concat(),
+    );
     assert_eq!(shown, json!({"0": 3, "1": 5}));
     // The internal offsets topic is listed as Kafka lists it, and marked internal.
-    let out = kcat(&["-b", &kafka, "-L", "-J", "-t", "__consumer_offsets"], None);
+    let out = kcat(
+        &["-b", &kafka, "-L", "-J", "-t", "__consumer_offsets"],
+        None,
+    );
     let md: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(md["topics"][0]["topic"], json!("__consumer_offsets"));
+}
+
+#[test]
+fn compressed_batches_are_stored_as_sent_and_read_back_over_http_and_kafka() {
+    let (server, kafka) = start();
+    for codec in ["gzip", "snappy", "lz4", "zstd"] {
+        let topic = format!("z-{codec}");
+        server.create_topic(json!({"name": topic, "partitions": 1}));
+        let input: String = (0..200)
+            .map(|i| format!("k{i}:{}\n", format!("{codec}-{i} ").repeat(10)))
+            .collect();
+        kcat(
+            &[
+                "-b",
+                &kafka,
+                "-P",
+                "-t",
+                &topic,
+                "-K:",
+                "-z",
+                codec,
+                "-X",
+                "linger.ms=50",
+            ],
+            Some(&input),
+        );
+        // Stored as sent: the batches on disk carry the codec in their attributes, so fewer
+        // bytes than the records' payload are stored.
+        let d = server.describe(&topic);
+        let stored = d["partition_offsets"][0]["size_bytes"].as_i64().unwrap();
+        assert!(
+            stored > 0 && stored < 200 * 60,
+            "{codec}: {stored} bytes stored"
+        );
+        let recs = server.read_all(&topic, 0, 0);
+        assert_eq!(recs.len(), 200, "{codec}");
+        for (i, r) in recs.iter().enumerate() {
+            assert_eq!(r["key"], json!(format!("k{i}")));
+            assert_eq!(r["value"], json!(format!("{codec}-{i} ").repeat(10)));
+        }
+        let out = kcat(
+            &["-b", &kafka, "-C", "-t", &topic, "-e", "-q", "-f", "%k\n"],
+            None,
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).lines().count(),
+            200,
+            "{codec}"
+        );
+    }
 }

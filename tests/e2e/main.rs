@@ -5,6 +5,8 @@ mod cli;
 mod common;
 mod crash;
 mod errors;
+mod kafka;
 mod maintenance;
+mod processors;
 mod records;
 mod topics;

@@ -46,11 +46,22 @@ pub fn supported(api: ApiKey) -> Option<VersionRange> {
         })
 }
 
-/// Every API Weir serves with its version range, in API-key order (the ApiVersions body).
+/// Every API Weir serves with the version range it advertises, in API-key order (the
+/// ApiVersions body).
+///
+/// One range is advertised wider than served, as Apache Kafka 4.0 does (KAFKA-18659):
+/// Produce from v0. librdkafka before 2.10 decides that a broker supports gzip, snappy and
+/// lz4 only if its Produce range includes v0..v2, and silently stops compressing otherwise
+/// (librdkafka#4956). No client sends those versions to a broker that offers v3+; one that
+/// did would have its connection closed by the codec, which only accepts [`supported`].
 pub fn all() -> Vec<(ApiKey, VersionRange)> {
     let mut v: Vec<_> = SUPPORTED
         .iter()
         .filter_map(|(k, _, _)| supported(*k).map(|r| (*k, r)))
+        .map(|(k, r)| match k {
+            ApiKey::Produce => (k, VersionRange { min: 0, max: r.max }),
+            _ => (k, r),
+        })
         .collect();
     v.sort_by_key(|(k, _)| *k as i16);
     v
@@ -72,6 +83,17 @@ mod tests {
             assert!(!r.is_empty());
         }
         assert!(supported(ApiKey::SaslHandshake).is_none());
+    }
+
+    #[test]
+    fn produce_is_advertised_from_v0_for_old_librdkafka_but_served_from_v3() {
+        let produce = all()
+            .into_iter()
+            .find(|(k, _)| *k == ApiKey::Produce)
+            .unwrap()
+            .1;
+        assert_eq!((produce.min, produce.max), (0, 9));
+        assert_eq!(supported(ApiKey::Produce).unwrap().min, 3);
     }
 
     #[test]

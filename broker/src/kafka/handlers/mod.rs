@@ -60,8 +60,9 @@ impl Ctx {
 /// Runs the handler for `req`. `None` means "send no response" (Produce with acks=0).
 pub async fn handle(ctx: &Arc<Ctx>, conn: &Conn, req: Request) -> Option<ResponseKind> {
     let v = req.version;
+    let api = req.api_key;
     let client_id = req.client_id().to_string();
-    tracing::trace!(api = ?req.api_key, version = v, client = %client_id, "Kafka request");
+    tracing::trace!(?api, version = v, client = %client_id, "Kafka request");
     Some(match req.body {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::response()),
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(ctx, conn, r, v).await),
@@ -95,9 +96,9 @@ pub async fn handle(ctx: &Arc<Ctx>, conn: &Conn, req: Request) -> Option<Respons
         RequestKind::InitProducerId(r) => {
             ResponseKind::InitProducerId(producer_id::init(ctx, r, v))
         }
-        other => {
+        _ => {
             // The codec only lets through APIs listed in `versions`; this is a bug.
-            tracing::error!(request = ?std::mem::discriminant(&other), "no handler for request");
+            tracing::error!(?api, version = v, "no handler for this API");
             return None;
         }
     })

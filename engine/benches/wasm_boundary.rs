@@ -1,0 +1,252 @@
+//! The cost of the Wasm boundary, side by side in one run (BENCHMARKS.md, "Wasm processors"):
+//!
+//! - per-record cost of the `uppercase` guest (examples/uppercase, built by
+//!   scripts/build-guests.sh) against the same function compiled natively, both driven
+//!   through `ProcessorLogic` into the same sink `TaskHost`, at batch sizes 1, 16, 256, 4096;
+//! - instantiation time per task (`InstancePre` + pooling allocator), with and without `init`;
+//! - compiling a component vs loading it from the on-disk cache.
+//!
+//! Run: `scripts/build-guests.sh && cargo bench -p weir-engine --bench wasm_boundary`.
+
+use bytes::Bytes;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use weir_engine::host::{
+    HostError, InputRecord, LogLevel, OutputRecord, ProcessorError, ProcessorLogic, StoreHandle,
+    TaskHost, TimerKind,
+};
+use weir_engine::limits::ProcessorLimits;
+use weir_engine::wasm::{WasmConfig, WasmEngine};
+
+/// A task that drops what it is given (counting it, so nothing is optimized away).
+#[derive(Default)]
+struct Sink {
+    records: u64,
+    bytes: u64,
+}
+
+impl TaskHost for Sink {
+    fn partition(&self) -> i32 {
+        0
+    }
+    fn stream_time(&self) -> i64 {
+        0
+    }
+    fn emit(&mut self, _output: &str, record: OutputRecord) -> Result<(), HostError> {
+        self.records += 1;
+        self.bytes += record.value.map_or(0, |v| v.len() as u64);
+        Ok(())
+    }
+    fn log(&mut self, _level: LogLevel, _message: &str) {}
+    fn register_timer(&mut self, _kind: TimerKind, _time: i64) -> Result<(), HostError> {
+        Ok(())
+    }
+    fn open_store(&mut self, _name: &str) -> Result<StoreHandle, HostError> {
+        Err(HostError("no stores here".into()))
+    }
+    fn get(&mut self, _: StoreHandle, _: &[u8]) -> Result<Option<Bytes>, HostError> {
+        Ok(None)
+    }
+    fn put(&mut self, _: StoreHandle, _: &[u8], _: &[u8]) -> Result<(), HostError> {
+        Ok(())
+    }
+    fn delete(&mut self, _: StoreHandle, _: &[u8]) -> Result<(), HostError> {
+        Ok(())
+    }
+    fn range(
+        &mut self,
+        _: StoreHandle,
+        _: Option<&[u8]>,
+        _: Option<&[u8]>,
+        _: usize,
+    ) -> Result<Vec<(Bytes, Bytes)>, HostError> {
+        Ok(Vec::new())
+    }
+}
+
+/// `examples/uppercase`, compiled natively: the same logic, through the same trait.
+struct NativeUppercase;
+
+impl ProcessorLogic for NativeUppercase {
+    fn init(&mut self, _: &mut dyn TaskHost, _: &[(String, String)]) -> Result<(), ProcessorError> {
+        Ok(())
+    }
+
+    fn process(
+        &mut self,
+        host: &mut dyn TaskHost,
+        batch: &[InputRecord],
+    ) -> Result<(), ProcessorError> {
+        for r in batch {
+            let value = r.value.as_ref().map(|v| {
+                let mut upper = v.to_vec();
+                upper.make_ascii_uppercase();
+                Bytes::from(upper)
+            });
+            let out = OutputRecord {
+                key: r.key.clone(),
+                value,
+                headers: r.headers.clone(),
+                timestamp: Some(r.timestamp),
+            };
+            host.emit("", out).map_err(|e| ProcessorError::Guest(e.0))?;
+        }
+        Ok(())
+    }
+
+    fn on_timer(
+        &mut self,
+        _: &mut dyn TaskHost,
+        _: TimerKind,
+        _: i64,
+    ) -> Result<(), ProcessorError> {
+        Ok(())
+    }
+}
+
+fn guest(name: &str) -> Vec<u8> {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../target/guests/{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{} is missing ({e}): run scripts/build-guests.sh first",
+            path.display()
+        )
+    })
+}
+
+/// 100-byte values, 8-byte keys, like the measurements in shared/notes/toolchain-facts.md.
+fn batch(n: usize) -> Vec<InputRecord> {
+    (0..n)
+        .map(|i| {
+            let mut value = format!("record {i:08} ").into_bytes();
+            value.resize(100, b'a' + (i % 26) as u8);
+            InputRecord {
+                topic: "in".into(),
+                partition: 0,
+                offset: i as i64,
+                key: Some(Bytes::from(format!("k{i:07}"))),
+                value: Some(Bytes::from(value)),
+                headers: vec![],
+                timestamp: 1_700_000_000_000 + i as i64,
+            }
+        })
+        .collect()
+}
+
+/// ns per record: best of `rounds` rounds, each processing at least `per_round` records.
+fn ns_per_record(logic: &mut dyn ProcessorLogic, records: &[InputRecord], rounds: usize) -> f64 {
+    let mut sink = Sink::default();
+    let per_round = 200_000usize.max(records.len());
+    let calls = per_round.div_ceil(records.len());
+    // Warm-up.
+    for _ in 0..calls.min(1000) {
+        logic.process(&mut sink, records).unwrap();
+    }
+    let mut best = f64::MAX;
+    for _ in 0..rounds {
+        let started = Instant::now();
+        for _ in 0..calls {
+            logic.process(&mut sink, records).unwrap();
+        }
+        let ns = started.elapsed().as_nanos() as f64 / (calls * records.len()) as f64;
+        best = best.min(ns);
+    }
+    assert!(sink.records > 0 && sink.bytes > 0);
+    best
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; ignore arguments.
+    let cache = tempfile::tempdir().unwrap();
+    let mut config = WasmConfig::new(cache.path());
+    config.max_instances = 1100;
+    let engine = WasmEngine::new(config.clone()).unwrap();
+    let wasm = guest("uppercase");
+    let limits = ProcessorLimits::default();
+    let module = engine.load_processor(&wasm, &limits).unwrap();
+
+    println!("## uppercase: per-record cost, Wasm guest vs native (best of 5 rounds)\n");
+    println!("| batch | wasm ns/record | native ns/record | wasm / native |");
+    println!("|---:|---:|---:|---:|");
+    for n in [1usize, 16, 256, 4096] {
+        let records = batch(n);
+        let mut wasm_logic = module.instantiate(&limits, "bench/0").unwrap();
+        wasm_logic.init(&mut Sink::default(), &[]).unwrap();
+        let mut native = NativeUppercase;
+        let w = ns_per_record(wasm_logic.as_mut(), &records, 5);
+        let nat = ns_per_record(&mut native, &records, 5);
+        println!("| {n} | {w:.1} | {nat:.1} | {:.2}× |", w / nat);
+    }
+
+    println!("\n## instantiation per task (pooling allocator, InstancePre)\n");
+    let time_instances = |with_init: bool| {
+        let rounds = 1000;
+        let mut best = Duration::MAX;
+        for _ in 0..5 {
+            let started = Instant::now();
+            for i in 0..rounds {
+                let mut p = module.instantiate(&limits, "bench/i").unwrap();
+                if with_init {
+                    p.init(&mut Sink::default(), &[]).unwrap();
+                }
+                std::hint::black_box(i);
+                drop(p);
+            }
+            best = best.min(started.elapsed() / rounds);
+        }
+        best
+    };
+    let bare = time_instances(false);
+    let with_init = time_instances(true);
+    // Many alive at once (a node running many tasks): slots are not reused.
+    let started = Instant::now();
+    let many: Vec<_> = (0..1000)
+        .map(|_| module.instantiate(&limits, "bench/many").unwrap())
+        .collect();
+    let alive = started.elapsed() / 1000;
+    drop(many);
+    println!("| case | µs per instance |");
+    println!("|---|---:|");
+    println!(
+        "| instantiate (slot reused) | {:.1} |",
+        bare.as_secs_f64() * 1e6
+    );
+    println!(
+        "| instantiate + init (slot reused) | {:.1} |",
+        with_init.as_secs_f64() * 1e6
+    );
+    println!(
+        "| instantiate 1000 alive at once | {:.1} |",
+        alive.as_secs_f64() * 1e6
+    );
+
+    println!(
+        "\n## compile vs cached load ({} KiB component)\n",
+        wasm.len() / 1024
+    );
+    let mut compile = Duration::MAX;
+    let mut cached = Duration::MAX;
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = WasmConfig::new(dir.path());
+        c.max_instances = 4;
+        let e1 = WasmEngine::new(c.clone()).unwrap();
+        let started = Instant::now();
+        let m = e1.load_processor(&wasm, &limits).unwrap();
+        compile = compile.min(started.elapsed());
+        assert!(!m.from_cache());
+        let e2 = WasmEngine::new(c).unwrap();
+        let started = Instant::now();
+        let m = e2.load_processor(&wasm, &limits).unwrap();
+        cached = cached.min(started.elapsed());
+        assert!(m.from_cache());
+    }
+    println!("| case | ms (best of 5, incl. validation and InstancePre) |");
+    println!("|---|---:|");
+    println!(
+        "| compile (Cranelift) + write cache | {:.2} |",
+        compile.as_secs_f64() * 1e3
+    );
+    println!("| load from cache | {:.2} |", cached.as_secs_f64() * 1e3);
+}

@@ -1,0 +1,294 @@
+//! [`LogAccess`]: everything the engine asks of the log, as a trait the engine owns. Tasks
+//! append, read from an offset, wait for new records, create their internal topics and
+//! commit their input offsets through it, so they do not care which node leads a partition:
+//! the local [`Broker`] implements it here, a remote client will later.
+//!
+//! Committed input offsets live in the log too (provided methods over append and read): one
+//! compacted topic per processor, `<processor>.offsets`, partition *p* holding task *p*'s
+//! latest commit under one key. A task that moves to another node finds them there.
+//!
+//! Assignment (which node runs which task) is not here: the [`crate::task::TaskManager`]'s
+//! `assign` / `revoke` are what a cluster controller calls.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use weir_broker::{Broker, BrokerError, ErrorKind, ProduceRecord, StoredRecord, TopicSpec};
+
+/// Key of the one record per partition of `<processor>.offsets`.
+const OFFSETS_KEY: &[u8] = b"offsets";
+
+/// Segment size of the offsets topics: small, so compaction keeps them short.
+const OFFSETS_SEGMENT_BYTES: u64 = 1 << 20;
+
+/// Why a log operation failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LogError {
+    #[error("topic '{0}' does not exist")]
+    UnknownTopic(String),
+    /// Any other failure of the log, with the log's own stable code.
+    #[error("{message}")]
+    Log { code: &'static str, message: String },
+    #[error("corrupt committed offsets in '{topic}': {reason}")]
+    CorruptOffsets { topic: String, reason: String },
+}
+
+impl LogError {
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            LogError::UnknownTopic(_) => "unknown_topic",
+            LogError::Log { code, .. } => code,
+            LogError::CorruptOffsets { .. } => "corrupt_offsets",
+        }
+    }
+}
+
+impl From<BrokerError> for LogError {
+    fn from(e: BrokerError) -> Self {
+        match e {
+            BrokerError::UnknownTopic(t) => LogError::UnknownTopic(t),
+            e => LogError::Log {
+                code: e.code(),
+                message: e.to_string(),
+            },
+        }
+    }
+}
+
+/// What the engine needs to know about a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopicMeta {
+    pub partitions: i32,
+    pub compacted: bool,
+}
+
+/// Records read from one partition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogRead {
+    pub records: Vec<StoredRecord>,
+    /// Where to read next (past the last record returned, or past a compaction gap).
+    pub next_offset: i64,
+    /// The partition's end offset when it was read.
+    pub end_offset: i64,
+}
+
+/// A task's committed position: the next offset to process in each input partition
+/// (`"<topic>/<partition>"` → offset) and its stream time.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OffsetCommit {
+    pub inputs: BTreeMap<String, i64>,
+    /// Largest event time the task had seen (`i64::MIN` before the first record).
+    pub stream_time: i64,
+    /// Processor version that made the commit.
+    #[serde(default)]
+    pub version: u64,
+}
+
+/// The offsets topic of a processor.
+pub fn offsets_topic(processor: &str) -> String {
+    format!("{processor}.offsets")
+}
+
+/// The log as the engine sees it. Methods block (disk or network): call them off the async
+/// runtime.
+pub trait LogAccess: Send + Sync + 'static {
+    /// Partition count and compaction of a topic, `None` if it does not exist.
+    fn topic_meta(&self, topic: &str) -> Result<Option<TopicMeta>, LogError>;
+    /// Names of every topic.
+    fn list_topics(&self) -> Result<Vec<String>, LogError>;
+    /// Creates the topic unless it exists; returns the partition count it has.
+    fn ensure_topic(&self, spec: TopicSpec) -> Result<TopicMeta, LogError>;
+    /// Deletes a topic; a missing topic is not an error.
+    fn delete_topic(&self, topic: &str) -> Result<(), LogError>;
+    /// Appends records, each naming its partition; returns `(partition, offset)` for each,
+    /// in order, once durable under the topic's fsync policy.
+    fn produce(
+        &self,
+        topic: &str,
+        records: Vec<ProduceRecord>,
+    ) -> Result<Vec<(i32, i64)>, LogError>;
+    /// Up to `max_records` records (about `max_bytes`) at or after `offset`.
+    fn read(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<LogRead, LogError>;
+    /// `(start, end)` offsets of a partition.
+    fn offsets(&self, topic: &str, partition: i32) -> Result<(i64, i64), LogError>;
+    /// The partition's end offset, updated after every append (to wake a waiting task). The
+    /// channel closes when the topic is deleted.
+    fn watch_end(&self, topic: &str, partition: i32) -> Result<watch::Receiver<i64>, LogError>;
+
+    /// Creates `<processor>.offsets` (compacted, `partitions` partitions) unless it exists.
+    fn ensure_offsets_topic(&self, processor: &str, partitions: i32) -> Result<(), LogError> {
+        let mut spec = TopicSpec::new(offsets_topic(processor), partitions);
+        spec.compacted = true;
+        spec.segment_bytes = Some(OFFSETS_SEGMENT_BYTES);
+        self.ensure_topic(spec).map(|_| ())
+    }
+
+    /// Records task `partition`'s committed position (replacing the previous one).
+    fn commit_offsets(
+        &self,
+        processor: &str,
+        partition: i32,
+        commit: &OffsetCommit,
+    ) -> Result<(), LogError> {
+        let topic = offsets_topic(processor);
+        let value = serde_json::to_vec(commit).map_err(|e| LogError::CorruptOffsets {
+            topic: topic.clone(),
+            reason: e.to_string(),
+        })?;
+        let record = ProduceRecord {
+            key: Some(Bytes::from_static(OFFSETS_KEY)),
+            value: Some(Bytes::from(value)),
+            partition: Some(partition),
+            ..ProduceRecord::default()
+        };
+        self.produce(&topic, vec![record]).map(|_| ())
+    }
+
+    /// Task `partition`'s last committed position, `None` if it never committed.
+    fn committed_offsets(
+        &self,
+        processor: &str,
+        partition: i32,
+    ) -> Result<Option<OffsetCommit>, LogError> {
+        let topic = offsets_topic(processor);
+        let (start, end) = match self.offsets(&topic, partition) {
+            Ok(o) => o,
+            Err(LogError::UnknownTopic(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        // Only one key is ever written, and the active segment is never compacted, so the
+        // last record is the latest commit.
+        if end <= start {
+            return Ok(None);
+        }
+        let read = self.read(&topic, partition, end - 1, 1, 1 << 20)?;
+        let Some(record) = read.records.into_iter().last() else {
+            return Ok(None);
+        };
+        let Some(value) = record.value else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&value)
+            .map(Some)
+            .map_err(|e| LogError::CorruptOffsets {
+                topic,
+                reason: e.to_string(),
+            })
+    }
+}
+
+impl LogAccess for Broker {
+    fn topic_meta(&self, topic: &str) -> Result<Option<TopicMeta>, LogError> {
+        match self.topic_info(topic) {
+            Ok(info) => Ok(Some(TopicMeta {
+                partitions: info.partitions,
+                compacted: info.compacted,
+            })),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn list_topics(&self) -> Result<Vec<String>, LogError> {
+        Ok(Broker::list_topics(self)
+            .into_iter()
+            .map(|t| t.name)
+            .collect())
+    }
+
+    fn ensure_topic(&self, spec: TopicSpec) -> Result<TopicMeta, LogError> {
+        let name = spec.name.clone();
+        match self.create_topic(spec) {
+            Ok(info) => Ok(TopicMeta {
+                partitions: info.partitions,
+                compacted: info.compacted,
+            }),
+            Err(BrokerError::TopicExists(_)) => {
+                self.topic_meta(&name)?.ok_or(LogError::UnknownTopic(name))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn delete_topic(&self, topic: &str) -> Result<(), LogError> {
+        match Broker::delete_topic(self, topic) {
+            Ok(()) | Err(BrokerError::UnknownTopic(_)) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn produce(
+        &self,
+        topic: &str,
+        records: Vec<ProduceRecord>,
+    ) -> Result<Vec<(i32, i64)>, LogError> {
+        Ok(Broker::produce(self, topic, records)?)
+    }
+
+    fn read(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<LogRead, LogError> {
+        let r = Broker::read(self, topic, partition, offset, max_records, max_bytes)?;
+        Ok(LogRead {
+            records: r.records,
+            next_offset: r.next_offset,
+            end_offset: r.end_offset,
+        })
+    }
+
+    fn offsets(&self, topic: &str, partition: i32) -> Result<(i64, i64), LogError> {
+        Ok(self.partition_offsets(topic, partition)?)
+    }
+
+    fn watch_end(&self, topic: &str, partition: i32) -> Result<watch::Receiver<i64>, LogError> {
+        Ok(Broker::watch_end(self, topic, partition)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_broker::BrokerConfig;
+
+    #[test]
+    fn offsets_round_trip_through_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = Broker::open(BrokerConfig::new(dir.path())).unwrap();
+        let log: &dyn LogAccess = &broker;
+        assert_eq!(log.committed_offsets("p", 0).unwrap(), None);
+        log.ensure_offsets_topic("p", 2).unwrap();
+        log.ensure_offsets_topic("p", 2).unwrap();
+        assert_eq!(log.committed_offsets("p", 1).unwrap(), None);
+        let mut c = OffsetCommit {
+            stream_time: 7,
+            version: 1,
+            ..OffsetCommit::default()
+        };
+        c.inputs.insert("t/1".into(), 5);
+        log.commit_offsets("p", 1, &c).unwrap();
+        c.inputs.insert("t/1".into(), 9);
+        log.commit_offsets("p", 1, &c).unwrap();
+        assert_eq!(log.committed_offsets("p", 1).unwrap(), Some(c));
+        assert_eq!(log.committed_offsets("p", 0).unwrap(), None);
+        let meta = log.topic_meta("p.offsets").unwrap().unwrap();
+        assert!(meta.compacted);
+        assert_eq!(meta.partitions, 2);
+        assert_eq!(log.topic_meta("nope").unwrap(), None);
+        log.delete_topic("nope").unwrap();
+    }
+}

@@ -1,0 +1,308 @@
+//! Restoration: bringing a task's local stores up to the end of their changelogs before the
+//! task processes anything, from the local checkpoint when the local state is intact, from
+//! empty when it is not (new node, lost disk, crash in the middle of a commit).
+//!
+//! Bookkeeping kept in the task's state (see [`super::StoreBatch::meta`]):
+//! - `checkpoint.<store>`: the changelog offset the local store reflects (all records before
+//!   it are applied);
+//! - `dirty`: set in the same atomic write as a commit's or a restoration's data, cleared
+//!   with the new checkpoints once the changelog has the data. Found set at start, it means
+//!   the local store may hold writes the changelog lacks: the task's state is wiped and
+//!   rebuilt from the changelogs.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+
+use super::changelog::changelog_topic;
+use super::{StateError, StateStore, StoreBatch, StoreWrites};
+use crate::log_access::{LogAccess, LogError};
+
+/// Bookkeeping name of the dirty flag.
+pub const META_DIRTY: &str = "dirty";
+
+/// Bookkeeping name of a store's checkpoint.
+pub fn checkpoint_meta(store: &str) -> String {
+    format!("checkpoint.{store}")
+}
+
+/// Records read per restoration step (and written as one batch).
+const READ_RECORDS: usize = 50_000;
+const READ_BYTES: usize = 4 << 20;
+
+/// Why restoration failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RestoreError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("cannot read changelog {topic}: {source}")]
+    Log { topic: String, source: LogError },
+}
+
+impl RestoreError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            RestoreError::State(e) => e.code(),
+            RestoreError::Log { source, .. } => source.code(),
+        }
+    }
+}
+
+/// Where a restoration is.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RestoreProgress {
+    pub store: String,
+    /// Changelog records applied so far.
+    pub records: u64,
+    /// Key and value bytes applied so far.
+    pub bytes: u64,
+    /// Offset the restoration started from.
+    pub start_offset: i64,
+    /// Changelog end offset it restores up to.
+    pub end_offset: i64,
+    /// Next offset to apply.
+    pub offset: i64,
+}
+
+impl RestoreProgress {
+    /// Share done, 0 to 100.
+    pub fn percent(&self) -> f64 {
+        let total = self.end_offset - self.start_offset;
+        if total <= 0 {
+            return 100.0;
+        }
+        ((self.offset - self.start_offset) as f64 * 100.0 / total as f64).clamp(0.0, 100.0)
+    }
+}
+
+/// What a task restoration did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RestoreOutcome {
+    /// Changelog end offset of each store: what the local state now reflects.
+    pub checkpoints: BTreeMap<String, i64>,
+    /// Whether the local state was discarded first.
+    pub from_empty: bool,
+    pub records: u64,
+    pub bytes: u64,
+}
+
+fn log_err(topic: &str) -> impl Fn(LogError) -> RestoreError + '_ {
+    move |source| RestoreError::Log {
+        topic: topic.to_string(),
+        source,
+    }
+}
+
+fn parse_checkpoint(v: Option<Bytes>) -> Option<i64> {
+    v.and_then(|b| std::str::from_utf8(&b).ok()?.parse().ok())
+}
+
+/// Restores every store of task `partition` of `processor` (the stores named in `stores`)
+/// to the end of its changelog, and records the new checkpoints. `on_progress` is called
+/// after every applied chunk.
+pub fn restore_task(
+    log: &dyn LogAccess,
+    state: &dyn StateStore,
+    processor: &str,
+    partition: i32,
+    stores: &[String],
+    on_progress: &mut dyn FnMut(&RestoreProgress),
+) -> Result<RestoreOutcome, RestoreError> {
+    let mut outcome = RestoreOutcome::default();
+    let dirty = state.meta(META_DIRTY)?.is_some();
+    let mut plan: Vec<(String, i64, i64)> = Vec::new();
+    let mut behind_local = false;
+    for store in stores {
+        let topic = changelog_topic(processor, store);
+        let end = match log.offsets(&topic, partition) {
+            Ok((_, end)) => end,
+            Err(LogError::UnknownTopic(_)) => 0,
+            Err(e) => return Err(log_err(&topic)(e)),
+        };
+        let from = if dirty {
+            0
+        } else {
+            parse_checkpoint(state.meta(&checkpoint_meta(store))?).unwrap_or(0)
+        };
+        // A changelog shorter than the checkpoint was recreated: the local state is stale.
+        behind_local |= from > end;
+        plan.push((store.clone(), from, end));
+    }
+    if dirty || behind_local {
+        tracing::info!(
+            processor,
+            partition,
+            dirty,
+            "local state not usable; restoring from the changelogs from empty"
+        );
+        state.clear()?;
+        outcome.from_empty = true;
+        for p in &mut plan {
+            p.1 = 0;
+        }
+    }
+    if plan.iter().any(|(_, from, end)| from < end) {
+        state.write(&StoreBatch {
+            stores: vec![],
+            meta: vec![(META_DIRTY.to_string(), Some(Bytes::from_static(b"1")))],
+        })?;
+    }
+    for (store, from, end) in &plan {
+        let p = restore_store(
+            log,
+            state,
+            processor,
+            store,
+            partition,
+            *from,
+            *end,
+            on_progress,
+        )?;
+        outcome.records += p.records;
+        outcome.bytes += p.bytes;
+        outcome.checkpoints.insert(store.clone(), *end);
+    }
+    state.flush()?;
+    let mut meta: Vec<(String, Option<Bytes>)> = outcome
+        .checkpoints
+        .iter()
+        .map(|(s, o)| (checkpoint_meta(s), Some(Bytes::from(o.to_string()))))
+        .collect();
+    meta.push((META_DIRTY.to_string(), None));
+    state.write(&StoreBatch {
+        stores: vec![],
+        meta,
+    })?;
+    Ok(outcome)
+}
+
+/// Applies changelog records `[from, end)` of one store.
+#[allow(clippy::too_many_arguments)]
+pub fn restore_store(
+    log: &dyn LogAccess,
+    state: &dyn StateStore,
+    processor: &str,
+    store: &str,
+    partition: i32,
+    from: i64,
+    end: i64,
+    on_progress: &mut dyn FnMut(&RestoreProgress),
+) -> Result<RestoreProgress, RestoreError> {
+    let topic = changelog_topic(processor, store);
+    let mut progress = RestoreProgress {
+        store: store.to_string(),
+        start_offset: from,
+        end_offset: end,
+        offset: from,
+        ..RestoreProgress::default()
+    };
+    on_progress(&progress);
+    while progress.offset < end {
+        let read = log
+            .read(&topic, partition, progress.offset, READ_RECORDS, READ_BYTES)
+            .map_err(log_err(&topic))?;
+        let mut entries = Vec::with_capacity(read.records.len());
+        for r in read.records {
+            if r.offset >= end {
+                break;
+            }
+            // Changelog records always have keys; skip anything else rather than fail.
+            let Some(key) = r.key else { continue };
+            progress.records += 1;
+            progress.bytes += (key.len() + r.value.as_ref().map_or(0, |v| v.len())) as u64;
+            entries.push((key, r.value));
+        }
+        if !entries.is_empty() {
+            state.write_unlogged(&StoreBatch {
+                stores: vec![StoreWrites {
+                    store: store.to_string(),
+                    entries,
+                }],
+                meta: vec![],
+            })?;
+        }
+        if read.next_offset <= progress.offset {
+            // Nothing more to read before `end` (the log ends early): stop.
+            break;
+        }
+        progress.offset = read.next_offset.min(end);
+        on_progress(&progress);
+    }
+    progress.offset = end;
+    on_progress(&progress);
+    Ok(progress)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::StateBackend;
+    use crate::state::changelog::{changelog_spec, to_records};
+    use crate::state::memory::MemoryBackend;
+    use crate::task_id::TaskId;
+    use weir_broker::{Broker, BrokerConfig};
+
+    fn b(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    #[test]
+    fn restores_from_empty_then_from_checkpoint_and_wipes_when_dirty() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = Broker::open(BrokerConfig::new(dir.path())).unwrap();
+        let log: &dyn LogAccess = &broker;
+        log.ensure_topic(changelog_spec("p", "s", 2)).unwrap();
+        let topic = changelog_topic("p", "s");
+        let entries = vec![
+            (b("a"), Some(b("1"))),
+            (b("b"), Some(b("2"))),
+            (b("a"), None),
+        ];
+        log.produce(&topic, to_records(&entries, 1)).unwrap();
+
+        let backend = MemoryBackend::new();
+        let state = backend.open(&TaskId::new("p", 1)).unwrap();
+        let stores = vec!["s".to_string(), "never-written".to_string()];
+        let mut seen = Vec::new();
+        let out =
+            restore_task(log, &*state, "p", 1, &stores, &mut |p| seen.push(p.clone())).unwrap();
+        assert_eq!(out.records, 3);
+        assert_eq!(out.checkpoints["s"], 3);
+        assert_eq!(out.checkpoints["never-written"], 0);
+        assert_eq!(state.get("s", b"a").unwrap(), None);
+        assert_eq!(state.get("s", b"b").unwrap(), Some(b("2")));
+        assert_eq!(seen.last().unwrap().percent(), 100.0);
+        assert_eq!(state.meta(META_DIRTY).unwrap(), None);
+
+        // From the checkpoint: only the new record is read.
+        log.produce(&topic, to_records(&[(b("c"), Some(b("3")))], 1))
+            .unwrap();
+        let out = restore_task(log, &*state, "p", 1, &stores, &mut |_| {}).unwrap();
+        assert_eq!(out.records, 1);
+        assert!(!out.from_empty);
+        assert_eq!(state.get("s", b"c").unwrap(), Some(b("3")));
+
+        // A local write the changelog lacks, flagged dirty: wiped and rebuilt.
+        state
+            .write(&StoreBatch {
+                stores: vec![StoreWrites {
+                    store: "s".into(),
+                    entries: vec![(b("local-only"), Some(b("x")))],
+                }],
+                meta: vec![(META_DIRTY.into(), Some(b("1")))],
+            })
+            .unwrap();
+        let out = restore_task(log, &*state, "p", 1, &stores, &mut |_| {}).unwrap();
+        assert!(out.from_empty);
+        assert_eq!(out.records, 4);
+        assert_eq!(state.get("s", b"local-only").unwrap(), None);
+        assert_eq!(state.get("s", b"c").unwrap(), Some(b("3")));
+
+        // A checkpoint beyond the changelog's end (changelog recreated): wiped.
+        log.delete_topic(&topic).unwrap();
+        log.ensure_topic(changelog_spec("p", "s", 2)).unwrap();
+        let out = restore_task(log, &*state, "p", 1, &stores, &mut |_| {}).unwrap();
+        assert!(out.from_empty);
+        assert_eq!(state.get("s", b"c").unwrap(), None);
+    }
+}

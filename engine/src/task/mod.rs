@@ -1,0 +1,37 @@
+//! The task runtime: a deployed processor with N input partitions becomes N tasks; task *p*
+//! reads partition *p* of every input (and of the processor's repartition topic), calls the
+//! processor in batches, appends what it emits, keeps its state in the node's
+//! [`crate::state`] stores with changelogs, fires timers, applies the error policy, and
+//! commits on an interval.
+//!
+//! - [`spec`]: the deployment spec and the names of a processor's topics;
+//! - [`factory`]: how processor instances are made (the Wasm host or native test code);
+//!   [`wasm_loader`] adapts the Wasm host ([`crate::wasm`]) to it;
+//! - [`manager`]: [`TaskManager`], assign / revoke / pause / resume tasks on this node;
+//! - [`runner`]: one task's loop and commit protocol; [`context`]: its `TaskHost`;
+//! - [`inputs`], [`timers`], [`status`]: input positions, timers, reported status;
+//! - [`registry`]: deployments persisted under the data directory.
+//!
+//! It does not know what a processor is made of (Wasm or not), nor where the log lives
+//! (everything goes through [`crate::log_access::LogAccess`]).
+
+pub mod context;
+pub mod factory;
+pub mod inputs;
+pub mod manager;
+pub mod registry;
+pub mod runner;
+pub mod spec;
+pub mod status;
+pub mod timers;
+pub mod wasm_loader;
+
+#[cfg(test)]
+mod tests;
+
+pub use factory::{LoadError, LogicFactory, ModuleLoader};
+pub use manager::{AssignError, TaskManager};
+pub use runner::TaskDefinition;
+pub use spec::{OnError, ProcessorSpec, StartFrom};
+pub use status::{TaskErrorInfo, TaskState, TaskStatus};
+pub use wasm_loader::WasmLoader;

@@ -1,0 +1,578 @@
+//! Tests of the task runtime through [`Engine`] with native Rust processors
+//! ([`crate::native`]) over a real broker in a temporary directory.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use weir_broker::{Broker, BrokerConfig, ProduceRecord, TopicSpec};
+
+use crate::engine::{Engine, EngineConfig};
+use crate::log_access::LogAccess;
+use crate::native::NativeLoader;
+use crate::state::StateBackend;
+use crate::state::memory::MemoryBackend;
+use crate::state::rocks::RocksBackend;
+use crate::task::spec::ProcessorSpec;
+use crate::task::status::TaskState;
+
+struct Env {
+    dir: tempfile::TempDir,
+    broker: Broker,
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = Broker::open(BrokerConfig::new(dir.path().join("log"))).unwrap();
+        Env { dir, broker }
+    }
+
+    fn engine(&self, backend: Arc<dyn StateBackend>) -> Engine {
+        let e = Engine::open(
+            &EngineConfig::under(self.dir.path()),
+            Arc::new(self.broker.clone()),
+            backend,
+            Arc::new(NativeLoader),
+        )
+        .unwrap();
+        e.start().unwrap();
+        e
+    }
+
+    fn topic(&self, name: &str, partitions: i32) {
+        self.broker
+            .create_topic(TopicSpec::new(name, partitions))
+            .unwrap();
+    }
+
+    fn produce(&self, topic: &str, partition: i32, values: &[&str]) {
+        let records = values
+            .iter()
+            .map(|v| ProduceRecord {
+                value: Some(Bytes::copy_from_slice(v.as_bytes())),
+                partition: Some(partition),
+                ..ProduceRecord::default()
+            })
+            .collect();
+        self.broker.produce(topic, records).unwrap();
+    }
+
+    /// Every record of every partition: (key, value, headers).
+    fn read_all(&self, topic: &str) -> Vec<(Option<String>, Option<String>, Vec<String>)> {
+        let n = self.broker.partition_count(topic).unwrap();
+        let mut out = Vec::new();
+        for p in 0..n {
+            let r = self.broker.read(topic, p, 0, 100_000, 64 << 20).unwrap();
+            for rec in r.records {
+                let s = |b: Option<Bytes>| b.map(|b| String::from_utf8_lossy(&b).into_owned());
+                let headers = rec
+                    .headers
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", s(v.clone()).unwrap_or_default()))
+                    .collect();
+                out.push((s(rec.key), s(rec.value), headers));
+            }
+        }
+        out
+    }
+
+    /// Latest value per key in `topic`.
+    fn latest(&self, topic: &str) -> BTreeMap<String, String> {
+        self.read_all(topic)
+            .into_iter()
+            .filter_map(|(k, v, _)| Some((k?, v?)))
+            .collect()
+    }
+}
+
+fn spec(json: &str) -> ProcessorSpec {
+    serde_json::from_str(json).unwrap()
+}
+
+fn module(name: &str) -> Bytes {
+    Bytes::from(format!("native:{name}"))
+}
+
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn expected_counts(texts: &[&str]) -> BTreeMap<String, String> {
+    let mut m: BTreeMap<String, u64> = BTreeMap::new();
+    for t in texts {
+        for w in t.split_whitespace() {
+            *m.entry(w.to_string()).or_default() += 1;
+        }
+    }
+    m.into_iter().map(|(k, v)| (k, v.to_string())).collect()
+}
+
+const TEXT: [&[&str]; 3] = [
+    &["the quick brown fox", "jumps over the lazy dog"],
+    &["the dog sleeps", "a fox runs"],
+    &["quick quick the end"],
+];
+
+fn all_text() -> Vec<&'static str> {
+    TEXT.iter().flat_map(|p| p.iter().copied()).collect()
+}
+
+#[test]
+fn word_count_is_exact_across_partitions_and_survives_losing_local_state() {
+    let env = Env::new();
+    env.topic("text", 3);
+    for (p, values) in TEXT.iter().enumerate() {
+        env.produce("text", p as i32, values);
+    }
+    let dir = env.dir.path().join("rocks");
+    let engine = env.engine(Arc::new(RocksBackend::open(&dir).unwrap()));
+    let d = engine
+        .deploy(
+            spec(r#"{"name":"wc","inputs":["text"],"outputs":["counts"],"commit_interval_ms":50}"#),
+            module("word-count"),
+        )
+        .unwrap();
+    assert_eq!(d.partitions, 3);
+    let want = expected_counts(&all_text());
+    eventually("exact counts", || env.latest("counts") == want);
+    eventually("committed state", || {
+        engine.query("wc", "counts", b"the").unwrap().as_deref() == Some(&b"4"[..])
+    });
+    assert_eq!(engine.query("wc", "counts", b"absent").unwrap(), None);
+    assert_eq!(
+        engine.query("wc", "nope", b"the").unwrap_err().code(),
+        "unknown_store"
+    );
+    let described = engine.describe("wc").unwrap();
+    assert_eq!(described.status, "running");
+    assert_eq!(described.topics.changelogs, ["wc.counts.changelog"]);
+    let records_in: u64 = described.tasks.iter().map(|t| t.records_in).sum();
+    assert!(records_in >= 5 + 15, "{records_in}");
+    engine.shutdown();
+    drop(engine);
+
+    // Lose the local state: the store comes back from its changelog.
+    std::fs::remove_dir_all(&dir).unwrap();
+    let engine = env.engine(Arc::new(RocksBackend::open(&dir).unwrap()));
+    eventually("restored", || {
+        engine
+            .describe("wc")
+            .unwrap()
+            .tasks
+            .iter()
+            .all(|t| t.state == TaskState::Running)
+    });
+    let restored: u64 = engine
+        .describe("wc")
+        .unwrap()
+        .tasks
+        .iter()
+        .map(|t| t.restore.as_ref().map_or(0, |r| r.records))
+        .sum();
+    assert!(restored > 0);
+    assert_eq!(
+        engine.query("wc", "counts", b"quick").unwrap().as_deref(),
+        Some(&b"3"[..])
+    );
+    env.produce("text", 1, &["quick fox"]);
+    let mut texts = all_text();
+    texts.push("quick fox");
+    let want = expected_counts(&texts);
+    eventually("counts continue", || env.latest("counts") == want);
+}
+
+#[test]
+fn inputs_are_checked_at_deploy() {
+    let env = Env::new();
+    env.topic("a", 2);
+    env.topic("b", 3);
+    let engine = env.engine(Arc::new(MemoryBackend::new()));
+    let e = engine
+        .deploy(
+            spec(r#"{"name":"p","inputs":["a","b"]}"#),
+            module("uppercase"),
+        )
+        .unwrap_err();
+    assert_eq!(e.code(), "not_co_partitioned");
+    assert!(e.to_string().contains("'b' has 3"), "{e}");
+    let e = engine
+        .deploy(
+            spec(r#"{"name":"p","inputs":["zzz"]}"#),
+            module("uppercase"),
+        )
+        .unwrap_err();
+    assert_eq!(e.code(), "unknown_input");
+    let e = engine
+        .deploy(
+            spec(r#"{"name":"p","inputs":["a"]}"#),
+            Bytes::from_static(b"\0asm junk"),
+        )
+        .unwrap_err();
+    assert_eq!(e.code(), "not_a_component");
+    let e = engine
+        .deploy(
+            spec(r#"{"name":"p","inputs":["a"],"limits":{"max_module_bytes":4}}"#),
+            module("uppercase"),
+        )
+        .unwrap_err();
+    assert_eq!(e.code(), "module_too_large");
+    engine
+        .deploy(
+            spec(r#"{"name":"p","inputs":["a"],"outputs":["out"]}"#),
+            module("uppercase"),
+        )
+        .unwrap();
+    let e = engine
+        .deploy(spec(r#"{"name":"p","inputs":["a"]}"#), module("uppercase"))
+        .unwrap_err();
+    assert_eq!(e.code(), "processor_exists");
+    // The output was created with the inputs' partition count.
+    assert_eq!(env.broker.partition_count("out").unwrap(), 2);
+}
+
+#[test]
+fn a_trap_fails_only_its_own_task_with_the_offset() {
+    let env = Env::new();
+    env.topic("in", 2);
+    let engine = env.engine(Arc::new(MemoryBackend::new()));
+    engine
+        .deploy(
+            spec(r#"{"name":"bad","inputs":["in"],"outputs":["bad-out"]}"#),
+            module("trap-on:boom"),
+        )
+        .unwrap();
+    engine
+        .deploy(
+            spec(r#"{"name":"good","inputs":["in"],"outputs":["good-out"]}"#),
+            module("uppercase"),
+        )
+        .unwrap();
+    env.produce("in", 0, &["a", "b", "boom", "c"]);
+    env.produce("in", 1, &["x"]);
+    eventually("bad fails", || {
+        engine.describe("bad").unwrap().status == "failed"
+    });
+    let d = engine.describe("bad").unwrap();
+    let t0 = &d.tasks[0];
+    assert_eq!(t0.state, TaskState::Failed);
+    let e = t0.last_error.as_ref().unwrap();
+    assert_eq!(e.code, "guest_trap");
+    assert_eq!(e.offset, Some(2));
+    assert_eq!(e.topic.as_deref(), Some("in"));
+    // Records before the failing one were processed and committed.
+    assert_eq!(t0.inputs[0].committed_offset, Some(2));
+    eventually("partition 1 of bad", || {
+        engine.describe("bad").unwrap().tasks[1].records_in == 1
+    });
+    assert_eq!(
+        engine.describe("bad").unwrap().tasks[1].state,
+        TaskState::Running
+    );
+    eventually("good output", || env.read_all("good-out").len() == 5);
+
+    // Resume restarts the failed task, which fails again on the same record.
+    engine.resume("bad").unwrap();
+    eventually("fails again", || {
+        engine.describe("bad").unwrap().status == "failed"
+    });
+    let out: Vec<_> = env
+        .read_all("bad-out")
+        .into_iter()
+        .map(|r| r.1.unwrap())
+        .collect();
+    assert!(out.contains(&"A".to_string()) && out.contains(&"X".to_string()));
+    assert!(!out.contains(&"C".to_string()));
+}
+
+#[test]
+fn skip_and_dead_letter_policies() {
+    let env = Env::new();
+    env.topic("in", 1);
+    let engine = env.engine(Arc::new(MemoryBackend::new()));
+    engine
+        .deploy(
+            spec(r#"{"name":"sk","inputs":["in"],"outputs":["sk-out"],"on_error":"skip"}"#),
+            module("error-on:bad"),
+        )
+        .unwrap();
+    engine
+        .deploy(
+            spec(r#"{"name":"dl","inputs":["in"],"outputs":["dl-out"],"on_error":"dead_letter"}"#),
+            module("trap-on:bad"),
+        )
+        .unwrap();
+    engine
+        .deploy(
+            spec(r#"{"name":"pn","inputs":["in"],"outputs":["pn-out"],"on_error":"skip"}"#),
+            module("panic-on:bad"),
+        )
+        .unwrap();
+    env.produce("in", 0, &["a", "bad", "b"]);
+    let values =
+        |t: &str| -> Vec<String> { env.read_all(t).into_iter().filter_map(|r| r.1).collect() };
+    eventually("skip output", || values("sk-out") == ["A", "B"]);
+    eventually("dlq output", || values("dl-out") == ["A", "B"]);
+    eventually("panic output", || values("pn-out") == ["A", "B"]);
+    let sk = &engine.describe("sk").unwrap().tasks[0];
+    assert_eq!((sk.skipped, sk.errors), (1, 1));
+    assert_eq!(sk.last_error.as_ref().unwrap().code, "guest_error");
+    let dlq = env.read_all("dl.dlq");
+    assert_eq!(dlq.len(), 1);
+    assert_eq!(dlq[0].1.as_deref(), Some("bad"));
+    assert!(
+        dlq[0]
+            .2
+            .iter()
+            .any(|h| h.starts_with("weir.error=guest trapped")),
+        "{:?}",
+        dlq[0].2
+    );
+    assert!(dlq[0].2.contains(&"weir.source.offset=1".to_string()));
+    eventually("dl counted", || {
+        engine.describe("dl").unwrap().tasks[0].dead_lettered == 1
+    });
+    assert_eq!(
+        engine.describe("pn").unwrap().tasks[0]
+            .last_error
+            .as_ref()
+            .unwrap()
+            .code,
+        "guest_trap"
+    );
+}
+
+#[test]
+fn output_limits_fail_the_call() {
+    let env = Env::new();
+    env.topic("in", 1);
+    let engine = env.engine(Arc::new(MemoryBackend::new()));
+    engine
+        .deploy(
+            spec(
+                r#"{"name":"fl","inputs":["in"],"outputs":["fl-out"],
+                    "limits":{"max_output_records_per_call":100}}"#,
+            ),
+            module("flood"),
+        )
+        .unwrap();
+    env.produce("in", 0, &["x"]);
+    eventually("limit", || {
+        engine.describe("fl").unwrap().status == "failed"
+    });
+    let d = engine.describe("fl").unwrap();
+    assert_eq!(
+        d.tasks[0].last_error.as_ref().unwrap().code,
+        "limit_exceeded"
+    );
+    assert!(env.read_all("fl-out").is_empty());
+}
+
+#[test]
+fn pause_resume_redeploy_and_delete() {
+    let env = Env::new();
+    env.topic("text", 2);
+    let engine = env.engine(Arc::new(MemoryBackend::new()));
+    engine
+        .deploy(
+            spec(r#"{"name":"wc","inputs":["text"],"outputs":["counts"],"commit_interval_ms":20}"#),
+            module("word-count"),
+        )
+        .unwrap();
+    env.produce("text", 0, &["a b a"]);
+    eventually("counts", || {
+        env.latest("counts").get("a").map(String::as_str) == Some("2")
+    });
+
+    let d = engine.pause("wc").unwrap();
+    assert_eq!(d.status, "paused");
+    eventually("paused", || {
+        engine
+            .describe("wc")
+            .unwrap()
+            .tasks
+            .iter()
+            .all(|t| t.state == TaskState::Paused)
+    });
+    env.produce("text", 1, &["a"]);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(env.latest("counts")["a"], "2");
+    engine.resume("wc").unwrap();
+    eventually("resumed", || env.latest("counts")["a"] == "3");
+
+    // A new version keeps state and offsets.
+    let d = engine
+        .redeploy(
+            "wc",
+            spec(r#"{"name":"wc","inputs":["text"],"outputs":["counts"],"commit_interval_ms":20}"#),
+            module("word-count"),
+        )
+        .unwrap();
+    assert_eq!(d.version, 2);
+    env.produce("text", 0, &["a"]);
+    eventually("continued", || env.latest("counts")["a"] == "4");
+    assert!(
+        engine
+            .describe("wc")
+            .unwrap()
+            .tasks
+            .iter()
+            .all(|t| t.version == 2)
+    );
+    let e = engine
+        .redeploy(
+            "wc",
+            spec(r#"{"name":"other","inputs":["text"]}"#),
+            module("word-count"),
+        )
+        .unwrap_err();
+    assert_eq!(e.code(), "invalid_spec");
+
+    // Deleting with keep_state, then deploying again, continues.
+    engine.delete("wc", true).unwrap();
+    assert!(env.broker.topic_info("wc.counts.changelog").is_ok());
+    engine
+        .deploy(
+            spec(r#"{"name":"wc","inputs":["text"],"outputs":["counts"],"commit_interval_ms":20}"#),
+            module("word-count"),
+        )
+        .unwrap();
+    env.produce("text", 1, &["a"]);
+    eventually("kept state", || env.latest("counts")["a"] == "5");
+    // A plain delete removes the internal topics.
+    engine.delete("wc", false).unwrap();
+    for t in ["wc.counts.changelog", "wc.offsets", "wc.repartition"] {
+        assert!(env.broker.topic_info(t).is_err(), "{t} still exists");
+    }
+    assert_eq!(
+        engine.describe("wc").unwrap_err().code(),
+        "unknown_processor"
+    );
+}
+
+#[test]
+fn deployments_and_pauses_survive_a_restart() {
+    let env = Env::new();
+    env.topic("in", 1);
+    let backend: Arc<dyn StateBackend> = Arc::new(MemoryBackend::new());
+    let engine = env.engine(backend.clone());
+    engine
+        .deploy(
+            spec(r#"{"name":"up","inputs":["in"],"outputs":["up-out"]}"#),
+            module("uppercase"),
+        )
+        .unwrap();
+    engine
+        .deploy(
+            spec(r#"{"name":"held","inputs":["in"],"outputs":["held-out"]}"#),
+            module("uppercase"),
+        )
+        .unwrap();
+    engine.pause("held").unwrap();
+    env.produce("in", 0, &["a"]);
+    eventually("first", || env.read_all("up-out").len() == 1);
+    engine.shutdown();
+    drop(engine);
+    let engine = env.engine(backend);
+    env.produce("in", 0, &["b"]);
+    eventually("second", || env.read_all("up-out").len() == 2);
+    assert_eq!(engine.describe("held").unwrap().status, "paused");
+    assert!(env.read_all("held-out").is_empty());
+    assert_eq!(engine.list().len(), 2);
+}
+
+#[test]
+fn stream_time_timers_fire_and_persist() {
+    let env = Env::new();
+    env.topic("in", 1);
+    let engine = env.engine(Arc::new(MemoryBackend::new()));
+    engine
+        .deploy(
+            spec(r#"{"name":"tm","inputs":["in"],"outputs":["tm-out"],"commit_interval_ms":20}"#),
+            module("uppercase"),
+        )
+        .unwrap();
+    let rec = |v: &str, ts: i64| ProduceRecord {
+        value: Some(Bytes::copy_from_slice(v.as_bytes())),
+        timestamp: Some(ts),
+        partition: Some(0),
+        ..ProduceRecord::default()
+    };
+    env.broker.produce("in", vec![rec("timer", 1000)]).unwrap();
+    eventually("timer registered", || {
+        engine.describe("tm").unwrap().tasks[0].timers == 1
+    });
+    eventually("committed", || {
+        engine.describe("tm").unwrap().tasks[0].lag == 0
+    });
+    // The timer survives a restart of the task.
+    let id = crate::task_id::TaskId::new("tm", 0);
+    let def_status = engine.tasks().revoke(&id).unwrap();
+    assert_eq!(def_status.timers, 1);
+    engine.resume("tm").unwrap();
+    eventually("timer reloaded", || {
+        engine
+            .describe("tm")
+            .unwrap()
+            .tasks
+            .first()
+            .is_some_and(|t| t.timers == 1)
+    });
+    env.broker.produce("in", vec![rec("later", 1015)]).unwrap();
+    eventually("fired", || {
+        env.read_all("tm-out")
+            .iter()
+            .any(|r| r.1.as_deref() == Some("fired:1010"))
+    });
+    eventually("timer gone", || {
+        engine.describe("tm").unwrap().tasks[0].timers == 0
+    });
+}
+
+#[test]
+fn committed_offsets_are_in_the_log() {
+    let env = Env::new();
+    env.topic("in", 1);
+    let engine = env.engine(Arc::new(MemoryBackend::new()));
+    engine
+        .deploy(
+            spec(r#"{"name":"up","inputs":["in"],"outputs":["o"],"commit_interval_ms":20}"#),
+            module("uppercase"),
+        )
+        .unwrap();
+    env.produce("in", 0, &["a", "b", "c"]);
+    let log: &dyn LogAccess = &env.broker;
+    eventually("offsets committed", || {
+        log.committed_offsets("up", 0)
+            .unwrap()
+            .is_some_and(|c| c.inputs.get("in/0") == Some(&3))
+    });
+}
+
+#[test]
+fn wall_clock_timers_fire_without_input() {
+    let env = Env::new();
+    env.topic("in", 1);
+    let engine = env.engine(Arc::new(MemoryBackend::new()));
+    engine
+        .deploy(
+            spec(r#"{"name":"wt","inputs":["in"],"outputs":["wt-out"]}"#),
+            module("uppercase"),
+        )
+        .unwrap();
+    env.produce("in", 0, &["wall"]);
+    eventually("wall-clock timer fired", || {
+        env.read_all("wt-out")
+            .iter()
+            .any(|r| r.1.as_deref().is_some_and(|v| v.starts_with("fired:")))
+    });
+    eventually("timer gone", || engine.describe("wt").unwrap().tasks[0].timers == 0);
+}

@@ -1,0 +1,355 @@
+//! The two buffer encodings of the `weir:processor` WIT contract (documented in
+//! `wit/processor.wit`): input batches (host → guest, `process(batch: list<u8>)`) and emitted
+//! records (guest → host, `emit-batch(records: list<u8>)`). Nothing here knows wasmtime; the
+//! guest SDK (`guest-sdk/src/batch.rs`, `output.rs`) implements the other half of each.
+
+use crate::host::{InputRecord, OutputRecord};
+use bytes::Bytes;
+
+const BATCH_MAGIC: &[u8; 4] = b"WB\x01\x00";
+const OUTPUT_MAGIC: &[u8; 4] = b"WO\x01\x00";
+
+/// Encodes `batch` into `out` (cleared first; reuse it across calls to avoid allocating).
+pub fn encode_batch(batch: &[InputRecord], out: &mut Vec<u8>) {
+    out.clear();
+    // Topic table: a batch rarely has more than a few topics, so a linear search is fine.
+    let mut topics: Vec<&str> = Vec::new();
+    let mut topic_of = Vec::with_capacity(batch.len());
+    let mut payload = 0usize;
+    for r in batch {
+        let idx = match topics.iter().position(|t| *t == r.topic) {
+            Some(i) => i,
+            None => {
+                topics.push(&r.topic);
+                topics.len() - 1
+            }
+        };
+        topic_of.push(idx as u32);
+        payload += 4
+            + 36
+            + r.key.as_ref().map_or(0, |k| k.len())
+            + r.value.as_ref().map_or(0, |v| v.len())
+            + r.headers
+                .iter()
+                .map(|(n, v)| 8 + n.len() + v.as_ref().map_or(0, |v| v.len()))
+                .sum::<usize>();
+    }
+    out.reserve(12 + topics.iter().map(|t| 4 + t.len()).sum::<usize>() + payload);
+    out.extend_from_slice(BATCH_MAGIC);
+    put_u32(out, batch.len() as u32);
+    put_u32(out, topics.len() as u32);
+    for t in &topics {
+        put_u32(out, t.len() as u32);
+        out.extend_from_slice(t.as_bytes());
+    }
+    for (r, topic) in batch.iter().zip(topic_of) {
+        let size = 36
+            + r.key.as_ref().map_or(0, |k| k.len())
+            + r.value.as_ref().map_or(0, |v| v.len())
+            + r.headers
+                .iter()
+                .map(|(n, v)| 8 + n.len() + v.as_ref().map_or(0, |v| v.len()))
+                .sum::<usize>();
+        put_u32(out, size as u32);
+        put_u32(out, topic);
+        out.extend_from_slice(&r.partition.to_le_bytes());
+        out.extend_from_slice(&r.offset.to_le_bytes());
+        out.extend_from_slice(&r.timestamp.to_le_bytes());
+        out.extend_from_slice(&opt_len(r.key.as_deref()).to_le_bytes());
+        out.extend_from_slice(&opt_len(r.value.as_deref()).to_le_bytes());
+        put_u32(out, r.headers.len() as u32);
+        if let Some(k) = &r.key {
+            out.extend_from_slice(k);
+        }
+        if let Some(v) = &r.value {
+            out.extend_from_slice(v);
+        }
+        for (name, value) in &r.headers {
+            put_u32(out, name.len() as u32);
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(&opt_len(value.as_deref()).to_le_bytes());
+            if let Some(v) = value {
+                out.extend_from_slice(v);
+            }
+        }
+    }
+}
+
+/// A malformed `emit-batch` buffer (the message goes back to the guest).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed emit-batch buffer: {0}")]
+pub struct DecodeError(pub String);
+
+/// Decodes an `emit-batch` buffer, calling `emit(output, record)` for each record in order.
+/// Keys and values are zero-copy slices of `buf`. Stops at the first error of `emit`
+/// (returned as `Ok(Err(e))`) or at malformed data (`Err`), after emitting the records
+/// before it.
+pub fn decode_outputs<E>(
+    buf: Bytes,
+    mut emit: impl FnMut(&str, OutputRecord) -> Result<(), E>,
+) -> Result<Result<(), E>, DecodeError> {
+    let mut r = Reader { buf: &buf, at: 0 };
+    if buf.is_empty() {
+        return Ok(Ok(()));
+    }
+    if r.bytes(4)? != OUTPUT_MAGIC {
+        return Err(DecodeError(
+            "bad header (expected \"WO\", version 1)".to_string(),
+        ));
+    }
+    let mut index = 0usize;
+    while r.at < buf.len() {
+        let output_len = r.u32("output name length")? as usize;
+        let output = std::str::from_utf8(r.bytes(output_len)?)
+            .map_err(|_| DecodeError(format!("record {index}: output name is not UTF-8")))?;
+        let flags = r.bytes(1)?[0];
+        let ts = i64::from_le_bytes(r.array::<8>()?);
+        let key_len = r.i32()?;
+        let value_len = r.i32()?;
+        let header_count = r.u32("header count")?;
+        let key = r.optional(&buf, key_len)?;
+        let value = r.optional(&buf, value_len)?;
+        // Each header takes at least 8 bytes: bound the allocation by what is left.
+        if header_count as usize > (buf.len() - r.at) / 8 {
+            return Err(DecodeError(format!("record {index}: bad header count")));
+        }
+        let mut headers = Vec::with_capacity(header_count as usize);
+        for _ in 0..header_count {
+            let name_len = r.u32("header name length")? as usize;
+            let name = std::str::from_utf8(r.bytes(name_len)?)
+                .map_err(|_| DecodeError(format!("record {index}: header name is not UTF-8")))?
+                .to_string();
+            let value_len = r.i32()?;
+            headers.push((name, r.optional(&buf, value_len)?));
+        }
+        let record = OutputRecord {
+            key,
+            value,
+            headers,
+            timestamp: (flags & 1 == 1).then_some(ts),
+        };
+        if let Err(e) = emit(output, record) {
+            return Ok(Err(e));
+        }
+        index += 1;
+    }
+    Ok(Ok(()))
+}
+
+/// Bytes an emitted record counts against `max_output_bytes_per_call`: key, value, header
+/// names and values.
+pub fn record_size(r: &OutputRecord) -> u64 {
+    (r.key.as_ref().map_or(0, |k| k.len())
+        + r.value.as_ref().map_or(0, |v| v.len())
+        + r.headers
+            .iter()
+            .map(|(n, v)| n.len() + v.as_ref().map_or(0, |v| v.len()))
+            .sum::<usize>()) as u64
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn bytes(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|end| *end <= self.buf.len())
+            .ok_or_else(|| DecodeError(format!("truncated at byte {}", self.at)))?;
+        let s = &self.buf[self.at..end];
+        self.at = end;
+        Ok(s)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.bytes(N)?);
+        Ok(a)
+    }
+
+    fn u32(&mut self, _what: &str) -> Result<u32, DecodeError> {
+        Ok(u32::from_le_bytes(self.array::<4>()?))
+    }
+
+    fn i32(&mut self) -> Result<i32, DecodeError> {
+        Ok(i32::from_le_bytes(self.array::<4>()?))
+    }
+
+    /// A field of `len` bytes (-1: absent), as a zero-copy slice of `whole`.
+    fn optional(&mut self, whole: &Bytes, len: i32) -> Result<Option<Bytes>, DecodeError> {
+        if len < 0 {
+            return Ok(None);
+        }
+        let start = self.at;
+        self.bytes(len as usize)?;
+        Ok(Some(whole.slice(start..self.at)))
+    }
+}
+
+fn put_u32(out: &mut Vec<u8>, v: u32) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+
+fn opt_len(b: Option<&[u8]>) -> i32 {
+    b.map_or(-1, |b| b.len() as i32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(topic: &str, offset: i64, key: Option<&str>, value: Option<&str>) -> InputRecord {
+        InputRecord {
+            topic: topic.to_string(),
+            partition: 2,
+            offset,
+            key: key.map(|k| Bytes::copy_from_slice(k.as_bytes())),
+            value: value.map(|v| Bytes::copy_from_slice(v.as_bytes())),
+            headers: vec![],
+            timestamp: 1000 + offset,
+        }
+    }
+
+    #[test]
+    fn batch_layout_matches_the_wit_documentation() {
+        let mut r = input("t", 5, Some("k"), Some("vv"));
+        r.headers = vec![
+            ("h".into(), Some(Bytes::from_static(b"x"))),
+            ("n".into(), None),
+        ];
+        let mut out = Vec::new();
+        encode_batch(&[r], &mut out);
+        let mut want = Vec::new();
+        want.extend_from_slice(b"WB\x01\x00");
+        want.extend_from_slice(&1u32.to_le_bytes());
+        want.extend_from_slice(&1u32.to_le_bytes());
+        want.extend_from_slice(&1u32.to_le_bytes());
+        want.extend_from_slice(b"t");
+        let body_len = 36 + 1 + 2 + (4 + 1 + 4 + 1) + (4 + 1 + 4);
+        want.extend_from_slice(&(body_len as u32).to_le_bytes());
+        want.extend_from_slice(&0u32.to_le_bytes());
+        want.extend_from_slice(&2i32.to_le_bytes());
+        want.extend_from_slice(&5i64.to_le_bytes());
+        want.extend_from_slice(&1005i64.to_le_bytes());
+        want.extend_from_slice(&1i32.to_le_bytes());
+        want.extend_from_slice(&2i32.to_le_bytes());
+        want.extend_from_slice(&2u32.to_le_bytes());
+        want.extend_from_slice(b"kvv");
+        want.extend_from_slice(&1u32.to_le_bytes());
+        want.extend_from_slice(b"h");
+        want.extend_from_slice(&1i32.to_le_bytes());
+        want.extend_from_slice(b"x");
+        want.extend_from_slice(&1u32.to_le_bytes());
+        want.extend_from_slice(b"n");
+        want.extend_from_slice(&(-1i32).to_le_bytes());
+        assert_eq!(out, want);
+    }
+
+    #[test]
+    fn topics_are_interned() {
+        let mut out = Vec::new();
+        encode_batch(
+            &[
+                input("a", 0, None, None),
+                input("b", 1, None, None),
+                input("a", 2, None, None),
+            ],
+            &mut out,
+        );
+        // header 12 + topic table 2 × 5 + 3 records × (4 + 36)
+        assert_eq!(out.len(), 12 + 10 + 3 * 40);
+        assert_eq!(&out[8..12], &2u32.to_le_bytes());
+    }
+
+    fn output_buffer() -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(b"WO\x01\x00");
+        // record 1: output "o", timestamp 7, key "k", value "vv", header h=x
+        b.extend_from_slice(&1u32.to_le_bytes());
+        b.extend_from_slice(b"o");
+        b.push(1);
+        b.extend_from_slice(&7i64.to_le_bytes());
+        b.extend_from_slice(&1i32.to_le_bytes());
+        b.extend_from_slice(&2i32.to_le_bytes());
+        b.extend_from_slice(&1u32.to_le_bytes());
+        b.extend_from_slice(b"kvv");
+        b.extend_from_slice(&1u32.to_le_bytes());
+        b.extend_from_slice(b"h");
+        b.extend_from_slice(&1i32.to_le_bytes());
+        b.extend_from_slice(b"x");
+        // record 2: default output, no timestamp, no key/value
+        b.extend_from_slice(&0u32.to_le_bytes());
+        b.push(0);
+        b.extend_from_slice(&0i64.to_le_bytes());
+        b.extend_from_slice(&(-1i32).to_le_bytes());
+        b.extend_from_slice(&(-1i32).to_le_bytes());
+        b.extend_from_slice(&0u32.to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn decodes_outputs() {
+        let mut got = Vec::new();
+        let r = decode_outputs::<()>(Bytes::from(output_buffer()), |o, r| {
+            got.push((o.to_string(), r));
+            Ok(())
+        });
+        assert_eq!(r, Ok(Ok(())));
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].0, "o");
+        assert_eq!(got[0].1.key.as_deref(), Some(&b"k"[..]));
+        assert_eq!(got[0].1.value.as_deref(), Some(&b"vv"[..]));
+        assert_eq!(got[0].1.timestamp, Some(7));
+        assert_eq!(
+            got[0].1.headers,
+            vec![("h".to_string(), Some(Bytes::from_static(b"x")))]
+        );
+        assert_eq!(got[1].0, "");
+        assert_eq!(got[1].1, OutputRecord::default());
+        assert_eq!(record_size(&got[0].1), 1 + 2 + 1 + 1);
+    }
+
+    #[test]
+    fn malformed_outputs_are_errors_not_panics() {
+        let good = output_buffer();
+        for cut in 1..good.len() {
+            let mut n = 0;
+            let r = decode_outputs::<()>(Bytes::copy_from_slice(&good[..cut]), |_, _| {
+                n += 1;
+                Ok(())
+            });
+            // Cuts at record boundaries leave valid buffers (none or one record).
+            if cut == 4 || cut == good.len() - 25 {
+                assert_eq!(r, Ok(Ok(())));
+            } else {
+                assert!(r.is_err(), "cut at {cut}");
+            }
+        }
+        let mut bad = good.clone();
+        bad[0] = b'X';
+        assert!(decode_outputs::<()>(Bytes::from(bad), |_, _| Ok(())).is_err());
+        // A huge header count does not allocate.
+        let mut bad = good.clone();
+        let at = 4 + 4 + 1 + 1 + 8 + 4 + 4;
+        bad[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(decode_outputs::<()>(Bytes::from(bad), |_, _| Ok(())).is_err());
+        // Negative lengths other than -1 are "absent" too, never a panic.
+        let mut odd = good.clone();
+        odd[4 + 4 + 1 + 1 + 8..4 + 4 + 1 + 1 + 8 + 4].copy_from_slice(&(-7i32).to_le_bytes());
+        let _ = decode_outputs::<()>(Bytes::from(odd), |_, _| Ok(()));
+    }
+
+    #[test]
+    fn emit_errors_stop_decoding() {
+        let mut n = 0;
+        let r = decode_outputs(Bytes::from(output_buffer()), |_, _| {
+            n += 1;
+            Err("full")
+        });
+        assert_eq!(r, Ok(Err("full")));
+        assert_eq!(n, 1);
+    }
+}

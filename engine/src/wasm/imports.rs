@@ -1,0 +1,437 @@
+//! What a guest imports, implemented over the calling task's [`TaskHost`]: the `state` and
+//! `context` interfaces of `wit/processor.wit`, plus an empty WASI (no files, sockets,
+//! environment or clocks; stdout/stderr go to the server log). Also the per-instance host
+//! state ([`HostState`]): the memory limiter and the output meter that enforce the
+//! processor's limits.
+
+use super::bindings::weir::processor::{context, state, types};
+use super::codec;
+use super::guest_log::{GuestLog, GuestPipe};
+use crate::host::{HostError, LogLevel, OutputRecord, StoreHandle, TaskHost, TimerKind};
+use crate::limits::ProcessorLimits;
+use bytes::Bytes;
+use std::ptr::NonNull;
+use std::time::Duration;
+use wasmtime::component::{Resource, ResourceTable};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// Most entries one `entries.next` call returns.
+const MAX_SCAN_PAGE: u32 = 4096;
+/// Most elements a table of an instance may grow to.
+const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+
+/// A store the guest opened (the `store` resource).
+pub struct OpenStore {
+    handle: StoreHandle,
+}
+
+/// A range scan in progress (the `entries` resource): the next page starts at `next`.
+pub struct ScanCursor {
+    store: StoreHandle,
+    next: Option<Vec<u8>>,
+    end: Option<Vec<u8>>,
+    done: bool,
+}
+
+/// The `&mut dyn TaskHost` of the call in progress, with its lifetime erased.
+///
+/// Set by [`HostState::begin_call`] from the `&mut dyn TaskHost` the task passes to
+/// `ProcessorLogic`, and cleared by [`HostState::end_call`] before that borrow ends; host
+/// functions only run inside a call (the instance's `Store` is driven by the same
+/// `&mut self` that holds the borrow), so the pointer is never used after the borrow ends.
+struct TaskSlot(Option<NonNull<dyn TaskHost>>);
+
+// SAFETY: the pointer is only dereferenced during a guest call, on the thread that holds the
+// `&mut dyn TaskHost` it came from (and `TaskHost: Send`).
+unsafe impl Send for TaskSlot {}
+
+/// Counts what one call emits against the processor's limits.
+struct OutputMeter {
+    records: u32,
+    bytes: u64,
+    max_records: u32,
+    max_bytes: u64,
+}
+
+/// The data of one instance's `Store`.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    task: TaskSlot,
+    meter: OutputMeter,
+    memory_limit: usize,
+    /// Set when a limit stopped the guest (memory, output): the reason for the trap.
+    pub(crate) limit_hit: Option<String>,
+    pub(crate) log: GuestLog,
+}
+
+impl HostState {
+    pub fn new(limits: &ProcessorLimits, label: &str) -> HostState {
+        let log = GuestLog::new(label);
+        let wasi = WasiCtx::builder()
+            .stdout(GuestPipe::stdout(&log))
+            .stderr(GuestPipe::stderr(&log))
+            .wall_clock(NoClock)
+            .monotonic_clock(NoClock)
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        HostState {
+            wasi,
+            table: ResourceTable::new(),
+            task: TaskSlot(None),
+            meter: OutputMeter {
+                records: 0,
+                bytes: 0,
+                max_records: limits.max_output_records_per_call,
+                max_bytes: limits.max_output_bytes_per_call,
+            },
+            memory_limit: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
+            limit_hit: None,
+            log,
+        }
+    }
+
+    /// Starts a guest call made for `task`: the pointer must be cleared with
+    /// [`end_call`](Self::end_call) before the borrow of `task` ends.
+    pub(crate) fn begin_call(&mut self, task: &mut dyn TaskHost) {
+        let ptr: NonNull<dyn TaskHost + '_> = NonNull::from(task);
+        // SAFETY: only the lifetime is changed; see `TaskSlot` for why the pointer does not
+        // outlive the borrow.
+        let ptr: NonNull<dyn TaskHost + 'static> = unsafe { std::mem::transmute(ptr) };
+        self.task = TaskSlot(Some(ptr));
+        self.meter.records = 0;
+        self.meter.bytes = 0;
+        self.limit_hit = None;
+        self.log.begin_call();
+    }
+
+    pub(crate) fn end_call(&mut self) {
+        self.task = TaskSlot(None);
+        self.log.end_call();
+    }
+
+    fn task(&mut self) -> wasmtime::Result<&mut dyn TaskHost> {
+        match self.task.0 {
+            // SAFETY: set by `begin_call` for the duration of the current call.
+            Some(mut p) => Ok(unsafe { p.as_mut() }),
+            None => Err(wasmtime::format_err!(
+                "a host function was called outside of a processor call"
+            )),
+        }
+    }
+
+    /// Counts one record against the output limits: `Err` (a trap) once over them.
+    fn charge_output(&mut self, record: &OutputRecord) -> wasmtime::Result<()> {
+        let m = &mut self.meter;
+        m.records += 1;
+        m.bytes += codec::record_size(record);
+        let over = if m.records > m.max_records {
+            Some(format!(
+                "output limit exceeded: more than {} records emitted in one call",
+                m.max_records
+            ))
+        } else if m.bytes > m.max_bytes {
+            Some(format!(
+                "output limit exceeded: more than {} bytes emitted in one call",
+                m.max_bytes
+            ))
+        } else {
+            None
+        };
+        match over {
+            Some(reason) => {
+                self.limit_hit = Some(reason.clone());
+                Err(wasmtime::format_err!(reason))
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn emit(&mut self, output: &str, record: OutputRecord) -> wasmtime::Result<Result<(), String>> {
+        self.charge_output(&record)?;
+        Ok(self.task()?.emit(output, record).map_err(|e| e.0))
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl wasmtime::ResourceLimiter for HostState {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_limit {
+            // Refused, not trapped: a guest may handle a failed allocation. Most abort, and
+            // the trap that follows is reported as this limit.
+            self.limit_hit = Some(format!(
+                "memory limit exceeded: the guest asked for {desired} bytes of linear memory, \
+                 the limit is {} bytes",
+                self.memory_limit
+            ));
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > MAX_TABLE_ELEMENTS {
+            self.limit_hit = Some(format!(
+                "memory limit exceeded: a table of {desired} elements (the limit is \
+                 {MAX_TABLE_ELEMENTS})"
+            ));
+            return Ok(false);
+        }
+        Ok(true)
+    }
+}
+
+/// A clock that never moves: guests get time only from records and `stream-time`.
+struct NoClock;
+
+impl wasmtime_wasi::HostWallClock for NoClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl wasmtime_wasi::HostMonotonicClock for NoClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+fn host_err(e: HostError) -> String {
+    e.0
+}
+
+impl types::Host for HostState {}
+
+impl state::Host for HostState {}
+
+impl state::HostStore for HostState {
+    fn open(&mut self, name: String) -> wasmtime::Result<Result<Resource<OpenStore>, String>> {
+        let handle = match self.task()?.open_store(&name) {
+            Ok(h) => h,
+            Err(e) => return Ok(Err(host_err(e))),
+        };
+        Ok(Ok(self.table.push(OpenStore { handle })?))
+    }
+
+    fn get(
+        &mut self,
+        store: Resource<OpenStore>,
+        key: Vec<u8>,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, String>> {
+        let handle = self.table.get(&store)?.handle;
+        Ok(self
+            .task()?
+            .get(handle, &key)
+            .map(|v| v.map(|b| b.to_vec()))
+            .map_err(host_err))
+    }
+
+    fn put(
+        &mut self,
+        store: Resource<OpenStore>,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), String>> {
+        let handle = self.table.get(&store)?.handle;
+        Ok(self.task()?.put(handle, &key, &value).map_err(host_err))
+    }
+
+    fn delete(
+        &mut self,
+        store: Resource<OpenStore>,
+        key: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), String>> {
+        let handle = self.table.get(&store)?.handle;
+        Ok(self.task()?.delete(handle, &key).map_err(host_err))
+    }
+
+    fn scan(
+        &mut self,
+        store: Resource<OpenStore>,
+        start: Option<Vec<u8>>,
+        end: Option<Vec<u8>>,
+    ) -> wasmtime::Result<Result<Resource<ScanCursor>, String>> {
+        let handle = self.table.get(&store)?.handle;
+        let cursor = ScanCursor {
+            store: handle,
+            next: start,
+            end,
+            done: false,
+        };
+        Ok(Ok(self.table.push(cursor)?))
+    }
+
+    fn drop(&mut self, store: Resource<OpenStore>) -> wasmtime::Result<()> {
+        self.table.delete(store)?;
+        Ok(())
+    }
+}
+
+impl state::HostEntries for HostState {
+    fn next(
+        &mut self,
+        entries: Resource<ScanCursor>,
+        max: u32,
+    ) -> wasmtime::Result<Result<Vec<(Vec<u8>, Vec<u8>)>, String>> {
+        let limit = max.clamp(1, MAX_SCAN_PAGE) as usize;
+        let (store, next, end) = {
+            let c = self.table.get_mut(&entries)?;
+            if c.done {
+                return Ok(Ok(Vec::new()));
+            }
+            (c.store, c.next.take(), c.end.clone())
+        };
+        let page = match self
+            .task()?
+            .range(store, next.as_deref(), end.as_deref(), limit)
+        {
+            Ok(page) => page,
+            Err(e) => {
+                self.table.get_mut(&entries)?.done = true;
+                return Ok(Err(host_err(e)));
+            }
+        };
+        let c = self.table.get_mut(&entries)?;
+        match page.last() {
+            Some((last, _)) if page.len() >= limit => {
+                // The next page starts just after the last key.
+                let mut after = last.to_vec();
+                after.push(0);
+                c.next = Some(after);
+            }
+            _ => c.done = true,
+        }
+        Ok(Ok(page
+            .into_iter()
+            .map(|(k, v)| (k.to_vec(), v.to_vec()))
+            .collect()))
+    }
+
+    fn drop(&mut self, entries: Resource<ScanCursor>) -> wasmtime::Result<()> {
+        self.table.delete(entries)?;
+        Ok(())
+    }
+}
+
+impl From<types::TimerKind> for TimerKind {
+    fn from(k: types::TimerKind) -> TimerKind {
+        match k {
+            types::TimerKind::StreamTime => TimerKind::StreamTime,
+            types::TimerKind::WallClock => TimerKind::WallClock,
+        }
+    }
+}
+
+impl From<TimerKind> for types::TimerKind {
+    fn from(k: TimerKind) -> types::TimerKind {
+        match k {
+            TimerKind::StreamTime => types::TimerKind::StreamTime,
+            TimerKind::WallClock => types::TimerKind::WallClock,
+        }
+    }
+}
+
+impl context::Host for HostState {
+    fn emit(
+        &mut self,
+        output: String,
+        record: context::OutputRecord,
+    ) -> wasmtime::Result<Result<(), String>> {
+        let record = OutputRecord {
+            key: record.key.map(Bytes::from),
+            value: record.value.map(Bytes::from),
+            headers: record
+                .headers
+                .into_iter()
+                .map(|h| (h.name, h.value.map(Bytes::from)))
+                .collect(),
+            timestamp: record.timestamp,
+        };
+        HostState::emit(self, &output, record)
+    }
+
+    fn emit_batch(&mut self, records: Vec<u8>) -> wasmtime::Result<Result<(), String>> {
+        // A trap (limit exceeded) stops decoding; so does an error from the task.
+        let mut trap = None;
+        let decoded =
+            codec::decode_outputs(
+                Bytes::from(records),
+                |output, record| match HostState::emit(self, output, record) {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(e),
+                    Err(t) => {
+                        trap = Some(t);
+                        Err(String::new())
+                    }
+                },
+            );
+        if let Some(t) = trap {
+            return Err(t);
+        }
+        match decoded {
+            Ok(result) => Ok(result),
+            Err(e) => Ok(Err(e.to_string())),
+        }
+    }
+
+    fn log(&mut self, level: types::LogLevel, message: String) -> wasmtime::Result<()> {
+        let level = match level {
+            types::LogLevel::Trace => LogLevel::Trace,
+            types::LogLevel::Debug => LogLevel::Debug,
+            types::LogLevel::Info => LogLevel::Info,
+            types::LogLevel::Warn => LogLevel::Warn,
+            types::LogLevel::Error => LogLevel::Error,
+        };
+        // The task logs it (tagged with the processor and partition); the per-call budget
+        // shared with stdout/stderr is enforced here.
+        if self.log.admit(&message) {
+            self.task()?.log(level, &message);
+        }
+        Ok(())
+    }
+
+    fn register_timer(
+        &mut self,
+        kind: types::TimerKind,
+        time: i64,
+    ) -> wasmtime::Result<Result<(), String>> {
+        Ok(self
+            .task()?
+            .register_timer(kind.into(), time)
+            .map_err(host_err))
+    }
+
+    fn partition(&mut self) -> wasmtime::Result<i32> {
+        Ok(self.task()?.partition())
+    }
+
+    fn stream_time(&mut self) -> wasmtime::Result<i64> {
+        Ok(self.task()?.stream_time())
+    }
+}

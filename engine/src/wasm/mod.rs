@@ -1,0 +1,29 @@
+//! The wasmtime host: runs processor components (`wit/processor.wit`, world
+//! `weir:processor/processor`) in sandboxed instances, one per task.
+//!
+//! - [`WasmEngine`] (one per node): wasmtime `Engine` + `Linker` (WASI 0.2 with nothing in it,
+//!   and the `state`/`context` imports), pooling allocator, epoch ticker thread, on-disk cache
+//!   of compiled components. [`WasmEngine::load_processor`] validates and compiles an upload.
+//! - [`ProcessorModule`] (one per processor version): an `InstancePre`;
+//!   [`ProcessorModule::instantiate`] gives one [`ProcessorLogic`](crate::host::ProcessorLogic)
+//!   per task, with its own `Store` and linear memory.
+//! - Limits ([`ProcessorLimits`](crate::limits::ProcessorLimits)): CPU time per call (epoch
+//!   deadline), memory (a `ResourceLimiter`), records and bytes emitted per call (counted in
+//!   the `emit` imports), module size (at load). A trap or a limit fails the call and poisons
+//!   the instance; the task makes a new one.
+//!
+//! This module knows nothing of tasks, RocksDB or the log: guests reach them only through
+//! the [`TaskHost`](crate::host::TaskHost) of the call in progress.
+
+mod bindings;
+mod cache;
+mod codec;
+mod engine;
+mod error;
+mod guest_log;
+mod imports;
+mod instance;
+
+pub use engine::{WasmConfig, WasmEngine};
+pub use error::WasmError;
+pub use instance::ProcessorModule;

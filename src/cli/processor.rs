@@ -1,0 +1,251 @@
+//! `weir processor list|describe|pause|resume|delete|get`: processors through the HTTP API,
+//! printed as aligned tables (task states, lag, errors, restoration progress).
+
+use anyhow::Result;
+use clap::Subcommand;
+use serde_json::Value;
+
+use super::client::Client;
+use super::output::{fields, print, table};
+
+#[derive(Debug, Subcommand)]
+pub enum ProcessorCommand {
+    /// List processors
+    List,
+    /// Show a processor and the status of each of its tasks
+    Describe {
+        /// Processor name
+        name: String,
+    },
+    /// Pause every task of a processor (offsets are kept)
+    Pause {
+        /// Processor name
+        name: String,
+    },
+    /// Resume a paused processor; failed tasks start again from their last commit
+    Resume {
+        /// Processor name
+        name: String,
+    },
+    /// Stop a processor and remove its state, changelogs and offsets
+    Delete {
+        /// Processor name
+        name: String,
+        /// Keep state, changelogs and offsets (deploying the same name again continues)
+        #[arg(long)]
+        keep_state: bool,
+    },
+    /// Print the value of a key in a processor's state store (interactive query)
+    Get {
+        /// Processor name
+        name: String,
+        /// Store name
+        store: String,
+        /// Key
+        key: String,
+    },
+}
+
+pub async fn run(client: &Client, command: ProcessorCommand) -> Result<()> {
+    match command {
+        ProcessorCommand::List => {
+            let list: Value = client.json(client.get(&["v1", "processors"])).await?;
+            print(&list_table(&list))?;
+        }
+        ProcessorCommand::Describe { name } => {
+            let d: Value = client
+                .json(client.get(&["v1", "processors", &name]))
+                .await?;
+            print(&describe_text(&d))?;
+        }
+        ProcessorCommand::Pause { name } => {
+            client
+                .send(client.post(&["v1", "processors", &name, "pause"]))
+                .await?;
+            print(&format!("paused processor {name}\n"))?;
+        }
+        ProcessorCommand::Resume { name } => {
+            client
+                .send(client.post(&["v1", "processors", &name, "resume"]))
+                .await?;
+            print(&format!("resumed processor {name}\n"))?;
+        }
+        ProcessorCommand::Delete { name, keep_state } => {
+            let query = [("keep_state", keep_state.to_string())];
+            client
+                .send(client.delete_query(&["v1", "processors", &name], &query))
+                .await?;
+            let kept = if keep_state { " (state kept)" } else { "" };
+            print(&format!("deleted processor {name}{kept}\n"))?;
+        }
+        ProcessorCommand::Get { name, store, key } => {
+            let v: Value = client
+                .json(client.get(&["v1", "processors", &name, "stores", &store, "keys", &key]))
+                .await?;
+            let text = match (v["value"].as_str(), v["value_b64"].as_str()) {
+                (Some(s), _) => s.to_string(),
+                (None, Some(b)) => format!("base64:{b}"),
+                _ => String::new(),
+            };
+            print(&format!("{text}\n"))?;
+        }
+    }
+    Ok(())
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::Null => "-".to_string(),
+        Value::String(s) => s.clone(),
+        Value::Array(a) => a.iter().map(s).collect::<Vec<_>>().join(","),
+        other => other.to_string(),
+    }
+}
+
+fn list_table(list: &Value) -> String {
+    let empty = Vec::new();
+    let rows: Vec<Vec<String>> = list["processors"]
+        .as_array()
+        .unwrap_or(&empty)
+        .iter()
+        .map(|p| {
+            vec![
+                s(&p["name"]),
+                s(&p["version"]),
+                s(&p["status"]),
+                s(&p["inputs"]),
+                s(&p["outputs"]),
+                format!("{}/{}", s(&p["tasks_running"]), s(&p["partitions"])),
+                s(&p["lag"]),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "NAME", "VERSION", "STATUS", "INPUTS", "OUTPUTS", "RUNNING", "LAG",
+        ],
+        &rows,
+    )
+}
+
+/// `records (percent%)` of a restoration, or `-`.
+fn restore_cell(r: &Value) -> String {
+    if r.is_null() {
+        return "-".into();
+    }
+    let state = if r["done"].as_bool() == Some(true) {
+        "done"
+    } else {
+        "running"
+    };
+    format!(
+        "{} records, {} bytes, {}% {state}",
+        s(&r["records"]),
+        s(&r["bytes"]),
+        s(&r["percent"])
+    )
+}
+
+fn error_cell(e: &Value) -> String {
+    if e.is_null() {
+        return "-".into();
+    }
+    let mut text = format!("{}: {}", s(&e["code"]), s(&e["message"]));
+    if !e["offset"].is_null() {
+        text.push_str(&format!(
+            " (at {}/{} offset {})",
+            s(&e["topic"]),
+            s(&e["partition"]),
+            s(&e["offset"])
+        ));
+    }
+    text
+}
+
+fn describe_text(d: &Value) -> String {
+    let spec = &d["spec"];
+    let mut pairs = vec![
+        ("name", s(&d["name"])),
+        ("version", s(&d["version"])),
+        ("status", s(&d["status"])),
+        ("inputs", s(&spec["inputs"])),
+        ("outputs", s(&spec["outputs"])),
+        ("on_error", s(&spec["on_error"])),
+        ("partitions", s(&d["partitions"])),
+        ("lag", s(&d["lag"])),
+        ("changelogs", s(&d["topics"]["changelogs"])),
+    ];
+    if !d["error"].is_null() {
+        pairs.push(("error", s(&d["error"])));
+    }
+    let mut out = fields(&pairs);
+    out.push('\n');
+    let empty = Vec::new();
+    let tasks = d["tasks"].as_array().unwrap_or(&empty);
+    let rows: Vec<Vec<String>> = tasks
+        .iter()
+        .map(|t| {
+            vec![
+                s(&t["partition"]),
+                s(&t["state"]),
+                s(&t["records_in"]),
+                s(&t["records_out"]),
+                s(&t["errors"]),
+                s(&t["lag"]),
+                restore_cell(&t["restore"]),
+                error_cell(&t["last_error"]),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &[
+            "PARTITION",
+            "STATE",
+            "IN",
+            "OUT",
+            "ERRORS",
+            "LAG",
+            "RESTORE",
+            "LAST_ERROR",
+        ],
+        &rows,
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn describe_shows_tasks_errors_and_restores() {
+        let d = json!({
+            "name": "wc", "version": 2, "status": "failed", "partitions": 2, "lag": 3,
+            "spec": {"inputs": ["text"], "outputs": ["counts"], "on_error": "fail"},
+            "topics": {"changelogs": ["wc.counts.changelog"]},
+            "tasks": [
+                {"partition": 0, "state": "running", "records_in": 10, "records_out": 12,
+                 "errors": 0, "lag": 0, "last_error": null,
+                 "restore": {"records": 5, "bytes": 50, "percent": 100.0, "done": true}},
+                {"partition": 1, "state": "failed", "records_in": 1, "records_out": 0,
+                 "errors": 1, "lag": 3, "restore": null,
+                 "last_error": {"code": "guest_trap", "message": "boom", "topic": "text",
+                                "partition": 1, "offset": 7}}
+            ]
+        });
+        let text = describe_text(&d);
+        assert!(text.contains("status:"), "{text}");
+        assert!(text.contains("5 records, 50 bytes, 100.0% done"), "{text}");
+        assert!(
+            text.contains("guest_trap: boom (at text/1 offset 7)"),
+            "{text}"
+        );
+        let list = list_table(&json!({"processors": [
+            {"name": "wc", "version": 1, "status": "running", "inputs": ["a", "b"],
+             "outputs": [], "tasks_running": 2, "partitions": 2, "lag": 0}
+        ]}));
+        assert!(list.lines().nth(1).unwrap().starts_with("wc  "), "{list}");
+        assert!(list.contains("a,b"), "{list}");
+    }
+}
