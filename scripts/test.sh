@@ -34,6 +34,11 @@ if ! dpkg -s librocksdb-dev libclang-dev >/dev/null 2>&1 && command -v apt-get >
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq librocksdb-dev libclang-dev >/dev/null
 fi
 if ! python3 -c 'import confluent_kafka, kafka' >/dev/null 2>&1; then
+  if ! python3 -m pip --version >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+    sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq >/dev/null && \
+      $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pip >/dev/null
+  fi
   pkgs=("confluent-kafka>=2.3" "kafka-python>=2.0")
   python3 -m pip install --quiet "${pkgs[@]}" 2>/dev/null || \
     python3 -m pip install --quiet --break-system-packages "${pkgs[@]}"

@@ -157,7 +157,9 @@ fn ns_per_record(logic: &mut dyn ProcessorLogic, records: &[InputRecord], rounds
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; ignore arguments.
+    // `cargo bench` passes `--bench`. `-- profile` runs only the Wasm guest at batch 256 for
+    // 15 s (for `perf record`).
+    let profile = std::env::args().any(|a| a == "profile");
     let cache = tempfile::tempdir().unwrap();
     let mut config = WasmConfig::new(cache.path());
     config.max_instances = 1100;
@@ -165,6 +167,21 @@ fn main() {
     let wasm = guest("uppercase");
     let limits = ProcessorLimits::default();
     let module = engine.load_processor(&wasm, &limits).unwrap();
+    if profile {
+        let records = batch(256);
+        let mut logic = module.instantiate(&limits, "bench/0").unwrap();
+        logic.init(&mut Sink::default(), &[]).unwrap();
+        let mut sink = Sink::default();
+        let started = Instant::now();
+        let mut calls = 0u64;
+        while started.elapsed() < Duration::from_secs(15) {
+            logic.process(&mut sink, &records).unwrap();
+            calls += 1;
+        }
+        let ns = started.elapsed().as_nanos() as f64 / (calls * 256) as f64;
+        println!("wasm, batch 256: {ns:.1} ns/record");
+        return;
+    }
 
     println!("## uppercase: per-record cost, Wasm guest vs native (best of 5 rounds)\n");
     println!("| batch | wasm ns/record | native ns/record | wasm / native |");

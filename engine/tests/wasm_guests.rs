@@ -730,6 +730,7 @@ fn compiled_components_are_cached_on_disk() {
         .load_processor(&wasm, &ProcessorLimits::default())
         .unwrap();
     assert!(!first.from_cache());
+    eprintln!("uppercase: compiled in {:?}", first.load_time());
     let artifacts: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -742,6 +743,7 @@ fn compiled_components_are_cached_on_disk() {
         .load_processor(&wasm, &ProcessorLimits::default())
         .unwrap();
     assert!(second.from_cache());
+    eprintln!("uppercase: loaded from the cache in {:?}", second.load_time());
     let mut p = second
         .instantiate(&ProcessorLimits::default(), "cached/0")
         .unwrap();

@@ -40,6 +40,9 @@ def member(a):
         "session.timeout.ms": 6000,
         "heartbeat.interval.ms": 500,
         "partition.assignment.strategy": "range",
+        # Small fetches, so the member interleaves its partitions instead of draining one
+        # prefetched partition before it sees the next.
+        "max.partition.fetch.bytes": 4096,
     })
     c.subscribe([a.topic], on_assign=on_assign, on_revoke=on_revoke)
     while True:

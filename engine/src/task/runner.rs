@@ -226,13 +226,14 @@ impl Runner {
         })
         .map_err(|e| Failure::host(e.code(), format!("restoration failed: {e}")))?;
         shared.update(|s| {
-            if let Some(r) = &mut s.restore {
-                r.done = true;
-                r.from_empty = outcome.from_empty;
-                r.records = outcome.records;
-                r.bytes = outcome.bytes;
-                r.percent = 100.0;
-            }
+            let r = s.restore.get_or_insert_with(|| {
+                RestoreStatus::from_progress(&Default::default(), false, false)
+            });
+            r.done = true;
+            r.from_empty = outcome.from_empty;
+            r.records = outcome.records;
+            r.bytes = outcome.bytes;
+            r.percent = 100.0;
         });
         if outcome.records > 0 {
             tracing::info!(

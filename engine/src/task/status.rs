@@ -53,11 +53,15 @@ pub struct TaskErrorInfo {
     pub at_ms: i64,
 }
 
-/// Restoration progress of one store.
+/// Restoration progress: while restoring, of the store being restored; once `done`, the
+/// totals over every store of the task.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RestoreStatus {
+    /// The store being (or last) restored; empty if the task had no stores to restore.
     pub store: String,
+    /// Changelog records applied.
     pub records: u64,
+    /// Key and value bytes applied.
     pub bytes: u64,
     pub percent: f64,
     pub start_offset: i64,
