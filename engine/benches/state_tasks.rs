@@ -2,8 +2,9 @@
 //!
 //! 1. Stateful count throughput: one task (one core: the task thread does the reads, the
 //!    processor calls, the RocksDB writes and the appends) runs word-count over a
-//!    pre-filled one-partition input of one-word records, through the repartition topic, a
-//!    RocksDB store and its changelog, committing every 100 ms. Timed from deploy to the
+//!    pre-filled one-partition input of one-word records (10,000 distinct words), through the
+//!    repartition topic, a RocksDB store and its changelog, committing every 500 ms (the
+//!    default). Timed from deploy to the
 //!    moment every input and repartition offset is committed. Run with the native Rust
 //!    word-count and, when `target/guests/word-count.wasm` exists, the Wasm one.
 //! 2. Restore throughput: a changelog partition of N records is restored into an empty
@@ -91,10 +92,9 @@ fn count_run(
         loader,
     )
     .expect("engine");
-    let spec: ProcessorSpec = serde_json::from_str(
-        r#"{"name":"wc","inputs":["text"],"outputs":["counts"],"commit_interval_ms":100}"#,
-    )
-    .expect("spec");
+    let spec: ProcessorSpec =
+        serde_json::from_str(r#"{"name":"wc","inputs":["text"],"outputs":["counts"]}"#)
+            .expect("spec");
     let start = Instant::now();
     engine.deploy(spec, module).expect("deploy");
     loop {
@@ -177,18 +177,27 @@ fn main() {
     let restore_records = env("WEIR_BENCH_RESTORE_RECORDS", 1_000_000);
     let value_bytes = env("WEIR_BENCH_VALUE_BYTES", 100);
 
+    if std::env::var("WEIR_BENCH_ONLY").as_deref() == Ok("micro") {
+        rocks_micro();
+        return;
+    }
+    // `WEIR_BENCH_ONLY=native|wasm|restore` runs one part.
+    let only = std::env::var("WEIR_BENCH_ONLY").unwrap_or_default();
+    let run = |part: &str| only.is_empty() || only == part;
     println!("| case | input records | seconds | records/s | commits | changelog records |");
     println!("|---|---:|---:|---:|---:|---:|");
-    count_run(
-        &base,
-        "native Rust",
-        Arc::new(NativeLoader),
-        Bytes::from_static(b"native:word-count"),
-        records,
-    );
+    if run("native") {
+        count_run(
+            &base,
+            "native Rust",
+            Arc::new(NativeLoader),
+            Bytes::from_static(b"native:word-count"),
+            records,
+        );
+    }
     let guest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/guests/word-count.wasm");
-    match std::fs::read(&guest) {
-        Ok(wasm) => {
+    match std::fs::read(&guest).ok().filter(|_| run("wasm")) {
+        Some(wasm) => {
             let cache = fresh_dir(&base, "wasm-cache");
             let loader = WasmLoader::new(&cache).expect("wasm engine");
             count_run(
@@ -199,12 +208,50 @@ fn main() {
                 records,
             );
         }
-        Err(_) => println!(
+        None if run("wasm") => println!(
             "| word-count, Wasm guest | skipped: {} missing (scripts/build-guests.sh) | | | | |",
             guest.display()
         ),
+        None => {}
     }
-    println!();
-    restore_run(&base, restore_records, value_bytes);
+    if run("restore") {
+        println!();
+        restore_run(&base, restore_records, value_bytes);
+    }
     let _ = std::fs::remove_dir_all(&base);
+}
+
+#[allow(dead_code)]
+pub fn rocks_micro() {
+    use weir_engine::state::{StoreBatch, StoreWrites};
+    let dir = std::path::PathBuf::from("target/bench-state/micro");
+    let _ = std::fs::remove_dir_all(&dir);
+    let backend = RocksBackend::open(&dir).unwrap();
+    let s = backend.open(&TaskId::new("m", 0)).unwrap();
+    let start = Instant::now();
+    let mut n = 0u64;
+    for round in 0..125 {
+        let entries: Vec<(Bytes, Option<Bytes>)> = (0..8000)
+            .map(|j| {
+                (
+                    Bytes::from(word(round * 8000 + j)),
+                    Some(Bytes::from(format!("{round}"))),
+                )
+            })
+            .collect();
+        n += entries.len() as u64;
+        s.write(&StoreBatch {
+            stores: vec![StoreWrites {
+                store: "counts".into(),
+                entries,
+            }],
+            meta: vec![],
+        })
+        .unwrap();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "rocks micro: {n} puts in {secs:.2}s = {:.0}/s",
+        n as f64 / secs
+    );
 }

@@ -743,7 +743,10 @@ fn compiled_components_are_cached_on_disk() {
         .load_processor(&wasm, &ProcessorLimits::default())
         .unwrap();
     assert!(second.from_cache());
-    eprintln!("uppercase: loaded from the cache in {:?}", second.load_time());
+    eprintln!(
+        "uppercase: loaded from the cache in {:?}",
+        second.load_time()
+    );
     let mut p = second
         .instantiate(&ProcessorLimits::default(), "cached/0")
         .unwrap();

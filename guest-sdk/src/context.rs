@@ -58,6 +58,27 @@ impl Context {
         Ok(())
     }
 
+    /// Emits `record` with a value written by `write` straight into the output buffer (no
+    /// intermediate allocation or copy): `write` appends the value's bytes to the `Vec` it is
+    /// given. `record`'s own value, if any, is ignored. The value is present even if `write`
+    /// appends nothing.
+    ///
+    /// ```no_run
+    /// # use weir_guest::{Context, Emit, Result};
+    /// # fn f(ctx: &mut Context, input: &[u8]) -> Result<()> {
+    /// ctx.emit_with(Emit::new(), |out| out.extend(input.iter().map(u8::to_ascii_uppercase)))?;
+    /// # Ok(()) }
+    /// ```
+    #[inline]
+    pub fn emit_with(&mut self, record: Emit<'_>, write: impl FnOnce(&mut Vec<u8>)) -> Result<()> {
+        let ts = CURRENT_TIMESTAMP.with(Cell::get);
+        self.out.push_with(&record, ts, Some(write));
+        if self.out.should_flush() {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
     /// Emits `record` unchanged (key, value, headers, timestamp) to `output`.
     pub fn forward(&mut self, output: &str, record: &Record<'_>) -> Result<()> {
         let mut e = Emit::to(output).timestamp(record.timestamp());

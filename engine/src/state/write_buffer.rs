@@ -3,42 +3,174 @@
 //! the writes of the calls that succeeded since the last commit (written to the store and
 //! its changelog at the next commit). Reads look at staged, then pending, then the store.
 //! Repeated writes of a key collapse, so a commit writes each changed key once.
+//!
+//! Below them, a bounded cache of committed values (`clean`: what the store holds, absent
+//! keys included) saves store reads of hot keys; it is filled by reads that reach the store
+//! and by committed writes, and only ever holds what the store holds, since only the task
+//! writes its store.
+//!
+//! Layers are hash maps (point reads and writes are the hot path); range scans sort what
+//! they find.
 
-use std::collections::BTreeMap;
-use std::ops::Bound;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasher, Hasher};
 
 use bytes::Bytes;
 
-type Layer = BTreeMap<Bytes, Option<Bytes>>;
+/// A fast hasher for short keys (Fx-style multiply-rotate) with a per-process random seed.
+#[derive(Clone, Copy)]
+pub struct KeyHasher(u64);
 
-/// Uncommitted writes of one task, per store (indexed by the task's store handle).
-#[derive(Debug, Default)]
+const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+impl KeyHasher {
+    fn add(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(K);
+    }
+}
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(w) ^ ((rest.len() as u64) << 56));
+        }
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        // Mix the high bits down: hashbrown uses the top 7 bits and the low bits.
+        let h = self.0;
+        h ^ (h >> 29) ^ (h >> 47)
+    }
+}
+
+/// Builds [`KeyHasher`]s seeded once per process.
+#[derive(Clone, Copy)]
+pub struct KeyHash(u64);
+
+impl Default for KeyHash {
+    fn default() -> Self {
+        static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        KeyHash(
+            *SEED.get_or_init(|| {
+                std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64)
+            }),
+        )
+    }
+}
+
+impl BuildHasher for KeyHash {
+    type Hasher = KeyHasher;
+
+    fn build_hasher(&self) -> KeyHasher {
+        KeyHasher(self.0)
+    }
+}
+
+type Layer = HashMap<Bytes, Option<Bytes>, KeyHash>;
+
+/// Default budget of the committed-value cache, per task.
+pub const DEFAULT_CACHE_BYTES: usize = 16 << 20;
+
+/// Bookkeeping bytes counted per cached entry on top of its key and value.
+const ENTRY_OVERHEAD: usize = 64;
+
+/// Uncommitted writes of one task, per store (indexed by the task's store handle), and a
+/// cache of committed values.
 pub struct WriteBuffer {
     staged: Vec<Layer>,
     pending: Vec<Layer>,
     staged_len: usize,
+    clean: Vec<Layer>,
+    clean_bytes: usize,
+    cache_budget: usize,
+}
+
+impl Default for WriteBuffer {
+    fn default() -> Self {
+        WriteBuffer::with_cache(DEFAULT_CACHE_BYTES)
+    }
+}
+
+fn entry_bytes(k: &Bytes, v: &Option<Bytes>) -> usize {
+    k.len() + v.as_ref().map_or(0, |v| v.len()) + ENTRY_OVERHEAD
 }
 
 fn layer(layers: &mut Vec<Layer>, store: usize) -> &mut Layer {
     if layers.len() <= store {
-        layers.resize_with(store + 1, Layer::new);
+        layers.resize_with(store + 1, Layer::default);
     }
     &mut layers[store]
 }
 
-fn bounds<'a>(
-    start: Option<&'a [u8]>,
-    end: Option<&'a [u8]>,
-) -> (Bound<&'a [u8]>, Bound<&'a [u8]>) {
-    (
-        start.map_or(Bound::Unbounded, Bound::Included),
-        end.map_or(Bound::Unbounded, Bound::Excluded),
-    )
+fn in_range(k: &[u8], start: Option<&[u8]>, end: Option<&[u8]>) -> bool {
+    start.is_none_or(|s| k >= s) && end.is_none_or(|e| k < e)
 }
 
 impl WriteBuffer {
     pub fn new() -> Self {
         WriteBuffer::default()
+    }
+
+    /// A buffer whose committed-value cache holds about `cache_bytes` (0: no cache).
+    pub fn with_cache(cache_bytes: usize) -> Self {
+        WriteBuffer {
+            staged: Vec::new(),
+            pending: Vec::new(),
+            staged_len: 0,
+            clean: Vec::new(),
+            clean_bytes: 0,
+            cache_budget: cache_bytes,
+        }
+    }
+
+    /// The committed value of `key` if it is cached: `Some(None)` means known absent.
+    pub fn cached(&self, store: usize, key: &[u8]) -> Option<Option<Bytes>> {
+        self.clean.get(store)?.get(key).cloned()
+    }
+
+    /// Remembers the committed value of `key` (read from the store, or just committed).
+    pub fn remember(&mut self, store: usize, key: Bytes, value: Option<Bytes>) {
+        if self.cache_budget == 0 {
+            return;
+        }
+        let added = entry_bytes(&key, &value);
+        let map = layer(&mut self.clean, store);
+        if let Some(old) = map.insert(key.clone(), value) {
+            self.clean_bytes -= entry_bytes(&key, &old);
+        }
+        self.clean_bytes += added;
+        if self.clean_bytes > self.cache_budget {
+            self.evict();
+        }
+    }
+
+    /// Drops about half of the cache (an arbitrary half: hash order).
+    fn evict(&mut self) {
+        let mut keep = false;
+        let mut bytes = 0;
+        for map in &mut self.clean {
+            map.retain(|k, v| {
+                keep = !keep;
+                if keep {
+                    bytes += entry_bytes(k, v);
+                }
+                keep
+            });
+        }
+        self.clean_bytes = bytes;
     }
 
     /// The buffered state of `key`: `None` if it is not buffered, `Some(None)` if it is
@@ -69,16 +201,15 @@ impl WriteBuffer {
         if self.staged_len == 0 {
             return;
         }
-        for (store, staged) in self.staged.iter_mut().enumerate() {
-            if staged.is_empty() {
+        for store in 0..self.staged.len() {
+            if self.staged[store].is_empty() {
                 continue;
             }
-            let staged = std::mem::take(staged);
             let pending = layer(&mut self.pending, store);
             if pending.is_empty() {
-                *pending = staged;
+                std::mem::swap(pending, &mut self.staged[store]);
             } else {
-                pending.extend(staged);
+                pending.extend(self.staged[store].drain());
             }
         }
         self.staged_len = 0;
@@ -106,7 +237,7 @@ impl WriteBuffer {
         let mut merged: BTreeMap<Bytes, Option<Bytes>> = BTreeMap::new();
         for layers in [&self.pending, &self.staged] {
             if let Some(l) = layers.get(store) {
-                for (k, v) in l.range::<[u8], _>(bounds(start, end)) {
+                for (k, v) in l.iter().filter(|(k, _)| in_range(k, start, end)) {
                     merged.insert(k.clone(), v.clone());
                 }
             }
@@ -119,11 +250,16 @@ impl WriteBuffer {
         self.pending.iter().any(|l| !l.is_empty())
     }
 
-    /// Takes the pending writes of every store (index = store handle), leaving none.
+    /// Takes the pending writes of every store (index = store handle), each sorted by key,
+    /// leaving none.
     pub fn take_pending(&mut self) -> Vec<Vec<(Bytes, Option<Bytes>)>> {
         self.pending
             .iter_mut()
-            .map(|l| std::mem::take(l).into_iter().collect())
+            .map(|l| {
+                let mut v: Vec<(Bytes, Option<Bytes>)> = l.drain().collect();
+                v.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                v
+            })
             .collect()
     }
 }
@@ -194,6 +330,25 @@ mod tests {
         assert!(p[1].is_empty());
         assert_eq!(p[2], vec![(b("z"), Some(b("2")))]);
         assert!(!w.has_pending());
+    }
+
+    #[test]
+    fn the_cache_remembers_committed_values_within_its_budget() {
+        let mut w = WriteBuffer::with_cache(10 * (ENTRY_OVERHEAD + 2));
+        assert_eq!(w.cached(0, b"k"), None);
+        w.remember(0, b("k"), None);
+        assert_eq!(w.cached(0, b"k"), Some(None));
+        w.remember(0, b("k"), Some(b("1")));
+        assert_eq!(w.cached(0, b"k"), Some(Some(b("1"))));
+        for i in 0..100 {
+            w.remember(1, b(&format!("{i:02}")), None);
+        }
+        assert!(w.clean_bytes <= 10 * (ENTRY_OVERHEAD + 2));
+        let left: usize = w.clean.iter().map(|m| m.len()).sum();
+        assert!(left > 0 && left <= 10, "{left}");
+        let mut off = WriteBuffer::with_cache(0);
+        off.remember(0, b("k"), None);
+        assert_eq!(off.cached(0, b"k"), None);
     }
 
     #[test]

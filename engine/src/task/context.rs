@@ -375,8 +375,15 @@ impl TaskHost for TaskContext {
         if let Some(v) = self.writes.get(i, key) {
             return Ok(v);
         }
+        if let Some(v) = self.writes.cached(i, key) {
+            return Ok(v);
+        }
         match self.state.get(name, key) {
-            Ok(v) => Ok(v),
+            Ok(v) => {
+                self.writes
+                    .remember(i, Bytes::copy_from_slice(key), v.clone());
+                Ok(v)
+            }
             Err(e) => Err(self.fail_host(e.code(), e.to_string())),
         }
     }

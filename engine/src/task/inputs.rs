@@ -14,7 +14,7 @@ use crate::host::InputRecord;
 use crate::log_access::{LogAccess, LogError, OffsetCommit};
 
 /// Bytes read ahead per partition per read.
-const READ_BYTES: usize = 1 << 20;
+const READ_BYTES: usize = 128 << 10;
 
 /// One input partition of a task.
 pub struct InputPartition {
@@ -133,7 +133,7 @@ impl Inputs {
                 &p.topic,
                 p.partition,
                 p.fetch_offset,
-                want.max(64) * 2,
+                want.max(64) * 8,
                 READ_BYTES,
             )?;
             p.known_end = p.known_end.max(r.end_offset);

@@ -574,5 +574,7 @@ fn wall_clock_timers_fire_without_input() {
             .iter()
             .any(|r| r.1.as_deref().is_some_and(|v| v.starts_with("fired:")))
     });
-    eventually("timer gone", || engine.describe("wt").unwrap().tasks[0].timers == 0);
+    eventually("timer gone", || {
+        engine.describe("wt").unwrap().tasks[0].timers == 0
+    });
 }

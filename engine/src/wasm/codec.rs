@@ -12,29 +12,17 @@ const OUTPUT_MAGIC: &[u8; 4] = b"WO\x01\x00";
 /// Encodes `batch` into `out` (cleared first; reuse it across calls to avoid allocating).
 pub fn encode_batch(batch: &[InputRecord], out: &mut Vec<u8>) {
     out.clear();
-    // Topic table: a batch rarely has more than a few topics, so a linear search is fine.
+    // Topic table: a batch rarely has more than a few topics, and consecutive records
+    // usually share one, so the last match is tried first.
     let mut topics: Vec<&str> = Vec::new();
-    let mut topic_of = Vec::with_capacity(batch.len());
-    let mut payload = 0usize;
+    let mut size = 12usize;
+    let mut last = 0usize;
     for r in batch {
-        let idx = match topics.iter().position(|t| *t == r.topic) {
-            Some(i) => i,
-            None => {
-                topics.push(&r.topic);
-                topics.len() - 1
-            }
-        };
-        topic_of.push(idx as u32);
-        payload += 4
-            + 36
-            + r.key.as_ref().map_or(0, |k| k.len())
-            + r.value.as_ref().map_or(0, |v| v.len())
-            + r.headers
-                .iter()
-                .map(|(n, v)| 8 + n.len() + v.as_ref().map_or(0, |v| v.len()))
-                .sum::<usize>();
+        topic_index(&mut topics, &mut last, &r.topic);
+        size += 4 + body_size(r);
     }
-    out.reserve(12 + topics.iter().map(|t| 4 + t.len()).sum::<usize>() + payload);
+    size += topics.iter().map(|t| 4 + t.len()).sum::<usize>();
+    out.reserve(size);
     out.extend_from_slice(BATCH_MAGIC);
     put_u32(out, batch.len() as u32);
     put_u32(out, topics.len() as u32);
@@ -42,22 +30,20 @@ pub fn encode_batch(batch: &[InputRecord], out: &mut Vec<u8>) {
         put_u32(out, t.len() as u32);
         out.extend_from_slice(t.as_bytes());
     }
-    for (r, topic) in batch.iter().zip(topic_of) {
-        let size = 36
-            + r.key.as_ref().map_or(0, |k| k.len())
-            + r.value.as_ref().map_or(0, |v| v.len())
-            + r.headers
-                .iter()
-                .map(|(n, v)| 8 + n.len() + v.as_ref().map_or(0, |v| v.len()))
-                .sum::<usize>();
-        put_u32(out, size as u32);
-        put_u32(out, topic);
-        out.extend_from_slice(&r.partition.to_le_bytes());
-        out.extend_from_slice(&r.offset.to_le_bytes());
-        out.extend_from_slice(&r.timestamp.to_le_bytes());
-        out.extend_from_slice(&opt_len(r.key.as_deref()).to_le_bytes());
-        out.extend_from_slice(&opt_len(r.value.as_deref()).to_le_bytes());
-        put_u32(out, r.headers.len() as u32);
+    let mut last = 0usize;
+    for r in batch {
+        let topic = topic_index(&mut topics, &mut last, &r.topic);
+        // size, then the 36 fixed bytes of the body, written as one block.
+        let mut head = [0u8; 40];
+        head[0..4].copy_from_slice(&(body_size(r) as u32).to_le_bytes());
+        head[4..8].copy_from_slice(&(topic as u32).to_le_bytes());
+        head[8..12].copy_from_slice(&r.partition.to_le_bytes());
+        head[12..20].copy_from_slice(&r.offset.to_le_bytes());
+        head[20..28].copy_from_slice(&r.timestamp.to_le_bytes());
+        head[28..32].copy_from_slice(&opt_len(r.key.as_deref()).to_le_bytes());
+        head[32..36].copy_from_slice(&opt_len(r.value.as_deref()).to_le_bytes());
+        head[36..40].copy_from_slice(&(r.headers.len() as u32).to_le_bytes());
+        out.extend_from_slice(&head);
         if let Some(k) = &r.key {
             out.extend_from_slice(k);
         }
@@ -73,6 +59,33 @@ pub fn encode_batch(batch: &[InputRecord], out: &mut Vec<u8>) {
             }
         }
     }
+}
+
+/// The index of `topic` in `topics` (added if new); `last` is the previous answer.
+#[inline]
+fn topic_index<'a>(topics: &mut Vec<&'a str>, last: &mut usize, topic: &'a str) -> usize {
+    if topics.get(*last).is_some_and(|t| *t == topic) {
+        return *last;
+    }
+    *last = match topics.iter().position(|t| *t == topic) {
+        Some(i) => i,
+        None => {
+            topics.push(topic);
+            topics.len() - 1
+        }
+    };
+    *last
+}
+
+/// Bytes of a record's body (after its size field).
+#[inline]
+fn body_size(r: &InputRecord) -> usize {
+    let mut n =
+        36 + r.key.as_ref().map_or(0, |k| k.len()) + r.value.as_ref().map_or(0, |v| v.len());
+    for (name, value) in &r.headers {
+        n += 8 + name.len() + value.as_ref().map_or(0, |v| v.len());
+    }
+    n
 }
 
 /// A malformed `emit-batch` buffer (the message goes back to the guest).
@@ -98,15 +111,25 @@ pub fn decode_outputs<E>(
         ));
     }
     let mut index = 0usize;
+    // Consecutive records usually go to the same output: validate its name once.
+    let mut last_output: (&[u8], &str) = (b"", "");
     while r.at < buf.len() {
-        let output_len = r.u32("output name length")? as usize;
-        let output = std::str::from_utf8(r.bytes(output_len)?)
-            .map_err(|_| DecodeError(format!("record {index}: output name is not UTF-8")))?;
-        let flags = r.bytes(1)?[0];
-        let ts = i64::from_le_bytes(r.array::<8>()?);
-        let key_len = r.i32()?;
-        let value_len = r.i32()?;
-        let header_count = r.u32("header count")?;
+        let output_len = r.u32()? as usize;
+        let name = r.bytes(output_len)?;
+        let output = if name == last_output.0 {
+            last_output.1
+        } else {
+            let output = std::str::from_utf8(name)
+                .map_err(|_| DecodeError(format!("record {index}: output name is not UTF-8")))?;
+            last_output = (name, output);
+            output
+        };
+        let fixed = r.array::<21>()?;
+        let flags = fixed[0];
+        let ts = i64::from_le_bytes(sub(&fixed, 1));
+        let key_len = i32::from_le_bytes(sub(&fixed, 9));
+        let value_len = i32::from_le_bytes(sub(&fixed, 13));
+        let header_count = u32::from_le_bytes(sub(&fixed, 17));
         let key = r.optional(&buf, key_len)?;
         let value = r.optional(&buf, value_len)?;
         // Each header takes at least 8 bytes: bound the allocation by what is left.
@@ -115,7 +138,7 @@ pub fn decode_outputs<E>(
         }
         let mut headers = Vec::with_capacity(header_count as usize);
         for _ in 0..header_count {
-            let name_len = r.u32("header name length")? as usize;
+            let name_len = r.u32()? as usize;
             let name = std::str::from_utf8(r.bytes(name_len)?)
                 .map_err(|_| DecodeError(format!("record {index}: header name is not UTF-8")))?
                 .to_string();
@@ -170,7 +193,7 @@ impl<'a> Reader<'a> {
         Ok(a)
     }
 
-    fn u32(&mut self, _what: &str) -> Result<u32, DecodeError> {
+    fn u32(&mut self) -> Result<u32, DecodeError> {
         Ok(u32::from_le_bytes(self.array::<4>()?))
     }
 
@@ -187,6 +210,14 @@ impl<'a> Reader<'a> {
         self.bytes(len as usize)?;
         Ok(Some(whole.slice(start..self.at)))
     }
+}
+
+/// `N` bytes of `a` from `at` (in bounds by construction at every call site).
+#[inline]
+fn sub<const N: usize>(a: &[u8], at: usize) -> [u8; N] {
+    let mut out = [0u8; N];
+    out.copy_from_slice(&a[at..at + N]);
+    out
 }
 
 fn put_u32(out: &mut Vec<u8>, v: u32) {
