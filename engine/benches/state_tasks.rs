@@ -114,7 +114,7 @@ fn count_run(
         if let Some(e) = d.tasks.iter().find_map(|t| t.last_error.clone()) {
             panic!("{label}: task failed: {e:?}");
         }
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(50));
     }
     let secs = start.elapsed().as_secs_f64();
     let d = engine.describe("wc").expect("describe");
@@ -177,10 +177,6 @@ fn main() {
     let restore_records = env("WEIR_BENCH_RESTORE_RECORDS", 1_000_000);
     let value_bytes = env("WEIR_BENCH_VALUE_BYTES", 100);
 
-    if std::env::var("WEIR_BENCH_ONLY").as_deref() == Ok("micro") {
-        rocks_micro();
-        return;
-    }
     // `WEIR_BENCH_ONLY=native|wasm|restore` runs one part.
     let only = std::env::var("WEIR_BENCH_ONLY").unwrap_or_default();
     let run = |part: &str| only.is_empty() || only == part;
@@ -219,39 +215,4 @@ fn main() {
         restore_run(&base, restore_records, value_bytes);
     }
     let _ = std::fs::remove_dir_all(&base);
-}
-
-#[allow(dead_code)]
-pub fn rocks_micro() {
-    use weir_engine::state::{StoreBatch, StoreWrites};
-    let dir = std::path::PathBuf::from("target/bench-state/micro");
-    let _ = std::fs::remove_dir_all(&dir);
-    let backend = RocksBackend::open(&dir).unwrap();
-    let s = backend.open(&TaskId::new("m", 0)).unwrap();
-    let start = Instant::now();
-    let mut n = 0u64;
-    for round in 0..125 {
-        let entries: Vec<(Bytes, Option<Bytes>)> = (0..8000)
-            .map(|j| {
-                (
-                    Bytes::from(word(round * 8000 + j)),
-                    Some(Bytes::from(format!("{round}"))),
-                )
-            })
-            .collect();
-        n += entries.len() as u64;
-        s.write(&StoreBatch {
-            stores: vec![StoreWrites {
-                store: "counts".into(),
-                entries,
-            }],
-            meta: vec![],
-        })
-        .unwrap();
-    }
-    let secs = start.elapsed().as_secs_f64();
-    println!(
-        "rocks micro: {n} puts in {secs:.2}s = {:.0}/s",
-        n as f64 / secs
-    );
 }

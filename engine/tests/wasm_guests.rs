@@ -885,3 +885,25 @@ fn guests_see_no_environment_files_clock_or_network() {
         vec![(LogLevel::Warn, "probe log message".to_string())]
     );
 }
+
+#[test]
+fn cpu_limit_holds_after_the_engine_handle_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = WasmConfig::new(dir.path());
+    c.max_instances = 2;
+    let engine = WasmEngine::new(c).unwrap();
+    let limits = ProcessorLimits {
+        cpu_ms_per_call: 100,
+        ..ProcessorLimits::default()
+    };
+    let module = engine
+        .load_processor(&guest("hostile-loop"), &limits)
+        .unwrap();
+    let mut p = module.instantiate(&limits, "loop/0").unwrap();
+    drop(module);
+    drop(engine);
+    let mut host = MemHost::new(0);
+    p.init(&mut host, &[]).unwrap();
+    let err = p.process(&mut host, &[]).unwrap_err();
+    assert!(matches!(err, ProcessorError::Limit(_)), "{err:?}");
+}

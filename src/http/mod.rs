@@ -99,7 +99,7 @@ pub fn router(state: AppState, config: &HttpConfig) -> Router {
         .route(
             "/v1/processors",
             post(processors::deploy)
-                .layer((upload_limit, upload_extension.clone()))
+                .layer((upload_limit, upload_extension))
                 .get(processors::list),
         )
         .route(

@@ -11,6 +11,7 @@ use axum::http::header::{CONTENT_LENGTH, LOCATION};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use weir_engine::engine::{ProcessorDescription, ProcessorSummary};
 use weir_engine::task::ProcessorSpec;
@@ -56,6 +57,9 @@ impl From<MultipartError> for ApiError {
     }
 }
 
+/// An upload over the limit by at most this much is read before the 413 is sent.
+const DRAIN_MAX_BYTES: u64 = 64 << 20;
+
 /// The largest upload the processors routes accept (a request extension set by the
 /// router), checked against `Content-Length` before any of the body is read.
 #[derive(Debug, Clone, Copy)]
@@ -77,12 +81,19 @@ impl<S: Send + Sync> FromRequest<S> for Upload {
                 .get(CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<u64>().ok());
-            if length.is_some_and(|n| n > limit as u64) {
+            if let Some(n) = length.filter(|n| *n > limit as u64) {
+                // Read (and drop) a body that is not much larger, so the client sees the
+                // 413 rather than a connection reset while it is still sending.
+                if n <= (limit as u64).saturating_add(DRAIN_MAX_BYTES) {
+                    let mut body = req.into_body().into_data_stream();
+                    while let Some(Ok(_)) = body.next().await {}
+                }
                 return Err(ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "too_large",
-                    format!("upload is larger than the limit of {limit} bytes"),
-                ));
+                    format!("upload of {n} bytes is over the limit of {limit} bytes"),
+                )
+                .closing());
             }
         }
         let mut multipart = Multipart::from_request(req, state).await?;

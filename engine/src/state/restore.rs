@@ -26,9 +26,12 @@ pub fn checkpoint_meta(store: &str) -> String {
     format!("checkpoint.{store}")
 }
 
-/// Records read per restoration step (and written as one batch).
+/// Records read per restoration step.
 const READ_RECORDS: usize = 50_000;
 const READ_BYTES: usize = 4 << 20;
+/// Restored entries are written in chunks of about this many key and value bytes (few
+/// large writes let RocksDB ingest them as files).
+const WRITE_BYTES: usize = 32 << 20;
 
 /// Why restoration failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -197,29 +200,39 @@ pub fn restore_store(
         ..RestoreProgress::default()
     };
     on_progress(&progress);
+    let mut entries: Vec<(Bytes, Option<Bytes>)> = Vec::new();
+    let mut chunk_bytes = 0usize;
+    let flush = |entries: &mut Vec<(Bytes, Option<Bytes>)>| -> Result<(), RestoreError> {
+        if !entries.is_empty() {
+            state.write_unlogged(&StoreBatch {
+                stores: vec![StoreWrites {
+                    store: store.to_string(),
+                    entries: std::mem::take(entries),
+                }],
+                meta: vec![],
+            })?;
+        }
+        Ok(())
+    };
     while progress.offset < end {
         let read = log
             .read(&topic, partition, progress.offset, READ_RECORDS, READ_BYTES)
             .map_err(log_err(&topic))?;
-        let mut entries = Vec::with_capacity(read.records.len());
         for r in read.records {
             if r.offset >= end {
                 break;
             }
             // Changelog records always have keys; skip anything else rather than fail.
             let Some(key) = r.key else { continue };
+            let bytes = key.len() + r.value.as_ref().map_or(0, |v| v.len());
             progress.records += 1;
-            progress.bytes += (key.len() + r.value.as_ref().map_or(0, |v| v.len())) as u64;
+            progress.bytes += bytes as u64;
+            chunk_bytes += bytes;
             entries.push((key, r.value));
         }
-        if !entries.is_empty() {
-            state.write_unlogged(&StoreBatch {
-                stores: vec![StoreWrites {
-                    store: store.to_string(),
-                    entries,
-                }],
-                meta: vec![],
-            })?;
+        if chunk_bytes >= WRITE_BYTES {
+            flush(&mut entries)?;
+            chunk_bytes = 0;
         }
         if read.next_offset <= progress.offset {
             // Nothing more to read before `end` (the log ends early): stop.
@@ -228,6 +241,7 @@ pub fn restore_store(
         progress.offset = read.next_offset.min(end);
         on_progress(&progress);
     }
+    flush(&mut entries)?;
     progress.offset = end;
     on_progress(&progress);
     Ok(progress)

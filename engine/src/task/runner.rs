@@ -36,8 +36,6 @@ use crate::state::restore::{META_DIRTY, checkpoint_meta, restore_task};
 use crate::state::{StateStore, StoreBatch, StoreWrites};
 use crate::task_id::TaskId;
 
-pub static PROF: [std::sync::atomic::AtomicU64; 4] =
-    [const { std::sync::atomic::AtomicU64::new(0) }; 4];
 /// Most timers fired in one round (a processor that keeps registering due timers cannot
 /// starve its inputs).
 const MAX_TIMERS_PER_ROUND: usize = 10_000;
@@ -146,15 +144,6 @@ pub fn run_task(setup: TaskSetup) {
             Some(Failure::host("internal", format!("task panicked: {message}")).info)
         }
     };
-    eprintln!(
-        "PROF fill {:?} call {:?} flush {:?} commit {:?}",
-        PROF.iter()
-            .map(|a| a.load(std::sync::atomic::Ordering::Relaxed) / 1_000_000)
-            .collect::<Vec<_>>(),
-        (),
-        (),
-        ()
-    );
     match failure {
         None => {
             tracing::info!(task = %id, "task stopped");
@@ -348,15 +337,10 @@ impl Runner {
                 }
                 continue;
             }
-            let t0 = Instant::now();
             self.inputs
                 .fill(&*self.log, batch_size)
                 .map_err(|e| Failure::log("cannot read the inputs", e))?;
             let batch = self.inputs.next_batch(batch_size);
-            PROF[0].fetch_add(
-                t0.elapsed().as_nanos() as u64,
-                std::sync::atomic::Ordering::Relaxed,
-            );
             let worked = !batch.records.is_empty();
             if worked {
                 self.process(batch)?;
@@ -501,20 +485,9 @@ impl Runner {
         };
         self.ctx.stream_time = self.ctx.stream_time.max(max_ts);
         let records = &batch.records;
-        let t0 = Instant::now();
-        let r = self.call(max_ts, |logic, ctx| logic.process(ctx, records));
-        PROF[1].fetch_add(
-            t0.elapsed().as_nanos() as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
-        match r {
+        match self.call(max_ts, |logic, ctx| logic.process(ctx, records)) {
             Ok(()) => {
-                let t0 = Instant::now();
                 self.flush_emitted()?;
-                PROF[2].fetch_add(
-                    t0.elapsed().as_nanos() as u64,
-                    std::sync::atomic::Ordering::Relaxed,
-                );
                 for (r, s) in batch.records.iter().zip(&batch.sources) {
                     self.inputs.advance(*s, r.offset);
                 }
@@ -677,15 +650,6 @@ impl Runner {
     /// The commit protocol (see the module docs). `between_batches`: no record is in
     /// flight, so positions may move over trailing gaps.
     fn commit(&mut self, between_batches: bool) -> Result<(), Failure> {
-        let t0 = Instant::now();
-        let r = self.commit2(between_batches);
-        PROF[3].fetch_add(
-            t0.elapsed().as_nanos() as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
-        r
-    }
-    fn commit2(&mut self, between_batches: bool) -> Result<(), Failure> {
         self.last_commit = Instant::now();
         if between_batches {
             self.inputs.skip_gaps();
@@ -696,7 +660,6 @@ impl Runner {
         let p = self.id.partition;
         let processor = self.def.spec.name.clone();
         let has_writes = self.ctx.writes.has_pending();
-        let mut t0 = Instant::now();
         // The handle of each store in `batch.stores`.
         let mut handles = Vec::new();
         let mut batch = StoreBatch::default();
@@ -714,16 +677,9 @@ impl Runner {
             batch
                 .meta
                 .push((META_DIRTY.to_string(), Some(Bytes::from_static(b"1"))));
-            t0 = Instant::now();
             self.state
                 .write(&batch)
                 .map_err(|e| Failure::host(e.code(), format!("state write failed: {e}")))?;
-            eprintln!(
-                "rocks {} us, {} entries",
-                t0.elapsed().as_micros(),
-                batch.stores.iter().map(|s| s.entries.len()).sum::<usize>()
-            );
-            t0 = Instant::now();
             // 2. The changelogs.
             for w in &batch.stores {
                 let topic = changelog_topic(&processor, &w.store);
@@ -736,8 +692,6 @@ impl Runner {
                 }
             }
         }
-        eprintln!("changelog {} us", t0.elapsed().as_micros());
-        let t0 = Instant::now();
         // 3. The input offsets.
         let commit = OffsetCommit {
             inputs: self.inputs.positions(),
@@ -749,8 +703,6 @@ impl Runner {
             .map_err(|e| Failure::log("cannot commit input offsets", e))?;
         self.inputs.mark_committed();
         self.committed_stream_time = self.ctx.stream_time;
-        eprintln!("offsets {} us", t0.elapsed().as_micros());
-        let t0 = Instant::now();
         // 4. The checkpoint.
         if has_writes {
             let mut meta: Vec<(String, Option<Bytes>)> = self
@@ -772,7 +724,6 @@ impl Runner {
                 }
             }
         }
-        eprintln!("checkpoint {} us", t0.elapsed().as_micros());
         let at = now_ms();
         self.shared.update(|s| {
             s.commits += 1;

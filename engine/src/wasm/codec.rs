@@ -64,7 +64,10 @@ pub fn encode_batch(batch: &[InputRecord], out: &mut Vec<u8>) {
 /// The index of `topic` in `topics` (added if new); `last` is the previous answer.
 #[inline]
 fn topic_index<'a>(topics: &mut Vec<&'a str>, last: &mut usize, topic: &'a str) -> usize {
-    if topics.get(*last).is_some_and(|t| *t == topic) {
+    if topics
+        .get(*last)
+        .is_some_and(|t| same_bytes(t.as_bytes(), topic.as_bytes()))
+    {
         return *last;
     }
     *last = match topics.iter().position(|t| *t == topic) {
@@ -75,6 +78,21 @@ fn topic_index<'a>(topics: &mut Vec<&'a str>, last: &mut usize, topic: &'a str) 
         }
     };
     *last
+}
+
+/// `a == b`, without a `memcmp` call for the short names compared once per record.
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    if std::ptr::eq(a.as_ptr(), b.as_ptr()) {
+        return true;
+    }
+    if a.len() > 32 {
+        return a == b;
+    }
+    a.iter().zip(b).all(|(x, y)| x == y)
 }
 
 /// Bytes of a record's body (after its size field).
@@ -116,7 +134,7 @@ pub fn decode_outputs<E>(
     while r.at < buf.len() {
         let output_len = r.u32()? as usize;
         let name = r.bytes(output_len)?;
-        let output = if name == last_output.0 {
+        let output = if same_bytes(name, last_output.0) {
             last_output.1
         } else {
             let output = std::str::from_utf8(name)

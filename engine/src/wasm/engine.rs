@@ -35,6 +35,8 @@ pub struct WasmConfig {
     pub max_memory_bytes: u64,
     /// Period of the epoch ticker that enforces `limits.cpu_ms_per_call` (its resolution).
     pub epoch_tick: Duration,
+    /// Writes `/tmp/perf-<pid>.map` so that `perf` names guest functions (for profiling).
+    pub perf_map: bool,
 }
 
 impl WasmConfig {
@@ -45,6 +47,7 @@ impl WasmConfig {
             max_instances: 256,
             max_memory_bytes: 4 << 30,
             epoch_tick: Duration::from_millis(2),
+            perf_map: false,
         }
     }
 }
@@ -115,6 +118,9 @@ impl WasmEngine {
             .cranelift_opt_level(OptLevel::Speed)
             .parallel_compilation(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        if config.perf_map {
+            c.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&c).map_err(|e| WasmError::Engine(format!("{e:#}")))?;
 
         let mut linker: Linker<HostState> = Linker::new(&engine);

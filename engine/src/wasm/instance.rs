@@ -99,6 +99,7 @@ impl ProcessorModule {
             .instantiate(&mut store)
             .map_err(|e| WasmError::Instantiate(instantiate_message(&e, &store)))?;
         Ok(WasmProcessor {
+            _engine: self.inner.engine.clone(),
             store,
             bindings,
             deadline_ticks,
@@ -124,6 +125,8 @@ fn instantiate_message(e: &wasmtime::Error, store: &Store<HostState>) -> String 
 
 /// One instance of a processor, serving one task.
 struct WasmProcessor {
+    /// Keeps the epoch ticker (the CPU limit) running while the instance lives.
+    _engine: WasmEngine,
     store: Store<HostState>,
     bindings: Processor,
     deadline_ticks: u64,

@@ -28,10 +28,12 @@ impl Processor for Uppercase {
                 };
             }
             match record.value() {
-                // Written straight into the output buffer: no copy in between.
-                Some(v) => {
-                    ctx.emit_with(out, |buf| buf.extend(v.iter().map(u8::to_ascii_uppercase)))?
-                }
+                // Written straight into the output buffer: no intermediate Vec.
+                Some(v) => ctx.emit_with(out, |buf| {
+                    let start = buf.len();
+                    buf.extend_from_slice(v);
+                    buf[start..].make_ascii_uppercase();
+                })?,
                 None => ctx.emit(out)?,
             }
         }
