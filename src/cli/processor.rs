@@ -97,6 +97,7 @@ fn s(v: &Value) -> String {
     match v {
         Value::Null => "-".to_string(),
         Value::String(s) => s.clone(),
+        Value::Array(a) if a.is_empty() => "-".to_string(),
         Value::Array(a) => a.iter().map(s).collect::<Vec<_>>().join(","),
         other => other.to_string(),
     }
@@ -130,7 +131,8 @@ fn list_table(list: &Value) -> String {
 
 /// `records (percent%)` of a restoration, or `-`.
 fn restore_cell(r: &Value) -> String {
-    if r.is_null() {
+    // Nothing to restore (no stores, or already up to date).
+    if r.is_null() || (r["done"].as_bool() == Some(true) && r["records"].as_u64() == Some(0)) {
         return "-".into();
     }
     let state = if r["done"].as_bool() == Some(true) {

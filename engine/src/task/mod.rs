@@ -12,8 +12,9 @@
 //! - [`inputs`], [`timers`], [`status`]: input positions, timers, reported status;
 //! - [`registry`]: deployments persisted under the data directory.
 //!
-//! It does not know what a processor is made of (Wasm or not), nor where the log lives
-//! (everything goes through [`crate::log_access::LogAccess`]).
+//! The runner does not know what a processor is made of (Wasm or not: only `wasm_loader`
+//! names the Wasm host), nor where the log lives (everything goes through
+//! [`crate::log_access::LogAccess`]).
 
 pub mod context;
 pub mod factory;
