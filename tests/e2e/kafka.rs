@@ -407,3 +407,45 @@ fn compressed_batches_are_stored_as_sent_and_read_back_over_http_and_kafka() {
         );
     }
 }
+
+#[test]
+fn records_from_kcat_show_up_in_a_processor_output_and_back_in_kcat() {
+    let (server, kafka) = start();
+    server.create_topic(json!({"name": "kin", "partitions": 2}));
+    server.deploy(
+        &json!({"name": "upper", "inputs": ["kin"], "outputs": ["kout"]}),
+        crate::common::guest("uppercase"),
+    );
+    let input: String = (0..40).map(|i| format!("k{i}:hello kafka {i}\n")).collect();
+    kcat(
+        &[
+            "-b",
+            &kafka,
+            "-P",
+            "-t",
+            "kin",
+            "-K:",
+            "-X",
+            "partitioner=murmur2_random",
+        ],
+        Some(&input),
+    );
+    // The processor's output, read over HTTP: every input record, uppercased, same key.
+    let mut seen = std::collections::BTreeMap::new();
+    let done = crate::common::eventually(std::time::Duration::from_secs(60), || {
+        seen = server.latest_by_key("kout");
+        seen.len() == 40
+    });
+    assert!(done, "processor output incomplete: {} of 40", seen.len());
+    for i in 0..40 {
+        assert_eq!(seen[&format!("k{i}")], format!("HELLO KAFKA {i}"));
+    }
+    // And the output topic is consumable by kcat.
+    let out = kcat(
+        &["-b", &kafka, "-C", "-t", "kout", "-e", "-f", "%k=%s\n"],
+        None,
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), 40, "{text}");
+    assert!(text.lines().any(|l| l == "k7=HELLO KAFKA 7"), "{text}");
+}
