@@ -223,10 +223,15 @@ impl Drop for Server {
 }
 
 pub fn cli_at(url: &str, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).env("WEIR_URL", url);
+    run(cmd, stdin)
+}
+
+/// Runs `cmd` to completion, feeding it `stdin` (or nothing), capturing stdout and stderr.
+pub fn run(mut cmd: Command, stdin: Option<&str>) -> Output {
     use std::io::Write;
-    let mut child = Command::new(BIN)
-        .args(args)
-        .env("WEIR_URL", url)
+    let mut child = cmd
         .stdin(if stdin.is_some() {
             Stdio::piped()
         } else {
@@ -235,7 +240,7 @@ pub fn cli_at(url: &str, args: &[&str], stdin: Option<&str>) -> Output {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
     if let Some(input) = stdin {
         let mut s = child.stdin.take().unwrap();
         s.write_all(input.as_bytes()).unwrap();

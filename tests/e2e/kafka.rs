@@ -9,7 +9,7 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::{Value, json};
 
-use crate::common::{Server, free_port};
+use crate::common::{Server, free_port, run};
 
 /// A server with a Kafka listener on a free port; returns it and the bootstrap address.
 fn start() -> (Server, String) {
@@ -46,27 +46,10 @@ fn python(name: &str, args: &[&str]) -> Value {
 }
 
 fn kcat(args: &[&str], stdin: Option<&str>) -> Output {
-    use std::io::Write;
-    let mut child = Command::new("kcat")
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kcat (scripts/test.sh installs it)");
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
+    // scripts/test.sh installs kcat.
+    let mut cmd = Command::new("kcat");
+    cmd.args(args);
+    let out = run(cmd, stdin);
     assert!(
         out.status.success(),
         "kcat {args:?} failed: {}",
