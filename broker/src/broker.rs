@@ -406,7 +406,7 @@ impl Broker {
         let mut next = offset;
         let mut bytes_read = 0usize;
         let end = loop {
-            let (bytes, start, end) = {
+            let (bytes, end) = {
                 let log = p.lock();
                 let (start, end) = (log.start_offset(), log.end_offset());
                 if next > end {
@@ -421,11 +421,9 @@ impl Broker {
                 next = next.max(start);
                 (
                     log.read(next, max_bytes.saturating_sub(bytes_read).max(1))?,
-                    start,
                     end,
                 )
             };
-            let _ = start;
             if bytes.is_empty() {
                 break end;
             }
