@@ -18,6 +18,7 @@ pub mod native;
 pub mod state;
 pub mod task;
 pub mod task_id;
+pub mod udf;
 pub mod wasm;
 
 pub use engine::{Engine, EngineConfig};
