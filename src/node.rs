@@ -20,6 +20,8 @@ use weir_engine::state::StateError;
 use weir_engine::state::rocks::RocksBackend;
 use weir_engine::task::WasmLoader;
 use weir_engine::wasm::WasmError;
+use weir_engine::sql::{NoFunctions, SqlError, SqlLoader, SqlService};
+use weir_engine::udf::FunctionCatalog;
 use weir_engine::{Engine, EngineConfig, EngineError};
 
 use crate::http::metrics::Metrics;
@@ -56,6 +58,8 @@ pub enum NodeError {
     Wasm(#[from] WasmError),
     #[error("cannot start the stream engine: {0}")]
     Engine(#[from] EngineError),
+    #[error("cannot open the SQL catalog: {0}")]
+    Sql(#[from] SqlError),
     #[error("flushing the log at shutdown failed: {0}")]
     Flush(BrokerError),
     #[error("a node task failed: {0}")]
@@ -102,11 +106,12 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     tracing::info!(topics, "log opened");
 
     let background = broker.start_background();
-    let engine = open_engine(&broker, &config.broker.data_dir).await?;
+    let (engine, sql) = open_engine(&broker, &config.broker.data_dir).await?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let state = AppState {
         broker: broker.clone(),
         engine: engine.clone(),
+        sql: Some(sql),
         metrics: Arc::new(Metrics::new(broker.clone())),
         shutdown: shutdown_rx.clone(),
     };
@@ -183,25 +188,38 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     Ok(())
 }
 
-/// Opens the engine over `broker` and resumes every deployed processor.
-async fn open_engine(broker: &Broker, data_dir: &std::path::Path) -> Result<Engine, NodeError> {
+/// Opens the engine over `broker` (the Wasm host for processors, query plans for SQL),
+/// resumes every deployed processor and persistent query, and opens the SQL catalog.
+async fn open_engine(
+    broker: &Broker,
+    data_dir: &std::path::Path,
+) -> Result<(Engine, SqlService), NodeError> {
     let broker = broker.clone();
     let data_dir = data_dir.to_path_buf();
-    let engine = tokio::task::spawn_blocking(move || -> Result<Engine, NodeError> {
+    let opened = tokio::task::spawn_blocking(move || -> Result<(Engine, SqlService), NodeError> {
         let backend = RocksBackend::open(&data_dir.join("state").join("rocksdb"))?;
-        let loader = WasmLoader::new(&data_dir.join("wasm-cache"))?;
+        let wasm = WasmLoader::new(&data_dir.join("wasm-cache"))?;
+        let functions: Arc<dyn FunctionCatalog> = Arc::new(NoFunctions);
+        let loader = SqlLoader::new(Arc::new(wasm), functions.clone());
         let engine = Engine::open(
             &EngineConfig::under(&data_dir),
-            Arc::new(broker),
+            Arc::new(broker.clone()),
             Arc::new(backend),
             Arc::new(loader),
         )?;
         let started = engine.start()?;
         tracing::info!(processors = started, "stream engine started");
-        Ok(engine)
+        let sql = SqlService::open(
+            &data_dir.join("sql"),
+            engine.clone(),
+            Arc::new(broker),
+            functions,
+            None,
+        )?;
+        Ok((engine, sql))
     })
     .await??;
-    Ok(engine)
+    Ok(opened)
 }
 
 /// Installs SIGINT (Ctrl-C) and SIGTERM handlers now and returns a future that completes

@@ -10,6 +10,7 @@
 //! - `POST /v1/processors` (multipart), `GET /v1/processors`,
 //!   `GET|PUT|DELETE /v1/processors/{name}`, `POST /v1/processors/{name}/pause|resume`,
 //!   `GET /v1/processors/{name}/stores/{store}/keys/{key}`
+//! - `POST /v1/sql` (statements), `POST /v1/query` (a SELECT, streamed as NDJSON)
 
 pub mod error;
 pub mod extract;
@@ -17,6 +18,7 @@ pub mod health;
 pub mod metrics;
 pub mod processors;
 pub mod records;
+pub mod sql;
 pub mod topics;
 
 use std::sync::Arc;
@@ -45,6 +47,8 @@ pub struct AppState {
     pub broker: Broker,
     /// Processors (deploy, status, queries).
     pub engine: Engine,
+    /// Streaming SQL (`None` on nodes built without it, e.g. some tests).
+    pub sql: Option<weir_engine::sql::SqlService>,
     pub metrics: Arc<Metrics>,
     /// Becomes `true` when the node shuts down; long-lived responses (follow) end then.
     pub shutdown: watch::Receiver<bool>,
@@ -109,6 +113,8 @@ pub fn router(state: AppState, config: &HttpConfig) -> Router {
                 .layer((upload_limit, upload_extension))
                 .delete(processors::delete),
         )
+        .route("/v1/sql", post(sql::execute))
+        .route("/v1/query", post(sql::query))
         .route("/v1/processors/{name}/pause", post(processors::pause))
         .route("/v1/processors/{name}/resume", post(processors::resume))
         .route(

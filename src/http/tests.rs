@@ -38,6 +38,7 @@ impl Server {
         let state = AppState {
             broker: broker.clone(),
             engine,
+            sql: None,
             metrics: std::sync::Arc::new(Metrics::new(broker)),
             shutdown: rx,
         };
