@@ -1,15 +1,18 @@
 //! The `weir` command line (clap derive): `serve` runs a node; `topic`, `produce`,
-//! `consume`, `deploy` and `processor` talk to a running node's HTTP API at `--url` (env
-//! `WEIR_URL`).
+//! `consume`, `deploy`, `processor`, `sql`, `function` and `artifact` talk to a running
+//! node's HTTP API at `--url` (env `WEIR_URL`).
 
 pub mod client;
 pub mod consume;
 pub mod deploy;
+pub mod function;
 pub mod output;
 pub mod processor;
 pub mod produce;
 pub mod serve;
+pub mod sql;
 pub mod topic;
+pub mod upload;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -50,6 +53,14 @@ pub enum Command {
     /// List, describe, pause, resume and delete processors; query their state
     #[command(subcommand)]
     Processor(processor::ProcessorCommand),
+    /// Run SQL statements: an interactive shell, or -e STATEMENTS / -f FILE
+    Sql(sql::SqlArgs),
+    /// Create, list and delete user-defined SQL functions (WebAssembly components)
+    #[command(subcommand)]
+    Function(function::FunctionCommand),
+    /// Upload artifacts (files the server keeps by name)
+    #[command(subcommand)]
+    Artifact(function::ArtifactCommand),
 }
 
 /// `--fsync` values.
@@ -92,6 +103,11 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Consume(args) => consume::run(&Client::new(&cli.url)?, args).await,
         Command::Deploy(args) => deploy::run(&Client::new(&cli.url)?, args).await,
         Command::Processor(command) => processor::run(&Client::new(&cli.url)?, command).await,
+        Command::Sql(args) => sql::run(&Client::new(&cli.url)?, args).await,
+        Command::Function(command) => function::run(&Client::new(&cli.url)?, command).await,
+        Command::Artifact(command) => {
+            function::run_artifact(&Client::new(&cli.url)?, command).await
+        }
     }
 }
 
