@@ -279,9 +279,11 @@ impl Session {
                 line = rx.recv() => line,
                 () = interrupted() => {
                     drop(reader);
+                    // On a terminal, the border overwrites the `^C` the terminal echoed.
+                    let cr = if io::stdout().is_terminal() { "\r" } else { "" };
                     if let Some(t) = &table
                         && self.write(&format!(
-                            "{}Query terminated after {} row{}\n",
+                            "{cr}{}Query terminated after {} row{}\n",
                             t.footer(),
                             t.rows(),
                             if t.rows() == 1 { "" } else { "s" }
