@@ -143,7 +143,7 @@ impl Client {
         serde_json::from_slice(&bytes).with_context(|| format!("unexpected response from {url}"))
     }
 
-    /// The non-empty lines of a streamed body (NDJSON), without their `\n`; a transport
+    /// The lines of a streamed body (NDJSON) without their line ends, blank lines skipped; a transport
     /// failure ends the stream with an error.
     pub fn ndjson_lines(&self, response: Response) -> impl Stream<Item = Result<Vec<u8>>> + Send {
         let client = self.clone();
@@ -158,7 +158,7 @@ impl Client {
                         if line.last() == Some(&b'\r') {
                             line.pop();
                         }
-                        if line.is_empty() {
+                        if line.iter().all(u8::is_ascii_whitespace) {
                             continue;
                         }
                         return Some((Ok(line), (body, buf, ended)));

@@ -128,4 +128,42 @@ mod tests {
         let r = Cli::try_parse_from(["weir", "consume", "t", "--offset", "-1"]);
         assert!(r.is_err());
     }
+
+    #[test]
+    fn sql_flags() {
+        let cli = Cli::try_parse_from([
+            "weir",
+            "sql",
+            "-e",
+            "SHOW STREAMS;",
+            "--property",
+            "auto.offset.reset=earliest",
+            "--property",
+            "a=b=c",
+            "--output",
+            "json",
+        ])
+        .unwrap();
+        let Command::Sql(args) = cli.command else {
+            panic!("not sql")
+        };
+        assert_eq!(args.execute.as_deref(), Some("SHOW STREAMS;"));
+        assert_eq!(
+            args.properties,
+            [
+                ("auto.offset.reset".to_string(), "earliest".to_string()),
+                ("a".to_string(), "b=c".to_string())
+            ]
+        );
+        assert_eq!(args.output, sql::SqlOutput::Json);
+        assert!(Cli::try_parse_from(["weir", "sql", "-e", "X;", "-f", "x.sql"]).is_err());
+        assert!(Cli::try_parse_from(["weir", "sql", "--property", "novalue"]).is_err());
+        let cli = Cli::try_parse_from(["weir", "function", "create", "f", "f.wasm", "--replace"])
+            .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Function(function::FunctionCommand::Create { replace: true, .. })
+        ));
+        assert!(Cli::try_parse_from(["weir", "artifact", "put", "a"]).is_err());
+    }
 }

@@ -354,3 +354,28 @@ async fn functions_and_artifacts_use_the_api() {
         .unwrap_err();
     assert_eq!(e.to_string(), "server answered 405 Method Not Allowed");
 }
+
+#[tokio::test]
+async fn ndjson_lines_handle_crlf_blank_lines_and_a_last_line_without_newline() {
+    let app = Router::new().route(
+        "/lines",
+        axum::routing::get(|| async {
+            let chunks = ["{\"a\":1}\r\n\n{\"b\"", ":2}\n", "  \n{\"c\":3}"];
+            let stream = futures_util::stream::iter(
+                chunks.map(|c| Ok::<Bytes, Infallible>(Bytes::from_static(c.as_bytes()))),
+            );
+            Body::from_stream(stream)
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = Client::new(&format!("http://{addr}")).unwrap();
+    let response = client.send(client.get(&["lines"])).await.unwrap();
+    let lines: Vec<String> = client
+        .ndjson_lines(response)
+        .map(|l| String::from_utf8(l.unwrap()).unwrap())
+        .collect()
+        .await;
+    assert_eq!(lines, ["{\"a\":1}", "{\"b\":2}", "{\"c\":3}"]);
+}
