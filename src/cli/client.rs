@@ -143,8 +143,8 @@ impl Client {
         serde_json::from_slice(&bytes).with_context(|| format!("unexpected response from {url}"))
     }
 
-    /// The lines of a streamed body (NDJSON) without their line ends, blank lines skipped; a transport
-    /// failure ends the stream with an error.
+    /// The lines of a streamed body (NDJSON) without their line ends, blank lines skipped; a
+    /// transport failure ends the stream with an error.
     pub fn ndjson_lines(&self, response: Response) -> impl Stream<Item = Result<Vec<u8>>> + Send {
         let client = self.clone();
         let state = (response.bytes_stream(), Vec::<u8>::new(), false);

@@ -270,7 +270,11 @@ mod tests {
                        "columns": ["NAME", "TOPIC"], "rows": [["S", "t"]]});
         assert_eq!(
             result(&r),
-            "+------+-------+\n| NAME | TOPIC |\n+------+-------+\n| S    | t     |\n+------+-------+\n"
+            "+------+-------+\n\
+             | NAME | TOPIC |\n\
+             +------+-------+\n\
+             | S    | t     |\n\
+             +------+-------+\n"
         );
         let r = json!({"type": "stream_dropped"});
         assert_eq!(result(&r), "stream_dropped\n");
