@@ -16,12 +16,12 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use weir_broker::kafka::{self, KafkaConfig, KafkaError};
 use weir_broker::{Broker, BrokerConfig, BrokerError};
+use weir_engine::sql::{NoFunctions, SqlError, SqlLoader, SqlService};
 use weir_engine::state::StateError;
 use weir_engine::state::rocks::RocksBackend;
 use weir_engine::task::WasmLoader;
-use weir_engine::wasm::WasmError;
-use weir_engine::sql::{NoFunctions, SqlError, SqlLoader, SqlService};
 use weir_engine::udf::FunctionCatalog;
+use weir_engine::wasm::WasmError;
 use weir_engine::{Engine, EngineConfig, EngineError};
 
 use crate::http::metrics::Metrics;

@@ -66,14 +66,20 @@ pub fn sql_error(e: SqlError) -> ApiError {
 }
 
 fn service(state: &AppState) -> Result<SqlService, ApiError> {
-    state
-        .sql
-        .clone()
-        .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "SQL is not enabled on this node"))
+    state.sql.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "SQL is not enabled on this node",
+        )
+    })
 }
 
 /// `POST /v1/sql`: runs statements; `{"results":[...]}`.
-pub async fn execute(State(state): State<AppState>, ApiJson(req): ApiJson<SqlRequest>) -> Result<Response, ApiError> {
+pub async fn execute(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<SqlRequest>,
+) -> Result<Response, ApiError> {
     let svc = service(&state)?;
     let props = req.properties()?;
     let results = tokio::task::spawn_blocking(move || svc.execute(&req.sql, &props))
@@ -90,14 +96,20 @@ fn line(v: &Value) -> Bytes {
 
 fn ndjson(body: Body) -> Response {
     (
-        [(CONTENT_TYPE, "application/x-ndjson"), (CACHE_CONTROL, "no-cache")],
+        [
+            (CONTENT_TYPE, "application/x-ndjson"),
+            (CACHE_CONTROL, "no-cache"),
+        ],
         body,
     )
         .into_response()
 }
 
 /// `POST /v1/query`: one SELECT, streamed as NDJSON.
-pub async fn query(State(state): State<AppState>, ApiJson(req): ApiJson<SqlRequest>) -> Result<Response, ApiError> {
+pub async fn query(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<SqlRequest>,
+) -> Result<Response, ApiError> {
     let svc = service(&state)?;
     let props = req.properties()?;
     let started = {
@@ -121,7 +133,9 @@ pub async fn query(State(state): State<AppState>, ApiJson(req): ApiJson<SqlReque
             let _ = tx.send(header).await;
             tokio::spawn(run_push(state, svc, push, tx));
             let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-                rx.recv().await.map(|chunk| (Ok::<_, Infallible>(chunk), rx))
+                rx.recv()
+                    .await
+                    .map(|chunk| (Ok::<_, Infallible>(chunk), rx))
             });
             Ok(ndjson(Body::from_stream(stream)))
         }
@@ -140,7 +154,10 @@ async fn run_push(state: AppState, svc: SqlService, push: PushQuery, tx: mpsc::S
             let broker = state.broker.clone();
             let topic = push.topic.clone();
             let at = *offset;
-            let read = tokio::task::spawn_blocking(move || broker.read(&topic, p as i32, at, 1000, 1 << 20)).await;
+            let read = tokio::task::spawn_blocking(move || {
+                broker.read(&topic, p as i32, at, 1000, 1 << 20)
+            })
+            .await;
             let Ok(Ok(read)) = read else {
                 break 'outer;
             };

@@ -46,7 +46,10 @@ pub enum Acc {
     SumInt(Option<i64>),
     SumFloat(Option<f64>),
     Extreme(Value),
-    Avg { sum: f64, count: i64 },
+    Avg {
+        sum: f64,
+        count: i64,
+    },
     Value(Value),
     /// `None` until the first value.
     First(Option<Value>),
@@ -81,7 +84,12 @@ impl AggCall {
     }
 
     /// Folds one row's argument values into `acc`.
-    pub fn add(&self, acc: &mut Acc, args: &[Value], udafs: &mut Udafs) -> Result<(), ProcessorError> {
+    pub fn add(
+        &self,
+        acc: &mut Acc,
+        args: &[Value],
+        udafs: &mut Udafs,
+    ) -> Result<(), ProcessorError> {
         let x = args.first().cloned().unwrap_or(Value::Null);
         match (&self.func, acc) {
             (AggFunc::CountRows, Acc::Count(n)) => *n += 1,

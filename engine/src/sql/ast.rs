@@ -114,7 +114,10 @@ pub enum Statement {
         select: SelectStmt,
     },
     /// `INSERT INTO name SELECT ...`.
-    InsertSelect { target: String, select: SelectStmt },
+    InsertSelect {
+        target: String,
+        select: SelectStmt,
+    },
     /// `INSERT INTO name [(cols)] VALUES (...)`.
     InsertValues {
         target: String,
@@ -128,8 +131,12 @@ pub enum Statement {
         delete_topic: bool,
     },
     Show(ShowWhat),
-    Describe { name: String },
-    DescribeFunction { name: String },
+    Describe {
+        name: String,
+    },
+    DescribeFunction {
+        name: String,
+    },
     /// `TERMINATE id` (`None`: `TERMINATE ALL`).
     Terminate(Option<String>),
     /// `CREATE [OR REPLACE] FUNCTION name WITH (ARTIFACT='a')`.
@@ -138,7 +145,10 @@ pub enum Statement {
         or_replace: bool,
         artifact: String,
     },
-    DropFunction { name: String, if_exists: bool },
+    DropFunction {
+        name: String,
+        if_exists: bool,
+    },
     /// A push (`EMIT CHANGES`) or pull query.
     Select(SelectStmt),
 }

@@ -9,8 +9,8 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sqlparser::ast::{self as sql, BinaryOperator, UnaryOperator};
 use sqlparser::ast::Spanned;
+use sqlparser::ast::{self as sql, BinaryOperator, UnaryOperator};
 
 use super::error::{Position, SqlError};
 use super::functions::{self, Builtin};
@@ -360,18 +360,22 @@ impl Resolver<'_> {
                 (Expr::Binary(bop, Box::new(l), Box::new(r)), t)
             }
             sql::Expr::IsNull(x) => (Expr::IsNull(Box::new(sub(x)?.0), false), SqlType::Boolean),
-            sql::Expr::IsNotNull(x) => {
-                (Expr::IsNull(Box::new(sub(x)?.0), true), SqlType::Boolean)
-            }
+            sql::Expr::IsNotNull(x) => (Expr::IsNull(Box::new(sub(x)?.0), true), SqlType::Boolean),
             sql::Expr::IsTrue(x) => {
                 let (x, _) = sub(x)?;
                 let t = Expr::Literal(Value::Bool(true));
-                (Expr::Binary(BinOp::Eq, Box::new(x), Box::new(t)), SqlType::Boolean)
+                (
+                    Expr::Binary(BinOp::Eq, Box::new(x), Box::new(t)),
+                    SqlType::Boolean,
+                )
             }
             sql::Expr::IsFalse(x) => {
                 let (x, _) = sub(x)?;
                 let f = Expr::Literal(Value::Bool(false));
-                (Expr::Binary(BinOp::Eq, Box::new(x), Box::new(f)), SqlType::Boolean)
+                (
+                    Expr::Binary(BinOp::Eq, Box::new(x), Box::new(f)),
+                    SqlType::Boolean,
+                )
             }
             sql::Expr::Like {
                 negated,
@@ -381,13 +385,17 @@ impl Resolver<'_> {
                 any: false,
             } => {
                 if escape_char.is_some() {
-                    return Err(SqlError::new("unsupported", "LIKE ... ESCAPE is not supported")
-                        .at(pos(e)));
+                    return Err(
+                        SqlError::new("unsupported", "LIKE ... ESCAPE is not supported").at(pos(e)),
+                    );
                 }
                 let (x, xt) = sub(expr)?;
                 let (p, pt) = sub(pattern)?;
                 if !xt.is_stringy() || !pt.is_stringy() {
-                    return Err(mismatch(e, format!("LIKE needs strings, got {xt} and {pt}")));
+                    return Err(mismatch(
+                        e,
+                        format!("LIKE needs strings, got {xt} and {pt}"),
+                    ));
                 }
                 (
                     Expr::Like {
@@ -633,8 +641,7 @@ fn field_of(
             .find(|(n, _)| n.eq_ignore_ascii_case(field))
             .map(|(_, t)| t.clone())
             .ok_or_else(|| {
-                SqlError::new("unknown_column", format!("struct has no field '{field}'"))
-                    .at(pos(e))
+                SqlError::new("unknown_column", format!("struct has no field '{field}'")).at(pos(e))
             })?,
         SqlType::Map(v) => (**v).clone(),
         SqlType::Any => SqlType::Any,
@@ -787,9 +794,9 @@ impl Expr {
                         if xv[i].is_null() {
                             return Value::Null;
                         }
-                        let hit = lists
-                            .iter()
-                            .any(|l| functions::compare(&xv[i], &l[i]) == Some(std::cmp::Ordering::Equal));
+                        let hit = lists.iter().any(|l| {
+                            functions::compare(&xv[i], &l[i]) == Some(std::cmp::Ordering::Equal)
+                        });
                         Value::Bool(hit != *negated)
                     })
                     .collect()
@@ -932,9 +939,11 @@ impl Expr {
         match self {
             Expr::Udf { args, .. } => args.iter().for_each(visit),
             Expr::Column(_) | Expr::Literal(_) => {}
-            Expr::Not(x) | Expr::Neg(x) | Expr::IsNull(x, _) | Expr::Cast(x, _) | Expr::Field(x, _) => {
-                visit(x)
-            }
+            Expr::Not(x)
+            | Expr::Neg(x)
+            | Expr::IsNull(x, _)
+            | Expr::Cast(x, _)
+            | Expr::Field(x, _) => visit(x),
             Expr::Binary(_, a, b) => {
                 visit(a);
                 visit(b);

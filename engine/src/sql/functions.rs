@@ -38,37 +38,109 @@ pub enum Builtin {
 
 /// `(name, signature, description)` of every built-in, for SHOW FUNCTIONS.
 pub const BUILTINS: &[(&str, &str, &str)] = &[
-    ("UCASE", "UCASE(STRING) -> STRING", "upper case (also UPPER)"),
+    (
+        "UCASE",
+        "UCASE(STRING) -> STRING",
+        "upper case (also UPPER)",
+    ),
     ("UPPER", "UPPER(STRING) -> STRING", "upper case"),
-    ("LCASE", "LCASE(STRING) -> STRING", "lower case (also LOWER)"),
+    (
+        "LCASE",
+        "LCASE(STRING) -> STRING",
+        "lower case (also LOWER)",
+    ),
     ("LOWER", "LOWER(STRING) -> STRING", "lower case"),
-    ("LEN", "LEN(STRING) -> INTEGER", "length in characters (also LENGTH)"),
-    ("LENGTH", "LENGTH(STRING) -> INTEGER", "length in characters"),
-    ("CONCAT", "CONCAT(STRING, ...) -> STRING", "concatenation; NULLs are skipped"),
-    ("SUBSTRING", "SUBSTRING(STRING, pos [, len]) -> STRING", "1-based substring"),
+    (
+        "LEN",
+        "LEN(STRING) -> INTEGER",
+        "length in characters (also LENGTH)",
+    ),
+    (
+        "LENGTH",
+        "LENGTH(STRING) -> INTEGER",
+        "length in characters",
+    ),
+    (
+        "CONCAT",
+        "CONCAT(STRING, ...) -> STRING",
+        "concatenation; NULLs are skipped",
+    ),
+    (
+        "SUBSTRING",
+        "SUBSTRING(STRING, pos [, len]) -> STRING",
+        "1-based substring",
+    ),
     ("TRIM", "TRIM(STRING) -> STRING", "strip whitespace"),
-    ("LTRIM", "LTRIM(STRING) -> STRING", "strip leading whitespace"),
-    ("RTRIM", "RTRIM(STRING) -> STRING", "strip trailing whitespace"),
-    ("REPLACE", "REPLACE(STRING, from, to) -> STRING", "replace every occurrence"),
-    ("INSTR", "INSTR(STRING, sub) -> INTEGER", "1-based position of sub, 0 if absent"),
+    (
+        "LTRIM",
+        "LTRIM(STRING) -> STRING",
+        "strip leading whitespace",
+    ),
+    (
+        "RTRIM",
+        "RTRIM(STRING) -> STRING",
+        "strip trailing whitespace",
+    ),
+    (
+        "REPLACE",
+        "REPLACE(STRING, from, to) -> STRING",
+        "replace every occurrence",
+    ),
+    (
+        "INSTR",
+        "INSTR(STRING, sub) -> INTEGER",
+        "1-based position of sub, 0 if absent",
+    ),
     ("ABS", "ABS(number) -> number", "absolute value"),
-    ("ROUND", "ROUND(number [, digits]) -> number", "round half away from zero"),
+    (
+        "ROUND",
+        "ROUND(number [, digits]) -> number",
+        "round half away from zero",
+    ),
     ("FLOOR", "FLOOR(number) -> number", "round down"),
     ("CEIL", "CEIL(number) -> number", "round up"),
     ("SQRT", "SQRT(number) -> DOUBLE", "square root"),
-    ("COALESCE", "COALESCE(x, ...) -> x", "first non-NULL argument"),
+    (
+        "COALESCE",
+        "COALESCE(x, ...) -> x",
+        "first non-NULL argument",
+    ),
     ("IFNULL", "IFNULL(x, y) -> x", "y when x is NULL"),
     ("NULLIF", "NULLIF(x, y) -> x", "NULL when x = y"),
-    ("FORMAT_TIMESTAMP", "FORMAT_TIMESTAMP(TIMESTAMP) -> STRING", "ISO-8601, UTC"),
-    ("PARSE_TIMESTAMP", "PARSE_TIMESTAMP(STRING) -> TIMESTAMP", "ISO-8601 to ms"),
-    ("UNIX_TIMESTAMP", "UNIX_TIMESTAMP([TIMESTAMP]) -> BIGINT", "ms since the epoch"),
-    ("COUNT", "COUNT(*) | COUNT() | COUNT(x) -> BIGINT", "aggregate: rows (or non-NULL x)"),
+    (
+        "FORMAT_TIMESTAMP",
+        "FORMAT_TIMESTAMP(TIMESTAMP) -> STRING",
+        "ISO-8601, UTC",
+    ),
+    (
+        "PARSE_TIMESTAMP",
+        "PARSE_TIMESTAMP(STRING) -> TIMESTAMP",
+        "ISO-8601 to ms",
+    ),
+    (
+        "UNIX_TIMESTAMP",
+        "UNIX_TIMESTAMP([TIMESTAMP]) -> BIGINT",
+        "ms since the epoch",
+    ),
+    (
+        "COUNT",
+        "COUNT(*) | COUNT() | COUNT(x) -> BIGINT",
+        "aggregate: rows (or non-NULL x)",
+    ),
     ("SUM", "SUM(number) -> number", "aggregate: sum"),
     ("MIN", "MIN(x) -> x", "aggregate: smallest"),
     ("MAX", "MAX(x) -> x", "aggregate: largest"),
     ("AVG", "AVG(number) -> DOUBLE", "aggregate: mean"),
-    ("LATEST_BY_OFFSET", "LATEST_BY_OFFSET(x) -> x", "aggregate: last value seen"),
-    ("EARLIEST_BY_OFFSET", "EARLIEST_BY_OFFSET(x) -> x", "aggregate: first value seen"),
+    (
+        "LATEST_BY_OFFSET",
+        "LATEST_BY_OFFSET(x) -> x",
+        "aggregate: last value seen",
+    ),
+    (
+        "EARLIEST_BY_OFFSET",
+        "EARLIEST_BY_OFFSET(x) -> x",
+        "aggregate: first value seen",
+    ),
 ];
 
 /// Names UDFs may not take.
@@ -210,8 +282,10 @@ pub fn check(b: Builtin, args: &[SqlType]) -> Result<SqlType, String> {
                 if t == SqlType::Null {
                     t = a.clone();
                 } else if !t.comparable(a) {
-                    return Err(format!("arguments of {b:?} have different types: {t} and {a}")
-                        .to_uppercase());
+                    return Err(
+                        format!("arguments of {b:?} have different types: {t} and {a}")
+                            .to_uppercase(),
+                    );
                 }
             }
             t
@@ -250,7 +324,13 @@ pub fn call(b: Builtin, args: &[Value]) -> Value {
     use Builtin::*;
     let s = |i: usize| args.get(i).and_then(|v| v.as_str());
     match b {
-        Coalesce => return args.iter().find(|v| !v.is_null()).cloned().unwrap_or(Value::Null),
+        Coalesce => {
+            return args
+                .iter()
+                .find(|v| !v.is_null())
+                .cloned()
+                .unwrap_or(Value::Null);
+        }
         IfNull => {
             return if args[0].is_null() {
                 args[1].clone()
@@ -288,12 +368,24 @@ pub fn call(b: Builtin, args: &[Value]) -> Value {
         return Value::Null;
     }
     match b {
-        Upper => s(0).map(|x| Value::String(x.to_uppercase())).unwrap_or(Value::Null),
-        Lower => s(0).map(|x| Value::String(x.to_lowercase())).unwrap_or(Value::Null),
-        Trim => s(0).map(|x| Value::String(x.trim().into())).unwrap_or(Value::Null),
-        Ltrim => s(0).map(|x| Value::String(x.trim_start().into())).unwrap_or(Value::Null),
-        Rtrim => s(0).map(|x| Value::String(x.trim_end().into())).unwrap_or(Value::Null),
-        Len => s(0).map(|x| Value::from(x.chars().count() as i64)).unwrap_or(Value::Null),
+        Upper => s(0)
+            .map(|x| Value::String(x.to_uppercase()))
+            .unwrap_or(Value::Null),
+        Lower => s(0)
+            .map(|x| Value::String(x.to_lowercase()))
+            .unwrap_or(Value::Null),
+        Trim => s(0)
+            .map(|x| Value::String(x.trim().into()))
+            .unwrap_or(Value::Null),
+        Ltrim => s(0)
+            .map(|x| Value::String(x.trim_start().into()))
+            .unwrap_or(Value::Null),
+        Rtrim => s(0)
+            .map(|x| Value::String(x.trim_end().into()))
+            .unwrap_or(Value::Null),
+        Len => s(0)
+            .map(|x| Value::from(x.chars().count() as i64))
+            .unwrap_or(Value::Null),
         Substring => {
             let (Some(x), Some(start)) = (s(0), args[1].as_i64()) else {
                 return Value::Null;
@@ -335,7 +427,9 @@ pub fn call(b: Builtin, args: &[Value]) -> Value {
         Abs => match &args[0] {
             Value::Number(n) => match n.as_i64() {
                 Some(i) => Value::from(i.checked_abs().unwrap_or(i64::MAX)),
-                None => as_f64(&args[0]).map(|f| num(f.abs())).unwrap_or(Value::Null),
+                None => as_f64(&args[0])
+                    .map(|f| num(f.abs()))
+                    .unwrap_or(Value::Null),
             },
             _ => Value::Null,
         },
@@ -510,7 +604,11 @@ pub fn cast(v: &Value, t: &SqlType) -> Value {
         SqlType::Int | SqlType::Bigint => match v {
             Value::Number(n) => n
                 .as_i64()
-                .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f.trunc() as i64))
+                .or_else(|| {
+                    n.as_f64()
+                        .filter(|f| f.is_finite())
+                        .map(|f| f.trunc() as i64)
+                })
                 .map(Value::from)
                 .unwrap_or(Value::Null),
             Value::String(s) => s
@@ -564,12 +662,24 @@ mod tests {
         assert_eq!(arith(BinOp::Div, &json!(1), &json!(0)), Value::Null);
         assert_eq!(arith(BinOp::Add, &json!(i64::MAX), &json!(1)), Value::Null);
         assert_eq!(arith(BinOp::Add, &json!(1), &json!(0.5)), json!(1.5));
-        assert_eq!(binary(BinOp::And, &Value::Null, &json!(false)), json!(false));
+        assert_eq!(
+            binary(BinOp::And, &Value::Null, &json!(false)),
+            json!(false)
+        );
         assert_eq!(binary(BinOp::Eq, &Value::Null, &json!(1)), Value::Null);
         assert_eq!(call(Builtin::Upper, &[Value::Null]), Value::Null);
-        assert_eq!(call(Builtin::Substring, &[json!("hello"), json!(2), json!(3)]), json!("ell"));
-        assert_eq!(call(Builtin::Substring, &[json!("hello"), json!(-3)]), json!("llo"));
-        assert_eq!(call(Builtin::Instr, &[json!("hello"), json!("l")]), json!(3));
+        assert_eq!(
+            call(Builtin::Substring, &[json!("hello"), json!(2), json!(3)]),
+            json!("ell")
+        );
+        assert_eq!(
+            call(Builtin::Substring, &[json!("hello"), json!(-3)]),
+            json!("llo")
+        );
+        assert_eq!(
+            call(Builtin::Instr, &[json!("hello"), json!("l")]),
+            json!(3)
+        );
         assert_eq!(cast(&json!("12"), &SqlType::Int), json!(12));
         assert_eq!(cast(&json!("x"), &SqlType::Int), Value::Null);
         assert_eq!(call(Builtin::Round, &[json!(2.5)]), json!(3));

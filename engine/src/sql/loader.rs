@@ -74,7 +74,10 @@ impl ModuleLoader for SqlLoader {
                     if self.functions.lookup(f).is_none() {
                         return Err(LoadError {
                             code: "unknown_function",
-                            message: format!("query {} calls function {f}, which is not registered", plan.id),
+                            message: format!(
+                                "query {} calls function {f}, which is not registered",
+                                plan.id
+                            ),
                             internal: false,
                         });
                     }

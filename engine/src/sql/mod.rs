@@ -20,7 +20,9 @@ pub mod types;
 
 pub use error::{Position, SqlError};
 pub use loader::{NoFunctions, SqlLoader};
-pub use service::{FunctionAdmin, FunctionListing, PushQuery, QueryStart, SqlService, StatementResult};
+pub use service::{
+    FunctionAdmin, FunctionListing, PushQuery, QueryStart, SqlService, StatementResult,
+};
 
 #[cfg(test)]
 mod tests;

@@ -35,9 +35,7 @@ pub fn ident_name(i: &Ident) -> String {
 pub fn parse(sql: &str) -> Result<Vec<Parsed>, SqlError> {
     let tokens = Tokenizer::new(&DIALECT, sql)
         .tokenize_with_location()
-        .map_err(|e| {
-            SqlError::syntax(e.message.clone()).at(Position::of(e.location))
-        })?;
+        .map_err(|e| SqlError::syntax(e.message.clone()).at(Position::of(e.location)))?;
     let mut out = Vec::new();
     for stmt in split(tokens) {
         let text = text_of(sql, &stmt);
@@ -118,7 +116,10 @@ fn text_of(sql: &str, tokens: &[TokenWithSpan]) -> String {
 /// A parser over `tokens`, ending in an EOF token placed just after the last one (so "found:
 /// EOF" errors have a position).
 fn parser(mut tokens: Vec<TokenWithSpan>) -> Parser<'static> {
-    let end = tokens.last().map(|t| t.span.end).unwrap_or(Location::new(1, 1));
+    let end = tokens
+        .last()
+        .map(|t| t.span.end)
+        .unwrap_or(Location::new(1, 1));
     tokens.push(TokenWithSpan::new(
         Token::EOF,
         sqlparser::tokenizer::Span::new(end, end),
@@ -150,8 +151,10 @@ fn expect_word(p: &mut Parser, word: &str) -> Result<(), SqlError> {
         Ok(())
     } else {
         let t = p.peek_token();
-        Err(SqlError::syntax(format!("expected {word}, found {}", t.token))
-            .at(Position::of(t.span.start)))
+        Err(
+            SqlError::syntax(format!("expected {word}, found {}", t.token))
+                .at(Position::of(t.span.start)),
+        )
     }
 }
 
@@ -164,10 +167,11 @@ fn expect_end(p: &mut Parser) -> Result<(), SqlError> {
     if t.token == Token::EOF {
         Ok(())
     } else {
-        Err(
-            SqlError::syntax(format!("unexpected '{}' after the end of the statement", t.token))
-                .at(Position::of(t.span.start)),
-        )
+        Err(SqlError::syntax(format!(
+            "unexpected '{}' after the end of the statement",
+            t.token
+        ))
+        .at(Position::of(t.span.start)))
     }
 }
 
@@ -370,8 +374,7 @@ fn column_def(p: &mut Parser, kind: SourceKind) -> Result<ColumnDef, SqlError> {
 /// ARRAY<T> | MAP<STRING, T> | STRUCT<name T, ...>`.
 pub fn data_type(p: &mut Parser) -> Result<SqlType, SqlError> {
     let at = position(p);
-    let word = peek_word(p)
-        .ok_or_else(|| SqlError::syntax("expected a type").at(at))?;
+    let word = peek_word(p).ok_or_else(|| SqlError::syntax("expected a type").at(at))?;
     p.next_token();
     let ty = match word.as_str() {
         "BOOLEAN" | "BOOL" => SqlType::Boolean,
@@ -440,11 +443,15 @@ fn expect_gt(p: &mut Parser) -> Result<(), SqlError> {
             p.prev_token();
             let idx = p.get_current_index();
             let _ = idx;
-            Err(SqlError::syntax("write nested types with a space: `ARRAY<ARRAY<INT> >`")
+            Err(
+                SqlError::syntax("write nested types with a space: `ARRAY<ARRAY<INT> >`")
+                    .at(Position::of(t.span.start)),
+            )
+        }
+        other => {
+            Err(SqlError::syntax(format!("expected '>', found {other}"))
                 .at(Position::of(t.span.start)))
         }
-        other => Err(SqlError::syntax(format!("expected '>', found {other}"))
-            .at(Position::of(t.span.start))),
     }
 }
 
@@ -805,7 +812,10 @@ mod tests {
         );
         let Statement::Select(sel) = s else { panic!() };
         let w = sel.window.unwrap();
-        assert_eq!((w.size_ms, w.advance_ms, w.grace_ms), (10_000, 5_000, 1_000));
+        assert_eq!(
+            (w.size_ms, w.advance_ms, w.grace_ms),
+            (10_000, 5_000, 1_000)
+        );
         assert_eq!(sel.emit, Some(Emit::Final));
         let s = one("SELECT k FROM s WINDOW SESSION (30 SECONDS) GROUP BY k EMIT CHANGES;");
         let Statement::Select(sel) = s else { panic!() };
@@ -815,7 +825,8 @@ mod tests {
 
     #[test]
     fn scripts_split_on_semicolons_outside_quotes() {
-        let v = parse("SHOW STREAMS; INSERT INTO s (a) VALUES ('x;y'); -- c\n SHOW TABLES;").unwrap();
+        let v =
+            parse("SHOW STREAMS; INSERT INTO s (a) VALUES ('x;y'); -- c\n SHOW TABLES;").unwrap();
         assert_eq!(v.len(), 3);
         assert_eq!(v[1].text, "INSERT INTO s (a) VALUES ('x;y')");
     }

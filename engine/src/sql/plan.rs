@@ -162,9 +162,7 @@ fn item_name(e: &sql::Expr, alias: Option<&sql::Ident>, generated: &mut usize) -
     }
     match e {
         sql::Expr::Identifier(i) => ident_name(i),
-        sql::Expr::CompoundIdentifier(parts) => {
-            parts.last().map(ident_name).unwrap_or_default()
-        }
+        sql::Expr::CompoundIdentifier(parts) => parts.last().map(ident_name).unwrap_or_default(),
         _ => {
             let n = format!("KSQL_COL_{generated}");
             *generated += 1;
@@ -179,7 +177,10 @@ struct FromClause<'a> {
     table: Option<(&'a SourceDef, String, &'a sql::Expr, bool)>,
 }
 
-fn from_clause<'a>(select: &'a sql::Select, catalog: &'a Catalog) -> Result<FromClause<'a>, SqlError> {
+fn from_clause<'a>(
+    select: &'a sql::Select,
+    catalog: &'a Catalog,
+) -> Result<FromClause<'a>, SqlError> {
     let [twj] = select.from.as_slice() else {
         return Err(if select.from.is_empty() {
             SqlError::syntax("a query needs FROM")
@@ -198,10 +199,16 @@ fn from_clause<'a>(select: &'a sql::Select, catalog: &'a Catalog) -> Result<From
             let (constraint, left) = match &j.join_operator {
                 sql::JoinOperator::Join(c) | sql::JoinOperator::Inner(c) => (c, false),
                 sql::JoinOperator::Left(c) | sql::JoinOperator::LeftOuter(c) => (c, true),
-                _ => return Err(unsupported("this kind of JOIN (use [INNER] JOIN or LEFT JOIN)")),
+                _ => {
+                    return Err(unsupported(
+                        "this kind of JOIN (use [INNER] JOIN or LEFT JOIN)",
+                    ));
+                }
             };
             let sql::JoinConstraint::On(on) = constraint else {
-                return Err(SqlError::syntax("a JOIN needs ON <stream column> = <table key>"));
+                return Err(SqlError::syntax(
+                    "a JOIN needs ON <stream column> = <table key>",
+                ));
             };
             Some((t, talias.unwrap_or(tname), on, left))
         }
@@ -290,14 +297,18 @@ pub fn plan_query(
     let from = from_clause(select, catalog)?;
     let stream = from.stream;
     if stream.kind == SourceKind::Table && from.table.is_some() {
-        return Err(unsupported("a table on the left of a JOIN (join a stream to a table)"));
+        return Err(unsupported(
+            "a table on the left of a JOIN (join a stream to a table)",
+        ));
     }
     let mut scope = scope_of(stream, &from.stream_q, true);
     let stream_width = scope.len();
     let mut join = None;
     if let Some((table, tq, on, left)) = &from.table {
         if table.kind != SourceKind::Table {
-            return Err(unsupported("a stream–stream join (join a stream to a TABLE)"));
+            return Err(unsupported(
+                "a stream–stream join (join a stream to a TABLE)",
+            ));
         }
         let Some(key_idx) = table.key_column() else {
             return Err(SqlError::new(
@@ -323,8 +334,9 @@ pub fn plan_query(
             right: r,
         } = on
         else {
-            return Err(SqlError::syntax("JOIN ... ON must be <stream column> = <table key>")
-                .at(pos(on)));
+            return Err(
+                SqlError::syntax("JOIN ... ON must be <stream column> = <table key>").at(pos(on)),
+            );
         };
         let s_res = Resolver {
             scope: &stream_scope,
@@ -445,7 +457,8 @@ pub fn plan_query(
                         ));
                     }
                 }
-                sql::SelectItem::UnnamedExpr(e) | sql::SelectItem::ExprWithAlias { expr: e, .. } => {
+                sql::SelectItem::UnnamedExpr(e)
+                | sql::SelectItem::ExprWithAlias { expr: e, .. } => {
                     let alias = match item {
                         sql::SelectItem::ExprWithAlias { alias, .. } => Some(alias),
                         _ => None,
@@ -597,7 +610,11 @@ pub fn plan_query(
                     }
                     ("MIN" | "MAX", _) => {
                         want(1)?;
-                        let f = if name == "MIN" { AggFunc::Min } else { AggFunc::Max };
+                        let f = if name == "MIN" {
+                            AggFunc::Min
+                        } else {
+                            AggFunc::Max
+                        };
                         (f, types[0].clone())
                     }
                     ("LATEST_BY_OFFSET", _) => {
@@ -627,7 +644,11 @@ pub fn plan_query(
                     }
                     _ => return Ok(None),
                 };
-                let call = AggCall { func, args, ty: ty.clone() };
+                let call = AggCall {
+                    func,
+                    args,
+                    ty: ty.clone(),
+                };
                 let idx = match aggs.iter().position(|a| *a == call) {
                     Some(i) => i,
                     None => {
@@ -743,7 +764,10 @@ fn check_unique(cols: &[ColumnDef]) -> Result<(), SqlError> {
         if cols[..i].iter().any(|o| o.name == c.name) {
             return Err(SqlError::new(
                 "invalid_statement",
-                format!("the output has two columns named {}: give one an alias (AS ...)", c.name),
+                format!(
+                    "the output has two columns named {}: give one an alias (AS ...)",
+                    c.name
+                ),
             ));
         }
     }

@@ -54,7 +54,11 @@ struct TRow {
 
 /// The text form of a key (single column: its text; several: joined with `|+|`).
 pub fn key_text(values: &[Value]) -> String {
-    values.iter().map(text).collect::<Vec<_>>().join(KEY_SEPARATOR)
+    values
+        .iter()
+        .map(text)
+        .collect::<Vec<_>>()
+        .join(KEY_SEPARATOR)
 }
 
 fn flip(t: i64) -> [u8; 8] {
@@ -127,7 +131,12 @@ pub fn windows_for(w: &WindowSpec, ts: i64) -> Vec<(i64, i64)> {
 
 /// Decodes a JSON record into a row of `source`'s columns plus ROWTIME, and its event time.
 /// `None` if the value is not a JSON object (the record is skipped).
-fn decode(source: &SourceBinding, key: Option<&Bytes>, value: &[u8], timestamp: i64) -> Option<(Row, i64)> {
+fn decode(
+    source: &SourceBinding,
+    key: Option<&Bytes>,
+    value: &[u8],
+    timestamp: i64,
+) -> Option<(Row, i64)> {
     let parsed: Value = serde_json::from_slice(value).ok()?;
     let obj = parsed.as_object()?;
     let key_text = key.and_then(|k| std::str::from_utf8(k).ok());
@@ -238,7 +247,11 @@ impl SqlLogic {
         Ok(())
     }
 
-    fn after_source(&mut self, host: &mut dyn TaskHost, rows: Vec<TRow>) -> Result<(), ProcessorError> {
+    fn after_source(
+        &mut self,
+        host: &mut dyn TaskHost,
+        rows: Vec<TRow>,
+    ) -> Result<(), ProcessorError> {
         if rows.is_empty() {
             return Ok(());
         }
@@ -255,7 +268,11 @@ impl SqlLogic {
         }
     }
 
-    fn join(&mut self, host: &mut dyn TaskHost, rows: Vec<TRow>) -> Result<Vec<TRow>, ProcessorError> {
+    fn join(
+        &mut self,
+        host: &mut dyn TaskHost,
+        rows: Vec<TRow>,
+    ) -> Result<Vec<TRow>, ProcessorError> {
         let plan = self.plan.clone();
         let Some(j) = &plan.join else {
             return Ok(rows);
@@ -284,7 +301,8 @@ impl SqlLogic {
                     r.row.extend(trow);
                 }
                 None if j.left => {
-                    r.row.extend(std::iter::repeat_n(Value::Null, j.table.columns.len()));
+                    r.row
+                        .extend(std::iter::repeat_n(Value::Null, j.table.columns.len()));
                 }
                 None => continue,
             }
@@ -293,7 +311,11 @@ impl SqlLogic {
         Ok(out)
     }
 
-    fn after_join(&mut self, host: &mut dyn TaskHost, rows: Vec<TRow>) -> Result<(), ProcessorError> {
+    fn after_join(
+        &mut self,
+        host: &mut dyn TaskHost,
+        rows: Vec<TRow>,
+    ) -> Result<(), ProcessorError> {
         let plan = self.plan.clone();
         let rows = match &plan.filter {
             Some(f) => {
@@ -329,7 +351,9 @@ impl SqlLogic {
                 }
                 Ok(())
             }
-            Body::Aggregate(a) if a.repartition => self.repartition(host, rows, &a.group, STAGE_AGG),
+            Body::Aggregate(a) if a.repartition => {
+                self.repartition(host, rows, &a.group, STAGE_AGG)
+            }
             Body::Aggregate(a) => self.aggregate(host, a, rows),
         }
     }
@@ -380,13 +404,24 @@ impl SqlLogic {
         }
     }
 
-    fn store_state(&self, host: &mut dyn TaskHost, key: &[u8], st: &GroupState) -> Result<(), ProcessorError> {
+    fn store_state(
+        &self,
+        host: &mut dyn TaskHost,
+        key: &[u8],
+        st: &GroupState,
+    ) -> Result<(), ProcessorError> {
         let (agg, _) = self.agg_stores()?;
         let bytes = serde_json::to_vec(st).map_err(|e| ProcessorError::Host(e.to_string()))?;
         host.put(agg, key, &bytes).map_err(host_err)
     }
 
-    fn new_state(&mut self, a: &AggPlan, k: Vec<Value>, s: i64, e: i64) -> Result<GroupState, ProcessorError> {
+    fn new_state(
+        &mut self,
+        a: &AggPlan,
+        k: Vec<Value>,
+        s: i64,
+        e: i64,
+    ) -> Result<GroupState, ProcessorError> {
         let mut accs = Vec::with_capacity(a.aggs.len());
         for c in &a.aggs {
             accs.push(c.init(&mut self.udafs)?);
@@ -396,7 +431,11 @@ impl SqlLogic {
 
     /// The output row (SELECT list values) of a stored group, for pull queries; `None` when
     /// HAVING rejects it.
-    pub fn project_state(&mut self, a: &AggPlan, st: &GroupState) -> Result<Option<Vec<Value>>, ProcessorError> {
+    pub fn project_state(
+        &mut self,
+        a: &AggPlan,
+        st: &GroupState,
+    ) -> Result<Option<Vec<Value>>, ProcessorError> {
         let (_, aggregates) = self.plan.udfs();
         for name in aggregates {
             if !self.udafs.contains_key(&name) {
@@ -408,11 +447,23 @@ impl SqlLogic {
     }
 
     /// The output row of a group: `None` when HAVING rejects it.
-    fn result_row(&mut self, a: &AggPlan, st: &GroupState) -> Result<Option<Vec<Value>>, ProcessorError> {
+    fn result_row(
+        &mut self,
+        a: &AggPlan,
+        st: &GroupState,
+    ) -> Result<Option<Vec<Value>>, ProcessorError> {
         let mut row: Row = st.k.clone();
         let windowed = a.window.is_some();
-        row.push(if windowed { Value::from(st.s) } else { Value::Null });
-        row.push(if windowed { Value::from(st.e) } else { Value::Null });
+        row.push(if windowed {
+            Value::from(st.s)
+        } else {
+            Value::Null
+        });
+        row.push(if windowed {
+            Value::from(st.e)
+        } else {
+            Value::Null
+        });
         for (c, acc) in a.aggs.iter().zip(&st.a) {
             row.push(c.result(acc, &mut self.udafs)?);
         }
@@ -425,7 +476,13 @@ impl SqlLogic {
         Ok(self.eval_all(&a.project, &rows)?.pop())
     }
 
-    fn emit_group(&mut self, host: &mut dyn TaskHost, a: &AggPlan, st: &GroupState, time: i64) -> Result<(), ProcessorError> {
+    fn emit_group(
+        &mut self,
+        host: &mut dyn TaskHost,
+        a: &AggPlan,
+        st: &GroupState,
+        time: i64,
+    ) -> Result<(), ProcessorError> {
         if let Some(values) = self.result_row(a, st)? {
             let plan = self.plan.clone();
             let value = encode_object(plan.output.iter().map(|c| c.name.clone()), values);
@@ -443,7 +500,12 @@ impl SqlLogic {
         Ok(())
     }
 
-    fn aggregate(&mut self, host: &mut dyn TaskHost, a: &AggPlan, rows: Vec<TRow>) -> Result<(), ProcessorError> {
+    fn aggregate(
+        &mut self,
+        host: &mut dyn TaskHost,
+        a: &AggPlan,
+        rows: Vec<TRow>,
+    ) -> Result<(), ProcessorError> {
         let plain: Vec<Row> = rows.iter().map(|r| r.row.clone()).collect();
         let groups = self.eval_all(&a.group, &plain)?;
         let mut args: Vec<Vec<Vec<Value>>> = Vec::with_capacity(a.aggs.len());
@@ -588,7 +650,12 @@ impl SqlLogic {
 
     /// Closes every window whose close time (end + grace) stream time has reached: EMIT
     /// FINAL emits its one result, and its state is dropped.
-    fn close_windows(&mut self, host: &mut dyn TaskHost, a: &AggPlan, stream_time: i64) -> Result<(), ProcessorError> {
+    fn close_windows(
+        &mut self,
+        host: &mut dyn TaskHost,
+        a: &AggPlan,
+        stream_time: i64,
+    ) -> Result<(), ProcessorError> {
         if a.window.is_none() || stream_time == i64::MIN {
             return Ok(());
         }
@@ -632,7 +699,11 @@ impl SqlLogic {
         Ok(())
     }
 
-    fn upsert_table(&mut self, host: &mut dyn TaskHost, r: &InputRecord) -> Result<(), ProcessorError> {
+    fn upsert_table(
+        &mut self,
+        host: &mut dyn TaskHost,
+        r: &InputRecord,
+    ) -> Result<(), ProcessorError> {
         let plan = self.plan.clone();
         let (Some(j), Some(table)) = (&plan.join, self.stores.table) else {
             return Ok(());
@@ -647,7 +718,13 @@ impl SqlLogic {
                 let Some((row, _)) = decode(&j.table, None, v, 0) else {
                     return Ok(());
                 };
-                match j.table.columns.iter().position(|c| c.key).and_then(|i| row.get(i)) {
+                match j
+                    .table
+                    .columns
+                    .iter()
+                    .position(|c| c.key)
+                    .and_then(|i| row.get(i))
+                {
                     Some(k) if !k.is_null() => Bytes::from(text(k)),
                     _ => return Ok(()),
                 }
@@ -679,7 +756,12 @@ impl SqlLogic {
     }
 
     /// Runs one run of same-kind rows through the stage they are at.
-    fn run_stage(&mut self, host: &mut dyn TaskHost, stage: &str, rows: Vec<TRow>) -> Result<(), ProcessorError> {
+    fn run_stage(
+        &mut self,
+        host: &mut dyn TaskHost,
+        stage: &str,
+        rows: Vec<TRow>,
+    ) -> Result<(), ProcessorError> {
         match stage {
             "" => self.after_source(host, rows),
             STAGE_JOIN => {
@@ -699,7 +781,11 @@ impl SqlLogic {
 }
 
 impl ProcessorLogic for SqlLogic {
-    fn init(&mut self, host: &mut dyn TaskHost, _config: &[(String, String)]) -> Result<(), ProcessorError> {
+    fn init(
+        &mut self,
+        host: &mut dyn TaskHost,
+        _config: &[(String, String)],
+    ) -> Result<(), ProcessorError> {
         let open = |host: &mut dyn TaskHost, name: &str| host.open_store(name).map_err(host_err);
         if self.plan.join.is_some() {
             self.stores.table = Some(open(host, "table")?);
@@ -718,7 +804,11 @@ impl ProcessorLogic for SqlLogic {
         Ok(())
     }
 
-    fn process(&mut self, host: &mut dyn TaskHost, batch: &[InputRecord]) -> Result<(), ProcessorError> {
+    fn process(
+        &mut self,
+        host: &mut dyn TaskHost,
+        batch: &[InputRecord],
+    ) -> Result<(), ProcessorError> {
         let plan = self.plan.clone();
         let table_topic = plan.join.as_ref().map(|j| j.table.topic.as_str());
         let mut run: Vec<TRow> = Vec::new();
@@ -765,7 +855,12 @@ impl ProcessorLogic for SqlLogic {
         Ok(())
     }
 
-    fn on_timer(&mut self, _host: &mut dyn TaskHost, _kind: TimerKind, _time: i64) -> Result<(), ProcessorError> {
+    fn on_timer(
+        &mut self,
+        _host: &mut dyn TaskHost,
+        _kind: TimerKind,
+        _time: i64,
+    ) -> Result<(), ProcessorError> {
         Ok(())
     }
 }

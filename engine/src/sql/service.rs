@@ -14,7 +14,9 @@ use serde_json::Value;
 use weir_broker::partitioner::partition_for_key;
 use weir_broker::{ProduceRecord, TopicSpec};
 
-use super::ast::{ColumnDef, Emit, Parsed, Properties, SelectStmt, ShowWhat, SourceKind, Statement};
+use super::ast::{
+    ColumnDef, Emit, Parsed, Properties, SelectStmt, ShowWhat, SourceKind, Statement,
+};
 use super::catalog::{Catalog, QueryDef, SourceDef};
 use super::error::SqlError;
 use super::expr::{EvalContext, Resolver, Row, truthy};
@@ -58,7 +60,12 @@ impl StatementResult {
         }
     }
 
-    fn table(statement: &str, kind: &'static str, columns: &[&str], rows: Vec<Vec<Value>>) -> StatementResult {
+    fn table(
+        statement: &str,
+        kind: &'static str,
+        columns: &[&str],
+        rows: Vec<Vec<Value>>,
+    ) -> StatementResult {
         StatementResult {
             statement: statement.to_string(),
             kind,
@@ -80,7 +87,12 @@ pub struct FunctionListing {
 /// Registering UDFs from SQL (`CREATE FUNCTION ... WITH (ARTIFACT=...)`, `DROP FUNCTION`)
 /// and listing them; implemented over the node's function registry.
 pub trait FunctionAdmin: Send + Sync {
-    fn create_from_artifact(&self, name: &str, artifact: &str, replace: bool) -> Result<FunctionListing, SqlError>;
+    fn create_from_artifact(
+        &self,
+        name: &str,
+        artifact: &str,
+        replace: bool,
+    ) -> Result<FunctionListing, SqlError>;
     /// Returns whether it existed.
     fn drop_function(&self, name: &str) -> Result<bool, SqlError>;
     fn list(&self) -> Vec<FunctionListing>;
@@ -102,7 +114,10 @@ pub enum QueryStart {
     /// A push query: stream its topic until the client goes, then [`SqlService::stop_push`].
     Push(PushQuery),
     /// A pull query's whole answer.
-    Pull { columns: Vec<String>, rows: Vec<Vec<Value>> },
+    Pull {
+        columns: Vec<String>,
+        rows: Vec<Vec<Value>>,
+    },
 }
 
 struct Inner {
@@ -160,7 +175,11 @@ impl SqlService {
     /// done). `properties`: `auto.offset.reset` (`earliest`, the default, or `latest`) for
     /// new persistent queries, `weir.on_error` (`fail`, `skip`, `dead_letter`),
     /// `commit.interval.ms`.
-    pub fn execute(&self, sql: &str, properties: &BTreeMap<String, String>) -> Result<Vec<StatementResult>, SqlError> {
+    pub fn execute(
+        &self,
+        sql: &str,
+        properties: &BTreeMap<String, String>,
+    ) -> Result<Vec<StatementResult>, SqlError> {
         let mut out = Vec::new();
         for p in parse(sql)? {
             out.push(self.run(&p, properties)?);
@@ -168,7 +187,11 @@ impl SqlService {
         Ok(out)
     }
 
-    fn run(&self, p: &Parsed, props: &BTreeMap<String, String>) -> Result<StatementResult, SqlError> {
+    fn run(
+        &self,
+        p: &Parsed,
+        props: &BTreeMap<String, String>,
+    ) -> Result<StatementResult, SqlError> {
         let text = p.text.as_str();
         match &p.statement {
             Statement::CreateSource {
@@ -178,7 +201,15 @@ impl SqlService {
                 if_not_exists,
                 columns,
                 props: with,
-            } => self.create_source(text, *kind, name, *or_replace, *if_not_exists, columns, with),
+            } => self.create_source(
+                text,
+                *kind,
+                name,
+                *or_replace,
+                *if_not_exists,
+                columns,
+                with,
+            ),
             Statement::CreateAs {
                 kind,
                 name,
@@ -187,7 +218,9 @@ impl SqlService {
                 select,
                 ..
             } => self.create_as(text, *kind, name, *if_not_exists, with, select, props),
-            Statement::InsertSelect { target, select } => self.insert_select(text, target, select, props),
+            Statement::InsertSelect { target, select } => {
+                self.insert_select(text, target, select, props)
+            }
             Statement::InsertValues {
                 target,
                 columns,
@@ -213,15 +246,26 @@ impl SqlService {
                 Ok(StatementResult::message(
                     text,
                     "function_created",
-                    format!("Function {} created: {}", f.name, signature_text(&f.name, &f.signature)),
+                    format!(
+                        "Function {} created: {}",
+                        f.name,
+                        signature_text(&f.name, &f.signature)
+                    ),
                 ))
             }
             Statement::DropFunction { name, if_exists } => {
                 let admin = self.admin()?;
                 if !admin.drop_function(name)? && !if_exists {
-                    return Err(SqlError::new("not_found", format!("function {name} does not exist")));
+                    return Err(SqlError::new(
+                        "not_found",
+                        format!("function {name} does not exist"),
+                    ));
                 }
-                Ok(StatementResult::message(text, "function_dropped", format!("Function {name} dropped")))
+                Ok(StatementResult::message(
+                    text,
+                    "function_dropped",
+                    format!("Function {name} dropped"),
+                ))
             }
             Statement::Select(select) => {
                 if select.emit.is_some() {
@@ -261,14 +305,24 @@ impl SqlService {
         let mut catalog = self.catalog();
         if let Some(existing) = catalog.source(name) {
             if if_not_exists {
-                return Ok(StatementResult::message(text, "exists", format!("{} {name} already exists", existing.kind.word())));
+                return Ok(StatementResult::message(
+                    text,
+                    "exists",
+                    format!("{} {name} already exists", existing.kind.word()),
+                ));
             }
             if !or_replace || existing.query.is_some() {
-                return Err(SqlError::new("exists", format!("{} {name} already exists", existing.kind.word())));
+                return Err(SqlError::new(
+                    "exists",
+                    format!("{} {name} already exists", existing.kind.word()),
+                ));
             }
         }
         if columns.is_empty() {
-            return Err(invalid(format!("{} {name} needs at least one column", kind.word())));
+            return Err(invalid(format!(
+                "{} {name} needs at least one column",
+                kind.word()
+            )));
         }
         for (i, c) in columns.iter().enumerate() {
             if ["ROWTIME", "WINDOWSTART", "WINDOWEND"].contains(&c.name.as_str()) {
@@ -286,14 +340,27 @@ impl SqlService {
             return Err(invalid(format!("table {name} needs a PRIMARY KEY column")));
         }
         for k in with.keys() {
-            if !["KAFKA_TOPIC", "VALUE_FORMAT", "KEY_FORMAT", "FORMAT", "PARTITIONS", "REPLICAS", "TIMESTAMP", "TIMESTAMP_FORMAT"].contains(&k.as_str()) {
+            if ![
+                "KAFKA_TOPIC",
+                "VALUE_FORMAT",
+                "KEY_FORMAT",
+                "FORMAT",
+                "PARTITIONS",
+                "REPLICAS",
+                "TIMESTAMP",
+                "TIMESTAMP_FORMAT",
+            ]
+            .contains(&k.as_str())
+            {
                 return Err(invalid(format!("unknown property {k} in WITH")));
             }
         }
-        let topic = with
-            .get("KAFKA_TOPIC")
-            .cloned()
-            .ok_or_else(|| invalid(format!("{} {name} needs WITH (KAFKA_TOPIC='...')", kind.word())))?;
+        let topic = with.get("KAFKA_TOPIC").cloned().ok_or_else(|| {
+            invalid(format!(
+                "{} {name} needs WITH (KAFKA_TOPIC='...')",
+                kind.word()
+            ))
+        })?;
         let format = with
             .get("VALUE_FORMAT")
             .or(with.get("FORMAT"))
@@ -301,12 +368,18 @@ impl SqlService {
             .unwrap_or_else(|| "JSON".into())
             .to_uppercase();
         if format != "JSON" {
-            return Err(SqlError::new("unsupported", format!("VALUE_FORMAT '{format}': only JSON is supported")));
+            return Err(SqlError::new(
+                "unsupported",
+                format!("VALUE_FORMAT '{format}': only JSON is supported"),
+            ));
         }
         if let Some(k) = with.get("KEY_FORMAT")
             && !k.eq_ignore_ascii_case("KAFKA")
         {
-            return Err(SqlError::new("unsupported", format!("KEY_FORMAT '{k}': only KAFKA (key as text) is supported")));
+            return Err(SqlError::new(
+                "unsupported",
+                format!("KEY_FORMAT '{k}': only KAFKA (key as text) is supported"),
+            ));
         }
         let timestamp = match with.get("TIMESTAMP") {
             Some(ts) => {
@@ -314,16 +387,32 @@ impl SqlService {
                 let col = columns
                     .iter()
                     .find(|c| c.name.eq_ignore_ascii_case(&ts))
-                    .ok_or_else(|| SqlError::new("unknown_column", format!("TIMESTAMP column {ts} is not a column")))?;
+                    .ok_or_else(|| {
+                        SqlError::new(
+                            "unknown_column",
+                            format!("TIMESTAMP column {ts} is not a column"),
+                        )
+                    })?;
                 if !matches!(col.ty, SqlType::Bigint | SqlType::Timestamp | SqlType::Int) {
-                    return Err(SqlError::new("type_mismatch", format!("TIMESTAMP column {ts} must be BIGINT or TIMESTAMP, not {}", col.ty)));
+                    return Err(SqlError::new(
+                        "type_mismatch",
+                        format!(
+                            "TIMESTAMP column {ts} must be BIGINT or TIMESTAMP, not {}",
+                            col.ty
+                        ),
+                    ));
                 }
                 Some(col.name.clone())
             }
             None => None,
         };
         let partitions = match with.get("PARTITIONS") {
-            Some(p) => Some(p.parse::<i32>().ok().filter(|p| *p > 0).ok_or_else(|| invalid("PARTITIONS must be a positive number"))?),
+            Some(p) => Some(
+                p.parse::<i32>()
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| invalid("PARTITIONS must be a positive number"))?,
+            ),
             None => None,
         };
         let log = &self.inner.log;
@@ -357,7 +446,10 @@ impl SqlService {
         Ok(StatementResult::message(
             text,
             "created",
-            format!("{} {name} created on topic '{topic}' ({partitions} partitions)", kind.word().to_lowercase()),
+            format!(
+                "{} {name} created on topic '{topic}' ({partitions} partitions)",
+                kind.word().to_lowercase()
+            ),
         ))
     }
 
@@ -382,13 +474,25 @@ impl SqlService {
             None | Some("fail") => OnError::Fail,
             Some("skip") => OnError::Skip,
             Some("dead_letter") | Some("dead-letter") => OnError::DeadLetter,
-            Some(other) => return Err(invalid(format!("on_error '{other}': use fail, skip or dead_letter"))),
+            Some(other) => {
+                return Err(invalid(format!(
+                    "on_error '{other}': use fail, skip or dead_letter"
+                )));
+            }
         };
-        let start = match props.get("auto.offset.reset").map(|s| s.to_ascii_lowercase()).as_deref() {
+        let start = match props
+            .get("auto.offset.reset")
+            .map(|s| s.to_ascii_lowercase())
+            .as_deref()
+        {
             None => default_start,
             Some("earliest") => StartFrom::Earliest,
             Some("latest") => StartFrom::Latest,
-            Some(other) => return Err(invalid(format!("auto.offset.reset '{other}': use earliest or latest"))),
+            Some(other) => {
+                return Err(invalid(format!(
+                    "auto.offset.reset '{other}': use earliest or latest"
+                )));
+            }
         };
         let mut spec: ProcessorSpec = serde_json::from_value(serde_json::json!({
             "name": id,
@@ -399,7 +503,9 @@ impl SqlService {
         spec.on_error = on_error;
         spec.start = start;
         if let Some(ms) = props.get("commit.interval.ms") {
-            spec.commit_interval_ms = ms.parse().map_err(|_| invalid("commit.interval.ms must be a number"))?;
+            spec.commit_interval_ms = ms
+                .parse()
+                .map_err(|_| invalid("commit.interval.ms must be a number"))?;
         }
         spec.validate().map_err(invalid)?;
         Ok(spec)
@@ -427,18 +533,41 @@ impl SqlService {
         let mut catalog = self.catalog();
         if let Some(existing) = catalog.source(name) {
             if if_not_exists {
-                return Ok(StatementResult::message(text, "exists", format!("{} {name} already exists", existing.kind.word())));
+                return Ok(StatementResult::message(
+                    text,
+                    "exists",
+                    format!("{} {name} already exists", existing.kind.word()),
+                ));
             }
-            return Err(SqlError::new("exists", format!("{} {name} already exists", existing.kind.word())));
+            return Err(SqlError::new(
+                "exists",
+                format!("{} {name} already exists", existing.kind.word()),
+            ));
         }
         for k in with.keys() {
-            if !["KAFKA_TOPIC", "VALUE_FORMAT", "KEY_FORMAT", "FORMAT", "PARTITIONS", "REPLICAS", "ON_ERROR"].contains(&k.as_str()) {
+            if ![
+                "KAFKA_TOPIC",
+                "VALUE_FORMAT",
+                "KEY_FORMAT",
+                "FORMAT",
+                "PARTITIONS",
+                "REPLICAS",
+                "ON_ERROR",
+            ]
+            .contains(&k.as_str())
+            {
                 return Err(invalid(format!("unknown property {k} in WITH")));
             }
         }
-        let topic = with.get("KAFKA_TOPIC").cloned().unwrap_or_else(|| name.to_string());
+        let topic = with
+            .get("KAFKA_TOPIC")
+            .cloned()
+            .unwrap_or_else(|| name.to_string());
         if self.inner.log.topic_meta(&topic)?.is_some() {
-            return Err(SqlError::new("exists", format!("topic '{topic}' already exists; name another with KAFKA_TOPIC")));
+            return Err(SqlError::new(
+                "exists",
+                format!("topic '{topic}' already exists; name another with KAFKA_TOPIC"),
+            ));
         }
         let prefix = match kind {
             SourceKind::Stream => "CSAS",
@@ -449,10 +578,18 @@ impl SqlService {
         if let Some(p) = with.get("PARTITIONS")
             && p.parse::<i32>().ok() != Some(self.source_partitions(&catalog, &probe)?)
         {
-            return Err(SqlError::new("unsupported", "a query's output has its input's partition count; drop PARTITIONS"));
+            return Err(SqlError::new(
+                "unsupported",
+                "a query's output has its input's partition count; drop PARTITIONS",
+            ));
         }
-        if kind == SourceKind::Table && matches!(probe.body, Body::Project(_)) && catalog.require(&probe.source.name)?.kind == SourceKind::Stream {
-            return Err(invalid("CREATE TABLE AS SELECT needs a GROUP BY (or a table to select from); use CREATE STREAM for a projection of a stream"));
+        if kind == SourceKind::Table
+            && matches!(probe.body, Body::Project(_))
+            && catalog.require(&probe.source.name)?.kind == SourceKind::Stream
+        {
+            return Err(invalid(
+                "CREATE TABLE AS SELECT needs a GROUP BY (or a table to select from); use CREATE STREAM for a projection of a stream",
+            ));
         }
         let id = catalog.next_query_id(prefix, name)?;
         let mut plan = probe;
@@ -485,7 +622,10 @@ impl SqlService {
         Ok(StatementResult::message(
             text,
             "created",
-            format!("Created query {id}: {} {name} on topic '{topic}'", kind.word().to_lowercase()),
+            format!(
+                "Created query {id}: {} {name} on topic '{topic}'",
+                kind.word().to_lowercase()
+            ),
         ))
     }
 
@@ -505,17 +645,37 @@ impl SqlService {
         if t.kind != SourceKind::Stream {
             return Err(invalid("INSERT INTO ... SELECT writes streams only"));
         }
-        let probe = plan_query("INSERTQUERY", &t.topic, select, &catalog, &*self.inner.functions)?;
+        let probe = plan_query(
+            "INSERTQUERY",
+            &t.topic,
+            select,
+            &catalog,
+            &*self.inner.functions,
+        )?;
         for c in &probe.output {
             let Some(tc) = t.columns.iter().find(|x| x.name == c.name) else {
-                return Err(SqlError::new("unknown_column", format!("{target} has no column {} (the SELECT's columns must match it)", c.name)));
+                return Err(SqlError::new(
+                    "unknown_column",
+                    format!(
+                        "{target} has no column {} (the SELECT's columns must match it)",
+                        c.name
+                    ),
+                ));
             };
             if !tc.ty.accepts(&c.ty) {
-                return Err(SqlError::new("type_mismatch", format!("column {} is {} in {target}, the SELECT gives {}", c.name, tc.ty, c.ty)));
+                return Err(SqlError::new(
+                    "type_mismatch",
+                    format!(
+                        "column {} is {} in {target}, the SELECT gives {}",
+                        c.name, tc.ty, c.ty
+                    ),
+                ));
             }
         }
         if self.source_partitions(&catalog, &probe)? != t.partitions {
-            return Err(invalid("INSERT INTO needs the target and the source to have the same partition count"));
+            return Err(invalid(
+                "INSERT INTO needs the target and the source to have the same partition count",
+            ));
         }
         let id = catalog.next_query_id("INSERTQUERY", target)?;
         let mut plan = probe;
@@ -532,7 +692,11 @@ impl SqlService {
             sink: target.to_string(),
             sources,
         })?;
-        Ok(StatementResult::message(text, "created", format!("Created query {id} writing into {target}")))
+        Ok(StatementResult::message(
+            text,
+            "created",
+            format!("Created query {id} writing into {target}"),
+        ))
     }
 
     fn insert_values(
@@ -544,14 +708,21 @@ impl SqlService {
     ) -> Result<StatementResult, SqlError> {
         let t = self.catalog().require(target)?.clone();
         if t.query.is_some() {
-            return Err(invalid(format!("{target} is written by query {}; insert into its sources instead", t.query.clone().unwrap_or_default())));
+            return Err(invalid(format!(
+                "{target} is written by query {}; insert into its sources instead",
+                t.query.clone().unwrap_or_default()
+            )));
         }
         let names: Vec<String> = match columns {
             Some(c) => c.to_vec(),
             None => t.columns.iter().map(|c| c.name.clone()).collect(),
         };
         if names.len() != values.len() {
-            return Err(invalid(format!("{} columns but {} values", names.len(), values.len())));
+            return Err(invalid(format!(
+                "{} columns but {} values",
+                names.len(),
+                values.len()
+            )));
         }
         let resolver = Resolver {
             scope: &[],
@@ -576,13 +747,14 @@ impl SqlService {
                 rowtime = value.as_i64();
                 continue;
             }
-            let col = t
-                .columns
-                .iter()
-                .find(|c| &c.name == n)
-                .ok_or_else(|| SqlError::new("unknown_column", format!("{target} has no column {n}")))?;
+            let col = t.columns.iter().find(|c| &c.name == n).ok_or_else(|| {
+                SqlError::new("unknown_column", format!("{target} has no column {n}"))
+            })?;
             if !col.ty.accepts(&ty) {
-                return Err(SqlError::new("type_mismatch", format!("column {n} is {}, the value is {ty}", col.ty)));
+                return Err(SqlError::new(
+                    "type_mismatch",
+                    format!("column {n} is {}, the value is {ty}", col.ty),
+                ));
             }
             let value = col.ty.coerce(&value).unwrap_or(Value::Null);
             if col.key {
@@ -595,25 +767,49 @@ impl SqlService {
         }
         let record = ProduceRecord {
             key,
-            value: Some(Bytes::from(serde_json::to_vec(&Value::Object(obj)).unwrap_or_default())),
+            value: Some(Bytes::from(
+                serde_json::to_vec(&Value::Object(obj)).unwrap_or_default(),
+            )),
             headers: Vec::new(),
             timestamp: rowtime,
             partition: None,
         };
         self.inner.log.produce(&t.topic, vec![record])?;
-        Ok(StatementResult::message(text, "inserted", format!("1 row inserted into {target}")))
+        Ok(StatementResult::message(
+            text,
+            "inserted",
+            format!("1 row inserted into {target}"),
+        ))
     }
 
-    fn drop_source(&self, text: &str, kind: SourceKind, name: &str, if_exists: bool, delete_topic: bool) -> Result<StatementResult, SqlError> {
+    fn drop_source(
+        &self,
+        text: &str,
+        kind: SourceKind,
+        name: &str,
+        if_exists: bool,
+        delete_topic: bool,
+    ) -> Result<StatementResult, SqlError> {
         let mut catalog = self.catalog();
         let Some(def) = catalog.source(name).cloned() else {
             if if_exists {
-                return Ok(StatementResult::message(text, "dropped", format!("{name} does not exist")));
+                return Ok(StatementResult::message(
+                    text,
+                    "dropped",
+                    format!("{name} does not exist"),
+                ));
             }
-            return Err(SqlError::new("not_found", format!("{} {name} does not exist", kind.word().to_lowercase())));
+            return Err(SqlError::new(
+                "not_found",
+                format!("{} {name} does not exist", kind.word().to_lowercase()),
+            ));
         };
         if def.kind != kind {
-            return Err(invalid(format!("{name} is a {}, not a {}", def.kind.word(), kind.word())));
+            return Err(invalid(format!(
+                "{name} is a {}, not a {}",
+                def.kind.word(),
+                kind.word()
+            )));
         }
         let readers: Vec<String> = catalog
             .readers_of(name)
@@ -621,9 +817,16 @@ impl SqlService {
             .filter(|q| Some(q) != def.query.as_ref())
             .collect();
         if !readers.is_empty() {
-            return Err(invalid(format!("queries read from {name}: {}; TERMINATE them first", readers.join(", "))));
+            return Err(invalid(format!(
+                "queries read from {name}: {}; TERMINATE them first",
+                readers.join(", ")
+            )));
         }
-        let writers: Vec<String> = catalog.queries().filter(|q| q.sink == name).map(|q| q.id.clone()).collect();
+        let writers: Vec<String> = catalog
+            .queries()
+            .filter(|q| q.sink == name)
+            .map(|q| q.id.clone())
+            .collect();
         for q in &writers {
             self.stop_query(&mut catalog, q)?;
         }
@@ -662,7 +865,10 @@ impl SqlService {
         let ids: Vec<String> = match id {
             Some(id) => {
                 if catalog.query(id).is_none() {
-                    return Err(SqlError::new("not_found", format!("query {id} does not exist")));
+                    return Err(SqlError::new(
+                        "not_found",
+                        format!("query {id} does not exist"),
+                    ));
                 }
                 vec![id.to_string()]
             }
@@ -671,7 +877,18 @@ impl SqlService {
         for q in &ids {
             self.stop_query(&mut catalog, q)?;
         }
-        Ok(StatementResult::message(text, "terminated", format!("Terminated {}", if ids.is_empty() { "no queries".into() } else { ids.join(", ") })))
+        Ok(StatementResult::message(
+            text,
+            "terminated",
+            format!(
+                "Terminated {}",
+                if ids.is_empty() {
+                    "no queries".into()
+                } else {
+                    ids.join(", ")
+                }
+            ),
+        ))
     }
 
     /// `(status, late records)` of a query.
@@ -682,7 +899,10 @@ impl SqlService {
         let mut late = 0;
         for p in 0..d.partitions {
             if let Ok(Some(v)) = self.inner.engine.query_in(id, "meta", p, META_LATE) {
-                late += std::str::from_utf8(&v).ok().and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+                late += std::str::from_utf8(&v)
+                    .ok()
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .unwrap_or(0);
             }
         }
         (d.status, late)
@@ -692,7 +912,11 @@ impl SqlService {
         let catalog = self.catalog();
         match what {
             ShowWhat::Streams | ShowWhat::Tables => {
-                let kind = if what == ShowWhat::Streams { SourceKind::Stream } else { SourceKind::Table };
+                let kind = if what == ShowWhat::Streams {
+                    SourceKind::Stream
+                } else {
+                    SourceKind::Table
+                };
                 let rows = catalog
                     .sources()
                     .filter(|s| s.kind == kind)
@@ -707,8 +931,24 @@ impl SqlService {
                         ]
                     })
                     .collect();
-                let label = if kind == SourceKind::Stream { "streams" } else { "tables" };
-                StatementResult::table(text, label, &["Name", "Kafka Topic", "Partitions", "Key Format", "Value Format", "Windowed"], rows)
+                let label = if kind == SourceKind::Stream {
+                    "streams"
+                } else {
+                    "tables"
+                };
+                StatementResult::table(
+                    text,
+                    label,
+                    &[
+                        "Name",
+                        "Kafka Topic",
+                        "Partitions",
+                        "Key Format",
+                        "Value Format",
+                        "Windowed",
+                    ],
+                    rows,
+                )
             }
             ShowWhat::Queries => {
                 let queries: Vec<QueryDef> = catalog.queries().cloned().collect();
@@ -717,18 +957,38 @@ impl SqlService {
                     .into_iter()
                     .map(|q| {
                         let (status, late) = self.query_status(&q.id);
-                        vec![Value::from(q.id), Value::from(status), Value::from(q.sink), Value::from(late), Value::from(q.sql)]
+                        vec![
+                            Value::from(q.id),
+                            Value::from(status),
+                            Value::from(q.sink),
+                            Value::from(late),
+                            Value::from(q.sql),
+                        ]
                     })
                     .collect();
-                StatementResult::table(text, "queries", &["Query ID", "Status", "Sink", "Late Records", "Query"], rows)
+                StatementResult::table(
+                    text,
+                    "queries",
+                    &["Query ID", "Status", "Sink", "Late Records", "Query"],
+                    rows,
+                )
             }
             ShowWhat::Functions => {
                 drop(catalog);
                 let mut rows: Vec<Vec<Value>> = BUILTINS
                     .iter()
                     .map(|(n, sig, desc)| {
-                        let kind = if super::expr::is_builtin_aggregate(n) { "AGGREGATE" } else { "SCALAR" };
-                        vec![Value::from(*n), Value::from(kind), Value::from(*sig), Value::from(*desc)]
+                        let kind = if super::expr::is_builtin_aggregate(n) {
+                            "AGGREGATE"
+                        } else {
+                            "SCALAR"
+                        };
+                        vec![
+                            Value::from(*n),
+                            Value::from(kind),
+                            Value::from(*sig),
+                            Value::from(*desc),
+                        ]
                     })
                     .collect();
                 if let Some(admin) = &self.inner.admin {
@@ -745,7 +1005,12 @@ impl SqlService {
                         ]);
                     }
                 }
-                StatementResult::table(text, "functions", &["Name", "Type", "Signature", "Description"], rows)
+                StatementResult::table(
+                    text,
+                    "functions",
+                    &["Name", "Type", "Signature", "Description"],
+                    rows,
+                )
             }
             ShowWhat::Topics => {
                 drop(catalog);
@@ -757,7 +1022,14 @@ impl SqlService {
                     .into_iter()
                     .filter(|t| !t.starts_with("__"))
                     .map(|t| {
-                        let parts = self.inner.log.topic_meta(&t).ok().flatten().map(|m| m.partitions).unwrap_or(0);
+                        let parts = self
+                            .inner
+                            .log
+                            .topic_meta(&t)
+                            .ok()
+                            .flatten()
+                            .map(|m| m.partitions)
+                            .unwrap_or(0);
                         vec![Value::from(t), Value::from(parts)]
                     })
                     .collect();
@@ -782,10 +1054,21 @@ impl SqlService {
                 } else {
                     "KEY"
                 };
-                vec![Value::from(c.name.clone()), Value::from(c.ty.to_string()), Value::from(key)]
+                vec![
+                    Value::from(c.name.clone()),
+                    Value::from(c.ty.to_string()),
+                    Value::from(key),
+                ]
             })
             .collect();
-        rows.insert(0, vec![Value::from("ROWTIME"), Value::from("BIGINT"), Value::from("(record timestamp)")]);
+        rows.insert(
+            0,
+            vec![
+                Value::from("ROWTIME"),
+                Value::from("BIGINT"),
+                Value::from("(record timestamp)"),
+            ],
+        );
         let mut msg = format!(
             "{} {}: topic '{}', {} partitions, value format {}{}",
             s.kind.word(),
@@ -793,10 +1076,16 @@ impl SqlService {
             s.topic,
             s.partitions,
             s.value_format,
-            s.timestamp.as_ref().map(|t| format!(", event time from {t}")).unwrap_or_default()
+            s.timestamp
+                .as_ref()
+                .map(|t| format!(", event time from {t}"))
+                .unwrap_or_default()
         );
         if let Some(w) = s.window {
-            msg.push_str(&format!(", windowed ({:?}, size {} ms, grace {} ms)", w.kind, w.size_ms, w.grace_ms));
+            msg.push_str(&format!(
+                ", windowed ({:?}, size {} ms, grace {} ms)",
+                w.kind, w.size_ms, w.grace_ms
+            ));
         }
         if let Some(q) = &s.query {
             let (status, late) = self.query_status(q);
@@ -827,9 +1116,17 @@ impl SqlService {
             ]);
         }
         if rows.is_empty() {
-            return Err(SqlError::new("unknown_function", format!("unknown function {name}")));
+            return Err(SqlError::new(
+                "unknown_function",
+                format!("unknown function {name}"),
+            ));
         }
-        Ok(StatementResult::table(text, "function", &["Name", "Signature", "Description"], rows))
+        Ok(StatementResult::table(
+            text,
+            "function",
+            &["Name", "Signature", "Description"],
+            rows,
+        ))
     }
 
     /// A pull query: the current rows of a table (by key, or all of them).
@@ -849,13 +1146,18 @@ impl SqlService {
             )));
         }
         if plan.join.is_some() || !matches!(plan.body, Body::Project(_)) {
-            return Err(SqlError::new("unsupported", "pull queries select from one table, without GROUP BY or JOIN"));
+            return Err(SqlError::new(
+                "unsupported",
+                "pull queries select from one table, without GROUP BY or JOIN",
+            ));
         }
         let key_col = source.key_column();
         let key = key_col.and_then(|k| key_literal(plan.filter.as_ref(), k));
         // Candidate rows of the table (its columns + ROWTIME).
         let rows: Vec<Row> = match (&writer_plan, &key) {
-            (Some(wp), Some(k)) if wp.window().is_none() && matches!(wp.body, Body::Aggregate(_)) => {
+            (Some(wp), Some(k))
+                if wp.window().is_none() && matches!(wp.body, Body::Aggregate(_)) =>
+            {
                 self.pull_from_state(wp, k)?.into_iter().collect()
             }
             _ => self.pull_from_topic(&source, key.as_deref())?,
@@ -868,11 +1170,16 @@ impl SqlService {
             functions: &*self.inner.functions,
             udfs: &mut udfs,
         };
-        let err = |e: crate::host::ProcessorError| SqlError::new("invalid_statement", e.to_string());
+        let err =
+            |e: crate::host::ProcessorError| SqlError::new("invalid_statement", e.to_string());
         let rows = match &plan.filter {
             Some(f) => {
                 let keep = f.eval(&rows, &mut cx).map_err(err)?;
-                rows.into_iter().zip(keep).filter(|(_, k)| truthy(k)).map(|(r, _)| r).collect()
+                rows.into_iter()
+                    .zip(keep)
+                    .filter(|(_, k)| truthy(k))
+                    .map(|(r, _)| r)
+                    .collect()
             }
             None => rows,
         };
@@ -880,26 +1187,39 @@ impl SqlService {
         for e in exprs {
             cols.push(e.eval(&rows, &mut cx).map_err(err)?);
         }
-        let out = (0..rows.len()).map(|i| cols.iter().map(|c| c[i].clone()).collect()).collect();
+        let out = (0..rows.len())
+            .map(|i| cols.iter().map(|c| c[i].clone()).collect())
+            .collect();
         let mut rows_out: Vec<Vec<Value>> = out;
         if let Some(l) = plan.limit {
             rows_out.truncate(l as usize);
         }
-        Ok((plan.output.iter().map(|c| c.name.clone()).collect(), rows_out))
+        Ok((
+            plan.output.iter().map(|c| c.name.clone()).collect(),
+            rows_out,
+        ))
     }
 
     fn plan_of(&self, query: &str) -> Option<QueryPlan> {
-        self.inner.engine.module_of(query).and_then(|m| super::loader::module_plan(&m)?.ok())
+        self.inner
+            .engine
+            .module_of(query)
+            .and_then(|m| super::loader::module_plan(&m)?.ok())
     }
 
     /// The row of `key` in a non-windowed aggregate's state store.
     fn pull_from_state(&self, wp: &QueryPlan, key: &str) -> Result<Option<Row>, SqlError> {
         let partitions = self.inner.engine.describe(&wp.id)?.partitions;
         let partition = partition_for_key(key.as_bytes(), partitions);
-        let Some(bytes) = self.inner.engine.query_in(&wp.id, "agg", partition, &state_key(key.as_bytes(), 0))? else {
+        let Some(bytes) =
+            self.inner
+                .engine
+                .query_in(&wp.id, "agg", partition, &state_key(key.as_bytes(), 0))?
+        else {
             return Ok(None);
         };
-        let st: GroupState = serde_json::from_slice(&bytes).map_err(|e| SqlError::new("internal", e.to_string()))?;
+        let st: GroupState =
+            serde_json::from_slice(&bytes).map_err(|e| SqlError::new("internal", e.to_string()))?;
         let Body::Aggregate(a) = &wp.body else {
             return Ok(None);
         };
@@ -940,7 +1260,9 @@ impl SqlService {
                     let Ok(Value::Object(obj)) = serde_json::from_slice::<Value>(v) else {
                         continue;
                     };
-                    let window = lookup_field(&obj, "WINDOWSTART").map(|w| w.to_string()).unwrap_or_default();
+                    let window = lookup_field(&obj, "WINDOWSTART")
+                        .map(|w| w.to_string())
+                        .unwrap_or_default();
                     let key_str = std::str::from_utf8(k).unwrap_or("");
                     let mut row: Row = source
                         .columns
@@ -965,22 +1287,31 @@ impl SqlService {
 
     /// Starts a SELECT for `POST /v1/query`: a push query (EMIT CHANGES) is deployed as a
     /// transient processor; a pull query is answered at once.
-    pub fn start_query(&self, sql: &str, props: &BTreeMap<String, String>) -> Result<QueryStart, SqlError> {
+    pub fn start_query(
+        &self,
+        sql: &str,
+        props: &BTreeMap<String, String>,
+    ) -> Result<QueryStart, SqlError> {
         let mut parsed = parse(sql)?;
         if parsed.len() != 1 {
             return Err(invalid("POST /v1/query runs exactly one SELECT"));
         }
         let p = parsed.remove(0);
         let Statement::Select(select) = &p.statement else {
-            return Err(invalid("POST /v1/query runs SELECT statements; send other statements to POST /v1/sql"));
+            return Err(invalid(
+                "POST /v1/query runs SELECT statements; send other statements to POST /v1/sql",
+            ));
         };
         if select.emit.is_none() {
             let (columns, rows) = self.pull(select)?;
             return Ok(QueryStart::Pull { columns, rows });
         }
-        let n = self.inner.push_seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = self
+            .inner
+            .push_seq
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let id = format!("{TRANSIENT_PREFIX}{n}");
-        let topic = format!("{id}.rows");
+        let topic = format!("{id}-rows");
         let catalog = self.catalog();
         let plan = plan_query(&id, &topic, select, &catalog, &*self.inner.functions)?;
         let partitions = self.source_partitions(&catalog, &plan)?;
@@ -1002,7 +1333,7 @@ impl SqlService {
         if let Err(e) = self.inner.engine.delete(id, false) {
             tracing::warn!(query = %id, "cannot remove push query: {e}");
         }
-        if let Err(e) = self.inner.log.delete_topic(&format!("{id}.rows")) {
+        if let Err(e) = self.inner.log.delete_topic(&format!("{id}-rows")) {
             tracing::warn!(query = %id, "cannot delete push query topic: {e}");
         }
     }
@@ -1016,7 +1347,11 @@ impl SqlService {
 /// `NAME(TYPE, ...) -> TYPE`.
 pub fn signature_text(name: &str, sig: &UdfSignature) -> String {
     let params: Vec<&str> = sig.params.iter().map(|p| p.sql_name()).collect();
-    format!("{name}({}) -> {}", params.join(", "), sig.returns.sql_name())
+    format!(
+        "{name}({}) -> {}",
+        params.join(", "),
+        sig.returns.sql_name()
+    )
 }
 
 /// The literal compared with column `key` in a WHERE made of ANDs, as key text.
@@ -1024,12 +1359,16 @@ fn key_literal(filter: Option<&super::expr::Expr>, key: usize) -> Option<String>
     use super::expr::{BinOp, Expr};
     match filter? {
         Expr::Binary(BinOp::Eq, a, b) => match (a.as_ref(), b.as_ref()) {
-            (Expr::Column(c), Expr::Literal(v)) | (Expr::Literal(v), Expr::Column(c)) if *c == key && !v.is_null() => {
+            (Expr::Column(c), Expr::Literal(v)) | (Expr::Literal(v), Expr::Column(c))
+                if *c == key && !v.is_null() =>
+            {
                 Some(key_text(std::slice::from_ref(v)))
             }
             _ => None,
         },
-        Expr::Binary(BinOp::And, a, b) => key_literal(Some(a), key).or_else(|| key_literal(Some(b), key)),
+        Expr::Binary(BinOp::And, a, b) => {
+            key_literal(Some(a), key).or_else(|| key_literal(Some(b), key))
+        }
         _ => None,
     }
 }

@@ -32,7 +32,14 @@ fn env() -> Env {
     )
     .unwrap();
     engine.start().unwrap();
-    let sql = SqlService::open(&dir.path().join("sql"), engine, Arc::new(broker.clone()), functions, None).unwrap();
+    let sql = SqlService::open(
+        &dir.path().join("sql"),
+        engine,
+        Arc::new(broker.clone()),
+        functions,
+        None,
+    )
+    .unwrap();
     Env {
         _dir: dir,
         broker,
@@ -114,7 +121,10 @@ fn the_fraud_query_finds_cards_with_more_than_three_attempts_per_window() {
         let mut m: BTreeMap<(String, i64), i64> = BTreeMap::new();
         for (_, v) in e.values("POSSIBLE_FRAUD") {
             let card = v["CARD_NUMBER"].as_str().unwrap().to_string();
-            m.insert((card, v["WINDOWSTART"].as_i64().unwrap()), v["KSQL_COL_0"].as_i64().unwrap());
+            m.insert(
+                (card, v["WINDOWSTART"].as_i64().unwrap()),
+                v["KSQL_COL_0"].as_i64().unwrap(),
+            );
         }
         m.into_iter()
             .map(|((c, _), n)| (c, n))
@@ -147,13 +157,25 @@ fn filters_projections_and_a_stream_table_join() {
            LEFT JOIN users u ON c.user_id = u.id;",
     );
     eventually("projection", || e.values("BIG").len() == 3);
-    let big: BTreeSet<String> = e.values("BIG").into_iter().map(|(_, v)| v.to_string()).collect();
-    assert!(big.contains(&json!({"USER_ID":"u2","U":"/B","TWICE":10,"SIZE":"big"}).to_string()), "{big:?}");
+    let big: BTreeSet<String> = e
+        .values("BIG")
+        .into_iter()
+        .map(|(_, v)| v.to_string())
+        .collect();
+    assert!(
+        big.contains(&json!({"USER_ID":"u2","U":"/B","TWICE":10,"SIZE":"big"}).to_string()),
+        "{big:?}"
+    );
     eventually("join", || e.values("ENRICHED").len() == 3);
     let joined: BTreeMap<String, Value> = e
         .values("ENRICHED")
         .into_iter()
-        .map(|(_, v)| (v["USER_ID"].as_str().unwrap().to_string(), v["NAME"].clone()))
+        .map(|(_, v)| {
+            (
+                v["USER_ID"].as_str().unwrap().to_string(),
+                v["NAME"].clone(),
+            )
+        })
         .collect();
     assert_eq!(joined["u1"], json!("Ann"));
     assert_eq!(joined["u2"], json!("Bob"));
@@ -173,8 +195,13 @@ fn table_aggregates_answer_pull_queries() {
            MAX(amount) AS biggest FROM orders GROUP BY customer;",
     );
     eventually("pull query", || {
-        match e.sql.start_query("SELECT * FROM totals WHERE customer = 'x';", &props()) {
-            Ok(QueryStart::Pull { rows, .. }) => rows == vec![vec![json!("x"), json!(2), json!(12.5), json!(10.0)]],
+        match e
+            .sql
+            .start_query("SELECT * FROM totals WHERE customer = 'x';", &props())
+        {
+            Ok(QueryStart::Pull { rows, .. }) => {
+                rows == vec![vec![json!("x"), json!(2), json!(12.5), json!(10.0)]]
+            }
             _ => false,
         }
     });

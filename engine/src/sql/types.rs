@@ -48,9 +48,7 @@ impl SqlType {
         match (self, other) {
             (Null | Any, _) | (_, Null | Any) => true,
             (a, b) if a.is_numeric() && b.is_numeric() => true,
-            (Timestamp, Timestamp) | (Timestamp, Bigint | Int) | (Bigint | Int, Timestamp) => {
-                true
-            }
+            (Timestamp, Timestamp) | (Timestamp, Bigint | Int) | (Bigint | Int, Timestamp) => true,
             (Timestamp, String) | (String, Timestamp) => true,
             (a, b) => a == b,
         }
@@ -281,7 +279,10 @@ mod tests {
         for ms in [0, 1_700_000_000_123, -86_400_000, 951_782_400_000] {
             assert_eq!(parse_timestamp(&format_timestamp(ms)), Some(ms));
         }
-        assert_eq!(parse_timestamp("2000-03-01T00:00:00Z"), Some(951_868_800_000));
+        assert_eq!(
+            parse_timestamp("2000-03-01T00:00:00Z"),
+            Some(951_868_800_000)
+        );
         assert_eq!(
             parse_timestamp("2000-03-01T01:00:00+01:00"),
             Some(951_868_800_000)
