@@ -92,6 +92,12 @@ pub struct ScopeColumn {
     pub ty: SqlType,
 }
 
+/// A resolved expression and its type.
+pub type Typed = (Expr, SqlType);
+
+/// A planner hook: may answer a sub-expression before the resolver does.
+pub type Hook<'h> = dyn FnMut(&Resolver, &sql::Expr) -> Result<Option<Typed>, SqlError> + 'h;
+
 /// Where a resolver may look up names and functions.
 pub struct Resolver<'a> {
     pub scope: &'a [ScopeColumn],
@@ -241,7 +247,7 @@ impl Resolver<'_> {
     pub fn resolve_with(
         &self,
         e: &sql::Expr,
-        hook: &mut dyn FnMut(&Resolver, &sql::Expr) -> Result<Option<(Expr, SqlType)>, SqlError>,
+        hook: &mut Hook,
     ) -> Result<(Expr, SqlType), SqlError> {
         if let Some(r) = hook(self, e)? {
             return Ok(r);
@@ -564,9 +570,16 @@ impl Resolver<'_> {
         &self,
         e: &sql::Expr,
         f: &sql::Function,
-        sub: &mut dyn FnMut(&sql::Expr) -> Result<(Expr, SqlType), SqlError>,
+        sub: &mut dyn FnMut(&sql::Expr) -> Result<Typed, SqlError>,
     ) -> Result<(Expr, SqlType), SqlError> {
         let name = function_name(f);
+        // `USER`, `CURRENT_DATE`… parse as calls without parentheses: a column of that name
+        // wins.
+        if matches!(f.args, sql::FunctionArguments::None)
+            && let Ok((idx, t)) = self.column(None, &name, pos(e))
+        {
+            return Ok((Expr::Column(idx), t));
+        }
         let raw = call_args(f).map_err(|err| err.at(pos(e)))?;
         if is_builtin_aggregate(&name) {
             return Err(SqlError::new(

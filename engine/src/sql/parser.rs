@@ -676,9 +676,8 @@ fn window_spec(kind: WindowKind, tokens: Vec<TokenWithSpan>) -> Result<WindowSpe
     let mut first = true;
     loop {
         let at = position(&p);
-        if kind == WindowKind::Session && first && peek_word(&p).is_none() {
-            size = Some(duration(&mut p)?);
-        } else if parse_word(&mut p, "SIZE") {
+        let bare_gap = kind == WindowKind::Session && first && peek_word(&p).is_none();
+        if bare_gap || parse_word(&mut p, "SIZE") {
             size = Some(duration(&mut p)?);
         } else if parse_word(&mut p, "ADVANCE") {
             expect_word(&mut p, "BY")?;

@@ -702,7 +702,6 @@ pub fn plan_query(
         }
         None => None,
     };
-    drop(hook);
     if let Some(w) = window {
         for (name, off) in [("WINDOWSTART", 0), ("WINDOWEND", 1)] {
             if !output.iter().any(|c| c.name == name) {

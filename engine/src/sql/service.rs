@@ -269,6 +269,8 @@ impl SqlService {
             }
             Statement::Select(select) => {
                 if select.emit.is_some() {
+                    // Report what is wrong with the query itself first.
+                    plan_query("CHECK", "", select, &self.catalog(), &*self.inner.functions)?;
                     return Err(invalid(
                         "push queries (EMIT CHANGES) stream their rows: send them to POST /v1/query",
                     ));
