@@ -101,9 +101,10 @@ fn wait_done(engine: &Engine, name: &str, records: usize, start: Instant) -> f64
         let d = engine.describe(name).expect("describe");
         let done = !d.tasks.is_empty()
             && d.tasks.iter().all(|t| {
-                t.inputs
-                    .iter()
-                    .all(|i| i.committed_offset == Some(i.end_offset))
+                !t.inputs.is_empty()
+                    && t.inputs
+                        .iter()
+                        .all(|i| i.committed_offset == Some(i.end_offset))
                     && t.inputs[0].end_offset == records as i64
             });
         if done {

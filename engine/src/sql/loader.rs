@@ -65,8 +65,8 @@ impl ModuleLoader for SqlLoader {
             None => self.inner.load(module, limits),
             Some(Err(e)) => Err(LoadError {
                 code: "invalid_plan",
-                message: format!("stored query plan cannot be read: {e}"),
-                internal: true,
+                message: format!("query plan cannot be read: {e}"),
+                internal: false,
             }),
             Some(Ok(plan)) => {
                 let (scalar, aggregate) = plan.udfs();

@@ -18,6 +18,8 @@ use super::error::{Position, SqlError};
 use super::types::SqlType;
 
 const DIALECT: GenericDialect = GenericDialect {};
+/// Most hopping windows one record may fall in (SIZE / ADVANCE BY).
+pub const MAX_HOPS: i64 = 1000;
 /// Deepest expression nesting accepted (sqlparser's recursion guard).
 const RECURSION_LIMIT: usize = 64;
 
@@ -716,6 +718,14 @@ fn window_spec(kind: WindowKind, tokens: Vec<TokenWithSpan>) -> Result<WindowSpe
             if a <= 0 || a > size_ms {
                 return Err(SqlError::syntax(
                     "ADVANCE BY must be positive and no larger than SIZE",
+                ));
+            }
+            if size_ms / a > MAX_HOPS {
+                return Err(SqlError::new(
+                    "unsupported",
+                    format!(
+                        "a record may fall in at most {MAX_HOPS} hopping windows (SIZE / ADVANCE BY)"
+                    ),
                 ));
             }
             a

@@ -116,14 +116,19 @@ pub struct GroupState {
     pub a: Vec<Acc>,
 }
 
+/// When a session whose last record is at `end` closes: no record can join it after.
+fn session_close(end: i64, w: &WindowSpec) -> i64 {
+    end.saturating_add(w.size_ms).saturating_add(w.grace_ms)
+}
+
 /// Windows of a tumbling or hopping spec that contain `ts`: `(start, end)`.
 pub fn windows_for(w: &WindowSpec, ts: i64) -> Vec<(i64, i64)> {
     let mut out = Vec::new();
     let last_start = ts - ts.rem_euclid(w.advance_ms);
     let mut start = last_start;
-    while start > ts - w.size_ms {
-        out.push((start, start + w.size_ms));
-        start -= w.advance_ms;
+    while start > ts.saturating_sub(w.size_ms) {
+        out.push((start, start.saturating_add(w.size_ms)));
+        start = start.saturating_sub(w.advance_ms);
     }
     out.reverse();
     out
@@ -514,56 +519,68 @@ impl SqlLogic {
         }
         let (mut stream_time, mut late) = self.load_agg_time(host)?;
         let (_, expiry) = self.agg_stores()?;
+        // Groups touched by this batch, updated in memory and written (and, for EMIT
+        // CHANGES, emitted) once each at the end: one RocksDB write and one output record
+        // per group and batch, as ksqlDB's record cache does.
+        let mut touched: HashMap<Vec<u8>, (GroupState, i64)> = HashMap::new();
+        let mut order: Vec<Vec<u8>> = Vec::new();
         for (i, (r, k)) in rows.iter().zip(groups).enumerate() {
             let row_args: Vec<&Vec<Value>> = args.iter().map(|per_call| &per_call[i]).collect();
             stream_time = stream_time.max(r.time);
             let gk = key_text(&k).into_bytes();
-            match a.window {
-                None => {
-                    let key = state_key(&gk, 0);
-                    let mut st = match self.load_state(host, &key)? {
-                        Some(s) => s,
-                        None => self.new_state(a, k, 0, 0)?,
-                    };
-                    for (c, (acc, v)) in a.aggs.iter().zip(st.a.iter_mut().zip(&row_args)) {
-                        c.add(acc, v, &mut self.udafs)?;
-                    }
-                    self.store_state(host, &key, &st)?;
-                    self.emit_group(host, a, &st, r.time)?;
-                }
-                Some(w) if w.kind != WindowKind::Session => {
-                    let mut accepted = false;
-                    for (start, end) in windows_for(&w, r.time) {
-                        if end + w.grace_ms <= stream_time {
-                            continue; // this window has closed
-                        }
-                        accepted = true;
-                        let key = state_key(&gk, start);
-                        let mut st = match self.load_state(host, &key)? {
-                            Some(s) => s,
-                            None => {
-                                host.put(expiry, &expiry_key(end + w.grace_ms, &key), b"")
-                                    .map_err(host_err)?;
-                                self.new_state(a, k.clone(), start, end)?
-                            }
-                        };
-                        for (c, (acc, v)) in a.aggs.iter().zip(st.a.iter_mut().zip(&row_args)) {
-                            c.add(acc, v, &mut self.udafs)?;
-                        }
-                        self.store_state(host, &key, &st)?;
-                        if a.emit == Emit::Changes {
-                            self.emit_group(host, a, &st, r.time)?;
-                        }
-                    }
-                    if !accepted {
-                        late += 1;
-                    }
-                }
+            let windows: Vec<(i64, i64)> = match a.window {
+                None => vec![(0, 0)],
+                Some(w) if w.kind != WindowKind::Session => windows_for(&w, r.time),
                 Some(w) => {
                     if !self.session(host, a, &w, k, &gk, r.time, stream_time, &row_args)? {
                         late += 1;
                     }
+                    continue;
                 }
+            };
+            let mut accepted = false;
+            for (start, end) in windows {
+                if let Some(w) = a.window
+                    && end.saturating_add(w.grace_ms) <= stream_time
+                {
+                    continue; // this window has closed
+                }
+                accepted = true;
+                let key = state_key(&gk, start);
+                if !touched.contains_key(&key) {
+                    let st = match self.load_state(host, &key)? {
+                        Some(s) => s,
+                        None => {
+                            if let Some(w) = a.window {
+                                let close = end.saturating_add(w.grace_ms);
+                                host.put(expiry, &expiry_key(close, &key), b"")
+                                    .map_err(host_err)?;
+                            }
+                            self.new_state(a, k.clone(), start, end)?
+                        }
+                    };
+                    touched.insert(key.clone(), (st, r.time));
+                    order.push(key.clone());
+                }
+                let Some((st, time)) = touched.get_mut(&key) else {
+                    continue;
+                };
+                *time = (*time).max(r.time);
+                for (c, (acc, v)) in a.aggs.iter().zip(st.a.iter_mut().zip(&row_args)) {
+                    c.add(acc, v, &mut self.udafs)?;
+                }
+            }
+            if !accepted {
+                late += 1;
+            }
+        }
+        for key in order {
+            let Some((st, time)) = touched.remove(&key) else {
+                continue;
+            };
+            self.store_state(host, &key, &st)?;
+            if a.emit == Emit::Changes {
+                self.emit_group(host, a, &st, time)?;
             }
         }
         if self.agg_time != Some((stream_time, late)) {
@@ -601,9 +618,9 @@ impl SqlLogic {
         for (key, v) in existing {
             let st: GroupState = serde_json::from_slice(&v)
                 .map_err(|e| ProcessorError::Host(format!("corrupt session state: {e}")))?;
-            if st.s - gap <= ts && ts <= st.e + gap {
+            if st.s.saturating_sub(gap) <= ts && ts <= st.e.saturating_add(gap) {
                 host.delete(agg, &key).map_err(host_err)?;
-                host.delete(expiry, &expiry_key(st.e + gap + w.grace_ms, &key))
+                host.delete(expiry, &expiry_key(session_close(st.e, w), &key))
                     .map_err(host_err)?;
                 sessions.push(st);
             }
@@ -640,7 +657,7 @@ impl SqlLogic {
         }
         let key = state_key(gk, st.s);
         self.store_state(host, &key, &st)?;
-        host.put(expiry, &expiry_key(st.e + gap + w.grace_ms, &key), b"")
+        host.put(expiry, &expiry_key(session_close(st.e, w), &key), b"")
             .map_err(host_err)?;
         if a.emit == Emit::Changes {
             self.emit_group(host, a, &st, ts)?;
@@ -667,7 +684,10 @@ impl SqlLogic {
                 .map_err(host_err)?;
             let n = due.len();
             for (ek, _) in due {
-                let skey = &ek[8..];
+                let Some(skey) = ek.get(8..) else {
+                    host.delete(expiry, &ek).map_err(host_err)?;
+                    continue;
+                };
                 if let Some(st) = self.load_state(host, skey)? {
                     if a.emit == Emit::Final {
                         let time = unflip(&ek[..8]).unwrap_or(stream_time);
