@@ -283,3 +283,57 @@ fn loading_rejects_what_is_not_a_udf() {
         .unwrap_err();
     assert_eq!(err.code(), "wrong_world");
 }
+
+#[test]
+fn python_py_upper_runs_in_batches() {
+    let m = module("udf-py-upper");
+    assert_eq!(m.kind(), UdfKind::Scalar);
+    assert_eq!(
+        m.signature(),
+        &UdfSignature {
+            params: vec![UdfType::Text],
+            returns: UdfType::Text
+        }
+    );
+    let mut f = m.scalar().unwrap();
+    let out = f
+        .call(&rows([text("hello"), UdfValue::Null, text("straße é")]))
+        .unwrap();
+    assert_eq!(out, vec![text("HELLO"), UdfValue::Null, text("STRASSE É")]);
+    let many: Vec<Vec<UdfValue>> = (0..256).map(|i| vec![text(&format!("row {i}"))]).collect();
+    let out = f.call(&many).unwrap();
+    assert_eq!(out[255], text("ROW 255"));
+    let err = f.call(&rows([UdfValue::Int(3)])).unwrap_err();
+    assert!(
+        matches!(&err, ProcessorError::Guest(m) if m.contains("STRING")),
+        "{err:?}"
+    );
+    assert_eq!(f.call(&rows([text("ok")])).unwrap(), vec![text("OK")]);
+}
+
+#[test]
+fn javascript_js_reverse_runs_in_batches() {
+    let m = module("udf-js-reverse");
+    assert_eq!(m.kind(), UdfKind::Scalar);
+    assert_eq!(
+        m.signature(),
+        &UdfSignature {
+            params: vec![UdfType::Text],
+            returns: UdfType::Text
+        }
+    );
+    let mut f = m.scalar().unwrap();
+    let out = f
+        .call(&rows([text("hello"), UdfValue::Null, text("añb😀")]))
+        .unwrap();
+    assert_eq!(out, vec![text("olleh"), UdfValue::Null, text("😀bña")]);
+    let many: Vec<Vec<UdfValue>> = (0..256).map(|i| vec![text(&format!("{i:03}"))]).collect();
+    let out = f.call(&many).unwrap();
+    assert_eq!(out[123], text("321"));
+    let err = f.call(&rows([UdfValue::Boolean(true)])).unwrap_err();
+    assert!(
+        matches!(&err, ProcessorError::Guest(m) if m.contains("STRING")),
+        "{err:?}"
+    );
+    assert_eq!(f.call(&rows([text("ab")])).unwrap(), vec![text("ba")]);
+}

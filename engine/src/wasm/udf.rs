@@ -259,7 +259,11 @@ impl UdfModuleInner {
         );
         store.limiter(|s| s);
         store.epoch_deadline_trap();
-        store.set_epoch_deadline(self.deadline_ticks);
+        // Instantiation runs the guest's start code (a language runtime's set-up): it gets
+        // at least a second whatever the per-call limit; every call then sets its own
+        // deadline.
+        let tick_ms = self.engine.inner.config.epoch_tick.as_millis().max(1) as u64;
+        store.set_epoch_deadline(self.deadline_ticks.max(1000u64.div_ceil(tick_ms)));
         store
     }
 }
