@@ -213,8 +213,9 @@ impl WasmEngine {
     }
 }
 
-/// Checks the preamble: `\0asm`, then the component-model version/layer.
-pub(super) fn check_header(wasm: &[u8]) -> Result<(), WasmError> {
+/// Checks the preamble: `\0asm`, then the component-model version/layer (a cheap test that
+/// bytes are a component at all, without compiling them).
+pub fn check_header(wasm: &[u8]) -> Result<(), WasmError> {
     const MAGIC: &[u8; 4] = b"\0asm";
     const CORE: [u8; 4] = [1, 0, 0, 0];
     const COMPONENT: [u8; 4] = [0x0d, 0, 1, 0];

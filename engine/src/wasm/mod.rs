@@ -32,7 +32,7 @@ mod instance;
 mod udf;
 mod udf_instance;
 
-pub use engine::{WasmConfig, WasmEngine};
+pub use engine::{WasmConfig, WasmEngine, check_header as check_component_header};
 pub use error::WasmError;
 pub use instance::ProcessorModule;
 pub use udf::{UdfLimits, UdfModule};
