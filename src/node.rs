@@ -1,7 +1,9 @@
 //! One Weir node: opens the [`Broker`] (recovering the data directory), starts its background
 //! tasks, opens the stream [`Engine`] (RocksDB state under `<data_dir>/state/rocksdb`, the
 //! Wasm host with its compiled-component cache under `<data_dir>/wasm-cache`, deployments
-//! under `<data_dir>/processors`) and resumes every deployed processor, serves the HTTP API
+//! under `<data_dir>/processors`) and resumes every deployed processor, opens the
+//! user-defined function registry (`<data_dir>/functions`, artifacts under
+//! `<data_dir>/artifacts`) on the same Wasm engine, serves the HTTP API
 //! until told to stop, then shuts down in order: stop accepting and end follow streams, drain
 //! in-flight requests (bounded), stop every task (each commits), stop the background tasks
 //! and flush every partition.
@@ -19,7 +21,8 @@ use weir_broker::{Broker, BrokerConfig, BrokerError};
 use weir_engine::state::StateError;
 use weir_engine::state::rocks::RocksBackend;
 use weir_engine::task::WasmLoader;
-use weir_engine::wasm::WasmError;
+use weir_engine::udf::{FunctionError, FunctionRegistry, FunctionRegistryConfig};
+use weir_engine::wasm::{WasmConfig, WasmEngine, WasmError};
 use weir_engine::{Engine, EngineConfig, EngineError};
 
 use crate::http::metrics::Metrics;
@@ -56,6 +59,8 @@ pub enum NodeError {
     Wasm(#[from] WasmError),
     #[error("cannot start the stream engine: {0}")]
     Engine(#[from] EngineError),
+    #[error("cannot open the function registry: {0}")]
+    Functions(#[from] FunctionError),
     #[error("flushing the log at shutdown failed: {0}")]
     Flush(BrokerError),
     #[error("a node task failed: {0}")]
@@ -102,11 +107,12 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     tracing::info!(topics, "log opened");
 
     let background = broker.start_background();
-    let engine = open_engine(&broker, &config.broker.data_dir).await?;
+    let (engine, functions) = open_engine(&broker, &config.broker.data_dir).await?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let state = AppState {
         broker: broker.clone(),
         engine: engine.clone(),
+        functions,
         metrics: Arc::new(Metrics::new(broker.clone())),
         shutdown: shutdown_rx.clone(),
     };
@@ -183,13 +189,18 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     Ok(())
 }
 
-/// Opens the engine over `broker` and resumes every deployed processor.
-async fn open_engine(broker: &Broker, data_dir: &std::path::Path) -> Result<Engine, NodeError> {
+/// Opens the engine over `broker` and resumes every deployed processor, then opens the
+/// function registry on the same Wasm engine (one set of pools, one compiled-artifact cache).
+async fn open_engine(
+    broker: &Broker,
+    data_dir: &std::path::Path,
+) -> Result<(Engine, Arc<FunctionRegistry>), NodeError> {
     let broker = broker.clone();
     let data_dir = data_dir.to_path_buf();
-    let engine = tokio::task::spawn_blocking(move || -> Result<Engine, NodeError> {
+    let opened = tokio::task::spawn_blocking(move || -> Result<_, NodeError> {
         let backend = RocksBackend::open(&data_dir.join("state").join("rocksdb"))?;
-        let loader = WasmLoader::new(&data_dir.join("wasm-cache"))?;
+        let wasm = WasmEngine::new(WasmConfig::new(data_dir.join("wasm-cache")))?;
+        let loader = WasmLoader::with_engine(wasm.clone());
         let engine = Engine::open(
             &EngineConfig::under(&data_dir),
             Arc::new(broker),
@@ -198,10 +209,15 @@ async fn open_engine(broker: &Broker, data_dir: &std::path::Path) -> Result<Engi
         )?;
         let started = engine.start()?;
         tracing::info!(processors = started, "stream engine started");
-        Ok(engine)
+        let functions = FunctionRegistry::open(FunctionRegistryConfig::under(&data_dir), wasm)?;
+        tracing::info!(
+            functions = functions.list().len(),
+            "function registry opened"
+        );
+        Ok((engine, Arc::new(functions)))
     })
     .await??;
-    Ok(engine)
+    Ok(opened)
 }
 
 /// Installs SIGINT (Ctrl-C) and SIGTERM handlers now and returns a future that completes
