@@ -16,6 +16,8 @@ use weir_engine::udf::{ScalarUdf, UdfValue};
 use weir_engine::wasm::{UdfLimits, UdfModule, WasmConfig, WasmEngine};
 
 const BATCH: usize = 256;
+/// Function name, guest language, component file, native twin.
+type Case = (&'static str, &'static str, &'static str, fn(&str) -> String);
 const ROUNDS: usize = 7;
 
 fn guest(name: &str) -> Vec<u8> {
@@ -88,7 +90,7 @@ fn main() {
     let engine = WasmEngine::new(config).unwrap();
     let limits = UdfLimits::default();
 
-    let cases: [(&str, &str, &str, fn(&str) -> String); 3] = [
+    let cases: [Case; 3] = [
         ("mask", "Rust", "udf-mask", native_mask),
         ("py_upper", "Python", "udf-py-upper", native_upper),
         ("js_reverse", "JavaScript", "udf-js-reverse", native_reverse),
