@@ -71,7 +71,12 @@ else
   command -v npm >/dev/null 2>&1 || { echo "build-guests: node and npm are needed for $js_out" >&2; exit 1; }
   if [ ! -f "$js_dir/node_modules/.package-lock.json" ] || \
      [ "$js_dir/package-lock.json" -nt "$js_dir/node_modules/.package-lock.json" ]; then
-    (cd "$js_dir" && npm ci --no-audit --no-fund --loglevel=error)
+    # componentize-js 0.23's dependencies declare optional platform packages that were never
+    # published (e.g. @bytecodealliance/jco-node-fs-linux-arm64-musl), which npm 11's `npm ci`
+    # reports as "Missing ... from lock file"; `npm install --no-save` then installs the same
+    # pinned versions from package-lock.json without rewriting it.
+    (cd "$js_dir" && { npm ci --no-audit --no-fund --loglevel=error 2>/dev/null || \
+      npm install --no-save --no-audit --no-fund --loglevel=error; })
   fi
   node "$js_dir/build.mjs" "$PWD/$js_out.tmp" >/dev/null
   mv "$js_out.tmp" "$js_out"
