@@ -277,6 +277,16 @@ fn loading_rejects_what_is_not_a_udf() {
         .load_udf("x", &guest("udf-mask"), &small)
         .unwrap_err();
     assert_eq!(err.code(), "module_too_large");
+    // signature() traps: rejected, quoting the guest's panic.
+    let err = engine()
+        .load_udf("x", &guest("udf-bad-signature"), &limits)
+        .unwrap_err();
+    assert!(
+        matches!(&err, WasmError::Signature(m) if m.contains("no signature today")),
+        "{err:?}"
+    );
+    assert_eq!(err.code(), "signature_failed");
+    assert!(err.is_user_error());
     // A UDF is not a processor either.
     let err = engine()
         .load_processor(&guest("udf-mask"), &Default::default())

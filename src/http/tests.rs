@@ -575,7 +575,13 @@ async fn function_uploads_are_validated() {
     let post = |spec: &'static str, module: Vec<u8>| {
         upload(&s, reqwest::Method::POST, "/v1/functions", spec, module)
     };
-    let cases: [(&str, Vec<u8>, u16, &str); 7] = [
+    let cases: [(&str, Vec<u8>, u16, &str); 8] = [
+        (
+            r#"{"name":"f"}"#,
+            guest("udf-bad-signature"),
+            400,
+            "signature_failed",
+        ),
         (
             r#"{"name":"f"}"#,
             b"garbage".to_vec(),
