@@ -18,10 +18,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use weir_broker::kafka::{self, KafkaConfig, KafkaError};
 use weir_broker::{Broker, BrokerConfig, BrokerError};
+use weir_engine::sql::{SqlError, SqlLoader, SqlService};
 use weir_engine::state::StateError;
 use weir_engine::state::rocks::RocksBackend;
 use weir_engine::task::WasmLoader;
-use weir_engine::udf::{FunctionError, FunctionRegistry, FunctionRegistryConfig};
+use weir_engine::udf::{FunctionCatalog, FunctionError, FunctionRegistry, FunctionRegistryConfig};
 use weir_engine::wasm::{WasmConfig, WasmEngine, WasmError};
 use weir_engine::{Engine, EngineConfig, EngineError};
 
@@ -61,6 +62,8 @@ pub enum NodeError {
     Engine(#[from] EngineError),
     #[error("cannot open the function registry: {0}")]
     Functions(#[from] FunctionError),
+    #[error("cannot open the SQL catalog: {0}")]
+    Sql(#[from] SqlError),
     #[error("flushing the log at shutdown failed: {0}")]
     Flush(BrokerError),
     #[error("a node task failed: {0}")]
@@ -107,12 +110,13 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     tracing::info!(topics, "log opened");
 
     let background = broker.start_background();
-    let (engine, functions) = open_engine(&broker, &config.broker.data_dir).await?;
+    let (engine, sql, functions) = open_engine(&broker, &config.broker.data_dir).await?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let state = AppState {
         broker: broker.clone(),
         engine: engine.clone(),
         functions,
+        sql: Some(sql),
         metrics: Arc::new(Metrics::new(broker.clone())),
         shutdown: shutdown_rx.clone(),
     };
@@ -189,32 +193,47 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     Ok(())
 }
 
-/// Opens the engine over `broker` and resumes every deployed processor, then opens the
-/// function registry on the same Wasm engine (one set of pools, one compiled-artifact cache).
+/// Opens the engine over `broker` (the Wasm host for processors, query plans for SQL),
+/// resumes every deployed processor and persistent query, and opens the SQL catalog. The
+/// function registry opens first, on the processors' Wasm engine (one set of pools, one
+/// compiled-artifact cache), so that persistent queries calling UDFs find them when they
+/// resume; SQL gets it as its `FunctionCatalog` and `FunctionAdmin`.
 async fn open_engine(
     broker: &Broker,
     data_dir: &std::path::Path,
-) -> Result<(Engine, Arc<FunctionRegistry>), NodeError> {
+) -> Result<(Engine, SqlService, Arc<FunctionRegistry>), NodeError> {
     let broker = broker.clone();
     let data_dir = data_dir.to_path_buf();
     let opened = tokio::task::spawn_blocking(move || -> Result<_, NodeError> {
         let backend = RocksBackend::open(&data_dir.join("state").join("rocksdb"))?;
         let wasm = WasmEngine::new(WasmConfig::new(data_dir.join("wasm-cache")))?;
-        let loader = WasmLoader::with_engine(wasm.clone());
+        let registry = Arc::new(FunctionRegistry::open(
+            FunctionRegistryConfig::under(&data_dir)
+                .with_reserved(weir_engine::sql::functions::reserved_names()),
+            wasm.clone(),
+        )?);
+        tracing::info!(
+            functions = registry.list().len(),
+            "function registry opened"
+        );
+        let functions: Arc<dyn FunctionCatalog> = registry.clone();
+        let loader = SqlLoader::new(Arc::new(WasmLoader::with_engine(wasm)), functions.clone());
         let engine = Engine::open(
             &EngineConfig::under(&data_dir),
-            Arc::new(broker),
+            Arc::new(broker.clone()),
             Arc::new(backend),
             Arc::new(loader),
         )?;
         let started = engine.start()?;
         tracing::info!(processors = started, "stream engine started");
-        let functions = FunctionRegistry::open(FunctionRegistryConfig::under(&data_dir), wasm)?;
-        tracing::info!(
-            functions = functions.list().len(),
-            "function registry opened"
-        );
-        Ok((engine, Arc::new(functions)))
+        let sql = SqlService::open(
+            &data_dir.join("sql"),
+            engine.clone(),
+            Arc::new(broker),
+            functions,
+            Some(registry.clone()),
+        )?;
+        Ok((engine, sql, registry))
     })
     .await??;
     Ok(opened)

@@ -567,6 +567,11 @@ impl Engine {
         })
     }
 
+    /// The stored module of a processor (a query's plan, for SQL).
+    pub fn module_of(&self, name: &str) -> Option<Vec<u8>> {
+        self.inner.registry.load(name).ok().map(|(_, m)| m)
+    }
+
     /// Interactive query: the committed value of `key` in store `store`, read from the task
     /// owning the key's partition (`murmur2(key) % partitions`, where records keyed so by
     /// the repartition topic are counted). `Ok(None)` if the key is absent.
@@ -586,6 +591,27 @@ impl Engine {
             return Err(unknown());
         }
         let partition = partition_for_key(key, record.partitions);
+        self.query_in(name, store, partition, key)
+    }
+
+    /// Interactive query of one task's store: the committed value of `key` in store
+    /// `store` of the task for `partition` (for stores whose keys are not the record keys
+    /// the partition was chosen by, as SQL queries' are).
+    pub fn query_in(
+        &self,
+        name: &str,
+        store: &str,
+        partition: i32,
+        key: &[u8],
+    ) -> Result<Option<Bytes>, EngineError> {
+        let record = self.record(name)?;
+        let unknown = || EngineError::UnknownStore {
+            processor: name.to_string(),
+            store: store.to_string(),
+        };
+        if partition < 0 || partition >= record.partitions {
+            return Err(unknown());
+        }
         let id = TaskId::new(name, partition);
         let Some((state, task_state)) = self.inner.tasks.state_of(&id) else {
             return Err(EngineError::Unavailable(format!(

@@ -11,10 +11,12 @@
 pub mod clock;
 pub mod engine;
 pub mod error;
+pub mod fsutil;
 pub mod host;
 pub mod limits;
 pub mod log_access;
 pub mod native;
+pub mod sql;
 pub mod state;
 pub mod task;
 pub mod task_id;

@@ -1,22 +1,41 @@
 //! The CLI's HTTP client for the Weir API: builds URLs under `--url` (path segments escaped),
 //! sends requests, and turns failures into one-line errors: an unreachable server becomes
 //! `cannot reach Weir at URL: ...`, an API error becomes the server's own message
-//! ([`ApiFailure`]).
+//! ([`ApiFailure`]). Also splits streamed NDJSON bodies into lines ([`Client::ndjson_lines`]).
 
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
+use futures_util::{Stream, StreamExt};
 use reqwest::{RequestBuilder, Response, StatusCode, Url};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-/// An error response from the API (`{"error":{"code","message"}}`).
+/// An error response from the API (`{"error":{"code","message"}}`, plus `line` and `column`
+/// for SQL errors).
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct ApiFailure {
     pub status: StatusCode,
     pub code: String,
     pub message: String,
+    /// Where in the statement the error is (SQL errors), 1-based.
+    pub line: Option<u64>,
+    pub column: Option<u64>,
+}
+
+impl ApiFailure {
+    /// The failure an `{"error":{…}}` object describes (`None` if it is not one).
+    pub fn from_json(status: StatusCode, body: &[u8]) -> Option<ApiFailure> {
+        let b: ErrorBody = serde_json::from_slice(body).ok()?;
+        Some(ApiFailure {
+            status,
+            code: b.error.code,
+            message: b.error.message,
+            line: b.error.line,
+            column: b.error.column,
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -28,6 +47,10 @@ struct ErrorBody {
 struct ErrorDetail {
     code: String,
     message: String,
+    #[serde(default)]
+    line: Option<u64>,
+    #[serde(default)]
+    column: Option<u64>,
 }
 
 /// A client for one Weir server. Cheap to clone.
@@ -120,6 +143,47 @@ impl Client {
         serde_json::from_slice(&bytes).with_context(|| format!("unexpected response from {url}"))
     }
 
+    /// The lines of a streamed body (NDJSON) without their line ends, blank lines skipped; a
+    /// transport failure ends the stream with an error.
+    pub fn ndjson_lines(&self, response: Response) -> impl Stream<Item = Result<Vec<u8>>> + Send {
+        let client = self.clone();
+        let state = (response.bytes_stream(), Vec::<u8>::new(), false);
+        futures_util::stream::unfold(state, move |(mut body, mut buf, mut ended)| {
+            let client = client.clone();
+            async move {
+                loop {
+                    if let Some(newline) = buf.iter().position(|&b| b == b'\n') {
+                        let mut line: Vec<u8> = buf.drain(..=newline).collect();
+                        line.pop();
+                        if line.last() == Some(&b'\r') {
+                            line.pop();
+                        }
+                        if line.iter().all(u8::is_ascii_whitespace) {
+                            continue;
+                        }
+                        return Some((Ok(line), (body, buf, ended)));
+                    }
+                    if ended {
+                        // A last line without its newline.
+                        if buf.iter().all(u8::is_ascii_whitespace) {
+                            return None;
+                        }
+                        let line = std::mem::take(&mut buf);
+                        return Some((Ok(line), (body, buf, ended)));
+                    }
+                    match body.next().await {
+                        Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
+                        Some(Err(e)) => {
+                            buf.clear();
+                            return Some((Err(client.transport_error(e)), (body, buf, true)));
+                        }
+                        None => ended = true,
+                    }
+                }
+            }
+        })
+    }
+
     /// Describes a transport failure in one line.
     pub fn transport_error(&self, e: reqwest::Error) -> anyhow::Error {
         let cause = root_cause(&e);
@@ -134,13 +198,9 @@ impl Client {
 async fn api_failure(response: Response) -> ApiFailure {
     let status = response.status();
     let body = response.bytes().await.unwrap_or_default();
-    match serde_json::from_slice::<ErrorBody>(&body) {
-        Ok(b) => ApiFailure {
-            status,
-            code: b.error.code,
-            message: b.error.message,
-        },
-        Err(_) => {
+    match ApiFailure::from_json(status, &body) {
+        Some(failure) => failure,
+        None => {
             let text = String::from_utf8_lossy(&body);
             let text = text.trim();
             let message = if text.is_empty() {
@@ -152,6 +212,8 @@ async fn api_failure(response: Response) -> ApiFailure {
                 status,
                 code: "http_error".to_string(),
                 message,
+                line: None,
+                column: None,
             }
         }
     }

@@ -310,26 +310,15 @@ async fn stream_partition(
         &query,
     );
     let response = client.send(request).await?;
-    let mut body = response.bytes_stream();
-    let mut buf: Vec<u8> = Vec::new();
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| client.transport_error(e))?;
-        buf.extend_from_slice(&chunk);
-        let mut start = 0;
-        while let Some(newline) = buf[start..].iter().position(|&b| b == b'\n') {
-            let line = &buf[start..start + newline];
-            start += newline + 1;
-            if line.is_empty() {
-                continue;
-            }
-            let mut record: Record = serde_json::from_slice(line)
-                .map_err(|e| anyhow::anyhow!("unexpected record in the stream: {e}"))?;
-            record.partition = range.partition;
-            if tx.send(Event::Record(record)).await.is_err() {
-                return Ok(()); // the printer is done
-            }
+    let lines = client.ndjson_lines(response);
+    let mut lines = std::pin::pin!(lines);
+    while let Some(line) = lines.next().await {
+        let mut record: Record = serde_json::from_slice(&line?)
+            .map_err(|e| anyhow::anyhow!("unexpected record in the stream: {e}"))?;
+        record.partition = range.partition;
+        if tx.send(Event::Record(record)).await.is_err() {
+            return Ok(()); // the printer is done
         }
-        buf.drain(..start);
     }
     Ok(())
 }

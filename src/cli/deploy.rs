@@ -1,23 +1,17 @@
 //! `weir deploy FILE.wasm --input T --output O …`: uploads a processor component with its
 //! spec (multipart `POST /v1/processors`, or `PUT` with `--update`), with a progress bar on
-//! the terminal for large files.
+//! the terminal for large files. `parse_pair` (`KEY=VALUE` flags) is shared with `weir sql`.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use bytes::Bytes;
 use clap::{Args, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
-use reqwest::Body;
-use reqwest::multipart::{Form, Part};
+use reqwest::multipart::Form;
 use serde_json::{Map, Value, json};
 
 use super::client::Client;
 use super::output::print;
-
-/// Files at least this large get a progress bar.
-const PROGRESS_MIN_BYTES: u64 = 1 << 20;
-const CHUNK_BYTES: usize = 64 << 10;
+use super::upload::Upload;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OnErrorArg {
@@ -72,7 +66,7 @@ pub struct DeployArgs {
     pub update: bool,
 }
 
-fn parse_pair(s: &str) -> Result<(String, String), String> {
+pub fn parse_pair(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
         _ => Err(format!("expected KEY=VALUE, got '{s}'")),
@@ -135,55 +129,20 @@ impl DeployArgs {
     }
 }
 
-/// The module as a multipart part whose upload advances `bar`.
-fn module_part(module: Bytes, bar: ProgressBar, file_name: String) -> Result<Part> {
-    let total = module.len() as u64;
-    let chunks: Vec<Bytes> = (0..module.len())
-        .step_by(CHUNK_BYTES)
-        .map(|i| module.slice(i..(i + CHUNK_BYTES).min(module.len())))
-        .collect();
-    let stream = futures_util::stream::iter(chunks.into_iter().map(move |c| {
-        bar.inc(c.len() as u64);
-        Ok::<Bytes, std::io::Error>(c)
-    }));
-    Part::stream_with_length(Body::wrap_stream(stream), total)
-        .file_name(file_name)
-        .mime_str("application/wasm")
-        .context("cannot build the upload")
-}
-
 pub async fn run(client: &Client, args: DeployArgs) -> Result<()> {
     let spec = args.spec()?;
     let name = args.name()?;
-    let module = tokio::fs::read(&args.file)
-        .await
-        .with_context(|| format!("cannot read {}", args.file.display()))?;
-    let total = module.len() as u64;
-    let bar = if total >= PROGRESS_MIN_BYTES {
-        let bar = ProgressBar::new(total);
-        bar.set_style(
-            ProgressStyle::with_template("uploading {bar:30} {bytes}/{total_bytes} ({eta})")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
-    let file_name = args.file.file_name().map_or_else(
-        || "processor.wasm".into(),
-        |f| f.to_string_lossy().into_owned(),
-    );
-    let form = Form::new().text("spec", spec.to_string()).part(
-        "wasm",
-        module_part(Bytes::from(module), bar.clone(), file_name)?,
-    );
+    let upload = Upload::read(&args.file, "processor.wasm").await?;
+    let form = Form::new()
+        .text("spec", spec.to_string())
+        .part("wasm", upload.wasm_part()?);
     let request = if args.update {
         client.put(&["v1", "processors", &name])
     } else {
         client.post(&["v1", "processors"])
     };
     let result: Result<Value> = client.json(request.multipart(form)).await;
-    bar.finish_and_clear();
+    upload.bar.finish_and_clear();
     let d = result?;
     let partitions = d["partitions"].as_i64().unwrap_or(0);
     let version = d["version"].as_u64().unwrap_or(0);

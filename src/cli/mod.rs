@@ -1,15 +1,18 @@
 //! The `weir` command line (clap derive): `serve` runs a node; `topic`, `produce`,
-//! `consume`, `deploy` and `processor` talk to a running node's HTTP API at `--url` (env
-//! `WEIR_URL`).
+//! `consume`, `deploy`, `processor`, `sql`, `function` and `artifact` talk to a running
+//! node's HTTP API at `--url` (env `WEIR_URL`).
 
 pub mod client;
 pub mod consume;
 pub mod deploy;
+pub mod function;
 pub mod output;
 pub mod processor;
 pub mod produce;
 pub mod serve;
+pub mod sql;
 pub mod topic;
+pub mod upload;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -50,6 +53,14 @@ pub enum Command {
     /// List, describe, pause, resume and delete processors; query their state
     #[command(subcommand)]
     Processor(processor::ProcessorCommand),
+    /// Run SQL statements: an interactive shell, or -e STATEMENTS / -f FILE
+    Sql(sql::SqlArgs),
+    /// Create, list and delete user-defined SQL functions (WebAssembly components)
+    #[command(subcommand)]
+    Function(function::FunctionCommand),
+    /// Upload artifacts (files the server keeps by name)
+    #[command(subcommand)]
+    Artifact(function::ArtifactCommand),
 }
 
 /// `--fsync` values.
@@ -92,6 +103,11 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Consume(args) => consume::run(&Client::new(&cli.url)?, args).await,
         Command::Deploy(args) => deploy::run(&Client::new(&cli.url)?, args).await,
         Command::Processor(command) => processor::run(&Client::new(&cli.url)?, command).await,
+        Command::Sql(args) => sql::run(&Client::new(&cli.url)?, args).await,
+        Command::Function(command) => function::run(&Client::new(&cli.url)?, command).await,
+        Command::Artifact(command) => {
+            function::run_artifact(&Client::new(&cli.url)?, command).await
+        }
     }
 }
 
@@ -111,5 +127,43 @@ mod tests {
         assert!(r.is_err());
         let r = Cli::try_parse_from(["weir", "consume", "t", "--offset", "-1"]);
         assert!(r.is_err());
+    }
+
+    #[test]
+    fn sql_flags() {
+        let cli = Cli::try_parse_from([
+            "weir",
+            "sql",
+            "-e",
+            "SHOW STREAMS;",
+            "--property",
+            "auto.offset.reset=earliest",
+            "--property",
+            "a=b=c",
+            "--output",
+            "json",
+        ])
+        .unwrap();
+        let Command::Sql(args) = cli.command else {
+            panic!("not sql")
+        };
+        assert_eq!(args.execute.as_deref(), Some("SHOW STREAMS;"));
+        assert_eq!(
+            args.properties,
+            [
+                ("auto.offset.reset".to_string(), "earliest".to_string()),
+                ("a".to_string(), "b=c".to_string())
+            ]
+        );
+        assert_eq!(args.output, sql::SqlOutput::Json);
+        assert!(Cli::try_parse_from(["weir", "sql", "-e", "X;", "-f", "x.sql"]).is_err());
+        assert!(Cli::try_parse_from(["weir", "sql", "--property", "novalue"]).is_err());
+        let cli = Cli::try_parse_from(["weir", "function", "create", "f", "f.wasm", "--replace"])
+            .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Function(function::FunctionCommand::Create { replace: true, .. })
+        ));
+        assert!(Cli::try_parse_from(["weir", "artifact", "put", "a"]).is_err());
     }
 }

@@ -21,6 +21,8 @@ pub struct ApiError {
     message: String,
     /// Answer with `Connection: close` (the request body may be left unread).
     close: bool,
+    /// Where in the request's SQL text the error is (`line`, `column`, 1-based).
+    position: Option<(u64, u64)>,
 }
 
 impl ApiError {
@@ -34,7 +36,14 @@ impl ApiError {
             code: code.into(),
             message: message.into(),
             close: status == StatusCode::PAYLOAD_TOO_LARGE,
+            position: None,
         }
+    }
+
+    /// Adds the position of the error in the request's SQL text.
+    pub fn at(mut self, line: u64, column: u64) -> Self {
+        self.position = Some((line, column));
+        self
     }
 
     /// Makes the response close the connection. Used when the request body may not have been
@@ -146,6 +155,10 @@ struct ErrorBody<'a> {
 struct ErrorDetail<'a> {
     code: &'a str,
     message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    line: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    column: Option<u64>,
 }
 
 impl IntoResponse for ApiError {
@@ -157,6 +170,8 @@ impl IntoResponse for ApiError {
             error: ErrorDetail {
                 code: &self.code,
                 message: &self.message,
+                line: self.position.map(|p| p.0),
+                column: self.position.map(|p| p.1),
             },
         };
         let mut response = (self.status, Json(body)).into_response();

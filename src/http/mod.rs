@@ -12,6 +12,7 @@
 //!   `GET /v1/processors/{name}/stores/{store}/keys/{key}`
 //! - `POST /v1/functions` (multipart), `GET /v1/functions`, `GET|DELETE /v1/functions/{name}`,
 //!   `PUT /v1/artifacts/{name}` (raw body)
+//! - `POST /v1/sql` (statements), `POST /v1/query` (a SELECT, streamed as NDJSON)
 
 pub mod error;
 pub mod extract;
@@ -20,6 +21,7 @@ pub mod health;
 pub mod metrics;
 pub mod processors;
 pub mod records;
+pub mod sql;
 pub mod topics;
 
 use std::sync::Arc;
@@ -49,9 +51,11 @@ pub struct AppState {
     pub broker: Broker,
     /// Processors (deploy, status, queries).
     pub engine: Engine,
-    /// User-defined functions (and uploaded artifacts); the SQL engine gets the same
-    /// registry as its `FunctionCatalog`.
+    /// User-defined functions (and uploaded artifacts); SQL gets the same registry as its
+    /// `FunctionCatalog` and `FunctionAdmin`.
     pub functions: Arc<FunctionRegistry>,
+    /// Streaming SQL (`None` on nodes built without it, e.g. some tests).
+    pub sql: Option<weir_engine::sql::SqlService>,
     pub metrics: Arc<Metrics>,
     /// Becomes `true` when the node shuts down; long-lived responses (follow) end then.
     pub shutdown: watch::Receiver<bool>,
@@ -116,6 +120,8 @@ pub fn router(state: AppState, config: &HttpConfig) -> Router {
                 .layer((upload_limit, upload_extension))
                 .delete(processors::delete),
         )
+        .route("/v1/sql", post(sql::execute))
+        .route("/v1/query", post(sql::query))
         .route("/v1/processors/{name}/pause", post(processors::pause))
         .route("/v1/processors/{name}/resume", post(processors::resume))
         .route(

@@ -53,6 +53,7 @@ impl Server {
             broker: broker.clone(),
             engine,
             functions: Arc::new(functions),
+            sql: None,
             metrics: std::sync::Arc::new(Metrics::new(broker)),
             shutdown: rx,
         };

@@ -113,6 +113,12 @@ impl Server {
         }
     }
 
+    /// Starts the binary again after [`Server::terminate`] (same data directory).
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "the server is still running");
+        self.spawn();
+    }
+
     /// Starts the binary again on the same data directory.
     pub fn restart(&mut self) {
         self.kill9();

@@ -10,4 +10,5 @@ mod kafka;
 mod maintenance;
 mod processors;
 mod records;
+mod sql;
 mod topics;

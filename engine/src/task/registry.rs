@@ -65,23 +65,7 @@ fn module_file(version: u64) -> String {
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-    f.write_all(bytes).map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(io(path))?;
-    if let Some(dir) = path.parent() {
-        sync_dir(dir)?;
-    }
-    Ok(())
-}
-
-fn sync_dir(dir: &Path) -> Result<(), RegistryError> {
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io(dir))
+    crate::fsutil::write_atomic(path, bytes).map_err(io(path))
 }
 
 impl Registry {

@@ -6,8 +6,11 @@
 //!
 //! [`registry`] holds the node's registered functions (persisted under
 //! `<data_dir>/functions`, uploaded artifacts under `<data_dir>/artifacts`);
-//! [`FunctionRegistry`] implements [`FunctionCatalog`].
+//! [`FunctionRegistry`] implements [`FunctionCatalog`] (calls) and
+//! [`FunctionAdmin`](crate::sql::FunctionAdmin) (SQL's `CREATE`/`DROP FUNCTION`, in
+//! `admin.rs`).
 
+mod admin;
 pub mod registry;
 
 pub use registry::{

@@ -1,0 +1,173 @@
+//! Streaming SQL throughput (BENCHMARKS.md "Streaming SQL"): persistent queries over a
+//! pre-filled one-partition stream of JSON orders, each timed from CREATE to the moment every
+//! input (and repartition) offset is committed, with RocksDB state and changelogs, beside
+//! a baseline measured in the same run: the native `uppercase` processor over the same
+//! records (read, call, append, commit, no JSON).
+//!
+//! Cases: a filter + projection (`WHERE` + arithmetic + `UCASE`), and the windowed count
+//! (tumbling 1 minute, GROUP BY a non-key column, so through the repartition topic).
+//!
+//! `cargo bench -p weir-engine --bench sql_queries`. Environment: `WEIR_BENCH_RECORDS`
+//! (default 500,000), `WEIR_BENCH_DIR` (default `target/bench-sql`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use weir_broker::{Broker, BrokerConfig, ProduceRecord, TopicSpec};
+use weir_engine::engine::{Engine, EngineConfig};
+use weir_engine::native::NativeLoader;
+use weir_engine::sql::{NoFunctions, SqlLoader, SqlService};
+use weir_engine::state::rocks::RocksBackend;
+use weir_engine::task::ProcessorSpec;
+use weir_engine::udf::FunctionCatalog;
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+struct Node {
+    broker: Broker,
+    engine: Engine,
+    sql: SqlService,
+}
+
+fn node(base: &Path, label: &str, records: usize) -> Node {
+    let dir = base.join(label.replace(' ', "-"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("bench dir");
+    let broker = Broker::open(BrokerConfig::new(dir.join("log"))).expect("broker");
+    broker
+        .create_topic(TopicSpec::new("orders", 1))
+        .expect("create input");
+    let t0: i64 = 1_700_000_000_000;
+    let mut i = 0;
+    while i < records {
+        let n = (records - i).min(10_000);
+        let batch = (i..i + n)
+            .map(|j| ProduceRecord {
+                key: Some(Bytes::from(j.to_string())),
+                value: Some(Bytes::from(format!(
+                    r#"{{"id":{j},"customer":"customer-{:04}","amount":{}.5,"ts":{}}}"#,
+                    (j * 7919) % 1000,
+                    j % 100,
+                    t0 + j as i64 * 10
+                ))),
+                partition: Some(0),
+                ..ProduceRecord::default()
+            })
+            .collect();
+        broker.produce("orders", batch).expect("fill");
+        i += n;
+    }
+    let functions: Arc<dyn FunctionCatalog> = Arc::new(NoFunctions);
+    let engine = Engine::open(
+        &EngineConfig::under(&dir),
+        Arc::new(broker.clone()),
+        Arc::new(RocksBackend::open(&dir.join("rocksdb")).expect("rocksdb")),
+        Arc::new(SqlLoader::new(Arc::new(NativeLoader), functions.clone())),
+    )
+    .expect("engine");
+    let sql = SqlService::open(
+        &dir.join("sql"),
+        engine.clone(),
+        Arc::new(broker.clone()),
+        functions,
+        None,
+    )
+    .expect("sql");
+    sql.execute(
+        "CREATE STREAM orders (id BIGINT, customer VARCHAR, amount DOUBLE, ts BIGINT) \
+         WITH (KAFKA_TOPIC='orders', TIMESTAMP='ts');",
+        &BTreeMap::new(),
+    )
+    .expect("create stream");
+    Node {
+        broker,
+        engine,
+        sql,
+    }
+}
+
+/// Waits until processor `name` has committed every input offset; returns seconds since
+/// `start`.
+fn wait_done(engine: &Engine, name: &str, records: usize, start: Instant) -> f64 {
+    loop {
+        let d = engine.describe(name).expect("describe");
+        let done = !d.tasks.is_empty()
+            && d.tasks.iter().all(|t| {
+                t.inputs
+                    .iter()
+                    .all(|i| i.committed_offset == Some(i.end_offset))
+                    && t.inputs[0].end_offset == records as i64
+            });
+        if done {
+            return start.elapsed().as_secs_f64();
+        }
+        if let Some(e) = d.tasks.iter().find_map(|t| t.last_error.clone()) {
+            panic!("{name}: task failed: {e:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn report(case: &str, records: usize, secs: f64, baseline: Option<f64>) -> f64 {
+    let rate = records as f64 / secs;
+    let ratio = baseline
+        .map(|b| format!("{:.2}", b / rate))
+        .unwrap_or_else(|| "1.00".into());
+    println!("| {case} | {records} | {secs:.2} | {rate:.0} | {ratio} |");
+    rate
+}
+
+fn main() {
+    let base = PathBuf::from(
+        std::env::var("WEIR_BENCH_DIR").unwrap_or_else(|_| "target/bench-sql".into()),
+    );
+    let records = env("WEIR_BENCH_RECORDS", 500_000);
+    println!("| case | records | seconds | records/s | cost vs baseline |");
+    println!("|---|---:|---:|---:|---:|");
+
+    let n = node(&base, "baseline", records);
+    let spec: ProcessorSpec =
+        serde_json::from_str(r#"{"name":"up","inputs":["orders"],"outputs":["up"]}"#)
+            .expect("spec");
+    let start = Instant::now();
+    n.engine
+        .deploy(spec, Bytes::from_static(b"native:uppercase"))
+        .expect("deploy");
+    let secs = wait_done(&n.engine, "up", records, start);
+    let baseline = report("baseline: native uppercase processor", records, secs, None);
+    n.engine.shutdown();
+    drop(n);
+
+    let cases = [
+        (
+            "filter + projection",
+            "CREATE STREAM big AS SELECT id, UCASE(customer) AS c, amount * 1.2 AS gross \
+             FROM orders WHERE amount > 49;",
+            "CSAS_BIG_1",
+        ),
+        (
+            "windowed count (tumbling 1 min, GROUP BY non-key)",
+            "CREATE TABLE per_min AS SELECT customer, COUNT(*) AS n FROM orders \
+             WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY customer;",
+            "CTAS_PER_MIN_1",
+        ),
+    ];
+    for (case, statement, id) in cases {
+        let n = node(&base, case, records);
+        let start = Instant::now();
+        n.sql.execute(statement, &BTreeMap::new()).expect("create");
+        let secs = wait_done(&n.engine, id, records, start);
+        report(case, records, secs, Some(baseline));
+        let _ = &n.broker;
+        n.engine.shutdown();
+    }
+    let _ = std::fs::remove_dir_all(&base);
+}

@@ -1,0 +1,213 @@
+//! The SQL catalog: streams and tables (name, topic, columns, formats, timestamp column,
+//! window of a windowed table) and the persistent queries that write them, persisted as one
+//! JSON file (`<dir>/catalog.json`, replaced atomically). The queries' running state belongs
+//! to the engine's processors; the catalog only names them.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::ast::{ColumnDef, SourceKind, WindowSpec};
+use super::error::SqlError;
+
+/// A stream or table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceDef {
+    pub name: String,
+    pub kind: SourceKind,
+    pub topic: String,
+    pub columns: Vec<ColumnDef>,
+    pub value_format: String,
+    /// The column event time comes from (else the record timestamp).
+    pub timestamp: Option<String>,
+    pub partitions: i32,
+    /// Set for a table made by a windowed aggregation.
+    #[serde(default)]
+    pub window: Option<WindowSpec>,
+    /// The persistent query that writes it (CREATE ... AS SELECT).
+    #[serde(default)]
+    pub query: Option<String>,
+    /// The statement that created it.
+    pub sql: String,
+}
+
+impl SourceDef {
+    pub fn key_column(&self) -> Option<usize> {
+        self.columns.iter().position(|c| c.key)
+    }
+
+    pub fn timestamp_index(&self) -> Option<usize> {
+        let ts = self.timestamp.as_ref()?;
+        self.columns.iter().position(|c| &c.name == ts)
+    }
+}
+
+/// A persistent (or transient push) query.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueryDef {
+    pub id: String,
+    pub sql: String,
+    /// The stream/table it writes.
+    pub sink: String,
+    /// The streams/tables it reads.
+    pub sources: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct CatalogData {
+    sources: BTreeMap<String, SourceDef>,
+    queries: BTreeMap<String, QueryDef>,
+    next_query_id: u64,
+}
+
+/// The catalog, loaded in memory and written through on every change.
+#[derive(Debug)]
+pub struct Catalog {
+    path: Option<PathBuf>,
+    data: CatalogData,
+}
+
+fn io_err(path: &Path, e: impl std::fmt::Display) -> SqlError {
+    SqlError::new("internal", format!("catalog {}: {e}", path.display()))
+}
+
+impl Catalog {
+    /// Opens (or creates) the catalog under `dir`.
+    pub fn open(dir: &Path) -> Result<Catalog, SqlError> {
+        std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+        let path = dir.join("catalog.json");
+        let data = match std::fs::read(&path) {
+            Ok(raw) => serde_json::from_slice(&raw).map_err(|e| io_err(&path, e))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => CatalogData::default(),
+            Err(e) => return Err(io_err(&path, e)),
+        };
+        Ok(Catalog {
+            path: Some(path),
+            data,
+        })
+    }
+
+    /// A catalog that is never written (tests, planning checks).
+    pub fn in_memory() -> Catalog {
+        Catalog {
+            path: None,
+            data: CatalogData::default(),
+        }
+    }
+
+    fn save(&self) -> Result<(), SqlError> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let json = serde_json::to_vec_pretty(&self.data).map_err(|e| io_err(path, e))?;
+        crate::fsutil::write_atomic(path, &json).map_err(|e| io_err(path, e))
+    }
+
+    pub fn source(&self, name: &str) -> Option<&SourceDef> {
+        self.data.sources.get(name)
+    }
+
+    /// A source by name, or an `unknown_source` error.
+    pub fn require(&self, name: &str) -> Result<&SourceDef, SqlError> {
+        self.source(name).ok_or_else(|| {
+            SqlError::new(
+                "unknown_source",
+                format!("stream or table '{name}' does not exist"),
+            )
+        })
+    }
+
+    pub fn sources(&self) -> impl Iterator<Item = &SourceDef> {
+        self.data.sources.values()
+    }
+
+    pub fn put_source(&mut self, def: SourceDef) -> Result<(), SqlError> {
+        self.data.sources.insert(def.name.clone(), def);
+        self.save()
+    }
+
+    pub fn remove_source(&mut self, name: &str) -> Result<Option<SourceDef>, SqlError> {
+        let removed = self.data.sources.remove(name);
+        self.save()?;
+        Ok(removed)
+    }
+
+    pub fn query(&self, id: &str) -> Option<&QueryDef> {
+        self.data.queries.get(id)
+    }
+
+    pub fn queries(&self) -> impl Iterator<Item = &QueryDef> {
+        self.data.queries.values()
+    }
+
+    pub fn put_query(&mut self, q: QueryDef) -> Result<(), SqlError> {
+        self.data.queries.insert(q.id.clone(), q);
+        self.save()
+    }
+
+    pub fn remove_query(&mut self, id: &str) -> Result<Option<QueryDef>, SqlError> {
+        let removed = self.data.queries.remove(id);
+        self.save()?;
+        Ok(removed)
+    }
+
+    /// A new query id `<prefix>_<name>_<n>` (ksqlDB style: `CSAS_X_1`, `CTAS_Y_2`).
+    pub fn next_query_id(&mut self, prefix: &str, name: &str) -> Result<String, SqlError> {
+        self.data.next_query_id += 1;
+        let clean: String = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' {
+                    c.to_ascii_uppercase()
+                } else {
+                    '_'
+                }
+            })
+            .take(60)
+            .collect();
+        let id = format!("{prefix}_{clean}_{}", self.data.next_query_id);
+        self.save()?;
+        Ok(id)
+    }
+
+    /// Queries that read `source`.
+    pub fn readers_of(&self, source: &str) -> Vec<String> {
+        self.data
+            .queries
+            .values()
+            .filter(|q| q.sources.iter().any(|s| s == source))
+            .map(|q| q.id.clone())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catalog_persists() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Catalog::open(dir.path()).unwrap();
+        c.put_source(SourceDef {
+            name: "S".into(),
+            kind: SourceKind::Stream,
+            topic: "s".into(),
+            columns: vec![],
+            value_format: "JSON".into(),
+            timestamp: None,
+            partitions: 1,
+            window: None,
+            query: None,
+            sql: "CREATE STREAM S ...".into(),
+        })
+        .unwrap();
+        let id = c.next_query_id("CSAS", "out-x").unwrap();
+        assert_eq!(id, "CSAS_OUT_X_1");
+        let c = Catalog::open(dir.path()).unwrap();
+        assert!(c.source("S").is_some());
+        let mut c = c;
+        assert_eq!(c.next_query_id("CTAS", "T").unwrap(), "CTAS_T_2");
+    }
+}

@@ -1,0 +1,110 @@
+//! Persistent queries as processor deployments: a query's "module" is its plan, serialised
+//! as `weir-sql/1\n<JSON plan>`. [`SqlLoader`] recognises those and makes [`SqlLogic`]
+//! instances; anything else goes to the wrapped loader (the Wasm host). So queries are
+//! deployed, persisted, restored from changelogs and resumed at restart by the same
+//! machinery as processors.
+
+use std::sync::Arc;
+
+use super::plan::QueryPlan;
+use super::runtime::SqlLogic;
+use crate::host::{ProcessorError, ProcessorLogic};
+use crate::limits::ProcessorLimits;
+use crate::task::factory::{LoadError, LogicFactory, ModuleLoader};
+use crate::udf::FunctionCatalog;
+
+/// The prefix of a query plan "module".
+pub const PLAN_MAGIC: &[u8] = b"weir-sql/1\n";
+
+/// Serialises a plan into deployable module bytes.
+pub fn plan_module(plan: &QueryPlan) -> Vec<u8> {
+    let mut out = PLAN_MAGIC.to_vec();
+    out.extend(serde_json::to_vec(plan).unwrap_or_default());
+    out
+}
+
+/// Reads a plan back from module bytes (`None` if they are not a plan).
+pub fn module_plan(module: &[u8]) -> Option<Result<QueryPlan, String>> {
+    let body = module.strip_prefix(PLAN_MAGIC)?;
+    Some(serde_json::from_slice(body).map_err(|e| e.to_string()))
+}
+
+/// Loads query plans itself and delegates every other module.
+pub struct SqlLoader {
+    inner: Arc<dyn ModuleLoader>,
+    functions: Arc<dyn FunctionCatalog>,
+}
+
+impl SqlLoader {
+    pub fn new(inner: Arc<dyn ModuleLoader>, functions: Arc<dyn FunctionCatalog>) -> SqlLoader {
+        SqlLoader { inner, functions }
+    }
+}
+
+struct SqlFactory {
+    plan: Arc<QueryPlan>,
+    functions: Arc<dyn FunctionCatalog>,
+}
+
+impl LogicFactory for SqlFactory {
+    fn instantiate(&self, _label: &str) -> Result<Box<dyn ProcessorLogic>, ProcessorError> {
+        Ok(Box::new(SqlLogic::new(
+            self.plan.clone(),
+            self.functions.clone(),
+        )))
+    }
+}
+
+impl ModuleLoader for SqlLoader {
+    fn load(
+        &self,
+        module: &[u8],
+        limits: &ProcessorLimits,
+    ) -> Result<Arc<dyn LogicFactory>, LoadError> {
+        match module_plan(module) {
+            None => self.inner.load(module, limits),
+            Some(Err(e)) => Err(LoadError {
+                code: "invalid_plan",
+                message: format!("stored query plan cannot be read: {e}"),
+                internal: true,
+            }),
+            Some(Ok(plan)) => {
+                let (scalar, aggregate) = plan.udfs();
+                for f in scalar.iter().chain(&aggregate) {
+                    if self.functions.lookup(f).is_none() {
+                        return Err(LoadError {
+                            code: "unknown_function",
+                            message: format!(
+                                "query {} calls function {f}, which is not registered",
+                                plan.id
+                            ),
+                            internal: false,
+                        });
+                    }
+                }
+                Ok(Arc::new(SqlFactory {
+                    plan: Arc::new(plan),
+                    functions: self.functions.clone(),
+                }))
+            }
+        }
+    }
+}
+
+/// A function catalog with no UDFs (built-ins only).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoFunctions;
+
+impl FunctionCatalog for NoFunctions {
+    fn lookup(&self, _name: &str) -> Option<(crate::udf::UdfKind, crate::udf::UdfSignature)> {
+        None
+    }
+
+    fn scalar(&self, name: &str) -> Result<Box<dyn crate::udf::ScalarUdf>, ProcessorError> {
+        Err(ProcessorError::Host(format!("unknown function {name}")))
+    }
+
+    fn aggregate(&self, name: &str) -> Result<Box<dyn crate::udf::AggregateUdf>, ProcessorError> {
+        Err(ProcessorError::Host(format!("unknown function {name}")))
+    }
+}

@@ -1,0 +1,200 @@
+//! Streaming SQL over HTTP: `POST /v1/sql` runs statements and answers with one JSON result
+//! per statement; `POST /v1/query` runs one SELECT and streams NDJSON — a header line
+//! (`{"header":{"query_id":..,"columns":[..]}}`), then one `{"row":[..]}` line per row. A pull
+//! query's stream ends after its rows; a push query's (`EMIT CHANGES`) runs until the client
+//! disconnects (or its `LIMIT` is reached), and its transient processor is removed then.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use weir_engine::sql::{PushQuery, QueryStart, SqlError, SqlService};
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::ApiJson;
+
+/// Body of `POST /v1/sql` and `POST /v1/query`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlRequest {
+    pub sql: String,
+    /// Statement properties (`auto.offset.reset`, `weir.on_error`, `commit.interval.ms`);
+    /// values may be strings, numbers or booleans.
+    #[serde(default)]
+    pub properties: BTreeMap<String, Value>,
+}
+
+impl SqlRequest {
+    fn properties(&self) -> Result<BTreeMap<String, String>, ApiError> {
+        self.properties
+            .iter()
+            .map(|(k, v)| {
+                let s = match v {
+                    Value::String(s) => s.clone(),
+                    Value::Number(n) => n.to_string(),
+                    Value::Bool(b) => b.to_string(),
+                    _ => {
+                        return Err(ApiError::bad_request(format!(
+                            "property '{k}' must be a string, number or boolean"
+                        )));
+                    }
+                };
+                Ok((k.clone(), s))
+            })
+            .collect()
+    }
+}
+
+/// A SQL error as an API error, with its position.
+pub fn sql_error(e: SqlError) -> ApiError {
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    let err = ApiError::new(status, e.code, e.message);
+    match e.position {
+        Some(p) => err.at(p.line, p.column),
+        None => err,
+    }
+}
+
+fn service(state: &AppState) -> Result<SqlService, ApiError> {
+    state.sql.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "SQL is not enabled on this node",
+        )
+    })
+}
+
+/// `POST /v1/sql`: runs statements; `{"results":[...]}`.
+pub async fn execute(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<SqlRequest>,
+) -> Result<Response, ApiError> {
+    let svc = service(&state)?;
+    let props = req.properties()?;
+    let results = tokio::task::spawn_blocking(move || svc.execute(&req.sql, &props))
+        .await?
+        .map_err(sql_error)?;
+    Ok(Json(json!({ "results": results })).into_response())
+}
+
+fn line(v: &Value) -> Bytes {
+    let mut b = serde_json::to_vec(v).unwrap_or_default();
+    b.push(b'\n');
+    Bytes::from(b)
+}
+
+fn ndjson(body: Body) -> Response {
+    (
+        [
+            (CONTENT_TYPE, "application/x-ndjson"),
+            (CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// `POST /v1/query`: one SELECT, streamed as NDJSON.
+pub async fn query(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<SqlRequest>,
+) -> Result<Response, ApiError> {
+    let svc = service(&state)?;
+    let props = req.properties()?;
+    let started = {
+        let svc = svc.clone();
+        tokio::task::spawn_blocking(move || svc.start_query(&req.sql, &props))
+            .await?
+            .map_err(sql_error)?
+    };
+    match started {
+        QueryStart::Pull { columns, rows } => {
+            let mut out = Vec::new();
+            out.extend_from_slice(&line(&json!({"header": {"columns": columns}})));
+            for r in rows {
+                out.extend_from_slice(&line(&json!({ "row": r })));
+            }
+            Ok(ndjson(Body::from(out)))
+        }
+        QueryStart::Push(push) => {
+            let (tx, rx) = mpsc::channel::<Bytes>(16);
+            let header = line(&json!({"header": {"query_id": push.id, "columns": push.columns}}));
+            let _ = tx.send(header).await;
+            tokio::spawn(run_push(state, svc, push, tx));
+            let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+                rx.recv()
+                    .await
+                    .map(|chunk| (Ok::<_, Infallible>(chunk), rx))
+            });
+            Ok(ndjson(Body::from_stream(stream)))
+        }
+    }
+}
+
+/// Follows a push query's topic (every partition) and sends its rows until the client goes,
+/// the limit is reached or the node shuts down; then removes the query.
+async fn run_push(state: AppState, svc: SqlService, push: PushQuery, tx: mpsc::Sender<Bytes>) {
+    let mut offsets = vec![0i64; push.partitions.max(0) as usize];
+    let mut sent: u64 = 0;
+    let mut shutdown = state.shutdown.clone();
+    'outer: loop {
+        let mut any = false;
+        for (p, offset) in offsets.iter_mut().enumerate() {
+            let broker = state.broker.clone();
+            let topic = push.topic.clone();
+            let at = *offset;
+            let read = tokio::task::spawn_blocking(move || {
+                broker.read(&topic, p as i32, at, 1000, 1 << 20)
+            })
+            .await;
+            let Ok(Ok(read)) = read else {
+                break 'outer;
+            };
+            *offset = read.next_offset;
+            let mut chunk = Vec::new();
+            for r in read.records {
+                let Some(v) = r.value else { continue };
+                let Ok(Value::Object(obj)) = serde_json::from_slice::<Value>(&v) else {
+                    continue;
+                };
+                let row: Vec<Value> = push
+                    .columns
+                    .iter()
+                    .map(|c| obj.get(c).cloned().unwrap_or(Value::Null))
+                    .collect();
+                chunk.extend_from_slice(&line(&json!({ "row": row })));
+                any = true;
+                sent += 1;
+                if push.limit.is_some_and(|l| sent >= l) {
+                    let _ = tx.send(Bytes::from(chunk)).await;
+                    break 'outer;
+                }
+            }
+            if !chunk.is_empty() && tx.send(Bytes::from(chunk)).await.is_err() {
+                break 'outer;
+            }
+        }
+        if !any {
+            tokio::select! {
+                _ = tx.closed() => break,
+                _ = shutdown.changed() => break,
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
+        }
+    }
+    drop(tx);
+    let id = push.id.clone();
+    let _ = tokio::task::spawn_blocking(move || svc.stop_push(&id)).await;
+    tracing::info!(query = %push.id, rows = sent, "push query ended");
+}
