@@ -20,7 +20,6 @@
 //! checking calls) nor the HTTP API.
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -268,23 +267,9 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Crash-safe replacement of a whole file (`crate::fsutil`).
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FunctionError> {
-    let tmp = path.with_extension("tmp");
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        Ok(())
-    };
-    if let Err(e) = write() {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io(&tmp)(e));
-    }
-    std::fs::rename(&tmp, path).map_err(io(path))?;
-    if let Some(dir) = path.parent() {
-        sync_dir(dir)?;
-    }
-    Ok(())
+    crate::fsutil::write_atomic(path, bytes).map_err(io(path))
 }
 
 fn sync_dir(dir: &Path) -> Result<(), FunctionError> {
