@@ -44,11 +44,26 @@ if ! python3 -c 'import confluent_kafka, kafka' >/dev/null 2>&1; then
     python3 -m pip install --quiet --break-system-packages "${pkgs[@]}"
 fi
 
+# UDF guests in other languages (scripts/build-guests.sh): componentize-py goes into a venv
+# (Debian needs python3-venv for that), componentize-js comes from npm (`npm ci`).
+if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq >/dev/null && \
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+fi
+if ! command -v npm >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq >/dev/null && \
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+fi
+
 step fmt cargo fmt --all -- --check
-# Guest components (examples/, their own workspace) → target/guests/*.wasm, which the engine's
-# tests load; then the guest SDK's own unit tests (host target).
+# Guest components (examples/, their own workspace, plus the Python and JavaScript UDFs) →
+# target/guests/*.wasm, which the engine's tests load; then the guest SDKs' own unit tests
+# (host target).
 step guests scripts/build-guests.sh
 step guest-sdk cargo test --manifest-path guest-sdk/Cargo.toml --locked --quiet
+step guest-sdk-udf cargo test --manifest-path guest-sdk/udf/Cargo.toml --locked --quiet
 step clippy cargo clippy --workspace --all-targets --locked -- -D warnings
 # One profile (dev) for everything: clippy's check build shares nothing with it, but the
 # test build below compiles each dependency once and the e2e tests reuse the same binary.

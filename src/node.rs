@@ -1,7 +1,9 @@
 //! One Weir node: opens the [`Broker`] (recovering the data directory), starts its background
 //! tasks, opens the stream [`Engine`] (RocksDB state under `<data_dir>/state/rocksdb`, the
 //! Wasm host with its compiled-component cache under `<data_dir>/wasm-cache`, deployments
-//! under `<data_dir>/processors`) and resumes every deployed processor, serves the HTTP API
+//! under `<data_dir>/processors`) and resumes every deployed processor, opens the
+//! user-defined function registry (`<data_dir>/functions`, artifacts under
+//! `<data_dir>/artifacts`) on the same Wasm engine, serves the HTTP API
 //! until told to stop, then shuts down in order: stop accepting and end follow streams, drain
 //! in-flight requests (bounded), stop every task (each commits), stop the background tasks
 //! and flush every partition.
@@ -16,12 +18,12 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use weir_broker::kafka::{self, KafkaConfig, KafkaError};
 use weir_broker::{Broker, BrokerConfig, BrokerError};
-use weir_engine::sql::{NoFunctions, SqlError, SqlLoader, SqlService};
+use weir_engine::sql::{SqlError, SqlLoader, SqlService};
 use weir_engine::state::StateError;
 use weir_engine::state::rocks::RocksBackend;
 use weir_engine::task::WasmLoader;
-use weir_engine::udf::FunctionCatalog;
-use weir_engine::wasm::WasmError;
+use weir_engine::udf::{FunctionCatalog, FunctionError, FunctionRegistry, FunctionRegistryConfig};
+use weir_engine::wasm::{WasmConfig, WasmEngine, WasmError};
 use weir_engine::{Engine, EngineConfig, EngineError};
 
 use crate::http::metrics::Metrics;
@@ -58,6 +60,8 @@ pub enum NodeError {
     Wasm(#[from] WasmError),
     #[error("cannot start the stream engine: {0}")]
     Engine(#[from] EngineError),
+    #[error("cannot open the function registry: {0}")]
+    Functions(#[from] FunctionError),
     #[error("cannot open the SQL catalog: {0}")]
     Sql(#[from] SqlError),
     #[error("flushing the log at shutdown failed: {0}")]
@@ -106,11 +110,12 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     tracing::info!(topics, "log opened");
 
     let background = broker.start_background();
-    let (engine, sql) = open_engine(&broker, &config.broker.data_dir).await?;
+    let (engine, sql, functions) = open_engine(&broker, &config.broker.data_dir).await?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let state = AppState {
         broker: broker.clone(),
         engine: engine.clone(),
+        functions,
         sql: Some(sql),
         metrics: Arc::new(Metrics::new(broker.clone())),
         shutdown: shutdown_rx.clone(),
@@ -189,18 +194,30 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
 }
 
 /// Opens the engine over `broker` (the Wasm host for processors, query plans for SQL),
-/// resumes every deployed processor and persistent query, and opens the SQL catalog.
+/// resumes every deployed processor and persistent query, and opens the SQL catalog. The
+/// function registry opens first, on the processors' Wasm engine (one set of pools, one
+/// compiled-artifact cache), so that persistent queries calling UDFs find them when they
+/// resume; SQL gets it as its `FunctionCatalog` and `FunctionAdmin`.
 async fn open_engine(
     broker: &Broker,
     data_dir: &std::path::Path,
-) -> Result<(Engine, SqlService), NodeError> {
+) -> Result<(Engine, SqlService, Arc<FunctionRegistry>), NodeError> {
     let broker = broker.clone();
     let data_dir = data_dir.to_path_buf();
-    let opened = tokio::task::spawn_blocking(move || -> Result<(Engine, SqlService), NodeError> {
+    let opened = tokio::task::spawn_blocking(move || -> Result<_, NodeError> {
         let backend = RocksBackend::open(&data_dir.join("state").join("rocksdb"))?;
-        let wasm = WasmLoader::new(&data_dir.join("wasm-cache"))?;
-        let functions: Arc<dyn FunctionCatalog> = Arc::new(NoFunctions);
-        let loader = SqlLoader::new(Arc::new(wasm), functions.clone());
+        let wasm = WasmEngine::new(WasmConfig::new(data_dir.join("wasm-cache")))?;
+        let registry = Arc::new(FunctionRegistry::open(
+            FunctionRegistryConfig::under(&data_dir)
+                .with_reserved(weir_engine::sql::functions::reserved_names()),
+            wasm.clone(),
+        )?);
+        tracing::info!(
+            functions = registry.list().len(),
+            "function registry opened"
+        );
+        let functions: Arc<dyn FunctionCatalog> = registry.clone();
+        let loader = SqlLoader::new(Arc::new(WasmLoader::with_engine(wasm)), functions.clone());
         let engine = Engine::open(
             &EngineConfig::under(&data_dir),
             Arc::new(broker.clone()),
@@ -214,9 +231,9 @@ async fn open_engine(
             engine.clone(),
             Arc::new(broker),
             functions,
-            None,
+            Some(registry.clone()),
         )?;
-        Ok((engine, sql))
+        Ok((engine, sql, registry))
     })
     .await??;
     Ok(opened)

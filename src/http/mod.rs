@@ -10,10 +10,13 @@
 //! - `POST /v1/processors` (multipart), `GET /v1/processors`,
 //!   `GET|PUT|DELETE /v1/processors/{name}`, `POST /v1/processors/{name}/pause|resume`,
 //!   `GET /v1/processors/{name}/stores/{store}/keys/{key}`
+//! - `POST /v1/functions` (multipart), `GET /v1/functions`, `GET|DELETE /v1/functions/{name}`,
+//!   `PUT /v1/artifacts/{name}` (raw body)
 //! - `POST /v1/sql` (statements), `POST /v1/query` (a SELECT, streamed as NDJSON)
 
 pub mod error;
 pub mod extract;
+pub mod functions;
 pub mod health;
 pub mod metrics;
 pub mod processors;
@@ -26,11 +29,12 @@ use std::sync::Arc;
 use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Extension, Router};
 use tokio::sync::watch;
 use weir_broker::Broker;
 use weir_engine::Engine;
+use weir_engine::udf::FunctionRegistry;
 
 use self::error::ApiError;
 use self::metrics::Metrics;
@@ -47,6 +51,9 @@ pub struct AppState {
     pub broker: Broker,
     /// Processors (deploy, status, queries).
     pub engine: Engine,
+    /// User-defined functions (and uploaded artifacts); SQL gets the same registry as its
+    /// `FunctionCatalog` and `FunctionAdmin`.
+    pub functions: Arc<FunctionRegistry>,
     /// Streaming SQL (`None` on nodes built without it, e.g. some tests).
     pub sql: Option<weir_engine::sql::SqlService>,
     pub metrics: Arc<Metrics>,
@@ -65,8 +72,8 @@ impl FromRef<AppState> for Arc<Metrics> {
 pub struct HttpConfig {
     /// Largest accepted request body; larger ones get a 413.
     pub max_request_bytes: usize,
-    /// Largest accepted processor upload (`POST`/`PUT /v1/processors…`); larger ones get
-    /// a 413.
+    /// Largest accepted processor or function upload (`POST`/`PUT /v1/processors…`,
+    /// `POST /v1/functions`, `PUT /v1/artifacts/…`); larger ones get a 413.
     pub max_upload_bytes: usize,
 }
 
@@ -120,6 +127,20 @@ pub fn router(state: AppState, config: &HttpConfig) -> Router {
         .route(
             "/v1/processors/{name}/stores/{store}/keys/{key}",
             get(processors::get_key),
+        )
+        .route(
+            "/v1/functions",
+            post(functions::create)
+                .layer((upload_limit, upload_extension))
+                .get(functions::list),
+        )
+        .route(
+            "/v1/functions/{name}",
+            get(functions::describe).delete(functions::delete),
+        )
+        .route(
+            "/v1/artifacts/{name}",
+            put(functions::put_artifact).layer((upload_limit, upload_extension)),
         )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -71,31 +71,38 @@ pub struct Upload {
     pub module: Bytes,
 }
 
+/// Rejects an upload whose `Content-Length` is over the route's [`UploadLimit`] with a 413
+/// before reading it (the functions and artifacts routes use it too).
+pub async fn check_upload_size(req: Request) -> Result<Request, ApiError> {
+    if let Some(UploadLimit(limit)) = req.extensions().get::<UploadLimit>().copied() {
+        let length = req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if let Some(n) = length.filter(|n| *n > limit as u64) {
+            // Read (and drop) a body that is not much larger, so the client sees the
+            // 413 rather than a connection reset while it is still sending.
+            if n <= (limit as u64).saturating_add(DRAIN_MAX_BYTES) {
+                let mut body = req.into_body().into_data_stream();
+                while let Some(Ok(_)) = body.next().await {}
+            }
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("upload of {n} bytes is over the limit of {limit} bytes"),
+            )
+            .closing());
+        }
+    }
+    Ok(req)
+}
+
 impl<S: Send + Sync> FromRequest<S> for Upload {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        if let Some(UploadLimit(limit)) = req.extensions().get::<UploadLimit>().copied() {
-            let length = req
-                .headers()
-                .get(CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok());
-            if let Some(n) = length.filter(|n| *n > limit as u64) {
-                // Read (and drop) a body that is not much larger, so the client sees the
-                // 413 rather than a connection reset while it is still sending.
-                if n <= (limit as u64).saturating_add(DRAIN_MAX_BYTES) {
-                    let mut body = req.into_body().into_data_stream();
-                    while let Some(Ok(_)) = body.next().await {}
-                }
-                return Err(ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "too_large",
-                    format!("upload of {n} bytes is over the limit of {limit} bytes"),
-                )
-                .closing());
-            }
-        }
+        let req = check_upload_size(req).await?;
         let mut multipart = Multipart::from_request(req, state).await?;
         let mut spec = None;
         let mut module = None;

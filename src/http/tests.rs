@@ -11,6 +11,8 @@ use tokio::sync::watch;
 use weir_broker::{Broker, BrokerConfig};
 use weir_engine::native::NativeLoader;
 use weir_engine::state::memory::MemoryBackend;
+use weir_engine::udf::{FunctionRegistry, FunctionRegistryConfig};
+use weir_engine::wasm::{WasmConfig, WasmEngine};
 use weir_engine::{Engine, EngineConfig};
 
 use super::metrics::Metrics;
@@ -34,10 +36,23 @@ impl Server {
             Arc::new(NativeLoader),
         )
         .unwrap();
+        let wasm = WasmEngine::new({
+            let mut c = WasmConfig::new(dir.path().join("wasm-cache"));
+            c.max_instances = 8;
+            c.max_memory_bytes = 256 << 20;
+            c
+        })
+        .unwrap();
+        let functions = FunctionRegistry::open(
+            FunctionRegistryConfig::under(dir.path()).with_reserved(["upper"]),
+            wasm,
+        )
+        .unwrap();
         let (shutdown, rx) = watch::channel(false);
         let state = AppState {
             broker: broker.clone(),
             engine,
+            functions: Arc::new(functions),
             sql: None,
             metrics: std::sync::Arc::new(Metrics::new(broker)),
             shutdown: rx,
@@ -469,4 +484,189 @@ async fn processor_uploads_are_validated() {
     // Not multipart at all.
     let (status, body) = s.post("/v1/processors", "{}").await;
     assert_eq!(status, 400, "{body}");
+}
+
+/// A UDF component built by scripts/build-guests.sh.
+fn guest(name: &str) -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/guests")
+        .join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "guest component {} is missing ({e}): run scripts/build-guests.sh first",
+            path.display()
+        )
+    })
+}
+
+#[tokio::test]
+async fn functions_register_list_describe_and_delete() {
+    let s = Server::start(1 << 20).await;
+    let mask = guest("udf-mask");
+    let (status, body) = upload(
+        &s,
+        reqwest::Method::POST,
+        "/v1/functions",
+        r#"{"name":"mask"}"#,
+        mask.clone(),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["name"], "MASK");
+    assert_eq!(body["kind"], "scalar");
+    assert_eq!(
+        body["signature"],
+        json!({"params":["text"],"returns":"text"})
+    );
+    assert_eq!(body["module_bytes"], mask.len());
+    assert_eq!(body["sha256"].as_str().map(str::len), Some(64));
+
+    // Same name again: 409 unless replacing.
+    let (status, body) = upload(
+        &s,
+        reqwest::Method::POST,
+        "/v1/functions",
+        r#"{"name":"MASK"}"#,
+        mask.clone(),
+    )
+    .await;
+    assert_eq!((status, code(&body)), (409, "function_exists"), "{body}");
+    let (status, body) = upload(
+        &s,
+        reqwest::Method::POST,
+        "/v1/functions",
+        r#"{"name":"Mask","replace":true}"#,
+        guest("udf-geomean"),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["kind"], "aggregate");
+
+    let (status, body) = s.get("/v1/functions").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["functions"].as_array().map(Vec::len),
+        Some(1),
+        "{body}"
+    );
+    let (status, body) = s.get("/v1/functions/mask").await;
+    assert_eq!(
+        (status, body["name"].as_str()),
+        (200, Some("MASK")),
+        "{body}"
+    );
+    let (status, body) = s.get("/v1/functions/nope").await;
+    assert_eq!((status, code(&body)), (404, "unknown_function"), "{body}");
+
+    let (status, _) = s
+        .call(reqwest::Method::DELETE, "/v1/functions/mask", None)
+        .await;
+    assert_eq!(status, 204);
+    let (status, body) = s
+        .call(reqwest::Method::DELETE, "/v1/functions/mask", None)
+        .await;
+    assert_eq!((status, code(&body)), (404, "unknown_function"), "{body}");
+    let (_, body) = s.get("/v1/functions").await;
+    assert_eq!(body, json!({"functions": []}));
+}
+
+#[tokio::test]
+async fn function_uploads_are_validated() {
+    let s = Server::start(1 << 20).await;
+    let post = |spec: &'static str, module: Vec<u8>| {
+        upload(&s, reqwest::Method::POST, "/v1/functions", spec, module)
+    };
+    let cases: [(&str, Vec<u8>, u16, &str); 8] = [
+        (
+            r#"{"name":"f"}"#,
+            guest("udf-bad-signature"),
+            400,
+            "signature_failed",
+        ),
+        (
+            r#"{"name":"f"}"#,
+            b"garbage".to_vec(),
+            400,
+            "not_a_component",
+        ),
+        (r#"{"name":"f"}"#, guest("uppercase"), 400, "wrong_world"),
+        (r#"{"name":"f"}"#, guest("wrong-world"), 400, "wrong_world"),
+        (
+            r#"{"name":"1f"}"#,
+            guest("udf-mask"),
+            400,
+            "invalid_function_name",
+        ),
+        (
+            r#"{"name":"UPPER"}"#,
+            guest("udf-mask"),
+            400,
+            "reserved_function_name",
+        ),
+        (r#"{"nom":"f"}"#, guest("udf-mask"), 400, "invalid_spec"),
+        (r#"not json"#, guest("udf-mask"), 400, "invalid_spec"),
+    ];
+    for (spec, module, want_status, want_code) in cases {
+        let (status, body) = post(spec, module).await;
+        assert_eq!(
+            (status, code(&body)),
+            (want_status, want_code),
+            "{spec}: {body}"
+        );
+    }
+    // Over the upload limit: 413.
+    let (status, body) = post(r#"{"name":"f"}"#, vec![0u8; 2 << 20]).await;
+    assert_eq!((status, code(&body)), (413, "too_large"), "{body}");
+    let (status, body) = s.post("/v1/functions", "{}").await;
+    assert_eq!(status, 400, "{body}");
+    let (_, body) = s.get("/v1/functions").await;
+    assert_eq!(body, json!({"functions": []}));
+}
+
+#[tokio::test]
+async fn artifacts_are_stored() {
+    let s = Server::start(1 << 20).await;
+    let mask = guest("udf-mask");
+    let resp = s
+        .client
+        .put(format!("{}/v1/artifacts/mask", s.base))
+        .body(mask.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["name"], "mask");
+    assert_eq!(body["bytes"], mask.len());
+    assert_eq!(body["sha256"].as_str().map(str::len), Some(64));
+    for (path, bytes, want_status, want_code) in [
+        (
+            "/v1/artifacts/bad",
+            b"garbage".to_vec(),
+            400,
+            "not_a_component",
+        ),
+        (
+            "/v1/artifacts/..x",
+            mask.clone(),
+            400,
+            "invalid_artifact_name",
+        ),
+        ("/v1/artifacts/big", vec![0u8; 2 << 20], 413, "too_large"),
+    ] {
+        let resp = s
+            .client
+            .put(format!("{}{path}", s.base))
+            .body(bytes)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        assert_eq!(
+            (status, code(&body)),
+            (want_status, want_code),
+            "{path}: {body}"
+        );
+    }
 }

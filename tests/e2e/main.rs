@@ -5,6 +5,7 @@ mod cli;
 mod common;
 mod crash;
 mod errors;
+mod functions;
 mod kafka;
 mod maintenance;
 mod processors;

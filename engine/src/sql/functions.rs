@@ -683,6 +683,6 @@ mod tests {
         assert_eq!(cast(&json!("12"), &SqlType::Int), json!(12));
         assert_eq!(cast(&json!("x"), &SqlType::Int), Value::Null);
         assert_eq!(call(Builtin::Round, &[json!(2.5)]), json!(3));
-        assert_eq!(check(Builtin::Upper, &[SqlType::Int]).is_err(), true);
+        assert!(check(Builtin::Upper, &[SqlType::Int]).is_err());
     }
 }

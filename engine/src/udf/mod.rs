@@ -3,6 +3,20 @@
 //! traits a running scalar or aggregate UDF implements for one task. The Wasm host
 //! (`crate::wasm::udf`) implements the traits; the SQL engine (`crate::sql`) calls them in
 //! batches. Nothing here touches wasmtime or the log.
+//!
+//! [`registry`] holds the node's registered functions (persisted under
+//! `<data_dir>/functions`, uploaded artifacts under `<data_dir>/artifacts`);
+//! [`FunctionRegistry`] implements [`FunctionCatalog`] (calls) and
+//! [`FunctionAdmin`](crate::sql::FunctionAdmin) (SQL's `CREATE`/`DROP FUNCTION`, in
+//! `admin.rs`).
+
+mod admin;
+pub mod registry;
+
+pub use registry::{
+    ArtifactInfo, FunctionError, FunctionErrorKind, FunctionInfo, FunctionRegistry,
+    FunctionRegistryConfig,
+};
 
 use serde::{Deserialize, Serialize};
 

@@ -1,13 +1,15 @@
 //! [`WasmEngine`]: the one wasmtime `Engine` and `Linker` of a node (pooling allocator, epoch
 //! ticker, compiled-component cache), and [`WasmEngine::load_processor`], which validates an
 //! uploaded component and compiles it (or loads it from the cache) into a
-//! [`ProcessorModule`].
+//! [`ProcessorModule`]. UDF components load through the same engine and cache
+//! ([`WasmEngine::load_udf`], in `udf.rs`).
 
 use super::bindings::ProcessorPre;
 use super::cache::{ArtifactCache, Origin};
 use super::error::WasmError;
 use super::imports::HostState;
 use super::instance::ProcessorModule;
+use super::udf::UdfState;
 use crate::limits::ProcessorLimits;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -62,7 +64,9 @@ pub struct WasmEngine {
 pub(crate) struct EngineInner {
     pub(crate) engine: Engine,
     linker: Linker<HostState>,
-    cache: ArtifactCache,
+    /// WASI (empty) and the `weir:udf` types: all a UDF component may import.
+    pub(crate) udf_linker: Linker<UdfState>,
+    pub(crate) cache: ArtifactCache,
     pub(crate) config: WasmConfig,
     _ticker: Ticker,
 }
@@ -132,6 +136,7 @@ impl WasmEngine {
         )
         .map_err(|e| WasmError::Engine(format!("linking weir:processor: {e:#}")))?;
 
+        let udf_linker = super::udf::linker(&engine)?;
         let cache = ArtifactCache::open(&config.cache_dir, &engine)?;
 
         let stop = Arc::new(AtomicBool::new(false));
@@ -154,6 +159,7 @@ impl WasmEngine {
             inner: Arc::new(EngineInner {
                 engine,
                 linker,
+                udf_linker,
                 cache,
                 config,
                 _ticker: Ticker {
@@ -207,8 +213,9 @@ impl WasmEngine {
     }
 }
 
-/// Checks the preamble: `\0asm`, then the component-model version/layer.
-fn check_header(wasm: &[u8]) -> Result<(), WasmError> {
+/// Checks the preamble: `\0asm`, then the component-model version/layer (a cheap test that
+/// bytes are a component at all, without compiling them).
+pub fn check_header(wasm: &[u8]) -> Result<(), WasmError> {
     const MAGIC: &[u8; 4] = b"\0asm";
     const CORE: [u8; 4] = [1, 0, 0, 0];
     const COMPONENT: [u8; 4] = [0x0d, 0, 1, 0];

@@ -1,5 +1,5 @@
-//! Errors of the Wasm host when loading a processor component or creating an instance. Calls
-//! into a running instance fail with [`crate::host::ProcessorError`] instead.
+//! Errors of the Wasm host when loading a processor or UDF component or creating an instance.
+//! Calls into a running instance fail with [`crate::host::ProcessorError`] instead.
 
 /// Why a component could not be loaded or instantiated. Every variant has a stable
 /// [`code`](WasmError::code). The messages of the uploader's errors
@@ -14,6 +14,14 @@ pub enum WasmError {
     /// not provided or which export is missing or mistyped.
     #[error("not a weir:processor/processor component: {0}")]
     WrongWorld(String),
+    /// A component, but neither of the `weir:udf/scalar-udf` nor of the
+    /// `weir:udf/aggregate-udf` world: says what it imports or exports instead.
+    #[error("not a weir:udf scalar-udf or aggregate-udf component: {0}")]
+    NotAUdf(String),
+    /// A UDF component whose `signature()` export trapped, hit a limit or returned an
+    /// unusable signature when it was loaded.
+    #[error("the function's signature() failed: {0}")]
+    Signature(String),
     /// Larger than the processor's `limits.max_module_bytes`.
     #[error("component is {size} bytes, over the limit of {limit} bytes")]
     TooLarge { size: u64, limit: u64 },
@@ -36,7 +44,8 @@ impl WasmError {
     pub fn code(&self) -> &'static str {
         match self {
             WasmError::NotAComponent(_) => "not_a_component",
-            WasmError::WrongWorld(_) => "wrong_world",
+            WasmError::WrongWorld(_) | WasmError::NotAUdf(_) => "wrong_world",
+            WasmError::Signature(_) => "signature_failed",
             WasmError::TooLarge { .. } => "module_too_large",
             WasmError::Compile(_) => "compile_failed",
             WasmError::Instantiate(_) => "instantiate_failed",
@@ -52,6 +61,8 @@ impl WasmError {
             self,
             WasmError::NotAComponent(_)
                 | WasmError::WrongWorld(_)
+                | WasmError::NotAUdf(_)
+                | WasmError::Signature(_)
                 | WasmError::TooLarge { .. }
                 | WasmError::Compile(_)
         )

@@ -202,7 +202,7 @@ impl wasmtime::ResourceLimiter for HostState {
 }
 
 /// A clock that never moves: guests get time only from records and `stream-time`.
-struct NoClock;
+pub(super) struct NoClock;
 
 impl wasmtime_wasi::HostWallClock for NoClock {
     fn resolution(&self) -> Duration {

@@ -12,6 +12,12 @@
 //!   the `emit` imports), module size (at load). A trap or a limit fails the call and poisons
 //!   the instance; the task makes a new one.
 //!
+//! - UDFs (`wit/udf/udf.wit`, worlds `weir:udf/scalar-udf` and `aggregate-udf`):
+//!   [`WasmEngine::load_udf`] validates a function component, compiles it (same cache) and
+//!   calls its `signature()`; a [`UdfModule`] makes per-task instances implementing
+//!   [`ScalarUdf`](crate::udf::ScalarUdf) / [`AggregateUdf`](crate::udf::AggregateUdf) under
+//!   [`UdfLimits`] (CPU per call, memory; a trapped instance is replaced on the next call).
+//!
 //! This module knows nothing of tasks, RocksDB or the log: guests reach them only through
 //! the [`TaskHost`](crate::host::TaskHost) of the call in progress.
 
@@ -23,7 +29,10 @@ mod error;
 mod guest_log;
 mod imports;
 mod instance;
+mod udf;
+mod udf_instance;
 
-pub use engine::{WasmConfig, WasmEngine};
+pub use engine::{WasmConfig, WasmEngine, check_header as check_component_header};
 pub use error::WasmError;
 pub use instance::ProcessorModule;
+pub use udf::{UdfLimits, UdfModule};
