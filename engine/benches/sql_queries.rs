@@ -5,10 +5,15 @@
 //! records (read, call, append, commit, no JSON).
 //!
 //! Cases: a filter + projection (`WHERE` + arithmetic + `UCASE`), and the windowed count
-//! (tumbling 1 minute, GROUP BY a non-key column, so through the repartition topic).
+//! (tumbling 1 minute, GROUP BY a non-key column, so through the repartition topic). Then the
+//! per-row cost of a UDF in a query: `SELECT f(customer) FROM orders` with the built-in
+//! `UCASE` against the Rust (`MASK`), Python (`PY_UPPER`) and JavaScript (`JS_REVERSE`) UDFs
+//! from `target/guests/` (`scripts/build-guests.sh`; missing ones are skipped). The UDF's
+//! per-row cost is (query time − built-in query time) / rows.
 //!
 //! `cargo bench -p weir-engine --bench sql_queries`. Environment: `WEIR_BENCH_RECORDS`
-//! (default 500,000), `WEIR_BENCH_DIR` (default `target/bench-sql`).
+//! (default 500,000), `WEIR_BENCH_UDF_RECORDS` (default 100,000), `WEIR_BENCH_DIR` (default
+//! `target/bench-sql`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,7 +27,8 @@ use weir_engine::native::NativeLoader;
 use weir_engine::sql::{NoFunctions, SqlLoader, SqlService};
 use weir_engine::state::rocks::RocksBackend;
 use weir_engine::task::ProcessorSpec;
-use weir_engine::udf::FunctionCatalog;
+use weir_engine::udf::{FunctionCatalog, FunctionRegistry, FunctionRegistryConfig};
+use weir_engine::wasm::{WasmConfig, WasmEngine};
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -38,6 +44,11 @@ struct Node {
 }
 
 fn node(base: &Path, label: &str, records: usize) -> Node {
+    node_with(base, label, records, &[])
+}
+
+/// A node whose function registry holds `udfs` (name, guest file in `target/guests/`).
+fn node_with(base: &Path, label: &str, records: usize, udfs: &[(&str, &str)]) -> Node {
     let dir = base.join(label.replace(' ', "-"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("bench dir");
@@ -65,7 +76,20 @@ fn node(base: &Path, label: &str, records: usize) -> Node {
         broker.produce("orders", batch).expect("fill");
         i += n;
     }
-    let functions: Arc<dyn FunctionCatalog> = Arc::new(NoFunctions);
+    let functions: Arc<dyn FunctionCatalog> = if udfs.is_empty() {
+        Arc::new(NoFunctions)
+    } else {
+        let wasm = WasmEngine::new(WasmConfig::new(base.join("wasm-cache"))).expect("wasm");
+        let registry =
+            FunctionRegistry::open(FunctionRegistryConfig::under(&dir), wasm).expect("registry");
+        for (name, file) in udfs {
+            let module = std::fs::read(guests().join(format!("{file}.wasm"))).expect("guest");
+            registry
+                .create(name, Bytes::from(module), false)
+                .expect("register");
+        }
+        Arc::new(registry)
+    };
     let engine = Engine::open(
         &EngineConfig::under(&dir),
         Arc::new(broker.clone()),
@@ -115,6 +139,10 @@ fn wait_done(engine: &Engine, name: &str, records: usize, start: Instant) -> f64
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+fn guests() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/guests")
 }
 
 fn report(case: &str, records: usize, secs: f64, baseline: Option<f64>) -> f64 {
@@ -168,6 +196,56 @@ fn main() {
         let secs = wait_done(&n.engine, id, records, start);
         report(case, records, secs, Some(baseline));
         let _ = &n.broker;
+        n.engine.shutdown();
+    }
+
+    // UDF per-row cost against the built-in, in one run.
+    let rows = env("WEIR_BENCH_UDF_RECORDS", 100_000);
+    println!();
+    println!(
+        "| function in `SELECT f(customer) AS x FROM orders` | records | seconds | records/s | extra ns/row vs UCASE |"
+    );
+    println!("|---|---:|---:|---:|---:|");
+    let mut builtin_secs = None;
+    for (label, func, file) in [
+        ("UCASE (built-in)", "UCASE", ""),
+        ("MASK (Rust UDF)", "MASK", "udf-mask"),
+        ("PY_UPPER (Python UDF)", "PY_UPPER", "udf-py-upper"),
+        (
+            "JS_REVERSE (JavaScript UDF)",
+            "JS_REVERSE",
+            "udf-js-reverse",
+        ),
+    ] {
+        if !file.is_empty() && !guests().join(format!("{file}.wasm")).exists() {
+            println!("| {label} | skipped: target/guests/{file}.wasm missing | | | |");
+            continue;
+        }
+        let udfs: Vec<(&str, &str)> = if file.is_empty() {
+            vec![]
+        } else {
+            vec![(func, file)]
+        };
+        let n = node_with(&base, label, rows, &udfs);
+        let start = Instant::now();
+        n.sql
+            .execute(
+                &format!("CREATE STREAM out AS SELECT {func}(customer) AS x FROM orders;"),
+                &BTreeMap::new(),
+            )
+            .expect("create");
+        let secs = wait_done(&n.engine, "CSAS_OUT_1", rows, start);
+        let extra = match builtin_secs {
+            None => {
+                builtin_secs = Some(secs);
+                "0".to_string()
+            }
+            Some(b) => format!("{:.0}", (secs - b) * 1e9 / rows as f64),
+        };
+        println!(
+            "| {label} | {rows} | {secs:.2} | {:.0} | {extra} |",
+            rows as f64 / secs
+        );
         n.engine.shutdown();
     }
     let _ = std::fs::remove_dir_all(&base);

@@ -208,8 +208,129 @@ fn sql_queries_call_wasm_functions_across_a_restart() {
         "spend after restart: {:?}",
         values(&s, "spend")
     );
+    // A function a running query calls cannot be dropped; once the query is terminated,
     // DROP FUNCTION removes it from the registry (and the HTTP listing).
-    sql(&s, "DROP FUNCTION geomean;");
+    let (status, body) = s.post("/v1/sql", &json!({"sql": "DROP FUNCTION geomean;"}));
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("CTAS_SPEND"), "{body}");
+    let spend = sql(&s, "SHOW QUERIES;")[0]["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r[2] == "SPEND")
+        .map(|r| r[0].as_str().unwrap().to_string())
+        .unwrap();
+    sql(&s, &format!("TERMINATE {spend}; DROP FUNCTION geomean;"));
     let (status, _) = s.get("/v1/functions/geomean");
     assert_eq!(status, 404);
+}
+
+/// A Python and a JavaScript UDF, registered over HTTP, called from one persistent query;
+/// a UDF's argument types are checked at CREATE time.
+#[test]
+fn python_and_javascript_udfs_in_a_persistent_query() {
+    let s = Server::start(&[]);
+    for (name, file) in [
+        ("py_upper", "udf-py-upper"),
+        ("js_reverse", "udf-js-reverse"),
+    ] {
+        let (status, body) = create(&s, json!({ "name": name }), guest(file));
+        assert_eq!(status, 201, "{name}: {body}");
+    }
+    sql(
+        &s,
+        "CREATE STREAM people (id INT KEY, name VARCHAR, age INT)
+           WITH (KAFKA_TOPIC='people', PARTITIONS=2);
+         INSERT INTO people (id, name, age) VALUES (1, 'ada', 36);
+         INSERT INTO people (id, name, age) VALUES (2, 'Grace', 85);
+         INSERT INTO people (id, name, age) VALUES (3, NULL, 1);
+         CREATE STREAM shouted AS
+           SELECT id, PY_UPPER(name) AS up, JS_REVERSE(name) AS rev,
+                  JS_REVERSE(PY_UPPER(name)) AS both_ FROM people WHERE age > 10;",
+    );
+    let rows = || {
+        let mut v: Vec<String> = values(&s, "SHOUTED")
+            .iter()
+            .map(|v| v.to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    assert!(
+        crate::common::eventually(std::time::Duration::from_secs(60), || rows().len() == 2),
+        "{:?}",
+        rows()
+    );
+    assert_eq!(
+        rows(),
+        vec![
+            json!({"ID": 1, "UP": "ADA", "REV": "ada", "BOTH_": "ADA"}).to_string(),
+            json!({"ID": 2, "UP": "GRACE", "REV": "ecarG", "BOTH_": "ECARG"}).to_string(),
+        ]
+    );
+    // PY_UPPER takes a STRING: an INT argument is refused when the query is created.
+    let (status, body) = s.post(
+        "/v1/sql",
+        &json!({"sql": "CREATE STREAM bad AS SELECT PY_UPPER(age) FROM people;"}),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "type_mismatch", "{body}");
+    assert_eq!(body["error"]["column"], 29, "{body}");
+    let (status, _) = s.get("/v1/processors/CSAS_BAD_2");
+    assert_eq!(status, 404, "nothing was deployed");
+}
+
+/// A UDF that traps follows the query's error policy, like a processor: `fail` stops the
+/// task with the error, `skip` drops the row and carries on.
+#[test]
+fn a_trapping_udf_follows_the_query_error_policy() {
+    let s = Server::start(&[]);
+    let (status, body) = create(&s, json!({"name": "trap"}), guest("udf-trap"));
+    assert_eq!(status, 201, "{body}");
+    sql(
+        &s,
+        "CREATE STREAM nums (n BIGINT) WITH (KAFKA_TOPIC='nums', PARTITIONS=1);
+         INSERT INTO nums (n) VALUES (1);
+         INSERT INTO nums (n) VALUES (13);
+         INSERT INTO nums (n) VALUES (2);
+         CREATE STREAM failing AS SELECT TRAP(n) AS t FROM nums;
+         CREATE STREAM skipping WITH (ON_ERROR='skip') AS SELECT TRAP(n) AS t FROM nums;",
+    );
+    let ts = |topic: &str| -> Vec<i64> {
+        values(&s, topic)
+            .iter()
+            .map(|v| v["T"].as_i64().unwrap())
+            .collect()
+    };
+    assert!(
+        crate::common::eventually(std::time::Duration::from_secs(30), || ts("SKIPPING")
+            == vec![1, 2]),
+        "{:?}",
+        ts("SKIPPING")
+    );
+    assert!(
+        crate::common::eventually(std::time::Duration::from_secs(30), || {
+            s.processor("CSAS_FAILING_1")["status"] == "failed"
+        }),
+        "{}",
+        s.processor("CSAS_FAILING_1")
+    );
+    let p = s.processor("CSAS_FAILING_1");
+    let err = &p["tasks"][0]["last_error"];
+    assert_eq!(err["code"], "guest_trap", "{err}");
+    assert_eq!(err["offset"], 1, "the record with 13: {err}");
+    assert!(
+        err["message"].as_str().unwrap().contains("UDF TRAP"),
+        "{err}"
+    );
+    // Rows before the failing record went out; none after it.
+    assert_eq!(ts("FAILING"), vec![1]);
+    // The node is still serving.
+    assert_eq!(
+        sql(&s, "SHOW QUERIES;")[0]["rows"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
 }

@@ -255,6 +255,13 @@ impl SqlService {
             }
             Statement::DropFunction { name, if_exists } => {
                 let admin = self.admin()?;
+                let users = self.queries_calling(name);
+                if !users.is_empty() {
+                    return Err(invalid(format!(
+                        "function {name} is called by {}; TERMINATE them first",
+                        users.join(", ")
+                    )));
+                }
                 if !admin.drop_function(name)? && !if_exists {
                     return Err(SqlError::new(
                         "not_found",
@@ -1200,6 +1207,19 @@ impl SqlService {
             plan.output.iter().map(|c| c.name.clone()).collect(),
             rows_out,
         ))
+    }
+
+    /// Persistent queries whose plan calls function `name`.
+    fn queries_calling(&self, name: &str) -> Vec<String> {
+        let ids: Vec<String> = self.catalog().queries().map(|q| q.id.clone()).collect();
+        ids.into_iter()
+            .filter(|id| {
+                self.plan_of(id).is_some_and(|p| {
+                    let (scalar, aggregate) = p.udfs();
+                    scalar.iter().chain(&aggregate).any(|f| f == name)
+                })
+            })
+            .collect()
     }
 
     fn plan_of(&self, query: &str) -> Option<QueryPlan> {
