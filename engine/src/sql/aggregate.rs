@@ -157,6 +157,31 @@ impl AggCall {
         Ok(())
     }
 
+    /// Folds several rows' argument values into `acc` (an aggregate UDF in one call).
+    pub fn add_many(
+        &self,
+        acc: &mut Acc,
+        rows: &[&[Value]],
+        udafs: &mut Udafs,
+    ) -> Result<(), ProcessorError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        if let (AggFunc::Udaf(name), Acc::Udaf(state)) = (&self.func, &mut *acc) {
+            let calls: Vec<Vec<_>> = rows
+                .iter()
+                .map(|r| r.iter().map(to_udf).collect())
+                .collect();
+            let s = std::mem::take(state);
+            *state = udaf(udafs, name)?.accumulate(s, &calls)?;
+            return Ok(());
+        }
+        for r in rows {
+            self.add(acc, r, udafs)?;
+        }
+        Ok(())
+    }
+
     /// Combines two accumulators (merging session windows); `a` is the earlier one.
     pub fn merge(&self, a: Acc, b: Acc, udafs: &mut Udafs) -> Result<Acc, ProcessorError> {
         Ok(match (&self.func, a, b) {

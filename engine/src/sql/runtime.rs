@@ -522,7 +522,8 @@ impl SqlLogic {
         // Groups touched by this batch, updated in memory and written (and, for EMIT
         // CHANGES, emitted) once each at the end: one RocksDB write and one output record
         // per group and batch, as ksqlDB's record cache does.
-        let mut touched: HashMap<Vec<u8>, (GroupState, i64)> = HashMap::new();
+        // (state, latest event time, rows of this batch to fold in).
+        let mut touched: HashMap<Vec<u8>, (GroupState, i64, Vec<usize>)> = HashMap::new();
         let mut order: Vec<Vec<u8>> = Vec::new();
         for (i, (r, k)) in rows.iter().zip(groups).enumerate() {
             let row_args: Vec<&Vec<Value>> = args.iter().map(|per_call| &per_call[i]).collect();
@@ -559,25 +560,29 @@ impl SqlLogic {
                             self.new_state(a, k.clone(), start, end)?
                         }
                     };
-                    touched.insert(key.clone(), (st, r.time));
+                    touched.insert(key.clone(), (st, r.time, Vec::new()));
                     order.push(key.clone());
                 }
-                let Some((st, time)) = touched.get_mut(&key) else {
+                let Some((_, time, pending)) = touched.get_mut(&key) else {
                     continue;
                 };
                 *time = (*time).max(r.time);
-                for (c, (acc, v)) in a.aggs.iter().zip(st.a.iter_mut().zip(&row_args)) {
-                    c.add(acc, v, &mut self.udafs)?;
-                }
+                pending.push(i);
             }
             if !accepted {
                 late += 1;
             }
         }
         for key in order {
-            let Some((st, time)) = touched.remove(&key) else {
+            let Some((mut st, time, pending)) = touched.remove(&key) else {
                 continue;
             };
+            // One fold per aggregate and group: an aggregate UDF gets all of the group's rows
+            // of this batch in one call.
+            for (j, (c, acc)) in a.aggs.iter().zip(st.a.iter_mut()).enumerate() {
+                let rows: Vec<&[Value]> = pending.iter().map(|&i| args[j][i].as_slice()).collect();
+                c.add_many(acc, &rows, &mut self.udafs)?;
+            }
             self.store_state(host, &key, &st)?;
             if a.emit == Emit::Changes {
                 self.emit_group(host, a, &st, time)?;
