@@ -169,9 +169,10 @@ fn main() {
     println!("|---|---:|---:|---:|---:|");
 
     let n = node(&base, "baseline", records);
-    let spec: ProcessorSpec =
-        serde_json::from_str(r#"{"name":"up","inputs":["orders"],"outputs":["up"],"commit_interval_ms":50}"#)
-            .expect("spec");
+    let spec: ProcessorSpec = serde_json::from_str(
+        r#"{"name":"up","inputs":["orders"],"outputs":["up"],"commit_interval_ms":50}"#,
+    )
+    .expect("spec");
     let start = Instant::now();
     n.engine
         .deploy(spec, Bytes::from_static(b"native:uppercase"))

@@ -740,6 +740,16 @@ pub fn truthy(v: &Value) -> bool {
     matches!(v, Value::Bool(true))
 }
 
+/// The items whose condition (one per item) is true.
+pub fn retain_true<T>(items: Vec<T>, conditions: Vec<Value>) -> Vec<T> {
+    items
+        .into_iter()
+        .zip(conditions)
+        .filter(|(_, c)| truthy(c))
+        .map(|(i, _)| i)
+        .collect()
+}
+
 impl Expr {
     /// Evaluates the expression for every row.
     pub fn eval(&self, rows: &[Row], cx: &mut EvalContext) -> Result<Vec<Value>, EvalError> {

@@ -384,17 +384,7 @@ pub fn plan_query(
         functions,
     };
     let filter = match &select.selection {
-        Some(w) => {
-            let (e, t) = resolver.resolve(w)?;
-            if !matches!(t, SqlType::Boolean | SqlType::Null | SqlType::Any) {
-                return Err(SqlError::new(
-                    "type_mismatch",
-                    format!("WHERE needs a BOOLEAN condition, got {t}"),
-                )
-                .at(pos(w)));
-            }
-            Some(e)
-        }
+        Some(w) => Some(condition("WHERE", w, resolver.resolve(w)?)?),
         None => None,
     };
     let group_exprs: Vec<&sql::Expr> = match &select.group_by {
@@ -689,17 +679,11 @@ pub fn plan_query(
         project.push(x);
     }
     let having = match &select.having {
-        Some(h) => {
-            let (x, t) = agg_resolver.resolve_with(h, &mut hook)?;
-            if !matches!(t, SqlType::Boolean | SqlType::Null | SqlType::Any) {
-                return Err(SqlError::new(
-                    "type_mismatch",
-                    format!("HAVING needs a BOOLEAN condition, got {t}"),
-                )
-                .at(pos(h)));
-            }
-            Some(x)
-        }
+        Some(h) => Some(condition(
+            "HAVING",
+            h,
+            agg_resolver.resolve_with(h, &mut hook)?,
+        )?),
         None => None,
     };
     if let Some(w) = window {
@@ -756,6 +740,19 @@ pub fn plan_query(
         output,
         limit,
     })
+}
+
+/// A WHERE or HAVING condition: must be BOOLEAN.
+fn condition(clause: &str, e: &sql::Expr, (x, t): (Expr, SqlType)) -> Result<Expr, SqlError> {
+    if matches!(t, SqlType::Boolean | SqlType::Null | SqlType::Any) {
+        Ok(x)
+    } else {
+        Err(SqlError::new(
+            "type_mismatch",
+            format!("{clause} needs a BOOLEAN condition, got {t}"),
+        )
+        .at(pos(e)))
+    }
 }
 
 fn check_unique(cols: &[ColumnDef]) -> Result<(), SqlError> {

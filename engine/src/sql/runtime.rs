@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use super::aggregate::{Acc, Udafs};
 use super::ast::{Emit, WindowKind, WindowSpec};
-use super::expr::{EvalContext, Expr, Row, truthy};
+use super::expr::{EvalContext, Expr, Row, retain_true, truthy};
 use super::functions::text;
 use super::plan::{AggPlan, Body, QueryPlan, SourceBinding};
 use super::types::lookup_field;
@@ -326,11 +326,7 @@ impl SqlLogic {
             Some(f) => {
                 let plain: Vec<Row> = rows.iter().map(|r| r.row.clone()).collect();
                 let keep = self.eval(f, &plain)?;
-                rows.into_iter()
-                    .zip(keep)
-                    .filter(|(_, k)| truthy(k))
-                    .map(|(r, _)| r)
-                    .collect()
+                retain_true(rows, keep)
             }
             None => rows,
         };

@@ -19,7 +19,7 @@ use super::ast::{
 };
 use super::catalog::{Catalog, QueryDef, SourceDef};
 use super::error::SqlError;
-use super::expr::{EvalContext, Resolver, Row, truthy};
+use super::expr::{EvalContext, Resolver, Row, retain_true};
 use super::functions::{self, BUILTINS};
 use super::loader::plan_module;
 use super::parser::parse;
@@ -348,22 +348,7 @@ impl SqlService {
         if kind == SourceKind::Table && keys == 0 {
             return Err(invalid(format!("table {name} needs a PRIMARY KEY column")));
         }
-        for k in with.keys() {
-            if ![
-                "KAFKA_TOPIC",
-                "VALUE_FORMAT",
-                "KEY_FORMAT",
-                "FORMAT",
-                "PARTITIONS",
-                "REPLICAS",
-                "TIMESTAMP",
-                "TIMESTAMP_FORMAT",
-            ]
-            .contains(&k.as_str())
-            {
-                return Err(invalid(format!("unknown property {k} in WITH")));
-            }
-        }
+        check_props(with, &["TIMESTAMP", "TIMESTAMP_FORMAT"])?;
         let topic = with.get("KAFKA_TOPIC").cloned().ok_or_else(|| {
             invalid(format!(
                 "{} {name} needs WITH (KAFKA_TOPIC='...')",
@@ -553,21 +538,7 @@ impl SqlService {
                 format!("{} {name} already exists", existing.kind.word()),
             ));
         }
-        for k in with.keys() {
-            if ![
-                "KAFKA_TOPIC",
-                "VALUE_FORMAT",
-                "KEY_FORMAT",
-                "FORMAT",
-                "PARTITIONS",
-                "REPLICAS",
-                "ON_ERROR",
-            ]
-            .contains(&k.as_str())
-            {
-                return Err(invalid(format!("unknown property {k} in WITH")));
-            }
-        }
+        check_props(with, &["ON_ERROR"])?;
         let topic = with
             .get("KAFKA_TOPIC")
             .cloned()
@@ -1184,11 +1155,7 @@ impl SqlService {
         let rows = match &plan.filter {
             Some(f) => {
                 let keep = f.eval(&rows, &mut cx).map_err(err)?;
-                rows.into_iter()
-                    .zip(keep)
-                    .filter(|(_, k)| truthy(k))
-                    .map(|(r, _)| r)
-                    .collect()
+                retain_true(rows, keep)
             }
             None => rows,
         };
@@ -1363,6 +1330,25 @@ impl SqlService {
     /// The log (for following push query topics).
     pub fn log(&self) -> &Arc<dyn LogAccess> {
         &self.inner.log
+    }
+}
+
+/// Refuses `WITH` properties other than the common ones and `extra`.
+fn check_props(with: &Properties, extra: &[&str]) -> Result<(), SqlError> {
+    const COMMON: [&str; 6] = [
+        "KAFKA_TOPIC",
+        "VALUE_FORMAT",
+        "KEY_FORMAT",
+        "FORMAT",
+        "PARTITIONS",
+        "REPLICAS",
+    ];
+    match with
+        .keys()
+        .find(|k| !COMMON.contains(&k.as_str()) && !extra.contains(&k.as_str()))
+    {
+        Some(k) => Err(invalid(format!("unknown property {k} in WITH"))),
+        None => Ok(()),
     }
 }
 
