@@ -63,10 +63,23 @@ echo "--- word -> count updates in the output topic 'counts'"
 "$WEIR" consume counts --from-beginning --format json
 echo "--- interactive query of the task state: weir processor get wc counts the"
 "$WEIR" processor get wc counts the
+
+echo "--- streaming SQL: the fraud query of the KSQL talks over a stream of card authorizations"
+"$WEIR" sql -e "CREATE STREAM IF NOT EXISTS authorization_attempts (card_number VARCHAR, amount DOUBLE)
+  WITH (KAFKA_TOPIC='authorization_attempts', VALUE_FORMAT='JSON', PARTITIONS=3);"
+for i in 1 2 3 4 5; do
+  echo '{"card_number":"4000-0000-0000-0002","amount":9.99}'
+done | "$WEIR" produce authorization_attempts 2>/dev/null
+echo '{"card_number":"4000-0000-0000-0001","amount":120}' | "$WEIR" produce authorization_attempts 2>/dev/null
+"$WEIR" sql -e "CREATE STREAM possible_fraud AS SELECT card_number, count() FROM authorization_attempts WINDOW TUMBLING (SIZE 5 MINUTE) GROUP BY card_number HAVING count() > 3;" \
+  2>/dev/null || echo "(query possible_fraud already running)"
+echo "--- SELECT * FROM possible_fraud EMIT CHANGES LIMIT 1 (the card with 5 attempts)"
+"$WEIR" sql --property auto.offset.reset=earliest -e "SELECT * FROM possible_fraud EMIT CHANGES LIMIT 1;"
 echo
 echo "Weir is serving at $WEIR_URL (data in ./weir-data). Try:"
 echo "  curl -s $WEIR_URL/v1/topics | python3 -m json.tool"
 echo "  $WEIR consume orders --follow --format value    # then produce from another shell"
 echo "  echo 'the fox again' | $WEIR produce text; $WEIR processor get wc counts fox"
+echo "  $WEIR sql                                         # the weir> SQL shell"
 echo "Ctrl-C stops the server."
 wait $server
