@@ -273,6 +273,21 @@ fn check_world(engine: &Engine, component: &Component) -> Result<(), WasmError> 
     Ok(())
 }
 
+/// Why an instantiation failed, for a processor's or a UDF's instance: the limit the
+/// instance hit while starting (`limit_hit`), else wasmtime's error, with a hint when the
+/// pooling allocator has no free slot.
+pub(super) fn instantiate_message(e: &wasmtime::Error, limit_hit: Option<&str>) -> String {
+    if let Some(reason) = limit_hit {
+        return reason.to_string();
+    }
+    let msg = format!("{e:#}");
+    if msg.contains("maximum concurrent limit") {
+        format!("{msg} (all instance slots of this node are in use: raise max_instances)")
+    } else {
+        msg
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

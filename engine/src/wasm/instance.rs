@@ -112,15 +112,7 @@ impl ProcessorModule {
 }
 
 fn instantiate_message(e: &wasmtime::Error, store: &Store<HostState>) -> String {
-    if let Some(reason) = &store.data().limit_hit {
-        return reason.clone();
-    }
-    let msg = format!("{e:#}");
-    if msg.contains("maximum concurrent limit") {
-        format!("{msg} (all instance slots of this node are in use: raise max_instances)")
-    } else {
-        msg
-    }
+    super::engine::instantiate_message(e, store.data().limit_hit.as_deref())
 }
 
 /// One instance of a processor, serving one task.

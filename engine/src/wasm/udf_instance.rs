@@ -133,15 +133,7 @@ impl<W: World> Runner<W> {
 }
 
 fn instantiate_message(e: &wasmtime::Error, store: &Store<UdfState>) -> String {
-    if let Some(reason) = &store.data().limit_hit {
-        return reason.clone();
-    }
-    let msg = format!("{e:#}");
-    if msg.contains("maximum concurrent limit") {
-        format!("{msg} (all instance slots of this node are in use: raise max_instances)")
-    } else {
-        msg
-    }
+    super::engine::instantiate_message(e, store.data().limit_hit.as_deref())
 }
 
 /// A failed call as a [`ProcessorError`]: a limit, or a trap (with the guest's stderr, e.g.
