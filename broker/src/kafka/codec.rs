@@ -4,11 +4,13 @@
 //! [`super::versions`] and the classification of bad input; it knows nothing of sockets
 //! (that is [`super::server`]) or of the log (that is the handlers).
 
-use bytes::{Buf, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
+use bytes::{Buf, Bytes};
+use kafka_protocol::messages::{
+    ApiKey, FetchResponse, RequestHeader, RequestKind, ResponseHeader, ResponseKind,
+};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
-use super::frame::{self, FrameError};
+use super::frame::{self, FrameError, OutFrame};
 use super::versions;
 
 /// A decoded request.
@@ -117,12 +119,14 @@ pub fn decode_request(frame: Bytes) -> Result<Request, DecodeError> {
 }
 
 /// Encodes a response (header + body) for `api`/`version` as a whole frame, length included.
+/// The record batches of a Fetch response are not copied: the frame references the buffers
+/// they were read into (see [`frame::FrameWriter`]).
 pub fn encode_response(
     correlation_id: i32,
     api: ApiKey,
     version: i16,
     response: &ResponseKind,
-) -> Result<BytesMut, EncodeError> {
+) -> Result<OutFrame, EncodeError> {
     fn err(api: ApiKey, version: i16, e: impl std::fmt::Display) -> EncodeError {
         EncodeError::Message {
             api,
@@ -130,21 +134,46 @@ pub fn encode_response(
             reason: format!("{e:#}"),
         }
     }
-    let mut buf = frame::start_frame(256);
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let header_version = response.header_version(version);
+    if let ResponseKind::Fetch(fetch) = response {
+        let splice = fetched_batches(fetch);
+        let mut buf = frame::FrameWriter::new(256, &splice);
+        header
+            .encode(&mut buf, header_version)
+            .map_err(|e| err(api, version, e))?;
+        fetch
+            .encode(&mut buf, version)
+            .map_err(|e| err(api, version, e))?;
+        return Ok(buf.finish()?);
+    }
+    let mut buf = frame::start_frame(256);
     header
-        .encode(&mut buf, response.header_version(version))
+        .encode(&mut buf, header_version)
         .map_err(|e| err(api, version, e))?;
     response
         .encode(&mut buf, version)
         .map_err(|e| err(api, version, e))?;
     frame::finish_frame(&mut buf)?;
-    Ok(buf)
+    Ok(OutFrame::from_chunks(vec![buf.freeze()]))
+}
+
+/// The record batches of a Fetch response big enough to be worth sending without a copy.
+fn fetched_batches(fetch: &FetchResponse) -> Vec<Bytes> {
+    fetch
+        .responses
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .filter_map(|p| p.records.as_ref())
+        .filter(|r| r.len() >= frame::SPLICE_MIN)
+        .cloned()
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::BytesMut;
     use kafka_protocol::messages::{
         ApiVersionsRequest, FetchRequest, MetadataRequest, ProduceRequest, TopicName,
     };
@@ -226,9 +255,54 @@ mod tests {
     fn response_frames_carry_length_and_correlation_id() {
         let resp = ResponseKind::ApiVersions(Default::default());
         let f = encode_response(42, ApiKey::ApiVersions, 3, &resp).unwrap();
+        assert_eq!(f.chunks().len(), 1);
+        let f = f.to_bytes();
         let len = i32::from_be_bytes([f[0], f[1], f[2], f[3]]) as usize;
         assert_eq!(len, f.len() - 4);
         assert_eq!(i32::from_be_bytes([f[4], f[5], f[6], f[7]]), 42);
+    }
+
+    /// A Fetch response's big record batches are sent from the buffers they were read into,
+    /// and the frame is byte for byte what copying them would have produced.
+    #[test]
+    fn fetch_responses_reference_big_batches_without_copying() {
+        use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+        let big = Bytes::from(vec![7u8; frame::SPLICE_MIN + 5]);
+        let small = Bytes::from_static(b"tiny batch");
+        let partitions = vec![
+            PartitionData::default()
+                .with_partition_index(0)
+                .with_records(Some(big.clone())),
+            PartitionData::default()
+                .with_partition_index(1)
+                .with_records(Some(small.clone())),
+            PartitionData::default()
+                .with_partition_index(2)
+                .with_records(Some(big.clone())),
+        ];
+        let resp = ResponseKind::Fetch(FetchResponse::default().with_responses(vec![
+            FetchableTopicResponse::default()
+                .with_topic(kafka_protocol::messages::TopicName(StrBytes::from_static_str("t")))
+                .with_partitions(partitions),
+        ]));
+        for version in [4i16, 11, 12] {
+            let f = encode_response(9, ApiKey::Fetch, version, &resp).unwrap();
+            let spliced = f
+                .chunks()
+                .iter()
+                .filter(|c| std::ptr::eq(c.as_ptr(), big.as_ptr()))
+                .count();
+            assert_eq!(spliced, 2, "v{version}: both big batches referenced");
+            // The same response copied into one buffer.
+            let mut want = frame::start_frame(0);
+            ResponseHeader::default()
+                .with_correlation_id(9)
+                .encode(&mut want, resp.header_version(version))
+                .unwrap();
+            resp.encode(&mut want, version).unwrap();
+            frame::finish_frame(&mut want).unwrap();
+            assert_eq!(f.to_bytes(), want.freeze(), "v{version}");
+        }
     }
 
     fn arb_topic() -> impl Strategy<Value = String> {

@@ -3,7 +3,11 @@
 //! prefixing outgoing frames with their length. It knows nothing of what is inside a frame
 //! (that is [`super::codec`]) nor of sockets (that is [`super::server`]).
 
-use bytes::{Buf, Bytes, BytesMut};
+use std::ops::Range;
+
+use bytes::buf::UninitSlice;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::protocol::buf::ByteBufMut;
 
 /// Why a frame could not be taken from the stream. Either way the connection must close:
 /// after a bad length prefix the stream has no recoverable frame boundary.
@@ -47,12 +51,161 @@ pub fn start_frame(capacity: usize) -> BytesMut {
 /// Writes the length prefix of a frame begun with [`start_frame`].
 pub fn finish_frame(buf: &mut BytesMut) -> Result<(), FrameError> {
     let body = buf.len().saturating_sub(4);
-    let len = i32::try_from(body).map_err(|_| FrameError::TooLarge {
+    buf[0..4].copy_from_slice(&frame_len(body)?.to_be_bytes());
+    Ok(())
+}
+
+fn frame_len(body: usize) -> Result<i32, FrameError> {
+    i32::try_from(body).map_err(|_| FrameError::TooLarge {
         size: body,
         limit: i32::MAX as usize,
-    })?;
-    buf[0..4].copy_from_slice(&len.to_be_bytes());
-    Ok(())
+    })
+}
+
+/// Smallest field a [`FrameWriter`] keeps as a chunk of its own instead of copying it.
+pub const SPLICE_MIN: usize = 16 << 10;
+
+/// An outgoing frame as chunks to write in order (length prefix included): what the encoder
+/// wrote, with the large fields it was told about (fetched record batches) left as the
+/// buffers they were read into rather than copied.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OutFrame {
+    chunks: Vec<Bytes>,
+}
+
+impl OutFrame {
+    pub fn chunks(&self) -> &[Bytes] {
+        &self.chunks
+    }
+
+    /// A frame made of `chunks` as they are (the first holds the length prefix).
+    pub fn from_chunks(chunks: Vec<Bytes>) -> OutFrame {
+        OutFrame { chunks }
+    }
+
+    /// Bytes on the wire, prefix included.
+    pub fn len(&self) -> usize {
+        self.chunks.iter().map(Bytes::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The frame in one buffer (copies; for tests and small frames).
+    pub fn to_bytes(&self) -> Bytes {
+        match self.chunks.as_slice() {
+            [one] => one.clone(),
+            chunks => {
+                let mut all = BytesMut::with_capacity(self.len());
+                for c in chunks {
+                    all.extend_from_slice(c);
+                }
+                all.freeze()
+            }
+        }
+    }
+}
+
+/// The buffer a response is encoded into. Writes of at least [`SPLICE_MIN`] bytes that are
+/// exactly one of the `splice` buffers (same memory) are not copied: the buffer ends a chunk
+/// there and references it instead. Offsets (`ByteBufMut::offset`) count from the start of
+/// the body; `seek` and `range` (used by encoders that patch lengths in afterwards) work
+/// within what was written since the last spliced field, which is all a response needs.
+pub struct FrameWriter<'a> {
+    done: Vec<Bytes>,
+    done_len: usize,
+    cur: BytesMut,
+    splice: &'a [Bytes],
+}
+
+impl<'a> FrameWriter<'a> {
+    pub fn new(capacity: usize, splice: &'a [Bytes]) -> FrameWriter<'a> {
+        FrameWriter {
+            done: Vec::new(),
+            done_len: 0,
+            cur: BytesMut::with_capacity(capacity),
+            splice,
+        }
+    }
+
+    /// The whole frame, its length prefix first.
+    pub fn finish(mut self) -> Result<OutFrame, FrameError> {
+        let body = self.done_len + self.cur.len();
+        let prefix = frame_len(body)?.to_be_bytes();
+        let mut chunks = Vec::with_capacity(self.done.len() + 2);
+        if self.done.is_empty() {
+            // One chunk: the prefix goes in front of the body (a copy of a small body).
+            let mut one = BytesMut::with_capacity(4 + self.cur.len());
+            one.extend_from_slice(&prefix);
+            one.extend_from_slice(&self.cur);
+            chunks.push(one.freeze());
+        } else {
+            chunks.push(Bytes::copy_from_slice(&prefix));
+            chunks.append(&mut self.done);
+            if !self.cur.is_empty() {
+                chunks.push(self.cur.freeze());
+            }
+        }
+        Ok(OutFrame { chunks })
+    }
+
+    fn spliceable(&self, src: &[u8]) -> Option<&'a Bytes> {
+        if src.len() < SPLICE_MIN {
+            return None;
+        }
+        self.splice
+            .iter()
+            .find(|b| b.len() == src.len() && std::ptr::eq(b.as_ptr(), src.as_ptr()))
+    }
+}
+
+// SAFETY: every method delegates to `cur`, a `BytesMut`, whose `BufMut` implementation upholds
+// the trait's contract; `put_slice` either delegates too or does not touch `cur`'s memory.
+unsafe impl BufMut for FrameWriter<'_> {
+    fn remaining_mut(&self) -> usize {
+        self.cur.remaining_mut()
+    }
+
+    unsafe fn advance_mut(&mut self, cnt: usize) {
+        // SAFETY: the caller's guarantee (cnt bytes of `chunk_mut` initialized) is about
+        // `cur`'s chunk, which is what `chunk_mut` returned.
+        unsafe { self.cur.advance_mut(cnt) }
+    }
+
+    fn chunk_mut(&mut self) -> &mut UninitSlice {
+        self.cur.chunk_mut()
+    }
+
+    fn put_slice(&mut self, src: &[u8]) {
+        match self.spliceable(src) {
+            Some(b) => {
+                let head = self.cur.split().freeze();
+                if !head.is_empty() {
+                    self.done_len += head.len();
+                    self.done.push(head);
+                }
+                self.done_len += b.len();
+                self.done.push(b.clone());
+            }
+            None => self.cur.extend_from_slice(src),
+        }
+    }
+}
+
+impl ByteBufMut for FrameWriter<'_> {
+    fn offset(&self) -> usize {
+        self.done_len + self.cur.len()
+    }
+
+    fn seek(&mut self, offset: usize) {
+        self.cur.resize(offset.saturating_sub(self.done_len), 0);
+    }
+
+    fn range(&mut self, r: Range<usize>) -> &mut [u8] {
+        let base = self.done_len;
+        &mut self.cur[r.start.saturating_sub(base)..r.end.saturating_sub(base)]
+    }
 }
 
 #[cfg(test)]

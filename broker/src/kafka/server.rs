@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::codec::{self, DecodeError};
-use super::frame;
+use super::frame::{self, OutFrame};
 use super::handlers::{self, Conn, Ctx};
 use super::producer::{ProducerIds, ProducerStates};
 use super::{KafkaConfig, KafkaError};
@@ -182,8 +182,8 @@ async fn connection(
             }
         };
         match response {
-            Ok(bytes) => {
-                if let Err(e) = wr.write_all(&bytes).await {
+            Ok(frame) => {
+                if let Err(e) = write_frame(&mut wr, &frame).await {
                     tracing::debug!(%peer, error = %e, "Kafka connection write failed");
                     break;
                 }
@@ -196,4 +196,61 @@ async fn connection(
     }
     let _ = wr.shutdown().await;
     tracing::debug!(%peer, "Kafka connection closed");
+}
+
+/// Writes every chunk of `frame`, gathering them into as few `writev` calls as the socket
+/// takes.
+async fn write_frame(
+    wr: &mut (impl tokio::io::AsyncWrite + Unpin),
+    frame: &OutFrame,
+) -> std::io::Result<()> {
+    let chunks = frame.chunks();
+    if let [one] = chunks {
+        return wr.write_all(one).await;
+    }
+    let (mut i, mut at) = (0usize, 0usize);
+    while i < chunks.len() {
+        let mut slices = Vec::with_capacity(chunks.len() - i);
+        slices.push(std::io::IoSlice::new(&chunks[i][at..]));
+        slices.extend(chunks[i + 1..].iter().map(|c| std::io::IoSlice::new(c)));
+        let mut n = wr.write_vectored(&slices).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while i < chunks.len() && n > 0 {
+            let left = chunks[i].len() - at;
+            if n >= left {
+                n -= left;
+                i += 1;
+                at = 0;
+            } else {
+                at += n;
+                n = 0;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use tokio::io::AsyncReadExt;
+
+    /// Chunks arrive whole and in order even when the peer takes a few bytes at a time.
+    #[tokio::test]
+    async fn frames_are_written_whole_through_short_writes() {
+        let mut chunks = vec![Bytes::from_static(b"\0\0\0\x0b")];
+        chunks.push(Bytes::from_static(b"abc"));
+        chunks.push(Bytes::from(vec![b'x'; 5]));
+        chunks.push(Bytes::from_static(b"def"));
+        let frame = OutFrame::from_chunks(chunks);
+        let (mut a, mut b) = tokio::io::duplex(3);
+        let writer = tokio::spawn(async move { write_frame(&mut a, &frame).await });
+        let mut got = Vec::new();
+        b.read_to_end(&mut got).await.unwrap();
+        writer.await.unwrap().unwrap();
+        assert_eq!(got, b"\0\0\0\x0babcxxxxxdef");
+    }
 }
