@@ -341,8 +341,14 @@ pub struct EncodeRecord {
 /// Encodes records (offsets ascending, gaps allowed) into as few uncompressed v2 batches as
 /// the format allows, without producer ids (plain, non-idempotent batches).
 pub fn encode(records: &[EncodeRecord]) -> Result<BytesMut> {
+    encode_owned(records.iter().cloned())
+}
+
+/// [`encode`], taking the records by value: their keys, values and headers move into the
+/// encoder instead of being cloned (the append path of `Broker::produce`).
+pub fn encode_owned(records: impl IntoIterator<Item = EncodeRecord>) -> Result<BytesMut> {
     let kafka: Vec<Record> = records
-        .iter()
+        .into_iter()
         .map(|r| Record {
             transactional: false,
             control: false,
@@ -357,12 +363,12 @@ pub fn encode(records: &[EncodeRecord]) -> Result<BytesMut> {
             // back to -1 (no producer) below.
             sequence: r.offset as i32,
             timestamp: r.timestamp,
-            key: r.key.clone(),
-            value: r.value.clone(),
+            key: r.key,
+            value: r.value,
             headers: r
                 .headers
-                .iter()
-                .map(|(k, v)| (StrBytes::from_string(k.clone()), v.clone()))
+                .into_iter()
+                .map(|(k, v)| (StrBytes::from_string(k), v))
                 .collect(),
         })
         .collect();

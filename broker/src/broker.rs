@@ -264,7 +264,7 @@ impl Broker {
         let n = t.info.partitions;
         let sticky = (t.round_robin.fetch_add(1, Ordering::Relaxed) % n as u32) as i32;
         let now = now_ms();
-        let mut by_partition: Vec<Vec<usize>> = vec![Vec::new(); n as usize];
+        let mut slots = Vec::with_capacity(records.len());
         for (i, r) in records.iter().enumerate() {
             let p = match (r.partition, &r.key) {
                 (Some(p), _) => p,
@@ -288,31 +288,44 @@ impl Broker {
                     "record {i}: negative timestamp"
                 )));
             }
-            by_partition[slot].push(i);
+            slots.push(slot);
         }
-        let mut result = vec![(0i32, 0i64); records.len()];
+        let count = records.len();
+        // Records move (not clone) into their partition's list, with their request index.
+        let mut by_partition: Vec<Vec<(usize, ProduceRecord)>> =
+            (0..n).map(|_| Vec::new()).collect();
+        for (i, (r, slot)) in records.into_iter().zip(slots).enumerate() {
+            by_partition[slot].push((i, r));
+        }
+        let mut result = vec![(0i32, 0i64); count];
         let mut appended_bytes = 0u64;
-        for (p, indices) in by_partition.iter().enumerate() {
-            if indices.is_empty() {
+        for (p, records) in by_partition.into_iter().enumerate() {
+            if records.is_empty() {
                 continue;
             }
             let partition = t.partition(p as i32)?;
-            for chunk in chunk_by_size(&records, indices) {
-                let encoded: Vec<EncodeRecord> = chunk
-                    .iter()
-                    .enumerate()
-                    .map(|(rel, &i)| {
-                        let r = &records[i];
+            let mut records = records.into_iter().peekable();
+            while records.peek().is_some() {
+                // A run whose payload stays near PRODUCE_CHUNK_BYTES (at least one record).
+                let mut chunk = Vec::new();
+                let mut size = 0usize;
+                while let Some(item) = records.next_if(|(_, r)| {
+                    chunk.is_empty() || size + payload_len(r) <= PRODUCE_CHUNK_BYTES
+                }) {
+                    size += payload_len(&item.1);
+                    chunk.push(item);
+                }
+                let indices: Vec<usize> = chunk.iter().map(|(i, _)| *i).collect();
+                let mut bytes =
+                    batch::encode_owned(chunk.into_iter().enumerate().map(|(rel, (_, r))| {
                         EncodeRecord {
                             offset: rel as i64,
                             timestamp: r.timestamp.unwrap_or(now),
-                            key: r.key.clone(),
-                            value: r.value.clone(),
-                            headers: r.headers.clone(),
+                            key: r.key,
+                            value: r.value,
+                            headers: r.headers,
                         }
-                    })
-                    .collect();
-                let mut bytes = batch::encode(&encoded)?;
+                    }))?;
                 let (base, end) = {
                     let mut log = partition.lock();
                     let (base, _) = log.append(&mut bytes)?;
@@ -320,14 +333,14 @@ impl Broker {
                 };
                 partition.publish_end(end);
                 appended_bytes += bytes.len() as u64;
-                for (rel, &i) in chunk.iter().enumerate() {
+                for (rel, i) in indices.into_iter().enumerate() {
                     result[i] = (p as i32, base + rel as i64);
                 }
             }
         }
         t.counters
             .records_appended
-            .fetch_add(records.len() as u64, Ordering::Relaxed);
+            .fetch_add(count as u64, Ordering::Relaxed);
         t.counters
             .bytes_appended
             .fetch_add(appended_bytes, Ordering::Relaxed);
@@ -579,31 +592,15 @@ async fn periodic(
     }
 }
 
-/// Splits `indices` into runs whose payload stays near [`PRODUCE_CHUNK_BYTES`].
-fn chunk_by_size<'a>(records: &[ProduceRecord], indices: &'a [usize]) -> Vec<&'a [usize]> {
-    let mut chunks = Vec::new();
-    let mut start = 0;
-    let mut size = 0usize;
-    for (j, &i) in indices.iter().enumerate() {
-        let r = &records[i];
-        let len = r.key.as_ref().map_or(0, |k| k.len())
-            + r.value.as_ref().map_or(0, |v| v.len())
-            + r.headers
-                .iter()
-                .map(|(k, v)| k.len() + v.as_ref().map_or(0, |v| v.len()))
-                .sum::<usize>()
-            + 24;
-        if j > start && size + len > PRODUCE_CHUNK_BYTES {
-            chunks.push(&indices[start..j]);
-            start = j;
-            size = 0;
-        }
-        size += len;
-    }
-    if start < indices.len() {
-        chunks.push(&indices[start..]);
-    }
-    chunks
+/// Bytes of a record's payload (key, value, headers) plus a rough per-record overhead.
+fn payload_len(r: &ProduceRecord) -> usize {
+    r.key.as_ref().map_or(0, |k| k.len())
+        + r.value.as_ref().map_or(0, |v| v.len())
+        + r.headers
+            .iter()
+            .map(|(k, v)| k.len() + v.as_ref().map_or(0, |v| v.len()))
+            .sum::<usize>()
+        + 24
 }
 
 #[cfg(test)]

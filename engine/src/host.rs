@@ -7,12 +7,14 @@
 //! touches wasmtime, RocksDB or the log.
 
 use bytes::Bytes;
+use std::sync::Arc;
 
 /// A record handed to a processor: where it came from, and its contents.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InputRecord {
-    /// Topic it was read from (an input topic, or the processor's repartition topic).
-    pub topic: String,
+    /// Topic it was read from (an input topic, or the processor's repartition topic); shared
+    /// by every record read from that topic, not allocated per record.
+    pub topic: Arc<str>,
     pub partition: i32,
     pub offset: i64,
     pub key: Option<Bytes>,

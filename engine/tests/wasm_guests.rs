@@ -172,7 +172,7 @@ impl TaskHost for MemHost {
 
 fn rec(topic: &str, offset: i64, ts: i64, key: Option<&str>, value: Option<&str>) -> InputRecord {
     InputRecord {
-        topic: topic.to_string(),
+        topic: topic.into(),
         partition: 0,
         offset,
         key: key.map(|k| Bytes::copy_from_slice(k.as_bytes())),

@@ -835,7 +835,7 @@ impl ProcessorLogic for SqlLogic {
         let mut run: Vec<TRow> = Vec::new();
         let mut run_stage = String::new();
         for r in batch {
-            if r.topic == self.repartition_topic {
+            if *r.topic == *self.repartition_topic {
                 let Some((stage, row)) = Self::from_repartition(r) else {
                     tracing::warn!(query = %plan.id, offset = r.offset, "unreadable repartitioned row skipped");
                     continue;
@@ -845,12 +845,12 @@ impl ProcessorLogic for SqlLogic {
                 }
                 run_stage = stage;
                 run.push(row);
-            } else if Some(r.topic.as_str()) == table_topic {
+            } else if Some(&*r.topic) == table_topic {
                 if !run.is_empty() {
                     self.run_stage(host, &run_stage, std::mem::take(&mut run))?;
                 }
                 self.upsert_table(host, r)?;
-            } else if r.topic == plan.source.topic {
+            } else if *r.topic == *plan.source.topic {
                 let Some(v) = &r.value else {
                     continue; // a tombstone carries no row
                 };

@@ -5,6 +5,7 @@
 //! event time among the records available (the lowest timestamp first; ties by input order).
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 use tokio::sync::watch;
 use weir_broker::StoredRecord;
@@ -18,7 +19,7 @@ const READ_BYTES: usize = 128 << 10;
 
 /// One input partition of a task.
 pub struct InputPartition {
-    pub topic: String,
+    pub topic: Arc<str>,
     pub partition: i32,
     /// Next offset to process.
     pub position: i64,
@@ -101,7 +102,7 @@ impl Inputs {
                 },
             };
             parts.push(InputPartition {
-                topic: topic.clone(),
+                topic: Arc::from(topic.as_str()),
                 partition,
                 position,
                 committed: committed_offset,

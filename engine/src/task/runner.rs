@@ -740,7 +740,7 @@ impl Runner {
             .parts()
             .iter()
             .map(|p| InputStatus {
-                topic: p.topic.clone(),
+                topic: p.topic.to_string(),
                 partition: p.partition,
                 committed_offset: p.committed,
                 position: p.position,
@@ -780,7 +780,7 @@ fn error_info(
     TaskErrorInfo {
         code: e.code().to_string(),
         message,
-        topic: record.map(|r| r.topic.clone()),
+        topic: record.map(|r| r.topic.to_string()),
         partition: record.map(|r| r.partition),
         offset: record.map(|r| r.offset),
         timer,
@@ -795,7 +795,7 @@ fn dead_letter(record: &InputRecord, e: &ProcessorError, partition: i32) -> Prod
     let h = |k: &str, v: String| (k.to_string(), Some(Bytes::from(v)));
     headers.push(h("weir.error", e.to_string()));
     headers.push(h("weir.error.code", e.code().to_string()));
-    headers.push(h("weir.source.topic", record.topic.clone()));
+    headers.push(h("weir.source.topic", record.topic.to_string()));
     headers.push(h("weir.source.partition", record.partition.to_string()));
     headers.push(h("weir.source.offset", record.offset.to_string()));
     ProduceRecord {

@@ -252,7 +252,7 @@ mod tests {
 
     fn input(topic: &str, offset: i64, key: Option<&str>, value: Option<&str>) -> InputRecord {
         InputRecord {
-            topic: topic.to_string(),
+            topic: topic.into(),
             partition: 2,
             offset,
             key: key.map(|k| Bytes::copy_from_slice(k.as_bytes())),
