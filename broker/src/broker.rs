@@ -667,6 +667,56 @@ mod tests {
         assert!(b.list_topics().is_empty());
     }
 
+    /// A produce bigger than one batch is split into several, and every record (with its
+    /// headers and timestamp) lands at the offset `produce` reported for it.
+    #[test]
+    fn big_produces_split_into_batches_and_keep_request_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Broker::open(BrokerConfig::new(dir.path())).unwrap();
+        b.create_topic(TopicSpec::new("t", 2)).unwrap();
+        let value = "x".repeat(10_000);
+        let recs: Vec<ProduceRecord> = (0..500)
+            .map(|i| ProduceRecord {
+                key: Some(Bytes::from(format!("k{i}"))),
+                value: Some(Bytes::from(format!("{i}:{value}"))),
+                headers: vec![(format!("h{i}"), Some(Bytes::from(format!("hv{i}"))))],
+                timestamp: Some(1_000 + i),
+                partition: Some((i % 2) as i32),
+            })
+            .collect();
+        let offsets = b.produce("t", recs).unwrap();
+        let mut batches = 0;
+        for p in 0..2 {
+            let r = b.read("t", p, 0, 1000, 64 << 20).unwrap();
+            assert_eq!(r.records.len(), 250);
+            for rec in &r.records {
+                let (i, rest) = std::str::from_utf8(rec.value.as_ref().unwrap())
+                    .unwrap()
+                    .split_once(':')
+                    .unwrap();
+                let i: usize = i.parse().unwrap();
+                assert_eq!(offsets[i], (p, rec.offset));
+                assert_eq!(rest.len(), value.len());
+                assert_eq!(rec.key.as_deref(), Some(format!("k{i}").as_bytes()));
+                assert_eq!(rec.timestamp, 1_000 + i as i64);
+                assert_eq!(
+                    rec.headers,
+                    vec![(format!("h{i}"), Some(Bytes::from(format!("hv{i}"))))]
+                );
+            }
+            let (bytes, _) = b.read_batches("t", p, 0, 64 << 20).unwrap();
+            let mut pos = 0;
+            while pos < bytes.len() {
+                pos += batch::BatchHeader::parse(&bytes[pos..])
+                    .unwrap()
+                    .total_len();
+                batches += 1;
+            }
+        }
+        // 2.5 MB per partition in batches of about 1 MiB.
+        assert!(batches >= 6, "{batches} batches");
+    }
+
     #[test]
     fn a_data_dir_has_one_owner_at_a_time() {
         let dir = tempfile::tempdir().unwrap();
