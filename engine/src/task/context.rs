@@ -63,6 +63,9 @@ pub struct TaskContext {
     default_timestamp: i64,
     targets: Vec<OutputTarget>,
     target_index: HashMap<String, usize>,
+    /// The output name looked up last and its target: consecutive emits mostly name the same
+    /// output, and comparing a short name is cheaper than hashing it.
+    last_target: Option<(String, usize)>,
     limits: ProcessorLimits,
     log: Arc<dyn LogAccess>,
     state: Arc<dyn StateStore>,
@@ -114,6 +117,7 @@ impl TaskContext {
             default_timestamp: 0,
             targets: parts.targets,
             target_index,
+            last_target: None,
             limits: parts.limits,
             log: parts.log,
             state: parts.state,
@@ -128,6 +132,18 @@ impl TaskContext {
             violation: None,
             failure: None,
         }
+    }
+
+    /// The target an output name refers to (see `last_target`).
+    fn target_of(&mut self, output: &str) -> Option<usize> {
+        if let Some((name, t)) = &self.last_target
+            && name == output
+        {
+            return Some(*t);
+        }
+        let t = *self.target_index.get(output)?;
+        self.last_target = Some((output.to_string(), t));
+        Some(t)
     }
 
     pub fn label(&self) -> &str {
@@ -284,7 +300,7 @@ impl TaskHost for TaskContext {
     }
 
     fn emit(&mut self, output: &str, record: OutputRecord) -> Result<(), HostError> {
-        let Some(&target) = self.target_index.get(output) else {
+        let Some(target) = self.target_of(output) else {
             return Err(if output.is_empty() {
                 HostError("this processor has no outputs".to_string())
             } else {
