@@ -8,6 +8,7 @@
 //! live here too, as handlers on top of the same [`Broker`].
 
 pub mod batch;
+pub mod batch_builder;
 mod broker;
 pub mod config;
 mod error;

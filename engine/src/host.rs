@@ -34,6 +34,46 @@ pub struct OutputRecord {
     pub timestamp: Option<i64>,
 }
 
+/// A record a processor emits, borrowed from wherever it was built (the Wasm host hands out
+/// views into the guest's output buffer): emitting it copies each field once, into the
+/// batch that goes to the log, with no `Bytes` per field.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct OutputRef<'a> {
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    pub headers: &'a [(&'a str, Option<&'a [u8]>)],
+    /// As in [`OutputRecord::timestamp`].
+    pub timestamp: Option<i64>,
+}
+
+impl OutputRef<'_> {
+    /// An owned copy.
+    pub fn to_owned_record(&self) -> OutputRecord {
+        OutputRecord {
+            key: self.key.map(Bytes::copy_from_slice),
+            value: self.value.map(Bytes::copy_from_slice),
+            headers: self
+                .headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.map(Bytes::copy_from_slice)))
+                .collect(),
+            timestamp: self.timestamp,
+        }
+    }
+
+    /// Bytes the record counts against `max_output_bytes_per_call`: key, value, header names
+    /// and values.
+    pub fn payload_bytes(&self) -> u64 {
+        (self.key.map_or(0, <[u8]>::len)
+            + self.value.map_or(0, <[u8]>::len)
+            + self
+                .headers
+                .iter()
+                .map(|(n, v)| n.len() + v.map_or(0, <[u8]>::len))
+                .sum::<usize>()) as u64
+    }
+}
+
 /// Which clock a timer follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TimerKind {
@@ -72,6 +112,11 @@ pub trait TaskHost: Send {
     /// Emits a record to one of the processor's outputs, named as in its spec, or to
     /// `"repartition"` (the processor's own repartition topic; the key picks the partition).
     fn emit(&mut self, output: &str, record: OutputRecord) -> Result<(), HostError>;
+    /// [`emit`](Self::emit) for a borrowed record. The default copies it into an
+    /// [`OutputRecord`]; the task's own host copies it straight into the output batch.
+    fn emit_ref(&mut self, output: &str, record: OutputRef<'_>) -> Result<(), HostError> {
+        self.emit(output, record.to_owned_record())
+    }
     fn log(&mut self, level: LogLevel, message: &str);
     /// Registers a timer; registering the same (kind, time) twice fires it once.
     fn register_timer(&mut self, kind: TimerKind, time: i64) -> Result<(), HostError>;

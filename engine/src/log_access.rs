@@ -110,6 +110,15 @@ pub trait LogAccess: Send + Sync + 'static {
         topic: &str,
         records: Vec<ProduceRecord>,
     ) -> Result<Vec<(i32, i64)>, LogError>;
+    /// Appends one encoded RecordBatch v2 (e.g. from `weir_broker::batch_builder`) to a
+    /// partition; returns the first and last offsets it got, once durable under the topic's
+    /// fsync policy.
+    fn append_batch(
+        &self,
+        topic: &str,
+        partition: i32,
+        batch: &mut [u8],
+    ) -> Result<(i64, i64), LogError>;
     /// Up to `max_records` records (about `max_bytes`) at or after `offset`.
     fn read(
         &self,
@@ -233,6 +242,15 @@ impl LogAccess for Broker {
         records: Vec<ProduceRecord>,
     ) -> Result<Vec<(i32, i64)>, LogError> {
         Ok(Broker::produce(self, topic, records)?)
+    }
+
+    fn append_batch(
+        &self,
+        topic: &str,
+        partition: i32,
+        batch: &mut [u8],
+    ) -> Result<(i64, i64), LogError> {
+        Ok(Broker::append_batch(self, topic, partition, batch)?)
     }
 
     fn read(

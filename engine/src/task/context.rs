@@ -4,20 +4,21 @@
 //! (creating their changelog topics), and reads through the uncommitted writes to the
 //! task's [`StateStore`].
 //!
-//! It does not append anything to the log nor commit: the runner takes the emitted records
-//! after a successful call, and the pending writes at commit time.
+//! It does not append anything to the log nor commit: emitted records go into record batches
+//! ([`super::output`]) that the runner appends after a successful call, and the runner takes
+//! the pending writes at commit time.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use weir_broker::ProduceRecord;
 use weir_broker::partitioner::partition_for_key;
 
+use super::output::{OutputBatch, PendingOutput};
 use super::spec::REPARTITION_OUTPUT;
 use super::timers::{self, TIMERS_STORE, TimerSet};
 use crate::host::{
-    HostError, LogLevel, OutputRecord, ProcessorError, StoreHandle, TaskHost, TimerKind,
+    HostError, LogLevel, OutputRecord, OutputRef, ProcessorError, StoreHandle, TaskHost, TimerKind,
 };
 use crate::limits::ProcessorLimits;
 use crate::log_access::LogAccess;
@@ -72,7 +73,7 @@ pub struct TaskContext {
     stores: Vec<String>,
     store_index: HashMap<String, usize>,
     pub writes: WriteBuffer,
-    emitted: Vec<(usize, ProduceRecord)>,
+    output: PendingOutput,
     call_records: u64,
     call_bytes: u64,
     pub timers: TimerSet,
@@ -95,6 +96,7 @@ pub struct ContextParts {
 
 impl TaskContext {
     pub fn new(parts: ContextParts) -> Self {
+        let output = PendingOutput::new(parts.targets.iter().map(|t| t.partitions));
         let mut target_index = HashMap::new();
         let n = parts.targets.len();
         for (i, t) in parts.targets.iter().enumerate() {
@@ -124,7 +126,7 @@ impl TaskContext {
             stores: Vec::new(),
             store_index: HashMap::new(),
             writes: WriteBuffer::new(),
-            emitted: Vec::new(),
+            output,
             call_records: 0,
             call_bytes: 0,
             timers: TimerSet::default(),
@@ -193,15 +195,16 @@ impl TaskContext {
             Err(_) => {
                 self.writes.discard();
                 self.staged_timers.clear();
-                self.emitted.clear();
+                self.output.discard();
             }
         }
         outcome
     }
 
-    /// Records emitted by successful calls since the last take: `(target index, record)`.
-    pub fn take_emitted(&mut self) -> Vec<(usize, ProduceRecord)> {
-        std::mem::take(&mut self.emitted)
+    /// What successful calls emitted since the last take, as record batches per (target
+    /// index, partition), and how many records they hold.
+    pub fn take_output(&mut self) -> (Vec<OutputBatch>, u64) {
+        self.output.take()
     }
 
     /// Opens a store the engine keeps for itself (no name restrictions beyond the format).
@@ -280,16 +283,6 @@ impl TaskContext {
     }
 }
 
-fn record_bytes(r: &OutputRecord) -> u64 {
-    let headers: usize = r
-        .headers
-        .iter()
-        .map(|(k, v)| k.len() + v.as_ref().map_or(0, |v| v.len()))
-        .sum();
-    (r.key.as_ref().map_or(0, |k| k.len()) + r.value.as_ref().map_or(0, |v| v.len()) + headers)
-        as u64
-}
-
 impl TaskHost for TaskContext {
     fn partition(&self) -> i32 {
         self.partition
@@ -300,6 +293,23 @@ impl TaskHost for TaskContext {
     }
 
     fn emit(&mut self, output: &str, record: OutputRecord) -> Result<(), HostError> {
+        let headers: Vec<(&str, Option<&[u8]>)> = record
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_deref()))
+            .collect();
+        self.emit_ref(
+            output,
+            OutputRef {
+                key: record.key.as_deref(),
+                value: record.value.as_deref(),
+                headers: &headers,
+                timestamp: record.timestamp,
+            },
+        )
+    }
+
+    fn emit_ref(&mut self, output: &str, record: OutputRef<'_>) -> Result<(), HostError> {
         let Some(target) = self.target_of(output) else {
             return Err(if output.is_empty() {
                 HostError("this processor has no outputs".to_string())
@@ -308,7 +318,7 @@ impl TaskHost for TaskContext {
             });
         };
         self.call_records += 1;
-        self.call_bytes += record_bytes(&record);
+        self.call_bytes += record.payload_bytes();
         if self.call_records > u64::from(self.limits.max_output_records_per_call) {
             return Err(self.limit(format!(
                 "more than {} records emitted in one call (limits.max_output_records_per_call)",
@@ -340,20 +350,16 @@ impl TaskHost for TaskContext {
         }
         // Keyed records go where Kafka's default partitioner puts them; unkeyed records stay
         // in the task's own partition (wrapped if the target has fewer partitions).
-        let partition = match &record.key {
+        let partition = match record.key {
             Some(k) => partition_for_key(k, t.partitions),
             None => self.partition % t.partitions.max(1),
         };
-        self.emitted.push((
-            target,
-            ProduceRecord {
-                key: record.key,
-                value: record.value,
-                headers: record.headers,
-                timestamp: Some(timestamp),
-                partition: Some(partition),
-            },
-        ));
+        if !self.output.push(target, partition, timestamp, &record) {
+            return Err(HostError(format!(
+                "output '{}' has no partition {partition}",
+                t.topic
+            )));
+        }
         Ok(())
     }
 

@@ -9,6 +9,7 @@
 //!   [`wasm_loader`] adapts the Wasm host ([`crate::wasm`]) to it;
 //! - [`manager`]: [`TaskManager`], assign / revoke / pause / resume tasks on this node;
 //! - [`runner`]: one task's loop and commit protocol; [`context`]: its `TaskHost`;
+//!   [`output`]: what its calls emitted, as record batches waiting to be appended;
 //! - [`inputs`], [`timers`], [`status`]: input positions, timers, reported status;
 //! - [`registry`]: deployments persisted under the data directory.
 //!
@@ -20,6 +21,7 @@ pub mod context;
 pub mod factory;
 pub mod inputs;
 pub mod manager;
+pub mod output;
 pub mod registry;
 pub mod runner;
 pub mod spec;

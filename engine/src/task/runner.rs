@@ -619,22 +619,14 @@ impl Runner {
 
     /// Appends what successful calls emitted.
     fn flush_emitted(&mut self) -> Result<(), Failure> {
-        let emitted = self.ctx.take_emitted();
-        if emitted.is_empty() {
+        let (batches, n) = self.ctx.take_output();
+        if batches.is_empty() {
             return Ok(());
         }
-        let n = emitted.len() as u64;
-        let mut by_target: Vec<Vec<ProduceRecord>> = vec![Vec::new(); self.ctx.targets().len()];
-        for (t, r) in emitted {
-            by_target[t].push(r);
-        }
-        for (t, records) in by_target.into_iter().enumerate() {
-            if records.is_empty() {
-                continue;
-            }
+        for (t, partition, mut batch) in batches {
             let topic = &self.ctx.targets()[t].topic;
             self.log
-                .produce(topic, records)
+                .append_batch(topic, partition, &mut batch)
                 .map_err(|e| Failure::log(&format!("cannot append to '{topic}'"), e))?;
         }
         self.shared.update(|s| s.records_out += n);

@@ -3,8 +3,7 @@
 //! records (guest → host, `emit-batch(records: list<u8>)`). Nothing here knows wasmtime; the
 //! guest SDK (`guest-sdk/src/batch.rs`, `output.rs`) implements the other half of each.
 
-use crate::host::{InputRecord, OutputRecord};
-use bytes::Bytes;
+use crate::host::{InputRecord, OutputRef};
 
 const BATCH_MAGIC: &[u8; 4] = b"WB\x01\x00";
 const OUTPUT_MAGIC: &[u8; 4] = b"WO\x01\x00";
@@ -112,14 +111,14 @@ fn body_size(r: &InputRecord) -> usize {
 pub struct DecodeError(pub String);
 
 /// Decodes an `emit-batch` buffer, calling `emit(output, record)` for each record in order.
-/// Keys and values are zero-copy slices of `buf`. Stops at the first error of `emit`
-/// (returned as `Ok(Err(e))`) or at malformed data (`Err`), after emitting the records
-/// before it.
+/// Records borrow from `buf` (nothing is copied or counted per field). Stops at the first
+/// error of `emit` (returned as `Ok(Err(e))`) or at malformed data (`Err`), after emitting
+/// the records before it.
 pub fn decode_outputs<E>(
-    buf: Bytes,
-    mut emit: impl FnMut(&str, OutputRecord) -> Result<(), E>,
+    buf: &[u8],
+    mut emit: impl FnMut(&str, OutputRef<'_>) -> Result<(), E>,
 ) -> Result<Result<(), E>, DecodeError> {
-    let mut r = Reader { buf: &buf, at: 0 };
+    let mut r = Reader { buf, at: 0 };
     if buf.is_empty() {
         return Ok(Ok(()));
     }
@@ -131,6 +130,8 @@ pub fn decode_outputs<E>(
     let mut index = 0usize;
     // Consecutive records usually go to the same output: validate its name once.
     let mut last_output: (&[u8], &str) = (b"", "");
+    // Reused for every record's headers.
+    let mut headers: Vec<(&str, Option<&[u8]>)> = Vec::new();
     while r.at < buf.len() {
         let output_len = r.u32()? as usize;
         let name = r.bytes(output_len)?;
@@ -148,25 +149,24 @@ pub fn decode_outputs<E>(
         let key_len = i32::from_le_bytes(sub(&fixed, 9));
         let value_len = i32::from_le_bytes(sub(&fixed, 13));
         let header_count = u32::from_le_bytes(sub(&fixed, 17));
-        let key = r.optional(&buf, key_len)?;
-        let value = r.optional(&buf, value_len)?;
+        let key = r.optional(key_len)?;
+        let value = r.optional(value_len)?;
         // Each header takes at least 8 bytes: bound the allocation by what is left.
         if header_count as usize > (buf.len() - r.at) / 8 {
             return Err(DecodeError(format!("record {index}: bad header count")));
         }
-        let mut headers = Vec::with_capacity(header_count as usize);
+        headers.clear();
         for _ in 0..header_count {
             let name_len = r.u32()? as usize;
             let name = std::str::from_utf8(r.bytes(name_len)?)
-                .map_err(|_| DecodeError(format!("record {index}: header name is not UTF-8")))?
-                .to_string();
+                .map_err(|_| DecodeError(format!("record {index}: header name is not UTF-8")))?;
             let value_len = r.i32()?;
-            headers.push((name, r.optional(&buf, value_len)?));
+            headers.push((name, r.optional(value_len)?));
         }
-        let record = OutputRecord {
+        let record = OutputRef {
             key,
             value,
-            headers,
+            headers: &headers,
             timestamp: (flags & 1 == 1).then_some(ts),
         };
         if let Err(e) = emit(output, record) {
@@ -175,17 +175,6 @@ pub fn decode_outputs<E>(
         index += 1;
     }
     Ok(Ok(()))
-}
-
-/// Bytes an emitted record counts against `max_output_bytes_per_call`: key, value, header
-/// names and values.
-pub fn record_size(r: &OutputRecord) -> u64 {
-    (r.key.as_ref().map_or(0, |k| k.len())
-        + r.value.as_ref().map_or(0, |v| v.len())
-        + r.headers
-            .iter()
-            .map(|(n, v)| n.len() + v.as_ref().map_or(0, |v| v.len()))
-            .sum::<usize>()) as u64
 }
 
 struct Reader<'a> {
@@ -219,14 +208,12 @@ impl<'a> Reader<'a> {
         Ok(i32::from_le_bytes(self.array::<4>()?))
     }
 
-    /// A field of `len` bytes (-1: absent), as a zero-copy slice of `whole`.
-    fn optional(&mut self, whole: &Bytes, len: i32) -> Result<Option<Bytes>, DecodeError> {
+    /// A field of `len` bytes (-1: absent).
+    fn optional(&mut self, len: i32) -> Result<Option<&'a [u8]>, DecodeError> {
         if len < 0 {
             return Ok(None);
         }
-        let start = self.at;
-        self.bytes(len as usize)?;
-        Ok(Some(whole.slice(start..self.at)))
+        self.bytes(len as usize).map(Some)
     }
 }
 
@@ -249,6 +236,8 @@ fn opt_len(b: Option<&[u8]>) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::host::OutputRecord;
+    use bytes::Bytes;
 
     fn input(topic: &str, offset: i64, key: Option<&str>, value: Option<&str>) -> InputRecord {
         InputRecord {
@@ -342,8 +331,9 @@ mod tests {
     #[test]
     fn decodes_outputs() {
         let mut got = Vec::new();
-        let r = decode_outputs::<()>(Bytes::from(output_buffer()), |o, r| {
-            got.push((o.to_string(), r));
+        let buf = output_buffer();
+        let r = decode_outputs::<()>(&buf, |o, r| {
+            got.push((o.to_string(), r.to_owned_record(), r.payload_bytes()));
             Ok(())
         });
         assert_eq!(r, Ok(Ok(())));
@@ -358,7 +348,7 @@ mod tests {
         );
         assert_eq!(got[1].0, "");
         assert_eq!(got[1].1, OutputRecord::default());
-        assert_eq!(record_size(&got[0].1), 1 + 2 + 1 + 1);
+        assert_eq!(got[0].2, 1 + 2 + 1 + 1);
     }
 
     #[test]
@@ -366,7 +356,7 @@ mod tests {
         let good = output_buffer();
         for cut in 1..good.len() {
             let mut n = 0;
-            let r = decode_outputs::<()>(Bytes::copy_from_slice(&good[..cut]), |_, _| {
+            let r = decode_outputs::<()>(&good[..cut], |_, _| {
                 n += 1;
                 Ok(())
             });
@@ -379,22 +369,22 @@ mod tests {
         }
         let mut bad = good.clone();
         bad[0] = b'X';
-        assert!(decode_outputs::<()>(Bytes::from(bad), |_, _| Ok(())).is_err());
+        assert!(decode_outputs::<()>(&bad, |_, _| Ok(())).is_err());
         // A huge header count does not allocate.
         let mut bad = good.clone();
         let at = 4 + 4 + 1 + 1 + 8 + 4 + 4;
         bad[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(decode_outputs::<()>(Bytes::from(bad), |_, _| Ok(())).is_err());
+        assert!(decode_outputs::<()>(&bad, |_, _| Ok(())).is_err());
         // Negative lengths other than -1 are "absent" too, never a panic.
         let mut odd = good.clone();
         odd[4 + 4 + 1 + 1 + 8..4 + 4 + 1 + 1 + 8 + 4].copy_from_slice(&(-7i32).to_le_bytes());
-        let _ = decode_outputs::<()>(Bytes::from(odd), |_, _| Ok(()));
+        let _ = decode_outputs::<()>(&odd, |_, _| Ok(()));
     }
 
     #[test]
     fn emit_errors_stop_decoding() {
         let mut n = 0;
-        let r = decode_outputs(Bytes::from(output_buffer()), |_, _| {
+        let r = decode_outputs(&output_buffer(), |_, _| {
             n += 1;
             Err("full")
         });

@@ -7,9 +7,8 @@
 use super::bindings::weir::processor::{context, state, types};
 use super::codec;
 use super::guest_log::{GuestLog, GuestPipe};
-use crate::host::{HostError, LogLevel, OutputRecord, StoreHandle, TaskHost, TimerKind};
+use crate::host::{HostError, LogLevel, OutputRef, StoreHandle, TaskHost, TimerKind};
 use crate::limits::ProcessorLimits;
-use bytes::Bytes;
 use std::ptr::NonNull;
 use std::time::Duration;
 use wasmtime::component::{Resource, ResourceTable};
@@ -122,11 +121,12 @@ impl HostState {
         }
     }
 
-    /// Counts one record against the output limits: `Err` (a trap) once over them.
-    fn charge_output(&mut self, record: &OutputRecord) -> wasmtime::Result<()> {
+    /// Counts one record of `bytes` payload bytes against the output limits: `Err` (a trap)
+    /// once over them.
+    fn charge_output(&mut self, bytes: u64) -> wasmtime::Result<()> {
         let m = &mut self.meter;
         m.records += 1;
-        m.bytes += codec::record_size(record);
+        m.bytes += bytes;
         let over = if m.records > m.max_records {
             Some(format!(
                 "output limit exceeded: more than {} records emitted in one call",
@@ -149,9 +149,13 @@ impl HostState {
         }
     }
 
-    fn emit(&mut self, output: &str, record: OutputRecord) -> wasmtime::Result<Result<(), String>> {
-        self.charge_output(&record)?;
-        Ok(self.task()?.emit(output, record).map_err(|e| e.0))
+    fn emit(
+        &mut self,
+        output: &str,
+        record: OutputRef<'_>,
+    ) -> wasmtime::Result<Result<(), String>> {
+        self.charge_output(record.payload_bytes())?;
+        Ok(self.task()?.emit_ref(output, record).map_err(|e| e.0))
     }
 }
 
@@ -363,14 +367,15 @@ impl context::Host for HostState {
         output: String,
         record: context::OutputRecord,
     ) -> wasmtime::Result<Result<(), String>> {
-        let record = OutputRecord {
-            key: record.key.map(Bytes::from),
-            value: record.value.map(Bytes::from),
-            headers: record
-                .headers
-                .into_iter()
-                .map(|h| (h.name, h.value.map(Bytes::from)))
-                .collect(),
+        let headers: Vec<(&str, Option<&[u8]>)> = record
+            .headers
+            .iter()
+            .map(|h| (h.name.as_str(), h.value.as_deref()))
+            .collect();
+        let record = OutputRef {
+            key: record.key.as_deref(),
+            value: record.value.as_deref(),
+            headers: &headers,
             timestamp: record.timestamp,
         };
         HostState::emit(self, &output, record)
@@ -379,18 +384,16 @@ impl context::Host for HostState {
     fn emit_batch(&mut self, records: Vec<u8>) -> wasmtime::Result<Result<(), String>> {
         // A trap (limit exceeded) stops decoding; so does an error from the task.
         let mut trap = None;
-        let decoded =
-            codec::decode_outputs(
-                Bytes::from(records),
-                |output, record| match HostState::emit(self, output, record) {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(e)) => Err(e),
-                    Err(t) => {
-                        trap = Some(t);
-                        Err(String::new())
-                    }
-                },
-            );
+        let decoded = codec::decode_outputs(&records, |output, record| {
+            match HostState::emit(self, output, record) {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e),
+                Err(t) => {
+                    trap = Some(t);
+                    Err(String::new())
+                }
+            }
+        });
         if let Some(t) = trap {
             return Err(t);
         }
