@@ -175,7 +175,7 @@ impl TaskContext {
     }
 
     /// Ends a call: on success its writes, timers and emitted records are kept (emitted
-    /// records wait for [`TaskContext::take_emitted`]); on failure they are dropped. A limit
+    /// records wait for [`TaskContext::take_output`]); on failure they are dropped. A limit
     /// hit or a host failure during the call fails it even if the processor returned `Ok`.
     pub fn end_call(&mut self, result: Result<(), ProcessorError>) -> Result<(), CallError> {
         let outcome = if let Some(f) = self.failure.take() {

@@ -9,7 +9,8 @@ use weir_broker::batch_builder::BatchBuilder;
 
 use crate::host::OutputRef;
 
-/// A batch is closed (and a new one started) once it holds this many bytes.
+/// A batch is closed (and a new one started) before a record would take it over this many
+/// bytes; a record bigger than that gets a batch of its own.
 const BATCH_BYTES: usize = 1 << 20;
 
 /// One finished batch: target index, partition, bytes.
@@ -53,7 +54,15 @@ impl PendingOutput {
         let Some(builder) = self.builders.get_mut(target).and_then(|b| b.get_mut(p)) else {
             return false;
         };
-        if builder.is_empty() {
+        // Fields plus the most their length prefixes and the record's fixed part take.
+        let estimate = record.payload_bytes() as usize + 40 + 10 * record.headers.len();
+        if !builder.is_empty()
+            && builder.size() + estimate > BATCH_BYTES
+            && let Some(batch) = builder.finish()
+        {
+            self.full.push((target, partition, batch));
+        }
+        if builder.is_empty() && !self.used.contains(&(target, p)) {
             self.used.push((target, p));
         }
         builder.push(
@@ -62,11 +71,6 @@ impl PendingOutput {
             record.value,
             record.headers.iter().copied(),
         );
-        if builder.size() >= BATCH_BYTES
-            && let Some(batch) = builder.finish()
-        {
-            self.full.push((target, partition, batch));
-        }
         self.records += 1;
         true
     }
@@ -157,6 +161,7 @@ mod tests {
         let (batches, n) = out.take();
         assert_eq!(n, 8);
         assert!(batches.len() >= 2, "{} batches", batches.len());
+        assert!(batches.iter().all(|(_, _, b)| b.len() <= BATCH_BYTES));
         let all: Vec<String> = batches.iter().flat_map(|(_, _, b)| values(b)).collect();
         let firsts: Vec<char> = all.iter().map(|v| v.chars().next().unwrap()).collect();
         assert_eq!(firsts, "01234567".chars().collect::<Vec<_>>());
