@@ -56,20 +56,7 @@ impl TaskHost for Sink {
             return Ok(());
         }
         // As `TaskContext::emit` does: a borrowed view of the owned record.
-        let headers: Vec<(&str, Option<&[u8]>)> = record
-            .headers
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_deref()))
-            .collect();
-        self.emit_ref(
-            output,
-            OutputRef {
-                key: record.key.as_deref(),
-                value: record.value.as_deref(),
-                headers: &headers,
-                timestamp: record.timestamp,
-            },
-        )
+        record.with_ref(|r| self.emit_ref(output, r))
     }
     fn emit_ref(&mut self, _output: &str, record: OutputRef<'_>) -> Result<(), HostError> {
         self.records += 1;
@@ -119,10 +106,6 @@ impl TaskHost for Sink {
 struct NativeUppercaseOwned;
 
 impl ProcessorLogic for NativeUppercaseOwned {
-    fn init(&mut self, _: &mut dyn TaskHost, _: &[(String, String)]) -> Result<(), ProcessorError> {
-        Ok(())
-    }
-
     fn process(
         &mut self,
         host: &mut dyn TaskHost,
@@ -144,15 +127,6 @@ impl ProcessorLogic for NativeUppercaseOwned {
         }
         Ok(())
     }
-
-    fn on_timer(
-        &mut self,
-        _: &mut dyn TaskHost,
-        _: TimerKind,
-        _: i64,
-    ) -> Result<(), ProcessorError> {
-        Ok(())
-    }
 }
 
 /// `examples/uppercase`, compiled natively: the same logic, through the same trait. Like the
@@ -165,10 +139,6 @@ struct NativeUppercase {
 }
 
 impl ProcessorLogic for NativeUppercase {
-    fn init(&mut self, _: &mut dyn TaskHost, _: &[(String, String)]) -> Result<(), ProcessorError> {
-        Ok(())
-    }
-
     fn process(
         &mut self,
         host: &mut dyn TaskHost,
@@ -195,15 +165,6 @@ impl ProcessorLogic for NativeUppercase {
             host.emit_ref("", out)
                 .map_err(|e| ProcessorError::Guest(e.0))?;
         }
-        Ok(())
-    }
-
-    fn on_timer(
-        &mut self,
-        _: &mut dyn TaskHost,
-        _: TimerKind,
-        _: i64,
-    ) -> Result<(), ProcessorError> {
         Ok(())
     }
 }

@@ -34,6 +34,23 @@ pub struct OutputRecord {
     pub timestamp: Option<i64>,
 }
 
+impl OutputRecord {
+    /// Calls `f` with a borrowed view of this record (for [`TaskHost::emit_ref`]).
+    pub fn with_ref<R>(&self, f: impl FnOnce(OutputRef<'_>) -> R) -> R {
+        let headers: Vec<(&str, Option<&[u8]>)> = self
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_deref()))
+            .collect();
+        f(OutputRef {
+            key: self.key.as_deref(),
+            value: self.value.as_deref(),
+            headers: &headers,
+            timestamp: self.timestamp,
+        })
+    }
+}
+
 /// A record a processor emits, borrowed from wherever it was built (the Wasm host hands out
 /// views into the guest's output buffer): emitting it copies each field once, into the
 /// batch that goes to the log, with no `Bytes` per field.
@@ -168,23 +185,30 @@ impl ProcessorError {
 /// A processor as a task drives it: today a Wasm component instance; in tests, any Rust
 /// implementation.
 pub trait ProcessorLogic: Send {
-    /// Called once per task before the first batch (and after a redeploy).
+    /// Called once per task before the first batch (and after a redeploy). The default does
+    /// nothing.
     fn init(
         &mut self,
         host: &mut dyn TaskHost,
         config: &[(String, String)],
-    ) -> Result<(), ProcessorError>;
+    ) -> Result<(), ProcessorError> {
+        let _ = (host, config);
+        Ok(())
+    }
     /// Processes a batch of records (in offset order per input partition).
     fn process(
         &mut self,
         host: &mut dyn TaskHost,
         batch: &[InputRecord],
     ) -> Result<(), ProcessorError>;
-    /// A registered timer is due.
+    /// A registered timer is due. The default does nothing.
     fn on_timer(
         &mut self,
         host: &mut dyn TaskHost,
         kind: TimerKind,
         time: i64,
-    ) -> Result<(), ProcessorError>;
+    ) -> Result<(), ProcessorError> {
+        let _ = (host, kind, time);
+        Ok(())
+    }
 }

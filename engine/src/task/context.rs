@@ -293,20 +293,7 @@ impl TaskHost for TaskContext {
     }
 
     fn emit(&mut self, output: &str, record: OutputRecord) -> Result<(), HostError> {
-        let headers: Vec<(&str, Option<&[u8]>)> = record
-            .headers
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_deref()))
-            .collect();
-        self.emit_ref(
-            output,
-            OutputRef {
-                key: record.key.as_deref(),
-                value: record.value.as_deref(),
-                headers: &headers,
-                timestamp: record.timestamp,
-            },
-        )
+        record.with_ref(|r| self.emit_ref(output, r))
     }
 
     fn emit_ref(&mut self, output: &str, record: OutputRef<'_>) -> Result<(), HostError> {
