@@ -340,15 +340,11 @@ pub struct EncodeRecord {
 
 /// Encodes records (offsets ascending, gaps allowed) into as few uncompressed v2 batches as
 /// the format allows, without producer ids (plain, non-idempotent batches).
+/// (`Broker::produce` and the engine's outputs use [`crate::batch_builder`], which writes the
+/// same bytes from borrowed fields.)
 pub fn encode(records: &[EncodeRecord]) -> Result<BytesMut> {
-    encode_owned(records.iter().cloned())
-}
-
-/// [`encode`], taking the records by value: their keys, values and headers move into the
-/// encoder instead of being cloned (the append path of `Broker::produce`).
-pub fn encode_owned(records: impl IntoIterator<Item = EncodeRecord>) -> Result<BytesMut> {
     let kafka: Vec<Record> = records
-        .into_iter()
+        .iter()
         .map(|r| Record {
             transactional: false,
             control: false,
@@ -363,12 +359,12 @@ pub fn encode_owned(records: impl IntoIterator<Item = EncodeRecord>) -> Result<B
             // back to -1 (no producer) below.
             sequence: r.offset as i32,
             timestamp: r.timestamp,
-            key: r.key,
-            value: r.value,
+            key: r.key.clone(),
+            value: r.value.clone(),
             headers: r
                 .headers
-                .into_iter()
-                .map(|(k, v)| (StrBytes::from_string(k), v))
+                .iter()
+                .map(|(k, v)| (StrBytes::from_string(k.clone()), v.clone()))
                 .collect(),
         })
         .collect();

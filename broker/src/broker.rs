@@ -12,7 +12,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::watch;
 
-use crate::batch::{self, EncodeRecord};
+use crate::batch;
+use crate::batch_builder::BatchBuilder;
 use crate::config::{BrokerConfig, FsyncPolicy};
 use crate::error::{BrokerError, Result};
 use crate::log::{cleaner, now_ms};
@@ -304,6 +305,7 @@ impl Broker {
                 continue;
             }
             let partition = t.partition(p as i32)?;
+            let mut builder = BatchBuilder::new();
             let mut records = records.into_iter().peekable();
             while records.peek().is_some() {
                 // A run whose payload stays near PRODUCE_CHUNK_BYTES (at least one record).
@@ -315,17 +317,18 @@ impl Broker {
                     size += payload_len(&item.1);
                     chunk.push(item);
                 }
-                let indices: Vec<usize> = chunk.iter().map(|(i, _)| *i).collect();
-                let mut bytes =
-                    batch::encode_owned(chunk.into_iter().enumerate().map(|(rel, (_, r))| {
-                        EncodeRecord {
-                            offset: rel as i64,
-                            timestamp: r.timestamp.unwrap_or(now),
-                            key: r.key,
-                            value: r.value,
-                            headers: r.headers,
-                        }
-                    }))?;
+                // Each record's bytes are copied once, straight into the batch.
+                for (_, r) in &chunk {
+                    builder.push(
+                        r.timestamp.unwrap_or(now),
+                        r.key.as_deref(),
+                        r.value.as_deref(),
+                        r.headers.iter().map(|(k, v)| (k.as_str(), v.as_deref())),
+                    );
+                }
+                let Some(mut bytes) = builder.finish() else {
+                    continue;
+                };
                 let (base, end) = {
                     let mut log = partition.lock();
                     let (base, _) = log.append(&mut bytes)?;
@@ -333,7 +336,7 @@ impl Broker {
                 };
                 partition.publish_end(end);
                 appended_bytes += bytes.len() as u64;
-                for (rel, i) in indices.into_iter().enumerate() {
+                for (rel, (i, _)) in chunk.into_iter().enumerate() {
                     result[i] = (p as i32, base + rel as i64);
                 }
             }
