@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use tokio::sync::watch;
 
 use crate::batch;
@@ -265,7 +265,7 @@ impl Broker {
         let n = t.info.partitions;
         let sticky = (t.round_robin.fetch_add(1, Ordering::Relaxed) % n as u32) as i32;
         let now = now_ms();
-        let mut slots = Vec::with_capacity(records.len());
+        let mut by_partition: Vec<Vec<usize>> = vec![Vec::new(); n as usize];
         for (i, r) in records.iter().enumerate() {
             let p = match (r.partition, &r.key) {
                 (Some(p), _) => p,
@@ -289,45 +289,20 @@ impl Broker {
                     "record {i}: negative timestamp"
                 )));
             }
-            slots.push(slot);
+            by_partition[slot].push(i);
         }
-        let count = records.len();
-        // Records move (not clone) into their partition's list, with their request index.
-        let mut by_partition: Vec<Vec<(usize, ProduceRecord)>> =
-            (0..n).map(|_| Vec::new()).collect();
-        for (i, (r, slot)) in records.into_iter().zip(slots).enumerate() {
-            by_partition[slot].push((i, r));
-        }
-        let mut result = vec![(0i32, 0i64); count];
+        let mut result = vec![(0i32, 0i64); records.len()];
         let mut appended_bytes = 0u64;
-        for (p, records) in by_partition.into_iter().enumerate() {
-            if records.is_empty() {
+        let mut builder = BatchBuilder::new();
+        for (p, indices) in by_partition.iter().enumerate() {
+            if indices.is_empty() {
                 continue;
             }
             let partition = t.partition(p as i32)?;
-            let mut builder = BatchBuilder::new();
-            let mut records = records.into_iter().peekable();
-            while records.peek().is_some() {
-                // A run whose payload stays near PRODUCE_CHUNK_BYTES (at least one record).
-                let mut chunk = Vec::new();
-                let mut size = 0usize;
-                while let Some(item) = records.next_if(|(_, r)| {
-                    chunk.is_empty() || size + payload_len(r) <= PRODUCE_CHUNK_BYTES
-                }) {
-                    size += payload_len(&item.1);
-                    chunk.push(item);
-                }
-                // Each record's bytes are copied once, straight into the batch.
-                for (_, r) in &chunk {
-                    builder.push(
-                        r.timestamp.unwrap_or(now),
-                        r.key.as_deref(),
-                        r.value.as_deref(),
-                        r.headers.iter().map(|(k, v)| (k.as_str(), v.as_deref())),
-                    );
-                }
-                let Some(mut bytes) = builder.finish() else {
-                    continue;
+            // Appends one finished batch holding the records `run` names, in order.
+            let mut append = |batch: Option<BytesMut>, run: &[usize]| -> Result<()> {
+                let Some(mut bytes) = batch else {
+                    return Ok(());
                 };
                 let (base, end) = {
                     let mut log = partition.lock();
@@ -336,14 +311,34 @@ impl Broker {
                 };
                 partition.publish_end(end);
                 appended_bytes += bytes.len() as u64;
-                for (rel, (i, _)) in chunk.into_iter().enumerate() {
+                for (rel, &i) in run.iter().enumerate() {
                     result[i] = (p as i32, base + rel as i64);
                 }
+                Ok(())
+            };
+            // Runs whose payload stays near PRODUCE_CHUNK_BYTES (at least one record each);
+            // each record's bytes are copied once, straight into its batch.
+            let (mut start, mut size) = (0usize, 0usize);
+            for (j, &i) in indices.iter().enumerate() {
+                let r = &records[i];
+                let len = payload_len(r);
+                if j > start && size + len > PRODUCE_CHUNK_BYTES {
+                    append(builder.finish(), &indices[start..j])?;
+                    (start, size) = (j, 0);
+                }
+                size += len;
+                builder.push(
+                    r.timestamp.unwrap_or(now),
+                    r.key.as_deref(),
+                    r.value.as_deref(),
+                    r.headers.iter().map(|(k, v)| (k.as_str(), v.as_deref())),
+                );
             }
+            append(builder.finish(), &indices[start..])?;
         }
         t.counters
             .records_appended
-            .fetch_add(count as u64, Ordering::Relaxed);
+            .fetch_add(records.len() as u64, Ordering::Relaxed);
         t.counters
             .bytes_appended
             .fetch_add(appended_bytes, Ordering::Relaxed);
