@@ -169,9 +169,13 @@ impl ProcessorLogic for NativeUppercase {
     }
 }
 
+/// `target/guests/{name}.wasm`, or the file `WEIR_BENCH_WASM` names (to compare two builds
+/// of a guest: `WEIR_BENCH_WASM=/tmp/a.wasm cargo bench ... -- profile`).
 fn guest(name: &str) -> Vec<u8> {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../target/guests/{name}.wasm"));
+    let path = std::env::var_os("WEIR_BENCH_WASM").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../target/guests/{name}.wasm")),
+        PathBuf::from,
+    );
     std::fs::read(&path).unwrap_or_else(|e| {
         panic!(
             "{} is missing ({e}): run scripts/build-guests.sh first",
@@ -182,12 +186,14 @@ fn guest(name: &str) -> Vec<u8> {
 
 /// 100-byte values, 8-byte keys, like the measurements in shared/notes/toolchain-facts.md.
 fn batch(n: usize) -> Vec<InputRecord> {
+    // One topic name shared by all records, as the task shares it per input partition.
+    let topic: std::sync::Arc<str> = "in".into();
     (0..n)
         .map(|i| {
             let mut value = format!("record {i:08} ").into_bytes();
             value.resize(100, b'a' + (i % 26) as u8);
             InputRecord {
-                topic: "in".into(),
+                topic: topic.clone(),
                 partition: 0,
                 offset: i as i64,
                 key: Some(Bytes::from(format!("k{i:07}"))),
@@ -232,7 +238,7 @@ fn ns_per_record(
 
 fn main() {
     // `cargo bench` passes `--bench`. `-- profile` runs only the Wasm guest at batch 256 for
-    // 3 s, with a perf map of the guest's code (for `perf record`).
+    // 3 s (`WEIR_BENCH_SECS`), with a perf map of the guest's code (for `perf record`).
     let profile = std::env::args().any(|a| a == "profile");
     let cache = tempfile::tempdir().unwrap();
     let mut config = WasmConfig::new(cache.path());
@@ -249,12 +255,62 @@ fn main() {
         let mut sink = Sink::default();
         let started = Instant::now();
         let mut calls = 0u64;
-        while started.elapsed() < Duration::from_secs(3) {
+        let secs: f64 = std::env::var("WEIR_BENCH_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(3.0);
+        while started.elapsed() < Duration::from_secs_f64(secs) {
             logic.process(&mut sink, &records).unwrap();
             calls += 1;
         }
         let ns = started.elapsed().as_nanos() as f64 / (calls * 256) as f64;
-        println!("wasm, batch 256: {ns:.1} ns/record");
+        println!(
+            "wasm, batch 256: {ns:.1} ns/record ({} records)",
+            calls * 256
+        );
+        return;
+    }
+
+    // `-- ab`: batch 256 only, the guest (and a second build of it, `WEIR_BENCH_WASM_B`) against
+    // the lean native port in alternating rounds, for comparing two builds of the guest or the
+    // host within one run.
+    if std::env::args().any(|a| a == "ab") {
+        let other = std::env::var_os("WEIR_BENCH_WASM_B").map(|path| {
+            let wasm = std::fs::read(&path).unwrap();
+            engine.load_processor(&wasm, &limits).unwrap()
+        });
+        let records = batch(256);
+        for batching in [false, true] {
+            let mut a = module.instantiate(&limits, "bench/a").unwrap();
+            a.init(&mut Sink::default(), &[]).unwrap();
+            let mut b = other
+                .as_ref()
+                .map(|m| m.instantiate(&limits, "bench/b").unwrap());
+            if let Some(b) = &mut b {
+                b.init(&mut Sink::default(), &[]).unwrap();
+            }
+            let mut native = NativeUppercase::default();
+            let sink = if batching {
+                Sink::batching()
+            } else {
+                Sink::default()
+            };
+            let mut logics: Vec<&mut dyn ProcessorLogic> = vec![&mut native, a.as_mut()];
+            if let Some(b) = &mut b {
+                logics.push(b.as_mut());
+            }
+            let ns = ns_per_record(&mut logics, &records, 25, sink);
+            let sink = if batching {
+                "batch-building"
+            } else {
+                "counting"
+            };
+            print!("{sink} sink, batch 256: native {:.1} ns", ns[0]);
+            for (name, wasm) in ["A", "B"].iter().zip(&ns[1..]) {
+                print!(" | wasm {name} {wasm:.1} ns = {:.2}×", wasm / ns[0]);
+            }
+            println!();
+        }
         return;
     }
 

@@ -80,6 +80,7 @@ impl OutputRef<'_> {
 
     /// Bytes the record counts against `max_output_bytes_per_call`: key, value, header names
     /// and values.
+    #[inline]
     pub fn payload_bytes(&self) -> u64 {
         (self.key.map_or(0, <[u8]>::len)
             + self.value.map_or(0, <[u8]>::len)

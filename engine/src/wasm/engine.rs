@@ -135,6 +135,8 @@ impl WasmEngine {
             |s| s,
         )
         .map_err(|e| WasmError::Engine(format!("linking weir:processor: {e:#}")))?;
+        super::imports::link_emit_batch(&mut linker)
+            .map_err(|e| WasmError::Engine(format!("linking emit-batch: {e:#}")))?;
 
         let udf_linker = super::udf::linker(&engine)?;
         let cache = ArtifactCache::open(&config.cache_dir, &engine)?;

@@ -45,11 +45,41 @@ struct TaskSlot(Option<NonNull<dyn TaskHost>>);
 unsafe impl Send for TaskSlot {}
 
 /// Counts what one call emits against the processor's limits.
+#[derive(Clone, Copy)]
 struct OutputMeter {
     records: u32,
     bytes: u64,
     max_records: u32,
     max_bytes: u64,
+}
+
+impl OutputMeter {
+    /// Counts one record of `bytes` payload bytes: `Err(reason)` once over a limit.
+    #[inline]
+    fn charge(&mut self, bytes: u64) -> Result<(), String> {
+        self.records += 1;
+        self.bytes += bytes;
+        if self.records > self.max_records || self.bytes > self.max_bytes {
+            return Err(self.over());
+        }
+        Ok(())
+    }
+
+    /// Which limit was passed.
+    #[cold]
+    fn over(&self) -> String {
+        if self.records > self.max_records {
+            format!(
+                "output limit exceeded: more than {} records emitted in one call",
+                self.max_records
+            )
+        } else {
+            format!(
+                "output limit exceeded: more than {} bytes emitted in one call",
+                self.max_bytes
+            )
+        }
+    }
 }
 
 /// The data of one instance's `Store`.
@@ -111,44 +141,32 @@ impl HostState {
         self.log.end_call();
     }
 
+    #[inline]
     fn task(&mut self) -> wasmtime::Result<&mut dyn TaskHost> {
         match self.task.0 {
             // SAFETY: set by `begin_call` for the duration of the current call.
             Some(mut p) => Ok(unsafe { p.as_mut() }),
-            None => Err(wasmtime::format_err!(
-                "a host function was called outside of a processor call"
-            )),
+            None => Err(no_call()),
         }
     }
 
     /// Counts one record of `bytes` payload bytes against the output limits: `Err` (a trap)
     /// once over them.
+    #[inline]
     fn charge_output(&mut self, bytes: u64) -> wasmtime::Result<()> {
-        let m = &mut self.meter;
-        m.records += 1;
-        m.bytes += bytes;
-        let over = if m.records > m.max_records {
-            Some(format!(
-                "output limit exceeded: more than {} records emitted in one call",
-                m.max_records
-            ))
-        } else if m.bytes > m.max_bytes {
-            Some(format!(
-                "output limit exceeded: more than {} bytes emitted in one call",
-                m.max_bytes
-            ))
-        } else {
-            None
-        };
-        match over {
-            Some(reason) => {
-                self.limit_hit = Some(reason.clone());
-                Err(wasmtime::format_err!(reason))
-            }
-            None => Ok(()),
-        }
+        self.meter
+            .charge(bytes)
+            .map_err(|reason| self.limit(reason))
     }
 
+    /// Records `reason` as the limit that stopped the guest, and returns the trap.
+    #[cold]
+    fn limit(&mut self, reason: String) -> wasmtime::Error {
+        self.limit_hit = Some(reason.clone());
+        wasmtime::format_err!(reason)
+    }
+
+    #[inline]
     fn emit(
         &mut self,
         output: &str,
@@ -157,6 +175,88 @@ impl HostState {
         self.charge_output(record.payload_bytes())?;
         Ok(self.task()?.emit_ref(output, record).map_err(|e| e.0))
     }
+
+    /// `emit-batch` of `records`: decodes them into the calling task, counting them against
+    /// the output limits (a trap once over them).
+    fn emit_batch_buffer(
+        task: Option<NonNull<dyn TaskHost>>,
+        meter: &mut OutputMeter,
+        records: &[u8],
+    ) -> Result<Result<(), String>, EmitStop> {
+        let Some(mut task) = task else {
+            return Err(EmitStop::NoCall);
+        };
+        let mut over = None;
+        let decoded = codec::decode_outputs(records, |output, record| {
+            if let Err(reason) = meter.charge(record.payload_bytes()) {
+                over = Some(reason);
+                return Err(String::new());
+            }
+            // SAFETY: as in `task`: set by `begin_call` for the duration of the current call;
+            // the task is not part of the `Store` that `records` may borrow.
+            unsafe { task.as_mut() }
+                .emit_ref(output, record)
+                .map_err(|e| e.0)
+        });
+        match over {
+            Some(reason) => Err(EmitStop::Limit(reason)),
+            None => Ok(decoded.unwrap_or_else(|e| Err(e.to_string()))),
+        }
+    }
+
+    /// Stores the meter back after [`emit_batch_buffer`](Self::emit_batch_buffer) and turns a
+    /// stop into its trap.
+    fn finish_emit_batch(
+        &mut self,
+        meter: OutputMeter,
+        result: Result<Result<(), String>, EmitStop>,
+    ) -> wasmtime::Result<Result<(), String>> {
+        self.meter = meter;
+        match result {
+            Ok(result) => Ok(result),
+            Err(EmitStop::NoCall) => Err(no_call()),
+            Err(EmitStop::Limit(reason)) => Err(self.limit(reason)),
+        }
+    }
+}
+
+/// Why `emit-batch` stopped before the end of its buffer, other than the task's own error.
+enum EmitStop {
+    NoCall,
+    Limit(String),
+}
+
+/// Links `emit-batch` in place of the binding `bindgen!` generated, which lifts the buffer into
+/// a new `Vec` (an allocation and a copy of every emitted byte): this one decodes the records
+/// where the guest wrote them, in its linear memory.
+pub(crate) fn link_emit_batch(
+    linker: &mut wasmtime::component::Linker<HostState>,
+) -> wasmtime::Result<()> {
+    linker.allow_shadowing(true);
+    let linked = linker
+        .instance("weir:processor/context@0.1.0")
+        .and_then(|mut context| {
+            context.func_wrap(
+                "emit-batch",
+                |mut store: wasmtime::StoreContextMut<'_, HostState>,
+                 (records,): (wasmtime::component::WasmList<u8>,)| {
+                    // The task and a copy of the meter are taken out of the state first, so
+                    // that the buffer can borrow the `Store` while the records are emitted.
+                    let state = store.data();
+                    let (task, mut meter) = (state.task.0, state.meter);
+                    let result =
+                        HostState::emit_batch_buffer(task, &mut meter, records.as_le_slice(&store));
+                    let result = store.data_mut().finish_emit_batch(meter, result);
+                    result.map(|result| (result,))
+                },
+            )
+        });
+    linker.allow_shadowing(false);
+    linked
+}
+
+fn no_call() -> wasmtime::Error {
+    wasmtime::format_err!("a host function was called outside of a processor call")
 }
 
 impl WasiView for HostState {
@@ -381,26 +481,11 @@ impl context::Host for HostState {
         HostState::emit(self, &output, record)
     }
 
+    /// Not linked (see [`link_emit_batch`]), which does the same without copying the buffer.
     fn emit_batch(&mut self, records: Vec<u8>) -> wasmtime::Result<Result<(), String>> {
-        // A trap (limit exceeded) stops decoding; so does an error from the task.
-        let mut trap = None;
-        let decoded = codec::decode_outputs(&records, |output, record| {
-            match HostState::emit(self, output, record) {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(e),
-                Err(t) => {
-                    trap = Some(t);
-                    Err(String::new())
-                }
-            }
-        });
-        if let Some(t) = trap {
-            return Err(t);
-        }
-        match decoded {
-            Ok(result) => Ok(result),
-            Err(e) => Ok(Err(e.to_string())),
-        }
+        let mut meter = self.meter;
+        let result = HostState::emit_batch_buffer(self.task.0, &mut meter, &records);
+        self.finish_emit_batch(meter, result)
     }
 
     fn log(&mut self, level: types::LogLevel, message: String) -> wasmtime::Result<()> {
