@@ -400,6 +400,45 @@ impl Broker {
         Ok((bytes, end))
     }
 
+    /// Calls `f` with the header of every batch in the newest segments of the partition that
+    /// together hold at least `min_bytes` (whole segments, so possibly more), oldest first.
+    /// Reads one chunk at a time without holding the partition's lock across the scan.
+    pub fn for_each_recent_batch(
+        &self,
+        topic: &str,
+        partition: i32,
+        min_bytes: u64,
+        mut f: impl FnMut(&batch::BatchHeader),
+    ) -> Result<()> {
+        let t = self.topic(topic)?;
+        let p = t.partition(partition)?;
+        let (mut next, end) = {
+            let log = p.lock();
+            (log.recent_start_offset(min_bytes), log.end_offset())
+        };
+        while next < end {
+            let bytes = {
+                let log = p.lock();
+                // Retention may have moved the start past `next` since the last chunk.
+                next = next.max(log.start_offset());
+                log.read(next, 4 << 20)?
+            };
+            if bytes.is_empty() {
+                break;
+            }
+            let mut last = next;
+            for (h, _) in batch::split(&bytes)? {
+                f(&h);
+                last = h.next_offset();
+            }
+            if last <= next {
+                break;
+            }
+            next = last;
+        }
+        Ok(())
+    }
+
     /// Reads up to `max_records` records (and about `max_bytes` of batches) at or after
     /// `offset`. An offset below the start of the log (retention, compaction) reads from the
     /// start; an offset at the end returns no records; past the end is an error.

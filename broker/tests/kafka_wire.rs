@@ -33,7 +33,11 @@ struct Node {
 
 impl Node {
     async fn start(config: KafkaConfig) -> Node {
-        let dir = tempfile::tempdir().unwrap();
+        Node::start_in(tempfile::tempdir().unwrap(), config).await
+    }
+
+    /// A node on an existing data directory (a restart).
+    async fn start_in(dir: tempfile::TempDir, config: KafkaConfig) -> Node {
         let broker = Broker::open(BrokerConfig::new(dir.path())).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -58,6 +62,16 @@ impl Node {
     async fn stop(mut self) {
         let _ = self.stop.take().unwrap().send(());
         self.task.take().unwrap().await.unwrap();
+    }
+
+    /// Stops the node and closes its log; returns the data directory for a restart.
+    async fn shut_down(mut self) -> tempfile::TempDir {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.take().unwrap().await.unwrap();
+        self.broker.flush_all().unwrap();
+        let Node { broker, _dir, .. } = self;
+        drop(broker);
+        _dir
     }
 }
 
@@ -269,6 +283,71 @@ async fn retried_idempotent_batches_are_appended_once_and_gaps_are_rejected() {
     assert_eq!(node.broker.partition_offsets("idem", 0).unwrap(), (0, 7));
     let all = node.broker.read("idem", 0, 0, 100, 1 << 20).unwrap();
     assert_eq!(all.records.len(), 7);
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn producer_state_survives_a_restart_so_retries_are_not_appended_twice() {
+    let node = Node::start(KafkaConfig::default()).await;
+    node.broker.create_topic(TopicSpec::new("idem", 1)).unwrap();
+    let mut c = Client::connect(&node).await;
+    let pid = (424_242, 3);
+    // Another producer's batches after it, so the replay sees more than one producer.
+    let other = (777, 0);
+    let first = batch(5, pid, 0, Some("k"));
+    let second = batch(3, pid, 5, Some("k"));
+    for (b, want) in [
+        (first.clone(), 0),
+        (batch(2, other, 0, None), 5),
+        (second.clone(), 7),
+    ] {
+        assert_eq!(
+            produced(c.call(ApiKey::Produce, 7, produce("idem", 0, -1, b)).await),
+            (0, want)
+        );
+    }
+    drop(c);
+    let dir = node.shut_down().await;
+
+    let node = Node::start_in(dir, KafkaConfig::default()).await;
+    let mut c = Client::connect(&node).await;
+    // Both batches retried after the restart (responses lost before it): their original
+    // offsets, nothing appended.
+    for (b, want) in [(second, 7), (first, 0)] {
+        assert_eq!(
+            produced(c.call(ApiKey::Produce, 7, produce("idem", 0, -1, b)).await),
+            (0, want)
+        );
+    }
+    assert_eq!(node.broker.partition_offsets("idem", 0).unwrap(), (0, 10));
+    // The sequence continues where the log left it: a gap is refused, the next one appended.
+    let gap = batch(1, pid, 9, Some("k"));
+    assert_eq!(
+        produced(
+            c.call(ApiKey::Produce, 7, produce("idem", 0, -1, gap))
+                .await
+        )
+        .0,
+        45
+    );
+    let next = batch(1, pid, 8, Some("k"));
+    assert_eq!(
+        produced(
+            c.call(ApiKey::Produce, 7, produce("idem", 0, -1, next))
+                .await
+        ),
+        (0, 10)
+    );
+    // An older epoch of the same producer is fenced.
+    let stale = batch(1, (pid.0, pid.1 - 1), 9, Some("k"));
+    assert_eq!(
+        produced(
+            c.call(ApiKey::Produce, 7, produce("idem", 0, -1, stale))
+                .await
+        )
+        .0,
+        47
+    );
     node.stop().await;
 }
 

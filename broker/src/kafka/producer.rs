@@ -3,9 +3,11 @@
 //! answered with its original offsets instead of being appended twice, and a gap in sequence
 //! numbers is rejected (as Kafka's `ProducerStateManager` does).
 //!
-//! The state lives in memory: after a restart, a producer the node has not seen yet is
-//! accepted at whatever sequence it sends (Kafka would rebuild the state from the log's batch
-//! headers; duplicates of batches retried across a broker restart are therefore possible).
+//! The state lives in memory and is rebuilt after a restart from the batch headers at the
+//! tail of the log (the produce handler replays them with [`PartitionProducers::record`]
+//! before the first idempotent batch a partition gets), so that a batch retried across a
+//! restart is still recognised. A producer whose last batch is older than that tail is
+//! accepted at whatever sequence it sends, as Kafka does once a producer id has expired.
 //! It knows nothing of the wire protocol or of how batches are stored.
 
 use std::collections::{HashMap, VecDeque};
@@ -61,6 +63,8 @@ struct Entry {
 #[derive(Debug, Default)]
 pub struct PartitionProducers {
     producers: HashMap<i64, Entry>,
+    /// Whether the state of the log's tail has been replayed into it.
+    loaded: bool,
 }
 
 /// The sequence number of the last record of a batch (sequences wrap at `i32::MAX`).
@@ -73,6 +77,15 @@ fn next_sequence(seq: i32) -> i32 {
 }
 
 impl PartitionProducers {
+    /// Whether [`mark_loaded`](Self::mark_loaded) was called: the log's batches were replayed.
+    pub fn is_loaded(&self) -> bool {
+        self.loaded
+    }
+
+    pub fn mark_loaded(&mut self) {
+        self.loaded = true;
+    }
+
     pub fn check(
         &self,
         producer_id: i64,

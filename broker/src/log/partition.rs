@@ -133,6 +133,21 @@ impl PartitionLog {
         self.segments.len()
     }
 
+    /// Base offset of the newest segments that together hold at least `min_bytes` (all of
+    /// them if the log is smaller): where a scan of the log's recent tail starts.
+    pub fn recent_start_offset(&self, min_bytes: u64) -> i64 {
+        let mut size = 0u64;
+        let mut start = self.start_offset();
+        for (base, seg) in self.segments.iter().rev() {
+            start = *base;
+            size += seg.size();
+            if size >= min_bytes {
+                break;
+            }
+        }
+        start
+    }
+
     fn active(&self) -> Result<&Segment> {
         self.segments
             .values()

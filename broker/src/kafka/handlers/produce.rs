@@ -15,7 +15,7 @@ use super::metadata::auto_create;
 use super::{Ctx, blocking, broker_error_code};
 use crate::batch::{self, BatchHeader, MAGIC};
 use crate::error::BrokerError;
-use crate::kafka::producer::{SequenceCheck, last_sequence};
+use crate::kafka::producer::{PartitionProducers, SequenceCheck, last_sequence};
 
 const TRANSACTIONAL_FLAG: i16 = 0x10;
 
@@ -145,6 +145,9 @@ fn produce_partition(
         let h = b.header;
         let idempotent = h.producer_id >= 0 && h.base_sequence >= 0;
         let last_seq = last_sequence(h.base_sequence, h.last_offset_delta);
+        if idempotent && !state.is_loaded() {
+            load_producers(ctx, topic, partition, &mut state);
+        }
         if idempotent {
             match state.check(h.producer_id, h.producer_epoch, h.base_sequence, last_seq) {
                 SequenceCheck::Append => {}
@@ -193,4 +196,47 @@ fn produce_partition(
     }
     drop(state);
     first_base.ok_or(ResponseError::InvalidRecord.code())
+}
+
+/// How much of a partition's log (its newest segments, whole) is replayed to rebuild the
+/// producer state after a restart: enough for the batches a producer may retry.
+const PRODUCER_STATE_LOG_BYTES: u64 = 64 << 20;
+
+/// Replays the idempotent batches at the tail of the partition's log into `state` (once per
+/// partition after a start). A log that cannot be read leaves the state as it is, with a
+/// warning: producers are then accepted at the sequence they send.
+fn load_producers(ctx: &Ctx, topic: &str, partition: i32, state: &mut PartitionProducers) {
+    let started = std::time::Instant::now();
+    let mut batches = 0u64;
+    let result =
+        ctx.broker
+            .for_each_recent_batch(topic, partition, PRODUCER_STATE_LOG_BYTES, |h| {
+                if h.producer_id >= 0 && h.base_sequence >= 0 {
+                    batches += 1;
+                    state.record(
+                        h.producer_id,
+                        h.producer_epoch,
+                        h.base_sequence,
+                        last_sequence(h.base_sequence, h.last_offset_delta),
+                        h.base_offset,
+                    );
+                }
+            });
+    match result {
+        Ok(()) => tracing::debug!(
+            topic,
+            partition,
+            batches,
+            ms = started.elapsed().as_millis() as u64,
+            "producer state rebuilt from the log"
+        ),
+        Err(e) => tracing::warn!(
+            topic,
+            partition,
+            error = %e,
+            "could not rebuild the producer state from the log; sequences of producers \
+             seen before the restart are not checked"
+        ),
+    }
+    state.mark_loaded();
 }
