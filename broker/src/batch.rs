@@ -178,11 +178,28 @@ pub fn validate(batch: &[u8]) -> Result<BatchHeader> {
     Ok(h)
 }
 
-/// What [`validate_records`] learned about a batch's records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RecordsCheck {
+/// A batch that passed [`validate_records`], which is the only way to make one: the log
+/// appends it as it is, without checking it (or computing its CRC) a second time.
+#[derive(Debug, Clone)]
+pub struct CheckedBatch {
+    bytes: Bytes,
+    header: BatchHeader,
+    null_key: bool,
+}
+
+impl CheckedBatch {
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    pub fn header(&self) -> &BatchHeader {
+        &self.header
+    }
+
     /// At least one record has a null key (not allowed on compacted topics).
-    pub null_key: bool,
+    pub fn null_key(&self) -> bool {
+        self.null_key
+    }
 }
 
 /// Checks the records inside a batch that [`validate`] accepted, as a Kafka broker does
@@ -190,8 +207,13 @@ pub struct RecordsCheck {
 /// the batch, the record count, and the last offset delta must agree), and a compressed one
 /// is decompressed and decoded. A producer's CRC only proves the bytes were not changed in
 /// flight, not that they parse; this makes sure every stored batch can be read back.
-pub fn validate_records(batch: &Bytes) -> Result<RecordsCheck> {
+pub fn validate_records(batch: &Bytes) -> Result<CheckedBatch> {
     let h = validate(batch)?;
+    let checked = |null_key| CheckedBatch {
+        bytes: batch.clone(),
+        header: h,
+        null_key,
+    };
     if h.record_count == 0 || h.last_offset_delta != h.record_count - 1 {
         return Err(BrokerError::CorruptBatch(format!(
             "batch of {} records has last offset delta {}",
@@ -199,7 +221,7 @@ pub fn validate_records(batch: &Bytes) -> Result<RecordsCheck> {
         )));
     }
     if h.is_control() {
-        return Ok(RecordsCheck { null_key: false });
+        return Ok(checked(false));
     }
     if h.compression() != 0 {
         let records = decode(batch.clone())?;
@@ -210,9 +232,7 @@ pub fn validate_records(batch: &Bytes) -> Result<RecordsCheck> {
                 records.len()
             )));
         }
-        return Ok(RecordsCheck {
-            null_key: records.iter().any(|r| r.key.is_none()),
-        });
+        return Ok(checked(records.iter().any(|r| r.key.is_none())));
     }
     let mut cur = RecordCursor {
         buf: &batch[HEADER_LEN..],
@@ -278,7 +298,7 @@ pub fn validate_records(batch: &Bytes) -> Result<RecordsCheck> {
             cur.buf.len() - cur.pos
         )));
     }
-    Ok(RecordsCheck { null_key })
+    Ok(checked(null_key))
 }
 
 /// Reads the varint-encoded fields of uncompressed records.
@@ -496,12 +516,9 @@ mod tests {
         let buf = encode(&[rec(0, Some(b"k"), Some(b"v")), rec(1, Some(b"k2"), None)])
             .unwrap()
             .freeze();
-        assert_eq!(
-            validate_records(&buf).unwrap(),
-            RecordsCheck { null_key: false }
-        );
+        assert_eq!(validate_records(&buf).unwrap().null_key(), false);
         let buf = encode(&[rec(0, None, Some(b"v"))]).unwrap().freeze();
-        assert!(validate_records(&buf).unwrap().null_key);
+        assert!(validate_records(&buf).unwrap().null_key());
     }
 
     #[test]
@@ -556,10 +573,7 @@ mod tests {
             .unwrap();
             let buf = buf.freeze();
             assert_eq!(validate(&buf).unwrap().compression(), compression as i16);
-            assert_eq!(
-                validate_records(&buf).unwrap(),
-                RecordsCheck { null_key: false }
-            );
+            assert!(!validate_records(&buf).unwrap().null_key());
             let decoded = decode(buf).unwrap();
             assert_eq!(decoded.len(), 50, "{compression:?}");
             assert_eq!(decoded[49].value, records[49].value);

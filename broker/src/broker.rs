@@ -16,7 +16,7 @@ use crate::batch;
 use crate::batch_builder::BatchBuilder;
 use crate::config::{BrokerConfig, FsyncPolicy};
 use crate::error::{BrokerError, Result};
-use crate::log::{cleaner, now_ms};
+use crate::log::{PartitionLog, cleaner, now_ms};
 use crate::partitioner::partition_for_key;
 use crate::topic::{self, SPEC_FILE, Topic, TopicStats};
 use crate::types::{
@@ -353,21 +353,8 @@ impl Broker {
         partition: i32,
         batch: &mut [u8],
     ) -> Result<(i64, i64)> {
-        let t = self.topic(topic)?;
-        let p = t.partition(partition)?;
-        let (range, end) = {
-            let mut log = p.lock();
-            let range = log.append(batch)?;
-            (range, log.end_offset())
-        };
-        p.publish_end(end);
-        t.counters
-            .records_appended
-            .fetch_add((range.1 - range.0 + 1) as u64, Ordering::Relaxed);
-        t.counters
-            .bytes_appended
-            .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        Ok(range)
+        let len = batch.len();
+        self.append_with(topic, partition, len, |log| log.append(batch))
     }
 
     /// Whole stored batches starting with the one that holds `offset` (raw bytes, as a Kafka
@@ -437,6 +424,45 @@ impl Broker {
             next = last;
         }
         Ok(())
+    }
+
+    /// [`append_batch`](Self::append_batch) for a batch [`batch::validate_records`] checked
+    /// (a Kafka producer's): stored byte for byte except its base offset, without checking
+    /// or copying it again.
+    pub fn append_checked(
+        &self,
+        topic: &str,
+        partition: i32,
+        batch: &batch::CheckedBatch,
+    ) -> Result<(i64, i64)> {
+        let len = batch.bytes().len();
+        self.append_with(topic, partition, len, |log| log.append_checked(batch))
+    }
+
+    /// Runs `append` on the partition's log, then publishes the new end and counts the
+    /// `bytes` appended.
+    fn append_with(
+        &self,
+        topic: &str,
+        partition: i32,
+        bytes: usize,
+        append: impl FnOnce(&mut PartitionLog) -> Result<(i64, i64)>,
+    ) -> Result<(i64, i64)> {
+        let t = self.topic(topic)?;
+        let p = t.partition(partition)?;
+        let (range, end) = {
+            let mut log = p.lock();
+            let range = append(&mut log)?;
+            (range, log.end_offset())
+        };
+        p.publish_end(end);
+        t.counters
+            .records_appended
+            .fetch_add((range.1 - range.0 + 1) as u64, Ordering::Relaxed);
+        t.counters
+            .bytes_appended
+            .fetch_add(bytes as u64, Ordering::Relaxed);
+        Ok(range)
     }
 
     /// Reads up to `max_records` records (and about `max_bytes` of batches) at or after

@@ -8,7 +8,11 @@
 //!    processed (the commits that fell due on the way included), and to the moment the next
 //!    commit has made all of it durable (up to one commit interval later). Run with the native Rust
 //!    word-count and, when `target/guests/word-count.wasm` exists, the Wasm one.
-//! 2. Restore throughput: a changelog partition of N records is restored into an empty
+//! 2. Uppercase through a whole task: the same one-task setup over 1M records of a 100-byte
+//!    value and an 8-byte key, `examples/uppercase` as a Wasm guest against the same logic
+//!    compiled natively (`native:uppercase-example`), three alternating runs each: what a
+//!    record costs end to end (read, process, output batches appended, commits).
+//! 3. Restore throughput: a changelog partition of N records is restored into an empty
 //!    RocksDB store (`restore_task`, the path a task takes when it starts on a node without
 //!    its state).
 //!
@@ -73,9 +77,45 @@ fn fill_input(broker: &Broker, records: usize) {
     broker.flush_all().expect("flush");
 }
 
-/// Deploys word-count over the filled input; returns records/s of input processed.
-fn count_run(
+/// What a run deploys: word-count (input `text`, through its repartition topic) or uppercase
+/// (input `in`, 100-byte values with 8-byte keys, to `out`).
+#[derive(Clone, Copy, PartialEq)]
+enum Job {
+    WordCount,
+    Uppercase,
+}
+
+/// Fills `in` with `records` records of a 100-byte value and an 8-byte key.
+fn fill_values(broker: &Broker, records: usize) {
+    broker
+        .create_topic(TopicSpec::new("in", 1))
+        .expect("create input");
+    let mut i = 0;
+    while i < records {
+        let n = (records - i).min(10_000);
+        let batch = (i..i + n)
+            .map(|j| {
+                let mut value = format!("record {j:08} ").into_bytes();
+                value.resize(100, b'a' + (j % 26) as u8);
+                ProduceRecord {
+                    key: Some(Bytes::from(format!("k{j:07}"))),
+                    value: Some(Bytes::from(value)),
+                    timestamp: Some(1_700_000_000_000 + j as i64),
+                    partition: Some(0),
+                    ..ProduceRecord::default()
+                }
+            })
+            .collect();
+        broker.produce("in", batch).expect("produce");
+        i += n;
+    }
+    broker.flush_all().expect("flush");
+}
+
+/// Deploys `job` over its filled input; returns records/s of input processed.
+fn task_run(
     base: &Path,
+    job: Job,
     label: &str,
     loader: Arc<dyn ModuleLoader>,
     module: Bytes,
@@ -83,7 +123,25 @@ fn count_run(
 ) -> f64 {
     let dir = fresh_dir(base, label);
     let broker = Broker::open(BrokerConfig::new(dir.join("log"))).expect("broker");
-    fill_input(&broker, records);
+    // Word-count's repartition topic gets records; uppercase leaves it empty.
+    let (spec, name, repartitions) = match job {
+        Job::WordCount => {
+            fill_input(&broker, records);
+            (
+                r#"{"name":"wc","inputs":["text"],"outputs":["counts"]}"#,
+                "wc",
+                true,
+            )
+        }
+        Job::Uppercase => {
+            fill_values(&broker, records);
+            (
+                r#"{"name":"up","inputs":["in"],"outputs":["out"]}"#,
+                "up",
+                false,
+            )
+        }
+    };
     let backend: Arc<dyn StateBackend> =
         Arc::new(RocksBackend::open(&dir.join("rocksdb")).expect("rocksdb"));
     let engine = Engine::open(
@@ -93,9 +151,7 @@ fn count_run(
         loader,
     )
     .expect("engine");
-    let spec: ProcessorSpec =
-        serde_json::from_str(r#"{"name":"wc","inputs":["text"],"outputs":["counts"]}"#)
-            .expect("spec");
+    let spec: ProcessorSpec = serde_json::from_str(spec).expect("spec");
     let start = Instant::now();
     engine.deploy(spec, module).expect("deploy");
     // Processed: every input record and every repartitioned word taken (positions at the
@@ -103,7 +159,7 @@ fn count_run(
     // also made all of it durable (up to one commit interval later, 500 ms by default).
     let mut processed: Option<f64> = None;
     loop {
-        let d = engine.describe("wc").expect("describe");
+        let d = engine.describe(name).expect("describe");
         let input_done = d
             .tasks
             .iter()
@@ -112,16 +168,16 @@ fn count_run(
             && d.tasks.iter().all(|t| {
                 t.inputs
                     .iter()
-                    .all(|i| i.position == i.end_offset && i.end_offset > 0)
+                    .all(|i| i.position == i.end_offset && (i.end_offset > 0 || !repartitions))
             });
         if at_end && processed.is_none() {
             processed = Some(start.elapsed().as_secs_f64());
         }
         let committed = input_done
             && d.tasks.iter().all(|t| {
-                t.inputs
-                    .iter()
-                    .all(|i| i.committed_offset == Some(i.end_offset) && i.end_offset > 0)
+                t.inputs.iter().all(|i| {
+                    i.committed_offset == Some(i.end_offset) && (i.end_offset > 0 || !repartitions)
+                })
             });
         if committed {
             break;
@@ -129,19 +185,31 @@ fn count_run(
         if let Some(e) = d.tasks.iter().find_map(|t| t.last_error.clone()) {
             panic!("{label}: task failed: {e:?}");
         }
+        if start.elapsed() > Duration::from_secs(120) {
+            panic!("{label}: not done after 120 s: {d:?}");
+        }
         std::thread::sleep(Duration::from_millis(2));
     }
     let committed_secs = start.elapsed().as_secs_f64();
     let secs = processed.unwrap_or(committed_secs);
-    let d = engine.describe("wc").expect("describe");
-    let changelog_end = broker
-        .partition_offsets(&changelog_topic("wc", "counts"), 0)
-        .expect("changelog")
-        .1;
+    let d = engine.describe(name).expect("describe");
+    let (what, written) = match job {
+        Job::WordCount => (
+            "word-count",
+            broker
+                .partition_offsets(&changelog_topic("wc", "counts"), 0)
+                .expect("changelog")
+                .1,
+        ),
+        Job::Uppercase => (
+            "uppercase",
+            broker.partition_offsets("out", 0).expect("out").1,
+        ),
+    };
     engine.shutdown();
     let rate = records as f64 / secs;
     println!(
-        "| word-count, {label} | {records} | {secs:.2} | {rate:.0} | {committed_secs:.2} | {:.0} | {} | {changelog_end} |",
+        "| {what}, {label} | {records} | {secs:.2} | {rate:.0} | {committed_secs:.2} | {:.0} | {} | {written} |",
         records as f64 / committed_secs,
         d.tasks[0].commits
     );
@@ -194,41 +262,90 @@ fn main() {
     let restore_records = env("WEIR_BENCH_RESTORE_RECORDS", 1_000_000);
     let value_bytes = env("WEIR_BENCH_VALUE_BYTES", 100);
 
-    // `WEIR_BENCH_ONLY=native|wasm|restore` runs one part.
+    // `WEIR_BENCH_ONLY=native|wasm|uppercase|restore` runs one part.
     let only = std::env::var("WEIR_BENCH_ONLY").unwrap_or_default();
     let run = |part: &str| only.is_empty() || only == part;
     println!(
         "| case | input records | s to processed | records/s | s to committed | records/s \
-         | commits | changelog records |"
+         | commits | changelog / output records |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    let guest = |name: &str| {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../target/guests/{name}.wasm"));
+        let wasm = std::fs::read(&path).ok();
+        if wasm.is_none() {
+            println!(
+                "| {name}, Wasm guest | skipped: {} missing (scripts/build-guests.sh) | | | | | | |",
+                path.display()
+            );
+        }
+        wasm.map(Bytes::from)
+    };
+    let wasm_loader = || -> Arc<dyn ModuleLoader> {
+        let cache = fresh_dir(&base, "wasm-cache");
+        Arc::new(WasmLoader::new(&cache).expect("wasm engine"))
+    };
     if run("native") {
-        count_run(
+        task_run(
             &base,
+            Job::WordCount,
             "native Rust",
             Arc::new(NativeLoader),
             Bytes::from_static(b"native:word-count"),
             records,
         );
     }
-    let guest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/guests/word-count.wasm");
-    match std::fs::read(&guest).ok().filter(|_| run("wasm")) {
-        Some(wasm) => {
-            let cache = fresh_dir(&base, "wasm-cache");
-            let loader = WasmLoader::new(&cache).expect("wasm engine");
-            count_run(
+    if run("wasm")
+        && let Some(wasm) = guest("word-count")
+    {
+        task_run(
+            &base,
+            Job::WordCount,
+            "Wasm guest",
+            wasm_loader(),
+            wasm,
+            records,
+        );
+    }
+    // Uppercase through a whole task (read the input partition, call the processor, build and
+    // append the output batches, commit), native and Wasm in alternating runs; the best of
+    // three of each counts.
+    if run("uppercase")
+        && let Some(wasm) = guest("uppercase")
+    {
+        // Compiled once (into the cache the runs share), as a deployed processor is.
+        let loader = wasm_loader();
+        loader
+            .load(&wasm, &weir_engine::limits::ProcessorLimits::default())
+            .map_err(|e| e.message)
+            .expect("compile uppercase");
+        let (mut native, mut guest) = (0f64, 0f64);
+        for _ in 0..3 {
+            native = native.max(task_run(
                 &base,
-                "Wasm guest",
-                Arc::new(loader),
-                Bytes::from(wasm),
+                Job::Uppercase,
+                "native Rust",
+                Arc::new(NativeLoader),
+                Bytes::from_static(b"native:uppercase-example"),
                 records,
-            );
+            ));
+            guest = guest.max(task_run(
+                &base,
+                Job::Uppercase,
+                "Wasm guest",
+                loader.clone(),
+                wasm.clone(),
+                records,
+            ));
         }
-        None if run("wasm") => println!(
-            "| word-count, Wasm guest | skipped: {} missing (scripts/build-guests.sh) | | | | |",
-            guest.display()
-        ),
-        None => {}
+        println!(
+            "\nuppercase through a task, best of 3: native {:.0} ns/record, Wasm {:.0} ns/record \
+             ({:.2}× native)",
+            1e9 / native,
+            1e9 / guest,
+            native / guest
+        );
     }
     if run("restore") {
         println!();

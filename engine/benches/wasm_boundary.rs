@@ -1,16 +1,18 @@
 //! The cost of the Wasm boundary, side by side in one run (BENCHMARKS.md, "Wasm processors"):
 //!
 //! - per-record cost of the `uppercase` guest (examples/uppercase, built by
-//!   scripts/build-guests.sh) against the same function compiled natively, both driven
-//!   (two ways: into a reused buffer emitted borrowed, and into a new `Vec` per value emitted
-//!   as an owned record), all driven through `ProcessorLogic` into the same sink `TaskHost`,
-//!   at batch sizes 1, 16, 256, 4096:
-//!   once into a sink that only counts (the boundary alone), once into one that copies every
+//!   scripts/build-guests.sh) against the same function compiled natively in two ways
+//!   (`weir_engine::native::UppercaseExample`: into a reused buffer, emitted borrowed; and
+//!   into a new `Vec` per value, emitted as an owned record), all driven through
+//!   `ProcessorLogic` into the same sink `TaskHost`, at batch sizes 1, 16, 256, 4096: once
+//!   into a sink that only counts (the boundary alone), once into one that copies every
 //!   record into a record batch as the task does;
 //! - instantiation time per task (`InstancePre` + pooling allocator), with and without `init`;
 //! - compiling a component vs loading it from the on-disk cache.
 //!
 //! Run: `scripts/build-guests.sh && cargo bench -p weir-engine --bench wasm_boundary`.
+//! `-- ab` compares the guest (and a second build of it named by `WEIR_BENCH_WASM_B`) with the
+//! lean native port at batch 256 only; `-- profile` runs the guest alone for `perf record`.
 
 use bytes::Bytes;
 use std::path::PathBuf;
@@ -21,6 +23,7 @@ use weir_engine::host::{
     StoreHandle, TaskHost, TimerKind,
 };
 use weir_engine::limits::ProcessorLimits;
+use weir_engine::native::UppercaseExample;
 use weir_engine::wasm::{WasmConfig, WasmEngine};
 
 /// A task that counts what it is given and, with `batch`, also does with it what the real
@@ -124,46 +127,6 @@ impl ProcessorLogic for NativeUppercaseOwned {
                 timestamp: Some(r.timestamp),
             };
             host.emit("", out).map_err(|e| ProcessorError::Guest(e.0))?;
-        }
-        Ok(())
-    }
-}
-
-/// `examples/uppercase`, compiled natively: the same logic, through the same trait. Like the
-/// guest (which writes each value into its reused output buffer), it upper-cases into a
-/// reused scratch buffer and emits a borrowed record (`TaskHost::emit_ref`): no allocation
-/// and no reference count per record.
-#[derive(Default)]
-struct NativeUppercase {
-    scratch: Vec<u8>,
-}
-
-impl ProcessorLogic for NativeUppercase {
-    fn process(
-        &mut self,
-        host: &mut dyn TaskHost,
-        batch: &[InputRecord],
-    ) -> Result<(), ProcessorError> {
-        for r in batch {
-            // The guest's code, compiled natively: copy, then upper-case in place.
-            self.scratch.clear();
-            if let Some(v) = &r.value {
-                self.scratch.extend_from_slice(v);
-                self.scratch.make_ascii_uppercase();
-            }
-            let headers: Vec<(&str, Option<&[u8]>)> = r
-                .headers
-                .iter()
-                .map(|(n, v)| (n.as_str(), v.as_deref()))
-                .collect();
-            let out = OutputRef {
-                key: r.key.as_deref(),
-                value: r.value.as_ref().map(|_| &self.scratch[..]),
-                headers: &headers,
-                timestamp: Some(r.timestamp),
-            };
-            host.emit_ref("", out)
-                .map_err(|e| ProcessorError::Guest(e.0))?;
         }
         Ok(())
     }
@@ -289,7 +252,7 @@ fn main() {
             if let Some(b) = &mut b {
                 b.init(&mut Sink::default(), &[]).unwrap();
             }
-            let mut native = NativeUppercase::default();
+            let mut native = UppercaseExample::default();
             let sink = if batching {
                 Sink::batching()
             } else {
@@ -337,7 +300,7 @@ fn main() {
             let records = batch(n);
             let mut wasm_logic = module.instantiate(&limits, "bench/0").unwrap();
             wasm_logic.init(&mut Sink::default(), &[]).unwrap();
-            let mut native = NativeUppercase::default();
+            let mut native = UppercaseExample::default();
             let mut owned = NativeUppercaseOwned;
             let sink = if batching {
                 Sink::batching()

@@ -1,6 +1,7 @@
 //! Processors written in Rust against [`ProcessorLogic`], for tests and benchmarks of the
 //! task runtime without Wasm: `word-count` (the same logic as `examples/word-count`),
-//! `uppercase`, and misbehaving ones (`trap-on:<text>`, `error-on:<text>`, `panic`,
+//! `uppercase-example` (the same logic as `examples/uppercase`), `uppercase` (a test
+//! processor with timers on demand), and misbehaving ones (`trap-on:<text>`, `error-on:<text>`, `panic`,
 //! `flood`), plus a [`ModuleLoader`] that accepts module bytes `native:<name>` and refuses
 //! anything else with the codes the Wasm host uses.
 
@@ -10,7 +11,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::host::{
-    InputRecord, OutputRecord, ProcessorError, ProcessorLogic, StoreHandle, TaskHost, TimerKind,
+    InputRecord, OutputRecord, OutputRef, ProcessorError, ProcessorLogic, StoreHandle, TaskHost,
+    TimerKind,
 };
 use crate::limits::ProcessorLimits;
 use crate::task::factory::{LoadError, LogicFactory, ModuleLoader};
@@ -198,6 +200,43 @@ impl ProcessorLogic for Uppercase {
     }
 }
 
+/// `examples/uppercase` compiled natively, the lean way: every record goes to the default
+/// output with its value's ASCII letters upper-cased (copied into a reused scratch buffer, as
+/// the guest copies it into its reused output buffer) and emitted as a borrowed record
+/// ([`TaskHost::emit_ref`]: no allocation or reference count per record); key, headers and
+/// timestamp are kept. The native baseline of the Wasm benchmarks.
+#[derive(Default)]
+pub struct UppercaseExample {
+    scratch: Vec<u8>,
+}
+
+impl ProcessorLogic for UppercaseExample {
+    fn process(
+        &mut self,
+        host: &mut dyn TaskHost,
+        batch: &[InputRecord],
+    ) -> Result<(), ProcessorError> {
+        let mut headers: Vec<(&str, Option<&[u8]>)> = Vec::new();
+        for r in batch {
+            self.scratch.clear();
+            if let Some(v) = &r.value {
+                self.scratch.extend_from_slice(v);
+                self.scratch.make_ascii_uppercase();
+            }
+            headers.clear();
+            headers.extend(r.headers.iter().map(|(n, v)| (n.as_str(), v.as_deref())));
+            let out = OutputRef {
+                key: r.key.as_deref(),
+                value: r.value.as_ref().map(|_| &self.scratch[..]),
+                headers: &headers,
+                timestamp: Some(r.timestamp),
+            };
+            host.emit_ref("", out).map_err(host_err)?;
+        }
+        Ok(())
+    }
+}
+
 /// Emits 1000 records per input record (to hit output limits).
 struct Flood;
 
@@ -236,7 +275,7 @@ pub struct NativeFactory {
 
 impl NativeFactory {
     pub fn new(name: &str) -> Option<Self> {
-        let known = ["word-count", "uppercase", "flood"].contains(&name)
+        let known = ["word-count", "uppercase", "uppercase-example", "flood"].contains(&name)
             || ["trap-on:", "error-on:", "panic-on:"]
                 .iter()
                 .any(|p| name.starts_with(p));
@@ -255,6 +294,7 @@ impl LogicFactory for NativeFactory {
         Ok(match n {
             "word-count" => Box::new(WordCount::default()),
             "uppercase" => Box::new(Uppercase { trigger: None }),
+            "uppercase-example" => Box::new(UppercaseExample::default()),
             "flood" => Box::new(Flood),
             _ => {
                 if let Some(t) = n.strip_prefix("trap-on:") {

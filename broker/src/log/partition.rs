@@ -162,17 +162,35 @@ impl PartitionLog {
     /// its base offset), rolls the active segment when due, and syncs under
     /// [`FsyncPolicy::Batch`]. Returns the first and last offsets assigned.
     pub fn append(&mut self, batch_bytes: &mut [u8]) -> Result<(i64, i64)> {
-        if batch_bytes.len() > self.settings.max_batch_bytes {
+        self.check_size(batch_bytes.len())?;
+        let header = batch::validate(batch_bytes)?;
+        let range = self.write(batch_bytes, header)?;
+        batch::set_base_offset(batch_bytes, range.0);
+        Ok(range)
+    }
+
+    /// [`append`](Self::append) for a batch [`batch::validate_records`] already checked: it
+    /// is not checked again, and it is not copied to set its base offset (the stored copy
+    /// gets it as it is written).
+    pub fn append_checked(&mut self, batch: &batch::CheckedBatch) -> Result<(i64, i64)> {
+        self.check_size(batch.bytes().len())?;
+        self.write(batch.bytes(), *batch.header())
+    }
+
+    fn check_size(&self, len: usize) -> Result<()> {
+        if len > self.settings.max_batch_bytes {
             return Err(BrokerError::BatchTooLarge {
-                size: batch_bytes.len(),
+                size: len,
                 limit: self.settings.max_batch_bytes,
             });
         }
-        batch::validate(batch_bytes)?;
+        Ok(())
+    }
+
+    /// Writes a valid batch at the end of the log with offsets from the end.
+    fn write(&mut self, batch_bytes: &[u8], mut header: batch::BatchHeader) -> Result<(i64, i64)> {
         self.maybe_roll(batch_bytes.len())?;
-        let base = self.next_offset;
-        batch::set_base_offset(batch_bytes, base);
-        let header = batch::BatchHeader::parse(batch_bytes)?;
+        header.base_offset = self.next_offset;
         let fsync = self.settings.fsync;
         let seg =
             self.segments
@@ -190,7 +208,7 @@ impl PartitionLog {
             self.dirty = true;
         }
         self.next_offset = header.next_offset();
-        Ok((base, header.last_offset()))
+        Ok((header.base_offset, header.last_offset()))
     }
 
     fn maybe_roll(&mut self, incoming: usize) -> Result<()> {
@@ -379,6 +397,34 @@ mod tests {
             })
             .collect();
         encode(&recs).unwrap().to_vec()
+    }
+
+    #[test]
+    fn a_checked_batch_is_stored_like_an_appended_one_and_left_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(dir.path(), settings()).unwrap();
+        let mut first = batch(3, 1);
+        assert_eq!(log.append(&mut first).unwrap(), (0, 2));
+        let sent = Bytes::from(batch(2, 2));
+        let checked = crate::batch::validate_records(&sent).unwrap();
+        assert_eq!(log.append_checked(&checked).unwrap(), (3, 4));
+        // The producer's bytes still carry base offset 0; the stored copy carries 3.
+        assert_eq!(&checked.bytes()[..8], &0i64.to_be_bytes());
+        let stored = log.read(3, 1 << 20).unwrap();
+        let mut want = sent.to_vec();
+        crate::batch::set_base_offset(&mut want, 3);
+        assert_eq!(&stored[..], &want[..]);
+        crate::batch::validate(&stored).unwrap();
+        // Over the size limit: refused like any other batch.
+        let mut small = settings();
+        small.max_batch_bytes = 64;
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(dir.path(), small).unwrap();
+        assert!(matches!(
+            log.append_checked(&checked),
+            Err(BrokerError::BatchTooLarge { .. })
+        ));
+        assert_eq!(log.end_offset(), 0);
     }
 
     fn read_all(log: &PartitionLog) -> Vec<i64> {

@@ -138,8 +138,11 @@ impl TaskContext {
 
     /// The target an output name refers to (see `last_target`).
     fn target_of(&mut self, output: &str) -> Option<usize> {
+        // Lengths first: most processors emit to one output, often the default one (""),
+        // and this runs once per emitted record.
         if let Some((name, t)) = &self.last_target
-            && name == output
+            && name.len() == output.len()
+            && (output.is_empty() || name == output)
         {
             return Some(*t);
         }

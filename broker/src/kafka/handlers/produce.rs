@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
@@ -83,12 +83,6 @@ fn partition_response(
     }
 }
 
-/// A validated batch ready to append.
-struct Checked {
-    header: BatchHeader,
-    bytes: Bytes,
-}
-
 /// Appends one partition's records; returns the base offset of the first batch.
 fn produce_partition(
     ctx: &Ctx,
@@ -128,21 +122,21 @@ fn produce_partition(
             return Err(ResponseError::MessageTooLarge.code());
         }
         let bytes = records.slice(pos..end);
-        let check = batch::validate_records(&bytes).map_err(code)?;
-        if info.compacted && check.null_key {
+        let checked = batch::validate_records(&bytes).map_err(code)?;
+        if info.compacted && checked.null_key() {
             return Err(ResponseError::InvalidRecord.code());
         }
         if header.attributes & TRANSACTIONAL_FLAG != 0 {
             return Err(ResponseError::InvalidTxnState.code());
         }
-        batches.push(Checked { header, bytes });
+        batches.push(checked);
         pos = end;
     }
     let state = ctx.producers.partition(topic, partition);
     let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
     let mut first_base = None;
     for b in batches {
-        let h = b.header;
+        let h = *b.header();
         let idempotent = h.producer_id >= 0 && h.base_sequence >= 0;
         let last_seq = last_sequence(h.base_sequence, h.last_offset_delta);
         if idempotent && !state.is_loaded() {
@@ -178,10 +172,9 @@ fn produce_partition(
                 }
             }
         }
-        let mut buf = BytesMut::from(&b.bytes[..]);
         let (base, _) = ctx
             .broker
-            .append_batch(topic, partition, &mut buf)
+            .append_checked(topic, partition, &b)
             .map_err(code)?;
         if idempotent {
             state.record(
