@@ -516,7 +516,7 @@ mod tests {
         let buf = encode(&[rec(0, Some(b"k"), Some(b"v")), rec(1, Some(b"k2"), None)])
             .unwrap()
             .freeze();
-        assert_eq!(validate_records(&buf).unwrap().null_key(), false);
+        assert!(!validate_records(&buf).unwrap().null_key());
         let buf = encode(&[rec(0, None, Some(b"v"))]).unwrap().freeze();
         assert!(validate_records(&buf).unwrap().null_key());
     }
