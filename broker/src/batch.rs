@@ -178,8 +178,9 @@ pub fn validate(batch: &[u8]) -> Result<BatchHeader> {
     Ok(h)
 }
 
-/// A batch that passed [`validate_records`], which is the only way to make one: the log
-/// appends it as it is, without checking it (or computing its CRC) a second time.
+/// A batch that passed [`validate_records`] or that `batch_builder` made (the only two ways
+/// to get one): the log appends it as it is, without checking it (or computing its CRC) a
+/// second time.
 #[derive(Debug, Clone)]
 pub struct CheckedBatch {
     bytes: Bytes,
@@ -188,6 +189,16 @@ pub struct CheckedBatch {
 }
 
 impl CheckedBatch {
+    /// A batch `batch_builder` made (valid by construction; its tests check it).
+    pub(crate) fn built(bytes: Bytes, null_key: bool) -> Option<CheckedBatch> {
+        let header = BatchHeader::parse(&bytes).ok()?;
+        Some(CheckedBatch {
+            bytes,
+            header,
+            null_key,
+        })
+    }
+
     pub fn bytes(&self) -> &Bytes {
         &self.bytes
     }

@@ -10,7 +10,7 @@
 
 use bytes::{BufMut, BytesMut};
 
-use crate::batch::{HEADER_LEN, MAGIC};
+use crate::batch::{CheckedBatch, HEADER_LEN, MAGIC};
 
 /// Bytes of the header before the part the CRC covers (up to and including the CRC).
 const CRC_END: usize = 21;
@@ -23,6 +23,8 @@ pub struct BatchBuilder {
     count: i32,
     base_timestamp: i64,
     max_timestamp: i64,
+    /// Some record so far has no key.
+    null_key: bool,
 }
 
 impl Default for BatchBuilder {
@@ -38,6 +40,7 @@ impl BatchBuilder {
             count: 0,
             base_timestamp: 0,
             max_timestamp: i64::MIN,
+            null_key: false,
         }
     }
 
@@ -66,6 +69,7 @@ impl BatchBuilder {
         H: Iterator<Item = (&'h str, Option<&'h [u8]>)> + Clone,
     {
         if self.count == 0 {
+            self.null_key = false;
             self.buf.clear();
             self.buf.put_bytes(0, HEADER_LEN);
             // Later records may be earlier: their deltas are negative, as Kafka allows.
@@ -73,6 +77,7 @@ impl BatchBuilder {
             self.max_timestamp = timestamp;
         }
         let ts_delta = timestamp.wrapping_sub(self.base_timestamp);
+        self.null_key |= key.is_none();
         let offset_delta = self.count;
         let mut header_count = 0i32;
         let mut header_bytes = 0usize;
@@ -125,6 +130,14 @@ impl BatchBuilder {
 
     /// The finished batch (base offset 0: the log sets it on append), or `None` if no record
     /// was pushed. The builder is empty again afterwards.
+    /// [`finish`](Self::finish), as a batch the log appends without checking it again (it
+    /// is valid by construction).
+    pub fn finish_checked(&mut self) -> Option<CheckedBatch> {
+        let null_key = self.null_key;
+        let bytes = self.finish()?.freeze();
+        CheckedBatch::built(bytes, null_key)
+    }
+
     pub fn finish(&mut self) -> Option<BytesMut> {
         if self.count == 0 {
             return None;
@@ -330,6 +343,34 @@ mod tests {
             )
             .unwrap();
             prop_assert_eq!(&ours[..], &theirs[..]);
+        }
+
+        /// A checked batch is what `validate_records` would make of the same bytes, batch
+        /// after batch from one builder (the null-key flag starts afresh with each batch).
+        #[test]
+        fn checked_batches_agree_with_validation(
+            batches in proptest::collection::vec(
+                proptest::collection::vec(arb_record(0i64..i64::MAX / 4), 1..8),
+                1..4,
+            ),
+        ) {
+            let mut b = BatchBuilder::new();
+            for recs in &batches {
+                for (ts, k, v, h) in recs {
+                    b.push(
+                        *ts,
+                        k.as_deref(),
+                        v.as_deref(),
+                        h.iter().map(|(n, v)| (n.as_str(), v.as_deref())),
+                    );
+                }
+                let checked = b.finish_checked().unwrap();
+                let validated = batch::validate_records(checked.bytes()).unwrap();
+                prop_assert_eq!(checked.header(), validated.header());
+                prop_assert_eq!(checked.null_key(), validated.null_key());
+                prop_assert_eq!(checked.null_key(), recs.iter().any(|r| r.1.is_none()));
+            }
+            prop_assert!(b.finish_checked().is_none());
         }
 
         /// In any timestamp order, the batch validates and decodes back to what was pushed.

@@ -9,14 +9,14 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::sync::watch;
 
 use crate::batch;
 use crate::batch_builder::BatchBuilder;
 use crate::config::{BrokerConfig, FsyncPolicy};
 use crate::error::{BrokerError, Result};
-use crate::log::{PartitionLog, cleaner, now_ms};
+use crate::log::{cleaner, now_ms};
 use crate::partitioner::partition_for_key;
 use crate::topic::{self, SPEC_FILE, Topic, TopicStats};
 use crate::types::{
@@ -300,17 +300,17 @@ impl Broker {
             }
             let partition = t.partition(p as i32)?;
             // Appends one finished batch holding the records `run` names, in order.
-            let mut append = |batch: Option<BytesMut>, run: &[usize]| -> Result<()> {
-                let Some(mut bytes) = batch else {
+            let mut append = |batch: Option<batch::CheckedBatch>, run: &[usize]| -> Result<()> {
+                let Some(batch) = batch else {
                     return Ok(());
                 };
                 let (base, end) = {
                     let mut log = partition.lock();
-                    let (base, _) = log.append(&mut bytes)?;
+                    let (base, _) = log.append_checked(&batch)?;
                     (base, log.end_offset())
                 };
                 partition.publish_end(end);
-                appended_bytes += bytes.len() as u64;
+                appended_bytes += batch.bytes().len() as u64;
                 for (rel, &i) in run.iter().enumerate() {
                     result[i] = (p as i32, base + rel as i64);
                 }
@@ -323,7 +323,7 @@ impl Broker {
                 let r = &records[i];
                 let len = payload_len(r);
                 if j > start && size + len > PRODUCE_CHUNK_BYTES {
-                    append(builder.finish(), &indices[start..j])?;
+                    append(builder.finish_checked(), &indices[start..j])?;
                     (start, size) = (j, 0);
                 }
                 size += len;
@@ -334,7 +334,7 @@ impl Broker {
                     r.headers.iter().map(|(k, v)| (k.as_str(), v.as_deref())),
                 );
             }
-            append(builder.finish(), &indices[start..])?;
+            append(builder.finish_checked(), &indices[start..])?;
         }
         t.counters
             .records_appended
@@ -343,18 +343,6 @@ impl Broker {
             .bytes_appended
             .fetch_add(appended_bytes, Ordering::Relaxed);
         Ok(result)
-    }
-
-    /// Appends one RecordBatch v2 as received (e.g. from a Kafka producer): validated, given
-    /// offsets from the end of the partition, stored byte for byte. Returns (first, last).
-    pub fn append_batch(
-        &self,
-        topic: &str,
-        partition: i32,
-        batch: &mut [u8],
-    ) -> Result<(i64, i64)> {
-        let len = batch.len();
-        self.append_with(topic, partition, len, |log| log.append(batch))
     }
 
     /// Whole stored batches starting with the one that holds `offset` (raw bytes, as a Kafka
@@ -426,33 +414,21 @@ impl Broker {
         Ok(())
     }
 
-    /// [`append_batch`](Self::append_batch) for a batch [`batch::validate_records`] checked
-    /// (a Kafka producer's): stored byte for byte except its base offset, without checking
-    /// or copying it again.
+    /// Appends one RecordBatch v2 that [`batch::validate_records`] checked (a Kafka
+    /// producer's) or `batch_builder` made: given offsets from the end of the partition and
+    /// stored byte for byte except its base offset, without checking or copying it again.
+    /// Returns (first, last).
     pub fn append_checked(
         &self,
         topic: &str,
         partition: i32,
         batch: &batch::CheckedBatch,
     ) -> Result<(i64, i64)> {
-        let len = batch.bytes().len();
-        self.append_with(topic, partition, len, |log| log.append_checked(batch))
-    }
-
-    /// Runs `append` on the partition's log, then publishes the new end and counts the
-    /// `bytes` appended.
-    fn append_with(
-        &self,
-        topic: &str,
-        partition: i32,
-        bytes: usize,
-        append: impl FnOnce(&mut PartitionLog) -> Result<(i64, i64)>,
-    ) -> Result<(i64, i64)> {
         let t = self.topic(topic)?;
         let p = t.partition(partition)?;
         let (range, end) = {
             let mut log = p.lock();
-            let range = append(&mut log)?;
+            let range = log.append_checked(batch)?;
             (range, log.end_offset())
         };
         p.publish_end(end);
@@ -461,7 +437,7 @@ impl Broker {
             .fetch_add((range.1 - range.0 + 1) as u64, Ordering::Relaxed);
         t.counters
             .bytes_appended
-            .fetch_add(bytes as u64, Ordering::Relaxed);
+            .fetch_add(batch.bytes().len() as u64, Ordering::Relaxed);
         Ok(range)
     }
 

@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
+use weir_broker::batch::CheckedBatch;
 use weir_broker::{Broker, BrokerError, ErrorKind, ProduceRecord, StoredRecord, TopicSpec};
 
 /// Key of the one record per partition of `<processor>.offsets`.
@@ -110,14 +111,14 @@ pub trait LogAccess: Send + Sync + 'static {
         topic: &str,
         records: Vec<ProduceRecord>,
     ) -> Result<Vec<(i32, i64)>, LogError>;
-    /// Appends one encoded RecordBatch v2 (e.g. from `weir_broker::batch_builder`) to a
+    /// Appends one RecordBatch v2 built with `weir_broker::batch_builder` (or validated) to a
     /// partition; returns the first and last offsets it got, once durable under the topic's
     /// fsync policy.
     fn append_batch(
         &self,
         topic: &str,
         partition: i32,
-        batch: &mut [u8],
+        batch: &CheckedBatch,
     ) -> Result<(i64, i64), LogError>;
     /// Up to `max_records` records (about `max_bytes`) at or after `offset`.
     fn read(
@@ -248,9 +249,9 @@ impl LogAccess for Broker {
         &self,
         topic: &str,
         partition: i32,
-        batch: &mut [u8],
+        batch: &CheckedBatch,
     ) -> Result<(i64, i64), LogError> {
-        Ok(Broker::append_batch(self, topic, partition, batch)?)
+        Ok(Broker::append_checked(self, topic, partition, batch)?)
     }
 
     fn read(

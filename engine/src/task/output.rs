@@ -4,7 +4,7 @@
 //! allocated or reference-counted per field. The runner appends them after every successful
 //! call; a failed call's are dropped. Choosing the target and partition is the context's job.
 
-use bytes::BytesMut;
+use weir_broker::batch::CheckedBatch;
 use weir_broker::batch_builder::BatchBuilder;
 
 use crate::host::OutputRef;
@@ -14,7 +14,7 @@ use crate::host::OutputRef;
 const BATCH_BYTES: usize = 1 << 20;
 
 /// One finished batch: target index, partition, bytes.
-pub type OutputBatch = (usize, i32, BytesMut);
+pub type OutputBatch = (usize, i32, CheckedBatch);
 
 /// The records emitted since the last [`PendingOutput::take`].
 #[derive(Debug, Default)]
@@ -58,7 +58,7 @@ impl PendingOutput {
         let estimate = record.payload_bytes() as usize + 40 + 10 * record.headers.len();
         if !builder.is_empty()
             && builder.size() + estimate > BATCH_BYTES
-            && let Some(batch) = builder.finish()
+            && let Some(batch) = builder.finish_checked()
         {
             self.full.push((target, partition, batch));
         }
@@ -85,7 +85,7 @@ impl PendingOutput {
     pub fn take(&mut self) -> (Vec<OutputBatch>, u64) {
         let mut out = std::mem::take(&mut self.full);
         for (t, p) in self.used.drain(..) {
-            if let Some(batch) = self.builders[t][p].finish() {
+            if let Some(batch) = self.builders[t][p].finish_checked() {
                 out.push((t, p as i32, batch));
             }
         }
@@ -114,8 +114,8 @@ mod tests {
         }
     }
 
-    fn values(b: &BytesMut) -> Vec<String> {
-        batch::decode(b.clone().freeze())
+    fn values(b: &CheckedBatch) -> Vec<String> {
+        batch::decode(b.bytes().clone())
             .unwrap()
             .iter()
             .map(|r| String::from_utf8(r.value.clone().unwrap().to_vec()).unwrap())
@@ -161,7 +161,11 @@ mod tests {
         let (batches, n) = out.take();
         assert_eq!(n, 8);
         assert!(batches.len() >= 2, "{} batches", batches.len());
-        assert!(batches.iter().all(|(_, _, b)| b.len() <= BATCH_BYTES));
+        assert!(
+            batches
+                .iter()
+                .all(|(_, _, b)| b.bytes().len() <= BATCH_BYTES)
+        );
         let all: Vec<String> = batches.iter().flat_map(|(_, _, b)| values(b)).collect();
         let firsts: Vec<char> = all.iter().map(|v| v.chars().next().unwrap()).collect();
         assert_eq!(firsts, "01234567".chars().collect::<Vec<_>>());
@@ -169,7 +173,9 @@ mod tests {
             out.push(0, 0, i, &rec(&big));
         }
         out.discard();
-        assert_eq!(out.take(), (Vec::new(), 0));
+        let (batches, n) = out.take();
+        assert!(batches.is_empty());
+        assert_eq!(n, 0);
         out.push(0, 0, 1, &rec("after"));
         let (batches, _) = out.take();
         assert_eq!(values(&batches[0].2), vec!["after".to_string()]);

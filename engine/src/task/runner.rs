@@ -623,10 +623,10 @@ impl Runner {
         if batches.is_empty() {
             return Ok(());
         }
-        for (t, partition, mut batch) in batches {
+        for (t, partition, batch) in batches {
             let topic = &self.ctx.targets()[t].topic;
             self.log
-                .append_batch(topic, partition, &mut batch)
+                .append_batch(topic, partition, &batch)
                 .map_err(|e| Failure::log(&format!("cannot append to '{topic}'"), e))?;
         }
         self.shared.update(|s| s.records_out += n);
