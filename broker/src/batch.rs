@@ -739,6 +739,28 @@ mod tests {
             );
         }
 
+        /// Arbitrary bytes behind a valid header and CRC: checking and decoding return
+        /// errors, never panic (the fuzz target `record_batch` does the same at length).
+        #[test]
+        fn decoding_garbage_with_a_right_crc_never_panics(
+            count in 0i32..50,
+            body in proptest::collection::vec(any::<u8>(), 0..400),
+            attributes in prop_oneof![Just(0i16), 0i16..8],
+        ) {
+            let mut b = vec![0u8; HEADER_LEN];
+            b[8..12].copy_from_slice(&((HEADER_LEN - 12 + body.len()) as i32).to_be_bytes());
+            b[16] = MAGIC as u8;
+            b[21..23].copy_from_slice(&attributes.to_be_bytes());
+            b[23..27].copy_from_slice(&(count - 1).to_be_bytes());
+            b[57..61].copy_from_slice(&count.to_be_bytes());
+            b.extend_from_slice(&body);
+            let crc = crc32c::crc32c(&b[ATTRIBUTES_OFFSET..]);
+            b[17..21].copy_from_slice(&crc.to_be_bytes());
+            let b = Bytes::from(b);
+            let _ = validate_records(&b);
+            let _ = decode(b);
+        }
+
         #[test]
         fn encode_decode_round_trip(
             base in 0i64..1_000_000_000,
