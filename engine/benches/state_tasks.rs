@@ -56,22 +56,33 @@ fn word(i: usize) -> String {
     format!("word{:05}", (i.wrapping_mul(7919)) % 10_000)
 }
 
-fn fill_input(broker: &Broker, records: usize) {
+/// Creates the one-partition topic `topic` and appends `records` records, record `j` with
+/// the key and value `make(j)` gives and timestamp 1,700,000,000,000 + `j`.
+fn fill(
+    broker: &Broker,
+    topic: &str,
+    records: usize,
+    make: impl Fn(usize) -> (Option<Bytes>, Bytes),
+) {
     broker
-        .create_topic(TopicSpec::new("text", 1))
+        .create_topic(TopicSpec::new(topic, 1))
         .expect("create input");
     let mut i = 0;
     while i < records {
         let n = (records - i).min(10_000);
         let batch = (i..i + n)
-            .map(|j| ProduceRecord {
-                value: Some(Bytes::from(word(j))),
-                timestamp: Some(1_700_000_000_000 + j as i64),
-                partition: Some(0),
-                ..ProduceRecord::default()
+            .map(|j| {
+                let (key, value) = make(j);
+                ProduceRecord {
+                    key,
+                    value: Some(value),
+                    timestamp: Some(1_700_000_000_000 + j as i64),
+                    partition: Some(0),
+                    ..ProduceRecord::default()
+                }
             })
             .collect();
-        broker.produce("text", batch).expect("produce");
+        broker.produce(topic, batch).expect("produce");
         i += n;
     }
     broker.flush_all().expect("flush");
@@ -85,31 +96,11 @@ enum Job {
     Uppercase,
 }
 
-/// Fills `in` with `records` records of a 100-byte value and an 8-byte key.
-fn fill_values(broker: &Broker, records: usize) {
-    broker
-        .create_topic(TopicSpec::new("in", 1))
-        .expect("create input");
-    let mut i = 0;
-    while i < records {
-        let n = (records - i).min(10_000);
-        let batch = (i..i + n)
-            .map(|j| {
-                let mut value = format!("record {j:08} ").into_bytes();
-                value.resize(100, b'a' + (j % 26) as u8);
-                ProduceRecord {
-                    key: Some(Bytes::from(format!("k{j:07}"))),
-                    value: Some(Bytes::from(value)),
-                    timestamp: Some(1_700_000_000_000 + j as i64),
-                    partition: Some(0),
-                    ..ProduceRecord::default()
-                }
-            })
-            .collect();
-        broker.produce("in", batch).expect("produce");
-        i += n;
-    }
-    broker.flush_all().expect("flush");
+/// Record `j` of the uppercase input: an 8-byte key and a 100-byte value.
+fn keyed_value(j: usize) -> (Option<Bytes>, Bytes) {
+    let mut value = format!("record {j:08} ").into_bytes();
+    value.resize(100, b'a' + (j % 26) as u8);
+    (Some(Bytes::from(format!("k{j:07}"))), Bytes::from(value))
 }
 
 /// Deploys `job` over its filled input; returns records/s of input processed.
@@ -126,7 +117,7 @@ fn task_run(
     // Word-count's repartition topic gets records; uppercase leaves it empty.
     let (spec, name, repartitions) = match job {
         Job::WordCount => {
-            fill_input(&broker, records);
+            fill(&broker, "text", records, |j| (None, Bytes::from(word(j))));
             (
                 r#"{"name":"wc","inputs":["text"],"outputs":["counts"]}"#,
                 "wc",
@@ -134,7 +125,7 @@ fn task_run(
             )
         }
         Job::Uppercase => {
-            fill_values(&broker, records);
+            fill(&broker, "in", records, keyed_value);
             (
                 r#"{"name":"up","inputs":["in"],"outputs":["out"]}"#,
                 "up",
