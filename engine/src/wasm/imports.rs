@@ -482,7 +482,13 @@ impl context::Host for HostState {
     }
 
     /// Not linked (see [`link_emit_batch`]), which does the same without copying the buffer.
+    /// Debug builds (the tests) insist: a call here means the shadowing stopped applying, e.g.
+    /// after the WIT package's name or version changed.
     fn emit_batch(&mut self, records: Vec<u8>) -> wasmtime::Result<Result<(), String>> {
+        debug_assert!(
+            false,
+            "the generated emit-batch binding was called: link_emit_batch no longer shadows it"
+        );
         let mut meter = self.meter;
         let result = HostState::emit_batch_buffer(self.task.0, &mut meter, &records);
         self.finish_emit_batch(meter, result)
