@@ -6,6 +6,7 @@
 
 use super::bindings::weir::processor::{context, state, types};
 use super::codec;
+use super::growth;
 use super::guest_log::{GuestLog, GuestPipe};
 use crate::host::{HostError, LogLevel, OutputRef, StoreHandle, TaskHost, TimerKind};
 use crate::limits::ProcessorLimits;
@@ -16,8 +17,6 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 /// Most entries one `entries.next` call returns.
 const MAX_SCAN_PAGE: u32 = 4096;
-/// Most elements a table of an instance may grow to.
-const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 
 /// A store the guest opened (the `store` resource).
 pub struct OpenStore {
@@ -275,17 +274,8 @@ impl wasmtime::ResourceLimiter for HostState {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.memory_limit {
-            // Refused, not trapped: a guest may handle a failed allocation. Most abort, and
-            // the trap that follows is reported as this limit.
-            self.limit_hit = Some(format!(
-                "memory limit exceeded: the guest asked for {desired} bytes of linear memory, \
-                 the limit is {} bytes",
-                self.memory_limit
-            ));
-            return Ok(false);
-        }
-        Ok(true)
+        let verdict = growth::memory(desired, self.memory_limit, "the guest");
+        Ok(growth::allow(verdict, &mut self.limit_hit))
     }
 
     fn table_growing(
@@ -294,14 +284,7 @@ impl wasmtime::ResourceLimiter for HostState {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > MAX_TABLE_ELEMENTS {
-            self.limit_hit = Some(format!(
-                "memory limit exceeded: a table of {desired} elements (the limit is \
-                 {MAX_TABLE_ELEMENTS})"
-            ));
-            return Ok(false);
-        }
-        Ok(true)
+        Ok(growth::allow(growth::table(desired), &mut self.limit_hit))
     }
 }
 

@@ -26,6 +26,7 @@ mod cache;
 mod codec;
 mod engine;
 mod error;
+mod growth;
 mod guest_log;
 mod imports;
 mod instance;

@@ -15,6 +15,7 @@
 
 use super::engine::{WasmEngine, check_header};
 use super::error::WasmError;
+use super::growth;
 use super::guest_log::{GuestLog, GuestPipe};
 use super::imports::NoClock;
 use crate::udf::{UdfKind, UdfSignature, UdfType, UdfValue};
@@ -135,9 +136,6 @@ impl WasiView for UdfState {
     }
 }
 
-/// Most elements a table of a UDF instance may grow to.
-const MAX_TABLE_ELEMENTS: usize = 1 << 20;
-
 impl wasmtime::ResourceLimiter for UdfState {
     fn memory_growing(
         &mut self,
@@ -145,15 +143,8 @@ impl wasmtime::ResourceLimiter for UdfState {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.memory_limit {
-            self.limit_hit = Some(format!(
-                "memory limit exceeded: the function asked for {desired} bytes of linear \
-                 memory, the limit is {} bytes",
-                self.memory_limit
-            ));
-            return Ok(false);
-        }
-        Ok(true)
+        let verdict = growth::memory(desired, self.memory_limit, "the function");
+        Ok(growth::allow(verdict, &mut self.limit_hit))
     }
 
     fn table_growing(
@@ -162,14 +153,7 @@ impl wasmtime::ResourceLimiter for UdfState {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > MAX_TABLE_ELEMENTS {
-            self.limit_hit = Some(format!(
-                "memory limit exceeded: a table of {desired} elements (the limit is \
-                 {MAX_TABLE_ELEMENTS})"
-            ));
-            return Ok(false);
-        }
-        Ok(true)
+        Ok(growth::allow(growth::table(desired), &mut self.limit_hit))
     }
 }
 
