@@ -358,7 +358,7 @@ fn write_batch_at(file: &File, base_offset: i64, batch: &[u8], pos: u64) -> std:
     let Some(rest) = batch.get(head.len()..) else {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
-            "a batch is longer than its base offset field",
+            "a batch is shorter than its base offset field",
         ));
     };
     let total = head.len() + rest.len();
