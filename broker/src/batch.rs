@@ -251,57 +251,14 @@ pub fn validate_records(batch: &Bytes) -> Result<CheckedBatch> {
     };
     let mut null_key = false;
     for i in 0..h.record_count {
-        let len = cur.varint()?;
-        let len = usize::try_from(len)
-            .map_err(|_| BrokerError::CorruptBatch(format!("record {i} has length {len}")))?;
-        let start = cur.pos;
-        let end = start
-            .checked_add(len)
-            .filter(|e| *e <= cur.buf.len())
-            .ok_or_else(|| BrokerError::CorruptBatch(format!("record {i} overruns the batch")))?;
-        cur.take(1)?; // attributes
-        cur.varlong()?; // timestamp delta
-        let offset_delta = cur.varint()?;
-        if offset_delta != i {
+        let r = cur.record(i, |_, _| Ok(()))?;
+        if r.offset_delta != i {
             return Err(BrokerError::CorruptBatch(format!(
-                "record {i} has offset delta {offset_delta}"
+                "record {i} has offset delta {}",
+                r.offset_delta
             )));
         }
-        let key_len = cur.varint()?;
-        if key_len < 0 {
-            null_key = true;
-        } else {
-            cur.take(key_len as usize)?;
-        }
-        let value_len = cur.varint()?;
-        if value_len >= 0 {
-            cur.take(value_len as usize)?;
-        }
-        let headers = cur.varint()?;
-        if headers < 0 {
-            return Err(BrokerError::CorruptBatch(format!(
-                "record {i} has {headers} headers"
-            )));
-        }
-        for _ in 0..headers {
-            let k = cur.varint()?;
-            if k < 0 {
-                return Err(BrokerError::CorruptBatch(format!(
-                    "record {i} has a header with a null name"
-                )));
-            }
-            cur.take(k as usize)?;
-            let v = cur.varint()?;
-            if v >= 0 {
-                cur.take(v as usize)?;
-            }
-        }
-        if cur.pos != end {
-            return Err(BrokerError::CorruptBatch(format!(
-                "record {i} length {len} does not match its fields ({} bytes)",
-                cur.pos - start
-            )));
-        }
+        null_key |= r.key.is_none();
     }
     if cur.pos != cur.buf.len() {
         return Err(BrokerError::CorruptBatch(format!(
@@ -316,6 +273,15 @@ pub fn validate_records(batch: &Bytes) -> Result<CheckedBatch> {
 struct RecordCursor<'a> {
     buf: &'a [u8],
     pos: usize,
+}
+
+/// The fields of one uncompressed record, borrowed from its batch (headers go to the
+/// callback of [`RecordCursor::record`]).
+struct RawRecord<'a> {
+    timestamp_delta: i64,
+    offset_delta: i32,
+    key: Option<&'a [u8]>,
+    value: Option<&'a [u8]>,
 }
 
 impl<'a> RecordCursor<'a> {
@@ -343,9 +309,62 @@ impl<'a> RecordCursor<'a> {
         Err(BrokerError::CorruptBatch("varint is too long".into()))
     }
 
-    /// A length-prefixed field of record `i` (length -1: absent), as a slice of `batch`, whose
-    /// records part this cursor walks.
-    fn optional_bytes(&mut self, batch: &Bytes, i: i32) -> Result<Option<Bytes>> {
+    /// Record `i` at the cursor, which moves past it: its framing checked (every field
+    /// within the record's length, and that length used exactly), each header handed to
+    /// `header` as (name, value). What validation and decoding both walk.
+    fn record(
+        &mut self,
+        i: i32,
+        mut header: impl FnMut(&'a [u8], Option<&'a [u8]>) -> Result<()>,
+    ) -> Result<RawRecord<'a>> {
+        let len = self.varint()?;
+        let len = usize::try_from(len)
+            .map_err(|_| BrokerError::CorruptBatch(format!("record {i} has length {len}")))?;
+        let start = self.pos;
+        let end = start
+            .checked_add(len)
+            .filter(|e| *e <= self.buf.len())
+            .ok_or_else(|| BrokerError::CorruptBatch(format!("record {i} overruns the batch")))?;
+        let mut r = RecordCursor {
+            buf: &self.buf[..end],
+            pos: start,
+        };
+        r.take(1)?; // attributes
+        let timestamp_delta = r.varlong()?;
+        let offset_delta = r.varint()?;
+        let key = r.optional(i)?;
+        let value = r.optional(i)?;
+        let headers = r.varint()?;
+        if headers < 0 {
+            return Err(BrokerError::CorruptBatch(format!(
+                "record {i} has {headers} headers"
+            )));
+        }
+        for _ in 0..headers {
+            let name_len = usize::try_from(r.varint()?).map_err(|_| {
+                BrokerError::CorruptBatch(format!("record {i} has a header with a null name"))
+            })?;
+            let name = r.take(name_len)?;
+            header(name, r.optional(i)?)?;
+        }
+        if r.pos != end {
+            return Err(BrokerError::CorruptBatch(format!(
+                "record {i} length {len} does not match its fields ({} bytes)",
+                r.pos - start
+            )));
+        }
+        self.pos = end;
+        Ok(RawRecord {
+            timestamp_delta,
+            offset_delta,
+            key,
+            value,
+        })
+    }
+
+    /// A length-prefixed field of record `i`: length -1 is an absent field, any other
+    /// negative length is corrupt.
+    fn optional(&mut self, i: i32) -> Result<Option<&'a [u8]>> {
         let len = self.varint()?;
         if len == -1 {
             return Ok(None);
@@ -353,9 +372,7 @@ impl<'a> RecordCursor<'a> {
         let len = usize::try_from(len).map_err(|_| {
             BrokerError::CorruptBatch(format!("record {i} has a field of length {len}"))
         })?;
-        let start = HEADER_LEN + self.pos;
-        self.take(len)?;
-        Ok(Some(batch.slice(start..start + len)))
+        self.take(len).map(Some)
     }
 
     /// A zigzag varint (at most 5 bytes, must fit an i32).
@@ -470,52 +487,27 @@ fn decode_plain(batch: &Bytes, h: &BatchHeader) -> Result<Vec<StoredRecord>> {
         buf: records,
         pos: 0,
     };
+    // Fields are slices of `records`, so of `batch`: shared, not copied.
+    let share = |field: Option<&[u8]>| field.map(|f| batch.slice_ref(f));
     let mut out = Vec::with_capacity((h.record_count as usize).min(records.len()));
     for i in 0..h.record_count {
-        let len = cur.varint()?;
-        let end = usize::try_from(len)
-            .ok()
-            .and_then(|len| cur.pos.checked_add(len))
-            .filter(|end| *end <= records.len())
-            .ok_or_else(|| BrokerError::CorruptBatch(format!("record {i} overruns the batch")))?;
-        // The record's fields, within its own length.
-        let mut r = RecordCursor {
-            buf: &records[..end],
-            pos: cur.pos,
-        };
-        r.take(1)?; // attributes
-        let timestamp_delta = r.varlong()?;
-        let offset_delta = r.varint()?;
-        let key = r.optional_bytes(batch, i)?;
-        let value = r.optional_bytes(batch, i)?;
-        let header_count = r.varint()?;
-        if header_count < 0 {
-            return Err(BrokerError::CorruptBatch(format!(
-                "record {i} has {header_count} headers"
-            )));
-        }
         let mut headers: Vec<Header> = Vec::new();
-        for _ in 0..header_count {
-            let name_len = usize::try_from(r.varint()?).map_err(|_| {
-                BrokerError::CorruptBatch(format!(
-                    "record {i} has a header name of negative length"
-                ))
-            })?;
-            let name = std::str::from_utf8(r.take(name_len)?).map_err(|_| {
+        let r = cur.record(i, |name, value| {
+            let name = std::str::from_utf8(name).map_err(|_| {
                 BrokerError::CorruptBatch(format!("record {i} has a header name that is not UTF-8"))
             })?;
-            let value = r.optional_bytes(batch, i)?;
+            let value = share(value);
             match headers.iter_mut().find(|(n, _)| n == name) {
                 Some(h) => h.1 = value,
                 None => headers.push((name.to_string(), value)),
             }
-        }
-        cur.pos = end;
+            Ok(())
+        })?;
         out.push(StoredRecord {
-            offset: h.base_offset.wrapping_add(i64::from(offset_delta)),
-            timestamp: h.base_timestamp.wrapping_add(timestamp_delta),
-            key,
-            value,
+            offset: h.base_offset.wrapping_add(i64::from(r.offset_delta)),
+            timestamp: h.base_timestamp.wrapping_add(r.timestamp_delta),
+            key: share(r.key),
+            value: share(r.value),
             headers,
         });
     }
