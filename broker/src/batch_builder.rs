@@ -128,8 +128,6 @@ impl BatchBuilder {
         self.max_timestamp = self.max_timestamp.max(timestamp);
     }
 
-    /// The finished batch (base offset 0: the log sets it on append), or `None` if no record
-    /// was pushed. The builder is empty again afterwards.
     /// [`finish`](Self::finish), as a batch the log appends without checking it again (it
     /// is valid by construction).
     pub fn finish_checked(&mut self) -> Option<CheckedBatch> {
@@ -138,6 +136,8 @@ impl BatchBuilder {
         CheckedBatch::built(bytes, null_key)
     }
 
+    /// The finished batch (base offset 0: the log sets it on append), or `None` if no record
+    /// was pushed. The builder is empty again afterwards.
     pub fn finish(&mut self) -> Option<BytesMut> {
         if self.count == 0 {
             return None;
@@ -187,8 +187,9 @@ impl Varints {
         self.len += 1;
     }
 
+    /// Kafka's varint/varlong: zigzag, then 7 bits per byte, low first.
     fn put(&mut self, v: i64) {
-        let mut z = ((v << 1) ^ (v >> 63)) as u64;
+        let mut z = zigzag(v);
         while z >= 0x80 {
             self.push((z as u8) | 0x80);
             z >>= 7;
@@ -212,19 +213,18 @@ fn put_opt(buf: &mut BytesMut, b: Option<&[u8]>) {
     }
 }
 
-/// Kafka's varint/varlong: zigzag, then 7 bits per byte, low first.
 fn put_varint(buf: &mut BytesMut, v: i64) {
-    let mut z = ((v << 1) ^ (v >> 63)) as u64;
-    while z >= 0x80 {
-        buf.put_u8((z as u8) | 0x80);
-        z >>= 7;
-    }
-    buf.put_u8(z as u8);
+    let mut one = Varints::default();
+    one.put(v);
+    buf.put_slice(one.bytes());
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
 }
 
 fn varint_len(v: i64) -> usize {
-    let z = ((v << 1) ^ (v >> 63)) as u64;
-    let bits = 64 - (z | 1).leading_zeros() as usize;
+    let bits = 64 - (zigzag(v) | 1).leading_zeros() as usize;
     bits.div_ceil(7)
 }
 
