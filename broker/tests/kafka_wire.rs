@@ -137,6 +137,15 @@ impl Client {
         assert_eq!(got, corr);
         r
     }
+
+    /// Produce v7 of `records` to partition 0 of `topic` with acks=all: (error code, base
+    /// offset).
+    async fn produce_all(&mut self, topic: &str, records: Bytes) -> (i16, i64) {
+        produced(
+            self.call(ApiKey::Produce, 7, produce(topic, 0, -1, records))
+                .await,
+        )
+    }
 }
 
 fn record(i: i64, key: Option<&str>, value: &str, producer: (i64, i16), seq: i32) -> Record {
@@ -245,41 +254,16 @@ async fn retried_idempotent_batches_are_appended_once_and_gaps_are_rejected() {
     assert!(pid.0 >= 0);
 
     let first = batch(5, pid, 0, Some("k"));
-    assert_eq!(
-        produced(
-            c.call(ApiKey::Produce, 7, produce("idem", 0, -1, first.clone()))
-                .await
-        ),
-        (0, 0)
-    );
+    assert_eq!(c.produce_all("idem", first.clone()).await, (0, 0));
     // The same batch again (a retry after a lost response): same offsets, nothing appended.
-    assert_eq!(
-        produced(
-            c.call(ApiKey::Produce, 7, produce("idem", 0, -1, first))
-                .await
-        ),
-        (0, 0)
-    );
+    assert_eq!(c.produce_all("idem", first).await, (0, 0));
     assert_eq!(node.broker.partition_offsets("idem", 0).unwrap(), (0, 5));
     // A gap in sequence numbers is refused.
     let gap = batch(2, pid, 9, Some("k"));
-    assert_eq!(
-        produced(
-            c.call(ApiKey::Produce, 7, produce("idem", 0, -1, gap))
-                .await
-        )
-        .0,
-        45
-    );
+    assert_eq!(c.produce_all("idem", gap).await.0, 45);
     // The next batch in sequence goes on.
     let next = batch(2, pid, 5, Some("k"));
-    assert_eq!(
-        produced(
-            c.call(ApiKey::Produce, 7, produce("idem", 0, -1, next))
-                .await
-        ),
-        (0, 5)
-    );
+    assert_eq!(c.produce_all("idem", next).await, (0, 5));
     assert_eq!(node.broker.partition_offsets("idem", 0).unwrap(), (0, 7));
     let all = node.broker.read("idem", 0, 0, 100, 1 << 20).unwrap();
     assert_eq!(all.records.len(), 7);
@@ -301,10 +285,7 @@ async fn producer_state_survives_a_restart_so_retries_are_not_appended_twice() {
         (batch(2, other, 0, None), 5),
         (second.clone(), 7),
     ] {
-        assert_eq!(
-            produced(c.call(ApiKey::Produce, 7, produce("idem", 0, -1, b)).await),
-            (0, want)
-        );
+        assert_eq!(c.produce_all("idem", b).await, (0, want));
     }
     drop(c);
     let dir = node.shut_down().await;
@@ -314,40 +295,17 @@ async fn producer_state_survives_a_restart_so_retries_are_not_appended_twice() {
     // Both batches retried after the restart (responses lost before it): their original
     // offsets, nothing appended.
     for (b, want) in [(second, 7), (first, 0)] {
-        assert_eq!(
-            produced(c.call(ApiKey::Produce, 7, produce("idem", 0, -1, b)).await),
-            (0, want)
-        );
+        assert_eq!(c.produce_all("idem", b).await, (0, want));
     }
     assert_eq!(node.broker.partition_offsets("idem", 0).unwrap(), (0, 10));
     // The sequence continues where the log left it: a gap is refused, the next one appended.
     let gap = batch(1, pid, 9, Some("k"));
-    assert_eq!(
-        produced(
-            c.call(ApiKey::Produce, 7, produce("idem", 0, -1, gap))
-                .await
-        )
-        .0,
-        45
-    );
+    assert_eq!(c.produce_all("idem", gap).await.0, 45);
     let next = batch(1, pid, 8, Some("k"));
-    assert_eq!(
-        produced(
-            c.call(ApiKey::Produce, 7, produce("idem", 0, -1, next))
-                .await
-        ),
-        (0, 10)
-    );
+    assert_eq!(c.produce_all("idem", next).await, (0, 10));
     // An older epoch of the same producer is fenced.
     let stale = batch(1, (pid.0, pid.1 - 1), 9, Some("k"));
-    assert_eq!(
-        produced(
-            c.call(ApiKey::Produce, 7, produce("idem", 0, -1, stale))
-                .await
-        )
-        .0,
-        47
-    );
+    assert_eq!(c.produce_all("idem", stale).await.0, 47);
     node.stop().await;
 }
 
