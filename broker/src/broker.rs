@@ -304,12 +304,7 @@ impl Broker {
                 let Some(batch) = batch else {
                     return Ok(());
                 };
-                let (base, end) = {
-                    let mut log = partition.lock();
-                    let (base, _) = log.append_checked(&batch)?;
-                    (base, log.end_offset())
-                };
-                partition.publish_end(end);
+                let (base, _) = partition.append_checked(&batch)?;
                 appended_bytes += batch.bytes().len() as u64;
                 for (rel, &i) in run.iter().enumerate() {
                     result[i] = (p as i32, base + rel as i64);
@@ -426,12 +421,7 @@ impl Broker {
     ) -> Result<(i64, i64)> {
         let t = self.topic(topic)?;
         let p = t.partition(partition)?;
-        let (range, end) = {
-            let mut log = p.lock();
-            let range = log.append_checked(batch)?;
-            (range, log.end_offset())
-        };
-        p.publish_end(end);
+        let range = p.append_checked(batch)?;
         t.counters
             .records_appended
             .fetch_add((range.1 - range.0 + 1) as u64, Ordering::Relaxed);

@@ -59,6 +59,16 @@ impl Partition {
     pub fn publish_end(&self, end: i64) {
         self.end.send_replace(end);
     }
+    /// Appends a checked batch ([`PartitionLog::append_checked`]) and publishes the new end.
+    pub fn append_checked(&self, batch: &crate::batch::CheckedBatch) -> Result<(i64, i64)> {
+        let (range, end) = {
+            let mut log = self.lock();
+            let range = log.append_checked(batch)?;
+            (range, log.end_offset())
+        };
+        self.publish_end(end);
+        Ok(range)
+    }
     pub fn watch_end(&self) -> watch::Receiver<i64> {
         self.end.subscribe()
     }
