@@ -1,8 +1,9 @@
 //! Processors written in Rust against [`ProcessorLogic`], for tests and benchmarks of the
 //! task runtime without Wasm: `word-count` (the same logic as `examples/word-count`),
 //! `uppercase-example` (the same logic as `examples/uppercase`), `uppercase` (a test
-//! processor with timers on demand), and misbehaving ones (`trap-on:<text>`, `error-on:<text>`, `panic`,
-//! `flood`), plus a [`ModuleLoader`] that accepts module bytes `native:<name>` and refuses
+//! processor with timers on demand), and misbehaving ones (`trap-on:<text>`,
+//! `error-on:<text>`, `panic`, `flood`), plus a [`ModuleLoader`] that accepts module bytes
+//! `native:<name>` and refuses
 //! anything else with the codes the Wasm host uses.
 
 use std::collections::HashMap;
