@@ -1,23 +1,37 @@
-//! The broker's error type. Every variant a user can see maps to a stable, machine-readable
-//! code (see [`BrokerError::code`]) and a coarse [`ErrorKind`] the HTTP layer turns into a
-//! status. Internal I/O details stay in the message, never in the code.
+//! The broker's error type, and [`ErrorKind`], the one coarse classification of errors that
+//! every layer above (engine, SQL, functions) reuses. Every variant a user can see maps to a
+//! stable, machine-readable code (see [`BrokerError::code`]) and a kind that the transports
+//! (HTTP, Kafka) turn into a status once, at their edge. Internal I/O details stay in the
+//! message, never in the code.
 
 use std::path::PathBuf;
 
 /// Result alias for the broker.
 pub type Result<T, E = BrokerError> = std::result::Result<T, E>;
 
-/// Coarse classes of error, used by transports to pick a status code.
+/// Coarse classes of error, used by transports to pick a status code. Shared by every layer
+/// (the engine's, SQL's and the function registry's errors classify themselves with it), so
+/// that a status is chosen in one place per transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
     /// The named thing does not exist.
     NotFound,
     /// The thing being created already exists.
     AlreadyExists,
-    /// The caller sent something invalid.
+    /// The request conflicts with the current state (in use by an owner, busy).
+    Conflict,
+    /// The caller sent something invalid (including values above a server maximum).
     InvalidInput,
     /// The caller sent something too large.
     TooLarge,
+    /// The caller did not prove an identity.
+    Unauthenticated,
+    /// The caller's identity may not do this (or the target is reserved, e.g. internal).
+    Forbidden,
+    /// The caller must slow down (a cap on concurrent work or failed logins).
+    TooManyRequests,
+    /// The node has not the resources (files, memory, instances) to take this on.
+    InsufficientResources,
     /// Data on disk is not what it must be.
     Corrupt,
     /// The service cannot take the request now (shutting down); retrying later may work.

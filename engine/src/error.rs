@@ -1,22 +1,13 @@
 //! [`EngineError`]: what the engine's public operations (deploy, describe, query, …) can
-//! fail with. Every variant has a stable code and a coarse [`EngineErrorKind`] that the HTTP
-//! layer turns into a status.
+//! fail with. Every variant has a stable code and a coarse [`ErrorKind`] (the broker's: one
+//! classification for every layer) that the HTTP layer turns into a status.
+
+pub use weir_broker::ErrorKind;
 
 use crate::log_access::LogError;
 use crate::state::StateError;
 use crate::task::AssignError;
 use crate::task::registry::RegistryError;
-
-/// Coarse classes of engine errors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EngineErrorKind {
-    NotFound,
-    InvalidInput,
-    Conflict,
-    /// Not possible right now (restoring, task not running here); retry later.
-    Unavailable,
-    Internal,
-}
 
 /// Errors of the engine's operations.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -72,22 +63,22 @@ impl EngineError {
         }
     }
 
-    pub fn kind(&self) -> EngineErrorKind {
+    pub fn kind(&self) -> ErrorKind {
         match self {
             EngineError::InvalidSpec(_)
             | EngineError::UnknownInput(_)
             | EngineError::NotCoPartitioned(_)
-            | EngineError::InvalidModule { .. } => EngineErrorKind::InvalidInput,
+            | EngineError::InvalidModule { .. } => ErrorKind::InvalidInput,
             EngineError::UnknownProcessor(_) | EngineError::UnknownStore { .. } => {
-                EngineErrorKind::NotFound
+                ErrorKind::NotFound
             }
-            EngineError::ProcessorExists(_) | EngineError::Conflict(_) => EngineErrorKind::Conflict,
-            EngineError::Unavailable(_) => EngineErrorKind::Unavailable,
+            EngineError::ProcessorExists(_) | EngineError::Conflict(_) => ErrorKind::Conflict,
+            EngineError::Unavailable(_) => ErrorKind::Unavailable,
+            EngineError::Log(e) => e.kind(),
             EngineError::LoadFailed(_)
-            | EngineError::Log(_)
             | EngineError::State(_)
             | EngineError::Registry(_)
-            | EngineError::Assign(_) => EngineErrorKind::Internal,
+            | EngineError::Assign(_) => ErrorKind::Internal,
         }
     }
 }

@@ -24,4 +24,4 @@ pub mod udf;
 pub mod wasm;
 
 pub use engine::{Engine, EngineConfig};
-pub use error::{EngineError, EngineErrorKind};
+pub use error::{EngineError, ErrorKind};

@@ -29,9 +29,14 @@ const OFFSETS_SEGMENT_BYTES: u64 = 1 << 20;
 pub enum LogError {
     #[error("topic '{0}' does not exist")]
     UnknownTopic(String),
-    /// Any other failure of the log, with the log's own stable code.
+    /// Any other failure of the log, with the log's own stable code and class (a user's
+    /// mistake the log refused stays a user's mistake in every layer above).
     #[error("{message}")]
-    Log { code: &'static str, message: String },
+    Log {
+        code: &'static str,
+        kind: ErrorKind,
+        message: String,
+    },
     #[error("corrupt committed offsets in '{topic}': {reason}")]
     CorruptOffsets { topic: String, reason: String },
 }
@@ -45,6 +50,15 @@ impl LogError {
             LogError::CorruptOffsets { .. } => "corrupt_offsets",
         }
     }
+
+    /// Coarse class, as the broker classified it.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            LogError::UnknownTopic(_) => ErrorKind::NotFound,
+            LogError::Log { kind, .. } => *kind,
+            LogError::CorruptOffsets { .. } => ErrorKind::Corrupt,
+        }
+    }
 }
 
 impl From<BrokerError> for LogError {
@@ -53,6 +67,7 @@ impl From<BrokerError> for LogError {
             BrokerError::UnknownTopic(t) => LogError::UnknownTopic(t),
             e => LogError::Log {
                 code: e.code(),
+                kind: e.kind(),
                 message: e.to_string(),
             },
         }

@@ -1,7 +1,9 @@
 //! The API's error type: every failure a handler or extractor can produce becomes an
 //! [`ApiError`], rendered as `{"error":{"code":"...","message":"..."}}` with the matching
-//! HTTP status. Broker errors map through [`weir_broker::ErrorKind`]; axum's extractor
-//! rejections keep their status (except 422, which becomes 400) and get a stable code.
+//! HTTP status. Every layer's error (broker, engine, functions) classifies itself with the one
+//! [`weir_broker::ErrorKind`], and [`status_of`] is the one place a kind becomes a status;
+//! axum's extractor rejections keep their status (except 422, which becomes 400) and get a
+//! stable code.
 
 use std::borrow::Cow;
 
@@ -12,6 +14,8 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use weir_broker::{BrokerError, ErrorKind};
+use weir_engine::EngineError;
+use weir_engine::udf::FunctionError;
 
 /// An error returned by the HTTP API.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,17 +101,37 @@ impl std::fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
+/// The HTTP status of an error of this kind: the one mapping for every layer's errors.
+pub fn status_of(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::AlreadyExists | ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
+        ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+        ErrorKind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+        ErrorKind::InsufficientResources => StatusCode::INSUFFICIENT_STORAGE,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Corrupt | ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
 impl From<BrokerError> for ApiError {
     fn from(e: BrokerError) -> Self {
-        let status = match e.kind() {
-            ErrorKind::NotFound => StatusCode::NOT_FOUND,
-            ErrorKind::AlreadyExists => StatusCode::CONFLICT,
-            ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
-            ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            ErrorKind::Corrupt | ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        ApiError::new(status, e.code(), e.to_string())
+        ApiError::new(status_of(e.kind()), e.code(), e.to_string())
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        ApiError::new(status_of(e.kind()), e.code(), e.to_string())
+    }
+}
+
+impl From<FunctionError> for ApiError {
+    fn from(e: FunctionError) -> Self {
+        ApiError::new(status_of(e.kind()), e.code(), e.to_string())
     }
 }
 

@@ -13,25 +13,12 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use weir_engine::udf::{ArtifactInfo, FunctionError, FunctionErrorKind, FunctionInfo};
+use weir_engine::udf::{ArtifactInfo, FunctionInfo};
 
 use super::AppState;
 use super::error::ApiError;
 use super::extract::ApiPath;
 use super::processors::check_upload_size;
-
-impl From<FunctionError> for ApiError {
-    fn from(e: FunctionError) -> Self {
-        let status = match e.kind() {
-            FunctionErrorKind::NotFound => StatusCode::NOT_FOUND,
-            FunctionErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
-            FunctionErrorKind::Conflict => StatusCode::CONFLICT,
-            FunctionErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            FunctionErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        ApiError::new(status, e.code(), e.to_string())
-    }
-}
 
 /// The `spec` part of a function upload.
 #[derive(Debug, Clone, Deserialize)]

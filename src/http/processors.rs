@@ -15,24 +15,10 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use weir_engine::engine::{ProcessorDescription, ProcessorSummary};
 use weir_engine::task::ProcessorSpec;
-use weir_engine::{EngineError, EngineErrorKind};
 
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery};
-
-impl From<EngineError> for ApiError {
-    fn from(e: EngineError) -> Self {
-        let status = match e.kind() {
-            EngineErrorKind::NotFound => StatusCode::NOT_FOUND,
-            EngineErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
-            EngineErrorKind::Conflict => StatusCode::CONFLICT,
-            EngineErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            EngineErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        ApiError::new(status, e.code(), e.to_string())
-    }
-}
 
 impl From<MultipartRejection> for ApiError {
     fn from(r: MultipartRejection) -> Self {

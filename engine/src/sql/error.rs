@@ -100,13 +100,13 @@ fn split_position(text: &str) -> (String, Option<Position>) {
 
 impl From<EngineError> for SqlError {
     fn from(e: EngineError) -> SqlError {
-        use crate::error::EngineErrorKind as K;
+        use crate::error::ErrorKind as K;
         let code = match e.kind() {
             K::NotFound => "not_found",
-            K::Conflict => "exists",
+            K::AlreadyExists | K::Conflict => "exists",
             K::Unavailable => "unavailable",
-            K::InvalidInput => "invalid_statement",
-            K::Internal => "engine",
+            K::InvalidInput | K::TooLarge => "invalid_statement",
+            _ => "engine",
         };
         SqlError::new(code, e.to_string())
     }

@@ -827,7 +827,7 @@ impl SqlService {
     fn stop_query(&self, catalog: &mut Catalog, id: &str) -> Result<(), SqlError> {
         match self.inner.engine.delete(id, false) {
             Ok(()) => {}
-            Err(e) if e.kind() == crate::error::EngineErrorKind::NotFound => {}
+            Err(e) if e.kind() == crate::error::ErrorKind::NotFound => {}
             Err(e) => return Err(e.into()),
         }
         if let Some(q) = catalog.remove_query(id)?

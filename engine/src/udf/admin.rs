@@ -4,15 +4,16 @@
 //! with the registry's codes, `not_found` / `exists` where SQL expects them); the statements
 //! are `crate::sql`'s, the registry's rules are `registry.rs`'s.
 
-use super::registry::{FunctionError, FunctionErrorKind, FunctionInfo, FunctionRegistry};
+use super::registry::{FunctionError, FunctionInfo, FunctionRegistry};
+use crate::error::ErrorKind;
 use crate::sql::{FunctionAdmin, FunctionListing, SqlError};
 
 fn sql_error(e: FunctionError) -> SqlError {
     let code = match e.kind() {
-        FunctionErrorKind::NotFound => "not_found",
-        FunctionErrorKind::Conflict => "exists",
-        FunctionErrorKind::InvalidInput | FunctionErrorKind::TooLarge => e.code(),
-        FunctionErrorKind::Internal => "internal",
+        ErrorKind::NotFound => "not_found",
+        ErrorKind::AlreadyExists | ErrorKind::Conflict => "exists",
+        ErrorKind::InvalidInput | ErrorKind::TooLarge => e.code(),
+        _ => "internal",
     };
     SqlError::new(code, e.to_string())
 }

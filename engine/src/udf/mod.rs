@@ -14,8 +14,7 @@ mod admin;
 pub mod registry;
 
 pub use registry::{
-    ArtifactInfo, FunctionError, FunctionErrorKind, FunctionInfo, FunctionRegistry,
-    FunctionRegistryConfig,
+    ArtifactInfo, FunctionError, FunctionInfo, FunctionRegistry, FunctionRegistryConfig,
 };
 
 use serde::{Deserialize, Serialize};

@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{AggregateUdf, FunctionCatalog, ScalarUdf, UdfKind, UdfSignature, UdfType};
+use crate::error::ErrorKind;
 use crate::host::ProcessorError;
 use crate::wasm::{UdfLimits, UdfModule, WasmEngine, WasmError, check_component_header};
 
@@ -111,16 +112,6 @@ pub struct ArtifactInfo {
     pub sha256: String,
 }
 
-/// Coarse classes of [`FunctionError`]s (the HTTP layer maps them to statuses).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FunctionErrorKind {
-    NotFound,
-    InvalidInput,
-    Conflict,
-    TooLarge,
-    Internal,
-}
-
 /// Why a registry operation failed. Every variant has a stable [`code`](Self::code).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum FunctionError {
@@ -169,21 +160,19 @@ impl FunctionError {
         }
     }
 
-    pub fn kind(&self) -> FunctionErrorKind {
+    pub fn kind(&self) -> ErrorKind {
         match self {
             FunctionError::InvalidName { .. }
             | FunctionError::Reserved(_)
-            | FunctionError::InvalidArtifactName { .. } => FunctionErrorKind::InvalidInput,
-            FunctionError::InvalidModule(WasmError::TooLarge { .. }) => FunctionErrorKind::TooLarge,
-            FunctionError::InvalidModule(_) => FunctionErrorKind::InvalidInput,
-            FunctionError::Exists(_) => FunctionErrorKind::Conflict,
-            FunctionError::NotFound(_) | FunctionError::UnknownArtifact(_) => {
-                FunctionErrorKind::NotFound
-            }
+            | FunctionError::InvalidArtifactName { .. } => ErrorKind::InvalidInput,
+            FunctionError::InvalidModule(WasmError::TooLarge { .. }) => ErrorKind::TooLarge,
+            FunctionError::InvalidModule(_) => ErrorKind::InvalidInput,
+            FunctionError::Exists(_) => ErrorKind::Conflict,
+            FunctionError::NotFound(_) | FunctionError::UnknownArtifact(_) => ErrorKind::NotFound,
             FunctionError::Unavailable { .. }
             | FunctionError::Io { .. }
             | FunctionError::Corrupt { .. }
-            | FunctionError::Engine(_) => FunctionErrorKind::Internal,
+            | FunctionError::Engine(_) => ErrorKind::Internal,
         }
     }
 }
@@ -735,7 +724,7 @@ mod tests {
 
         let e = r.create("Mask", guest("udf-mask"), false).unwrap_err();
         assert_eq!(e.code(), "function_exists");
-        assert_eq!(e.kind(), FunctionErrorKind::Conflict);
+        assert_eq!(e.kind(), ErrorKind::Conflict);
         let e = r.create("upper", guest("udf-mask"), false).unwrap_err();
         assert_eq!(e.code(), "reserved_function_name");
         let e = r.create("count", guest("udf-mask"), false).unwrap_err();
@@ -796,7 +785,7 @@ mod tests {
             .create("x", Bytes::from_static(b"nope"), false)
             .unwrap_err();
         assert_eq!(e.code(), "not_a_component");
-        assert_eq!(e.kind(), FunctionErrorKind::InvalidInput);
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
         let e = r.create("x", guest("uppercase"), false).unwrap_err();
         assert_eq!(e.code(), "wrong_world");
         assert!(e.to_string().contains("processor"), "{e}");
@@ -817,9 +806,9 @@ mod tests {
         let r = FunctionRegistry::open(small, engine()).unwrap();
         let e = r.create("x", guest("udf-mask"), false).unwrap_err();
         assert_eq!(e.code(), "module_too_large");
-        assert_eq!(e.kind(), FunctionErrorKind::TooLarge);
+        assert_eq!(e.kind(), ErrorKind::TooLarge);
         let e = r.put_artifact("x", &guest("udf-mask")).unwrap_err();
-        assert_eq!(e.kind(), FunctionErrorKind::TooLarge);
+        assert_eq!(e.kind(), ErrorKind::TooLarge);
     }
 
     #[test]
@@ -903,7 +892,7 @@ mod tests {
         assert_eq!(info.name, "MASK");
         let e = r.create_from_artifact("m2", "nope", false).unwrap_err();
         assert_eq!(e.code(), "unknown_artifact");
-        assert_eq!(e.kind(), FunctionErrorKind::NotFound);
+        assert_eq!(e.kind(), ErrorKind::NotFound);
         // An artifact that is a component of the wrong world fails at create.
         r.put_artifact("proc", &guest("uppercase")).unwrap();
         let e = r.create_from_artifact("p", "proc", false).unwrap_err();
