@@ -137,7 +137,7 @@ fn append_case(dir: &Path, n: usize, fsync: FsyncPolicy, total: u64, cap: Durati
         bytes += buf.len() as u64;
         records += n as u64;
         if fsync == FsyncPolicy::Interval && last_sync.elapsed() >= INTERVAL {
-            if let Some(f) = log.take_dirty() {
+            if let Some(f) = log.take_dirty().unwrap() {
                 f.sync_data().unwrap();
             }
             last_sync = Instant::now();

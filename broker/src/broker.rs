@@ -1,7 +1,11 @@
 //! The [`Broker`] facade: the registry of topics on one node and the only entry point the
 //! layers above (HTTP, CLI, engine, Kafka handlers) use to touch the log. It owns the data
 //! directory layout (`topics/<name>/topic.json`, `topics/<name>/<partition>/`), partition
-//! choice for produced records, and the background flusher and cleaner.
+//! choice for produced records, and the background flusher and cleaner. It admits a topic
+//! only if the node's partition budget (`FilesConfig`) has room, creates it atomically
+//! (staged under `staging/`, renamed into `topics/`, removed again if it cannot be opened),
+//! and at start opens every topic it can: a topic or partition that cannot be opened is
+//! reported (log, [`Broker::unavailable`], describe) and the rest of the node serves.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -16,11 +20,12 @@ use crate::batch;
 use crate::batch_builder::BatchBuilder;
 use crate::config::{BrokerConfig, FsyncPolicy};
 use crate::error::{BrokerError, Result};
-use crate::log::{cleaner, now_ms};
+use crate::log::{FileCache, FileCacheStats, cleaner, now_ms};
 use crate::partitioner::partition_for_key;
 use crate::topic::{self, SPEC_FILE, Topic, TopicStats};
 use crate::types::{
-    PartitionInfo, ProduceRecord, ReadResult, StoredRecord, TopicDescription, TopicInfo, TopicSpec,
+    PartitionInfo, PartitionStatus, ProduceRecord, ReadResult, StoredRecord, TopicDescription,
+    TopicInfo, TopicSpec,
 };
 
 /// Records of one produce request are split into batches of about this many bytes.
@@ -40,6 +45,10 @@ struct Inner {
     trash_dir: PathBuf,
     staging_dir: PathBuf,
     topics: RwLock<HashMap<String, Arc<Topic>>>,
+    /// Topic directories found at start that could not be opened: (name, reason).
+    broken_topics: RwLock<Vec<(String, String)>>,
+    /// Every segment and index file of the node is opened through this bounded cache.
+    files: Arc<FileCache>,
     /// Serialises topic creation and deletion (not appends or reads).
     admin: std::sync::Mutex<()>,
     /// Held (flock) for the broker's lifetime so two processes never share a data dir.
@@ -112,23 +121,39 @@ impl Broker {
         for d in [&topics_dir, &trash_dir, &staging_dir] {
             create_dir(d)?;
         }
+        let files = Arc::new(FileCache::new(config.files.max_open_files));
         let mut topics = HashMap::new();
+        let mut broken = Vec::new();
         let entries =
             std::fs::read_dir(&topics_dir).map_err(|e| BrokerError::io(&topics_dir, e))?;
         for entry in entries {
             let entry = entry.map_err(|e| BrokerError::io(&topics_dir, e))?;
             let dir = entry.path();
-            let spec_path = dir.join(SPEC_FILE);
-            let raw = std::fs::read(&spec_path).map_err(|e| BrokerError::io(&spec_path, e))?;
-            let spec: TopicSpec =
-                serde_json::from_slice(&raw).map_err(|e| BrokerError::CorruptFile {
-                    path: spec_path.clone(),
-                    reason: e.to_string(),
-                })?;
-            let info = topic::resolve(&spec, &config.log)?;
-            let t = Topic::open(&dir, info, &config.log)?;
-            tracing::info!(topic = %spec.name, partitions = spec.partitions, "opened topic");
-            topics.insert(spec.name.clone(), Arc::new(t));
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // One topic that cannot be opened never keeps the node from starting.
+            match open_topic(&dir, &config, &files) {
+                Ok(t) => {
+                    let offline = t.offline().count();
+                    if offline > 0 {
+                        tracing::error!(topic = %t.info.name, offline, "topic opened with offline partitions");
+                    } else {
+                        tracing::info!(topic = %t.info.name, partitions = t.info.partitions, "opened topic");
+                    }
+                    topics.insert(t.info.name.clone(), Arc::new(t));
+                }
+                Err(e) => {
+                    tracing::error!(topic = %name, error = %e, "topic is unavailable: it could not be opened");
+                    broken.push((name, e.to_string()));
+                }
+            }
+        }
+        let total: usize = topics.values().map(|t| t.info.partitions as usize).sum();
+        if total > config.files.max_partitions {
+            tracing::warn!(
+                partitions = total,
+                max_partitions = config.files.max_partitions,
+                "the node holds more partitions than it admits; new topics will be refused"
+            );
         }
         Ok(Broker {
             inner: Arc::new(Inner {
@@ -137,10 +162,52 @@ impl Broker {
                 trash_dir,
                 staging_dir,
                 topics: RwLock::new(topics),
+                broken_topics: RwLock::new(broken),
+                files,
                 admin: std::sync::Mutex::new(()),
                 _lock: lock,
             }),
         })
+    }
+
+    /// Topics and partitions that could not be opened at start, as
+    /// (topic, partition or `None` for the whole topic, reason), sorted.
+    pub fn unavailable(&self) -> Vec<(String, Option<i32>, String)> {
+        let mut v: Vec<_> = self
+            .inner
+            .broken_topics
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(t, r)| (t.clone(), None, r.clone()))
+            .collect();
+        for t in self.all_topics() {
+            v.extend(
+                t.offline()
+                    .map(|(p, r)| (t.info.name.clone(), Some(p), r.to_string())),
+            );
+        }
+        v.sort();
+        v
+    }
+
+    /// Partitions of `name` that could not be opened at start (they answer with
+    /// [`BrokerError::PartitionOffline`]).
+    pub fn offline_partitions(&self, name: &str) -> Result<Vec<i32>> {
+        Ok(self.topic(name)?.offline().map(|(p, _)| p).collect())
+    }
+
+    /// The open-file cache's size and counters.
+    pub fn file_cache_stats(&self) -> FileCacheStats {
+        self.inner.files.stats()
+    }
+
+    /// Partitions over every topic of the node.
+    pub fn total_partitions(&self) -> usize {
+        self.all_topics()
+            .iter()
+            .map(|t| t.info.partitions as usize)
+            .sum()
     }
 
     pub fn config(&self) -> &BrokerConfig {
@@ -160,31 +227,89 @@ impl Broker {
         topics.values().cloned().collect()
     }
 
-    /// Creates a topic; its directory appears under `topics/` only once complete.
+    /// Creates a topic, atomically: it is refused before anything is written if the node's
+    /// partition budget has no room for it; its directory appears under `topics/` only once
+    /// complete; and if its partitions cannot be opened there it is removed again, so a
+    /// failed create leaves nothing behind.
     pub fn create_topic(&self, spec: TopicSpec) -> Result<TopicInfo> {
         let info = topic::resolve(&spec, &self.inner.config.log)?;
         let _admin = self.inner.admin.lock().unwrap_or_else(|p| p.into_inner());
-        if self.topic(&spec.name).is_ok() {
-            return Err(BrokerError::TopicExists(spec.name));
-        }
-        let staged = self.inner.staging_dir.join(&spec.name);
-        remove_dir(&staged)?;
-        create_dir(&staged)?;
-        let spec_path = staged.join(SPEC_FILE);
-        let json = serde_json::to_vec_pretty(&spec)
-            .map_err(|e| BrokerError::InvalidConfig(e.to_string()))?;
-        std::fs::write(&spec_path, json).map_err(|e| BrokerError::io(&spec_path, e))?;
-        for p in 0..spec.partitions {
-            create_dir(&staged.join(p.to_string()))?;
-        }
+        self.check_new_topic(&spec)?;
         let final_dir = self.inner.topics_dir.join(&spec.name);
-        std::fs::rename(&staged, &final_dir).map_err(|e| BrokerError::io(&final_dir, e))?;
-        crate::log::sync_dir(&self.inner.topics_dir)?;
-        let t = Topic::open(&final_dir, info.clone(), &self.inner.config.log)?;
+        let staged = self.inner.staging_dir.join(&spec.name);
+        if let Err(e) = stage_topic(&staged, &spec) {
+            discard(&staged);
+            return Err(e);
+        }
+        if let Err(e) = std::fs::rename(&staged, &final_dir) {
+            discard(&staged);
+            return Err(BrokerError::io(&final_dir, e));
+        }
+        let opened = crate::log::sync_dir(&self.inner.topics_dir).and_then(|()| {
+            Topic::open_new(
+                &final_dir,
+                info.clone(),
+                &self.inner.config.log,
+                &self.inner.files,
+            )
+        });
+        let t = match opened {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(topic = %spec.name, error = %e, "could not open the new topic; removing it");
+                self.discard_created(&spec.name, &final_dir);
+                return Err(e);
+            }
+        };
         let mut topics = self.inner.topics.write().unwrap_or_else(|p| p.into_inner());
         topics.insert(spec.name.clone(), Arc::new(t));
         tracing::info!(topic = %spec.name, partitions = spec.partitions, "created topic");
         Ok(info)
+    }
+
+    /// Whether [`create_topic`](Self::create_topic) would accept `spec` now (a dry run:
+    /// validation, name taken, partition budget), without writing anything.
+    pub fn check_new_topic(&self, spec: &TopicSpec) -> Result<()> {
+        topic::resolve(spec, &self.inner.config.log)?;
+        let final_dir = self.inner.topics_dir.join(&spec.name);
+        // A directory left by a topic that could not be opened at start also takes the name.
+        if self.topic(&spec.name).is_ok() || final_dir.symlink_metadata().is_ok() {
+            return Err(BrokerError::TopicExists(spec.name.clone()));
+        }
+        self.admit_partitions(&spec.name, spec.partitions)
+    }
+
+    /// Refuses `partitions` more partitions if the node would then hold more than it admits
+    /// (each partition may need its active segment open; see `FilesConfig`).
+    fn admit_partitions(&self, topic: &str, partitions: i32) -> Result<()> {
+        let limit = self.inner.config.files.max_partitions;
+        let total = self.total_partitions();
+        let after = total.saturating_add(usize::try_from(partitions).unwrap_or(usize::MAX));
+        if after > limit {
+            return Err(BrokerError::PolicyViolation(format!(
+                "topic '{topic}' with {partitions} partitions would bring this node to {after} \
+                 partitions, over its limit of {limit} (--max-partitions, derived from the \
+                 open-file limit); {} are in use",
+                total
+            )));
+        }
+        Ok(())
+    }
+
+    /// Undoes a create whose directory is already under `topics/`: moved to `trash/` (one
+    /// rename, so a crash leaves no half-topic) and removed.
+    fn discard_created(&self, name: &str, dir: &Path) {
+        let trash = self.inner.trash_dir.join(format!("{name}-{}", now_ms()));
+        match std::fs::rename(dir, &trash) {
+            Ok(()) => {
+                let _ = crate::log::sync_dir(&self.inner.topics_dir);
+                discard(&trash);
+            }
+            Err(e) => {
+                tracing::error!(topic = %name, error = %e, "could not move the failed topic away; removing it in place");
+                discard(dir);
+            }
+        }
     }
 
     /// Deletes a topic and its data.
@@ -221,15 +346,25 @@ impl Broker {
             .partitions
             .iter()
             .enumerate()
-            .map(|(i, p)| {
-                let log = p.lock();
-                PartitionInfo {
+            .map(|(i, p)| match p.lock() {
+                Ok(log) => PartitionInfo {
                     partition: i as i32,
                     start_offset: log.start_offset(),
                     end_offset: log.end_offset(),
                     size_bytes: log.size_bytes(),
                     segments: log.segment_count(),
-                }
+                    status: PartitionStatus::Online,
+                    error: None,
+                },
+                Err(_) => PartitionInfo {
+                    partition: i as i32,
+                    start_offset: 0,
+                    end_offset: 0,
+                    size_bytes: 0,
+                    segments: 0,
+                    status: PartitionStatus::Offline,
+                    error: p.offline_reason().map(str::to_string),
+                },
             })
             .collect();
         Ok(TopicDescription {
@@ -247,7 +382,7 @@ impl Broker {
     /// offset the next record will get (no disk access).
     pub fn partition_offsets(&self, topic: &str, partition: i32) -> Result<(i64, i64)> {
         let t = self.topic(topic)?;
-        let log = t.partition(partition)?.lock();
+        let log = t.partition(partition)?.lock()?;
         Ok((log.start_offset(), log.end_offset()))
     }
 
@@ -351,7 +486,7 @@ impl Broker {
     ) -> Result<(Bytes, i64)> {
         let t = self.topic(topic)?;
         let p = t.partition(partition)?;
-        let log = p.lock();
+        let log = p.lock()?;
         let (start, end) = (log.start_offset(), log.end_offset());
         if offset < start || offset > end {
             return Err(BrokerError::OffsetOutOfRange {
@@ -383,12 +518,12 @@ impl Broker {
         let t = self.topic(topic)?;
         let p = t.partition(partition)?;
         let (mut next, end) = {
-            let log = p.lock();
+            let log = p.lock()?;
             (log.recent_start_offset(min_bytes), log.end_offset())
         };
         while next < end {
             let bytes = {
-                let log = p.lock();
+                let log = p.lock()?;
                 // Retention may have moved the start past `next` since the last chunk.
                 next = next.max(log.start_offset());
                 log.read(next, 4 << 20)?
@@ -449,7 +584,7 @@ impl Broker {
         let mut bytes_read = 0usize;
         let end = loop {
             let (bytes, end) = {
-                let log = p.lock();
+                let log = p.lock()?;
                 let (start, end) = (log.start_offset(), log.end_offset());
                 if next > end {
                     return Err(BrokerError::OffsetOutOfRange {
@@ -514,7 +649,7 @@ impl Broker {
         timestamp: i64,
     ) -> Result<Option<i64>> {
         let t = self.topic(topic)?;
-        let log = t.partition(partition)?.lock();
+        let log = t.partition(partition)?.lock()?;
         log.offset_for_timestamp(timestamp)
     }
 
@@ -532,27 +667,38 @@ impl Broker {
     /// Flushes every partition to disk (used at shutdown).
     pub fn flush_all(&self) -> Result<()> {
         for t in self.all_topics() {
-            for p in &t.partitions {
-                p.lock().flush()?;
+            // Offline partitions have nothing to flush.
+            for mut log in t.partitions.iter().filter_map(|p| p.lock().ok()) {
+                log.flush()?;
             }
         }
         Ok(())
     }
 
-    /// Syncs partitions with unsynced appends (the `interval` policy's flusher).
+    /// Syncs partitions with unsynced appends (the `interval` policy's flusher). A partition
+    /// that fails does not keep the others from being synced; the first error is returned.
     pub fn flush_dirty(&self) -> Result<()> {
+        let mut first_error = None;
         for t in self.all_topics() {
             if t.info.fsync == FsyncPolicy::Os {
                 continue;
             }
             for p in &t.partitions {
-                let file = p.lock().take_dirty();
-                if let Some(f) = file {
-                    f.sync_data().map_err(|e| BrokerError::io(&t.dir, e))?;
+                // Offline partitions have nothing to sync.
+                let Ok(mut log) = p.lock() else { continue };
+                let file = log.take_dirty();
+                let dir = log.dir().to_path_buf();
+                drop(log);
+                let synced = file.and_then(|f| match f {
+                    Some(f) => f.sync_data().map_err(|e| BrokerError::io(&dir, e)),
+                    None => Ok(()),
+                });
+                if let Err(e) = synced {
+                    first_error.get_or_insert(e);
                 }
             }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     /// One pass of retention (every topic) and compaction (compacted topics).
@@ -561,14 +707,16 @@ impl Broker {
         let now = now_ms();
         for t in self.all_topics() {
             for (i, p) in t.partitions.iter().enumerate() {
-                let expired = p.lock().take_expired(now);
+                let Ok(mut log) = p.lock() else { continue };
+                let expired = log.take_expired(now);
+                drop(log);
                 for seg in expired {
                     tracing::info!(topic = %t.info.name, partition = i, base_offset = seg.base_offset(), "retention deleted segment");
                     seg.delete_files()?;
                     report.segments_deleted += 1;
                 }
                 if t.info.compacted {
-                    let out = cleaner::compact(p.log_mutex(), now)?;
+                    let out = cleaner::compact(p.log_mutex()?, now)?;
                     if out.segments_rewritten > 0 {
                         tracing::info!(topic = %t.info.name, partition = i, segments = out.segments_rewritten, removed = out.records_removed, "compacted");
                     }
@@ -621,6 +769,40 @@ async fn periodic(
     }
 }
 
+/// Opens the topic in `dir` (spec, then partitions; offline partitions are kept as such).
+fn open_topic(dir: &Path, config: &BrokerConfig, files: &Arc<FileCache>) -> Result<Topic> {
+    let spec_path = dir.join(SPEC_FILE);
+    let raw = std::fs::read(&spec_path).map_err(|e| BrokerError::io(&spec_path, e))?;
+    let spec: TopicSpec = serde_json::from_slice(&raw).map_err(|e| BrokerError::CorruptFile {
+        path: spec_path.clone(),
+        reason: e.to_string(),
+    })?;
+    let info = topic::resolve(&spec, &config.log)?;
+    Topic::open(dir, info, &config.log, files)
+}
+
+/// Writes a new topic's directory under `staging/`: its spec and one empty directory per
+/// partition (segment files are created when the partitions are opened).
+fn stage_topic(staged: &Path, spec: &TopicSpec) -> Result<()> {
+    remove_dir(staged)?;
+    create_dir(staged)?;
+    let spec_path = staged.join(SPEC_FILE);
+    let json =
+        serde_json::to_vec_pretty(spec).map_err(|e| BrokerError::InvalidConfig(e.to_string()))?;
+    std::fs::write(&spec_path, json).map_err(|e| BrokerError::io(&spec_path, e))?;
+    for p in 0..spec.partitions {
+        create_dir(&staged.join(p.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Removes what a failed create wrote (best effort: start-up empties `staging/` and `trash/`).
+fn discard(dir: &Path) {
+    if let Err(e) = remove_dir(dir) {
+        tracing::warn!(dir = %dir.display(), error = %e, "could not remove a failed topic's files yet");
+    }
+}
+
 /// Bytes of a record's payload (key, value, headers) plus a rough per-record overhead.
 fn payload_len(r: &ProduceRecord) -> usize {
     r.key.as_ref().map_or(0, |k| k.len())
@@ -635,6 +817,7 @@ fn payload_len(r: &ProduceRecord) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorKind;
 
     fn rec(key: Option<&str>, value: &str) -> ProduceRecord {
         ProduceRecord {
@@ -744,6 +927,121 @@ mod tests {
         }
         // 2.5 MB per partition in batches of about 1 MiB.
         assert!(batches >= 6, "{batches} batches");
+    }
+
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_create_over_the_partition_budget_is_refused_before_touching_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = BrokerConfig::new(dir.path());
+        config.files.max_partitions = 10;
+        let b = Broker::open(config).unwrap();
+        b.create_topic(TopicSpec::new("a", 6)).unwrap();
+        for spec in [TopicSpec::new("b", 5), TopicSpec::new("c", 10_000)] {
+            assert!(matches!(
+                b.check_new_topic(&spec),
+                Err(BrokerError::PolicyViolation(_))
+            ));
+            let e = b.create_topic(spec).unwrap_err();
+            assert_eq!(e.code(), "policy_violation");
+            assert_eq!(e.kind(), ErrorKind::InvalidInput);
+        }
+        assert_eq!(entries(&dir.path().join("topics")), vec!["a"]);
+        assert!(entries(&dir.path().join("staging")).is_empty());
+        b.create_topic(TopicSpec::new("b", 4)).unwrap();
+        b.delete_topic("a").unwrap();
+        b.create_topic(TopicSpec::new("c", 6)).unwrap();
+    }
+
+    /// Many more partitions than the file cache holds: every one is written, read back and
+    /// recovered, and no more files than the cache's capacity stay open.
+    #[test]
+    fn partitions_outnumbering_the_file_cache_all_serve() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = BrokerConfig::new(dir.path());
+        config.files.max_open_files = 16;
+        let b = Broker::open(config.clone()).unwrap();
+        b.create_topic(TopicSpec::new("t", 200)).unwrap();
+        for round in 0..3 {
+            let recs: Vec<_> = (0..200)
+                .map(|p| ProduceRecord {
+                    partition: Some(p),
+                    ..rec(None, &format!("r{round}p{p}"))
+                })
+                .collect();
+            b.produce("t", recs).unwrap();
+            assert!(b.file_cache_stats().open <= 16);
+        }
+        b.flush_all().unwrap();
+        for p in 0..200 {
+            let r = b.read("t", p, 0, 10, 1 << 20).unwrap();
+            assert_eq!(r.records.len(), 3);
+            assert_eq!(
+                r.records[2].value.as_deref(),
+                Some(format!("r2p{p}").as_bytes())
+            );
+        }
+        assert!(b.file_cache_stats().evictions > 0);
+        drop(b);
+        let b = Broker::open(config).unwrap();
+        assert!(b.file_cache_stats().open <= 16);
+        let d = b.describe_topic("t").unwrap();
+        assert!(d.partition_offsets.iter().all(|p| p.end_offset == 3));
+    }
+
+    #[test]
+    fn a_partition_or_topic_that_cannot_be_opened_leaves_the_rest_serving() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Broker::open(BrokerConfig::new(dir.path())).unwrap();
+        b.create_topic(TopicSpec::new("t", 3)).unwrap();
+        b.create_topic(TopicSpec::new("u", 1)).unwrap();
+        b.create_topic(TopicSpec::new("v", 1)).unwrap();
+        b.produce("t", vec![rec(Some("k"), "v")]).unwrap();
+        drop(b);
+        let part = dir.path().join("topics/t/1");
+        std::fs::remove_dir_all(&part).unwrap();
+        std::fs::write(&part, b"x").unwrap();
+        std::fs::write(dir.path().join("topics/u/topic.json"), b"{").unwrap();
+
+        let b = Broker::open(BrokerConfig::new(dir.path())).unwrap();
+        let unavailable = b.unavailable();
+        assert_eq!(unavailable.len(), 2, "{unavailable:?}");
+        assert_eq!(
+            (unavailable[0].0.as_str(), unavailable[0].1),
+            ("t", Some(1))
+        );
+        assert_eq!((unavailable[1].0.as_str(), unavailable[1].1), ("u", None));
+        let d = b.describe_topic("t").unwrap();
+        assert_eq!(d.partition_offsets[1].status, PartitionStatus::Offline);
+        assert!(d.partition_offsets[1].error.is_some());
+        assert_eq!(b.offline_partitions("t").unwrap(), vec![1]);
+        let mut r = rec(None, "x");
+        r.partition = Some(1);
+        assert_eq!(
+            b.produce("t", vec![r]).unwrap_err().code(),
+            "partition_offline"
+        );
+        for p in [0, 2] {
+            let mut r = rec(None, "x");
+            r.partition = Some(p);
+            b.produce("t", vec![r]).unwrap();
+        }
+        b.produce("v", vec![rec(None, "x")]).unwrap();
+        b.flush_all().unwrap();
+        b.flush_dirty().unwrap();
+        b.run_cleanup().unwrap();
+        assert!(matches!(
+            b.create_topic(TopicSpec::new("u", 1)),
+            Err(BrokerError::TopicExists(_))
+        ));
     }
 
     #[test]

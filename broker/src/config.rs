@@ -122,6 +122,45 @@ impl LogConfig {
     }
 }
 
+/// How many files the log keeps open and how many partitions the node admits. A node serves
+/// partitions through a bounded cache of open segment and index files
+/// ([`crate::log::FileCache`]); `weir serve` derives both values from its file-descriptor
+/// limit ([`crate::fd_limit::FileBudget`]) unless told otherwise.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FilesConfig {
+    /// Segment and index files held open at once (the file cache's capacity).
+    pub max_open_files: usize,
+    /// Partitions, over every topic, the node admits: creating a topic that would go past
+    /// it is refused before anything is written.
+    pub max_partitions: usize,
+}
+
+impl Default for FilesConfig {
+    fn default() -> Self {
+        FilesConfig {
+            max_open_files: 1024,
+            max_partitions: 100_000,
+        }
+    }
+}
+
+impl FilesConfig {
+    pub fn validate(&self) -> Result<()> {
+        if self.max_open_files < 2 {
+            return Err(BrokerError::InvalidConfig(
+                "max_open_log_files must be at least 2".into(),
+            ));
+        }
+        if self.max_partitions < 1 {
+            return Err(BrokerError::InvalidConfig(
+                "max_partitions must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Everything [`crate::Broker::open`] needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BrokerConfig {
@@ -129,6 +168,8 @@ pub struct BrokerConfig {
     pub data_dir: PathBuf,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub files: FilesConfig,
 }
 
 impl BrokerConfig {
@@ -136,10 +177,12 @@ impl BrokerConfig {
         BrokerConfig {
             data_dir: data_dir.into(),
             log: LogConfig::default(),
+            files: FilesConfig::default(),
         }
     }
 
     pub fn validate(&self) -> Result<()> {
-        self.log.validate()
+        self.log.validate()?;
+        self.files.validate()
     }
 }

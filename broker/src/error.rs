@@ -80,6 +80,16 @@ pub enum BrokerError {
     DataDirLocked(PathBuf),
     #[error("the broker is shutting down")]
     ShuttingDown,
+    /// A request the node refuses by policy (a limit it would exceed), before touching disk.
+    #[error("{0}")]
+    PolicyViolation(String),
+    /// A partition that could not be opened at start; the rest of the node serves.
+    #[error("partition {partition} of topic '{topic}' is offline: {reason}")]
+    PartitionOffline {
+        topic: String,
+        partition: i32,
+        reason: String,
+    },
 }
 
 impl BrokerError {
@@ -99,6 +109,8 @@ impl BrokerError {
             BrokerError::Io { .. } => "io_error",
             BrokerError::DataDirLocked(_) => "data_dir_locked",
             BrokerError::ShuttingDown => "shutting_down",
+            BrokerError::PolicyViolation(_) => "policy_violation",
+            BrokerError::PartitionOffline { .. } => "partition_offline",
         }
     }
 
@@ -117,7 +129,10 @@ impl BrokerError {
             BrokerError::BatchTooLarge { .. } => ErrorKind::TooLarge,
             BrokerError::CorruptFile { .. } => ErrorKind::Corrupt,
             BrokerError::Io { .. } | BrokerError::DataDirLocked(_) => ErrorKind::Internal,
-            BrokerError::ShuttingDown => ErrorKind::Unavailable,
+            BrokerError::ShuttingDown | BrokerError::PartitionOffline { .. } => {
+                ErrorKind::Unavailable
+            }
+            BrokerError::PolicyViolation(_) => ErrorKind::InvalidInput,
         }
     }
 

@@ -12,6 +12,7 @@ pub mod batch_builder;
 mod broker;
 pub mod config;
 mod error;
+pub mod fd_limit;
 pub mod group;
 pub mod kafka;
 pub mod log;
@@ -20,10 +21,10 @@ mod topic;
 mod types;
 
 pub use broker::{BackgroundTasks, Broker, CleanupReport};
-pub use config::{BrokerConfig, FsyncPolicy, LogConfig};
+pub use config::{BrokerConfig, FilesConfig, FsyncPolicy, LogConfig};
 pub use error::{BrokerError, ErrorKind, Result};
 pub use topic::TopicStats;
 pub use types::{
-    Header, PartitionInfo, ProduceRecord, ReadResult, StoredRecord, TopicDescription, TopicInfo,
-    TopicSpec,
+    Header, PartitionInfo, PartitionStatus, ProduceRecord, ReadResult, StoredRecord,
+    TopicDescription, TopicInfo, TopicSpec,
 };

@@ -1,15 +1,16 @@
 //! A topic on this node: its persisted spec (`topic.json`), its partitions (each a locked
-//! [`PartitionLog`] plus a watch of its end offset for followers) and its counters.
+//! [`PartitionLog`] plus a watch of its end offset for followers, or the reason it could not
+//! be opened) and its counters.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::watch;
 
 use crate::config::LogConfig;
 use crate::error::{BrokerError, Result};
-use crate::log::{PartitionLog, PartitionSettings};
+use crate::log::{FileCache, PartitionLog, PartitionSettings};
 use crate::types::{TopicInfo, TopicSpec};
 
 /// Name of the file holding a topic's spec.
@@ -43,18 +44,31 @@ impl Counters {
     }
 }
 
-/// One partition: its log and a watch of its end offset.
+/// One partition: its log and a watch of its end offset, or why it could not be opened
+/// (an offline partition answers every call with [`BrokerError::PartitionOffline`]).
 pub(crate) struct Partition {
-    log: Mutex<PartitionLog>,
+    topic: String,
+    index: i32,
+    log: std::result::Result<Mutex<PartitionLog>, String>,
     end: watch::Sender<i64>,
 }
 
 impl Partition {
-    pub fn lock(&self) -> MutexGuard<'_, PartitionLog> {
-        self.log.lock().unwrap_or_else(|p| p.into_inner())
+    pub fn lock(&self) -> Result<MutexGuard<'_, PartitionLog>> {
+        Ok(self.log_mutex()?.lock().unwrap_or_else(|p| p.into_inner()))
     }
-    pub fn log_mutex(&self) -> &Mutex<PartitionLog> {
-        &self.log
+    pub fn log_mutex(&self) -> Result<&Mutex<PartitionLog>> {
+        self.log
+            .as_ref()
+            .map_err(|reason| BrokerError::PartitionOffline {
+                topic: self.topic.clone(),
+                partition: self.index,
+                reason: reason.clone(),
+            })
+    }
+    /// Why the partition is offline, or `None` when it serves.
+    pub fn offline_reason(&self) -> Option<&str> {
+        self.log.as_ref().err().map(String::as_str)
     }
     pub fn publish_end(&self, end: i64) {
         self.end.send_replace(end);
@@ -62,7 +76,7 @@ impl Partition {
     /// Appends a checked batch ([`PartitionLog::append_checked`]) and publishes the new end.
     pub fn append_checked(&self, batch: &crate::batch::CheckedBatch) -> Result<(i64, i64)> {
         let (range, end) = {
-            let mut log = self.lock();
+            let mut log = self.lock()?;
             let range = log.append_checked(batch)?;
             (range, log.end_offset())
         };
@@ -155,8 +169,34 @@ pub fn resolve(spec: &TopicSpec, defaults: &LogConfig) -> Result<TopicInfo> {
 }
 
 impl Topic {
-    /// Opens the partitions of a topic whose directory and spec exist.
-    pub fn open(dir: &Path, info: TopicInfo, defaults: &LogConfig) -> Result<Topic> {
+    /// Opens the partitions of a topic whose directory and spec exist. A partition that
+    /// cannot be opened is kept offline with the reason (and logged); the others serve.
+    pub fn open(
+        dir: &Path,
+        info: TopicInfo,
+        defaults: &LogConfig,
+        cache: &Arc<FileCache>,
+    ) -> Result<Topic> {
+        Self::open_partitions(dir, info, defaults, cache, false)
+    }
+
+    /// Opens a topic just created: every partition must open, or the first error returns.
+    pub fn open_new(
+        dir: &Path,
+        info: TopicInfo,
+        defaults: &LogConfig,
+        cache: &Arc<FileCache>,
+    ) -> Result<Topic> {
+        Self::open_partitions(dir, info, defaults, cache, true)
+    }
+
+    fn open_partitions(
+        dir: &Path,
+        info: TopicInfo,
+        defaults: &LogConfig,
+        cache: &Arc<FileCache>,
+        strict: bool,
+    ) -> Result<Topic> {
         let settings = PartitionSettings {
             segment_bytes: info.segment_bytes,
             segment_ms: info.segment_ms,
@@ -170,10 +210,23 @@ impl Topic {
         };
         let mut partitions = Vec::with_capacity(info.partitions as usize);
         for p in 0..info.partitions {
-            let log = PartitionLog::open(&dir.join(p.to_string()), settings.clone())?;
-            let (end, _) = watch::channel(log.end_offset());
+            let log = match PartitionLog::open_in(&dir.join(p.to_string()), settings.clone(), cache)
+            {
+                Ok(log) => Ok(Mutex::new(log)),
+                Err(e) if strict => return Err(e),
+                Err(e) => {
+                    tracing::error!(topic = %info.name, partition = p, error = %e, "partition is offline: it could not be opened");
+                    Err(e.to_string())
+                }
+            };
+            let end_offset = log.as_ref().map_or(0, |l| {
+                l.lock().unwrap_or_else(|p| p.into_inner()).end_offset()
+            });
+            let (end, _) = watch::channel(end_offset);
             partitions.push(Partition {
-                log: Mutex::new(log),
+                topic: info.name.clone(),
+                index: p,
+                log,
                 end,
             });
         }
@@ -184,6 +237,13 @@ impl Topic {
             counters: Counters::default(),
             round_robin: AtomicU32::new(0),
         })
+    }
+
+    /// Partitions that could not be opened, with the reason.
+    pub fn offline(&self) -> impl Iterator<Item = (i32, &str)> {
+        self.partitions
+            .iter()
+            .filter_map(|p| p.offline_reason().map(|r| (p.index, r)))
     }
 
     pub fn partition(&self, p: i32) -> Result<&Partition> {

@@ -116,6 +116,21 @@ pub struct PartitionInfo {
     pub size_bytes: u64,
     /// Number of segment files.
     pub segments: usize,
+    /// Whether the partition serves (`offline`: it could not be opened at start).
+    #[serde(default)]
+    pub status: PartitionStatus,
+    /// Why the partition is offline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Whether a partition serves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PartitionStatus {
+    #[default]
+    Online,
+    Offline,
 }
 
 /// A topic with its partitions.

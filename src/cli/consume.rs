@@ -341,6 +341,8 @@ mod tests {
             end_offset,
             size_bytes: 0,
             segments: 1,
+            status: Default::default(),
+            error: None,
         };
         TopicDescription {
             topic: info,

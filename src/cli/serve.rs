@@ -1,5 +1,6 @@
 //! `weir serve`: maps flags (each with a `WEIR_*` environment override) onto the broker's
-//! [`BrokerConfig`] and the HTTP settings, sets up logging and runs a node until SIGINT or
+//! [`BrokerConfig`] and the HTTP settings, sets up logging, raises the open-file limit
+//! (soft to hard; the log's file budget is derived from it) and runs a node until SIGINT or
 //! SIGTERM.
 
 use std::path::PathBuf;
@@ -7,8 +8,9 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use tracing_subscriber::EnvFilter;
+use weir_broker::fd_limit;
 use weir_broker::kafka::KafkaConfig;
-use weir_broker::{BrokerConfig, BrokerError, LogConfig};
+use weir_broker::{BrokerConfig, BrokerError, FilesConfig, LogConfig};
 
 use super::FsyncArg;
 use crate::http::{DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_UPLOAD_BYTES, HttpConfig};
@@ -78,10 +80,20 @@ pub struct ServeArgs {
     #[arg(long, env = "WEIR_MAX_UPLOAD_BYTES", value_name = "B",
           default_value_t = DEFAULT_MAX_UPLOAD_BYTES)]
     pub max_upload_bytes: usize,
+    /// Segment and index files the log keeps open at once (a cache: others are reopened on
+    /// demand) [default: the open-file limit minus a reserve of a quarter of it, 64..4096]
+    #[arg(long, env = "WEIR_MAX_OPEN_LOG_FILES", value_name = "N")]
+    pub max_open_log_files: Option<usize>,
+    /// Partitions, over every topic, the node admits; a create past it is refused (400 /
+    /// POLICY_VIOLATION) [default: --max-open-log-files, so each can keep its active segment
+    /// open]
+    #[arg(long, env = "WEIR_MAX_PARTITIONS", value_name = "N")]
+    pub max_partitions: Option<usize>,
 }
 
 impl ServeArgs {
-    fn node_config(&self) -> Result<NodeConfig> {
+    /// The node's settings for a process whose open-file soft limit is `fd_limit`.
+    fn node_config(&self, fd_limit: u64) -> Result<NodeConfig> {
         let log = LogConfig {
             fsync: self.fsync.into(),
             fsync_interval_ms: self.fsync_interval_ms,
@@ -92,9 +104,16 @@ impl ServeArgs {
             max_batch_bytes: self.max_batch_bytes,
             ..LogConfig::default()
         };
+        let derived = FilesConfig::from_fd_limit(fd_limit);
+        let max_open_files = self.max_open_log_files.unwrap_or(derived.max_open_files);
+        let files = FilesConfig {
+            max_open_files,
+            max_partitions: self.max_partitions.unwrap_or(max_open_files),
+        };
         let broker = BrokerConfig {
             data_dir: self.data_dir.clone(),
             log,
+            files,
         };
         match broker.validate() {
             Ok(()) => {}
@@ -144,8 +163,23 @@ fn init_logging() {
 }
 
 pub async fn run(args: ServeArgs) -> Result<()> {
-    let config = args.node_config()?;
+    let limit = fd_limit::raise();
+    let config = args.node_config(limit.soft)?;
     init_logging();
+    if let Some(from) = limit.raised_from {
+        tracing::info!(
+            from,
+            to = limit.soft,
+            "raised the open-file limit to the hard limit"
+        );
+    }
+    tracing::info!(
+        open_files = limit.soft,
+        hard = ?limit.hard,
+        max_open_log_files = config.broker.files.max_open_files,
+        max_partitions = config.broker.files.max_partitions,
+        "open-file limit"
+    );
     let shutdown = node::shutdown_signal().context("cannot install signal handlers")?;
     node::run(config, shutdown).await?;
     Ok(())
@@ -165,24 +199,24 @@ mod tests {
     #[test]
     fn defaults_match_the_broker_defaults() {
         let t = T::try_parse_from(["weir"]).unwrap();
-        let c = t.serve.node_config().unwrap();
+        let c = t.serve.node_config(20_000).unwrap();
         assert_eq!(c.broker.log, LogConfig::default());
         assert_eq!(c.http_addr, "127.0.0.1:8080");
         assert_eq!(c.http.max_request_bytes, DEFAULT_MAX_REQUEST_BYTES);
         assert_eq!(c.kafka.map(|k| k.0).as_deref(), Some("127.0.0.1:9092"));
         let t = T::try_parse_from(["weir", "--kafka", "off"]).unwrap();
-        assert!(t.serve.node_config().unwrap().kafka.is_none());
+        assert!(t.serve.node_config(20_000).unwrap().kafka.is_none());
     }
 
     #[test]
     fn flags_override_and_are_validated() {
         let t = T::try_parse_from(["weir", "--fsync", "batch", "--segment-bytes", "4096"]).unwrap();
-        let c = t.serve.node_config().unwrap();
+        let c = t.serve.node_config(20_000).unwrap();
         assert_eq!(c.broker.log.fsync, weir_broker::FsyncPolicy::Batch);
         assert_eq!(c.broker.log.segment_bytes, 4096);
 
         let t = T::try_parse_from(["weir", "--segment-bytes", "10"]).unwrap();
-        let e = t.serve.node_config().unwrap_err().to_string();
+        let e = t.serve.node_config(20_000).unwrap_err().to_string();
         assert_eq!(
             e,
             "invalid server setting: segment_bytes must be at least 1024"

@@ -4,7 +4,7 @@
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use serde::Deserialize;
-use weir_broker::{TopicDescription, TopicInfo, TopicSpec};
+use weir_broker::{PartitionStatus, TopicDescription, TopicInfo, TopicSpec};
 
 use super::FsyncArg;
 use super::client::Client;
@@ -163,6 +163,13 @@ fn describe_text(d: &TopicDescription) -> String {
                 p.end_offset.to_string(),
                 p.size_bytes.to_string(),
                 p.segments.to_string(),
+                match p.status {
+                    PartitionStatus::Online => "online".to_string(),
+                    PartitionStatus::Offline => format!(
+                        "offline: {}",
+                        p.error.as_deref().unwrap_or("could not be opened")
+                    ),
+                },
             ]
         })
         .collect();
@@ -173,6 +180,7 @@ fn describe_text(d: &TopicDescription) -> String {
             "END_OFFSET",
             "SIZE_BYTES",
             "SEGMENTS",
+            "STATUS",
         ],
         &rows,
     ));
@@ -219,6 +227,8 @@ mod tests {
                 end_offset: 10,
                 size_bytes: 512,
                 segments: 1,
+                status: PartitionStatus::Online,
+                error: None,
             }],
         };
         let text = describe_text(&d);

@@ -9,6 +9,10 @@
 //!   response head, so a follow stream counts only until it starts)
 //! - `weir_topic_records_appended_total{topic}`, `weir_topic_bytes_appended_total{topic}`,
 //!   `weir_topic_records_read_total{topic}`, `weir_topic_bytes_read_total{topic}`
+//! - `weir_partitions_offline{topic}` (partitions that could not be opened at start; a
+//!   topic that could not be opened at all counts as one), `weir_log_open_files`,
+//!   `weir_log_open_files_limit`, `weir_log_file_opens_total`, `weir_log_file_evictions_total`
+//!   (the log's bounded cache of open segment and index files)
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -22,6 +26,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use weir_broker::{Broker, TopicStats};
@@ -147,6 +152,59 @@ impl Collector for BrokerStatsCollector {
                 let metric = family.encode_family(&labels)?;
                 ConstCounter::new(field(s)).encode(metric)?;
             }
+        }
+        let mut offline: std::collections::BTreeMap<String, i64> = Default::default();
+        for (topic, _, _) in self.broker.unavailable() {
+            *offline.entry(topic).or_default() += 1;
+        }
+        let mut family = encoder.encode_descriptor(
+            "weir_partitions_offline",
+            "Partitions (or whole topics) that could not be opened at start.",
+            None,
+            ConstGauge::new(0i64).metric_type(),
+        )?;
+        for (topic, n) in &offline {
+            let labels = [("topic", topic.as_str())];
+            ConstGauge::new(*n).encode(family.encode_family(&labels)?)?;
+        }
+        let files = self.broker.file_cache_stats();
+        let gauges: [(&str, &str, i64); 2] = [
+            (
+                "weir_log_open_files",
+                "Segment and index files the log holds open now.",
+                files.open as i64,
+            ),
+            (
+                "weir_log_open_files_limit",
+                "Capacity of the log's cache of open files.",
+                files.capacity as i64,
+            ),
+        ];
+        for (name, help, v) in gauges {
+            let family =
+                encoder.encode_descriptor(name, help, None, ConstGauge::new(0i64).metric_type())?;
+            ConstGauge::new(v).encode(family)?;
+        }
+        let counters: [(&str, &str, u64); 2] = [
+            (
+                "weir_log_file_opens",
+                "Segment and index files reopened after the cache closed them.",
+                files.opens,
+            ),
+            (
+                "weir_log_file_evictions",
+                "Files the log's cache closed to stay within its capacity.",
+                files.evictions,
+            ),
+        ];
+        for (name, help, v) in counters {
+            let family = encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                ConstCounter::new(0u64).metric_type(),
+            )?;
+            ConstCounter::new(v).encode(family)?;
         }
         Ok(())
     }

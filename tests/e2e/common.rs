@@ -26,11 +26,19 @@ pub struct Server {
     /// `host:port` of the Kafka listener.
     pub kafka: String,
     extra: Vec<String>,
+    /// Open-file limit (soft and hard) the server runs under; `None`: this process's.
+    nofile: Option<u64>,
     pub http: reqwest::blocking::Client,
 }
 
 impl Server {
     pub fn start(extra: &[&str]) -> Server {
+        Server::start_with_nofile(None, extra)
+    }
+
+    /// [`Server::start`] under an open-file limit of `nofile` (soft and hard, as `prlimit`
+    /// would set them), or this process's limit when `None`.
+    pub fn start_with_nofile(nofile: Option<u64>, extra: &[&str]) -> Server {
         let tmp = tempfile::tempdir().unwrap();
         let data_dir = tmp.path().join("data");
         let mut s = Server {
@@ -40,6 +48,7 @@ impl Server {
             url: String::new(),
             kafka: String::new(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            nofile,
             http: reqwest::blocking::Client::builder()
                 .timeout(Duration::from_secs(60))
                 .build()
@@ -57,7 +66,22 @@ impl Server {
             self.kafka = format!("127.0.0.1:{}", free_port());
             extra.extend(["--kafka".to_string(), self.kafka.clone()]);
         }
-        let child = Command::new(BIN)
+        let mut cmd = Command::new(BIN);
+        if let Some(limit) = self.nofile {
+            use std::os::unix::process::CommandExt;
+            let rlimit = rustix::process::Rlimit {
+                current: Some(limit),
+                maximum: Some(limit),
+            };
+            // SAFETY: setrlimit is async-signal-safe and touches no memory of the parent.
+            unsafe {
+                cmd.pre_exec(move || {
+                    rustix::process::setrlimit(rustix::process::Resource::Nofile, rlimit)
+                        .map_err(std::io::Error::from)
+                });
+            }
+        }
+        let child = cmd
             .arg("serve")
             .arg("--data-dir")
             .arg(&self.data_dir)

@@ -26,7 +26,7 @@ fn script(name: &str) -> PathBuf {
 
 /// Runs a Python helper; returns its last stdout line as JSON. Panics with its output if it
 /// fails.
-fn python(name: &str, args: &[&str]) -> Value {
+pub(crate) fn python(name: &str, args: &[&str]) -> Value {
     let out = Command::new("python3")
         .arg(script(name))
         .args(args)

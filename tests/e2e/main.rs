@@ -8,6 +8,7 @@ mod errors;
 mod functions;
 mod kafka;
 mod maintenance;
+mod partitions;
 mod processors;
 mod records;
 mod sql;

@@ -5,10 +5,15 @@
 //!   batch that follows it in scan order).
 //!
 //! Index files are a cache: when one does not match its log it is rebuilt from the log.
+//! They are written through the node's [`FileCache`] (reopened when it closed them).
 
 use std::fs::File;
+use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::file_cache::{CachedFile, FileCache, Reopen};
 
 use crate::error::{BrokerError, Result};
 
@@ -35,10 +40,8 @@ const TIME_ENTRY: usize = 12;
 pub struct SegmentIndex {
     pub offsets: Vec<OffsetEntry>,
     pub times: Vec<TimeEntry>,
-    offset_file: File,
-    time_file: File,
-    offset_path: PathBuf,
-    time_path: PathBuf,
+    offset_file: CachedFile,
+    time_file: CachedFile,
 }
 
 fn open_rw(path: &Path) -> Result<File> {
@@ -54,18 +57,24 @@ fn open_rw(path: &Path) -> Result<File> {
 impl SegmentIndex {
     /// Opens both index files and loads them; entries that fail basic checks (size, order,
     /// positions within `log_size`) make the load return `None` so the caller rebuilds.
-    pub fn open(offset_path: PathBuf, time_path: PathBuf, log_size: u64) -> Result<(Self, bool)> {
-        let offset_file = open_rw(&offset_path)?;
-        let time_file = open_rw(&time_path)?;
-        let raw_o = std::fs::read(&offset_path).map_err(|e| BrokerError::io(&offset_path, e))?;
-        let raw_t = std::fs::read(&time_path).map_err(|e| BrokerError::io(&time_path, e))?;
+    pub fn open(
+        offset_path: PathBuf,
+        time_path: PathBuf,
+        log_size: u64,
+        cache: &Arc<FileCache>,
+    ) -> Result<(Self, bool)> {
+        let mut offset_file = open_rw(&offset_path)?;
+        let raw_o = read_all(&mut offset_file, &offset_path)?;
+        let offset_file =
+            CachedFile::with_open(cache, offset_path, offset_file, Reopen::CreateIfMissing);
+        let mut time_file = open_rw(&time_path)?;
+        let raw_t = read_all(&mut time_file, &time_path)?;
+        let time_file = CachedFile::with_open(cache, time_path, time_file, Reopen::CreateIfMissing);
         let mut idx = SegmentIndex {
             offsets: Vec::new(),
             times: Vec::new(),
             offset_file,
             time_file,
-            offset_path,
-            time_path,
         };
         let mut valid = raw_o.len() % OFFSET_ENTRY == 0 && raw_t.len() % TIME_ENTRY == 0;
         if valid {
@@ -103,13 +112,8 @@ impl SegmentIndex {
     pub fn clear(&mut self) -> Result<()> {
         self.offsets.clear();
         self.times.clear();
-        self.offset_file
-            .set_len(0)
-            .map_err(|e| BrokerError::io(&self.offset_path, e))?;
-        self.time_file
-            .set_len(0)
-            .map_err(|e| BrokerError::io(&self.time_path, e))?;
-        Ok(())
+        set_len(&self.offset_file, 0)?;
+        set_len(&self.time_file, 0)
     }
 
     /// Appends an offset entry and a time entry for a batch starting at `position`.
@@ -125,9 +129,7 @@ impl SegmentIndex {
         let mut e = [0u8; OFFSET_ENTRY];
         e[..4].copy_from_slice(&relative_offset.to_be_bytes());
         e[4..].copy_from_slice(&position.to_be_bytes());
-        self.offset_file
-            .write_all_at(&e, at)
-            .map_err(|err| BrokerError::io(&self.offset_path, err))?;
+        write_at(&self.offset_file, &e, at)?;
         self.offsets.push(OffsetEntry {
             relative_offset,
             position,
@@ -141,9 +143,7 @@ impl SegmentIndex {
         let mut t = [0u8; TIME_ENTRY];
         t[..8].copy_from_slice(&ts.to_be_bytes());
         t[8..].copy_from_slice(&relative_offset.to_be_bytes());
-        self.time_file
-            .write_all_at(&t, at)
-            .map_err(|err| BrokerError::io(&self.time_path, err))?;
+        write_at(&self.time_file, &t, at)?;
         self.times.push(TimeEntry {
             max_timestamp: ts,
             relative_offset,
@@ -163,13 +163,11 @@ impl SegmentIndex {
         let last_rel = self.offsets.last().map(|e| e.relative_offset);
         self.times
             .retain(|t| last_rel.is_some_and(|r| t.relative_offset <= r));
-        self.offset_file
-            .set_len((self.offsets.len() * OFFSET_ENTRY) as u64)
-            .map_err(|e| BrokerError::io(&self.offset_path, e))?;
-        self.time_file
-            .set_len((self.times.len() * TIME_ENTRY) as u64)
-            .map_err(|e| BrokerError::io(&self.time_path, e))?;
-        Ok(())
+        set_len(
+            &self.offset_file,
+            (self.offsets.len() * OFFSET_ENTRY) as u64,
+        )?;
+        set_len(&self.time_file, (self.times.len() * TIME_ENTRY) as u64)
     }
 
     /// Largest indexed entry at or before `relative_offset`.
@@ -188,15 +186,40 @@ impl SegmentIndex {
     }
 
     pub fn sync(&self) -> Result<()> {
-        self.offset_file
-            .sync_data()
-            .map_err(|e| BrokerError::io(&self.offset_path, e))?;
-        self.time_file
-            .sync_data()
-            .map_err(|e| BrokerError::io(&self.time_path, e))
+        for f in [&self.offset_file, &self.time_file] {
+            f.get()
+                .and_then(|file| file.sync_data())
+                .map_err(|e| BrokerError::io(f.path(), e))?;
+        }
+        Ok(())
     }
 
     pub fn paths(&self) -> [&Path; 2] {
-        [&self.offset_path, &self.time_path]
+        [self.offset_file.path(), self.time_file.path()]
     }
+
+    /// Gives both descriptors back to the cache.
+    pub fn close_files(&self) {
+        self.offset_file.close();
+        self.time_file.close();
+    }
+}
+
+fn read_all(file: &mut File, path: &Path) -> Result<Vec<u8>> {
+    let mut raw = Vec::new();
+    file.read_to_end(&mut raw)
+        .map_err(|e| BrokerError::io(path, e))?;
+    Ok(raw)
+}
+
+fn set_len(f: &CachedFile, len: u64) -> Result<()> {
+    f.get()
+        .and_then(|file| file.set_len(len))
+        .map_err(|e| BrokerError::io(f.path(), e))
+}
+
+fn write_at(f: &CachedFile, bytes: &[u8], at: u64) -> Result<()> {
+    f.get()
+        .and_then(|file| file.write_all_at(bytes, at))
+        .map_err(|e| BrokerError::io(f.path(), e))
 }

@@ -1,13 +1,16 @@
 //! The on-disk log of one partition: a directory of segments, each a `.log` file of
 //! RecordBatch v2 bytes with a sparse `.index` (offset → file position) and a `.timeindex`
 //! (timestamp → offset). This module owns files, recovery, rolling, retention and
-//! compaction; it knows nothing of topics, partitioning or transports.
+//! compaction; it knows nothing of topics, partitioning or transports. Every segment and
+//! index file is opened through one bounded [`FileCache`] per node.
 
 pub mod cleaner;
+pub mod file_cache;
 mod index;
 mod partition;
 mod segment;
 
+pub use file_cache::{FileCache, FileCacheStats};
 pub use partition::{PartitionLog, PartitionSettings, sync_dir};
 pub use segment::Segment;
 

@@ -1,6 +1,7 @@
 //! The log of one partition: an ordered set of segments in one directory, the last of them
 //! active. Owns offset assignment, rolling, reads across segments, flushing and retention.
-//! Callers serialise access (one `Mutex<PartitionLog>` per partition).
+//! Callers serialise access (one `Mutex<PartitionLog>` per partition). Segment files are
+//! opened through the node's [`FileCache`]; a partition holds no descriptor of its own.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -9,6 +10,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::file_cache::FileCache;
 use super::segment::{Recovery, Segment};
 use crate::batch;
 use crate::config::FsyncPolicy;
@@ -36,6 +38,7 @@ pub struct PartitionLog {
     segments: BTreeMap<i64, Segment>,
     next_offset: i64,
     dirty: bool,
+    cache: Arc<FileCache>,
 }
 
 fn parse_stem(name: &str, ext: &str) -> Option<i64> {
@@ -47,8 +50,18 @@ fn parse_stem(name: &str, ext: &str) -> Option<i64> {
 }
 
 impl PartitionLog {
-    /// Opens the partition in `dir` (created if missing), recovering the active segment.
+    /// Opens the partition in `dir` (created if missing), recovering the active segment, with
+    /// a file cache of its own ([`FileCache::default`]).
     pub fn open(dir: &Path, settings: PartitionSettings) -> Result<PartitionLog> {
+        Self::open_in(dir, settings, &Arc::new(FileCache::default()))
+    }
+
+    /// [`open`](Self::open) with the node's shared file cache.
+    pub fn open_in(
+        dir: &Path,
+        settings: PartitionSettings,
+        cache: &Arc<FileCache>,
+    ) -> Result<PartitionLog> {
         std::fs::create_dir_all(dir).map_err(|e| BrokerError::io(dir, e))?;
         let mut bases = Vec::new();
         let entries = std::fs::read_dir(dir).map_err(|e| BrokerError::io(dir, e))?;
@@ -83,11 +96,14 @@ impl PartitionLog {
             } else {
                 Recovery::Tail
             };
-            let seg = Segment::open(dir, base, settings.index_interval_bytes, recovery)?;
+            let seg = Segment::open(dir, base, settings.index_interval_bytes, recovery, cache)?;
             segments.insert(base, seg);
         }
         if segments.is_empty() {
-            segments.insert(0, Segment::create(dir, 0, settings.index_interval_bytes)?);
+            segments.insert(
+                0,
+                Segment::create(dir, 0, settings.index_interval_bytes, cache)?,
+            );
         }
         let next_offset = segments
             .values()
@@ -100,6 +116,7 @@ impl PartitionLog {
             segments,
             next_offset,
             dirty: false,
+            cache: Arc::clone(cache),
         })
     }
 
@@ -222,6 +239,7 @@ impl PartitionLog {
                 &self.dir,
                 self.next_offset,
                 self.settings.index_interval_bytes,
+                &self.cache,
             )?;
             self.segments.insert(self.next_offset, seg);
         }
@@ -255,12 +273,15 @@ impl PartitionLog {
     }
 
     /// The active segment's file if it has unsynced writes (clears the flag). Sync it
-    /// without holding the partition lock.
-    pub fn take_dirty(&mut self) -> Option<Arc<File>> {
-        if !std::mem::take(&mut self.dirty) {
-            return None;
+    /// without holding the partition lock. (A descriptor reopened after the cache closed
+    /// the one written through syncs the same file: `fdatasync` flushes the inode.)
+    pub fn take_dirty(&mut self) -> Result<Option<Arc<File>>> {
+        if !self.dirty {
+            return Ok(None);
         }
-        self.active().ok().map(|s| s.file())
+        let file = self.active()?.file()?;
+        self.dirty = false;
+        Ok(Some(file))
     }
 
     /// Syncs the active segment (closed segments were synced when they were rolled).
@@ -346,6 +367,7 @@ impl PartitionLog {
                     base,
                     self.settings.index_interval_bytes,
                     Recovery::Full,
+                    &self.cache,
                 )?;
                 self.segments.insert(base, seg);
             }

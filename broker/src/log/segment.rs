@@ -1,15 +1,17 @@
 //! One segment: a `.log` file of whole RecordBatch v2 batches with its indexes. It owns
 //! recovery of its own file (validate batches, truncate a torn or corrupt tail), positional
 //! reads of whole batches, and appends. It never decodes records except to answer a
-//! timestamp lookup.
+//! timestamp lookup. Its files are reached through the node's [`FileCache`], so a segment
+//! holds no descriptor unless the cache keeps one open for it.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
+use super::file_cache::{CachedFile, FileCache, Reopen};
 use super::index::SegmentIndex;
 use crate::batch::{self, BatchHeader, HEADER_LEN};
 use crate::error::{BrokerError, Result};
@@ -23,8 +25,7 @@ pub fn file_stem(base_offset: i64) -> String {
 #[derive(Debug)]
 pub struct Segment {
     base_offset: i64,
-    log_path: PathBuf,
-    log: Arc<File>,
+    log: CachedFile,
     size: u64,
     next_offset: i64,
     max_timestamp: i64,
@@ -45,7 +46,12 @@ pub enum Recovery {
 
 impl Segment {
     /// Creates an empty segment.
-    pub fn create(dir: &Path, base_offset: i64, index_interval: u64) -> Result<Segment> {
+    pub fn create(
+        dir: &Path,
+        base_offset: i64,
+        index_interval: u64,
+        cache: &Arc<FileCache>,
+    ) -> Result<Segment> {
         let stem = file_stem(base_offset);
         let log_path = dir.join(format!("{stem}.log"));
         let log = std::fs::OpenOptions::new()
@@ -55,16 +61,17 @@ impl Segment {
             .truncate(true)
             .open(&log_path)
             .map_err(|e| BrokerError::io(&log_path, e))?;
+        let log = CachedFile::with_open(cache, log_path, log, Reopen::MustExist);
         let (mut index, _) = SegmentIndex::open(
             dir.join(format!("{stem}.index")),
             dir.join(format!("{stem}.timeindex")),
             0,
+            cache,
         )?;
         index.clear()?;
         Ok(Segment {
             base_offset,
-            log_path,
-            log: Arc::new(log),
+            log,
             size: 0,
             next_offset: base_offset,
             max_timestamp: -1,
@@ -82,6 +89,7 @@ impl Segment {
         base_offset: i64,
         index_interval: u64,
         recovery: Recovery,
+        cache: &Arc<FileCache>,
     ) -> Result<Segment> {
         let stem = file_stem(base_offset);
         let log_path = dir.join(format!("{stem}.log"));
@@ -94,15 +102,16 @@ impl Segment {
             .metadata()
             .map_err(|e| BrokerError::io(&log_path, e))?
             .len();
+        let log = CachedFile::with_open(cache, log_path, log, Reopen::MustExist);
         let (index, index_ok) = SegmentIndex::open(
             dir.join(format!("{stem}.index")),
             dir.join(format!("{stem}.timeindex")),
             size,
+            cache,
         )?;
         let mut seg = Segment {
             base_offset,
-            log_path,
-            log: Arc::new(log),
+            log,
             size,
             next_offset: base_offset,
             max_timestamp: -1,
@@ -128,10 +137,13 @@ impl Segment {
     /// True if the first and last index entries point at batch headers with the offsets
     /// they claim (cheap check that the index belongs to this log).
     fn index_points_at_batches(&self) -> bool {
+        let Ok(file) = self.file() else {
+            return false;
+        };
         let check = |e: Option<&super::index::OffsetEntry>| match e {
             None => true,
             Some(e) => self
-                .read_header(e.position as u64)
+                .read_header(&file, e.position as u64)
                 .ok()
                 .flatten()
                 .is_some_and(|h| h.base_offset == self.base_offset + e.relative_offset as i64),
@@ -140,14 +152,13 @@ impl Segment {
     }
 
     /// Reads the batch header at `pos`, or `None` if fewer than a header's bytes remain.
-    fn read_header(&self, pos: u64) -> Result<Option<BatchHeader>> {
+    fn read_header(&self, file: &File, pos: u64) -> Result<Option<BatchHeader>> {
         if pos + HEADER_LEN as u64 > self.size {
             return Ok(None);
         }
         let mut buf = [0u8; HEADER_LEN];
-        self.log
-            .read_exact_at(&mut buf, pos)
-            .map_err(|e| BrokerError::io(&self.log_path, e))?;
+        file.read_exact_at(&mut buf, pos)
+            .map_err(|e| BrokerError::io(self.log_path(), e))?;
         BatchHeader::parse(&buf).map(Some)
     }
 
@@ -158,8 +169,9 @@ impl Segment {
         let mut expected_min = self.base_offset;
         self.bytes_since_index = 0;
         let mut buf = Vec::new();
+        let file = self.file()?;
         while pos < self.size {
-            let header = match self.read_header(pos) {
+            let header = match self.read_header(&file, pos) {
                 Ok(Some(h)) => h,
                 Ok(None) => break,
                 Err(BrokerError::CorruptBatch(_)) => break,
@@ -170,9 +182,8 @@ impl Segment {
                 break;
             }
             buf.resize(len as usize, 0);
-            self.log
-                .read_exact_at(&mut buf, pos)
-                .map_err(|e| BrokerError::io(&self.log_path, e))?;
+            file.read_exact_at(&mut buf, pos)
+                .map_err(|e| BrokerError::io(self.log_path(), e))?;
             if batch::validate(&buf).is_err() {
                 break;
             }
@@ -190,17 +201,15 @@ impl Segment {
         }
         if pos < self.size {
             tracing::warn!(
-                segment = %self.log_path.display(),
+                segment = %self.log_path().display(),
                 valid_bytes = pos,
                 file_bytes = self.size,
                 "truncating torn or corrupt tail of segment"
             );
-            self.log
-                .set_len(pos)
-                .map_err(|e| BrokerError::io(&self.log_path, e))?;
-            self.log
-                .sync_all()
-                .map_err(|e| BrokerError::io(&self.log_path, e))?;
+            file.set_len(pos)
+                .map_err(|e| BrokerError::io(self.log_path(), e))?;
+            file.sync_all()
+                .map_err(|e| BrokerError::io(self.log_path(), e))?;
             self.size = pos;
             self.index.truncate_to_position(pos)?;
         }
@@ -210,7 +219,7 @@ impl Segment {
     fn push_index(&mut self, header: &BatchHeader, pos: u64) -> Result<()> {
         let rel = u32::try_from(header.base_offset - self.base_offset).map_err(|_| {
             BrokerError::CorruptFile {
-                path: self.log_path.clone(),
+                path: self.log_path().to_path_buf(),
                 reason: "offset too far from segment base".into(),
             }
         })?;
@@ -220,10 +229,11 @@ impl Segment {
     /// Appends one whole, validated batch whose base offset is already set.
     pub fn append(&mut self, batch: &[u8], header: &BatchHeader) -> Result<()> {
         let pos = self.size;
-        if let Err(e) = write_batch_at(&self.log, header.base_offset, batch, pos) {
+        let file = self.file()?;
+        if let Err(e) = write_batch_at(&file, header.base_offset, batch, pos) {
             // Leave no partial batch behind: the file ends where our size says it does.
-            let _ = self.log.set_len(pos);
-            return Err(BrokerError::io(&self.log_path, e));
+            let _ = file.set_len(pos);
+            return Err(BrokerError::io(self.log_path(), e));
         }
         if pos > 0 && self.bytes_since_index >= self.index_interval {
             self.push_index(header, pos)?;
@@ -244,8 +254,9 @@ impl Segment {
         }
         let rel = u32::try_from((offset - self.base_offset).max(0)).unwrap_or(u32::MAX);
         let mut pos = self.index.floor(rel).map_or(0, |e| e.position as u64);
+        let file = self.file()?;
         let first = loop {
-            match self.read_header(pos)? {
+            match self.read_header(&file, pos)? {
                 None => return Ok(None),
                 Some(h) if h.last_offset() >= offset => break h,
                 Some(h) => pos += h.total_len() as u64,
@@ -253,7 +264,7 @@ impl Segment {
         };
         let mut end = pos + first.total_len() as u64;
         while end < self.size {
-            match self.read_header(end)? {
+            match self.read_header(&file, end)? {
                 Some(h) if (end - pos) as usize + h.total_len() <= max_bytes => {
                     end += h.total_len() as u64
                 }
@@ -261,8 +272,8 @@ impl Segment {
             }
         }
         let end = end.min(self.size);
-        let buf = read_uninit_at(&self.log, (end - pos) as usize, pos)
-            .map_err(|e| BrokerError::io(&self.log_path, e))?;
+        let buf = read_uninit_at(&file, (end - pos) as usize, pos)
+            .map_err(|e| BrokerError::io(self.log_path(), e))?;
         Ok(Some(Bytes::from(buf)))
     }
 
@@ -276,12 +287,12 @@ impl Segment {
             .time_floor(timestamp)
             .and_then(|rel| self.index.floor(rel))
             .map_or(0, |e| e.position as u64);
-        while let Some(h) = self.read_header(pos)? {
+        let file = self.file()?;
+        while let Some(h) = self.read_header(&file, pos)? {
             if h.max_timestamp >= timestamp {
                 let mut buf = BytesMut::zeroed(h.total_len());
-                self.log
-                    .read_exact_at(&mut buf, pos)
-                    .map_err(|e| BrokerError::io(&self.log_path, e))?;
+                file.read_exact_at(&mut buf, pos)
+                    .map_err(|e| BrokerError::io(self.log_path(), e))?;
                 if let Some(r) = batch::decode(buf.freeze())?
                     .into_iter()
                     .find(|r| r.timestamp >= timestamp)
@@ -296,25 +307,21 @@ impl Segment {
 
     /// Forces the log file (not its indexes, which are rebuilt if lost) to disk.
     pub fn sync_log(&self) -> Result<()> {
-        self.log
+        self.file()?
             .sync_data()
-            .map_err(|e| BrokerError::io(&self.log_path, e))
+            .map_err(|e| BrokerError::io(self.log_path(), e))
     }
 
     /// Forces the log and its indexes to disk.
     pub fn flush(&self) -> Result<()> {
-        self.log
-            .sync_data()
-            .map_err(|e| BrokerError::io(&self.log_path, e))?;
+        self.sync_log()?;
         self.index.sync()
     }
 
     /// Removes the segment's files.
     pub fn delete_files(&self) -> Result<()> {
-        for p in [self.log_path.as_path()]
-            .into_iter()
-            .chain(self.index.paths())
-        {
+        self.close_files();
+        for p in [self.log_path()].into_iter().chain(self.index.paths()) {
             match std::fs::remove_file(p) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -340,14 +347,24 @@ impl Segment {
         self.created_ms
     }
     pub fn log_path(&self) -> &Path {
-        &self.log_path
+        self.log.path()
     }
     pub fn index_paths(&self) -> [&Path; 2] {
         self.index.paths()
     }
-    /// A shared handle to the log file (to sync without holding the partition lock).
-    pub fn file(&self) -> Arc<File> {
-        Arc::clone(&self.log)
+    /// A shared handle to the log file, reopened if the cache closed it (to sync without
+    /// holding the partition lock, or for the several reads of one operation).
+    #[inline]
+    pub fn file(&self) -> Result<Arc<File>> {
+        self.log
+            .get()
+            .map_err(|e| BrokerError::io(self.log_path(), e))
+    }
+
+    /// Gives the segment's descriptors back to the cache (they reopen on the next use).
+    pub fn close_files(&self) {
+        self.log.close();
+        self.index.close_files();
     }
 }
 
@@ -436,7 +453,8 @@ mod tests {
     #[test]
     fn reopen_rebuilds_a_corrupt_index() {
         let dir = tempfile::tempdir().unwrap();
-        let mut seg = Segment::create(dir.path(), 0, 200).unwrap();
+        let cache = Arc::new(FileCache::new(4));
+        let mut seg = Segment::create(dir.path(), 0, 200, &cache).unwrap();
         for i in 0..20 {
             let b = batch_at(i * 3, 3, 1000 + i * 10);
             let h = batch::validate(&b).unwrap();
@@ -447,7 +465,7 @@ mod tests {
         drop(seg);
         // Garbage in the index file: it must be rebuilt, not trusted.
         std::fs::write(dir.path().join("00000000000000000000.index"), [0xffu8; 16]).unwrap();
-        let seg = Segment::open(dir.path(), 0, 200, Recovery::Tail).unwrap();
+        let seg = Segment::open(dir.path(), 0, 200, Recovery::Tail, &cache).unwrap();
         assert_eq!(seg.index.offsets, entries);
         assert_eq!(seg.next_offset(), 60);
         assert_eq!(seg.offset_for_timestamp(1055).unwrap(), Some(18));

@@ -92,18 +92,27 @@ fn topic_metadata(
             .and_then(|()| ctx.broker.partition_count(name));
     }
     match count {
-        Ok(n) => t.with_partitions(
-            (0..n)
-                .map(|p| {
-                    MetadataResponsePartition::default()
-                        .with_partition_index(p)
-                        .with_leader_id(node)
-                        .with_leader_epoch(0)
-                        .with_replica_nodes(vec![node])
-                        .with_isr_nodes(vec![node])
-                })
-                .collect(),
-        ),
+        Ok(n) => {
+            // A partition that could not be opened at start has no leader until fixed.
+            let offline = ctx.broker.offline_partitions(name).unwrap_or_default();
+            t.with_partitions(
+                (0..n)
+                    .map(|p| {
+                        let m = MetadataResponsePartition::default()
+                            .with_partition_index(p)
+                            .with_leader_epoch(0)
+                            .with_replica_nodes(vec![node]);
+                        if offline.contains(&p) {
+                            m.with_error_code(ResponseError::KafkaStorageError.code())
+                                .with_leader_id(BrokerId(-1))
+                                .with_offline_replicas(vec![node])
+                        } else {
+                            m.with_leader_id(node).with_isr_nodes(vec![node])
+                        }
+                    })
+                    .collect(),
+            )
+        }
         Err(BrokerError::InvalidTopicName { .. }) => {
             t.with_error_code(ResponseError::InvalidTopicException.code())
         }

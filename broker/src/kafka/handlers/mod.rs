@@ -121,6 +121,8 @@ pub fn broker_error_code(e: &BrokerError) -> i16 {
         | BrokerError::CorruptFile { .. }
         | BrokerError::DataDirLocked(_) => ResponseError::KafkaStorageError.code(),
         BrokerError::ShuttingDown => ResponseError::NotLeaderOrFollower.code(),
+        BrokerError::PolicyViolation(_) => ResponseError::PolicyViolation.code(),
+        BrokerError::PartitionOffline { .. } => ResponseError::KafkaStorageError.code(),
     }
 }
 

@@ -99,13 +99,10 @@ pub async fn create(
                 let result = spec_for(&t, default_partitions).and_then(|spec| {
                     let partitions = spec.partitions;
                     if req.validate_only {
-                        return match broker.partition_count(&spec.name) {
-                            Ok(_) => Err((
-                                ResponseError::TopicAlreadyExists.code(),
-                                format!("topic '{}' already exists", spec.name),
-                            )),
-                            Err(_) => Ok(partitions),
-                        };
+                        return broker
+                            .check_new_topic(&spec)
+                            .map(|()| partitions)
+                            .map_err(|e| (broker_error_code(&e), e.to_string()));
                     }
                     broker
                         .create_topic(spec)
