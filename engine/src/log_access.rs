@@ -29,9 +29,13 @@ const OFFSETS_SEGMENT_BYTES: u64 = 1 << 20;
 pub enum LogError {
     #[error("topic '{0}' does not exist")]
     UnknownTopic(String),
-    /// Any other failure of the log, with the log's own stable code.
+    /// Any other failure of the log, with the log's own stable code and class.
     #[error("{message}")]
-    Log { code: &'static str, message: String },
+    Log {
+        code: &'static str,
+        kind: ErrorKind,
+        message: String,
+    },
     #[error("corrupt committed offsets in '{topic}': {reason}")]
     CorruptOffsets { topic: String, reason: String },
 }
@@ -45,6 +49,15 @@ impl LogError {
             LogError::CorruptOffsets { .. } => "corrupt_offsets",
         }
     }
+
+    /// Coarse class (the log's own for [`LogError::Log`]).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            LogError::UnknownTopic(_) => ErrorKind::NotFound,
+            LogError::Log { kind, .. } => *kind,
+            LogError::CorruptOffsets { .. } => ErrorKind::Corrupt,
+        }
+    }
 }
 
 impl From<BrokerError> for LogError {
@@ -53,6 +66,7 @@ impl From<BrokerError> for LogError {
             BrokerError::UnknownTopic(t) => LogError::UnknownTopic(t),
             e => LogError::Log {
                 code: e.code(),
+                kind: e.kind(),
                 message: e.to_string(),
             },
         }
@@ -104,6 +118,11 @@ pub trait LogAccess: Send + Sync + 'static {
     fn ensure_topic(&self, spec: TopicSpec) -> Result<TopicMeta, LogError>;
     /// Deletes a topic; a missing topic is not an error.
     fn delete_topic(&self, topic: &str) -> Result<(), LogError>;
+    /// Checks a topic spec as creating it would (name, partitions, configs), without creating
+    /// anything (so a script can be checked before any of it runs).
+    fn check_topic(&self, _spec: &TopicSpec) -> Result<(), LogError> {
+        Ok(())
+    }
     /// Appends records, each naming its partition; returns `(partition, offset)` for each,
     /// in order, once durable under the topic's fsync policy.
     fn produce(
@@ -228,6 +247,12 @@ impl LogAccess for Broker {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    fn check_topic(&self, spec: &TopicSpec) -> Result<(), LogError> {
+        self.check_topic_spec(spec)
+            .map(|_| ())
+            .map_err(LogError::from)
     }
 
     fn delete_topic(&self, topic: &str) -> Result<(), LogError> {
