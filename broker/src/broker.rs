@@ -214,6 +214,12 @@ impl Broker {
         &self.inner.config
     }
 
+    /// Checks a topic spec against the rules and defaults [`Broker::create_topic`] applies,
+    /// without touching the disk (SQL checks a whole script before running any of it).
+    pub fn check_topic_spec(&self, spec: &TopicSpec) -> Result<TopicInfo> {
+        topic::resolve(spec, &self.inner.config.log)
+    }
+
     fn topic(&self, name: &str) -> Result<Arc<Topic>> {
         let topics = self.inner.topics.read().unwrap_or_else(|p| p.into_inner());
         topics

@@ -119,6 +119,11 @@ pub trait LogAccess: Send + Sync + 'static {
     fn ensure_topic(&self, spec: TopicSpec) -> Result<TopicMeta, LogError>;
     /// Deletes a topic; a missing topic is not an error.
     fn delete_topic(&self, topic: &str) -> Result<(), LogError>;
+    /// Checks a topic spec as creating it would (name, partitions, configs), without creating
+    /// anything (so a script can be checked before any of it runs).
+    fn check_topic(&self, _spec: &TopicSpec) -> Result<(), LogError> {
+        Ok(())
+    }
     /// Appends records, each naming its partition; returns `(partition, offset)` for each,
     /// in order, once durable under the topic's fsync policy.
     fn produce(
@@ -243,6 +248,12 @@ impl LogAccess for Broker {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    fn check_topic(&self, spec: &TopicSpec) -> Result<(), LogError> {
+        self.check_topic_spec(spec)
+            .map(|_| ())
+            .map_err(LogError::from)
     }
 
     fn delete_topic(&self, topic: &str) -> Result<(), LogError> {

@@ -27,6 +27,8 @@ pub struct ApiError {
     close: bool,
     /// Where in the request's SQL text the error is (`line`, `column`, 1-based).
     position: Option<(u64, u64)>,
+    /// More fields of the error object (e.g. which SQL statements ran).
+    details: serde_json::Map<String, serde_json::Value>,
 }
 
 impl ApiError {
@@ -41,12 +43,19 @@ impl ApiError {
             message: message.into(),
             close: status == StatusCode::PAYLOAD_TOO_LARGE,
             position: None,
+            details: serde_json::Map::new(),
         }
     }
 
     /// Adds the position of the error in the request's SQL text.
     pub fn at(mut self, line: u64, column: u64) -> Self {
         self.position = Some((line, column));
+        self
+    }
+
+    /// Adds a field to the error object (beside `code` and `message`).
+    pub fn with(mut self, key: &str, value: serde_json::Value) -> Self {
+        self.details.insert(key.to_string(), value);
         self
     }
 
@@ -183,6 +192,8 @@ struct ErrorDetail<'a> {
     line: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     column: Option<u64>,
+    #[serde(flatten)]
+    details: &'a serde_json::Map<String, serde_json::Value>,
 }
 
 impl IntoResponse for ApiError {
@@ -196,6 +207,7 @@ impl IntoResponse for ApiError {
                 message: &self.message,
                 line: self.position.map(|p| p.0),
                 column: self.position.map(|p| p.1),
+                details: &self.details,
             },
         };
         let mut response = (self.status, Json(body)).into_response();

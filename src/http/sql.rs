@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
-use weir_engine::sql::{PushQuery, QueryStart, SqlError, SqlService};
+use weir_engine::sql::{PushQuery, QueryStart, ScriptError, SqlError, SqlService};
 
 use super::AppState;
 use super::error::ApiError;
@@ -82,10 +82,23 @@ pub async fn execute(
 ) -> Result<Response, ApiError> {
     let svc = service(&state)?;
     let props = req.properties()?;
-    let results = tokio::task::spawn_blocking(move || svc.execute(&req.sql, &props))
+    let results = tokio::task::spawn_blocking(move || svc.execute_script(&req.sql, &props))
         .await?
-        .map_err(sql_error)?;
+        .map_err(script_error)?;
     Ok(Json(json!({ "results": results })).into_response())
+}
+
+/// A failed script: the error, and (when one statement failed) which one, the results of
+/// those that ran before it and the texts of those not run.
+fn script_error(e: ScriptError) -> ApiError {
+    let err = sql_error(e.error);
+    match e.failed {
+        Some(i) => err
+            .with("statement_index", json!(i))
+            .with("executed", json!(e.executed))
+            .with("not_executed", json!(e.not_executed)),
+        None => err,
+    }
 }
 
 fn line(v: &Value) -> Bytes {

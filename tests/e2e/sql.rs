@@ -554,3 +554,200 @@ fn terminate_drop_and_listings() {
     assert!(f[0]["rows"].to_string().contains("LATEST_BY_OFFSET"));
     assert_eq!(f[1]["rows"][0][0], "UCASE");
 }
+
+/// `n` nested copies of `open`, then `inner`, then `n` copies of `close`.
+fn nest(open: &str, inner: &str, close: &str, n: usize) -> String {
+    format!("{}{inner}{}", open.repeat(n), close.repeat(n))
+}
+
+/// `n` copies of `term` joined by `op`.
+fn chain(term: &str, op: &str, n: usize) -> String {
+    vec![term; n].join(op)
+}
+
+/// Issue #12, finding 1: statements nested deep enough to overflow a stack (10,000-deep
+/// parentheses, a 100,000-term AND chain, 1,000 nested function calls, and the smaller shapes
+/// that killed a debug build) are refused with 400 and a stable code, on both endpoints, and
+/// the server answers the next request.
+#[test]
+fn hostile_nesting_is_refused_and_the_server_keeps_serving() {
+    let server = Server::start(&[]);
+    server.sql(
+        "CREATE STREAM s (id VARCHAR KEY, a INT, b BOOLEAN) WITH (KAFKA_TOPIC='s', PARTITIONS=1);",
+    );
+    let parens = nest("(", "b", ")", 10_000);
+    let and_chain = chain("b", " AND ", 100_000);
+    let calls = nest("UPPER(", "id", ")", 1_000);
+    let plus_chain = chain("a", " + ", 100);
+    let cases = [
+        (
+            format!("SELECT id FROM s WHERE {parens} EMIT CHANGES;"),
+            "sql_too_deep",
+        ),
+        (
+            format!("SELECT id FROM s WHERE {and_chain} EMIT CHANGES;"),
+            "sql_too_complex",
+        ),
+        (
+            format!("SELECT {calls} FROM s EMIT CHANGES;"),
+            "sql_too_deep",
+        ),
+        (
+            format!(
+                "SELECT id FROM s WHERE {} EMIT CHANGES;",
+                nest("(", "b", ")", 70)
+            ),
+            "sql_too_deep",
+        ),
+        (
+            format!("SELECT id FROM s WHERE {plus_chain} > 0 EMIT CHANGES;"),
+            "sql_too_deep",
+        ),
+        (
+            format!(
+                "SELECT id FROM s WHERE {} EMIT CHANGES;",
+                chain("b", " AND ", 1_000)
+            ),
+            "sql_too_deep",
+        ),
+        (
+            format!(
+                "SELECT id FROM s WHERE {} EMIT CHANGES;",
+                nest("NOT ", "b", "", 1_000)
+            ),
+            "sql_too_deep",
+        ),
+        (
+            format!("SELECT {} FROM s EMIT CHANGES;", chain("id", " || ", 2_000)),
+            "sql_too_deep",
+        ),
+    ];
+    for (sql, code) in &cases {
+        for endpoint in ["/v1/sql", "/v1/query"] {
+            let (status, body) = server.post(endpoint, &json!({ "sql": sql }));
+            let short = &sql[..sql.len().min(60)];
+            assert_eq!(status, 400, "{endpoint} {short}…: {body}");
+            assert_eq!(body["error"]["code"], *code, "{endpoint} {short}…: {body}");
+            let (health, _) = server.get("/health");
+            assert_eq!(health, 200, "the server stopped answering after {short}…");
+        }
+    }
+    // Statements within the limits, as deep as allowed, plan, run, and load again after a
+    // restart (their plans are stored and read back).
+    let deep = |n: usize| {
+        format!(
+            "CREATE STREAM deep AS SELECT id, {} AS c FROM s WHERE {} AND ({});",
+            nest("CONCAT(", "id", ", 'x')", 60),
+            nest("NOT ", "b", "", 60),
+            chain("a > 0", " AND ", n),
+        )
+    };
+    server.sql(&deep(30));
+    server.produce(
+        "s",
+        vec![json!({"key": "k", "value": json!({"a": 1, "b": true}).to_string()})],
+    );
+    let expected = format!("k{}", "x".repeat(60));
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            server
+                .json_values("DEEP")
+                .iter()
+                .any(|(_, v)| v["C"] == expected)
+        }),
+        "the deep query produced nothing"
+    );
+    let mut server = server;
+    server.restart();
+    let queries = &server.sql("SHOW QUERIES;")[0];
+    assert_eq!(queries["rows"][0][1], "running", "{queries}");
+}
+
+/// Issue #12, finding 7: what the log refuses in a statement is the statement's fault (400
+/// with the log's code), not a `500 log`.
+#[test]
+fn sql_mistakes_the_log_finds_are_400_with_its_codes() {
+    let server = Server::start(&[]);
+    server.create_topic(json!({"name": "compacted", "partitions": 1, "compacted": true}));
+    server.sql("CREATE STREAM cs (id VARCHAR KEY, a INT) WITH (KAFKA_TOPIC='compacted');");
+    let cases = [
+        (
+            "CREATE STREAM bad (a INT) WITH (KAFKA_TOPIC='bad name!', PARTITIONS=1);",
+            "invalid_topic_name",
+        ),
+        (
+            "CREATE STREAM big (a INT) WITH (KAFKA_TOPIC='big', PARTITIONS=100000);",
+            "invalid_config",
+        ),
+        (
+            "CREATE STREAM bad2 WITH (KAFKA_TOPIC='no/slash') AS SELECT id FROM cs;",
+            "invalid_topic_name",
+        ),
+        ("INSERT INTO cs (a) VALUES (1);", "invalid_record"),
+    ];
+    for (sql, code) in cases {
+        let (status, err) = server.sql_error(sql);
+        assert_eq!(
+            (status, err["code"].as_str()),
+            (400, Some(code)),
+            "{sql}: {err}"
+        );
+    }
+    let (status, _) = server.get("/v1/topics/big");
+    assert_eq!(status, 404);
+    // A storage failure is the server's (5xx) and names the file.
+    let tmp = server.data_dir().join("sql").join("catalog.tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let (status, err) =
+        server.sql_error("CREATE STREAM t (a INT) WITH (KAFKA_TOPIC='t', PARTITIONS=1);");
+    assert!((500..600).contains(&status), "{status} {err}");
+    assert!(
+        err["message"].as_str().unwrap().contains("catalog.json"),
+        "{err}"
+    );
+    std::fs::remove_dir(&tmp).unwrap();
+}
+
+/// Issue #12, finding 7: a script is checked whole before any statement runs; when a statement
+/// fails while running, the answer says which ran and which did not.
+#[test]
+fn a_script_is_checked_before_it_runs_and_says_what_ran() {
+    let server = Server::start(&[]);
+    let (status, body) = server.post(
+        "/v1/sql",
+        &json!({"sql": "CREATE STREAM one (a INT) WITH (KAFKA_TOPIC='one', PARTITIONS=1); \
+                        CREATE STREAM two (a INT) WITH (KAFKA_TOPIC='two', PARTITIONS=100000);"}),
+    );
+    assert_eq!(status, 400, "{body}");
+    let err = &body["error"];
+    assert_eq!(err["code"], "invalid_config", "{err}");
+    assert_eq!(err["statement_index"], 1, "{err}");
+    assert_eq!(err["executed"], json!([]), "{err}");
+    assert_eq!(err["not_executed"].as_array().unwrap().len(), 2, "{err}");
+    let streams = &server.sql("SHOW STREAMS;")[0];
+    assert_eq!(streams["rows"], json!([]), "nothing may run: {streams}");
+    assert_eq!(server.get("/v1/topics/one").0, 404);
+
+    // The second statement passes the checks but fails running: the first stays done.
+    let (status, body) = server.post(
+        "/v1/sql",
+        &json!({"sql": "CREATE STREAM three (a INT) WITH (KAFKA_TOPIC='three', PARTITIONS=1); \
+                        CREATE STREAM three (a INT) WITH (KAFKA_TOPIC='three', PARTITIONS=1); \
+                        SHOW STREAMS;"}),
+    );
+    assert_eq!(status, 409, "{body}");
+    let err = &body["error"];
+    assert_eq!(err["code"], "exists", "{err}");
+    assert_eq!(err["statement_index"], 1, "{err}");
+    let executed = err["executed"].as_array().unwrap();
+    assert_eq!(executed.len(), 1, "{err}");
+    assert_eq!(executed[0]["type"], "created", "{err}");
+    assert_eq!(
+        err["not_executed"],
+        json!([
+            "CREATE STREAM three (a INT) WITH (KAFKA_TOPIC='three', PARTITIONS=1)",
+            "SHOW STREAMS"
+        ]),
+        "{err}"
+    );
+}

@@ -24,12 +24,16 @@ impl Position {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{message}")]
 pub struct SqlError {
-    /// Stable machine-readable code: `sql_syntax`, `unknown_column`, `unknown_source`,
-    /// `unknown_function`, `type_mismatch`, `invalid_statement`, `exists`, `not_found`,
-    /// `unsupported`, `engine`, `log`.
+    /// Stable machine-readable code: `sql_syntax`, `sql_too_deep`, `sql_too_complex`,
+    /// `too_large`, `unknown_column`, `unknown_source`, `unknown_function`, `type_mismatch`,
+    /// `invalid_statement`, `exists`, `not_found`, `unsupported`, `engine`, `internal`, or the
+    /// log's own code for a failure of the log (`invalid_topic_name`, `invalid_config`,
+    /// `invalid_record`, `io_error`, …).
     pub code: &'static str,
     pub message: String,
     pub position: Option<Position>,
+    /// The HTTP status, when the code alone does not tell (errors of the log).
+    status: Option<u16>,
 }
 
 impl SqlError {
@@ -38,6 +42,7 @@ impl SqlError {
             code,
             message: message.into(),
             position: None,
+            status: None,
         }
     }
 
@@ -52,20 +57,25 @@ impl SqlError {
         SqlError::new("sql_syntax", message)
     }
 
-    /// Whether the statement is at fault (400) rather than the server (500/503).
+    /// Whether the statement is at fault (4xx) rather than the server (5xx).
     pub fn is_user_error(&self) -> bool {
-        !matches!(self.code, "engine" | "log" | "internal")
+        self.status() < 500
     }
 
-    /// The HTTP status class: `not_found` → 404, `exists` → 409, user errors → 400,
-    /// `unavailable` → 503, the rest → 500.
+    /// The HTTP status class: `not_found` → 404, `exists` → 409, `too_large` → 413, user
+    /// errors → 400, `unavailable` → 503, `engine`/`log`/`internal` → 500; an error of the
+    /// log keeps the class the log gave it.
     pub fn status(&self) -> u16 {
+        if let Some(s) = self.status {
+            return s;
+        }
         match self.code {
             "not_found" => 404,
             "exists" => 409,
+            "too_large" => 413,
             "unavailable" => 503,
-            _ if self.is_user_error() => 400,
-            _ => 500,
+            "engine" | "log" | "internal" => 500,
+            _ => 400,
         }
     }
 }
@@ -77,7 +87,10 @@ impl From<sqlparser::parser::ParserError> for SqlError {
             sqlparser::parser::ParserError::TokenizerError(s)
             | sqlparser::parser::ParserError::ParserError(s) => s,
             sqlparser::parser::ParserError::RecursionLimitExceeded => {
-                "statement nested too deeply".to_string()
+                return super::limits::too_deep(format!(
+                    "the statement nests more than {} levels deep",
+                    super::limits::PARSER_RECURSION_LIMIT
+                ));
             }
         };
         let (message, position) = split_position(&text);
@@ -113,14 +126,48 @@ impl From<EngineError> for SqlError {
 }
 
 impl From<LogError> for SqlError {
+    /// Keeps the log's code and class: a topic name or config the log refuses is the
+    /// statement's fault (400 `invalid_topic_name`, `invalid_config`, `invalid_record`, …);
+    /// a storage failure is the server's (5xx, its message naming the file or topic).
     fn from(e: LogError) -> SqlError {
-        SqlError::new("log", e.to_string())
+        use weir_broker::ErrorKind as K;
+        let status = match e.kind() {
+            K::NotFound => 404,
+            K::AlreadyExists => 409,
+            K::InvalidInput => 400,
+            K::TooLarge => 413,
+            K::Unavailable => 503,
+            K::Corrupt | K::Internal => 500,
+        };
+        let mut err = SqlError::new(e.code(), e.to_string());
+        err.status = Some(status);
+        err
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_errors_keep_their_code_and_class() {
+        use weir_broker::BrokerError;
+        let user = SqlError::from(LogError::from(BrokerError::InvalidTopicName {
+            name: "a b".into(),
+            reason: "x",
+        }));
+        assert_eq!((user.code, user.status()), ("invalid_topic_name", 400));
+        let user = SqlError::from(LogError::from(BrokerError::InvalidConfig("p".into())));
+        assert_eq!((user.code, user.status()), ("invalid_config", 400));
+        let user = SqlError::from(LogError::from(BrokerError::InvalidRecord("k".into())));
+        assert_eq!((user.code, user.status()), ("invalid_record", 400));
+        let server = SqlError::from(LogError::from(BrokerError::ShuttingDown));
+        assert_eq!(server.status(), 503);
+        assert!(!server.is_user_error());
+        assert_eq!(SqlError::new("sql_too_deep", "x").status(), 400);
+        assert_eq!(SqlError::new("too_large", "x").status(), 413);
+        assert_eq!(SqlError::new("log", "x").status(), 500);
+    }
 
     #[test]
     fn parser_positions_are_kept() {

@@ -14,6 +14,7 @@ use sqlparser::ast::{self as sql, BinaryOperator, UnaryOperator};
 
 use super::error::{Position, SqlError};
 use super::functions::{self, Builtin};
+use super::limits::{self, MAX_EXPR_DEPTH};
 use super::parser::ident_name;
 use super::types::SqlType;
 use crate::host::ProcessorError;
@@ -249,10 +250,33 @@ impl Resolver<'_> {
         e: &sql::Expr,
         hook: &mut Hook,
     ) -> Result<(Expr, SqlType), SqlError> {
+        self.resolve_at(e, hook, 1)
+    }
+
+    /// Resolves `e`, `depth` levels below the top of its expression: deeper than
+    /// `MAX_EXPR_DEPTH` is refused before recursing further.
+    fn resolve_at(
+        &self,
+        e: &sql::Expr,
+        hook: &mut Hook,
+        depth: usize,
+    ) -> Result<(Expr, SqlType), SqlError> {
+        if depth > MAX_EXPR_DEPTH {
+            return Err(limits::too_deep(format!(
+                "expression nested more than {MAX_EXPR_DEPTH} levels deep"
+            ))
+            .at(pos(e)));
+        }
         if let Some(r) = hook(self, e)? {
             return Ok(r);
         }
-        let mut sub = |x: &sql::Expr| self.resolve_with(x, hook);
+        // Parentheses add no level: `((a))` is `a`.
+        let next = if matches!(e, sql::Expr::Nested(_)) {
+            depth
+        } else {
+            depth + 1
+        };
+        let mut sub = |x: &sql::Expr| self.resolve_at(x, hook, next);
         Ok(match e {
             sql::Expr::Identifier(i) => {
                 let (idx, t) = self.column(None, &ident_name(i), pos(e))?;

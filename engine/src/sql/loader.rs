@@ -6,6 +6,10 @@
 
 use std::sync::Arc;
 
+use serde::Deserialize;
+
+use super::error::SqlError;
+use super::limits;
 use super::plan::QueryPlan;
 use super::runtime::SqlLogic;
 use crate::host::{ProcessorError, ProcessorLogic};
@@ -23,10 +27,36 @@ pub fn plan_module(plan: &QueryPlan) -> Vec<u8> {
     out
 }
 
-/// Reads a plan back from module bytes (`None` if they are not a plan).
+/// Reads a plan back from module bytes (`None` if they are not a plan). A stored plan is
+/// client-shaped data read again at every start: its JSON nesting is measured first (without
+/// recursion) and refused past `MAX_PLAN_JSON_DEPTH`, it is deserialised on the SQL thread's
+/// large stack, and its expressions are checked against `limits` before anything else walks
+/// them.
 pub fn module_plan(module: &[u8]) -> Option<Result<QueryPlan, String>> {
     let body = module.strip_prefix(PLAN_MAGIC)?;
-    Some(serde_json::from_slice(body).map_err(|e| e.to_string()))
+    Some(read_plan(body))
+}
+
+fn read_plan(body: &[u8]) -> Result<QueryPlan, String> {
+    let depth = limits::json_depth(body, limits::MAX_PLAN_JSON_DEPTH);
+    if depth > limits::MAX_PLAN_JSON_DEPTH {
+        return Err(format!(
+            "the plan nests more than {} levels deep",
+            limits::MAX_PLAN_JSON_DEPTH
+        ));
+    }
+    limits::on_sql_stack(|| {
+        let mut de = serde_json::Deserializer::from_slice(body);
+        // Bounded above by `json_depth`; serde_json's own limit (128) is below what a plan
+        // within `MAX_EXPR_DEPTH` may need.
+        de.disable_recursion_limit();
+        let plan = QueryPlan::deserialize(&mut de)
+            .and_then(|p| de.end().map(|()| p))
+            .map_err(|e| SqlError::new("invalid_plan", e.to_string()))?;
+        plan.check_limits()?;
+        Ok(plan)
+    })
+    .map_err(|e| e.message)
 }
 
 /// Loads query plans itself and delegates every other module.

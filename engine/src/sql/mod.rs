@@ -11,17 +11,19 @@ pub mod catalog;
 pub mod error;
 pub mod expr;
 pub mod functions;
+pub mod limits;
 pub mod loader;
 pub mod parser;
 pub mod plan;
 pub mod runtime;
 pub mod service;
 pub mod types;
+pub mod validate;
 
 pub use error::{Position, SqlError};
 pub use loader::{NoFunctions, SqlLoader};
 pub use service::{
-    FunctionAdmin, FunctionListing, PushQuery, QueryStart, SqlService, StatementResult,
+    FunctionAdmin, FunctionListing, PushQuery, QueryStart, ScriptError, SqlService, StatementResult,
 };
 
 #[cfg(test)]

@@ -15,13 +15,12 @@ use super::ast::{
     Statement, WindowKind, WindowSpec,
 };
 use super::error::{Position, SqlError};
+use super::limits::{self, MAX_STATEMENTS, MAX_TYPE_DEPTH};
 use super::types::SqlType;
 
 const DIALECT: GenericDialect = GenericDialect {};
 /// Most hopping windows one record may fall in (SIZE / ADVANCE BY).
 pub const MAX_HOPS: i64 = 1000;
-/// Deepest expression nesting accepted (sqlparser's recursion guard).
-const RECURSION_LIMIT: usize = 64;
 
 /// A column or object name as written: unquoted names are upper-cased (as ksqlDB does),
 /// quoted ones kept.
@@ -33,14 +32,28 @@ pub fn ident_name(i: &Ident) -> String {
     }
 }
 
-/// Parses every statement of `sql` (separated by `;`).
+/// Parses every statement of `sql` (separated by `;`). The text, the statements and each
+/// statement's tokens are checked against `limits` before anything is parsed; the parse
+/// recurses (sqlparser), so call this on the SQL thread (`limits::on_sql_stack`).
 pub fn parse(sql: &str) -> Result<Vec<Parsed>, SqlError> {
+    limits::check_text(sql)?;
     let tokens = Tokenizer::new(&DIALECT, sql)
         .tokenize_with_location()
         .map_err(|e| SqlError::syntax(e.message.clone()).at(Position::of(e.location)))?;
+    let statements = split(tokens);
+    if statements.len() > MAX_STATEMENTS {
+        return Err(limits::too_complex(format!(
+            "{} statements in one request; at most {MAX_STATEMENTS} are accepted",
+            statements.len()
+        )));
+    }
+    for stmt in &statements {
+        limits::check_tokens(stmt)?;
+    }
     let mut out = Vec::new();
-    for stmt in split(tokens) {
-        let text = text_of(sql, &stmt);
+    let mut locator = Locator::new(sql);
+    for stmt in statements {
+        let text = locator.text_of(&stmt);
         out.push(Parsed {
             statement: parse_one(stmt, &text)?,
             text,
@@ -85,33 +98,54 @@ fn split(tokens: Vec<TokenWithSpan>) -> Vec<Vec<TokenWithSpan>> {
     out
 }
 
-/// Byte offset of a 1-based (line, column) location in `sql`.
-fn offset_of(sql: &str, loc: Location) -> usize {
-    let mut line = 1u64;
-    let mut col = 1u64;
-    for (i, c) in sql.char_indices() {
-        if line == loc.line && col == loc.column {
-            return i;
-        }
-        if c == '\n' {
-            line += 1;
-            col = 1;
-        } else {
-            col += 1;
-        }
-    }
-    sql.len()
+/// Byte offsets of 1-based (line, column) locations in a text, found by walking forward
+/// from the last one asked (statements are asked for in order, so a whole script costs one
+/// pass over its text, not one per statement).
+struct Locator<'s> {
+    sql: &'s str,
+    line: u64,
+    column: u64,
+    byte: usize,
 }
 
-fn text_of(sql: &str, tokens: &[TokenWithSpan]) -> String {
-    let solid: Vec<&TokenWithSpan> = tokens.iter().filter(|t| !is_blank(&t.token)).collect();
-    match (solid.first(), solid.last()) {
-        (Some(first), Some(last)) => {
-            let start = offset_of(sql, first.span.start);
-            let end = offset_of(sql, last.span.end).max(start);
-            sql.get(start..end).unwrap_or("").trim().to_string()
+impl<'s> Locator<'s> {
+    fn new(sql: &'s str) -> Locator<'s> {
+        Locator {
+            sql,
+            line: 1,
+            column: 1,
+            byte: 0,
         }
-        _ => String::new(),
+    }
+
+    fn offset_of(&mut self, loc: Location) -> usize {
+        if (loc.line, loc.column) < (self.line, self.column) {
+            *self = Locator::new(self.sql);
+        }
+        for c in self.sql[self.byte..].chars() {
+            if self.line == loc.line && self.column == loc.column {
+                return self.byte;
+            }
+            if c == '\n' {
+                self.line += 1;
+                self.column = 1;
+            } else {
+                self.column += 1;
+            }
+            self.byte += c.len_utf8();
+        }
+        self.sql.len()
+    }
+
+    fn text_of(&mut self, tokens: &[TokenWithSpan]) -> String {
+        let mut solid = tokens.iter().filter(|t| !is_blank(&t.token));
+        let Some(first) = solid.next() else {
+            return String::new();
+        };
+        let last = solid.last().unwrap_or(first);
+        let start = self.offset_of(first.span.start);
+        let end = self.offset_of(last.span.end).max(start);
+        self.sql.get(start..end).unwrap_or("").trim().to_string()
     }
 }
 
@@ -127,7 +161,7 @@ fn parser(mut tokens: Vec<TokenWithSpan>) -> Parser<'static> {
         sqlparser::tokenizer::Span::new(end, end),
     ));
     Parser::new(&DIALECT)
-        .with_recursion_limit(RECURSION_LIMIT)
+        .with_recursion_limit(limits::PARSER_RECURSION_LIMIT)
         .with_tokens_with_locations(tokens)
 }
 
@@ -373,9 +407,18 @@ fn column_def(p: &mut Parser, kind: SourceKind) -> Result<ColumnDef, SqlError> {
 }
 
 /// `BOOLEAN | INT | INTEGER | BIGINT | DOUBLE | VARCHAR | STRING | TIMESTAMP | BYTES |
-/// ARRAY<T> | MAP<STRING, T> | STRUCT<name T, ...>`.
+/// ARRAY<T> | MAP<STRING, T> | STRUCT<name T, ...>`, nested at most `MAX_TYPE_DEPTH` deep.
 pub fn data_type(p: &mut Parser) -> Result<SqlType, SqlError> {
+    nested_type(p, 1)
+}
+
+fn nested_type(p: &mut Parser, depth: usize) -> Result<SqlType, SqlError> {
     let at = position(p);
+    if depth > MAX_TYPE_DEPTH {
+        return Err(
+            limits::too_deep(format!("column types nest at most {MAX_TYPE_DEPTH} deep")).at(at),
+        );
+    }
     let word = peek_word(p).ok_or_else(|| SqlError::syntax("expected a type").at(at))?;
     p.next_token();
     let ty = match word.as_str() {
@@ -394,13 +437,13 @@ pub fn data_type(p: &mut Parser) -> Result<SqlType, SqlError> {
         "BYTES" => SqlType::Bytes,
         "ARRAY" => {
             p.expect_token(&Token::Lt)?;
-            let inner = data_type(p)?;
+            let inner = nested_type(p, depth + 1)?;
             expect_gt(p)?;
             SqlType::Array(Box::new(inner))
         }
         "MAP" => {
             p.expect_token(&Token::Lt)?;
-            let k = data_type(p)?;
+            let k = nested_type(p, depth + 1)?;
             if k != SqlType::String {
                 return Err(SqlError::new(
                     "unsupported",
@@ -409,7 +452,7 @@ pub fn data_type(p: &mut Parser) -> Result<SqlType, SqlError> {
                 .at(at));
             }
             p.expect_token(&Token::Comma)?;
-            let v = data_type(p)?;
+            let v = nested_type(p, depth + 1)?;
             expect_gt(p)?;
             SqlType::Map(Box::new(v))
         }
@@ -418,7 +461,7 @@ pub fn data_type(p: &mut Parser) -> Result<SqlType, SqlError> {
             let mut fields = Vec::new();
             loop {
                 let n = name(p)?;
-                let t = data_type(p)?;
+                let t = nested_type(p, depth + 1)?;
                 fields.push((n, t));
                 if p.consume_token(&Token::Comma) {
                     continue;

@@ -19,6 +19,7 @@ use super::expr::{
     Expr, Resolver, ScopeColumn, call_args, function_name, is_builtin_aggregate, udf_accepts,
     udf_sql_type,
 };
+use super::limits;
 use super::parser::ident_name;
 use super::types::SqlType;
 use crate::udf::{FunctionCatalog, UdfKind};
@@ -98,9 +99,8 @@ pub struct QueryPlan {
 }
 
 impl QueryPlan {
-    /// Every UDF (scalar and aggregate) the plan calls.
-    pub fn udfs(&self) -> (Vec<String>, Vec<String>) {
-        let mut scalar = Vec::new();
+    /// Every expression of the plan (each a root; none inside another).
+    pub fn exprs(&self) -> Vec<&Expr> {
         let mut exprs: Vec<&Expr> = Vec::new();
         if let Some(j) = &self.join {
             exprs.push(&j.stream_key);
@@ -108,7 +108,6 @@ impl QueryPlan {
         if let Some(f) = &self.filter {
             exprs.push(f);
         }
-        let mut aggregate = Vec::new();
         match &self.body {
             Body::Project(p) => exprs.extend(p),
             Body::Aggregate(a) => {
@@ -119,15 +118,32 @@ impl QueryPlan {
                 }
                 for c in &a.aggs {
                     exprs.extend(&c.args);
-                    if let AggFunc::Udaf(n) = &c.func
-                        && !aggregate.contains(n)
-                    {
-                        aggregate.push(n.clone());
-                    }
                 }
             }
         }
-        for e in exprs {
+        exprs
+    }
+
+    /// Refuses a plan with an expression beyond `limits` (checked without recursion, so
+    /// that a plan read from disk is checked before anything walks it recursively).
+    pub fn check_limits(&self) -> Result<(), SqlError> {
+        self.exprs().into_iter().try_for_each(limits::check_expr)
+    }
+
+    /// Every UDF (scalar and aggregate) the plan calls.
+    pub fn udfs(&self) -> (Vec<String>, Vec<String>) {
+        let mut scalar = Vec::new();
+        let mut aggregate = Vec::new();
+        if let Body::Aggregate(a) = &self.body {
+            for c in &a.aggs {
+                if let AggFunc::Udaf(n) = &c.func
+                    && !aggregate.contains(n)
+                {
+                    aggregate.push(n.clone());
+                }
+            }
+        }
+        for e in self.exprs() {
             e.udfs(&mut scalar);
         }
         (scalar, aggregate)
@@ -256,8 +272,21 @@ fn scope_of(def: &SourceDef, qualifier: &str, rowtime: bool) -> Vec<ScopeColumn>
     s
 }
 
-/// Plans a SELECT reading from the catalog's sources.
+/// Plans a SELECT reading from the catalog's sources. Recursive over the statement: call it
+/// on the SQL thread (`limits::on_sql_stack`).
 pub fn plan_query(
+    id: &str,
+    sink_topic: &str,
+    stmt: &SelectStmt,
+    catalog: &Catalog,
+    functions: &dyn FunctionCatalog,
+) -> Result<QueryPlan, SqlError> {
+    let plan = plan_select(id, sink_topic, stmt, catalog, functions)?;
+    plan.check_limits()?;
+    Ok(plan)
+}
+
+fn plan_select(
     id: &str,
     sink_topic: &str,
     stmt: &SelectStmt,

@@ -21,14 +21,16 @@ use super::catalog::{Catalog, QueryDef, SourceDef};
 use super::error::SqlError;
 use super::expr::{EvalContext, Resolver, Row, retain_true};
 use super::functions::{self, BUILTINS};
+use super::limits::on_sql_stack;
 use super::loader::plan_module;
 use super::parser::parse;
 use super::plan::{Body, QueryPlan, plan_query};
 use super::runtime::{GroupState, META_LATE, SqlLogic, key_text, state_key};
-use super::types::{SqlType, lookup_field};
+use super::types::lookup_field;
+use super::validate::{self, SourceDecl, check_props};
 use crate::engine::Engine;
 use crate::log_access::LogAccess;
-use crate::task::spec::{OnError, ProcessorSpec, StartFrom};
+use crate::task::spec::{ProcessorSpec, StartFrom};
 use crate::udf::{FunctionCatalog, UdfKind, UdfSignature};
 
 /// Prefix of push queries' processors and topics (removed when the client goes, and at
@@ -72,6 +74,30 @@ impl StatementResult {
             message: None,
             columns: Some(columns.iter().map(|c| c.to_string()).collect()),
             rows: Some(rows),
+        }
+    }
+}
+
+/// Why a request's statements did not all run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScriptError {
+    pub error: SqlError,
+    /// The statement (0-based) that failed its check or its execution; `None` when the text
+    /// as a whole was refused (syntax, limits).
+    pub failed: Option<usize>,
+    /// Results of the statements that ran before the failure (they stay done).
+    pub executed: Vec<StatementResult>,
+    /// The failed statement and every one after it, not run.
+    pub not_executed: Vec<String>,
+}
+
+impl ScriptError {
+    fn whole(error: SqlError) -> ScriptError {
+        ScriptError {
+            error,
+            failed: None,
+            executed: Vec::new(),
+            not_executed: Vec::new(),
         }
     }
 }
@@ -171,18 +197,60 @@ impl SqlService {
         Ok(svc)
     }
 
-    /// Parses and runs every statement; stops at the first error (earlier statements stay
-    /// done). `properties`: `auto.offset.reset` (`earliest`, the default, or `latest`) for
-    /// new persistent queries, `weir.on_error` (`fail`, `skip`, `dead_letter`),
-    /// `commit.interval.ms`.
+    /// [`SqlService::execute_script`], with only the error.
     pub fn execute(
         &self,
         sql: &str,
         properties: &BTreeMap<String, String>,
     ) -> Result<Vec<StatementResult>, SqlError> {
+        self.execute_script(sql, properties).map_err(|e| e.error)
+    }
+
+    /// Parses and checks every statement (`limits`, `validate`), then runs them in order and
+    /// stops at the first error: the error says which statement failed and which ran before
+    /// it (those stay done). `properties`: `auto.offset.reset` (`earliest`, the default, or
+    /// `latest`) for new persistent queries, `weir.on_error` (`fail`, `skip`,
+    /// `dead_letter`), `commit.interval.ms`. Runs on the SQL thread (`limits::on_sql_stack`).
+    pub fn execute_script(
+        &self,
+        sql: &str,
+        properties: &BTreeMap<String, String>,
+    ) -> Result<Vec<StatementResult>, ScriptError> {
+        on_sql_stack(|| Ok(self.run_script(sql, properties)))
+            .map_err(ScriptError::whole)
+            .and_then(|r| r)
+    }
+
+    fn run_script(
+        &self,
+        sql: &str,
+        properties: &BTreeMap<String, String>,
+    ) -> Result<Vec<StatementResult>, ScriptError> {
+        let parsed = parse(sql).map_err(ScriptError::whole)?;
+        let texts = || parsed.iter().map(|p| p.text.clone()).collect::<Vec<_>>();
+        for (i, p) in parsed.iter().enumerate() {
+            if let Err(error) = validate::statement(p, &*self.inner.log, properties) {
+                return Err(ScriptError {
+                    error,
+                    failed: Some(i),
+                    executed: Vec::new(),
+                    not_executed: texts(),
+                });
+            }
+        }
         let mut out = Vec::new();
-        for p in parse(sql)? {
-            out.push(self.run(&p, properties)?);
+        for (i, p) in parsed.iter().enumerate() {
+            match self.run(p, properties) {
+                Ok(r) => out.push(r),
+                Err(error) => {
+                    return Err(ScriptError {
+                        error,
+                        failed: Some(i),
+                        executed: out,
+                        not_executed: texts().split_off(i),
+                    });
+                }
+            }
         }
         Ok(out)
     }
@@ -327,88 +395,12 @@ impl SqlService {
                 ));
             }
         }
-        if columns.is_empty() {
-            return Err(invalid(format!(
-                "{} {name} needs at least one column",
-                kind.word()
-            )));
-        }
-        for (i, c) in columns.iter().enumerate() {
-            if ["ROWTIME", "WINDOWSTART", "WINDOWEND"].contains(&c.name.as_str()) {
-                return Err(invalid(format!("{} is a reserved column name", c.name)));
-            }
-            if columns[..i].iter().any(|o| o.name == c.name) {
-                return Err(invalid(format!("column {} is declared twice", c.name)));
-            }
-        }
-        let keys = columns.iter().filter(|c| c.key).count();
-        if keys > 1 {
-            return Err(SqlError::new("unsupported", "at most one KEY column"));
-        }
-        if kind == SourceKind::Table && keys == 0 {
-            return Err(invalid(format!("table {name} needs a PRIMARY KEY column")));
-        }
-        check_props(with, &["TIMESTAMP", "TIMESTAMP_FORMAT"])?;
-        let topic = with.get("KAFKA_TOPIC").cloned().ok_or_else(|| {
-            invalid(format!(
-                "{} {name} needs WITH (KAFKA_TOPIC='...')",
-                kind.word()
-            ))
-        })?;
-        let format = with
-            .get("VALUE_FORMAT")
-            .or(with.get("FORMAT"))
-            .cloned()
-            .unwrap_or_else(|| "JSON".into())
-            .to_uppercase();
-        if format != "JSON" {
-            return Err(SqlError::new(
-                "unsupported",
-                format!("VALUE_FORMAT '{format}': only JSON is supported"),
-            ));
-        }
-        if let Some(k) = with.get("KEY_FORMAT")
-            && !k.eq_ignore_ascii_case("KAFKA")
-        {
-            return Err(SqlError::new(
-                "unsupported",
-                format!("KEY_FORMAT '{k}': only KAFKA (key as text) is supported"),
-            ));
-        }
-        let timestamp = match with.get("TIMESTAMP") {
-            Some(ts) => {
-                let ts = ts.to_uppercase();
-                let col = columns
-                    .iter()
-                    .find(|c| c.name.eq_ignore_ascii_case(&ts))
-                    .ok_or_else(|| {
-                        SqlError::new(
-                            "unknown_column",
-                            format!("TIMESTAMP column {ts} is not a column"),
-                        )
-                    })?;
-                if !matches!(col.ty, SqlType::Bigint | SqlType::Timestamp | SqlType::Int) {
-                    return Err(SqlError::new(
-                        "type_mismatch",
-                        format!(
-                            "TIMESTAMP column {ts} must be BIGINT or TIMESTAMP, not {}",
-                            col.ty
-                        ),
-                    ));
-                }
-                Some(col.name.clone())
-            }
-            None => None,
-        };
-        let partitions = match with.get("PARTITIONS") {
-            Some(p) => Some(
-                p.parse::<i32>()
-                    .ok()
-                    .filter(|p| *p > 0)
-                    .ok_or_else(|| invalid("PARTITIONS must be a positive number"))?,
-            ),
-            None => None,
-        };
+        let SourceDecl {
+            topic,
+            format,
+            timestamp,
+            partitions,
+        } = validate::source_decl(kind, name, columns, with)?;
         let log = &self.inner.log;
         let partitions = match (log.topic_meta(&topic)?, partitions) {
             (Some(m), Some(p)) if m.partitions != p => {
@@ -459,35 +451,8 @@ impl SqlService {
         if let Some(j) = &plan.join {
             inputs.push(j.table.topic.clone());
         }
-        let on_error = match with
-            .get("ON_ERROR")
-            .or_else(|| props.get("weir.on_error"))
-            .map(|s| s.to_ascii_lowercase())
-            .as_deref()
-        {
-            None | Some("fail") => OnError::Fail,
-            Some("skip") => OnError::Skip,
-            Some("dead_letter") | Some("dead-letter") => OnError::DeadLetter,
-            Some(other) => {
-                return Err(invalid(format!(
-                    "on_error '{other}': use fail, skip or dead_letter"
-                )));
-            }
-        };
-        let start = match props
-            .get("auto.offset.reset")
-            .map(|s| s.to_ascii_lowercase())
-            .as_deref()
-        {
-            None => default_start,
-            Some("earliest") => StartFrom::Earliest,
-            Some("latest") => StartFrom::Latest,
-            Some(other) => {
-                return Err(invalid(format!(
-                    "auto.offset.reset '{other}': use earliest or latest"
-                )));
-            }
-        };
+        let on_error = validate::on_error(with, props)?;
+        let start = validate::start_from(props, default_start)?;
         let mut spec: ProcessorSpec = serde_json::from_value(serde_json::json!({
             "name": id,
             "inputs": inputs,
@@ -496,10 +461,8 @@ impl SqlService {
         .map_err(|e| SqlError::new("internal", e.to_string()))?;
         spec.on_error = on_error;
         spec.start = start;
-        if let Some(ms) = props.get("commit.interval.ms") {
-            spec.commit_interval_ms = ms
-                .parse()
-                .map_err(|_| invalid("commit.interval.ms must be a number"))?;
+        if let Some(ms) = validate::commit_interval(props)? {
+            spec.commit_interval_ms = ms;
         }
         spec.validate().map_err(invalid)?;
         Ok(spec)
@@ -1281,6 +1244,14 @@ impl SqlService {
         sql: &str,
         props: &BTreeMap<String, String>,
     ) -> Result<QueryStart, SqlError> {
+        on_sql_stack(|| self.start_query_here(sql, props))
+    }
+
+    fn start_query_here(
+        &self,
+        sql: &str,
+        props: &BTreeMap<String, String>,
+    ) -> Result<QueryStart, SqlError> {
         let mut parsed = parse(sql)?;
         if parsed.len() != 1 {
             return Err(invalid("POST /v1/query runs exactly one SELECT"));
@@ -1330,25 +1301,6 @@ impl SqlService {
     /// The log (for following push query topics).
     pub fn log(&self) -> &Arc<dyn LogAccess> {
         &self.inner.log
-    }
-}
-
-/// Refuses `WITH` properties other than the common ones and `extra`.
-fn check_props(with: &Properties, extra: &[&str]) -> Result<(), SqlError> {
-    const COMMON: [&str; 6] = [
-        "KAFKA_TOPIC",
-        "VALUE_FORMAT",
-        "KEY_FORMAT",
-        "FORMAT",
-        "PARTITIONS",
-        "REPLICAS",
-    ];
-    match with
-        .keys()
-        .find(|k| !COMMON.contains(&k.as_str()) && !extra.contains(&k.as_str()))
-    {
-        Some(k) => Err(invalid(format!("unknown property {k} in WITH"))),
-        None => Ok(()),
     }
 }
 
