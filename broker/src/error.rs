@@ -20,6 +20,10 @@ pub enum ErrorKind {
     TooLarge,
     /// Data on disk is not what it must be.
     Corrupt,
+    /// The caller may not do this (writing or deleting a topic the server owns).
+    Forbidden,
+    /// The request conflicts with the current state (deleting a topic in use).
+    Conflict,
     /// The service cannot take the request now (shutting down); retrying later may work.
     Unavailable,
     /// Anything else (I/O failures, …).
@@ -66,6 +70,12 @@ pub enum BrokerError {
     DataDirLocked(PathBuf),
     #[error("the broker is shutting down")]
     ShuttingDown,
+    #[error(
+        "topic '{topic}' is an internal topic of {owner}: clients may read it but not write or delete it"
+    )]
+    InternalTopic { topic: String, owner: String },
+    #[error("topic '{topic}' is in use by {user}; stop or delete it first")]
+    TopicInUse { topic: String, user: String },
 }
 
 impl BrokerError {
@@ -85,6 +95,8 @@ impl BrokerError {
             BrokerError::Io { .. } => "io_error",
             BrokerError::DataDirLocked(_) => "data_dir_locked",
             BrokerError::ShuttingDown => "shutting_down",
+            BrokerError::InternalTopic { .. } => "internal_topic",
+            BrokerError::TopicInUse { .. } => "topic_in_use",
         }
     }
 
@@ -104,6 +116,8 @@ impl BrokerError {
             BrokerError::CorruptFile { .. } => ErrorKind::Corrupt,
             BrokerError::Io { .. } | BrokerError::DataDirLocked(_) => ErrorKind::Internal,
             BrokerError::ShuttingDown => ErrorKind::Unavailable,
+            BrokerError::InternalTopic { .. } => ErrorKind::Forbidden,
+            BrokerError::TopicInUse { .. } => ErrorKind::Conflict,
         }
     }
 

@@ -13,6 +13,7 @@ mod broker;
 pub mod config;
 mod error;
 pub mod group;
+mod guard;
 pub mod kafka;
 pub mod log;
 pub mod partitioner;
@@ -22,8 +23,9 @@ mod types;
 pub use broker::{BackgroundTasks, Broker, CleanupReport};
 pub use config::{BrokerConfig, FsyncPolicy, LogConfig};
 pub use error::{BrokerError, ErrorKind, Result};
+pub use guard::TopicGuard;
 pub use topic::TopicStats;
 pub use types::{
-    Header, PartitionInfo, ProduceRecord, ReadResult, StoredRecord, TopicDescription, TopicInfo,
-    TopicSpec,
+    Header, InternalTopic, PartitionInfo, ProduceRecord, ReadResult, StoredRecord,
+    TopicDescription, TopicInfo, TopicSpec,
 };

@@ -62,7 +62,7 @@ impl SqlError {
     pub fn status(&self) -> u16 {
         match self.code {
             "not_found" => 404,
-            "exists" => 409,
+            "exists" | "topic_in_use" => 409,
             "unavailable" => 503,
             _ if self.is_user_error() => 400,
             _ => 500,

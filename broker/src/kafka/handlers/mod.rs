@@ -121,6 +121,9 @@ pub fn broker_error_code(e: &BrokerError) -> i16 {
         | BrokerError::CorruptFile { .. }
         | BrokerError::DataDirLocked(_) => ResponseError::KafkaStorageError.code(),
         BrokerError::ShuttingDown => ResponseError::NotLeaderOrFollower.code(),
+        // As Kafka answers a produce to its own internal topics.
+        BrokerError::InternalTopic { .. } => ResponseError::InvalidTopicException.code(),
+        BrokerError::TopicInUse { .. } => ResponseError::PolicyViolation.code(),
     }
 }
 
