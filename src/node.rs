@@ -120,6 +120,12 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         metrics: Arc::new(Metrics::new(broker.clone())),
         shutdown: shutdown_rx.clone(),
     };
+    if let Some(dir) = &config.http.upload_dir {
+        // Uploads interrupted by a crash or a stop leave their spool files here.
+        if let Err(e) = http::uploads::reset_dir(dir) {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot empty the upload directory");
+        }
+    }
     let app = http::router(state, &config.http);
 
     let kafka_task = kafka_listener.map(|(listener, kafka_config)| {
@@ -224,6 +230,8 @@ async fn open_engine(
             Arc::new(backend),
             Arc::new(loader),
         )?;
+        // Deletes by clients ask the engine who owns and uses a topic.
+        broker.set_topic_guard(engine.topic_guard());
         let started = engine.start()?;
         tracing::info!(processors = started, "stream engine started");
         let sql = SqlService::open(

@@ -20,6 +20,7 @@ use crate::batch;
 use crate::batch_builder::BatchBuilder;
 use crate::config::{BrokerConfig, FsyncPolicy};
 use crate::error::{BrokerError, Result};
+use crate::guard::{self, TopicGuard};
 use crate::log::{FileCache, FileCacheStats, cleaner, now_ms};
 use crate::partitioner::partition_for_key;
 use crate::topic::{self, SPEC_FILE, Topic, TopicStats};
@@ -51,6 +52,8 @@ struct Inner {
     files: Arc<FileCache>,
     /// Serialises topic creation and deletion (not appends or reads).
     admin: std::sync::Mutex<()>,
+    /// Who owns and uses topics (the engine), asked before a client deletes one.
+    guard: RwLock<Option<Arc<dyn TopicGuard>>>,
     /// Held (flock) for the broker's lifetime so two processes never share a data dir.
     _lock: std::fs::File,
 }
@@ -165,6 +168,7 @@ impl Broker {
                 broken_topics: RwLock::new(broken),
                 files,
                 admin: std::sync::Mutex::new(()),
+                guard: RwLock::new(None),
                 _lock: lock,
             }),
         })
@@ -233,11 +237,56 @@ impl Broker {
         topics.values().cloned().collect()
     }
 
+    /// Creates a topic for a client (HTTP, Kafka): a spec may not carry the internal-topic
+    /// marker, which only the topics' owners set ([`Broker::ensure_internal_topic`]).
+    pub fn create_topic(&self, spec: TopicSpec) -> Result<TopicInfo> {
+        guard::check_client_spec(&spec)?;
+        self.create(spec)
+    }
+
+    /// Creates (marked) or adopts the internal topic `spec` names for `spec.internal`'s
+    /// owner: an existing topic without a marker (from a data dir older than the markers)
+    /// is marked; one marked for another owner is an error. Returns the topic as it is.
+    pub fn ensure_internal_topic(&self, spec: TopicSpec) -> Result<TopicInfo> {
+        let Some(owner) = spec.internal.clone() else {
+            return Err(BrokerError::InvalidConfig(format!(
+                "internal topic '{}' needs an owner",
+                spec.name
+            )));
+        };
+        let name = spec.name.clone();
+        match self.create(spec) {
+            Err(BrokerError::TopicExists(_)) => {}
+            created => return created,
+        }
+        let _admin = self.inner.admin.lock().unwrap_or_else(|p| p.into_inner());
+        let t = self.topic(&name)?;
+        match t.internal() {
+            Some(m) if m == owner => {}
+            Some(m) => {
+                return Err(BrokerError::InternalTopic {
+                    topic: name,
+                    owner: m.owner,
+                });
+            }
+            None => {
+                t.set_internal(owner.clone())?;
+                tracing::info!(topic = %name, owner = %owner.owner, "marked as an internal topic");
+            }
+        }
+        Ok(t.current_info())
+    }
+
+    /// Registers who owns and uses topics (the engine); deletes by clients ask it.
+    pub fn set_topic_guard(&self, g: Arc<dyn TopicGuard>) {
+        *self.inner.guard.write().unwrap_or_else(|p| p.into_inner()) = Some(g);
+    }
+
     /// Creates a topic, atomically: it is refused before anything is written if the node's
     /// partition budget has no room for it; its directory appears under `topics/` only once
     /// complete; and if its partitions cannot be opened there it is removed again, so a
     /// failed create leaves nothing behind.
-    pub fn create_topic(&self, spec: TopicSpec) -> Result<TopicInfo> {
+    fn create(&self, spec: TopicSpec) -> Result<TopicInfo> {
         let info = topic::resolve(&spec, &self.inner.config.log)?;
         let _admin = self.inner.admin.lock().unwrap_or_else(|p| p.into_inner());
         self.check_new_topic(&spec)?;
@@ -318,8 +367,24 @@ impl Broker {
         }
     }
 
-    /// Deletes a topic and its data.
+    /// Deletes a topic and its data for a client (HTTP, Kafka, SQL): refused for an
+    /// internal topic whose owner exists, and for a topic a processor or query reads or
+    /// writes ([`guard::check_delete`]).
     pub fn delete_topic(&self, name: &str) -> Result<()> {
+        let internal = self.topic(name)?.internal();
+        let g = self
+            .inner
+            .guard
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        guard::check_delete(name, internal.as_ref(), g.as_deref())?;
+        self.delete_owned_topic(name)
+    }
+
+    /// Deletes a topic and its data, internal or not: for the topics' owners (the engine
+    /// deleting a processor).
+    pub fn delete_owned_topic(&self, name: &str) -> Result<()> {
         let _admin = self.inner.admin.lock().unwrap_or_else(|p| p.into_inner());
         let t = {
             let mut topics = self.inner.topics.write().unwrap_or_else(|p| p.into_inner());
@@ -340,7 +405,7 @@ impl Broker {
 
     /// Every topic, sorted by name.
     pub fn list_topics(&self) -> Vec<TopicInfo> {
-        let mut v: Vec<TopicInfo> = self.all_topics().iter().map(|t| t.info.clone()).collect();
+        let mut v: Vec<TopicInfo> = self.all_topics().iter().map(|t| t.current_info()).collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
     }
@@ -374,14 +439,14 @@ impl Broker {
             })
             .collect();
         Ok(TopicDescription {
-            topic: t.info.clone(),
+            topic: t.current_info(),
             partition_offsets,
         })
     }
 
     /// A topic's settings (no disk access).
     pub fn topic_info(&self, name: &str) -> Result<TopicInfo> {
-        Ok(self.topic(name)?.info.clone())
+        Ok(self.topic(name)?.current_info())
     }
 
     /// `(start, end)` offsets of one partition: the first offset still in the log and the
@@ -401,7 +466,20 @@ impl Broker {
     /// when the records are durable under the topic's fsync policy. Keyed records without an
     /// explicit partition go where Kafka's default partitioner puts them; the unkeyed records
     /// of one call all go to one partition, chosen round robin across calls.
+    ///
+    /// This is a client's produce: refused for internal topics ([`guard::check_write`]).
     pub fn produce(&self, topic: &str, records: Vec<ProduceRecord>) -> Result<Vec<(i32, i64)>> {
+        guard::check_write(topic, self.topic(topic)?.internal().as_ref())?;
+        self.produce_owned(topic, records)
+    }
+
+    /// [`Broker::produce`] to any topic, internal or not: for the topics' owners (the
+    /// engine's tasks through `LogAccess`, the group coordinator).
+    pub fn produce_owned(
+        &self,
+        topic: &str,
+        records: Vec<ProduceRecord>,
+    ) -> Result<Vec<(i32, i64)>> {
         let t = self.topic(topic)?;
         let n = t.info.partitions;
         let sticky = (t.round_robin.fetch_add(1, Ordering::Relaxed) % n as u32) as i32;
@@ -554,7 +632,21 @@ impl Broker {
     /// producer's) or `batch_builder` made: given offsets from the end of the partition and
     /// stored byte for byte except its base offset, without checking or copying it again.
     /// Returns (first, last).
+    ///
+    /// This is a client's append (Kafka Produce): refused for internal topics.
     pub fn append_checked(
+        &self,
+        topic: &str,
+        partition: i32,
+        batch: &batch::CheckedBatch,
+    ) -> Result<(i64, i64)> {
+        let t = self.topic(topic)?;
+        guard::check_write(topic, t.internal().as_ref())?;
+        self.append_owned(topic, partition, batch)
+    }
+
+    /// [`Broker::append_checked`] to any topic, internal or not: for the topics' owners.
+    pub fn append_owned(
         &self,
         topic: &str,
         partition: i32,

@@ -90,6 +90,12 @@ pub enum BrokerError {
         partition: i32,
         reason: String,
     },
+    #[error(
+        "topic '{topic}' is an internal topic of {owner}: clients may read it but not write or delete it"
+    )]
+    InternalTopic { topic: String, owner: String },
+    #[error("topic '{topic}' is in use by {user}; stop or delete it first")]
+    TopicInUse { topic: String, user: String },
 }
 
 impl BrokerError {
@@ -111,6 +117,8 @@ impl BrokerError {
             BrokerError::ShuttingDown => "shutting_down",
             BrokerError::PolicyViolation(_) => "policy_violation",
             BrokerError::PartitionOffline { .. } => "partition_offline",
+            BrokerError::InternalTopic { .. } => "internal_topic",
+            BrokerError::TopicInUse { .. } => "topic_in_use",
         }
     }
 
@@ -133,6 +141,8 @@ impl BrokerError {
                 ErrorKind::Unavailable
             }
             BrokerError::PolicyViolation(_) => ErrorKind::InvalidInput,
+            BrokerError::InternalTopic { .. } => ErrorKind::Forbidden,
+            BrokerError::TopicInUse { .. } => ErrorKind::Conflict,
         }
     }
 

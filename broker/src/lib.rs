@@ -14,6 +14,7 @@ pub mod config;
 mod error;
 pub mod fd_limit;
 pub mod group;
+mod guard;
 pub mod kafka;
 pub mod log;
 pub mod partitioner;
@@ -23,8 +24,9 @@ mod types;
 pub use broker::{BackgroundTasks, Broker, CleanupReport};
 pub use config::{BrokerConfig, FilesConfig, FsyncPolicy, LogConfig};
 pub use error::{BrokerError, ErrorKind, Result};
+pub use guard::TopicGuard;
 pub use topic::TopicStats;
 pub use types::{
-    Header, PartitionInfo, PartitionStatus, ProduceRecord, ReadResult, StoredRecord,
+    Header, InternalTopic, PartitionInfo, PartitionStatus, ProduceRecord, ReadResult, StoredRecord,
     TopicDescription, TopicInfo, TopicSpec,
 };

@@ -4,14 +4,14 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use tokio::sync::watch;
 
 use crate::config::LogConfig;
 use crate::error::{BrokerError, Result};
 use crate::log::{FileCache, PartitionLog, PartitionSettings};
-use crate::types::{TopicInfo, TopicSpec};
+use crate::types::{InternalTopic, TopicInfo, TopicSpec};
 
 /// Name of the file holding a topic's spec.
 pub const SPEC_FILE: &str = "topic.json";
@@ -95,6 +95,9 @@ pub(crate) struct Topic {
     pub partitions: Vec<Partition>,
     pub counters: Counters,
     pub round_robin: AtomicU32,
+    /// The internal-topic marker (`info.internal` as opened; it may be set later, when an
+    /// owner adopts a topic of an older data dir).
+    internal: RwLock<Option<InternalTopic>>,
 }
 
 /// Checks a topic name with Kafka's rules.
@@ -165,6 +168,7 @@ pub fn resolve(spec: &TopicSpec, defaults: &LogConfig) -> Result<TopicInfo> {
         segment_bytes,
         segment_ms,
         delete_retention_ms,
+        internal: spec.internal.clone(),
     })
 }
 
@@ -231,6 +235,7 @@ impl Topic {
             });
         }
         Ok(Topic {
+            internal: RwLock::new(info.internal.clone()),
             info,
             dir: dir.to_path_buf(),
             partitions,
@@ -244,6 +249,49 @@ impl Topic {
         self.partitions
             .iter()
             .filter_map(|p| p.offline_reason().map(|r| (p.index, r)))
+    }
+
+    /// The internal-topic marker, if the server owns this topic.
+    pub fn internal(&self) -> Option<InternalTopic> {
+        self.internal
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The topic's settings with its current marker.
+    pub fn current_info(&self) -> TopicInfo {
+        TopicInfo {
+            internal: self.internal(),
+            ..self.info.clone()
+        }
+    }
+
+    /// Marks the topic as owned by `owner`, in `topic.json` (written to a temporary file,
+    /// synced, renamed over the old one) and then in memory.
+    pub fn set_internal(&self, owner: InternalTopic) -> Result<()> {
+        let path = self.dir.join(SPEC_FILE);
+        let raw = std::fs::read(&path).map_err(|e| BrokerError::io(&path, e))?;
+        let mut spec: TopicSpec =
+            serde_json::from_slice(&raw).map_err(|e| BrokerError::CorruptFile {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+        spec.internal = Some(owner.clone());
+        let json = serde_json::to_vec_pretty(&spec)
+            .map_err(|e| BrokerError::InvalidConfig(e.to_string()))?;
+        let tmp = self.dir.join(format!("{SPEC_FILE}.tmp"));
+        let write = || -> std::io::Result<()> {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&json)?;
+            f.sync_all()
+        };
+        write().map_err(|e| BrokerError::io(&tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| BrokerError::io(&path, e))?;
+        crate::log::sync_dir(&self.dir)?;
+        *self.internal.write().unwrap_or_else(|p| p.into_inner()) = Some(owner);
+        Ok(())
     }
 
     pub fn partition(&self, p: i32) -> Result<&Partition> {

@@ -67,6 +67,36 @@ pub struct TopicSpec {
     /// Compacted topics: how long tombstones are kept after they are cleaned.
     #[serde(default)]
     pub delete_retention_ms: Option<i64>,
+    /// Set on the topics the server owns (a processor's changelogs, offsets and repartition
+    /// topic, `__consumer_offsets`): clients may read them but not write or delete them, and
+    /// no client request may set it (see [`crate::Broker::create_topic`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internal: Option<InternalTopic>,
+}
+
+/// The marker of an internal topic, persisted in its spec (`"internal":{"owner":"…"}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InternalTopic {
+    /// Who owns the topic: `processor:<name>` or [`InternalTopic::GROUP_COORDINATOR`].
+    pub owner: String,
+}
+
+impl InternalTopic {
+    /// The owner of `__consumer_offsets`.
+    pub const GROUP_COORDINATOR: &'static str = "group-coordinator";
+
+    /// The marker of a topic owned by processor (or query) `name`.
+    pub fn processor(name: &str) -> Self {
+        InternalTopic {
+            owner: format!("processor:{name}"),
+        }
+    }
+
+    /// The processor named by an owner string (`processor:<name>`), if it names one.
+    pub fn processor_of(owner: &str) -> Option<&str> {
+        owner.strip_prefix("processor:")
+    }
 }
 
 fn default_partitions() -> i32 {
@@ -86,7 +116,14 @@ impl TopicSpec {
             segment_bytes: None,
             segment_ms: None,
             delete_retention_ms: None,
+            internal: None,
         }
+    }
+
+    /// This spec with the internal-topic marker of `owner`.
+    pub fn owned_by(mut self, owner: InternalTopic) -> Self {
+        self.internal = Some(owner);
+        self
     }
 }
 
@@ -102,6 +139,9 @@ pub struct TopicInfo {
     pub segment_bytes: u64,
     pub segment_ms: i64,
     pub delete_retention_ms: i64,
+    /// The internal-topic marker, if the server owns this topic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internal: Option<InternalTopic>,
 }
 
 /// Offsets of one partition.

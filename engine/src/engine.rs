@@ -10,17 +10,17 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use bytes::Bytes;
 use serde::Serialize;
-use weir_broker::TopicSpec;
 use weir_broker::partitioner::partition_for_key;
+use weir_broker::{InternalTopic, TopicGuard, TopicSpec};
 
 use crate::clock::now_ms;
 use crate::error::EngineError;
 use crate::log_access::{LogAccess, OffsetCommit};
-use crate::state::changelog::{changelog_topic, stores_with_changelogs};
+use crate::state::changelog::{changelog_spec, changelog_topic, stores_with_changelogs};
 use crate::state::{StateBackend, keys};
 use crate::task::inputs::input_key;
 use crate::task::registry::{DeploymentRecord, Registry};
@@ -165,6 +165,7 @@ impl Engine {
                 factory,
                 load_error,
             };
+            self.mark_internal_topics(&deployed.record);
             if deployed.factory.is_some() {
                 self.assign_all(&deployed)?;
                 started += 1;
@@ -249,15 +250,71 @@ impl Engine {
         })
     }
 
+    /// Marks the internal topics of a processor resumed from a data dir older than the
+    /// markers (its repartition, offsets and changelog topics). A topic that cannot be
+    /// marked is logged, and the processor resumes anyway.
+    fn mark_internal_topics(&self, record: &DeploymentRecord) {
+        let log = &self.inner.log;
+        let name = &record.spec.name;
+        let owner = InternalTopic::processor(name);
+        let mut specs = vec![
+            TopicSpec::new(record.spec.repartition_topic(), record.partitions)
+                .owned_by(owner.clone()),
+        ];
+        match stores_with_changelogs(&**log, name) {
+            Ok(stores) => specs.extend(
+                stores
+                    .iter()
+                    .map(|s| changelog_spec(name, s, record.partitions)),
+            ),
+            Err(e) => tracing::warn!(processor = %name, "cannot list changelogs: {e}"),
+        }
+        for spec in specs {
+            let topic = spec.name.clone();
+            if let Ok(Some(m)) = log.topic_meta(&topic)
+                && m.owner.is_none()
+                && let Err(e) = log.ensure_topic(spec)
+            {
+                tracing::warn!(processor = %name, %topic, "cannot mark as internal: {e}");
+            }
+        }
+        if let Ok(Some(m)) = log.topic_meta(&record.spec.offsets_topic())
+            && m.owner.is_none()
+            && let Err(e) = log.ensure_offsets_topic(name, record.partitions)
+        {
+            tracing::warn!(processor = %name, "cannot mark the offsets topic as internal: {e}");
+        }
+    }
+
+    /// Refuses outputs that are internal topics (another processor's changelog, offsets,
+    /// `__consumer_offsets`, …): a processor must not forge another's state or offsets.
+    fn check_outputs(&self, spec: &ProcessorSpec) -> Result<(), EngineError> {
+        for o in &spec.outputs {
+            if let Some(owner) = self.inner.log.topic_meta(o)?.and_then(|m| m.owner) {
+                return Err(EngineError::InternalTopic {
+                    topic: o.clone(),
+                    owner,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Creates the processor's topics that do not exist yet: outputs (with the inputs'
     /// partition count), repartition, offsets and (for `dead_letter`) the dead-letter topic.
+    /// The repartition and offsets topics (and the changelogs, made by the tasks) are
+    /// internal topics of the processor; outputs and the dead-letter topic are not (users
+    /// read them), but are not deleted while the processor exists ([`Engine::user_of`]).
     fn create_topics(&self, spec: &ProcessorSpec, partitions: i32) -> Result<(), EngineError> {
         let log = &self.inner.log;
+        self.check_outputs(spec)?;
         for o in &spec.outputs {
             log.ensure_topic(TopicSpec::new(o, partitions))?;
         }
         let repartition = spec.repartition_topic();
-        let meta = log.ensure_topic(TopicSpec::new(&repartition, partitions))?;
+        let meta = log.ensure_topic(
+            TopicSpec::new(&repartition, partitions).owned_by(InternalTopic::processor(&spec.name)),
+        )?;
         if meta.partitions != partitions {
             return Err(EngineError::Conflict(format!(
                 "topic '{repartition}' (kept from an earlier deployment?) has {} partitions, \
@@ -567,6 +624,27 @@ impl Engine {
         })
     }
 
+    /// Who reads or writes `topic` among the deployed processors and queries (its inputs,
+    /// outputs and dead-letter topic), e.g. `processor 'wc'`.
+    pub fn user_of(&self, topic: &str) -> Option<String> {
+        user_of(&lock(&self.inner.processors), topic)
+    }
+
+    /// The names of every deployed processor and query that reads or writes `topic`.
+    pub fn users_of(&self, topic: &str) -> Vec<String> {
+        lock(&self.inner.processors)
+            .values()
+            .filter(|d| uses(d, topic))
+            .map(|d| d.record.spec.name.clone())
+            .collect()
+    }
+
+    /// What the broker asks before a client deletes a topic: whether an internal topic's
+    /// owner exists, and who uses a topic. Holds the engine weakly (the broker outlives it).
+    pub fn topic_guard(&self) -> Arc<dyn TopicGuard> {
+        Arc::new(Guard(Arc::downgrade(&self.inner)))
+    }
+
     /// The stored module of a processor (a query's plan, for SQL).
     pub fn module_of(&self, name: &str) -> Option<Vec<u8>> {
         self.inner.registry.load(name).ok().map(|(_, m)| m)
@@ -624,5 +702,39 @@ impl Engine {
             )));
         }
         Ok(state.get(store, key)?)
+    }
+}
+
+/// Whether a deployment reads or writes `topic` (inputs, outputs, dead-letter topic).
+fn uses(d: &Deployed, topic: &str) -> bool {
+    let spec = &d.record.spec;
+    spec.inputs.iter().any(|t| t == topic)
+        || spec.outputs.iter().any(|t| t == topic)
+        || (spec.on_error == OnError::DeadLetter && spec.dlq_topic() == topic)
+}
+
+fn user_of(processors: &BTreeMap<String, Deployed>, topic: &str) -> Option<String> {
+    processors
+        .values()
+        .find(|d| uses(d, topic))
+        .map(|d| format!("processor '{}'", d.record.spec.name))
+}
+
+/// The engine as the broker's [`TopicGuard`].
+struct Guard(Weak<Inner>);
+
+impl TopicGuard for Guard {
+    fn owner_exists(&self, owner: &str) -> bool {
+        let Some(inner) = self.0.upgrade() else {
+            return true;
+        };
+        match InternalTopic::processor_of(owner) {
+            Some(name) => lock(&inner.processors).contains_key(name),
+            None => true,
+        }
+    }
+
+    fn user_of(&self, topic: &str) -> Option<String> {
+        user_of(&lock(&self.0.upgrade()?.processors), topic)
     }
 }

@@ -26,6 +26,8 @@ pub enum EngineError {
     UnknownProcessor(String),
     #[error("processor '{processor}' has no store '{store}'")]
     UnknownStore { processor: String, store: String },
+    #[error("topic '{topic}' is an internal topic of {owner}; processors may not write to it")]
+    InternalTopic { topic: String, owner: String },
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
@@ -53,6 +55,7 @@ impl EngineError {
             EngineError::ProcessorExists(_) => "processor_exists",
             EngineError::UnknownProcessor(_) => "unknown_processor",
             EngineError::UnknownStore { .. } => "unknown_store",
+            EngineError::InternalTopic { .. } => "internal_topic",
             EngineError::Conflict(_) => "conflict",
             EngineError::Unavailable(_) => "unavailable",
             EngineError::LoadFailed(_) => "load_failed",
@@ -68,7 +71,8 @@ impl EngineError {
             EngineError::InvalidSpec(_)
             | EngineError::UnknownInput(_)
             | EngineError::NotCoPartitioned(_)
-            | EngineError::InvalidModule { .. } => ErrorKind::InvalidInput,
+            | EngineError::InvalidModule { .. }
+            | EngineError::InternalTopic { .. } => ErrorKind::InvalidInput,
             EngineError::UnknownProcessor(_) | EngineError::UnknownStore { .. } => {
                 ErrorKind::NotFound
             }

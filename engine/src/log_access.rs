@@ -16,7 +16,9 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use weir_broker::batch::CheckedBatch;
-use weir_broker::{Broker, BrokerError, ErrorKind, ProduceRecord, StoredRecord, TopicSpec};
+use weir_broker::{
+    Broker, BrokerError, ErrorKind, InternalTopic, ProduceRecord, StoredRecord, TopicSpec,
+};
 
 /// Key of the one record per partition of `<processor>.offsets`.
 const OFFSETS_KEY: &[u8] = b"offsets";
@@ -75,10 +77,23 @@ impl From<BrokerError> for LogError {
 }
 
 /// What the engine needs to know about a topic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicMeta {
     pub partitions: i32,
     pub compacted: bool,
+    /// The owner of an internal topic (`processor:<name>`, `group-coordinator`): the
+    /// engine's tasks may write it, processors' outputs and SQL's targets may not be it.
+    pub owner: Option<String>,
+}
+
+impl TopicMeta {
+    fn of(info: weir_broker::TopicInfo) -> Self {
+        TopicMeta {
+            partitions: info.partitions,
+            compacted: info.compacted,
+            owner: info.internal.map(|m| m.owner),
+        }
+    }
 }
 
 /// Records read from one partition.
@@ -115,9 +130,13 @@ pub trait LogAccess: Send + Sync + 'static {
     fn topic_meta(&self, topic: &str) -> Result<Option<TopicMeta>, LogError>;
     /// Names of every topic.
     fn list_topics(&self) -> Result<Vec<String>, LogError>;
-    /// Creates the topic unless it exists; returns the partition count it has.
+    /// Creates the topic unless it exists; returns the partition count it has. A spec with
+    /// an internal-topic marker (`TopicSpec::owned_by`) creates the topic marked, or marks
+    /// an existing unmarked one (data dirs from before the markers).
     fn ensure_topic(&self, spec: TopicSpec) -> Result<TopicMeta, LogError>;
-    /// Deletes a topic; a missing topic is not an error.
+    /// Deletes a topic, internal or not (the engine deletes its own); a missing topic is not
+    /// an error. Writes through this trait may target internal topics too: the engine is
+    /// their owner, and checks that processors' outputs and SQL's targets are not internal.
     fn delete_topic(&self, topic: &str) -> Result<(), LogError>;
     /// Checks a topic spec as creating it would (name, partitions, configs), without creating
     /// anything (so a script can be checked before any of it runs).
@@ -157,7 +176,8 @@ pub trait LogAccess: Send + Sync + 'static {
 
     /// Creates `<processor>.offsets` (compacted, `partitions` partitions) unless it exists.
     fn ensure_offsets_topic(&self, processor: &str, partitions: i32) -> Result<(), LogError> {
-        let mut spec = TopicSpec::new(offsets_topic(processor), partitions);
+        let mut spec = TopicSpec::new(offsets_topic(processor), partitions)
+            .owned_by(InternalTopic::processor(processor));
         spec.compacted = true;
         spec.segment_bytes = Some(OFFSETS_SEGMENT_BYTES);
         self.ensure_topic(spec).map(|_| ())
@@ -220,10 +240,7 @@ pub trait LogAccess: Send + Sync + 'static {
 impl LogAccess for Broker {
     fn topic_meta(&self, topic: &str) -> Result<Option<TopicMeta>, LogError> {
         match self.topic_info(topic) {
-            Ok(info) => Ok(Some(TopicMeta {
-                partitions: info.partitions,
-                compacted: info.compacted,
-            })),
+            Ok(info) => Ok(Some(TopicMeta::of(info))),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e.into()),
         }
@@ -237,12 +254,12 @@ impl LogAccess for Broker {
     }
 
     fn ensure_topic(&self, spec: TopicSpec) -> Result<TopicMeta, LogError> {
+        if spec.internal.is_some() {
+            return Ok(TopicMeta::of(self.ensure_internal_topic(spec)?));
+        }
         let name = spec.name.clone();
         match self.create_topic(spec) {
-            Ok(info) => Ok(TopicMeta {
-                partitions: info.partitions,
-                compacted: info.compacted,
-            }),
+            Ok(info) => Ok(TopicMeta::of(info)),
             Err(BrokerError::TopicExists(_)) => {
                 self.topic_meta(&name)?.ok_or(LogError::UnknownTopic(name))
             }
@@ -257,7 +274,7 @@ impl LogAccess for Broker {
     }
 
     fn delete_topic(&self, topic: &str) -> Result<(), LogError> {
-        match Broker::delete_topic(self, topic) {
+        match Broker::delete_owned_topic(self, topic) {
             Ok(()) | Err(BrokerError::UnknownTopic(_)) => Ok(()),
             Err(e) => Err(e.into()),
         }
@@ -268,7 +285,7 @@ impl LogAccess for Broker {
         topic: &str,
         records: Vec<ProduceRecord>,
     ) -> Result<Vec<(i32, i64)>, LogError> {
-        Ok(Broker::produce(self, topic, records)?)
+        Ok(Broker::produce_owned(self, topic, records)?)
     }
 
     fn append_batch(
@@ -277,7 +294,7 @@ impl LogAccess for Broker {
         partition: i32,
         batch: &CheckedBatch,
     ) -> Result<(i64, i64), LogError> {
-        Ok(Broker::append_checked(self, topic, partition, batch)?)
+        Ok(Broker::append_owned(self, topic, partition, batch)?)
     }
 
     fn read(

@@ -13,6 +13,7 @@ use weir_broker::kafka::KafkaConfig;
 use weir_broker::{BrokerConfig, BrokerError, FilesConfig, LogConfig};
 
 use super::FsyncArg;
+use crate::http::uploads::DEFAULT_MAX_CONCURRENT_UPLOADS;
 use crate::http::{DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_UPLOAD_BYTES, HttpConfig};
 use crate::node::{self, NodeConfig};
 
@@ -89,6 +90,10 @@ pub struct ServeArgs {
     /// open]
     #[arg(long, env = "WEIR_MAX_PARTITIONS", value_name = "N")]
     pub max_partitions: Option<usize>,
+    /// Uploads (processors, functions, artifacts) served at once; more get a 503
+    #[arg(long, env = "WEIR_MAX_CONCURRENT_UPLOADS", value_name = "N",
+          default_value_t = DEFAULT_MAX_CONCURRENT_UPLOADS)]
+    pub max_concurrent_uploads: usize,
 }
 
 impl ServeArgs {
@@ -126,6 +131,9 @@ impl ServeArgs {
         if self.max_upload_bytes == 0 {
             bail!("invalid server setting: max_upload_bytes must be positive");
         }
+        if self.max_concurrent_uploads == 0 {
+            bail!("invalid server setting: max_concurrent_uploads must be positive");
+        }
         let kafka = if self.kafka.eq_ignore_ascii_case("off") {
             None
         } else {
@@ -145,6 +153,8 @@ impl ServeArgs {
             http: HttpConfig {
                 max_request_bytes: self.max_request_bytes,
                 max_upload_bytes: self.max_upload_bytes,
+                max_concurrent_uploads: self.max_concurrent_uploads,
+                upload_dir: Some(self.data_dir.join("uploads")),
             },
         })
     }

@@ -203,6 +203,7 @@ mod tests {
             segment_bytes: 1 << 20,
             segment_ms: 60_000,
             delete_retention_ms: 10,
+            internal: None,
         }
     }
 

@@ -6,7 +6,6 @@
 //! [`FunctionRegistry`](weir_engine::udf::FunctionRegistry)'s, run on blocking threads.
 
 use axum::Json;
-use axum::extract::multipart::Multipart;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::header::LOCATION;
 use axum::http::{HeaderValue, StatusCode};
@@ -18,7 +17,7 @@ use weir_engine::udf::{ArtifactInfo, FunctionInfo};
 use super::AppState;
 use super::error::ApiError;
 use super::extract::ApiPath;
-use super::processors::check_upload_size;
+use super::uploads::{UploadPermit, read_module_upload, read_raw_upload};
 
 /// The `spec` part of a function upload.
 #[derive(Debug, Clone, Deserialize)]
@@ -31,49 +30,30 @@ pub struct FunctionSpec {
     pub replace: bool,
 }
 
-/// The two parts of a function upload.
+/// The two parts of a function upload (and its place under the upload cap).
 pub struct FunctionUpload {
     pub spec: FunctionSpec,
     pub module: Bytes,
+    _permit: UploadPermit,
 }
 
 impl<S: Send + Sync> FromRequest<S> for FunctionUpload {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let req = check_upload_size(req).await?;
-        let mut multipart = Multipart::from_request(req, state).await?;
-        let mut spec = None;
-        let mut module = None;
-        while let Some(field) = multipart.next_field().await? {
-            let name = field.name().unwrap_or_default().to_string();
-            match name.as_str() {
-                "wasm" => module = Some(field.bytes().await?),
-                "spec" => {
-                    let raw = field.bytes().await?;
-                    let parsed: FunctionSpec = serde_json::from_slice(&raw).map_err(|e| {
-                        ApiError::new(
-                            StatusCode::BAD_REQUEST,
-                            "invalid_spec",
-                            format!(
-                                "invalid function spec (expected {{\"name\":…, \"replace\":…}}): {e}"
-                            ),
-                        )
-                    })?;
-                    spec = Some(parsed);
-                }
-                other => {
-                    return Err(ApiError::bad_request(format!(
-                        "unexpected part '{other}': a function upload has the parts 'wasm' and \
-                         'spec'"
-                    ))
-                    .closing());
-                }
-            }
-        }
-        let spec = spec.ok_or_else(|| ApiError::bad_request("missing part 'spec'"))?;
-        let module = module.ok_or_else(|| ApiError::bad_request("missing part 'wasm'"))?;
-        Ok(FunctionUpload { spec, module })
+        let upload = read_module_upload(req, state, "a function upload").await?;
+        let spec: FunctionSpec = serde_json::from_slice(&upload.spec).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_spec",
+                format!("invalid function spec (expected {{\"name\":…, \"replace\":…}}): {e}"),
+            )
+        })?;
+        Ok(FunctionUpload {
+            spec,
+            module: upload.module,
+            _permit: upload.permit,
+        })
     }
 }
 
@@ -128,15 +108,16 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// A raw upload body, size-checked against the route's upload limit before it is read.
-pub struct RawUpload(pub Bytes);
+/// A raw upload body, size-checked against the route's upload limit, admitted under the
+/// upload cap and spooled to a file while it arrives ([`read_raw_upload`]).
+pub struct RawUpload(pub Bytes, UploadPermit);
 
 impl<S: Send + Sync> FromRequest<S> for RawUpload {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let req = check_upload_size(req).await?;
-        Ok(RawUpload(Bytes::from_request(req, state).await?))
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let (body, permit) = read_raw_upload(req).await?;
+        Ok(RawUpload(body, permit))
     }
 }
 
@@ -144,7 +125,7 @@ impl<S: Send + Sync> FromRequest<S> for RawUpload {
 pub async fn put_artifact(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
-    RawUpload(body): RawUpload,
+    RawUpload(body, _permit): RawUpload,
 ) -> Result<(StatusCode, Json<ArtifactInfo>), ApiError> {
     let functions = state.functions.clone();
     let info = tokio::task::spawn_blocking(move || functions.put_artifact(&name, &body)).await??;

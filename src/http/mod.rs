@@ -23,6 +23,7 @@ pub mod processors;
 pub mod records;
 pub mod sql;
 pub mod topics;
+pub mod uploads;
 
 use std::sync::Arc;
 
@@ -75,6 +76,11 @@ pub struct HttpConfig {
     /// Largest accepted processor or function upload (`POST`/`PUT /v1/processors…`,
     /// `POST /v1/functions`, `PUT /v1/artifacts/…`); larger ones get a 413.
     pub max_upload_bytes: usize,
+    /// How many uploads may run at once; more get a 503 (`too_many_uploads`).
+    pub max_concurrent_uploads: usize,
+    /// Where uploads are spooled while they arrive (`<data-dir>/uploads`, emptied at
+    /// start); `None` means the system's temporary directory.
+    pub upload_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for HttpConfig {
@@ -82,6 +88,8 @@ impl Default for HttpConfig {
         HttpConfig {
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
+            max_concurrent_uploads: uploads::DEFAULT_MAX_CONCURRENT_UPLOADS,
+            upload_dir: None,
         }
     }
 }
@@ -90,7 +98,13 @@ impl Default for HttpConfig {
 pub fn router(state: AppState, config: &HttpConfig) -> Router {
     let metrics = state.metrics.clone();
     let upload_limit = DefaultBodyLimit::max(config.max_upload_bytes);
-    let upload_extension = Extension(processors::UploadLimit(config.max_upload_bytes));
+    let upload_extension = (
+        Extension(processors::UploadLimit(config.max_upload_bytes)),
+        Extension(uploads::Uploads::new(
+            config.upload_dir.clone(),
+            config.max_concurrent_uploads,
+        )),
+    );
     Router::new()
         .route("/health", get(health::health))
         .route("/metrics", get(metrics::get_metrics))
@@ -110,14 +124,14 @@ pub fn router(state: AppState, config: &HttpConfig) -> Router {
         .route(
             "/v1/processors",
             post(processors::deploy)
-                .layer((upload_limit, upload_extension))
+                .layer((upload_limit, upload_extension.clone()))
                 .get(processors::list),
         )
         .route(
             "/v1/processors/{name}",
             get(processors::describe)
                 .put(processors::redeploy)
-                .layer((upload_limit, upload_extension))
+                .layer((upload_limit, upload_extension.clone()))
                 .delete(processors::delete),
         )
         .route("/v1/sql", post(sql::execute))
@@ -131,7 +145,7 @@ pub fn router(state: AppState, config: &HttpConfig) -> Router {
         .route(
             "/v1/functions",
             post(functions::create)
-                .layer((upload_limit, upload_extension))
+                .layer((upload_limit, upload_extension.clone()))
                 .get(functions::list),
         )
         .route(
@@ -140,7 +154,7 @@ pub fn router(state: AppState, config: &HttpConfig) -> Router {
         )
         .route(
             "/v1/artifacts/{name}",
-            put(functions::put_artifact).layer((upload_limit, upload_extension)),
+            put(functions::put_artifact).layer((upload_limit, upload_extension.clone())),
         )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

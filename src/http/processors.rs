@@ -5,7 +5,7 @@
 //! work is the engine's ([`weir_engine::Engine`]), run on blocking threads.
 
 use axum::Json;
-use axum::extract::multipart::{Multipart, MultipartError, MultipartRejection};
+use axum::extract::multipart::{MultipartError, MultipartRejection};
 use axum::extract::{FromRequest, Request, State};
 use axum::http::header::{CONTENT_LENGTH, LOCATION};
 use axum::http::{HeaderValue, StatusCode};
@@ -19,6 +19,7 @@ use weir_engine::task::ProcessorSpec;
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery};
+use super::uploads::{UploadPermit, read_module_upload};
 
 impl From<MultipartRejection> for ApiError {
     fn from(r: MultipartRejection) -> Self {
@@ -51,10 +52,12 @@ const DRAIN_MAX_BYTES: u64 = 64 << 20;
 #[derive(Debug, Clone, Copy)]
 pub struct UploadLimit(pub usize);
 
-/// The two parts of an upload.
+/// The two parts of an upload (and its place under the upload cap, held until the
+/// handler is done).
 pub struct Upload {
     pub spec: ProcessorSpec,
     pub module: Bytes,
+    _permit: UploadPermit,
 }
 
 /// Rejects an upload whose `Content-Length` is over the route's [`UploadLimit`] with a 413
@@ -88,36 +91,19 @@ impl<S: Send + Sync> FromRequest<S> for Upload {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let req = check_upload_size(req).await?;
-        let mut multipart = Multipart::from_request(req, state).await?;
-        let mut spec = None;
-        let mut module = None;
-        while let Some(field) = multipart.next_field().await? {
-            let name = field.name().unwrap_or_default().to_string();
-            match name.as_str() {
-                "wasm" => module = Some(field.bytes().await?),
-                "spec" => {
-                    let raw = field.bytes().await?;
-                    let parsed: ProcessorSpec = serde_json::from_slice(&raw).map_err(|e| {
-                        ApiError::new(
-                            StatusCode::BAD_REQUEST,
-                            "invalid_spec",
-                            format!("invalid processor spec: {e}"),
-                        )
-                    })?;
-                    spec = Some(parsed);
-                }
-                other => {
-                    return Err(ApiError::bad_request(format!(
-                        "unexpected part '{other}': an upload has the parts 'wasm' and 'spec'"
-                    ))
-                    .closing());
-                }
-            }
-        }
-        let spec = spec.ok_or_else(|| ApiError::bad_request("missing part 'spec'"))?;
-        let module = module.ok_or_else(|| ApiError::bad_request("missing part 'wasm'"))?;
-        Ok(Upload { spec, module })
+        let upload = read_module_upload(req, state, "an upload").await?;
+        let spec: ProcessorSpec = serde_json::from_slice(&upload.spec).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_spec",
+                format!("invalid processor spec: {e}"),
+            )
+        })?;
+        Ok(Upload {
+            spec,
+            module: upload.module,
+            _permit: upload.permit,
+        })
     }
 }
 

@@ -57,7 +57,7 @@ impl SqlRequest {
 
 /// A SQL error as an API error, with its position.
 pub fn sql_error(e: SqlError) -> ApiError {
-    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    let status = super::error::status_of(e.kind());
     let err = ApiError::new(status, e.code, e.message);
     match e.position {
         Some(p) => err.at(p.line, p.column),

@@ -60,6 +60,7 @@ impl Server {
         let config = HttpConfig {
             max_request_bytes,
             max_upload_bytes: 1 << 20,
+            ..HttpConfig::default()
         };
         let app = router(state, &config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

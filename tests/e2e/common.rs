@@ -117,6 +117,11 @@ impl Server {
         }
     }
 
+    /// The server's process id (while it runs).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the server is running").id()
+    }
+
     /// SIGTERM and wait for a clean exit; returns whether it exited with status 0.
     pub fn terminate(&mut self) -> bool {
         let Some(mut c) = self.child.take() else {

@@ -12,9 +12,9 @@ use std::sync::Mutex;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::error::{BrokerError, Result};
+use crate::error::Result;
 use crate::log::now_ms;
-use crate::{Broker, ProduceRecord, TopicSpec};
+use crate::{Broker, InternalTopic, ProduceRecord, TopicSpec};
 
 /// Name of the internal topic holding committed offsets (as in Kafka).
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -129,10 +129,12 @@ fn decode_value(value: &[u8]) -> Option<CommittedOffset> {
 }
 
 impl OffsetStore {
-    /// Loads every committed offset from [`OFFSETS_TOPIC`] (if it exists). Blocking.
+    /// Loads every committed offset from [`OFFSETS_TOPIC`] (if it exists; a topic from a
+    /// data dir older than internal-topic markers is marked first). Blocking.
     pub fn load(broker: Broker) -> Result<OffsetStore> {
         let mut committed: HashMap<String, GroupOffsets> = HashMap::new();
         if broker.partition_count(OFFSETS_TOPIC).is_ok() {
+            broker.ensure_internal_topic(Self::spec())?;
             let mut offset = 0;
             let mut n = 0usize;
             loop {
@@ -184,16 +186,20 @@ impl OffsetStore {
         })
     }
 
+    /// The spec of [`OFFSETS_TOPIC`]: compacted, owned by the group coordinator.
+    fn spec() -> TopicSpec {
+        let mut spec = TopicSpec::new(OFFSETS_TOPIC, 1).owned_by(InternalTopic {
+            owner: InternalTopic::GROUP_COORDINATOR.into(),
+        });
+        spec.compacted = true;
+        spec
+    }
+
     fn ensure_topic(&self) -> Result<()> {
         if self.broker.partition_count(OFFSETS_TOPIC).is_ok() {
             return Ok(());
         }
-        let mut spec = TopicSpec::new(OFFSETS_TOPIC, 1);
-        spec.compacted = true;
-        match self.broker.create_topic(spec) {
-            Ok(_) | Err(BrokerError::TopicExists(_)) => Ok(()),
-            Err(e) => Err(e),
-        }
+        self.broker.ensure_internal_topic(Self::spec()).map(|_| ())
     }
 
     /// Durably records `offsets` for `group` (returns once durable under the topic's fsync
@@ -214,7 +220,7 @@ impl OffsetStore {
                 partition: Some(0),
             })
             .collect();
-        self.broker.produce(OFFSETS_TOPIC, records)?;
+        self.broker.produce_owned(OFFSETS_TOPIC, records)?;
         let mut all = self.committed.lock().unwrap_or_else(|p| p.into_inner());
         let g = all.entry(group.to_string()).or_default();
         for (t, p, c) in offsets {

@@ -1,7 +1,7 @@
 //! [`SqlError`]: what a statement did wrong (or what failed running it), with a stable code
 //! and, where known, the line and column in the statement text.
 
-use crate::error::EngineError;
+use crate::error::{EngineError, ErrorKind};
 use crate::log_access::LogError;
 
 /// A position in the SQL text (1-based).
@@ -32,8 +32,8 @@ pub struct SqlError {
     pub code: &'static str,
     pub message: String,
     pub position: Option<Position>,
-    /// The HTTP status, when the code alone does not tell (errors of the log).
-    status: Option<u16>,
+    /// The class, when the code alone does not tell (errors of the log and the engine).
+    kind: Option<ErrorKind>,
 }
 
 impl SqlError {
@@ -42,7 +42,7 @@ impl SqlError {
             code,
             message: message.into(),
             position: None,
-            status: None,
+            kind: None,
         }
     }
 
@@ -57,25 +57,29 @@ impl SqlError {
         SqlError::new("sql_syntax", message)
     }
 
-    /// Whether the statement is at fault (4xx) rather than the server (5xx).
+    /// Whether the statement is at fault rather than the server.
     pub fn is_user_error(&self) -> bool {
-        self.status() < 500
+        !matches!(
+            self.kind(),
+            ErrorKind::Unavailable | ErrorKind::Corrupt | ErrorKind::Internal
+        )
     }
 
-    /// The HTTP status class: `not_found` → 404, `exists` → 409, `too_large` → 413, user
-    /// errors → 400, `unavailable` → 503, `engine`/`log`/`internal` → 500; an error of the
-    /// log keeps the class the log gave it.
-    pub fn status(&self) -> u16 {
-        if let Some(s) = self.status {
-            return s;
+    /// The class (the HTTP edge turns it into a status): `not_found` → NotFound, `exists` /
+    /// `topic_in_use` → Conflict, `too_large` → TooLarge, `unavailable` → Unavailable,
+    /// `engine`/`log`/`internal` → Internal, other codes → InvalidInput; an error of the log
+    /// or the engine keeps the class they gave it.
+    pub fn kind(&self) -> ErrorKind {
+        if let Some(k) = self.kind {
+            return k;
         }
         match self.code {
-            "not_found" => 404,
-            "exists" => 409,
-            "too_large" => 413,
-            "unavailable" => 503,
-            "engine" | "log" | "internal" => 500,
-            _ => 400,
+            "not_found" => ErrorKind::NotFound,
+            "exists" | "topic_in_use" => ErrorKind::Conflict,
+            "too_large" => ErrorKind::TooLarge,
+            "unavailable" => ErrorKind::Unavailable,
+            "engine" | "log" | "internal" => ErrorKind::Internal,
+            _ => ErrorKind::InvalidInput,
         }
     }
 }
@@ -121,7 +125,9 @@ impl From<EngineError> for SqlError {
             K::InvalidInput | K::TooLarge => "invalid_statement",
             _ => "engine",
         };
-        SqlError::new(code, e.to_string())
+        let mut err = SqlError::new(code, e.to_string());
+        err.kind = Some(e.kind());
+        err
     }
 }
 
@@ -130,17 +136,8 @@ impl From<LogError> for SqlError {
     /// statement's fault (400 `invalid_topic_name`, `invalid_config`, `invalid_record`, …);
     /// a storage failure is the server's (5xx, its message naming the file or topic).
     fn from(e: LogError) -> SqlError {
-        use weir_broker::ErrorKind as K;
-        let status = match e.kind() {
-            K::NotFound => 404,
-            K::AlreadyExists => 409,
-            K::InvalidInput => 400,
-            K::TooLarge => 413,
-            K::Unavailable => 503,
-            K::Corrupt | K::Internal => 500,
-        };
         let mut err = SqlError::new(e.code(), e.to_string());
-        err.status = Some(status);
+        err.kind = Some(e.kind());
         err
     }
 }
@@ -156,17 +153,18 @@ mod tests {
             name: "a b".into(),
             reason: "x",
         }));
-        assert_eq!((user.code, user.status()), ("invalid_topic_name", 400));
+        let invalid = ErrorKind::InvalidInput;
+        assert_eq!((user.code, user.kind()), ("invalid_topic_name", invalid));
         let user = SqlError::from(LogError::from(BrokerError::InvalidConfig("p".into())));
-        assert_eq!((user.code, user.status()), ("invalid_config", 400));
+        assert_eq!((user.code, user.kind()), ("invalid_config", invalid));
         let user = SqlError::from(LogError::from(BrokerError::InvalidRecord("k".into())));
-        assert_eq!((user.code, user.status()), ("invalid_record", 400));
+        assert_eq!((user.code, user.kind()), ("invalid_record", invalid));
         let server = SqlError::from(LogError::from(BrokerError::ShuttingDown));
-        assert_eq!(server.status(), 503);
+        assert_eq!(server.kind(), ErrorKind::Unavailable);
         assert!(!server.is_user_error());
-        assert_eq!(SqlError::new("sql_too_deep", "x").status(), 400);
-        assert_eq!(SqlError::new("too_large", "x").status(), 413);
-        assert_eq!(SqlError::new("log", "x").status(), 500);
+        assert_eq!(SqlError::new("sql_too_deep", "x").kind(), invalid);
+        assert_eq!(SqlError::new("too_large", "x").kind(), ErrorKind::TooLarge);
+        assert_eq!(SqlError::new("log", "x").kind(), ErrorKind::Internal);
     }
 
     #[test]

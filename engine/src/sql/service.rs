@@ -12,7 +12,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::Value;
 use weir_broker::partitioner::partition_for_key;
-use weir_broker::{ProduceRecord, TopicSpec};
+use weir_broker::{InternalTopic, ProduceRecord, TopicSpec};
 
 use super::ast::{
     ColumnDef, Emit, Parsed, Properties, SelectStmt, ShowWhat, SourceKind, Statement,
@@ -401,6 +401,7 @@ impl SqlService {
             timestamp,
             partitions,
         } = validate::source_decl(kind, name, columns, with)?;
+        self.check_not_internal(&topic)?;
         let log = &self.inner.log;
         let partitions = match (log.topic_meta(&topic)?, partitions) {
             (Some(m), Some(p)) if m.partitions != p => {
@@ -588,6 +589,7 @@ impl SqlService {
         if t.kind != SourceKind::Stream {
             return Err(invalid("INSERT INTO ... SELECT writes streams only"));
         }
+        self.check_not_internal(&t.topic)?;
         let probe = plan_query(
             "INSERTQUERY",
             &t.topic,
@@ -650,6 +652,7 @@ impl SqlService {
         values: &[sqlparser::ast::Expr],
     ) -> Result<StatementResult, SqlError> {
         let t = self.catalog().require(target)?.clone();
+        self.check_not_internal(&t.topic)?;
         if t.query.is_some() {
             return Err(invalid(format!(
                 "{target} is written by query {}; insert into its sources instead",
@@ -770,6 +773,26 @@ impl SqlService {
             .filter(|q| q.sink == name)
             .map(|q| q.id.clone())
             .collect();
+        if delete_topic {
+            self.check_not_internal(&def.topic)?;
+            let users: Vec<String> = self
+                .inner
+                .engine
+                .users_of(&def.topic)
+                .into_iter()
+                .filter(|u| !writers.contains(u))
+                .collect();
+            if !users.is_empty() {
+                return Err(SqlError::new(
+                    "topic_in_use",
+                    format!(
+                        "topic '{}' is in use by {}; stop them first or drop without DELETE TOPIC",
+                        def.topic,
+                        users.join(", ")
+                    ),
+                ));
+            }
+        }
         for q in &writers {
             self.stop_query(&mut catalog, q)?;
         }
@@ -785,6 +808,18 @@ impl SqlService {
             msg.push_str(&format!("; topic '{}' deleted", def.topic));
         }
         Ok(StatementResult::message(text, "dropped", msg))
+    }
+
+    /// Refuses an internal topic (a processor's changelog, offsets or repartition topic,
+    /// `__consumer_offsets`, …) as a stream's or table's topic or an INSERT's target.
+    fn check_not_internal(&self, topic: &str) -> Result<(), SqlError> {
+        match self.inner.log.topic_meta(topic)?.and_then(|m| m.owner) {
+            Some(owner) => Err(SqlError::new(
+                "internal_topic",
+                format!("topic '{topic}' is an internal topic of {owner}; SQL may not use it"),
+            )),
+            None => Ok(()),
+        }
     }
 
     fn stop_query(&self, catalog: &mut Catalog, id: &str) -> Result<(), SqlError> {
@@ -1278,6 +1313,11 @@ impl SqlService {
         drop(catalog);
         let spec = self.spec_for(&id, &plan, &Properties::new(), props, StartFrom::Latest)?;
         self.deploy(&plan, spec)?;
+        // The rows topic is the query's own: no client may write into another's results.
+        let rows = TopicSpec::new(&topic, partitions).owned_by(InternalTopic::processor(&id));
+        if let Err(e) = self.inner.log.ensure_topic(rows) {
+            tracing::warn!(query = %id, "cannot mark the push query's topic internal: {e}");
+        }
         let _ = Emit::Changes;
         Ok(QueryStart::Push(PushQuery {
             id,

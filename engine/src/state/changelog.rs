@@ -5,7 +5,7 @@
 //! them back.
 
 use bytes::Bytes;
-use weir_broker::{ProduceRecord, TopicSpec};
+use weir_broker::{InternalTopic, ProduceRecord, TopicSpec};
 
 use super::keys;
 use crate::log_access::{LogAccess, LogError};
@@ -21,9 +21,10 @@ pub fn changelog_topic(processor: &str, store: &str) -> String {
     format!("{processor}.{store}{SUFFIX}")
 }
 
-/// The spec of a store's changelog topic.
+/// The spec of a store's changelog topic (an internal topic of the processor).
 pub fn changelog_spec(processor: &str, store: &str, partitions: i32) -> TopicSpec {
-    let mut spec = TopicSpec::new(changelog_topic(processor, store), partitions);
+    let mut spec = TopicSpec::new(changelog_topic(processor, store), partitions)
+        .owned_by(InternalTopic::processor(processor));
     spec.compacted = true;
     spec.segment_bytes = Some(CHANGELOG_SEGMENT_BYTES);
     spec

@@ -64,17 +64,20 @@ mod tests {
     #[test]
     fn registry_errors_keep_their_codes_in_sql() {
         let e = sql_error(FunctionError::NotFound("F".into()));
-        assert_eq!((e.code, e.status()), ("not_found", 404));
+        assert_eq!((e.code, e.kind()), ("not_found", ErrorKind::NotFound));
         let e = sql_error(FunctionError::Exists("F".into()));
-        assert_eq!((e.code, e.status()), ("exists", 409));
+        assert_eq!((e.code, e.kind()), ("exists", ErrorKind::Conflict));
         let e = sql_error(FunctionError::UnknownArtifact("a".into()));
-        assert_eq!(e.status(), 404);
+        assert_eq!(e.kind(), ErrorKind::NotFound);
         let e = sql_error(FunctionError::Reserved("UCASE".into()));
-        assert_eq!((e.code, e.status()), ("reserved_function_name", 400));
+        assert_eq!(
+            (e.code, e.kind()),
+            ("reserved_function_name", ErrorKind::InvalidInput)
+        );
         let e = sql_error(FunctionError::Io {
             path: "/x".into(),
             message: "disk".into(),
         });
-        assert_eq!(e.status(), 500);
+        assert_eq!(e.kind(), ErrorKind::Internal);
     }
 }

@@ -123,6 +123,9 @@ pub fn broker_error_code(e: &BrokerError) -> i16 {
         BrokerError::ShuttingDown => ResponseError::NotLeaderOrFollower.code(),
         BrokerError::PolicyViolation(_) => ResponseError::PolicyViolation.code(),
         BrokerError::PartitionOffline { .. } => ResponseError::KafkaStorageError.code(),
+        // As Kafka answers a produce to its own internal topics.
+        BrokerError::InternalTopic { .. } => ResponseError::InvalidTopicException.code(),
+        BrokerError::TopicInUse { .. } => ResponseError::PolicyViolation.code(),
     }
 }
 
