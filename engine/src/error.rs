@@ -15,6 +15,10 @@ pub enum EngineErrorKind {
     Conflict,
     /// Not possible right now (restoring, task not running here); retry later.
     Unavailable,
+    /// A spec asks for more than a server maximum allows (a user mistake: 400).
+    LimitExceeded,
+    /// The node has no room for what was asked (instance slots, memory budget): 507.
+    InsufficientResources,
     Internal,
 }
 
@@ -41,6 +45,14 @@ pub enum EngineError {
     Unavailable(String),
     #[error("module could not be loaded: {0}")]
     LoadFailed(String),
+    /// `limit` names the server maximum (`max_cpu_ms_per_call`, …).
+    #[error("{message}")]
+    LimitExceeded {
+        limit: &'static str,
+        message: String,
+    },
+    #[error("insufficient resources: {0}")]
+    InsufficientResources(String),
     #[error(transparent)]
     Log(#[from] LogError),
     #[error(transparent)]
@@ -65,6 +77,8 @@ impl EngineError {
             EngineError::Conflict(_) => "conflict",
             EngineError::Unavailable(_) => "unavailable",
             EngineError::LoadFailed(_) => "load_failed",
+            EngineError::LimitExceeded { .. } => "limit_exceeded",
+            EngineError::InsufficientResources(_) => "insufficient_resources",
             EngineError::Log(e) => e.code(),
             EngineError::State(e) => e.code(),
             EngineError::Registry(e) => e.code(),
@@ -83,6 +97,8 @@ impl EngineError {
             }
             EngineError::ProcessorExists(_) | EngineError::Conflict(_) => EngineErrorKind::Conflict,
             EngineError::Unavailable(_) => EngineErrorKind::Unavailable,
+            EngineError::LimitExceeded { .. } => EngineErrorKind::LimitExceeded,
+            EngineError::InsufficientResources(_) => EngineErrorKind::InsufficientResources,
             EngineError::LoadFailed(_)
             | EngineError::Log(_)
             | EngineError::State(_)

@@ -28,6 +28,8 @@ impl From<EngineError> for ApiError {
             EngineErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
             EngineErrorKind::Conflict => StatusCode::CONFLICT,
             EngineErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            EngineErrorKind::LimitExceeded => StatusCode::BAD_REQUEST,
+            EngineErrorKind::InsufficientResources => StatusCode::INSUFFICIENT_STORAGE,
             EngineErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, e.code(), e.to_string())

@@ -7,6 +7,7 @@ mod crash;
 mod errors;
 mod functions;
 mod kafka;
+mod limits;
 mod maintenance;
 mod processors;
 mod records;

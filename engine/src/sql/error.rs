@@ -64,6 +64,7 @@ impl SqlError {
             "not_found" => 404,
             "exists" => 409,
             "unavailable" => 503,
+            "insufficient_resources" => 507,
             _ if self.is_user_error() => 400,
             _ => 500,
         }
@@ -106,6 +107,8 @@ impl From<EngineError> for SqlError {
             K::Conflict => "exists",
             K::Unavailable => "unavailable",
             K::InvalidInput => "invalid_statement",
+            K::LimitExceeded => "limit_exceeded",
+            K::InsufficientResources => "insufficient_resources",
             K::Internal => "engine",
         };
         SqlError::new(code, e.to_string())
