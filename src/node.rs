@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use weir_broker::kafka::{self, KafkaConfig, KafkaError};
 use weir_broker::{Broker, BrokerConfig, BrokerError};
+use weir_engine::limits::NodeLimits;
 use weir_engine::sql::{SqlError, SqlLoader, SqlService};
 use weir_engine::state::StateError;
 use weir_engine::state::rocks::RocksBackend;
@@ -41,6 +42,8 @@ pub struct NodeConfig {
     pub http: HttpConfig,
     /// Kafka listen address and settings; `None` serves no Kafka listener.
     pub kafka: Option<(String, KafkaConfig)>,
+    /// Maxima on processor specs and the Wasm capacity (instance pool, memory budget).
+    pub limits: NodeLimits,
 }
 
 /// Why a node failed to start or stop cleanly.
@@ -110,7 +113,8 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     tracing::info!(topics, "log opened");
 
     let background = broker.start_background();
-    let (engine, sql, functions) = open_engine(&broker, &config.broker.data_dir).await?;
+    let (engine, sql, functions, wasm) =
+        open_engine(&broker, &config.broker.data_dir, &config.limits).await?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let state = AppState {
         broker: broker.clone(),
@@ -188,8 +192,13 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         },
         None => Ok(()),
     };
-    // Tasks commit before the log is flushed.
-    tokio::task::spawn_blocking(move || engine.shutdown()).await?;
+    // Tasks commit before the log is flushed. Guest calls in progress are interrupted:
+    // each task's by its own stop request, UDF calls by the node's.
+    tokio::task::spawn_blocking(move || {
+        wasm.interrupt_all();
+        engine.shutdown();
+    })
+    .await?;
     background.stop().await;
     let flushed = tokio::task::spawn_blocking(move || broker.flush_all()).await?;
     served?.map_err(NodeError::Serve)?;
@@ -207,12 +216,16 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
 async fn open_engine(
     broker: &Broker,
     data_dir: &std::path::Path,
-) -> Result<(Engine, SqlService, Arc<FunctionRegistry>), NodeError> {
+    limits: &NodeLimits,
+) -> Result<(Engine, SqlService, Arc<FunctionRegistry>, WasmEngine), NodeError> {
     let broker = broker.clone();
     let data_dir = data_dir.to_path_buf();
+    let limits = limits.clone();
     let opened = tokio::task::spawn_blocking(move || -> Result<_, NodeError> {
         let backend = RocksBackend::open(&data_dir.join("state").join("rocksdb"))?;
-        let wasm = WasmEngine::new(WasmConfig::new(data_dir.join("wasm-cache")))?;
+        let mut wasm_config = WasmConfig::new(data_dir.join("wasm-cache"));
+        wasm_config.max_instances = limits.wasm_instance_pool;
+        let wasm = WasmEngine::new(wasm_config)?;
         let registry = Arc::new(FunctionRegistry::open(
             FunctionRegistryConfig::under(&data_dir)
                 .with_reserved(weir_engine::sql::functions::reserved_names()),
@@ -223,9 +236,16 @@ async fn open_engine(
             "function registry opened"
         );
         let functions: Arc<dyn FunctionCatalog> = registry.clone();
-        let loader = SqlLoader::new(Arc::new(WasmLoader::with_engine(wasm)), functions.clone());
+        let loader = SqlLoader::new(
+            Arc::new(WasmLoader::with_engine(wasm.clone())),
+            functions.clone(),
+        );
+        let engine_config = EngineConfig {
+            limits,
+            ..EngineConfig::under(&data_dir)
+        };
         let engine = Engine::open(
-            &EngineConfig::under(&data_dir),
+            &engine_config,
             Arc::new(broker.clone()),
             Arc::new(backend),
             Arc::new(loader),
@@ -241,7 +261,7 @@ async fn open_engine(
             functions,
             Some(registry.clone()),
         )?;
-        Ok((engine, sql, registry))
+        Ok((engine, sql, registry, wasm))
     })
     .await??;
     Ok(opened)

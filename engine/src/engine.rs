@@ -1,24 +1,31 @@
 //! [`Engine`]: processors on one node, as the HTTP API sees them. Deploy (validate the spec,
-//! check the inputs are co-partitioned, load the module, create the processor's topics,
-//! persist the deployment, assign its tasks), redeploy, pause, resume, delete, describe,
-//! and interactive queries of task state. On start it brings back every persisted
-//! deployment.
+//! check it against the server's maxima, check the inputs are co-partitioned, load the
+//! module, admit its tasks against the node's Wasm capacity, create the processor's topics,
+//! persist the deployment, start its tasks in the background), redeploy, pause, resume,
+//! delete, describe, and interactive queries of task state. On start it brings back every
+//! persisted deployment.
 //!
 //! It owns the decisions about processors; running tasks is the [`TaskManager`]'s, storing
-//! state the [`StateBackend`]'s, making instances the [`ModuleLoader`]'s. All methods block
-//! (disk, log, joining task threads): call them off the async runtime.
+//! state the [`StateBackend`]'s, making instances the [`ModuleLoader`]'s, counting capacity
+//! the `admission` ledger's. Operations on one processor are serialised; no lock is held
+//! across another processor's operation. All methods block (disk, log, joining task
+//! threads): call them off the async runtime.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::thread::JoinHandle;
 
 use bytes::Bytes;
 use serde::Serialize;
 use weir_broker::partitioner::partition_for_key;
 use weir_broker::{InternalTopic, TopicGuard, TopicSpec};
 
+use crate::admission::Admission;
 use crate::clock::now_ms;
 use crate::error::EngineError;
+use crate::limits::NodeLimits;
 use crate::log_access::{LogAccess, OffsetCommit};
 use crate::state::changelog::{changelog_spec, changelog_topic, stores_with_changelogs};
 use crate::state::{StateBackend, keys};
@@ -33,6 +40,8 @@ use crate::task_id::TaskId;
 pub struct EngineConfig {
     /// Deployments (`deployment.json` + module per processor).
     pub processors_dir: PathBuf,
+    /// The server's maxima on specs and the node's Wasm capacity (admission).
+    pub limits: NodeLimits,
 }
 
 impl EngineConfig {
@@ -40,6 +49,7 @@ impl EngineConfig {
     pub fn under(data_dir: &std::path::Path) -> Self {
         EngineConfig {
             processors_dir: data_dir.join("processors"),
+            limits: NodeLimits::default(),
         }
     }
 }
@@ -48,7 +58,71 @@ struct Deployed {
     record: DeploymentRecord,
     /// `None` when the module could not be loaded at start-up (`load_error` says why).
     factory: Option<Arc<dyn LogicFactory>>,
+    /// Why the processor cannot run (its module failed to load, or it does not fit the
+    /// node's limits at start-up).
     load_error: Option<String>,
+    /// Assigns tasks in the background (after a deploy, a pause or resume of tasks not
+    /// started yet, and at start-up).
+    starter: Option<Starter>,
+    /// Why an earlier starter failed to start a task.
+    start_error: Option<String>,
+}
+
+impl Deployed {
+    fn starting(&self) -> bool {
+        self.starter.as_ref().is_some_and(|s| !s.progress.done())
+    }
+
+    fn error(&self) -> Option<String> {
+        self.load_error
+            .clone()
+            .or_else(|| self.start_error.clone())
+            .or_else(|| self.starter.as_ref().and_then(|s| s.progress.error()))
+    }
+}
+
+/// A thread assigning a processor's tasks one by one.
+struct Starter {
+    cancel: Arc<AtomicBool>,
+    progress: Arc<StartProgress>,
+    thread: JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct StartProgress {
+    done: AtomicBool,
+    error: Mutex<Option<String>>,
+}
+
+impl StartProgress {
+    fn done(&self) -> bool {
+        self.done.load(Ordering::SeqCst)
+    }
+
+    fn error(&self) -> Option<String> {
+        lock(&self.error).clone()
+    }
+}
+
+/// Names of the processors an operation (deploy, redeploy, pause, resume, delete) is
+/// running on: operations on one processor wait for each other, never for another's.
+#[derive(Default)]
+struct Busy {
+    names: Mutex<BTreeSet<String>>,
+    freed: Condvar,
+}
+
+/// Holds one processor's name in [`Busy`] until dropped.
+struct OpGuard<'a> {
+    busy: &'a Busy,
+    name: String,
+}
+
+impl Drop for OpGuard<'_> {
+    fn drop(&mut self) {
+        lock(&self.busy.names).remove(&self.name);
+        self.busy.freed.notify_all();
+    }
 }
 
 struct Inner {
@@ -57,8 +131,10 @@ struct Inner {
     registry: Registry,
     tasks: TaskManager,
     processors: Mutex<BTreeMap<String, Deployed>>,
-    /// Serialises deploy / redeploy / pause / resume / delete.
-    admin: Mutex<()>,
+    /// Serialises the operations on each processor (no lock is held across another
+    /// processor's operation).
+    busy: Busy,
+    admission: Admission,
 }
 
 /// The processors of this node. Cheap to clone.
@@ -72,7 +148,8 @@ pub struct Engine {
 pub struct ProcessorSummary {
     pub name: String,
     pub version: u64,
-    /// `running`, `restoring`, `paused` or `failed` (any task failed).
+    /// `starting` (tasks are being started), `running`, `restoring`, `paused`, `stopped`
+    /// or `failed` (any task failed, or the processor cannot run).
     pub status: String,
     pub inputs: Vec<String>,
     pub outputs: Vec<String>,
@@ -94,7 +171,8 @@ pub struct ProcessorDescription {
     pub created_ms: i64,
     pub updated_ms: i64,
     pub module_bytes: u64,
-    /// Why the processor cannot run at all (its module failed to load at start-up).
+    /// Why the processor cannot run at all (its module failed to load at start-up, it no
+    /// longer fits the node's limits, or a task could not be started).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub lag: i64,
@@ -133,16 +211,16 @@ impl Engine {
                 loader,
                 registry,
                 processors: Mutex::new(BTreeMap::new()),
-                admin: Mutex::new(()),
+                busy: Busy::default(),
+                admission: Admission::new(config.limits.clone()),
             }),
         })
     }
 
-    /// Brings back every persisted deployment and assigns all its tasks to this node.
-    /// Returns how many processors were started; one that cannot be loaded is kept with an
-    /// error status.
+    /// Brings back every persisted deployment; its tasks start in the background. Returns
+    /// how many processors were started; one that cannot be loaded, or no longer fits the
+    /// node's limits, is kept with an error status.
     pub fn start(&self) -> Result<usize, EngineError> {
-        let _admin = lock(&self.inner.admin);
         let mut started = 0;
         for loaded in self.inner.registry.load_all()? {
             let (record, module) = match loaded {
@@ -153,21 +231,39 @@ impl Engine {
                 }
             };
             let name = record.spec.name.clone();
-            let (factory, load_error) = match self.inner.loader.load(&module, &record.spec.limits) {
+            let _op = self.op(&name);
+            let loaded = self
+                .check_limits(&record.spec)
+                .map_err(|e| format!("{}: {e}", e.code()))
+                .and_then(|()| {
+                    self.inner
+                        .loader
+                        .load(&module, &record.spec.limits)
+                        .map_err(|e| format!("{}: {}", e.code, e.message))
+                })
+                .and_then(|f| {
+                    self.admit(&name, &*f, record.partitions)
+                        .map_err(|e| format!("{}: {e}", e.code()))?;
+                    Ok(f)
+                });
+            let (factory, load_error) = match loaded {
                 Ok(f) => (Some(f), None),
                 Err(e) => {
-                    tracing::error!(processor = %name, "cannot load the module: {e}");
-                    (None, Some(format!("{}: {}", e.code, e.message)))
+                    tracing::error!(processor = %name, "cannot start the processor: {e}");
+                    (None, Some(e))
                 }
             };
-            let deployed = Deployed {
+            let mut deployed = Deployed {
                 record,
                 factory,
                 load_error,
+                starter: None,
+                start_error: None,
             };
             self.mark_internal_topics(&deployed.record);
-            if deployed.factory.is_some() {
-                self.assign_all(&deployed)?;
+            if let Some(def) = self.definition(&deployed) {
+                let all = (0..deployed.record.partitions).collect();
+                deployed.starter = Some(self.start_tasks(&name, def, all)?);
                 started += 1;
             }
             lock(&self.inner.processors).insert(name, deployed);
@@ -175,15 +271,61 @@ impl Engine {
         Ok(started)
     }
 
-    /// Stops every task after a final commit (node shutdown).
+    /// Stops every task after a final commit (node shutdown); guest calls in progress are
+    /// interrupted.
     pub fn shutdown(&self) {
-        let _admin = lock(&self.inner.admin);
+        let names: Vec<String> = lock(&self.inner.processors).keys().cloned().collect();
+        for name in names {
+            self.stop_starter(&name);
+        }
         self.inner.tasks.revoke_all();
     }
 
     /// The task manager (what a cluster controller drives).
     pub fn tasks(&self) -> &TaskManager {
         &self.inner.tasks
+    }
+
+    /// The server's maxima and the node's Wasm capacity.
+    pub fn limits(&self) -> &NodeLimits {
+        self.inner.admission.limits()
+    }
+
+    /// Waits until no other operation runs on `name`, and holds it until dropped.
+    fn op(&self, name: &str) -> OpGuard<'_> {
+        let busy = &self.inner.busy;
+        let mut names = lock(&busy.names);
+        while names.contains(name) {
+            names = busy.freed.wait(names).unwrap_or_else(|p| p.into_inner());
+        }
+        names.insert(name.to_string());
+        OpGuard {
+            busy,
+            name: name.to_string(),
+        }
+    }
+
+    /// Refuses a spec asking for more than the server's maxima.
+    fn check_limits(&self, spec: &ProcessorSpec) -> Result<(), EngineError> {
+        self.limits()
+            .check(&spec.limits)
+            .map_err(|e| EngineError::LimitExceeded {
+                limit: e.limit,
+                message: e.message,
+            })
+    }
+
+    /// Reserves what `partitions` tasks of `factory` take, or refuses the processor.
+    fn admit(
+        &self,
+        name: &str,
+        factory: &dyn LogicFactory,
+        partitions: i32,
+    ) -> Result<(), EngineError> {
+        self.inner
+            .admission
+            .reserve(name, factory.footprint(), partitions)
+            .map_err(EngineError::InsufficientResources)
     }
 
     fn definition(&self, d: &Deployed) -> Option<Arc<TaskDefinition>> {
@@ -196,14 +338,91 @@ impl Engine {
         }))
     }
 
-    fn assign_all(&self, d: &Deployed) -> Result<(), EngineError> {
-        let Some(def) = self.definition(d) else {
+    /// Assigns the tasks of `partitions` on a thread of their own (a task's start opens
+    /// its state, which takes a while with thousands of tasks).
+    fn start_tasks(
+        &self,
+        name: &str,
+        def: Arc<TaskDefinition>,
+        partitions: Vec<i32>,
+    ) -> Result<Starter, EngineError> {
+        let cancel = Arc::new(AtomicBool::new(false));
+        let progress = Arc::new(StartProgress::default());
+        let inner = self.inner.clone();
+        let name = name.to_string();
+        let thread = {
+            let (cancel, progress) = (cancel.clone(), progress.clone());
+            std::thread::Builder::new()
+                .name(format!("start {name}"))
+                .spawn(move || {
+                    for p in partitions {
+                        if cancel.load(Ordering::SeqCst) {
+                            break;
+                        }
+                        if let Err(e) = inner.tasks.assign(TaskId::new(&name, p), def.clone()) {
+                            tracing::error!(processor = %name, partition = p, "{e}");
+                            *lock(&progress.error) = Some(format!("internal: {e}"));
+                            break;
+                        }
+                    }
+                    progress.done.store(true, Ordering::SeqCst);
+                })
+                .map_err(|e| {
+                    EngineError::Unavailable(format!("cannot start a thread for the tasks: {e}"))
+                })?
+        };
+        Ok(Starter {
+            cancel,
+            progress,
+            thread,
+        })
+    }
+
+    /// Stops the background start of `name`'s tasks (tasks already started keep running)
+    /// and waits for it; keeps the error it met.
+    fn stop_starter(&self, name: &str) {
+        let starter = lock(&self.inner.processors)
+            .get_mut(name)
+            .and_then(|d| d.starter.take());
+        let Some(s) = starter else {
+            return;
+        };
+        s.cancel.store(true, Ordering::SeqCst);
+        let _ = s.thread.join();
+        if let Some(e) = s.progress.error()
+            && let Some(d) = lock(&self.inner.processors).get_mut(name)
+        {
+            d.start_error = Some(e);
+        }
+    }
+
+    /// Partitions of `name` with no task on this node.
+    fn unassigned(&self, name: &str, partitions: i32) -> Vec<i32> {
+        let assigned: BTreeSet<TaskId> = self.inner.tasks.assigned().into_iter().collect();
+        (0..partitions)
+            .filter(|p| !assigned.contains(&TaskId::new(name, *p)))
+            .collect()
+    }
+
+    /// Starts (in the background) the tasks of `name` that are not running here.
+    fn start_missing(&self, name: &str) -> Result<(), EngineError> {
+        let def = {
+            let processors = lock(&self.inner.processors);
+            let d = processors
+                .get(name)
+                .ok_or_else(|| EngineError::UnknownProcessor(name.to_string()))?;
+            self.definition(d)
+        };
+        let Some(def) = def else {
             return Ok(());
         };
-        for p in 0..d.record.partitions {
-            self.inner
-                .tasks
-                .assign(TaskId::new(&d.record.spec.name, p), def.clone())?;
+        let missing = self.unassigned(name, def.partitions);
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let starter = self.start_tasks(name, def, missing)?;
+        if let Some(d) = lock(&self.inner.processors).get_mut(name) {
+            d.starter = Some(starter);
         }
         Ok(())
     }
@@ -359,23 +578,25 @@ impl Engine {
         Ok(())
     }
 
-    /// Deploys a new processor: `module` is the component, `spec` its deployment.
+    /// Deploys a new processor: `module` is the component, `spec` its deployment. The spec
+    /// is checked against the server's maxima and the tasks against what is left of the
+    /// node's capacity before anything is created; the tasks then start in the background
+    /// (the processor is `starting` until they all run).
     pub fn deploy(
         &self,
         spec: ProcessorSpec,
         module: Bytes,
     ) -> Result<ProcessorDescription, EngineError> {
         spec.validate().map_err(EngineError::InvalidSpec)?;
-        let _admin = lock(&self.inner.admin);
+        self.check_limits(&spec)?;
+        let _op = self.op(&spec.name);
         if lock(&self.inner.processors).contains_key(&spec.name) {
             return Err(EngineError::ProcessorExists(spec.name));
         }
         let partitions = self.input_partitions(&spec)?;
         let factory = self.load(&spec, &module)?;
-        self.create_topics(&spec, partitions)?;
-        if spec.start == StartFrom::Latest {
-            self.pin_latest(&spec, partitions)?;
-        }
+        let name = spec.name.clone();
+        self.admit(&name, &*factory, partitions)?;
         let now = now_ms();
         let record = DeploymentRecord {
             spec,
@@ -386,21 +607,35 @@ impl Engine {
             updated_ms: now,
             module_bytes: module.len() as u64,
         };
-        self.inner.registry.save(&record, Some(&module))?;
-        let name = record.spec.name.clone();
-        let deployed = Deployed {
+        let created = self
+            .create_topics(&record.spec, partitions)
+            .and_then(|()| match record.spec.start {
+                StartFrom::Latest => self.pin_latest(&record.spec, partitions),
+                _ => Ok(()),
+            })
+            .and_then(|()| Ok(self.inner.registry.save(&record, Some(&module))?));
+        if let Err(e) = created {
+            self.inner.admission.release(&name);
+            return Err(e);
+        }
+        let mut deployed = Deployed {
             record,
             factory: Some(factory),
             load_error: None,
+            starter: None,
+            start_error: None,
         };
-        self.assign_all(&deployed)?;
+        if let Some(def) = self.definition(&deployed) {
+            deployed.starter = Some(self.start_tasks(&name, def, (0..partitions).collect())?);
+        }
         tracing::info!(processor = %name, partitions, "processor deployed");
         lock(&self.inner.processors).insert(name.clone(), deployed);
         self.describe(&name)
     }
 
     /// Replaces a processor's module and spec, keeping its state and offsets: each task
-    /// commits, stops, and starts again on the new version.
+    /// commits, stops (a guest call in progress is interrupted), and starts again on the
+    /// new version.
     pub fn redeploy(
         &self,
         name: &str,
@@ -414,10 +649,11 @@ impl Engine {
             )));
         }
         spec.validate().map_err(EngineError::InvalidSpec)?;
-        let _admin = lock(&self.inner.admin);
-        let old = lock(&self.inner.processors)
+        self.check_limits(&spec)?;
+        let _op = self.op(name);
+        let (old, old_factory) = lock(&self.inner.processors)
             .get(name)
-            .map(|d| d.record.clone())
+            .map(|d| (d.record.clone(), d.factory.clone()))
             .ok_or_else(|| EngineError::UnknownProcessor(name.to_string()))?;
         let partitions = self.input_partitions(&spec)?;
         if partitions != old.partitions {
@@ -428,7 +664,7 @@ impl Engine {
             )));
         }
         let factory = self.load(&spec, &module)?;
-        self.create_topics(&spec, partitions)?;
+        self.admit(name, &*factory, partitions)?;
         let record = DeploymentRecord {
             spec,
             version: old.version + 1,
@@ -438,14 +674,33 @@ impl Engine {
             updated_ms: now_ms(),
             module_bytes: module.len() as u64,
         };
-        self.inner.registry.save(&record, Some(&module))?;
+        let saved = self
+            .create_topics(&record.spec, partitions)
+            .and_then(|()| Ok(self.inner.registry.save(&record, Some(&module))?));
+        if let Err(e) = saved {
+            // Back to what the running version holds.
+            match &old_factory {
+                Some(f) => {
+                    let _ = self.admit(name, &**f, partitions);
+                }
+                None => self.inner.admission.release(name),
+            }
+            return Err(e);
+        }
+        self.stop_starter(name);
         let deployed = Deployed {
             record,
             factory: Some(factory),
             load_error: None,
+            starter: None,
+            start_error: None,
         };
         // `assign` revokes the running task first: its final commit is the swap point.
-        self.assign_all(&deployed)?;
+        if let Some(def) = self.definition(&deployed) {
+            for p in 0..partitions {
+                self.inner.tasks.assign(TaskId::new(name, p), def.clone())?;
+            }
+        }
         tracing::info!(processor = %name, version = deployed.record.version, "processor redeployed");
         lock(&self.inner.processors).insert(name.to_string(), deployed);
         self.describe(name)
@@ -470,20 +725,26 @@ impl Engine {
     }
 
     /// Pauses every task (each commits first); the pause survives restarts.
+    /// Pauses every task (each commits first; a guest call in progress is interrupted and
+    /// its input processed again on resume); the pause survives restarts.
     pub fn pause(&self, name: &str) -> Result<ProcessorDescription, EngineError> {
-        let _admin = lock(&self.inner.admin);
+        let _op = self.op(name);
         self.set_paused(name, true)?;
+        self.stop_starter(name);
         let partitions = self.record(name)?.partitions;
         for p in 0..partitions {
             self.inner.tasks.pause(&TaskId::new(name, p));
         }
+        // Tasks not started yet start paused.
+        self.start_missing(name)?;
         self.describe(name)
     }
 
     /// Resumes a paused processor; failed tasks start again from their last commit.
     pub fn resume(&self, name: &str) -> Result<ProcessorDescription, EngineError> {
-        let _admin = lock(&self.inner.admin);
+        let _op = self.op(name);
         self.set_paused(name, false)?;
+        self.stop_starter(name);
         let def = {
             let processors = lock(&self.inner.processors);
             let d = processors
@@ -497,26 +758,27 @@ impl Engine {
             )));
         };
         for p in 0..def.partitions {
-            let id = TaskId::new(name, p);
-            if !self.inner.tasks.resume(&id)? {
-                self.inner.tasks.assign(id, def.clone())?;
-            }
+            self.inner.tasks.resume(&TaskId::new(name, p))?;
         }
+        self.start_missing(name)?;
         self.describe(name)
     }
 
-    /// Deletes a processor: stops its tasks, forgets the deployment and, unless
-    /// `keep_state`, removes its local state and its changelog, offsets and repartition
-    /// topics (its outputs and dead-letter topic stay). With `keep_state`, deploying the
-    /// same name again continues from the kept state and offsets.
+    /// Deletes a processor: stops its tasks (interrupting guest calls in progress),
+    /// forgets the deployment and, unless `keep_state`, removes its local state and its
+    /// changelog, offsets and repartition topics (its outputs and dead-letter topic stay).
+    /// With `keep_state`, deploying the same name again continues from the kept state and
+    /// offsets.
     pub fn delete(&self, name: &str, keep_state: bool) -> Result<(), EngineError> {
-        let _admin = lock(&self.inner.admin);
+        let _op = self.op(name);
         let record = self.record(name)?;
+        self.stop_starter(name);
         for p in 0..record.partitions {
             self.inner.tasks.revoke(&TaskId::new(name, p));
         }
         self.inner.registry.remove(name)?;
         lock(&self.inner.processors).remove(name);
+        self.inner.admission.release(name);
         if !keep_state {
             for id in self.inner.tasks.local_state()? {
                 if id.processor == name {
@@ -540,6 +802,8 @@ impl Engine {
             "failed"
         } else if record.paused {
             "paused"
+        } else if any(TaskState::Starting) {
+            "starting"
         } else if any(TaskState::Restoring) {
             "restoring"
         } else if any(TaskState::Stopped) {
@@ -550,22 +814,29 @@ impl Engine {
         .to_string()
     }
 
-    fn task_statuses(&self, record: &DeploymentRecord) -> Vec<TaskStatus> {
+    /// The status of every task; while tasks are being started, those not started yet
+    /// are `starting`.
+    fn task_statuses(&self, record: &DeploymentRecord, starting: bool) -> Vec<TaskStatus> {
         (0..record.partitions)
-            .filter_map(|p| self.inner.tasks.status(&TaskId::new(&record.spec.name, p)))
+            .filter_map(|p| {
+                self.inner
+                    .tasks
+                    .status(&TaskId::new(&record.spec.name, p))
+                    .or_else(|| starting.then(|| TaskStatus::new(p, record.version)))
+            })
             .collect()
     }
 
     /// Every processor, sorted by name.
     pub fn list(&self) -> Vec<ProcessorSummary> {
-        let deployed: Vec<(DeploymentRecord, bool)> = lock(&self.inner.processors)
+        let deployed: Vec<(DeploymentRecord, bool, bool)> = lock(&self.inner.processors)
             .values()
-            .map(|d| (d.record.clone(), d.load_error.is_some()))
+            .map(|d| (d.record.clone(), d.error().is_some(), d.starting()))
             .collect();
         deployed
             .into_iter()
-            .map(|(r, error)| {
-                let tasks = self.task_statuses(&r);
+            .map(|(r, error, starting)| {
+                let tasks = self.task_statuses(&r, starting);
                 ProcessorSummary {
                     name: r.spec.name.clone(),
                     version: r.version,
@@ -589,14 +860,14 @@ impl Engine {
 
     /// One processor with every task's status.
     pub fn describe(&self, name: &str) -> Result<ProcessorDescription, EngineError> {
-        let (record, error) = {
+        let (record, error, starting) = {
             let processors = lock(&self.inner.processors);
             let d = processors
                 .get(name)
                 .ok_or_else(|| EngineError::UnknownProcessor(name.to_string()))?;
-            (d.record.clone(), d.load_error.clone())
+            (d.record.clone(), d.error(), d.starting())
         };
-        let tasks = self.task_statuses(&record);
+        let tasks = self.task_statuses(&record, starting);
         let changelogs = stores_with_changelogs(&*self.inner.log, name)?
             .iter()
             .map(|s| changelog_topic(name, s))

@@ -34,6 +34,14 @@ pub enum EngineError {
     Unavailable(String),
     #[error("module could not be loaded: {0}")]
     LoadFailed(String),
+    /// `limit` names the server maximum (`max_cpu_ms_per_call`, …).
+    #[error("{message}")]
+    LimitExceeded {
+        limit: &'static str,
+        message: String,
+    },
+    #[error("insufficient resources: {0}")]
+    InsufficientResources(String),
     #[error(transparent)]
     Log(#[from] LogError),
     #[error(transparent)]
@@ -59,6 +67,8 @@ impl EngineError {
             EngineError::Conflict(_) => "conflict",
             EngineError::Unavailable(_) => "unavailable",
             EngineError::LoadFailed(_) => "load_failed",
+            EngineError::LimitExceeded { .. } => "limit_exceeded",
+            EngineError::InsufficientResources(_) => "insufficient_resources",
             EngineError::Log(e) => e.code(),
             EngineError::State(e) => e.code(),
             EngineError::Registry(e) => e.code(),
@@ -79,6 +89,8 @@ impl EngineError {
             EngineError::ProcessorExists(_) | EngineError::Conflict(_) => ErrorKind::Conflict,
             EngineError::Unavailable(_) => ErrorKind::Unavailable,
             EngineError::Log(e) => e.kind(),
+            EngineError::LimitExceeded { .. } => ErrorKind::InvalidInput,
+            EngineError::InsufficientResources(_) => ErrorKind::InsufficientResources,
             EngineError::LoadFailed(_)
             | EngineError::State(_)
             | EngineError::Registry(_)

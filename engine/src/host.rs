@@ -169,6 +169,10 @@ pub enum ProcessorError {
     /// The host could not run the call (instantiation, internal failure).
     #[error("host error: {0}")]
     Host(String),
+    /// The call was stopped because its task was asked to pause or stop (or the node is
+    /// shutting down): not the record's fault; the task reads the record again later.
+    #[error("interrupted: {0}")]
+    Interrupted(String),
 }
 
 impl ProcessorError {
@@ -179,7 +183,35 @@ impl ProcessorError {
             ProcessorError::Limit(_) => "limit_exceeded",
             ProcessorError::Guest(_) => "guest_error",
             ProcessorError::Host(_) => "host_error",
+            ProcessorError::Interrupted(_) => "interrupted",
         }
+    }
+}
+
+/// A task's "stop what you are doing" flag, shared by the task (which clears it), its
+/// manager (which raises it on pause, stop, delete, redeploy and shutdown) and the processor
+/// instance (whose running guest call checks it, e.g. on every Wasm epoch deadline, and
+/// ends with [`ProcessorError::Interrupted`]). Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Interrupt(Arc<std::sync::atomic::AtomicBool>);
+
+impl Interrupt {
+    pub fn new() -> Interrupt {
+        Interrupt::default()
+    }
+
+    /// Asks the call in progress (if any) to stop.
+    pub fn request(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Forgets an earlier request (the task does this before it looks at its messages).
+    pub fn clear(&self) {
+        self.0.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn is_requested(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 

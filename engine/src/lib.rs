@@ -8,6 +8,7 @@
 //! `Broker`); [`Engine`] is the facade the HTTP API uses (deploy, describe, query, …);
 //! [`native`] holds Rust processors for tests and benchmarks.
 
+mod admission;
 pub mod clock;
 pub mod engine;
 pub mod error;

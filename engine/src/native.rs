@@ -2,7 +2,8 @@
 //! task runtime without Wasm: `word-count` (the same logic as `examples/word-count`),
 //! `uppercase-example` (the same logic as `examples/uppercase`), `uppercase` (a test
 //! processor with timers on demand), and misbehaving ones (`trap-on:<text>`,
-//! `error-on:<text>`, `panic`, `flood`), plus a [`ModuleLoader`] that accepts module bytes
+//! `error-on:<text>`, `panic`, `flood`, `stall-ms:<ms>`: a call that blocks without
+//! looking at its interrupt, like a stuck host call), plus a [`ModuleLoader`] that accepts module bytes
 //! `native:<name>` and refuses
 //! anything else with the codes the Wasm host uses.
 
@@ -269,6 +270,27 @@ impl ProcessorLogic for Flood {
     }
 }
 
+/// Blocks every `process` call for `ms` milliseconds, ignoring interrupts.
+struct Stall {
+    ms: u64,
+}
+
+impl ProcessorLogic for Stall {
+    fn process(&mut self, _: &mut dyn TaskHost, _: &[InputRecord]) -> Result<(), ProcessorError> {
+        std::thread::sleep(std::time::Duration::from_millis(self.ms));
+        Ok(())
+    }
+
+    fn on_timer(
+        &mut self,
+        _: &mut dyn TaskHost,
+        _: TimerKind,
+        _: i64,
+    ) -> Result<(), ProcessorError> {
+        Ok(())
+    }
+}
+
 /// Makes instances of one native processor.
 pub struct NativeFactory {
     name: String,
@@ -277,7 +299,7 @@ pub struct NativeFactory {
 impl NativeFactory {
     pub fn new(name: &str) -> Option<Self> {
         let known = ["word-count", "uppercase", "uppercase-example", "flood"].contains(&name)
-            || ["trap-on:", "error-on:", "panic-on:"]
+            || ["trap-on:", "error-on:", "panic-on:", "stall-ms:"]
                 .iter()
                 .any(|p| name.starts_with(p));
         known.then(|| NativeFactory {
@@ -287,7 +309,11 @@ impl NativeFactory {
 }
 
 impl LogicFactory for NativeFactory {
-    fn instantiate(&self, _label: &str) -> Result<Box<dyn ProcessorLogic>, ProcessorError> {
+    fn instantiate(
+        &self,
+        _label: &str,
+        _interrupt: &crate::host::Interrupt,
+    ) -> Result<Box<dyn ProcessorLogic>, ProcessorError> {
         let n = self.name.as_str();
         let with = |m, t: &str| Uppercase {
             trigger: Some((m, t.as_bytes().to_vec())),
@@ -304,6 +330,8 @@ impl LogicFactory for NativeFactory {
                     Box::new(with(Misbehaviour::Error, t))
                 } else if let Some(t) = n.strip_prefix("panic-on:") {
                     Box::new(with(Misbehaviour::Panic, t))
+                } else if let Some(ms) = n.strip_prefix("stall-ms:").and_then(|m| m.parse().ok()) {
+                    Box::new(Stall { ms })
                 } else {
                     return Err(ProcessorError::Host(format!(
                         "unknown native processor {n}"

@@ -907,3 +907,36 @@ fn cpu_limit_holds_after_the_engine_handle_is_dropped() {
     let err = p.process(&mut host, &[]).unwrap_err();
     assert!(matches!(err, ProcessorError::Limit(_)), "{err:?}");
 }
+
+#[test]
+fn a_spinning_call_ends_when_its_task_asks_it_to_stop() {
+    let limits = ProcessorLimits {
+        cpu_ms_per_call: 86_400_000,
+        ..ProcessorLimits::default()
+    };
+    let interrupt = weir_engine::host::Interrupt::new();
+    let mut p = module("hostile-loop")
+        .instantiate_interruptible(&limits, "loop/0", &interrupt)
+        .unwrap();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let spinning = std::thread::spawn(move || {
+        let mut host = MemHost::new(0);
+        p.init(&mut host, &[]).unwrap();
+        let err = p.process(&mut host, &[]).unwrap_err();
+        done_tx.send(()).unwrap();
+        err
+    });
+    // Still spinning after a while: only the request ends it.
+    assert!(
+        done_rx
+            .recv_timeout(std::time::Duration::from_millis(500))
+            .is_err()
+    );
+    interrupt.request();
+    done_rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("the call did not end after the stop request");
+    let err = spinning.join().unwrap();
+    assert!(matches!(err, ProcessorError::Interrupted(_)), "{err:?}");
+    assert_eq!(err.code(), "interrupted");
+}

@@ -11,6 +11,7 @@ use tracing_subscriber::EnvFilter;
 use weir_broker::fd_limit;
 use weir_broker::kafka::KafkaConfig;
 use weir_broker::{BrokerConfig, BrokerError, FilesConfig, LogConfig};
+use weir_engine::limits::NodeLimits;
 
 use super::FsyncArg;
 use crate::http::uploads::DEFAULT_MAX_CONCURRENT_UPLOADS;
@@ -94,6 +95,22 @@ pub struct ServeArgs {
     #[arg(long, env = "WEIR_MAX_CONCURRENT_UPLOADS", value_name = "N",
           default_value_t = DEFAULT_MAX_CONCURRENT_UPLOADS)]
     pub max_concurrent_uploads: usize,
+    /// Largest `limits.cpu_ms_per_call` a processor spec may set (larger ones get a 400)
+    #[arg(long, env = "WEIR_MAX_CPU_MS_PER_CALL", value_name = "MS",
+          default_value_t = NodeLimits::for_memory(0).max_cpu_ms_per_call)]
+    pub max_cpu_ms_per_call: u64,
+    /// Largest `limits.memory_bytes` a processor spec may set [default: 1/8 of the
+    /// machine's memory, within 64 MiB..=1 GiB]
+    #[arg(long, env = "WEIR_MAX_TASK_MEMORY_BYTES", value_name = "B")]
+    pub max_task_memory_bytes: Option<u64>,
+    /// Total Wasm memory (memory limit × tasks, over every processor) this node admits
+    /// [default: half of the machine's memory]
+    #[arg(long, env = "WEIR_WASM_MEMORY_BUDGET_BYTES", value_name = "B")]
+    pub wasm_memory_budget_bytes: Option<u64>,
+    /// Wasm instances alive at once (one per task of a Wasm processor) [default: one per
+    /// 32 MiB of the machine's memory, within 64..=1024]
+    #[arg(long, env = "WEIR_WASM_INSTANCE_POOL", value_name = "N")]
+    pub wasm_instance_pool: Option<u32>,
 }
 
 impl ServeArgs {
@@ -134,6 +151,22 @@ impl ServeArgs {
         if self.max_concurrent_uploads == 0 {
             bail!("invalid server setting: max_concurrent_uploads must be positive");
         }
+        let mut limits = NodeLimits {
+            max_cpu_ms_per_call: self.max_cpu_ms_per_call,
+            ..NodeLimits::default()
+        };
+        if let Some(b) = self.max_task_memory_bytes {
+            limits.max_task_memory_bytes = b;
+        }
+        if let Some(b) = self.wasm_memory_budget_bytes {
+            limits.wasm_memory_budget_bytes = b;
+        }
+        if let Some(n) = self.wasm_instance_pool {
+            limits.wasm_instance_pool = n;
+        }
+        if let Err(e) = limits.validate() {
+            bail!("invalid server setting: {e}");
+        }
         let kafka = if self.kafka.eq_ignore_ascii_case("off") {
             None
         } else {
@@ -149,6 +182,7 @@ impl ServeArgs {
         Ok(NodeConfig {
             broker,
             kafka,
+            limits,
             http_addr: self.http.clone(),
             http: HttpConfig {
                 max_request_bytes: self.max_request_bytes,
@@ -233,5 +267,36 @@ mod tests {
         );
 
         assert!(T::try_parse_from(["weir", "--fsync", "sometimes"]).is_err());
+    }
+
+    #[test]
+    fn node_limits_come_from_flags_and_are_validated() {
+        let t = T::try_parse_from([
+            "weir",
+            "--max-cpu-ms-per-call",
+            "10000",
+            "--max-task-memory-bytes",
+            "134217728",
+            "--wasm-memory-budget-bytes",
+            "1073741824",
+            "--wasm-instance-pool",
+            "32",
+        ])
+        .unwrap();
+        let l = t.serve.node_config(20_000).unwrap().limits;
+        assert_eq!(
+            (
+                l.max_cpu_ms_per_call,
+                l.max_task_memory_bytes,
+                l.wasm_memory_budget_bytes,
+                l.wasm_instance_pool
+            ),
+            (10_000, 128 << 20, 1 << 30, 32)
+        );
+        let t = T::try_parse_from(["weir", "--wasm-instance-pool", "0"]).unwrap();
+        let e = t.serve.node_config(20_000).unwrap_err().to_string();
+        assert!(e.contains("wasm_instance_pool"), "{e}");
+        let t = T::try_parse_from(["weir", "--max-task-memory-bytes", "8589934592"]).unwrap();
+        assert!(t.serve.node_config(20_000).is_err());
     }
 }

@@ -8,6 +8,7 @@ mod errors;
 mod functions;
 mod internal_topics;
 mod kafka;
+mod limits;
 mod maintenance;
 mod partitions;
 mod processors;

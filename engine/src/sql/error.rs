@@ -78,6 +78,7 @@ impl SqlError {
             "exists" | "topic_in_use" => ErrorKind::Conflict,
             "too_large" => ErrorKind::TooLarge,
             "unavailable" => ErrorKind::Unavailable,
+            "insufficient_resources" => ErrorKind::InsufficientResources,
             "engine" | "log" | "internal" => ErrorKind::Internal,
             _ => ErrorKind::InvalidInput,
         }
@@ -122,7 +123,11 @@ impl From<EngineError> for SqlError {
             K::NotFound => "not_found",
             K::AlreadyExists | K::Conflict => "exists",
             K::Unavailable => "unavailable",
-            K::InvalidInput | K::TooLarge => "invalid_statement",
+            K::InvalidInput | K::TooLarge => match e {
+                EngineError::LimitExceeded { .. } => "limit_exceeded",
+                _ => "invalid_statement",
+            },
+            K::InsufficientResources => "insufficient_resources",
             _ => "engine",
         };
         let mut err = SqlError::new(code, e.to_string());

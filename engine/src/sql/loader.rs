@@ -12,10 +12,11 @@ use super::error::SqlError;
 use super::limits;
 use super::plan::QueryPlan;
 use super::runtime::SqlLogic;
-use crate::host::{ProcessorError, ProcessorLogic};
+use crate::host::{Interrupt, ProcessorError, ProcessorLogic};
 use crate::limits::ProcessorLimits;
-use crate::task::factory::{LoadError, LogicFactory, ModuleLoader};
+use crate::task::factory::{Footprint, LoadError, LogicFactory, ModuleLoader};
 use crate::udf::FunctionCatalog;
+use crate::wasm::UdfLimits;
 
 /// The prefix of a query plan "module".
 pub const PLAN_MAGIC: &[u8] = b"weir-sql/1\n";
@@ -77,11 +78,27 @@ struct SqlFactory {
 }
 
 impl LogicFactory for SqlFactory {
-    fn instantiate(&self, _label: &str) -> Result<Box<dyn ProcessorLogic>, ProcessorError> {
+    fn instantiate(
+        &self,
+        _label: &str,
+        _interrupt: &Interrupt,
+    ) -> Result<Box<dyn ProcessorLogic>, ProcessorError> {
         Ok(Box::new(SqlLogic::new(
             self.plan.clone(),
             self.functions.clone(),
         )))
+    }
+
+    /// One instance of every UDF the plan calls, each at the UDF memory limit. (UDF calls
+    /// are not interrupted per task: each is bounded by its own CPU limit, and all of them
+    /// by the node's shutdown.)
+    fn footprint(&self) -> Footprint {
+        let (scalar, aggregate) = self.plan.udfs();
+        let n = (scalar.len() + aggregate.len()) as u32;
+        Footprint {
+            instances: n,
+            memory_bytes: u64::from(n) * UdfLimits::default().memory_bytes,
+        }
     }
 }
 

@@ -262,6 +262,15 @@ impl TaskContext {
         Ok(())
     }
 
+    /// Puts back a timer consumed for a call that was interrupted (it fires again later).
+    pub fn restore_timer(&mut self, kind: TimerKind, time: i64) -> Result<(), HostFailure> {
+        let store = self.open_internal_store(TIMERS_STORE)?;
+        self.writes
+            .write_pending(store, timers::encode(kind, time), Some(Bytes::new()));
+        self.timers.insert(kind, time);
+        Ok(())
+    }
+
     fn store_name(&self, store: StoreHandle) -> Result<(usize, &str), HostError> {
         let i = store.0 as usize;
         self.stores

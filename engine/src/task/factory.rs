@@ -5,13 +5,32 @@
 
 use std::sync::Arc;
 
-use crate::host::{ProcessorError, ProcessorLogic};
+use crate::host::{Interrupt, ProcessorError, ProcessorLogic};
 use crate::limits::ProcessorLimits;
+
+/// What one task of a processor takes from the node's Wasm host: instance slots of the
+/// pooling allocator and linear memory (at its limit). Admission adds these up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Footprint {
+    pub instances: u32,
+    pub memory_bytes: u64,
+}
 
 /// Makes instances of one processor version.
 pub trait LogicFactory: Send + Sync {
-    /// A new instance for one task; `label` (`<processor>/<partition>`) tags its logs.
-    fn instantiate(&self, label: &str) -> Result<Box<dyn ProcessorLogic>, ProcessorError>;
+    /// A new instance for one task; `label` (`<processor>/<partition>`) tags its logs. A
+    /// call in progress should end soon (with [`ProcessorError::Interrupted`]) once
+    /// `interrupt` is raised; implementations whose calls are short may ignore it.
+    fn instantiate(
+        &self,
+        label: &str,
+        interrupt: &Interrupt,
+    ) -> Result<Box<dyn ProcessorLogic>, ProcessorError>;
+
+    /// What one task's instance takes (nothing, for processors that are not Wasm).
+    fn footprint(&self) -> Footprint {
+        Footprint::default()
+    }
 }
 
 /// Why an uploaded module was refused.

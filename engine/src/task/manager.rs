@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 
 use super::runner::{Control, TaskDefinition, TaskSetup, TaskShared, run_task};
 use super::status::{TaskState, TaskStatus};
+use crate::host::Interrupt;
 use crate::log_access::LogAccess;
 use crate::state::{StateBackend, StateError, StateStore};
 use crate::task_id::TaskId;
@@ -73,6 +74,7 @@ impl TaskManager {
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(TaskShared {
             status: Mutex::new(TaskStatus::new(id.partition, def.version)),
+            interrupt: Interrupt::new(),
         });
         let setup = TaskSetup {
             id: id.clone(),
@@ -109,6 +111,7 @@ impl TaskManager {
     pub fn revoke(&self, id: &TaskId) -> Option<TaskStatus> {
         let mut handle = self.tasks().remove(id)?;
         let _ = handle.control.send(Control::Stop);
+        handle.shared.interrupt.request();
         if let Some(t) = handle.thread.take() {
             let _ = t.join();
         }
@@ -121,6 +124,7 @@ impl TaskManager {
         // Ask all first so they commit in parallel, then wait.
         for h in self.tasks().values() {
             let _ = h.control.send(Control::Stop);
+            h.shared.interrupt.request();
         }
         for id in ids {
             self.revoke(&id);
@@ -137,8 +141,16 @@ impl TaskManager {
         self.backend.tasks()
     }
 
+    /// Pauses a task: a guest call in progress is interrupted (its input is read again on
+    /// resume).
     pub fn pause(&self, id: &TaskId) -> bool {
-        self.send(id, Control::Pause)
+        let tasks = self.tasks();
+        let Some(h) = tasks.get(id) else {
+            return false;
+        };
+        let sent = h.control.send(Control::Pause).is_ok();
+        h.shared.interrupt.request();
+        sent
     }
 
     /// Resumes a paused task; a failed (or stopped) task is started again from its last
@@ -168,12 +180,6 @@ impl TaskManager {
             self.assign(id.clone(), def)?;
         }
         Ok(true)
-    }
-
-    fn send(&self, id: &TaskId, msg: Control) -> bool {
-        self.tasks()
-            .get(id)
-            .is_some_and(|h| h.control.send(msg).is_ok())
     }
 
     /// The task's status with fresh end offsets and lag.

@@ -32,7 +32,7 @@ pub mod wasm_loader;
 #[cfg(test)]
 mod tests;
 
-pub use factory::{LoadError, LogicFactory, ModuleLoader};
+pub use factory::{Footprint, LoadError, LogicFactory, ModuleLoader};
 pub use manager::{AssignError, TaskManager};
 pub use runner::TaskDefinition;
 pub use spec::{OnError, ProcessorSpec, StartFrom};

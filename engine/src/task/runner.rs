@@ -29,7 +29,7 @@ use super::inputs::{Batch, Inputs};
 use super::spec::{OnError, ProcessorSpec};
 use super::status::{InputStatus, RestoreStatus, TaskErrorInfo, TaskState, TaskStatus};
 use crate::clock::now_ms;
-use crate::host::{InputRecord, ProcessorError, ProcessorLogic, TimerKind};
+use crate::host::{InputRecord, Interrupt, ProcessorError, ProcessorLogic, TimerKind};
 use crate::log_access::{LogAccess, LogError, OffsetCommit};
 use crate::state::changelog::{changelog_topic, stores_with_changelogs, to_records};
 use crate::state::restore::{META_DIRTY, checkpoint_meta, restore_task};
@@ -66,6 +66,9 @@ pub enum Control {
 /// What the runner shares with the manager.
 pub struct TaskShared {
     pub status: Mutex<TaskStatus>,
+    /// Raised by the manager with a `Pause` or `Stop` so that a guest call in progress ends
+    /// (the runner clears it before it reads its messages).
+    pub interrupt: Interrupt,
 }
 
 impl TaskShared {
@@ -199,6 +202,9 @@ struct Runner {
     paused: bool,
     /// A stop arrived while a batch was being searched for its failing record.
     stopping: bool,
+    /// The last call was interrupted (its input is read again): the loop goes back to its
+    /// messages before calling the processor again.
+    interrupted: bool,
     dlq: Option<OutputTarget>,
 }
 
@@ -295,6 +301,7 @@ impl Runner {
             committed_stream_time: stream_time,
             last_commit: Instant::now(),
             stopping: false,
+            interrupted: false,
             dlq,
         };
         if committed.is_none() {
@@ -324,6 +331,11 @@ impl Runner {
             if self.stopping {
                 return self.handle(Control::Stop).map(|_| ());
             }
+            // A request raised with a message is cleared before the message is read, so
+            // none is lost (a request raised after its message was read only interrupts
+            // one call spuriously: its input is read again).
+            self.shared.interrupt.clear();
+            self.interrupted = false;
             while let Ok(msg) = self.control.try_recv() {
                 if self.handle(msg)? {
                     return Ok(());
@@ -344,10 +356,16 @@ impl Runner {
             let worked = !batch.records.is_empty();
             if worked {
                 self.process(batch)?;
+                if self.interrupted {
+                    continue;
+                }
                 self.fire_stream_timers()?;
                 self.publish_status();
             }
             self.fire_wall_timers()?;
+            if self.interrupted {
+                continue;
+            }
             if self.last_commit.elapsed() >= interval {
                 self.commit(true)?;
             }
@@ -434,7 +452,7 @@ impl Runner {
         let logic = self
             .def
             .factory
-            .instantiate(self.ctx.label())
+            .instantiate(self.ctx.label(), &self.shared.interrupt)
             .map_err(|e| Failure::host(e.code(), format!("cannot instantiate: {e}")))?;
         self.logic = Some(logic);
         let config = self.spec().config_pairs();
@@ -442,6 +460,12 @@ impl Runner {
         match self.call(ts, |logic, ctx| logic.init(ctx, &config)) {
             Ok(()) => self.flush_emitted(),
             Err(CallError::Host(f)) => Err(f.into()),
+            Err(CallError::Processor(ProcessorError::Interrupted(_))) => {
+                // Made again when it is next needed.
+                self.logic = None;
+                self.interrupted = true;
+                Ok(())
+            }
             Err(CallError::Processor(e)) => {
                 self.logic = None;
                 Err(Failure {
@@ -450,6 +474,15 @@ impl Runner {
                 })
             }
         }
+    }
+
+    /// Makes the instance if an interrupted `init` left none; false when it is still
+    /// missing (interrupted again).
+    fn ensure_instance(&mut self) -> Result<bool, Failure> {
+        if self.logic.is_none() {
+            self.instantiate()?;
+        }
+        Ok(self.logic.is_some())
     }
 
     /// One processor call, with the context set up and torn down around it.
@@ -483,6 +516,10 @@ impl Runner {
         let Some(max_ts) = batch.records.iter().map(|r| r.timestamp).max() else {
             return Ok(());
         };
+        if !self.ensure_instance()? {
+            self.inputs.unread();
+            return Ok(());
+        }
         self.ctx.stream_time = self.ctx.stream_time.max(max_ts);
         let records = &batch.records;
         match self.call(max_ts, |logic, ctx| logic.process(ctx, records)) {
@@ -496,6 +533,13 @@ impl Runner {
                 Ok(())
             }
             Err(CallError::Host(f)) => Err(f.into()),
+            Err(CallError::Processor(ProcessorError::Interrupted(_))) => {
+                // Not the batch's fault: it is read again after the messages are handled.
+                self.logic = None;
+                self.interrupted = true;
+                self.inputs.unread();
+                Ok(())
+            }
             Err(CallError::Processor(e)) => {
                 self.recover(&e)?;
                 if batch.records.len() == 1 {
@@ -504,7 +548,7 @@ impl Runner {
                 // Find the failing record(s): one call per record. Each may take up to the
                 // CPU limit, so a stop request ends the search (the rest is read again).
                 for (r, s) in batch.records.into_iter().zip(batch.sources) {
-                    if self.stop_requested() {
+                    if self.interrupted || self.stop_requested() {
                         self.inputs.unread();
                         return Ok(());
                     }
@@ -567,6 +611,9 @@ impl Runner {
 
     fn fire_stream_timers(&mut self) -> Result<(), Failure> {
         for _ in 0..MAX_TIMERS_PER_ROUND {
+            if self.interrupted {
+                break;
+            }
             let Some(t) = self
                 .ctx
                 .timers
@@ -581,6 +628,9 @@ impl Runner {
 
     fn fire_wall_timers(&mut self) -> Result<(), Failure> {
         for _ in 0..MAX_TIMERS_PER_ROUND {
+            if self.interrupted {
+                break;
+            }
             let Some(t) = self.ctx.timers.pop_due(TimerKind::WallClock, now_ms()) else {
                 break;
             };
@@ -590,10 +640,19 @@ impl Runner {
     }
 
     fn fire(&mut self, kind: TimerKind, time: i64) -> Result<(), Failure> {
+        if !self.ensure_instance()? {
+            self.ctx.timers.insert(kind, time);
+            return Ok(());
+        }
         self.ctx.consume_timer(kind, time)?;
         match self.call(time.max(0), |logic, ctx| logic.on_timer(ctx, kind, time)) {
             Ok(()) => self.flush_emitted(),
             Err(CallError::Host(f)) => Err(f.into()),
+            Err(CallError::Processor(ProcessorError::Interrupted(_))) => {
+                self.logic = None;
+                self.interrupted = true;
+                Ok(self.ctx.restore_timer(kind, time)?)
+            }
             Err(CallError::Processor(e)) => {
                 let info = error_info(&e, None, Some(time), format!("on_timer({time}): {e}"));
                 self.shared.update(|s| {

@@ -10,6 +10,8 @@ use crate::state::restore::RestoreProgress;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskState {
+    /// Assigned (or about to be), its thread not yet restoring.
+    Starting,
     /// Rebuilding its stores from their changelogs (also while starting).
     Restoring,
     Running,
@@ -23,6 +25,7 @@ pub enum TaskState {
 impl TaskState {
     pub fn as_str(self) -> &'static str {
         match self {
+            TaskState::Starting => "starting",
             TaskState::Restoring => "restoring",
             TaskState::Running => "running",
             TaskState::Paused => "paused",
@@ -136,7 +139,7 @@ impl TaskStatus {
     pub fn new(partition: i32, version: u64) -> Self {
         TaskStatus {
             partition,
-            state: TaskState::Restoring,
+            state: TaskState::Starting,
             version,
             inputs: Vec::new(),
             lag: 0,

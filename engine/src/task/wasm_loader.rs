@@ -5,8 +5,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::factory::{LoadError, LogicFactory, ModuleLoader};
-use crate::host::{ProcessorError, ProcessorLogic};
+use super::factory::{Footprint, LoadError, LogicFactory, ModuleLoader};
+use crate::host::{Interrupt, ProcessorError, ProcessorLogic};
 use crate::limits::ProcessorLimits;
 use crate::wasm::{ProcessorModule, WasmConfig, WasmEngine, WasmError};
 
@@ -35,10 +35,21 @@ struct WasmFactory {
 }
 
 impl LogicFactory for WasmFactory {
-    fn instantiate(&self, label: &str) -> Result<Box<dyn ProcessorLogic>, ProcessorError> {
+    fn instantiate(
+        &self,
+        label: &str,
+        interrupt: &Interrupt,
+    ) -> Result<Box<dyn ProcessorLogic>, ProcessorError> {
         self.module
-            .instantiate(&self.limits, label)
+            .instantiate_interruptible(&self.limits, label, interrupt)
             .map_err(|e| ProcessorError::Host(e.to_string()))
+    }
+
+    fn footprint(&self) -> Footprint {
+        Footprint {
+            instances: 1,
+            memory_bytes: self.limits.memory_bytes,
+        }
     }
 }
 

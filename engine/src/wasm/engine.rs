@@ -68,6 +68,8 @@ pub(crate) struct EngineInner {
     pub(crate) udf_linker: Linker<UdfState>,
     pub(crate) cache: ArtifactCache,
     pub(crate) config: WasmConfig,
+    /// Set when the node shuts down: every running guest call ends at its next check.
+    pub(crate) stopping: Arc<AtomicBool>,
     _ticker: Ticker,
 }
 
@@ -164,12 +166,24 @@ impl WasmEngine {
                 udf_linker,
                 cache,
                 config,
+                stopping: Arc::new(AtomicBool::new(false)),
                 _ticker: Ticker {
                     stop,
                     thread: Some(thread),
                 },
             }),
         })
+    }
+
+    /// Ends every guest call running now or later (processors and UDFs) at its next
+    /// deadline check: the node is shutting down.
+    pub fn interrupt_all(&self) {
+        self.inner.stopping.store(true, Ordering::SeqCst);
+    }
+
+    /// The slots of the pooling allocator: most instances alive at once.
+    pub fn max_instances(&self) -> u32 {
+        self.inner.config.max_instances
     }
 
     /// Validates a processor component (a component, of the right world, with its exports,

@@ -6,6 +6,7 @@
 
 use super::bindings::weir::processor::{context, state, types};
 use super::codec;
+use super::deadline::{CallClock, HasClock};
 use super::growth;
 use super::guest_log::{GuestLog, GuestPipe};
 use crate::host::{HostError, LogLevel, OutputRef, StoreHandle, TaskHost, TimerKind};
@@ -91,10 +92,18 @@ pub struct HostState {
     /// Set when a limit stopped the guest (memory, output): the reason for the trap.
     pub(crate) limit_hit: Option<String>,
     pub(crate) log: GuestLog,
+    /// CPU time per call and the task's stop request.
+    pub(super) clock: CallClock,
+}
+
+impl HasClock for HostState {
+    fn clock(&mut self) -> &mut CallClock {
+        &mut self.clock
+    }
 }
 
 impl HostState {
-    pub fn new(limits: &ProcessorLimits, label: &str) -> HostState {
+    pub(super) fn new(limits: &ProcessorLimits, label: &str, clock: CallClock) -> HostState {
         let log = GuestLog::new(label);
         let wasi = WasiCtx::builder()
             .stdout(GuestPipe::stdout(&log))
@@ -118,6 +127,7 @@ impl HostState {
             memory_limit: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
             limit_hit: None,
             log,
+            clock,
         }
     }
 

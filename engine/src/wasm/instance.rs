@@ -5,10 +5,11 @@
 
 use super::bindings::{Processor, ProcessorPre};
 use super::codec;
+use super::deadline::{self, CallClock, Ended};
 use super::engine::WasmEngine;
 use super::error::WasmError;
 use super::imports::HostState;
-use crate::host::{InputRecord, ProcessorError, ProcessorLogic, TaskHost, TimerKind};
+use crate::host::{InputRecord, Interrupt, ProcessorError, ProcessorLogic, TaskHost, TimerKind};
 use crate::limits::ProcessorLimits;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -71,13 +72,29 @@ impl ProcessorModule {
         limits: &ProcessorLimits,
         label: &str,
     ) -> Result<Box<dyn ProcessorLogic>, WasmError> {
-        Ok(Box::new(self.instantiate_concrete(limits, label)?))
+        Ok(Box::new(self.instantiate_concrete(limits, label, None)?))
+    }
+
+    /// [`instantiate`](Self::instantiate) for a task: a call in progress ends with
+    /// [`ProcessorError::Interrupted`] soon after `interrupt` is raised.
+    pub fn instantiate_interruptible(
+        &self,
+        limits: &ProcessorLimits,
+        label: &str,
+        interrupt: &Interrupt,
+    ) -> Result<Box<dyn ProcessorLogic>, WasmError> {
+        Ok(Box::new(self.instantiate_concrete(
+            limits,
+            label,
+            Some(interrupt.clone()),
+        )?))
     }
 
     fn instantiate_concrete(
         &self,
         limits: &ProcessorLimits,
         label: &str,
+        interrupt: Option<Interrupt>,
     ) -> Result<WasmProcessor, WasmError> {
         let engine = &self.inner.engine.inner;
         if limits.memory_bytes > engine.config.max_memory_bytes {
@@ -89,10 +106,11 @@ impl ProcessorModule {
         let tick_ms = engine.config.epoch_tick.as_millis().max(1) as u64;
         // One more tick than the limit: the first tick may come at once.
         let deadline_ticks = limits.cpu_ms_per_call.div_ceil(tick_ms).saturating_add(1);
-        let mut store = Store::new(&engine.engine, HostState::new(limits, label));
+        let clock = CallClock::new(deadline_ticks, interrupt, engine.stopping.clone());
+        let mut store = Store::new(&engine.engine, HostState::new(limits, label, clock));
         store.limiter(|s| s);
-        store.epoch_deadline_trap();
-        store.set_epoch_deadline(deadline_ticks);
+        deadline::install(&mut store);
+        deadline::start_call(&mut store, 0);
         let bindings = self
             .inner
             .pre
@@ -102,7 +120,6 @@ impl ProcessorModule {
             _engine: self.inner.engine.clone(),
             store,
             bindings,
-            deadline_ticks,
             cpu_ms: limits.cpu_ms_per_call,
             poisoned: None,
             batch_buf: Vec::new(),
@@ -121,7 +138,6 @@ struct WasmProcessor {
     _engine: WasmEngine,
     store: Store<HostState>,
     bindings: Processor,
-    deadline_ticks: u64,
     cpu_ms: u64,
     /// Why the instance can no longer be used (after a trap or a limit).
     poisoned: Option<String>,
@@ -146,7 +162,7 @@ impl WasmProcessor {
             )));
         }
         self.store.data_mut().begin_call(task);
-        self.store.set_epoch_deadline(self.deadline_ticks);
+        deadline::start_call(&mut self.store, 0);
         let result = catch_unwind(AssertUnwindSafe(|| f(&mut self.store, &self.bindings)));
         self.store.data_mut().end_call();
         let error = match result {
@@ -171,6 +187,11 @@ impl WasmProcessor {
         let data = self.store.data();
         if let Some(reason) = &data.limit_hit {
             return ProcessorError::Limit(reason.clone());
+        }
+        if data.clock.ended == Some(Ended::Interrupted) {
+            return ProcessorError::Interrupted(
+                "the task was asked to pause or stop during the call".into(),
+            );
         }
         match e.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) => ProcessorError::Limit(format!(

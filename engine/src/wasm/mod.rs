@@ -24,6 +24,7 @@
 mod bindings;
 mod cache;
 mod codec;
+mod deadline;
 mod engine;
 mod error;
 mod growth;

@@ -13,6 +13,7 @@
 //! Not here: where functions are persisted and how they are named (`crate::udf::registry`),
 //! and what SQL does with them.
 
+use super::deadline::{self, CallClock, HasClock};
 use super::engine::{WasmEngine, check_header};
 use super::error::WasmError;
 use super::growth;
@@ -92,10 +93,18 @@ pub struct UdfState {
     /// Set when the memory limit stopped the guest: the reason for the trap that follows.
     pub(crate) limit_hit: Option<String>,
     pub(crate) log: GuestLog,
+    /// CPU time per call; interrupted when the node shuts down.
+    pub(super) clock: CallClock,
+}
+
+impl HasClock for UdfState {
+    fn clock(&mut self) -> &mut CallClock {
+        &mut self.clock
+    }
 }
 
 impl UdfState {
-    pub(crate) fn new(limits: &UdfLimits, label: &str) -> UdfState {
+    pub(super) fn new(limits: &UdfLimits, label: &str, clock: CallClock) -> UdfState {
         let log = GuestLog::new(label);
         let wasi = WasiCtx::builder()
             .stdout(GuestPipe::stdout(&log))
@@ -112,6 +121,7 @@ impl UdfState {
             memory_limit: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
             limit_hit: None,
             log,
+            clock,
         }
     }
 
@@ -237,17 +247,19 @@ impl UdfModule {
 impl UdfModuleInner {
     /// A fresh `Store` for one instance, with the limits set.
     pub(crate) fn new_store(&self) -> Store<UdfState> {
+        let engine = &self.engine.inner;
+        let clock = CallClock::new(self.deadline_ticks, None, engine.stopping.clone());
         let mut store = Store::new(
-            &self.engine.inner.engine,
-            UdfState::new(&self.limits, &self.name),
+            &engine.engine,
+            UdfState::new(&self.limits, &self.name, clock),
         );
         store.limiter(|s| s);
-        store.epoch_deadline_trap();
+        deadline::install(&mut store);
         // Instantiation runs the guest's start code (a language runtime's set-up): it gets
         // at least a second whatever the per-call limit; every call then sets its own
         // deadline.
-        let tick_ms = self.engine.inner.config.epoch_tick.as_millis().max(1) as u64;
-        store.set_epoch_deadline(self.deadline_ticks.max(1000u64.div_ceil(tick_ms)));
+        let tick_ms = engine.config.epoch_tick.as_millis().max(1) as u64;
+        deadline::start_call(&mut store, 1000u64.div_ceil(tick_ms));
         store
     }
 }

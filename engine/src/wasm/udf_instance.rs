@@ -108,7 +108,7 @@ impl<W: World> Runner<W> {
         };
         let inner = &self.module.inner;
         live.store.data_mut().begin_call();
-        live.store.set_epoch_deadline(inner.deadline_ticks);
+        super::deadline::start_call(&mut live.store, 0);
         let result = catch_unwind(AssertUnwindSafe(|| f(&mut live.store, &live.world)));
         live.store.data_mut().end_call();
         let error = match result {
@@ -142,6 +142,9 @@ fn classify(e: wasmtime::Error, store: &Store<UdfState>, cpu_ms: u64) -> Process
     let data = store.data();
     if let Some(reason) = &data.limit_hit {
         return ProcessorError::Limit(reason.clone());
+    }
+    if data.clock.ended == Some(super::deadline::Ended::Interrupted) {
+        return ProcessorError::Interrupted("the node is shutting down".into());
     }
     match e.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => ProcessorError::Limit(format!(
