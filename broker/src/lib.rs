@@ -15,6 +15,7 @@ mod error;
 pub mod group;
 pub mod kafka;
 pub mod log;
+pub mod net;
 pub mod partitioner;
 mod topic;
 mod types;

@@ -27,10 +27,28 @@ pub struct Server {
     pub kafka: String,
     extra: Vec<String>,
     pub http: reqwest::blocking::Client,
+    /// `http` or `https` (the server was given `--tls-cert`).
+    scheme: &'static str,
 }
 
 impl Server {
     pub fn start(extra: &[&str]) -> Server {
+        let http = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        Self::start_with(extra, "http", http)
+    }
+
+    /// A server serving HTTPS (`extra` holds the TLS flags); `http` must trust its
+    /// certificate (and present a client certificate under `--tls-client-ca`).
+    pub fn start_https(extra: &[&str], http: reqwest::blocking::Client) -> Server {
+        Self::start_with(extra, "https", http)
+    }
+
+    fn start_with(extra: &[&str], scheme: &'static str, http: reqwest::blocking::Client) -> Server {
+        // reqwest's rustls needs a process-wide crypto provider (the binary installs ring).
+        weir_broker::net::tls::install_default_provider();
         let tmp = tempfile::tempdir().unwrap();
         let data_dir = tmp.path().join("data");
         let mut s = Server {
@@ -40,10 +58,8 @@ impl Server {
             url: String::new(),
             kafka: String::new(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
-            http: reqwest::blocking::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()
-                .unwrap(),
+            http,
+            scheme,
         };
         s.spawn();
         s
@@ -51,7 +67,7 @@ impl Server {
 
     fn spawn(&mut self) {
         let port = free_port();
-        self.url = format!("http://127.0.0.1:{port}");
+        self.url = format!("{}://127.0.0.1:{port}", self.scheme);
         let mut extra = self.extra.clone();
         if !extra.iter().any(|a| a == "--kafka") {
             self.kafka = format!("127.0.0.1:{}", free_port());
@@ -83,6 +99,11 @@ impl Server {
             assert!(Instant::now() < deadline, "weir did not become healthy");
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The server process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("server running").id()
     }
 
     /// SIGKILL, no chance to flush or clean up.

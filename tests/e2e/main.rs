@@ -3,6 +3,7 @@
 
 mod cli;
 mod common;
+mod connections;
 mod crash;
 mod errors;
 mod functions;
@@ -11,4 +12,5 @@ mod maintenance;
 mod processors;
 mod records;
 mod sql;
+mod tls;
 mod topics;
