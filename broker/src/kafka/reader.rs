@@ -189,12 +189,16 @@ mod tests {
         let (mut client, mut server) = tokio::io::duplex(1 << 16);
         let (_tx, mut stop) = watch::channel(false);
         let mut r = reader(&pool);
-        client
-            .write_all(&100_000_000i32.to_be_bytes())
-            .await
-            .unwrap();
-        client.write_all(&[7u8; 100_000]).await.unwrap();
+        let writer = tokio::spawn(async move {
+            client
+                .write_all(&100_000_000i32.to_be_bytes())
+                .await
+                .unwrap();
+            client.write_all(&[7u8; 100_000]).await.unwrap();
+            client
+        });
         let got = r.next(&mut server, &mut stop).await;
+        let _client = writer.await.unwrap();
         assert!(matches!(got, Err(ReadError::Stalled(_))), "{got:?}");
         assert!(r.buf.capacity() < 1 << 20);
         assert_eq!(pool.available(), 200 << 20, "budget given back");
