@@ -11,6 +11,9 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    // One TLS crypto provider for the process (the server's listeners and the CLI's HTTPS
+    // client): ring. Fails only if one is installed already, which is fine.
+    weir_broker::net::tls::install_default_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -28,6 +28,7 @@ use weir_engine::wasm::{WasmConfig, WasmEngine, WasmError};
 use weir_engine::{Engine, EngineConfig, EngineError};
 
 use crate::http::metrics::Metrics;
+use crate::http::serve::ServeConfig;
 use crate::http::{self, AppState, HttpConfig};
 
 /// How long in-flight requests get to finish after a shutdown signal.
@@ -40,10 +41,15 @@ pub struct NodeConfig {
     /// Address to listen on for HTTP (`host:port`; port 0 picks a free one).
     pub http_addr: String,
     pub http: HttpConfig,
+    /// Connection handling of the HTTP listener: timeouts, caps, TLS.
+    pub http_serve: ServeConfig,
     /// Kafka listen address and settings; `None` serves no Kafka listener.
     pub kafka: Option<(String, KafkaConfig)>,
     /// Maxima on processor specs and the Wasm capacity (instance pool, memory budget).
     pub limits: NodeLimits,
+    /// Whether the listeners require an identity (`--auth`). Without it, a listener bound to
+    /// a non-loopback address logs a warning at start.
+    pub auth_enabled: bool,
 }
 
 /// Why a node failed to start or stop cleanly.
@@ -87,6 +93,8 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         source,
     })?;
 
+    warn_if_exposed("HTTP", local, config.auth_enabled);
+
     let kafka_listener = match &config.kafka {
         None => None,
         Some((addr, kafka_config)) => {
@@ -96,6 +104,9 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
                     addr: addr.clone(),
                     source,
                 })?;
+            if let Ok(a) = l.local_addr() {
+                warn_if_exposed("Kafka", a, config.auth_enabled);
+            }
             Some((l, kafka_config.clone()))
         }
     };
@@ -150,13 +161,14 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         })
     });
 
-    let mut server_shutdown = shutdown_rx;
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        // Resolves when the flag flips or the sender is dropped.
-        let _ = server_shutdown.wait_for(|stop| *stop).await;
-    });
-    let mut server = tokio::spawn(async move { server.await });
-    tracing::info!("listening on {local}");
+    let server = http::serve::serve(listener, app, config.http_serve.clone(), shutdown_rx);
+    let mut server = tokio::spawn(server);
+    let scheme = if config.http_serve.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    tracing::info!("listening on {local} ({scheme})");
 
     let early_exit = tokio::select! {
         () = shutdown => None,
@@ -206,6 +218,17 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     flushed.map_err(NodeError::Flush)?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Warns that a listener reachable from other hosts runs without authentication: anyone who
+/// can reach it can deploy code to this node.
+fn warn_if_exposed(listener: &str, addr: std::net::SocketAddr, auth_enabled: bool) {
+    if !auth_enabled && !addr.ip().is_loopback() {
+        tracing::warn!(
+            "the {listener} listener on {addr} is reachable beyond this host and --auth is off: \
+             anyone who can reach the port can read and write data and run code on this node"
+        );
+    }
 }
 
 /// Opens the engine over `broker` (the Wasm host for processors, query plans for SQL),

@@ -17,6 +17,7 @@ pub mod group;
 mod guard;
 pub mod kafka;
 pub mod log;
+pub mod net;
 pub mod partitioner;
 mod topic;
 mod types;

@@ -3,6 +3,7 @@
 //! `cannot reach Weir at URL: ...`, an API error becomes the server's own message
 //! ([`ApiFailure`]). Also splits streamed NDJSON bodies into lines ([`Client::ndjson_lines`]).
 
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -64,18 +65,32 @@ pub struct Client {
 
 impl Client {
     /// `url` is the server's base URL, e.g. `http://127.0.0.1:8080`.
+    #[cfg(test)]
     pub fn new(url: &str) -> Result<Self> {
+        Self::with_ca_cert(url, None)
+    }
+
+    /// Like [`Client::new`]; for an `https://` URL, `ca_cert` (PEM, `--ca-cert`) is trusted
+    /// besides the system's roots.
+    pub fn with_ca_cert(url: &str, ca_cert: Option<&Path>) -> Result<Self> {
         let base = Url::parse(url).with_context(|| format!("invalid --url '{url}'"))?;
-        if base.scheme() != "http" {
-            bail!("invalid --url '{url}': only http:// URLs are supported");
+        if base.scheme() != "http" && base.scheme() != "https" {
+            bail!("invalid --url '{url}': only http:// and https:// URLs are supported");
         }
         if base.cannot_be_a_base() {
             bail!("invalid --url '{url}'");
         }
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .context("cannot create the HTTP client")?;
+        let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
+        if let Some(path) = ca_cert {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("cannot read --ca-cert {}", path.display()))?;
+            for cert in reqwest::Certificate::from_pem_bundle(&pem)
+                .with_context(|| format!("--ca-cert {} is not PEM", path.display()))?
+            {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder.build().context("cannot create the HTTP client")?;
         Ok(Client {
             http,
             base,
@@ -254,7 +269,7 @@ mod tests {
     #[test]
     fn bad_urls_are_rejected() {
         assert!(Client::new("not a url").is_err());
-        assert!(Client::new("https://h:1").is_err());
+        assert!(Client::new("ftp://h:1").is_err());
         assert!(Client::new("mailto:x@y").is_err());
     }
 }

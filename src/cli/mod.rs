@@ -33,6 +33,9 @@ pub struct Cli {
         default_value = "http://127.0.0.1:8080"
     )]
     pub url: String,
+    /// PEM CA certificate to trust for an https:// --url (e.g. the server's own CA)
+    #[arg(long, global = true, env = "WEIR_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -98,15 +101,61 @@ impl From<FsyncPolicy> for FsyncArg {
 pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
-        Command::Topic(command) => topic::run(&Client::new(&cli.url)?, command).await,
-        Command::Produce(args) => produce::run(&Client::new(&cli.url)?, args).await,
-        Command::Consume(args) => consume::run(&Client::new(&cli.url)?, args).await,
-        Command::Deploy(args) => deploy::run(&Client::new(&cli.url)?, args).await,
-        Command::Processor(command) => processor::run(&Client::new(&cli.url)?, command).await,
-        Command::Sql(args) => sql::run(&Client::new(&cli.url)?, args).await,
-        Command::Function(command) => function::run(&Client::new(&cli.url)?, command).await,
+        Command::Topic(command) => {
+            topic::run(
+                &Client::with_ca_cert(&cli.url, cli.ca_cert.as_deref())?,
+                command,
+            )
+            .await
+        }
+        Command::Produce(args) => {
+            produce::run(
+                &Client::with_ca_cert(&cli.url, cli.ca_cert.as_deref())?,
+                args,
+            )
+            .await
+        }
+        Command::Consume(args) => {
+            consume::run(
+                &Client::with_ca_cert(&cli.url, cli.ca_cert.as_deref())?,
+                args,
+            )
+            .await
+        }
+        Command::Deploy(args) => {
+            deploy::run(
+                &Client::with_ca_cert(&cli.url, cli.ca_cert.as_deref())?,
+                args,
+            )
+            .await
+        }
+        Command::Processor(command) => {
+            processor::run(
+                &Client::with_ca_cert(&cli.url, cli.ca_cert.as_deref())?,
+                command,
+            )
+            .await
+        }
+        Command::Sql(args) => {
+            sql::run(
+                &Client::with_ca_cert(&cli.url, cli.ca_cert.as_deref())?,
+                args,
+            )
+            .await
+        }
+        Command::Function(command) => {
+            function::run(
+                &Client::with_ca_cert(&cli.url, cli.ca_cert.as_deref())?,
+                command,
+            )
+            .await
+        }
         Command::Artifact(command) => {
-            function::run_artifact(&Client::new(&cli.url)?, command).await
+            function::run_artifact(
+                &Client::with_ca_cert(&cli.url, cli.ca_cert.as_deref())?,
+                command,
+            )
+            .await
         }
     }
 }

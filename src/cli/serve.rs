@@ -1,19 +1,24 @@
 //! `weir serve`: maps flags (each with a `WEIR_*` environment override) onto the broker's
-//! [`BrokerConfig`] and the HTTP settings, sets up logging, raises the open-file limit
-//! (soft to hard; the log's file budget is derived from it) and runs a node until SIGINT or
-//! SIGTERM.
+//! [`BrokerConfig`], the HTTP and Kafka listener settings (timeouts, connection caps, TLS
+//! files, loaded here so a bad file fails the start), sets up logging, raises the open-file
+//! limit (soft to hard; the log's file budget is derived from it) and runs a node until
+//! SIGINT or SIGTERM.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use tracing_subscriber::EnvFilter;
 use weir_broker::fd_limit;
 use weir_broker::kafka::KafkaConfig;
+use weir_broker::net::limits::{DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_IP};
+use weir_broker::net::{ConnLimits, TlsFiles, TlsServer};
 use weir_broker::{BrokerConfig, BrokerError, FilesConfig, LogConfig};
 use weir_engine::limits::NodeLimits;
 
 use super::FsyncArg;
+use crate::http::serve::{self, ServeConfig};
 use crate::http::uploads::DEFAULT_MAX_CONCURRENT_UPLOADS;
 use crate::http::{DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_UPLOAD_BYTES, HttpConfig};
 use crate::node::{self, NodeConfig};
@@ -111,6 +116,57 @@ pub struct ServeArgs {
     /// 32 MiB of the machine's memory, within 64..=1024]
     #[arg(long, env = "WEIR_WASM_INSTANCE_POOL", value_name = "N")]
     pub wasm_instance_pool: Option<u32>,
+    /// Most open connections per listener (HTTP and Kafka each); more are closed at once
+    #[arg(long, env = "WEIR_MAX_CONNECTIONS", value_name = "N",
+          default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// Most open connections from one client address, per listener
+    #[arg(long, env = "WEIR_MAX_CONNECTIONS_PER_IP", value_name = "N",
+          default_value_t = DEFAULT_MAX_CONNECTIONS_PER_IP)]
+    pub max_connections_per_ip: usize,
+    /// An HTTP request's headers must arrive within this time
+    #[arg(long, env = "WEIR_HTTP_HEADER_TIMEOUT_MS", value_name = "MS",
+          default_value_t = serve::DEFAULT_HEADER_TIMEOUT_MS)]
+    pub http_header_timeout_ms: u64,
+    /// An HTTP connection with no request in flight for this long is closed
+    #[arg(long, env = "WEIR_HTTP_IDLE_TIMEOUT_MS", value_name = "MS",
+          default_value_t = serve::DEFAULT_IDLE_TIMEOUT_MS)]
+    pub http_idle_timeout_ms: u64,
+    /// An HTTP request body that sends nothing for this long fails
+    #[arg(long, env = "WEIR_HTTP_BODY_TIMEOUT_MS", value_name = "MS",
+          default_value_t = serve::DEFAULT_BODY_TIMEOUT_MS)]
+    pub http_body_timeout_ms: u64,
+    /// Largest Kafka request accepted (a larger one closes the connection)
+    #[arg(long, env = "WEIR_KAFKA_MAX_REQUEST_BYTES", value_name = "B",
+          default_value_t = KafkaConfig::default().max_request_bytes)]
+    pub kafka_max_request_bytes: usize,
+    /// Node-wide budget of Kafka request bytes in flight (queued.max.request.bytes)
+    #[arg(long, env = "WEIR_KAFKA_QUEUED_MAX_REQUEST_BYTES", value_name = "B",
+          default_value_t = KafkaConfig::default().queued_max_request_bytes)]
+    pub kafka_queued_max_request_bytes: usize,
+    /// A Kafka connection with no request for this long is closed (connections.max.idle.ms)
+    #[arg(long, env = "WEIR_KAFKA_IDLE_TIMEOUT_MS", value_name = "MS",
+          default_value_t = KafkaConfig::default().idle_timeout_ms)]
+    pub kafka_idle_timeout_ms: u64,
+    /// A started Kafka request must arrive whole within this time
+    #[arg(long, env = "WEIR_KAFKA_FRAME_TIMEOUT_MS", value_name = "MS",
+          default_value_t = KafkaConfig::default().frame_timeout_ms)]
+    pub kafka_frame_timeout_ms: u64,
+    /// PEM certificate chain: serve HTTPS and Kafka over TLS (`SSL`); needs --tls-key
+    #[arg(long, env = "WEIR_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert
+    #[arg(long, env = "WEIR_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificates: require client certificates signed by them (the CN is the
+    /// principal)
+    #[arg(
+        long,
+        env = "WEIR_TLS_CLIENT_CA",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -167,11 +223,45 @@ impl ServeArgs {
         if let Err(e) = limits.validate() {
             bail!("invalid server setting: {e}");
         }
+        let conn_limits = ConnLimits {
+            max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
+        };
+        let tls_files = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: self.tls_client_ca.clone(),
+            }),
+            _ => None,
+        };
+        let tls = |alpn: &[&[u8]]| -> Result<Option<TlsServer>> {
+            match &tls_files {
+                None => Ok(None),
+                Some(files) => Ok(Some(TlsServer::load(files, alpn)?)),
+            }
+        };
+        let http_serve = ServeConfig {
+            header_timeout: Duration::from_millis(self.http_header_timeout_ms),
+            idle_timeout: Duration::from_millis(self.http_idle_timeout_ms),
+            body_timeout: Duration::from_millis(self.http_body_timeout_ms),
+            limits: conn_limits,
+            tls: tls(&[b"http/1.1"])?,
+        };
+        if let Err(e) = http_serve.validate() {
+            bail!("invalid server setting: {e}");
+        }
         let kafka = if self.kafka.eq_ignore_ascii_case("off") {
             None
         } else {
             let config = KafkaConfig {
                 advertised: self.kafka_advertised.clone(),
+                max_request_bytes: self.kafka_max_request_bytes,
+                queued_max_request_bytes: self.kafka_queued_max_request_bytes,
+                idle_timeout_ms: self.kafka_idle_timeout_ms,
+                frame_timeout_ms: self.kafka_frame_timeout_ms,
+                limits: conn_limits,
+                tls: tls(&[])?,
                 ..KafkaConfig::default()
             };
             if let Err(e) = config.validate() {
@@ -190,6 +280,9 @@ impl ServeArgs {
                 max_concurrent_uploads: self.max_concurrent_uploads,
                 upload_dir: Some(self.data_dir.join("uploads")),
             },
+            http_serve,
+            // Wired to `--auth` by the authentication work.
+            auth_enabled: false,
         })
     }
 }

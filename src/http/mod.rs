@@ -21,6 +21,7 @@ pub mod health;
 pub mod metrics;
 pub mod processors;
 pub mod records;
+pub mod serve;
 pub mod sql;
 pub mod topics;
 pub mod uploads;

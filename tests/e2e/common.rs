@@ -29,6 +29,15 @@ pub struct Server {
     /// Open-file limit (soft and hard) the server runs under; `None`: this process's.
     nofile: Option<u64>,
     pub http: reqwest::blocking::Client,
+    /// `http` or `https` (the server was given `--tls-cert`).
+    scheme: &'static str,
+}
+
+fn default_client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
 }
 
 impl Server {
@@ -39,6 +48,23 @@ impl Server {
     /// [`Server::start`] under an open-file limit of `nofile` (soft and hard, as `prlimit`
     /// would set them), or this process's limit when `None`.
     pub fn start_with_nofile(nofile: Option<u64>, extra: &[&str]) -> Server {
+        Self::start_with(extra, "http", default_client(), nofile)
+    }
+
+    /// A server serving HTTPS (`extra` holds the TLS flags); `http` must trust its
+    /// certificate (and present a client certificate under `--tls-client-ca`).
+    pub fn start_https(extra: &[&str], http: reqwest::blocking::Client) -> Server {
+        Self::start_with(extra, "https", http, None)
+    }
+
+    fn start_with(
+        extra: &[&str],
+        scheme: &'static str,
+        http: reqwest::blocking::Client,
+        nofile: Option<u64>,
+    ) -> Server {
+        // reqwest's rustls needs a process-wide crypto provider (the binary installs ring).
+        weir_broker::net::tls::install_default_provider();
         let tmp = tempfile::tempdir().unwrap();
         let data_dir = tmp.path().join("data");
         let mut s = Server {
@@ -49,10 +75,8 @@ impl Server {
             kafka: String::new(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
             nofile,
-            http: reqwest::blocking::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()
-                .unwrap(),
+            http,
+            scheme,
         };
         s.spawn();
         s
@@ -60,7 +84,7 @@ impl Server {
 
     fn spawn(&mut self) {
         let port = free_port();
-        self.url = format!("http://127.0.0.1:{port}");
+        self.url = format!("{}://127.0.0.1:{port}", self.scheme);
         let mut extra = self.extra.clone();
         if !extra.iter().any(|a| a == "--kafka") {
             self.kafka = format!("127.0.0.1:{}", free_port());

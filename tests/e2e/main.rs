@@ -3,6 +3,7 @@
 
 mod cli;
 mod common;
+mod connections;
 mod crash;
 mod errors;
 mod functions;
@@ -14,5 +15,6 @@ mod partitions;
 mod processors;
 mod records;
 mod sql;
+mod tls;
 mod topics;
 mod uploads;

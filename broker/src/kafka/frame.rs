@@ -19,13 +19,13 @@ pub enum FrameError {
     TooLarge { size: usize, limit: usize },
 }
 
-/// Takes one whole frame (without its length prefix) off the front of `buf`, or returns
-/// `Ok(None)` if `buf` does not hold a whole frame yet (then it reserves room for the rest).
-pub fn decode_frame(buf: &mut BytesMut, max_frame: usize) -> Result<Option<Bytes>, FrameError> {
-    if buf.len() < 4 {
+/// The body size announced by the length prefix at the front of `buf` (`Ok(None)` while
+/// fewer than 4 bytes are there), checked against `max_frame`.
+pub fn announced_size(buf: &[u8], max_frame: usize) -> Result<Option<usize>, FrameError> {
+    let Some(prefix) = buf.first_chunk::<4>() else {
         return Ok(None);
-    }
-    let len = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
+    };
+    let len = i32::from_be_bytes(*prefix);
     let size = usize::try_from(len).map_err(|_| FrameError::Negative(len))?;
     if size > max_frame {
         return Err(FrameError::TooLarge {
@@ -33,8 +33,17 @@ pub fn decode_frame(buf: &mut BytesMut, max_frame: usize) -> Result<Option<Bytes
             limit: max_frame,
         });
     }
+    Ok(Some(size))
+}
+
+/// Takes one whole frame (without its length prefix) off the front of `buf`, or returns
+/// `Ok(None)` if `buf` does not hold a whole frame yet. It never reserves room for the
+/// announced size: memory follows the bytes that arrived, not what a peer claims.
+pub fn decode_frame(buf: &mut BytesMut, max_frame: usize) -> Result<Option<Bytes>, FrameError> {
+    let Some(size) = announced_size(buf, max_frame)? else {
+        return Ok(None);
+    };
     if buf.len() < 4 + size {
-        buf.reserve(4 + size - buf.len());
         return Ok(None);
     }
     buf.advance(4);
@@ -242,6 +251,18 @@ mod tests {
             decode_frame(&mut b, 100 << 20),
             Err(FrameError::TooLarge { .. })
         ));
+    }
+
+    /// A peer announcing a huge frame gets no allocation of that size.
+    #[test]
+    fn an_announced_size_is_not_allocated() {
+        let mut b = BytesMut::with_capacity(16);
+        b.extend_from_slice(&(100_000_000i32).to_be_bytes());
+        b.extend_from_slice(b"abc");
+        assert_eq!(decode_frame(&mut b, 100 << 20), Ok(None));
+        assert!(b.capacity() < 1 << 20, "reserved {} bytes", b.capacity());
+        assert_eq!(announced_size(&b, 100 << 20), Ok(Some(100_000_000)));
+        assert_eq!(announced_size(&b[..3], 100 << 20), Ok(None));
     }
 
     proptest! {

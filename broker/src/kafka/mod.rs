@@ -12,12 +12,16 @@
 //! - `server`: the listener and per-connection loop ([`serve`]).
 //!
 //! It owns the mapping of broker errors to Kafka error codes. It does not own the log, topic
-//! storage or group state; transactions, SASL/TLS, quotas and replication are not served.
+//! storage or group state; transactions, SASL, quotas and replication are not served. TLS
+//! and the connection caps come from [`crate::net`]; `pool` and `reader` bound the memory
+//! and time a connection may take before its request is whole.
 
 pub mod codec;
 pub mod frame;
 mod handlers;
+pub mod pool;
 pub mod producer;
+mod reader;
 mod server;
 pub mod versions;
 
@@ -27,6 +31,12 @@ pub use server::serve;
 
 use crate::error::BrokerError;
 use crate::group::GroupConfig;
+use crate::net::{ConnLimits, TlsServer};
+
+/// Default of [`KafkaConfig::idle_timeout_ms`] (Kafka's `connections.max.idle.ms`).
+pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 10 * 60 * 1000;
+/// Default of [`KafkaConfig::frame_timeout_ms`].
+pub const DEFAULT_FRAME_TIMEOUT_MS: u64 = 60 * 1000;
 
 /// Settings of the Kafka listener.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,6 +60,19 @@ pub struct KafkaConfig {
     pub max_fetch_wait_ms: u64,
     /// Consumer-group coordinator settings.
     pub group: GroupConfig,
+    /// Connection caps of the listener (total and per client address).
+    pub limits: ConnLimits,
+    /// Node-wide budget of request bytes being read or handled at once (Kafka:
+    /// queued.max.request.bytes); a connection waits for budget before reading a frame
+    /// larger than its read-ahead buffer. At least `max_request_bytes`.
+    pub queued_max_request_bytes: usize,
+    /// A connection with no request for this long is closed (Kafka:
+    /// connections.max.idle.ms); also bounds writing a response and waiting for budget.
+    pub idle_timeout_ms: u64,
+    /// A request whose first byte has arrived must arrive whole within this time.
+    pub frame_timeout_ms: u64,
+    /// TLS (Kafka `SSL`): `None` serves plaintext.
+    pub tls: Option<TlsServer>,
 }
 
 impl Default for KafkaConfig {
@@ -63,6 +86,11 @@ impl Default for KafkaConfig {
             default_partitions: 1,
             max_fetch_wait_ms: 30_000,
             group: GroupConfig::default(),
+            limits: ConnLimits::default(),
+            queued_max_request_bytes: pool::DEFAULT_QUEUED_MAX_REQUEST_BYTES,
+            idle_timeout_ms: DEFAULT_IDLE_TIMEOUT_MS,
+            frame_timeout_ms: DEFAULT_FRAME_TIMEOUT_MS,
+            tls: None,
         }
     }
 }
@@ -80,6 +108,16 @@ impl KafkaConfig {
         if self.max_request_bytes < 1024 || self.max_request_bytes > i32::MAX as usize {
             return bad("max_request_bytes must be between 1024 and 2147483647".into());
         }
+        if self.queued_max_request_bytes < self.max_request_bytes {
+            return bad(format!(
+                "queued_max_request_bytes ({}) must be at least max_request_bytes ({})",
+                self.queued_max_request_bytes, self.max_request_bytes
+            ));
+        }
+        if self.idle_timeout_ms == 0 || self.frame_timeout_ms == 0 {
+            return bad("idle_timeout_ms and frame_timeout_ms must be positive".into());
+        }
+        self.limits.validate().map_err(KafkaError::InvalidConfig)?;
         if !(1..=10_000).contains(&self.default_partitions) {
             return bad("default_partitions must be between 1 and 10000".into());
         }

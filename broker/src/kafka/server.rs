@@ -2,26 +2,31 @@
 //! decodes them, calls the handler and writes responses in request order (one request at a
 //! time per connection, as a Kafka broker does), and shuts everything down on request.
 //! Bad input closes the connection with a log line; it never takes the server down.
+//! Connections over the caps (`KafkaConfig::limits`) are closed at once; with TLS configured
+//! each connection completes a rustls handshake first and the verified client certificate's
+//! CN becomes [`Conn::tls_cn`]. The loop is generic over the stream (plain TCP or TLS).
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, ResponseKind};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::codec::{self, DecodeError};
-use super::frame::{self, OutFrame};
+use super::frame::OutFrame;
 use super::handlers::{self, Conn, Ctx};
+use super::pool::MemoryPool;
 use super::producer::{ProducerIds, ProducerStates};
+use super::reader::{FrameReader, ReadError};
 use super::{KafkaConfig, KafkaError};
 use crate::Broker;
 use crate::group::{GroupCoordinator, OffsetStore};
+use crate::net::{ConnGuard, ConnLimiter};
 
 /// How long shutdown waits for connections to finish their current request.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -70,17 +75,33 @@ pub async fn serve(
         })
     };
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "Kafka listener started");
+        tracing::info!(%addr, tls = ctx.config.tls.is_some(), "Kafka listener started");
     }
+    let limiter = ConnLimiter::new(ctx.config.limits);
+    let pool = MemoryPool::new(ctx.config.queued_max_request_bytes);
     let mut conns = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    conns.spawn(connection(ctx.clone(), stream, peer, stop_rx.clone()));
-                }
+                Ok((stream, peer)) => match limiter.try_acquire(peer.ip()) {
+                    Ok(guard) => {
+                        conns.spawn(accept_one(
+                            ctx.clone(),
+                            stream,
+                            peer,
+                            guard,
+                            pool.clone(),
+                            stop_rx.clone(),
+                        ));
+                    }
+                    Err(over) => {
+                        // Closed at once: a refused connection is never queued.
+                        tracing::debug!(%peer, ?over, "Kafka connection refused: connection cap reached");
+                        drop(stream);
+                    }
+                },
                 Err(e) => {
                     // Typically EMFILE: back off instead of spinning.
                     tracing::warn!(error = %e, "Kafka accept failed");
@@ -110,44 +131,72 @@ pub async fn serve(
     Ok(())
 }
 
-async fn connection(
+/// Sets up one admitted connection (the TLS handshake when the listener has TLS) and runs
+/// it; `_guard` holds its place under the connection caps until it ends.
+async fn accept_one(
     ctx: Arc<Ctx>,
     stream: TcpStream,
     peer: SocketAddr,
-    mut stop: watch::Receiver<bool>,
+    _guard: ConnGuard,
+    pool: MemoryPool,
+    stop: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
-    let conn = Conn {
-        peer,
-        local: stream.local_addr().ok(),
-    };
-    let (mut rd, mut wr) = stream.into_split();
-    let mut buf = BytesMut::with_capacity(64 * 1024);
-    let max = ctx.config.max_request_bytes;
-    tracing::debug!(%peer, "Kafka connection opened");
+    let local = stream.local_addr().ok();
+    match ctx.config.tls.clone() {
+        None => {
+            let conn = Conn {
+                peer,
+                local,
+                tls_cn: None,
+            };
+            connection(ctx, stream, conn, pool, stop).await;
+        }
+        Some(tls) => match tls.accept(stream).await {
+            Ok((stream, cert)) => {
+                let conn = Conn {
+                    peer,
+                    local,
+                    tls_cn: cert.cn,
+                };
+                connection(ctx, stream, conn, pool, stop).await;
+            }
+            Err(e) => tracing::debug!(%peer, error = %e, "Kafka TLS handshake failed"),
+        },
+    }
+}
+
+/// Serves requests on one connection, plain or TLS, one at a time, until the peer leaves,
+/// a read times out or fails, or the listener stops.
+async fn connection<S>(
+    ctx: Arc<Ctx>,
+    mut stream: S,
+    conn: Conn,
+    pool: MemoryPool,
+    mut stop: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let peer = conn.peer;
+    let idle = Duration::from_millis(ctx.config.idle_timeout_ms);
+    let mut reader = FrameReader::new(
+        ctx.config.max_request_bytes,
+        pool,
+        idle,
+        Duration::from_millis(ctx.config.frame_timeout_ms),
+    );
+    tracing::debug!(%peer, tls_cn = ?conn.tls_cn, "Kafka connection opened");
     loop {
-        let frame = match frame::decode_frame(&mut buf, max) {
-            Ok(Some(f)) => f,
-            Ok(None) => {
-                tokio::select! {
-                    r = rd.read_buf(&mut buf) => match r {
-                        Ok(0) => {
-                            if !buf.is_empty() {
-                                tracing::debug!(%peer, pending = buf.len(), "Kafka connection closed mid-frame");
-                            }
-                            break;
-                        }
-                        Ok(_) => continue,
-                        Err(e) => {
-                            tracing::debug!(%peer, error = %e, "Kafka connection read failed");
-                            break;
-                        }
-                    },
-                    _ = stop.changed() => break,
-                }
+        // `_budget` holds the request's bytes in the pool until it has been answered.
+        let (frame, _budget) = match reader.next(&mut stream, &mut stop).await {
+            Ok(f) => f,
+            Err(ReadError::Closed | ReadError::Stopped) => break,
+            Err(e @ ReadError::Frame(_)) => {
+                tracing::warn!(%peer, error = %e, "closing Kafka connection: bad frame");
+                break;
             }
             Err(e) => {
-                tracing::warn!(%peer, error = %e, "closing Kafka connection: bad frame");
+                tracing::debug!(%peer, error = %e, "closing Kafka connection");
                 break;
             }
         };
@@ -183,9 +232,17 @@ async fn connection(
         };
         match response {
             Ok(frame) => {
-                if let Err(e) = write_frame(&mut wr, &frame).await {
-                    tracing::debug!(%peer, error = %e, "Kafka connection write failed");
-                    break;
+                // A peer that stops reading responses is dropped after the idle timeout.
+                match tokio::time::timeout(idle, write_frame(&mut stream, &frame)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "Kafka connection write failed");
+                        break;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "closing Kafka connection: response not read in time");
+                        break;
+                    }
                 }
             }
             Err(e) => {
@@ -194,7 +251,7 @@ async fn connection(
             }
         }
     }
-    let _ = wr.shutdown().await;
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, stream.shutdown()).await;
     tracing::debug!(%peer, "Kafka connection closed");
 }
 

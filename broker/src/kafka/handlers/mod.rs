@@ -44,6 +44,10 @@ pub struct Conn {
     pub peer: SocketAddr,
     /// The address the client connected to (advertised when none is configured).
     pub local: Option<SocketAddr>,
+    /// Subject CN of the client's verified TLS certificate (mTLS, `--tls-client-ca`): the
+    /// connection's principal for authentication. `None` on plain connections and TLS
+    /// without client certificates.
+    pub tls_cn: Option<String>,
 }
 
 impl Ctx {
