@@ -3,19 +3,23 @@
 //! Wasm host with its compiled-component cache under `<data_dir>/wasm-cache`, deployments
 //! under `<data_dir>/processors`) and resumes every deployed processor, opens the
 //! user-defined function registry (`<data_dir>/functions`, artifacts under
-//! `<data_dir>/artifacts`) on the same Wasm engine, serves the HTTP API
+//! `<data_dir>/artifacts`) on the same Wasm engine, opens the user store
+//! (`<data_dir>/auth/auth.json`; under `--auth` it creates `admin` from
+//! `WEIR_ADMIN_PASSWORD` at first start, or refuses to start without users), serves the HTTP API
 //! until told to stop, then shuts down in order: stop accepting and end follow streams, drain
 //! in-flight requests (bounded), stop every task (each commits), stop the background tasks
 //! and flush every partition.
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use weir_broker::auth::{AuthError, AuthStore, LoginLimits};
 use weir_broker::kafka::{self, KafkaConfig, KafkaError};
 use weir_broker::{Broker, BrokerConfig, BrokerError};
 use weir_engine::sql::{SqlError, SqlLoader, SqlService};
@@ -26,6 +30,7 @@ use weir_engine::udf::{FunctionCatalog, FunctionError, FunctionRegistry, Functio
 use weir_engine::wasm::{WasmConfig, WasmEngine, WasmError};
 use weir_engine::{Engine, EngineConfig, EngineError};
 
+use crate::http::auth::HttpAuth;
 use crate::http::metrics::Metrics;
 use crate::http::{self, AppState, HttpConfig};
 
@@ -41,6 +46,30 @@ pub struct NodeConfig {
     pub http: HttpConfig,
     /// Kafka listen address and settings; `None` serves no Kafka listener.
     pub kafka: Option<(String, KafkaConfig)>,
+    pub auth: AuthConfig,
+}
+
+/// Authentication settings (`--auth` and friends).
+#[derive(Debug, Clone, Default)]
+pub struct AuthConfig {
+    /// Both listeners require an identity.
+    pub required: bool,
+    /// `/metrics` requires one too.
+    pub protect_metrics: bool,
+    /// Failed logins allowed per client address and window.
+    pub limits: LoginLimits,
+    /// `WEIR_ADMIN_PASSWORD`: creates `admin` when `required` and no user exists.
+    pub admin_password: Option<Secret>,
+}
+
+/// A string kept out of `Debug` output.
+#[derive(Clone, Default)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
 }
 
 /// Why a node failed to start or stop cleanly.
@@ -66,6 +95,8 @@ pub enum NodeError {
     Sql(#[from] SqlError),
     #[error("flushing the log at shutdown failed: {0}")]
     Flush(BrokerError),
+    #[error("{0}")]
+    Auth(#[from] AuthError),
     #[error("a node task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
@@ -109,6 +140,9 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let topics = broker.list_topics().len();
     tracing::info!(topics, "log opened");
 
+    let auth_store = open_auth(&config).await?;
+    warn_if_exposed(&config, local);
+
     let background = broker.start_background();
     let (engine, sql, functions) = open_engine(&broker, &config.broker.data_dir).await?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -119,10 +153,18 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         sql: Some(sql),
         metrics: Arc::new(Metrics::new(broker.clone())),
         shutdown: shutdown_rx.clone(),
+        auth: Some(HttpAuth {
+            store: auth_store.clone(),
+            required: config.auth.required,
+            protect_metrics: config.auth.protect_metrics,
+        }),
     };
     let app = http::router(state, &config.http);
 
-    let kafka_task = kafka_listener.map(|(listener, kafka_config)| {
+    let kafka_task = kafka_listener.map(|(listener, mut kafka_config)| {
+        if config.auth.required {
+            kafka_config.auth = Some(auth_store.clone());
+        }
         if let Ok(addr) = listener.local_addr() {
             tracing::info!("kafka protocol listening on {addr}");
         }
@@ -141,6 +183,8 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     });
 
     let mut server_shutdown = shutdown_rx;
+    // The client address is what failed logins are counted against.
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         // Resolves when the flag flips or the sender is dropped.
         let _ = server_shutdown.wait_for(|stop| *stop).await;
@@ -191,6 +235,43 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     flushed.map_err(NodeError::Flush)?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Opens the user store (the data directory is locked by the broker by now); under `--auth`
+/// creates `admin` from `WEIR_ADMIN_PASSWORD` if no user exists, or fails without one.
+async fn open_auth(config: &NodeConfig) -> Result<Arc<AuthStore>, NodeError> {
+    let data_dir = config.broker.data_dir.clone();
+    let auth = config.auth.clone();
+    tokio::task::spawn_blocking(move || -> Result<_, NodeError> {
+        let store = AuthStore::open(&data_dir, auth.limits)?;
+        if auth.required {
+            let password = auth.admin_password.as_ref().map(|s| s.0.as_str());
+            if store.bootstrap_admin(password)? {
+                tracing::info!("created user 'admin' from WEIR_ADMIN_PASSWORD");
+            }
+            tracing::info!(users = store.list_users().len(), "authentication required");
+        }
+        Ok(Arc::new(store))
+    })
+    .await?
+}
+
+/// Without `--auth`, a listener on a non-loopback address lets anyone who reaches it run
+/// code on the node: say so.
+fn warn_if_exposed(config: &NodeConfig, http: SocketAddr) {
+    if config.auth.required {
+        return;
+    }
+    let kafka_exposed = config.kafka.as_ref().is_some_and(|(addr, _)| {
+        addr.parse::<SocketAddr>()
+            .map_or(!addr.starts_with("localhost:"), |a| !a.ip().is_loopback())
+    });
+    if !http.ip().is_loopback() || kafka_exposed {
+        tracing::warn!(
+            "a listener is bound to a non-loopback address without --auth: anyone who can \
+             reach it can read and write every topic and run code on this node"
+        );
+    }
 }
 
 /// Opens the engine over `broker` (the Wasm host for processors, query plans for SQL),

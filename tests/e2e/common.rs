@@ -26,11 +26,18 @@ pub struct Server {
     /// `host:port` of the Kafka listener.
     pub kafka: String,
     extra: Vec<String>,
+    /// Environment variables given to the binary.
+    pub env: Vec<(String, String)>,
     pub http: reqwest::blocking::Client,
 }
 
 impl Server {
     pub fn start(extra: &[&str]) -> Server {
+        Server::start_with_env(extra, &[])
+    }
+
+    /// Starts the binary with `extra` flags and `env` variables.
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Server {
         let tmp = tempfile::tempdir().unwrap();
         let data_dir = tmp.path().join("data");
         let mut s = Server {
@@ -40,6 +47,10 @@ impl Server {
             url: String::new(),
             kafka: String::new(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             http: reqwest::blocking::Client::builder()
                 .timeout(Duration::from_secs(60))
                 .build()
@@ -64,6 +75,7 @@ impl Server {
             .arg("--http")
             .arg(format!("127.0.0.1:{port}"))
             .args(&extra)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())

@@ -12,7 +12,9 @@
 //! - `server`: the listener and per-connection loop ([`serve`]).
 //!
 //! It owns the mapping of broker errors to Kafka error codes. It does not own the log, topic
-//! storage or group state; transactions, SASL/TLS, quotas and replication are not served.
+//! storage or group state; transactions, TLS, quotas and replication are not served. SASL
+//! (`PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`) and authorization apply under `--auth`
+//! ([`KafkaConfig::auth`]).
 
 pub mod codec;
 pub mod frame;
@@ -22,9 +24,11 @@ mod server;
 pub mod versions;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 pub use server::serve;
 
+use crate::auth::AuthStore;
 use crate::error::BrokerError;
 use crate::group::GroupConfig;
 
@@ -50,6 +54,10 @@ pub struct KafkaConfig {
     pub max_fetch_wait_ms: u64,
     /// Consumer-group coordinator settings.
     pub group: GroupConfig,
+    /// `Some` under `--auth`: every connection must authenticate (SASL, or a client
+    /// certificate naming a user) before anything but ApiVersions and the SASL APIs, and
+    /// every request is authorized against this store.
+    pub auth: Option<Arc<AuthStore>>,
 }
 
 impl Default for KafkaConfig {
@@ -63,6 +71,7 @@ impl Default for KafkaConfig {
             default_partitions: 1,
             max_fetch_wait_ms: 30_000,
             group: GroupConfig::default(),
+            auth: None,
         }
     }
 }

@@ -117,10 +117,7 @@ async fn connection(
     mut stop: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
-    let conn = Conn {
-        peer,
-        local: stream.local_addr().ok(),
-    };
+    let mut conn = Conn::new(peer, stream.local_addr().ok());
     let (mut rd, mut wr) = stream.into_split();
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let max = ctx.config.max_request_bytes;
@@ -154,9 +151,10 @@ async fn connection(
         let response = match codec::decode_request(frame) {
             Ok(req) => {
                 let (api, version, corr) = (req.api_key, req.version, req.correlation_id());
-                match handlers::handle(&ctx, &conn, req).await {
+                match handlers::handle(&ctx, &mut conn, req).await {
                     Some(resp) => codec::encode_response(corr, api, version, &resp),
-                    None => continue, // Produce with acks=0: no response.
+                    None if conn.close => break, // Refused before authentication.
+                    None => continue,            // Produce with acks=0: no response.
                 }
             }
             Err(DecodeError::UnsupportedVersion {
@@ -186,6 +184,9 @@ async fn connection(
                 if let Err(e) = write_frame(&mut wr, &frame).await {
                     tracing::debug!(%peer, error = %e, "Kafka connection write failed");
                     break;
+                }
+                if conn.close {
+                    break; // A failed login: the error went out, now the connection closes.
                 }
             }
             Err(e) => {
