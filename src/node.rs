@@ -3,7 +3,9 @@
 //! Wasm host with its compiled-component cache under `<data_dir>/wasm-cache`, deployments
 //! under `<data_dir>/processors`) and resumes every deployed processor, opens the
 //! user-defined function registry (`<data_dir>/functions`, artifacts under
-//! `<data_dir>/artifacts`) on the same Wasm engine, serves the HTTP API
+//! `<data_dir>/artifacts`) on the same Wasm engine, opens the user store
+//! (`<data_dir>/auth/auth.json`; under `--auth` it creates `admin` from
+//! `WEIR_ADMIN_PASSWORD` at first start, or refuses to start without users), serves the HTTP API
 //! until told to stop, then shuts down in order: stop accepting and end follow streams, drain
 //! in-flight requests (bounded), stop every task (each commits), stop the background tasks
 //! and flush every partition.
@@ -16,6 +18,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use weir_broker::auth::{AuthError, AuthStore, LoginLimits};
 use weir_broker::kafka::{self, KafkaConfig, KafkaError};
 use weir_broker::{Broker, BrokerConfig, BrokerError};
 use weir_engine::limits::NodeLimits;
@@ -27,6 +30,7 @@ use weir_engine::udf::{FunctionCatalog, FunctionError, FunctionRegistry, Functio
 use weir_engine::wasm::{WasmConfig, WasmEngine, WasmError};
 use weir_engine::{Engine, EngineConfig, EngineError};
 
+use crate::http::auth::HttpAuth;
 use crate::http::metrics::Metrics;
 use crate::http::serve::ServeConfig;
 use crate::http::{self, AppState, HttpConfig};
@@ -47,9 +51,32 @@ pub struct NodeConfig {
     pub kafka: Option<(String, KafkaConfig)>,
     /// Maxima on processor specs and the Wasm capacity (instance pool, memory budget).
     pub limits: NodeLimits,
-    /// Whether the listeners require an identity (`--auth`). Without it, a listener bound to
-    /// a non-loopback address logs a warning at start.
-    pub auth_enabled: bool,
+    /// Identities on both listeners (`--auth`). Without it, a listener bound to a
+    /// non-loopback address logs a warning at start.
+    pub auth: AuthConfig,
+}
+
+/// Authentication settings (`--auth` and friends).
+#[derive(Debug, Clone, Default)]
+pub struct AuthConfig {
+    /// Both listeners require an identity.
+    pub required: bool,
+    /// `/metrics` requires one too.
+    pub protect_metrics: bool,
+    /// Failed logins allowed per client address and window.
+    pub limits: LoginLimits,
+    /// `WEIR_ADMIN_PASSWORD`: creates `admin` when `required` and no user exists.
+    pub admin_password: Option<Secret>,
+}
+
+/// A string kept out of `Debug` output.
+#[derive(Clone, Default)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
 }
 
 /// Why a node failed to start or stop cleanly.
@@ -75,6 +102,8 @@ pub enum NodeError {
     Sql(#[from] SqlError),
     #[error("flushing the log at shutdown failed: {0}")]
     Flush(BrokerError),
+    #[error("{0}")]
+    Auth(#[from] AuthError),
     #[error("a node task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
@@ -93,7 +122,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         source,
     })?;
 
-    warn_if_exposed("HTTP", local, config.auth_enabled);
+    warn_if_exposed("HTTP", local, config.auth.required);
 
     let kafka_listener = match &config.kafka {
         None => None,
@@ -105,7 +134,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
                     source,
                 })?;
             if let Ok(a) = l.local_addr() {
-                warn_if_exposed("Kafka", a, config.auth_enabled);
+                warn_if_exposed("Kafka", a, config.auth.required);
             }
             Some((l, kafka_config.clone()))
         }
@@ -123,6 +152,8 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let topics = broker.list_topics().len();
     tracing::info!(topics, "log opened");
 
+    let auth_store = open_auth(&config).await?;
+
     let background = broker.start_background();
     let (engine, sql, functions, wasm) =
         open_engine(&broker, &config.broker.data_dir, &config.limits).await?;
@@ -134,6 +165,11 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         sql: Some(sql),
         metrics: Arc::new(Metrics::new(broker.clone())),
         shutdown: shutdown_rx.clone(),
+        auth: Some(HttpAuth {
+            store: auth_store.clone(),
+            required: config.auth.required,
+            protect_metrics: config.auth.protect_metrics,
+        }),
     };
     if let Some(dir) = &config.http.upload_dir {
         // Uploads interrupted by a crash or a stop leave their spool files here.
@@ -143,7 +179,10 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     }
     let app = http::router(state, &config.http);
 
-    let kafka_task = kafka_listener.map(|(listener, kafka_config)| {
+    let kafka_task = kafka_listener.map(|(listener, mut kafka_config)| {
+        if config.auth.required {
+            kafka_config.auth = Some(auth_store.clone());
+        }
         if let Ok(addr) = listener.local_addr() {
             tracing::info!("kafka protocol listening on {addr}");
         }
@@ -218,6 +257,25 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     flushed.map_err(NodeError::Flush)?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Opens the user store (the data directory is locked by the broker by now); under `--auth`
+/// creates `admin` from `WEIR_ADMIN_PASSWORD` if no user exists, or fails without one.
+async fn open_auth(config: &NodeConfig) -> Result<Arc<AuthStore>, NodeError> {
+    let data_dir = config.broker.data_dir.clone();
+    let auth = config.auth.clone();
+    tokio::task::spawn_blocking(move || -> Result<_, NodeError> {
+        let store = AuthStore::open(&data_dir, auth.limits)?;
+        if auth.required {
+            let password = auth.admin_password.as_ref().map(|s| s.0.as_str());
+            if store.bootstrap_admin(password)? {
+                tracing::info!("created user 'admin' from WEIR_ADMIN_PASSWORD");
+            }
+            tracing::info!(users = store.list_users().len(), "authentication required");
+        }
+        Ok(Arc::new(store))
+    })
+    .await?
 }
 
 /// Warns that a listener reachable from other hosts runs without authentication: anyone who

@@ -7,6 +7,7 @@
 //! [`Broker`] facade. The Kafka wire protocol ([`kafka`]) and consumer groups ([`group`])
 //! live here too, as handlers on top of the same [`Broker`].
 
+pub mod auth;
 pub mod batch;
 pub mod batch_builder;
 mod broker;

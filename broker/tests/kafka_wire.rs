@@ -594,3 +594,170 @@ async fn hostile_frames_close_the_connection_and_the_server_keeps_serving() {
     assert_eq!(m.brokers[0].port, node.addr.port() as i32);
     node.stop().await;
 }
+
+// ---- Authentication and authorization (`KafkaConfig::auth`) ----
+
+mod auth {
+    use std::sync::Arc;
+
+    use kafka_protocol::messages::{SaslAuthenticateRequest, SaslHandshakeRequest};
+    use weir_broker::auth::{AclAllow, AclResource, AuthStore, LoginLimits, Role};
+
+    use super::*;
+
+    const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
+    const SASL_AUTHENTICATION_FAILED: i16 = 58;
+
+    /// A node under `--auth` with users `wally` (writer) and `rita` (reader), topics `orders`
+    /// and `payments`; `rita` may read only topics starting with `orders`.
+    async fn node() -> (Node, Arc<AuthStore>, tempfile::TempDir) {
+        let auth_dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(AuthStore::open(auth_dir.path(), LoginLimits::default()).unwrap());
+        store
+            .create_user("wally", "wally-pw", Role::Writer)
+            .unwrap();
+        store.create_user("rita", "rita-pw", Role::Reader).unwrap();
+        store
+            .add_acl("rita", AclResource::Topic, "orders", AclAllow::Read)
+            .unwrap();
+        let config = KafkaConfig {
+            auth: Some(store.clone()),
+            ..KafkaConfig::default()
+        };
+        let node = Node::start(config).await;
+        for t in ["orders", "payments"] {
+            node.broker.create_topic(TopicSpec::new(t, 1)).unwrap();
+        }
+        (node, store, auth_dir)
+    }
+
+    async fn login(c: &mut Client, mechanism: &str, user: &str, password: &str) -> i16 {
+        let ResponseKind::SaslHandshake(h) = c
+            .call(
+                ApiKey::SaslHandshake,
+                1,
+                RequestKind::SaslHandshake(
+                    SaslHandshakeRequest::default()
+                        .with_mechanism(StrBytes::from_string(mechanism.into())),
+                ),
+            )
+            .await
+        else {
+            panic!()
+        };
+        if h.error_code != 0 {
+            return h.error_code;
+        }
+        let msg = format!("\0{user}\0{password}");
+        let ResponseKind::SaslAuthenticate(a) = c
+            .call(
+                ApiKey::SaslAuthenticate,
+                2,
+                RequestKind::SaslAuthenticate(
+                    SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(msg)),
+                ),
+            )
+            .await
+        else {
+            panic!()
+        };
+        a.error_code
+    }
+
+    fn metadata_all() -> RequestKind {
+        RequestKind::Metadata(MetadataRequest::default().with_topics(None))
+    }
+
+    #[tokio::test]
+    async fn requests_before_authentication_close_the_connection() {
+        let (node, _store, _dir) = node().await;
+        let mut c = Client::connect(&node).await;
+        // ApiVersions is served before authentication…
+        let r = c
+            .call(
+                ApiKey::ApiVersions,
+                3,
+                RequestKind::ApiVersions(ApiVersionsRequest::default()),
+            )
+            .await;
+        let ResponseKind::ApiVersions(v) = r else {
+            panic!()
+        };
+        assert!(
+            v.api_keys
+                .iter()
+                .any(|k| k.api_key == ApiKey::SaslHandshake as i16)
+        );
+        // …anything else closes the connection, unanswered.
+        c.send(ApiKey::Metadata, 9, &metadata_all()).await;
+        assert!(c.recv_raw().await.is_none());
+        assert!(node.broker.list_topics().len() >= 2);
+        node.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_wrong_password_is_answered_then_the_connection_closes() {
+        let (node, _store, _dir) = node().await;
+        let mut c = Client::connect(&node).await;
+        assert_eq!(
+            login(&mut c, "PLAIN", "wally", "nope").await,
+            SASL_AUTHENTICATION_FAILED
+        );
+        assert!(c.recv_raw().await.is_none());
+        let mut c = Client::connect(&node).await;
+        assert_eq!(login(&mut c, "GSSAPI", "wally", "x").await, 33);
+        node.stop().await;
+    }
+
+    #[tokio::test]
+    async fn roles_and_acls_decide_per_topic() {
+        let (node, _store, _dir) = node().await;
+        let mut w = Client::connect(&node).await;
+        assert_eq!(login(&mut w, "PLAIN", "wally", "wally-pw").await, 0);
+        assert_eq!(
+            w.produce_all("payments", batch(2, (-1, -1), -1, None))
+                .await
+                .0,
+            0
+        );
+        // Unknown topics are not auto-created by non-admins.
+        assert_eq!(
+            w.produce_all("new-topic", batch(1, (-1, -1), -1, None))
+                .await
+                .0,
+            3
+        );
+        assert!(node.broker.partition_count("new-topic").is_err());
+
+        let mut r = Client::connect(&node).await;
+        assert_eq!(login(&mut r, "PLAIN", "rita", "rita-pw").await, 0);
+        let (code, _) = r.produce_all("orders", batch(1, (-1, -1), -1, None)).await;
+        assert_eq!(code, TOPIC_AUTHORIZATION_FAILED);
+        assert_eq!(node.broker.partition_offsets("orders", 0).unwrap(), (0, 0));
+        // Metadata shows rita only the topics her ACL covers.
+        let ResponseKind::Metadata(m) = r.call(ApiKey::Metadata, 9, metadata_all()).await else {
+            panic!()
+        };
+        let names: Vec<String> = m
+            .topics
+            .iter()
+            .filter_map(|t| t.name.as_ref().map(|n| n.0.to_string()))
+            .collect();
+        assert_eq!(names, ["orders"]);
+        // Fetch of a topic outside her ACL: TOPIC_AUTHORIZATION_FAILED for it.
+        let ResponseKind::Fetch(f) = r.call(ApiKey::Fetch, 12, fetch("payments", 0, 0, 0)).await
+        else {
+            panic!()
+        };
+        assert_eq!(
+            f.responses[0].partitions[0].error_code,
+            TOPIC_AUTHORIZATION_FAILED
+        );
+        let ResponseKind::Fetch(f) = r.call(ApiKey::Fetch, 12, fetch("orders", 0, 0, 0)).await
+        else {
+            panic!()
+        };
+        assert_eq!(f.responses[0].partitions[0].error_code, 0);
+        node.stop().await;
+    }
+}

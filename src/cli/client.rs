@@ -2,11 +2,14 @@
 //! sends requests, and turns failures into one-line errors: an unreachable server becomes
 //! `cannot reach Weir at URL: ...`, an API error becomes the server's own message
 //! ([`ApiFailure`]). Also splits streamed NDJSON bodies into lines ([`Client::ndjson_lines`]).
+//! Credentials (`--user`/`--password` for HTTP Basic, or `--token` for a bearer token;
+//! [`AuthArgs`]) go on every request.
 
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
+use clap::Args;
 use futures_util::{Stream, StreamExt};
 use reqwest::{RequestBuilder, Response, StatusCode, Url};
 use serde::Deserialize;
@@ -54,6 +57,52 @@ struct ErrorDetail {
     column: Option<u64>,
 }
 
+/// Credentials for a server started with `--auth`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct AuthArgs {
+    /// User name for HTTP Basic authentication (with --password); given before the
+    /// command (`weir --user NAME topic list`), since `acl add --user` names an ACL's user
+    #[arg(long, env = "WEIR_USER", value_name = "NAME")]
+    pub user: Option<String>,
+    /// Password of --user (prefer the environment variable: arguments are visible to
+    /// other local users)
+    #[arg(
+        long,
+        global = true,
+        env = "WEIR_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true
+    )]
+    pub password: Option<String>,
+    /// Bearer token (from `weir token create`); used instead of --user/--password
+    #[arg(
+        long,
+        global = true,
+        env = "WEIR_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+}
+
+/// What goes in the `Authorization` header.
+#[derive(Clone)]
+enum Credentials {
+    None,
+    Basic { user: String, password: String },
+    Bearer(String),
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::None => f.write_str("None"),
+            Credentials::Basic { user, .. } => write!(f, "Basic({user})"),
+            Credentials::Bearer(_) => f.write_str("Bearer(..)"),
+        }
+    }
+}
+
 /// A client for one Weir server. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -61,6 +110,7 @@ pub struct Client {
     base: Url,
     /// `--url` as given, for messages.
     shown: String,
+    credentials: Credentials,
 }
 
 impl Client {
@@ -95,7 +145,31 @@ impl Client {
             http,
             base,
             shown: url.trim_end_matches('/').to_string(),
+            credentials: Credentials::None,
         })
+    }
+
+    /// Sends `auth`'s credentials with every request.
+    pub fn with_auth(mut self, auth: &AuthArgs) -> Result<Self> {
+        self.credentials = match (&auth.user, &auth.password, &auth.token) {
+            (_, _, Some(token)) => Credentials::Bearer(token.clone()),
+            (Some(user), Some(password), None) => Credentials::Basic {
+                user: user.clone(),
+                password: password.clone(),
+            },
+            (Some(_), None, None) => bail!("--user needs --password (or WEIR_PASSWORD)"),
+            (None, Some(_), None) => bail!("--password needs --user (or WEIR_USER)"),
+            (None, None, None) => Credentials::None,
+        };
+        Ok(self)
+    }
+
+    fn authorized(&self, request: RequestBuilder) -> RequestBuilder {
+        match &self.credentials {
+            Credentials::None => request,
+            Credentials::Basic { user, password } => request.basic_auth(user, Some(password)),
+            Credentials::Bearer(token) => request.bearer_auth(token),
+        }
     }
 
     /// The URL of `segments` (each escaped) under the base URL.
@@ -109,33 +183,33 @@ impl Client {
     }
 
     pub fn get(&self, segments: &[&str]) -> RequestBuilder {
-        self.http.get(self.url(segments))
+        self.authorized(self.http.get(self.url(segments)))
     }
 
     /// A GET of `segments` with query parameters.
     pub fn get_query(&self, segments: &[&str], query: &[(&str, String)]) -> RequestBuilder {
         let mut url = self.url(segments);
         url.query_pairs_mut().extend_pairs(query);
-        self.http.get(url)
+        self.authorized(self.http.get(url))
     }
 
     pub fn post(&self, segments: &[&str]) -> RequestBuilder {
-        self.http.post(self.url(segments))
+        self.authorized(self.http.post(self.url(segments)))
     }
 
     pub fn delete(&self, segments: &[&str]) -> RequestBuilder {
-        self.http.delete(self.url(segments))
+        self.authorized(self.http.delete(self.url(segments)))
     }
 
     pub fn put(&self, segments: &[&str]) -> RequestBuilder {
-        self.http.put(self.url(segments))
+        self.authorized(self.http.put(self.url(segments)))
     }
 
     /// A DELETE of `segments` with query parameters.
     pub fn delete_query(&self, segments: &[&str], query: &[(&str, String)]) -> RequestBuilder {
         let mut url = self.url(segments);
         url.query_pairs_mut().extend_pairs(query);
-        self.http.delete(url)
+        self.authorized(self.http.delete(url))
     }
 
     /// Sends a request; a non-2xx answer becomes an [`ApiFailure`].
@@ -264,6 +338,38 @@ mod tests {
             .build()
             .unwrap();
         assert_eq!(r.url().as_str(), "http://h:1/weir/x?offset=3&a=%26");
+    }
+
+    #[test]
+    fn credentials_go_on_every_request() {
+        let basic = AuthArgs {
+            user: Some("alice".into()),
+            password: Some("pw".into()),
+            token: None,
+        };
+        let c = Client::new("http://h:1")
+            .unwrap()
+            .with_auth(&basic)
+            .unwrap();
+        let r = c.get(&["v1", "topics"]).build().unwrap();
+        assert_eq!(r.headers()["authorization"], "Basic YWxpY2U6cHc=");
+        let r = c.delete_query(&["x"], &[]).build().unwrap();
+        assert!(r.headers().contains_key("authorization"));
+        let bearer = AuthArgs {
+            token: Some("weir_t".into()),
+            ..AuthArgs::default()
+        };
+        let c = Client::new("http://h:1")
+            .unwrap()
+            .with_auth(&bearer)
+            .unwrap();
+        let r = c.post(&["v1"]).build().unwrap();
+        assert_eq!(r.headers()["authorization"], "Bearer weir_t");
+        let half = AuthArgs {
+            user: Some("alice".into()),
+            ..AuthArgs::default()
+        };
+        assert!(Client::new("http://h:1").unwrap().with_auth(&half).is_err());
     }
 
     #[test]

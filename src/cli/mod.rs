@@ -1,7 +1,9 @@
 //! The `weir` command line (clap derive): `serve` runs a node; `topic`, `produce`,
 //! `consume`, `deploy`, `processor`, `sql`, `function` and `artifact` talk to a running
-//! node's HTTP API at `--url` (env `WEIR_URL`).
+//! node's HTTP API at `--url` (env `WEIR_URL`), with the credentials of `--user`/`--password`
+//! or `--token` when the node runs with `--auth`; `user`, `token` and `acl` manage them.
 
+pub mod access;
 pub mod client;
 pub mod consume;
 pub mod deploy;
@@ -36,6 +38,8 @@ pub struct Cli {
     /// PEM CA certificate to trust for an https:// --url (e.g. the server's own CA)
     #[arg(long, global = true, env = "WEIR_CA_CERT", value_name = "FILE")]
     pub ca_cert: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub auth: client::AuthArgs,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -64,6 +68,15 @@ pub enum Command {
     /// Upload artifacts (files the server keeps by name)
     #[command(subcommand)]
     Artifact(function::ArtifactCommand),
+    /// Create, list and delete users (for servers run with --auth)
+    #[command(subcommand)]
+    User(access::UserCommand),
+    /// Create, list and revoke bearer tokens
+    #[command(subcommand)]
+    Token(access::TokenCommand),
+    /// Add, list and remove ACLs (topic and group name prefixes per user)
+    #[command(subcommand)]
+    Acl(access::AclCommand),
 }
 
 /// `--fsync` values.
@@ -99,64 +112,22 @@ impl From<FsyncPolicy> for FsyncArg {
 
 /// Runs one command.
 pub async fn run(cli: Cli) -> Result<()> {
+    let client = || {
+        Client::with_ca_cert(&cli.url, cli.ca_cert.as_deref()).and_then(|c| c.with_auth(&cli.auth))
+    };
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
-        Command::Topic(command) => {
-            topic::run(
-                &Client::with_ca_cert(&cli.url, cli.ca_cert.as_deref())?,
-                command,
-            )
-            .await
-        }
-        Command::Produce(args) => {
-            produce::run(
-                &Client::with_ca_cert(&cli.url, cli.ca_cert.as_deref())?,
-                args,
-            )
-            .await
-        }
-        Command::Consume(args) => {
-            consume::run(
-                &Client::with_ca_cert(&cli.url, cli.ca_cert.as_deref())?,
-                args,
-            )
-            .await
-        }
-        Command::Deploy(args) => {
-            deploy::run(
-                &Client::with_ca_cert(&cli.url, cli.ca_cert.as_deref())?,
-                args,
-            )
-            .await
-        }
-        Command::Processor(command) => {
-            processor::run(
-                &Client::with_ca_cert(&cli.url, cli.ca_cert.as_deref())?,
-                command,
-            )
-            .await
-        }
-        Command::Sql(args) => {
-            sql::run(
-                &Client::with_ca_cert(&cli.url, cli.ca_cert.as_deref())?,
-                args,
-            )
-            .await
-        }
-        Command::Function(command) => {
-            function::run(
-                &Client::with_ca_cert(&cli.url, cli.ca_cert.as_deref())?,
-                command,
-            )
-            .await
-        }
-        Command::Artifact(command) => {
-            function::run_artifact(
-                &Client::with_ca_cert(&cli.url, cli.ca_cert.as_deref())?,
-                command,
-            )
-            .await
-        }
+        Command::Topic(command) => topic::run(&client()?, command).await,
+        Command::Produce(args) => produce::run(&client()?, args).await,
+        Command::Consume(args) => consume::run(&client()?, args).await,
+        Command::Deploy(args) => deploy::run(&client()?, args).await,
+        Command::Processor(command) => processor::run(&client()?, command).await,
+        Command::Sql(args) => sql::run(&client()?, args).await,
+        Command::Function(command) => function::run(&client()?, command).await,
+        Command::Artifact(command) => function::run_artifact(&client()?, command).await,
+        Command::User(command) => access::run_user(&client()?, command).await,
+        Command::Token(command) => access::run_token(&client()?, command).await,
+        Command::Acl(command) => access::run_acl(&client()?, command).await,
     }
 }
 

@@ -21,7 +21,8 @@ use super::FsyncArg;
 use crate::http::serve::{self, ServeConfig};
 use crate::http::uploads::DEFAULT_MAX_CONCURRENT_UPLOADS;
 use crate::http::{DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_UPLOAD_BYTES, HttpConfig};
-use crate::node::{self, NodeConfig};
+use crate::node::{self, AuthConfig, NodeConfig, Secret};
+use weir_broker::auth::LoginLimits;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -167,6 +168,22 @@ pub struct ServeArgs {
         requires = "tls_cert"
     )]
     pub tls_client_ca: Option<PathBuf>,
+    /// Require an identity on the HTTP API and the Kafka listener (users, tokens, SASL).
+    /// At the first start, env WEIR_ADMIN_PASSWORD creates the user `admin`
+    #[arg(long, env = "WEIR_AUTH")]
+    pub auth: bool,
+    /// Under --auth, require an identity for /metrics too (/health stays open)
+    #[arg(long, env = "WEIR_AUTH_METRICS")]
+    pub auth_metrics: bool,
+    /// Failed logins allowed per client address within --auth-failure-window-secs;
+    /// further attempts are refused (HTTP 429) until the window ends
+    #[arg(long, env = "WEIR_AUTH_MAX_FAILURES", value_name = "N",
+          default_value_t = LoginLimits::default().max_failures)]
+    pub auth_max_failures: u32,
+    /// Window over which failed logins are counted
+    #[arg(long, env = "WEIR_AUTH_FAILURE_WINDOW_SECS", value_name = "S",
+          default_value_t = LoginLimits::default().window.as_secs())]
+    pub auth_failure_window_secs: u64,
 }
 
 impl ServeArgs {
@@ -269,7 +286,25 @@ impl ServeArgs {
             }
             Some((self.kafka.clone(), config))
         };
+        if self.auth_max_failures == 0 || self.auth_failure_window_secs == 0 {
+            bail!(
+                "invalid server setting: auth_max_failures and auth_failure_window_secs must be positive"
+            );
+        }
+        let auth = AuthConfig {
+            required: self.auth,
+            protect_metrics: self.auth_metrics,
+            limits: LoginLimits {
+                max_failures: self.auth_max_failures,
+                window: std::time::Duration::from_secs(self.auth_failure_window_secs),
+            },
+            admin_password: std::env::var("WEIR_ADMIN_PASSWORD")
+                .ok()
+                .filter(|p| !p.is_empty())
+                .map(Secret),
+        };
         Ok(NodeConfig {
+            auth,
             broker,
             kafka,
             limits,
@@ -281,8 +316,6 @@ impl ServeArgs {
                 upload_dir: Some(self.data_dir.join("uploads")),
             },
             http_serve,
-            // Wired to `--auth` by the authentication work.
-            auth_enabled: false,
         })
     }
 }

@@ -13,7 +13,13 @@
 //! - `POST /v1/functions` (multipart), `GET /v1/functions`, `GET|DELETE /v1/functions/{name}`,
 //!   `PUT /v1/artifacts/{name}` (raw body)
 //! - `POST /v1/sql` (statements), `POST /v1/query` (a SELECT, streamed as NDJSON)
+//! - `POST|GET /v1/users`, `GET|DELETE /v1/users/{name}`, `POST|GET /v1/tokens`,
+//!   `DELETE /v1/tokens/{id}`, `POST|GET /v1/acls`, `DELETE /v1/acls/{id}`, `GET /v1/whoami`
+//!
+//! Every request passes [`auth::gate`] first (authentication and the permission of its
+//! route under `--auth`).
 
+pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod functions;
@@ -25,13 +31,14 @@ pub mod serve;
 pub mod sql;
 pub mod topics;
 pub mod uploads;
+pub mod users;
 
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::{Extension, Router};
 use tokio::sync::watch;
 use weir_broker::Broker;
@@ -61,6 +68,9 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Becomes `true` when the node shuts down; long-lived responses (follow) end then.
     pub shutdown: watch::Receiver<bool>,
+    /// Users, tokens and ACLs, and whether requests must authenticate (`None`: no user
+    /// store, nothing checked).
+    pub auth: Option<auth::HttpAuth>,
 }
 
 impl FromRef<AppState> for Arc<Metrics> {
@@ -157,8 +167,25 @@ pub fn router(state: AppState, config: &HttpConfig) -> Router {
             "/v1/artifacts/{name}",
             put(functions::put_artifact).layer((upload_limit, upload_extension.clone())),
         )
+        .route("/v1/users", post(users::create_user).get(users::list_users))
+        .route(
+            "/v1/users/{name}",
+            get(users::get_user).delete(users::delete_user),
+        )
+        .route(
+            "/v1/tokens",
+            post(users::create_token).get(users::list_tokens),
+        )
+        .route("/v1/tokens/{id}", delete(users::revoke_token))
+        .route("/v1/acls", post(users::add_acl).get(users::list_acls))
+        .route("/v1/acls/{id}", delete(users::remove_acl))
+        .route("/v1/whoami", get(users::whoami))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::gate,
+        ))
         .with_state(state)
         .layer(DefaultBodyLimit::max(config.max_request_bytes))
         .layer(axum::middleware::from_fn_with_state(

@@ -56,6 +56,7 @@ impl Server {
             sql: None,
             metrics: std::sync::Arc::new(Metrics::new(broker)),
             shutdown: rx,
+            auth: None,
         };
         let config = HttpConfig {
             max_request_bytes,

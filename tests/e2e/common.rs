@@ -28,6 +28,8 @@ pub struct Server {
     extra: Vec<String>,
     /// Open-file limit (soft and hard) the server runs under; `None`: this process's.
     nofile: Option<u64>,
+    /// Environment variables given to the binary.
+    pub env: Vec<(String, String)>,
     pub http: reqwest::blocking::Client,
     /// `http` or `https` (the server was given `--tls-cert`).
     scheme: &'static str,
@@ -45,20 +47,35 @@ impl Server {
         Server::start_with_nofile(None, extra)
     }
 
+    /// Starts the binary with `extra` flags and `env` variables.
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Server {
+        Self::start_with(extra, env, "http", default_client(), None)
+    }
+
     /// [`Server::start`] under an open-file limit of `nofile` (soft and hard, as `prlimit`
     /// would set them), or this process's limit when `None`.
     pub fn start_with_nofile(nofile: Option<u64>, extra: &[&str]) -> Server {
-        Self::start_with(extra, "http", default_client(), nofile)
+        Self::start_with(extra, &[], "http", default_client(), nofile)
     }
 
     /// A server serving HTTPS (`extra` holds the TLS flags); `http` must trust its
     /// certificate (and present a client certificate under `--tls-client-ca`).
     pub fn start_https(extra: &[&str], http: reqwest::blocking::Client) -> Server {
-        Self::start_with(extra, "https", http, None)
+        Self::start_with(extra, &[], "https", http, None)
+    }
+
+    /// A server serving HTTPS with `env` variables (e.g. `WEIR_ADMIN_PASSWORD`).
+    pub fn start_https_with_env(
+        extra: &[&str],
+        env: &[(&str, &str)],
+        http: reqwest::blocking::Client,
+    ) -> Server {
+        Self::start_with(extra, env, "https", http, None)
     }
 
     fn start_with(
         extra: &[&str],
+        env: &[(&str, &str)],
         scheme: &'static str,
         http: reqwest::blocking::Client,
         nofile: Option<u64>,
@@ -75,6 +92,10 @@ impl Server {
             kafka: String::new(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
             nofile,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             http,
             scheme,
         };
@@ -112,6 +133,7 @@ impl Server {
             .arg("--http")
             .arg(format!("127.0.0.1:{port}"))
             .args(&extra)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())

@@ -12,9 +12,11 @@
 //! - `server`: the listener and per-connection loop ([`serve`]).
 //!
 //! It owns the mapping of broker errors to Kafka error codes. It does not own the log, topic
-//! storage or group state; transactions, SASL, quotas and replication are not served. TLS
-//! and the connection caps come from [`crate::net`]; `pool` and `reader` bound the memory
-//! and time a connection may take before its request is whole.
+//! storage or group state; transactions, quotas and replication are not served. SASL
+//! (`PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`) and authorization apply under `--auth`
+//! ([`KafkaConfig::auth`]). TLS and the connection caps come from [`crate::net`]; `pool`
+//! and `reader` bound the memory and time a connection may take before its request is
+//! whole.
 
 pub mod codec;
 pub mod frame;
@@ -26,9 +28,11 @@ mod server;
 pub mod versions;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 pub use server::serve;
 
+use crate::auth::AuthStore;
 use crate::error::BrokerError;
 use crate::group::GroupConfig;
 use crate::net::{ConnLimits, TlsServer};
@@ -73,6 +77,10 @@ pub struct KafkaConfig {
     pub frame_timeout_ms: u64,
     /// TLS (Kafka `SSL`): `None` serves plaintext.
     pub tls: Option<TlsServer>,
+    /// `Some` under `--auth`: every connection must authenticate (SASL, or a client
+    /// certificate naming a user) before anything but ApiVersions and the SASL APIs, and
+    /// every request is authorized against this store.
+    pub auth: Option<Arc<AuthStore>>,
 }
 
 impl Default for KafkaConfig {
@@ -91,6 +99,7 @@ impl Default for KafkaConfig {
             idle_timeout_ms: DEFAULT_IDLE_TIMEOUT_MS,
             frame_timeout_ms: DEFAULT_FRAME_TIMEOUT_MS,
             tls: None,
+            auth: None,
         }
     }
 }

@@ -4,7 +4,7 @@
 //! Bad input closes the connection with a log line; it never takes the server down.
 //! Connections over the caps (`KafkaConfig::limits`) are closed at once; with TLS configured
 //! each connection completes a rustls handshake first and the verified client certificate's
-//! CN becomes [`Conn::tls_cn`]. The loop is generic over the stream (plain TCP or TLS).
+//! CN becomes [`Conn::tls_principal`]. The loop is generic over the stream (plain TCP or TLS).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -145,20 +145,13 @@ async fn accept_one(
     let local = stream.local_addr().ok();
     match ctx.config.tls.clone() {
         None => {
-            let conn = Conn {
-                peer,
-                local,
-                tls_cn: None,
-            };
+            let conn = Conn::new(peer, local);
             connection(ctx, stream, conn, pool, stop).await;
         }
         Some(tls) => match tls.accept(stream).await {
             Ok((stream, cert)) => {
-                let conn = Conn {
-                    peer,
-                    local,
-                    tls_cn: cert.cn,
-                };
+                let mut conn = Conn::new(peer, local);
+                conn.tls_principal = cert.cn;
                 connection(ctx, stream, conn, pool, stop).await;
             }
             Err(e) => tracing::debug!(%peer, error = %e, "Kafka TLS handshake failed"),
@@ -171,7 +164,7 @@ async fn accept_one(
 async fn connection<S>(
     ctx: Arc<Ctx>,
     mut stream: S,
-    conn: Conn,
+    mut conn: Conn,
     pool: MemoryPool,
     mut stop: watch::Receiver<bool>,
 ) where
@@ -185,7 +178,7 @@ async fn connection<S>(
         idle,
         Duration::from_millis(ctx.config.frame_timeout_ms),
     );
-    tracing::debug!(%peer, tls_cn = ?conn.tls_cn, "Kafka connection opened");
+    tracing::debug!(%peer, tls_principal = ?conn.tls_principal, "Kafka connection opened");
     loop {
         // `_budget` holds the request's bytes in the pool until it has been answered.
         let (frame, _budget) = match reader.next(&mut stream, &mut stop).await {
@@ -203,9 +196,10 @@ async fn connection<S>(
         let response = match codec::decode_request(frame) {
             Ok(req) => {
                 let (api, version, corr) = (req.api_key, req.version, req.correlation_id());
-                match handlers::handle(&ctx, &conn, req).await {
+                match handlers::handle(&ctx, &mut conn, req).await {
                     Some(resp) => codec::encode_response(corr, api, version, &resp),
-                    None => continue, // Produce with acks=0: no response.
+                    None if conn.close => break, // Refused before authentication.
+                    None => continue,            // Produce with acks=0: no response.
                 }
             }
             Err(DecodeError::UnsupportedVersion {
@@ -243,6 +237,9 @@ async fn connection<S>(
                         tracing::debug!(%peer, "closing Kafka connection: response not read in time");
                         break;
                     }
+                }
+                if conn.close {
+                    break; // A failed login: the error went out, now the connection closes.
                 }
             }
             Err(e) => {

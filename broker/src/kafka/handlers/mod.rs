@@ -1,9 +1,13 @@
 //! One handler per Kafka API. Each takes a decoded request body (and its version) and returns
 //! the response body; none of them touches bytes on the wire (that is the codec) or sockets
 //! (that is the server). This module holds the dispatch, the shared context, and the mapping
-//! of broker and group errors to Kafka error codes.
+//! of broker and group errors to Kafka error codes. Under `--auth` the dispatch is also the
+//! one gate: before a connection authenticates only ApiVersions and the SASL APIs are
+//! served (anything else closes it), and afterwards [`authz`] takes out of each request what
+//! the user may not do and answers it with Kafka's authorization errors.
 
 pub mod api_versions;
+mod authz;
 mod configs;
 mod fetch;
 mod groups;
@@ -12,13 +16,14 @@ mod metadata;
 mod offsets;
 mod produce;
 mod producer_id;
+mod sasl;
 mod topics;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::{RequestKind, ResponseKind};
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 
 use super::KafkaConfig;
@@ -27,6 +32,8 @@ use super::producer::{ProducerIds, ProducerStates};
 use crate::Broker;
 use crate::error::BrokerError;
 use crate::group::{GroupCoordinator, GroupError};
+use authz::Authz;
+pub use sasl::SaslState;
 
 /// What every handler may use.
 pub struct Ctx {
@@ -39,15 +46,39 @@ pub struct Ctx {
     pub producer_ids: Arc<ProducerIds>,
 }
 
-/// The connection a request came on.
+/// The connection a request came on, and its authentication state.
 pub struct Conn {
     pub peer: SocketAddr,
     /// The address the client connected to (advertised when none is configured).
     pub local: Option<SocketAddr>,
-    /// Subject CN of the client's verified TLS certificate (mTLS, `--tls-client-ca`): the
-    /// connection's principal for authentication. `None` on plain connections and TLS
-    /// without client certificates.
-    pub tls_cn: Option<String>,
+    /// The verified client-certificate CN of a TLS connection: the connection's user when
+    /// it did not authenticate with SASL (a user of that name must exist to be allowed
+    /// anything).
+    pub tls_principal: Option<String>,
+    /// Where the connection is in its SASL exchange.
+    pub sasl: SaslState,
+    /// Set by a handler: close the connection once the current response is written.
+    pub close: bool,
+}
+
+impl Conn {
+    pub fn new(peer: SocketAddr, local: Option<SocketAddr>) -> Self {
+        Conn {
+            peer,
+            local,
+            tls_principal: None,
+            sasl: SaslState::Start,
+            close: false,
+        }
+    }
+
+    /// The connection's user: the SASL-authenticated one, else the client certificate's.
+    pub fn user(&self) -> Option<&str> {
+        match &self.sasl {
+            SaslState::Done(u) => Some(u),
+            _ => self.tls_principal.as_deref(),
+        }
+    }
 }
 
 impl Ctx {
@@ -61,14 +92,161 @@ impl Ctx {
     }
 }
 
-/// Runs the handler for `req`. `None` means "send no response" (Produce with acks=0).
-pub async fn handle(ctx: &Arc<Ctx>, conn: &Conn, req: Request) -> Option<ResponseKind> {
+/// Runs the handler for `req`. `None` means "send no response" (Produce with acks=0, or a
+/// request refused before authentication, which also sets [`Conn::close`]).
+pub async fn handle(ctx: &Arc<Ctx>, conn: &mut Conn, req: Request) -> Option<ResponseKind> {
     let v = req.version;
     let api = req.api_key;
     let client_id = req.client_id().to_string();
     tracing::trace!(?api, version = v, client = %client_id, "Kafka request");
+    let authz = match &ctx.config.auth {
+        None => None,
+        Some(_)
+            if matches!(
+                api,
+                ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate
+            ) =>
+        {
+            None
+        }
+        Some(store) => match conn.user() {
+            Some(user) => Some(Authz {
+                store: store.clone(),
+                user: user.to_string(),
+            }),
+            None => {
+                tracing::warn!(peer = %conn.peer, ?api, "closing Kafka connection: request before authentication");
+                conn.close = true;
+                return None;
+            }
+        },
+    };
+    let Some(authz) = authz else {
+        return dispatch(ctx, conn, &client_id, req.body, v).await;
+    };
+    let b = &ctx.broker;
     Some(match req.body {
+        RequestKind::Metadata(mut r) => {
+            let (denied, all) = authz.metadata(b, &mut r, v);
+            let mut resp = metadata::handle(ctx, conn, r, v).await;
+            if all {
+                resp.topics.retain(|t| authz.visible(t));
+            }
+            resp.topics.extend(denied);
+            ResponseKind::Metadata(resp)
+        }
+        RequestKind::Produce(mut r) => {
+            let denied = authz.produce(b, &mut r);
+            return produce::handle(ctx, r, v).await.map(|mut resp| {
+                resp.responses.extend(denied);
+                ResponseKind::Produce(resp)
+            });
+        }
+        RequestKind::Fetch(mut r) => {
+            let denied = authz.fetch(&mut r);
+            let mut resp = fetch::handle(ctx, r, v).await;
+            resp.responses.extend(denied);
+            ResponseKind::Fetch(resp)
+        }
+        RequestKind::ListOffsets(mut r) => {
+            let denied = authz.list_offsets(&mut r);
+            let mut resp = list_offsets::handle(ctx, r, v).await;
+            resp.topics.extend(denied);
+            ResponseKind::ListOffsets(resp)
+        }
+        RequestKind::CreateTopics(mut r) => {
+            let denied = authz.create_topics(&mut r);
+            let mut resp = topics::create(ctx, r, v).await;
+            resp.topics.extend(denied);
+            ResponseKind::CreateTopics(resp)
+        }
+        RequestKind::DeleteTopics(mut r) => {
+            let denied = authz.delete_topics(&mut r);
+            let mut resp = topics::delete(ctx, r, v).await;
+            resp.responses.extend(denied);
+            ResponseKind::DeleteTopics(resp)
+        }
+        RequestKind::DescribeConfigs(mut r) => {
+            let denied = authz.describe_configs(&mut r);
+            let mut resp = configs::describe(ctx, r, v);
+            resp.results.extend(denied);
+            ResponseKind::DescribeConfigs(resp)
+        }
+        RequestKind::FindCoordinator(mut r) => {
+            if v < 4
+                && let Some(refused) = authz.find_coordinator(&r)
+            {
+                return Some(ResponseKind::FindCoordinator(refused));
+            }
+            let denied = authz.find_coordinators(&mut r);
+            let mut resp = groups::find_coordinator(ctx, conn, r, v);
+            resp.coordinators.extend(denied);
+            ResponseKind::FindCoordinator(resp)
+        }
+        RequestKind::JoinGroup(r) if !authz.group_member(&r.group_id) => ResponseKind::JoinGroup(
+            kafka_protocol::messages::JoinGroupResponse::default()
+                .with_error_code(ResponseError::GroupAuthorizationFailed.code())
+                .with_generation_id(-1),
+        ),
+        RequestKind::SyncGroup(r) if !authz.group_member(&r.group_id) => ResponseKind::SyncGroup(
+            kafka_protocol::messages::SyncGroupResponse::default()
+                .with_error_code(ResponseError::GroupAuthorizationFailed.code()),
+        ),
+        RequestKind::Heartbeat(r) if !authz.group_member(&r.group_id) => ResponseKind::Heartbeat(
+            kafka_protocol::messages::HeartbeatResponse::default()
+                .with_error_code(ResponseError::GroupAuthorizationFailed.code()),
+        ),
+        RequestKind::LeaveGroup(r) if !authz.group_member(&r.group_id) => ResponseKind::LeaveGroup(
+            kafka_protocol::messages::LeaveGroupResponse::default()
+                .with_error_code(ResponseError::GroupAuthorizationFailed.code()),
+        ),
+        RequestKind::OffsetCommit(r) => match authz.offset_commit(&r) {
+            Some(refused) => ResponseKind::OffsetCommit(refused),
+            None => ResponseKind::OffsetCommit(offsets::commit(ctx, r, v).await),
+        },
+        RequestKind::OffsetFetch(mut r) => match authz.offset_fetch(&mut r) {
+            Some(refused) => ResponseKind::OffsetFetch(refused),
+            None => {
+                let mut resp = offsets::fetch(ctx, r, v);
+                resp.topics.retain(|t| authz.topic_visible(&t.name));
+                ResponseKind::OffsetFetch(resp)
+            }
+        },
+        RequestKind::ListGroups(r) => {
+            let mut resp = groups::list(ctx, r, v);
+            resp.groups.retain(|g| authz.group_visible(&g.group_id));
+            ResponseKind::ListGroups(resp)
+        }
+        RequestKind::DescribeGroups(mut r) => {
+            let denied = authz.describe_groups(&mut r);
+            let mut resp = groups::describe(ctx, r, v);
+            resp.groups.extend(denied);
+            ResponseKind::DescribeGroups(resp)
+        }
+        RequestKind::InitProducerId(r) => match authz.init_producer_id() {
+            Some(refused) => ResponseKind::InitProducerId(refused),
+            None => ResponseKind::InitProducerId(producer_id::init(ctx, r, v)),
+        },
+        body => return dispatch(ctx, conn, &client_id, body, v).await,
+    })
+}
+
+/// Runs the handler for one request body, without authorization.
+async fn dispatch(
+    ctx: &Arc<Ctx>,
+    conn: &mut Conn,
+    client_id: &str,
+    body: RequestKind,
+    v: i16,
+) -> Option<ResponseKind> {
+    Some(match body {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions::response()),
+        RequestKind::SaslHandshake(r) => {
+            ResponseKind::SaslHandshake(sasl::handshake(ctx, conn, r, v))
+        }
+        RequestKind::SaslAuthenticate(r) => {
+            ResponseKind::SaslAuthenticate(sasl::authenticate(ctx, conn, r, v).await)
+        }
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(ctx, conn, r, v).await),
         RequestKind::Produce(r) => {
             return produce::handle(ctx, r, v).await.map(ResponseKind::Produce);
@@ -86,7 +264,7 @@ pub async fn handle(ctx: &Arc<Ctx>, conn: &Conn, req: Request) -> Option<Respons
             ResponseKind::FindCoordinator(groups::find_coordinator(ctx, conn, r, v))
         }
         RequestKind::JoinGroup(r) => {
-            ResponseKind::JoinGroup(groups::join(ctx, conn, &client_id, r, v).await)
+            ResponseKind::JoinGroup(groups::join(ctx, conn, client_id, r, v).await)
         }
         RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(groups::sync(ctx, r, v).await),
         RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(groups::heartbeat(ctx, r, v)),
@@ -102,7 +280,7 @@ pub async fn handle(ctx: &Arc<Ctx>, conn: &Conn, req: Request) -> Option<Respons
         }
         _ => {
             // The codec only lets through APIs listed in `versions`; this is a bug.
-            tracing::error!(?api, version = v, "no handler for this API");
+            tracing::error!(version = v, "no handler for this API");
             return None;
         }
     })
