@@ -15,6 +15,7 @@ mod maintenance;
 mod partitions;
 mod processors;
 mod records;
+mod secure;
 mod sql;
 mod tls;
 mod topics;

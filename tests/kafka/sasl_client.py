@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Produces or consumes with confluent-kafka over SASL_PLAINTEXT, and reports what happened:
+"""Produces or consumes with confluent-kafka over SASL_PLAINTEXT (SASL_SSL with --ca), and reports what happened:
 records delivered and the error names of those that were not, records consumed, and whether
-authentication failed. Used by tests/e2e/auth.rs.
+authentication failed. Used by tests/e2e/auth.rs and tests/e2e/secure.rs.
 
 usage: sasl_client.py --bootstrap B --mechanism M --user U --password P produce TOPIC N
        sasl_client.py ... consume TOPIC N --group G
@@ -22,6 +22,7 @@ def main():
     ap.add_argument("--user", required=True)
     ap.add_argument("--password", required=True)
     ap.add_argument("--group", default="sasl-test")
+    ap.add_argument("--ca", help="CA certificate (PEM): SASL_SSL instead of SASL_PLAINTEXT")
     ap.add_argument("mode", choices=["produce", "consume"])
     ap.add_argument("topic")
     ap.add_argument("n", type=int)
@@ -33,6 +34,9 @@ def main():
         "sasl.username": a.user,
         "sasl.password": a.password,
     }
+    if a.ca:
+        conf["security.protocol"] = "SASL_SSL"
+        conf["ssl.ca.location"] = a.ca
     out = {"delivered": 0, "errors": [], "consumed": 0, "auth_failed": False, "topic_errors": []}
 
     def on_error(err):
