@@ -76,8 +76,7 @@ fn hard_fd_limit() -> u64 {
 
 #[test]
 fn ten_thousand_partitions_are_created_written_everywhere_and_survive_restarts() {
-    // `os`: no fdatasync of 10,000 files every second (durability is not under test here).
-    let mut s = Server::start(&["--fsync", "os"]);
+    let mut s = Server::start(&[]);
     if hard_fd_limit() < 16_384 {
         // Too few descriptors for 10,000 partitions here: the refusal must be clean.
         let (status, body) = s.post("/v1/topics", &json!({"name": "wide", "partitions": WIDE}));
