@@ -791,7 +791,12 @@ impl Broker {
                     Some(f) => f.sync_data().map_err(|e| BrokerError::io(&dir, e)),
                     None => Ok(()),
                 });
-                if let Err(e) = synced {
+                // A topic deleted since the pass began has nothing left to sync.
+                if let Err(e) = synced
+                    && self
+                        .topic(&t.info.name)
+                        .is_ok_and(|now| Arc::ptr_eq(&now, &t))
+                {
                     first_error.get_or_insert(e);
                 }
             }

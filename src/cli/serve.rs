@@ -374,6 +374,13 @@ mod tests {
         assert_eq!(c.http_addr, "127.0.0.1:8080");
         assert_eq!(c.http.max_request_bytes, DEFAULT_MAX_REQUEST_BYTES);
         assert_eq!(c.kafka.map(|k| k.0).as_deref(), Some("127.0.0.1:9092"));
+        assert_eq!(c.broker.files, FilesConfig::from_fd_limit(20_000));
+        assert_eq!(c.broker.files.max_open_files, 20_000 - 4096);
+        let t = T::try_parse_from(["weir", "--max-partitions", "50000"]).unwrap();
+        let c = t.serve.node_config(20_000).unwrap();
+        assert_eq!(c.broker.files.max_partitions, 50_000);
+        let t = T::try_parse_from(["weir", "--max-open-log-files", "1"]).unwrap();
+        assert!(t.serve.node_config(20_000).is_err());
         let t = T::try_parse_from(["weir", "--kafka", "off"]).unwrap();
         assert!(t.serve.node_config(20_000).unwrap().kafka.is_none());
     }
