@@ -84,7 +84,7 @@ pub async fn execute(
     let props = req.properties()?;
     let results = tokio::task::spawn_blocking(move || svc.execute_script(&req.sql, &props))
         .await?
-        .map_err(script_error)?;
+        .map_err(|e| script_error(*e))?;
     Ok(Json(json!({ "results": results })).into_response())
 }
 

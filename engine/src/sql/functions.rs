@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::expr::BinOp;
+use super::limits::MAX_STRING_BYTES;
 use super::types::{SqlType, format_timestamp, parse_timestamp};
 
 /// Built-in scalar functions.
@@ -353,6 +354,9 @@ pub fn call(b: Builtin, args: &[Value]) -> Value {
                     Value::String(x) => out.push_str(x),
                     other => out.push_str(&other.to_string()),
                 }
+                if out.len() > MAX_STRING_BYTES {
+                    return Value::Null;
+                }
             }
             return Value::String(out);
         }
@@ -412,7 +416,13 @@ pub fn call(b: Builtin, args: &[Value]) -> Value {
             Value::String(chars[from..to.max(from)].iter().collect())
         }
         Replace => match (s(0), s(1), s(2)) {
-            (Some(x), Some(a), Some(b)) if !a.is_empty() => Value::String(x.replace(a, b)),
+            (Some(x), Some(a), Some(b)) if !a.is_empty() => {
+                let n = x.matches(a).count();
+                if x.len() - n * a.len() + n * b.len() > MAX_STRING_BYTES {
+                    return Value::Null;
+                }
+                Value::String(x.replace(a, b))
+            }
             (Some(x), Some(_), Some(_)) => Value::String(x.to_string()),
             _ => Value::Null,
         },
@@ -531,8 +541,18 @@ pub fn binary(op: BinOp, a: &Value, b: &Value) -> Value {
         Add | Sub | Mul | Div | Mod => arith(op, a, b),
         Concat => match (a, b) {
             (Value::Null, _) | (_, Value::Null) => Value::Null,
+            (Value::String(x), Value::String(y)) if x.len() + y.len() > MAX_STRING_BYTES => {
+                Value::Null
+            }
             (Value::String(x), Value::String(y)) => Value::String(format!("{x}{y}")),
-            (x, y) => Value::String(format!("{}{}", text(x), text(y))),
+            (x, y) => {
+                let s = format!("{}{}", text(x), text(y));
+                if s.len() > MAX_STRING_BYTES {
+                    Value::Null
+                } else {
+                    Value::String(s)
+                }
+            }
         },
         And => match (a, b) {
             (Value::Bool(false), _) | (_, Value::Bool(false)) => Value::Bool(false),

@@ -21,6 +21,7 @@
 //! Refusals are `sql_too_deep`, `sql_too_complex` (both 400) and `too_large` (413).
 //! Nothing here parses or plans; it owns only the numbers and the cheap checks.
 
+use sqlparser::keywords::Keyword;
 use sqlparser::tokenizer::{Token, TokenWithSpan};
 
 use super::error::{Position, SqlError};
@@ -43,6 +44,9 @@ pub const PARSER_RECURSION_LIMIT: usize = MAX_NESTING + 16;
 pub const MAX_EXPR_DEPTH: usize = 64;
 /// Deepest column type (`ARRAY<ARRAY<…>>`, `STRUCT<…>`) (`sql_too_deep`).
 pub const MAX_TYPE_DEPTH: usize = 16;
+/// Most bytes a string function or `||` may produce; a longer result is NULL (as other bad
+/// input is), so that nested `REPLACE`s or `CONCAT`s cannot multiply a value without bound.
+pub const MAX_STRING_BYTES: usize = 4 << 20;
 /// Most levels of JSON nesting in a stored query plan: a plan is refused before it is
 /// deserialised if it is deeper (a plan within [`MAX_EXPR_DEPTH`] stays far below).
 pub const MAX_PLAN_JSON_DEPTH: usize = 1_024;
@@ -74,11 +78,44 @@ pub fn check_text(sql: &str) -> Result<(), SqlError> {
     Ok(())
 }
 
-/// Checks one statement's tokens: how many, and how deeply bracketed.
+/// Checks one statement's tokens: how many, how deeply bracketed, how many prefix operators
+/// in a row (`NOT NOT …`, `- - …`) and how deeply `CASE`s nest. (sqlparser's own recursion
+/// limit is not enough for the last two: on some paths it falls back to reading `NOT` as a
+/// name and reports a syntax error instead.)
 pub fn check_tokens(tokens: &[TokenWithSpan]) -> Result<(), SqlError> {
     let mut count = 0usize;
     let mut depth = 0usize;
+    let mut prefix_run = 0usize;
+    let mut cases = 0usize;
     for t in tokens {
+        let keyword = match &t.token {
+            Token::Word(w) if w.quote_style.is_none() => w.keyword,
+            _ => Keyword::NoKeyword,
+        };
+        if matches!(t.token, Token::Minus | Token::Plus) || keyword == Keyword::NOT {
+            prefix_run += 1;
+            if prefix_run > MAX_EXPR_DEPTH {
+                return Err(too_deep(format!(
+                    "more than {MAX_EXPR_DEPTH} prefix operators in a row"
+                ))
+                .at(Position::of(t.span.start)));
+            }
+        } else if !matches!(t.token, Token::Whitespace(_)) {
+            prefix_run = 0;
+        }
+        match keyword {
+            Keyword::CASE => {
+                cases += 1;
+                if cases > MAX_NESTING {
+                    return Err(too_deep(format!(
+                        "CASE expressions nest more than {MAX_NESTING} deep"
+                    ))
+                    .at(Position::of(t.span.start)));
+                }
+            }
+            Keyword::END => cases = cases.saturating_sub(1),
+            _ => {}
+        }
         match t.token {
             Token::Whitespace(_) | Token::EOF => continue,
             Token::LParen | Token::LBracket | Token::LBrace => {
@@ -325,6 +362,7 @@ mod tests {
     #[test]
     fn hostile_statements_are_refused_with_stable_codes() {
         let q = |e: &str| format!("SELECT ID FROM S WHERE {e} EMIT CHANGES");
+        assert_eq!(plan(&q(&nest("- ", "A", "", 1_000))), Err("sql_too_deep"));
         assert_eq!(plan(&q(&nest("(", "B", ")", 10_000))), Err("sql_too_deep"));
         assert_eq!(
             plan(&q(&vec!["B"; 100_000].join(" AND "))),
@@ -416,6 +454,30 @@ mod tests {
             .unwrap()
             .unwrap_err();
         assert!(e.contains("levels deep"), "{e}");
+    }
+
+    #[test]
+    fn string_functions_cannot_multiply_a_value_without_bound() {
+        use super::super::expr::BinOp;
+        use super::super::functions::{Builtin, binary, call};
+        let big = Value::from("k".repeat(MAX_STRING_BYTES / 2 + 1));
+        let r = |from: &str, to: &str| {
+            call(
+                Builtin::Replace,
+                &[big.clone(), Value::from(from), Value::from(to)],
+            )
+        };
+        assert_eq!(r("k", "kk"), Value::Null);
+        assert_eq!(
+            r("k", "j").as_str().map(str::len),
+            big.as_str().map(str::len)
+        );
+        assert_eq!(binary(BinOp::Concat, &big, &big), Value::Null);
+        assert_eq!(
+            call(Builtin::Concat, &[big.clone(), big.clone()]),
+            Value::Null
+        );
+        assert!(binary(BinOp::Concat, &big, &Value::from("x")).is_string());
     }
 
     #[test]

@@ -142,7 +142,7 @@ impl<'s> Locator<'s> {
         let Some(first) = solid.next() else {
             return String::new();
         };
-        let last = solid.last().unwrap_or(first);
+        let last = solid.next_back().unwrap_or(first);
         let start = self.offset_of(first.span.start);
         let end = self.offset_of(last.span.end).max(start);
         self.sql.get(start..end).unwrap_or("").trim().to_string()

@@ -92,13 +92,13 @@ pub struct ScriptError {
 }
 
 impl ScriptError {
-    fn whole(error: SqlError) -> ScriptError {
-        ScriptError {
+    fn whole(error: SqlError) -> Box<ScriptError> {
+        Box::new(ScriptError {
             error,
             failed: None,
             executed: Vec::new(),
             not_executed: Vec::new(),
-        }
+        })
     }
 }
 
@@ -215,7 +215,7 @@ impl SqlService {
         &self,
         sql: &str,
         properties: &BTreeMap<String, String>,
-    ) -> Result<Vec<StatementResult>, ScriptError> {
+    ) -> Result<Vec<StatementResult>, Box<ScriptError>> {
         on_sql_stack(|| Ok(self.run_script(sql, properties)))
             .map_err(ScriptError::whole)
             .and_then(|r| r)
@@ -225,17 +225,17 @@ impl SqlService {
         &self,
         sql: &str,
         properties: &BTreeMap<String, String>,
-    ) -> Result<Vec<StatementResult>, ScriptError> {
+    ) -> Result<Vec<StatementResult>, Box<ScriptError>> {
         let parsed = parse(sql).map_err(ScriptError::whole)?;
         let texts = || parsed.iter().map(|p| p.text.clone()).collect::<Vec<_>>();
         for (i, p) in parsed.iter().enumerate() {
             if let Err(error) = validate::statement(p, &*self.inner.log, properties) {
-                return Err(ScriptError {
+                return Err(Box::new(ScriptError {
                     error,
                     failed: Some(i),
                     executed: Vec::new(),
                     not_executed: texts(),
-                });
+                }));
             }
         }
         let mut out = Vec::new();
@@ -243,12 +243,12 @@ impl SqlService {
             match self.run(p, properties) {
                 Ok(r) => out.push(r),
                 Err(error) => {
-                    return Err(ScriptError {
+                    return Err(Box::new(ScriptError {
                         error,
                         failed: Some(i),
                         executed: out,
                         not_executed: texts().split_off(i),
-                    });
+                    }));
                 }
             }
         }
