@@ -33,6 +33,9 @@ pub struct Server {
 
 impl Server {
     pub fn start(extra: &[&str]) -> Server {
+        // reqwest's rustls needs a process-wide crypto provider (the binary installs ring);
+        // every test client is built after a server starts.
+        weir_broker::net::tls::install_default_provider();
         let http = reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(60))
             .build()
