@@ -2,8 +2,11 @@
 //! without the HTTP API: `cargo run -p weir-broker --example kafka_server -- DATA_DIR [ADDR]`
 //! (ADDR defaults to 127.0.0.1:9092). Ctrl-C stops it cleanly. `weir serve --kafka ADDR` is
 //! the real entry point; this example exists to exercise `weir_broker::kafka::serve` alone.
+//! With `WEIR_TLS_CERT` and `WEIR_TLS_KEY` (PEM files) set it serves Kafka `SSL` (for the
+//! TLS-vs-plaintext benchmark).
 
 use weir_broker::kafka::{KafkaConfig, serve};
+use weir_broker::net::{TlsFiles, TlsServer};
 use weir_broker::{Broker, BrokerConfig};
 
 #[tokio::main]
@@ -22,7 +25,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    serve(broker.clone(), listener, KafkaConfig::default(), shutdown).await?;
+    let tls = match (
+        std::env::var_os("WEIR_TLS_CERT"),
+        std::env::var_os("WEIR_TLS_KEY"),
+    ) {
+        (Some(cert), Some(key)) => {
+            let files = TlsFiles {
+                cert: cert.into(),
+                key: key.into(),
+                client_ca: None,
+            };
+            Some(TlsServer::load(&files, &[])?)
+        }
+        _ => None,
+    };
+    let config = KafkaConfig {
+        tls,
+        ..KafkaConfig::default()
+    };
+    serve(broker.clone(), listener, config, shutdown).await?;
     background.stop().await;
     broker.flush_all()?;
     Ok(())

@@ -130,6 +130,8 @@ impl Client {
         if base.cannot_be_a_base() {
             bail!("invalid --url '{url}'");
         }
+        // reqwest's rustls takes the process's crypto provider (ring; idempotent).
+        weir_broker::net::tls::install_default_provider();
         let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
         if let Some(path) = ca_cert {
             let pem = std::fs::read(path)

@@ -69,7 +69,10 @@ impl Server {
         tokio::spawn(async move { axum::serve(listener, app).await });
         Server {
             base,
-            client: reqwest::Client::new(),
+            client: {
+                weir_broker::net::tls::install_default_provider();
+                reqwest::Client::new()
+            },
             shutdown,
             _dir: dir,
         }

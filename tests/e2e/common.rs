@@ -36,6 +36,8 @@ pub struct Server {
 }
 
 fn default_client() -> reqwest::blocking::Client {
+    // reqwest's rustls needs a process-wide crypto provider (the binary installs ring).
+    weir_broker::net::tls::install_default_provider();
     reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()
