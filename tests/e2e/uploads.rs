@@ -36,7 +36,10 @@ fn vm(pid: u32, field: &str) -> u64 {
 
 const BOUNDARY: &str = "weir-upload-test-5c1e";
 
-fn multipart(parts: &[(&str, &[u8])]) -> Vec<u8> {
+/// A multipart part: its name and its bytes.
+type Part<'a> = (&'a str, &'a [u8]);
+
+fn multipart(parts: &[Part]) -> Vec<u8> {
     let mut body = Vec::new();
     for (name, data) in parts {
         body.extend_from_slice(
@@ -85,7 +88,7 @@ fn a_multipart_part_sent_twice_is_refused() {
     let other = json!({"name": "up", "inputs": ["in"], "outputs": ["elsewhere"]}).to_string();
     let function = json!({"name": "mask"}).to_string();
     let udf = guest("udf-mask");
-    let cases: Vec<(&str, Vec<(&str, &[u8])>)> = vec![
+    let cases: Vec<(&str, Vec<Part>)> = vec![
         (
             "/v1/processors",
             vec![
