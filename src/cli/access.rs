@@ -66,8 +66,9 @@ pub enum TokenCommand {
     List,
     /// Revoke a token by id or name
     Revoke {
-        /// Token id or name
-        token: String,
+        /// Token id or name (not `token`: that is the global --token's id)
+        #[arg(value_name = "ID")]
+        id: String,
     },
 }
 
@@ -90,16 +91,15 @@ pub enum AclCommand {
 }
 
 #[derive(Debug, Args)]
-#[group(id = "resource", required = true, multiple = false)]
 pub struct AclAddArgs {
     /// The user the ACL is for
     #[arg(long)]
     pub user: String,
     /// Topics whose names start with this prefix
-    #[arg(long, group = "resource", value_name = "PREFIX")]
+    #[arg(long, value_name = "PREFIX", conflicts_with = "group_prefix")]
     pub topic_prefix: Option<String>,
     /// Consumer groups whose names start with this prefix
-    #[arg(long, group = "resource", value_name = "PREFIX")]
+    #[arg(long, value_name = "PREFIX")]
     pub group_prefix: Option<String>,
     /// What the ACL allows: read (describe, consume, groups) or write (describe, produce)
     #[arg(long, value_enum)]
@@ -207,11 +207,9 @@ pub async fn run_token(client: &Client, command: TokenCommand) -> Result<()> {
                 .collect();
             print(&table(&["ID", "NAME", "USER"], &rows))?;
         }
-        TokenCommand::Revoke { token } => {
-            client
-                .send(client.delete(&["v1", "tokens", &token]))
-                .await?;
-            print(&format!("revoked token {token}\n"))?;
+        TokenCommand::Revoke { id } => {
+            client.send(client.delete(&["v1", "tokens", &id])).await?;
+            print(&format!("revoked token {id}\n"))?;
         }
     }
     Ok(())
