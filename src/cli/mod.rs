@@ -47,7 +47,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a Weir node: the log and its HTTP API
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Create, list, describe and delete topics
     #[command(subcommand)]
     Topic(topic::TopicCommand),
@@ -116,7 +116,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Client::with_ca_cert(&cli.url, cli.ca_cert.as_deref()).and_then(|c| c.with_auth(&cli.auth))
     };
     match cli.command {
-        Command::Serve(args) => serve::run(args).await,
+        Command::Serve(args) => serve::run(*args).await,
         Command::Topic(command) => topic::run(&client()?, command).await,
         Command::Produce(args) => produce::run(&client()?, args).await,
         Command::Consume(args) => consume::run(&client()?, args).await,

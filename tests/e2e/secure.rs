@@ -185,11 +185,7 @@ fn sasl_ssl_with_scram_over_tls_for_confluent_kcat_curl_and_the_cli() {
     assert_eq!(stdout(&o), "401", "{}", stderr(&o));
     let mut cmd = Command::new("curl");
     cmd.args(["-sS", "-f", "--max-time", "20", "--cacert", &s(&pki.ca)])
-        .args([
-            "-u",
-            &format!("rita:rita-pw-1"),
-            &format!("{}/v1/topics", srv.url),
-        ]);
+        .args(["-u", "rita:rita-pw-1", &format!("{}/v1/topics", srv.url)]);
     let o = run(cmd, None);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("orders"), "{}", stdout(&o));
