@@ -187,7 +187,10 @@ struct Exchange {
     gs2_header: String,
     client_first_bare: String,
     server_first: String,
+    /// The client's nonce followed by ours, as sent in server-first.
     nonce: String,
+    /// How many leading bytes of `nonce` are the client's.
+    client_nonce_len: usize,
 }
 
 impl ScramServer {
@@ -253,6 +256,7 @@ impl ScramServer {
                     gs2_header,
                     client_first_bare: bare.to_string(),
                     server_first,
+                    client_nonce_len: client_nonce.len(),
                     nonce,
                 }));
                 Ok(ScramStep::Continue(out))
@@ -266,6 +270,7 @@ impl ScramServer {
                     client_first_bare,
                     server_first,
                     nonce,
+                    client_nonce_len,
                 } = *exchange;
                 let (without_proof, proof) = input
                     .rsplit_once(",p=")
@@ -282,7 +287,7 @@ impl ScramServer {
                 let binding_ok = B64
                     .decode(binding)
                     .is_ok_and(|b| b == gs2_header.as_bytes());
-                if !binding_ok || got_nonce != nonce {
+                if !binding_ok || !nonce_matches(got_nonce, &nonce, client_nonce_len) {
                     return Err(AuthError::AuthenticationFailed);
                 }
                 let proof = B64
@@ -312,6 +317,18 @@ impl ScramServer {
             State::Done => Err(AuthError::AuthenticationFailed),
         }
     }
+}
+
+/// Whether the client-final nonce is the one server-first sent (RFC 5802). librdkafka before
+/// 2.6.1 (Debian's kcat links 2.0.2) sends the client nonce once more in front of it
+/// (confluentinc/librdkafka#4895); Kafka 3.x brokers accept that too, and so do we: it
+/// still carries our fresh nonce, so a replayed exchange fails all the same.
+fn nonce_matches(got: &str, nonce: &str, client_nonce_len: usize) -> bool {
+    if got == nonce {
+        return true;
+    }
+    let client_nonce = &nonce[..client_nonce_len.min(nonce.len())];
+    got.strip_prefix(client_nonce) == Some(nonce)
 }
 
 /// Splits a client-first-message into its GS2 header (with the trailing comma) and the
@@ -487,6 +504,16 @@ mod tests {
             B64.encode(v),
             "6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
         );
+    }
+
+    #[test]
+    fn the_nonce_librdkafka_before_2_6_1_sends_is_accepted_and_others_are_not() {
+        let nonce = "cnonceSERVER";
+        assert!(nonce_matches("cnonceSERVER", nonce, 6));
+        assert!(nonce_matches("cnoncecnonceSERVER", nonce, 6));
+        assert!(!nonce_matches("cnonce", nonce, 6));
+        assert!(!nonce_matches("xxxxxxcnonceSERVER", nonce, 6));
+        assert!(!nonce_matches("cnonceSERVERx", nonce, 6));
     }
 
     #[test]
