@@ -105,7 +105,21 @@ impl Server {
         s
     }
 
+    /// Starts the binary on free ports. A port picked free can be taken by another test
+    /// before the server binds it (the server then exits at once): that start is retried on
+    /// new ports, a few times.
     fn spawn(&mut self) {
+        let mut last = None;
+        for _ in 0..4 {
+            match self.spawn_once() {
+                Ok(()) => return,
+                Err(status) => last = Some(status),
+            }
+        }
+        panic!("weir exited during startup: {last:?}");
+    }
+
+    fn spawn_once(&mut self) -> Result<(), std::process::ExitStatus> {
         let port = free_port();
         self.url = format!("{}://127.0.0.1:{port}", self.scheme);
         let mut extra = self.extra.clone();
@@ -147,10 +161,11 @@ impl Server {
             if let Ok(r) = self.http.get(format!("{}/health", self.url)).send()
                 && r.status().is_success()
             {
-                return;
+                return Ok(());
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("weir exited during startup: {status}");
+                self.child = None;
+                return Err(status);
             }
             assert!(Instant::now() < deadline, "weir did not become healthy");
             std::thread::sleep(Duration::from_millis(50));

@@ -223,10 +223,10 @@ mod tests {
                 correlation_id: 9
             })
         );
-        // SaslHandshake exists in Kafka but Weir does not serve it.
-        let sasl = Bytes::from_static(&[0, 17, 0, 1, 0, 0, 0, 3]);
+        // DescribeAcls exists in Kafka but Weir does not serve it.
+        let acls = Bytes::from_static(&[0, 29, 0, 1, 0, 0, 0, 3]);
         assert!(matches!(
-            decode_request(sasl),
+            decode_request(acls),
             Err(DecodeError::UnknownApi { .. })
         ));
         let body = RequestKind::Fetch(FetchRequest::default());
