@@ -328,6 +328,15 @@ impl Engine {
             .map_err(EngineError::InsufficientResources)
     }
 
+    /// [`Engine::definition`] of the processor `name`.
+    fn definition_of(&self, name: &str) -> Result<Option<Arc<TaskDefinition>>, EngineError> {
+        let processors = lock(&self.inner.processors);
+        let d = processors
+            .get(name)
+            .ok_or_else(|| EngineError::UnknownProcessor(name.to_string()))?;
+        Ok(self.definition(d))
+    }
+
     fn definition(&self, d: &Deployed) -> Option<Arc<TaskDefinition>> {
         Some(Arc::new(TaskDefinition {
             spec: d.record.spec.clone(),
@@ -406,13 +415,7 @@ impl Engine {
 
     /// Starts (in the background) the tasks of `name` that are not running here.
     fn start_missing(&self, name: &str) -> Result<(), EngineError> {
-        let def = {
-            let processors = lock(&self.inner.processors);
-            let d = processors
-                .get(name)
-                .ok_or_else(|| EngineError::UnknownProcessor(name.to_string()))?;
-            self.definition(d)
-        };
+        let def = self.definition_of(name)?;
         let Some(def) = def else {
             return Ok(());
         };
@@ -745,13 +748,7 @@ impl Engine {
         let _op = self.op(name);
         self.set_paused(name, false)?;
         self.stop_starter(name);
-        let def = {
-            let processors = lock(&self.inner.processors);
-            let d = processors
-                .get(name)
-                .ok_or_else(|| EngineError::UnknownProcessor(name.to_string()))?;
-            self.definition(d)
-        };
+        let def = self.definition_of(name)?;
         let Some(def) = def else {
             return Err(EngineError::Unavailable(format!(
                 "processor '{name}' cannot run: its module failed to load"
