@@ -11,6 +11,7 @@ pub mod auth;
 pub mod batch;
 pub mod batch_builder;
 mod broker;
+pub mod cluster;
 pub mod config;
 mod error;
 pub mod fd_limit;

@@ -1,0 +1,1 @@
+//! The metadata plane on openraft (to be built: issue #13).

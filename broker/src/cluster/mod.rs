@@ -1,0 +1,51 @@
+//! The cluster: several `weir serve` processes acting as one service (issue #13, design in
+//! DESIGN.md "The cluster"). This module owns the two planes and the rules between them; it
+//! does not know about HTTP, the CLI, WebAssembly or the stream engine.
+//!
+//! - [`metadata`]: the *metadata plane*, one openraft group whose state machine is the
+//!   cluster's truth (nodes, topics, partition replicas, leader + leader epoch + in-sync set,
+//!   producer-id blocks). Its commands are one typed, versioned enum.
+//! - [`replication`]: the *data plane*, per-partition replication leader → followers by
+//!   follower fetch, outside Raft, with a high watermark and leader-epoch truncation as
+//!   KRaft-era Kafka does it (KIP-101, KIP-279).
+//! - [`rpc`]: typed messages between nodes over the cluster listener (HTTP/2).
+//! - [`identity`]: which cluster and node a data directory belongs to.
+//! - [`sim`]: a simulated network for the in-process cluster harness (partition, delay,
+//!   stop, heal), deterministic, used by the metadata and replication tests alike.
+//!
+//! # Invariants (who may write what, which epoch fences whom, what is durable before an ack)
+//!
+//! 1. **Only the Raft leader (the controller) proposes metadata commands**; every node acts
+//!    only on metadata it has *applied* from the Raft log. No node changes leadership, the
+//!    in-sync set or a replica list on its own say-so.
+//! 2. **Raft entries are fsynced before they are acknowledged** to the leader (log storage
+//!    flushes before it reports an append done); a vote is fsynced before it is granted.
+//! 3. **A partition has at most one leader per leader epoch.** The controller bumps the
+//!    leader epoch on every leader change; a broker accepts produce for a partition only while
+//!    the latest applied metadata names it leader at that epoch. Every record batch a leader
+//!    appends carries its leader epoch.
+//! 4. **Followers fetch with their leader epoch; a request made under a stale epoch is
+//!    refused** (`FENCED_LEADER_EPOCH` / `NOT_LEADER_OR_FOLLOWER`). That one rule fences zombie
+//!    leaders, zombie tasks and zombie producers alike.
+//! 5. **The high watermark is the minimum log end offset over the in-sync set**, and never
+//!    moves backwards on a leader. Consumers never read past it. `acks=all` completes only
+//!    when every member of the in-sync set has the batch *and* the set has at least
+//!    `min_insync_replicas` members, else `NOT_ENOUGH_REPLICAS`; never a silent ack.
+//! 6. **Only the leader shrinks or expands the in-sync set, and only through the
+//!    controller** (an `AlterPartition`-style command carrying the leader epoch); a change
+//!    made under a stale epoch is rejected by the state machine.
+//! 7. **A new leader is chosen from the in-sync set** (no unclean election unless the topic
+//!    allows it). A follower, or a returning old leader, truncates its log to the end of the
+//!    last epoch it shares with the leader (OffsetForLeaderEpoch) before fetching, so replica
+//!    logs never diverge below the high watermark.
+//! 8. **Node ids are never reused silently**: a data directory records its cluster id and
+//!    node id, and a node whose flags disagree with it refuses to start.
+
+pub mod identity;
+pub mod metadata;
+pub mod replication;
+pub mod rpc;
+pub mod sim;
+
+/// A node's id: the `--node-id` flag, the Raft node id and the Kafka broker id.
+pub type NodeId = u64;

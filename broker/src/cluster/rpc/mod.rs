@@ -1,0 +1,1 @@
+//! Typed messages between nodes over the cluster listener (to be built: issue #13).
