@@ -90,8 +90,9 @@ fn deploy_word_count(s: &Server, name: &str, input: &str) {
     assert_eq!(status, 201, "{answer}");
 }
 
-#[test]
-fn queries_topic_lists_and_state_look_ups_follow_the_prefix_acls() {
+/// A node with `ola`, a reader limited by a read ACL to topics starting with `orders`, and
+/// streams and tables inside and outside that prefix.
+fn start_with_ola() -> Server {
     let s = start_auth();
     admin_ok(
         &s,
@@ -116,8 +117,12 @@ fn queries_topic_lists_and_state_look_ups_follow_the_prefix_acls() {
                           WITH (KAFKA_TOPIC='refunds', PARTITIONS=1); \
                         INSERT INTO payments (id, amount) VALUES ('p1', 10);"}),
     );
+    s
+}
 
-    // Queries: every topic read needs `read`.
+#[test]
+fn pull_and_push_queries_need_read_on_every_topic_they_read() {
+    let s = start_with_ola();
     let denied = |sql: &str| {
         let got = query(&s, sql, OLA);
         assert_eq!(got, (403, Some("forbidden".to_string())), "{sql}");
@@ -152,8 +157,11 @@ fn queries_topic_lists_and_state_look_ups_follow_the_prefix_acls() {
     );
     assert_eq!(query(&s, "SELEKT 1;", OLA).0, 400);
     assert_eq!(query(&s, "SELECT * FROM payments;", None).0, 401);
+}
 
-    // The topic list holds what the user may describe; describe and consume are refused.
+#[test]
+fn the_topic_list_holds_only_the_topics_a_user_may_describe() {
+    let s = start_with_ola();
     let (status, list) = get(&s, "/v1/topics", OLA);
     assert_eq!(status, 200, "{list}");
     let names: Vec<&str> = list["topics"]
@@ -167,13 +175,17 @@ fn queries_topic_lists_and_state_look_ups_follow_the_prefix_acls() {
     assert!(!names.contains(&"refunds"), "{names:?}");
     let (_, all) = get(&s, "/v1/topics", ADMIN);
     assert!(all.to_string().contains("\"payments\""), "{all}");
+    // Describe and consume of one topic were refused already.
     assert_eq!(get(&s, "/v1/topics/payments", OLA).0, 403);
     assert_eq!(
         get(&s, "/v1/topics/payments/partitions/0/records?offset=0", OLA).0,
         403
     );
+}
 
-    // State look-ups: `read` on the store's changelog topic `<processor>.<store>.changelog`.
+#[test]
+fn state_look_ups_need_read_on_the_stores_changelog_topic() {
+    let s = start_with_ola();
     deploy_word_count(&s, "wc", "orders.eu");
     let lookup = "/v1/processors/wc/stores/counts/keys/fox";
     let (status, body) = get(&s, lookup, OLA);
