@@ -5,7 +5,8 @@
 //! user-defined function registry (`<data_dir>/functions`, artifacts under
 //! `<data_dir>/artifacts`) on the same Wasm engine, opens the user store
 //! (`<data_dir>/auth/auth.json`; under `--auth` it creates `admin` from
-//! `WEIR_ADMIN_PASSWORD` at first start, or refuses to start without users), serves the HTTP API
+//! `WEIR_ADMIN_PASSWORD` at first start, or refuses to start without users or with a store it
+//! cannot read; without `--auth` an unreadable store is a warning), serves the HTTP API
 //! until told to stop, then shuts down in order: stop accepting and end follow streams, drain
 //! in-flight requests (bounded), stop every task (each commits), stop the background tasks
 //! and flush every partition.
@@ -165,8 +166,8 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         sql: Some(sql),
         metrics: Arc::new(Metrics::new(broker.clone())),
         shutdown: shutdown_rx.clone(),
-        auth: Some(HttpAuth {
-            store: auth_store.clone(),
+        auth: auth_store.clone().map(|store| HttpAuth {
+            store,
             required: config.auth.required,
             protect_metrics: config.auth.protect_metrics,
         }),
@@ -181,7 +182,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
 
     let kafka_task = kafka_listener.map(|(listener, mut kafka_config)| {
         if config.auth.required {
-            kafka_config.auth = Some(auth_store.clone());
+            kafka_config.auth = auth_store.clone();
         }
         if let Ok(addr) = listener.local_addr() {
             tracing::info!("kafka protocol listening on {addr}");
@@ -260,12 +261,28 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
 }
 
 /// Opens the user store (the data directory is locked by the broker by now); under `--auth`
-/// creates `admin` from `WEIR_ADMIN_PASSWORD` if no user exists, or fails without one.
-async fn open_auth(config: &NodeConfig) -> Result<Arc<AuthStore>, NodeError> {
+/// creates `admin` from `WEIR_ADMIN_PASSWORD` if no user exists, or fails without one. A
+/// store that cannot be read (corrupt, unreadable) stops a start with `--auth` (fail
+/// closed; the error names the file); without `--auth` nothing needs it, so the node logs a
+/// warning and serves without a store (`None`: the user endpoints answer that it is
+/// missing), leaving the file as it is for the operator to repair.
+async fn open_auth(config: &NodeConfig) -> Result<Option<Arc<AuthStore>>, NodeError> {
     let data_dir = config.broker.data_dir.clone();
     let auth = config.auth.clone();
     tokio::task::spawn_blocking(move || -> Result<_, NodeError> {
-        let store = AuthStore::open(&data_dir, auth.limits)?;
+        let store = match AuthStore::open(&data_dir, auth.limits) {
+            Ok(store) => store,
+            Err(e) if !auth.required => {
+                tracing::warn!(
+                    error = %e,
+                    "cannot read the user store; serving without it (--auth is off). \
+                     Repair or remove {} before starting with --auth",
+                    AuthStore::path_under(&data_dir).display()
+                );
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
+        };
         if auth.required {
             let password = auth.admin_password.as_ref().map(|s| s.0.as_str());
             if store.bootstrap_admin(password)? {
@@ -273,7 +290,7 @@ async fn open_auth(config: &NodeConfig) -> Result<Arc<AuthStore>, NodeError> {
             }
             tracing::info!(users = store.list_users().len(), "authentication required");
         }
-        Ok(Arc::new(store))
+        Ok(Some(Arc::new(store)))
     })
     .await?
 }

@@ -15,6 +15,7 @@ pub mod cluster;
 pub mod config;
 mod error;
 pub mod fd_limit;
+pub mod fsutil;
 pub mod group;
 mod guard;
 pub mod kafka;

@@ -12,7 +12,6 @@ mod admission;
 pub mod clock;
 pub mod engine;
 pub mod error;
-pub mod fsutil;
 pub mod host;
 pub mod limits;
 pub mod log_access;

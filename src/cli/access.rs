@@ -1,7 +1,8 @@
 //! `weir user create|list|delete`, `weir token create|list|revoke` and
 //! `weir acl add|list|remove`: users, bearer tokens and ACLs through the HTTP API
 //! (`/v1/users`, `/v1/tokens`, `/v1/acls`). A new user's password is read from stdin (one
-//! line), never from the command line.
+//! line), never from the command line. A server started without `--auth` refuses every
+//! change (`auth_disabled`); the CLI says so and how to start it instead.
 
 use std::io::BufRead;
 
@@ -10,7 +11,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::client::Client;
+use super::client::{ApiFailure, Client};
 use super::output::{print, table};
 
 #[derive(Debug, Subcommand)]
@@ -150,7 +151,32 @@ fn read_password() -> Result<String> {
     Ok(password)
 }
 
+/// The server's `auth_disabled` refusal, said for the command line; other errors as they are.
+fn explain(e: anyhow::Error) -> anyhow::Error {
+    match e.downcast_ref::<ApiFailure>() {
+        Some(f) if f.code == "auth_disabled" => anyhow::anyhow!(
+            "the server runs without --auth, so it does not accept users, tokens or ACLs \
+             (anyone could create an admin before authentication is turned on). \
+             Restart it with `weir serve --auth` (at the first start, WEIR_ADMIN_PASSWORD creates \
+             the user 'admin'), then run this command again with --user admin"
+        ),
+        _ => e,
+    }
+}
+
 pub async fn run_user(client: &Client, command: UserCommand) -> Result<()> {
+    user_command(client, command).await.map_err(explain)
+}
+
+pub async fn run_token(client: &Client, command: TokenCommand) -> Result<()> {
+    token_command(client, command).await.map_err(explain)
+}
+
+pub async fn run_acl(client: &Client, command: AclCommand) -> Result<()> {
+    acl_command(client, command).await.map_err(explain)
+}
+
+async fn user_command(client: &Client, command: UserCommand) -> Result<()> {
     match command {
         UserCommand::Create { name, role } => {
             let password = read_password()?;
@@ -181,7 +207,7 @@ pub async fn run_user(client: &Client, command: UserCommand) -> Result<()> {
     Ok(())
 }
 
-pub async fn run_token(client: &Client, command: TokenCommand) -> Result<()> {
+async fn token_command(client: &Client, command: TokenCommand) -> Result<()> {
     match command {
         TokenCommand::Create { name, for_user } => {
             let body = json!({ "name": name, "user": for_user });
@@ -215,7 +241,7 @@ pub async fn run_token(client: &Client, command: TokenCommand) -> Result<()> {
     Ok(())
 }
 
-pub async fn run_acl(client: &Client, command: AclCommand) -> Result<()> {
+async fn acl_command(client: &Client, command: AclCommand) -> Result<()> {
     match command {
         AclCommand::Add(args) => {
             let (resource, prefix) = match (&args.topic_prefix, &args.group_prefix) {

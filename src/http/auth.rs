@@ -5,22 +5,43 @@
 //! logins per client address (`429` with `Retry-After`) and logs them, then maps the
 //! request's method and route template to the permission it needs ([`permission`]) and
 //! answers `403` when the user's role or ACLs do not allow it. A route missing from that
-//! table is denied. `/health` (and `/metrics` unless `--auth-metrics`) stay open.
+//! table is denied. `/health` (and `/metrics` unless `--auth-metrics`) stay open. Statuses
+//! come from each [`AuthError`]'s kind through [`super::error::status_of`], as for every
+//! other error; the gate only adds the `WWW-Authenticate` and `Retry-After` headers.
 //!
-//! Handlers that need the caller (tokens of one's own, reading one's own user) get it as an
-//! `Extension<Caller>`. The rules themselves live in [`weir_broker::auth`].
+//! The resources a permission is checked on are resolved here, so that the HTTP listener
+//! applies the same prefix ACLs as the Kafka one ([`On`]):
+//! - a topic route checks the topic named in the path;
+//! - `POST /v1/query` (pull and push queries) checks `read` on every topic the statement
+//!   reads: the Kafka topic of its source stream or table and of a joined table, as ksqlDB
+//!   does. The body is read here (under the request body limit), the statement is planned
+//!   by [`SqlService::query_topics`] before anything runs, and the body is handed on;
+//! - a state look-up (`GET /v1/processors/{name}/stores/{store}/keys/{key}`) checks `read` on
+//!   the store's changelog topic `<name>.<store>.changelog`: it holds exactly the state the
+//!   look-up returns (reading it over Kafka gives the same data), and a Kafka Streams user
+//!   grants an application's internal topics by its prefix (`--topic-prefix <name>`);
+//! - lists answer only what the caller may describe: `GET /v1/topics` filters with
+//!   [`Caller::may`], as Kafka's Metadata does.
+//!
+//! Handlers that need the caller (tokens of one's own, reading one's own user, filtered
+//! lists) get it as an `Extension<Caller>`. The rules themselves live in
+//! [`weir_broker::auth`].
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, MatchedPath, RawPathParams, Request, State};
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequest, FromRequestParts, MatchedPath, RawPathParams, Request, State};
 use axum::http::header::{AUTHORIZATION, RETRY_AFTER, WWW_AUTHENTICATE};
-use axum::http::{HeaderValue, Method, StatusCode};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use weir_broker::ErrorKind;
 use weir_broker::auth::{AuthError, AuthStore, Op, Resource, Role};
+use weir_engine::state::changelog::changelog_topic;
 
 use super::AppState;
 use super::error::ApiError;
@@ -41,11 +62,18 @@ pub struct HttpAuth {
 pub struct Caller {
     pub user: String,
     pub role: Role,
+    store: Arc<AuthStore>,
 }
 
 impl Caller {
     pub fn is_admin(&self) -> bool {
         self.role == Role::Admin
+    }
+
+    /// Whether the caller may perform `op` on `resource` (for filtering lists; the
+    /// request's own permission was checked by the gate).
+    pub fn may(&self, op: Op, resource: &Resource) -> bool {
+        self.store.authorize(&self.user, op, resource).is_ok()
     }
 }
 
@@ -58,6 +86,10 @@ pub enum On {
     Cluster,
     /// The topic named by the route's `{name}`.
     Topic,
+    /// Every topic the SQL statement in the body reads (`POST /v1/query`).
+    QuerySources,
+    /// The changelog topic of the store named by the route's `{name}` and `{store}`.
+    StoreChangelog,
 }
 
 /// The permission `method` on the route template `route` needs; `None` for a route the
@@ -81,14 +113,14 @@ pub fn permission(method: &Method, route: &str, protect_metrics: bool) -> Option
         ("POST", "/v1/processors/{name}/pause" | "/v1/processors/{name}/resume") => {
             (Admin, On::Cluster)
         }
-        ("GET", "/v1/processors/{name}/stores/{store}/keys/{key}") => (Read, On::Cluster),
+        ("GET", "/v1/processors/{name}/stores/{store}/keys/{key}") => (Read, On::StoreChangelog),
         ("GET", "/v1/functions" | "/v1/functions/{name}") => (Describe, On::Cluster),
         ("POST", "/v1/functions") => (Admin, On::Cluster),
         ("DELETE", "/v1/functions/{name}") => (Admin, On::Cluster),
         ("PUT", "/v1/artifacts/{name}") => (Admin, On::Cluster),
         // Statements (DDL, INSERT, SHOW…) are admin work; SELECTs run on /v1/query.
         ("POST", "/v1/sql") => (Admin, On::Cluster),
-        ("POST", "/v1/query") => (Read, On::Cluster),
+        ("POST", "/v1/query") => (Read, On::QuerySources),
         ("GET" | "POST", "/v1/users") => (Admin, On::Cluster),
         ("DELETE", "/v1/users/{name}") => (Admin, On::Cluster),
         // One's own user and tokens: the handlers check ownership.
@@ -102,42 +134,13 @@ pub fn permission(method: &Method, route: &str, protect_metrics: bool) -> Option
     })
 }
 
-impl From<AuthError> for ApiError {
-    fn from(e: AuthError) -> Self {
-        let status = match &e {
-            AuthError::InvalidUserName(_)
-            | AuthError::InvalidRole(_)
-            | AuthError::InvalidPassword(_)
-            | AuthError::InvalidTokenName(_)
-            | AuthError::InvalidAcl(_)
-            | AuthError::NoUsers => StatusCode::BAD_REQUEST,
-            AuthError::UserExists(_) => StatusCode::CONFLICT,
-            AuthError::UnknownUser(_) | AuthError::UnknownToken(_) | AuthError::UnknownAcl(_) => {
-                StatusCode::NOT_FOUND
-            }
-            AuthError::Unauthenticated | AuthError::AuthenticationFailed => {
-                StatusCode::UNAUTHORIZED
-            }
-            AuthError::TooManyFailures { .. } => StatusCode::TOO_MANY_REQUESTS,
-            AuthError::Forbidden { .. } => StatusCode::FORBIDDEN,
-            AuthError::Corrupt { .. } | AuthError::Io { .. } | AuthError::Random(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
-        };
-        ApiError::new(status, e.code(), e.to_string())
-    }
-}
-
 /// A 401 with the challenge, or a 429 with `Retry-After`, or the error as it is.
 fn refusal(e: AuthError) -> Response {
     let retry = match &e {
         AuthError::TooManyFailures { retry_after_secs } => Some(*retry_after_secs),
         _ => None,
     };
-    let challenge = matches!(
-        e,
-        AuthError::Unauthenticated | AuthError::AuthenticationFailed
-    );
+    let challenge = e.kind() == ErrorKind::Unauthenticated;
     let mut response = ApiError::from(e).into_response();
     if challenge {
         response.headers_mut().insert(
@@ -261,36 +264,100 @@ pub async fn gate(State(state): State<AppState>, req: Request, next: Next) -> Re
         Some(Some(p)) => p,
         Some(None) => {
             tracing::warn!(route = ?route, method = %req.method(), "route has no permission mapping; denied");
-            return ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                "this route has no permission mapping",
-            )
-            .into_response();
+            return refusal(AuthError::Forbidden {
+                user,
+                reason: "this route has no permission mapping".into(),
+            });
         }
     };
     let (mut parts, body) = req.into_parts();
-    let resource = match on {
-        On::Open | On::Cluster => Resource::Cluster,
-        On::Topic => {
-            let params = RawPathParams::from_request_parts(&mut parts, &state).await;
-            let name = params.ok().and_then(|p| {
-                p.iter()
-                    .find(|(k, _)| *k == "name")
-                    .map(|(_, v)| v.to_string())
-            });
-            match name {
-                Some(n) => Resource::Topic(n),
-                None => return ApiError::bad_request("missing topic name").into_response(),
+    let (resources, body) = match resources(&state, on, &mut parts, body).await {
+        Ok(r) => r,
+        Err(response) => return response,
+    };
+    for resource in &resources {
+        if let Err(e) = auth.store.authorize(&user, op, resource) {
+            tracing::info!(user = %user, error = %e, "HTTP request denied");
+            return refusal(e);
+        }
+    }
+    parts.extensions.insert(Caller {
+        user,
+        role,
+        store: auth.store.clone(),
+    });
+    next.run(Request::from_parts(parts, body)).await
+}
+
+/// The path parameter `key` of the matched route.
+async fn path_param(parts: &mut Parts, state: &AppState, key: &str) -> Option<String> {
+    let params = RawPathParams::from_request_parts(parts, state).await.ok()?;
+    params
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v.to_string())
+}
+
+/// What a request of `on` acts on (see the module doc), and its body to hand on (read here
+/// only for [`On::QuerySources`]). An error is the answer to send instead.
+async fn resources(
+    state: &AppState,
+    on: On,
+    parts: &mut Parts,
+    body: Body,
+) -> Result<(Vec<Resource>, Body), Response> {
+    let missing = |what: &str| ApiError::bad_request(format!("missing {what}")).into_response();
+    let resources = match on {
+        On::Open | On::Cluster => vec![Resource::Cluster],
+        On::Topic => match path_param(parts, state, "name").await {
+            Some(n) => vec![Resource::Topic(n)],
+            None => return Err(missing("topic name")),
+        },
+        On::StoreChangelog => {
+            let name = path_param(parts, state, "name").await;
+            let store = path_param(parts, state, "store").await;
+            match (name, store) {
+                (Some(n), Some(s)) => vec![Resource::Topic(changelog_topic(&n, &s))],
+                _ => return Err(missing("processor or store name")),
             }
         }
+        On::QuerySources => {
+            // Read under the body limit (`DefaultBodyLimit`), planned, handed on as it was.
+            let request = Request::from_parts(parts.clone(), body);
+            let bytes = Bytes::from_request(request, state)
+                .await
+                .map_err(|r| ApiError::from(r).into_response())?;
+            let topics = query_topics(state, &bytes).await?;
+            let mut resources: Vec<Resource> = topics.into_iter().map(Resource::Topic).collect();
+            if resources.is_empty() {
+                // Still the role's check.
+                resources.push(Resource::Cluster);
+            }
+            return Ok((resources, Body::from(bytes)));
+        }
     };
-    if let Err(e) = auth.store.authorize(&user, op, &resource) {
-        tracing::info!(user = %user, error = %e, "HTTP request denied");
-        return ApiError::from(e).into_response();
-    }
-    parts.extensions.insert(Caller { user, role });
-    next.run(Request::from_parts(parts, body)).await
+    Ok((resources, body))
+}
+
+/// The topics the statement of a `POST /v1/query` body reads; a body that is not a valid
+/// request or statement is answered here with the error its handler would give.
+async fn query_topics(state: &AppState, body: &[u8]) -> Result<Vec<String>, Response> {
+    let Some(svc) = state.sql.clone() else {
+        // The handler answers 503; nothing is read.
+        return Ok(Vec::new());
+    };
+    let request: super::sql::SqlRequest = serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            super::error::status_of(ErrorKind::InvalidInput),
+            "invalid_json",
+            format!("invalid query request: {e}"),
+        )
+        .into_response()
+    })?;
+    tokio::task::spawn_blocking(move || svc.query_topics(&request.sql))
+        .await
+        .map_err(|e| ApiError::from(e).into_response())?
+        .map_err(|e| super::sql::sql_error(e).into_response())
 }
 
 #[cfg(test)]
@@ -361,5 +428,15 @@ mod tests {
             "/v1/processors/{name}/stores/{store}/keys/{key}"
         )));
         assert!(!Role::Writer.allows(p(Method::DELETE, "/v1/topics/{name}")));
+        // Queries and state look-ups are checked on the topics they read.
+        let on = |m: Method, r| permission(&m, r, false).unwrap().1;
+        assert_eq!(on(Method::POST, "/v1/query"), On::QuerySources);
+        assert_eq!(
+            on(
+                Method::GET,
+                "/v1/processors/{name}/stores/{store}/keys/{key}"
+            ),
+            On::StoreChangelog
+        );
     }
 }

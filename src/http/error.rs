@@ -13,6 +13,7 @@ use axum::http::header::CONNECTION;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use weir_broker::auth::AuthError;
 use weir_broker::{BrokerError, ErrorKind};
 use weir_engine::EngineError;
 use weir_engine::udf::FunctionError;
@@ -138,6 +139,12 @@ impl From<EngineError> for ApiError {
     }
 }
 
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        ApiError::new(status_of(e.kind()), e.code(), e.to_string())
+    }
+}
+
 impl From<FunctionError> for ApiError {
     fn from(e: FunctionError) -> Self {
         ApiError::new(status_of(e.kind()), e.code(), e.to_string())
@@ -246,6 +253,38 @@ mod tests {
 
         let e = ApiError::from(BrokerError::ShuttingDown);
         assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[test]
+    fn auth_errors_map_through_their_kind() {
+        let e = ApiError::from(AuthError::Unauthenticated);
+        assert_eq!(
+            (e.status, e.code.as_ref()),
+            (StatusCode::UNAUTHORIZED, "unauthenticated")
+        );
+        let e = ApiError::from(AuthError::TooManyFailures {
+            retry_after_secs: 3,
+        });
+        assert_eq!(e.status, StatusCode::TOO_MANY_REQUESTS);
+        let e = ApiError::from(AuthError::Forbidden {
+            user: "u".into(),
+            reason: "r".into(),
+        });
+        assert_eq!(
+            (e.status, e.code.as_ref()),
+            (StatusCode::FORBIDDEN, "forbidden")
+        );
+        let e = ApiError::from(AuthError::AuthDisabled);
+        assert_eq!(
+            (e.status, e.code.as_ref()),
+            (StatusCode::CONFLICT, "auth_disabled")
+        );
+        let e = ApiError::from(AuthError::UserExists("u".into()));
+        assert_eq!(e.status, StatusCode::CONFLICT);
+        let e = ApiError::from(AuthError::UnknownAcl(3));
+        assert_eq!(e.status, StatusCode::NOT_FOUND);
+        let e = ApiError::from(AuthError::InvalidRole("x".into()));
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
     }
 
     #[test]

@@ -1,17 +1,20 @@
-//! Topic administration: `POST /v1/topics` (create), `GET /v1/topics` (list),
+//! Topic administration: `POST /v1/topics` (create), `GET /v1/topics` (list; under `--auth`
+//! only the topics the caller may describe),
 //! `GET /v1/topics/{name}` (describe with per-partition offsets) and
 //! `DELETE /v1/topics/{name}`. Bodies are the broker's own serde types
 //! ([`TopicSpec`], [`TopicInfo`], [`TopicDescription`]).
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::header::LOCATION;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use serde::Serialize;
+use weir_broker::auth::{Op, Resource};
 use weir_broker::{TopicDescription, TopicInfo, TopicSpec};
 
 use super::AppState;
+use super::auth::Caller;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath};
 
@@ -37,9 +40,16 @@ pub async fn create_topic(
     Ok(response)
 }
 
-/// `GET /v1/topics` → `{"topics":[...]}` sorted by name.
-pub async fn list_topics(State(state): State<AppState>) -> Json<TopicList> {
+/// `GET /v1/topics` → `{"topics":[...]}` sorted by name: under `--auth`, only the topics the
+/// caller may describe (as Kafka's Metadata lists them).
+pub async fn list_topics(
+    State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
+) -> Json<TopicList> {
     let mut topics = state.broker.list_topics();
+    if let Some(Extension(c)) = &caller {
+        topics.retain(|t| c.may(Op::Describe, &Resource::Topic(t.name.clone())));
+    }
     topics.sort_by(|a, b| a.name.cmp(&b.name));
     Json(TopicList { topics })
 }

@@ -7,8 +7,13 @@
 //!
 //! The gate ([`super::auth::gate`]) already required admin for user and ACL management;
 //! these handlers add the ownership rules: anyone may read their own user and create, list
-//! and revoke their own tokens; others' need admin. Without `--auth` there is no caller and
-//! everything is allowed, as on every other route.
+//! and revoke their own tokens; others' need admin.
+//!
+//! Without `--auth` every change (creating or deleting users, tokens and ACLs) is refused
+//! with `409 auth_disabled`: on an open node anyone could otherwise plant an admin account
+//! that becomes valid the day the operator turns `--auth` on. The first admin comes from
+//! `WEIR_ADMIN_PASSWORD` at the first start with `--auth`. Reading stays as open as every
+//! other route of an open node.
 
 use std::sync::Arc;
 
@@ -31,6 +36,14 @@ fn store(state: &AppState) -> Result<Arc<AuthStore>, ApiError> {
         .as_ref()
         .map(|a| a.store.clone())
         .ok_or_else(|| ApiError::not_found("auth_unavailable", "this node has no user store"))
+}
+
+/// The store, for a change: only on a node started with `--auth` (see the module doc).
+fn store_for_change(state: &AppState) -> Result<Arc<AuthStore>, ApiError> {
+    match &state.auth {
+        Some(a) if a.required => Ok(a.store.clone()),
+        _ => Err(AuthError::AuthDisabled.into()),
+    }
 }
 
 fn forbidden(caller: &Caller, reason: &str) -> ApiError {
@@ -61,7 +74,7 @@ pub async fn create_user(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<NewUser>,
 ) -> Result<Response, ApiError> {
-    let s = store(&state)?;
+    let s = store_for_change(&state)?;
     let info = blocking(move || s.create_user(&body.name, &body.password, body.role)).await?;
     Ok((StatusCode::CREATED, Json(info)).into_response())
 }
@@ -95,7 +108,7 @@ pub async fn delete_user(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    let s = store(&state)?;
+    let s = store_for_change(&state)?;
     blocking(move || s.delete_user(&name)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -116,6 +129,7 @@ pub async fn create_token(
     caller: Option<Extension<Caller>>,
     ApiJson(body): ApiJson<NewToken>,
 ) -> Result<Response, ApiError> {
+    let s = store_for_change(&state)?;
     let user = match (&caller, body.user) {
         (Some(Extension(c)), Some(u)) if u != c.user && !c.is_admin() => {
             return Err(forbidden(c, "only admins create tokens for other users"));
@@ -128,7 +142,6 @@ pub async fn create_token(
             ));
         }
     };
-    let s = store(&state)?;
     let token = blocking(move || s.create_token(&user, body.name.as_deref())).await?;
     Ok((StatusCode::CREATED, Json(token)).into_response())
 }
@@ -165,7 +178,7 @@ pub async fn revoke_token(
     caller: Option<Extension<Caller>>,
     ApiPath(key): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    let s = store(&state)?;
+    let s = store_for_change(&state)?;
     let owner = match &caller {
         Some(Extension(c)) if !c.is_admin() => Some(c.user.clone()),
         _ => None,
@@ -192,7 +205,7 @@ pub async fn add_acl(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<NewAcl>,
 ) -> Result<Response, ApiError> {
-    let s = store(&state)?;
+    let s = store_for_change(&state)?;
     let acl =
         blocking(move || s.add_acl(&body.user, body.resource, &body.prefix, body.allow)).await?;
     Ok((StatusCode::CREATED, Json(acl)).into_response())
@@ -212,7 +225,7 @@ pub async fn remove_acl(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<u64>,
 ) -> Result<StatusCode, ApiError> {
-    let s = store(&state)?;
+    let s = store_for_change(&state)?;
     blocking(move || s.remove_acl(id)).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,6 +1,7 @@
 //! End-to-end tests: each starts the real `weir` binary on a free port with a temporary data
 //! directory and talks to it over HTTP and through the CLI, as a user would.
 
+mod access;
 mod auth;
 mod cli;
 mod common;

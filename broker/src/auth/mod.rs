@@ -26,6 +26,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::ErrorKind;
+
 pub use limiter::{LoginLimiter, LoginLimits};
 pub use scram::{Mechanism, ScramCredential, ScramServer, ScramStep};
 pub use store::{AclRecord, AuthStore, NewToken, TokenInfo, UserInfo};
@@ -155,7 +157,10 @@ pub enum AuthError {
     Forbidden { user: String, reason: String },
     #[error("cannot start with --auth: no users exist; set WEIR_ADMIN_PASSWORD to create 'admin'")]
     NoUsers,
-    #[error("corrupt auth store {path}: {reason}")]
+    #[error(
+        "corrupt user store {path}: {reason} (repair it or restore it from a backup; Weir does \
+         not overwrite it)"
+    )]
     Corrupt { path: PathBuf, reason: String },
     #[error("I/O error on {path}: {cause}")]
     Io {
@@ -164,6 +169,11 @@ pub enum AuthError {
     },
     #[error("cannot generate random bytes: {0}")]
     Random(String),
+    #[error(
+        "users, tokens and ACLs can only be changed on a node started with --auth: restart it with \
+         `weir serve --auth` (at the first start WEIR_ADMIN_PASSWORD creates the user 'admin')"
+    )]
+    AuthDisabled,
 }
 
 impl AuthError {
@@ -187,6 +197,31 @@ impl AuthError {
             AuthError::Corrupt { .. } => "corrupt_data",
             AuthError::Io { .. } => "io_error",
             AuthError::Random(_) => "internal",
+            AuthError::AuthDisabled => "auth_disabled",
+        }
+    }
+
+    /// The coarse class each transport turns into its status.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            AuthError::InvalidUserName(_)
+            | AuthError::InvalidRole(_)
+            | AuthError::InvalidPassword(_)
+            | AuthError::InvalidTokenName(_)
+            | AuthError::InvalidAcl(_)
+            | AuthError::NoUsers => ErrorKind::InvalidInput,
+            AuthError::UserExists(_) => ErrorKind::AlreadyExists,
+            AuthError::UnknownUser(_) | AuthError::UnknownToken(_) | AuthError::UnknownAcl(_) => {
+                ErrorKind::NotFound
+            }
+            AuthError::Unauthenticated | AuthError::AuthenticationFailed => {
+                ErrorKind::Unauthenticated
+            }
+            AuthError::TooManyFailures { .. } => ErrorKind::TooManyRequests,
+            AuthError::Forbidden { .. } => ErrorKind::Forbidden,
+            AuthError::AuthDisabled => ErrorKind::Conflict,
+            AuthError::Corrupt { .. } => ErrorKind::Corrupt,
+            AuthError::Io { .. } | AuthError::Random(_) => ErrorKind::Internal,
         }
     }
 }

@@ -1,12 +1,11 @@
 //! [`AuthStore`]: users (role and SCRAM-SHA-256/512 credentials, never a password), bearer
 //! tokens (only a SHA-256 of each secret) and prefix ACLs, as typed records in
 //! `<data-dir>/auth/auth.json` (mode 0600), replaced crash-safely as a whole on every change
-//! (temporary file, fsync, rename, fsync of the directory). This is the "users and ACLs"
+//! ([`crate::fsutil::write_atomic_private`]). This is the "users and ACLs"
 //! part of the node's metadata; the cluster issue replicates these records as they are.
 //!
 //! It owns that file and nothing else; it does not know how a listener asks for an identity.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -217,22 +216,7 @@ impl AuthStore {
         let bytes = serde_json::to_vec_pretty(data).map_err(|e| io(std::io::Error::other(e)))?;
         let dir = self.path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(io)?;
-        let tmp = self.path.with_extension("tmp");
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut f = options.open(&tmp).map_err(io)?;
-        f.write_all(&bytes).map_err(io)?;
-        f.sync_all().map_err(io)?;
-        drop(f);
-        std::fs::rename(&tmp, &self.path).map_err(io)?;
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io)
+        crate::fsutil::write_atomic_private(&self.path, &bytes).map_err(io)
     }
 
     /// Whether no user exists.

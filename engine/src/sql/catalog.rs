@@ -101,7 +101,7 @@ impl Catalog {
             return Ok(());
         };
         let json = serde_json::to_vec_pretty(&self.data).map_err(|e| io_err(path, e))?;
-        crate::fsutil::write_atomic(path, &json).map_err(|e| io_err(path, e))
+        weir_broker::fsutil::write_atomic(path, &json).map_err(|e| io_err(path, e))
     }
 
     pub fn source(&self, name: &str) -> Option<&SourceDef> {

@@ -1272,6 +1272,35 @@ impl SqlService {
         Ok(latest.into_values().collect())
     }
 
+    /// The Kafka topics the SELECT `sql` of a `POST /v1/query` reads (its source stream or
+    /// table, and a joined table), so that the caller's permission to read them is checked
+    /// before [`SqlService::start_query`] runs anything. Errors are those `start_query`
+    /// would give for the same text.
+    pub fn query_topics(&self, sql: &str) -> Result<Vec<String>, SqlError> {
+        on_sql_stack(|| self.query_topics_here(sql))
+    }
+
+    fn query_topics_here(&self, sql: &str) -> Result<Vec<String>, SqlError> {
+        let mut parsed = parse(sql)?;
+        if parsed.len() != 1 {
+            return Err(invalid("POST /v1/query runs exactly one SELECT"));
+        }
+        let p = parsed.remove(0);
+        let Statement::Select(select) = &p.statement else {
+            return Err(invalid(
+                "POST /v1/query runs SELECT statements; send other statements to POST /v1/sql",
+            ));
+        };
+        let catalog = self.catalog();
+        let plan = plan_query("AUTHZ", "", select, &catalog, &*self.inner.functions)?;
+        let mut topics = vec![catalog.require(&plan.source.name)?.topic.clone()];
+        if let Some(j) = &plan.join {
+            topics.push(catalog.require(&j.table.name)?.topic.clone());
+        }
+        topics.dedup();
+        Ok(topics)
+    }
+
     /// Starts a SELECT for `POST /v1/query`: a push query (EMIT CHANGES) is deployed as a
     /// transient processor; a pull query is answered at once.
     pub fn start_query(

@@ -65,7 +65,7 @@ fn module_file(version: u64) -> String {
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
-    crate::fsutil::write_atomic(path, bytes).map_err(io(path))
+    weir_broker::fsutil::write_atomic(path, bytes).map_err(io(path))
 }
 
 impl Registry {

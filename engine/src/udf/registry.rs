@@ -256,9 +256,9 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Crash-safe replacement of a whole file (`crate::fsutil`).
+/// Crash-safe replacement of a whole file (`weir_broker::fsutil`).
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FunctionError> {
-    crate::fsutil::write_atomic(path, bytes).map_err(io(path))
+    weir_broker::fsutil::write_atomic(path, bytes).map_err(io(path))
 }
 
 fn sync_dir(dir: &Path) -> Result<(), FunctionError> {
