@@ -172,7 +172,7 @@ mod tests {
         );
         net.start(3);
         assert!(net.deliver(1, 3).await.is_ok());
-        assert_eq!(net.counts(), (5, 5));
+        assert_eq!(net.counts(), (4, 5));
     }
 
     #[tokio::test]
