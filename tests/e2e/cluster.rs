@@ -283,3 +283,145 @@ fn a_single_node_data_dir_opens_unchanged_alone_and_is_adopted_by_a_cluster_node
     assert_eq!(v["mode"], json!("cluster"));
     assert_eq!(v["cluster_id"], identity["cluster_id"]);
 }
+
+#[test]
+fn a_node_joining_through_join_learns_and_records_the_cluster_id() {
+    let ports = [free_port(), free_port()];
+    let n1 = start_node(1, &ports);
+    let cluster_id = cluster(&n1)["cluster_id"].clone();
+    let join = format!("127.0.0.1:{}", ports[0]);
+    let listen = format!("127.0.0.1:{}", free_port());
+    let n4 = Server::start(&[
+        "--node-id",
+        "4",
+        "--cluster-listen",
+        &listen,
+        "--join",
+        &join,
+    ]);
+    assert!(
+        eventually(Duration::from_secs(20), || cluster(&n4)["cluster_id"]
+            == cluster_id),
+        "{}",
+        cluster(&n4)
+    );
+    assert!(eventually(Duration::from_secs(10), || reachable(&n4, 1) == Some(true)));
+    let identity: Value =
+        serde_json::from_slice(&std::fs::read(n4.data_dir().join("identity.json")).unwrap())
+            .unwrap();
+    assert_eq!(identity["node_id"], json!(4));
+    assert_eq!(identity["cluster_id"], cluster_id);
+}
+
+/// A CA and node certificates usable as server and client (cluster mTLS), for 127.0.0.1.
+struct ClusterPki {
+    _dir: tempfile::TempDir,
+    ca: PathBuf,
+    certs: Vec<(PathBuf, PathBuf)>,
+}
+
+fn cluster_pki(nodes: usize) -> ClusterPki {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, pem: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, pem).unwrap();
+        p
+    };
+    let ca_params = || {
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name.push(DnType::CommonName, "cluster CA");
+        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+        ca
+    };
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = write("ca.pem", &ca_params().self_signed(&ca_key).unwrap().pem());
+    let issuer = Issuer::new(ca_params(), ca_key);
+    let certs = (1..=nodes)
+        .map(|i| {
+            let key = KeyPair::generate().unwrap();
+            let mut p = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+            p.distinguished_name
+                .push(DnType::CommonName, format!("node-{i}"));
+            p.extended_key_usages = vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ];
+            let cert = p.signed_by(&key, &issuer).unwrap();
+            (
+                write(&format!("node-{i}.pem"), &cert.pem()),
+                write(&format!("node-{i}.key"), &key.serialize_pem()),
+            )
+        })
+        .collect();
+    ClusterPki {
+        _dir: dir,
+        ca,
+        certs,
+    }
+}
+
+fn https_client(ca: &Path) -> reqwest::blocking::Client {
+    weir_broker::net::tls::install_default_provider();
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(ca).unwrap()).unwrap();
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .add_root_certificate(ca)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn nodes_with_certificates_talk_over_mutual_tls_and_refuse_another_ca() {
+    let pki = cluster_pki(2);
+    let stranger = cluster_pki(3);
+    let ports = [free_port(), free_port(), free_port()];
+    let start_tls = |id: usize, pki: &ClusterPki| {
+        let (cert, key) = &pki.certs[id - 1];
+        let mut args = node_flags(id, &ports);
+        for (flag, path) in [
+            ("--tls-cert", cert),
+            ("--tls-key", key),
+            ("--cluster-ca", &pki.ca),
+        ] {
+            args.extend([flag.to_string(), path.to_str().unwrap().to_string()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Server::start_https(&args, https_client(&pki.ca))
+    };
+    let n1 = start_tls(1, &pki);
+    let n2 = start_tls(2, &pki);
+    // Node 3 has a certificate from another CA: neither side accepts the other.
+    let n3 = start_tls(3, &stranger);
+    assert!(
+        eventually(Duration::from_secs(30), || reachable(&n1, 2) == Some(true)
+            && reachable(&n2, 1) == Some(true)),
+        "{} {}",
+        cluster(&n1),
+        cluster(&n2)
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(reachable(&n1, 3), Some(false), "{}", cluster(&n1));
+    assert_eq!(reachable(&n3, 1), Some(false), "{}", cluster(&n3));
+
+    // With --tls-cert but no CA for peers the node refuses to start.
+    let (cert, key) = &pki.certs[0];
+    let mut args = vec![
+        "--http".to_string(),
+        "127.0.0.1:0".into(),
+        "--kafka".into(),
+        "off".into(),
+        "--tls-cert".into(),
+        cert.to_str().unwrap().into(),
+        "--tls-key".into(),
+        key.to_str().unwrap().into(),
+    ];
+    args.extend(node_flags(1, &[free_port()]));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let err = stderr(&serve_expecting_failure(&args));
+    assert!(err.contains("--cluster-ca"), "{err}");
+}
