@@ -1,8 +1,9 @@
 //! The client side: one [`PeerClient`] per peer address, holding at most one HTTP/2
 //! connection that every caller shares (requests are multiplexed as streams). A call
 //! connects if there is no live connection (connect + TLS + HTTP/2 handshake bounded by the
-//! connect timeout); a connection that fails, or a call that times out, is dropped, and the
-//! next call dials again. Calls are never retried here: whether a request may be repeated
+//! connect timeout); a connection that fails (a transport error, or keep-alive pings left
+//! unanswered) is dropped, and the next call dials again. A call that times out does not
+//! drop the connection its neighbours share. Calls are never retried here: whether a request may be repeated
 //! is the caller's decision (Raft and fetch both are idempotent by their own rules).
 
 use std::sync::Arc;
@@ -194,9 +195,8 @@ impl PeerClient {
                 Err(e)
             }
             Err(_) => {
-                // A peer that does not answer (paused, overloaded) may have a connection
-                // that looks alive: dial afresh next time.
-                self.reset().await;
+                // The connection stays: other calls share it, and a dead one is closed by
+                // the HTTP/2 keep-alive pings (unanswered for `keep_alive_timeout`).
                 Err(RpcError::Timeout {
                     addr: self.addr.clone(),
                     timeout,

@@ -23,8 +23,8 @@
 //!    stops reading a larger response.
 //! 3. **Every wait is bounded**: connect (TCP + TLS + HTTP/2 handshake), each request to its
 //!    answer (the caller's timeout or the default), the server's read of a request body,
-//!    idle connections (HTTP/2 pings with a timeout, both sides). A call that times out drops
-//!    its connection; the next call dials again.
+//!    idle connections (HTTP/2 pings with a timeout, both sides). A connection that fails or
+//!    whose pings go unanswered is dropped; the next call dials again.
 //! 4. **Nothing is retried here.** A failed call is reported to its caller, who knows
 //!    whether its request may be repeated.
 //! 5. **Compatibility**: variants are only appended; [`message::PROTOCOL_VERSION`] names the
