@@ -20,7 +20,6 @@
 //! - **The file is written once** and never changed by a running node; an unknown `format`
 //!   (a newer release) is refused rather than guessed at.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -268,25 +267,17 @@ pub fn check(data_dir: &Path, expected: Expected<'_>) -> Result<Verdict, Identit
     }
 }
 
-/// Writes `identity` to `data_dir` crash-safely: a crash leaves no file or the whole file.
+/// Writes `identity` to `data_dir` crash-safely (`crate::fsutil::write_atomic`): a crash
+/// leaves no file or the whole file.
 pub fn record(data_dir: &Path, identity: &Identity) -> Result<(), IdentityError> {
     let path = data_dir.join(IDENTITY_FILE);
-    let tmp = data_dir.join(format!("{IDENTITY_FILE}.tmp"));
     let mut bytes = serde_json::to_vec_pretty(identity).map_err(|e| IdentityError::Corrupt {
         path: path.clone(),
         reason: e.to_string(),
     })?;
     bytes.push(b'\n');
     std::fs::create_dir_all(data_dir).map_err(io_err(data_dir))?;
-    let mut f = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
-    f.write_all(&bytes).map_err(io_err(&tmp))?;
-    f.sync_all().map_err(io_err(&tmp))?;
-    drop(f);
-    std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
-    std::fs::File::open(data_dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(data_dir))?;
-    Ok(())
+    crate::fsutil::write_atomic(&path, &bytes).map_err(io_err(&path))
 }
 
 #[cfg(test)]
@@ -310,7 +301,7 @@ mod tests {
         };
         assert_eq!(id.origin, Origin::Created);
         record(&d, &id).unwrap();
-        assert!(!d.join("identity.json.tmp").exists());
+        assert!(!d.join("identity.tmp").exists());
         assert_eq!(
             check(&d, member(1, Some("c1"))).unwrap(),
             Verdict::Known(id.clone())
