@@ -4,6 +4,7 @@
 mod cli;
 mod http;
 mod node;
+mod node_cluster;
 
 use std::process::ExitCode;
 

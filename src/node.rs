@@ -9,7 +9,8 @@
 //! cannot read; without `--auth` an unreadable store is a warning), serves the HTTP API
 //! until told to stop, then shuts down in order: stop accepting and end follow streams, drain
 //! in-flight requests (bounded), stop every task (each commits), stop the background tasks
-//! and flush every partition.
+//! and flush every partition. With `--peers`/`--join` it also checks and records the data
+//! directory's identity and runs the cluster listener (`crate::node_cluster`).
 
 use std::future::Future;
 use std::io;
@@ -20,6 +21,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use weir_broker::auth::{AuthError, AuthStore, LoginLimits};
+use weir_broker::cluster::config::ClusterConfig;
+use weir_broker::cluster::rpc::ClusterTls;
 use weir_broker::kafka::{self, KafkaConfig, KafkaError};
 use weir_broker::{Broker, BrokerConfig, BrokerError};
 use weir_engine::limits::NodeLimits;
@@ -35,6 +38,7 @@ use crate::http::auth::HttpAuth;
 use crate::http::metrics::Metrics;
 use crate::http::serve::ServeConfig;
 use crate::http::{self, AppState, HttpConfig};
+use crate::node_cluster::{self, ClusterNode};
 
 /// How long in-flight requests get to finish after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -55,6 +59,10 @@ pub struct NodeConfig {
     /// Identities on both listeners (`--auth`). Without it, a listener bound to a
     /// non-loopback address logs a warning at start.
     pub auth: AuthConfig,
+    /// Cluster flags (`--node-id`, `--peers`, `--join`, …); the default is a single node.
+    pub cluster: ClusterConfig,
+    /// Mutual TLS between nodes (with `--tls-cert` under `--peers`/`--join`).
+    pub cluster_tls: Option<ClusterTls>,
 }
 
 /// Authentication settings (`--auth` and friends).
@@ -107,6 +115,8 @@ pub enum NodeError {
     Auth(#[from] AuthError),
     #[error("a node task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    #[error("{0}")]
+    Identity(weir_broker::cluster::identity::IdentityError),
 }
 
 /// Runs a node until `shutdown` completes, then stops it cleanly.
@@ -141,7 +151,12 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         }
     };
 
+    let cluster_listener = node_cluster::bind(&config.cluster).await?;
+
     let data_dir = config.broker.data_dir.clone();
+    // Before the log opens: a data directory of another node or cluster is refused with
+    // that reason even while its owner runs (and holds the lock).
+    node_cluster::check_identity(&data_dir, &config.cluster).await?;
     tracing::info!(data_dir = %data_dir.display(), "opening the log");
     let broker_config = config.broker.clone();
     let broker = tokio::task::spawn_blocking(move || Broker::open(broker_config))
@@ -152,6 +167,8 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         })?;
     let topics = broker.list_topics().len();
     tracing::info!(topics, "log opened");
+    // Under the lock now: record the identity of a directory that has none.
+    let cluster_id = node_cluster::establish_identity(&data_dir, &config.cluster).await?;
 
     let auth_store = open_auth(&config).await?;
 
@@ -159,6 +176,16 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let (engine, sql, functions, wasm) =
         open_engine(&broker, &config.broker.data_dir, &config.limits).await?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let cluster = cluster_listener.map(|listener| {
+        ClusterNode::start(
+            listener,
+            &config.cluster,
+            config.cluster_tls.clone(),
+            cluster_id,
+            data_dir.clone(),
+            shutdown_rx.clone(),
+        )
+    });
     let state = AppState {
         broker: broker.clone(),
         engine: engine.clone(),
@@ -171,6 +198,8 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
             required: config.auth.required,
             protect_metrics: config.auth.protect_metrics,
         }),
+        cluster: cluster.as_ref().map(|c| c.peers.clone()),
+        node_id: config.cluster.node_id.unwrap_or(0),
     };
     if let Some(dir) = &config.http.upload_dir {
         // Uploads interrupted by a crash or a stop leave their spool files here.
@@ -234,6 +263,13 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     };
 
     let _ = shutdown_tx.send(true);
+    if let Some(cluster) = cluster
+        && tokio::time::timeout(DRAIN_TIMEOUT, cluster.stopped())
+            .await
+            .is_err()
+    {
+        tracing::warn!("cluster connections still open after the drain timeout");
+    }
     let kafka_result = match kafka_task {
         Some(task) => match tokio::time::timeout(DRAIN_TIMEOUT, task).await {
             Ok(joined) => joined?,

@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod client;
+pub mod cluster;
 pub mod consume;
 pub mod deploy;
 pub mod function;
@@ -77,6 +78,9 @@ pub enum Command {
     /// Add, list and remove ACLs (topic and group name prefixes per user)
     #[command(subcommand)]
     Acl(access::AclCommand),
+    /// Show the cluster: its id, this node and every peer
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
 }
 
 /// `--fsync` values.
@@ -128,6 +132,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::User(command) => access::run_user(&client()?, command).await,
         Command::Token(command) => access::run_token(&client()?, command).await,
         Command::Acl(command) => access::run_acl(&client()?, command).await,
+        Command::Cluster(command) => cluster::run(&client()?, command).await,
     }
 }
 

@@ -2,7 +2,9 @@
 //! [`BrokerConfig`], the HTTP and Kafka listener settings (timeouts, connection caps, TLS
 //! files, loaded here so a bad file fails the start), sets up logging, raises the open-file
 //! limit (soft to hard; the log's file budget is derived from it) and runs a node until
-//! SIGINT or SIGTERM.
+//! SIGINT or SIGTERM. The cluster flags (`--node-id`, `--cluster-listen`,
+//! `--cluster-advertised`, `--peers`, `--join`, `--cluster-id`, `--cluster-ca`) become a
+//! validated `ClusterConfig`; without `--peers`/`--join` the node runs alone as before.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -10,6 +12,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use tracing_subscriber::EnvFilter;
+use weir_broker::cluster::config::{ClusterConfig, parse_peers};
+use weir_broker::cluster::rpc::{ClusterTls, ClusterTlsFiles};
 use weir_broker::fd_limit;
 use weir_broker::kafka::KafkaConfig;
 use weir_broker::net::limits::{DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_IP};
@@ -184,6 +188,43 @@ pub struct ServeArgs {
     #[arg(long, env = "WEIR_AUTH_FAILURE_WINDOW_SECS", value_name = "S",
           default_value_t = LoginLimits::default().window.as_secs())]
     pub auth_failure_window_secs: u64,
+    /// This node's id in a cluster (also its Kafka broker id, 0..=2147483647); needs
+    /// --peers or --join. Recorded in the data directory, which then refuses another id
+    #[arg(long, env = "WEIR_NODE_ID", value_name = "ID")]
+    pub node_id: Option<u64>,
+    /// Address of the cluster listener (node-to-node RPC) under --peers/--join
+    #[arg(long, env = "WEIR_CLUSTER_LISTEN", value_name = "ADDR",
+          default_value = weir_broker::cluster::config::DEFAULT_CLUSTER_LISTEN)]
+    pub cluster_listen: String,
+    /// Cluster address peers dial to reach this node [default: --cluster-listen]
+    #[arg(long, env = "WEIR_CLUSTER_ADVERTISED", value_name = "HOST:PORT")]
+    pub cluster_advertised: Option<String>,
+    /// The initial voter set, `id@host:port,…` (cluster addresses), this node included;
+    /// every node of a new cluster gets the same list. Without --peers and --join the node
+    /// runs alone
+    #[arg(
+        long,
+        env = "WEIR_PEERS",
+        value_name = "ID@HOST:PORT,…",
+        conflicts_with = "join"
+    )]
+    pub peers: Option<String>,
+    /// Join a running cluster through the cluster address of one of its members
+    #[arg(long, env = "WEIR_JOIN", value_name = "HOST:PORT")]
+    pub join: Option<String>,
+    /// Cluster id [default: derived from --peers, the same on every node]
+    #[arg(long, env = "WEIR_CLUSTER_ID", value_name = "ID")]
+    pub cluster_id: Option<String>,
+    /// PEM CA that signs every node's certificate: with --tls-cert the cluster listener
+    /// requires peers' certificates signed by it, and peers' servers are verified against
+    /// it [default: --tls-client-ca]
+    #[arg(
+        long,
+        env = "WEIR_CLUSTER_CA",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub cluster_ca: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -303,7 +344,38 @@ impl ServeArgs {
                 .filter(|p| !p.is_empty())
                 .map(Secret),
         };
+        let cluster = self.cluster_config()?;
+        let cluster_tls = match (&tls_files, cluster.is_clustered()) {
+            (Some(files), true) => {
+                let Some(ca) = self
+                    .cluster_ca
+                    .clone()
+                    .or_else(|| self.tls_client_ca.clone())
+                else {
+                    bail!(
+                        "invalid cluster setting: with --tls-cert the cluster listener needs \
+                         --cluster-ca (or --tls-client-ca): the CA that signs every node's \
+                         certificate"
+                    );
+                };
+                Some(ClusterTls::load(&ClusterTlsFiles {
+                    cert: files.cert.clone(),
+                    key: files.key.clone(),
+                    ca,
+                })?)
+            }
+            _ => None,
+        };
+        let kafka = kafka.map(|(addr, mut config)| {
+            if let Some(id) = cluster.node_id {
+                // Validated: node ids fit a Kafka broker id.
+                config.node_id = i32::try_from(id).unwrap_or(i32::MAX);
+            }
+            (addr, config)
+        });
         Ok(NodeConfig {
+            cluster,
+            cluster_tls,
             auth,
             broker,
             kafka,
@@ -317,6 +389,27 @@ impl ServeArgs {
             },
             http_serve,
         })
+    }
+}
+
+impl ServeArgs {
+    /// The cluster flags as a validated [`ClusterConfig`].
+    fn cluster_config(&self) -> Result<ClusterConfig> {
+        let peers = match &self.peers {
+            Some(p) => parse_peers(p)?,
+            None => Vec::new(),
+        };
+        let config = ClusterConfig {
+            node_id: self.node_id,
+            listen: self.cluster_listen.clone(),
+            advertised: self.cluster_advertised.clone(),
+            peers,
+            join: self.join.clone(),
+            cluster_id: self.cluster_id.clone(),
+            ..ClusterConfig::default()
+        };
+        config.validate()?;
+        Ok(config)
     }
 }
 
@@ -431,5 +524,56 @@ mod tests {
         assert!(e.contains("wasm_instance_pool"), "{e}");
         let t = T::try_parse_from(["weir", "--max-task-memory-bytes", "8589934592"]).unwrap();
         assert!(t.serve.node_config(20_000).is_err());
+    }
+
+    #[test]
+    fn cluster_flags_make_a_validated_cluster_config() {
+        let t = T::try_parse_from(["weir"]).unwrap();
+        let c = t.serve.node_config(20_000).unwrap();
+        assert!(!c.cluster.is_clustered());
+        assert_eq!(c.kafka.unwrap().1.node_id, 0);
+
+        let peers = "1@127.0.0.1:7001,2@127.0.0.1:7002,3@127.0.0.1:7003";
+        let t = T::try_parse_from([
+            "weir",
+            "--node-id",
+            "2",
+            "--cluster-listen",
+            "127.0.0.1:7002",
+            "--peers",
+            peers,
+        ])
+        .unwrap();
+        let c = t.serve.node_config(20_000).unwrap();
+        assert_eq!(c.cluster.node_id, Some(2));
+        assert_eq!(c.cluster.peers.len(), 3);
+        assert!(c.cluster.configured_cluster_id().is_some());
+        // The node id is the Kafka broker id.
+        assert_eq!(c.kafka.unwrap().1.node_id, 2);
+
+        let err = |args: &[&str]| {
+            let t = T::try_parse_from(args).unwrap();
+            t.serve.node_config(20_000).unwrap_err().to_string()
+        };
+        let e = err(&[
+            "weir",
+            "--node-id",
+            "4",
+            "--cluster-listen",
+            "127.0.0.1:7004",
+            "--peers",
+            peers,
+        ]);
+        assert!(e.contains("does not list this node"), "{e}");
+        let e = err(&["weir", "--peers", peers]);
+        assert!(e.contains("need --node-id"), "{e}");
+        let e = err(&["weir", "--node-id", "1"]);
+        assert!(e.contains("needs --peers"), "{e}");
+        assert!(
+            T::try_parse_from(["weir", "--node-id", "1", "--peers", peers, "--join", "h:1"])
+                .is_err()
+        );
+        let e = err(&["weir", "--node-id", "1", "--peers", "1@h:1,x@h:2"]);
+        assert!(e.contains("node id 'x'"), "{e}");
     }
 }

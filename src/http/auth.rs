@@ -130,6 +130,7 @@ pub fn permission(method: &Method, route: &str, protect_metrics: bool) -> Option
         ("GET" | "POST", "/v1/acls") => (Admin, On::Cluster),
         ("DELETE", "/v1/acls/{id}") => (Admin, On::Cluster),
         ("GET", "/v1/whoami") => (Describe, On::Cluster),
+        ("GET", "/v1/cluster") => (Describe, On::Cluster),
         _ => return None,
     })
 }
@@ -399,6 +400,7 @@ mod tests {
             ("POST", "/v1/acls"),
             ("GET", "/v1/acls"),
             ("DELETE", "/v1/acls/{id}"),
+            ("GET", "/v1/cluster"),
         ];
         for (m, r) in routes {
             let m: Method = m.parse().unwrap();

@@ -15,11 +15,13 @@
 //! - `POST /v1/sql` (statements), `POST /v1/query` (a SELECT, streamed as NDJSON)
 //! - `POST|GET /v1/users`, `GET|DELETE /v1/users/{name}`, `POST|GET /v1/tokens`,
 //!   `DELETE /v1/tokens/{id}`, `POST|GET /v1/acls`, `DELETE /v1/acls/{id}`, `GET /v1/whoami`
+//! - `GET /v1/cluster`
 //!
 //! Every request passes [`auth::gate`] first (authentication and the permission of its
 //! route under `--auth`).
 
 pub mod auth;
+pub mod cluster;
 pub mod error;
 pub mod extract;
 pub mod functions;
@@ -71,6 +73,10 @@ pub struct AppState {
     /// Users, tokens and ACLs, and whether requests must authenticate (`None`: no user
     /// store, nothing checked).
     pub auth: Option<auth::HttpAuth>,
+    /// This node's peers and their liveness (`None`: a single node).
+    pub cluster: Option<Arc<weir_broker::cluster::rpc::Peers>>,
+    /// This node's id (the Kafka broker id; 0 on a single node).
+    pub node_id: u64,
 }
 
 impl FromRef<AppState> for Arc<Metrics> {
@@ -180,6 +186,7 @@ pub fn router(state: AppState, config: &HttpConfig) -> Router {
         .route("/v1/acls", post(users::add_acl).get(users::list_acls))
         .route("/v1/acls/{id}", delete(users::remove_acl))
         .route("/v1/whoami", get(users::whoami))
+        .route("/v1/cluster", get(cluster::status))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

@@ -57,6 +57,8 @@ impl Server {
             metrics: std::sync::Arc::new(Metrics::new(broker)),
             shutdown: rx,
             auth: None,
+            cluster: None,
+            node_id: 0,
         };
         let config = HttpConfig {
             max_request_bytes,

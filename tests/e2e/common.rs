@@ -49,6 +49,25 @@ impl Server {
         Server::start_with_nofile(None, extra)
     }
 
+    /// Starts the binary on an existing data directory (which the test keeps).
+    pub fn start_on(data_dir: &Path, extra: &[&str]) -> Server {
+        weir_broker::net::tls::install_default_provider();
+        let mut s = Server {
+            child: None,
+            data_dir: data_dir.to_path_buf(),
+            _tmp: None,
+            url: String::new(),
+            kafka: String::new(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            nofile: None,
+            env: Vec::new(),
+            http: default_client(),
+            scheme: "http",
+        };
+        s.spawn();
+        s
+    }
+
     /// Starts the binary with `extra` flags and `env` variables.
     pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Server {
         Self::start_with(extra, env, "http", default_client(), None)
@@ -352,6 +371,43 @@ pub fn stdout(o: &Output) -> String {
 
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs `weir serve` with `args` expecting it to fail at startup (within 60 s); returns its
+/// output.
+pub fn serve_expecting_failure(args: &[&str]) -> Output {
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start weir");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("weir serve {args:?} kept running; expected it to refuse to start");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Copies a directory tree (a data directory fixture) to `to`.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
 }
 
 /// Polls `f` until it returns true or `timeout` passes.

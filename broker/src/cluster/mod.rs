@@ -10,6 +10,7 @@
 //!   KRaft-era Kafka does it (KIP-101, KIP-279).
 //! - [`rpc`]: typed messages between nodes over the cluster listener (HTTP/2).
 //! - [`identity`]: which cluster and node a data directory belongs to.
+//! - [`config`]: a node's cluster flags and the rules between them.
 //! - [`sim`]: a simulated network for the in-process cluster harness (partition, delay,
 //!   stop, heal), deterministic, used by the metadata and replication tests alike.
 //!
@@ -41,6 +42,7 @@
 //! 8. **Node ids are never reused silently**: a data directory records its cluster id and
 //!    node id, and a node whose flags disagree with it refuses to start.
 
+pub mod config;
 pub mod identity;
 pub mod metadata;
 pub mod replication;

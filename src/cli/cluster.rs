@@ -1,0 +1,138 @@
+//! `weir cluster status`: the cluster as the node behind `--url` sees it (`GET /v1/cluster`),
+//! printed as the node's identity and a table of nodes.
+
+use anyhow::Result;
+use clap::Subcommand;
+use serde::Deserialize;
+
+use super::client::Client;
+use super::output::{fields, print, table};
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Show the cluster id, this node and every peer (address, reachable, last seen)
+    Status {
+        /// Print the JSON answer as is
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+struct View {
+    mode: String,
+    cluster_id: Option<String>,
+    node_id: u64,
+    nodes: Vec<Node>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Node {
+    id: u64,
+    address: Option<String>,
+    reachable: bool,
+    last_seen_ms: Option<u64>,
+    error: Option<String>,
+    #[serde(rename = "self")]
+    is_self: bool,
+}
+
+pub async fn run(client: &Client, command: ClusterCommand) -> Result<()> {
+    match command {
+        ClusterCommand::Status { json } => {
+            let value: serde_json::Value = client.json(client.get(&["v1", "cluster"])).await?;
+            if json {
+                print(&format!("{}\n", serde_json::to_string_pretty(&value)?))?;
+                return Ok(());
+            }
+            let view: View = serde_json::from_value(value)?;
+            print(&render(&view, now_ms()))?;
+            Ok(())
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn ago(now: u64, then: Option<u64>) -> String {
+    match then {
+        None => "never".into(),
+        Some(t) => {
+            let ms = now.saturating_sub(t);
+            if ms < 1000 {
+                "just now".into()
+            } else {
+                format!("{:.1}s ago", ms as f64 / 1000.0)
+            }
+        }
+    }
+}
+
+fn render(view: &View, now: u64) -> String {
+    let mut out = fields(&[
+        ("mode", view.mode.clone()),
+        (
+            "cluster id",
+            view.cluster_id.clone().unwrap_or_else(|| "-".into()),
+        ),
+        ("this node", view.node_id.to_string()),
+    ]);
+    out.push('\n');
+    let rows: Vec<Vec<String>> = view
+        .nodes
+        .iter()
+        .map(|n| {
+            vec![
+                if n.is_self {
+                    format!("{}*", n.id)
+                } else {
+                    n.id.to_string()
+                },
+                n.address.clone().unwrap_or_else(|| "-".into()),
+                if n.reachable { "yes" } else { "no" }.into(),
+                if n.is_self {
+                    "-".into()
+                } else {
+                    ago(now, n.last_seen_ms)
+                },
+                n.error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &["ID", "ADDRESS", "REACHABLE", "LAST SEEN", "ERROR"],
+        &rows,
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_a_table_with_this_node_starred() {
+        let view: View = serde_json::from_value(serde_json::json!({
+            "mode": "cluster", "cluster_id": "abc", "node_id": 1,
+            "nodes": [
+                {"id": 1, "address": "h:1", "reachable": true, "last_seen_ms": 100_000, "error": null, "self": true},
+                {"id": 2, "address": "h:2", "reachable": false, "last_seen_ms": 97_500, "error": "refused", "self": false},
+                {"id": 3, "address": "h:3", "reachable": false, "last_seen_ms": null, "error": null, "self": false}
+            ]
+        }))
+        .unwrap();
+        let text = render(&view, 100_000);
+        assert!(text.contains("cluster id:  abc"), "{text}");
+        assert!(text.contains("1*  h:1      yes        -"), "{text}");
+        assert!(
+            text.contains("2   h:2      no         2.5s ago   refused"),
+            "{text}"
+        );
+        assert!(text.contains("never"), "{text}");
+    }
+}

@@ -1,0 +1,183 @@
+//! The cluster side of `weir serve` (with `--peers` or `--join`): checks that the data
+//! directory belongs to this node and cluster (before the log opens, and again under the
+//! data directory's lock before recording an identity), binds the cluster listener, serves
+//! peers over it and greets them in the background. Without cluster flags it only checks
+//! that the data directory is not a cluster member's.
+//!
+//! It owns no cluster state of its own: identity rules live in
+//! `weir_broker::cluster::identity`, the RPC in `weir_broker::cluster::rpc`. The metadata
+//! and replication planes plug their services into [`ClusterNode::service`].
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use weir_broker::cluster::config::{ClusterConfig, Mode};
+use weir_broker::cluster::identity::{self, Expected, IdentityError, Verdict};
+use weir_broker::cluster::rpc::{
+    ClientConfig, ClusterTls, LateService, LocalNode, Peers, ServerConfig, serve,
+};
+
+use crate::node::NodeError;
+
+/// Compares the data directory's identity with the flags (reads only).
+pub async fn check_identity(data_dir: &Path, config: &ClusterConfig) -> Result<Verdict, NodeError> {
+    let data_dir = data_dir.to_path_buf();
+    let config = config.clone();
+    tokio::task::spawn_blocking(move || {
+        let cluster_id = config.configured_cluster_id();
+        let expected = match config.mode() {
+            Mode::Single => Expected::Single,
+            Mode::Bootstrap { node_id, .. } | Mode::Join { node_id, .. } => Expected::Member {
+                node_id,
+                cluster_id: cluster_id.as_deref(),
+            },
+        };
+        identity::check(&data_dir, expected)
+    })
+    .await?
+    .map_err(NodeError::Identity)
+}
+
+/// Checks again (now under the data directory's lock) and records the identity of a
+/// directory that has none; returns the cluster id, if known.
+pub async fn establish_identity(
+    data_dir: &Path,
+    config: &ClusterConfig,
+) -> Result<Option<String>, NodeError> {
+    let verdict = check_identity(data_dir, config).await?;
+    match verdict {
+        Verdict::Single | Verdict::Unrecorded => Ok(None),
+        Verdict::Known(id) => Ok(Some(id.cluster_id)),
+        Verdict::Record(id) => {
+            let dir = data_dir.to_path_buf();
+            let recorded = id.clone();
+            tokio::task::spawn_blocking(move || identity::record(&dir, &recorded)).await??;
+            tracing::info!(
+                cluster_id = %id.cluster_id,
+                node_id = id.node_id,
+                origin = ?id.origin,
+                "recorded this node's identity in the data directory"
+            );
+            Ok(Some(id.cluster_id))
+        }
+    }
+}
+
+/// Binds the cluster listener of a clustered node.
+pub async fn bind(config: &ClusterConfig) -> Result<Option<TcpListener>, NodeError> {
+    if !config.is_clustered() {
+        return Ok(None);
+    }
+    let listener = TcpListener::bind(&config.listen)
+        .await
+        .map_err(|source| NodeError::Bind {
+            addr: config.listen.clone(),
+            source,
+        })?;
+    Ok(Some(listener))
+}
+
+/// A running cluster listener and greeter.
+pub struct ClusterNode {
+    pub peers: Arc<Peers>,
+    /// Where the metadata plane (Raft) and replication (follower fetch) install their
+    /// request handlers.
+    #[expect(
+        dead_code,
+        reason = "the metadata and replication planes install their services here"
+    )]
+    pub service: Arc<LateService>,
+    server: JoinHandle<()>,
+    greeter: JoinHandle<()>,
+}
+
+impl ClusterNode {
+    /// Starts serving peers on `listener` and greeting them, until `stop` turns true.
+    pub fn start(
+        listener: TcpListener,
+        config: &ClusterConfig,
+        tls: Option<ClusterTls>,
+        cluster_id: Option<String>,
+        data_dir: PathBuf,
+        stop: watch::Receiver<bool>,
+    ) -> ClusterNode {
+        let node_id = config.node_id.unwrap_or_default();
+        let local = LocalNode::new(node_id, config.advertised_addr(), cluster_id);
+        let rpc = &config.rpc;
+        let mut client = ClientConfig::new(rpc.max_message_bytes);
+        client.connect_timeout = rpc.connect_timeout();
+        client.request_timeout = rpc.request_timeout();
+        client.tls = tls.as_ref().map(|t| t.client.clone());
+        let peers = Peers::new(
+            local.clone(),
+            client,
+            config.peers.iter().map(|p| (p.id, p.addr.clone())),
+        );
+        let peers = match (&config.join, local.cluster_id()) {
+            (Some(addr), None) => peers.joining(
+                addr.clone(),
+                Box::new(move |cluster_id: &str| {
+                    let id = identity::identity_for(&data_dir, node_id, cluster_id);
+                    identity::record(&data_dir, &id).map_err(|e| e.to_string())
+                }),
+            ),
+            _ => peers,
+        };
+        let peers = Arc::new(peers);
+        let service = LateService::new();
+        let mut server_config = ServerConfig::new(local.clone(), rpc.max_message_bytes);
+        server_config.tls = tls.map(|t| t.server);
+        server_config.inbound = Some(peers.clone());
+        if let Ok(addr) = listener.local_addr() {
+            let scheme = if server_config.tls.is_some() {
+                "TLS"
+            } else {
+                "plaintext"
+            };
+            tracing::info!(
+                node_id,
+                advertised = local.advertised(),
+                cluster_id = ?local.cluster_id(),
+                "cluster listener on {addr} ({scheme})"
+            );
+            if server_config.tls.is_none() && !addr.ip().is_loopback() {
+                tracing::warn!(
+                    "the cluster listener on {addr} is reachable beyond this host without TLS: \
+                     anyone who can reach it and knows the cluster id can talk to this node \
+                     as a peer; give the nodes --tls-cert/--tls-key and --cluster-ca"
+                );
+            }
+        }
+        let mut server_stop = stop.clone();
+        let server = tokio::spawn(serve(
+            listener,
+            server_config,
+            service.clone(),
+            async move {
+                let _ = server_stop.wait_for(|s| *s).await;
+            },
+        ));
+        let greeter = tokio::spawn(peers.clone().run(rpc.hello_interval(), stop));
+        ClusterNode {
+            peers,
+            service,
+            server,
+            greeter,
+        }
+    }
+
+    /// Waits for the listener and the greeter to end (after `stop` turned true).
+    pub async fn stopped(self) {
+        let _ = self.greeter.await;
+        let _ = self.server.await;
+    }
+}
+
+impl From<IdentityError> for NodeError {
+    fn from(e: IdentityError) -> Self {
+        NodeError::Identity(e)
+    }
+}
