@@ -360,11 +360,10 @@ async fn open_engine(
         let mut wasm_config = WasmConfig::new(data_dir.join("wasm-cache"));
         wasm_config.max_instances = limits.wasm_instance_pool;
         let wasm = WasmEngine::new(wasm_config)?;
-        let registry = Arc::new(FunctionRegistry::open(
-            FunctionRegistryConfig::under(&data_dir)
-                .with_reserved(weir_engine::sql::functions::reserved_names()),
-            wasm.clone(),
-        )?);
+        let mut functions_config = FunctionRegistryConfig::under(&data_dir)
+            .with_reserved(weir_engine::sql::functions::reserved_names());
+        functions_config.limits.cpu_ms_per_call = limits.udf_cpu_ms_per_call;
+        let registry = Arc::new(FunctionRegistry::open(functions_config, wasm.clone())?);
         tracing::info!(
             functions = registry.list().len(),
             "function registry opened"

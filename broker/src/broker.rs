@@ -244,10 +244,22 @@ impl Broker {
         self.create(spec)
     }
 
-    /// Creates (marked) or adopts the internal topic `spec` names for `spec.internal`'s
-    /// owner: an existing topic without a marker (from a data dir older than the markers)
-    /// is marked; one marked for another owner is an error. Returns the topic as it is.
+    /// Creates (marked) the internal topic `spec` names for `spec.internal`'s owner, or
+    /// returns it if it exists marked for that owner. An existing topic without the marker
+    /// was made by a client and is not adopted ([`BrokerError::TopicConflict`]); one marked
+    /// for another owner is [`BrokerError::InternalTopic`].
     pub fn ensure_internal_topic(&self, spec: TopicSpec) -> Result<TopicInfo> {
+        self.ensure_marked(spec, false)
+    }
+
+    /// [`Broker::ensure_internal_topic`] that also marks an existing unmarked topic: only
+    /// for a data dir older than the markers, where the owner's own topics carry none, and
+    /// for names no client may create (`__consumer_offsets`).
+    pub fn adopt_internal_topic(&self, spec: TopicSpec) -> Result<TopicInfo> {
+        self.ensure_marked(spec, true)
+    }
+
+    fn ensure_marked(&self, spec: TopicSpec, adopt: bool) -> Result<TopicInfo> {
         let Some(owner) = spec.internal.clone() else {
             return Err(BrokerError::InvalidConfig(format!(
                 "internal topic '{}' needs an owner",
@@ -267,6 +279,12 @@ impl Broker {
                 return Err(BrokerError::InternalTopic {
                     topic: name,
                     owner: m.owner,
+                });
+            }
+            None if !adopt => {
+                return Err(BrokerError::TopicConflict {
+                    topic: name,
+                    owner: owner.owner,
                 });
             }
             None => {
@@ -921,6 +939,7 @@ fn payload_len(r: &ProduceRecord) -> usize {
 mod tests {
     use super::*;
     use crate::error::ErrorKind;
+    use crate::types::InternalTopic;
 
     fn rec(key: Option<&str>, value: &str) -> ProduceRecord {
         ProduceRecord {
@@ -928,6 +947,36 @@ mod tests {
             value: Some(Bytes::from(value.to_string())),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn an_unmarked_topic_is_not_adopted_as_internal_unless_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Broker::open(BrokerConfig::new(dir.path())).unwrap();
+        let wc = || TopicSpec::new("wc.offsets", 1).owned_by(InternalTopic::processor("wc"));
+        // A client's topic named like one the server owns is not taken over.
+        b.create_topic(TopicSpec::new("wc.offsets", 1)).unwrap();
+        let e = b.ensure_internal_topic(wc()).unwrap_err();
+        assert_eq!(e.code(), "topic_conflict");
+        assert_eq!(e.kind(), ErrorKind::Conflict);
+        assert!(e.to_string().contains("wc.offsets"), "{e}");
+        assert_eq!(b.topic_info("wc.offsets").unwrap().internal, None);
+        // Adopting (a data dir older than the markers) marks it; then it is the owner's.
+        b.adopt_internal_topic(wc()).unwrap();
+        assert_eq!(
+            b.topic_info("wc.offsets").unwrap().internal,
+            Some(InternalTopic::processor("wc"))
+        );
+        b.ensure_internal_topic(wc()).unwrap();
+        // Another owner's topic is neither ensured nor adopted.
+        let other = TopicSpec::new("wc.offsets", 1).owned_by(InternalTopic::processor("x"));
+        assert_eq!(
+            b.adopt_internal_topic(other).unwrap_err().code(),
+            "internal_topic"
+        );
+        // A new one is created marked.
+        let fresh = TopicSpec::new("x.offsets", 1).owned_by(InternalTopic::processor("x"));
+        assert!(b.ensure_internal_topic(fresh).unwrap().internal.is_some());
     }
 
     #[test]

@@ -96,6 +96,13 @@ pub enum BrokerError {
     InternalTopic { topic: String, owner: String },
     #[error("topic '{topic}' is in use by {user}; stop or delete it first")]
     TopicInUse { topic: String, user: String },
+    /// A topic the server needs as an internal topic of `owner` exists, created by a
+    /// client (not marked as `owner`'s): it is not adopted.
+    #[error(
+        "topic '{topic}' exists but is not an internal topic of {owner} (a client created it); \
+         delete or rename it, or choose another name"
+    )]
+    TopicConflict { topic: String, owner: String },
 }
 
 impl BrokerError {
@@ -119,6 +126,7 @@ impl BrokerError {
             BrokerError::PartitionOffline { .. } => "partition_offline",
             BrokerError::InternalTopic { .. } => "internal_topic",
             BrokerError::TopicInUse { .. } => "topic_in_use",
+            BrokerError::TopicConflict { .. } => "topic_conflict",
         }
     }
 
@@ -142,7 +150,9 @@ impl BrokerError {
             }
             BrokerError::PolicyViolation(_) => ErrorKind::InvalidInput,
             BrokerError::InternalTopic { .. } => ErrorKind::Forbidden,
-            BrokerError::TopicInUse { .. } => ErrorKind::Conflict,
+            BrokerError::TopicInUse { .. } | BrokerError::TopicConflict { .. } => {
+                ErrorKind::Conflict
+            }
         }
     }
 

@@ -3,6 +3,9 @@
 //! through [`crate::Broker::ensure_internal_topic`]), never recognised by its name: clients
 //! may read it, but not produce to it, delete it while its owner exists, or create a topic
 //! with a marker. A topic a processor or query reads or writes is not deleted from under it.
+//! A client's topic that happens to have the name an owner needs is never taken over
+//! (`topic_conflict`); only [`crate::Broker::adopt_internal_topic`] marks an existing topic,
+//! for data dirs older than the markers.
 //!
 //! The [`crate::Broker`]'s client-facing methods (`create_topic`, `delete_topic`, `produce`,
 //! `append_checked`) call these checks; the owners write through `produce_owned`,

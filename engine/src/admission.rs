@@ -104,6 +104,7 @@ mod tests {
             max_task_memory_bytes: 64 << 20,
             wasm_memory_budget_bytes: 640 << 20,
             wasm_instance_pool: 16,
+            udf_cpu_ms_per_call: 5_000,
         });
         a.reserve("a", wasm(64 << 20), 8).unwrap();
         let e = a.reserve("b", wasm(1 << 20), 9).unwrap_err();

@@ -20,13 +20,13 @@ use std::thread::JoinHandle;
 use bytes::Bytes;
 use serde::Serialize;
 use weir_broker::partitioner::partition_for_key;
-use weir_broker::{InternalTopic, TopicGuard, TopicSpec};
+use weir_broker::{BrokerError, InternalTopic, TopicGuard, TopicSpec};
 
 use crate::admission::Admission;
 use crate::clock::now_ms;
 use crate::error::EngineError;
 use crate::limits::NodeLimits;
-use crate::log_access::{LogAccess, OffsetCommit};
+use crate::log_access::{LogAccess, LogError, OffsetCommit, offsets_spec};
 use crate::state::changelog::{changelog_spec, changelog_topic, stores_with_changelogs};
 use crate::state::{StateBackend, keys};
 use crate::task::inputs::input_key;
@@ -472,12 +472,77 @@ impl Engine {
         })
     }
 
+    /// The topics that exist now under the names of `spec`'s internal topics (its
+    /// changelogs, then its repartition and offsets topics), with their markers.
+    fn named_like_own(
+        &self,
+        spec: &ProcessorSpec,
+    ) -> Result<Vec<(String, Option<String>)>, EngineError> {
+        let log = &self.inner.log;
+        let mut names: Vec<String> = stores_with_changelogs(&**log, &spec.name)?
+            .iter()
+            .map(|s| changelog_topic(&spec.name, s))
+            .collect();
+        names.extend([spec.repartition_topic(), spec.offsets_topic()]);
+        let mut topics = Vec::new();
+        for t in names {
+            if let Some(meta) = log.topic_meta(&t)? {
+                topics.push((t, meta.owner));
+            }
+        }
+        Ok(topics)
+    }
+
+    /// `spec`'s internal topics: those named like them and marked as its own (a client's
+    /// topic that only has such a name is not the processor's to delete).
+    fn own_topics(&self, spec: &ProcessorSpec) -> Result<Vec<String>, EngineError> {
+        let mine = InternalTopic::processor(&spec.name).owner;
+        Ok(self
+            .named_like_own(spec)?
+            .into_iter()
+            .filter(|(_, owner)| owner.as_deref() == Some(mine.as_str()))
+            .map(|(t, _)| t)
+            .collect())
+    }
+
+    /// Refuses a deploy whose internal topics (repartition, offsets, changelogs) exist but
+    /// are not marked as this processor's: a client made them (e.g. `x.offsets` before `x`
+    /// was deployed), and adopting them would run the processor on forged offsets or state.
+    /// Its own topics, kept by `delete ?keep_state=true`, are marked and taken back. (A
+    /// changelog a client makes later, for a store the processor has not opened yet, is
+    /// refused when the task opens the store: `LogAccess::ensure_topic` adopts nothing.)
+    fn check_own_topics(&self, spec: &ProcessorSpec) -> Result<(), EngineError> {
+        let mine = InternalTopic::processor(&spec.name).owner;
+        for (topic, owner) in self.named_like_own(spec)? {
+            let refused = match owner {
+                Some(owner) if owner == mine => continue,
+                Some(owner) => BrokerError::InternalTopic { topic, owner },
+                None => BrokerError::TopicConflict { topic, owner: mine },
+            };
+            return Err(LogError::from(refused).into());
+        }
+        Ok(())
+    }
+
     /// Marks the internal topics of a processor resumed from a data dir older than the
-    /// markers (its repartition, offsets and changelog topics). A topic that cannot be
+    /// markers (its repartition and changelog topics, then its offsets topic). Such a data
+    /// dir is recognised by an offsets topic without the marker (every deploy since the
+    /// markers creates it marked, and clients cannot delete it while the processor exists):
+    /// otherwise nothing is marked, so that a client's topic named like one of the
+    /// processor's is never adopted at a restart. The offsets topic is marked last, so a
+    /// start interrupted half-way marks the rest at the next one. A topic that cannot be
     /// marked is logged, and the processor resumes anyway.
     fn mark_internal_topics(&self, record: &DeploymentRecord) {
         let log = &self.inner.log;
         let name = &record.spec.name;
+        match log.topic_meta(&record.spec.offsets_topic()) {
+            Ok(Some(m)) if m.owner.is_some() => return,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(processor = %name, "cannot read the offsets topic: {e}");
+                return;
+            }
+        }
         let owner = InternalTopic::processor(name);
         let mut specs = vec![
             TopicSpec::new(record.spec.repartition_topic(), record.partitions)
@@ -491,28 +556,55 @@ impl Engine {
             ),
             Err(e) => tracing::warn!(processor = %name, "cannot list changelogs: {e}"),
         }
+        specs.push(offsets_spec(name, record.partitions));
         for spec in specs {
             let topic = spec.name.clone();
             if let Ok(Some(m)) = log.topic_meta(&topic)
                 && m.owner.is_none()
-                && let Err(e) = log.ensure_topic(spec)
             {
-                tracing::warn!(processor = %name, %topic, "cannot mark as internal: {e}");
+                match log.adopt_topic(spec) {
+                    Ok(_) => {
+                        tracing::info!(processor = %name, %topic, "marked as internal (older data dir)")
+                    }
+                    Err(e) => {
+                        tracing::warn!(processor = %name, %topic, "cannot mark as internal: {e}")
+                    }
+                }
             }
-        }
-        if let Ok(Some(m)) = log.topic_meta(&record.spec.offsets_topic())
-            && m.owner.is_none()
-            && let Err(e) = log.ensure_offsets_topic(name, record.partitions)
-        {
-            tracing::warn!(processor = %name, "cannot mark the offsets topic as internal: {e}");
         }
     }
 
+    /// Refuses to delete `spec`'s internal topics while another processor or query reads
+    /// one (a processor may take another's changelog as an input, as a Kafka Streams
+    /// application may consume another's changelog): the rule for every topic in use, that
+    /// it is not deleted from under its reader, holds for internal topics too. The delete
+    /// is refused as a whole, before anything stops, naming the reader; deleting the reader
+    /// first, or this processor with `keep_state`, resolves it. (Keeping the shared topic
+    /// and deleting the rest instead would leave a changelog nobody writes, silently.)
+    fn check_no_readers(&self, spec: &ProcessorSpec) -> Result<(), EngineError> {
+        let topics = self.own_topics(spec)?;
+        let processors = lock(&self.inner.processors);
+        for topic in topics {
+            if let Some(reader) = processors
+                .values()
+                .find(|d| d.record.spec.name != spec.name && uses(d, &topic))
+            {
+                let user = format!("processor '{}'", reader.record.spec.name);
+                return Err(LogError::from(BrokerError::TopicInUse { topic, user }).into());
+            }
+        }
+        Ok(())
+    }
+
     /// Refuses outputs that are internal topics (another processor's changelog, offsets,
-    /// `__consumer_offsets`, …): a processor must not forge another's state or offsets.
+    /// `__consumer_offsets`, …): a processor must not forge another's state or offsets. An
+    /// output marked as the processor's own (a push query's rows topic) is its to write.
     fn check_outputs(&self, spec: &ProcessorSpec) -> Result<(), EngineError> {
+        let mine = InternalTopic::processor(&spec.name).owner;
         for o in &spec.outputs {
-            if let Some(owner) = self.inner.log.topic_meta(o)?.and_then(|m| m.owner) {
+            if let Some(owner) = self.inner.log.topic_meta(o)?.and_then(|m| m.owner)
+                && owner != mine
+            {
                 return Err(EngineError::InternalTopic {
                     topic: o.clone(),
                     owner,
@@ -597,6 +689,7 @@ impl Engine {
             return Err(EngineError::ProcessorExists(spec.name));
         }
         let partitions = self.input_partitions(&spec)?;
+        self.check_own_topics(&spec)?;
         let factory = self.load(&spec, &module)?;
         let name = spec.name.clone();
         self.admit(&name, &*factory, partitions)?;
@@ -763,12 +856,17 @@ impl Engine {
 
     /// Deletes a processor: stops its tasks (interrupting guest calls in progress),
     /// forgets the deployment and, unless `keep_state`, removes its local state and its
-    /// changelog, offsets and repartition topics (its outputs and dead-letter topic stay).
+    /// changelog, repartition and offsets topics (those marked as its own; its outputs and
+    /// dead-letter topic stay).
     /// With `keep_state`, deploying the same name again continues from the kept state and
-    /// offsets.
+    /// offsets. Unless `keep_state`, refused (`topic_in_use`, nothing changed) while another
+    /// processor reads one of those topics ([`Engine::check_no_readers`]).
     pub fn delete(&self, name: &str, keep_state: bool) -> Result<(), EngineError> {
         let _op = self.op(name);
         let record = self.record(name)?;
+        if !keep_state {
+            self.check_no_readers(&record.spec)?;
+        }
         self.stop_starter(name);
         for p in 0..record.partitions {
             self.inner.tasks.revoke(&TaskId::new(name, p));
@@ -782,12 +880,9 @@ impl Engine {
                     self.inner.tasks.destroy_state(&id)?;
                 }
             }
-            let log = &self.inner.log;
-            for store in stores_with_changelogs(&**log, name)? {
-                log.delete_topic(&changelog_topic(name, &store))?;
+            for topic in self.own_topics(&record.spec)? {
+                self.inner.log.delete_topic(&topic)?;
             }
-            log.delete_topic(&record.spec.offsets_topic())?;
-            log.delete_topic(&record.spec.repartition_topic())?;
         }
         tracing::info!(processor = %name, keep_state, "processor deleted");
         Ok(())

@@ -54,7 +54,8 @@ impl ProcessorLimits {
 
 /// The server's maxima on what a processor spec may ask, and this node's Wasm capacity
 /// (`weir serve --max-cpu-ms-per-call`, `--max-task-memory-bytes`,
-/// `--wasm-memory-budget-bytes`, `--wasm-instance-pool`). Specs over a maximum are refused
+/// `--wasm-memory-budget-bytes`, `--wasm-instance-pool`), and the CPU time of one UDF call
+/// (`--udf-cpu-ms-per-call`). Specs over a maximum are refused
 /// (`limit_exceeded`); deploys whose tasks do not fit what is left of the capacity are
 /// refused before anything is created (`insufficient_resources`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +69,9 @@ pub struct NodeLimits {
     /// Wasm instances alive at once (the pooling allocator's slots): one per task of a Wasm
     /// processor, one per UDF per task of a query calling UDFs.
     pub wasm_instance_pool: u32,
+    /// CPU time one UDF call (one batch of rows) may take, in ms; at most
+    /// `max_cpu_ms_per_call`.
+    pub udf_cpu_ms_per_call: u64,
 }
 
 /// Largest linear memory a 32-bit Wasm instance can have.
@@ -84,7 +88,8 @@ impl Default for NodeLimits {
 }
 
 impl NodeLimits {
-    /// Defaults for a machine with `total` bytes of memory: 30 s per call; a task's memory
+    /// Defaults for a machine with `total` bytes of memory: 30 s per call (5 s per UDF
+    /// call); a task's memory
     /// up to 1/8 of it (64 MiB ..= 1 GiB); half of it for all Wasm memories; one instance
     /// slot per 32 MiB (64 ..= 1024).
     pub fn for_memory(total: u64) -> NodeLimits {
@@ -93,6 +98,7 @@ impl NodeLimits {
             max_task_memory_bytes: (total / 8).clamp(64 << 20, 1 << 30),
             wasm_memory_budget_bytes: (total / 2).max(256 << 20),
             wasm_instance_pool: (total / (32 << 20)).clamp(64, 1024) as u32,
+            udf_cpu_ms_per_call: 5_000,
         }
     }
 
@@ -116,6 +122,9 @@ impl NodeLimits {
         }
         if self.wasm_memory_budget_bytes < self.max_task_memory_bytes {
             return Err("wasm_memory_budget_bytes must be at least max_task_memory_bytes".into());
+        }
+        if self.udf_cpu_ms_per_call == 0 || self.udf_cpu_ms_per_call > self.max_cpu_ms_per_call {
+            return Err("udf_cpu_ms_per_call must be between 1 and max_cpu_ms_per_call".into());
         }
         if self.wasm_instance_pool == 0 || self.wasm_instance_pool > MAX_INSTANCE_POOL {
             return Err(format!(

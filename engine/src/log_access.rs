@@ -123,6 +123,15 @@ pub fn offsets_topic(processor: &str) -> String {
     format!("{processor}.offsets")
 }
 
+/// The spec of a processor's offsets topic: compacted, an internal topic of the processor.
+pub fn offsets_spec(processor: &str, partitions: i32) -> TopicSpec {
+    let mut spec = TopicSpec::new(offsets_topic(processor), partitions)
+        .owned_by(InternalTopic::processor(processor));
+    spec.compacted = true;
+    spec.segment_bytes = Some(OFFSETS_SEGMENT_BYTES);
+    spec
+}
+
 /// The log as the engine sees it. Methods block (disk or network): call them off the async
 /// runtime.
 pub trait LogAccess: Send + Sync + 'static {
@@ -131,9 +140,12 @@ pub trait LogAccess: Send + Sync + 'static {
     /// Names of every topic.
     fn list_topics(&self) -> Result<Vec<String>, LogError>;
     /// Creates the topic unless it exists; returns the partition count it has. A spec with
-    /// an internal-topic marker (`TopicSpec::owned_by`) creates the topic marked, or marks
-    /// an existing unmarked one (data dirs from before the markers).
+    /// an internal-topic marker (`TopicSpec::owned_by`) creates the topic marked; an existing
+    /// one must carry that marker already (an unmarked one is a client's: `topic_conflict`).
     fn ensure_topic(&self, spec: TopicSpec) -> Result<TopicMeta, LogError>;
+    /// [`LogAccess::ensure_topic`] of an internal topic that marks an existing unmarked one:
+    /// only for the topics of a deployment from a data dir older than the markers.
+    fn adopt_topic(&self, spec: TopicSpec) -> Result<TopicMeta, LogError>;
     /// Deletes a topic, internal or not (the engine deletes its own); a missing topic is not
     /// an error. Writes through this trait may target internal topics too: the engine is
     /// their owner, and checks that processors' outputs and SQL's targets are not internal.
@@ -176,11 +188,8 @@ pub trait LogAccess: Send + Sync + 'static {
 
     /// Creates `<processor>.offsets` (compacted, `partitions` partitions) unless it exists.
     fn ensure_offsets_topic(&self, processor: &str, partitions: i32) -> Result<(), LogError> {
-        let mut spec = TopicSpec::new(offsets_topic(processor), partitions)
-            .owned_by(InternalTopic::processor(processor));
-        spec.compacted = true;
-        spec.segment_bytes = Some(OFFSETS_SEGMENT_BYTES);
-        self.ensure_topic(spec).map(|_| ())
+        self.ensure_topic(offsets_spec(processor, partitions))
+            .map(|_| ())
     }
 
     /// Records task `partition`'s committed position (replacing the previous one).
@@ -265,6 +274,10 @@ impl LogAccess for Broker {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    fn adopt_topic(&self, spec: TopicSpec) -> Result<TopicMeta, LogError> {
+        Ok(TopicMeta::of(self.adopt_internal_topic(spec)?))
     }
 
     fn check_topic(&self, spec: &TopicSpec) -> Result<(), LogError> {

@@ -379,3 +379,57 @@ fn javascript_js_reverse_runs_in_batches() {
     );
     assert_eq!(f.call(&rows([text("ab")])).unwrap(), vec![text("ba")]);
 }
+
+/// A call that never returns (`udf-loop` with a negative argument) ends at its CPU limit as
+/// a limit error; one in a task's instance ends as soon as the task's interrupt is raised
+/// (the query is terminated), long before that limit, and the instance serves the next call.
+#[test]
+fn a_looping_call_ends_at_its_cpu_limit_or_when_its_task_is_stopped() {
+    use std::time::{Duration, Instant};
+    use weir_engine::host::Interrupt;
+    let spin = |ms| {
+        let limits = UdfLimits {
+            cpu_ms_per_call: ms,
+            ..UdfLimits::default()
+        };
+        engine()
+            .load_udf(&format!("spin-{ms}"), &guest("udf-loop"), &limits)
+            .unwrap()
+    };
+    let forever = rows([UdfValue::Int(-1)]);
+
+    let mut f = spin(200).scalar().unwrap();
+    match f.call(&forever) {
+        Err(ProcessorError::Limit(m)) => assert!(m.contains("cpu time"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        f.call(&rows([UdfValue::Int(7)])).unwrap(),
+        vec![UdfValue::Int(7)]
+    );
+
+    // A minute of CPU allowed; the task asks the call to stop after 300 ms.
+    let stop = Interrupt::new();
+    let mut f = spin(60_000).scalar_until(Some(&stop)).unwrap();
+    let raiser = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            stop.request();
+        })
+    };
+    let started = Instant::now();
+    let result = f.call(&forever);
+    let took = started.elapsed();
+    raiser.join().unwrap();
+    assert!(
+        matches!(result, Err(ProcessorError::Interrupted(_))),
+        "{result:?}"
+    );
+    assert!(took < Duration::from_secs(10), "the call ran {took:?}");
+    stop.clear();
+    assert_eq!(
+        f.call(&rows([UdfValue::Int(7)])).unwrap(),
+        vec![UdfValue::Int(7)]
+    );
+}

@@ -109,6 +109,11 @@ pub struct ServeArgs {
     #[arg(long, env = "WEIR_MAX_CPU_MS_PER_CALL", value_name = "MS",
           default_value_t = NodeLimits::for_memory(0).max_cpu_ms_per_call)]
     pub max_cpu_ms_per_call: u64,
+    /// CPU time one UDF call (a batch of rows) may take before it fails; at most
+    /// --max-cpu-ms-per-call
+    #[arg(long, env = "WEIR_UDF_CPU_MS_PER_CALL", value_name = "MS",
+          default_value_t = NodeLimits::for_memory(0).udf_cpu_ms_per_call)]
+    pub udf_cpu_ms_per_call: u64,
     /// Largest `limits.memory_bytes` a processor spec may set [default: 1/8 of the
     /// machine's memory, within 64 MiB..=1 GiB]
     #[arg(long, env = "WEIR_MAX_TASK_MEMORY_BYTES", value_name = "B")]
@@ -267,6 +272,7 @@ impl ServeArgs {
         }
         let mut limits = NodeLimits {
             max_cpu_ms_per_call: self.max_cpu_ms_per_call,
+            udf_cpu_ms_per_call: self.udf_cpu_ms_per_call,
             ..NodeLimits::default()
         };
         if let Some(b) = self.max_task_memory_bytes {
@@ -518,6 +524,25 @@ mod tests {
                 l.wasm_instance_pool
             ),
             (10_000, 128 << 20, 1 << 30, 32)
+        );
+        let t = T::try_parse_from(["weir", "--udf-cpu-ms-per-call", "60000"]).unwrap();
+        let e = t.serve.node_config(20_000).unwrap_err().to_string();
+        assert!(e.contains("udf_cpu_ms_per_call"), "{e}");
+        let t = T::try_parse_from([
+            "weir",
+            "--udf-cpu-ms-per-call",
+            "60000",
+            "--max-cpu-ms-per-call",
+            "60000",
+        ])
+        .unwrap();
+        assert_eq!(
+            t.serve
+                .node_config(20_000)
+                .unwrap()
+                .limits
+                .udf_cpu_ms_per_call,
+            60_000
         );
         let t = T::try_parse_from(["weir", "--wasm-instance-pool", "0"]).unwrap();
         let e = t.serve.node_config(20_000).unwrap_err().to_string();

@@ -334,3 +334,62 @@ fn a_trapping_udf_follows_the_query_error_policy() {
         2
     );
 }
+
+/// A UDF call that never returns does not hold up TERMINATE or DROP: the query's task
+/// interrupts the call in progress, as pause/delete do for processors. Each call may run a
+/// minute here (`--udf-cpu-ms-per-call`), so only the interruption can answer within the
+/// liveness bound; the node keeps serving SQL and HTTP throughout (issue #12, finding 4).
+#[test]
+fn a_looping_udf_does_not_hold_up_terminate_or_drop() {
+    let s = Server::start(&[
+        "--max-cpu-ms-per-call",
+        "60000",
+        "--udf-cpu-ms-per-call",
+        "60000",
+    ]);
+    let (status, body) = create(&s, json!({"name": "spin"}), guest("udf-loop"));
+    assert_eq!(status, 201, "{body}");
+    sql(
+        &s,
+        "CREATE STREAM nums (n BIGINT) WITH (KAFKA_TOPIC='nums', PARTITIONS=1);
+         CREATE STREAM spun WITH (KAFKA_TOPIC='spun') AS SELECT SPIN(n) AS n FROM nums;
+         CREATE STREAM spun2 WITH (KAFKA_TOPIC='spun2') AS SELECT SPIN(n) AS n FROM nums;
+         INSERT INTO nums (n) VALUES (1);",
+    );
+    // Both queries run and have called the function once; then a row that makes it spin.
+    let ns = |topic: &str| values(&s, topic).len();
+    let bound = std::time::Duration::from_secs(60);
+    assert!(
+        crate::common::eventually(bound, || ns("spun") == 1 && ns("spun2") == 1),
+        "both queries pass the first row"
+    );
+    sql(&s, "INSERT INTO nums (n) VALUES (-1);");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(ns("spun"), 1, "the call with -1 never returns");
+
+    let liveness = std::time::Duration::from_secs(10);
+    let started = std::time::Instant::now();
+    let r = sql(&s, "TERMINATE CSAS_SPUN_1;");
+    assert!(
+        started.elapsed() < liveness,
+        "TERMINATE took {:?}: {r:?}",
+        started.elapsed()
+    );
+    assert_eq!(s.get("/v1/processors/CSAS_SPUN_1").0, 404);
+
+    let started = std::time::Instant::now();
+    let r = sql(&s, "DROP STREAM spun2;");
+    assert!(
+        started.elapsed() < liveness,
+        "DROP took {:?}: {r:?}",
+        started.elapsed()
+    );
+    assert_eq!(s.get("/v1/processors/CSAS_SPUN2_2").0, 404);
+    // The node still serves.
+    assert_eq!(s.get("/health").0, 200);
+    assert_eq!(
+        sql(&s, "SHOW QUERIES;")[0]["rows"],
+        json!([]),
+        "no query is left"
+    );
+}

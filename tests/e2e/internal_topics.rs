@@ -225,9 +225,164 @@ fn kafka_clients_cannot_write_or_delete_internal_topics() {
     assert_eq!(r["delete_wc.counts.changelog"], "TOPIC_EXCEPTION", "{r}");
     assert_eq!(r["delete_text"], "POLICY_VIOLATION", "{r}");
     assert_eq!(r["committed"], 5, "{r}");
+    // Metadata flags every marked topic as internal (as Kafka flags its own), not only
+    // `__consumer_offsets`; users' topics are not.
+    let internal = &r["internal"];
+    for t in [
+        "__consumer_offsets",
+        "wc.counts.changelog",
+        "wc.offsets",
+        "wc.repartition",
+    ] {
+        assert_eq!(internal[t], true, "{t}: {internal}");
+    }
+    for t in ["text", "counts"] {
+        assert_eq!(internal[t], false, "{t}: {internal}");
+    }
     assert_eq!(
         s.describe("__consumer_offsets")["internal"],
         json!({"owner": "group-coordinator"})
     );
     assert_eq!(count_of(&s, "the").as_deref(), Some("3"));
+}
+
+fn deploy_wc(s: &Server) -> (u16, Value) {
+    s.upload(
+        reqwest::Method::POST,
+        "/v1/processors",
+        &json!({"name": "wc", "inputs": ["text"], "outputs": ["counts"],
+                "commit_interval_ms": 100}),
+        guest("word-count"),
+    )
+}
+
+/// A client's topics named like a processor's internal topics (`wc.offsets`, a changelog
+/// `wc.counts.changelog`) are not adopted by deploying `wc`: the deploy is refused, 409
+/// `topic_conflict` naming the topic, and creates nothing; otherwise the processor would
+/// restore forged state and offsets. Its own topics keep working: after a redeploy, a
+/// restart, and a delete with `keep_state` followed by a deploy of the same name.
+#[test]
+fn a_clients_topic_named_like_an_internal_one_is_not_adopted_by_a_deploy() {
+    let mut s = Server::start(&[]);
+    s.create_topic(json!({"name": "text", "partitions": 2}));
+    for t in ["wc.offsets", "wc.counts.changelog"] {
+        s.create_topic(json!({"name": t, "partitions": 2}));
+        // A forged count, which a restore would read back.
+        s.produce(
+            t,
+            vec![json!({"key": "the", "value": "999999", "partition": 0})],
+        );
+        let (status, body) = deploy_wc(&s);
+        assert_eq!(
+            (status, code(&body)),
+            (409, "topic_conflict"),
+            "{t}: {body}"
+        );
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(t), "{message}");
+        assert_eq!(s.get("/v1/processors/wc").0, 404, "nothing deployed");
+        for made in ["wc.repartition", "counts"] {
+            assert_eq!(s.get(&format!("/v1/topics/{made}")).0, 404, "{made}");
+        }
+        assert!(s.describe(t).get("internal").is_none(), "{t} not marked");
+        assert_eq!(delete(&s, &format!("/v1/topics/{t}")).0, 204);
+    }
+
+    // Once they are gone the deploy works, and its topics are its own.
+    let (status, body) = deploy_wc(&s);
+    assert_eq!(status, 201, "{body}");
+    s.produce("text", vec![json!({"value": "the fox the"})]);
+    assert!(eventually(DEADLINE, || count_of(&s, "the").as_deref() == Some("2")));
+    // A client's topic named like a changelog of a store wc does not use, made while wc
+    // runs: no redeploy or restart takes it over (a new deploy of wc would refuse it).
+    s.create_topic(json!({"name": "wc.other.changelog", "partitions": 2}));
+    let (status, body) = s.upload(
+        reqwest::Method::PUT,
+        "/v1/processors/wc",
+        &json!({"name": "wc", "inputs": ["text"], "outputs": ["counts"],
+                "commit_interval_ms": 100}),
+        guest("word-count"),
+    );
+    assert_eq!(status, 200, "redeploy: {body}");
+    s.restart();
+    s.produce("text", vec![json!({"value": "the end"})]);
+    assert!(
+        eventually(DEADLINE, || count_of(&s, "the").as_deref() == Some("3")),
+        "after a redeploy and a restart: the = {:?}",
+        count_of(&s, "the")
+    );
+    assert_eq!(s.processor("wc")["status"], "running");
+    assert!(s.describe("wc.other.changelog").get("internal").is_none());
+    assert_eq!(delete(&s, "/v1/topics/wc.other.changelog").0, 204);
+    // Deleted keeping its state, then deployed again: it takes its own topics back.
+    let (status, body) = delete(&s, "/v1/processors/wc?keep_state=true");
+    assert_eq!(status, 204, "{body}");
+    let (status, body) = deploy_wc(&s);
+    assert_eq!(status, 201, "{body}");
+    s.produce("text", vec![json!({"value": "the"})]);
+    assert!(
+        eventually(DEADLINE, || count_of(&s, "the").as_deref() == Some("4")),
+        "after keep_state and a new deploy: the = {:?}",
+        count_of(&s, "the")
+    );
+    // Deleting wc deletes its own topics, not a client's named like one.
+    s.create_topic(json!({"name": "wc.other.changelog", "partitions": 2}));
+    assert_eq!(delete(&s, "/v1/processors/wc").0, 204);
+    for t in ["wc.counts.changelog", "wc.offsets", "wc.repartition"] {
+        assert_eq!(s.get(&format!("/v1/topics/{t}")).0, 404, "{t}");
+    }
+    assert_eq!(s.get("/v1/topics/wc.other.changelog").0, 200);
+}
+
+/// The same for a persistent query's internal topics: a client's `CSAS_OUT_1.offsets`
+/// made before `CREATE STREAM out AS …` (query id `CSAS_OUT_1`) refuses the statement.
+#[test]
+fn a_clients_topic_named_like_a_query_topic_is_not_adopted() {
+    let s = Server::start(&[]);
+    s.create_topic(json!({"name": "CSAS_OUT_1.offsets", "partitions": 1}));
+    let (status, body) = s.post(
+        "/v1/sql",
+        &json!({"sql": "CREATE STREAM src (n BIGINT) WITH (KAFKA_TOPIC='src', PARTITIONS=1);
+                        CREATE STREAM out AS SELECT n FROM src;"}),
+    );
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body.to_string().contains("topic_conflict")
+            && body.to_string().contains("CSAS_OUT_1.offsets"),
+        "{body}"
+    );
+    assert_eq!(s.get("/v1/processors/CSAS_OUT_1").0, 404);
+    assert!(s.describe("CSAS_OUT_1.offsets").get("internal").is_none());
+}
+
+/// A processor may read another's changelog (reading internal topics is allowed). Deleting
+/// the changelog's owner would delete it from under its reader, so the delete is refused,
+/// 409 `topic_in_use` naming the reader, and changes nothing; once the reader is gone (or
+/// with `keep_state`), the owner can be deleted.
+#[test]
+fn an_internal_topic_another_processor_reads_is_not_deleted_with_its_owner() {
+    let s = word_count(&[]);
+    let (status, body) = s.upload(
+        reqwest::Method::POST,
+        "/v1/processors",
+        &json!({"name": "audit", "inputs": ["wc.counts.changelog"], "outputs": ["audited"]}),
+        guest("uppercase"),
+    );
+    assert_eq!(status, 201, "a changelog is a valid input: {body}");
+    let (status, body) = delete(&s, "/v1/processors/wc");
+    assert_eq!((status, code(&body)), (409, "topic_in_use"), "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("processor 'audit'") && message.contains("wc.counts.changelog"),
+        "{message}"
+    );
+    // Nothing changed: wc still runs and counts.
+    assert_eq!(s.processor("wc")["status"], "running");
+    s.produce("text", vec![json!({"value": "the"})]);
+    assert!(eventually(DEADLINE, || count_of(&s, "the").as_deref() == Some("4")));
+    assert_eq!(s.get("/v1/topics/wc.counts.changelog").0, 200);
+
+    assert_eq!(delete(&s, "/v1/processors/audit").0, 204);
+    assert_eq!(delete(&s, "/v1/processors/wc").0, 204);
+    assert_eq!(s.get("/v1/topics/wc.counts.changelog").0, 404);
 }

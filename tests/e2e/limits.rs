@@ -44,6 +44,26 @@ fn cpu_over(s: &Server, window: Duration) -> u64 {
     cpu_ticks(pid) - before
 }
 
+/// Deploys `spec` with the uppercase guest (`POST /v1/processors`, or with `PUT` a redeploy
+/// of `/v1/processors/{name}`), asserts it is refused with `status` and `code`, and returns
+/// the error message.
+fn assert_refused(
+    s: &Server,
+    method: reqwest::Method,
+    spec: &Value,
+    status: u16,
+    code: &str,
+) -> String {
+    let path = if method == reqwest::Method::PUT {
+        format!("/v1/processors/{}", spec["name"].as_str().unwrap())
+    } else {
+        "/v1/processors".to_string()
+    };
+    let (got, body) = s.upload(method, &path, spec, guest("uppercase"));
+    assert_eq!((got, error_code(&body)), (status, code), "{body}");
+    error_message(&body).to_string()
+}
+
 fn spin_spec(name: &str, input: &str) -> Value {
     json!({"name": name, "inputs": [input], "outputs": [format!("{name}-out")],
            "limits": {"cpu_ms_per_call": DAY_MS}})
@@ -99,18 +119,8 @@ fn specs_over_the_server_maxima_are_refused_naming_the_limit() {
     ];
     for (limits, flag) in &over {
         let spec = json!({"name": "p", "inputs": ["in"], "outputs": ["out"], "limits": limits});
-        let (status, body) = s.upload(
-            reqwest::Method::POST,
-            "/v1/processors",
-            &spec,
-            guest("uppercase"),
-        );
-        assert_eq!(
-            (status, error_code(&body)),
-            (400, "limit_exceeded"),
-            "{body}"
-        );
-        assert!(error_message(&body).contains(flag), "{body}");
+        let message = assert_refused(&s, reqwest::Method::POST, &spec, 400, "limit_exceeded");
+        assert!(message.contains(flag), "{message}");
     }
     // Nothing was created.
     assert_eq!(s.get("/v1/processors/p").0, 404);
@@ -122,17 +132,7 @@ fn specs_over_the_server_maxima_are_refused_naming_the_limit() {
     s.deploy(&ok, guest("uppercase"));
     let (spec, _) = &over[0];
     let spec = json!({"name": "p", "inputs": ["in"], "outputs": ["out"], "limits": spec});
-    let (status, body) = s.upload(
-        reqwest::Method::PUT,
-        "/v1/processors/p",
-        &spec,
-        guest("uppercase"),
-    );
-    assert_eq!(
-        (status, error_code(&body)),
-        (400, "limit_exceeded"),
-        "{body}"
-    );
+    assert_refused(&s, reqwest::Method::PUT, &spec, 400, "limit_exceeded");
     assert_eq!(s.processor("p")["version"], 1);
 }
 
@@ -236,24 +236,17 @@ fn deploys_beyond_the_node_capacity_are_refused_at_once_with_the_reason() {
 
     // 1,000 tasks for 64 instance slots.
     let started = Instant::now();
-    let (status, body) = s.upload(
+    let message = assert_refused(
+        &s,
         reqwest::Method::POST,
-        "/v1/processors",
         &json!({"name": "wide", "inputs": ["wide"], "outputs": ["wide-out"],
                 "limits": {"memory_bytes": 1u64 << 20}}),
-        guest("uppercase"),
+        507,
+        "insufficient_resources",
     );
     let took = started.elapsed();
     eprintln!("refusing the 1,000-task deploy took {took:?}");
-    assert_eq!(
-        (status, error_code(&body)),
-        (507, "insufficient_resources"),
-        "{body}"
-    );
-    assert!(
-        error_message(&body).contains("--wasm-instance-pool"),
-        "{body}"
-    );
+    assert!(message.contains("--wasm-instance-pool"), "{message}");
     assert!(took < Duration::from_secs(30), "refusal took {took:?}");
     assert_eq!(s.get("/v1/processors/wide").0, 404);
     assert_eq!(s.get("/v1/topics/wide-out").0, 404);
@@ -264,21 +257,14 @@ fn deploys_beyond_the_node_capacity_are_refused_at_once_with_the_reason() {
                "limits": {"memory_bytes": 128u64 << 20}})
     };
     s.deploy(&spec("a"), guest("uppercase"));
-    let (status, body) = s.upload(
+    let message = assert_refused(
+        &s,
         reqwest::Method::POST,
-        "/v1/processors",
         &spec("b"),
-        guest("uppercase"),
+        507,
+        "insufficient_resources",
     );
-    assert_eq!(
-        (status, error_code(&body)),
-        (507, "insufficient_resources"),
-        "{body}"
-    );
-    assert!(
-        error_message(&body).contains("--wasm-memory-budget-bytes"),
-        "{body}"
-    );
+    assert!(message.contains("--wasm-memory-budget-bytes"), "{message}");
     // Deleting the first gives its share back.
     assert_eq!(s.delete("/v1/processors/a"), 204);
     s.deploy(&spec("b"), guest("uppercase"));

@@ -2,16 +2,19 @@
 """Tries what a Kafka client must not be able to do to internal topics, with confluent-kafka:
 produce to __consumer_offsets and to a processor's changelog, delete them, and delete a topic
 a running processor reads. Commits an offset first (so __consumer_offsets exists) and reads
-it back at the end.
+it back at the end. Then lists every topic's is_internal flag from Metadata, with
+kafka-python's admin client (confluent-kafka's list_topics does not expose it).
 
 usage: internal_topics.py --bootstrap B --input T --changelog C
-Prints one JSON line: {"produce_<topic>": error name or "ok", "delete_<topic>": ..., "committed": n}.
+Prints one JSON line: {"produce_<topic>": error name or "ok", "delete_<topic>": ...,
+"committed": n, "internal": {"<topic>": true|false, ...}}.
 """
 import argparse
 import json
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
+from kafka import KafkaAdminClient
 
 
 def produce(bootstrap, topic):
@@ -53,6 +56,9 @@ def main():
         out["delete_" + t] = delete(admin, t)
     out["committed"] = c.committed([TopicPartition(a.input, 0)], timeout=30)[0].offset
     c.close()
+    kp = KafkaAdminClient(bootstrap_servers=a.bootstrap, client_id="internal-topics")
+    out["internal"] = {t.get("name", t.get("topic")): t["is_internal"] for t in kp.describe_topics()}
+    kp.close()
     print(json.dumps(out))
 
 

@@ -134,7 +134,8 @@ impl OffsetStore {
     pub fn load(broker: Broker) -> Result<OffsetStore> {
         let mut committed: HashMap<String, GroupOffsets> = HashMap::new();
         if broker.partition_count(OFFSETS_TOPIC).is_ok() {
-            broker.ensure_internal_topic(Self::spec())?;
+            // No client can create this name, so an unmarked one is from an older data dir.
+            broker.adopt_internal_topic(Self::spec())?;
             let mut offset = 0;
             let mut n = 0usize;
             loop {

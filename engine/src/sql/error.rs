@@ -121,7 +121,12 @@ impl From<EngineError> for SqlError {
         use crate::error::ErrorKind as K;
         let code = match e.kind() {
             K::NotFound => "not_found",
-            K::AlreadyExists | K::Conflict => "exists",
+            K::AlreadyExists => "exists",
+            // A query's internal topic taken by a client's, or read by a processor.
+            K::Conflict => match e.code() {
+                c @ ("topic_conflict" | "topic_in_use") => c,
+                _ => "exists",
+            },
             K::Unavailable => "unavailable",
             K::InvalidInput | K::TooLarge => match e {
                 EngineError::LimitExceeded { .. } => "limit_exceeded",

@@ -17,7 +17,7 @@ use super::functions::{self, Builtin};
 use super::limits::{self, MAX_EXPR_DEPTH};
 use super::parser::ident_name;
 use super::types::SqlType;
-use crate::host::ProcessorError;
+use crate::host::{Interrupt, ProcessorError};
 use crate::udf::{FunctionCatalog, ScalarUdf, UdfKind, UdfType, UdfValue};
 
 /// A row: one value per column of its scope.
@@ -749,9 +749,11 @@ pub fn cast_type(t: &sql::DataType) -> Result<SqlType, SqlError> {
     })
 }
 
-/// What evaluation needs besides the rows: this task's UDF instances.
+/// What evaluation needs besides the rows: this task's UDF instances (made with its stop
+/// flag, `None` outside tasks).
 pub struct EvalContext<'a> {
     pub functions: &'a dyn FunctionCatalog,
+    pub stop: Option<&'a Interrupt>,
     pub udfs: &'a mut HashMap<String, Box<dyn ScalarUdf>>,
 }
 
@@ -938,7 +940,7 @@ impl Expr {
                     .map(|i| argv.iter().map(|a| to_udf(&a[i])).collect())
                     .collect();
                 if !cx.udfs.contains_key(name) {
-                    let inst = cx.functions.scalar(name)?;
+                    let inst = cx.functions.scalar(name, cx.stop)?;
                     cx.udfs.insert(name.clone(), inst);
                 }
                 let udf = cx

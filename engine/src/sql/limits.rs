@@ -424,6 +424,7 @@ mod tests {
                     let mut udfs = std::collections::HashMap::new();
                     let mut cx = super::super::expr::EvalContext {
                         functions: &super::super::loader::NoFunctions,
+                        stop: None,
                         udfs: &mut udfs,
                     };
                     let row = vec![Value::from("k"), Value::from(1), Value::Bool(true)];

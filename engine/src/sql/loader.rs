@@ -81,17 +81,17 @@ impl LogicFactory for SqlFactory {
     fn instantiate(
         &self,
         _label: &str,
-        _interrupt: &Interrupt,
+        interrupt: &Interrupt,
     ) -> Result<Box<dyn ProcessorLogic>, ProcessorError> {
         Ok(Box::new(SqlLogic::new(
             self.plan.clone(),
             self.functions.clone(),
+            interrupt.clone(),
         )))
     }
 
-    /// One instance of every UDF the plan calls, each at the UDF memory limit. (UDF calls
-    /// are not interrupted per task: each is bounded by its own CPU limit, and all of them
-    /// by the node's shutdown.)
+    /// One instance of every UDF the plan calls, each at the UDF memory limit. (The task's
+    /// interrupt ends their calls in progress when the query is stopped.)
     fn footprint(&self) -> Footprint {
         let (scalar, aggregate) = self.plan.udfs();
         let n = (scalar.len() + aggregate.len()) as u32;
@@ -147,11 +147,19 @@ impl FunctionCatalog for NoFunctions {
         None
     }
 
-    fn scalar(&self, name: &str) -> Result<Box<dyn crate::udf::ScalarUdf>, ProcessorError> {
+    fn scalar(
+        &self,
+        name: &str,
+        _stop: Option<&Interrupt>,
+    ) -> Result<Box<dyn crate::udf::ScalarUdf>, ProcessorError> {
         Err(ProcessorError::Host(format!("unknown function {name}")))
     }
 
-    fn aggregate(&self, name: &str) -> Result<Box<dyn crate::udf::AggregateUdf>, ProcessorError> {
+    fn aggregate(
+        &self,
+        name: &str,
+        _stop: Option<&Interrupt>,
+    ) -> Result<Box<dyn crate::udf::AggregateUdf>, ProcessorError> {
         Err(ProcessorError::Host(format!("unknown function {name}")))
     }
 }

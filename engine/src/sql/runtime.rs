@@ -24,7 +24,8 @@ use super::functions::text;
 use super::plan::{AggPlan, Body, QueryPlan, SourceBinding};
 use super::types::lookup_field;
 use crate::host::{
-    InputRecord, OutputRecord, ProcessorError, ProcessorLogic, StoreHandle, TaskHost, TimerKind,
+    InputRecord, Interrupt, OutputRecord, ProcessorError, ProcessorLogic, StoreHandle, TaskHost,
+    TimerKind,
 };
 use crate::udf::{FunctionCatalog, ScalarUdf};
 
@@ -178,6 +179,8 @@ struct Stores {
 pub struct SqlLogic {
     plan: Arc<QueryPlan>,
     functions: Arc<dyn FunctionCatalog>,
+    /// The task's stop flag: the UDF instances' calls end when it is raised.
+    stop: Interrupt,
     udfs: HashMap<String, Box<dyn ScalarUdf>>,
     udafs: Udafs,
     stores: Stores,
@@ -188,11 +191,16 @@ pub struct SqlLogic {
 }
 
 impl SqlLogic {
-    pub fn new(plan: Arc<QueryPlan>, functions: Arc<dyn FunctionCatalog>) -> SqlLogic {
+    pub fn new(
+        plan: Arc<QueryPlan>,
+        functions: Arc<dyn FunctionCatalog>,
+        stop: Interrupt,
+    ) -> SqlLogic {
         let repartition_topic = format!("{}.repartition", plan.id);
         SqlLogic {
             plan,
             functions,
+            stop,
             udfs: HashMap::new(),
             udafs: Udafs::new(),
             stores: Stores {
@@ -210,6 +218,7 @@ impl SqlLogic {
     fn eval(&mut self, e: &Expr, rows: &[Row]) -> Result<Vec<Value>, ProcessorError> {
         let mut cx = EvalContext {
             functions: &*self.functions,
+            stop: Some(&self.stop),
             udfs: &mut self.udfs,
         };
         e.eval(rows, &mut cx)
@@ -440,7 +449,7 @@ impl SqlLogic {
         let (_, aggregates) = self.plan.udfs();
         for name in aggregates {
             if !self.udafs.contains_key(&name) {
-                let inst = self.functions.aggregate(&name)?;
+                let inst = self.functions.aggregate(&name, Some(&self.stop))?;
                 self.udafs.insert(name, inst);
             }
         }
@@ -818,7 +827,7 @@ impl ProcessorLogic for SqlLogic {
         }
         let (_, aggregates) = self.plan.udfs();
         for name in aggregates {
-            let inst = self.functions.aggregate(&name)?;
+            let inst = self.functions.aggregate(&name, Some(&self.stop))?;
             self.udafs.insert(name, inst);
         }
         self.agg_time = None;

@@ -682,6 +682,7 @@ impl SqlService {
             let mut udfs = std::collections::HashMap::new();
             let mut cx = EvalContext {
                 functions: &*self.inner.functions,
+                stop: None,
                 udfs: &mut udfs,
             };
             let value = expr
@@ -1146,6 +1147,7 @@ impl SqlService {
         let mut udfs = std::collections::HashMap::new();
         let mut cx = EvalContext {
             functions: &*self.inner.functions,
+            stop: None,
             udfs: &mut udfs,
         };
         let err =
@@ -1210,7 +1212,12 @@ impl SqlService {
         let Body::Aggregate(a) = &wp.body else {
             return Ok(None);
         };
-        let mut logic = SqlLogic::new(Arc::new(wp.clone()), self.inner.functions.clone());
+        // A pull query's instances are stopped only by their CPU limit and the node.
+        let mut logic = SqlLogic::new(
+            Arc::new(wp.clone()),
+            self.inner.functions.clone(),
+            crate::host::Interrupt::new(),
+        );
         let values = logic
             .project_state(a, &st)
             .map_err(|e| SqlError::new("invalid_statement", e.to_string()))?;
@@ -1341,11 +1348,15 @@ impl SqlService {
         let partitions = self.source_partitions(&catalog, &plan)?;
         drop(catalog);
         let spec = self.spec_for(&id, &plan, &Properties::new(), props, StartFrom::Latest)?;
-        self.deploy(&plan, spec)?;
-        // The rows topic is the query's own: no client may write into another's results.
+        // The rows topic is the query's own, made before the query writes to it: no client
+        // may write into another's results (and a client's topic of that name is refused).
         let rows = TopicSpec::new(&topic, partitions).owned_by(InternalTopic::processor(&id));
-        if let Err(e) = self.inner.log.ensure_topic(rows) {
-            tracing::warn!(query = %id, "cannot mark the push query's topic internal: {e}");
+        self.inner.log.ensure_topic(rows)?;
+        if let Err(e) = self.deploy(&plan, spec) {
+            if let Err(d) = self.inner.log.delete_topic(&topic) {
+                tracing::warn!(query = %id, "cannot delete push query topic: {d}");
+            }
+            return Err(e);
         }
         let _ = Emit::Changes;
         Ok(QueryStart::Push(PushQuery {

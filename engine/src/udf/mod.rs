@@ -19,7 +19,7 @@ pub use registry::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::host::ProcessorError;
+use crate::host::{Interrupt, ProcessorError};
 
 /// A UDF parameter or result type (the WIT `data-type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -98,10 +98,20 @@ pub trait AggregateUdf: Send {
 }
 
 /// Finds UDFs by name for the SQL planner (signature, kind) and makes per-task instances.
-/// Names are case-insensitive.
+/// Names are case-insensitive. An instance made with a task's `stop` flag ends a call in
+/// progress when the task is stopped (a query's TERMINATE or DROP, pause, shutdown); one
+/// made with `None` (a pull query's) is bounded by its CPU limit and the node's shutdown.
 pub trait FunctionCatalog: Send + Sync {
     /// `(kind, signature)` of a registered UDF.
     fn lookup(&self, name: &str) -> Option<(UdfKind, UdfSignature)>;
-    fn scalar(&self, name: &str) -> Result<Box<dyn ScalarUdf>, ProcessorError>;
-    fn aggregate(&self, name: &str) -> Result<Box<dyn AggregateUdf>, ProcessorError>;
+    fn scalar(
+        &self,
+        name: &str,
+        stop: Option<&Interrupt>,
+    ) -> Result<Box<dyn ScalarUdf>, ProcessorError>;
+    fn aggregate(
+        &self,
+        name: &str,
+        stop: Option<&Interrupt>,
+    ) -> Result<Box<dyn AggregateUdf>, ProcessorError>;
 }

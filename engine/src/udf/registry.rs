@@ -30,7 +30,7 @@ use sha2::{Digest, Sha256};
 
 use super::{AggregateUdf, FunctionCatalog, ScalarUdf, UdfKind, UdfSignature, UdfType};
 use crate::error::ErrorKind;
-use crate::host::ProcessorError;
+use crate::host::{Interrupt, ProcessorError};
 use crate::wasm::{UdfLimits, UdfModule, WasmEngine, WasmError, check_component_header};
 
 const RECORD_FILE: &str = "function.json";
@@ -630,16 +630,24 @@ impl FunctionCatalog for FunctionRegistry {
         Some((entry.info.kind, entry.info.signature.clone()))
     }
 
-    fn scalar(&self, name: &str) -> Result<Box<dyn ScalarUdf>, ProcessorError> {
+    fn scalar(
+        &self,
+        name: &str,
+        stop: Option<&Interrupt>,
+    ) -> Result<Box<dyn ScalarUdf>, ProcessorError> {
         self.module(name)
             .map_err(|e| ProcessorError::Host(e.to_string()))?
-            .scalar()
+            .scalar_until(stop)
     }
 
-    fn aggregate(&self, name: &str) -> Result<Box<dyn AggregateUdf>, ProcessorError> {
+    fn aggregate(
+        &self,
+        name: &str,
+        stop: Option<&Interrupt>,
+    ) -> Result<Box<dyn AggregateUdf>, ProcessorError> {
         self.module(name)
             .map_err(|e| ProcessorError::Host(e.to_string()))?
-            .aggregate()
+            .aggregate_until(stop)
     }
 }
 
@@ -746,13 +754,13 @@ mod tests {
             Some((UdfKind::Scalar, info.signature.clone()))
         );
         assert_eq!(catalog.lookup("nope"), None);
-        let mut mask = catalog.scalar("MASK").unwrap();
+        let mut mask = catalog.scalar("MASK", None).unwrap();
         assert_eq!(
             mask.call(&[vec![text("123456")]]).unwrap(),
             vec![text("**3456")]
         );
-        assert!(catalog.aggregate("mask").is_err());
-        let mut geo = catalog.aggregate("geomean").unwrap();
+        assert!(catalog.aggregate("mask", None).is_err());
+        let mut geo = catalog.aggregate("geomean", None).unwrap();
         let s = geo.init().unwrap();
         let s = geo
             .accumulate(s, &[vec![UdfValue::Float(2.0)], vec![UdfValue::Float(8.0)]])
@@ -773,7 +781,7 @@ mod tests {
         r.delete("MASK").unwrap();
         assert_eq!(r.delete("mask").unwrap_err().code(), "unknown_function");
         assert!(!dir.path().join("functions/MASK").exists());
-        assert!(catalog.scalar("mask").is_err());
+        assert!(catalog.scalar("mask", None).is_err());
         assert_eq!(r.list().len(), 1);
     }
 
@@ -843,7 +851,7 @@ mod tests {
         assert_eq!(r.lookup("geomean"), None);
         let e = r.module("geomean").unwrap_err();
         assert_eq!(e.code(), "function_unavailable");
-        let mut mask = r.scalar("mask").unwrap();
+        let mut mask = r.scalar("mask", None).unwrap();
         assert_eq!(
             mask.call(&[vec![text("12345")]]).unwrap(),
             vec![text("*2345")]
@@ -872,7 +880,7 @@ mod tests {
         let config = FunctionRegistryConfig::under(dir.path()).with_reserved(["mask"]);
         let r = FunctionRegistry::open(config, engine()).unwrap();
         assert!(r.get("mask").unwrap().error.unwrap().contains("built-in"));
-        assert!(r.scalar("mask").is_err());
+        assert!(r.scalar("mask", None).is_err());
     }
 
     #[test]

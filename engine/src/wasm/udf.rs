@@ -19,6 +19,7 @@ use super::error::WasmError;
 use super::growth;
 use super::guest_log::{GuestLog, GuestPipe};
 use super::imports::NoClock;
+use crate::host::Interrupt;
 use crate::udf::{UdfKind, UdfSignature, UdfType, UdfValue};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -93,7 +94,7 @@ pub struct UdfState {
     /// Set when the memory limit stopped the guest: the reason for the trap that follows.
     pub(crate) limit_hit: Option<String>,
     pub(crate) log: GuestLog,
-    /// CPU time per call; interrupted when the node shuts down.
+    /// CPU time per call; interrupted when its task stops or the node shuts down.
     pub(super) clock: CallClock,
 }
 
@@ -245,10 +246,11 @@ impl UdfModule {
 }
 
 impl UdfModuleInner {
-    /// A fresh `Store` for one instance, with the limits set.
-    pub(crate) fn new_store(&self) -> Store<UdfState> {
+    /// A fresh `Store` for one instance, with the limits set; its calls also end when
+    /// `stop` (the task's interrupt, if the instance is a task's) is raised.
+    pub(crate) fn new_store(&self, stop: Option<Interrupt>) -> Store<UdfState> {
         let engine = &self.engine.inner;
-        let clock = CallClock::new(self.deadline_ticks, None, engine.stopping.clone());
+        let clock = CallClock::new(self.deadline_ticks, stop, engine.stopping.clone());
         let mut store = Store::new(
             &engine.engine,
             UdfState::new(&self.limits, &self.name, clock),

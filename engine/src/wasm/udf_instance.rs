@@ -3,7 +3,10 @@
 //! Every call runs under the function's limits (an epoch deadline for CPU time, the memory
 //! limiter); a call that traps or hits a limit fails with [`ProcessorError`] and drops the
 //! instance, and the next call gets a fresh one from the `InstancePre`. A `result::err` from
-//! the guest is a [`ProcessorError::Guest`] and keeps the instance.
+//! the guest is a [`ProcessorError::Guest`] and keeps the instance. An instance made for a
+//! task (a SQL query's) takes the task's [`Interrupt`]: when the task is stopped (TERMINATE,
+//! DROP, pause, redeploy) or the node shuts down, a call in progress ends within an epoch
+//! check with [`ProcessorError::Interrupted`], whatever its CPU limit.
 //!
 //! Also checks what crosses the boundary: rows must have the declared arity, a scalar must
 //! return one value per row, results must fit the declared type.
@@ -16,7 +19,7 @@ use super::udf::{
     UdfModule, UdfModuleInner, UdfPre, UdfState, signature_from_wit, value_fits, value_from_wit,
     value_to_wit, value_type_name,
 };
-use crate::host::ProcessorError;
+use crate::host::{Interrupt, ProcessorError};
 use crate::udf::{AggregateUdf, ScalarUdf, UdfKind, UdfSignature, UdfValue};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use wasmtime::{Store, Trap};
@@ -69,13 +72,16 @@ struct Live<W> {
 struct Runner<W> {
     module: UdfModule,
     live: Option<Live<W>>,
+    /// The task's stop flag, which every instance's calls watch.
+    stop: Option<Interrupt>,
 }
 
 impl<W: World> Runner<W> {
-    fn new(module: &UdfModule) -> Result<Runner<W>, ProcessorError> {
+    fn new(module: &UdfModule, stop: Option<&Interrupt>) -> Result<Runner<W>, ProcessorError> {
         let mut runner = Runner {
             module: module.clone(),
             live: None,
+            stop: stop.cloned(),
         };
         runner.live = Some(runner.instantiate()?);
         Ok(runner)
@@ -83,9 +89,12 @@ impl<W: World> Runner<W> {
 
     fn instantiate(&self) -> Result<Live<W>, ProcessorError> {
         let inner = &self.module.inner;
-        let mut store = inner.new_store();
+        let mut store = inner.new_store(self.stop.clone());
         match W::instantiate(inner, &mut store) {
             Ok(world) => Ok(Live { store, world }),
+            Err(_) if store.data().clock.ended == Some(super::deadline::Ended::Interrupted) => {
+                Err(interrupted())
+            }
             Err(e) => Err(ProcessorError::Host(format!(
                 "cannot instantiate function {}: {}",
                 inner.name,
@@ -136,6 +145,12 @@ fn instantiate_message(e: &wasmtime::Error, store: &Store<UdfState>) -> String {
     super::engine::instantiate_message(e, store.data().limit_hit.as_deref())
 }
 
+fn interrupted() -> ProcessorError {
+    ProcessorError::Interrupted(
+        "the function call was stopped: its query is stopping or the node is shutting down".into(),
+    )
+}
+
 /// A failed call as a [`ProcessorError`]: a limit, or a trap (with the guest's stderr, e.g.
 /// a Rust panic message or a Python traceback).
 fn classify(e: wasmtime::Error, store: &Store<UdfState>, cpu_ms: u64) -> ProcessorError {
@@ -144,7 +159,7 @@ fn classify(e: wasmtime::Error, store: &Store<UdfState>, cpu_ms: u64) -> Process
         return ProcessorError::Limit(reason.clone());
     }
     if data.clock.ended == Some(super::deadline::Ended::Interrupted) {
-        return ProcessorError::Interrupted("the node is shutting down".into());
+        return interrupted();
     }
     match e.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => ProcessorError::Limit(format!(
@@ -164,7 +179,7 @@ fn classify(e: wasmtime::Error, store: &Store<UdfState>, cpu_ms: u64) -> Process
 
 /// Calls `signature()` in a throw-away instance of `module` (at load).
 pub(crate) fn call_signature(module: &UdfModuleInner) -> Result<UdfSignature, WasmError> {
-    let mut store = module.new_store();
+    let mut store = module.new_store(None);
     let signature = match &module.pre {
         UdfPre::Scalar(pre) => {
             let world = pre
@@ -233,9 +248,17 @@ fn result_from_wit(
 }
 
 impl UdfModule {
-    /// A scalar instance for one task (fails if the function is an aggregate or no instance
-    /// can be made).
+    /// A scalar instance (fails if the function is an aggregate or no instance can be
+    /// made); its calls are ended by their CPU limit and the node's shutdown.
     pub fn scalar(&self) -> Result<Box<dyn ScalarUdf>, ProcessorError> {
+        self.scalar_until(None)
+    }
+
+    /// [`UdfModule::scalar`] for a task: its calls also end when `stop` is raised.
+    pub fn scalar_until(
+        &self,
+        stop: Option<&Interrupt>,
+    ) -> Result<Box<dyn ScalarUdf>, ProcessorError> {
         if self.kind() != UdfKind::Scalar {
             return Err(ProcessorError::Host(format!(
                 "{} is an aggregate function, not a scalar one",
@@ -243,13 +266,21 @@ impl UdfModule {
             )));
         }
         Ok(Box::new(WasmScalarUdf {
-            runner: Runner::new(self)?,
+            runner: Runner::new(self, stop)?,
         }))
     }
 
-    /// An aggregate instance for one task (fails if the function is a scalar or no instance
-    /// can be made).
+    /// An aggregate instance (fails if the function is a scalar or no instance can be
+    /// made); its calls are ended by their CPU limit and the node's shutdown.
     pub fn aggregate(&self) -> Result<Box<dyn AggregateUdf>, ProcessorError> {
+        self.aggregate_until(None)
+    }
+
+    /// [`UdfModule::aggregate`] for a task: its calls also end when `stop` is raised.
+    pub fn aggregate_until(
+        &self,
+        stop: Option<&Interrupt>,
+    ) -> Result<Box<dyn AggregateUdf>, ProcessorError> {
         if self.kind() != UdfKind::Aggregate {
             return Err(ProcessorError::Host(format!(
                 "{} is a scalar function, not an aggregate one",
@@ -257,7 +288,7 @@ impl UdfModule {
             )));
         }
         Ok(Box::new(WasmAggregateUdf {
-            runner: Runner::new(self)?,
+            runner: Runner::new(self, stop)?,
         }))
     }
 }

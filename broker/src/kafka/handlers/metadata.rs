@@ -1,5 +1,8 @@
 //! Metadata: this node as the only broker, leader of every partition; the topics asked for
-//! (or all), auto-creating unknown ones when the client and the config allow it.
+//! (or all), auto-creating unknown ones when the client and the config allow it. A topic is
+//! `is_internal` when it carries the internal-topic marker (`__consumer_offsets`, and every
+//! changelog, offsets, repartition or query topic the engine or SQL owns), as Kafka flags
+//! its own internal topics.
 
 use std::sync::Arc;
 
@@ -11,7 +14,6 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, Topi
 
 use super::{Conn, Ctx, blocking, broker_error_code, str_bytes};
 use crate::error::BrokerError;
-use crate::group::OFFSETS_TOPIC;
 use crate::{Broker, TopicSpec};
 
 /// Creates `name` with the default partition count if auto-creation is on; a topic created
@@ -83,9 +85,7 @@ fn topic_metadata(
     allow_create: bool,
     node: BrokerId,
 ) -> MetadataResponseTopic {
-    let t = MetadataResponseTopic::default()
-        .with_name(Some(TopicName(str_bytes(name))))
-        .with_is_internal(name == OFFSETS_TOPIC);
+    let t = MetadataResponseTopic::default().with_name(Some(TopicName(str_bytes(name))));
     let mut count = ctx.broker.partition_count(name);
     if matches!(count, Err(BrokerError::UnknownTopic(_))) && allow_create {
         count = auto_create(&ctx.broker, name, ctx.config.default_partitions)
@@ -93,6 +93,11 @@ fn topic_metadata(
     }
     match count {
         Ok(n) => {
+            let internal = ctx
+                .broker
+                .topic_info(name)
+                .is_ok_and(|info| info.internal.is_some());
+            let t = t.with_is_internal(internal);
             // A partition that could not be opened at start has no leader until fixed.
             let offline = ctx.broker.offline_partitions(name).unwrap_or_default();
             t.with_partitions(

@@ -307,7 +307,9 @@ pub fn broker_error_code(e: &BrokerError) -> i16 {
         BrokerError::PartitionOffline { .. } => ResponseError::KafkaStorageError.code(),
         // As Kafka answers a produce to its own internal topics.
         BrokerError::InternalTopic { .. } => ResponseError::InvalidTopicException.code(),
-        BrokerError::TopicInUse { .. } => ResponseError::PolicyViolation.code(),
+        BrokerError::TopicInUse { .. } | BrokerError::TopicConflict { .. } => {
+            ResponseError::PolicyViolation.code()
+        }
     }
 }
 
