@@ -4,6 +4,9 @@
 mod cli;
 mod http;
 mod node;
+#[cfg(test)]
+#[path = "../broker/src/net/test_pki.rs"]
+mod test_pki;
 
 use std::process::ExitCode;
 
