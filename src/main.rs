@@ -5,6 +5,9 @@ mod cli;
 mod http;
 mod node;
 mod node_cluster;
+#[cfg(test)]
+#[path = "../broker/src/net/test_pki.rs"]
+mod test_pki;
 
 use std::process::ExitCode;
 

@@ -273,11 +273,9 @@ mod tests {
     use super::*;
     use axum::Extension;
     use axum::routing::get;
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-        KeyPair, KeyUsagePurpose,
-    };
     use weir_broker::net::TlsFiles;
+
+    use crate::test_pki::TestPki;
 
     async fn who(Extension(p): Extension<PeerIdentity>) -> String {
         format!("{} {}", p.addr.ip(), p.tls_cn.as_deref().unwrap_or("-"))
@@ -305,48 +303,25 @@ mod tests {
             .unwrap();
         assert_eq!(body, "127.0.0.1 -");
 
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.distinguished_name.push(DnType::CommonName, "test CA");
-        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign];
-        let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
-        let issuer = Issuer::new(ca, ca_key);
-        let leaf = |sans: Vec<String>, cn: &str, eku| {
-            let key = KeyPair::generate().unwrap();
-            let mut p = CertificateParams::new(sans).unwrap();
-            p.distinguished_name.push(DnType::CommonName, cn);
-            p.extended_key_usages = vec![eku];
-            (
-                p.signed_by(&key, &issuer).unwrap().pem(),
-                key.serialize_pem(),
-            )
-        };
-        let (cert, key) = leaf(
-            vec!["127.0.0.1".into()],
-            "server",
-            ExtendedKeyUsagePurpose::ServerAuth,
-        );
-        let (ccert, ckey) = leaf(vec![], "alice", ExtendedKeyUsagePurpose::ClientAuth);
+        let pki = TestPki::generate();
         let dir = tempfile::tempdir().unwrap();
-        let write = |n: &str, s: &str| {
-            let p = dir.path().join(n);
-            std::fs::write(&p, s).unwrap();
-            p
-        };
+        let written = pki.write(dir.path());
         let files = TlsFiles {
-            cert: write("c.pem", &cert),
-            key: write("k.pem", &key),
-            client_ca: Some(write("ca.pem", &ca_pem)),
+            cert: written.cert,
+            key: written.key,
+            client_ca: Some(written.ca),
         };
         let config = ServeConfig {
             tls: Some(TlsServer::load(&files, &[b"http/1.1"]).unwrap()),
             ..ServeConfig::default()
         };
         let (addr, _stop) = start(config).await;
-        let identity = reqwest::Identity::from_pem(format!("{ccert}{ckey}").as_bytes()).unwrap();
+        let identity = reqwest::Identity::from_pem(
+            format!("{}{}", pki.client_cert, pki.client_key).as_bytes(),
+        )
+        .unwrap();
         let client = reqwest::Client::builder()
-            .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())
+            .add_root_certificate(reqwest::Certificate::from_pem(pki.ca.as_bytes()).unwrap())
             .identity(identity)
             .build()
             .unwrap();

@@ -163,6 +163,34 @@ pub struct ModuleUpload {
     pub permit: UploadPermit,
 }
 
+/// An upload let in: its request (body unread), the upload settings, the route's byte
+/// limit and its place under the cap.
+struct Admitted {
+    req: Request,
+    uploads: Arc<Uploads>,
+    limit: u64,
+    permit: UploadPermit,
+}
+
+/// The admission every upload goes through before its body is read: the route's upload
+/// settings and limit, a `Content-Length` over the limit refused (413), then a place under
+/// the cap (`503 too_many_uploads` at once).
+async fn admit_upload(req: Request) -> Result<Admitted, ApiError> {
+    let uploads = Uploads::of(&req)?;
+    let limit = req
+        .extensions()
+        .get::<super::processors::UploadLimit>()
+        .map_or(u64::MAX, |l| l.0 as u64);
+    let req = super::processors::check_upload_size(req).await?;
+    let permit = uploads.admit()?;
+    Ok(Admitted {
+        req,
+        uploads,
+        limit,
+        permit,
+    })
+}
+
 /// Reads a multipart module upload: admitted under the cap, `wasm` spooled to a file and
 /// read back once every part has arrived; each part exactly once (`400 duplicate_field`),
 /// no other parts. `what` names the upload in errors ("an upload", "a function upload").
@@ -171,13 +199,12 @@ pub async fn read_module_upload<S: Send + Sync>(
     state: &S,
     what: &str,
 ) -> Result<ModuleUpload, ApiError> {
-    let uploads = Uploads::of(&req)?;
-    let limit = req
-        .extensions()
-        .get::<super::processors::UploadLimit>()
-        .map_or(u64::MAX, |l| l.0 as u64);
-    let req = super::processors::check_upload_size(req).await?;
-    let permit = uploads.admit()?;
+    let Admitted {
+        req,
+        uploads,
+        limit,
+        permit,
+    } = admit_upload(req).await?;
     let mut multipart = Multipart::from_request(req, state).await?;
     let mut spec = None;
     let mut module = None;
@@ -208,13 +235,12 @@ pub async fn read_module_upload<S: Send + Sync>(
 /// Reads a raw upload body (`PUT /v1/artifacts/{name}`): admitted under the cap, spooled
 /// to a file (at most the route's upload limit) and read back once complete.
 pub async fn read_raw_upload(req: Request) -> Result<(Bytes, UploadPermit), ApiError> {
-    let uploads = Uploads::of(&req)?;
-    let limit = req
-        .extensions()
-        .get::<super::processors::UploadLimit>()
-        .map_or(u64::MAX, |l| l.0 as u64);
-    let req = super::processors::check_upload_size(req).await?;
-    let permit = uploads.admit()?;
+    let Admitted {
+        req,
+        uploads,
+        limit,
+        permit,
+    } = admit_upload(req).await?;
     let body = req.into_body().into_data_stream().map(|r| {
         r.map_err(|e| ApiError::bad_request(format!("cannot read the upload: {e}")).closing())
     });

@@ -19,6 +19,8 @@ mod processors;
 mod records;
 mod secure;
 mod sql;
+#[path = "../../broker/src/net/test_pki.rs"]
+mod test_pki;
 mod tls;
 mod topics;
 mod uploads;

@@ -2,19 +2,16 @@
 //! CA and plain HTTP refused on that port, kcat and confluent-kafka producing and consuming
 //! over Kafka `SSL`, the CLI with `--ca-cert`, and mTLS (`--tls-client-ca`): without a
 //! client certificate the handshake fails, with one signed by the CA it works. The
-//! certificates are made here with rcgen.
+//! certificates come from the workspace's one test PKI (broker/src/net/test_pki.rs).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
 use serde_json::json;
 
 use crate::common::{BIN, Server, run, stderr, stdout};
+use crate::test_pki::TestPki;
 
 /// A CA, a server certificate for 127.0.0.1/localhost and a client certificate (CN
 /// `alice`), as PEM files in a temporary directory.
@@ -30,40 +27,13 @@ pub struct Pki {
 impl Pki {
     pub fn new() -> Pki {
         let dir = tempfile::tempdir().unwrap();
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.distinguished_name
-            .push(DnType::CommonName, "Weir test CA");
-        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let ca_cert = ca.self_signed(&ca_key).unwrap();
-        let issuer = Issuer::new(ca, ca_key);
-
-        let leaf = |sans: Vec<String>, cn: &str, eku: ExtendedKeyUsagePurpose| {
-            let key = KeyPair::generate().unwrap();
-            let mut p = CertificateParams::new(sans).unwrap();
-            p.distinguished_name.push(DnType::CommonName, cn);
-            p.extended_key_usages = vec![eku];
-            let cert = p.signed_by(&key, &issuer).unwrap();
-            (cert.pem(), key.serialize_pem())
-        };
-        let (cert, key) = leaf(
-            vec!["127.0.0.1".into(), "localhost".into()],
-            "weir-server",
-            ExtendedKeyUsagePurpose::ServerAuth,
-        );
-        let (client_cert, client_key) = leaf(vec![], "alice", ExtendedKeyUsagePurpose::ClientAuth);
-        let write = |name: &str, pem: &str| {
-            let p = dir.path().join(name);
-            std::fs::write(&p, pem).unwrap();
-            p
-        };
+        let files = TestPki::generate().write(dir.path());
         Pki {
-            ca: write("ca.pem", &ca_cert.pem()),
-            cert: write("server.pem", &cert),
-            key: write("server-key.pem", &key),
-            client_cert: write("client.pem", &client_cert),
-            client_key: write("client-key.pem", &client_key),
+            ca: files.ca,
+            cert: files.cert,
+            key: files.key,
+            client_cert: files.client_cert,
+            client_key: files.client_key,
             _dir: dir,
         }
     }

@@ -227,7 +227,7 @@ async fn connection<S>(
         match response {
             Ok(frame) => {
                 // A peer that stops reading responses is dropped after the idle timeout.
-                match tokio::time::timeout(idle, write_frame(&mut stream, &frame)).await {
+                match tokio::time::timeout(idle, send_frame(&mut stream, &frame)).await {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => {
                         tracing::debug!(%peer, error = %e, "Kafka connection write failed");
@@ -250,6 +250,17 @@ async fn connection<S>(
     }
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, stream.shutdown()).await;
     tracing::debug!(%peer, "Kafka connection closed");
+}
+
+/// Writes `frame` and flushes it: over TLS the last records can still be queued in rustls
+/// when the socket was full, and nothing else would send them while the connection waits
+/// for the next request (the client, waiting for this response, stalls).
+async fn send_frame(
+    wr: &mut (impl tokio::io::AsyncWrite + Unpin),
+    frame: &OutFrame,
+) -> std::io::Result<()> {
+    write_frame(wr, frame).await?;
+    wr.flush().await
 }
 
 /// Writes every chunk of `frame`, gathering them into as few `writev` calls as the socket
@@ -289,8 +300,51 @@ async fn write_frame(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::test_pki::TestPki;
+    use crate::net::tls::tests::client_config;
+    use crate::net::{TlsFiles, TlsServer};
     use bytes::Bytes;
+    use rustls::pki_types::ServerName;
     use tokio::io::AsyncReadExt;
+
+    /// Over TLS a response larger than the socket takes at once arrives whole although the
+    /// connection then waits for the next request without writing: `send_frame` flushes the
+    /// records rustls still holds (without it the client stalled until it sent something
+    /// else; seen as consumers stuck for 30 s against the release server).
+    #[tokio::test]
+    async fn a_tls_response_is_sent_whole_before_the_next_request() {
+        let pki = TestPki::generate();
+        let dir = tempfile::tempdir().unwrap();
+        let files = pki.write(dir.path());
+        let files = TlsFiles {
+            cert: files.cert,
+            key: files.key,
+            client_ca: None,
+        };
+        let server = TlsServer::load(&files, &[]).unwrap();
+        let (c, s) = tokio::io::duplex(4096);
+        let connector = tokio_rustls::TlsConnector::from(client_config(&pki, false));
+        let body = vec![7u8; 32 * 1024];
+        let client = tokio::spawn(async move {
+            let name = ServerName::try_from("localhost").unwrap();
+            let mut tls = connector.connect(name, c).await.unwrap();
+            let mut got = vec![0u8; 4 + 32 * 1024];
+            let read = tokio::time::timeout(Duration::from_secs(10), tls.read_exact(&mut got));
+            let read = read.await.map(|r| r.map(|_| got));
+            (read, tls)
+        });
+        let (mut tls, _) = server.accept(s).await.unwrap();
+        let frame = OutFrame::from_chunks(vec![
+            Bytes::copy_from_slice(&(body.len() as i32).to_be_bytes()),
+            Bytes::from(body.clone()),
+        ]);
+        send_frame(&mut tls, &frame).await.unwrap();
+        // Like the connection loop, `tls` is now only read from (here: not touched at all).
+        let (read, _client) = client.await.unwrap();
+        let got = read.expect("the end of the response never came").unwrap();
+        assert_eq!(&got[4..], &body[..]);
+        drop(tls);
+    }
 
     /// Chunks arrive whole and in order even when the peer takes a few bytes at a time.
     #[tokio::test]

@@ -5,6 +5,8 @@
 //! or authorize (that sits above, reading [`tls::PeerCert`]).
 
 pub mod limits;
+#[cfg(test)]
+pub(crate) mod test_pki;
 pub mod tls;
 
 pub use limits::{ConnGuard, ConnLimiter, ConnLimits};

@@ -3,6 +3,12 @@
 //! certificate signed by one of them), and accepts connections with a bounded handshake.
 //! The subject CN of a verified client certificate is the connection's principal
 //! ([`PeerCert::cn`]); deciding what that principal may do is not this module's business.
+//!
+//! Throughput: rustls reads the socket at most 4 KiB at a time and keeps at most 64 KiB of
+//! records queued, so a bare TLS stream costs several syscalls per 16 KiB record. Accepted
+//! streams therefore read through a [`READ_BUFFER`]-sized buffer and queue up to
+//! [`SEND_BUFFER_LIMIT`] of records per `writev`. Callers must `flush` after a response:
+//! a TLS write can return with records still queued in rustls when the socket is full.
 
 use std::fmt;
 use std::io;
@@ -14,12 +20,21 @@ use rustls::RootCertStore;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, BufReader};
 use tokio_rustls::TlsAcceptor;
-use tokio_rustls::server::TlsStream;
 
 /// Longest a client may take to complete the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes of ciphertext read from the socket per syscall at most: two whole 16 KiB records.
+/// Allocated per connection when it is accepted (256 MiB at the default cap of 8,192
+/// connections).
+pub const READ_BUFFER: usize = 32 * 1024;
+/// Most bytes of plaintext and records rustls queues per connection before the socket takes
+/// them (rustls' default is 64 KiB): up to 16 records go out in one `writev`.
+pub const SEND_BUFFER_LIMIT: usize = 256 * 1024;
+
+/// A server-side TLS stream as [`TlsServer::accept`] returns it.
+pub type TlsStream<S> = tokio_rustls::server::TlsStream<BufReader<S>>;
 
 /// The PEM files of a TLS listener.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,13 +183,16 @@ impl TlsServer {
     }
 
     /// Runs the server side of the handshake on `stream` (at most [`HANDSHAKE_TIMEOUT`]).
+    /// The stream reads through a [`READ_BUFFER`] and queues up to [`SEND_BUFFER_LIMIT`].
     pub async fn accept<S>(&self, stream: S) -> io::Result<(TlsStream<S>, PeerCert)>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.acceptor.accept(stream))
+        let stream = BufReader::with_capacity(READ_BUFFER, stream);
+        let mut tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.acceptor.accept(stream))
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+        tls.get_mut().1.set_buffer_limit(Some(SEND_BUFFER_LIMIT));
         let cn = tls
             .get_ref()
             .1
@@ -193,57 +211,13 @@ pub fn common_name(der: &[u8]) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-        KeyPair, KeyUsagePurpose,
-    };
+    use crate::net::test_pki::TestPki;
     use rustls::pki_types::ServerName;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    struct Pem {
-        ca: String,
-        cert: String,
-        key: String,
-        client_cert: String,
-        client_key: String,
-    }
-
-    fn pki() -> Pem {
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.distinguished_name.push(DnType::CommonName, "test CA");
-        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign];
-        let ca_cert = ca.self_signed(&ca_key).unwrap();
-        let issuer = Issuer::new(ca, ca_key);
-        let leaf = |sans: Vec<String>, cn: &str, eku| {
-            let key = KeyPair::generate().unwrap();
-            let mut p = CertificateParams::new(sans).unwrap();
-            p.distinguished_name.push(DnType::CommonName, cn);
-            p.extended_key_usages = vec![eku];
-            (
-                p.signed_by(&key, &issuer).unwrap().pem(),
-                key.serialize_pem(),
-            )
-        };
-        let (cert, key) = leaf(
-            vec!["localhost".into()],
-            "server",
-            ExtendedKeyUsagePurpose::ServerAuth,
-        );
-        let (client_cert, client_key) = leaf(vec![], "alice", ExtendedKeyUsagePurpose::ClientAuth);
-        Pem {
-            ca: ca_cert.pem(),
-            cert,
-            key,
-            client_cert,
-            client_key,
-        }
-    }
-
-    fn client_config(pem: &Pem, with_cert: bool) -> Arc<rustls::ClientConfig> {
+    pub(crate) fn client_config(pem: &TestPki, with_cert: bool) -> Arc<rustls::ClientConfig> {
         let mut roots = RootCertStore::empty();
         roots
             .add(CertificateDer::from_pem_slice(pem.ca.as_bytes()).unwrap())
@@ -268,17 +242,13 @@ mod tests {
     /// a client certificate the handshake fails.
     #[tokio::test]
     async fn mtls_yields_the_client_cn_and_refuses_anonymous_clients() {
-        let pem = pki();
+        let pem = TestPki::generate();
         let dir = tempfile::tempdir().unwrap();
-        let write = |n: &str, s: &str| {
-            let p = dir.path().join(n);
-            std::fs::write(&p, s).unwrap();
-            p
-        };
+        let written = pem.write(dir.path());
         let files = TlsFiles {
-            cert: write("c.pem", &pem.cert),
-            key: write("k.pem", &pem.key),
-            client_ca: Some(write("ca.pem", &pem.ca)),
+            cert: written.cert,
+            key: written.key,
+            client_ca: Some(written.ca),
         };
         let server = TlsServer::load(&files, &[]).unwrap();
         assert!(server.requires_client_cert());
