@@ -10,6 +10,10 @@
 //! calls run on tokio's blocking pool. This module knows nothing of the commands inside
 //! entries.
 
+// openraft's storage traits fix the error type (`StorageError`, large); the helpers here
+// return it too rather than box and unbox it on every call.
+#![allow(clippy::result_large_err)]
+
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
@@ -240,7 +244,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn get_log_state(&mut self) -> StoreResult<LogState<TypeConfig>> {
         let last_purged: Option<LogId<NodeId>> =
             get_meta(&self.db, KEY_LAST_PURGED, ErrorSubject::Store)?;
-        let last = last_log_id(&self.db)?.or_else(|| last_purged.clone());
+        let last = last_log_id(&self.db)?.or(last_purged);
         Ok(LogState {
             last_purged_log_id: last_purged,
             last_log_id: last,
@@ -289,7 +293,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let mut encoded = Vec::new();
         for entry in entries {
-            let bytes = encode(&entry, ErrorSubject::Log(entry.log_id.clone()))?;
+            let bytes = encode(&entry, ErrorSubject::Log(entry.log_id))?;
             encoded.push((entry.log_id.index, bytes));
         }
         let result = self

@@ -39,6 +39,9 @@ pub type VoteResult = Result<VoteResponse<NodeId>, RaftError<NodeId>>;
 pub type SnapshotResult =
     Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>;
 
+/// What a transport call yields: the remote Raft's answer, or no answer.
+type Answer<'a, R, E> = BoxFuture<'a, Result<Result<R, RaftError<NodeId, E>>, TransportError>>;
+
 /// A Raft request did not get an answer.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum TransportError {
@@ -112,7 +115,7 @@ impl PeerClient {
         &self,
         action: RPCTypes,
         ttl: Duration,
-        call: BoxFuture<'_, Result<Result<R, RaftError<NodeId, E>>, TransportError>>,
+        call: Answer<'_, R, E>,
     ) -> Result<R, RPCError<NodeId, NodeInfo, RaftError<NodeId, E>>>
     where
         E: std::error::Error,

@@ -39,6 +39,9 @@ fn snap_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError<NodeId> 
     .into()
 }
 
+/// A snapshot read back: its meta and the state as JSON.
+type StoredSnapshot = (SnapshotMeta<NodeId, NodeInfo>, String);
+
 /// The snapshot file's content.
 #[derive(Serialize, Deserialize)]
 struct SnapshotFile {
@@ -62,7 +65,7 @@ impl SnapshotDir {
         self.path.join(SNAPSHOT_FILE)
     }
 
-    fn read(&self) -> Result<Option<(SnapshotMeta<NodeId, NodeInfo>, String)>, String> {
+    fn read(&self) -> Result<Option<StoredSnapshot>, String> {
         let path = self.file();
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
@@ -90,7 +93,7 @@ impl SnapshotDir {
         };
         let bytes = serde_json::to_vec(&file).map_err(|e| e.to_string())?;
         write_atomic(&self.file(), &bytes).map_err(|e| format!("{}: {e}", self.path.display()))?;
-        *current = meta.last_log_id.clone();
+        *current = meta.last_log_id;
         Ok(true)
     }
 }
@@ -134,7 +137,7 @@ impl StateMachineStore {
                 *snapshots
                     .current
                     .lock()
-                    .unwrap_or_else(PoisonError::into_inner) = meta.last_log_id.clone();
+                    .unwrap_or_else(PoisonError::into_inner) = meta.last_log_id;
                 (meta.last_log_id, meta.last_membership, state)
             }
             None => (
@@ -181,7 +184,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             None => "empty".to_string(),
         };
         let meta = SnapshotMeta {
-            last_log_id: self.last_applied.clone(),
+            last_log_id: self.last_applied,
             last_membership: self.membership.clone(),
             snapshot_id,
         };
@@ -204,7 +207,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     async fn applied_state(
         &mut self,
     ) -> StoreResult<(Option<LogId<NodeId>>, StoredMembership<NodeId, NodeInfo>)> {
-        Ok((self.last_applied.clone(), self.membership.clone()))
+        Ok((self.last_applied, self.membership.clone()))
     }
 
     async fn apply<I>(&mut self, entries: I) -> StoreResult<Vec<CommandResult>>
@@ -228,7 +231,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                         // Never skip a committed command: stop applying (openraft shuts the
                         // node down on a storage error) rather than diverge.
                         fatal = Some(StorageError::from(StorageIOError::new(
-                            ErrorSubject::Apply(entry.log_id.clone()),
+                            ErrorSubject::Apply(entry.log_id),
                             ErrorVerb::Read,
                             AnyError::error(e.to_string()),
                         )));
@@ -237,7 +240,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 },
                 EntryPayload::Membership(m) => {
                     state.version = index;
-                    self.membership = StoredMembership::new(Some(entry.log_id.clone()), m);
+                    self.membership = StoredMembership::new(Some(entry.log_id), m);
                     Ok(MetadataResponse::Done)
                 }
             };
@@ -253,7 +256,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         SnapshotBuilder {
-            last_applied: self.last_applied.clone(),
+            last_applied: self.last_applied,
             membership: self.membership.clone(),
             state: self.state.clone(),
             snapshots: self.snapshots.clone(),
@@ -279,7 +282,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             .await
             .map_err(|e| snap_err(ErrorVerb::Write, e))?
             .map_err(|e| snap_err(ErrorVerb::Write, e))?;
-        self.last_applied = meta.last_log_id.clone();
+        self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
         self.state = Arc::new(state);
         self.publish();

@@ -606,7 +606,7 @@ fn concrete(m: &ClusterMetadata, step: &Step, counter: &mut u32) -> Option<Metad
                 partitions: partitions.into(),
                 replication_factor: Some(rf.into()),
                 config: TopicConfig {
-                    unclean_leader_election: *counter % 3 == 0,
+                    unclean_leader_election: counter.is_multiple_of(3),
                     ..TopicConfig::default()
                 },
                 ..TopicRequest::default()
