@@ -1,1 +1,78 @@
-//! The metadata plane on openraft (to be built: issue #13).
+//! The metadata plane: one openraft group (the stable 0.9 line) whose replicated state
+//! machine is the cluster's truth — nodes, topics, per partition its replicas, leader, leader
+//! epoch, partition epoch and in-sync set, and producer-id blocks. The Raft leader is the
+//! *controller*. This module owns the command vocabulary, the state machine, the Raft log and
+//! snapshots on disk, the controller's pure decisions, and the node handle; it does not
+//! know the transport (HTTP/2 lives in `cluster::rpc` and plugs in through
+//! [`MetadataTransport`]), partition data (`cluster::replication`) or the broker's files.
+//!
+//! | file | what it owns |
+//! |---|---|
+//! | `types.rs` | the openraft [`TypeConfig`], [`NodeInfo`], [`MetadataCommand`] (one typed enum in a versioned envelope), [`MetadataResponse`] |
+//! | `state.rs` | [`ClusterMetadata`] and its pure, deterministic `apply` |
+//! | `controller.rs` | the controller's decisions as pure functions: replica assignment, elections after a node is lost, sessions |
+//! | `log_store.rs` | the Raft log and vote in RocksDB, fsynced before they are acknowledged |
+//! | `state_machine.rs` | the applied state, published through `watch`; atomic snapshot files |
+//! | `network.rs` | [`MetadataTransport`], openraft's network over it, the in-process [`SimTransport`] |
+//! | `node.rs` | [`MetadataNode`]: start, propose, read, metrics, RPC handlers, shutdown |
+//!
+//! # Invariants this module enforces
+//!
+//! 1. **Only the controller proposes** ([`MetadataNode::propose`] fails with
+//!    [`NodeError::NotController`] elsewhere), and readers see only *applied* metadata
+//!    ([`MetadataNode::current`], [`MetadataNode::subscribe`]). (cluster invariant 1)
+//! 2. **A Raft entry or vote is fsynced before openraft is told it is written**: appends,
+//!    truncations, purges and votes are synchronous RocksDB write batches; openraft's flush
+//!    callback fires only after. Snapshots are written atomically (temp file, fsync, rename,
+//!    directory fsync) before the log behind them may be purged. (cluster invariant 2)
+//! 3. **Applying is deterministic and total**: [`ClusterMetadata::apply`] depends only on the
+//!    state and the command (no clock, no randomness, ordered maps), so every node that has
+//!    applied the same log prefix has the same [`ClusterMetadata`] (same `version`). A
+//!    refused command changes nothing and is the same refusal everywhere. A command in a
+//!    format newer than this build stops the node instead of being skipped.
+//! 4. **Epochs fence**: a leader change must name exactly the current leader epoch + 1 (so an
+//!    epoch has at most one leader and epochs only increase); an in-sync-set change must come
+//!    from the current leader under the current leader epoch and partition epoch; otherwise it
+//!    is refused. (cluster invariants 3 and 6)
+//! 5. **Leaders come from the in-sync set**: a leader is a live replica in the in-sync set
+//!    (an unclean election, only where the topic allows it, resets the set to the leader);
+//!    the in-sync set always holds the leader, lists only replicas and grows only by live
+//!    nodes. (cluster invariant 7)
+//! 6. **A replication factor above the live nodes is refused** (`invalid_replication_factor`).
+//!
+//! Broker sessions are kept in the controller's memory ([`controller::Sessions`]), not in the
+//! log: a heartbeat costs no consensus round; only fencing and re-registration are commands.
+
+pub mod controller;
+mod error;
+mod log_store;
+mod network;
+mod node;
+mod state;
+mod state_machine;
+mod types;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::{MetadataError, NodeError};
+pub use log_store::LogStore;
+pub use network::{
+    AppendResult, MetadataTransport, SimRegistry, SimTransport, SnapshotResult, TransportError,
+    VoteResult,
+};
+pub use node::{MetadataConfig, MetadataMetrics, MetadataNode};
+/// openraft's RPC messages, for transports that carry them.
+pub use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+pub use state::{
+    ClusterMetadata, MAX_BATCH_COMMANDS, MAX_PARTITIONS_PER_TOPIC, NodeState,
+    PRODUCER_ID_BLOCK_SIZE, PartitionState, TopicMetadata,
+};
+pub use state_machine::StateMachineStore;
+pub use types::{
+    COMMAND_FORMAT_VERSION, CommandResult, CreateTopic, LogEntry, MetadataCommand, MetadataRaft,
+    MetadataResponse, NodeInfo, TopicConfig, TypeConfig, VersionedCommand, Voters,
+};

@@ -1,0 +1,7 @@
+//! Tests of the metadata plane: the state machine and the controller's decisions (unit tests
+//! and property tests of the invariants), the storage (openraft's conformance suite and a
+//! reopen from disk), and an in-process cluster over the simulated network.
+
+mod cluster;
+mod state;
+mod storage;

@@ -1,0 +1,227 @@
+//! The metadata plane's vocabulary: the openraft [`TypeConfig`], a node's addresses
+//! ([`NodeInfo`]), the one typed command enum ([`MetadataCommand`]) in its versioned envelope
+//! ([`VersionedCommand`], what a Raft log entry carries) and the answers
+//! ([`MetadataResponse`]). Plain data, no I/O.
+//!
+//! **Compatibility.** Commands are stored in the Raft log and snapshots as JSON with a
+//! `"type"` tag per variant; fields added later must be `#[serde(default)]` so older entries
+//! still read. A change that old nodes cannot apply correctly bumps
+//! [`COMMAND_FORMAT_VERSION`]; a node that meets a newer version refuses to apply it and stops
+//! (it never skips a committed command, which would make its state diverge).
+
+use std::collections::BTreeMap;
+use std::io::Cursor;
+
+use serde::{Deserialize, Serialize};
+
+use super::error::MetadataError;
+use crate::cluster::NodeId;
+use crate::config::FsyncPolicy;
+
+/// The version of the command format this build writes and the newest it applies.
+pub const COMMAND_FORMAT_VERSION: u16 = 1;
+
+openraft::declare_raft_types!(
+    /// openraft's type configuration for the metadata plane.
+    pub TypeConfig:
+        D = VersionedCommand,
+        R = CommandResult,
+        NodeId = NodeId,
+        Node = NodeInfo,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+/// The openraft handle of the metadata plane.
+pub type MetadataRaft = openraft::Raft<TypeConfig>;
+/// One Raft log entry.
+pub type LogEntry = openraft::Entry<TypeConfig>;
+/// What applying one command produced (the refusal, too, is a committed outcome).
+pub type CommandResult = Result<MetadataResponse, MetadataError>;
+
+/// Where a node is reached: its cluster RPC address (what Raft and replication use), the
+/// address Kafka clients are told, and its HTTP address.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub cluster_addr: String,
+    #[serde(default)]
+    pub kafka_addr: String,
+    #[serde(default)]
+    pub http_addr: String,
+}
+
+impl std::fmt::Display for NodeInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "cluster={} kafka={} http={}",
+            self.cluster_addr, self.kafka_addr, self.http_addr
+        )
+    }
+}
+
+/// A command in the Raft log: the format version it was written in and the command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionedCommand {
+    pub version: u16,
+    pub command: MetadataCommand,
+}
+
+impl VersionedCommand {
+    /// `command` in the format this build writes.
+    pub fn new(command: MetadataCommand) -> VersionedCommand {
+        VersionedCommand {
+            version: COMMAND_FORMAT_VERSION,
+            command,
+        }
+    }
+}
+
+/// The per-topic settings the cluster keeps (the topic's config on every replica). The same
+/// fields as a [`crate::TopicSpec`]'s; absent means the server default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicConfig {
+    #[serde(default)]
+    pub compacted: bool,
+    #[serde(default)]
+    pub retention_ms: Option<i64>,
+    #[serde(default)]
+    pub retention_bytes: Option<i64>,
+    #[serde(default)]
+    pub fsync: Option<FsyncPolicy>,
+    #[serde(default)]
+    pub segment_bytes: Option<u64>,
+    #[serde(default)]
+    pub segment_ms: Option<i64>,
+    #[serde(default)]
+    pub delete_retention_ms: Option<i64>,
+    /// Whether a replica outside the in-sync set may be elected when no in-sync replica is
+    /// alive (Kafka's `unclean.leader.election.enable`; it can lose acknowledged records).
+    #[serde(default)]
+    pub unclean_leader_election: bool,
+}
+
+impl TopicConfig {
+    /// The config part of a topic creation request.
+    pub fn from_spec(spec: &crate::TopicSpec) -> TopicConfig {
+        TopicConfig {
+            compacted: spec.compacted,
+            retention_ms: spec.retention_ms,
+            retention_bytes: spec.retention_bytes,
+            fsync: spec.fsync,
+            segment_bytes: spec.segment_bytes,
+            segment_ms: spec.segment_ms,
+            delete_retention_ms: spec.delete_retention_ms,
+            unclean_leader_election: false,
+        }
+    }
+}
+
+/// Create a topic with an explicit replica assignment (the controller computes it with
+/// [`super::controller::assign_replicas`]; the state machine checks it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateTopic {
+    pub name: String,
+    pub replication_factor: u16,
+    pub min_insync_replicas: u16,
+    #[serde(default)]
+    pub config: TopicConfig,
+    /// The owner of an internal topic (`processor:<name>`, `group-coordinator`).
+    #[serde(default)]
+    pub internal_owner: Option<String>,
+    /// `assignment[p]` is partition `p`'s replica list, preferred leader first.
+    pub assignment: Vec<Vec<NodeId>>,
+}
+
+/// Every change to the cluster's metadata. Only the controller proposes them (invariant 1);
+/// the state machine ([`super::ClusterMetadata::apply`]) validates each against the applied
+/// state and refuses what is stale or invalid.
+///
+/// Broker sessions (heartbeats) are **not** commands: like KRaft's, they live in the
+/// controller's memory ([`super::controller::Sessions`]), and only their consequences are
+/// logged ([`MetadataCommand::FenceNode`], elections, [`MetadataCommand::RegisterNode`] when a
+/// node comes back). Room is left for the engine's catalog (processors, functions, SQL, task
+/// assignments) as further variants.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum MetadataCommand {
+    /// A node (re)joins as a broker with these addresses; it is unfenced.
+    RegisterNode {
+        node: NodeId,
+        info: NodeInfo,
+    },
+    /// A node lost its session or shuts down: it may not be elected leader or join an in-sync
+    /// set until it registers again. Its leaderships are moved by [`MetadataCommand::ElectLeader`]
+    /// commands (usually in the same [`MetadataCommand::Batch`]).
+    FenceNode {
+        node: NodeId,
+    },
+    /// A node leaves the cluster for good; refused while it holds a replica.
+    UnregisterNode {
+        node: NodeId,
+    },
+    CreateTopic(CreateTopic),
+    DeleteTopic {
+        name: String,
+    },
+    /// The controller changes a partition's leader (or confirms it under a new epoch, or
+    /// takes it offline with `leader: None`) and sets the in-sync set. `leader_epoch` must be
+    /// exactly the current epoch + 1; `isr` must be a subset of the current in-sync set that
+    /// holds the leader (for an unclean election: `[leader]`).
+    ElectLeader {
+        topic: String,
+        partition: i32,
+        leader: Option<NodeId>,
+        leader_epoch: i32,
+        isr: Vec<NodeId>,
+    },
+    /// The partition's leader shrinks or expands its in-sync set. Carries the leader epoch and
+    /// partition epoch it was decided under; either stale → refused (invariant 6).
+    AlterPartition {
+        topic: String,
+        partition: i32,
+        leader: NodeId,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        isr: Vec<NodeId>,
+    },
+    /// A block of [`super::PRODUCER_ID_BLOCK_SIZE`] producer ids for `node` (KIP-730).
+    AllocateProducerIds {
+        node: NodeId,
+    },
+    /// Commands applied atomically: all of them, or none if one fails. Not nested; at most
+    /// [`super::MAX_BATCH_COMMANDS`].
+    Batch {
+        commands: Vec<MetadataCommand>,
+    },
+}
+
+/// What an applied command produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum MetadataResponse {
+    /// The command took effect (or was already in effect).
+    Done,
+    TopicCreated {
+        topic_id: u64,
+    },
+    /// The partition's state after a leader or in-sync-set change.
+    Partition {
+        leader: Option<NodeId>,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        isr: Vec<NodeId>,
+    },
+    /// Producer ids `first .. first + count` belong to the node that asked.
+    ProducerIds {
+        first: i64,
+        count: i64,
+    },
+    Batch {
+        responses: Vec<MetadataResponse>,
+    },
+}
+
+/// The voters of a new cluster (the `--peers` list), with their addresses.
+pub type Voters = BTreeMap<NodeId, NodeInfo>;
