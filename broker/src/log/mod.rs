@@ -5,11 +5,13 @@
 //! index file is opened through one bounded [`FileCache`] per node.
 
 pub mod cleaner;
+pub mod epoch;
 pub mod file_cache;
 mod index;
 mod partition;
 mod segment;
 
+pub use epoch::{EpochEntry, LeaderEpochCache, UNDEFINED_EPOCH, UNDEFINED_OFFSET};
 pub use file_cache::{FileCache, FileCacheStats};
 pub use partition::{PartitionLog, PartitionSettings, sync_dir};
 pub use segment::Segment;
