@@ -108,6 +108,10 @@ fn records(n: usize, tag: &str) -> batch::CheckedBatch {
 
 impl Cluster {
     fn new(n: u64, min_insync: usize) -> Cluster {
+        Self::with_settings(n, min_insync, settings())
+    }
+
+    fn with_settings(n: u64, min_insync: usize, settings: PartitionSettings) -> Cluster {
         let net = Arc::new(SimNetwork::new());
         let registry: Registry = Arc::default();
         let tp = TopicPartition::new("orders", 0);
@@ -115,7 +119,7 @@ impl Cluster {
         for id in 1..=n {
             let dir = tempfile::tempdir().unwrap();
             let log = Arc::new(Mutex::new(
-                PartitionLog::open(&dir.path().join("orders-0"), settings()).unwrap(),
+                PartitionLog::open(&dir.path().join("orders-0"), settings.clone()).unwrap(),
             ));
             let transport = Arc::new(SimTransport {
                 from: id,
@@ -662,4 +666,36 @@ async fn a_follower_with_an_empty_log_copies_everything_and_a_restart_resumes() 
             .collect::<Vec<_>>(),
         vec![(3, 0)]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_behind_the_leaders_log_start_restarts_its_log_there() {
+    let mut s = settings();
+    s.retention_bytes = Some(3000);
+    let c = Cluster::with_settings(2, 1, s);
+    // Node 2 is down while node 1 writes and retention drops its oldest segments.
+    c.net.stop(2);
+    c.elect(1, 4, &[1]);
+    for i in 0..60 {
+        c.produce(1, 4, &format!("r{i}"), Acks::All, LIVENESS)
+            .await
+            .unwrap();
+    }
+    let start = {
+        let mut log = c.node(1).log.lock().unwrap();
+        for seg in log.take_expired(0) {
+            seg.delete_files().unwrap();
+        }
+        log.start_offset()
+    };
+    assert!(start > 0);
+    assert_eq!(c.epochs(1), vec![(4, start)]);
+    // Back up, it fetches from 0, is told that is out of range, and starts at the leader's
+    // log start.
+    c.net.start(2);
+    c.converged(1, &[2]).await;
+    let log = c.node(2).log.lock().unwrap();
+    assert_eq!((log.start_offset(), log.end_offset()), (start, 240));
+    drop(log);
+    assert_eq!(c.epochs(2), vec![(4, start)]);
 }
