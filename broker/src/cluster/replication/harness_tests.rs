@@ -63,6 +63,8 @@ struct Cluster {
     nodes: BTreeMap<NodeId, Node>,
     tp: TopicPartition,
     ids: Vec<NodeId>,
+    settings: PartitionSettings,
+    min_insync: usize,
 }
 
 fn settings() -> PartitionSettings {
@@ -147,7 +149,23 @@ impl Cluster {
             nodes,
             tp,
             ids: (1..=n).collect(),
+            settings,
+            min_insync,
         }
+    }
+
+    /// A crash and restart of node `id`'s replica: its state is gone, its log reopens from
+    /// what is on disk, and it has no role until the controller's decision is applied again.
+    fn restart(&mut self, id: NodeId) {
+        let tp = self.tp.clone();
+        let settings = self.settings.clone();
+        let min_insync = self.min_insync;
+        let node = self.nodes.get_mut(&id).unwrap();
+        node.manager.remove_partition(&tp);
+        let dir = node.log.lock().unwrap().dir().to_path_buf();
+        let log = Arc::new(Mutex::new(PartitionLog::open(&dir, settings).unwrap()));
+        node.replica = node.manager.add_partition(tp, Arc::clone(&log), min_insync);
+        node.log = log;
     }
 
     fn node(&self, id: NodeId) -> &Node {
@@ -698,4 +716,43 @@ async fn a_follower_behind_the_leaders_log_start_restarts_its_log_there() {
     assert_eq!((log.start_offset(), log.end_offset()), (start, 240));
     drop(log);
     assert_eq!(c.epochs(2), vec![(4, start)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_leader_restarted_with_a_divergent_tail_truncates_it() {
+    let mut c = Cluster::new(3, 2);
+    c.elect(1, 1, &[1, 2, 3]);
+    for i in 0..3 {
+        c.produce(1, 2, &format!("acked{i}"), Acks::All, LIVENESS)
+            .await
+            .unwrap();
+    }
+    c.net.isolate(1, &[2, 3]);
+    for i in 0..5 {
+        c.produce(1, 3, &format!("lost{i}"), Acks::Leader, LIVENESS)
+            .await
+            .unwrap();
+    }
+    c.tell(&[2, 3], 2, 2, &[2, 3]);
+    c.produce(2, 2, "new", Acks::All, LIVENESS).await.unwrap();
+    // Node 1 crashes and restarts: its log and epoch cache come back from disk.
+    c.restart(1);
+    assert_eq!(c.end(1), 21);
+    assert_eq!(c.epochs(1), vec![(1, 0)]);
+    assert_eq!(c.node(1).replica.leader(), None);
+    c.net.heal();
+    c.tell(&[1], 2, 2, &[2, 3]);
+    c.converged(2, &[1, 3]).await;
+    assert_eq!(
+        Cluster::values(&c.log_bytes(1)),
+        vec![
+            "acked0-0", "acked0-1", "acked1-0", "acked1-1", "acked2-0", "acked2-1", "new-0",
+            "new-1"
+        ]
+    );
+    assert_eq!(c.epochs(1), vec![(1, 0), (2, 6)]);
+    // And once more from disk: the truncation and the new epoch survived.
+    c.restart(1);
+    assert_eq!(c.end(1), 8);
+    assert_eq!(c.epochs(1), vec![(1, 0), (2, 6)]);
 }
