@@ -144,7 +144,7 @@ impl PartitionReplica {
             high_watermark: 0,
             log_end_offset: end,
             isr_len: 0,
-            min_insync,
+            min_insync: min_insync.max(1),
         });
         PartitionReplica {
             tp,
@@ -731,4 +731,137 @@ fn below(bytes: &Bytes, limit: i64) -> Result<Bytes, ReplicationError> {
         keep += b.len();
     }
     Ok(bytes.slice(..keep))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::EncodeRecord;
+    use crate::config::FsyncPolicy;
+    use crate::log::PartitionSettings;
+
+    fn replica(dir: &std::path::Path) -> PartitionReplica {
+        let settings = PartitionSettings {
+            segment_bytes: 1 << 20,
+            segment_ms: i64::MAX / 2,
+            index_interval_bytes: 4096,
+            fsync: FsyncPolicy::Os,
+            max_batch_bytes: 1 << 20,
+            retention_ms: None,
+            retention_bytes: None,
+            compacted: false,
+            delete_retention_ms: 0,
+        };
+        let log = Arc::new(Mutex::new(PartitionLog::open(dir, settings).unwrap()));
+        PartitionReplica::new(
+            TopicPartition::new("t", 0),
+            1,
+            log,
+            1,
+            Duration::from_secs(10),
+        )
+    }
+
+    fn batch(n: usize) -> CheckedBatch {
+        let recs: Vec<EncodeRecord> = (0..n)
+            .map(|i| EncodeRecord {
+                offset: i as i64,
+                timestamp: 1,
+                key: None,
+                value: Some(Bytes::from_static(b"v")),
+                headers: vec![],
+            })
+            .collect();
+        batch::validate_records(&batch::encode(&recs).unwrap().freeze()).unwrap()
+    }
+
+    fn leadership(epoch: i32, isr: &[NodeId]) -> LeaderAndIsr {
+        LeaderAndIsr {
+            leader: 1,
+            leader_epoch: epoch,
+            replicas: vec![1, 2],
+            isr: isr.to_vec(),
+        }
+    }
+
+    #[test]
+    fn offset_for_leader_epoch_is_answered_by_the_leader_at_its_epoch() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = replica(dir.path());
+        assert!(matches!(
+            r.offset_for_leader_epoch(None, 0),
+            Err(ReplicationError::NotLeaderOrFollower(_))
+        ));
+        r.become_leader(&leadership(2, &[1]), 0).unwrap();
+        r.append_as_leader(&batch(3), Acks::Leader, 0).unwrap();
+        r.become_leader(&leadership(5, &[1]), 0).unwrap();
+        r.append_as_leader(&batch(2), Acks::Leader, 0).unwrap();
+        let answer = |epoch| r.offset_for_leader_epoch(Some(5), epoch).unwrap();
+        assert_eq!(
+            answer(2),
+            EpochEndOffset {
+                epoch: 2,
+                end_offset: 3
+            }
+        );
+        assert_eq!(
+            answer(4),
+            EpochEndOffset {
+                epoch: 2,
+                end_offset: 3
+            }
+        );
+        assert_eq!(
+            answer(5),
+            EpochEndOffset {
+                epoch: 5,
+                end_offset: 5
+            }
+        );
+        assert!(matches!(
+            r.offset_for_leader_epoch(Some(4), 2),
+            Err(ReplicationError::Fetch(
+                _,
+                FetchError::FencedLeaderEpoch { .. }
+            ))
+        ));
+        assert!(matches!(
+            r.offset_for_leader_epoch(Some(6), 2),
+            Err(ReplicationError::Fetch(
+                _,
+                FetchError::UnknownLeaderEpoch { .. }
+            ))
+        ));
+        // With one in-sync replica and no caught-up follower, the watermark is the log end.
+        assert_eq!(r.high_watermark(), 5);
+        let (bytes, hw) = r.read_committed(0, 1 << 20).unwrap();
+        assert_eq!((batch::split(&bytes).unwrap().len(), hw), (2, 5));
+    }
+
+    #[test]
+    fn roles_never_go_back_in_epochs_and_a_follower_refuses_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = replica(dir.path());
+        r.become_follower(2, 3).unwrap();
+        assert!(matches!(
+            r.append_as_leader(&batch(1), Acks::Leader, 0),
+            Err(ReplicationError::NotLeaderOrFollower(_))
+        ));
+        assert!(matches!(
+            r.become_leader(&leadership(2, &[1]), 0),
+            Err(ReplicationError::StaleLeaderEpoch { .. })
+        ));
+        r.become_leader(&leadership(4, &[1, 2]), 0).unwrap();
+        assert!(
+            r.apply_isr(3, &[1], 0).is_err(),
+            "an in-sync set of another epoch"
+        );
+        r.apply_isr(4, &[1], 0).unwrap();
+        assert_eq!(r.status().isr, vec![1]);
+        assert!(matches!(
+            r.become_follower(2, 3),
+            Err(ReplicationError::StaleLeaderEpoch { .. })
+        ));
+        assert_eq!(r.leader(), Some(1));
+    }
 }
