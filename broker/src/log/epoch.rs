@@ -19,13 +19,13 @@
 //! File format (text, as Kafka's): a version line (`0`), a count line, then `epoch offset`
 //! lines.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::{BrokerError, Result};
 
 /// The checkpoint's file name in a partition directory.
 pub const CHECKPOINT_FILE: &str = "leader-epoch-checkpoint";
+/// The temporary file `fsutil::write_atomic` writes first.
 const CHECKPOINT_TMP: &str = "leader-epoch-checkpoint.tmp";
 const VERSION: &str = "0";
 /// A partition with more epochs than this in its checkpoint is corrupt (a cap on what a
@@ -225,22 +225,15 @@ impl LeaderEpochCache {
         }
     }
 
-    /// Writes the entries crash-safely: temporary file, fsync, rename, directory fsync.
+    /// Writes the entries crash-safely ([`crate::fsutil::write_atomic`]: temporary file,
+    /// fsync, rename, directory fsync).
     fn persist(&self) -> Result<()> {
         let mut text = format!("{VERSION}\n{}\n", self.entries.len());
         for e in &self.entries {
             text.push_str(&format!("{} {}\n", e.epoch, e.start_offset));
         }
-        let tmp = self.dir.join(CHECKPOINT_TMP);
         let path = self.dir.join(CHECKPOINT_FILE);
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(text.as_bytes())?;
-            f.sync_all()
-        };
-        write().map_err(|e| BrokerError::io(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| BrokerError::io(&path, e))?;
-        super::sync_dir(&self.dir)
+        crate::fsutil::write_atomic(&path, text.as_bytes()).map_err(|e| BrokerError::io(&path, e))
     }
 }
 
