@@ -103,6 +103,10 @@ pub enum BrokerError {
          delete or rename it, or choose another name"
     )]
     TopicConflict { topic: String, owner: String },
+    /// A replicated log's offsets or leader epochs disagree with what it is asked to do
+    /// (a stale leader epoch, a replicated batch that goes back in offsets or epochs).
+    #[error("replica conflict: {0}")]
+    ReplicaConflict(String),
 }
 
 impl BrokerError {
@@ -127,6 +131,7 @@ impl BrokerError {
             BrokerError::InternalTopic { .. } => "internal_topic",
             BrokerError::TopicInUse { .. } => "topic_in_use",
             BrokerError::TopicConflict { .. } => "topic_conflict",
+            BrokerError::ReplicaConflict(_) => "replica_conflict",
         }
     }
 
@@ -150,9 +155,9 @@ impl BrokerError {
             }
             BrokerError::PolicyViolation(_) => ErrorKind::InvalidInput,
             BrokerError::InternalTopic { .. } => ErrorKind::Forbidden,
-            BrokerError::TopicInUse { .. } | BrokerError::TopicConflict { .. } => {
-                ErrorKind::Conflict
-            }
+            BrokerError::TopicInUse { .. }
+            | BrokerError::TopicConflict { .. }
+            | BrokerError::ReplicaConflict(_) => ErrorKind::Conflict,
         }
     }
 

@@ -1,7 +1,20 @@
 //! The log of one partition: an ordered set of segments in one directory, the last of them
-//! active. Owns offset assignment, rolling, reads across segments, flushing and retention.
+//! active. Owns offset assignment, rolling, reads across segments, flushing and retention,
+//! and the log's side of replication: the leader epoch stamped in every batch, the
+//! leader-epoch cache ([`LeaderEpochCache`]), appends that keep a leader's offsets
+//! ([`PartitionLog::append_as_follower`]) and truncation ([`PartitionLog::truncate_to`]).
 //! Callers serialise access (one `Mutex<PartitionLog>` per partition). Segment files are
 //! opened through the node's [`FileCache`]; a partition holds no descriptor of its own.
+//!
+//! Invariants kept here (the replication layer relies on them):
+//! - every batch is written with the log's current leader epoch
+//!   ([`PartitionLog::set_leader_epoch`]; `-1` on a log that is not replicated) in its
+//!   `partition_leader_epoch` field, except a follower's, which keep the leader's;
+//! - an epoch is in the epoch cache (fsynced) before the first batch of it is written, and
+//!   epochs never decrease along the log;
+//! - a truncation removes segment data durably before it touches the epoch cache, so a crash
+//!   at any point reopens a prefix of the old log with a cache that covers it (entries past
+//!   the log end are dropped at open).
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -10,6 +23,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::epoch::{CheckpointState, EpochEntry, LeaderEpochCache};
 use super::file_cache::FileCache;
 use super::segment::{Recovery, Segment};
 use crate::batch;
@@ -39,6 +53,9 @@ pub struct PartitionLog {
     next_offset: i64,
     dirty: bool,
     cache: Arc<FileCache>,
+    epochs: LeaderEpochCache,
+    /// Written into every batch this log appends as a leader (`-1`: not replicated).
+    leader_epoch: i32,
 }
 
 fn parse_stem(name: &str, ext: &str) -> Option<i64> {
@@ -110,14 +127,87 @@ impl PartitionLog {
             .map(|s| s.next_offset())
             .max()
             .unwrap_or(0);
-        Ok(PartitionLog {
+        let (epochs, state) = LeaderEpochCache::load(dir)?;
+        let mut log = PartitionLog {
             dir: dir.to_path_buf(),
             settings,
             segments,
             next_offset,
             dirty: false,
             cache: Arc::clone(cache),
-        })
+            epochs,
+            leader_epoch: -1,
+        };
+        log.reconcile_epochs(state)?;
+        Ok(log)
+    }
+
+    /// Makes the epoch cache agree with the recovered log: entries past its end (a crash
+    /// after the cache was written but before the batch was) or before its start (retention)
+    /// go; a checkpoint that is corrupt, or that lacks the epoch of the log's last batch, is
+    /// rebuilt from the batches' epochs.
+    fn reconcile_epochs(&mut self, state: CheckpointState) -> Result<()> {
+        let last_batch_epoch = self
+            .segments
+            .values()
+            .rev()
+            .find(|s| s.size() > 0)
+            .map_or(-1, |s| s.last_epoch());
+        let covered = last_batch_epoch < 0
+            || self
+                .epochs
+                .latest_epoch()
+                .is_some_and(|e| e >= last_batch_epoch);
+        let rebuild = match &state {
+            CheckpointState::Corrupt(reason) => {
+                tracing::warn!(
+                    dir = %self.dir.display(),
+                    reason = %reason,
+                    "leader epoch checkpoint is corrupt; rebuilding it from the log"
+                );
+                true
+            }
+            CheckpointState::Missing | CheckpointState::Loaded => !covered,
+        };
+        if rebuild {
+            let entries = self.scan_epochs()?;
+            self.epochs.replace(entries)?;
+        }
+        self.epochs.truncate_from_end(self.next_offset)?;
+        self.epochs.truncate_from_start(self.start_offset())?;
+        Ok(())
+    }
+
+    /// The epoch transitions of the batches in the log (epochs below the newest seen so far,
+    /// or undefined, are skipped).
+    fn scan_epochs(&self) -> Result<Vec<EpochEntry>> {
+        let mut entries: Vec<EpochEntry> = Vec::new();
+        let mut next = self.start_offset();
+        while next < self.next_offset {
+            let bytes = self.read(next, 1 << 20)?;
+            if bytes.is_empty() {
+                break;
+            }
+            let mut last = next;
+            for (h, _) in batch::split(&bytes)? {
+                if h.partition_leader_epoch >= 0
+                    && entries
+                        .last()
+                        .is_none_or(|e| e.epoch < h.partition_leader_epoch)
+                {
+                    entries.push(EpochEntry {
+                        epoch: h.partition_leader_epoch,
+                        start_offset: h.base_offset,
+                    });
+                }
+                last = h.next_offset();
+            }
+            if last <= next {
+                break;
+            }
+            next = last;
+        }
+        Ok(entries)
     }
 
     pub fn dir(&self) -> &Path {
@@ -148,6 +238,146 @@ impl PartitionLog {
 
     pub fn segment_count(&self) -> usize {
         self.segments.len()
+    }
+
+    /// The epoch written into batches this log appends as a leader (`-1`: none).
+    pub fn leader_epoch(&self) -> i32 {
+        self.leader_epoch
+    }
+
+    /// Makes this log a leader's at `epoch`: later appends carry it, and the epoch starts at
+    /// the current log end in the epoch cache (persisted before this returns), as a Kafka
+    /// leader records it when it takes over. An epoch older than the newest in the cache is
+    /// refused: a log never goes back in epochs.
+    pub fn set_leader_epoch(&mut self, epoch: i32) -> Result<()> {
+        if epoch < 0 {
+            self.leader_epoch = -1;
+            return Ok(());
+        }
+        if let Some(latest) = self.epochs.latest_epoch()
+            && latest > epoch
+        {
+            return Err(BrokerError::ReplicaConflict(format!(
+                "leader epoch {epoch} is older than the log's newest epoch {latest}"
+            )));
+        }
+        self.epochs.assign(epoch, self.next_offset)?;
+        self.leader_epoch = epoch;
+        Ok(())
+    }
+
+    /// Stops stamping a leader epoch (the log now follows another leader's).
+    pub fn clear_leader_epoch(&mut self) {
+        self.leader_epoch = -1;
+    }
+
+    /// The newest epoch in the log's epoch cache (its last fetched epoch, as a follower).
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.epochs.latest_epoch()
+    }
+
+    /// The epoch cache's entries, oldest first.
+    pub fn epoch_entries(&self) -> &[EpochEntry] {
+        self.epochs.entries()
+    }
+
+    /// OffsetForLeaderEpoch: `(largest epoch <= epoch in this log, end offset of it)`; see
+    /// [`LeaderEpochCache::end_offset_for`].
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+        self.epochs.end_offset_for(epoch, self.next_offset)
+    }
+
+    /// Appends a leader's batches (a fetch response's records: whole batches, back to back)
+    /// keeping their offsets and leader epochs. Each batch is validated (framing and CRC);
+    /// offsets must move forward from the log end (a batch starting before it is refused;
+    /// one starting after it is a gap the leader's log has too, as compaction leaves), and
+    /// epochs must not go back. A new epoch is recorded in the cache before its first batch
+    /// is written. Returns the log end after the append.
+    pub fn append_as_follower(&mut self, records: &Bytes) -> Result<i64> {
+        for (_, bytes) in batch::split(records)? {
+            let header = batch::validate(&bytes)?;
+            if header.base_offset < self.next_offset {
+                return Err(BrokerError::ReplicaConflict(format!(
+                    "a replicated batch starts at offset {} before the log end {}",
+                    header.base_offset, self.next_offset
+                )));
+            }
+            let epoch = header.partition_leader_epoch;
+            if epoch >= 0 {
+                if self
+                    .epochs
+                    .latest_epoch()
+                    .is_some_and(|latest| latest > epoch)
+                {
+                    return Err(BrokerError::ReplicaConflict(format!(
+                        "a replicated batch at offset {} has epoch {epoch}, older than the log's",
+                        header.base_offset
+                    )));
+                }
+                self.epochs.assign(epoch, header.base_offset)?;
+            }
+            self.write_at(&bytes, header)?;
+        }
+        Ok(self.next_offset)
+    }
+
+    /// Removes every record at or after `offset` (a batch holding `offset` goes whole) and
+    /// the epochs that start at or after the new end, durably: segments past the cut are
+    /// deleted newest first (the directory synced after each), the segment holding the cut
+    /// is cut and synced, and only then the epoch cache changes. A cut at or below the log
+    /// start empties the log and restarts it at `offset`. Returns the new log end.
+    pub fn truncate_to(&mut self, offset: i64) -> Result<i64> {
+        let offset = offset.max(0);
+        if offset <= self.start_offset() && offset < self.next_offset {
+            self.truncate_fully_and_start_at(offset)?;
+            return Ok(self.next_offset);
+        }
+        if offset < self.next_offset {
+            let doomed: Vec<i64> = self.segments.range(offset..).map(|(b, _)| *b).collect();
+            for base in doomed.into_iter().rev() {
+                if let Some(seg) = self.segments.remove(&base) {
+                    seg.delete_files()?;
+                    sync_dir(&self.dir)?;
+                }
+            }
+            let active =
+                self.segments
+                    .values_mut()
+                    .next_back()
+                    .ok_or_else(|| BrokerError::CorruptFile {
+                        path: self.dir.clone(),
+                        reason: "partition has no segment".into(),
+                    })?;
+            active.truncate_to(offset)?;
+            self.next_offset = active.next_offset();
+            self.dirty = false;
+        }
+        self.epochs.truncate_from_end(self.next_offset)?;
+        Ok(self.next_offset)
+    }
+
+    /// Deletes every segment and epoch and starts the log empty at `offset` (a follower whose
+    /// log ends below the leader's log start).
+    pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<()> {
+        let offset = offset.max(0);
+        let all: Vec<i64> = self.segments.keys().copied().collect();
+        for base in all.into_iter().rev() {
+            if let Some(seg) = self.segments.remove(&base) {
+                seg.delete_files()?;
+                sync_dir(&self.dir)?;
+            }
+        }
+        let seg = Segment::create(
+            &self.dir,
+            offset,
+            self.settings.index_interval_bytes,
+            &self.cache,
+        )?;
+        sync_dir(&self.dir)?;
+        self.segments.insert(offset, seg);
+        self.next_offset = offset;
+        self.dirty = false;
+        self.epochs.clear()
     }
 
     /// Base offset of the newest segments that together hold at least `min_bytes` (all of
@@ -183,6 +413,7 @@ impl PartitionLog {
         let header = batch::validate(batch_bytes)?;
         let range = self.write(batch_bytes, header)?;
         batch::set_base_offset(batch_bytes, range.0);
+        batch_bytes[12..16].copy_from_slice(&self.leader_epoch.to_be_bytes());
         Ok(range)
     }
 
@@ -204,10 +435,20 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Writes a valid batch at the end of the log with offsets from the end.
+    /// Writes a valid batch at the end of the log with offsets from the end and the log's
+    /// leader epoch (recorded in the epoch cache first if it is new).
     fn write(&mut self, batch_bytes: &[u8], mut header: batch::BatchHeader) -> Result<(i64, i64)> {
-        self.maybe_roll(batch_bytes.len())?;
         header.base_offset = self.next_offset;
+        header.partition_leader_epoch = self.leader_epoch;
+        if self.leader_epoch >= 0 && self.epochs.latest_epoch() != Some(self.leader_epoch) {
+            self.epochs.assign(self.leader_epoch, self.next_offset)?;
+        }
+        self.write_at(batch_bytes, header)
+    }
+
+    /// Writes a valid batch at the end of the log with the offset and epoch of `header`.
+    fn write_at(&mut self, batch_bytes: &[u8], header: batch::BatchHeader) -> Result<(i64, i64)> {
+        self.maybe_roll(batch_bytes.len())?;
         let fsync = self.settings.fsync;
         let seg =
             self.segments
@@ -321,6 +562,12 @@ impl PartitionLog {
             if let Some(seg) = self.segments.remove(&base) {
                 expired.push(seg);
             }
+        }
+        if !expired.is_empty()
+            && let Err(e) = self.epochs.truncate_from_start(self.start_offset())
+        {
+            // The checkpoint keeps epochs of deleted records; the next open drops them.
+            tracing::warn!(dir = %self.dir.display(), error = %e, "leader epoch checkpoint not updated");
         }
         expired
     }
@@ -528,6 +775,213 @@ mod tests {
         let offsets = read_all(&log);
         assert_eq!(offsets.first().copied(), Some(log.start_offset()));
         assert_eq!(offsets.last().copied(), Some(299));
+    }
+
+    fn epochs(log: &PartitionLog) -> Vec<(i32, i64)> {
+        log.epoch_entries()
+            .iter()
+            .map(|e| (e.epoch, e.start_offset))
+            .collect()
+    }
+
+    fn batch_epochs(log: &PartitionLog) -> Vec<(i64, i32)> {
+        let bytes = log.read(log.start_offset(), 1 << 30).unwrap();
+        let mut out = Vec::new();
+        let mut next = log.start_offset();
+        let mut bytes = bytes;
+        while !bytes.is_empty() {
+            for (h, _) in batch::split(&bytes).unwrap() {
+                out.push((h.base_offset, h.partition_leader_epoch));
+                next = h.next_offset();
+            }
+            bytes = log.read(next, 1 << 30).unwrap();
+        }
+        out
+    }
+
+    #[test]
+    fn a_leader_stamps_its_epoch_and_records_where_each_epoch_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(dir.path(), settings()).unwrap();
+        log.append(&mut batch(2, 0)).unwrap();
+        assert_eq!(
+            log.latest_epoch(),
+            None,
+            "an unreplicated log has no epochs"
+        );
+        assert!(
+            !dir.path()
+                .join(super::super::epoch::CHECKPOINT_FILE)
+                .exists()
+        );
+        log.set_leader_epoch(3).unwrap();
+        let mut b = batch(2, 1);
+        log.append(&mut b).unwrap();
+        assert_eq!(
+            &b[12..16],
+            &3i32.to_be_bytes(),
+            "the caller's copy says the epoch too"
+        );
+        let sent = Bytes::from(batch(3, 2));
+        log.append_checked(&batch::validate_records(&sent).unwrap())
+            .unwrap();
+        log.set_leader_epoch(5).unwrap();
+        log.append(&mut batch(1, 3)).unwrap();
+        assert_eq!(epochs(&log), vec![(3, 2), (5, 7)]);
+        assert_eq!(batch_epochs(&log), vec![(0, -1), (2, 3), (4, 3), (7, 5)]);
+        assert_eq!(log.end_offset_for_epoch(3), (3, 7));
+        assert_eq!(log.end_offset_for_epoch(4), (3, 7));
+        assert_eq!(log.end_offset_for_epoch(5), (5, 8));
+        assert!(
+            matches!(
+                log.set_leader_epoch(4),
+                Err(BrokerError::ReplicaConflict(_))
+            ),
+            "a log never goes back in epochs"
+        );
+        drop(log);
+        let log = PartitionLog::open(dir.path(), settings()).unwrap();
+        assert_eq!(epochs(&log), vec![(3, 2), (5, 7)]);
+        assert_eq!(
+            log.leader_epoch(),
+            -1,
+            "the role is given again after a restart"
+        );
+    }
+
+    #[test]
+    fn a_follower_keeps_the_leaders_offsets_and_epochs() {
+        let leader_dir = tempfile::tempdir().unwrap();
+        let mut leader = PartitionLog::open(leader_dir.path(), settings()).unwrap();
+        leader.set_leader_epoch(1).unwrap();
+        for i in 0..10u8 {
+            leader.append(&mut batch(3, i)).unwrap();
+        }
+        leader.set_leader_epoch(2).unwrap();
+        for i in 10..20u8 {
+            leader.append(&mut batch(3, i)).unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut follower = PartitionLog::open(dir.path(), settings()).unwrap();
+        while follower.end_offset() < leader.end_offset() {
+            let bytes = leader.read(follower.end_offset(), 700).unwrap();
+            follower.append_as_follower(&bytes).unwrap();
+        }
+        assert_eq!(follower.end_offset(), 60);
+        assert_eq!(epochs(&follower), epochs(&leader));
+        assert_eq!(batch_epochs(&follower), batch_epochs(&leader));
+        assert_eq!(
+            follower.read(0, 1 << 30).unwrap(),
+            leader.read(0, 1 << 30).unwrap()
+        );
+        // Offsets must move forward: the same batches again are refused, and so is a torn one.
+        let again = leader.read(30, 1).unwrap();
+        assert!(matches!(
+            follower.append_as_follower(&again),
+            Err(BrokerError::ReplicaConflict(_))
+        ));
+        let mut torn = leader.read(57, 1).unwrap().to_vec();
+        torn[40] ^= 1;
+        let dir2 = tempfile::tempdir().unwrap();
+        let mut f2 = PartitionLog::open(dir2.path(), settings()).unwrap();
+        assert!(f2.append_as_follower(&Bytes::from(torn)).is_err());
+        // A batch of an older epoch than the follower has is refused.
+        let old = leader.read(0, 1).unwrap();
+        let mut stale = old.to_vec();
+        batch::set_base_offset(&mut stale, 60);
+        assert!(matches!(
+            follower.append_as_follower(&Bytes::from(stale)),
+            Err(BrokerError::ReplicaConflict(_))
+        ));
+        assert_eq!(follower.end_offset(), 60);
+    }
+
+    #[test]
+    fn truncation_cuts_segments_and_epochs_and_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(dir.path(), settings()).unwrap();
+        log.set_leader_epoch(1).unwrap();
+        for i in 0..60u8 {
+            log.append(&mut batch(3, i)).unwrap();
+        }
+        log.set_leader_epoch(2).unwrap();
+        for i in 60..100u8 {
+            log.append(&mut batch(3, i)).unwrap();
+        }
+        assert!(log.segment_count() > 5);
+        // Into the middle of a batch: the whole batch goes.
+        assert_eq!(log.truncate_to(200).unwrap(), 198);
+        assert_eq!(log.end_offset(), 198);
+        assert_eq!(read_all(&log), (0..198).collect::<Vec<_>>());
+        assert_eq!(epochs(&log), vec![(1, 0), (2, 180)]);
+        // Below the start of epoch 2: its entry goes too.
+        assert_eq!(log.truncate_to(150).unwrap(), 150);
+        assert_eq!(epochs(&log), vec![(1, 0)]);
+        let segments = log.segment_count();
+        // Appends continue from the cut, in the current epoch.
+        log.set_leader_epoch(3).unwrap();
+        assert_eq!(log.append(&mut batch(2, 200)).unwrap(), (150, 151));
+        assert_eq!(epochs(&log), vec![(1, 0), (3, 150)]);
+        drop(log);
+        let mut log = PartitionLog::open(dir.path(), settings()).unwrap();
+        assert_eq!(log.end_offset(), 152);
+        assert_eq!(log.segment_count(), segments);
+        assert_eq!(read_all(&log), (0..152).collect::<Vec<_>>());
+        assert_eq!(epochs(&log), vec![(1, 0), (3, 150)]);
+        assert_eq!(log.offset_for_timestamp(1_000).unwrap(), Some(0));
+        // A cut at the log start empties it; a cut below the start restarts it there.
+        assert_eq!(log.truncate_to(0).unwrap(), 0);
+        assert_eq!(read_all(&log), Vec::<i64>::new());
+        assert_eq!(epochs(&log), vec![]);
+        log.truncate_fully_and_start_at(40).unwrap();
+        assert_eq!((log.start_offset(), log.end_offset()), (40, 40));
+        log.append(&mut batch(2, 1)).unwrap();
+        drop(log);
+        let log = PartitionLog::open(dir.path(), settings()).unwrap();
+        assert_eq!((log.start_offset(), log.end_offset()), (40, 42));
+    }
+
+    #[test]
+    fn a_crash_between_log_and_cache_reopens_consistently() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(dir.path(), settings()).unwrap();
+        log.set_leader_epoch(1).unwrap();
+        for i in 0..10u8 {
+            log.append(&mut batch(3, i)).unwrap();
+        }
+        log.set_leader_epoch(2).unwrap();
+        log.append(&mut batch(3, 10)).unwrap();
+        let checkpoint =
+            std::fs::read(dir.path().join(super::super::epoch::CHECKPOINT_FILE)).unwrap();
+        // The log was cut (as a truncation does first) but the cache not yet: at open the
+        // epoch past the end goes.
+        log.truncate_to(30).unwrap();
+        drop(log);
+        std::fs::write(
+            dir.path().join(super::super::epoch::CHECKPOINT_FILE),
+            &checkpoint,
+        )
+        .unwrap();
+        let log = PartitionLog::open(dir.path(), settings()).unwrap();
+        assert_eq!(epochs(&log), vec![(1, 0)]);
+        drop(log);
+        // A corrupt or lost checkpoint is rebuilt from the batches' epochs.
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(dir.path(), settings()).unwrap();
+        log.append(&mut batch(3, 0)).unwrap();
+        log.set_leader_epoch(4).unwrap();
+        log.append(&mut batch(3, 1)).unwrap();
+        log.set_leader_epoch(7).unwrap();
+        log.append(&mut batch(3, 2)).unwrap();
+        drop(log);
+        let path = dir.path().join(super::super::epoch::CHECKPOINT_FILE);
+        std::fs::write(&path, "0\n2\n7 0\n4 3\n").unwrap();
+        let log = PartitionLog::open(dir.path(), settings()).unwrap();
+        assert_eq!(epochs(&log), vec![(4, 3), (7, 6)]);
+        drop(log);
+        std::fs::remove_file(&path).unwrap();
+        let log = PartitionLog::open(dir.path(), settings()).unwrap();
+        assert_eq!(epochs(&log), vec![(4, 3), (7, 6)]);
     }
 
     proptest! {

@@ -29,6 +29,8 @@ pub struct Segment {
     size: u64,
     next_offset: i64,
     max_timestamp: i64,
+    /// Leader epoch of the last batch (`-1` when empty or written without one).
+    last_epoch: i32,
     created_ms: i64,
     index: SegmentIndex,
     bytes_since_index: u64,
@@ -75,6 +77,7 @@ impl Segment {
             size: 0,
             next_offset: base_offset,
             max_timestamp: -1,
+            last_epoch: -1,
             created_ms: super::now_ms(),
             index,
             bytes_since_index: 0,
@@ -115,6 +118,7 @@ impl Segment {
             size,
             next_offset: base_offset,
             max_timestamp: -1,
+            last_epoch: -1,
             created_ms: super::now_ms(),
             index,
             bytes_since_index: 0,
@@ -196,6 +200,7 @@ impl Segment {
             self.bytes_since_index += len;
             self.next_offset = header.next_offset();
             self.max_timestamp = self.max_timestamp.max(header.max_timestamp);
+            self.last_epoch = header.partition_leader_epoch;
             expected_min = header.next_offset();
             pos += len;
         }
@@ -226,11 +231,18 @@ impl Segment {
         self.index.push(rel, pos as u32, header.max_timestamp)
     }
 
-    /// Appends one whole, validated batch whose base offset is already set.
+    /// Appends one whole, validated batch, written with the base offset and partition leader
+    /// epoch of `header` in place of its own (neither is covered by the CRC).
     pub fn append(&mut self, batch: &[u8], header: &BatchHeader) -> Result<()> {
         let pos = self.size;
         let file = self.file()?;
-        if let Err(e) = write_batch_at(&file, header.base_offset, batch, pos) {
+        if let Err(e) = write_batch_at(
+            &file,
+            header.base_offset,
+            header.partition_leader_epoch,
+            batch,
+            pos,
+        ) {
             // Leave no partial batch behind: the file ends where our size says it does.
             let _ = file.set_len(pos);
             return Err(BrokerError::io(self.log_path(), e));
@@ -243,7 +255,38 @@ impl Segment {
         self.size += batch.len() as u64;
         self.next_offset = header.next_offset();
         self.max_timestamp = self.max_timestamp.max(header.max_timestamp);
+        self.last_epoch = header.partition_leader_epoch;
         Ok(())
+    }
+
+    /// Removes every batch whose last offset is at or after `offset` (a batch holding
+    /// `offset` goes whole), durably (the file is cut and synced before this returns).
+    /// Indexes drop the entries past the cut; the batches after the last remaining index
+    /// entry are rescanned for the segment's end offset, largest timestamp and last epoch.
+    pub fn truncate_to(&mut self, offset: i64) -> Result<()> {
+        if offset >= self.next_offset {
+            return Ok(());
+        }
+        let file = self.file()?;
+        let rel = u32::try_from((offset - self.base_offset).max(0)).unwrap_or(u32::MAX);
+        let mut pos = self.index.floor(rel).map_or(0, |e| e.position as u64);
+        while let Some(h) = self.read_header(&file, pos)? {
+            if h.last_offset() >= offset {
+                break;
+            }
+            pos += h.total_len() as u64;
+        }
+        let pos = pos.min(self.size);
+        file.set_len(pos)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| BrokerError::io(self.log_path(), e))?;
+        self.size = pos;
+        self.index.truncate_to_position(pos)?;
+        self.next_offset = self.base_offset;
+        self.last_epoch = -1;
+        self.max_timestamp = self.index.times.last().map_or(-1, |t| t.max_timestamp);
+        let from = self.index.offsets.last().map_or(0, |e| e.position as u64);
+        self.scan_and_recover(from, false)
     }
 
     /// Whole batches starting with the one that holds `offset`, about `max_bytes` of them
@@ -343,6 +386,9 @@ impl Segment {
     pub fn max_timestamp(&self) -> i64 {
         self.max_timestamp
     }
+    pub fn last_epoch(&self) -> i32 {
+        self.last_epoch
+    }
     pub fn created_ms(&self) -> i64 {
         self.created_ms
     }
@@ -368,16 +414,29 @@ impl Segment {
     }
 }
 
-/// Writes `batch` at `pos` with `base_offset` in place of its first 8 bytes (the base offset
-/// field), in one `pwritev`: the caller's bytes are neither changed nor copied.
-fn write_batch_at(file: &File, base_offset: i64, batch: &[u8], pos: u64) -> std::io::Result<()> {
-    let head = base_offset.to_be_bytes();
-    let Some(rest) = batch.get(head.len()..) else {
+/// Bytes of a batch up to the end of its partition leader epoch field.
+const HEAD_LEN: usize = 16;
+
+/// Writes `batch` at `pos` with `base_offset` and `leader_epoch` in place of its base offset
+/// and partition leader epoch fields, in one `pwritev`: the caller's bytes are neither
+/// changed nor copied.
+fn write_batch_at(
+    file: &File,
+    base_offset: i64,
+    leader_epoch: i32,
+    batch: &[u8],
+    pos: u64,
+) -> std::io::Result<()> {
+    let (Some(length), Some(rest)) = (batch.get(8..12), batch.get(HEAD_LEN..)) else {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
-            "a batch is shorter than its base offset field",
+            "a batch is shorter than its leader epoch field",
         ));
     };
+    let mut head = [0u8; HEAD_LEN];
+    head[..8].copy_from_slice(&base_offset.to_be_bytes());
+    head[8..12].copy_from_slice(length);
+    head[12..].copy_from_slice(&leader_epoch.to_be_bytes());
     let total = head.len() + rest.len();
     let mut done = 0usize;
     while done < total {

@@ -310,6 +310,8 @@ pub fn broker_error_code(e: &BrokerError) -> i16 {
         BrokerError::TopicInUse { .. } | BrokerError::TopicConflict { .. } => {
             ResponseError::PolicyViolation.code()
         }
+        // Retriable: the client refreshes its metadata and finds the current leader.
+        BrokerError::ReplicaConflict(_) => ResponseError::NotLeaderOrFollower.code(),
     }
 }
 
