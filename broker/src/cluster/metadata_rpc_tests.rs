@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
@@ -11,7 +12,10 @@ use tokio::sync::watch;
 use super::NodeId;
 use super::metadata::{MetadataCommand, MetadataConfig, MetadataNode, NodeInfo};
 use super::metadata_rpc::{MetadataService, RpcMetadataTransport, register_nodes};
-use super::rpc::{ClientConfig, LateService, LocalNode, Peers, ServerConfig, serve};
+use super::rpc::{
+    ClientConfig, LateService, LocalNode, PeerRequest, PeerService, Peers, RaftRequest,
+    ServerConfig, ServiceFuture, serve,
+};
 
 fn config() -> MetadataConfig {
     MetadataConfig {
@@ -30,9 +34,13 @@ struct Running {
     stop: watch::Sender<bool>,
     server: tokio::task::JoinHandle<()>,
     registrar: tokio::task::JoinHandle<()>,
+    snapshots_received: Arc<AtomicUsize>,
 }
 
-async fn start_cluster(root: &std::path::Path, n: u64) -> BTreeMap<NodeId, Running> {
+async fn start_cluster(
+    root: &std::path::Path,
+    n: u64,
+) -> (BTreeMap<NodeId, NodeInfo>, BTreeMap<NodeId, Running>) {
     let mut listeners = BTreeMap::new();
     for id in 1..=n {
         listeners.insert(id, TcpListener::bind("127.0.0.1:0").await.unwrap());
@@ -49,50 +57,80 @@ async fn start_cluster(root: &std::path::Path, n: u64) -> BTreeMap<NodeId, Runni
         .collect();
     let mut running = BTreeMap::new();
     for (id, listener) in listeners {
-        let local = LocalNode::new(id, voters[&id].cluster_addr.clone(), Some("c".into()));
-        let mut client = ClientConfig::new(1 << 20);
-        client.connect_timeout = Duration::from_millis(500);
-        client.request_timeout = Duration::from_secs(2);
-        let peers = Arc::new(Peers::new(
-            local.clone(),
-            client,
-            voters.iter().map(|(i, v)| (*i, v.cluster_addr.clone())),
-        ));
-        let service = LateService::new();
-        let (stop, rx) = watch::channel(false);
-        let mut server_stop = rx.clone();
-        let server = tokio::spawn(serve(
-            listener,
-            ServerConfig::new(local, 1 << 20),
-            service.clone(),
-            async move {
-                let _ = server_stop.wait_for(|s| *s).await;
-            },
-        ));
-        tokio::spawn(peers.clone().run(Duration::from_millis(100), rx.clone()));
-        let transport = Arc::new(RpcMetadataTransport::new(peers.clone()));
-        let node = MetadataNode::start(
-            id,
-            &root.join(id.to_string()),
-            transport,
-            &voters,
-            &config(),
-        )
+        running.insert(id, start_node(root, id, listener, &voters).await);
+    }
+    (voters, running)
+}
+
+/// Starts node `id` serving on `listener`, its Raft log under `root/<id>`.
+async fn start_node(
+    root: &std::path::Path,
+    id: NodeId,
+    listener: TcpListener,
+    voters: &BTreeMap<NodeId, NodeInfo>,
+) -> Running {
+    let local = LocalNode::new(id, voters[&id].cluster_addr.clone(), Some("c".into()));
+    let mut client = ClientConfig::new(1 << 20);
+    client.connect_timeout = Duration::from_millis(500);
+    client.request_timeout = Duration::from_secs(2);
+    let peers = Arc::new(Peers::new(
+        local.clone(),
+        client,
+        voters.iter().map(|(i, v)| (*i, v.cluster_addr.clone())),
+    ));
+    let service = LateService::new();
+    let (stop, rx) = watch::channel(false);
+    let mut server_stop = rx.clone();
+    let server = tokio::spawn(serve(
+        listener,
+        ServerConfig::new(local, 1 << 20),
+        service.clone(),
+        async move {
+            let _ = server_stop.wait_for(|s| *s).await;
+        },
+    ));
+    tokio::spawn(peers.clone().run(Duration::from_millis(100), rx.clone()));
+    let transport = Arc::new(RpcMetadataTransport::new(peers.clone()));
+    let node = MetadataNode::start(id, &root.join(id.to_string()), transport, voters, &config())
         .await
         .unwrap();
-        service.set(Arc::new(MetadataService::new(node.clone())));
-        let registrar = tokio::spawn(register_nodes(node.clone(), peers, rx));
-        running.insert(
-            id,
-            Running {
-                node,
-                stop,
-                server,
-                registrar,
-            },
-        );
+    let snapshots_received = Arc::new(AtomicUsize::new(0));
+    service.set(Arc::new(CountingSnapshots {
+        inner: MetadataService::new(node.clone()),
+        count: snapshots_received.clone(),
+    }));
+    let registrar = tokio::spawn(register_nodes(node.clone(), peers, rx));
+    Running {
+        node,
+        stop,
+        server,
+        registrar,
+        snapshots_received,
     }
-    running
+}
+
+/// The metadata service, counting the snapshot chunks it receives.
+struct CountingSnapshots {
+    inner: MetadataService,
+    count: Arc<AtomicUsize>,
+}
+
+impl PeerService for CountingSnapshots {
+    fn call(&self, from: NodeId, request: PeerRequest) -> ServiceFuture<'_> {
+        if matches!(request, PeerRequest::Raft(RaftRequest::InstallSnapshot(_))) {
+            self.count.fetch_add(1, Ordering::SeqCst);
+        }
+        self.inner.call(from, request)
+    }
+}
+
+impl Running {
+    async fn stop(self) {
+        self.node.shutdown().await.unwrap();
+        let _ = self.stop.send(true);
+        let _ = self.server.await;
+        let _ = self.registrar.await;
+    }
 }
 
 /// Waits until every running node names the same controller; returns it.
@@ -114,7 +152,7 @@ async fn agreed_controller(nodes: &BTreeMap<NodeId, Running>, within: Duration) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_elect_commit_and_fail_over_over_real_rpc() {
     let root = tempfile::tempdir().unwrap();
-    let mut nodes = start_cluster(root.path(), 3).await;
+    let (voters, mut nodes) = start_cluster(root.path(), 3).await;
     let controller = agreed_controller(&nodes, Duration::from_secs(20)).await;
 
     // The controller registers every node it reaches; all nodes apply the same metadata.
@@ -151,11 +189,7 @@ async fn three_nodes_elect_commit_and_fail_over_over_real_rpc() {
     }
 
     // Lose the controller: the other two elect a new one and still commit.
-    let old = nodes.remove(&controller).unwrap();
-    old.node.shutdown().await.unwrap();
-    let _ = old.stop.send(true);
-    let _ = old.server.await;
-    let _ = old.registrar.await;
+    nodes.remove(&controller).unwrap().stop().await;
     let next = agreed_controller(&nodes, Duration::from_secs(20)).await;
     assert_ne!(next, controller);
     nodes[&next]
@@ -175,9 +209,47 @@ async fn three_nodes_elect_commit_and_fail_over_over_real_rpc() {
         );
         assert!(r.node.metrics().term > 0);
     }
+
+    // While the old controller is down, enough commands that the log behind a snapshot is
+    // purged: on its return it catches up by InstallSnapshot over the RPC.
+    for i in 0..45u64 {
+        nodes[&next]
+            .node
+            .propose(MetadataCommand::RegisterNode {
+                node: 200 + i,
+                info: NodeInfo::default(),
+            })
+            .await
+            .unwrap();
+    }
+    let snapshot = nodes[&next].node.metrics().snapshot_index;
+    assert!(snapshot.is_some(), "no snapshot taken");
+    let listener = TcpListener::bind(&voters[&controller].cluster_addr)
+        .await
+        .unwrap();
+    nodes.insert(
+        controller,
+        start_node(root.path(), controller, listener, &voters).await,
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while nodes[&controller].node.current() != nodes[&next].node.current() {
+        assert!(
+            Instant::now() < deadline,
+            "the old controller did not catch up: version {} vs {}",
+            nodes[&controller].node.current().version,
+            nodes[&next].node.current().version
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        nodes[&controller].snapshots_received.load(Ordering::SeqCst) > 0,
+        "caught up without a snapshot"
+    );
+    assert_eq!(
+        agreed_controller(&nodes, Duration::from_secs(20)).await,
+        next
+    );
     for (_, r) in nodes {
-        r.node.shutdown().await.unwrap();
-        let _ = r.stop.send(true);
-        let _ = r.server.await;
+        r.stop().await;
     }
 }
