@@ -15,7 +15,10 @@
 //!    refused the request before its Raft saw it (not served yet, shutting down) →
 //!    [`TransportError::Unreachable`] (openraft pauses before retrying); the request may have
 //!    arrived but no valid answer came back → [`TransportError::Failed`].
-//! 3. **Only the controller proposes** `RegisterNode` (cluster invariant 1): each node's
+//! 3. **A Raft request is served only from the node whose vote it carries** (the candidate
+//!    of a vote, the leader of an append or snapshot): a peer cannot speak for another.
+//!    (The RPC layer authenticates `from` only under mutual TLS.)
+//! 4. **Only the controller proposes** `RegisterNode` (cluster invariant 1): each node's
 //!    registration is done by whichever node is controller, for itself and for every voter
 //!    whose greeting it has answered recently; no node proposes for itself elsewhere, so no
 //!    forwarding is needed and a controller change simply hands the job to the next one.
@@ -175,8 +178,16 @@ impl MetadataService {
         MetadataService { node }
     }
 
-    async fn raft(&self, request: RaftRequest) -> Result<RaftResponse, Refusal> {
+    async fn raft(&self, from: NodeId, request: RaftRequest) -> Result<RaftResponse, Refusal> {
         let malformed = Refusal::Malformed;
+        // Every Raft request carries the vote of its sender (the candidate, or the leader
+        // replicating): one naming another node is refused before Raft sees it.
+        let sender = |vote: &openraft::Vote<NodeId>| match vote.leader_id().voted_for() {
+            Some(node) if node != from => Err(Refusal::Malformed(format!(
+                "a Raft request sent by node {from} carries the vote of node {node}"
+            ))),
+            _ => Ok(()),
+        };
         let answer = |e: String| Refusal::Service {
             code: "encode".to_string(),
             message: e,
@@ -184,16 +195,19 @@ impl MetadataService {
         Ok(match request {
             RaftRequest::AppendEntries(req) => {
                 let req = req.decode().map_err(malformed)?;
+                sender(&req.vote)?;
                 let r = self.node.handle_append_entries(req).await;
                 RaftResponse::AppendEntries(Json::encode(&r).map_err(answer)?)
             }
             RaftRequest::Vote(req) => {
                 let req = req.decode().map_err(malformed)?;
+                sender(&req.vote)?;
                 let r = self.node.handle_vote(req).await;
                 RaftResponse::Vote(Json::encode(&r).map_err(answer)?)
             }
             RaftRequest::InstallSnapshot(req) => {
                 let req = req.decode().map_err(malformed)?;
+                sender(&req.vote)?;
                 let r = self.node.handle_install_snapshot(req).await;
                 RaftResponse::InstallSnapshot(Json::encode(&r).map_err(answer)?)
             }
@@ -202,10 +216,10 @@ impl MetadataService {
 }
 
 impl PeerService for MetadataService {
-    fn call(&self, _from: NodeId, request: PeerRequest) -> ServiceFuture<'_> {
+    fn call(&self, from: NodeId, request: PeerRequest) -> ServiceFuture<'_> {
         Box::pin(async move {
             match request {
-                PeerRequest::Raft(r) => self.raft(r).await.map(PeerResponse::Raft),
+                PeerRequest::Raft(r) => self.raft(from, r).await.map(PeerResponse::Raft),
                 other => Err(Refusal::NotServed(other.kind().to_string())),
             }
         })

@@ -253,3 +253,42 @@ async fn three_nodes_elect_commit_and_fail_over_over_real_rpc() {
         r.stop().await;
     }
 }
+
+#[tokio::test]
+async fn a_raft_request_carrying_another_nodes_vote_is_refused() {
+    use openraft::Vote;
+    use openraft::raft::VoteRequest;
+
+    use super::rpc::{Json, PeerResponse, RaftResponse, Refusal};
+
+    let root = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let voters: BTreeMap<NodeId, NodeInfo> = [(
+        1,
+        NodeInfo {
+            cluster_addr: listener.local_addr().unwrap().to_string(),
+            ..NodeInfo::default()
+        },
+    )]
+    .into();
+    let node = start_node(root.path(), 1, listener, &voters).await;
+    let service = MetadataService::new(node.node.clone());
+    let vote = |candidate| {
+        PeerRequest::Raft(RaftRequest::Vote(
+            Json::encode(&VoteRequest::new(Vote::new(9, candidate), None)).unwrap(),
+        ))
+    };
+    // Node 2 asking for node 3's election.
+    match service.call(2, vote(3)).await {
+        Err(Refusal::Malformed(m)) => assert!(m.contains("node 3"), "{m}"),
+        other => panic!("not refused: {other:?}"),
+    }
+    // Its own: Raft answers (whatever it decides).
+    match service.call(3, vote(3)).await {
+        Ok(PeerResponse::Raft(RaftResponse::Vote(answer))) => {
+            assert!(answer.decode().unwrap().is_ok());
+        }
+        other => panic!("not answered: {other:?}"),
+    }
+    node.stop().await;
+}
