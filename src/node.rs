@@ -117,6 +117,8 @@ pub enum NodeError {
     Task(#[from] tokio::task::JoinError),
     #[error("{0}")]
     Identity(weir_broker::cluster::identity::IdentityError),
+    #[error("cannot start the metadata quorum member: {0}")]
+    Metadata(String),
 }
 
 /// Runs a node until `shutdown` completes, then stops it cleanly.
@@ -176,7 +178,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let (engine, sql, functions, wasm) =
         open_engine(&broker, &config.broker.data_dir, &config.limits).await?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let cluster = cluster_listener.map(|listener| {
+    let mut cluster = cluster_listener.map(|listener| {
         ClusterNode::start(
             listener,
             &config.cluster,
@@ -186,6 +188,9 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
             shutdown_rx.clone(),
         )
     });
+    if let Some(c) = &mut cluster {
+        c.start_metadata(&config.cluster, &data_dir).await?;
+    }
     let state = AppState {
         broker: broker.clone(),
         engine: engine.clone(),
@@ -199,6 +204,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
             protect_metrics: config.auth.protect_metrics,
         }),
         cluster: cluster.as_ref().map(|c| c.peers.clone()),
+        metadata: cluster.as_ref().and_then(|c| c.metadata.clone()),
         node_id: config.cluster.node_id.unwrap_or(0),
     };
     if let Some(dir) = &config.http.upload_dir {

@@ -4,10 +4,18 @@
 //! peers over it and greets them in the background. Without cluster flags it only checks
 //! that the data directory is not a cluster member's.
 //!
+//! With `--peers` it also runs this node's member of the metadata quorum
+//! ([`ClusterNode::start_metadata`]): the Raft log under `<data-dir>/cluster/metadata`, the
+//! initial voters from `--peers` (each known by its cluster address only; the Kafka and HTTP
+//! addresses in the metadata stay empty until nodes report them), the Raft service installed
+//! on the listener, and the controller's registration of the nodes it reaches. A node
+//! started with `--join` runs no metadata member yet (it greets only).
+//!
 //! It owns no cluster state of its own: identity rules live in
-//! `weir_broker::cluster::identity`, the RPC in `weir_broker::cluster::rpc`. The metadata
-//! and replication planes plug their services into [`ClusterNode::service`].
+//! `weir_broker::cluster::identity`, the RPC in `weir_broker::cluster::rpc`, the quorum in
+//! `weir_broker::cluster::metadata` and its wiring in `weir_broker::cluster::metadata_rpc`.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -16,6 +24,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use weir_broker::cluster::config::{ClusterConfig, Mode};
 use weir_broker::cluster::identity::{self, Expected, IdentityError, Verdict};
+use weir_broker::cluster::metadata::{MetadataConfig, MetadataNode, NodeInfo};
+use weir_broker::cluster::metadata_rpc::{MetadataService, RpcMetadataTransport, register_nodes};
 use weir_broker::cluster::rpc::{
     ClientConfig, ClusterTls, LateService, LocalNode, Peers, ServerConfig, serve,
 };
@@ -85,13 +95,18 @@ pub struct ClusterNode {
     pub peers: Arc<Peers>,
     /// Where the metadata plane (Raft) and replication (follower fetch) install their
     /// request handlers.
-    #[expect(
-        dead_code,
-        reason = "the metadata and replication planes install their services here"
-    )]
     pub service: Arc<LateService>,
+    /// This node's member of the metadata quorum (`--peers` only), once started.
+    pub metadata: Option<MetadataNode>,
     server: JoinHandle<()>,
     greeter: JoinHandle<()>,
+    registrar: Option<JoinHandle<()>>,
+    stop: watch::Receiver<bool>,
+}
+
+/// Where a node keeps its metadata quorum's log and snapshots, under its data directory.
+pub fn metadata_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("cluster").join("metadata")
 }
 
 impl ClusterNode {
@@ -160,17 +175,90 @@ impl ClusterNode {
                 let _ = server_stop.wait_for(|s| *s).await;
             },
         ));
-        let greeter = tokio::spawn(peers.clone().run(rpc.hello_interval(), stop));
+        let greeter = tokio::spawn(peers.clone().run(rpc.hello_interval(), stop.clone()));
         ClusterNode {
             peers,
             service,
+            metadata: None,
             server,
             greeter,
+            registrar: None,
+            stop,
         }
     }
 
-    /// Waits for the listener and the greeter to end (after `stop` turned true).
+    /// With `--peers`: starts this node's metadata quorum member under
+    /// `<data-dir>/cluster/metadata`, serves Raft to the peers and, while this node is the
+    /// controller, registers the nodes it reaches. Does nothing for `--join`.
+    pub async fn start_metadata(
+        &mut self,
+        config: &ClusterConfig,
+        data_dir: &Path,
+    ) -> Result<(), NodeError> {
+        let Mode::Bootstrap { node_id, peers } = config.mode() else {
+            return Ok(());
+        };
+        let mut voters: BTreeMap<_, _> = peers
+            .iter()
+            .map(|p| {
+                let info = NodeInfo {
+                    cluster_addr: p.addr.clone(),
+                    ..NodeInfo::default()
+                };
+                (p.id, info)
+            })
+            .collect();
+        voters.entry(node_id).or_insert_with(|| NodeInfo {
+            cluster_addr: config.advertised_addr().to_string(),
+            ..NodeInfo::default()
+        });
+        let dir = metadata_dir(data_dir);
+        let create = dir.clone();
+        tokio::task::spawn_blocking(move || std::fs::create_dir_all(&create))
+            .await?
+            .map_err(|e| NodeError::Metadata(format!("{}: {e}", dir.display())))?;
+        let transport = Arc::new(RpcMetadataTransport::new(self.peers.clone()));
+        let node = MetadataNode::start(
+            node_id,
+            &dir,
+            transport,
+            &voters,
+            &MetadataConfig::default(),
+        )
+        .await
+        .map_err(|e| NodeError::Metadata(e.to_string()))?;
+        self.service
+            .set(Arc::new(MetadataService::new(node.clone())));
+        tracing::info!(
+            node_id,
+            voters = ?voters.keys().collect::<Vec<_>>(),
+            dir = %dir.display(),
+            "metadata quorum member started"
+        );
+        self.registrar = Some(tokio::spawn(register_nodes(
+            node.clone(),
+            self.peers.clone(),
+            self.stop.clone(),
+        )));
+        self.metadata = Some(node);
+        Ok(())
+    }
+
+    /// Waits for the listener and the greeter to end (after `stop` turned true), after
+    /// stopping the metadata quorum member (its log is closed when this returns).
     pub async fn stopped(self) {
+        if let Some(registrar) = self.registrar {
+            // A proposal in flight may be dropped: it commits or not, and the next
+            // controller registers whatever is missing.
+            registrar.abort();
+            let _ = registrar.await;
+        }
+        if let Some(node) = &self.metadata {
+            match node.shutdown().await {
+                Ok(()) => tracing::info!("metadata quorum member stopped"),
+                Err(e) => tracing::warn!(error = %e, "stopping the metadata quorum member"),
+            }
+        }
         let _ = self.greeter.await;
         let _ = self.server.await;
     }

@@ -23,7 +23,18 @@ struct View {
     mode: String,
     cluster_id: Option<String>,
     node_id: u64,
+    #[serde(default)]
+    metadata: Option<Metadata>,
     nodes: Vec<Node>,
+}
+
+/// The metadata quorum as the answering node sees it (absent on a single node).
+#[derive(Debug, Deserialize)]
+struct Metadata {
+    controller: Option<u64>,
+    role: String,
+    term: u64,
+    applied_index: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -35,6 +46,8 @@ struct Node {
     error: Option<String>,
     #[serde(rename = "self")]
     is_self: bool,
+    #[serde(default)]
+    registered: Option<bool>,
 }
 
 pub async fn run(client: &Client, command: ClusterCommand) -> Result<()> {
@@ -74,14 +87,22 @@ fn ago(now: u64, then: Option<u64>) -> String {
 }
 
 fn render(view: &View, now: u64) -> String {
-    let mut out = fields(&[
+    let mut rows = vec![
         ("mode", view.mode.clone()),
         (
             "cluster id",
             view.cluster_id.clone().unwrap_or_else(|| "-".into()),
         ),
         ("this node", view.node_id.to_string()),
-    ]);
+    ];
+    if let Some(m) = &view.metadata {
+        let opt = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
+        rows.push(("controller", opt(m.controller)));
+        rows.push(("role", m.role.clone()));
+        rows.push(("raft term", m.term.to_string()));
+        rows.push(("applied index", opt(m.applied_index)));
+    }
+    let mut out = fields(&rows);
     out.push('\n');
     let rows: Vec<Vec<String>> = view
         .nodes
@@ -101,11 +122,23 @@ fn render(view: &View, now: u64) -> String {
                     ago(now, n.last_seen_ms)
                 },
                 n.error.clone().unwrap_or_default(),
+                match n.registered {
+                    None => "-".into(),
+                    Some(true) => "yes".into(),
+                    Some(false) => "no".into(),
+                },
             ]
         })
         .collect();
     out.push_str(&table(
-        &["ID", "ADDRESS", "REACHABLE", "LAST SEEN", "ERROR"],
+        &[
+            "ID",
+            "ADDRESS",
+            "REACHABLE",
+            "LAST SEEN",
+            "ERROR",
+            "REGISTERED",
+        ],
         &rows,
     ));
     out
@@ -134,5 +167,27 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("never"), "{text}");
+    }
+
+    #[test]
+    fn shows_the_controller_term_and_registration() {
+        let view: View = serde_json::from_value(serde_json::json!({
+            "mode": "cluster", "cluster_id": "abc", "node_id": 2,
+            "metadata": {"controller": 3, "role": "follower", "term": 7, "applied_index": 42,
+                         "version": 42, "voters": [1, 2, 3]},
+            "nodes": [
+                {"id": 2, "address": "h:2", "reachable": true, "last_seen_ms": 1, "error": null, "self": true, "registered": true},
+                {"id": 3, "address": "h:3", "reachable": true, "last_seen_ms": 1, "error": null, "self": false, "registered": false}
+            ]
+        }))
+        .unwrap();
+        let text = render(&view, 1);
+        assert!(text.contains("controller:"), "{text}");
+        assert!(text.contains("3\n"), "{text}");
+        assert!(text.contains("raft term:"), "{text}");
+        assert!(text.contains("applied index:  42"), "{text}");
+        assert!(text.contains("REGISTERED"), "{text}");
+        let row3 = text.lines().find(|l| l.starts_with("3 ")).unwrap();
+        assert!(row3.trim_end().ends_with("no"), "{text}");
     }
 }

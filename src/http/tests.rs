@@ -58,6 +58,7 @@ impl Server {
             shutdown: rx,
             auth: None,
             cluster: None,
+            metadata: None,
             node_id: 0,
         };
         let config = HttpConfig {

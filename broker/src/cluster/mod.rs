@@ -9,6 +9,8 @@
 //!   follower fetch, outside Raft, with a high watermark and leader-epoch truncation as
 //!   KRaft-era Kafka does it (KIP-101, KIP-279).
 //! - [`rpc`]: typed messages between nodes over the cluster listener (HTTP/2).
+//! - [`metadata_rpc`]: the metadata plane over [`rpc`] (Raft transport, service, the
+//!   controller's node registration).
 //! - [`identity`]: which cluster and node a data directory belongs to.
 //! - [`config`]: a node's cluster flags and the rules between them.
 //! - [`sim`]: a simulated network for the in-process cluster harness (partition, delay,
@@ -45,6 +47,9 @@
 pub mod config;
 pub mod identity;
 pub mod metadata;
+pub mod metadata_rpc;
+#[cfg(test)]
+mod metadata_rpc_tests;
 pub mod replication;
 pub mod rpc;
 pub mod sim;

@@ -11,9 +11,16 @@
 //! - A change to an existing message's fields is a new protocol version: bump
 //!   [`PROTOCOL_VERSION`] and keep decoding the old one for a release.
 
-use serde::{Deserialize, Serialize};
+use std::marker::PhantomData;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::cluster::NodeId;
+use crate::cluster::metadata::{
+    AppendEntriesRequest, AppendResult, InstallSnapshotRequest, SnapshotResult, TypeConfig,
+    VoteRequest, VoteResult,
+};
 
 /// The protocol version this release speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -41,12 +48,15 @@ pub type ResponseEnvelope = Result<PeerResponse, Refusal>;
 pub enum PeerRequest {
     /// Greeting and liveness probe; answered by the RPC layer itself.
     Hello(Hello),
+    /// A Raft message of the metadata plane.
+    Raft(RaftRequest),
 }
 
 /// The answer to a [`PeerRequest`], variant for variant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PeerResponse {
     Hello(HelloReply),
+    Raft(RaftResponse),
 }
 
 impl PeerRequest {
@@ -54,7 +64,90 @@ impl PeerRequest {
     pub fn kind(&self) -> &'static str {
         match self {
             PeerRequest::Hello(_) => "hello",
+            PeerRequest::Raft(RaftRequest::AppendEntries(_)) => "raft_append_entries",
+            PeerRequest::Raft(RaftRequest::Vote(_)) => "raft_vote",
+            PeerRequest::Raft(RaftRequest::InstallSnapshot(_)) => "raft_install_snapshot",
         }
+    }
+}
+
+/// A Raft request of the metadata plane (openraft's own messages).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RaftRequest {
+    AppendEntries(Json<AppendEntriesRequest<TypeConfig>>),
+    Vote(Json<VoteRequest<NodeId>>),
+    InstallSnapshot(Json<InstallSnapshotRequest<TypeConfig>>),
+}
+
+/// The remote Raft's answer to a [`RaftRequest`], variant for variant (its refusal, too).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RaftResponse {
+    AppendEntries(Json<AppendResult>),
+    Vote(Json<VoteResult>),
+    InstallSnapshot(Json<SnapshotResult>),
+}
+
+/// A value carried as JSON inside a postcard message. The metadata plane's types are
+/// written for a self-describing format (its commands are internally tagged enums, which
+/// postcard cannot decode), and openraft's messages are not all `PartialEq`/`Clone`; this
+/// wrapper holds the value's JSON (the encoding the Raft log stores too), typed by `T`.
+/// JSON triples the size of a snapshot chunk's bytes: openraft's chunks (3 MiB by default)
+/// stay far below the RPC's message limit.
+pub struct Json<T> {
+    bytes: Vec<u8>,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T: Serialize + DeserializeOwned> Json<T> {
+    pub fn encode(value: &T) -> Result<Json<T>, String> {
+        serde_json::to_vec(value)
+            .map(|bytes| Json {
+                bytes,
+                _type: PhantomData,
+            })
+            .map_err(|e| e.to_string())
+    }
+
+    pub fn decode(&self) -> Result<T, String> {
+        serde_json::from_slice(&self.bytes).map_err(|e| e.to_string())
+    }
+}
+
+impl<T> std::fmt::Debug for Json<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Json({} bytes)", self.bytes.len())
+    }
+}
+
+impl<T> Clone for Json<T> {
+    fn clone(&self) -> Self {
+        Json {
+            bytes: self.bytes.clone(),
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<T> PartialEq for Json<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes == other.bytes
+    }
+}
+
+impl<T> Eq for Json<T> {}
+
+impl<T> Serialize for Json<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.bytes.serialize(s)
+    }
+}
+
+impl<'de, T> Deserialize<'de> for Json<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Json {
+            bytes: Vec::<u8>::deserialize(d)?,
+            _type: PhantomData,
+        })
     }
 }
 
@@ -182,5 +275,135 @@ mod tests {
         // protocol(1) + None(0) + from(1) + variant
         bytes[3] = 200;
         assert!(decode::<RequestEnvelope>(&bytes).is_err());
+    }
+
+    fn round_trip(request: PeerRequest) -> PeerRequest {
+        let env = RequestEnvelope {
+            protocol: PROTOCOL_VERSION,
+            cluster_id: Some("c".into()),
+            from: 1,
+            request,
+        };
+        let back: RequestEnvelope = decode(&encode(&env).unwrap()).unwrap();
+        assert_eq!(back, env);
+        back.request
+    }
+
+    fn reply_round_trip(response: PeerResponse) -> PeerResponse {
+        let env: ResponseEnvelope = Ok(response);
+        let back: ResponseEnvelope = decode(&encode(&env).unwrap()).unwrap();
+        assert_eq!(back, env);
+        back.unwrap()
+    }
+
+    #[test]
+    fn raft_messages_round_trip_through_postcard() {
+        use crate::cluster::metadata::{MetadataCommand, NodeInfo, VersionedCommand};
+        use openraft::raft::{AppendEntriesResponse, InstallSnapshotResponse, VoteResponse};
+        use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Vote};
+
+        let log_id = |i| LogId::new(CommittedLeaderId::new(3, 2), i);
+        // An internally tagged command inside an entry: what postcard alone cannot carry.
+        let append = AppendEntriesRequest::<TypeConfig> {
+            vote: Vote::new_committed(3, 2),
+            prev_log_id: Some(log_id(4)),
+            entries: vec![
+                Entry {
+                    log_id: log_id(5),
+                    payload: EntryPayload::Normal(VersionedCommand::new(
+                        MetadataCommand::RegisterNode {
+                            node: 7,
+                            info: NodeInfo {
+                                cluster_addr: "h:1".into(),
+                                kafka_addr: String::new(),
+                                http_addr: "h:2".into(),
+                            },
+                        },
+                    )),
+                },
+                Entry {
+                    log_id: log_id(6),
+                    payload: EntryPayload::Blank,
+                },
+            ],
+            leader_commit: Some(log_id(5)),
+        };
+        let req = PeerRequest::Raft(RaftRequest::AppendEntries(Json::encode(&append).unwrap()));
+        assert_eq!(req.kind(), "raft_append_entries");
+        let PeerRequest::Raft(RaftRequest::AppendEntries(back)) = round_trip(req) else {
+            panic!("wrong variant");
+        };
+        let back = back.decode().unwrap();
+        assert_eq!(back.entries.len(), 2);
+        assert_eq!(back.entries[0].payload, append.entries[0].payload);
+        assert_eq!(back.prev_log_id, append.prev_log_id);
+        assert_eq!(back.vote, append.vote);
+
+        let vote = VoteRequest::new(Vote::new(4, 3), Some(log_id(6)));
+        let req = PeerRequest::Raft(RaftRequest::Vote(Json::encode(&vote).unwrap()));
+        let PeerRequest::Raft(RaftRequest::Vote(back)) = round_trip(req) else {
+            panic!("wrong variant");
+        };
+        assert_eq!(back.decode().unwrap(), vote);
+
+        let snapshot = InstallSnapshotRequest::<TypeConfig> {
+            vote: Vote::new_committed(3, 2),
+            meta: openraft::SnapshotMeta::default(),
+            offset: 10,
+            data: vec![0, 1, 255],
+            done: true,
+        };
+        let req = PeerRequest::Raft(RaftRequest::InstallSnapshot(
+            Json::encode(&snapshot).unwrap(),
+        ));
+        let PeerRequest::Raft(RaftRequest::InstallSnapshot(back)) = round_trip(req) else {
+            panic!("wrong variant");
+        };
+        assert_eq!(back.decode().unwrap(), snapshot);
+
+        // Answers, a refusal of the remote Raft included.
+        let answers: Vec<AppendResult> = vec![
+            Ok(AppendEntriesResponse::Success),
+            Ok(AppendEntriesResponse::Conflict),
+            Ok(AppendEntriesResponse::HigherVote(Vote::new(9, 1))),
+            Err(openraft::error::RaftError::Fatal(
+                openraft::error::Fatal::Stopped,
+            )),
+        ];
+        for answer in answers {
+            let resp =
+                PeerResponse::Raft(RaftResponse::AppendEntries(Json::encode(&answer).unwrap()));
+            let PeerResponse::Raft(RaftResponse::AppendEntries(back)) = reply_round_trip(resp)
+            else {
+                panic!("wrong variant");
+            };
+            assert_eq!(back.decode().unwrap(), answer);
+        }
+        let granted: VoteResult = Ok(VoteResponse::new(Vote::new(4, 3), Some(log_id(6)), true));
+        let resp = PeerResponse::Raft(RaftResponse::Vote(Json::encode(&granted).unwrap()));
+        let PeerResponse::Raft(RaftResponse::Vote(back)) = reply_round_trip(resp) else {
+            panic!("wrong variant");
+        };
+        assert_eq!(back.decode().unwrap(), granted);
+        let done: SnapshotResult = Ok(InstallSnapshotResponse {
+            vote: Vote::new(3, 2),
+        });
+        let resp = PeerResponse::Raft(RaftResponse::InstallSnapshot(Json::encode(&done).unwrap()));
+        let PeerResponse::Raft(RaftResponse::InstallSnapshot(back)) = reply_round_trip(resp) else {
+            panic!("wrong variant");
+        };
+        assert_eq!(back.decode().unwrap(), done);
+    }
+
+    #[test]
+    fn postcard_alone_cannot_carry_a_metadata_command() {
+        // Why `Json` exists: the command enum is internally tagged.
+        use crate::cluster::metadata::MetadataCommand;
+        let cmd = MetadataCommand::RegisterNode {
+            node: 1,
+            info: Default::default(),
+        };
+        let bytes = encode(&cmd);
+        assert!(bytes.is_err() || decode::<MetadataCommand>(&bytes.unwrap()).is_err());
     }
 }

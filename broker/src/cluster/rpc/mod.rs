@@ -5,9 +5,11 @@
 //! [`PeerService`]; [`client`] keeps one multiplexed connection per peer; [`peers`] greets
 //! every peer in the background and keeps the liveness view `GET /v1/cluster` shows.
 //!
-//! This module knows nothing of Raft or replication: they plug in as new
-//! [`PeerRequest`]/[`PeerResponse`] variants and a [`PeerService`] that answers them. It
-//! does not read the data directory (the cluster id comes from [`super::identity`]).
+//! This module knows nothing of Raft or replication beyond their messages' types: they plug
+//! in as [`PeerRequest`]/[`PeerResponse`] variants (the metadata plane's are
+//! [`PeerRequest::Raft`], carried by `cluster::metadata_rpc`) and a [`PeerService`] that
+//! answers them. It does not read the data directory (the cluster id comes from
+//! [`super::identity`]).
 //!
 //! # Invariants
 //!
@@ -53,7 +55,8 @@ use tokio::sync::watch;
 
 pub use client::{ClientConfig, PeerClient, RpcError};
 pub use message::{
-    Hello, HelloReply, PROTOCOL_VERSION, PeerRequest, PeerResponse, Refusal, RequestEnvelope,
+    Hello, HelloReply, Json, PROTOCOL_VERSION, PeerRequest, PeerResponse, RaftRequest,
+    RaftResponse, Refusal, RequestEnvelope,
 };
 pub use peers::{ClusterView, NodeStatus, Peers};
 pub use server::{HelloOnly, PeerService, ServerConfig, ServiceFuture, serve};
