@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use crate::common::{
     Server, copy_dir, eventually, free_port, serve_expecting_failure, stderr, stdout,
 };
+use crate::test_pki::NodePki;
 
 /// Cluster flags of node `id` among `ports` (node i+1 listens on ports[i]).
 fn node_flags(id: usize, ports: &[u16]) -> Vec<String> {
@@ -314,58 +315,6 @@ fn a_node_joining_through_join_learns_and_records_the_cluster_id() {
     assert_eq!(identity["cluster_id"], cluster_id);
 }
 
-/// A CA and node certificates usable as server and client (cluster mTLS), for 127.0.0.1.
-struct ClusterPki {
-    _dir: tempfile::TempDir,
-    ca: PathBuf,
-    certs: Vec<(PathBuf, PathBuf)>,
-}
-
-fn cluster_pki(nodes: usize) -> ClusterPki {
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-        KeyPair, KeyUsagePurpose,
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let write = |name: &str, pem: &str| {
-        let p = dir.path().join(name);
-        std::fs::write(&p, pem).unwrap();
-        p
-    };
-    let ca_params = || {
-        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.distinguished_name.push(DnType::CommonName, "cluster CA");
-        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign];
-        ca
-    };
-    let ca_key = KeyPair::generate().unwrap();
-    let ca = write("ca.pem", &ca_params().self_signed(&ca_key).unwrap().pem());
-    let issuer = Issuer::new(ca_params(), ca_key);
-    let certs = (1..=nodes)
-        .map(|i| {
-            let key = KeyPair::generate().unwrap();
-            let mut p = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
-            p.distinguished_name
-                .push(DnType::CommonName, format!("node-{i}"));
-            p.extended_key_usages = vec![
-                ExtendedKeyUsagePurpose::ServerAuth,
-                ExtendedKeyUsagePurpose::ClientAuth,
-            ];
-            let cert = p.signed_by(&key, &issuer).unwrap();
-            (
-                write(&format!("node-{i}.pem"), &cert.pem()),
-                write(&format!("node-{i}.key"), &key.serialize_pem()),
-            )
-        })
-        .collect();
-    ClusterPki {
-        _dir: dir,
-        ca,
-        certs,
-    }
-}
-
 fn https_client(ca: &Path) -> reqwest::blocking::Client {
     weir_broker::net::tls::install_default_provider();
     let ca = reqwest::Certificate::from_pem(&std::fs::read(ca).unwrap()).unwrap();
@@ -378,11 +327,11 @@ fn https_client(ca: &Path) -> reqwest::blocking::Client {
 
 #[test]
 fn nodes_with_certificates_talk_over_mutual_tls_and_refuse_another_ca() {
-    let pki = cluster_pki(2);
-    let stranger = cluster_pki(3);
+    let pki = NodePki::generate(2);
+    let stranger = NodePki::generate(3);
     let ports = [free_port(), free_port(), free_port()];
-    let start_tls = |id: usize, pki: &ClusterPki| {
-        let (cert, key) = &pki.certs[id - 1];
+    let start_tls = |id: usize, pki: &NodePki| {
+        let (cert, key) = &pki.nodes[id - 1];
         let mut args = node_flags(id, &ports);
         for (flag, path) in [
             ("--tls-cert", cert),
@@ -410,7 +359,7 @@ fn nodes_with_certificates_talk_over_mutual_tls_and_refuse_another_ca() {
     assert_eq!(reachable(&n3, 1), Some(false), "{}", cluster(&n3));
 
     // With --tls-cert but no CA for peers the node refuses to start.
-    let (cert, key) = &pki.certs[0];
+    let (cert, key) = &pki.nodes[0];
     let mut args = vec![
         "--http".to_string(),
         "127.0.0.1:0".into(),

@@ -1,5 +1,6 @@
 //! Test-only: a throwaway PKI made with rcgen (a CA, a server certificate for
-//! `127.0.0.1`/`localhost` with CN `weir-server`, a client certificate with CN `alice`).
+//! `127.0.0.1`/`localhost` with CN `weir-server`, a client certificate with CN `alice`),
+//! and [`NodePki`]: a CA and cluster node certificates usable as server and client.
 //! The one definition for every TLS test of the workspace: compiled into weir-broker's
 //! unit tests as `net::test_pki`, and included by path (`#[path]`) into weir's unit tests
 //! (src/main.rs) and the e2e tests (tests/e2e/tls.rs), where rcgen is a dev-dependency too.
@@ -81,6 +82,59 @@ impl TestPki {
             key: write("server-key.pem", &self.key),
             client_cert: write("client.pem", &self.client_cert),
             client_key: write("client-key.pem", &self.client_key),
+        }
+    }
+}
+
+/// A cluster CA and one certificate per node for `127.0.0.1`, each usable as server and
+/// client (the cluster listener's mutual TLS), written as PEM files into a temp dir.
+pub struct NodePki {
+    _dir: tempfile::TempDir,
+    pub ca: PathBuf,
+    /// `(certificate, key)` of node `i + 1`, CN `node-{i + 1}`.
+    pub nodes: Vec<(PathBuf, PathBuf)>,
+}
+
+impl NodePki {
+    /// Generates a fresh CA and `nodes` node certificates.
+    pub fn generate(nodes: usize) -> NodePki {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, pem: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, pem).unwrap();
+            p
+        };
+        let ca_params = || {
+            let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+            ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            ca.distinguished_name.push(DnType::CommonName, "cluster CA");
+            ca.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+            ca
+        };
+        let ca_key = KeyPair::generate().unwrap();
+        let ca = write("ca.pem", &ca_params().self_signed(&ca_key).unwrap().pem());
+        let issuer = Issuer::new(ca_params(), ca_key);
+        let nodes = (1..=nodes)
+            .map(|i| {
+                let key = KeyPair::generate().unwrap();
+                let mut p = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+                p.distinguished_name
+                    .push(DnType::CommonName, format!("node-{i}"));
+                p.extended_key_usages = vec![
+                    ExtendedKeyUsagePurpose::ServerAuth,
+                    ExtendedKeyUsagePurpose::ClientAuth,
+                ];
+                let cert = p.signed_by(&key, &issuer).unwrap();
+                (
+                    write(&format!("node-{i}.pem"), &cert.pem()),
+                    write(&format!("node-{i}.key"), &key.serialize_pem()),
+                )
+            })
+            .collect();
+        NodePki {
+            _dir: dir,
+            ca,
+            nodes,
         }
     }
 }

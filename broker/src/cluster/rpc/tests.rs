@@ -253,43 +253,14 @@ async fn a_joining_node_learns_and_records_the_cluster_id() {
 
 #[tokio::test]
 async fn mutual_tls_between_nodes() {
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-        KeyPair, KeyUsagePurpose,
+    let pki = crate::net::test_pki::NodePki::generate(2);
+    let node = |i: usize| ClusterTlsFiles {
+        cert: pki.nodes[i - 1].0.clone(),
+        key: pki.nodes[i - 1].1.clone(),
+        ca: pki.ca.clone(),
     };
-    let dir = tempfile::tempdir().unwrap();
-    let write = |n: &str, s: &str| {
-        let p = dir.path().join(n);
-        std::fs::write(&p, s).unwrap();
-        p
-    };
-    let ca_params = || {
-        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.distinguished_name.push(DnType::CommonName, "cluster CA");
-        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign];
-        ca
-    };
-    let ca_key = KeyPair::generate().unwrap();
-    let ca_cert = ca_params().self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params(), ca_key);
-    let node = |name: &str| {
-        let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
-        p.distinguished_name.push(DnType::CommonName, name);
-        p.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        let cert = p.signed_by(&key, &issuer).unwrap();
-        ClusterTlsFiles {
-            cert: write(&format!("{name}.pem"), &cert.pem()),
-            key: write(&format!("{name}.key"), &key.serialize_pem()),
-            ca: write("ca.pem", &ca_cert.pem()),
-        }
-    };
-    let tls1 = ClusterTls::load(&node("n1")).unwrap();
-    let tls2 = ClusterTls::load(&node("n2")).unwrap();
+    let tls1 = ClusterTls::load(&node(1)).unwrap();
+    let tls2 = ClusterTls::load(&node(2)).unwrap();
     let a = start_with(1, Some("c"), 1 << 20, Some(tls1)).await;
     let local = LocalNode::new(2, "127.0.0.1:1", Some("c".into()));
     let mut cc = ClientConfig::new(1 << 20);
