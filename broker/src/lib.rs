@@ -31,6 +31,6 @@ pub use error::{BrokerError, ErrorKind, Result};
 pub use guard::TopicGuard;
 pub use topic::TopicStats;
 pub use types::{
-    Header, InternalTopic, PartitionInfo, PartitionStatus, ProduceRecord, ReadResult, StoredRecord,
-    TopicDescription, TopicInfo, TopicSpec,
+    ClusterTopic, Header, InternalTopic, PartitionInfo, PartitionStatus, ProduceRecord, ReadResult,
+    StoredRecord, TopicDescription, TopicInfo, TopicSpec,
 };

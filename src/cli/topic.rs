@@ -204,6 +204,7 @@ mod tests {
             segment_ms: 60_000,
             delete_retention_ms: 10,
             internal: None,
+            cluster: None,
         }
     }
 

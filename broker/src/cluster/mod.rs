@@ -11,6 +11,7 @@
 //! - [`rpc`]: typed messages between nodes over the cluster listener (HTTP/2).
 //! - [`metadata_rpc`]: the metadata plane over [`rpc`] (Raft transport, service, the
 //!   controller's node registration).
+//! - [`applier`]: applied metadata → local topics, replicas and roles on this node.
 //! - [`identity`]: which cluster and node a data directory belongs to.
 //! - [`config`]: a node's cluster flags and the rules between them.
 //! - [`sim`]: a simulated network for the in-process cluster harness (partition, delay,
@@ -44,6 +45,7 @@
 //! 8. **Node ids are never reused silently**: a data directory records its cluster id and
 //!    node id, and a node whose flags disagree with it refuses to start.
 
+pub mod applier;
 pub mod config;
 pub mod identity;
 pub mod metadata;
