@@ -46,6 +46,8 @@
 //!    node id, and a node whose flags disagree with it refuses to start.
 
 pub mod applier;
+#[cfg(test)]
+mod applier_tests;
 pub mod config;
 pub mod identity;
 pub mod metadata;

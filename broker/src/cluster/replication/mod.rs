@@ -57,7 +57,7 @@ pub mod messages;
 pub mod replica;
 
 #[cfg(test)]
-mod harness_tests;
+pub(crate) mod harness_tests;
 
 use std::time::Duration;
 
