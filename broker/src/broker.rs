@@ -395,6 +395,59 @@ impl Broker {
         }
     }
 
+    /// A client's append (Kafka Produce) with its acks: [`Broker::append_with_acks`] after
+    /// the internal-topic check.
+    pub fn append_client(
+        &self,
+        topic: &str,
+        partition: i32,
+        batch: &batch::CheckedBatch,
+        acks_all: bool,
+    ) -> Result<Appended> {
+        guard::check_write(topic, self.topic(topic)?.internal().as_ref())?;
+        self.append_with_acks(topic, partition, batch, acks_all)
+    }
+
+    /// Whether this node serves clients for the partition: always for a local topic; for
+    /// a replicated one only while its replica leads ([`BrokerError::NotLeader`] names the
+    /// leader it follows otherwise).
+    pub fn check_leader(&self, topic: &str, partition: i32) -> Result<()> {
+        let t = self.topic(topic)?;
+        let p = t.partition(partition)?;
+        if !p.is_replicated() {
+            return Ok(());
+        }
+        match p.replica() {
+            Some(r) if r.progress().is_leader => Ok(()),
+            r => Err(BrokerError::NotLeader {
+                topic: topic.to_string(),
+                partition,
+                leader: r.and_then(|r| r.leader()),
+            }),
+        }
+    }
+
+    /// Replicated: the wait for records `first..=last` already in the leader's log (an
+    /// idempotent producer's retry) to be replicated; `None` for a local topic.
+    pub fn pending_replication(
+        &self,
+        topic: &str,
+        partition: i32,
+        first: i64,
+        last: i64,
+    ) -> Option<PendingReplication> {
+        let t = self.topic(topic).ok()?;
+        t.partition(partition).ok()?.pending_for(first, last)
+    }
+
+    /// The leader epoch this node's replica of the partition is at (`None` for a local
+    /// topic or a replicated partition without a replica yet).
+    pub fn leader_epoch(&self, topic: &str, partition: i32) -> Option<i32> {
+        let t = self.topic(topic).ok()?;
+        let p = t.partition(partition).ok()?;
+        p.replica().map(|r| r.leader_epoch())
+    }
+
     /// Publishes a partition's readable end (the metadata applier forwards a replica's high
     /// watermark here, for the readers that follow the partition).
     pub fn publish_readable_end(&self, topic: &str, partition: i32, end: i64) {
@@ -499,6 +552,13 @@ impl Broker {
     /// internal topic whose owner exists, and for a topic a processor or query reads or
     /// writes ([`guard::check_delete`]).
     pub fn delete_topic(&self, name: &str) -> Result<()> {
+        self.check_client_delete(name)?;
+        self.delete_owned_topic(name)
+    }
+
+    /// Whether a client may delete `name` now ([`Broker::delete_topic`]'s checks, without
+    /// deleting: cluster mode deletes through the controller after asking this).
+    pub fn check_client_delete(&self, name: &str) -> Result<()> {
         let internal = self.topic(name)?.internal();
         let g = self
             .inner
@@ -506,8 +566,7 @@ impl Broker {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        guard::check_delete(name, internal.as_ref(), g.as_deref())?;
-        self.delete_owned_topic(name)
+        guard::check_delete(name, internal.as_ref(), g.as_deref())
     }
 
     /// Deletes a topic and its data, internal or not: for the topics' owners (the engine

@@ -143,6 +143,12 @@ pub enum BrokerError {
     /// not be kept (retry with an idempotent producer).
     #[error("{topic}/{partition}: the in-sync replicas did not confirm the write in time")]
     ReplicationTimeout { topic: String, partition: i32 },
+    /// Cluster mode: a replication factor (or min in-sync count) the cluster cannot honour.
+    #[error("{0}")]
+    InvalidReplicationFactor(String),
+    /// Cluster mode: the controller could not be reached or did not commit in time.
+    #[error("the cluster cannot take the change now: {0}")]
+    ClusterUnavailable(String),
 }
 
 fn leader_hint(leader: Option<u64>) -> String {
@@ -179,6 +185,8 @@ impl BrokerError {
             BrokerError::NotEnoughReplicas { .. } => "not_enough_replicas",
             BrokerError::NotEnoughReplicasAfterAppend { .. } => "not_enough_replicas_after_append",
             BrokerError::ReplicationTimeout { .. } => "replication_timeout",
+            BrokerError::InvalidReplicationFactor(_) => "invalid_replication_factor",
+            BrokerError::ClusterUnavailable(_) => "cluster_unavailable",
         }
     }
 
@@ -208,7 +216,9 @@ impl BrokerError {
             BrokerError::NotLeader { .. }
             | BrokerError::NotEnoughReplicas { .. }
             | BrokerError::NotEnoughReplicasAfterAppend { .. }
-            | BrokerError::ReplicationTimeout { .. } => ErrorKind::Unavailable,
+            | BrokerError::ReplicationTimeout { .. }
+            | BrokerError::ClusterUnavailable(_) => ErrorKind::Unavailable,
+            BrokerError::InvalidReplicationFactor(_) => ErrorKind::InvalidInput,
         }
     }
 

@@ -202,6 +202,20 @@ impl Partition {
     pub fn watch_end(&self) -> watch::Receiver<i64> {
         self.end.subscribe()
     }
+    /// Replicated: the wait for records `first..=last` already in this leader's log (a
+    /// producer's retry of a batch appended before) to be covered by the high watermark.
+    pub fn pending_for(&self, first: i64, last: i64) -> Option<PendingReplication> {
+        let a = self.attached()?;
+        let leader_epoch = a.replica.leader_epoch();
+        Some(PendingReplication {
+            replica: a.replica,
+            appended: replica::Appended {
+                base_offset: first,
+                last_offset: last,
+                leader_epoch,
+            },
+        })
+    }
 }
 
 /// A topic and its partitions.

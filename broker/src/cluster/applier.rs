@@ -32,7 +32,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::NodeId;
-use super::metadata::{ClusterMetadata, MetadataCommand, MetadataResponse, TopicMetadata};
+use super::metadata::{
+    ClusterMetadata, MetadataCommand, MetadataError, MetadataResponse, TopicMetadata,
+};
 use super::replication::manager::ReplicaManager;
 use super::replication::messages::TopicPartition;
 use super::replication::replica::{LeaderAndIsr, PartitionReplica};
@@ -44,7 +46,21 @@ pub const ISR_CHECK_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Sends a metadata command to the controller (from any node).
 pub trait Proposer: Send + Sync + 'static {
-    fn propose(&self, command: MetadataCommand) -> BoxFuture<'_, Result<MetadataResponse, String>>;
+    fn propose(
+        &self,
+        command: MetadataCommand,
+    ) -> BoxFuture<'_, Result<MetadataResponse, ProposeFailure>>;
+}
+
+/// Why a proposal did not commit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProposeFailure {
+    /// Committed and refused by the state machine (nothing changed).
+    #[error(transparent)]
+    Refused(#[from] MetadataError),
+    /// Not committed: no controller reachable in time (it may still commit later).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// What the applier last applied for one local replica.

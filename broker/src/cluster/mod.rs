@@ -12,6 +12,8 @@
 //! - [`metadata_rpc`]: the metadata plane over [`rpc`] (Raft transport, service, the
 //!   controller's node registration).
 //! - [`applier`]: applied metadata → local topics, replicas and roles on this node.
+//! - [`routing`]: what the client-facing edges need from the cluster (brokers, leaders,
+//!   topic changes through the controller).
 //! - [`identity`]: which cluster and node a data directory belongs to.
 //! - [`config`]: a node's cluster flags and the rules between them.
 //! - [`sim`]: a simulated network for the in-process cluster harness (partition, delay,
@@ -55,6 +57,7 @@ pub mod metadata_rpc;
 #[cfg(test)]
 mod metadata_rpc_tests;
 pub mod replication;
+pub mod routing;
 pub mod rpc;
 pub mod sim;
 

@@ -65,6 +65,9 @@ pub struct PartitionProducers {
     producers: HashMap<i64, Entry>,
     /// Whether the state of the log's tail has been replayed into it.
     loaded: bool,
+    /// The leader epoch it was replayed at (`None`: a local topic). A replica that leads
+    /// again at another epoch replays its log again: what it knew as a follower is stale.
+    loaded_epoch: Option<i32>,
 }
 
 /// The sequence number of the last record of a batch (sequences wrap at `i32::MAX`).
@@ -77,13 +80,21 @@ fn next_sequence(seq: i32) -> i32 {
 }
 
 impl PartitionProducers {
-    /// Whether [`mark_loaded`](Self::mark_loaded) was called: the log's batches were replayed.
-    pub fn is_loaded(&self) -> bool {
-        self.loaded
+    /// Whether [`mark_loaded`](Self::mark_loaded) was called at `epoch`: the log's batches
+    /// were replayed while this node led at that epoch (or, `None`, for a local topic).
+    pub fn is_loaded(&self, epoch: Option<i32>) -> bool {
+        self.loaded && self.loaded_epoch == epoch
     }
 
-    pub fn mark_loaded(&mut self) {
+    /// Forgets everything (before replaying the log again at a new leader epoch).
+    pub fn reset(&mut self) {
+        self.producers.clear();
+        self.loaded = false;
+    }
+
+    pub fn mark_loaded(&mut self, epoch: Option<i32>) {
         self.loaded = true;
+        self.loaded_epoch = epoch;
     }
 
     pub fn check(

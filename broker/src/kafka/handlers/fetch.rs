@@ -121,7 +121,11 @@ fn read_all(
                         .with_partition_index(*partition)
                         .with_preferred_read_replica(BrokerId(-1))
                         .with_aborted_transactions(Some(Vec::new()));
-                    let (start, end) = match ctx.broker.partition_offsets(topic, *partition) {
+                    let offsets = ctx
+                        .broker
+                        .check_leader(topic, *partition)
+                        .and_then(|()| ctx.broker.partition_offsets(topic, *partition));
+                    let (start, end) = match offsets {
                         Ok(o) => o,
                         Err(e) => {
                             any_error = true;

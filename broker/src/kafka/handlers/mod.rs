@@ -319,6 +319,8 @@ pub fn broker_error_code(e: &BrokerError) -> i16 {
             ResponseError::NotEnoughReplicasAfterAppend.code()
         }
         BrokerError::ReplicationTimeout { .. } => ResponseError::RequestTimedOut.code(),
+        BrokerError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor.code(),
+        BrokerError::ClusterUnavailable(_) => ResponseError::NotController.code(),
     }
 }
 
