@@ -614,6 +614,7 @@ impl Broker {
                     segments: log.segment_count(),
                     status: PartitionStatus::Online,
                     error: None,
+                    replication: None,
                 },
                 Err(_) => PartitionInfo {
                     partition: i as i32,
@@ -623,6 +624,7 @@ impl Broker {
                     segments: 0,
                     status: PartitionStatus::Offline,
                     error: p.offline_reason().map(str::to_string),
+                    replication: None,
                 },
             })
             .collect();
@@ -644,6 +646,14 @@ impl Broker {
         let p = t.partition(partition)?;
         let log = p.lock()?;
         Ok((log.start_offset(), p.readable_end(log.end_offset())?))
+    }
+
+    /// Where this node's log of a partition ends (past the high watermark on a replicated
+    /// partition; for describe).
+    pub fn local_log_end(&self, topic: &str, partition: i32) -> Result<i64> {
+        let t = self.topic(topic)?;
+        let log = t.partition(partition)?.lock()?;
+        Ok(log.end_offset())
     }
 
     /// Number of partitions of a topic.

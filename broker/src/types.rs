@@ -190,6 +190,21 @@ pub struct PartitionInfo {
     /// Why the partition is offline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Cluster mode: the partition's replication as this node knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<PartitionReplication>,
+}
+
+/// A replicated partition's leader, replicas and in-sync set (from the applied metadata)
+/// and this node's replica's offsets. `end_offset` of [`PartitionInfo`] is the high
+/// watermark on a replicated partition; `log_end_offset` is where this replica's log ends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionReplication {
+    pub leader: Option<u64>,
+    pub leader_epoch: i32,
+    pub replicas: Vec<u64>,
+    pub isr: Vec<u64>,
+    pub log_end_offset: i64,
 }
 
 /// Whether a partition serves.

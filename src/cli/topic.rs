@@ -231,6 +231,7 @@ mod tests {
                 segments: 1,
                 status: PartitionStatus::Online,
                 error: None,
+                replication: None,
             }],
         };
         let text = describe_text(&d);

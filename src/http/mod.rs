@@ -79,6 +79,9 @@ pub struct AppState {
     pub metadata: Option<weir_broker::cluster::metadata::MetadataNode>,
     /// This node's id (the Kafka broker id; 0 on a single node).
     pub node_id: u64,
+    /// The cluster's brokers, partition routes and topic changes through the controller
+    /// (`None`: a single node).
+    pub routing: Option<weir_broker::cluster::routing::ClusterRouting>,
 }
 
 impl FromRef<AppState> for Arc<Metrics> {
