@@ -11,6 +11,7 @@
 //! - [`rpc`]: typed messages between nodes over the cluster listener (HTTP/2).
 //! - [`metadata_rpc`]: the metadata plane over [`rpc`] (Raft transport, service, the
 //!   controller's node registration).
+//! - [`replication_rpc`]: the data plane over [`rpc`] (follower fetch transport and service).
 //! - [`identity`]: which cluster and node a data directory belongs to.
 //! - [`config`]: a node's cluster flags and the rules between them.
 //! - [`sim`]: a simulated network for the in-process cluster harness (partition, delay,
@@ -51,6 +52,7 @@ pub mod metadata_rpc;
 #[cfg(test)]
 mod metadata_rpc_tests;
 pub mod replication;
+pub mod replication_rpc;
 pub mod rpc;
 pub mod sim;
 
