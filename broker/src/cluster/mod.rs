@@ -12,6 +12,7 @@
 //! - [`metadata_rpc`]: the metadata plane over [`rpc`] (Raft transport, service, the
 //!   controller's node registration).
 //! - [`replication_rpc`]: the data plane over [`rpc`] (follower fetch transport and service).
+//! - [`service`]: the node's one peer service, routing each request to its plane.
 //! - [`identity`]: which cluster and node a data directory belongs to.
 //! - [`config`]: a node's cluster flags and the rules between them.
 //! - [`sim`]: a simulated network for the in-process cluster harness (partition, delay,
@@ -54,6 +55,7 @@ mod metadata_rpc_tests;
 pub mod replication;
 pub mod replication_rpc;
 pub mod rpc;
+pub mod service;
 pub mod sim;
 
 /// A node's id: the `--node-id` flag, the Raft node id and the Kafka broker id.

@@ -35,9 +35,10 @@
 //! # Wiring a new message kind (Raft, follower fetch)
 //!
 //! Append `PeerRequest::Raft(…)`/`PeerResponse::Raft(…)` (serde types of the metadata
-//! module), implement [`PeerService::call`] for them (install it with
-//! [`LateService::set`] once the Raft node exists), and call
-//! `peers.client(id)?.call_with_timeout(PeerRequest::Raft(…), t)` on the other side.
+//! module), implement [`PeerService::call`] for them, route the variant to its plane in
+//! `cluster::service::NodeService` (the node's one service, where each plane is installed
+//! once it exists), and call `peers.client(id)?.call_with_timeout(PeerRequest::Raft(…), t)`
+//! on the other side.
 
 pub mod client;
 pub mod message;
