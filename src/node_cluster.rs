@@ -26,9 +26,8 @@ use weir_broker::cluster::config::{ClusterConfig, Mode};
 use weir_broker::cluster::identity::{self, Expected, IdentityError, Verdict};
 use weir_broker::cluster::metadata::{MetadataConfig, MetadataNode, NodeInfo};
 use weir_broker::cluster::metadata_rpc::{MetadataService, RpcMetadataTransport, register_nodes};
-use weir_broker::cluster::rpc::{
-    ClientConfig, ClusterTls, LateService, LocalNode, Peers, ServerConfig, serve,
-};
+use weir_broker::cluster::rpc::{ClientConfig, ClusterTls, LocalNode, Peers, ServerConfig, serve};
+use weir_broker::cluster::service::NodeService;
 
 use crate::node::NodeError;
 
@@ -93,9 +92,10 @@ pub async fn bind(config: &ClusterConfig) -> Result<Option<TcpListener>, NodeErr
 /// A running cluster listener and greeter.
 pub struct ClusterNode {
     pub peers: Arc<Peers>,
-    /// Where the metadata plane (Raft) and replication (follower fetch) install their
-    /// request handlers.
-    pub service: Arc<LateService>,
+    /// Where the metadata plane (Raft, controller requests) and replication (follower
+    /// fetch) install their request handlers: `set_metadata` / `set_replica` (a plane not
+    /// installed yet is refused as not served).
+    pub service: Arc<NodeService>,
     /// This node's member of the metadata quorum (`--peers` only), once started.
     pub metadata: Option<MetadataNode>,
     server: JoinHandle<()>,
@@ -142,7 +142,7 @@ impl ClusterNode {
             _ => peers,
         };
         let peers = Arc::new(peers);
-        let service = LateService::new();
+        let service = NodeService::new();
         let mut server_config = ServerConfig::new(local.clone(), rpc.max_message_bytes);
         server_config.tls = tls.map(|t| t.server);
         server_config.inbound = Some(peers.clone());
@@ -228,7 +228,7 @@ impl ClusterNode {
         .await
         .map_err(|e| NodeError::Metadata(e.to_string()))?;
         self.service
-            .set(Arc::new(MetadataService::new(node.clone())));
+            .set_metadata(Arc::new(MetadataService::new(node.clone())));
         tracing::info!(
             node_id,
             voters = ?voters.keys().collect::<Vec<_>>(),

@@ -14,6 +14,8 @@
 //! - [`applier`]: applied metadata → local topics, replicas and roles on this node.
 //! - [`routing`]: what the client-facing edges need from the cluster (brokers, leaders,
 //!   topic changes through the controller).
+//! - [`replication_rpc`]: the data plane over [`rpc`] (follower fetch transport and service).
+//! - [`service`]: the node's one peer service, routing each request to its plane.
 //! - [`identity`]: which cluster and node a data directory belongs to.
 //! - [`config`]: a node's cluster flags and the rules between them.
 //! - [`sim`]: a simulated network for the in-process cluster harness (partition, delay,
@@ -58,7 +60,9 @@ pub mod metadata_rpc;
 mod metadata_rpc_tests;
 pub mod replication;
 pub mod routing;
+pub mod replication_rpc;
 pub mod rpc;
+pub mod service;
 pub mod sim;
 
 /// A node's id: the `--node-id` flag, the Raft node id and the Kafka broker id.
