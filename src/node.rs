@@ -189,7 +189,12 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         )
     });
     if let Some(c) = &mut cluster {
-        c.start_metadata(&config.cluster, &data_dir).await?;
+        let kafka = kafka_listener
+            .as_ref()
+            .map(|(l, k)| (l, k.advertised.as_deref()));
+        let served = node_cluster::ServedAddrs::new(local, kafka);
+        c.start_metadata(&config.cluster, &data_dir, &served)
+            .await?;
     }
     let state = AppState {
         broker: broker.clone(),

@@ -4,12 +4,13 @@
 //! peers over it and greets them in the background. Without cluster flags it only checks
 //! that the data directory is not a cluster member's.
 //!
-//! With `--peers` it also runs this node's member of the metadata quorum
-//! ([`ClusterNode::start_metadata`]): the Raft log under `<data-dir>/cluster/metadata`, the
-//! initial voters from `--peers` (each known by its cluster address only; the Kafka and HTTP
-//! addresses in the metadata stay empty until nodes report them), the Raft service installed
-//! on the listener, and the controller's registration of the nodes it reaches. A node
-//! started with `--join` runs no metadata member yet (it greets only).
+//! It also runs this node's member of the metadata quorum ([`ClusterNode::start_metadata`]):
+//! the Raft log under `<data-dir>/cluster/metadata`; with `--peers` the initial voters (each
+//! known by its cluster address), with `--join` a learner that asks the controller to admit
+//! it; the Raft and control services installed on the listener, and the control plane
+//! (`weir_broker::cluster::control`): heartbeats to the controller with this node's cluster,
+//! Kafka and HTTP addresses, the controller's sessions (fencing, unfencing, re-elections)
+//! while this node is the controller, and the [`Proposer`] through which any node proposes.
 //!
 //! It owns no cluster state of its own: identity rules live in
 //! `weir_broker::cluster::identity`, the RPC in `weir_broker::cluster::rpc`, the quorum in
@@ -23,9 +24,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use weir_broker::cluster::config::{ClusterConfig, Mode};
+use weir_broker::cluster::control::{ControlPlane, ControlSettings, Proposer};
 use weir_broker::cluster::identity::{self, Expected, IdentityError, Verdict};
 use weir_broker::cluster::metadata::{MetadataConfig, MetadataNode, NodeInfo};
-use weir_broker::cluster::metadata_rpc::{MetadataService, RpcMetadataTransport, register_nodes};
+use weir_broker::cluster::metadata_rpc::{MetadataService, RpcMetadataTransport};
 use weir_broker::cluster::rpc::{ClientConfig, ClusterTls, LocalNode, Peers, ServerConfig, serve};
 use weir_broker::cluster::service::NodeService;
 
@@ -96,12 +98,41 @@ pub struct ClusterNode {
     /// fetch) install their request handlers: `set_metadata` / `set_replica` (a plane not
     /// installed yet is refused as not served).
     pub service: Arc<NodeService>,
-    /// This node's member of the metadata quorum (`--peers` only), once started.
+    /// This node's member of the metadata quorum, once started.
     pub metadata: Option<MetadataNode>,
+    /// Proposes metadata commands from this node (through the controller), once started.
+    pub proposer: Option<Proposer>,
     server: JoinHandle<()>,
     greeter: JoinHandle<()>,
-    registrar: Option<JoinHandle<()>>,
+    control: Option<ControlPlane>,
     stop: watch::Receiver<bool>,
+}
+
+/// The addresses this node advertises besides its cluster address: where Kafka clients
+/// and HTTP clients reach it (empty: not served).
+#[derive(Debug, Clone, Default)]
+pub struct ServedAddrs {
+    pub kafka: String,
+    pub http: String,
+}
+
+impl ServedAddrs {
+    /// From the bound listeners: the HTTP address, and the Kafka listener's with its
+    /// `--kafka-advertised` address if one is set.
+    pub fn new(
+        http: std::net::SocketAddr,
+        kafka: Option<(&TcpListener, Option<&str>)>,
+    ) -> ServedAddrs {
+        let kafka = match kafka {
+            Some((_, Some(advertised))) => advertised.to_string(),
+            Some((l, None)) => l.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            None => String::new(),
+        };
+        ServedAddrs {
+            kafka,
+            http: http.to_string(),
+        }
+    }
 }
 
 /// Where a node keeps its metadata quorum's log and snapshots, under its data directory.
@@ -180,38 +211,48 @@ impl ClusterNode {
             peers,
             service,
             metadata: None,
+            proposer: None,
             server,
             greeter,
-            registrar: None,
+            control: None,
             stop,
         }
     }
 
-    /// With `--peers`: starts this node's metadata quorum member under
-    /// `<data-dir>/cluster/metadata`, serves Raft to the peers and, while this node is the
-    /// controller, registers the nodes it reaches. Does nothing for `--join`.
+    /// Starts this node's metadata quorum member under `<data-dir>/cluster/metadata` (with
+    /// `--peers` a voter of the initial set, with `--join` a learner that asks to be
+    /// admitted), serves Raft and control requests to the peers, and starts the control
+    /// plane: heartbeats with this node's addresses (`served`), the controller's sessions
+    /// (`--broker-session-timeout-ms`) and the [`Proposer`].
     pub async fn start_metadata(
         &mut self,
         config: &ClusterConfig,
         data_dir: &Path,
+        served: &ServedAddrs,
     ) -> Result<(), NodeError> {
-        let Mode::Bootstrap { node_id, peers } = config.mode() else {
-            return Ok(());
-        };
-        let mut voters: BTreeMap<_, _> = peers
-            .iter()
-            .map(|p| {
-                let info = NodeInfo {
-                    cluster_addr: p.addr.clone(),
+        let (node_id, voters, join) = match config.mode() {
+            Mode::Single => return Ok(()),
+            Mode::Bootstrap { node_id, peers } => {
+                let mut voters: BTreeMap<_, _> = peers
+                    .iter()
+                    .map(|p| {
+                        let info = NodeInfo {
+                            cluster_addr: p.addr.clone(),
+                            ..NodeInfo::default()
+                        };
+                        (p.id, info)
+                    })
+                    .collect();
+                voters.entry(node_id).or_insert_with(|| NodeInfo {
+                    cluster_addr: config.advertised_addr().to_string(),
                     ..NodeInfo::default()
-                };
-                (p.id, info)
-            })
-            .collect();
-        voters.entry(node_id).or_insert_with(|| NodeInfo {
-            cluster_addr: config.advertised_addr().to_string(),
-            ..NodeInfo::default()
-        });
+                });
+                (node_id, voters, None)
+            }
+            Mode::Join { node_id, addr } => (node_id, BTreeMap::new(), Some(addr.to_string())),
+        };
+        let settings = ControlSettings::with_session_timeout_ms(config.broker_session_timeout_ms)
+            .map_err(|e| NodeError::Metadata(e.to_string()))?;
         let dir = metadata_dir(data_dir);
         let create = dir.clone();
         tokio::task::spawn_blocking(move || std::fs::create_dir_all(&create))
@@ -227,19 +268,33 @@ impl ClusterNode {
         )
         .await
         .map_err(|e| NodeError::Metadata(e.to_string()))?;
+        let local = NodeInfo {
+            cluster_addr: config.advertised_addr().to_string(),
+            kafka_addr: served.kafka.clone(),
+            http_addr: served.http.clone(),
+        };
+        let control = ControlPlane::start(
+            node.clone(),
+            self.peers.clone(),
+            local,
+            settings,
+            join,
+            self.stop.clone(),
+        );
         self.service
-            .set_metadata(Arc::new(MetadataService::new(node.clone())));
+            .set_metadata(Arc::new(MetadataService::with_controller(
+                node.clone(),
+                control.controller.clone(),
+            )));
         tracing::info!(
             node_id,
             voters = ?voters.keys().collect::<Vec<_>>(),
+            learner = voters.is_empty(),
             dir = %dir.display(),
             "metadata quorum member started"
         );
-        self.registrar = Some(tokio::spawn(register_nodes(
-            node.clone(),
-            self.peers.clone(),
-            self.stop.clone(),
-        )));
+        self.proposer = Some(control.proposer.clone());
+        self.control = Some(control);
         self.metadata = Some(node);
         Ok(())
     }
@@ -247,11 +302,10 @@ impl ClusterNode {
     /// Waits for the listener and the greeter to end (after `stop` turned true), after
     /// stopping the metadata quorum member (its log is closed when this returns).
     pub async fn stopped(self) {
-        if let Some(registrar) = self.registrar {
+        if let Some(control) = self.control {
             // A proposal in flight may be dropped: it commits or not, and the next
-            // controller registers whatever is missing.
-            registrar.abort();
-            let _ = registrar.await;
+            // controller decides again on what it applied.
+            control.stop().await;
         }
         if let Some(node) = &self.metadata {
             match node.shutdown().await {

@@ -230,6 +230,11 @@ pub struct ServeArgs {
         requires = "tls_cert"
     )]
     pub cluster_ca: Option<PathBuf>,
+    /// A node whose heartbeats the controller has not heard for this long is fenced: it
+    /// loses its partition leaderships (1000..=300000)
+    #[arg(long, env = "WEIR_BROKER_SESSION_TIMEOUT_MS", value_name = "MS",
+          default_value_t = weir_broker::cluster::control::DEFAULT_SESSION_TIMEOUT_MS)]
+    pub broker_session_timeout_ms: u64,
 }
 
 impl ServeArgs {
@@ -412,6 +417,7 @@ impl ServeArgs {
             peers,
             join: self.join.clone(),
             cluster_id: self.cluster_id.clone(),
+            broker_session_timeout_ms: self.broker_session_timeout_ms,
             ..ClusterConfig::default()
         };
         config.validate()?;

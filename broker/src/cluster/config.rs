@@ -1,5 +1,5 @@
 //! A node's cluster settings (`weir serve --node-id --cluster-listen --cluster-advertised
-//! --peers --join --cluster-id --cluster-ca`) and the rules between them. The CLI maps its
+//! --peers --join --cluster-id --cluster-ca --broker-session-timeout-ms`) and the rules between them. The CLI maps its
 //! flags onto [`ClusterConfig`]; nothing here opens a socket or touches the disk.
 //!
 //! # Rules ([`ClusterConfig::validate`])
@@ -233,6 +233,8 @@ pub struct ClusterConfig {
     /// `--cluster-id`: overrides the id derived from `peers`.
     pub cluster_id: Option<String>,
     pub rpc: RpcSettings,
+    /// `--broker-session-timeout-ms`: a node not heard from for this long is fenced.
+    pub broker_session_timeout_ms: u64,
 }
 
 impl Default for ClusterConfig {
@@ -245,6 +247,7 @@ impl Default for ClusterConfig {
             join: None,
             cluster_id: None,
             rpc: RpcSettings::default(),
+            broker_session_timeout_ms: super::control::DEFAULT_SESSION_TIMEOUT_MS,
         }
     }
 }
@@ -292,6 +295,8 @@ impl ClusterConfig {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.rpc.validate()?;
+        super::control::ControlSettings::with_session_timeout_ms(self.broker_session_timeout_ms)
+            .map_err(|e| invalid(format!("--broker-session-timeout-ms: {}", e.0)))?;
         if let Some(id) = &self.cluster_id {
             check_cluster_id(id)?;
         }
@@ -452,6 +457,19 @@ mod tests {
             ..ClusterConfig::default()
         };
         assert!(c.validate().unwrap_err().0.contains("needs --peers"));
+    }
+
+    #[test]
+    fn the_broker_session_timeout_is_bounded() {
+        let mut c = cfg(Some(1), "127.0.0.1:7001", PEERS);
+        c.validate().unwrap();
+        for bad in [0, 999, 300_001] {
+            c.broker_session_timeout_ms = bad;
+            let e = c.validate().unwrap_err();
+            assert!(e.0.contains("--broker-session-timeout-ms"), "{e}");
+        }
+        c.broker_session_timeout_ms = 1_000;
+        c.validate().unwrap();
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The metadata plane over the cluster RPC: [`RpcMetadataTransport`] carries a node's Raft
-//! requests to its peers as [`PeerRequest::Raft`], [`MetadataService`] answers the ones that
-//! arrive by handing them to the local [`MetadataNode`], and [`register_nodes`] is the
-//! controller's loop that records the nodes it can reach in the metadata.
+//! requests to its peers as [`PeerRequest::Raft`], and [`MetadataService`] answers the ones
+//! that arrive by handing them to the local [`MetadataNode`] (and the
+//! [`PeerRequest::Control`] ones to the node's [`Controller`], `cluster::control`).
 //!
 //! It owns only the glue: the message types are the RPC's ([`RaftRequest`],
 //! [`RaftResponse`]), the consensus is the metadata module's. It does not read the data
@@ -18,22 +18,18 @@
 //! 3. **A Raft request is served only from the node whose vote it carries** (the candidate
 //!    of a vote, the leader of an append or snapshot): a peer cannot speak for another.
 //!    (The RPC layer authenticates `from` only under mutual TLS.)
-//! 4. **Only the controller proposes** `RegisterNode` (cluster invariant 1): each node's
-//!    registration is done by whichever node is controller, for itself and for every voter
-//!    whose greeting it has answered recently; no node proposes for itself elsewhere, so no
-//!    forwarding is needed and a controller change simply hands the job to the next one.
+//! 4. **Nodes are registered, fenced and unfenced by the controller from broker heartbeats**
+//!    (`cluster::control`), not from greetings: reachability says nothing about metadata.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use tokio::sync::watch;
 
 use super::NodeId;
+use super::control::Controller;
 use super::metadata::{
-    AppendEntriesRequest, AppendResult, InstallSnapshotRequest, MetadataCommand, MetadataNode,
-    MetadataTransport, NodeError, NodeInfo, NodeState, SnapshotResult, TransportError, TypeConfig,
-    VoteRequest, VoteResult,
+    AppendEntriesRequest, AppendResult, InstallSnapshotRequest, MetadataNode, MetadataTransport,
+    NodeInfo, SnapshotResult, TransportError, TypeConfig, VoteRequest, VoteResult,
 };
 use super::rpc::message::{Json, RaftRequest, RaftResponse};
 use super::rpc::{PeerRequest, PeerResponse, PeerService, Peers, Refusal, RpcError, ServiceFuture};
@@ -166,16 +162,29 @@ impl MetadataTransport for RpcMetadataTransport {
     }
 }
 
-/// Answers peers' Raft requests with the local [`MetadataNode`]; install it with
-/// `LateService::set` once the node has started. Greetings are answered by the RPC layer
-/// before a service sees them.
+/// Answers peers' Raft requests with the local [`MetadataNode`] and, when it has one, their
+/// control requests with the node's [`Controller`]; install it with `LateService::set` once
+/// the node has started. Greetings are answered by the RPC layer before a service sees them.
 pub struct MetadataService {
     node: MetadataNode,
+    controller: Option<Arc<Controller>>,
 }
 
 impl MetadataService {
+    /// Raft only (control requests are not served).
     pub fn new(node: MetadataNode) -> MetadataService {
-        MetadataService { node }
+        MetadataService {
+            node,
+            controller: None,
+        }
+    }
+
+    /// Raft and control requests.
+    pub fn with_controller(node: MetadataNode, controller: Arc<Controller>) -> MetadataService {
+        MetadataService {
+            node,
+            controller: Some(controller),
+        }
     }
 
     async fn raft(&self, from: NodeId, request: RaftRequest) -> Result<RaftResponse, Refusal> {
@@ -220,58 +229,20 @@ impl PeerService for MetadataService {
         Box::pin(async move {
             match request {
                 PeerRequest::Raft(r) => self.raft(from, r).await.map(PeerResponse::Raft),
+                PeerRequest::Control(r) => {
+                    let Some(c) = &self.controller else {
+                        return Err(Refusal::NotServed("control".to_string()));
+                    };
+                    let reply = c.serve(from, r).await?;
+                    Json::encode(&reply)
+                        .map(PeerResponse::Control)
+                        .map_err(|message| Refusal::Service {
+                            code: "encode".to_string(),
+                            message,
+                        })
+                }
                 other => Err(Refusal::NotServed(other.kind().to_string())),
             }
         })
-    }
-}
-
-/// How often the controller checks for nodes to register.
-pub const REGISTER_INTERVAL: Duration = Duration::from_millis(500);
-
-/// The nodes the controller should (re)register now: itself and every voter reachable from
-/// it, whose entry in the metadata is missing, fenced or has other addresses. Each comes with
-/// the addresses its membership entry records.
-pub fn nodes_to_register(node: &MetadataNode, peers: &Peers) -> Vec<(NodeId, NodeInfo)> {
-    let membership = node.raft_metrics().borrow().membership_config.clone();
-    let current = node.current();
-    membership
-        .nodes()
-        .filter(|(id, _)| **id == node.id() || peers.is_reachable(**id))
-        .filter(|(id, info)| {
-            current.nodes.get(*id)
-                != Some(&NodeState {
-                    info: (*info).clone(),
-                    fenced: false,
-                })
-        })
-        .map(|(id, info)| (*id, info.clone()))
-        .collect()
-}
-
-/// Runs until `stop` turns true: while this node is the controller, registers every node
-/// [`nodes_to_register`] names (invariant 3). A failed proposal is retried next round.
-pub async fn register_nodes(
-    node: MetadataNode,
-    peers: Arc<Peers>,
-    mut stop: watch::Receiver<bool>,
-) {
-    loop {
-        if node.is_controller() {
-            for (id, info) in nodes_to_register(&node, &peers) {
-                match node
-                    .propose(MetadataCommand::RegisterNode { node: id, info })
-                    .await
-                {
-                    Ok(_) => tracing::info!(node = id, "registered node in the cluster metadata"),
-                    Err(NodeError::NotController { .. }) => break,
-                    Err(e) => tracing::debug!(node = id, error = %e, "registering a node failed"),
-                }
-            }
-        }
-        tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
-            () = tokio::time::sleep(REGISTER_INTERVAL) => {}
-        }
     }
 }

@@ -10,8 +10,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::NodeId;
+use super::control::{ControlPlane, ControlSettings};
 use super::metadata::{MetadataCommand, MetadataConfig, MetadataNode, NodeInfo};
-use super::metadata_rpc::{MetadataService, RpcMetadataTransport, register_nodes};
+use super::metadata_rpc::{MetadataService, RpcMetadataTransport};
 use super::rpc::{
     ClientConfig, LateService, LocalNode, PeerRequest, PeerService, Peers, RaftRequest,
     ServerConfig, ServiceFuture, serve,
@@ -33,7 +34,7 @@ struct Running {
     node: MetadataNode,
     stop: watch::Sender<bool>,
     server: tokio::task::JoinHandle<()>,
-    registrar: tokio::task::JoinHandle<()>,
+    control: ControlPlane,
     snapshots_received: Arc<AtomicUsize>,
 }
 
@@ -95,16 +96,23 @@ async fn start_node(
         .await
         .unwrap();
     let snapshots_received = Arc::new(AtomicUsize::new(0));
+    let control = ControlPlane::start(
+        node.clone(),
+        peers,
+        voters[&id].clone(),
+        ControlSettings::default(),
+        None,
+        rx,
+    );
     service.set(Arc::new(CountingSnapshots {
-        inner: MetadataService::new(node.clone()),
+        inner: MetadataService::with_controller(node.clone(), control.controller.clone()),
         count: snapshots_received.clone(),
     }));
-    let registrar = tokio::spawn(register_nodes(node.clone(), peers, rx));
     Running {
         node,
         stop,
         server,
-        registrar,
+        control,
         snapshots_received,
     }
 }
@@ -129,7 +137,7 @@ impl Running {
         self.node.shutdown().await.unwrap();
         let _ = self.stop.send(true);
         let _ = self.server.await;
-        let _ = self.registrar.await;
+        self.control.stop().await;
     }
 }
 
@@ -155,7 +163,7 @@ async fn three_nodes_elect_commit_and_fail_over_over_real_rpc() {
     let (voters, mut nodes) = start_cluster(root.path(), 3).await;
     let controller = agreed_controller(&nodes, Duration::from_secs(20)).await;
 
-    // The controller registers every node it reaches; all nodes apply the same metadata.
+    // The controller registers every node that heartbeats; all nodes apply the same metadata.
     for r in nodes.values() {
         let m = r
             .node

@@ -9,13 +9,14 @@
 //!   follower fetch, outside Raft, with a high watermark and leader-epoch truncation as
 //!   KRaft-era Kafka does it (KIP-101, KIP-279).
 //! - [`rpc`]: typed messages between nodes over the cluster listener (HTTP/2).
-//! - [`metadata_rpc`]: the metadata plane over [`rpc`] (Raft transport, service, the
-//!   controller's node registration).
+//! - [`metadata_rpc`]: the metadata plane over [`rpc`] (Raft transport and service).
 //! - [`applier`]: applied metadata → local topics, replicas and roles on this node.
 //! - [`routing`]: what the client-facing edges need from the cluster (brokers, leaders,
 //!   topic changes through the controller).
 //! - [`replication_rpc`]: the data plane over [`rpc`] (follower fetch transport and service).
 //! - [`service`]: the node's one peer service, routing each request to its plane.
+//! - [`control`]: the controller over [`rpc`]: proposals from any node, broker heartbeats
+//!   and sessions (fencing, unfencing, re-elections), `--join` as a learner.
 //! - [`identity`]: which cluster and node a data directory belongs to.
 //! - [`config`]: a node's cluster flags and the rules between them.
 //! - [`sim`]: a simulated network for the in-process cluster harness (partition, delay,
@@ -25,7 +26,10 @@
 //!
 //! 1. **Only the Raft leader (the controller) proposes metadata commands**; every node acts
 //!    only on metadata it has *applied* from the Raft log. No node changes leadership, the
-//!    in-sync set or a replica list on its own say-so.
+//!    in-sync set or a replica list on its own say-so. Other nodes ask the controller to
+//!    propose for them, and only what a broker may decide (topics, its own in-sync-set
+//!    changes and producer-id blocks); node sessions, fencing and elections are the
+//!    controller's alone (`control`).
 //! 2. **Raft entries are fsynced before they are acknowledged** to the leader (log storage
 //!    flushes before it reports an append done); a vote is fsynced before it is granted.
 //! 3. **A partition has at most one leader per leader epoch.** The controller bumps the
@@ -53,14 +57,17 @@ pub mod applier;
 #[cfg(test)]
 mod applier_tests;
 pub mod config;
+pub mod control;
+#[cfg(test)]
+mod control_tests;
 pub mod identity;
 pub mod metadata;
 pub mod metadata_rpc;
 #[cfg(test)]
 mod metadata_rpc_tests;
 pub mod replication;
-pub mod routing;
 pub mod replication_rpc;
+pub mod routing;
 pub mod rpc;
 pub mod service;
 pub mod sim;

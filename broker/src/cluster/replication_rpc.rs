@@ -107,6 +107,7 @@ fn response_kind(response: &PeerResponse) -> &'static str {
         PeerResponse::Hello(_) => "hello",
         PeerResponse::Raft(_) => "raft",
         PeerResponse::Replica(_) => "replica",
+        PeerResponse::Control(_) => "control",
     }
 }
 

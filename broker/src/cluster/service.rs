@@ -34,7 +34,7 @@ enum Plane {
 fn plane_of(request: &PeerRequest) -> Plane {
     match request {
         PeerRequest::Hello(_) => Plane::None,
-        PeerRequest::Raft(_) => Plane::Metadata,
+        PeerRequest::Raft(_) | PeerRequest::Control(_) => Plane::Metadata,
         PeerRequest::Replica(_) => Plane::Replica,
     }
 }

@@ -277,6 +277,18 @@ impl Sessions {
         self.last_seen.remove(&node);
     }
 
+    /// Whether `node` has a session (seen since this controller began).
+    pub fn contains(&self, node: NodeId) -> bool {
+        self.last_seen.contains_key(&node)
+    }
+
+    /// Whether `node` has a session whose last heartbeat is at most `timeout` before `now`.
+    pub fn is_alive(&self, node: NodeId, now: Instant, timeout: Duration) -> bool {
+        self.last_seen
+            .get(&node)
+            .is_some_and(|seen| now.saturating_duration_since(*seen) <= timeout)
+    }
+
     /// The nodes whose last heartbeat is more than `timeout` before `now`.
     pub fn expired(&self, now: Instant, timeout: Duration) -> Vec<NodeId> {
         self.last_seen

@@ -10,8 +10,12 @@ use crate::ErrorKind;
 use crate::cluster::NodeId;
 
 /// A command the state machine refused. Nothing changed.
+///
+/// Serialised adjacently tagged (`{"error": "topic_exists", "detail": "t"}`): it travels
+/// back to a node that proposed through the controller (`cluster::control`), and internal
+/// tagging cannot carry the variants that hold a bare string.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
-#[serde(tag = "error", rename_all = "snake_case")]
+#[serde(tag = "error", content = "detail", rename_all = "snake_case")]
 pub enum MetadataError {
     #[error(
         "replication factor {requested} is invalid: it must be between 1 and the {live} live node(s)"

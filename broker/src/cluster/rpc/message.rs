@@ -17,9 +17,10 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::cluster::NodeId;
+use crate::cluster::control::ControlReply;
 use crate::cluster::metadata::{
-    AppendEntriesRequest, AppendResult, InstallSnapshotRequest, SnapshotResult, TypeConfig,
-    VoteRequest, VoteResult,
+    AppendEntriesRequest, AppendResult, InstallSnapshotRequest, MetadataCommand, NodeInfo,
+    SnapshotResult, TypeConfig, VoteRequest, VoteResult,
 };
 use crate::cluster::replication::{FetchRequest, FetchResponse};
 
@@ -53,6 +54,9 @@ pub enum PeerRequest {
     Raft(RaftRequest),
     /// A message of the data plane (follower fetch), served by `cluster::replication_rpc`.
     Replica(ReplicaRequest),
+    /// A request to the controller (`cluster::control`): a proposal, a broker heartbeat, a
+    /// join.
+    Control(ControlRequest),
 }
 
 /// The answer to a [`PeerRequest`], variant for variant.
@@ -61,6 +65,8 @@ pub enum PeerResponse {
     Hello(HelloReply),
     Raft(RaftResponse),
     Replica(ReplicaResponse),
+    /// The answer to every [`ControlRequest`] (the controller's, or a redirect to it).
+    Control(Json<ControlReply>),
 }
 
 impl PeerRequest {
@@ -72,6 +78,9 @@ impl PeerRequest {
             PeerRequest::Raft(RaftRequest::Vote(_)) => "raft_vote",
             PeerRequest::Raft(RaftRequest::InstallSnapshot(_)) => "raft_install_snapshot",
             PeerRequest::Replica(ReplicaRequest::Fetch(_)) => "replica_fetch",
+            PeerRequest::Control(ControlRequest::Propose(_)) => "control_propose",
+            PeerRequest::Control(ControlRequest::Heartbeat(_)) => "control_heartbeat",
+            PeerRequest::Control(ControlRequest::Join(_)) => "control_join",
         }
     }
 }
@@ -104,6 +113,20 @@ pub enum ReplicaRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ReplicaResponse {
     Fetch(FetchResponse),
+}
+
+/// A request to the controller (served by `cluster::control::Controller`); the sender is the
+/// envelope's `from`. Metadata types travel as [`Json`]. Append new variants at the end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControlRequest {
+    /// Propose a metadata command on the sender's behalf (only the commands a broker may
+    /// propose; see `cluster::control`).
+    Propose(Json<MetadataCommand>),
+    /// The sender's broker heartbeat, with the addresses it advertises.
+    Heartbeat(Json<NodeInfo>),
+    /// The sender (started with `--join`) asks to be added to the metadata quorum as a
+    /// learner at these addresses.
+    Join(Json<NodeInfo>),
 }
 
 /// A value carried as JSON inside a postcard message. The metadata plane's types are

@@ -56,8 +56,8 @@ use tokio::sync::watch;
 
 pub use client::{ClientConfig, PeerClient, RpcError};
 pub use message::{
-    Hello, HelloReply, Json, PROTOCOL_VERSION, PeerRequest, PeerResponse, RaftRequest,
-    RaftResponse, Refusal, ReplicaRequest, ReplicaResponse, RequestEnvelope,
+    ControlRequest, Hello, HelloReply, Json, PROTOCOL_VERSION, PeerRequest, PeerResponse,
+    RaftRequest, RaftResponse, Refusal, ReplicaRequest, ReplicaResponse, RequestEnvelope,
 };
 pub use peers::{ClusterView, NodeStatus, Peers};
 pub use server::{HelloOnly, PeerService, ServerConfig, ServiceFuture, serve};

@@ -196,6 +196,16 @@ impl Peers {
         Some(client)
     }
 
+    /// A new client of the node at `addr`, whose id is not known yet (the `--join` target),
+    /// with this node's client settings. Not kept among the peers.
+    pub fn dial(&self, addr: &str) -> Arc<PeerClient> {
+        Arc::new(PeerClient::new(
+            addr,
+            self.local.clone(),
+            self.client_config.clone(),
+        ))
+    }
+
     /// Known peer ids.
     pub fn ids(&self) -> Vec<NodeId> {
         lock(&self.peers).keys().copied().collect()

@@ -1,0 +1,944 @@
+//! The controller side of the cluster over the peer RPC: proposals from any node
+//! ([`Proposer`], [`ControlRequest::Propose`]), broker sessions kept by the controller from
+//! every node's heartbeats ([`Controller`], [`run_heartbeats`]) with the fencing, unfencing
+//! and elections they lead to, and the admission of a `--join` node as a Raft learner
+//! ([`ControlRequest::Join`], [`join_cluster`]). [`ControlPlane`] starts all of it for one
+//! node.
+//!
+//! It owns the *decisions to propose* and when; the decisions themselves are the pure
+//! functions of `metadata::controller`, the consensus and the checks of every command are the
+//! metadata plane's (`ClusterMetadata::apply`), the transport is `rpc`. It does not touch
+//! partition data, the broker's files or HTTP.
+//!
+//! # Invariants
+//!
+//! 1. **Only the controller proposes** (cluster invariant 1). A node that wants a change
+//!    proposes through [`Proposer`]: locally when it is the controller, else it sends
+//!    [`ControlRequest::Propose`] to the controller, which proposes it as its own. A node that
+//!    receives a proposal but is not the controller answers [`ControlReply::NotController`]
+//!    (never forwards it again: one hop, no loops); the proposer follows the redirect until
+//!    its deadline ([`ControlSettings::propose_deadline`]). A forwarded proposal whose answer
+//!    is lost is reported as *unknown*, never retried blindly (it may have committed); one
+//!    refused before it was sent (no connection, not the controller) is retried.
+//! 2. **Peers may propose only what a broker may decide**: topics (`CreateTopic`,
+//!    `DeleteTopic`), an in-sync-set change of a partition *it leads* (`AlterPartition` whose
+//!    `leader` is the sender; the state machine then checks leader and epochs) and producer-id
+//!    blocks *for itself* (`AllocateProducerIds` naming the sender), alone or in a batch of
+//!    such. Node management (`RegisterNode`, `FenceNode`, `UnregisterNode`) and elections
+//!    (`ElectLeader`) are the controller's own decisions and are refused from any peer
+//!    ([`ControlReply::Refused`], code `forbidden`): a peer cannot fence or unfence another
+//!    node, or move a leadership. (The sender id is the envelope's, authenticated only under
+//!    mutual TLS.)
+//! 3. **Sessions live in the controller's memory, not in the log** (as in KRaft): every node
+//!    sends [`ControlRequest::Heartbeat`] with its advertised addresses every
+//!    [`ControlSettings::heartbeat_interval`]; the controller keeps the last one per node
+//!    ([`Sessions`]) and itself is always alive. Only members of the metadata quorum (voters,
+//!    and learners admitted by `Join`) get a session: a heartbeat from anyone else is refused.
+//! 4. **Consequences are commands, decided on applied metadata and re-checked when applied**:
+//!    a node whose session is older than [`ControlSettings::session_timeout`] and that the
+//!    metadata shows live is fenced, in one batch with the re-election of every partition it
+//!    led or was in-sync for (`controller::fence_node_commands`, leaders from the in-sync
+//!    set); a node with a live session that the metadata shows missing, fenced or at other
+//!    addresses is registered (`RegisterNode`: unfenced, addresses updated); partitions
+//!    without a leader are elected once a replica of their in-sync set is live again
+//!    (`controller::elect_offline_commands`). A decision taken on metadata that moved is
+//!    refused by the state machine (epochs) and taken again on the next tick.
+//! 5. **A new controller assumes everyone alive**: when a node becomes controller (a new
+//!    Raft term), it starts a fresh session for every node in the metadata and forgets what
+//!    an earlier term heard, so a controller change never fences a broker by itself; a node
+//!    that really is gone is fenced one session timeout later.
+//! 6. **A joining node is a learner first**: `Join` makes the controller add it to the Raft
+//!    membership as a learner (it receives the log, never votes) and waits until it has
+//!    caught up (bounded); it then heartbeats like any node and is registered as a broker. A
+//!    node id that is already a member at another cluster address is refused, never taken
+//!    over (node ids are never reused silently).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use super::NodeId;
+use super::metadata::controller::{Sessions, elect_offline_commands, fence_node_commands};
+use super::metadata::{
+    ClusterMetadata, MetadataCommand, MetadataError, MetadataNode, MetadataResponse, NodeError,
+    NodeInfo, NodeState,
+};
+use super::rpc::{
+    ControlRequest, Json, PeerClient, PeerRequest, PeerResponse, Peers, Refusal, RpcError,
+};
+use crate::ErrorKind;
+
+/// Default broker session timeout (`--broker-session-timeout-ms`): well under Kafka's 9 s,
+/// so that a killed node's partitions are led again within the 5 s goal.
+pub const DEFAULT_SESSION_TIMEOUT_MS: u64 = 3_000;
+/// Shortest session timeout accepted (a few heartbeats must fit in it).
+pub const MIN_SESSION_TIMEOUT_MS: u64 = 1_000;
+/// Longest session timeout accepted.
+pub const MAX_SESSION_TIMEOUT_MS: u64 = 300_000;
+/// How long a proposal through [`Proposer`] may take, redirects included.
+pub const PROPOSE_DEADLINE: Duration = Duration::from_secs(10);
+/// How long the controller waits for a joining learner to catch up.
+pub const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// The most proposals the controller makes in one tick (the rest wait for the next).
+const MAX_PROPOSALS_PER_TICK: usize = 64;
+
+/// Why a control setting is unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid control setting: {0}")]
+pub struct SettingsError(pub String);
+
+/// Timing of sessions and proposals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlSettings {
+    /// A node not heard from for longer is fenced.
+    pub session_timeout: Duration,
+    /// How often each node heartbeats to the controller.
+    pub heartbeat_interval: Duration,
+    /// How often the controller looks for sessions to expire and nodes to (re)register.
+    pub tick: Duration,
+    /// The bound on one [`Proposer::propose`], redirects included.
+    pub propose_deadline: Duration,
+    /// The bound on the controller's wait for a joining learner to catch up.
+    pub join_timeout: Duration,
+}
+
+impl ControlSettings {
+    /// Settings for a session timeout of `timeout_ms` (checked): heartbeats every sixth of
+    /// it, at most every 500 ms; the controller's tick at half that.
+    pub fn with_session_timeout_ms(timeout_ms: u64) -> Result<ControlSettings, SettingsError> {
+        if !(MIN_SESSION_TIMEOUT_MS..=MAX_SESSION_TIMEOUT_MS).contains(&timeout_ms) {
+            return Err(SettingsError(format!(
+                "the broker session timeout must be between {MIN_SESSION_TIMEOUT_MS} and \
+                 {MAX_SESSION_TIMEOUT_MS} ms, not {timeout_ms}"
+            )));
+        }
+        Ok(ControlSettings::unchecked(Duration::from_millis(
+            timeout_ms,
+        )))
+    }
+
+    /// Settings for any session timeout (tests use short ones).
+    pub fn unchecked(session_timeout: Duration) -> ControlSettings {
+        let heartbeat_interval = (session_timeout / 6).min(Duration::from_millis(500));
+        ControlSettings {
+            session_timeout,
+            heartbeat_interval,
+            tick: heartbeat_interval / 2,
+            propose_deadline: PROPOSE_DEADLINE,
+            join_timeout: JOIN_TIMEOUT,
+        }
+    }
+}
+
+impl Default for ControlSettings {
+    fn default() -> Self {
+        ControlSettings::unchecked(Duration::from_millis(DEFAULT_SESSION_TIMEOUT_MS))
+    }
+}
+
+/// The answer to every [`ControlRequest`], carried as JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ControlReply {
+    /// The proposal committed: the state machine's answer (its refusal, too).
+    Proposed {
+        outcome: Result<MetadataResponse, MetadataError>,
+    },
+    /// The heartbeat renewed the session; `registered`: the applied metadata shows the node
+    /// live at the addresses it sent (else the controller registers it shortly).
+    Heartbeat { registered: bool },
+    /// The node is a learner of the metadata quorum (now or already).
+    Joined,
+    /// The answering node is not the controller; `leader` is, when known, at `addr`.
+    NotController {
+        leader: Option<NodeId>,
+        addr: Option<String>,
+    },
+    /// The request is not allowed (invariants 2, 3, 6).
+    Refused { code: String, message: String },
+    /// The controller could not complete it; `unknown`: a proposal may still commit.
+    Failed {
+        code: String,
+        message: String,
+        unknown: bool,
+    },
+}
+
+/// Why a [`Proposer::propose`] did not give the state machine's answer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProposeError {
+    /// The state machine refused the command (committed as a no-op).
+    #[error(transparent)]
+    Rejected(#[from] MetadataError),
+    /// No controller took the proposal before the deadline (none elected, unreachable).
+    #[error("no controller took the proposal within {waited:?}: {last}")]
+    NoController { waited: Duration, last: String },
+    /// The proposal may or may not have committed (an answer was lost, or the wait for it
+    /// timed out): read the metadata before retrying.
+    #[error("the outcome of the proposal is unknown: {0}")]
+    Unknown(String),
+    /// The controller refused to propose it for this node.
+    #[error("the controller refused the proposal: {code}: {message}")]
+    Refused { code: String, message: String },
+    /// The metadata plane is stopped on this node (shutting down).
+    #[error("the metadata plane is stopped: {0}")]
+    Stopped(String),
+    /// A message could not be encoded or decoded.
+    #[error("control message: {0}")]
+    Protocol(String),
+}
+
+impl ProposeError {
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ProposeError::Rejected(e) => e.code(),
+            ProposeError::NoController { .. } => "not_controller",
+            ProposeError::Unknown(_) => "request_timed_out",
+            ProposeError::Refused { .. } => "forbidden",
+            ProposeError::Stopped(_) => "shutting_down",
+            ProposeError::Protocol(_) => "peer_protocol",
+        }
+    }
+
+    /// Coarse class of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ProposeError::Rejected(e) => e.kind(),
+            ProposeError::NoController { .. }
+            | ProposeError::Unknown(_)
+            | ProposeError::Stopped(_) => ErrorKind::Unavailable,
+            ProposeError::Refused { .. } => ErrorKind::Forbidden,
+            ProposeError::Protocol(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+/// Whether peer `from` may have the controller propose `cmd` (invariant 2).
+pub fn peer_may_propose(from: NodeId, cmd: &MetadataCommand) -> Result<(), String> {
+    match cmd {
+        MetadataCommand::CreateTopic(_) | MetadataCommand::DeleteTopic { .. } => Ok(()),
+        MetadataCommand::AlterPartition { leader, .. } if *leader == from => Ok(()),
+        MetadataCommand::AlterPartition { leader, .. } => Err(format!(
+            "node {from} may not change the in-sync set of a partition led by node {leader}"
+        )),
+        MetadataCommand::AllocateProducerIds { node } if *node == from => Ok(()),
+        MetadataCommand::AllocateProducerIds { node } => Err(format!(
+            "node {from} may not allocate producer ids for node {node}"
+        )),
+        MetadataCommand::Batch { commands } => {
+            commands.iter().try_for_each(|c| peer_may_propose(from, c))
+        }
+        MetadataCommand::RegisterNode { .. }
+        | MetadataCommand::FenceNode { .. }
+        | MetadataCommand::UnregisterNode { .. }
+        | MetadataCommand::ElectLeader { .. } => Err(format!(
+            "node {from} may not propose {}: only the controller decides node sessions and \
+             elections",
+            command_name(cmd)
+        )),
+    }
+}
+
+fn command_name(cmd: &MetadataCommand) -> &'static str {
+    match cmd {
+        MetadataCommand::RegisterNode { .. } => "register_node",
+        MetadataCommand::FenceNode { .. } => "fence_node",
+        MetadataCommand::UnregisterNode { .. } => "unregister_node",
+        MetadataCommand::CreateTopic(_) => "create_topic",
+        MetadataCommand::DeleteTopic { .. } => "delete_topic",
+        MetadataCommand::ElectLeader { .. } => "elect_leader",
+        MetadataCommand::AlterPartition { .. } => "alter_partition",
+        MetadataCommand::AllocateProducerIds { .. } => "allocate_producer_ids",
+        MetadataCommand::Batch { .. } => "batch",
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The cluster address of node `id` as this node knows it: its Raft membership entry, else
+/// its registration in the metadata.
+pub fn member_addr(node: &MetadataNode, id: NodeId) -> Option<String> {
+    let from_membership = node
+        .raft_metrics()
+        .borrow()
+        .membership_config
+        .nodes()
+        .find(|(n, _)| **n == id)
+        .map(|(_, info)| info.cluster_addr.clone());
+    from_membership
+        .or_else(|| {
+            node.current()
+                .nodes
+                .get(&id)
+                .map(|n| n.info.cluster_addr.clone())
+        })
+        .filter(|a| !a.is_empty())
+}
+
+/// The client of node `id`: a known peer, else one dialed at its member address.
+fn client_of(node: &MetadataNode, peers: &Peers, id: NodeId) -> Option<Arc<PeerClient>> {
+    peers
+        .client(id)
+        .or_else(|| member_addr(node, id).and_then(|addr| peers.upsert(id, &addr)))
+}
+
+/// What the controller remembers of the current term (invariant 5).
+#[derive(Default)]
+struct Term {
+    /// The Raft term these sessions belong to.
+    term: Option<u64>,
+    sessions: Sessions,
+    /// The addresses each node sent in its last heartbeat of this term.
+    reported: BTreeMap<NodeId, NodeInfo>,
+}
+
+/// The controller's side of sessions, proposals and joins, on every node: it acts only while
+/// its node is the controller and answers [`ControlReply::NotController`] otherwise.
+pub struct Controller {
+    node: MetadataNode,
+    /// This node's own addresses (the controller registers itself).
+    local: NodeInfo,
+    settings: ControlSettings,
+    term: Mutex<Term>,
+    wake: Notify,
+}
+
+impl Controller {
+    pub fn new(node: MetadataNode, local: NodeInfo, settings: ControlSettings) -> Controller {
+        Controller {
+            node,
+            local,
+            settings,
+            term: Mutex::new(Term::default()),
+            wake: Notify::new(),
+        }
+    }
+
+    pub fn settings(&self) -> &ControlSettings {
+        &self.settings
+    }
+
+    /// The Raft term if this node is the controller.
+    fn controller_term(&self) -> Option<u64> {
+        let m = self.node.metrics();
+        (m.state == openraft::ServerState::Leader && m.controller == Some(self.node.id()))
+            .then_some(m.term)
+    }
+
+    /// The redirect to the controller as this node knows it.
+    fn not_controller(&self) -> ControlReply {
+        let leader = self.node.controller().filter(|l| *l != self.node.id());
+        ControlReply::NotController {
+            leader,
+            addr: leader.and_then(|l| member_addr(&self.node, l)),
+        }
+    }
+
+    /// Locks the current term's state, starting fresh sessions if this node became
+    /// controller in a new term (invariant 5); `None` if it is not the controller.
+    fn begin(&self, now: Instant) -> Option<MutexGuard<'_, Term>> {
+        let term = self.controller_term()?;
+        let mut state = lock(&self.term);
+        if state.term != Some(term) {
+            let meta = self.node.current();
+            let mut nodes: Vec<NodeId> = meta.nodes.keys().copied().collect();
+            nodes.push(self.node.id());
+            state.sessions.reset(nodes, now);
+            state.reported.clear();
+            state.term = Some(term);
+            tracing::info!(
+                term,
+                nodes = meta.nodes.len(),
+                "became controller: every broker starts a fresh session"
+            );
+        }
+        Some(state)
+    }
+
+    fn is_member(&self, id: NodeId) -> bool {
+        self.node
+            .raft_metrics()
+            .borrow()
+            .membership_config
+            .nodes()
+            .any(|(n, _)| *n == id)
+    }
+
+    /// A broker's heartbeat (invariant 3).
+    pub fn heartbeat(&self, from: NodeId, info: NodeInfo) -> ControlReply {
+        let now = Instant::now();
+        if !self.is_member(from) {
+            if self.controller_term().is_none() {
+                return self.not_controller();
+            }
+            return ControlReply::Refused {
+                code: "not_member".into(),
+                message: format!(
+                    "node {from} is not a member of the metadata quorum; start it with --join"
+                ),
+            };
+        }
+        let Some(mut state) = self.begin(now) else {
+            return self.not_controller();
+        };
+        state.sessions.heartbeat(from, now);
+        let registered = is_registered_as(&self.node.current(), from, &info);
+        state.reported.insert(from, info);
+        drop(state);
+        if !registered {
+            self.wake.notify_one();
+        }
+        ControlReply::Heartbeat { registered }
+    }
+
+    /// A proposal from peer `from` (invariants 1 and 2).
+    pub async fn propose_for_peer(&self, from: NodeId, cmd: MetadataCommand) -> ControlReply {
+        if let Err(message) = peer_may_propose(from, &cmd) {
+            tracing::warn!(peer = from, %message, "refused a peer's proposal");
+            return ControlReply::Refused {
+                code: "forbidden".into(),
+                message,
+            };
+        }
+        match self.node.propose(cmd).await {
+            Ok(r) => ControlReply::Proposed { outcome: Ok(r) },
+            Err(NodeError::Rejected(e)) => ControlReply::Proposed { outcome: Err(e) },
+            Err(NodeError::NotController { .. }) => self.not_controller(),
+            Err(e @ NodeError::Unknown(_)) => ControlReply::Failed {
+                code: e.code().into(),
+                message: e.to_string(),
+                unknown: true,
+            },
+            Err(e) => ControlReply::Failed {
+                code: e.code().into(),
+                message: e.to_string(),
+                unknown: false,
+            },
+        }
+    }
+
+    /// A `--join` node asks to become a learner (invariant 6).
+    pub async fn join(&self, from: NodeId, info: NodeInfo) -> ControlReply {
+        if self.controller_term().is_none() {
+            return self.not_controller();
+        }
+        if let Err(e) = super::config::check_addr(&info.cluster_addr) {
+            return ControlReply::Refused {
+                code: "invalid_address".into(),
+                message: e.to_string(),
+            };
+        }
+        let existing = {
+            let metrics = self.node.raft_metrics();
+            let metrics = metrics.borrow();
+            metrics
+                .membership_config
+                .nodes()
+                .find(|(n, _)| **n == from)
+                .map(|(_, i)| i.cluster_addr.clone())
+        };
+        let registered = self
+            .node
+            .current()
+            .nodes
+            .get(&from)
+            .map(|n| n.info.cluster_addr.clone())
+            .filter(|a| !a.is_empty());
+        if let Some(addr) = existing.as_ref().or(registered.as_ref())
+            && *addr != info.cluster_addr
+        {
+            return ControlReply::Refused {
+                code: "node_id_in_use".into(),
+                message: format!(
+                    "node id {from} is already a member at {addr}, not {}; node ids are never \
+                     reused",
+                    info.cluster_addr
+                ),
+            };
+        }
+        if existing.is_some() {
+            return ControlReply::Joined;
+        }
+        tracing::info!(node = from, %info, "adding a joining node as a learner");
+        let added = tokio::time::timeout(
+            self.settings.join_timeout,
+            self.node.add_learner(from, info),
+        )
+        .await;
+        match added {
+            Ok(Ok(())) => {
+                tracing::info!(node = from, "the joining node is a learner");
+                ControlReply::Joined
+            }
+            Ok(Err(NodeError::NotController { .. })) => self.not_controller(),
+            Ok(Err(e)) => ControlReply::Failed {
+                code: e.code().into(),
+                message: e.to_string(),
+                unknown: true,
+            },
+            Err(_) => ControlReply::Failed {
+                code: "request_timed_out".into(),
+                message: format!(
+                    "the learner did not catch up within {:?}",
+                    self.settings.join_timeout
+                ),
+                unknown: true,
+            },
+        }
+    }
+
+    /// The next command the controller should propose now, with why (invariant 4); `None`
+    /// when there is nothing to do or this node is not the controller.
+    fn next_decision(&self, now: Instant) -> Option<(MetadataCommand, String)> {
+        let mut state = self.begin(now)?;
+        let me = self.node.id();
+        state.sessions.heartbeat(me, now);
+        state.reported.insert(me, self.local.clone());
+        let meta = self.node.current();
+        let timeout = self.settings.session_timeout;
+        for (&id, info) in &state.reported {
+            if state.sessions.is_alive(id, now, timeout) && !is_registered_as(&meta, id, info) {
+                let why = match meta.nodes.get(&id) {
+                    None => format!("node {id} registers ({info})"),
+                    Some(n) if n.fenced => format!("node {id} is back: unfenced ({info})"),
+                    Some(_) => format!("node {id} changed its addresses ({info})"),
+                };
+                return Some((
+                    MetadataCommand::RegisterNode {
+                        node: id,
+                        info: info.clone(),
+                    },
+                    why,
+                ));
+            }
+        }
+        for id in state.sessions.expired(now, timeout) {
+            if meta.is_live(id) {
+                return Some((
+                    fence_node_commands(&meta, id),
+                    format!("node {id} missed its session ({timeout:?}): fenced"),
+                ));
+            }
+        }
+        for &id in meta.nodes.keys() {
+            // A node known to the metadata but without a session (registered by this term's
+            // log after `begin`): it gets one now, like everyone at the start of a term.
+            if !state.sessions.contains(id) {
+                state.sessions.heartbeat(id, now);
+            }
+        }
+        drop(state);
+        elect_offline_commands(&meta).map(|c| {
+            (
+                c,
+                "partitions without a leader have a live in-sync replica".into(),
+            )
+        })
+    }
+
+    /// One round of the controller's duties: proposes every decision, one at a time, each on
+    /// the metadata the previous one left; stops at the first failure (retried next tick).
+    pub async fn tick(&self) {
+        for _ in 0..MAX_PROPOSALS_PER_TICK {
+            let Some((command, why)) = self.next_decision(Instant::now()) else {
+                return;
+            };
+            match self.node.propose(command).await {
+                Ok(_) => tracing::info!("controller: {why}"),
+                Err(NodeError::NotController { .. }) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "controller: proposing failed ({why}); retrying");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Runs [`tick`](Self::tick) every [`ControlSettings::tick`] (sooner after a heartbeat
+    /// that needs a registration) until `stop` turns true.
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        loop {
+            self.tick().await;
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                () = tokio::time::sleep(self.settings.tick) => {}
+                () = self.wake.notified() => {}
+            }
+        }
+    }
+
+    /// Serves one control request from peer `from`.
+    pub async fn serve(
+        &self,
+        from: NodeId,
+        request: ControlRequest,
+    ) -> Result<ControlReply, Refusal> {
+        let malformed = Refusal::Malformed;
+        Ok(match request {
+            ControlRequest::Propose(cmd) => {
+                self.propose_for_peer(from, cmd.decode().map_err(malformed)?)
+                    .await
+            }
+            ControlRequest::Heartbeat(info) => {
+                self.heartbeat(from, info.decode().map_err(malformed)?)
+            }
+            ControlRequest::Join(info) => self.join(from, info.decode().map_err(malformed)?).await,
+        })
+    }
+}
+
+/// Whether the metadata shows `id` live at exactly `info`.
+fn is_registered_as(meta: &ClusterMetadata, id: NodeId, info: &NodeInfo) -> bool {
+    meta.nodes.get(&id)
+        == Some(&NodeState {
+            info: info.clone(),
+            fenced: false,
+        })
+}
+
+/// Sends `request` to the controller as `node` knows it, following one redirect. `None`
+/// when no controller is known or reachable.
+async fn call_controller(
+    node: &MetadataNode,
+    peers: &Peers,
+    request: PeerRequest,
+    timeout: Duration,
+) -> Option<Result<ControlReply, RpcError>> {
+    let mut target = node.controller().filter(|c| *c != node.id())?;
+    for _ in 0..2 {
+        let client = client_of(node, peers, target)?;
+        let reply = call(&client, request.clone(), timeout).await;
+        match &reply {
+            Ok(ControlReply::NotController {
+                leader: Some(l),
+                addr,
+            }) if *l != target && *l != node.id() => {
+                if let Some(addr) = addr {
+                    peers.upsert(*l, addr);
+                }
+                target = *l;
+            }
+            _ => return Some(reply),
+        }
+    }
+    None
+}
+
+async fn call(
+    client: &PeerClient,
+    request: PeerRequest,
+    timeout: Duration,
+) -> Result<ControlReply, RpcError> {
+    match client.call_with_timeout(request, timeout).await? {
+        PeerResponse::Control(reply) => reply.decode().map_err(|reason| RpcError::Decode {
+            addr: client.addr().to_string(),
+            reason,
+        }),
+        other => Err(RpcError::Mismatch {
+            addr: client.addr().to_string(),
+            sent: "control",
+            got: format!("{other:?}"),
+        }),
+    }
+}
+
+/// Sends this node's heartbeat to the controller every [`ControlSettings::heartbeat_interval`]
+/// until `stop` turns true (the controller keeps its own session).
+pub async fn run_heartbeats(
+    node: MetadataNode,
+    peers: Arc<Peers>,
+    info: NodeInfo,
+    settings: ControlSettings,
+    mut stop: watch::Receiver<bool>,
+) {
+    let Ok(json) = Json::encode(&info) else {
+        tracing::error!("cannot encode this node's addresses; no heartbeats");
+        return;
+    };
+    let request = PeerRequest::Control(ControlRequest::Heartbeat(json));
+    // A heartbeat slower than this is as good as missed.
+    let timeout = (settings.heartbeat_interval * 2).max(Duration::from_millis(200));
+    let mut last_error = String::new();
+    loop {
+        let outcome = call_controller(&node, &peers, request.clone(), timeout).await;
+        let error = match outcome {
+            None | Some(Ok(ControlReply::Heartbeat { .. })) => String::new(),
+            Some(Ok(other)) => format!("{other:?}"),
+            Some(Err(e)) => e.to_string(),
+        };
+        if !error.is_empty() && error != last_error {
+            tracing::warn!(%error, "heartbeat to the controller failed");
+        }
+        last_error = error;
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            () = tokio::time::sleep(settings.heartbeat_interval) => {}
+        }
+    }
+}
+
+/// Keeps a client for every node the metadata registers (so that a joined node greets and
+/// is greeted, and replication can reach it) until `stop` turns true.
+pub async fn sync_peers(node: MetadataNode, peers: Arc<Peers>, mut stop: watch::Receiver<bool>) {
+    let mut applied = node.subscribe();
+    loop {
+        let meta = applied.borrow_and_update().clone();
+        for (id, n) in &meta.nodes {
+            if !n.info.cluster_addr.is_empty() && *id != node.id() {
+                peers.upsert(*id, &n.info.cluster_addr);
+            }
+        }
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            changed = applied.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
+/// The joining node's side of `--join` (invariant 6): once the cluster id is known (the
+/// greeter learns it from `join_addr`), asks the controller, through `join_addr` and its
+/// redirects, to add this node as a learner; retries until it is a member or `stop`.
+pub async fn join_cluster(
+    node: MetadataNode,
+    peers: Arc<Peers>,
+    join_addr: String,
+    info: NodeInfo,
+    mut stop: watch::Receiver<bool>,
+) {
+    let Ok(json) = Json::encode(&info) else {
+        tracing::error!("cannot encode this node's addresses; not joining");
+        return;
+    };
+    let request = PeerRequest::Control(ControlRequest::Join(json));
+    let mut target = peers.dial(&join_addr);
+    let mut last_error = String::new();
+    let pause = Duration::from_millis(500);
+    loop {
+        let member = node
+            .raft_metrics()
+            .borrow()
+            .membership_config
+            .nodes()
+            .any(|(n, _)| *n == node.id());
+        if member {
+            tracing::info!("this node is a learner of the metadata quorum");
+            return;
+        }
+        if peers.local().cluster_id().is_some() {
+            let error = match call(&target, request.clone(), JOIN_TIMEOUT + pause).await {
+                Ok(ControlReply::Joined) => {
+                    tracing::info!(via = target.addr(), "joined the cluster as a learner");
+                    return;
+                }
+                Ok(ControlReply::NotController {
+                    addr: Some(addr), ..
+                }) => {
+                    target = peers.dial(&addr);
+                    continue;
+                }
+                Ok(other) => format!("{other:?}"),
+                Err(e) => e.to_string(),
+            };
+            if error != last_error {
+                tracing::warn!(%error, via = target.addr(), "joining the cluster failed; retrying");
+            }
+            last_error = error;
+            target = peers.dial(&join_addr);
+        }
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            () = tokio::time::sleep(pause) => {}
+        }
+    }
+}
+
+/// Proposes metadata commands from any node (invariant 1). Cheap to clone.
+#[derive(Clone)]
+pub struct Proposer {
+    node: MetadataNode,
+    peers: Arc<Peers>,
+    deadline: Duration,
+}
+
+impl std::fmt::Debug for Proposer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proposer")
+            .field("node", &self.node.id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Proposer {
+    pub fn new(node: MetadataNode, peers: Arc<Peers>, deadline: Duration) -> Proposer {
+        Proposer {
+            node,
+            peers,
+            deadline,
+        }
+    }
+
+    /// The node's applied metadata (what decisions like replica assignment start from).
+    pub fn current(&self) -> Arc<ClusterMetadata> {
+        self.node.current()
+    }
+
+    /// Proposes `cmd` on the controller, wherever it is, and returns the state machine's
+    /// answer; within the deadline, following redirects.
+    pub async fn propose(&self, cmd: MetadataCommand) -> Result<MetadataResponse, ProposeError> {
+        let started = Instant::now();
+        let deadline = started + self.deadline;
+        let me = self.node.id();
+        let mut target = self.node.controller();
+        let mut last = "no controller elected".to_string();
+        let json = Json::encode(&cmd).map_err(ProposeError::Protocol)?;
+        loop {
+            let previous = target;
+            match target {
+                Some(t) if t == me => match self.node.propose(cmd.clone()).await {
+                    Ok(r) => return Ok(r),
+                    Err(NodeError::Rejected(e)) => return Err(ProposeError::Rejected(e)),
+                    Err(NodeError::NotController { leader }) => {
+                        last = "this node is no longer the controller".into();
+                        target = leader.filter(|l| *l != me);
+                    }
+                    Err(e @ NodeError::Unknown(_)) => {
+                        return Err(ProposeError::Unknown(e.to_string()));
+                    }
+                    Err(e) => return Err(ProposeError::Stopped(e.to_string())),
+                },
+                Some(t) => {
+                    let remaining = deadline.saturating_duration_since(Instant::now());
+                    let Some(client) = client_of(&self.node, &self.peers, t) else {
+                        last = format!("no address known for controller {t}");
+                        target = None;
+                        continue;
+                    };
+                    let request = PeerRequest::Control(ControlRequest::Propose(json.clone()));
+                    match call(&client, request, remaining.max(Duration::from_millis(100))).await {
+                        Ok(ControlReply::Proposed { outcome }) => {
+                            return outcome.map_err(ProposeError::Rejected);
+                        }
+                        Ok(ControlReply::NotController { leader, addr }) => {
+                            last = format!("node {t} is not the controller");
+                            if let (Some(l), Some(addr)) = (leader, &addr) {
+                                self.peers.upsert(l, addr);
+                            }
+                            target = leader;
+                        }
+                        Ok(ControlReply::Refused { code, message }) => {
+                            return Err(ProposeError::Refused { code, message });
+                        }
+                        Ok(ControlReply::Failed {
+                            message,
+                            unknown: true,
+                            ..
+                        }) => return Err(ProposeError::Unknown(message)),
+                        Ok(ControlReply::Failed { message, .. }) => {
+                            last = message;
+                            target = None;
+                        }
+                        Ok(other) => {
+                            return Err(ProposeError::Protocol(format!(
+                                "unexpected answer {other:?}"
+                            )));
+                        }
+                        // Not sent, or refused before any service saw it: safe to retry.
+                        Err(e)
+                            if matches!(e, RpcError::Connect { .. })
+                                || matches!(
+                                    &e,
+                                    RpcError::Refused {
+                                        refusal: Refusal::NotServed(_) | Refusal::ShuttingDown,
+                                        ..
+                                    }
+                                ) =>
+                        {
+                            last = e.to_string();
+                            target = None;
+                        }
+                        Err(e) => return Err(ProposeError::Unknown(e.to_string())),
+                    }
+                }
+                None => {}
+            }
+            if Instant::now() >= deadline {
+                return Err(ProposeError::NoController {
+                    waited: started.elapsed(),
+                    last,
+                });
+            }
+            if target.is_none() || target == previous {
+                // Wait for an election (or for a stale view to catch up) before asking again.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if target.is_none() {
+                    target = self.node.controller();
+                }
+            }
+        }
+    }
+}
+
+/// Everything one node runs of the control plane: the controller's loop (acting while this
+/// node is the controller), its heartbeats, the peer list kept from the metadata and, for a
+/// `--join` node, the join.
+pub struct ControlPlane {
+    pub controller: Arc<Controller>,
+    pub proposer: Proposer,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl ControlPlane {
+    /// Starts the tasks for `node`, whose addresses are `local`, until `stop` turns true.
+    pub fn start(
+        node: MetadataNode,
+        peers: Arc<Peers>,
+        local: NodeInfo,
+        settings: ControlSettings,
+        join: Option<String>,
+        stop: watch::Receiver<bool>,
+    ) -> ControlPlane {
+        let controller = Arc::new(Controller::new(
+            node.clone(),
+            local.clone(),
+            settings.clone(),
+        ));
+        let proposer = Proposer::new(node.clone(), peers.clone(), settings.propose_deadline);
+        let mut tasks = vec![
+            tokio::spawn(controller.clone().run(stop.clone())),
+            tokio::spawn(run_heartbeats(
+                node.clone(),
+                peers.clone(),
+                local.clone(),
+                settings,
+                stop.clone(),
+            )),
+            tokio::spawn(sync_peers(node.clone(), peers.clone(), stop.clone())),
+        ];
+        if let Some(addr) = join {
+            tasks.push(tokio::spawn(join_cluster(node, peers, addr, local, stop)));
+        }
+        ControlPlane {
+            controller,
+            proposer,
+            tasks,
+        }
+    }
+
+    /// Stops the tasks (a proposal in flight commits or not; the next controller decides
+    /// again on what it applied).
+    pub async fn stop(self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}

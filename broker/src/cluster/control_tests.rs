@@ -1,0 +1,646 @@
+//! The control plane over the real cluster RPC: in-process nodes, each with its own loopback
+//! HTTP/2 listener, its metadata quorum member and its [`ControlPlane`]. Proposals from a
+//! follower land; a peer's forged node commands are refused; a node that stops heartbeating
+//! is fenced and its leaderships move to in-sync replicas, and is unfenced when it is back; a
+//! controller change fences nobody by itself; a `--join` node becomes a learner and a broker.
+//!
+//! Every bound below is a generous liveness bound, never a performance assertion.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use super::NodeId;
+use super::control::{ControlPlane, ControlReply, ControlSettings, ProposeError, peer_may_propose};
+use super::metadata::controller::{TopicRequest, create_topic_command};
+use super::metadata::{
+    ClusterMetadata, MetadataCommand, MetadataConfig, MetadataError, MetadataNode,
+    MetadataResponse, NodeInfo,
+};
+use super::metadata_rpc::{MetadataService, RpcMetadataTransport};
+use super::rpc::{
+    ClientConfig, ControlRequest, Json, LateService, LocalNode, PeerRequest, PeerResponse, Peers,
+    ServerConfig, serve,
+};
+
+/// The session timeout of these tests: short, but several heartbeats long.
+const SESSION: Duration = Duration::from_millis(2000);
+/// A generous bound for anything that should happen "soon".
+const SOON: Duration = Duration::from_secs(20);
+
+fn raft_config() -> MetadataConfig {
+    MetadataConfig {
+        heartbeat_interval: Duration::from_millis(50),
+        election_timeout_min: Duration::from_millis(300),
+        election_timeout_max: Duration::from_millis(600),
+        snapshot_every: 1000,
+        keep_behind_snapshot: 100,
+        propose_timeout: Duration::from_secs(5),
+        unreachable_backoff: Duration::from_millis(50),
+    }
+}
+
+fn info_of(id: NodeId, cluster_addr: String) -> NodeInfo {
+    NodeInfo {
+        cluster_addr,
+        kafka_addr: format!("kafka-{id}.test:9092"),
+        http_addr: format!("http-{id}.test:8080"),
+    }
+}
+
+struct Node {
+    info: NodeInfo,
+    node: MetadataNode,
+    peers: Arc<Peers>,
+    service: Arc<LateService>,
+    control: Option<ControlPlane>,
+    stop_tx: watch::Sender<bool>,
+    /// Stops only the control plane (its own channel), to silence a node's heartbeats.
+    control_stop: watch::Sender<bool>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Node {
+    async fn start(
+        root: &std::path::Path,
+        id: NodeId,
+        listener: TcpListener,
+        voters: &BTreeMap<NodeId, NodeInfo>,
+        join: Option<String>,
+    ) -> Node {
+        let addr = listener.local_addr().unwrap().to_string();
+        let info = info_of(id, addr.clone());
+        let local = LocalNode::new(id, addr, Some("c".into()));
+        let mut client = ClientConfig::new(1 << 20);
+        client.connect_timeout = Duration::from_millis(500);
+        client.request_timeout = Duration::from_secs(2);
+        let peers = Arc::new(Peers::new(
+            local.clone(),
+            client,
+            voters.iter().map(|(i, v)| (*i, v.cluster_addr.clone())),
+        ));
+        let service = LateService::new();
+        let (stop_tx, rx) = watch::channel(false);
+        let mut server_stop = rx.clone();
+        let server = tokio::spawn(serve(
+            listener,
+            ServerConfig::new(local, 1 << 20),
+            service.clone(),
+            async move {
+                let _ = server_stop.wait_for(|s| *s).await;
+            },
+        ));
+        tokio::spawn(peers.clone().run(Duration::from_millis(200), rx.clone()));
+        let transport = Arc::new(RpcMetadataTransport::new(peers.clone()));
+        let node = MetadataNode::start(
+            id,
+            &root.join(id.to_string()),
+            transport,
+            voters,
+            &raft_config(),
+        )
+        .await
+        .unwrap();
+        let (control_stop, _) = watch::channel(false);
+        let mut n = Node {
+            info,
+            node,
+            peers,
+            service,
+            control: None,
+            stop_tx,
+            control_stop,
+            server,
+        };
+        n.start_control(join);
+        n
+    }
+
+    /// (Re)starts the control plane and installs its controller in the service.
+    fn start_control(&mut self, join: Option<String>) {
+        let (control_stop, rx) = watch::channel(false);
+        self.control_stop = control_stop;
+        let control = ControlPlane::start(
+            self.node.clone(),
+            self.peers.clone(),
+            self.info.clone(),
+            ControlSettings::unchecked(SESSION),
+            join,
+            rx,
+        );
+        self.service.set(Arc::new(MetadataService::with_controller(
+            self.node.clone(),
+            control.controller.clone(),
+        )));
+        self.control = Some(control);
+    }
+
+    /// Stops the control plane only: no more heartbeats (Raft keeps running).
+    async fn silence(&mut self) {
+        let _ = self.control_stop.send(true);
+        if let Some(c) = self.control.take() {
+            c.stop().await;
+        }
+    }
+
+    async fn stop(mut self) {
+        self.silence().await;
+        self.node.shutdown().await.unwrap();
+        let _ = self.stop_tx.send(true);
+        let _ = self.server.await;
+    }
+
+    fn proposer(&self) -> super::control::Proposer {
+        self.control.as_ref().unwrap().proposer.clone()
+    }
+
+    /// Sends a raw control request to node `to` (what a misbehaving peer could send).
+    async fn send(&self, to: NodeId, request: ControlRequest) -> ControlReply {
+        let client = self.peers.client(to).unwrap();
+        match client
+            .call_with_timeout(PeerRequest::Control(request), Duration::from_secs(10))
+            .await
+            .unwrap()
+        {
+            PeerResponse::Control(reply) => reply.decode().unwrap(),
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+}
+
+async fn start_cluster(root: &std::path::Path, n: u64) -> BTreeMap<NodeId, Node> {
+    let mut listeners = BTreeMap::new();
+    for id in 1..=n {
+        listeners.insert(id, TcpListener::bind("127.0.0.1:0").await.unwrap());
+    }
+    let voters: BTreeMap<NodeId, NodeInfo> = listeners
+        .iter()
+        .map(|(id, l)| {
+            let info = NodeInfo {
+                cluster_addr: l.local_addr().unwrap().to_string(),
+                ..NodeInfo::default()
+            };
+            (*id, info)
+        })
+        .collect();
+    let mut nodes = BTreeMap::new();
+    for (id, listener) in listeners {
+        nodes.insert(id, Node::start(root, id, listener, &voters, None).await);
+    }
+    nodes
+}
+
+/// Waits until one running node is controller and every node names it; returns it.
+async fn agreed_controller(nodes: &BTreeMap<NodeId, Node>) -> NodeId {
+    let deadline = Instant::now() + SOON;
+    loop {
+        let seen: Vec<Option<NodeId>> = nodes.values().map(|n| n.node.controller()).collect();
+        if let Some(Some(c)) = seen.first()
+            && seen.iter().all(|s| *s == Some(*c))
+            && nodes.get(c).is_some_and(|n| n.node.is_controller())
+        {
+            return *c;
+        }
+        assert!(Instant::now() < deadline, "no agreed controller: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until `pred` holds on node `on`'s applied metadata; panics with `what` otherwise.
+async fn until(
+    nodes: &BTreeMap<NodeId, Node>,
+    on: NodeId,
+    what: &str,
+    pred: impl FnMut(&ClusterMetadata) -> bool,
+) -> Arc<ClusterMetadata> {
+    match nodes[&on].node.wait_for(SOON, pred).await {
+        Some(m) => m,
+        None => panic!(
+            "{what}: not seen on node {on}: {:?}",
+            nodes[&on].node.current()
+        ),
+    }
+}
+
+/// Every node of `ids` registered live with the addresses it heartbeats.
+fn all_live(m: &ClusterMetadata, nodes: &BTreeMap<NodeId, Node>, ids: &[NodeId]) -> bool {
+    ids.iter().all(|id| {
+        m.nodes
+            .get(id)
+            .is_some_and(|n| !n.fenced && n.info == nodes[id].info)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_register_every_node_and_a_follower_proposes_through_the_controller() {
+    let root = tempfile::tempdir().unwrap();
+    let nodes = start_cluster(root.path(), 3).await;
+    let controller = agreed_controller(&nodes).await;
+    for id in 1..=3 {
+        until(&nodes, id, "all registered", |m| {
+            all_live(m, &nodes, &[1, 2, 3])
+        })
+        .await;
+    }
+    // A follower creates a topic: forwarded to the controller, applied everywhere.
+    let follower = *nodes.keys().find(|id| **id != controller).unwrap();
+    let proposer = nodes[&follower].proposer();
+    let request = TopicRequest {
+        name: "orders".into(),
+        partitions: 3,
+        replication_factor: Some(3),
+        ..TopicRequest::default()
+    };
+    let create = create_topic_command(&proposer.current(), &request).unwrap();
+    let created = proposer.propose(create.clone()).await.unwrap();
+    assert!(
+        matches!(created, MetadataResponse::TopicCreated { .. }),
+        "{created:?}"
+    );
+    for id in 1..=3 {
+        until(&nodes, id, "topic applied", |m| {
+            m.topics.contains_key("orders")
+        })
+        .await;
+    }
+    // The state machine's refusal comes back as such.
+    match proposer.propose(create).await {
+        Err(ProposeError::Rejected(MetadataError::TopicExists(t))) => assert_eq!(t, "orders"),
+        other => panic!("not refused: {other:?}"),
+    }
+    // Producer ids for itself: allowed; the controller proposes it too, locally.
+    let ids = proposer
+        .propose(MetadataCommand::AllocateProducerIds { node: follower })
+        .await
+        .unwrap();
+    assert!(
+        matches!(ids, MetadataResponse::ProducerIds { .. }),
+        "{ids:?}"
+    );
+    let local = nodes[&controller]
+        .proposer()
+        .propose(MetadataCommand::DeleteTopic {
+            name: "orders".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(local, MetadataResponse::Done);
+    for (_, n) in nodes {
+        n.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peers_forged_node_commands_are_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let nodes = start_cluster(root.path(), 3).await;
+    let controller = agreed_controller(&nodes).await;
+    until(&nodes, controller, "all registered", |m| {
+        all_live(m, &nodes, &[1, 2, 3])
+    })
+    .await;
+    let mut others = nodes.keys().copied().filter(|id| *id != controller);
+    let (a, b) = (others.next().unwrap(), others.next().unwrap());
+    let before = nodes[&controller].node.current().version;
+
+    // Node a asks the controller to fence node b, straight over the RPC.
+    let forged = [
+        MetadataCommand::FenceNode { node: b },
+        MetadataCommand::RegisterNode {
+            node: b,
+            info: NodeInfo::default(),
+        },
+        MetadataCommand::UnregisterNode { node: b },
+        MetadataCommand::Batch {
+            commands: vec![
+                MetadataCommand::AllocateProducerIds { node: a },
+                MetadataCommand::FenceNode { node: b },
+            ],
+        },
+        MetadataCommand::AllocateProducerIds { node: b },
+        MetadataCommand::AlterPartition {
+            topic: "t".into(),
+            partition: 0,
+            leader: b,
+            leader_epoch: 0,
+            partition_epoch: 0,
+            isr: vec![b],
+        },
+        MetadataCommand::ElectLeader {
+            topic: "t".into(),
+            partition: 0,
+            leader: Some(a),
+            leader_epoch: 1,
+            isr: vec![a],
+        },
+    ];
+    for cmd in &forged {
+        let reply = nodes[&a]
+            .send(
+                controller,
+                ControlRequest::Propose(Json::encode(cmd).unwrap()),
+            )
+            .await;
+        match reply {
+            ControlReply::Refused { code, .. } => assert_eq!(code, "forbidden", "{cmd:?}"),
+            other => panic!("{cmd:?} not refused: {other:?}"),
+        }
+    }
+    // Through the proposer: the same refusal, as an error with a stable code.
+    let e = nodes[&a]
+        .proposer()
+        .propose(MetadataCommand::FenceNode { node: b })
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ProposeError::Refused { .. }), "{e:?}");
+    assert_eq!(e.code(), "forbidden");
+    assert_eq!(e.kind(), crate::ErrorKind::Forbidden);
+    // Nothing was proposed for them: b is live and no command was applied on their account.
+    let m = nodes[&controller].node.current();
+    assert!(m.is_live(b), "{m:?}");
+    assert!(!m.topics.contains_key("t"));
+    assert!(m.next_producer_id == 0, "{m:?} (version {before})");
+
+    // A heartbeat from a node that is not a member of the quorum is refused.
+    let stranger = {
+        let local = LocalNode::new(77, "127.0.0.1:1", Some("c".into()));
+        let client = super::rpc::PeerClient::new(
+            nodes[&controller].info.cluster_addr.clone(),
+            local,
+            ClientConfig::new(1 << 20),
+        );
+        client
+            .call(PeerRequest::Control(ControlRequest::Heartbeat(
+                Json::encode(&info_of(77, "127.0.0.1:1".into())).unwrap(),
+            )))
+            .await
+            .unwrap()
+    };
+    let PeerResponse::Control(reply) = stranger else {
+        panic!("{stranger:?}");
+    };
+    match reply.decode().unwrap() {
+        ControlReply::Refused { code, .. } => assert_eq!(code, "not_member"),
+        other => panic!("not refused: {other:?}"),
+    }
+    assert!(!nodes[&controller].node.current().nodes.contains_key(&77));
+
+    // A proposal sent to a follower is redirected to the controller, not forwarded.
+    let reply = nodes[&a]
+        .send(
+            b,
+            ControlRequest::Propose(
+                Json::encode(&MetadataCommand::AllocateProducerIds { node: a }).unwrap(),
+            ),
+        )
+        .await;
+    match reply {
+        ControlReply::NotController { leader, addr } => {
+            assert_eq!(leader, Some(controller));
+            assert_eq!(
+                addr.as_deref(),
+                Some(&*nodes[&controller].info.cluster_addr)
+            );
+        }
+        other => panic!("not redirected: {other:?}"),
+    }
+    for (_, n) in nodes {
+        n.stop().await;
+    }
+}
+
+#[test]
+fn peers_may_propose_topics_their_own_isr_changes_and_producer_ids_only() {
+    let alter = |leader| MetadataCommand::AlterPartition {
+        topic: "t".into(),
+        partition: 0,
+        leader,
+        leader_epoch: 1,
+        partition_epoch: 1,
+        isr: vec![leader],
+    };
+    assert!(peer_may_propose(2, &alter(2)).is_ok());
+    assert!(peer_may_propose(2, &alter(3)).is_err());
+    assert!(peer_may_propose(2, &MetadataCommand::AllocateProducerIds { node: 2 }).is_ok());
+    assert!(peer_may_propose(2, &MetadataCommand::DeleteTopic { name: "t".into() }).is_ok());
+    let batch = |c| MetadataCommand::Batch {
+        commands: vec![alter(2), c],
+    };
+    assert!(peer_may_propose(2, &batch(MetadataCommand::FenceNode { node: 3 })).is_err());
+    assert!(peer_may_propose(2, &batch(alter(2))).is_ok());
+}
+
+/// Leader and in-sync set of every partition of `topic`.
+fn leaderships(m: &ClusterMetadata, topic: &str) -> Vec<(Option<NodeId>, Vec<NodeId>)> {
+    m.topics[topic]
+        .partitions
+        .iter()
+        .map(|p| (p.leader, p.isr.clone()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_node_is_fenced_its_leaderships_move_and_it_is_unfenced_when_back() {
+    let root = tempfile::tempdir().unwrap();
+    let mut nodes = start_cluster(root.path(), 3).await;
+    let controller = agreed_controller(&nodes).await;
+    until(&nodes, controller, "all registered", |m| {
+        all_live(m, &nodes, &[1, 2, 3])
+    })
+    .await;
+    let proposer = nodes[&controller].proposer();
+    let request = TopicRequest {
+        name: "t".into(),
+        partitions: 6,
+        replication_factor: Some(3),
+        ..TopicRequest::default()
+    };
+    proposer
+        .propose(create_topic_command(&proposer.current(), &request).unwrap())
+        .await
+        .unwrap();
+    let silent = *nodes.keys().find(|id| **id != controller).unwrap();
+    let led = |m: &ClusterMetadata| {
+        leaderships(m, "t")
+            .iter()
+            .filter(|(l, _)| *l == Some(silent))
+            .count()
+    };
+    assert!(
+        led(&nodes[&controller].node.current()) > 0,
+        "assignment gave it nothing to lead"
+    );
+
+    // It stops heartbeating (its Raft member keeps running): fenced, leaderships moved to
+    // in-sync replicas, out of every in-sync set; the others stay live.
+    let silenced_at = Instant::now();
+    nodes.get_mut(&silent).unwrap().silence().await;
+    until(&nodes, controller, "the silent node fenced", |m| {
+        m.nodes.get(&silent).is_some_and(|n| n.fenced)
+    })
+    .await;
+    eprintln!("fenced {:?} after it went silent", silenced_at.elapsed());
+    let m = until(&nodes, controller, "leaderships moved", |m| led(m) == 0).await;
+    for (i, p) in m.topics["t"].partitions.iter().enumerate() {
+        let leader = p
+            .leader
+            .unwrap_or_else(|| panic!("partition {i} offline: {p:?}"));
+        assert_ne!(leader, silent);
+        assert!(p.replicas.contains(&leader));
+        assert!(p.isr.contains(&leader), "{p:?}");
+        assert!(!p.isr.contains(&silent), "{p:?}");
+    }
+    let others: Vec<NodeId> = nodes.keys().copied().filter(|id| *id != silent).collect();
+    assert!(all_live(&m, &nodes, &others), "{m:?}");
+
+    // It heartbeats again: unfenced, with its addresses.
+    nodes.get_mut(&silent).unwrap().start_control(None);
+    until(&nodes, controller, "the node unfenced", |m| {
+        all_live(m, &nodes, &[1, 2, 3])
+    })
+    .await;
+    for (_, n) in nodes {
+        n.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_controller_fences_only_the_node_that_is_gone() {
+    let root = tempfile::tempdir().unwrap();
+    let mut nodes = start_cluster(root.path(), 3).await;
+    let first = agreed_controller(&nodes).await;
+    until(&nodes, first, "all registered", |m| {
+        all_live(m, &nodes, &[1, 2, 3])
+    })
+    .await;
+    let proposer = nodes[&first].proposer();
+    let request = TopicRequest {
+        name: "t".into(),
+        partitions: 3,
+        replication_factor: Some(3),
+        ..TopicRequest::default()
+    };
+    proposer
+        .propose(create_topic_command(&proposer.current(), &request).unwrap())
+        .await
+        .unwrap();
+    nodes.remove(&first).unwrap().stop().await;
+    let next = agreed_controller(&nodes).await;
+    assert_ne!(next, first);
+    let m = until(&nodes, next, "the old controller fenced", |m| {
+        m.nodes.get(&first).is_some_and(|n| n.fenced)
+    })
+    .await;
+    let others: Vec<NodeId> = nodes.keys().copied().collect();
+    assert!(all_live(&m, &nodes, &others), "{m:?}");
+    let m = until(
+        &nodes,
+        next,
+        "no partition led by the old controller",
+        |m| {
+            leaderships(m, "t")
+                .iter()
+                .all(|(l, isr)| l.is_some_and(|l| l != first) && !isr.contains(&first))
+        },
+    )
+    .await;
+    // Well past a session: still nobody else fenced.
+    tokio::time::sleep(SESSION * 2).await;
+    let m2 = nodes[&next].node.current();
+    assert!(all_live(&m2, &nodes, &others), "{m2:?} (was {m:?})");
+    for (_, n) in nodes {
+        n.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joining_node_becomes_a_learner_and_a_broker_and_is_fenced_when_it_stops() {
+    let root = tempfile::tempdir().unwrap();
+    let mut nodes = start_cluster(root.path(), 3).await;
+    let controller = agreed_controller(&nodes).await;
+    until(&nodes, controller, "all registered", |m| {
+        all_live(m, &nodes, &[1, 2, 3])
+    })
+    .await;
+    // Node 4 joins through node 1 (controller or not: it is redirected).
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let join = nodes[&1].info.cluster_addr.clone();
+    let n4 = Node::start(root.path(), 4, listener, &BTreeMap::new(), Some(join)).await;
+    nodes.insert(4, n4);
+    for id in [controller, 4] {
+        until(&nodes, id, "node 4 registered", |m| {
+            all_live(m, &nodes, &[1, 2, 3, 4])
+        })
+        .await;
+    }
+    // A learner, not a voter; it can propose through the controller.
+    let voters = nodes[&controller].node.metrics().voters;
+    assert_eq!(voters.into_iter().collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(nodes[&4].node.metrics().controller, Some(controller));
+    let ids = nodes[&4]
+        .proposer()
+        .propose(MetadataCommand::AllocateProducerIds { node: 4 })
+        .await
+        .unwrap();
+    assert!(
+        matches!(ids, MetadataResponse::ProducerIds { .. }),
+        "{ids:?}"
+    );
+    // Another node may not take its id at another address.
+    let stranger = LocalNode::new(4, "127.0.0.1:2", Some("c".into()));
+    let client = super::rpc::PeerClient::new(
+        nodes[&controller].info.cluster_addr.clone(),
+        stranger,
+        ClientConfig::new(1 << 20),
+    );
+    let answer = client
+        .call(PeerRequest::Control(ControlRequest::Join(
+            Json::encode(&info_of(4, "127.0.0.1:2".into())).unwrap(),
+        )))
+        .await
+        .unwrap();
+    let PeerResponse::Control(answer) = answer else {
+        panic!("{answer:?}");
+    };
+    match answer.decode().unwrap() {
+        ControlReply::Refused { code, .. } => assert_eq!(code, "node_id_in_use"),
+        other => panic!("not refused: {other:?}"),
+    }
+    // It stops: fenced.
+    nodes.remove(&4).unwrap().stop().await;
+    until(&nodes, controller, "node 4 fenced", |m| {
+        m.nodes.get(&4).is_some_and(|n| n.fenced)
+    })
+    .await;
+    for (_, n) in nodes {
+        n.stop().await;
+    }
+}
+
+#[test]
+fn every_kind_of_refusal_travels_back_to_the_proposer() {
+    let refusals = [
+        MetadataError::TopicExists("t".into()),
+        MetadataError::InvalidAssignment("why".into()),
+        MetadataError::UnknownNode(3),
+        MetadataError::NestedBatch,
+        MetadataError::InBatch {
+            index: 1,
+            source: Box::new(MetadataError::UnknownTopic("u".into())),
+        },
+        MetadataError::FencedLeaderEpoch {
+            topic: "t".into(),
+            partition: 0,
+            given: 1,
+            current: 2,
+        },
+    ];
+    for e in refusals {
+        let reply = ControlReply::Proposed { outcome: Err(e) };
+        let json = Json::encode(&reply).unwrap();
+        assert_eq!(json.decode().unwrap(), reply);
+    }
+}
