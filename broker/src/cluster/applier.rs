@@ -326,7 +326,7 @@ impl Applier {
                 }
             }
             tokio::select! {
-                _ = stop.wait_for(|s| *s) => break,
+                () = stopped(&mut stop) => break,
                 changed = versions.changed() => {
                     if changed.is_err() {
                         break;
@@ -351,6 +351,10 @@ impl Applier {
         }
         a.manager.shutdown();
     }
+}
+
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
 }
 
 /// Forwards a replica's high watermark to the partition's readers (followers of the log).

@@ -53,6 +53,7 @@
 //!    node id that is already a member at another cluster address is refused, never taken
 //!    over (node ids are never reused silently).
 
+use crate::cluster::applier::ProposeFailure;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -772,6 +773,21 @@ impl std::fmt::Debug for Proposer {
         f.debug_struct("Proposer")
             .field("node", &self.node.id())
             .finish_non_exhaustive()
+    }
+}
+
+/// The applier and the client-facing edges propose through the same handle.
+impl crate::cluster::applier::Proposer for Proposer {
+    fn propose(
+        &self,
+        command: MetadataCommand,
+    ) -> futures_util::future::BoxFuture<'_, Result<MetadataResponse, ProposeFailure>> {
+        Box::pin(async move {
+            Proposer::propose(self, command).await.map_err(|e| match e {
+                ProposeError::Rejected(e) => ProposeFailure::Refused(e),
+                other => ProposeFailure::Unavailable(other.to_string()),
+            })
+        })
     }
 }
 
