@@ -245,7 +245,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         cluster: cluster.as_ref().map(|c| c.peers.clone()),
         metadata: cluster.as_ref().and_then(|c| c.metadata.clone()),
         node_id: config.cluster.node_id.unwrap_or(0),
-        routing: None,
+        routing: routing.clone(),
     };
     if let Some(dir) = &config.http.upload_dir {
         // Uploads interrupted by a crash or a stop leave their spool files here.

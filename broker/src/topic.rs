@@ -159,8 +159,10 @@ impl Partition {
         if !self.replicated {
             return Ok(log_end);
         }
+        // From the replica's published progress, not its state: callers hold the log lock,
+        // and the replica takes its state lock before the log's (lock order state → log).
         match self.replica() {
-            Some(r) => Ok(r.high_watermark().min(log_end)),
+            Some(r) => Ok(r.progress().high_watermark.min(log_end)),
             None => Err(self.not_leader(None)),
         }
     }

@@ -17,6 +17,7 @@ mod maintenance;
 mod partitions;
 mod processors;
 mod records;
+mod replication;
 mod secure;
 mod sql;
 #[path = "../../broker/src/net/test_pki.rs"]

@@ -22,19 +22,39 @@ const RECENT_BATCHES: usize = 5;
 /// restarts unless more than 1000 ids per millisecond of uptime were handed out.
 pub struct ProducerIds {
     next: AtomicI64,
+    /// Cluster mode: ids are `n * STRIPES + stripe`, so nodes with different stripes never
+    /// hand out the same id (until the controller's id blocks replace this).
+    stripe: Option<i64>,
 }
+
+/// Producer-id stripes on a cluster (node id modulo this).
+const STRIPES: i64 = 1024;
 
 impl Default for ProducerIds {
     fn default() -> Self {
         ProducerIds {
             next: AtomicI64::new(crate::log::now_ms().max(0).saturating_mul(1000)),
+            stripe: None,
         }
     }
 }
 
 impl ProducerIds {
+    /// Ids for node `node` of a cluster: distinct from every other node's whose id differs
+    /// modulo 1024, and from this node's before a restart (they start from the clock).
+    pub fn for_node(node: u64) -> ProducerIds {
+        ProducerIds {
+            stripe: Some((node % STRIPES as u64) as i64),
+            ..ProducerIds::default()
+        }
+    }
+
     pub fn allocate(&self) -> i64 {
-        self.next.fetch_add(1, Ordering::Relaxed)
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        match self.stripe {
+            None => n,
+            Some(s) => n.saturating_mul(STRIPES).saturating_add(s),
+        }
     }
 }
 
