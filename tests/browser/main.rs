@@ -1,0 +1,433 @@
+//! Browser tests of the web console (issue #16): Debian's headless Chromium driven through
+//! `chromedriver` (WebDriver) against the real `weir` binary. One server, one driver and one
+//! browser session serve every case of this file, run one after the other (a custom
+//! harness, `harness = false` in Cargo.toml, so the processes are ended when the run ends);
+//! `cargo test --test browser -- topics` runs only the cases whose name contains `topics`.
+//!
+//! Every case ends by checking the browser's console log (no errors, no CSP violations)
+//! and the console's own list of page errors, and saves a screenshot of its page under
+//! `<target>/tmp/browser-screenshots/`.
+
+#[allow(dead_code)]
+#[path = "../e2e/common.rs"]
+mod common;
+mod webdriver;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use common::{Server, guest};
+use webdriver::{Driver, Session};
+
+/// What every case gets.
+struct Env {
+    server: Server,
+    browser: Session,
+    shots: PathBuf,
+    /// Files written for upload through file inputs.
+    files: tempfile::TempDir,
+}
+
+impl Env {
+    fn open(&self, hash: &str) {
+        self.browser.goto(&format!("{}/{hash}", self.server.url));
+    }
+
+    fn shot(&self, name: &str) {
+        self.browser
+            .screenshot(&self.shots.join(format!("{name}.png")));
+    }
+
+    /// A guest component as a file the browser can upload.
+    fn guest_file(&self, name: &str) -> PathBuf {
+        let path = self.files.path().join(format!("{name}.wasm"));
+        std::fs::write(&path, guest(name)).unwrap();
+        path
+    }
+
+    /// No error in the browser's console (apart from responses the case provoked, whose
+    /// status line the browser logs) and none the page caught itself.
+    fn assert_no_console_errors(&self, expected_statuses: &[u16]) {
+        let errors: Vec<(String, String)> = self
+            .browser
+            .console_log()
+            .into_iter()
+            .filter(|(level, message)| {
+                level == "SEVERE"
+                    && !expected_statuses
+                        .iter()
+                        .any(|s| message.contains(&format!("status of {s}")))
+            })
+            .collect();
+        assert!(errors.is_empty(), "browser console errors: {errors:#?}");
+        let page = self
+            .browser
+            .exec("return window.__weirErrors || null;", vec![]);
+        assert_eq!(page, json!([]), "errors caught by the page");
+    }
+}
+
+type Case = fn(&Env);
+
+const CASES: &[(&str, Case)] = &[
+    ("assets_are_served_with_a_strict_policy", assets),
+    ("overview_shows_the_node_and_live_rates", overview),
+    ("topics_create_produce_browse_and_delete", topics),
+    ("processors_deploy_run_query_pause_resume", processors),
+    ("sql_runs_statements_and_streams_a_push_query", sql),
+    ("functions_upload_list_and_delete", functions),
+    ("narrow_window_keeps_the_navigation", narrow),
+    ("auth_asks_for_a_login_and_shows_errors", auth),
+];
+
+fn main() {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let list_only = std::env::args().any(|a| a == "--list");
+    let cases: Vec<&(&str, Case)> = CASES
+        .iter()
+        .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| name.contains(f)))
+        .collect();
+    if list_only {
+        for (name, _) in &cases {
+            println!("{name}: test");
+        }
+        return;
+    }
+    if cases.is_empty() {
+        println!("running 0 tests\n\ntest result: ok. 0 passed; 0 failed");
+        return;
+    }
+    println!("running {} tests", cases.len());
+    let started = Instant::now();
+    let driver = Driver::start();
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let env = Env {
+        server: Server::start(&[]),
+        browser: driver.session(),
+        shots,
+        files: tempfile::tempdir().unwrap(),
+    };
+    let mut failed = Vec::new();
+    for (name, case) in cases.iter().map(|c| (c.0, c.1)) {
+        let t = Instant::now();
+        // What an earlier (failed) case left in the log is not this case's.
+        env.browser.console_log();
+        let result = catch_unwind(AssertUnwindSafe(|| case(&env)));
+        let verdict = if result.is_ok() { "ok" } else { "FAILED" };
+        println!(
+            "test {name} ... {verdict} ({:.1}s)",
+            t.elapsed().as_secs_f64()
+        );
+        if result.is_err() {
+            env.shot(&format!("FAILED-{name}"));
+            failed.push(name);
+        }
+    }
+    let passed = cases.len() - failed.len();
+    println!(
+        "\ntest result: {}. {passed} passed; {} failed; finished in {:.1}s (screenshots in {})",
+        if failed.is_empty() { "ok" } else { "FAILED" },
+        failed.len(),
+        started.elapsed().as_secs_f64(),
+        env.shots.display(),
+    );
+    drop(env);
+    drop(driver);
+    if !failed.is_empty() {
+        println!("failures: {failed:?}");
+        std::process::exit(101);
+    }
+}
+
+fn assets(env: &Env) {
+    let http = &env.server.http;
+    let r = http.get(format!("{}/", env.server.url)).send().unwrap();
+    assert_eq!(r.status(), 200);
+    let h = r.headers().clone();
+    assert_eq!(h["content-type"], "text/html; charset=utf-8");
+    assert_eq!(h["cache-control"], "no-cache");
+    let csp = h["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe"),
+        "{csp}"
+    );
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    let etag = h["etag"].to_str().unwrap().to_string();
+    // Revalidation: the same ETag gets a 304 without a body.
+    let r = http
+        .get(format!("{}/", env.server.url))
+        .header("if-none-match", &etag)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 304);
+    let r = http
+        .get(format!("{}/console/app.js", env.server.url))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    let (status, body) = env.server.get("/console/missing.js");
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+    // The API is where it was.
+    assert_eq!(env.server.get("/v1/topics").0, 200);
+}
+
+fn overview(env: &Env) {
+    env.open("#/");
+    env.browser.wait_contains("#nodes-table", "(this node)");
+    env.browser.wait_contains("#health", "healthy");
+    env.server
+        .create_topic(json!({"name": "overview-load", "partitions": 1}));
+    // Produce steadily until the chart's legend shows a non-zero produce rate (sampled
+    // every 2 s from /metrics, without reloading the page).
+    let stop = Arc::new(AtomicBool::new(false));
+    let producer = {
+        let stop = stop.clone();
+        let url = env.server.url.clone();
+        let http = env.server.http.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let _ = http
+                    .post(format!("{url}/v1/topics/overview-load/records"))
+                    .json(&json!({"records": [{"value": "x"}, {"value": "y"}]}))
+                    .send();
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    let shown = env.browser.wait_text(
+        "#chart-records .value[data-series=produced]",
+        "a produce rate above zero",
+        |t| t.parse::<f64>().is_ok_and(|v| v > 0.0),
+    );
+    stop.store(true, Ordering::Relaxed);
+    producer.join().unwrap();
+    assert!(!shown.is_empty());
+    env.shot("overview");
+    env.assert_no_console_errors(&[]);
+}
+
+fn topics(env: &Env) {
+    env.open("#/topics");
+    env.browser
+        .fill("#create-topic input[name=name]", "payments");
+    env.browser
+        .fill("#create-topic input[name=partitions]", "2");
+    env.browser.click("#create-topic button[type=submit]");
+    env.browser.wait_contains("#topics-table", "payments");
+    // An API error is shown in the page: the same name again is a 409.
+    env.browser
+        .fill("#create-topic input[name=name]", "payments");
+    env.browser.click("#create-topic button[type=submit]");
+    env.browser
+        .wait_contains("#topics-status .error", "already exists");
+
+    // The topic's page: produce a JSON record to partition 1 from the form.
+    env.browser
+        .click("#topics-table a[href='#/topics/payments']");
+    env.browser.wait_contains("#partitions-table", "Partition");
+    env.browser.fill("#produce-key", "card-1");
+    env.browser
+        .fill("#produce-value", r#"{"card":"4000-0001","amount":12.5}"#);
+    env.browser.select("#produce-partition", "1");
+    env.browser.click("#produce button[type=submit]");
+    env.browser
+        .wait_contains("#produce-status", "partition 1 at offset 0");
+    // The record browser shows it, the JSON pretty-printed.
+    let shown = env.browser.wait_contains("#records-table", "card-1");
+    assert!(shown.contains("\"amount\": 12.5"), "{shown}");
+    env.browser.wait_contains("#partitions-table", "1");
+
+    // A value with control bytes is shown as hex; browse by offset on partition 0.
+    env.server.produce(
+        "payments",
+        vec![json!({"key": "bin", "value": "\u{1}\u{2}ab", "partition": 0})],
+    );
+    env.browser.select("#browse-partition", "0");
+    env.browser.select("#browse-from", "offset");
+    env.browser.fill("#browse-offset", "0");
+    env.browser.click("#browse button[type=submit]");
+    env.browser
+        .wait_contains("#records-table code.hex", "01 02 61 62");
+    env.shot("topic");
+    // Delete from the list, through the confirmation dialog.
+    env.open("#/topics");
+    env.browser
+        .click("#topics-table button[aria-label='Delete topic payments']");
+    env.browser.click("#confirm-ok");
+    env.browser
+        .wait_text("#topics-list", "payments gone", |t| !t.contains("payments"));
+    assert_eq!(env.server.get("/v1/topics/payments").0, 404);
+    env.shot("topics");
+    env.assert_no_console_errors(&[409]);
+}
+
+fn processors(env: &Env) {
+    env.server
+        .create_topic(json!({"name": "text", "partitions": 3}));
+    env.open("#/processors");
+    env.browser
+        .wait_contains("#processors-list", "No processors");
+    let wasm = env.guest_file("word-count");
+    env.browser.choose_file("#deploy-file", &wasm);
+    env.browser
+        .wait_contains("#deploy-chosen", "word-count.wasm");
+    env.browser.fill("#deploy-name", "wc");
+    env.browser.fill("#deploy-inputs", "text");
+    env.browser.fill("#deploy-outputs", "counts");
+    env.browser.click("#deploy button[type=submit]");
+    // The page moves to the processor; its three tasks become running.
+    env.browser.wait_contains("#processor-state", "running");
+    env.browser
+        .wait_text("#tasks-table tbody", "3 running tasks", |t| {
+            t.matches("running").count() == 3
+        });
+    env.server.produce(
+        "text",
+        vec![
+            json!({"value": "the fox and the hound"}),
+            json!({"value": "the end"}),
+        ],
+    );
+    // The state browser finds the count of "the".
+    env.browser.select("#store-name", "counts");
+    let deadline = Instant::now() + webdriver::WAIT;
+    loop {
+        env.browser.fill("#store-key", "the");
+        env.browser.click("#store-lookup button[type=submit]");
+        std::thread::sleep(Duration::from_millis(200));
+        if env.browser.text("#store-result").contains('3') {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the count of 'the' never reached 3: {}",
+            env.browser.text("#store-result")
+        );
+    }
+    env.shot("processor");
+    env.browser.click("#pause");
+    env.browser.wait_contains("#processor-state", "paused");
+    assert_eq!(env.server.processor("wc")["paused"], true);
+    env.browser.click("#resume");
+    env.browser.wait_contains("#processor-state", "running");
+    env.open("#/processors");
+    env.browser.wait_contains("#processors-table", "wc");
+    env.shot("processors");
+    env.assert_no_console_errors(&[404]);
+}
+
+fn sql(env: &Env) {
+    env.open("#/sql");
+    env.browser.fill(
+        "#sql-editor",
+        "CREATE STREAM authorization_attempts (card_number VARCHAR, amount DOUBLE) \
+         WITH (KAFKA_TOPIC='authorization_attempts', VALUE_FORMAT='JSON', PARTITIONS=3);",
+    );
+    env.browser.click("#sql-run");
+    env.browser
+        .wait_contains("#sql-streams", "AUTHORIZATION_ATTEMPTS");
+    let mut records: Vec<Value> = (0..5)
+        .map(|_| json!({"value": r#"{"card_number":"4000-0000-0000-0002","amount":9.99}"#}))
+        .collect();
+    records.push(json!({"value": r#"{"card_number":"4000-0000-0000-0001","amount":120}"#}));
+    env.server.produce("authorization_attempts", records);
+    env.browser.fill(
+        "#sql-editor",
+        "CREATE STREAM possible_fraud AS SELECT card_number, count() FROM authorization_attempts \
+         WINDOW TUMBLING (SIZE 5 MINUTE) GROUP BY card_number HAVING count() > 3;",
+    );
+    env.browser.click("#sql-run");
+    env.browser.wait_contains("#sql-queries", "POSSIBLE_FRAUD");
+    // The push query's rows stream into the table; the flagged card appears.
+    env.browser
+        .fill("#sql-editor", "SELECT * FROM possible_fraud EMIT CHANGES;");
+    env.browser.click("#sql-run");
+    env.browser
+        .wait_contains("#sql-rows tbody", "4000-0000-0000-0002");
+    assert!(
+        !env.browser
+            .text("#sql-rows")
+            .contains("4000-0000-0000-0001")
+    );
+    env.shot("sql");
+    env.browser.click("#sql-stop");
+    env.browser.wait_contains("#sql-query-state", "stopped");
+    // A SQL error is shown with its position.
+    env.browser
+        .fill("#sql-editor", "SELECT * FROM no_such_stream;");
+    env.browser.click("#sql-run");
+    env.browser
+        .wait_contains("#sql-results .error", "NO_SUCH_STREAM");
+    // The history remembers what ran.
+    env.browser
+        .wait_contains("#sql-history", "SELECT * FROM possible_fraud EMIT CHANGES;");
+    let statuses: Vec<u16> = vec![400, 404];
+    env.assert_no_console_errors(&statuses);
+}
+
+fn functions(env: &Env) {
+    env.open("#/functions");
+    env.browser.wait_contains("#functions-list", "No functions");
+    let wasm = env.guest_file("udf-mask");
+    env.browser.choose_file("#function-file", &wasm);
+    env.browser.fill("#function-name", "mask");
+    env.browser.click("#function-upload button[type=submit]");
+    env.browser.wait_contains("#functions-table", "MASK(");
+    env.shot("functions");
+    env.browser
+        .click("#functions-table button[aria-label='Delete function MASK']");
+    env.browser.click("#confirm-ok");
+    env.browser.wait_contains("#functions-list", "No functions");
+    env.assert_no_console_errors(&[]);
+}
+
+fn narrow(env: &Env) {
+    env.browser.set_window(420, 800);
+    env.open("#/topics");
+    env.browser.wait_contains("#nav", "Processors");
+    env.browser.find("#create-topic");
+    env.shot("narrow-topics");
+    env.browser.set_window(1280, 800);
+    env.assert_no_console_errors(&[]);
+}
+
+fn auth(env: &Env) {
+    const PASSWORD: &str = "console-admin-pw";
+    let server = Server::start_with_env(&["--auth"], &[("WEIR_ADMIN_PASSWORD", PASSWORD)]);
+    env.browser.goto(&format!("{}/#/topics", server.url));
+    env.browser.find("#login");
+    // A wrong password: the API's refusal is shown in the login form.
+    env.browser.fill("#login input[name=user]", "admin");
+    env.browser.fill("#login input[name=password]", "wrong");
+    env.browser.click("#login button[type=submit]");
+    env.browser
+        .wait_contains("#login .error", "authentication_failed");
+    env.browser.fill("#login input[name=user]", "admin");
+    env.browser.fill("#login input[name=password]", PASSWORD);
+    env.browser.click("#login button[type=submit]");
+    env.browser.wait_contains("#whoami", "admin");
+    env.browser.wait_contains("#main h1", "Topics");
+    env.shot("auth");
+    env.browser.click("#logout");
+    env.browser.find("#login");
+    env.browser
+        .exec("sessionStorage.clear(); return null;", vec![]);
+    env.assert_no_console_errors(&[401]);
+    drop(server);
+}
