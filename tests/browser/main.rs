@@ -6,7 +6,8 @@
 //!
 //! Every case ends by checking the browser's console log (no errors, no CSP violations)
 //! and the console's own list of page errors, and saves a screenshot of its page under
-//! `<target>/tmp/browser-screenshots/`.
+//! `<target>/tmp/browser-screenshots/`; README's pictures are two of them, copied to
+//! `docs/console-processor.png` and `docs/console-sql.png`.
 
 #[allow(dead_code)]
 #[path = "../e2e/common.rs"]
@@ -320,11 +321,32 @@ fn processors(env: &Env) {
             env.browser.text("#store-result")
         );
     }
+    // The tasks table refreshes by itself and shows the records the tasks took in.
+    env.browser
+        .wait_text("#tasks-table tbody", "records in above zero", |t| {
+            t.lines()
+                .any(|row| row.split('\t').nth(3).is_some_and(|c| c.trim() != "0"))
+        });
     env.shot("processor");
     env.browser.click("#pause");
     env.browser.wait_contains("#processor-state", "paused");
     assert_eq!(env.server.processor("wc")["paused"], true);
     env.browser.click("#resume");
+    env.browser.wait_contains("#processor-state", "running");
+    // Redeploy from the page: the form comes filled from the spec; a new version runs.
+    env.browser.click("#redeploy summary");
+    env.browser.choose_file("#redeploy #deploy-file", &wasm);
+    env.browser.fill("#redeploy #deploy-commit", "250");
+    env.browser.click("#redeploy button[type=submit]");
+    env.browser.wait_contains("#processor-version", "2");
+    assert_eq!(
+        env.server.processor("wc")["spec"]["commit_interval_ms"],
+        250
+    );
+    assert_eq!(
+        env.server.processor("wc")["spec"]["outputs"],
+        json!(["counts"])
+    );
     env.browser.wait_contains("#processor-state", "running");
     env.open("#/processors");
     env.browser.wait_contains("#processors-table", "wc");

@@ -70,6 +70,14 @@ export class LineChart {
         started = true;
       }
       g.stroke();
+      // The newest point as a dot (a single sample draws no line).
+      const lastPoint = points[points.length - 1];
+      if (lastPoint && lastPoint.values[i] !== null && lastPoint.values[i] !== undefined) {
+        g.fillStyle = COLORS[i % COLORS.length];
+        g.beginPath();
+        g.arc(x(lastPoint.t), y(lastPoint.values[i]), 3, 0, 2 * Math.PI);
+        g.fill();
+      }
     });
     const last = points.length ? points[points.length - 1].values : [];
     this.legend.replaceChildren(

@@ -27,7 +27,9 @@ function configOf(text) {
   return out;
 }
 
-function deployForm(onDeployed) {
+/// The deploy form; with `current` (a processor's description) it redeploys that processor
+/// (`PUT`, the name fixed, the fields filled from its spec).
+function deployForm(onDeployed, current) {
   const status = h("div", { class: "slot", id: "deploy-status" });
   const file = h("input", { type: "file", name: "wasm", id: "deploy-file", accept: ".wasm,application/wasm" });
   const chosen = h("span", { class: "muted", id: "deploy-chosen" }, "no file chosen");
@@ -69,7 +71,20 @@ function deployForm(onDeployed) {
     h("option", { value: "earliest" }, "earliest"), h("option", { value: "latest" }, "latest"));
   const memory = h("input", { name: "memory", type: "number", min: 1, placeholder: "64" });
   const cpu = h("input", { name: "cpu", type: "number", min: 1, placeholder: "5000" });
-  const commit = h("input", { name: "commit", type: "number", min: 1, placeholder: "500" });
+  const commit = h("input", { name: "commit", id: "deploy-commit", type: "number", min: 1, placeholder: "500" });
+  if (current) {
+    const spec = current.spec;
+    name.value = spec.name;
+    name.readOnly = true;
+    inputs.value = spec.inputs.join(", ");
+    outputs.value = spec.outputs.join(", ");
+    config.value = Object.entries(spec.config || {}).map(([k, v]) => `${k}=${v}`).join("\n");
+    onError.value = spec.on_error;
+    start.value = spec.start;
+    commit.value = String(spec.commit_interval_ms);
+    memory.value = String(Math.round(spec.limits.memory_bytes / (1024 * 1024)));
+    cpu.value = String(spec.limits.cpu_ms_per_call);
+  }
   const form = h("form", { id: "deploy" },
     drop,
     h("div", { class: "grid" },
@@ -77,12 +92,13 @@ function deployForm(onDeployed) {
       field("On error", onError), field("Start from", start), field("Commit interval (ms)", commit),
       field("Memory limit (MiB)", memory), field("CPU per call (ms)", cpu)),
     field("Config", config),
-    h("button", { type: "submit", class: "primary" }, "Deploy"), status);
+    h("button", { type: "submit", class: "primary" }, current ? "Redeploy" : "Deploy"), status);
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     try {
       if (!module) throw { code: "invalid_input", message: "choose a .wasm file first" };
       const spec = {
+        ...(current ? current.spec : {}),
         name: name.value.trim(),
         inputs: names(inputs.value),
         outputs: names(outputs.value),
@@ -92,21 +108,26 @@ function deployForm(onDeployed) {
       };
       if (commit.value) spec.commit_interval_ms = Number(commit.value);
       if (memory.value || cpu.value) {
-        // The server wants every limit when limits are given: start from its defaults.
+        // The server wants every limit when limits are given: start from the processor's
+        // (or the server's defaults).
         spec.limits = {
+          ...(current ? current.spec.limits : {
+            max_output_records_per_call: 100000,
+            max_output_bytes_per_call: 64 * 1024 * 1024,
+            max_module_bytes: 64 * 1024 * 1024,
+          }),
           memory_bytes: Number(memory.value || 64) * 1024 * 1024,
           cpu_ms_per_call: Number(cpu.value || 5000),
-          max_output_records_per_call: 100000,
-          max_output_bytes_per_call: 64 * 1024 * 1024,
-          max_module_bytes: 64 * 1024 * 1024,
         };
       }
       const data = new FormData();
       data.append("spec", new Blob([JSON.stringify(spec)], { type: "application/json" }));
       data.append("wasm", module, module.name);
       showOk(status, `Uploading ${module.name}…`);
-      const d = await upload("POST", "/v1/processors", data);
-      showOk(status, `Deployed ${d.name} (version ${d.version}).`);
+      const d = current
+        ? await upload("PUT", `/v1/processors/${seg(current.name)}`, data)
+        : await upload("POST", "/v1/processors", data);
+      showOk(status, `${current ? "Redeployed" : "Deployed"} ${d.name} (version ${d.version}).`);
       onDeployed(d.name);
     } catch (err) {
       showError(status, err);
@@ -176,6 +197,7 @@ export async function renderProcessor(main, name, ctx) {
   const specSlot = h("div");
   const storeSlot = h("div");
   let stores = null;
+  let shownVersion = null;
   const action = async (verb) => {
     try {
       await api("POST", `/v1/processors/${seg(name)}/${verb}`);
@@ -211,7 +233,7 @@ export async function renderProcessor(main, name, ctx) {
     fill(head,
       h("dl", { class: "facts" },
         h("dt", {}, "Status"), h("dd", {}, h("span", { class: `badge ${d.status}`, id: "processor-state" }, d.status)),
-        h("dt", {}, "Version"), h("dd", {}, String(d.version)),
+        h("dt", {}, "Version"), h("dd", { id: "processor-version" }, String(d.version)),
         h("dt", {}, "Inputs"), h("dd", {}, d.spec.inputs.map((t, i) => [i ? ", " : "", link(`#/topics/${seg(t)}`, t)])),
         h("dt", {}, "Outputs"), h("dd", {}, d.spec.outputs.map((t, i) => [i ? ", " : "", link(`#/topics/${seg(t)}`, t)])),
         h("dt", {}, "Lag"), h("dd", {}, String(d.lag)),
@@ -225,8 +247,12 @@ export async function renderProcessor(main, name, ctx) {
       ? h("p", { class: "muted" }, "No tasks.")
       : table(["Task", "State", "Lag", "Records in", "Records out", "Errors", "Restore", "Last commit", "Last error"],
           d.tasks.map(taskRow), { id: "tasks-table" }));
-    if (!specSlot.firstChild) {
-      fill(specSlot, h("details", {}, h("summary", {}, "Spec"), h("pre", { class: "json" }, JSON.stringify(d.spec, null, 2))));
+    if (!specSlot.firstChild || shownVersion !== d.version) {
+      shownVersion = d.version;
+      fill(specSlot,
+        h("details", {}, h("summary", {}, "Spec"), h("pre", { class: "json" }, JSON.stringify(d.spec, null, 2))),
+        h("details", { id: "redeploy" }, h("summary", {}, "Redeploy (new module or spec; state and offsets kept)"),
+          deployForm(() => load(), d)));
     }
     // The stores appear once the tasks have opened them: redraw when the list changes.
     const now = storesOf(d);
