@@ -52,8 +52,9 @@ impl Env {
     }
 
     /// No error in the browser's console (apart from responses the case provoked, whose
-    /// status line the browser logs) and none the page caught itself.
-    fn assert_no_console_errors(&self, expected_statuses: &[u16]) {
+    /// status line the browser logs), none the page caught itself, and no control without
+    /// an accessible name.
+    fn check_page(&self, expected_statuses: &[u16]) {
         let errors: Vec<(String, String)> = self
             .browser
             .console_log()
@@ -70,6 +71,19 @@ impl Env {
             .browser
             .exec("return window.__weirErrors || null;", vec![]);
         assert_eq!(page, json!([]), "errors caught by the page");
+        // Every control has a name a screen reader can say (a label, aria-label or text).
+        let unnamed = self.browser.exec(
+            "const bad = []; \
+             for (const el of document.querySelectorAll('input, select, textarea, button')) { \
+               const label = el.labels && el.labels.length ? el.labels[0].textContent : ''; \
+               const name = label || el.getAttribute('aria-label') || \
+                 (el.tagName === 'BUTTON' ? el.textContent : ''); \
+               if (!name.trim()) bad.push(el.outerHTML.slice(0, 120)); \
+             } \
+             return bad;",
+            vec![],
+        );
+        assert_eq!(unnamed, json!([]), "controls without a name");
     }
 }
 
@@ -79,6 +93,10 @@ const CASES: &[(&str, Case)] = &[
     ("overview_shows_the_node_and_live_rates", overview),
     ("topics_create_produce_browse_and_delete", topics),
     ("processors_deploy_run_query_pause_resume", processors),
+    (
+        "processor_errors_show_the_offset_and_the_dead_letters",
+        processor_errors,
+    ),
     ("sql_runs_statements_and_streams_a_push_query", sql),
     ("functions_upload_list_and_delete", functions),
     ("narrow_window_keeps_the_navigation", narrow),
@@ -180,7 +198,7 @@ fn overview(env: &Env) {
     producer.join().unwrap();
     assert!(!shown.is_empty());
     env.shot("overview");
-    env.assert_no_console_errors(&[]);
+    env.check_page(&[]);
 }
 
 fn topics(env: &Env) {
@@ -235,7 +253,7 @@ fn topics(env: &Env) {
         .wait_text("#topics-list", "payments gone", |t| !t.contains("payments"));
     assert_eq!(env.server.get("/v1/topics/payments").0, 404);
     env.shot("topics");
-    env.assert_no_console_errors(&[409]);
+    env.check_page(&[409]);
 }
 
 fn processors(env: &Env) {
@@ -311,7 +329,40 @@ fn processors(env: &Env) {
     env.open("#/processors");
     env.browser.wait_contains("#processors-table", "wc");
     env.shot("processors");
-    env.assert_no_console_errors(&[404]);
+    env.check_page(&[404]);
+}
+
+fn processor_errors(env: &Env) {
+    env.server
+        .create_topic(json!({"name": "boom", "partitions": 1}));
+    env.server.produce(
+        "boom",
+        vec![json!({"value": "first"}), json!({"value": "second"})],
+    );
+    // A guest that traps on every record: with on_error=fail the task stops, and the page
+    // says why and at which offset.
+    env.server.deploy(
+        &json!({"name": "boom-fail", "inputs": ["boom"], "on_error": "fail"}),
+        guest("hostile-trap"),
+    );
+    env.open("#/processors/boom-fail");
+    env.browser.wait_contains("#processor-state", "failed");
+    let tasks = env
+        .browser
+        .wait_contains("#tasks-table", "offset 0 of boom");
+    assert!(tasks.contains("deliberate panic"), "{tasks}");
+    env.shot("processor-failed");
+    // With on_error=dead_letter the records go to the dead-letter topic, one click away.
+    env.server.deploy(
+        &json!({"name": "boom-dl", "inputs": ["boom"], "on_error": "dead_letter"}),
+        guest("hostile-trap"),
+    );
+    env.open("#/processors/boom-dl");
+    env.browser
+        .click("#processor-head a[href='#/topics/boom-dl.dlq']");
+    env.browser.wait_contains("#main h1", "boom-dl.dlq");
+    env.browser.wait_contains("#records-table", "second");
+    env.check_page(&[]);
 }
 
 fn sql(env: &Env) {
@@ -360,7 +411,7 @@ fn sql(env: &Env) {
     env.browser
         .wait_contains("#sql-history", "SELECT * FROM possible_fraud EMIT CHANGES;");
     let statuses: Vec<u16> = vec![400, 404];
-    env.assert_no_console_errors(&statuses);
+    env.check_page(&statuses);
 }
 
 fn functions(env: &Env) {
@@ -376,7 +427,7 @@ fn functions(env: &Env) {
         .click("#functions-table button[aria-label='Delete function MASK']");
     env.browser.click("#confirm-ok");
     env.browser.wait_contains("#functions-list", "No functions");
-    env.assert_no_console_errors(&[]);
+    env.check_page(&[]);
 }
 
 fn narrow(env: &Env) {
@@ -386,7 +437,7 @@ fn narrow(env: &Env) {
     env.browser.find("#create-topic");
     env.shot("narrow-topics");
     env.browser.set_window(1280, 800);
-    env.assert_no_console_errors(&[]);
+    env.check_page(&[]);
 }
 
 fn auth(env: &Env) {
@@ -410,6 +461,6 @@ fn auth(env: &Env) {
     env.browser.find("#login");
     env.browser
         .exec("sessionStorage.clear(); return null;", vec![]);
-    env.assert_no_console_errors(&[401]);
+    env.check_page(&[401]);
     drop(server);
 }
