@@ -329,6 +329,18 @@ fn processors(env: &Env) {
     env.open("#/processors");
     env.browser.wait_contains("#processors-table", "wc");
     env.shot("processors");
+    // The processor's internal topics are listed only on request.
+    env.open("#/topics");
+    let list = env
+        .browser
+        .wait_contains("#topics-list", "internal topic(s) hidden");
+    assert!(
+        list.contains("counts") && !list.contains("wc.counts.changelog"),
+        "{list}"
+    );
+    env.browser.click("#show-internal");
+    env.browser
+        .wait_contains("#topics-table", "wc.counts.changelog");
     env.check_page(&[404]);
 }
 

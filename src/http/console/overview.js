@@ -157,8 +157,11 @@ export async function render(main, ctx) {
       const controller = c.metadata ? c.metadata.controller : null;
       fill(
         nodesSlot,
-        h("p", { class: "muted" }, `Mode: ${c.mode}`, c.cluster_id ? `, cluster ${c.cluster_id}` : "",
-          controller !== null ? `, controller: node ${controller}` : ""),
+        h("p", { class: "muted", id: "cluster-facts" }, `Mode: ${c.mode}`, c.cluster_id ? `, cluster ${c.cluster_id}` : "",
+          c.metadata
+            ? `; metadata quorum: controller ${controller === null ? "unknown" : `node ${controller}`}, this node ${c.metadata.role}, ` +
+              `term ${c.metadata.term}, applied index ${c.metadata.applied_index ?? "–"}, voters ${c.metadata.voters.join(", ")}`
+            : ""),
         table(
           ["Node", "Cluster address", "Version", "Reachable", "Last seen", "Registered"],
           c.nodes.map((n) => [

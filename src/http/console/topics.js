@@ -42,7 +42,12 @@ export async function renderList(main, ctx) {
       showError(slot, err);
     }
   });
-  fill(main, h("h1", {}, "Topics"), h("details", { open: true }, h("summary", {}, "Create a topic"), form), slot, listSlot);
+  const showInternal = h("input", { type: "checkbox", id: "show-internal" });
+  showInternal.addEventListener("change", () => load());
+  fill(main, h("h1", {}, "Topics"), h("details", { open: true }, h("summary", {}, "Create a topic"), form), slot,
+    h("div", { class: "field check" }, showInternal,
+      h("label", { for: "show-internal" }, "Show internal topics (processors' changelogs, offsets, repartition; __consumer_offsets)")),
+    listSlot);
 
   const load = async () => {
     let list;
@@ -53,8 +58,10 @@ export async function renderList(main, ctx) {
       return;
     }
     if (!ctx.isCurrent()) return;
+    const hidden = showInternal.checked ? 0 : list.filter((t) => t.internal).length;
+    if (!showInternal.checked) list = list.filter((t) => !t.internal);
     if (list.length === 0) {
-      fill(listSlot, h("p", { class: "muted" }, "No topics yet."));
+      fill(listSlot, h("p", { class: "muted" }, "No topics yet.", hidden ? ` (${hidden} internal topics hidden.)` : ""));
       return;
     }
     const sizes = new Map();
@@ -73,7 +80,8 @@ export async function renderList(main, ctx) {
         del,
       ];
     });
-    fill(listSlot, table(["Topic", "Partitions", "Size", "Retention", "Cleanup", ""], rows, { id: "topics-table" }));
+    fill(listSlot, table(["Topic", "Partitions", "Size", "Retention", "Cleanup", ""], rows, { id: "topics-table" }),
+      hidden ? h("p", { class: "muted" }, `${hidden} internal topic(s) hidden.`) : null);
     for (const t of list.slice(0, MAX_SIZED)) {
       if (!ctx.isCurrent()) return;
       try {
