@@ -103,15 +103,49 @@ const CASES: &[(&str, Case)] = &[
     ("auth_asks_for_a_login_and_shows_errors", auth),
 ];
 
+/// The arguments libtest would take that matter here: name filters, `--skip NAME`,
+/// `--list`, `--ignored` (there are no ignored cases); other flags (and the values of
+/// `--test-threads`, `--format`, `--color`, `--logfile`) are accepted and ignored.
+struct Args {
+    filters: Vec<String>,
+    skips: Vec<String>,
+    list: bool,
+    ignored_only: bool,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        filters: Vec::new(),
+        skips: Vec::new(),
+        list: false,
+        ignored_only: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--list" => a.list = true,
+            "--ignored" => a.ignored_only = true,
+            "--skip" => a.skips.extend(it.next()),
+            "--test-threads" | "--format" | "--color" | "--logfile" => {
+                it.next();
+            }
+            s if s.starts_with('-') => {}
+            s => a.filters.push(s.to_string()),
+        }
+    }
+    a
+}
+
 fn main() {
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let list_only = std::env::args().any(|a| a == "--list");
+    let args = args();
+    let list_only = args.list;
     let cases: Vec<&(&str, Case)> = CASES
         .iter()
-        .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| name.contains(f)))
+        .filter(|_| !args.ignored_only)
+        .filter(|(name, _)| {
+            args.filters.is_empty() || args.filters.iter().any(|f| name.contains(f.as_str()))
+        })
+        .filter(|(name, _)| !args.skips.iter().any(|s| name.contains(s.as_str())))
         .collect();
     if list_only {
         for (name, _) in &cases {
@@ -413,6 +447,12 @@ fn sql(env: &Env) {
     env.shot("sql");
     env.browser.click("#sql-stop");
     env.browser.wait_contains("#sql-query-state", "stopped");
+    // Terminate the persistent query from the catalog, through the confirmation.
+    env.browser
+        .click("#sql-queries button[aria-label='Terminate CSAS_POSSIBLE_FRAUD_1']");
+    env.browser.click("#confirm-ok");
+    env.browser
+        .wait_contains("#sql-catalog", "No persistent queries");
     // A SQL error is shown with its position.
     env.browser
         .fill("#sql-editor", "SELECT * FROM no_such_stream;");
