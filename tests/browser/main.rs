@@ -97,7 +97,7 @@ const CASES: &[(&str, Case)] = &[
         "processor_errors_show_the_offset_and_the_dead_letters",
         processor_errors,
     ),
-    ("sql_runs_statements_and_streams_a_push_query", sql),
+    ("sql_runs_scripts_pull_and_push_queries", sql),
     ("functions_upload_list_and_delete", functions),
     ("narrow_window_keeps_the_navigation", narrow),
     ("auth_asks_for_a_login_and_shows_errors", auth),
@@ -453,6 +453,30 @@ fn sql(env: &Env) {
     env.browser.click("#confirm-ok");
     env.browser
         .wait_contains("#sql-catalog", "No persistent queries");
+    // A script of several statements, then a pull query over the table they filled.
+    env.browser.fill(
+        "#sql-editor",
+        "CREATE TABLE users (id VARCHAR PRIMARY KEY, name VARCHAR, tier INT) \
+           WITH (KAFKA_TOPIC='users', PARTITIONS=1);\n\
+         INSERT INTO users (id, name, tier) VALUES ('u1', 'Ann', 1);\n\
+         INSERT INTO users (id, name, tier) VALUES ('u1', 'Ann B.', 3);",
+    );
+    env.browser.click("#sql-run");
+    env.browser.wait_contains("#sql-tables", "USERS");
+    let deadline = Instant::now() + webdriver::WAIT;
+    loop {
+        env.browser.fill(
+            "#sql-editor",
+            "SELECT name, tier FROM users WHERE id = 'u1';",
+        );
+        env.browser.click("#sql-run");
+        env.browser.wait_contains("#sql-query-state", "done");
+        if env.browser.text("#sql-rows tbody").contains("Ann B.") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the pull query never saw Ann B.");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     // A SQL error is shown with its position.
     env.browser
         .fill("#sql-editor", "SELECT * FROM no_such_stream;");
