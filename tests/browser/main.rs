@@ -533,10 +533,47 @@ fn auth(env: &Env) {
     env.browser.wait_contains("#whoami", "admin");
     env.browser.wait_contains("#main h1", "Topics");
     env.shot("auth");
+    // A reader logs in with a token; what the role does not allow is refused by the API and
+    // the refusal is shown in the page.
+    let admin = |method: reqwest::Method, path: &str, body: Value| -> Value {
+        let r = server
+            .http
+            .request(method, format!("{}{path}", server.url))
+            .basic_auth("admin", Some(PASSWORD))
+            .json(&body)
+            .send()
+            .unwrap();
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+        r.json().unwrap()
+    };
+    admin(
+        reqwest::Method::POST,
+        "/v1/users",
+        json!({"name": "rita", "password": "rita-pw-1", "role": "reader"}),
+    );
+    let token = admin(
+        reqwest::Method::POST,
+        "/v1/tokens",
+        json!({"user": "rita", "name": "console"}),
+    )["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    env.browser.click("#logout");
+    env.browser.find("#login");
+    env.browser.fill("#login input[name=token]", &token);
+    env.browser.click("#login button[type=submit]");
+    env.browser.wait_contains("#whoami", "rita (reader)");
+    env.browser.goto(&format!("{}/#/topics", server.url));
+    env.browser
+        .fill("#create-topic input[name=name]", "not-for-readers");
+    env.browser.click("#create-topic button[type=submit]");
+    env.browser
+        .wait_contains("#topics-status .error", "forbidden");
     env.browser.click("#logout");
     env.browser.find("#login");
     env.browser
         .exec("sessionStorage.clear(); return null;", vec![]);
-    env.check_page(&[401]);
+    env.check_page(&[401, 403]);
     drop(server);
 }
