@@ -44,6 +44,14 @@ impl Env {
             .screenshot(&self.shots.join(format!("{name}.png")));
     }
 
+    /// A screenshot of a taller window (README's pictures), then back to 1280×800.
+    fn tall_shot(&self, name: &str) {
+        self.browser.set_window(1280, 1060);
+        std::thread::sleep(Duration::from_millis(300));
+        self.shot(name);
+        self.browser.set_window(1280, 800);
+    }
+
     /// A guest component as a file the browser can upload.
     fn guest_file(&self, name: &str) -> PathBuf {
         let path = self.files.path().join(format!("{name}.wasm"));
@@ -339,7 +347,7 @@ fn processors(env: &Env) {
             t.lines()
                 .any(|row| row.split('\t').nth(3).is_some_and(|c| c.trim() != "0"))
         });
-    env.shot("processor");
+    env.tall_shot("processor");
     env.browser.click("#pause");
     env.browser.wait_contains("#processor-state", "paused");
     assert_eq!(env.server.processor("wc")["paused"], true);
@@ -444,7 +452,7 @@ fn sql(env: &Env) {
             .text("#sql-rows")
             .contains("4000-0000-0000-0001")
     );
-    env.shot("sql");
+    env.tall_shot("sql");
     env.browser.click("#sql-stop");
     env.browser.wait_contains("#sql-query-state", "stopped");
     // Terminate the persistent query from the catalog, through the confirmation.
