@@ -108,6 +108,7 @@ const CASES: &[(&str, Case)] = &[
     ("sql_runs_scripts_pull_and_push_queries", sql),
     ("functions_upload_list_and_delete", functions),
     ("narrow_window_keeps_the_navigation", narrow),
+    ("keyboard_reaches_the_pages_and_the_dialog", keyboard),
     ("auth_asks_for_a_login_and_shows_errors", auth),
 ];
 
@@ -521,6 +522,60 @@ fn narrow(env: &Env) {
     env.browser.find("#create-topic");
     env.shot("narrow-topics");
     env.browser.set_window(1280, 800);
+    env.check_page(&[]);
+}
+
+/// The element that has the focus, as `tag#id:text`.
+fn focused(env: &Env) -> String {
+    env.browser
+        .exec(
+            "const e = document.activeElement; \
+             return `${e.tagName.toLowerCase()}#${e.id}:${(e.textContent || '').trim().slice(0, 40)}`;",
+            vec![],
+        )
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn keyboard(env: &Env) {
+    use webdriver::{ENTER, ESCAPE, TAB};
+    env.server
+        .create_topic(json!({"name": "kb-topic", "partitions": 1}));
+    env.open("#/");
+    env.browser.wait_contains("#nodes-table", "(this node)");
+    env.browser
+        .exec("document.activeElement.blur(); return null;", vec![]);
+    // Tab order: the skip link, the brand, then the navigation.
+    env.browser.press(&[TAB]);
+    assert!(focused(env).contains("Skip to content"), "{}", focused(env));
+    env.browser.press(&[TAB, TAB, TAB]);
+    assert!(focused(env).ends_with(":Topics"), "{}", focused(env));
+    env.browser.press(&[ENTER]);
+    env.browser.wait_contains("#topics-table", "kb-topic");
+    // A delete button opens the confirmation with the focus on Cancel; Escape cancels.
+    env.browser.exec(
+        "document.querySelector(\"#topics-table button[aria-label='Delete topic kb-topic']\").focus(); return null;",
+        vec![],
+    );
+    env.browser.press(&[ENTER]);
+    env.browser.wait_text("#confirm", "the dialog open", |_| {
+        env.browser
+            .exec("return document.getElementById('confirm').open;", vec![])
+            == json!(true)
+    });
+    assert!(
+        focused(env).starts_with("button#confirm-cancel"),
+        "{}",
+        focused(env)
+    );
+    env.browser.press(&[ESCAPE]);
+    env.browser.wait_text("#confirm", "the dialog closed", |_| {
+        env.browser
+            .exec("return document.getElementById('confirm').open;", vec![])
+            == json!(false)
+    });
+    assert_eq!(env.server.get("/v1/topics/kb-topic").0, 200);
     env.check_page(&[]);
 }
 

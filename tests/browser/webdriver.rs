@@ -11,6 +11,10 @@ use serde_json::{Value, json};
 
 /// The key W3C WebDriver puts element references under.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+/// WebDriver's code points of special keys.
+pub const TAB: &str = "\u{E004}";
+pub const ENTER: &str = "\u{E007}";
+pub const ESCAPE: &str = "\u{E00C}";
 /// How long a wait for the page lasts before the test fails.
 pub const WAIT: Duration = Duration::from_secs(30);
 
@@ -263,6 +267,20 @@ impl Session {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// Presses keys one after the other on whatever has the focus (WebDriver key actions;
+    /// special keys as WebDriver's code points, e.g. [`TAB`], [`ENTER`], [`ESCAPE`]).
+    pub fn press(&self, keys: &[&str]) {
+        let mut actions = Vec::new();
+        for k in keys {
+            actions.push(json!({"type": "keyDown", "value": k}));
+            actions.push(json!({"type": "keyUp", "value": k}));
+        }
+        self.post(
+            "/actions",
+            json!({"actions": [{"type": "key", "id": "keyboard", "actions": actions}]}),
+        );
     }
 
     pub fn set_window(&self, width: u32, height: u32) {
