@@ -287,6 +287,34 @@ fn topics(env: &Env) {
     env.browser
         .wait_contains("#records-table code.hex", "01 02 61 62");
     env.shot("topic");
+    // By time: an hour ago finds the record, an hour ahead finds none.
+    let set_time = |offset_ms: i64| {
+        env.browser.exec(
+            "const d = new Date(Date.now() + arguments[0]); \
+             const p = (n) => String(n).padStart(2, '0'); \
+             document.getElementById('browse-time').value = \
+               `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`; \
+             return null;",
+            vec![json!(offset_ms)],
+        );
+    };
+    env.browser.select("#browse-from", "time");
+    set_time(-3_600_000);
+    env.browser.click("#browse button[type=submit]");
+    env.browser.wait_contains("#records-table", "bin");
+    set_time(3_600_000);
+    env.browser.click("#browse button[type=submit]");
+    env.browser.wait_contains("#records", "No records here.");
+    // The key filter keeps the records whose key contains the text.
+    env.browser.select("#browse-from", "offset");
+    env.browser.fill("#browse-key", "zzz");
+    env.browser.click("#browse button[type=submit]");
+    env.browser
+        .wait_contains("#main", "1 record(s) read, 0 shown");
+    env.browser.fill("#browse-key", "bi");
+    env.browser.click("#browse button[type=submit]");
+    env.browser
+        .wait_contains("#main", "1 record(s) read, 1 shown");
     // Delete from the list, through the confirmation dialog.
     env.open("#/topics");
     env.browser
