@@ -237,6 +237,7 @@ fn overview(env: &Env) {
         "a produce rate above zero",
         |t| t.parse::<f64>().is_ok_and(|v| v > 0.0),
     );
+    env.browser.wait_contains("#topic-rates", "overview-load");
     stop.store(true, Ordering::Relaxed);
     producer.join().unwrap();
     assert!(!shown.is_empty());

@@ -5,7 +5,7 @@
 
 import { api, text, seg } from "./api.js";
 import { LineChart } from "./chart.js";
-import { h, fill, table, errorBox, every, formatTime, link } from "./ui.js";
+import { h, fill, table, errorBox, every, formatRate, formatTime, link } from "./ui.js";
 
 const PERIOD_MS = 2000;
 const WINDOW_MS = 5 * 60 * 1000;
@@ -18,21 +18,39 @@ let sampling = false;
 let lastError = null;
 const listeners = new Set();
 
-/// Sums each counter of the OpenMetrics text over its labels.
+/// Sums each counter of the OpenMetrics text over its labels; `byTopic[name][topic]` keeps
+/// the per-topic values.
 export function parseMetrics(body) {
   const sums = {};
+  const byTopic = {};
   for (const line of body.split("\n")) {
     if (!line || line.startsWith("#")) continue;
     const m = line.match(/^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+([-+0-9.eE]+|NaN|[+-]Inf)/);
     if (!m) continue;
     const v = Number(m[3]);
-    if (Number.isFinite(v)) sums[m[1]] = (sums[m[1]] || 0) + v;
+    if (!Number.isFinite(v)) continue;
+    sums[m[1]] = (sums[m[1]] || 0) + v;
+    const topic = m[2] && m[2].match(/topic="((?:[^"\\]|\\.)*)"/);
+    if (topic) (byTopic[m[1]] = byTopic[m[1]] || {})[topic[1]] = v;
   }
-  return sums;
+  return { sums, byTopic };
+}
+
+/// Topics by records/s between two samples, busiest first.
+function topicRates(a, b) {
+  const dt = (b.t - a.t) / 1000;
+  const rate = (x, y) => Math.max(0, (y || 0) - (x || 0)) / dt;
+  const out = [];
+  for (const topic of new Set([...Object.keys(b.appended), ...Object.keys(b.read)])) {
+    const produced = rate(a.appended[topic], b.appended[topic]);
+    const consumed = rate(a.read[topic], b.read[topic]);
+    if (produced > 0 || consumed > 0) out.push({ topic, produced, consumed });
+  }
+  return out.sort((x, y) => y.produced + y.consumed - (x.produced + x.consumed));
 }
 
 async function sample() {
-  const metrics = parseMetrics(await text("/metrics"));
+  const { sums: metrics, byTopic } = parseMetrics(await text("/metrics"));
   const list = await api("GET", "/v1/processors");
   let processed = 0;
   let lag = 0;
@@ -54,6 +72,8 @@ async function sample() {
     processed,
     lag,
     processors: list.processors,
+    appended: byTopic.weir_topic_records_appended_total || {},
+    read: byTopic.weir_topic_records_read_total || {},
   };
   samples.push(s);
   while (samples.length && samples[0].t < s.t - WINDOW_MS - PERIOD_MS) samples.shift();
@@ -104,12 +124,14 @@ export async function render(main, ctx) {
   records.el.id = "chart-records";
   const status = h("div", { class: "slot" });
   const procTable = h("div", { id: "processor-summary" });
+  const topicTable = h("div", { id: "topic-rates" });
   fill(
     main,
     h("h1", {}, "Overview ", health),
     status,
     h("section", {}, h("h2", {}, "Nodes"), nodesSlot),
     h("section", { class: "charts" }, records.el, bytes.el, procs.el),
+    h("section", {}, h("h2", {}, "Busiest topics now"), topicTable),
     h("section", {}, h("h2", {}, "Processors"), procTable),
   );
   const draw = () => {
@@ -123,6 +145,14 @@ export async function render(main, ctx) {
     if (lastError) fill(status, errorBox(lastError));
     else status.replaceChildren();
     const last = samples[samples.length - 1];
+    if (samples.length >= 2) {
+      const busiest = topicRates(samples[samples.length - 2], last).slice(0, 10);
+      fill(topicTable, busiest.length === 0
+        ? h("p", { class: "muted" }, "No records produced or consumed in the last seconds.")
+        : table(["Topic", "Produced records/s", "Consumed records/s"], busiest.map((r) => [
+            link(`#/topics/${seg(r.topic)}`, r.topic), formatRate(r.produced), formatRate(r.consumed),
+          ])));
+    }
     if (last) {
       fill(
         procTable,
