@@ -459,6 +459,8 @@ fn sql(env: &Env) {
     env.browser.click("#sql-run");
     env.browser
         .wait_contains("#sql-streams", "AUTHORIZATION_ATTEMPTS");
+    env.browser
+        .find("#sql-streams a[href='#/topics/authorization_attempts']");
     let mut records: Vec<Value> = (0..5)
         .map(|_| json!({"value": r#"{"card_number":"4000-0000-0000-0002","amount":9.99}"#}))
         .collect();

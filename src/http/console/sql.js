@@ -187,5 +187,9 @@ export async function render(main, ctx) {
 
 function resultTable(r, id) {
   if (!r.rows || r.rows.length === 0) return h("p", { class: "muted" }, "None.");
-  return table(r.columns, r.rows.map((row) => row.map(cell)), id ? { id } : {});
+  // The Kafka topic of a stream or table links to its topic page.
+  const topicColumn = r.columns.indexOf("Kafka Topic");
+  return table(r.columns, r.rows.map((row) => row.map((v, i) =>
+    i === topicColumn && typeof v === "string" ? h("a", { href: `#/topics/${encodeURIComponent(v)}` }, v) : cell(v))),
+    id ? { id } : {});
 }
