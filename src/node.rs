@@ -213,8 +213,10 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         let transport = Arc::new(RpcReplicaTransport::new(c.peers.clone()));
         let manager = ReplicaManager::new(node_id, ReplicationConfig::default(), transport)
             .map_err(|e| NodeError::Metadata(e.to_string()))?;
-        c.service
-            .set_replica(Arc::new(ReplicaService::new(manager.clone())));
+        c.service.set_replica(Arc::new(
+            ReplicaService::new(manager.clone())
+                .with_max_message_bytes(config.cluster.rpc.max_message_bytes),
+        ));
         let proposer: Arc<dyn applier::Proposer> = Arc::new(proposer.clone());
         let applier = Applier::new(node_id, broker.clone(), manager);
         applier_task = Some(tokio::spawn(applier.run(

@@ -251,22 +251,21 @@ impl Applier {
                 Ok(())
             }
         };
-        if result.is_ok() {
-            if let Some(l) = self.local.get_mut(tp) {
-                if l.applied.leader != applied.leader
-                    || l.applied.leader_epoch != applied.leader_epoch
-                {
-                    tracing::info!(
-                        topic = %tp.topic,
-                        partition = tp.partition,
-                        leader = ?applied.leader,
-                        epoch = applied.leader_epoch,
-                        isr = ?applied.isr,
-                        "partition leadership applied"
-                    );
-                }
-                l.applied = applied;
+        if result.is_ok()
+            && let Some(l) = self.local.get_mut(tp)
+        {
+            if l.applied.leader != applied.leader || l.applied.leader_epoch != applied.leader_epoch
+            {
+                tracing::info!(
+                    topic = %tp.topic,
+                    partition = tp.partition,
+                    leader = ?applied.leader,
+                    epoch = applied.leader_epoch,
+                    isr = ?applied.isr,
+                    "partition leadership applied"
+                );
             }
+            l.applied = applied;
         }
         result
     }
