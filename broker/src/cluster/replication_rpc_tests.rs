@@ -544,3 +544,48 @@ async fn a_fetch_asking_for_huge_max_bytes_is_bounded_by_the_message_limit() {
     c.converged(1, &[2]).await;
     c.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_replica_plane_is_not_installed_yet_is_retried_until_it_is() {
+    // A node serves its listener before its replicas exist (the metadata comes first):
+    // follower fetches meanwhile are refused as not served, and retried.
+    let mut c = Cluster::start(2, 2, 1, 1 << 20).await;
+    let leader = c.node_mut(1);
+    leader.stop_server().await;
+    leader.service = NodeService::new();
+    leader.restart_server().await;
+    c.elect(1, 1, &[1, 2]);
+    c.produce(1, &records(3, "early", 0), Acks::Leader)
+        .await
+        .unwrap();
+    let refused = c
+        .node(2)
+        .transport
+        .fetch(
+            1,
+            FetchRequest {
+                replica_id: 2,
+                max_wait_ms: 0,
+                partitions: vec![],
+            },
+        )
+        .await;
+    match refused {
+        Err(TransportError(m)) => assert!(m.contains("does not serve"), "{m}"),
+        Ok(a) => panic!("answered without a replica plane: {a:?}"),
+    }
+    let sent = c.node(2).fetches_sent.load(Ordering::SeqCst);
+    c.until("the follower retries", |c| {
+        c.node(2).fetches_sent.load(Ordering::SeqCst) >= sent + 2
+    })
+    .await;
+    assert_eq!(c.end(2), 0);
+    // The plane is installed: the follower catches up without being told anything new.
+    let manager = c.node(1).manager.clone();
+    c.node(1)
+        .service
+        .set_replica(Arc::new(ReplicaService::new(manager)));
+    c.converged(1, &[2]).await;
+    assert_eq!(c.end(2), 3);
+    c.stop().await;
+}
