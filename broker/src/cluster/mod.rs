@@ -67,6 +67,8 @@ pub mod metadata_rpc;
 mod metadata_rpc_tests;
 pub mod replication;
 pub mod replication_rpc;
+#[cfg(test)]
+mod replication_rpc_tests;
 pub mod routing;
 pub mod rpc;
 pub mod service;
