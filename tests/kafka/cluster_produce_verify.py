@@ -43,6 +43,7 @@ def main():
     })
     acked = {}  # seq -> (partition, offset)
     errors = []
+    ack_times = []
 
     def on_delivery(err, msg):
         seq = int(msg.key().decode().split("-")[1])
@@ -50,6 +51,7 @@ def main():
             errors.append(str(err))
         else:
             acked[seq] = (msg.partition(), msg.offset())
+            ack_times.append(time.time())
 
     started = time.time()
     sent = 0
@@ -79,6 +81,7 @@ def main():
     c.assign([TopicPartition(a.topic, pt, 0) for pt in meta.partitions])
     seen = {}
     duplicates = 0
+    dup_sample = []
     last_offset = {}
     order_errors = 0
     deadline = time.time() + 180
@@ -89,6 +92,8 @@ def main():
             seq = int(m.key().decode().split("-")[1])
             if seq in seen:
                 duplicates += 1
+                if len(dup_sample) < 5:
+                    dup_sample.append([seq, seen[seq], (m.partition(), m.offset()), acked.get(seq)])
             seen[seq] = (m.partition(), m.offset())
             if m.offset() <= last_offset.get(m.partition(), -1):
                 order_errors += 1
@@ -105,6 +110,8 @@ def main():
         by_partition.setdefault(pt, []).append(seq)
     reordered = sum(
         1 for seqs in by_partition.values() for x, y in zip(seqs, seqs[1:]) if y < x)
+    ack_times.sort()
+    gaps = sorted((b - a for a, b in zip(ack_times, ack_times[1:])), reverse=True)
     summary = {
         "ok": not lost and not duplicates and not moved and not reordered and not order_errors,
         "sent": sent,
@@ -114,12 +121,15 @@ def main():
         "lost": len(lost),
         "lost_sample": lost[:5],
         "duplicates": duplicates,
+        "duplicate_sample": dup_sample,
         "moved": len(moved),
         "acked_without_offset": no_offset,
         "moved_sample": [[s, acked[s], seen[s]] for s in moved[:5]],
         "reordered": reordered,
         "errors_sample": errors[:3],
         "seconds": round(time.time() - started, 1),
+        # The longest pauses between acknowledgements (failovers), seconds.
+        "longest_ack_gaps": [round(g, 2) for g in gaps[:5]],
     }
     print(json.dumps(summary))
     if not summary["ok"]:
