@@ -648,3 +648,42 @@ fn a_fourth_node_joins_a_running_cluster_as_a_broker_and_is_fenced_when_killed()
         cluster(all[0])
     );
 }
+
+#[test]
+fn sigterm_is_a_controlled_shutdown_that_fences_the_node_before_its_session_expires() {
+    // A session far longer than the test's bounds: only a controlled shutdown can fence the
+    // node in time.
+    let ports = [free_port(), free_port(), free_port()];
+    let start = |id: usize| {
+        let mut flags = node_flags(id, &ports);
+        flags.extend(["--broker-session-timeout-ms".into(), "120000".into()]);
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        Server::start(&flags)
+    };
+    let mut servers: Vec<Server> = (1..=3).map(start).collect();
+    let all: Vec<&Server> = servers.iter().collect();
+    assert!(
+        eventually(Duration::from_secs(30), || all_registered(&all, &[1, 2, 3])),
+        "{}",
+        cluster(all[0])
+    );
+    let Some(controller) = agreed_controller(&all, Duration::from_secs(30)) else {
+        panic!("no agreed controller: {}", cluster(all[0]));
+    };
+    let victim = (1..=3u64).find(|id| *id != controller).unwrap();
+    assert!(servers[victim as usize - 1].terminate(), "unclean exit");
+    let witness = &servers[controller as usize - 1];
+    assert!(
+        eventually(Duration::from_secs(20), || fenced(witness, victim)),
+        "node {victim} not fenced after SIGTERM: {}",
+        cluster(witness)
+    );
+    // Back: unfenced.
+    servers[victim as usize - 1].start_again();
+    let all: Vec<&Server> = servers.iter().collect();
+    assert!(
+        eventually(Duration::from_secs(30), || all_registered(&all, &[1, 2, 3])),
+        "{}",
+        cluster(all[0])
+    );
+}
