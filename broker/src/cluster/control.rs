@@ -981,6 +981,8 @@ pub struct ControlPlane {
     node: MetadataNode,
     peers: Arc<Peers>,
     heartbeats: Mutex<Option<JoinHandle<()>>>,
+    /// The outcome of the controlled shutdown, once attempted.
+    shut_down: tokio::sync::Mutex<Option<bool>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -1026,14 +1028,26 @@ impl ControlPlane {
             node,
             peers,
             heartbeats: Mutex::new(Some(heartbeats)),
+            shut_down: tokio::sync::Mutex::new(None),
             tasks,
         }
     }
 
     /// A controlled shutdown (invariant 7): stops this node's heartbeats, then has the
     /// controller (itself, or over the RPC) fence it and move its leaderships away. Waits
-    /// at most `within`; returns whether the controller confirmed it.
+    /// at most `within`; returns whether the controller confirmed it. Done once: a second
+    /// call returns the first one's outcome.
     pub async fn shutdown(&self, within: Duration) -> bool {
+        let mut outcome = self.shut_down.lock().await;
+        if let Some(done) = *outcome {
+            return done;
+        }
+        let done = self.shutdown_once(within).await;
+        *outcome = Some(done);
+        done
+    }
+
+    async fn shutdown_once(&self, within: Duration) -> bool {
         let heartbeats = lock(&self.heartbeats).take();
         if let Some(h) = heartbeats {
             h.abort();
