@@ -885,7 +885,9 @@ impl Proposer {
         let mut target = self.node.controller();
         let mut last = "no controller elected".to_string();
         let json = Json::encode(&cmd).map_err(ProposeError::Protocol)?;
+        let mut attempts = 0u32;
         loop {
+            attempts += 1;
             let previous = target;
             match target {
                 Some(t) if t == me => match self.node.propose(cmd.clone()).await {
@@ -961,8 +963,9 @@ impl Proposer {
                     last,
                 });
             }
-            if target.is_none() || target == previous {
-                // Wait for an election (or for a stale view to catch up) before asking again.
+            if target.is_none() || target == previous || attempts > 2 {
+                // Wait for an election (or for stale views to catch up) before asking again:
+                // nodes that disagree on the controller never make this spin.
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 if target.is_none() {
                     target = self.node.controller();
