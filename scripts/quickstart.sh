@@ -19,13 +19,20 @@ cargo build --locked --bin weir
 ./scripts/build-guests.sh
 WEIR=target/debug/weir
 
-"$WEIR" serve --data-dir ./weir-data --http "$HTTP" &
+# The server's own log goes to a file in the data directory, not between the walkthrough's lines.
+mkdir -p ./weir-data
+"$WEIR" serve --data-dir ./weir-data --http "$HTTP" >>./weir-data/server.log 2>&1 &
 server=$!
 trap 'kill -TERM $server 2>/dev/null; wait $server 2>/dev/null' EXIT INT TERM
 for _ in $(seq 1 100); do
   curl -fsS "$WEIR_URL/health" >/dev/null 2>&1 && break
   sleep 0.1
 done
+if ! curl -fsS "$WEIR_URL/health" >/dev/null 2>&1; then
+  echo "weir did not start; the end of ./weir-data/server.log:" >&2
+  tail -n 20 ./weir-data/server.log >&2
+  exit 1
+fi
 
 echo "--- create a topic with 3 partitions"
 "$WEIR" topic create orders --partitions 3 2>/dev/null || echo "(topic orders already exists)"
@@ -76,7 +83,9 @@ echo '{"card_number":"4000-0000-0000-0001","amount":120}' | "$WEIR" produce auth
 echo "--- SELECT * FROM possible_fraud EMIT CHANGES LIMIT 1 (the card with 5 attempts)"
 "$WEIR" sql --property auto.offset.reset=earliest -e "SELECT * FROM possible_fraud EMIT CHANGES LIMIT 1;"
 echo
-echo "Weir is serving at $WEIR_URL (data in ./weir-data). Try:"
+echo "Weir is serving at $WEIR_URL (data in ./weir-data, server log in ./weir-data/server.log)."
+echo "Web console: $WEIR_URL/"
+echo "Try:"
 echo "  curl -s $WEIR_URL/v1/topics | python3 -m json.tool"
 echo "  $WEIR consume orders --follow --format value    # then produce from another shell"
 echo "  echo 'the fox again' | $WEIR produce text; $WEIR processor get wc counts fox"

@@ -33,6 +33,13 @@ if ! dpkg -s librocksdb-dev libclang-dev >/dev/null 2>&1 && command -v apt-get >
   $sudo apt-get update -qq >/dev/null && \
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq librocksdb-dev libclang-dev >/dev/null
 fi
+# The web console's browser tests (tests/browser) drive Debian's headless Chromium through
+# chromedriver (WebDriver).
+if ! command -v chromedriver >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq >/dev/null && \
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
 if ! python3 -c 'import confluent_kafka, kafka' >/dev/null 2>&1; then
   if ! python3 -m pip --version >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
     sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"

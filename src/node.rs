@@ -21,7 +21,12 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use weir_broker::auth::{AuthError, AuthStore, LoginLimits};
+use weir_broker::cluster::applier::{self, Applier};
 use weir_broker::cluster::config::ClusterConfig;
+use weir_broker::cluster::replication::ReplicationConfig;
+use weir_broker::cluster::replication::manager::ReplicaManager;
+use weir_broker::cluster::replication_rpc::{ReplicaService, RpcReplicaTransport};
+use weir_broker::cluster::routing::ClusterRouting;
 use weir_broker::cluster::rpc::ClusterTls;
 use weir_broker::kafka::{self, KafkaConfig, KafkaError};
 use weir_broker::{Broker, BrokerConfig, BrokerError};
@@ -171,6 +176,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     tracing::info!(topics, "log opened");
     // Under the lock now: record the identity of a directory that has none.
     let cluster_id = node_cluster::establish_identity(&data_dir, &config.cluster).await?;
+    let cluster_id_for_kafka = cluster_id.clone();
 
     let auth_store = open_auth(&config).await?;
 
@@ -196,6 +202,36 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         c.start_metadata(&config.cluster, &data_dir, &served)
             .await?;
     }
+    // Cluster mode: replicas over the peer RPC, the applier following the metadata, and
+    // the edges' routing (Kafka and HTTP).
+    let mut routing = None;
+    let mut applier_task = None;
+    if let Some(c) = &cluster
+        && let (Some(meta), Some(proposer)) = (&c.metadata, &c.proposer)
+    {
+        let node_id = config.cluster.node_id.unwrap_or(0);
+        let transport = Arc::new(RpcReplicaTransport::new(c.peers.clone()));
+        let manager = ReplicaManager::new(node_id, ReplicationConfig::default(), transport)
+            .map_err(|e| NodeError::Metadata(e.to_string()))?;
+        c.service.set_replica(Arc::new(
+            ReplicaService::new(manager.clone())
+                .with_max_message_bytes(config.cluster.rpc.max_message_bytes),
+        ));
+        let proposer: Arc<dyn applier::Proposer> = Arc::new(proposer.clone());
+        let applier = Applier::new(node_id, broker.clone(), manager);
+        applier_task = Some(tokio::spawn(applier.run(
+            meta.subscribe(),
+            proposer.clone(),
+            shutdown_rx.clone(),
+        )));
+        let m = meta.clone();
+        routing = Some(ClusterRouting::new(
+            node_id,
+            meta.subscribe(),
+            proposer,
+            Arc::new(move || m.controller()),
+        ));
+    }
     let state = AppState {
         broker: broker.clone(),
         engine: engine.clone(),
@@ -211,6 +247,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         cluster: cluster.as_ref().map(|c| c.peers.clone()),
         metadata: cluster.as_ref().and_then(|c| c.metadata.clone()),
         node_id: config.cluster.node_id.unwrap_or(0),
+        routing: routing.clone(),
     };
     if let Some(dir) = &config.http.upload_dir {
         // Uploads interrupted by a crash or a stop leave their spool files here.
@@ -223,6 +260,12 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let kafka_task = kafka_listener.map(|(listener, mut kafka_config)| {
         if config.auth.required {
             kafka_config.auth = auth_store.clone();
+        }
+        if let Some(r) = &routing {
+            kafka_config.cluster = Some(r.clone());
+            if let Some(id) = &cluster_id_for_kafka {
+                kafka_config.cluster_id = id.clone();
+            }
         }
         if let Ok(addr) = listener.local_addr() {
             tracing::info!("kafka protocol listening on {addr}");
@@ -278,6 +321,11 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     };
 
     let _ = shutdown_tx.send(true);
+    if let Some(task) = applier_task
+        && tokio::time::timeout(DRAIN_TIMEOUT, task).await.is_err()
+    {
+        tracing::warn!("the metadata applier did not stop within the drain timeout");
+    }
     if let Some(cluster) = cluster
         && tokio::time::timeout(DRAIN_TIMEOUT, cluster.stopped())
             .await

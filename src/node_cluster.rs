@@ -28,9 +28,8 @@ use weir_broker::cluster::control::{ControlPlane, ControlSettings, Proposer, SHU
 use weir_broker::cluster::identity::{self, Expected, IdentityError, Verdict};
 use weir_broker::cluster::metadata::{MetadataConfig, MetadataNode, NodeInfo};
 use weir_broker::cluster::metadata_rpc::{MetadataService, RpcMetadataTransport};
-use weir_broker::cluster::rpc::{
-    ClientConfig, ClusterTls, LateService, LocalNode, Peers, ServerConfig, serve,
-};
+use weir_broker::cluster::rpc::{ClientConfig, ClusterTls, LocalNode, Peers, ServerConfig, serve};
+use weir_broker::cluster::service::NodeService;
 
 use crate::node::NodeError;
 
@@ -95,9 +94,10 @@ pub async fn bind(config: &ClusterConfig) -> Result<Option<TcpListener>, NodeErr
 /// A running cluster listener and greeter.
 pub struct ClusterNode {
     pub peers: Arc<Peers>,
-    /// Where the metadata plane (Raft) and replication (follower fetch) install their
-    /// request handlers.
-    pub service: Arc<LateService>,
+    /// Where the metadata plane (Raft, controller requests) and replication (follower
+    /// fetch) install their request handlers: `set_metadata` / `set_replica` (a plane not
+    /// installed yet is refused as not served).
+    pub service: Arc<NodeService>,
     /// This node's member of the metadata quorum, once started.
     pub metadata: Option<MetadataNode>,
     /// Proposes metadata commands from this node (through the controller), once started.
@@ -173,7 +173,7 @@ impl ClusterNode {
             _ => peers,
         };
         let peers = Arc::new(peers);
-        let service = LateService::new();
+        let service = NodeService::new();
         let mut server_config = ServerConfig::new(local.clone(), rpc.max_message_bytes);
         server_config.tls = tls.map(|t| t.server);
         server_config.inbound = Some(peers.clone());
@@ -281,10 +281,11 @@ impl ClusterNode {
             join,
             self.stop.clone(),
         );
-        self.service.set(Arc::new(MetadataService::with_controller(
-            node.clone(),
-            control.controller.clone(),
-        )));
+        self.service
+            .set_metadata(Arc::new(MetadataService::with_controller(
+                node.clone(),
+                control.controller.clone(),
+            )));
         tracing::info!(
             node_id,
             voters = ?voters.keys().collect::<Vec<_>>(),

@@ -536,6 +536,19 @@ fn decode_with_codec(batch: Bytes) -> Result<Vec<StoredRecord>> {
         .collect())
 }
 
+/// The whole batches of `bytes` (from a log read) that end below `limit` (a high
+/// watermark): a reader never sees a batch the in-sync set does not have in full.
+pub fn below(bytes: &Bytes, limit: i64) -> Result<Bytes> {
+    let mut keep = 0usize;
+    for (h, b) in split(bytes)? {
+        if h.last_offset() >= limit {
+            break;
+        }
+        keep += b.len();
+    }
+    Ok(bytes.slice(..keep))
+}
+
 /// Splits a buffer of consecutive whole batches into their byte ranges, validating each.
 pub fn split(buf: &Bytes) -> Result<Vec<(BatchHeader, Bytes)>> {
     let mut out = Vec::new();

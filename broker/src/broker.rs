@@ -18,12 +18,15 @@ use tokio::sync::watch;
 
 use crate::batch;
 use crate::batch_builder::BatchBuilder;
+use crate::cluster::replication::manager::ReplicaManager;
+use crate::cluster::replication::messages::TopicPartition;
+use crate::cluster::replication::replica::PartitionReplica;
 use crate::config::{BrokerConfig, FsyncPolicy};
 use crate::error::{BrokerError, Result};
 use crate::guard::{self, TopicGuard};
 use crate::log::{FileCache, FileCacheStats, cleaner, now_ms};
 use crate::partitioner::partition_for_key;
-use crate::topic::{self, SPEC_FILE, Topic, TopicStats};
+use crate::topic::{self, Appended, PendingReplication, SPEC_FILE, Topic, TopicStats};
 use crate::types::{
     PartitionInfo, PartitionStatus, ProduceRecord, ReadResult, StoredRecord, TopicDescription,
     TopicInfo, TopicSpec,
@@ -82,6 +85,28 @@ pub struct CleanupReport {
     pub segments_deleted: usize,
     pub segments_compacted: usize,
     pub records_compacted_away: u64,
+}
+
+/// How long a replicated write waits for its in-sync set before it fails (Kafka's default
+/// `request.timeout.ms`).
+const REPLICATION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Waits (blocking) for replicated writes: used by the blocking facade methods, which run
+/// on a Tokio blocking thread (`spawn_blocking`) where the runtime can be entered.
+fn wait_replicated(pending: impl IntoIterator<Item = PendingReplication>) -> Result<()> {
+    let pending: Vec<_> = pending.into_iter().collect();
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let handle = tokio::runtime::Handle::try_current().map_err(|_| {
+        BrokerError::ReplicaConflict("a replicated write needs the Tokio runtime".into())
+    })?;
+    handle.block_on(async move {
+        for p in pending {
+            p.wait(REPLICATION_TIMEOUT).await?;
+        }
+        Ok(())
+    })
 }
 
 fn remove_dir(path: &Path) -> Result<()> {
@@ -295,6 +320,144 @@ impl Broker {
         Ok(t.current_info())
     }
 
+    /// Cluster mode (the metadata applier): makes sure the local copy of the replicated
+    /// topic `spec` describes (its `cluster` marker set) exists. A local copy of an older
+    /// topic of the same name (another topic id: deleted and recreated while this node was
+    /// away) is deleted first; a local topic without the marker (a single-node topic) is a
+    /// conflict and stays as it is. Returns whether it created the topic.
+    pub fn ensure_replicated_topic(&self, spec: TopicSpec) -> Result<bool> {
+        let Some(marker) = spec.cluster.clone() else {
+            return Err(BrokerError::InvalidConfig(format!(
+                "replicated topic '{}' needs its cluster marker",
+                spec.name
+            )));
+        };
+        if let Ok(t) = self.topic(&spec.name) {
+            match &t.info.cluster {
+                Some(m) if m.topic_id == marker.topic_id => return Ok(false),
+                Some(m) => {
+                    tracing::info!(topic = %spec.name, old_id = m.topic_id, new_id = marker.topic_id, "replacing the local copy of a deleted topic");
+                    self.delete_owned_topic(&spec.name)?;
+                }
+                None => {
+                    return Err(BrokerError::TopicConflict {
+                        topic: spec.name.clone(),
+                        owner: "the cluster".into(),
+                    });
+                }
+            }
+        }
+        self.create(spec)?;
+        Ok(true)
+    }
+
+    /// Cluster mode: the local replicated topics and their topic ids.
+    pub fn replicated_topics(&self) -> Vec<(String, u64)> {
+        self.all_topics()
+            .iter()
+            .filter_map(|t| Some((t.info.name.clone(), t.info.cluster.as_ref()?.topic_id)))
+            .collect()
+    }
+
+    /// Cluster mode: registers this node's replica of a partition of a replicated topic
+    /// with `manager` over the partition's log and attaches it, so that appends and reads
+    /// go through it. Returns the replica already attached, if any.
+    pub fn attach_replica(
+        &self,
+        topic: &str,
+        partition: i32,
+        manager: &Arc<ReplicaManager>,
+        min_insync: usize,
+    ) -> Result<Arc<PartitionReplica>> {
+        let t = self.topic(topic)?;
+        let p = t.partition(partition)?;
+        if let Some(r) = p.replica() {
+            return Ok(r);
+        }
+        if !p.is_replicated() {
+            return Err(BrokerError::ReplicaConflict(format!(
+                "{topic}/{partition} is a local topic, not replicated"
+            )));
+        }
+        let log = Arc::clone(p.shared_log()?);
+        let replica = manager.add_partition(TopicPartition::new(topic, partition), log, min_insync);
+        p.attach(Arc::clone(&replica), Arc::clone(manager));
+        Ok(replica)
+    }
+
+    /// Cluster mode: detaches a partition's replica (the partition refuses reads and writes
+    /// until one is attached again).
+    pub fn detach_replica(&self, topic: &str, partition: i32) {
+        if let Ok(t) = self.topic(topic)
+            && let Ok(p) = t.partition(partition)
+        {
+            p.detach();
+        }
+    }
+
+    /// A client's append (Kafka Produce) with its acks: [`Broker::append_with_acks`] after
+    /// the internal-topic check.
+    pub fn append_client(
+        &self,
+        topic: &str,
+        partition: i32,
+        batch: &batch::CheckedBatch,
+        acks_all: bool,
+    ) -> Result<Appended> {
+        guard::check_write(topic, self.topic(topic)?.internal().as_ref())?;
+        self.append_with_acks(topic, partition, batch, acks_all)
+    }
+
+    /// Whether this node serves clients for the partition: always for a local topic; for
+    /// a replicated one only while its replica leads ([`BrokerError::NotLeader`] names the
+    /// leader it follows otherwise).
+    pub fn check_leader(&self, topic: &str, partition: i32) -> Result<()> {
+        let t = self.topic(topic)?;
+        let p = t.partition(partition)?;
+        if !p.is_replicated() {
+            return Ok(());
+        }
+        match p.replica() {
+            Some(r) if r.progress().is_leader => Ok(()),
+            r => Err(BrokerError::NotLeader {
+                topic: topic.to_string(),
+                partition,
+                leader: r.and_then(|r| r.leader()),
+            }),
+        }
+    }
+
+    /// Replicated: the wait for records `first..=last` already in the leader's log (an
+    /// idempotent producer's retry) to be replicated; `None` for a local topic.
+    pub fn pending_replication(
+        &self,
+        topic: &str,
+        partition: i32,
+        first: i64,
+        last: i64,
+    ) -> Option<PendingReplication> {
+        let t = self.topic(topic).ok()?;
+        t.partition(partition).ok()?.pending_for(first, last)
+    }
+
+    /// The leader epoch this node's replica of the partition is at (`None` for a local
+    /// topic or a replicated partition without a replica yet).
+    pub fn leader_epoch(&self, topic: &str, partition: i32) -> Option<i32> {
+        let t = self.topic(topic).ok()?;
+        let p = t.partition(partition).ok()?;
+        p.replica().map(|r| r.leader_epoch())
+    }
+
+    /// Publishes a partition's readable end (the metadata applier forwards a replica's high
+    /// watermark here, for the readers that follow the partition).
+    pub fn publish_readable_end(&self, topic: &str, partition: i32, end: i64) {
+        if let Ok(t) = self.topic(topic)
+            && let Ok(p) = t.partition(partition)
+        {
+            p.publish_end(end);
+        }
+    }
+
     /// Registers who owns and uses topics (the engine); deletes by clients ask it.
     pub fn set_topic_guard(&self, g: Arc<dyn TopicGuard>) {
         *self.inner.guard.write().unwrap_or_else(|p| p.into_inner()) = Some(g);
@@ -389,6 +552,13 @@ impl Broker {
     /// internal topic whose owner exists, and for a topic a processor or query reads or
     /// writes ([`guard::check_delete`]).
     pub fn delete_topic(&self, name: &str) -> Result<()> {
+        self.check_client_delete(name)?;
+        self.delete_owned_topic(name)
+    }
+
+    /// Whether a client may delete `name` now ([`Broker::delete_topic`]'s checks, without
+    /// deleting: cluster mode deletes through the controller after asking this).
+    pub fn check_client_delete(&self, name: &str) -> Result<()> {
         let internal = self.topic(name)?.internal();
         let g = self
             .inner
@@ -396,8 +566,7 @@ impl Broker {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        guard::check_delete(name, internal.as_ref(), g.as_deref())?;
-        self.delete_owned_topic(name)
+        guard::check_delete(name, internal.as_ref(), g.as_deref())
     }
 
     /// Deletes a topic and its data, internal or not: for the topics' owners (the engine
@@ -439,11 +608,13 @@ impl Broker {
                 Ok(log) => PartitionInfo {
                     partition: i as i32,
                     start_offset: log.start_offset(),
-                    end_offset: log.end_offset(),
+                    // A replicated partition without a replica yet shows its local log.
+                    end_offset: p.readable_end(log.end_offset()).unwrap_or(log.end_offset()),
                     size_bytes: log.size_bytes(),
                     segments: log.segment_count(),
                     status: PartitionStatus::Online,
                     error: None,
+                    replication: None,
                 },
                 Err(_) => PartitionInfo {
                     partition: i as i32,
@@ -453,6 +624,7 @@ impl Broker {
                     segments: 0,
                     status: PartitionStatus::Offline,
                     error: p.offline_reason().map(str::to_string),
+                    replication: None,
                 },
             })
             .collect();
@@ -471,8 +643,17 @@ impl Broker {
     /// offset the next record will get (no disk access).
     pub fn partition_offsets(&self, topic: &str, partition: i32) -> Result<(i64, i64)> {
         let t = self.topic(topic)?;
+        let p = t.partition(partition)?;
+        let log = p.lock()?;
+        Ok((log.start_offset(), p.readable_end(log.end_offset())?))
+    }
+
+    /// Where this node's log of a partition ends (past the high watermark on a replicated
+    /// partition; for describe).
+    pub fn local_log_end(&self, topic: &str, partition: i32) -> Result<i64> {
+        let t = self.topic(topic)?;
         let log = t.partition(partition)?.lock()?;
-        Ok((log.start_offset(), log.end_offset()))
+        Ok(log.end_offset())
     }
 
     /// Number of partitions of a topic.
@@ -530,6 +711,7 @@ impl Broker {
         }
         let mut result = vec![(0i32, 0i64); records.len()];
         let mut appended_bytes = 0u64;
+        let mut pending = Vec::new();
         let mut builder = BatchBuilder::new();
         for (p, indices) in by_partition.iter().enumerate() {
             if indices.is_empty() {
@@ -541,7 +723,9 @@ impl Broker {
                 let Some(batch) = batch else {
                     return Ok(());
                 };
-                let (base, _) = partition.append_checked(&batch)?;
+                let appended = partition.append(&batch, true)?;
+                let base = appended.first;
+                pending.extend(appended.pending);
                 appended_bytes += batch.bytes().len() as u64;
                 for (rel, &i) in run.iter().enumerate() {
                     result[i] = (p as i32, base + rel as i64);
@@ -568,6 +752,7 @@ impl Broker {
             }
             append(builder.finish_checked(), &indices[start..])?;
         }
+        wait_replicated(pending)?;
         t.counters
             .records_appended
             .fetch_add(records.len() as u64, Ordering::Relaxed);
@@ -589,8 +774,9 @@ impl Broker {
         let t = self.topic(topic)?;
         let p = t.partition(partition)?;
         let log = p.lock()?;
-        let (start, end) = (log.start_offset(), log.end_offset());
-        if offset < start || offset > end {
+        let (start, log_end) = (log.start_offset(), log.end_offset());
+        let end = p.readable_end(log_end)?;
+        if offset < start || offset > log_end {
             return Err(BrokerError::OffsetOutOfRange {
                 topic: topic.into(),
                 partition,
@@ -599,8 +785,16 @@ impl Broker {
                 end,
             });
         }
+        if offset >= end {
+            return Ok((Bytes::new(), end));
+        }
         let bytes = log.read(offset, max_bytes)?;
         drop(log);
+        let bytes = if end < log_end {
+            batch::below(&bytes, end)?
+        } else {
+            bytes
+        };
         t.counters
             .bytes_read
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
@@ -670,16 +864,34 @@ impl Broker {
         partition: i32,
         batch: &batch::CheckedBatch,
     ) -> Result<(i64, i64)> {
+        let appended = self.append_with_acks(topic, partition, batch, true)?;
+        let range = (appended.first, appended.last);
+        wait_replicated(appended.pending)?;
+        Ok(range)
+    }
+
+    /// Appends one checked batch to any topic and returns where it landed without waiting
+    /// for replication: with `acks_all` on a replicated partition the caller awaits
+    /// [`Appended::pending`] (the Kafka edge does, off the blocking thread). A client's
+    /// append must pass [`guard::check_write`] first ([`Broker::append_checked`]).
+    pub fn append_with_acks(
+        &self,
+        topic: &str,
+        partition: i32,
+        batch: &batch::CheckedBatch,
+        acks_all: bool,
+    ) -> Result<Appended> {
         let t = self.topic(topic)?;
         let p = t.partition(partition)?;
-        let range = p.append_checked(batch)?;
+        let appended = p.append(batch, acks_all)?;
+        let range = (appended.first, appended.last);
         t.counters
             .records_appended
             .fetch_add((range.1 - range.0 + 1) as u64, Ordering::Relaxed);
         t.counters
             .bytes_appended
             .fetch_add(batch.bytes().len() as u64, Ordering::Relaxed);
-        Ok(range)
+        Ok(appended)
     }
 
     /// Reads up to `max_records` records (and about `max_bytes` of batches) at or after
@@ -701,8 +913,9 @@ impl Broker {
         let end = loop {
             let (bytes, end) = {
                 let log = p.lock()?;
-                let (start, end) = (log.start_offset(), log.end_offset());
-                if next > end {
+                let (start, log_end) = (log.start_offset(), log.end_offset());
+                let end = p.readable_end(log_end)?;
+                if next > log_end {
                     return Err(BrokerError::OffsetOutOfRange {
                         topic: topic.into(),
                         partition,
@@ -712,10 +925,16 @@ impl Broker {
                     });
                 }
                 next = next.max(start);
-                (
-                    log.read(next, max_bytes.saturating_sub(bytes_read).max(1))?,
-                    end,
-                )
+                if next >= end {
+                    break end;
+                }
+                let bytes = log.read(next, max_bytes.saturating_sub(bytes_read).max(1))?;
+                let bytes = if end < log_end {
+                    batch::below(&bytes, end)?
+                } else {
+                    bytes
+                };
+                (bytes, end)
             };
             if bytes.is_empty() {
                 break end;
@@ -765,8 +984,10 @@ impl Broker {
         timestamp: i64,
     ) -> Result<Option<i64>> {
         let t = self.topic(topic)?;
-        let log = t.partition(partition)?.lock()?;
-        log.offset_for_timestamp(timestamp)
+        let p = t.partition(partition)?;
+        let log = p.lock()?;
+        let end = p.readable_end(log.end_offset())?;
+        Ok(log.offset_for_timestamp(timestamp)?.filter(|o| *o < end))
     }
 
     /// Per-topic counters (records/bytes appended and read) for metrics, sorted by topic.

@@ -107,6 +107,55 @@ pub enum BrokerError {
     /// (a stale leader epoch, a replicated batch that goes back in offsets or epochs).
     #[error("replica conflict: {0}")]
     ReplicaConflict(String),
+    /// Cluster mode: this node does not lead the partition (or has no replica of it yet);
+    /// `leader` names the node that does, when known. Retriable after a metadata refresh.
+    #[error("this node is not the leader of {topic}/{partition}{}", leader_hint(*leader))]
+    NotLeader {
+        topic: String,
+        partition: i32,
+        leader: Option<u64>,
+    },
+    /// Cluster mode: `acks=all` refused before the append, the in-sync set being smaller
+    /// than the topic's `min_insync_replicas`.
+    #[error(
+        "{topic}/{partition} has {isr} in-sync replicas, fewer than min_insync_replicas \
+         {min_insync}: the write was refused"
+    )]
+    NotEnoughReplicas {
+        topic: String,
+        partition: i32,
+        isr: usize,
+        min_insync: usize,
+    },
+    /// Cluster mode: written on the leader, but the in-sync set shrank below
+    /// `min_insync_replicas` before it was replicated: not acknowledged.
+    #[error(
+        "{topic}/{partition} was written on the leader but its in-sync set shrank to {isr}, \
+         below min_insync_replicas {min_insync}: not acknowledged"
+    )]
+    NotEnoughReplicasAfterAppend {
+        topic: String,
+        partition: i32,
+        isr: usize,
+        min_insync: usize,
+    },
+    /// Cluster mode: the in-sync replicas did not confirm a write in time; it may or may
+    /// not be kept (retry with an idempotent producer).
+    #[error("{topic}/{partition}: the in-sync replicas did not confirm the write in time")]
+    ReplicationTimeout { topic: String, partition: i32 },
+    /// Cluster mode: a replication factor (or min in-sync count) the cluster cannot honour.
+    #[error("{0}")]
+    InvalidReplicationFactor(String),
+    /// Cluster mode: the controller could not be reached or did not commit in time.
+    #[error("the cluster cannot take the change now: {0}")]
+    ClusterUnavailable(String),
+}
+
+fn leader_hint(leader: Option<u64>) -> String {
+    match leader {
+        Some(n) => format!(" (node {n} leads it)"),
+        None => " (it has no leader now)".to_string(),
+    }
 }
 
 impl BrokerError {
@@ -132,6 +181,12 @@ impl BrokerError {
             BrokerError::TopicInUse { .. } => "topic_in_use",
             BrokerError::TopicConflict { .. } => "topic_conflict",
             BrokerError::ReplicaConflict(_) => "replica_conflict",
+            BrokerError::NotLeader { .. } => "not_leader",
+            BrokerError::NotEnoughReplicas { .. } => "not_enough_replicas",
+            BrokerError::NotEnoughReplicasAfterAppend { .. } => "not_enough_replicas_after_append",
+            BrokerError::ReplicationTimeout { .. } => "replication_timeout",
+            BrokerError::InvalidReplicationFactor(_) => "invalid_replication_factor",
+            BrokerError::ClusterUnavailable(_) => "cluster_unavailable",
         }
     }
 
@@ -158,6 +213,12 @@ impl BrokerError {
             BrokerError::TopicInUse { .. }
             | BrokerError::TopicConflict { .. }
             | BrokerError::ReplicaConflict(_) => ErrorKind::Conflict,
+            BrokerError::NotLeader { .. }
+            | BrokerError::NotEnoughReplicas { .. }
+            | BrokerError::NotEnoughReplicasAfterAppend { .. }
+            | BrokerError::ReplicationTimeout { .. }
+            | BrokerError::ClusterUnavailable(_) => ErrorKind::Unavailable,
+            BrokerError::InvalidReplicationFactor(_) => ErrorKind::InvalidInput,
         }
     }
 

@@ -31,6 +31,11 @@ pub fn check_client_spec(spec: &TopicSpec) -> Result<()> {
             "'internal' is set by the server on the topics it owns, not by clients".into(),
         ));
     }
+    if spec.cluster.is_some() {
+        return Err(BrokerError::InvalidConfig(
+            "'cluster' is set by the server on replicated topics, not by clients".into(),
+        ));
+    }
     if spec.name == OFFSETS_TOPIC {
         return Err(BrokerError::InternalTopic {
             topic: spec.name.clone(),

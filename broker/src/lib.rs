@@ -28,9 +28,9 @@ mod types;
 pub use broker::{BackgroundTasks, Broker, CleanupReport};
 pub use config::{BrokerConfig, FilesConfig, FsyncPolicy, LogConfig};
 pub use error::{BrokerError, ErrorKind, Result};
-pub use guard::TopicGuard;
+pub use guard::{TopicGuard, check_client_spec};
 pub use topic::TopicStats;
 pub use types::{
-    Header, InternalTopic, PartitionInfo, PartitionStatus, ProduceRecord, ReadResult, StoredRecord,
-    TopicDescription, TopicInfo, TopicSpec,
+    ClusterTopic, Header, InternalTopic, PartitionInfo, PartitionReplication, PartitionStatus,
+    ProduceRecord, ReadResult, StoredRecord, TopicDescription, TopicInfo, TopicSpec,
 };

@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use tokio::sync::watch;
 
+use crate::cluster::replication::manager::ReplicaManager;
+use crate::cluster::replication::replica::{self, Acks, PartitionReplica};
 use crate::config::LogConfig;
 use crate::error::{BrokerError, Result};
 use crate::log::{FileCache, PartitionLog, PartitionSettings};
@@ -44,13 +46,56 @@ impl Counters {
     }
 }
 
-/// One partition: its log and a watch of its end offset, or why it could not be opened
-/// (an offline partition answers every call with [`BrokerError::PartitionOffline`]).
+/// One partition: its log and a watch of its readable end offset, or why it could not be
+/// opened (an offline partition answers every call with [`BrokerError::PartitionOffline`]).
+///
+/// A partition of a replicated topic (cluster mode) is written only through its replica
+/// once the metadata applier attached it: appends go through
+/// [`PartitionReplica::append_as_leader`] (refused unless this node leads at the current
+/// epoch) and reads stop at the replica's high watermark. Until a replica is attached, or
+/// after it is detached, the partition refuses both ([`BrokerError::NotLeader`]); it is
+/// never written as a plain local log.
 pub(crate) struct Partition {
     topic: String,
     index: i32,
-    log: std::result::Result<Mutex<PartitionLog>, String>,
+    log: std::result::Result<Arc<Mutex<PartitionLog>>, String>,
+    /// Single node: the log end after every append. Replicated: the high watermark.
     end: watch::Sender<i64>,
+    replicated: bool,
+    replica: RwLock<Option<Attached>>,
+}
+
+/// A replica attached to a partition, with the manager whose clock it runs on.
+#[derive(Clone)]
+struct Attached {
+    replica: Arc<PartitionReplica>,
+    manager: Arc<ReplicaManager>,
+}
+
+/// Where an append landed, and (replicated, `acks=all`) what it still waits for.
+pub struct Appended {
+    pub first: i64,
+    pub last: i64,
+    pub pending: Option<PendingReplication>,
+}
+
+/// An `acks=all` append waiting for the in-sync set ([`PendingReplication::wait`]).
+pub struct PendingReplication {
+    replica: Arc<PartitionReplica>,
+    appended: replica::Appended,
+}
+
+impl PendingReplication {
+    /// Resolves when the whole in-sync set has the batch (and it still has
+    /// `min_insync_replicas` members); fails when leadership moves, the set shrinks below
+    /// the minimum, or `timeout` passes. Never acknowledges what the in-sync set lacks.
+    pub async fn wait(self, timeout: std::time::Duration) -> Result<()> {
+        let leader = self.replica.leader();
+        self.replica
+            .wait_replicated(self.appended, timeout)
+            .await
+            .map_err(|e| e.into_broker(leader))
+    }
 }
 
 impl Partition {
@@ -58,6 +103,10 @@ impl Partition {
         Ok(self.log_mutex()?.lock().unwrap_or_else(|p| p.into_inner()))
     }
     pub fn log_mutex(&self) -> Result<&Mutex<PartitionLog>> {
+        self.shared_log().map(|l| &**l)
+    }
+    /// The log, shared (the replica of a replicated partition holds it too).
+    pub fn shared_log(&self) -> Result<&Arc<Mutex<PartitionLog>>> {
         self.log
             .as_ref()
             .map_err(|reason| BrokerError::PartitionOffline {
@@ -73,18 +122,101 @@ impl Partition {
     pub fn publish_end(&self, end: i64) {
         self.end.send_replace(end);
     }
+    /// Whether the topic is replicated (cluster mode).
+    pub fn is_replicated(&self) -> bool {
+        self.replicated
+    }
+    fn attached(&self) -> Option<Attached> {
+        self.replica
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+    /// The attached replica, if any.
+    pub fn replica(&self) -> Option<Arc<PartitionReplica>> {
+        self.attached().map(|a| a.replica)
+    }
+    /// Attaches this node's replica (the metadata applier, once per replica).
+    pub fn attach(&self, replica: Arc<PartitionReplica>, manager: Arc<ReplicaManager>) {
+        *self.replica.write().unwrap_or_else(|p| p.into_inner()) =
+            Some(Attached { replica, manager });
+    }
+    /// Detaches the replica: the partition refuses reads and writes again.
+    pub fn detach(&self) {
+        *self.replica.write().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+    fn not_leader(&self, leader: Option<u64>) -> BrokerError {
+        BrokerError::NotLeader {
+            topic: self.topic.clone(),
+            partition: self.index,
+            leader,
+        }
+    }
+    /// The end a reader may read up to, given the log's end: the log end on a single
+    /// node, the high watermark of the attached replica when replicated (any replica may
+    /// serve reads below its high watermark; the Kafka edge also checks leadership).
+    pub fn readable_end(&self, log_end: i64) -> Result<i64> {
+        if !self.replicated {
+            return Ok(log_end);
+        }
+        // From the replica's published progress, not its state: callers hold the log lock,
+        // and the replica takes its state lock before the log's (lock order state → log).
+        match self.replica() {
+            Some(r) => Ok(r.progress().high_watermark.min(log_end)),
+            None => Err(self.not_leader(None)),
+        }
+    }
     /// Appends a checked batch ([`PartitionLog::append_checked`]) and publishes the new end.
-    pub fn append_checked(&self, batch: &crate::batch::CheckedBatch) -> Result<(i64, i64)> {
+    /// Replicated: as the leader, refused unless this node leads; `acks_all` refuses it
+    /// before writing when the in-sync set is below `min_insync_replicas` and returns the
+    /// wait for the in-sync set.
+    pub fn append(&self, batch: &crate::batch::CheckedBatch, acks_all: bool) -> Result<Appended> {
+        if self.replicated {
+            let Some(a) = self.attached() else {
+                return Err(self.not_leader(None));
+            };
+            let acks = if acks_all { Acks::All } else { Acks::Leader };
+            let done = a
+                .replica
+                .append_as_leader(batch, acks, a.manager.now_ms())
+                .map_err(|e| e.into_broker(a.replica.leader()))?;
+            return Ok(Appended {
+                first: done.base_offset,
+                last: done.last_offset,
+                pending: acks_all.then(|| PendingReplication {
+                    replica: a.replica,
+                    appended: done,
+                }),
+            });
+        }
         let (range, end) = {
             let mut log = self.lock()?;
             let range = log.append_checked(batch)?;
             (range, log.end_offset())
         };
         self.publish_end(end);
-        Ok(range)
+        Ok(Appended {
+            first: range.0,
+            last: range.1,
+            pending: None,
+        })
     }
     pub fn watch_end(&self) -> watch::Receiver<i64> {
         self.end.subscribe()
+    }
+    /// Replicated: the wait for records `first..=last` already in this leader's log (a
+    /// producer's retry of a batch appended before) to be covered by the high watermark.
+    pub fn pending_for(&self, first: i64, last: i64) -> Option<PendingReplication> {
+        let a = self.attached()?;
+        let leader_epoch = a.replica.leader_epoch();
+        Some(PendingReplication {
+            replica: a.replica,
+            appended: replica::Appended {
+                base_offset: first,
+                last_offset: last,
+                leader_epoch,
+            },
+        })
     }
 }
 
@@ -158,6 +290,19 @@ pub fn resolve(spec: &TopicSpec, defaults: &LogConfig) -> Result<TopicInfo> {
     if delete_retention_ms < 0 {
         return bad("delete_retention_ms must not be negative".into());
     }
+    if spec.replication_factor == Some(0) {
+        return bad("replication_factor must be at least 1".into());
+    }
+    if spec.min_insync_replicas == Some(0) {
+        return bad("min_insync_replicas must be at least 1".into());
+    }
+    if let (Some(rf), Some(min)) = (spec.replication_factor, spec.min_insync_replicas)
+        && min > rf
+    {
+        return bad(format!(
+            "min_insync_replicas ({min}) must not exceed replication_factor ({rf})"
+        ));
+    }
     Ok(TopicInfo {
         name: spec.name.clone(),
         partitions: spec.partitions,
@@ -169,6 +314,7 @@ pub fn resolve(spec: &TopicSpec, defaults: &LogConfig) -> Result<TopicInfo> {
         segment_ms,
         delete_retention_ms,
         internal: spec.internal.clone(),
+        cluster: spec.cluster.clone(),
     })
 }
 
@@ -216,7 +362,7 @@ impl Topic {
         for p in 0..info.partitions {
             let log = match PartitionLog::open_in(&dir.join(p.to_string()), settings.clone(), cache)
             {
-                Ok(log) => Ok(Mutex::new(log)),
+                Ok(log) => Ok(Arc::new(Mutex::new(log))),
                 Err(e) if strict => return Err(e),
                 Err(e) => {
                     tracing::error!(topic = %info.name, partition = p, error = %e, "partition is offline: it could not be opened");
@@ -232,6 +378,8 @@ impl Topic {
                 index: p,
                 log,
                 end,
+                replicated: info.cluster.is_some(),
+                replica: RwLock::new(None),
             });
         }
         Ok(Topic {

@@ -72,6 +72,28 @@ pub struct TopicSpec {
     /// no client request may set it (see [`crate::Broker::create_topic`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub internal: Option<InternalTopic>,
+    /// Cluster mode: how many nodes keep a copy of each partition (default min(3, nodes)).
+    /// Ignored on a single node only when absent or 1; more is refused there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication_factor: Option<u16>,
+    /// Cluster mode: the in-sync replicas an `acks=all` write needs (default
+    /// min(2, replication_factor)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_insync_replicas: Option<u16>,
+    /// Set on a topic the cluster's metadata created on this node (never by a client):
+    /// its partitions are written and read only through their replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterTopic>,
+}
+
+/// The marker of a replicated topic, persisted in its spec (`"cluster":{…}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterTopic {
+    /// The topic's id in the cluster metadata (a recreated topic gets a new one).
+    pub topic_id: u64,
+    pub replication_factor: u16,
+    pub min_insync_replicas: u16,
 }
 
 /// The marker of an internal topic, persisted in its spec (`"internal":{"owner":"…"}`).
@@ -117,6 +139,9 @@ impl TopicSpec {
             segment_ms: None,
             delete_retention_ms: None,
             internal: None,
+            replication_factor: None,
+            min_insync_replicas: None,
+            cluster: None,
         }
     }
 
@@ -142,6 +167,9 @@ pub struct TopicInfo {
     /// The internal-topic marker, if the server owns this topic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub internal: Option<InternalTopic>,
+    /// Cluster mode: the topic's replication (factor, min in-sync, id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterTopic>,
 }
 
 /// Offsets of one partition.
@@ -162,6 +190,21 @@ pub struct PartitionInfo {
     /// Why the partition is offline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Cluster mode: the partition's replication as this node knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<PartitionReplication>,
+}
+
+/// A replicated partition's leader, replicas and in-sync set (from the applied metadata)
+/// and this node's replica's offsets. `end_offset` of [`PartitionInfo`] is the high
+/// watermark on a replicated partition; `log_end_offset` is where this replica's log ends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionReplication {
+    pub leader: Option<u64>,
+    pub leader_epoch: i32,
+    pub replicas: Vec<u64>,
+    pub isr: Vec<u64>,
+    pub log_end_offset: i64,
 }
 
 /// Whether a partition serves.

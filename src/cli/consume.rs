@@ -343,6 +343,7 @@ mod tests {
             segments: 1,
             status: Default::default(),
             error: None,
+            replication: None,
         };
         TopicDescription {
             topic: info,

@@ -56,6 +56,12 @@ pub struct CreateArgs {
     /// Compacted topics: keep tombstones this long (server default when absent)
     #[arg(long, value_name = "MS")]
     pub delete_retention_ms: Option<i64>,
+    /// Cluster: copies of each partition (default min(3, nodes))
+    #[arg(long, value_name = "N")]
+    pub replicas: Option<u16>,
+    /// Cluster: in-sync copies an acks=all write needs (default min(2, replicas))
+    #[arg(long, value_name = "N")]
+    pub min_insync: Option<u16>,
 }
 
 impl CreateArgs {
@@ -68,6 +74,8 @@ impl CreateArgs {
             segment_bytes: self.segment_bytes,
             segment_ms: self.segment_ms,
             delete_retention_ms: self.delete_retention_ms,
+            replication_factor: self.replicas,
+            min_insync_replicas: self.min_insync,
             ..TopicSpec::new(self.name.clone(), self.partitions)
         }
     }
@@ -141,9 +149,15 @@ fn list_table(topics: &[TopicInfo]) -> String {
 
 fn describe_text(d: &TopicDescription) -> String {
     let t = &d.topic;
-    let mut out = fields(&[
+    let mut fields_rows = vec![
         ("name", t.name.clone()),
         ("partitions", t.partitions.to_string()),
+    ];
+    if let Some(c) = &t.cluster {
+        fields_rows.push(("replication_factor", c.replication_factor.to_string()));
+        fields_rows.push(("min_insync_replicas", c.min_insync_replicas.to_string()));
+    }
+    fields_rows.extend([
         ("compacted", t.compacted.to_string()),
         ("retention_ms", opt(t.retention_ms)),
         ("retention_bytes", opt(t.retention_bytes)),
@@ -152,12 +166,15 @@ fn describe_text(d: &TopicDescription) -> String {
         ("segment_ms", t.segment_ms.to_string()),
         ("delete_retention_ms", t.delete_retention_ms.to_string()),
     ]);
+    let mut out = fields(&fields_rows);
     out.push('\n');
+    let replicated = d.partition_offsets.iter().any(|p| p.replication.is_some());
+    let ids = |v: &[u64]| v.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
     let rows: Vec<Vec<String>> = d
         .partition_offsets
         .iter()
         .map(|p| {
-            vec![
+            let mut row = vec![
                 p.partition.to_string(),
                 p.start_offset.to_string(),
                 p.end_offset.to_string(),
@@ -170,20 +187,34 @@ fn describe_text(d: &TopicDescription) -> String {
                         p.error.as_deref().unwrap_or("could not be opened")
                     ),
                 },
-            ]
+            ];
+            if replicated {
+                match &p.replication {
+                    Some(r) => row.extend([
+                        r.leader.map_or("none".to_string(), |l| l.to_string()),
+                        r.leader_epoch.to_string(),
+                        ids(&r.replicas),
+                        ids(&r.isr),
+                        r.log_end_offset.to_string(),
+                    ]),
+                    None => row.extend(std::iter::repeat_n(String::new(), 5)),
+                }
+            }
+            row
         })
         .collect();
-    out.push_str(&table(
-        &[
-            "PARTITION",
-            "START_OFFSET",
-            "END_OFFSET",
-            "SIZE_BYTES",
-            "SEGMENTS",
-            "STATUS",
-        ],
-        &rows,
-    ));
+    let mut headers = vec![
+        "PARTITION",
+        "START_OFFSET",
+        "END_OFFSET",
+        "SIZE_BYTES",
+        "SEGMENTS",
+        "STATUS",
+    ];
+    if replicated {
+        headers.extend(["LEADER", "EPOCH", "REPLICAS", "ISR", "LOG_END"]);
+    }
+    out.push_str(&table(&headers, &rows));
     out
 }
 
@@ -204,6 +235,7 @@ mod tests {
             segment_ms: 60_000,
             delete_retention_ms: 10,
             internal: None,
+            cluster: None,
         }
     }
 
@@ -230,6 +262,7 @@ mod tests {
                 segments: 1,
                 status: PartitionStatus::Online,
                 error: None,
+                replication: None,
             }],
         };
         let text = describe_text(&d);
@@ -253,9 +286,13 @@ mod tests {
             segment_bytes: None,
             segment_ms: None,
             delete_retention_ms: None,
+            replicas: Some(3),
+            min_insync: Some(2),
         };
         let spec = args.spec();
         assert_eq!(spec.partitions, 3);
+        assert_eq!(spec.replication_factor, Some(3));
+        assert_eq!(spec.min_insync_replicas, Some(2));
         assert!(spec.compacted);
         assert_eq!(spec.retention_bytes, Some(5));
         assert_eq!(spec.fsync, Some(FsyncPolicy::Os));

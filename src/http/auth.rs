@@ -99,6 +99,8 @@ pub fn permission(method: &Method, route: &str, protect_metrics: bool) -> Option
     let m = method.as_str();
     Some(match (m, route) {
         ("GET" | "HEAD", "/health") => (Describe, On::Open),
+        // The console's static files hold no data; the page calls /v1 with credentials.
+        ("GET" | "HEAD", "/" | "/console/{file}") => (Describe, On::Open),
         ("GET" | "HEAD", "/metrics") if !protect_metrics => (Describe, On::Open),
         ("GET" | "HEAD", "/metrics") => (Describe, On::Cluster),
         ("GET", "/v1/topics") => (Describe, On::Cluster),
@@ -369,6 +371,8 @@ mod tests {
     fn every_route_of_the_router_has_a_permission() {
         // The routes of `super::router` (kept in step with the module doc of `super`).
         let routes = [
+            ("GET", "/"),
+            ("GET", "/console/{file}"),
             ("GET", "/v1/topics"),
             ("POST", "/v1/topics"),
             ("GET", "/v1/topics/{name}"),

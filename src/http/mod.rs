@@ -3,6 +3,7 @@
 //! wrong methods (405).
 //!
 //! Routes:
+//! - `GET /` and `GET /console/{file}`: the web console (embedded static files)
 //! - `GET /health`, `GET /metrics`
 //! - `POST /v1/topics`, `GET /v1/topics`, `GET /v1/topics/{name}`, `DELETE /v1/topics/{name}`
 //! - `POST /v1/topics/{name}/records`
@@ -22,6 +23,7 @@
 
 pub mod auth;
 pub mod cluster;
+pub mod console;
 pub mod error;
 pub mod extract;
 pub mod functions;
@@ -79,6 +81,9 @@ pub struct AppState {
     pub metadata: Option<weir_broker::cluster::metadata::MetadataNode>,
     /// This node's id (the Kafka broker id; 0 on a single node).
     pub node_id: u64,
+    /// The cluster's brokers, partition routes and topic changes through the controller
+    /// (`None`: a single node).
+    pub routing: Option<weir_broker::cluster::routing::ClusterRouting>,
 }
 
 impl FromRef<AppState> for Arc<Metrics> {
@@ -125,6 +130,8 @@ pub fn router(state: AppState, config: &HttpConfig) -> Router {
         )),
     );
     Router::new()
+        .route("/", get(console::index))
+        .route("/console/{file}", get(console::file))
         .route("/health", get(health::health))
         .route("/metrics", get(metrics::get_metrics))
         .route(

@@ -60,6 +60,7 @@ impl Server {
             cluster: None,
             metadata: None,
             node_id: 0,
+            routing: None,
         };
         let config = HttpConfig {
             max_request_bytes,

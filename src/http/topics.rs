@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Serialize;
 use weir_broker::auth::{Op, Resource};
-use weir_broker::{TopicDescription, TopicInfo, TopicSpec};
+use weir_broker::{BrokerError, PartitionReplication, TopicDescription, TopicInfo, TopicSpec};
 
 use super::AppState;
 use super::auth::Caller;
@@ -24,13 +24,38 @@ pub struct TopicList {
     pub topics: Vec<TopicInfo>,
 }
 
-/// `POST /v1/topics` → 201 with the created topic.
+/// `POST /v1/topics` → 201 with the created topic. On a cluster the topic is created
+/// through the controller (`replication_factor`, `min_insync_replicas`; a factor above the
+/// live nodes is `400 invalid_replication_factor`).
 pub async fn create_topic(
     State(state): State<AppState>,
     ApiJson(spec): ApiJson<TopicSpec>,
 ) -> Result<Response, ApiError> {
     let broker = state.broker.clone();
-    let info = tokio::task::spawn_blocking(move || broker.create_topic(spec)).await??;
+    let info = match &state.routing {
+        None => {
+            if spec.replication_factor.is_some_and(|rf| rf > 1) {
+                return Err(ApiError::from(BrokerError::InvalidReplicationFactor(
+                    "replication factor above 1 needs a cluster (this is a single node)".into(),
+                )));
+            }
+            tokio::task::spawn_blocking(move || broker.create_topic(spec)).await??
+        }
+        Some(routing) => {
+            weir_broker::check_client_spec(&spec)?;
+            let mut info = broker.check_topic_spec(&spec)?;
+            routing.create_topic(&spec).await?;
+            // The local copy (if this node is a replica) appears once the applier ran.
+            for _ in 0..50 {
+                if let Ok(local) = broker.topic_info(&spec.name) {
+                    info = local;
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            info
+        }
+    };
     let mut response = (StatusCode::CREATED, Json(&info)).into_response();
     // Topic names are validated by the broker; skip the header rather than fail if one
     // somehow is not a valid header value.
@@ -60,7 +85,30 @@ pub async fn describe_topic(
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<TopicDescription>, ApiError> {
     let broker = state.broker.clone();
-    let description = tokio::task::spawn_blocking(move || broker.describe_topic(&name)).await??;
+    let routes = state.routing.as_ref().and_then(|r| r.routes(&name));
+    let mut description =
+        tokio::task::spawn_blocking(move || broker.describe_topic(&name)).await??;
+    if let Some(routes) = routes {
+        for p in &mut description.partition_offsets {
+            let Some(r) = usize::try_from(p.partition)
+                .ok()
+                .and_then(|i| routes.get(i))
+            else {
+                continue;
+            };
+            let log_end = state
+                .broker
+                .local_log_end(&description.topic.name, p.partition)
+                .unwrap_or(p.end_offset);
+            p.replication = Some(PartitionReplication {
+                leader: r.leader,
+                leader_epoch: r.leader_epoch,
+                replicas: r.replicas.clone(),
+                isr: r.isr.clone(),
+                log_end_offset: log_end,
+            });
+        }
+    }
     Ok(Json(description))
 }
 
@@ -70,6 +118,16 @@ pub async fn delete_topic(
     ApiPath(name): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let broker = state.broker.clone();
+    if let Some(routing) = &state.routing
+        && routing.routes(&name).is_some()
+    {
+        match broker.check_client_delete(&name) {
+            Ok(()) | Err(BrokerError::UnknownTopic(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        routing.delete_topic(&name).await?;
+        return Ok(StatusCode::NO_CONTENT);
+    }
     tokio::task::spawn_blocking(move || broker.delete_topic(&name)).await??;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -142,9 +142,12 @@ impl Server {
         let port = free_port();
         self.url = format!("{}://127.0.0.1:{port}", self.scheme);
         let mut extra = self.extra.clone();
-        if !extra.iter().any(|a| a == "--kafka") {
-            self.kafka = format!("127.0.0.1:{}", free_port());
-            extra.extend(["--kafka".to_string(), self.kafka.clone()]);
+        match extra.iter().position(|a| a == "--kafka") {
+            Some(i) => self.kafka = extra.get(i + 1).cloned().unwrap_or_default(),
+            None => {
+                self.kafka = format!("127.0.0.1:{}", free_port());
+                extra.extend(["--kafka".to_string(), self.kafka.clone()]);
+            }
         }
         let mut cmd = Command::new(BIN);
         if let Some(limit) = self.nofile {

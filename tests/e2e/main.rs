@@ -7,6 +7,7 @@ mod cli;
 mod cluster;
 mod common;
 mod connections;
+mod console;
 mod crash;
 mod errors;
 mod functions;
@@ -17,6 +18,7 @@ mod maintenance;
 mod partitions;
 mod processors;
 mod records;
+mod replication;
 mod secure;
 mod sql;
 #[path = "../../broker/src/net/test_pki.rs"]

@@ -61,6 +61,7 @@
 //!    controller itself shuts down it fences itself the same way and stops renewing its own
 //!    session. The node waits for this at most a few seconds ([`SHUTDOWN_WAIT`]).
 
+use crate::cluster::applier::ProposeFailure;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -859,6 +860,21 @@ impl std::fmt::Debug for Proposer {
         f.debug_struct("Proposer")
             .field("node", &self.node.id())
             .finish_non_exhaustive()
+    }
+}
+
+/// The applier and the client-facing edges propose through the same handle.
+impl crate::cluster::applier::Proposer for Proposer {
+    fn propose(
+        &self,
+        command: MetadataCommand,
+    ) -> futures_util::future::BoxFuture<'_, Result<MetadataResponse, ProposeFailure>> {
+        Box::pin(async move {
+            Proposer::propose(self, command).await.map_err(|e| match e {
+                ProposeError::Rejected(e) => ProposeFailure::Refused(e),
+                other => ProposeFailure::Unavailable(other.to_string()),
+            })
+        })
     }
 }
 

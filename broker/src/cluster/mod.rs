@@ -10,6 +10,11 @@
 //!   KRaft-era Kafka does it (KIP-101, KIP-279).
 //! - [`rpc`]: typed messages between nodes over the cluster listener (HTTP/2).
 //! - [`metadata_rpc`]: the metadata plane over [`rpc`] (Raft transport and service).
+//! - [`applier`]: applied metadata → local topics, replicas and roles on this node.
+//! - [`routing`]: what the client-facing edges need from the cluster (brokers, leaders,
+//!   topic changes through the controller).
+//! - [`replication_rpc`]: the data plane over [`rpc`] (follower fetch transport and service).
+//! - [`service`]: the node's one peer service, routing each request to its plane.
 //! - [`control`]: the controller over [`rpc`]: proposals from any node, broker heartbeats
 //!   and sessions (fencing, unfencing, re-elections), `--join` as a learner.
 //! - [`identity`]: which cluster and node a data directory belongs to.
@@ -48,6 +53,9 @@
 //! 8. **Node ids are never reused silently**: a data directory records its cluster id and
 //!    node id, and a node whose flags disagree with it refuses to start.
 
+pub mod applier;
+#[cfg(test)]
+mod applier_tests;
 pub mod config;
 pub mod control;
 #[cfg(test)]
@@ -58,7 +66,12 @@ pub mod metadata_rpc;
 #[cfg(test)]
 mod metadata_rpc_tests;
 pub mod replication;
+pub mod replication_rpc;
+#[cfg(test)]
+mod replication_rpc_tests;
+pub mod routing;
 pub mod rpc;
+pub mod service;
 pub mod sim;
 
 /// A node's id: the `--node-id` flag, the Raft node id and the Kafka broker id.

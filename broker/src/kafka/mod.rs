@@ -27,6 +27,7 @@ mod reader;
 mod server;
 pub mod versions;
 
+use crate::cluster::routing::ClusterRouting;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -81,6 +82,9 @@ pub struct KafkaConfig {
     /// certificate naming a user) before anything but ApiVersions and the SASL APIs, and
     /// every request is authorized against this store.
     pub auth: Option<Arc<AuthStore>>,
+    /// Cluster mode: the brokers, partition leaders and the controller, for Metadata,
+    /// FindCoordinator and topic administration. `None` on a single node.
+    pub cluster: Option<ClusterRouting>,
 }
 
 impl Default for KafkaConfig {
@@ -100,6 +104,7 @@ impl Default for KafkaConfig {
             frame_timeout_ms: DEFAULT_FRAME_TIMEOUT_MS,
             tls: None,
             auth: None,
+            cluster: None,
         }
     }
 }

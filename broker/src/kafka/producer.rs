@@ -22,19 +22,39 @@ const RECENT_BATCHES: usize = 5;
 /// restarts unless more than 1000 ids per millisecond of uptime were handed out.
 pub struct ProducerIds {
     next: AtomicI64,
+    /// Cluster mode: ids are `n * STRIPES + stripe`, so nodes with different stripes never
+    /// hand out the same id (until the controller's id blocks replace this).
+    stripe: Option<i64>,
 }
+
+/// Producer-id stripes on a cluster (node id modulo this).
+const STRIPES: i64 = 1024;
 
 impl Default for ProducerIds {
     fn default() -> Self {
         ProducerIds {
             next: AtomicI64::new(crate::log::now_ms().max(0).saturating_mul(1000)),
+            stripe: None,
         }
     }
 }
 
 impl ProducerIds {
+    /// Ids for node `node` of a cluster: distinct from every other node's whose id differs
+    /// modulo 1024, and from this node's before a restart (they start from the clock).
+    pub fn for_node(node: u64) -> ProducerIds {
+        ProducerIds {
+            stripe: Some((node % STRIPES as u64) as i64),
+            ..ProducerIds::default()
+        }
+    }
+
     pub fn allocate(&self) -> i64 {
-        self.next.fetch_add(1, Ordering::Relaxed)
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        match self.stripe {
+            None => n,
+            Some(s) => n.saturating_mul(STRIPES).saturating_add(s),
+        }
     }
 }
 
@@ -65,6 +85,9 @@ pub struct PartitionProducers {
     producers: HashMap<i64, Entry>,
     /// Whether the state of the log's tail has been replayed into it.
     loaded: bool,
+    /// The leader epoch it was replayed at (`None`: a local topic). A replica that leads
+    /// again at another epoch replays its log again: what it knew as a follower is stale.
+    loaded_epoch: Option<i32>,
 }
 
 /// The sequence number of the last record of a batch (sequences wrap at `i32::MAX`).
@@ -77,13 +100,21 @@ fn next_sequence(seq: i32) -> i32 {
 }
 
 impl PartitionProducers {
-    /// Whether [`mark_loaded`](Self::mark_loaded) was called: the log's batches were replayed.
-    pub fn is_loaded(&self) -> bool {
-        self.loaded
+    /// Whether [`mark_loaded`](Self::mark_loaded) was called at `epoch`: the log's batches
+    /// were replayed while this node led at that epoch (or, `None`, for a local topic).
+    pub fn is_loaded(&self, epoch: Option<i32>) -> bool {
+        self.loaded && self.loaded_epoch == epoch
     }
 
-    pub fn mark_loaded(&mut self) {
+    /// Forgets everything (before replaying the log again at a new leader epoch).
+    pub fn reset(&mut self) {
+        self.producers.clear();
+        self.loaded = false;
+    }
+
+    pub fn mark_loaded(&mut self, epoch: Option<i32>) {
         self.loaded = true;
+        self.loaded_epoch = epoch;
     }
 
     pub fn check(

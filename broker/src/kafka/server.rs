@@ -52,13 +52,17 @@ pub async fn serve(
             .map_err(|e| KafkaError::Io(std::io::Error::other(e)))??
     };
     let groups = Arc::new(GroupCoordinator::new(config.group.clone(), offsets));
+    let producer_ids = Arc::new(match &config.cluster {
+        Some(c) => ProducerIds::for_node(c.node()),
+        None => ProducerIds::default(),
+    });
     let ctx = Arc::new(Ctx {
         broker,
         config,
         advertised,
         groups: groups.clone(),
         producers: Arc::new(ProducerStates::default()),
-        producer_ids: Arc::new(ProducerIds::default()),
+        producer_ids,
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let ticker = {

@@ -20,13 +20,13 @@ use crate::log::{PartitionLog, PartitionSettings};
 const LIVENESS: Duration = Duration::from_secs(20);
 const LAG: Duration = Duration::from_millis(300);
 
-type Registry = Arc<RwLock<HashMap<NodeId, Weak<ReplicaManager>>>>;
+pub(crate) type Registry = Arc<RwLock<HashMap<NodeId, Weak<ReplicaManager>>>>;
 
 /// Follower fetches over the simulated network: request and answer each cross it once.
-struct SimTransport {
-    from: NodeId,
-    net: Arc<SimNetwork>,
-    nodes: Registry,
+pub(crate) struct SimTransport {
+    pub(crate) from: NodeId,
+    pub(crate) net: Arc<SimNetwork>,
+    pub(crate) nodes: Registry,
 }
 
 impl ReplicaTransport for SimTransport {

@@ -1,14 +1,19 @@
 //! The messages of the data plane between nodes: a follower's fetch and the leader's answer
 //! (Kafka's replica Fetch with KIP-320's current leader epoch and KIP-595's last fetched
-//! epoch / diverging epoch). Plain typed values: the RPC layer (`cluster::rpc`) chooses how
-//! they travel and must carry every field; this module knows nothing of transports.
+//! epoch / diverging epoch). Plain typed values: the RPC layer (`cluster::rpc`) carries them
+//! postcard-encoded (serde derives here, `Bytes` through bytes' `serde` feature) and must
+//! carry every field; this module knows nothing of transports.
+//!
+//! Wire rule: postcard encodes fields and variants by position, so a field or variant is
+//! only ever appended, and changing one is a new `rpc::message::PROTOCOL_VERSION`.
 
 use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 
 use crate::cluster::NodeId;
 
 /// One partition of one topic.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct TopicPartition {
     pub topic: String,
     pub partition: i32,
@@ -30,7 +35,7 @@ impl std::fmt::Display for TopicPartition {
 }
 
 /// A follower's fetch from one leader, for every partition it follows there.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FetchRequest {
     /// The fetching follower.
     pub replica_id: NodeId,
@@ -40,7 +45,7 @@ pub struct FetchRequest {
 }
 
 /// One partition of a [`FetchRequest`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionFetch {
     pub tp: TopicPartition,
     /// The leader epoch the follower follows under; the leader refuses any other (fencing).
@@ -58,20 +63,20 @@ pub struct PartitionFetch {
 }
 
 /// The leader's answer, one entry per requested partition.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FetchResponse {
     pub partitions: Vec<PartitionFetchResponse>,
 }
 
 /// One partition of a [`FetchResponse`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionFetchResponse {
     pub tp: TopicPartition,
     pub result: Result<FetchedData, FetchError>,
 }
 
 /// What the leader sends for a partition it leads at the follower's epoch.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FetchedData {
     pub high_watermark: i64,
     pub log_start_offset: i64,
@@ -84,14 +89,14 @@ pub struct FetchedData {
 }
 
 /// An epoch and its end offset (an OffsetForLeaderEpoch answer).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EpochEndOffset {
     pub epoch: i32,
     pub end_offset: i64,
 }
 
 /// Why a leader refused a partition of a fetch.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum FetchError {
     /// The node does not lead the partition (`NOT_LEADER_OR_FOLLOWER`).
     #[error("not the leader of the partition")]

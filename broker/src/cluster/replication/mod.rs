@@ -57,7 +57,7 @@ pub mod messages;
 pub mod replica;
 
 #[cfg(test)]
-mod harness_tests;
+pub(crate) mod harness_tests;
 
 use std::time::Duration;
 
@@ -72,6 +72,7 @@ pub use replica::{
     Acks, Appended, FollowerOutcome, LeaderAndIsr, PartitionReplica, Progress, ReplicaStatus,
 };
 
+use crate::cluster::NodeId;
 use crate::error::{BrokerError, ErrorKind};
 
 /// Tunables of the data plane.
@@ -205,6 +206,59 @@ impl ReplicationError {
             ReplicationError::UnknownPartition(_) => ErrorKind::NotFound,
             ReplicationError::NoRuntime => ErrorKind::Internal,
             ReplicationError::Log(e) => e.kind(),
+        }
+    }
+
+    /// The log layer's error for this one (what the broker facade returns to its callers);
+    /// `leader` is the node the caller believes leads, for the not-leader hint.
+    pub fn into_broker(self, leader: Option<NodeId>) -> BrokerError {
+        let tp_of = |tp: TopicPartition| (tp.topic, tp.partition);
+        match self {
+            ReplicationError::NotLeaderOrFollower(tp)
+            | ReplicationError::UnknownPartition(tp)
+            | ReplicationError::StaleLeaderEpoch { tp, .. }
+            | ReplicationError::Fetch(tp, _) => {
+                let (topic, partition) = tp_of(tp);
+                BrokerError::NotLeader {
+                    topic,
+                    partition,
+                    leader,
+                }
+            }
+            ReplicationError::NotEnoughReplicas {
+                tp,
+                isr,
+                min_insync,
+            } => {
+                let (topic, partition) = tp_of(tp);
+                BrokerError::NotEnoughReplicas {
+                    topic,
+                    partition,
+                    isr,
+                    min_insync,
+                }
+            }
+            ReplicationError::NotEnoughReplicasAfterAppend {
+                tp,
+                isr,
+                min_insync,
+            } => {
+                let (topic, partition) = tp_of(tp);
+                BrokerError::NotEnoughReplicasAfterAppend {
+                    topic,
+                    partition,
+                    isr,
+                    min_insync,
+                }
+            }
+            ReplicationError::RequestTimedOut(tp) => {
+                let (topic, partition) = tp_of(tp);
+                BrokerError::ReplicationTimeout { topic, partition }
+            }
+            ReplicationError::Log(e) => e,
+            e @ (ReplicationError::NoRuntime | ReplicationError::Transport(_)) => {
+                BrokerError::ReplicaConflict(e.to_string())
+            }
         }
     }
 

@@ -723,14 +723,7 @@ fn truncation_offset(log: &PartitionLog, diverging: EpochEndOffset, high_waterma
 
 /// The whole batches of `bytes` that end before `limit`.
 fn below(bytes: &Bytes, limit: i64) -> Result<Bytes, ReplicationError> {
-    let mut keep = 0usize;
-    for (h, b) in batch::split(bytes)? {
-        if h.last_offset() >= limit {
-            break;
-        }
-        keep += b.len();
-    }
-    Ok(bytes.slice(..keep))
+    Ok(batch::below(bytes, limit)?)
 }
 
 #[cfg(test)]

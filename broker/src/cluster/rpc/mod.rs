@@ -35,9 +35,10 @@
 //! # Wiring a new message kind (Raft, follower fetch)
 //!
 //! Append `PeerRequest::Raft(…)`/`PeerResponse::Raft(…)` (serde types of the metadata
-//! module), implement [`PeerService::call`] for them (install it with
-//! [`LateService::set`] once the Raft node exists), and call
-//! `peers.client(id)?.call_with_timeout(PeerRequest::Raft(…), t)` on the other side.
+//! module), implement [`PeerService::call`] for them, route the variant to its plane in
+//! `cluster::service::NodeService` (the node's one service, where each plane is installed
+//! once it exists), and call `peers.client(id)?.call_with_timeout(PeerRequest::Raft(…), t)`
+//! on the other side.
 
 pub mod client;
 pub mod message;
@@ -56,7 +57,7 @@ use tokio::sync::watch;
 pub use client::{ClientConfig, PeerClient, RpcError};
 pub use message::{
     ControlRequest, Hello, HelloReply, Json, PROTOCOL_VERSION, PeerRequest, PeerResponse,
-    RaftRequest, RaftResponse, Refusal, RequestEnvelope,
+    RaftRequest, RaftResponse, Refusal, ReplicaRequest, ReplicaResponse, RequestEnvelope,
 };
 pub use peers::{ClusterView, NodeStatus, Peers};
 pub use server::{HelloOnly, PeerService, ServerConfig, ServiceFuture, serve};

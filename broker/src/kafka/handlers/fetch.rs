@@ -121,7 +121,11 @@ fn read_all(
                         .with_partition_index(*partition)
                         .with_preferred_read_replica(BrokerId(-1))
                         .with_aborted_transactions(Some(Vec::new()));
-                    let (start, end) = match ctx.broker.partition_offsets(topic, *partition) {
+                    let offsets = ctx
+                        .broker
+                        .check_leader(topic, *partition)
+                        .and_then(|()| ctx.broker.partition_offsets(topic, *partition));
+                    let (start, end) = match offsets {
                         Ok(o) => o,
                         Err(e) => {
                             any_error = true;
@@ -137,13 +141,21 @@ fn read_all(
                         .with_high_watermark(end)
                         .with_last_stable_offset(end)
                         .with_log_start_offset(start);
-                    if *offset < start || *offset > end {
+                    // Out of range only past the log's end: between the high watermark
+                    // and the log end (a new leader's high watermark can lag the old one's
+                    // for a fetch round) there is nothing to read yet.
+                    let log_end = ctx
+                        .broker
+                        .local_log_end(topic, *partition)
+                        .unwrap_or(end)
+                        .max(end);
+                    if *offset < start || *offset > log_end {
                         any_error = true;
                         return base
                             .with_error_code(ResponseError::OffsetOutOfRange.code())
                             .with_records(Some(Bytes::new()));
                     }
-                    if *offset == end || remaining == 0 || *pmax == 0 {
+                    if *offset >= end || remaining == 0 || *pmax == 0 {
                         return base.with_records(Some(Bytes::new()));
                     }
                     let limit = (*pmax).min(remaining);

@@ -24,16 +24,49 @@ use crate::group::{GroupError, GroupState, JoinRequest};
 
 const KEY_TYPE_GROUP: i8 = 0;
 
+/// The group coordinator: this node on a single node; on a cluster the live broker with the
+/// lowest id (every node names the same one; groups and their offsets are kept by that node
+/// only, so they start over when it changes — see the cluster issue's notes).
+fn coordinator(ctx: &Ctx, conn: &Conn) -> Option<(BrokerId, String, i32)> {
+    let Some(cluster) = &ctx.config.cluster else {
+        let (host, port) = ctx.advertised(conn);
+        return Some((BrokerId(ctx.config.node_id), host, port));
+    };
+    let b = cluster
+        .live_brokers()
+        .into_iter()
+        .find(|b| b.id == cluster.node() || !b.kafka_addr.is_empty())?;
+    let id = BrokerId(i32::try_from(b.id).ok()?);
+    if b.id == cluster.node() {
+        let (host, port) = ctx.advertised(conn);
+        return Some((id, host, port));
+    }
+    let (host, port) = b.kafka_addr.rsplit_once(':')?;
+    let port: u16 = port.parse().ok()?;
+    Some((
+        id,
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
+        i32::from(port),
+    ))
+}
+
 pub fn find_coordinator(
     ctx: &Arc<Ctx>,
     conn: &Conn,
     req: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
-    let (host, port) = ctx.advertised(conn);
-    let node = BrokerId(ctx.config.node_id);
+    let (node, host, port) = match coordinator(ctx, conn) {
+        Some(c) => c,
+        None => (BrokerId(-1), String::new(), -1),
+    };
     let error = if req.key_type == KEY_TYPE_GROUP {
-        None
+        (node.0 < 0).then_some((
+            ResponseError::CoordinatorNotAvailable.code(),
+            "no live broker is known yet",
+        ))
     } else {
         Some((
             ResponseError::CoordinatorNotAvailable.code(),

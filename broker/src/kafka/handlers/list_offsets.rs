@@ -31,10 +31,13 @@ pub async fn handle(ctx: &Arc<Ctx>, req: ListOffsetsRequest, version: i16) -> Li
                             .with_partition_index(p.partition_index);
                         match lookup(&broker, &topic, p.partition_index, p.timestamp) {
                             // The leader epoch exists from v4 on (encoding fails if set before).
-                            Ok((ts, offset)) => r
-                                .with_timestamp(ts)
-                                .with_offset(offset)
-                                .with_leader_epoch(if version >= 4 { 0 } else { -1 }),
+                            Ok((ts, offset)) => {
+                                let epoch =
+                                    broker.leader_epoch(&topic, p.partition_index).unwrap_or(0);
+                                r.with_timestamp(ts)
+                                    .with_offset(offset)
+                                    .with_leader_epoch(if version >= 4 { epoch } else { -1 })
+                            }
                             Err(code) => r.with_error_code(code).with_timestamp(-1).with_offset(-1),
                         }
                     })
@@ -53,6 +56,7 @@ pub async fn handle(ctx: &Arc<Ctx>, req: ListOffsetsRequest, version: i16) -> Li
 /// `(timestamp, offset)` for one partition.
 fn lookup(broker: &Broker, topic: &str, partition: i32, timestamp: i64) -> Result<(i64, i64), i16> {
     let code = |e: BrokerError| broker_error_code(&e);
+    broker.check_leader(topic, partition).map_err(code)?;
     let (start, end) = broker.partition_offsets(topic, partition).map_err(code)?;
     match timestamp {
         LATEST => Ok((-1, end)),

@@ -37,7 +37,6 @@ pub async fn handle(
 ) -> MetadataResponse {
     let node = BrokerId(ctx.config.node_id);
     let (host, port) = ctx.advertised(conn);
-    // v0: an empty list means all topics; v1+: null means all, empty means none.
     let requested: Option<Vec<String>> = match req.topics {
         None => None,
         Some(t) if t.is_empty() && version == 0 => None,
@@ -49,7 +48,8 @@ pub async fn handle(
     };
     let allow_create =
         ctx.config.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
-    let names: Vec<String> = match &requested {
+    let cluster = ctx.config.cluster.clone();
+    let mut names: Vec<String> = match &requested {
         None => ctx
             .broker
             .list_topics()
@@ -58,25 +58,137 @@ pub async fn handle(
             .collect(),
         Some(n) => n.clone(),
     };
+    if let Some(c) = &cluster {
+        if requested.is_none() {
+            names.extend(c.topics());
+            names.sort();
+            names.dedup();
+        } else if allow_create {
+            for name in &names {
+                if ctx.broker.topic_info(name).is_err() && c.routes(name).is_none() {
+                    super::produce::auto_create_in_cluster(ctx, c, name).await;
+                }
+            }
+        }
+    }
     let c = ctx.clone();
     let topics = blocking(move || {
         names
             .into_iter()
-            .map(|name| topic_metadata(&c, &name, allow_create, node))
+            .map(
+                |name| match c.config.cluster.as_ref().and_then(|r| r.routes(&name)) {
+                    Some(routes) => replicated_topic_metadata(&c, &name, &routes),
+                    None => {
+                        topic_metadata(&c, &name, allow_create && c.config.cluster.is_none(), node)
+                    }
+                },
+            )
             .collect::<Vec<_>>()
     })
     .await
     .unwrap_or_default();
+    let (brokers, controller) = match &cluster {
+        None => (
+            vec![
+                MetadataResponseBroker::default()
+                    .with_node_id(node)
+                    .with_host(str_bytes(host))
+                    .with_port(port),
+            ],
+            node,
+        ),
+        Some(c) => {
+            let brokers = c
+                .live_brokers()
+                .into_iter()
+                .filter_map(|b| {
+                    let id = BrokerId(i32::try_from(b.id).ok()?);
+                    let (h, p) = if b.id == c.node() {
+                        (host.clone(), port)
+                    } else {
+                        split_host_port(&b.kafka_addr)?
+                    };
+                    Some(
+                        MetadataResponseBroker::default()
+                            .with_node_id(id)
+                            .with_host(str_bytes(h))
+                            .with_port(p),
+                    )
+                })
+                .collect();
+            let controller = c
+                .controller()
+                .and_then(|id| i32::try_from(id).ok())
+                .map_or(BrokerId(-1), BrokerId);
+            (brokers, controller)
+        }
+    };
     MetadataResponse::default()
-        .with_brokers(vec![
-            MetadataResponseBroker::default()
-                .with_node_id(node)
-                .with_host(str_bytes(host))
-                .with_port(port),
-        ])
+        .with_brokers(brokers)
         .with_cluster_id(Some(str_bytes(ctx.config.cluster_id.clone())))
-        .with_controller_id(node)
+        .with_controller_id(controller)
         .with_topics(topics)
+}
+
+/// `host:port` (IPv6 hosts in brackets) as Kafka's Metadata carries it.
+fn split_host_port(addr: &str) -> Option<(String, i32)> {
+    let (host, port) = addr.rsplit_once(':')?;
+    let port: u16 = port.parse().ok()?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    (!host.is_empty()).then(|| (host.to_string(), i32::from(port)))
+}
+
+fn broker_id(n: u64) -> BrokerId {
+    BrokerId(i32::try_from(n).unwrap_or(-1))
+}
+
+/// A replicated topic as the applied metadata routes it: the leader (or
+/// `LEADER_NOT_AVAILABLE` while there is none), its epoch, replicas, in-sync set and the
+/// replicas on fenced nodes as offline.
+fn replicated_topic_metadata(
+    ctx: &Ctx,
+    name: &str,
+    routes: &[crate::cluster::routing::Route],
+) -> MetadataResponseTopic {
+    let internal = ctx
+        .broker
+        .topic_info(name)
+        .is_ok_and(|info| info.internal.is_some());
+    let live: Vec<u64> = ctx
+        .config
+        .cluster
+        .as_ref()
+        .map(|c| c.live_brokers().into_iter().map(|b| b.id).collect())
+        .unwrap_or_default();
+    MetadataResponseTopic::default()
+        .with_name(Some(TopicName(str_bytes(name))))
+        .with_is_internal(internal)
+        .with_partitions(
+            routes
+                .iter()
+                .enumerate()
+                .map(|(p, r)| {
+                    let m = MetadataResponsePartition::default()
+                        .with_partition_index(p as i32)
+                        .with_leader_epoch(r.leader_epoch)
+                        .with_replica_nodes(r.replicas.iter().map(|n| broker_id(*n)).collect())
+                        .with_isr_nodes(r.isr.iter().map(|n| broker_id(*n)).collect())
+                        .with_offline_replicas(
+                            r.replicas
+                                .iter()
+                                .filter(|n| !live.contains(n))
+                                .map(|n| broker_id(*n))
+                                .collect(),
+                        );
+                    match r.leader {
+                        Some(l) => m.with_leader_id(broker_id(l)),
+                        None => m
+                            .with_leader_id(BrokerId(-1))
+                            .with_error_code(ResponseError::LeaderNotAvailable.code()),
+                    }
+                })
+                .collect(),
+        )
 }
 
 fn topic_metadata(

@@ -311,7 +311,16 @@ pub fn broker_error_code(e: &BrokerError) -> i16 {
             ResponseError::PolicyViolation.code()
         }
         // Retriable: the client refreshes its metadata and finds the current leader.
-        BrokerError::ReplicaConflict(_) => ResponseError::NotLeaderOrFollower.code(),
+        BrokerError::ReplicaConflict(_) | BrokerError::NotLeader { .. } => {
+            ResponseError::NotLeaderOrFollower.code()
+        }
+        BrokerError::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas.code(),
+        BrokerError::NotEnoughReplicasAfterAppend { .. } => {
+            ResponseError::NotEnoughReplicasAfterAppend.code()
+        }
+        BrokerError::ReplicationTimeout { .. } => ResponseError::RequestTimedOut.code(),
+        BrokerError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor.code(),
+        BrokerError::ClusterUnavailable(_) => ResponseError::NotController.code(),
     }
 }
 

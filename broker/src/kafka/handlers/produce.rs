@@ -13,16 +13,29 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 use super::metadata::auto_create;
 use super::{Ctx, blocking, broker_error_code};
+use crate::TopicSpec;
 use crate::batch::{self, BatchHeader, MAGIC};
+use crate::cluster::routing::ClusterRouting;
 use crate::error::BrokerError;
 use crate::kafka::producer::{PartitionProducers, SequenceCheck, last_sequence};
+use crate::topic::PendingReplication;
 
 const TRANSACTIONAL_FLAG: i16 = 0x10;
 
 pub async fn handle(ctx: &Arc<Ctx>, req: ProduceRequest, _version: i16) -> Option<ProduceResponse> {
     let acks = req.acks;
+    if let Some(cluster) = &ctx.config.cluster
+        && ctx.config.auto_create_topics
+    {
+        for t in &req.topic_data {
+            let name = t.name.0.to_string();
+            if ctx.broker.topic_info(&name).is_err() && cluster.routes(&name).is_none() {
+                auto_create_in_cluster(ctx, cluster, &name).await;
+            }
+        }
+    }
     let c = ctx.clone();
-    let responses = blocking(move || {
+    let appended = blocking(move || {
         req.topic_data
             .into_iter()
             .map(|t| {
@@ -34,14 +47,12 @@ pub async fn handle(ctx: &Arc<Ctx>, req: ProduceRequest, _version: i16) -> Optio
                         let r = if !matches!(acks, -1..=1) {
                             Err(ResponseError::InvalidRequiredAcks.code())
                         } else {
-                            produce_partition(&c, &topic, p.index, p.records)
+                            produce_partition(&c, &topic, p.index, p.records, acks == -1)
                         };
-                        partition_response(&c, &topic, p.index, r)
+                        (p.index, r)
                     })
-                    .collect();
-                TopicProduceResponse::default()
-                    .with_name(t.name)
-                    .with_partition_responses(partitions)
+                    .collect::<Vec<_>>();
+                (t.name, topic, partitions)
             })
             .collect::<Vec<_>>()
     })
@@ -49,14 +60,57 @@ pub async fn handle(ctx: &Arc<Ctx>, req: ProduceRequest, _version: i16) -> Optio
     if acks == 0 {
         return None;
     }
-    let responses = match responses {
+    let appended = match appended {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "produce task failed");
             Vec::new()
         }
     };
+    // acks=all on replicated partitions: answered once the in-sync set has the batches.
+    let mut responses = Vec::with_capacity(appended.len());
+    for (name, topic, partitions) in appended {
+        let mut out = Vec::with_capacity(partitions.len());
+        for (index, r) in partitions {
+            let r = match r {
+                Ok((base, pending)) => wait_all(pending).await.map(|()| base),
+                Err(code) => Err(code),
+            };
+            out.push(partition_response(ctx, &topic, index, r));
+        }
+        responses.push(
+            TopicProduceResponse::default()
+                .with_name(name)
+                .with_partition_responses(out),
+        );
+    }
     Some(ProduceResponse::default().with_responses(responses))
+}
+
+/// How long an acks=all produce waits for the in-sync set (Kafka's request timeout).
+const REPLICATION_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+async fn wait_all(pending: Vec<PendingReplication>) -> Result<(), i16> {
+    for p in pending {
+        p.wait(REPLICATION_WAIT)
+            .await
+            .map_err(|e| broker_error_code(&e))?;
+    }
+    Ok(())
+}
+
+/// Creates an unknown topic through the controller (auto.create.topics.enable); a failure
+/// is answered later as the unknown topic it still is.
+pub async fn auto_create_in_cluster(ctx: &Ctx, cluster: &ClusterRouting, name: &str) {
+    let spec = TopicSpec::new(name, ctx.config.default_partitions);
+    if ctx.broker.check_topic_spec(&spec).is_err() {
+        return;
+    }
+    match cluster.create_topic(&spec).await {
+        Ok(()) => tracing::info!(topic = %name, "auto-created topic for a Kafka client"),
+        Err(BrokerError::TopicExists(_)) => {}
+        Err(e) => tracing::debug!(topic = %name, error = %e, "auto-create failed"),
+    }
 }
 
 fn partition_response(
@@ -83,16 +137,21 @@ fn partition_response(
     }
 }
 
-/// Appends one partition's records; returns the base offset of the first batch.
+/// Appends one partition's records; returns the base offset of the first batch and, for
+/// `acks_all` on a replicated partition, what is left to wait for.
 fn produce_partition(
     ctx: &Ctx,
     topic: &str,
     partition: i32,
     records: Option<Bytes>,
-) -> Result<i64, i16> {
+    acks_all: bool,
+) -> Result<(i64, Vec<PendingReplication>), i16> {
     let code = |e: BrokerError| broker_error_code(&e);
     let mut info = ctx.broker.topic_info(topic);
-    if matches!(info, Err(BrokerError::UnknownTopic(_))) && ctx.config.auto_create_topics {
+    if matches!(info, Err(BrokerError::UnknownTopic(_)))
+        && ctx.config.auto_create_topics
+        && ctx.config.cluster.is_none()
+    {
         info = auto_create(&ctx.broker, topic, ctx.config.default_partitions)
             .and_then(|()| ctx.broker.topic_info(topic));
     }
@@ -132,15 +191,19 @@ fn produce_partition(
         batches.push(checked);
         pos = end;
     }
+    ctx.broker.check_leader(topic, partition).map_err(code)?;
     let state = ctx.producers.partition(topic, partition);
     let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+    let epoch = ctx.broker.leader_epoch(topic, partition);
     let mut first_base = None;
+    let mut pending = Vec::new();
     for b in batches {
         let h = *b.header();
         let idempotent = h.producer_id >= 0 && h.base_sequence >= 0;
         let last_seq = last_sequence(h.base_sequence, h.last_offset_delta);
-        if idempotent && !state.is_loaded() {
-            load_producers(ctx, topic, partition, &mut state);
+        if idempotent && !state.is_loaded(epoch) {
+            state.reset();
+            load_producers(ctx, topic, partition, &mut state, epoch);
         }
         if idempotent {
             match state.check(h.producer_id, h.producer_epoch, h.base_sequence, last_seq) {
@@ -153,6 +216,17 @@ fn produce_partition(
                         seq = h.base_sequence,
                         "duplicate batch not appended"
                     );
+                    // A retry of a batch this leader appended: answered (acks=all) only once
+                    // the in-sync set has it, like the first attempt.
+                    if acks_all {
+                        let last = base_offset + i64::from(h.last_offset_delta);
+                        pending.extend(ctx.broker.pending_replication(
+                            topic,
+                            partition,
+                            base_offset,
+                            last,
+                        ));
+                    }
                     first_base.get_or_insert(base_offset);
                     continue;
                 }
@@ -172,10 +246,12 @@ fn produce_partition(
                 }
             }
         }
-        let (base, _) = ctx
+        let appended = ctx
             .broker
-            .append_checked(topic, partition, &b)
+            .append_client(topic, partition, &b, acks_all)
             .map_err(code)?;
+        let base = appended.first;
+        pending.extend(appended.pending);
         if idempotent {
             state.record(
                 h.producer_id,
@@ -188,7 +264,9 @@ fn produce_partition(
         first_base.get_or_insert(base);
     }
     drop(state);
-    first_base.ok_or(ResponseError::InvalidRecord.code())
+    first_base
+        .map(|b| (b, pending))
+        .ok_or(ResponseError::InvalidRecord.code())
 }
 
 /// How much of a partition's log (its newest segments, whole) is replayed to rebuild the
@@ -198,7 +276,13 @@ const PRODUCER_STATE_LOG_BYTES: u64 = 64 << 20;
 /// Replays the idempotent batches at the tail of the partition's log into `state` (once per
 /// partition after a start). A log that cannot be read leaves the state as it is, with a
 /// warning: producers are then accepted at the sequence they send.
-fn load_producers(ctx: &Ctx, topic: &str, partition: i32, state: &mut PartitionProducers) {
+fn load_producers(
+    ctx: &Ctx,
+    topic: &str,
+    partition: i32,
+    state: &mut PartitionProducers,
+    epoch: Option<i32>,
+) {
     let started = std::time::Instant::now();
     let mut batches = 0u64;
     let result =
@@ -231,5 +315,5 @@ fn load_producers(ctx: &Ctx, topic: &str, partition: i32, state: &mut PartitionP
              seen before the restart are not checked"
         ),
     }
-    state.mark_loaded();
+    state.mark_loaded(epoch);
 }

@@ -15,10 +15,16 @@ use kafka_protocol::messages::{
 
 use super::{Ctx, blocking, broker_error_code, str_bytes};
 use crate::TopicSpec;
+use crate::cluster::routing::ClusterRouting;
+use crate::error::BrokerError;
 use crate::topic;
 
 /// A spec from a CreateTopics entry, or (error code, message).
-fn spec_for(t: &CreatableTopic, default_partitions: i32) -> Result<TopicSpec, (i16, String)> {
+fn spec_for(
+    t: &CreatableTopic,
+    default_partitions: i32,
+    clustered: bool,
+) -> Result<TopicSpec, (i16, String)> {
     let name = t.name.0.to_string();
     let partitions = if t.num_partitions == -1 {
         default_partitions
@@ -31,7 +37,14 @@ fn spec_for(t: &CreatableTopic, default_partitions: i32) -> Result<TopicSpec, (i
             format!("partitions must be between 1 and 10000, got {partitions}"),
         ));
     }
-    if !(t.replication_factor == -1 || t.replication_factor == 1) {
+    if clustered {
+        if t.replication_factor == 0 || t.replication_factor < -1 {
+            return Err((
+                ResponseError::InvalidReplicationFactor.code(),
+                format!("invalid replication factor {}", t.replication_factor),
+            ));
+        }
+    } else if !(t.replication_factor == -1 || t.replication_factor == 1) {
         return Err((
             ResponseError::InvalidReplicationFactor.code(),
             format!(
@@ -47,6 +60,9 @@ fn spec_for(t: &CreatableTopic, default_partitions: i32) -> Result<TopicSpec, (i
         ));
     }
     let mut spec = TopicSpec::new(name, partitions);
+    if clustered && t.replication_factor > 0 {
+        spec.replication_factor = u16::try_from(t.replication_factor).ok();
+    }
     for c in &t.configs {
         let key = c.name.as_str();
         let Some(value) = c.value.as_ref().map(|v| v.as_str().to_string()) else {
@@ -74,6 +90,10 @@ fn spec_for(t: &CreatableTopic, default_partitions: i32) -> Result<TopicSpec, (i
             }
             "segment.ms" => spec.segment_ms = Some(int(&value)?),
             "delete.retention.ms" => spec.delete_retention_ms = Some(int(&value)?),
+            "min.insync.replicas" => {
+                spec.min_insync_replicas =
+                    Some(u16::try_from(int(&value)?).map_err(|_| bad())?).filter(|v| *v > 0)
+            }
             other => tracing::debug!(config = other, "ignoring unsupported topic config"),
         }
     }
@@ -86,6 +106,9 @@ pub async fn create(
     req: CreateTopicsRequest,
     _version: i16,
 ) -> CreateTopicsResponse {
+    if let Some(cluster) = ctx.config.cluster.clone() {
+        return create_in_cluster(ctx, &cluster, req).await;
+    }
     let broker = ctx.broker.clone();
     let default_partitions = ctx.config.default_partitions;
     let topics = blocking(move || {
@@ -96,7 +119,7 @@ pub async fn create(
                     .with_name(t.name.clone())
                     .with_num_partitions(-1)
                     .with_replication_factor(-1);
-                let result = spec_for(&t, default_partitions).and_then(|spec| {
+                let result = spec_for(&t, default_partitions, false).and_then(|spec| {
                     let partitions = spec.partitions;
                     if req.validate_only {
                         return broker
@@ -123,6 +146,47 @@ pub async fn create(
     CreateTopicsResponse::default().with_topics(topics)
 }
 
+/// CreateTopics on a cluster: each topic through the controller (checked here first).
+async fn create_in_cluster(
+    ctx: &Arc<Ctx>,
+    cluster: &ClusterRouting,
+    req: CreateTopicsRequest,
+) -> CreateTopicsResponse {
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let r = CreatableTopicResult::default()
+            .with_name(t.name.clone())
+            .with_num_partitions(-1)
+            .with_replication_factor(-1);
+        let spec = spec_for(&t, ctx.config.default_partitions, true).and_then(|spec| {
+            crate::guard::check_client_spec(&spec)
+                .and_then(|()| ctx.broker.check_topic_spec(&spec))
+                .map(|_| spec)
+                .map_err(|e| (broker_error_code(&e), e.to_string()))
+        });
+        let result = match spec {
+            Err(e) => Err(e),
+            Ok(spec) if req.validate_only => Ok(spec.partitions),
+            Ok(spec) => cluster
+                .create_topic(&spec)
+                .await
+                .map(|()| spec.partitions)
+                .map_err(|e| (broker_error_code(&e), e.to_string())),
+        };
+        let rf = cluster
+            .routes(t.name.as_str())
+            .and_then(|r| r.first().map(|p| p.replicas.len() as i16))
+            .unwrap_or(-1);
+        topics.push(match result {
+            Ok(n) => r.with_num_partitions(n).with_replication_factor(rf),
+            Err((code, msg)) => r
+                .with_error_code(code)
+                .with_error_message(Some(str_bytes(msg))),
+        });
+    }
+    CreateTopicsResponse::default().with_topics(topics)
+}
+
 pub async fn delete(
     ctx: &Arc<Ctx>,
     req: DeleteTopicsRequest,
@@ -131,6 +195,35 @@ pub async fn delete(
     let c = ctx.clone();
     let mut names: Vec<_> = req.topic_names;
     names.extend(req.topics.into_iter().filter_map(|t| t.name));
+    if let Some(cluster) = ctx.config.cluster.clone() {
+        let mut responses = Vec::with_capacity(names.len());
+        for name in names {
+            let r = DeletableTopicResult::default().with_name(Some(name.clone()));
+            let topic = name.0.to_string();
+            let result = if cluster.routes(&topic).is_some() {
+                match ctx.broker.check_client_delete(&topic) {
+                    Ok(()) | Err(BrokerError::UnknownTopic(_)) => {
+                        cluster.delete_topic(&topic).await
+                    }
+                    Err(e) => Err(e),
+                }
+            } else {
+                let b = ctx.broker.clone();
+                let t = topic.clone();
+                blocking(move || b.delete_topic(&t)).await.and_then(|r| r)
+            };
+            responses.push(match result {
+                Ok(()) => {
+                    ctx.producers.forget_topic(&topic);
+                    r
+                }
+                Err(e) => r
+                    .with_error_code(broker_error_code(&e))
+                    .with_error_message(Some(str_bytes(e.to_string()))),
+            });
+        }
+        return DeleteTopicsResponse::default().with_responses(responses);
+    }
     let responses = blocking(move || {
         names
             .into_iter()

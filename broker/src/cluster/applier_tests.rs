@@ -1,0 +1,425 @@
+//! The metadata applier over real brokers: three `Broker`s on temporary directories, their
+//! replica managers fetching from each other over the simulated network, and the test
+//! playing the controller (it applies commands to a `ClusterMetadata` and hands every
+//! version to each node's applier, or to some of them only). No timing is asserted beyond
+//! generous liveness bounds.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::NodeId;
+use super::applier::Applier;
+use super::metadata::controller::{self, TopicRequest};
+use super::metadata::{ClusterMetadata, MetadataCommand, NodeInfo, TopicConfig, VersionedCommand};
+use super::replication::ReplicationConfig;
+use super::replication::harness_tests::{Registry, SimTransport};
+use super::replication::manager::ReplicaManager;
+use super::sim::SimNetwork;
+use crate::error::BrokerError;
+use crate::{Broker, BrokerConfig, ProduceRecord};
+
+const LIVENESS: Duration = Duration::from_secs(20);
+
+struct TestNode {
+    broker: Broker,
+    applier: Applier,
+    _dir: tempfile::TempDir,
+}
+
+struct Harness {
+    net: Arc<SimNetwork>,
+    nodes: BTreeMap<NodeId, TestNode>,
+    meta: ClusterMetadata,
+    index: u64,
+}
+
+fn config() -> ReplicationConfig {
+    ReplicationConfig {
+        replica_lag_time_max: Duration::from_millis(300),
+        fetch_max_wait: Duration::from_millis(20),
+        fetch_backoff: Duration::from_millis(5),
+        fetch_timeout: Duration::from_secs(2),
+        ..ReplicationConfig::default()
+    }
+}
+
+fn record(v: &str) -> ProduceRecord {
+    ProduceRecord {
+        key: Some(v.as_bytes().to_vec().into()),
+        value: Some(v.as_bytes().to_vec().into()),
+        partition: Some(0),
+        ..ProduceRecord::default()
+    }
+}
+
+impl Harness {
+    fn new(n: u64) -> Harness {
+        let net = Arc::new(SimNetwork::new());
+        let registry: Registry = Arc::default();
+        let mut nodes = BTreeMap::new();
+        for id in 1..=n {
+            let dir = tempfile::tempdir().unwrap();
+            let broker = Broker::open(BrokerConfig::new(dir.path())).unwrap();
+            let transport = Arc::new(SimTransport {
+                from: id,
+                net: Arc::clone(&net),
+                nodes: Arc::clone(&registry),
+            });
+            let manager = ReplicaManager::new(id, config(), transport).unwrap();
+            registry
+                .write()
+                .unwrap()
+                .insert(id, Arc::downgrade(&manager));
+            let applier = Applier::new(id, broker.clone(), manager);
+            nodes.insert(
+                id,
+                TestNode {
+                    broker,
+                    applier,
+                    _dir: dir,
+                },
+            );
+        }
+        let mut h = Harness {
+            net,
+            nodes,
+            meta: ClusterMetadata::default(),
+            index: 0,
+        };
+        for id in 1..=n {
+            h.commit(MetadataCommand::RegisterNode {
+                node: id,
+                info: NodeInfo::default(),
+            });
+        }
+        h
+    }
+
+    fn commit(&mut self, cmd: MetadataCommand) {
+        self.index += 1;
+        self.meta
+            .apply_entry(self.index, &VersionedCommand::new(cmd))
+            .unwrap()
+            .unwrap();
+    }
+
+    /// Every node applies the current metadata.
+    fn apply_all(&mut self) {
+        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+        self.apply_on(&ids);
+    }
+
+    fn apply_on(&mut self, ids: &[NodeId]) {
+        for id in ids {
+            let meta = self.meta.clone();
+            self.nodes.get_mut(id).unwrap().applier.apply(&meta);
+        }
+    }
+
+    fn create_topic(&mut self, name: &str, partitions: i32, min_insync: u16) {
+        let cmd = controller::create_topic_command(
+            &self.meta,
+            &TopicRequest {
+                name: name.into(),
+                partitions,
+                replication_factor: Some(3),
+                min_insync_replicas: Some(min_insync),
+                config: TopicConfig::default(),
+                internal_owner: None,
+            },
+        )
+        .unwrap();
+        self.commit(cmd);
+    }
+
+    fn broker(&self, id: NodeId) -> Broker {
+        self.nodes[&id].broker.clone()
+    }
+
+    fn leader(&self, topic: &str, partition: i32) -> NodeId {
+        self.meta
+            .partition(topic, partition)
+            .unwrap()
+            .leader
+            .unwrap()
+    }
+}
+
+/// Produces on `node` from a blocking thread (the facade waits for replication there).
+async fn produce(broker: Broker, topic: &str, values: &[&str]) -> crate::Result<Vec<(i32, i64)>> {
+    let topic = topic.to_string();
+    let records: Vec<ProduceRecord> = values.iter().map(|v| record(v)).collect();
+    tokio::task::spawn_blocking(move || broker.produce(&topic, records))
+        .await
+        .unwrap()
+}
+
+/// The values `broker` lets a reader see on `topic`/0, waiting until there are `n`.
+async fn wait_values(broker: &Broker, topic: &str, n: usize) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + LIVENESS;
+    loop {
+        let got = broker
+            .read(topic, 0, 0, 10_000, 1 << 20)
+            .map(|r| {
+                r.records
+                    .iter()
+                    .map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap()).into_owned())
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        if got.len() >= n {
+            return got;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of {n} records readable: {got:?}",
+            got.len()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_created_topic_is_replicated_to_every_replica_and_only_its_leader_takes_writes() {
+    let mut h = Harness::new(3);
+    h.create_topic("orders", 1, 2);
+    h.apply_all();
+    let leader = h.leader("orders", 0);
+    let acked = produce(h.broker(leader), "orders", &["a", "b", "c"])
+        .await
+        .unwrap();
+    assert_eq!(acked, vec![(0, 0), (0, 1), (0, 2)]);
+    for id in 1..=3 {
+        assert_eq!(
+            wait_values(&h.broker(id), "orders", 3).await,
+            ["a", "b", "c"]
+        );
+        let info = h.broker(id).topic_info("orders").unwrap();
+        assert_eq!(info.cluster.unwrap().replication_factor, 3);
+    }
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    match produce(h.broker(follower), "orders", &["x"]).await {
+        Err(BrokerError::NotLeader { leader: l, .. }) => assert_eq!(l, Some(leader)),
+        other => panic!("a follower took a write: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replicated_partition_refuses_everything_before_its_replica_is_attached() {
+    let mut h = Harness::new(3);
+    h.create_topic("orders", 1, 2);
+    let spec = super::applier::topic_spec("orders", &h.meta.topics["orders"]);
+    let dir = tempfile::tempdir().unwrap();
+    for _restart in 0..2 {
+        // Created as the applier creates it, then reopened: the local copy keeps its marker
+        // and refuses reads and writes until a replica is attached.
+        let broker = Broker::open(BrokerConfig::new(dir.path())).unwrap();
+        broker.ensure_replicated_topic(spec.clone()).unwrap();
+        assert!(broker.topic_info("orders").unwrap().cluster.is_some());
+        let b = broker.clone();
+        let r = tokio::task::spawn_blocking(move || b.produce("orders", vec![record("x")]))
+            .await
+            .unwrap();
+        assert!(matches!(r, Err(BrokerError::NotLeader { .. })), "{r:?}");
+        assert!(matches!(
+            broker.read("orders", 0, 0, 10, 1 << 20),
+            Err(BrokerError::NotLeader { .. })
+        ));
+        assert!(matches!(
+            broker.partition_offsets("orders", 0),
+            Err(BrokerError::NotLeader { .. })
+        ));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn readers_never_see_past_the_high_watermark() {
+    let mut h = Harness::new(3);
+    h.create_topic("orders", 1, 1);
+    h.apply_all();
+    let leader = h.leader("orders", 0);
+    produce(h.broker(leader), "orders", &["a"]).await.unwrap();
+    for id in 1..=3 {
+        wait_values(&h.broker(id), "orders", 1).await;
+    }
+    // The followers cannot fetch: a write lands on the leader only, and stays invisible.
+    for id in (1..=3).filter(|id| *id != leader) {
+        h.net.cut(leader, id);
+        h.net.cut(id, leader);
+    }
+    let b = h.broker(leader);
+    let batch = batch_of("b");
+    let appended =
+        tokio::task::spawn_blocking(move || b.append_with_acks("orders", 0, &batch, false))
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(appended.first, 1);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let r = h.broker(leader).read("orders", 0, 0, 100, 1 << 20).unwrap();
+    assert_eq!(
+        r.records.len(),
+        1,
+        "a record past the high watermark was read"
+    );
+    assert_eq!(r.end_offset, 1);
+    assert_eq!(
+        h.broker(leader).partition_offsets("orders", 0).unwrap(),
+        (0, 1)
+    );
+    h.net.heal();
+    assert_eq!(
+        wait_values(&h.broker(leader), "orders", 2).await,
+        ["a", "b"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_leader_takes_writes_and_the_fenced_one_refuses_them() {
+    let mut h = Harness::new(3);
+    h.create_topic("orders", 1, 2);
+    h.apply_all();
+    let old = h.leader("orders", 0);
+    produce(h.broker(old), "orders", &["a", "b"]).await.unwrap();
+    // The old leader dies (it hears nothing more); the controller fences it and elects.
+    for id in (1..=3).filter(|id| *id != old) {
+        h.net.cut(old, id);
+        h.net.cut(id, old);
+    }
+    let fence = controller::fence_node_commands(&h.meta, old);
+    h.commit(fence);
+    let others: Vec<NodeId> = (1..=3).filter(|id| *id != old).collect();
+    h.apply_on(&others);
+    let new = h.leader("orders", 0);
+    assert_ne!(new, old);
+    produce(h.broker(new), "orders", &["c"]).await.unwrap();
+    for id in &others {
+        assert_eq!(
+            wait_values(&h.broker(*id), "orders", 3).await,
+            ["a", "b", "c"]
+        );
+    }
+    // The old leader, told nothing yet, still leads at its epoch; with min_insync 2 and
+    // its followers gone, acks=all cannot complete there: it is never acknowledged.
+    let b = h.broker(old);
+    let r = tokio::task::spawn_blocking(move || {
+        let batch = batch_of("zombie");
+        let a = b.append_with_acks("orders", 0, &batch, true)?;
+        tokio::runtime::Handle::current()
+            .block_on(a.pending.unwrap().wait(Duration::from_millis(300)))
+    })
+    .await
+    .unwrap();
+    assert!(r.is_err(), "a fenced leader acknowledged an acks=all write");
+    // Once it applies the metadata it follows the new leader and truncates its tail.
+    h.net.heal();
+    h.apply_on(&[old]);
+    assert_eq!(
+        wait_values(&h.broker(old), "orders", 3).await,
+        ["a", "b", "c"]
+    );
+    let r = produce(h.broker(old), "orders", &["y"]).await;
+    assert!(matches!(r, Err(BrokerError::NotLeader { .. })), "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deleted_topic_is_removed_from_every_replica() {
+    let mut h = Harness::new(3);
+    h.create_topic("orders", 2, 1);
+    h.apply_all();
+    let leader = h.leader("orders", 0);
+    produce(h.broker(leader), "orders", &["a"]).await.unwrap();
+    h.commit(MetadataCommand::DeleteTopic {
+        name: "orders".into(),
+    });
+    h.apply_all();
+    for id in 1..=3 {
+        assert!(h.broker(id).topic_info("orders").is_err(), "node {id}");
+    }
+    // Recreated under the same name: a new, empty topic everywhere.
+    h.create_topic("orders", 1, 1);
+    h.apply_all();
+    for id in 1..=3 {
+        assert_eq!(h.broker(id).partition_count("orders").unwrap(), 1);
+    }
+    let leader = h.leader("orders", 0);
+    let acked = produce(h.broker(leader), "orders", &["z"]).await.unwrap();
+    assert_eq!(acked, vec![(0, 0)]);
+}
+
+/// One record as a checked batch.
+fn batch_of(v: &str) -> crate::batch::CheckedBatch {
+    let mut b = crate::batch_builder::BatchBuilder::new();
+    b.push(
+        0,
+        Some(v.as_bytes()),
+        Some(v.as_bytes()),
+        std::iter::empty(),
+    );
+    b.finish_checked().unwrap()
+}
+
+/// The in-sync set changes the leader wants, committed by the test as the controller would.
+async fn commit_isr_changes(h: &mut Harness, leader: NodeId, want_len: usize) {
+    let deadline = tokio::time::Instant::now() + LIVENESS;
+    loop {
+        for cmd in h.nodes[&leader].applier.isr_proposals() {
+            h.commit(cmd);
+        }
+        h.apply_all();
+        if h.meta.partition("orders", 0).unwrap().isr.len() == want_len {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "in-sync set never reached {want_len}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_in_sync_set_shrinks_through_the_controller_and_acks_all_is_refused_below_min_insync() {
+    let mut h = Harness::new(3);
+    h.create_topic("orders", 1, 2);
+    h.apply_all();
+    let leader = h.leader("orders", 0);
+    produce(h.broker(leader), "orders", &["a"]).await.unwrap();
+    let followers: Vec<NodeId> = (1..=3).filter(|id| *id != leader).collect();
+    // A follower stops fetching; a write it lacks (acks=1) makes it fall behind.
+    h.net.cut(followers[0], leader);
+    append_acks_1(h.broker(leader), "b").await;
+    commit_isr_changes(&mut h, leader, 2).await;
+    // Two in sync, min_insync 2: acks=all still works.
+    produce(h.broker(leader), "orders", &["c"]).await.unwrap();
+    h.net.cut(followers[1], leader);
+    append_acks_1(h.broker(leader), "d").await;
+    commit_isr_changes(&mut h, leader, 1).await;
+    match produce(h.broker(leader), "orders", &["e"]).await {
+        Err(BrokerError::NotEnoughReplicas {
+            isr: 1,
+            min_insync: 2,
+            ..
+        }) => {}
+        other => panic!("acks=all below min_insync was not refused: {other:?}"),
+    }
+    // Back: the followers catch up and are taken back in.
+    h.net.heal();
+    commit_isr_changes(&mut h, leader, 3).await;
+    produce(h.broker(leader), "orders", &["f"]).await.unwrap();
+    for id in 1..=3 {
+        assert_eq!(
+            wait_values(&h.broker(id), "orders", 5).await,
+            ["a", "b", "c", "d", "f"]
+        );
+    }
+}
+
+async fn append_acks_1(broker: Broker, v: &str) {
+    let batch = batch_of(v);
+    tokio::task::spawn_blocking(move || broker.append_with_acks("orders", 0, &batch, false))
+        .await
+        .unwrap()
+        .unwrap();
+}

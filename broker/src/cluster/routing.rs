@@ -1,0 +1,222 @@
+//! What the client-facing edges (the Kafka handlers here, the HTTP API in the binary) need
+//! from the cluster: the live brokers and their addresses, each partition's leader,
+//! replicas and in-sync set as this node last applied them, and topic creation and deletion
+//! through the controller. It reads applied metadata and proposes commands; it owns no
+//! state and decides nothing the controller decides (assignment is computed here from the
+//! node's current view, and the state machine refuses it if the view was stale).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::NodeId;
+use super::applier::{ProposeFailure, Proposer};
+use super::metadata::controller::{self, TopicRequest};
+use super::metadata::{ClusterMetadata, MetadataCommand, MetadataError, TopicConfig};
+use crate::error::BrokerError;
+use crate::types::TopicSpec;
+
+/// How long a topic change waits to be applied on this node after the controller committed.
+const APPLY_WAIT: Duration = Duration::from_secs(10);
+
+/// A broker clients can reach.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerEndpoint {
+    pub id: NodeId,
+    /// `host:port` of its Kafka listener (empty until the node reported it).
+    pub kafka_addr: String,
+    /// `host:port` of its HTTP listener (empty until the node reported it).
+    pub http_addr: String,
+}
+
+/// One partition's replication as this node last applied it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub leader: Option<NodeId>,
+    pub leader_epoch: i32,
+    pub replicas: Vec<NodeId>,
+    pub isr: Vec<NodeId>,
+}
+
+/// The cluster as the edges see it. Cheap to clone.
+#[derive(Clone)]
+pub struct ClusterRouting {
+    node: NodeId,
+    versions: watch::Receiver<Arc<ClusterMetadata>>,
+    proposer: Arc<dyn Proposer>,
+    controller: Arc<dyn Fn() -> Option<NodeId> + Send + Sync>,
+}
+
+/// Two handles are equal when they route for the same node through the same proposer.
+impl PartialEq for ClusterRouting {
+    fn eq(&self, other: &Self) -> bool {
+        self.node == other.node && Arc::ptr_eq(&self.proposer, &other.proposer)
+    }
+}
+
+impl std::fmt::Debug for ClusterRouting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterRouting")
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The edge's error for a proposal that did not commit or was refused.
+pub fn broker_error(e: ProposeFailure) -> BrokerError {
+    match e {
+        ProposeFailure::Unavailable(m) => BrokerError::ClusterUnavailable(m),
+        ProposeFailure::Refused(e) => match e {
+            MetadataError::InvalidReplicationFactor { .. }
+            | MetadataError::InvalidMinInsync { .. } => {
+                BrokerError::InvalidReplicationFactor(e.to_string())
+            }
+            MetadataError::TopicExists(name) => BrokerError::TopicExists(name),
+            MetadataError::UnknownTopic(name) => BrokerError::UnknownTopic(name),
+            MetadataError::UnknownPartition { topic, partition } => {
+                BrokerError::UnknownPartition { topic, partition }
+            }
+            other => BrokerError::InvalidConfig(other.to_string()),
+        },
+    }
+}
+
+impl ClusterRouting {
+    pub fn new(
+        node: NodeId,
+        versions: watch::Receiver<Arc<ClusterMetadata>>,
+        proposer: Arc<dyn Proposer>,
+        controller: Arc<dyn Fn() -> Option<NodeId> + Send + Sync>,
+    ) -> ClusterRouting {
+        ClusterRouting {
+            node,
+            versions,
+            proposer,
+            controller,
+        }
+    }
+
+    /// This node's id.
+    pub fn node(&self) -> NodeId {
+        self.node
+    }
+
+    /// The controller, if this node knows one.
+    pub fn controller(&self) -> Option<NodeId> {
+        (self.controller)()
+    }
+
+    /// The metadata this node applied last.
+    pub fn metadata(&self) -> Arc<ClusterMetadata> {
+        self.versions.borrow().clone()
+    }
+
+    /// Registered, unfenced brokers, by id.
+    pub fn live_brokers(&self) -> Vec<BrokerEndpoint> {
+        let meta = self.metadata();
+        meta.nodes
+            .iter()
+            .filter(|(_, n)| !n.fenced)
+            .map(|(&id, n)| BrokerEndpoint {
+                id,
+                kafka_addr: n.info.kafka_addr.clone(),
+                http_addr: n.info.http_addr.clone(),
+            })
+            .collect()
+    }
+
+    /// Every registered broker (fenced or not), by id.
+    pub fn brokers(&self) -> Vec<(BrokerEndpoint, bool)> {
+        let meta = self.metadata();
+        meta.nodes
+            .iter()
+            .map(|(&id, n)| {
+                let e = BrokerEndpoint {
+                    id,
+                    kafka_addr: n.info.kafka_addr.clone(),
+                    http_addr: n.info.http_addr.clone(),
+                };
+                (e, n.fenced)
+            })
+            .collect()
+    }
+
+    /// The routes of a replicated topic's partitions, or `None` when the metadata has no
+    /// such topic.
+    pub fn routes(&self, topic: &str) -> Option<Vec<Route>> {
+        let meta = self.metadata();
+        let t = meta.topics.get(topic)?;
+        Some(
+            t.partitions
+                .iter()
+                .map(|p| Route {
+                    leader: p.leader,
+                    leader_epoch: p.leader_epoch,
+                    replicas: p.replicas.clone(),
+                    isr: p.isr.clone(),
+                })
+                .collect(),
+        )
+    }
+
+    /// The replicated topics' names, sorted.
+    pub fn topics(&self) -> Vec<String> {
+        self.metadata().topics.keys().cloned().collect()
+    }
+
+    /// Creates a replicated topic through the controller and waits until this node has
+    /// applied it. The spec is checked by the caller (name, settings); the replication
+    /// factor defaults to min(3, live nodes), min in-sync to min(2, factor); a factor above
+    /// the live nodes is refused ([`BrokerError::InvalidReplicationFactor`]).
+    pub async fn create_topic(&self, spec: &TopicSpec) -> Result<(), BrokerError> {
+        let request = TopicRequest {
+            name: spec.name.clone(),
+            partitions: spec.partitions,
+            replication_factor: spec.replication_factor,
+            min_insync_replicas: spec.min_insync_replicas,
+            config: TopicConfig::from_spec(spec),
+            internal_owner: spec.internal.as_ref().map(|i| i.owner.clone()),
+        };
+        let command = {
+            let meta = self.metadata();
+            if meta.topics.contains_key(&spec.name) {
+                return Err(BrokerError::TopicExists(spec.name.clone()));
+            }
+            controller::create_topic_command(&meta, &request)
+                .map_err(|e| broker_error(ProposeFailure::Refused(e)))?
+        };
+        self.proposer.propose(command).await.map_err(broker_error)?;
+        let name = spec.name.clone();
+        self.wait_applied(move |m| m.topics.contains_key(&name))
+            .await
+    }
+
+    /// Deletes a replicated topic through the controller and waits until this node has
+    /// applied it.
+    pub async fn delete_topic(&self, name: &str) -> Result<(), BrokerError> {
+        self.proposer
+            .propose(MetadataCommand::DeleteTopic {
+                name: name.to_string(),
+            })
+            .await
+            .map_err(broker_error)?;
+        let name = name.to_string();
+        self.wait_applied(move |m| !m.topics.contains_key(&name))
+            .await
+    }
+
+    async fn wait_applied(
+        &self,
+        done: impl Fn(&ClusterMetadata) -> bool,
+    ) -> Result<(), BrokerError> {
+        let mut versions = self.versions.clone();
+        match tokio::time::timeout(APPLY_WAIT, versions.wait_for(|m| done(m))).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(BrokerError::ShuttingDown),
+            Err(_) => Err(BrokerError::ClusterUnavailable(
+                "the change was committed but this node has not applied it yet".into(),
+            )),
+        }
+    }
+}

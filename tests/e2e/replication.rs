@@ -1,0 +1,240 @@
+//! Replicated topics through three real `weir serve --peers` processes: a topic created on
+//! any node is replicated to all three (describe shows leader, replicas, in-sync set); a
+//! replication factor above the live nodes is refused; a follower answers Kafka clients
+//! NOT_LEADER_OR_FOLLOWER and they find the leader; and an idempotent `acks=all`
+//! confluent-kafka producer under steady load loses nothing it was told is stored while the
+//! leader of most partitions is killed with SIGKILL and restarted, repeatedly (Kafka's
+//! ducktape replication test does this). Timing is never asserted beyond liveness bounds.
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::common::{Server, eventually, free_port};
+
+/// Three nodes of one cluster, each with HTTP, Kafka and a cluster listener.
+fn start_cluster() -> Vec<Server> {
+    let ports = [free_port(), free_port(), free_port()];
+    let peers: Vec<String> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1))
+        .collect();
+    let peers = peers.join(",");
+    (1..=3)
+        .map(|id| {
+            let listen = format!("127.0.0.1:{}", ports[id - 1]);
+            // A fixed Kafka port: clients' bootstrap list stays right across restarts.
+            let kafka = format!("127.0.0.1:{}", free_port());
+            let id = id.to_string();
+            Server::start(&[
+                "--node-id",
+                &id,
+                "--cluster-listen",
+                &listen,
+                "--peers",
+                &peers,
+                "--kafka",
+                &kafka,
+            ])
+        })
+        .collect()
+}
+
+/// Creates a topic on `s`, retrying while the cluster forms (no controller or not every
+/// node registered yet); panics on any other answer.
+fn create_replicated(s: &Server, spec: Value) -> Value {
+    let mut last = Value::Null;
+    let ok = eventually(Duration::from_secs(60), || {
+        let (status, body) = s.post("/v1/topics", &spec);
+        last = json!({"status": status, "body": body});
+        match status {
+            201 => true,
+            400 | 503 | 409 if body["error"]["code"] != json!("topic_exists") => false,
+            409 => true,
+            _ => panic!("creating {spec}: {status} {body}"),
+        }
+    });
+    assert!(ok, "the topic was never created: {last}");
+    last
+}
+
+/// Per partition (leader, in-sync set) as `s` describes the topic.
+fn routes(s: &Server, topic: &str) -> Vec<(Option<u64>, Vec<u64>)> {
+    let (status, d) = s.get(&format!("/v1/topics/{topic}"));
+    if status != 200 {
+        return Vec::new();
+    }
+    d["partition_offsets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let r = &p["replication"];
+            (
+                r["leader"].as_u64(),
+                r["isr"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_u64).collect())
+                    .unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+fn fully_replicated(s: &Server, topic: &str, partitions: usize) -> bool {
+    let r = routes(s, topic);
+    r.len() == partitions && r.iter().all(|(l, isr)| l.is_some() && isr.len() == 3)
+}
+
+#[test]
+fn a_replicated_topic_is_on_every_node_and_an_impossible_factor_is_refused() {
+    let servers = start_cluster();
+    create_replicated(
+        &servers[1],
+        json!({"name": "orders", "partitions": 2, "replication_factor": 3, "min_insync_replicas": 2}),
+    );
+    for s in &servers {
+        assert!(
+            eventually(Duration::from_secs(30), || fully_replicated(s, "orders", 2)),
+            "{:?}",
+            routes(s, "orders")
+        );
+        let d = s.describe("orders");
+        assert_eq!(d["cluster"]["replication_factor"], json!(3), "{d}");
+        assert_eq!(d["cluster"]["min_insync_replicas"], json!(2), "{d}");
+    }
+    let (status, body) = servers[0].post(
+        "/v1/topics",
+        &json!({"name": "wide", "partitions": 1, "replication_factor": 4}),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["error"]["code"],
+        json!("invalid_replication_factor"),
+        "{body}"
+    );
+    // Produced through the leader, the records are on every replica.
+    let (leader, _) = routes(&servers[0], "orders")[0].clone();
+    let leader = &servers[leader.unwrap() as usize - 1];
+    leader.produce(
+        "orders",
+        vec![json!({"key": "a", "value": "1", "partition": 0})],
+    );
+    for s in &servers {
+        assert!(
+            eventually(Duration::from_secs(30), || s.read_all("orders", 0, 0).len()
+                == 1),
+            "a replica misses the record"
+        );
+    }
+    // Deleted on one node: gone everywhere.
+    assert_eq!(servers[2].delete("/v1/topics/orders"), 204);
+    for s in &servers {
+        assert!(
+            eventually(Duration::from_secs(30), || s.get("/v1/topics/orders").0
+                == 404),
+            "the topic is still on a node"
+        );
+    }
+}
+
+/// The node leading most partitions of `topic`, as `s` sees it.
+fn busiest_leader(s: &Server, topic: &str) -> Option<u64> {
+    let mut count: BTreeMap<u64, usize> = BTreeMap::new();
+    for (l, _) in routes(s, topic) {
+        *count.entry(l?).or_default() += 1;
+    }
+    count.into_iter().max_by_key(|(_, n)| *n).map(|(id, _)| id)
+}
+
+#[test]
+fn acks_all_records_survive_repeated_kill9_of_the_leader_with_nothing_lost() {
+    let mut servers = start_cluster();
+    create_replicated(
+        &servers[0],
+        json!({"name": "steady", "partitions": 3, "replication_factor": 3, "min_insync_replicas": 2}),
+    );
+    assert!(
+        eventually(Duration::from_secs(30), || fully_replicated(
+            &servers[0],
+            "steady",
+            3
+        )),
+        "{:?}",
+        routes(&servers[0], "steady")
+    );
+    let bootstrap = servers
+        .iter()
+        .map(|s| s.kafka.clone())
+        .collect::<Vec<_>>()
+        .join(",");
+    let stop = tempfile::tempdir().unwrap();
+    let stop_file = stop.path().join("stop");
+    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/kafka/cluster_produce_verify.py");
+    let producer = Command::new("python3")
+        .arg(script)
+        .args([
+            "--bootstrap",
+            &bootstrap,
+            "--topic",
+            "steady",
+            "--rate",
+            "1000",
+        ])
+        .arg("--stop")
+        .arg(&stop_file)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 with confluent-kafka (scripts/test.sh installs it)");
+    std::thread::sleep(Duration::from_secs(3));
+    for round in 0..3 {
+        // Every node runs at the start of a round (the last victim was restarted).
+        let observer = &servers[round % 3];
+        let victim = busiest_leader(observer, "steady").expect("every partition has a leader");
+        let killed_at = std::time::Instant::now();
+        servers[victim as usize - 1].kill9();
+        let others: Vec<usize> = (0..3).filter(|i| *i as u64 != victim - 1).collect();
+        let led_again = eventually(Duration::from_secs(30), || {
+            let r = routes(&servers[others[0]], "steady");
+            r.len() == 3 && r.iter().all(|(l, _)| l.is_some_and(|l| l != victim))
+        });
+        assert!(
+            led_again,
+            "round {round}: partitions not led again after kill -9 of {victim}"
+        );
+        // Informational only: how long until every partition had a new leader.
+        eprintln!(
+            "round {round}: node {victim} killed; led again after {:?}",
+            killed_at.elapsed()
+        );
+        std::thread::sleep(Duration::from_secs(2));
+        servers[victim as usize - 1].start_again();
+        assert!(
+            eventually(Duration::from_secs(60), || fully_replicated(
+                &servers[others[0]],
+                "steady",
+                3
+            )),
+            "round {round}: node {victim} never rejoined the in-sync sets: {:?}",
+            routes(&servers[others[0]], "steady")
+        );
+    }
+    std::fs::write(&stop_file, b"").unwrap();
+    let out = producer.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let summary: Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or(Value::Null);
+    assert!(
+        out.status.success() && summary["ok"] == json!(true),
+        "producer/verifier failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(summary["acked"].as_u64().unwrap() > 1000, "{summary}");
+    eprintln!("{summary}");
+}
