@@ -301,6 +301,10 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         Some(result) => result,
         None => {
             tracing::info!("shutting down");
+            if let Some(c) = &cluster {
+                // Leaderships move to other nodes while this one still answers.
+                c.controlled_shutdown().await;
+            }
             let _ = shutdown_tx.send(true);
             match tokio::time::timeout(DRAIN_TIMEOUT, &mut server).await {
                 Ok(result) => result,

@@ -24,7 +24,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use weir_broker::cluster::config::{ClusterConfig, Mode};
-use weir_broker::cluster::control::{ControlPlane, ControlSettings, Proposer};
+use weir_broker::cluster::control::{ControlPlane, ControlSettings, Proposer, SHUTDOWN_WAIT};
 use weir_broker::cluster::identity::{self, Expected, IdentityError, Verdict};
 use weir_broker::cluster::metadata::{MetadataConfig, MetadataNode, NodeInfo};
 use weir_broker::cluster::metadata_rpc::{MetadataService, RpcMetadataTransport};
@@ -299,10 +299,26 @@ impl ClusterNode {
         Ok(())
     }
 
-    /// Waits for the listener and the greeter to end (after `stop` turned true), after
-    /// stopping the metadata quorum member (its log is closed when this returns).
+    /// A controlled shutdown (on SIGTERM, before the quorum member stops): this node stops
+    /// heartbeating and the controller fences it and moves its partition leaderships to
+    /// in-sync replicas; at most [`SHUTDOWN_WAIT`]. Returns whether the controller confirmed
+    /// it. [`stopped`](Self::stopped) does it too; calling it earlier (before the Kafka and
+    /// HTTP listeners close) lets clients move to the new leaders while this node still
+    /// answers.
+    pub async fn controlled_shutdown(&self) -> bool {
+        match &self.control {
+            Some(control) => control.shutdown(SHUTDOWN_WAIT).await,
+            None => true,
+        }
+    }
+
+    /// Waits for the listener and the greeter to end (after `stop` turned true), after a
+    /// controlled shutdown and stopping the metadata quorum member (its log is closed when
+    /// this returns).
     pub async fn stopped(self) {
         if let Some(control) = self.control {
+            // Leaderships move away before the quorum member stops (bounded).
+            control.shutdown(SHUTDOWN_WAIT).await;
             // A proposal in flight may be dropped: it commits or not, and the next
             // controller decides again on what it applied.
             control.stop().await;

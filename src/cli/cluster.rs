@@ -10,7 +10,8 @@ use super::output::{fields, print, table};
 
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
-    /// Show the cluster id, this node and every peer (address, reachable, last seen)
+    /// Show the cluster id, this node and every peer (address, reachable, last seen,
+    /// registered or fenced, Kafka and HTTP addresses)
     Status {
         /// Print the JSON answer as is
         #[arg(long)]
@@ -48,6 +49,12 @@ struct Node {
     is_self: bool,
     #[serde(default)]
     registered: Option<bool>,
+    #[serde(default)]
+    fenced: Option<bool>,
+    #[serde(default)]
+    kafka_address: Option<String>,
+    #[serde(default)]
+    http_address: Option<String>,
 }
 
 pub async fn run(client: &Client, command: ClusterCommand) -> Result<()> {
@@ -122,11 +129,14 @@ fn render(view: &View, now: u64) -> String {
                     ago(now, n.last_seen_ms)
                 },
                 n.error.clone().unwrap_or_default(),
-                match n.registered {
-                    None => "-".into(),
-                    Some(true) => "yes".into(),
-                    Some(false) => "no".into(),
+                match (n.registered, n.fenced) {
+                    (None, _) => "-".into(),
+                    (Some(true), _) => "yes".into(),
+                    (Some(false), Some(true)) => "fenced".into(),
+                    (Some(false), _) => "no".into(),
                 },
+                n.kafka_address.clone().unwrap_or_else(|| "-".into()),
+                n.http_address.clone().unwrap_or_else(|| "-".into()),
             ]
         })
         .collect();
@@ -138,6 +148,8 @@ fn render(view: &View, now: u64) -> String {
             "LAST SEEN",
             "ERROR",
             "REGISTERED",
+            "KAFKA",
+            "HTTP",
         ],
         &rows,
     ));
@@ -170,6 +182,29 @@ mod tests {
     }
 
     #[test]
+    fn shows_fenced_nodes_and_advertised_addresses() {
+        let view: View = serde_json::from_value(serde_json::json!({
+            "mode": "cluster", "cluster_id": "abc", "node_id": 1,
+            "metadata": {"controller": 1, "role": "leader", "term": 2, "applied_index": 9},
+            "nodes": [
+                {"id": 1, "address": "h:1", "reachable": true, "last_seen_ms": 1, "error": null, "self": true,
+                 "registered": true, "fenced": false, "kafka_address": "k:1", "http_address": "w:1"},
+                {"id": 2, "address": "h:2", "reachable": false, "last_seen_ms": null, "error": null, "self": false,
+                 "registered": false, "fenced": true, "kafka_address": "k:2", "http_address": "w:2"}
+            ]
+        }))
+        .unwrap();
+        let text = render(&view, 1);
+        assert!(text.contains("KAFKA"), "{text}");
+        let row2 = text.lines().find(|l| l.starts_with("2 ")).unwrap();
+        assert!(row2.contains("fenced"), "{text}");
+        assert!(
+            row2.trim_end().ends_with("fenced      k:2    w:2"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn shows_the_controller_term_and_registration() {
         let view: View = serde_json::from_value(serde_json::json!({
             "mode": "cluster", "cluster_id": "abc", "node_id": 2,
@@ -188,6 +223,6 @@ mod tests {
         assert!(text.contains("applied index:  42"), "{text}");
         assert!(text.contains("REGISTERED"), "{text}");
         let row3 = text.lines().find(|l| l.starts_with("3 ")).unwrap();
-        assert!(row3.trim_end().ends_with("no"), "{text}");
+        assert!(row3.trim_end().ends_with("no          -      -"), "{text}");
     }
 }

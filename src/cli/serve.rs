@@ -606,5 +606,18 @@ mod tests {
         );
         let e = err(&["weir", "--node-id", "1", "--peers", "1@h:1,x@h:2"]);
         assert!(e.contains("node id 'x'"), "{e}");
+        assert_eq!(c.cluster.broker_session_timeout_ms, 3_000);
+        let e = err(&[
+            "weir",
+            "--node-id",
+            "1",
+            "--cluster-listen",
+            "h:1",
+            "--peers",
+            "1@h:1",
+            "--broker-session-timeout-ms",
+            "500",
+        ]);
+        assert!(e.contains("--broker-session-timeout-ms"), "{e}");
     }
 }

@@ -77,7 +77,7 @@ pub struct AppState {
     pub auth: Option<auth::HttpAuth>,
     /// This node's peers and their liveness (`None`: a single node).
     pub cluster: Option<Arc<weir_broker::cluster::rpc::Peers>>,
-    /// This node's metadata quorum member (`None`: a single node, or `--join`).
+    /// This node's metadata quorum member (`None`: a single node).
     pub metadata: Option<weir_broker::cluster::metadata::MetadataNode>,
     /// This node's id (the Kafka broker id; 0 on a single node).
     pub node_id: u64,

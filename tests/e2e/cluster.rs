@@ -500,3 +500,190 @@ fn agreed_controller_other_than(nodes: &[&Server], old: u64, within: Duration) -
     });
     agreed
 }
+
+/// Node `id`'s row in `s`'s `GET /v1/cluster`.
+fn node_row(s: &Server, id: u64) -> Option<Value> {
+    cluster(s)["nodes"]
+        .as_array()?
+        .iter()
+        .find(|n| n["id"] == json!(id))
+        .cloned()
+}
+
+/// Whether `s` shows node `id` fenced in its metadata.
+fn fenced(s: &Server, id: u64) -> bool {
+    node_row(s, id).is_some_and(|n| n["fenced"] == json!(true))
+}
+
+/// Whether `s` shows node `id` registered, unfenced, at the addresses `server` listens on.
+fn live_at(s: &Server, id: u64, server: &Server) -> bool {
+    let http = server.url.trim_start_matches("http://");
+    node_row(s, id).is_some_and(|n| {
+        n["registered"] == json!(true)
+            && n["fenced"] == json!(false)
+            && n["kafka_address"] == json!(server.kafka)
+            && n["http_address"] == json!(http)
+    })
+}
+
+#[test]
+fn a_killed_node_is_fenced_within_its_session_and_live_again_with_its_new_addresses() {
+    let ports = [free_port(), free_port(), free_port()];
+    let mut servers: Vec<Server> = (1..=3).map(|id| start_node(id, &ports)).collect();
+    let all: Vec<&Server> = servers.iter().collect();
+    let Some(controller) = agreed_controller(&all, Duration::from_secs(30)) else {
+        panic!("no agreed controller: {}", cluster(all[0]));
+    };
+    // Every node shows every node live with the Kafka and HTTP addresses it advertises.
+    let everyone_live = |all: &[&Server]| {
+        all.iter()
+            .all(|s| (1..=3).all(|id| live_at(s, id as u64, all[id - 1])))
+    };
+    assert!(
+        eventually(Duration::from_secs(30), || everyone_live(&all)),
+        "{}",
+        cluster(all[0])
+    );
+    let out = all[0].cli(&["cluster", "status"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("KAFKA") && text.contains(&all[1].kafka),
+        "{text}"
+    );
+
+    // kill -9 of a node that is not the controller: fenced within the session timeout
+    // (default 3 s; the bound here is a generous liveness bound), the others stay live.
+    let victim = (1..=3u64).find(|id| *id != controller).unwrap();
+    let killed_at = std::time::Instant::now();
+    servers[victim as usize - 1].kill9();
+    let rest: Vec<&Server> = servers
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i as u64 != victim - 1)
+        .map(|(_, s)| s)
+        .collect();
+    for s in &rest {
+        assert!(
+            eventually(Duration::from_secs(20), || fenced(s, victim)),
+            "node {victim} not fenced: {}",
+            cluster(s)
+        );
+    }
+    // Informational only (never asserted).
+    eprintln!(
+        "node {victim} fenced {:?} after kill -9",
+        killed_at.elapsed()
+    );
+    assert!(!fenced(rest[0], controller), "{}", cluster(rest[0]));
+    let out = rest[0].cli(&["cluster", "status"], None);
+    assert!(stdout(&out).contains("fenced"), "{}", stdout(&out));
+
+    // Restarted (on new HTTP and Kafka ports): unfenced, with its new addresses.
+    servers[victim as usize - 1].start_again();
+    let all: Vec<&Server> = servers.iter().collect();
+    assert!(
+        eventually(Duration::from_secs(30), || everyone_live(&all)),
+        "node {victim} not live again: {}",
+        cluster(all[0])
+    );
+}
+
+#[test]
+fn a_fourth_node_joins_a_running_cluster_as_a_broker_and_is_fenced_when_killed() {
+    let ports = [free_port(), free_port(), free_port()];
+    let servers: Vec<Server> = (1..=3).map(|id| start_node(id, &ports)).collect();
+    let all: Vec<&Server> = servers.iter().collect();
+    assert!(
+        eventually(Duration::from_secs(30), || all_registered(&all, &[1, 2, 3])),
+        "{}",
+        cluster(all[0])
+    );
+    let join = format!("127.0.0.1:{}", ports[1]);
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut n4 = Server::start(&[
+        "--node-id",
+        "4",
+        "--cluster-listen",
+        &listen,
+        "--join",
+        &join,
+    ]);
+    // Every node, the new one included, shows node 4 live at its addresses; it is a learner
+    // of the metadata quorum, not a voter.
+    let mut everyone: Vec<&Server> = all.clone();
+    everyone.push(&n4);
+    assert!(
+        eventually(Duration::from_secs(60), || everyone
+            .iter()
+            .all(|s| live_at(s, 4, &n4))),
+        "node 4 not registered: {} {}",
+        cluster(all[0]),
+        cluster(&n4)
+    );
+    let row = node_row(all[0], 4).unwrap();
+    assert_eq!(row["voter"], json!(false), "{row}");
+    assert_eq!(row["address"], json!(listen), "{row}");
+    let meta = cluster(&n4)["metadata"].clone();
+    assert_eq!(meta["role"], json!("learner"), "{meta}");
+    assert_eq!(meta["voters"], json!([1, 2, 3]), "{meta}");
+    assert!(meta["controller"].as_u64().is_some(), "{meta}");
+
+    // kill -9: fenced.
+    n4.kill9();
+    for s in &all {
+        assert!(
+            eventually(Duration::from_secs(20), || fenced(s, 4)),
+            "node 4 not fenced: {}",
+            cluster(s)
+        );
+    }
+    // Back (same data directory, no new join needed): live again.
+    n4.start_again();
+    assert!(
+        eventually(Duration::from_secs(30), || all
+            .iter()
+            .all(|s| live_at(s, 4, &n4))),
+        "node 4 not back: {}",
+        cluster(all[0])
+    );
+}
+
+#[test]
+fn sigterm_is_a_controlled_shutdown_that_fences_the_node_before_its_session_expires() {
+    // A session far longer than the test's bounds: only a controlled shutdown can fence the
+    // node in time.
+    let ports = [free_port(), free_port(), free_port()];
+    let start = |id: usize| {
+        let mut flags = node_flags(id, &ports);
+        flags.extend(["--broker-session-timeout-ms".into(), "120000".into()]);
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        Server::start(&flags)
+    };
+    let mut servers: Vec<Server> = (1..=3).map(start).collect();
+    let all: Vec<&Server> = servers.iter().collect();
+    assert!(
+        eventually(Duration::from_secs(30), || all_registered(&all, &[1, 2, 3])),
+        "{}",
+        cluster(all[0])
+    );
+    let Some(controller) = agreed_controller(&all, Duration::from_secs(30)) else {
+        panic!("no agreed controller: {}", cluster(all[0]));
+    };
+    let victim = (1..=3u64).find(|id| *id != controller).unwrap();
+    assert!(servers[victim as usize - 1].terminate(), "unclean exit");
+    let witness = &servers[controller as usize - 1];
+    assert!(
+        eventually(Duration::from_secs(20), || fenced(witness, victim)),
+        "node {victim} not fenced after SIGTERM: {}",
+        cluster(witness)
+    );
+    // Back: unfenced.
+    servers[victim as usize - 1].start_again();
+    let all: Vec<&Server> = servers.iter().collect();
+    assert!(
+        eventually(Duration::from_secs(30), || all_registered(&all, &[1, 2, 3])),
+        "{}",
+        cluster(all[0])
+    );
+}

@@ -52,6 +52,14 @@
 //!    caught up (bounded); it then heartbeats like any node and is registered as a broker. A
 //!    node id that is already a member at another cluster address is refused, never taken
 //!    over (node ids are never reused silently).
+//! 7. **A controlled shutdown fences at once** (SIGTERM): the node stops heartbeating, then
+//!    sends [`ControlRequest::Shutdown`]; the controller forgets its session and proposes the
+//!    same fence-and-re-elect batch as for an expired session, so its leaderships move to
+//!    in-sync replicas before the node stops serving. Heartbeats that were already in flight
+//!    are ignored for a short grace ([`ControlSettings::heartbeat_interval`] × 4), so they do
+//!    not unfence it; after that a heartbeat (a restart) registers it again. When the
+//!    controller itself shuts down it fences itself the same way and stops renewing its own
+//!    session. The node waits for this at most a few seconds ([`SHUTDOWN_WAIT`]).
 
 use crate::cluster::applier::ProposeFailure;
 use std::collections::BTreeMap;
@@ -84,6 +92,8 @@ pub const MAX_SESSION_TIMEOUT_MS: u64 = 300_000;
 pub const PROPOSE_DEADLINE: Duration = Duration::from_secs(10);
 /// How long the controller waits for a joining learner to catch up.
 pub const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest a node waits for its controlled shutdown before it stops anyway.
+pub const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
 /// The most proposals the controller makes in one tick (the rest wait for the next).
 const MAX_PROPOSALS_PER_TICK: usize = 64;
 
@@ -154,6 +164,8 @@ pub enum ControlReply {
     Heartbeat { registered: bool },
     /// The node is a learner of the metadata quorum (now or already).
     Joined,
+    /// The node is fenced and leads nothing (controlled shutdown done).
+    ShutDown,
     /// The answering node is not the controller; `leader` is, when known, at `addr`.
     NotController {
         leader: Option<NodeId>,
@@ -298,6 +310,8 @@ struct Term {
     sessions: Sessions,
     /// The addresses each node sent in its last heartbeat of this term.
     reported: BTreeMap<NodeId, NodeInfo>,
+    /// Nodes that shut down, and when: their late heartbeats are ignored for a grace.
+    left: BTreeMap<NodeId, Instant>,
 }
 
 /// The controller's side of sessions, proposals and joins, on every node: it acts only while
@@ -309,6 +323,8 @@ pub struct Controller {
     settings: ControlSettings,
     term: Mutex<Term>,
     wake: Notify,
+    /// This node is shutting down: it no longer renews its own session.
+    leaving: std::sync::atomic::AtomicBool,
 }
 
 impl Controller {
@@ -319,6 +335,7 @@ impl Controller {
             settings,
             term: Mutex::new(Term::default()),
             wake: Notify::new(),
+            leaving: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -353,6 +370,7 @@ impl Controller {
             nodes.push(self.node.id());
             state.sessions.reset(nodes, now);
             state.reported.clear();
+            state.left.clear();
             state.term = Some(term);
             tracing::info!(
                 term,
@@ -389,6 +407,14 @@ impl Controller {
         let Some(mut state) = self.begin(now) else {
             return self.not_controller();
         };
+        let grace = self.settings.heartbeat_interval * 4;
+        if let Some(left) = state.left.get(&from).copied() {
+            if now.saturating_duration_since(left) < grace {
+                // Sent before its controlled shutdown, arrived after: not a restart.
+                return ControlReply::Heartbeat { registered: false };
+            }
+            state.left.remove(&from);
+        }
         state.sessions.heartbeat(from, now);
         let registered = is_registered_as(&self.node.current(), from, &info);
         state.reported.insert(from, info);
@@ -495,13 +521,73 @@ impl Controller {
         }
     }
 
+    /// Node `from` shuts down (invariant 7): forget its session and fence it, moving its
+    /// leaderships to in-sync replicas. Retries a few times when the metadata moved under
+    /// the decision.
+    pub async fn shutdown_node(&self, from: NodeId) -> ControlReply {
+        if !self.is_member(from) {
+            if self.controller_term().is_none() {
+                return self.not_controller();
+            }
+            return ControlReply::Refused {
+                code: "not_member".into(),
+                message: format!("node {from} is not a member of the metadata quorum"),
+            };
+        }
+        {
+            let now = Instant::now();
+            let Some(mut state) = self.begin(now) else {
+                return self.not_controller();
+            };
+            state.sessions.remove(from);
+            state.reported.remove(&from);
+            state.left.insert(from, now);
+        }
+        if from == self.node.id() {
+            self.leaving
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        let mut last = String::new();
+        for _ in 0..5 {
+            let meta = self.node.current();
+            if !meta.is_live(from) {
+                return ControlReply::ShutDown;
+            }
+            match self.node.propose(fence_node_commands(&meta, from)).await {
+                Ok(_) => {
+                    tracing::info!(
+                        node = from,
+                        "controlled shutdown: fenced, leaderships moved"
+                    );
+                    return ControlReply::ShutDown;
+                }
+                Err(NodeError::Rejected(e)) => last = e.to_string(),
+                Err(NodeError::NotController { .. }) => return self.not_controller(),
+                Err(e) => {
+                    return ControlReply::Failed {
+                        code: e.code().into(),
+                        message: e.to_string(),
+                        unknown: true,
+                    };
+                }
+            }
+        }
+        ControlReply::Failed {
+            code: "conflict".into(),
+            message: format!("the metadata kept moving under the shutdown of node {from}: {last}"),
+            unknown: false,
+        }
+    }
+
     /// The next command the controller should propose now, with why (invariant 4); `None`
     /// when there is nothing to do or this node is not the controller.
     fn next_decision(&self, now: Instant) -> Option<(MetadataCommand, String)> {
         let mut state = self.begin(now)?;
         let me = self.node.id();
-        state.sessions.heartbeat(me, now);
-        state.reported.insert(me, self.local.clone());
+        if !self.leaving.load(std::sync::atomic::Ordering::SeqCst) {
+            state.sessions.heartbeat(me, now);
+            state.reported.insert(me, self.local.clone());
+        }
         let meta = self.node.current();
         let timeout = self.settings.session_timeout;
         for (&id, info) in &state.reported {
@@ -591,6 +677,7 @@ impl Controller {
                 self.heartbeat(from, info.decode().map_err(malformed)?)
             }
             ControlRequest::Join(info) => self.join(from, info.decode().map_err(malformed)?).await,
+            ControlRequest::Shutdown => self.shutdown_node(from).await,
         })
     }
 }
@@ -814,7 +901,9 @@ impl Proposer {
         let mut target = self.node.controller();
         let mut last = "no controller elected".to_string();
         let json = Json::encode(&cmd).map_err(ProposeError::Protocol)?;
+        let mut attempts = 0u32;
         loop {
+            attempts += 1;
             let previous = target;
             match target {
                 Some(t) if t == me => match self.node.propose(cmd.clone()).await {
@@ -890,8 +979,9 @@ impl Proposer {
                     last,
                 });
             }
-            if target.is_none() || target == previous {
-                // Wait for an election (or for a stale view to catch up) before asking again.
+            if target.is_none() || target == previous || attempts > 2 {
+                // Wait for an election (or for stale views to catch up) before asking again:
+                // nodes that disagree on the controller never make this spin.
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 if target.is_none() {
                     target = self.node.controller();
@@ -907,6 +997,11 @@ impl Proposer {
 pub struct ControlPlane {
     pub controller: Arc<Controller>,
     pub proposer: Proposer,
+    node: MetadataNode,
+    peers: Arc<Peers>,
+    heartbeats: Mutex<Option<JoinHandle<()>>>,
+    /// The outcome of the controlled shutdown, once attempted.
+    shut_down: tokio::sync::Mutex<Option<bool>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -926,30 +1021,97 @@ impl ControlPlane {
             settings.clone(),
         ));
         let proposer = Proposer::new(node.clone(), peers.clone(), settings.propose_deadline);
+        let heartbeats = tokio::spawn(run_heartbeats(
+            node.clone(),
+            peers.clone(),
+            local.clone(),
+            settings,
+            stop.clone(),
+        ));
         let mut tasks = vec![
             tokio::spawn(controller.clone().run(stop.clone())),
-            tokio::spawn(run_heartbeats(
-                node.clone(),
-                peers.clone(),
-                local.clone(),
-                settings,
-                stop.clone(),
-            )),
             tokio::spawn(sync_peers(node.clone(), peers.clone(), stop.clone())),
         ];
         if let Some(addr) = join {
-            tasks.push(tokio::spawn(join_cluster(node, peers, addr, local, stop)));
+            tasks.push(tokio::spawn(join_cluster(
+                node.clone(),
+                peers.clone(),
+                addr,
+                local,
+                stop,
+            )));
         }
         ControlPlane {
             controller,
             proposer,
+            node,
+            peers,
+            heartbeats: Mutex::new(Some(heartbeats)),
+            shut_down: tokio::sync::Mutex::new(None),
             tasks,
         }
+    }
+
+    /// A controlled shutdown (invariant 7): stops this node's heartbeats, then has the
+    /// controller (itself, or over the RPC) fence it and move its leaderships away. Waits
+    /// at most `within`; returns whether the controller confirmed it. Done once: a second
+    /// call returns the first one's outcome.
+    pub async fn shutdown(&self, within: Duration) -> bool {
+        let mut outcome = self.shut_down.lock().await;
+        if let Some(done) = *outcome {
+            return done;
+        }
+        let done = self.shutdown_once(within).await;
+        *outcome = Some(done);
+        done
+    }
+
+    async fn shutdown_once(&self, within: Duration) -> bool {
+        let heartbeats = lock(&self.heartbeats).take();
+        if let Some(h) = heartbeats {
+            h.abort();
+            let _ = h.await;
+        }
+        let me = self.node.id();
+        let attempt = async {
+            loop {
+                let reply = if self.node.is_controller() {
+                    Some(Ok(self.controller.shutdown_node(me).await))
+                } else {
+                    let request = PeerRequest::Control(ControlRequest::Shutdown);
+                    call_controller(&self.node, &self.peers, request, within).await
+                };
+                match reply {
+                    Some(Ok(ControlReply::ShutDown)) => return true,
+                    Some(Ok(ControlReply::Refused { code, message })) => {
+                        tracing::warn!(%code, %message, "controlled shutdown refused");
+                        return false;
+                    }
+                    other => tracing::debug!(?other, "controlled shutdown: retrying"),
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        let done = tokio::time::timeout(within, attempt).await.unwrap_or(false);
+        if done {
+            tracing::info!("controlled shutdown: this node is fenced and leads nothing");
+        } else {
+            tracing::warn!(
+                "controlled shutdown not confirmed within {within:?}; stopping anyway (the \
+                 controller fences this node when its session expires)"
+            );
+        }
+        done
     }
 
     /// Stops the tasks (a proposal in flight commits or not; the next controller decides
     /// again on what it applied).
     pub async fn stop(self) {
+        let heartbeats = lock(&self.heartbeats).take();
+        if let Some(h) = heartbeats {
+            h.abort();
+            let _ = h.await;
+        }
         for task in &self.tasks {
             task.abort();
         }

@@ -644,3 +644,76 @@ fn every_kind_of_refusal_travels_back_to_the_proposer() {
         assert_eq!(json.decode().unwrap(), reply);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controlled_shutdown_fences_at_once_and_moves_leaderships_away() {
+    let root = tempfile::tempdir().unwrap();
+    let mut nodes = start_cluster(root.path(), 3).await;
+    let controller = agreed_controller(&nodes).await;
+    until(&nodes, controller, "all registered", |m| {
+        all_live(m, &nodes, &[1, 2, 3])
+    })
+    .await;
+    let proposer = nodes[&controller].proposer();
+    let request = TopicRequest {
+        name: "t".into(),
+        partitions: 6,
+        replication_factor: Some(3),
+        ..TopicRequest::default()
+    };
+    proposer
+        .propose(create_topic_command(&proposer.current(), &request).unwrap())
+        .await
+        .unwrap();
+    let leaving = *nodes.keys().find(|id| **id != controller).unwrap();
+    let leads = |m: &ClusterMetadata, n: NodeId| {
+        leaderships(m, "t")
+            .iter()
+            .filter(|(l, _)| *l == Some(n))
+            .count()
+    };
+    assert!(leads(&nodes[&controller].node.current(), leaving) > 0);
+
+    // A follower shuts down: when `shutdown` returns, the controller has fenced it and no
+    // partition is led by it, without waiting for its session to expire.
+    let confirmed = nodes[&leaving]
+        .control
+        .as_ref()
+        .unwrap()
+        .shutdown(Duration::from_secs(10))
+        .await;
+    assert!(confirmed);
+    let m = nodes[&controller].node.current();
+    assert!(m.nodes[&leaving].fenced, "{m:?}");
+    assert_eq!(leads(&m, leaving), 0, "{m:?}");
+    for p in &m.topics["t"].partitions {
+        assert!(p.leader.is_some_and(|l| p.isr.contains(&l)), "{p:?}");
+        assert!(!p.isr.contains(&leaving), "{p:?}");
+    }
+    // It stays fenced (no late heartbeat unfences it) until it heartbeats again.
+    tokio::time::sleep(SESSION).await;
+    assert!(nodes[&controller].node.current().nodes[&leaving].fenced);
+    nodes.get_mut(&leaving).unwrap().start_control(None);
+    until(&nodes, controller, "back after its restart", |m| {
+        all_live(m, &nodes, &[1, 2, 3])
+    })
+    .await;
+
+    // The controller itself shuts down: it fences itself and hands its leaderships over.
+    assert!(leads(&nodes[&controller].node.current(), controller) > 0);
+    let confirmed = nodes[&controller]
+        .control
+        .as_ref()
+        .unwrap()
+        .shutdown(Duration::from_secs(10))
+        .await;
+    assert!(confirmed);
+    let m = nodes[&controller].node.current();
+    assert!(m.nodes[&controller].fenced, "{m:?}");
+    assert_eq!(leads(&m, controller), 0, "{m:?}");
+    tokio::time::sleep(SESSION).await;
+    assert!(nodes[&controller].node.current().nodes[&controller].fenced);
+    for (_, n) in nodes {
+        n.stop().await;
+    }
+}

@@ -81,6 +81,7 @@ impl PeerRequest {
             PeerRequest::Control(ControlRequest::Propose(_)) => "control_propose",
             PeerRequest::Control(ControlRequest::Heartbeat(_)) => "control_heartbeat",
             PeerRequest::Control(ControlRequest::Join(_)) => "control_join",
+            PeerRequest::Control(ControlRequest::Shutdown) => "control_shutdown",
         }
     }
 }
@@ -127,6 +128,9 @@ pub enum ControlRequest {
     /// The sender (started with `--join`) asks to be added to the metadata quorum as a
     /// learner at these addresses.
     Join(Json<NodeInfo>),
+    /// The sender shuts down (SIGTERM): move its leaderships away and fence it now, without
+    /// waiting for its session to expire.
+    Shutdown,
 }
 
 /// A value carried as JSON inside a postcard message. The metadata plane's types are
