@@ -23,6 +23,7 @@ use tokio::sync::watch;
 use weir_broker::auth::{AuthError, AuthStore, LoginLimits};
 use weir_broker::cluster::applier::{self, Applier};
 use weir_broker::cluster::config::ClusterConfig;
+use weir_broker::cluster::control;
 use weir_broker::cluster::replication::ReplicationConfig;
 use weir_broker::cluster::replication::manager::ReplicaManager;
 use weir_broker::cluster::replication_rpc::{ReplicaService, RpcReplicaTransport};
@@ -219,9 +220,20 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         ));
         let proposer: Arc<dyn applier::Proposer> = Arc::new(proposer.clone());
         let applier = Applier::new(node_id, broker.clone(), manager);
+        // A restarted node acts on its metadata only once it caught up with the controller.
+        let ready = {
+            let (meta, registered_at) = (meta.clone(), c.registered_at());
+            async move {
+                match registered_at {
+                    Some(r) => control::wait_caught_up(&meta, r).await,
+                    None => true,
+                }
+            }
+        };
         applier_task = Some(tokio::spawn(applier.run(
             meta.subscribe(),
             proposer.clone(),
+            ready,
             shutdown_rx.clone(),
         )));
         let m = meta.clone();

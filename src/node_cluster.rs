@@ -219,6 +219,12 @@ impl ClusterNode {
         }
     }
 
+    /// Once started: `Some(v)` after the controller said this node is registered (`v` its
+    /// applied version then); see `control::wait_caught_up`.
+    pub fn registered_at(&self) -> Option<watch::Receiver<Option<u64>>> {
+        self.control.as_ref().map(|c| c.registered_at.clone())
+    }
+
     /// Starts this node's metadata quorum member under `<data-dir>/cluster/metadata` (with
     /// `--peers` a voter of the initial set, with `--join` a learner that asks to be
     /// admitted), serves Raft and control requests to the peers, and starts the control

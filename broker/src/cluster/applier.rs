@@ -22,6 +22,9 @@
 //! 4. **In-sync set changes leave this node only as `AlterPartition` proposals carrying the
 //!    leader epoch and partition epoch it leads at**; the state machine refuses a stale one
 //!    (cluster invariant 6). The replica applies a set only when the metadata commits it.
+//! 5. **Nothing is applied before the node has caught up** with the controller's metadata
+//!    ([`Applier::run`]'s `ready`): a restarted node's own log may say it leads at an epoch
+//!    the cluster replaced while it was down.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -301,12 +304,25 @@ impl Applier {
 
     /// Applies every metadata version `versions` yields, and sends wanted in-sync set
     /// changes through `proposer`, until `stop` turns true.
+    /// `ready` resolves once this node has caught up with the controller's metadata (a
+    /// restarted node's local log may be stale): nothing is applied before (invariant 5).
     pub async fn run(
         self,
         mut versions: watch::Receiver<Arc<ClusterMetadata>>,
         proposer: Arc<dyn Proposer>,
+        ready: impl std::future::Future<Output = bool> + Send,
         mut stop: watch::Receiver<bool>,
     ) {
+        tokio::select! {
+            () = stopped(&mut stop) => return,
+            ok = ready => if !ok {
+                return;
+            },
+        }
+        tracing::info!(
+            node = self.node,
+            "caught up with the cluster metadata; applying it"
+        );
         let applier = Arc::new(std::sync::Mutex::new(self));
         let mut tick = tokio::time::interval(ISR_CHECK_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -423,3 +423,63 @@ async fn append_acks_1(broker: Broker, v: &str) {
         .unwrap()
         .unwrap();
 }
+
+/// A proposer that is never reached (the test commits nothing through it).
+struct NoProposer;
+
+impl super::applier::Proposer for NoProposer {
+    fn propose(
+        &self,
+        _: MetadataCommand,
+    ) -> futures_util::future::BoxFuture<
+        '_,
+        Result<super::metadata::MetadataResponse, super::applier::ProposeFailure>,
+    > {
+        Box::pin(async {
+            Err(super::applier::ProposeFailure::Unavailable(
+                "no controller in this test".into(),
+            ))
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_applier_acts_on_nothing_before_the_node_has_caught_up() {
+    let mut h = Harness::new(3);
+    h.create_topic("orders", 1, 2);
+    let node = h.nodes.remove(&1).unwrap();
+    let (versions_tx, versions) = tokio::sync::watch::channel(Arc::new(h.meta.clone()));
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<bool>();
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let broker = node.broker.clone();
+    let task = tokio::spawn(node.applier.run(
+        versions,
+        Arc::new(NoProposer),
+        async move { ready_rx.await.unwrap_or(false) },
+        stop,
+    ));
+    // Not caught up: the metadata (which assigns node 1 a replica) is not acted on.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        broker.topic_info("orders").is_err(),
+        "the applier acted before the node caught up"
+    );
+    ready_tx.send(true).unwrap();
+    let created =
+        crate::cluster::applier_tests::eventually(|| broker.topic_info("orders").is_ok()).await;
+    assert!(created, "the applier did not act once caught up");
+    drop(versions_tx);
+    let _ = stop_tx.send(true);
+    let _ = task.await;
+}
+
+async fn eventually(mut f: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + LIVENESS;
+    while tokio::time::Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}

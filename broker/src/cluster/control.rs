@@ -60,6 +60,11 @@
 //!    not unfence it; after that a heartbeat (a restart) registers it again. When the
 //!    controller itself shuts down it fences itself the same way and stops renewing its own
 //!    session. The node waits for this at most a few seconds ([`SHUTDOWN_WAIT`]).
+//! 8. **A node acts on its metadata only once it has caught up** ([`wait_caught_up`]): after
+//!    a start its local metadata log may be stale (it missed its own fencing and the
+//!    elections that followed), so its applier waits until the controller has answered a
+//!    heartbeat with "registered" and the local metadata has applied the controller's
+//!    version at that moment.
 
 use crate::cluster::applier::ProposeFailure;
 use std::collections::BTreeMap;
@@ -161,7 +166,14 @@ pub enum ControlReply {
     },
     /// The heartbeat renewed the session; `registered`: the applied metadata shows the node
     /// live at the addresses it sent (else the controller registers it shortly).
-    Heartbeat { registered: bool },
+    Heartbeat {
+        registered: bool,
+        /// The controller's applied metadata version when it answered: a node that was
+        /// told `registered` acts on its own metadata only once it has applied this far
+        /// (its local log may be stale after a restart).
+        #[serde(default)]
+        version: u64,
+    },
     /// The node is a learner of the metadata quorum (now or already).
     Joined,
     /// The node is fenced and leads nothing (controlled shutdown done).
@@ -411,18 +423,26 @@ impl Controller {
         if let Some(left) = state.left.get(&from).copied() {
             if now.saturating_duration_since(left) < grace {
                 // Sent before its controlled shutdown, arrived after: not a restart.
-                return ControlReply::Heartbeat { registered: false };
+                return ControlReply::Heartbeat {
+                    registered: false,
+                    version: 0,
+                };
             }
             state.left.remove(&from);
         }
         state.sessions.heartbeat(from, now);
-        let registered = is_registered_as(&self.node.current(), from, &info);
+        let current = self.node.current();
+        let registered = is_registered_as(&current, from, &info);
+        let version = current.version;
         state.reported.insert(from, info);
         drop(state);
         if !registered {
             self.wake.notify_one();
         }
-        ControlReply::Heartbeat { registered }
+        ControlReply::Heartbeat {
+            registered,
+            version,
+        }
     }
 
     /// A proposal from peer `from` (invariants 1 and 2).
@@ -744,6 +764,7 @@ pub async fn run_heartbeats(
     peers: Arc<Peers>,
     info: NodeInfo,
     settings: ControlSettings,
+    caught_up: watch::Sender<Option<u64>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let Ok(json) = Json::encode(&info) else {
@@ -756,6 +777,23 @@ pub async fn run_heartbeats(
     let mut last_error = String::new();
     loop {
         let outcome = call_controller(&node, &peers, request.clone(), timeout).await;
+        if node.controller() == Some(node.id()) && caught_up.borrow().is_none() {
+            // The controller is its own authority: caught up once it sees itself registered.
+            let current = node.current();
+            if is_registered_as(&current, node.id(), &info) {
+                caught_up.send_replace(Some(current.version));
+            }
+        }
+        if let Some(Ok(ControlReply::Heartbeat {
+            registered: true,
+            version,
+        })) = &outcome
+            && caught_up.borrow().is_none()
+        {
+            // The first time the controller says this node is registered: from then on
+            // the node may act on metadata at or past that version (invariant 8).
+            caught_up.send_replace(Some(*version));
+        }
         let error = match outcome {
             None | Some(Ok(ControlReply::Heartbeat { .. })) => String::new(),
             Some(Ok(other)) => format!("{other:?}"),
@@ -997,6 +1035,9 @@ impl Proposer {
 pub struct ControlPlane {
     pub controller: Arc<Controller>,
     pub proposer: Proposer,
+    /// `Some(v)` once the controller answered a heartbeat saying this node is registered,
+    /// `v` being the controller's applied version then (see [`wait_caught_up`]).
+    pub registered_at: watch::Receiver<Option<u64>>,
     node: MetadataNode,
     peers: Arc<Peers>,
     heartbeats: Mutex<Option<JoinHandle<()>>>,
@@ -1021,11 +1062,13 @@ impl ControlPlane {
             settings.clone(),
         ));
         let proposer = Proposer::new(node.clone(), peers.clone(), settings.propose_deadline);
+        let (caught_up, registered_at) = watch::channel(None);
         let heartbeats = tokio::spawn(run_heartbeats(
             node.clone(),
             peers.clone(),
             local.clone(),
             settings,
+            caught_up,
             stop.clone(),
         ));
         let mut tasks = vec![
@@ -1044,6 +1087,7 @@ impl ControlPlane {
         ControlPlane {
             controller,
             proposer,
+            registered_at,
             node,
             peers,
             heartbeats: Mutex::new(Some(heartbeats)),
@@ -1119,4 +1163,24 @@ impl ControlPlane {
             let _ = task.await;
         }
     }
+}
+
+/// Waits until this node may act on its applied metadata (invariant 8): the controller has
+/// said it is registered (live at its addresses) and the local metadata has applied at least
+/// the version the controller had then. A node restarted on an old metadata log would
+/// otherwise act for a moment on what it knew before it died (lead at an epoch long
+/// replaced) — as a KRaft broker waits for its metadata catch-up before it serves.
+pub async fn wait_caught_up(
+    node: &MetadataNode,
+    mut registered_at: watch::Receiver<Option<u64>>,
+) -> bool {
+    let Ok(version) = registered_at
+        .wait_for(Option::is_some)
+        .await
+        .map(|v| v.unwrap_or(0))
+    else {
+        return false;
+    };
+    let mut applied = node.subscribe();
+    applied.wait_for(|m| m.version >= version).await.is_ok()
 }
