@@ -237,12 +237,15 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
             shutdown_rx.clone(),
         )));
         let m = meta.clone();
-        routing = Some(ClusterRouting::new(
-            node_id,
-            meta.subscribe(),
-            proposer,
-            Arc::new(move || m.controller()),
-        ));
+        routing = Some(
+            ClusterRouting::new(
+                node_id,
+                meta.subscribe(),
+                proposer,
+                Arc::new(move || m.controller()),
+            )
+            .with_partition_budget(config.broker.files.max_partitions),
+        );
     }
     let state = AppState {
         broker: broker.clone(),

@@ -46,6 +46,9 @@ pub struct ClusterRouting {
     versions: watch::Receiver<Arc<ClusterMetadata>>,
     proposer: Arc<dyn Proposer>,
     controller: Arc<dyn Fn() -> Option<NodeId> + Send + Sync>,
+    /// Partition replicas one node admits (its `--max-partitions`): a topic that would put
+    /// more on any node is refused before it is proposed.
+    partition_budget: usize,
 }
 
 /// Two handles are equal when they route for the same node through the same proposer.
@@ -94,7 +97,14 @@ impl ClusterRouting {
             versions,
             proposer,
             controller,
+            partition_budget: usize::MAX,
         }
+    }
+
+    /// Refuses topics that would put more than `budget` partition replicas on a node.
+    pub fn with_partition_budget(mut self, budget: usize) -> ClusterRouting {
+        self.partition_budget = budget;
+        self
     }
 
     /// This node's id.
@@ -183,13 +193,49 @@ impl ClusterRouting {
             if meta.topics.contains_key(&spec.name) {
                 return Err(BrokerError::TopicExists(spec.name.clone()));
             }
-            controller::create_topic_command(&meta, &request)
-                .map_err(|e| broker_error(ProposeFailure::Refused(e)))?
+            let command = controller::create_topic_command(&meta, &request)
+                .map_err(|e| broker_error(ProposeFailure::Refused(e)))?;
+            self.check_budget(&meta, &command)?;
+            command
         };
         self.proposer.propose(command).await.map_err(broker_error)?;
         let name = spec.name.clone();
         self.wait_applied(move |m| m.topics.contains_key(&name))
             .await
+    }
+
+    /// Refuses a topic that would bring a node over its partition budget (clients may create
+    /// topics, auto-create included: the metadata must stay bounded).
+    fn check_budget(
+        &self,
+        meta: &ClusterMetadata,
+        command: &MetadataCommand,
+    ) -> Result<(), BrokerError> {
+        let MetadataCommand::CreateTopic(create) = command else {
+            return Ok(());
+        };
+        let mut per_node: std::collections::BTreeMap<NodeId, usize> = Default::default();
+        let existing = meta
+            .topics
+            .values()
+            .flat_map(|t| &t.partitions)
+            .map(|p| &p.replicas);
+        for replicas in existing.chain(create.assignment.iter()) {
+            for n in replicas {
+                *per_node.entry(*n).or_default() += 1;
+            }
+        }
+        match per_node
+            .into_iter()
+            .find(|(_, n)| *n > self.partition_budget)
+        {
+            Some((node, n)) => Err(BrokerError::PolicyViolation(format!(
+                "topic '{}' would bring node {node} to {n} partition replicas, over its limit \
+                 of {} (--max-partitions)",
+                create.name, self.partition_budget
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// Deletes a replicated topic through the controller and waits until this node has
@@ -218,5 +264,80 @@ impl ClusterRouting {
                 "the change was committed but this node has not applied it yet".into(),
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::metadata::{MetadataResponse, NodeInfo, VersionedCommand};
+    use futures_util::future::BoxFuture;
+
+    /// Commits to a shared metadata at once, as a controller would.
+    struct Instant(std::sync::Mutex<(ClusterMetadata, watch::Sender<Arc<ClusterMetadata>>)>);
+
+    impl Proposer for Instant {
+        fn propose(
+            &self,
+            command: MetadataCommand,
+        ) -> BoxFuture<'_, Result<MetadataResponse, ProposeFailure>> {
+            Box::pin(async move {
+                let mut g = self.0.lock().unwrap();
+                let index = g.0.version + 1;
+                let r =
+                    g.0.apply_entry(index, &VersionedCommand::new(command))
+                        .unwrap();
+                let meta = Arc::new(g.0.clone());
+                g.1.send_replace(meta);
+                r.map_err(ProposeFailure::Refused)
+            })
+        }
+    }
+
+    fn routing(budget: usize) -> ClusterRouting {
+        let mut meta = ClusterMetadata::default();
+        for (i, node) in (1..=3).enumerate() {
+            let cmd = MetadataCommand::RegisterNode {
+                node,
+                info: NodeInfo::default(),
+            };
+            meta.apply_entry(i as u64 + 1, &VersionedCommand::new(cmd))
+                .unwrap()
+                .unwrap();
+        }
+        let (tx, rx) = watch::channel(Arc::new(meta.clone()));
+        let proposer = Arc::new(Instant(std::sync::Mutex::new((meta, tx))));
+        ClusterRouting::new(1, rx, proposer, Arc::new(|| Some(1))).with_partition_budget(budget)
+    }
+
+    #[tokio::test]
+    async fn topics_are_created_through_the_proposer_within_the_partition_budget() {
+        let r = routing(10);
+        let mut spec = TopicSpec::new("a", 6);
+        spec.replication_factor = Some(3);
+        r.create_topic(&spec).await.unwrap();
+        assert_eq!(r.routes("a").unwrap().len(), 6);
+        assert!(matches!(
+            r.create_topic(&spec).await,
+            Err(BrokerError::TopicExists(_))
+        ));
+        // 6 + 5 replicas on every node would pass the budget of 10: refused, nothing proposed.
+        let too_many = TopicSpec {
+            replication_factor: Some(3),
+            ..TopicSpec::new("b", 5)
+        };
+        match r.create_topic(&too_many).await {
+            Err(BrokerError::PolicyViolation(m)) => assert!(m.contains("over its limit"), "{m}"),
+            other => panic!("over the budget was not refused: {other:?}"),
+        }
+        assert!(r.routes("b").is_none());
+        let wide = TopicSpec {
+            replication_factor: Some(4),
+            ..TopicSpec::new("c", 1)
+        };
+        assert!(matches!(
+            r.create_topic(&wide).await,
+            Err(BrokerError::InvalidReplicationFactor(_))
+        ));
     }
 }
