@@ -681,7 +681,23 @@ impl Broker {
     ) -> Result<Vec<(i32, i64)>> {
         let t = self.topic(topic)?;
         let n = t.info.partitions;
-        let sticky = (t.round_robin.fetch_add(1, Ordering::Relaxed) % n as u32) as i32;
+        let turn = t.round_robin.fetch_add(1, Ordering::Relaxed);
+        // Replicated: unkeyed records go round robin over the partitions this node leads (a
+        // write elsewhere would be refused); all partitions when it leads none.
+        let led: Vec<i32> = t
+            .partitions
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| {
+                p.is_replicated() && p.replica().is_some_and(|r| r.progress().is_leader)
+            })
+            .map(|(i, _)| i as i32)
+            .collect();
+        let sticky = if led.is_empty() {
+            (turn % n as u32) as i32
+        } else {
+            led[turn as usize % led.len()]
+        };
         let now = now_ms();
         let mut by_partition: Vec<Vec<usize>> = vec![Vec::new(); n as usize];
         for (i, r) in records.iter().enumerate() {

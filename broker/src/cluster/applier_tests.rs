@@ -483,3 +483,30 @@ async fn eventually(mut f: impl FnMut() -> bool) -> bool {
     }
     false
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unkeyed_records_go_to_the_partitions_this_node_leads() {
+    let mut h = Harness::new(3);
+    h.create_topic("orders", 3, 1);
+    h.apply_all();
+    // Each node leads one of the three partitions: unkeyed produce on any node succeeds.
+    for id in 1..=3 {
+        let led: Vec<i32> = (0..3).filter(|p| h.leader("orders", *p) == id).collect();
+        for _ in 0..4 {
+            let b = h.broker(id);
+            let record = ProduceRecord {
+                value: Some(b"v".to_vec().into()),
+                ..ProduceRecord::default()
+            };
+            let acked = tokio::task::spawn_blocking(move || b.produce("orders", vec![record]))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(
+                led.contains(&acked[0].0),
+                "node {id} wrote partition {} it does not lead",
+                acked[0].0
+            );
+        }
+    }
+}
