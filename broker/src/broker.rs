@@ -868,9 +868,10 @@ impl Broker {
         partition: i32,
         batch: &batch::CheckedBatch,
     ) -> Result<(i64, i64)> {
-        let t = self.topic(topic)?;
-        guard::check_write(topic, t.internal().as_ref())?;
-        self.append_owned(topic, partition, batch)
+        let appended = self.append_client(topic, partition, batch, true)?;
+        let range = (appended.first, appended.last);
+        wait_replicated(appended.pending)?;
+        Ok(range)
     }
 
     /// [`Broker::append_checked`] to any topic, internal or not: for the topics' owners.

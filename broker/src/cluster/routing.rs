@@ -124,15 +124,10 @@ impl ClusterRouting {
 
     /// Registered, unfenced brokers, by id.
     pub fn live_brokers(&self) -> Vec<BrokerEndpoint> {
-        let meta = self.metadata();
-        meta.nodes
-            .iter()
-            .filter(|(_, n)| !n.fenced)
-            .map(|(&id, n)| BrokerEndpoint {
-                id,
-                kafka_addr: n.info.kafka_addr.clone(),
-                http_addr: n.info.http_addr.clone(),
-            })
+        self.brokers()
+            .into_iter()
+            .filter(|(_, fenced)| !fenced)
+            .map(|(b, _)| b)
             .collect()
     }
 

@@ -144,12 +144,14 @@ fn read_all(
                     // Out of range only past the log's end: between the high watermark
                     // and the log end (a new leader's high watermark can lag the old one's
                     // for a fetch round) there is nothing to read yet.
-                    let log_end = ctx
-                        .broker
-                        .local_log_end(topic, *partition)
-                        .unwrap_or(end)
-                        .max(end);
-                    if *offset < start || *offset > log_end {
+                    let past_log_end = *offset > end
+                        && *offset
+                            > ctx
+                                .broker
+                                .local_log_end(topic, *partition)
+                                .unwrap_or(end)
+                                .max(end);
+                    if *offset < start || past_log_end {
                         any_error = true;
                         return base
                             .with_error_code(ResponseError::OffsetOutOfRange.code())

@@ -41,15 +41,8 @@ fn coordinator(ctx: &Ctx, conn: &Conn) -> Option<(BrokerId, String, i32)> {
         let (host, port) = ctx.advertised(conn);
         return Some((id, host, port));
     }
-    let (host, port) = b.kafka_addr.rsplit_once(':')?;
-    let port: u16 = port.parse().ok()?;
-    Some((
-        id,
-        host.trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string(),
-        i32::from(port),
-    ))
+    let (host, port) = super::metadata::split_host_port(&b.kafka_addr)?;
+    Some((id, host, port))
 }
 
 pub fn find_coordinator(

@@ -131,7 +131,7 @@ pub async fn handle(
 }
 
 /// `host:port` (IPv6 hosts in brackets) as Kafka's Metadata carries it.
-fn split_host_port(addr: &str) -> Option<(String, i32)> {
+pub(super) fn split_host_port(addr: &str) -> Option<(String, i32)> {
     let (host, port) = addr.rsplit_once(':')?;
     let port: u16 = port.parse().ok()?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
