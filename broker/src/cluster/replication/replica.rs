@@ -358,8 +358,10 @@ impl PartitionReplica {
     }
 
     /// Appends a produced batch as the leader (blocking). `acks=all` is refused with
-    /// `NOT_ENOUGH_REPLICAS` before anything is written when the committed in-sync set is
-    /// smaller than `min_insync_replicas`. The batch carries this leader's epoch.
+    /// `NOT_ENOUGH_REPLICAS` before anything is written when fewer than
+    /// `min_insync_replicas` members of the committed in-sync set are in sync now
+    /// ([`LeaderState::in_sync_now`]: a member silent past the lag time does not count even
+    /// before the controller commits its removal). The batch carries this leader's epoch.
     pub fn append_as_leader(
         &self,
         batch: &CheckedBatch,
@@ -371,15 +373,17 @@ impl PartitionReplica {
             return Err(ReplicationError::NotLeaderOrFollower(self.tp.clone()));
         };
         let epoch = l.epoch();
-        let isr = l.isr().len();
-        if acks == Acks::All && isr < state.min_insync {
-            return Err(ReplicationError::NotEnoughReplicas {
-                tp: self.tp.clone(),
-                isr,
-                min_insync: state.min_insync,
-            });
-        }
         let mut log = lock(&self.log);
+        if acks == Acks::All {
+            let isr = l.in_sync_now(log.end_offset(), now, state.lag_ms);
+            if isr < state.min_insync {
+                return Err(ReplicationError::NotEnoughReplicas {
+                    tp: self.tp.clone(),
+                    isr,
+                    min_insync: state.min_insync,
+                });
+            }
+        }
         if log.leader_epoch() != epoch {
             // Only this type sets the epoch on a replicated log; a mismatch is a bug upstream.
             return Err(ReplicationError::NotLeaderOrFollower(self.tp.clone()));
