@@ -1,0 +1,372 @@
+//! Operating a cluster through real `weir serve --peers` processes: any node serves HTTP
+//! produce and reads (a node that does not lead a partition forwards its records to the
+//! leader; one without a replica forwards reads), a forwarded request is never forwarded
+//! again; `GET /v1/cluster`, `weir cluster status` and `/metrics` show an under-replicated
+//! partition after a node is killed with SIGKILL (and the lag of the dead node's replicas)
+//! and not after it returns. Timing is never asserted beyond liveness bounds.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::common::{Server, eventually, stdout};
+use crate::replication::{create_replicated, start_cluster};
+
+/// Per partition (leader, replicas, in-sync set) as `s` describes the topic.
+fn layout(s: &Server, topic: &str) -> Vec<(Option<u64>, Vec<u64>, Vec<u64>)> {
+    let (status, d) = s.get(&format!("/v1/topics/{topic}"));
+    if status != 200 {
+        return Vec::new();
+    }
+    let ids = |v: &Value| -> Vec<u64> {
+        v.as_array()
+            .map(|a| a.iter().filter_map(Value::as_u64).collect())
+            .unwrap_or_default()
+    };
+    d["partition_offsets"]
+        .as_array()
+        .map(|ps| {
+            ps.iter()
+                .map(|p| {
+                    let r = &p["replication"];
+                    (r["leader"].as_u64(), ids(&r["replicas"]), ids(&r["isr"]))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Every partition led and all its replicas in sync, as every node sees it.
+fn settled(servers: &[Server], topic: &str, partitions: usize) -> bool {
+    servers.iter().all(|s| {
+        let l = layout(s, topic);
+        l.len() == partitions
+            && l.iter()
+                .all(|(leader, replicas, isr)| leader.is_some() && isr.len() == replicas.len())
+    })
+}
+
+fn values(records: &[Value]) -> Vec<String> {
+    records
+        .iter()
+        .filter_map(|r| r["value"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// Every node registered (live) in `s`'s metadata.
+fn all_registered(s: &Server) -> bool {
+    let (status, view) = s.get("/v1/cluster");
+    status == 200 && (1..=3).all(|id| node_row(&view, id)["registered"] == json!(true))
+}
+
+#[test]
+fn http_produce_and_reads_on_any_node_reach_the_partition_leader() {
+    let servers = start_cluster();
+    // Replicas are placed on the live nodes: wait for all three.
+    assert!(eventually(Duration::from_secs(60), || all_registered(
+        &servers[0]
+    )));
+    create_replicated(
+        &servers[0],
+        json!({"name": "fwd", "partitions": 3, "replication_factor": 2, "min_insync_replicas": 1}),
+    );
+    assert!(
+        eventually(Duration::from_secs(60), || settled(&servers, "fwd", 3)),
+        "{:?}",
+        servers
+            .iter()
+            .map(|s| s.get("/v1/topics/fwd"))
+            .collect::<Vec<_>>()
+    );
+    let parts = layout(&servers[0], "fwd");
+    for (p, (leader, replicas, _)) in parts.iter().enumerate() {
+        let leader = leader.unwrap();
+        // A node holding no replica of the partition (replication factor 2 of 3 nodes).
+        let outsider = (1..=3u64).find(|n| !replicas.contains(n)).unwrap();
+        let via = &servers[outsider as usize - 1];
+        let offsets = via.produce(
+            "fwd",
+            vec![json!({"key": format!("k{p}"), "value": format!("v{p}"), "partition": p})],
+        );
+        assert_eq!(
+            offsets,
+            vec![(p as i64, 0)],
+            "node {outsider} forwarding to {leader}"
+        );
+        // Read through the outsider (forwarded to the leader) and through every replica.
+        assert_eq!(
+            values(&via.read_all("fwd", p as i64, 0)),
+            vec![format!("v{p}")]
+        );
+        for r in replicas {
+            let s = &servers[*r as usize - 1];
+            assert!(
+                eventually(Duration::from_secs(30), || values(
+                    &s.read_all("fwd", p as i64, 0)
+                ) == vec![format!("v{p}")]),
+                "replica {r} of partition {p}"
+            );
+        }
+        // A follow stream through the outsider ends after `max` records.
+        let body = via
+            .http
+            .get(format!(
+                "{}/v1/topics/fwd/partitions/{p}/records?follow=true&max=1",
+                via.url
+            ))
+            .send()
+            .unwrap();
+        assert_eq!(body.status().as_u16(), 200);
+        let text = body.text().unwrap();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(values(&lines), vec![format!("v{p}")], "{text}");
+        // A forwarded request is served where it lands: never forwarded again.
+        let r = via
+            .http
+            .post(format!("{}/v1/topics/fwd/records", via.url))
+            .header("x-weir-forwarded-by", "9")
+            .json(&json!({"records": [{"value": "loop", "partition": p}]}))
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 503);
+        let body: Value = r.json().unwrap();
+        assert_eq!(body["error"]["code"], json!("not_leader"), "{body}");
+    }
+    // Keyed and unkeyed records on every node: all acknowledged, each stored once.
+    for s in &servers {
+        let offsets = s.produce(
+            "fwd",
+            vec![
+                json!({"key": "same-key", "value": "keyed"}),
+                json!({"value": "unkeyed-1"}),
+                json!({"value": "unkeyed-2"}),
+            ],
+        );
+        assert_eq!(offsets.len(), 3);
+        // The unkeyed records of one request share a partition.
+        assert_eq!(offsets[1].0, offsets[2].0, "{offsets:?}");
+    }
+    let mut all = Vec::new();
+    for p in 0..3 {
+        all.extend(values(&servers[0].read_all("fwd", p, 0)));
+    }
+    all.sort();
+    let mut expected: Vec<String> = (0..3).map(|p| format!("v{p}")).collect();
+    for _ in 0..3 {
+        expected.extend(["keyed", "unkeyed-1", "unkeyed-2"].map(String::from));
+    }
+    expected.sort();
+    assert_eq!(all, expected);
+    // Keyed records land on one partition whichever node took them.
+    let keyed: Vec<i64> = (0..3)
+        .filter(|p| values(&servers[0].read_all("fwd", *p, 0)).contains(&"keyed".to_string()))
+        .collect();
+    assert_eq!(keyed.len(), 1, "{keyed:?}");
+
+    // A topic with one replica: two nodes hold no copy of it, and serve it all the same.
+    create_replicated(
+        &servers[1],
+        json!({"name": "solo", "partitions": 1, "replication_factor": 1}),
+    );
+    for s in &servers {
+        assert!(
+            eventually(Duration::from_secs(30), || layout(s, "solo")
+                .first()
+                .is_some_and(|(l, _, _)| l.is_some())),
+            "describe on {}",
+            s.url
+        );
+        let (status, list) = s.get("/v1/topics");
+        assert_eq!(status, 200);
+        assert!(
+            list["topics"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t["name"] == json!("solo")),
+            "{list}"
+        );
+        assert_eq!(s.produce("solo", vec![json!({"value": s.url})]).len(), 1);
+    }
+    for s in &servers {
+        let got = values(&s.read_all("solo", 0, 0));
+        let mut want: Vec<String> = servers.iter().map(|s| s.url.clone()).collect();
+        want.sort();
+        let mut got_sorted = got.clone();
+        got_sorted.sort();
+        assert_eq!(got_sorted, want, "read through {}", s.url);
+    }
+}
+
+fn cluster(s: &Server) -> Value {
+    let (status, body) = s.get("/v1/cluster");
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+fn node_row(view: &Value, id: u64) -> Value {
+    view["nodes"]
+        .as_array()
+        .and_then(|n| n.iter().find(|n| n["id"] == json!(id)))
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// The sum of a metric's samples (all label sets) in `s`'s `/metrics`.
+fn metric(s: &Server, name: &str) -> Option<f64> {
+    let text = s
+        .http
+        .get(format!("{}/metrics", s.url))
+        .send()
+        .ok()?
+        .text()
+        .ok()?;
+    let samples: Vec<f64> = text
+        .lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect();
+    (!samples.is_empty()).then(|| samples.iter().sum())
+}
+
+fn under_replicated(view: &Value) -> usize {
+    view["under_replicated"].as_array().map_or(0, Vec::len)
+}
+
+#[test]
+fn a_killed_node_shows_under_replicated_partitions_and_lag_until_it_returns() {
+    let mut servers = start_cluster();
+    create_replicated(
+        &servers[0],
+        json!({"name": "ur", "partitions": 3, "replication_factor": 3, "min_insync_replicas": 2}),
+    );
+    assert!(
+        eventually(Duration::from_secs(60), || settled(&servers, "ur", 3)),
+        "{:?}",
+        layout(&servers[0], "ur")
+    );
+    let view = cluster(&servers[0]);
+    assert_eq!(under_replicated(&view), 0, "{view}");
+    assert_eq!(view["offline"], json!([]), "{view}");
+    let led: u64 = (1..=3)
+        .map(|id| node_row(&view, id)["partitions_led"].as_u64().unwrap())
+        .sum();
+    assert_eq!(led, 3, "{view}");
+    assert_eq!(
+        metric(&servers[0], "weir_cluster_under_replicated_partitions"),
+        Some(0.0)
+    );
+    for s in &servers {
+        assert!(metric(s, "weir_raft_term").is_some_and(|t| t >= 1.0));
+        assert!(metric(s, "weir_raft_applied_index").is_some_and(|i| i > 0.0));
+    }
+
+    servers[2].kill9();
+    // Node 3 leaves every in-sync set (fenced by the controller): all three partitions are
+    // under-replicated, none offline.
+    let mut last = Value::Null;
+    assert!(
+        eventually(Duration::from_secs(60), || {
+            last = cluster(&servers[0]);
+            under_replicated(&last) == 3
+        }),
+        "{last}"
+    );
+    assert_eq!(last["offline"], json!([]), "{last}");
+    for issue in last["under_replicated"].as_array().unwrap() {
+        assert!(
+            !issue["isr"].as_array().unwrap().contains(&json!(3)),
+            "{issue}"
+        );
+    }
+    assert!(
+        eventually(Duration::from_secs(30), || metric(
+            &servers[1],
+            "weir_cluster_under_replicated_partitions"
+        ) == Some(3.0)),
+        "metrics of node 2"
+    );
+    let status = servers[1].cli(&["cluster", "status"], None);
+    let text = stdout(&status);
+    assert!(status.status.success(), "{text}");
+    assert!(text.contains("under-replicated partitions: 3"), "{text}");
+    assert!(text.contains("offline partitions: none"), "{text}");
+    // Records written meanwhile: the dead node's replicas fall behind.
+    for p in 0..3 {
+        let records: Vec<Value> = (0..5)
+            .map(|i| json!({"value": format!("{p}-{i}"), "partition": p}))
+            .collect();
+        servers[0].produce("ur", records);
+    }
+    // Node 3 has not fetched since the fence began the leaders' new epochs: it lacks at
+    // least everything written since.
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            last = cluster(&servers[1]);
+            node_row(&last, 3)["replication_lag"]
+                .as_i64()
+                .is_some_and(|l| l >= 15)
+        }),
+        "{last}"
+    );
+    let lag: f64 = servers[..2]
+        .iter()
+        .filter_map(|s| metric(s, "weir_replication_lag_records"))
+        .sum();
+    assert!(lag >= 15.0, "replication lag metric {lag}");
+    // Each partition lost node 3 either as a follower (the leader's in-sync set shrank) or
+    // as its leader (another node was elected).
+    let changes: f64 = servers[..2]
+        .iter()
+        .map(|s| {
+            metric(s, "weir_cluster_isr_shrinks_total").unwrap_or(0.0)
+                + metric(s, "weir_cluster_leader_elections_total").unwrap_or(0.0)
+        })
+        .sum();
+    assert!(changes >= 3.0, "shrinks + elections: {changes}");
+
+    servers[2].start_again();
+    assert!(
+        eventually(Duration::from_secs(60), || {
+            last = cluster(&servers[0]);
+            under_replicated(&last) == 0
+                && node_row(&last, 3)["replication_lag"] == json!(0)
+                && node_row(&last, 3)["registered"] == json!(true)
+        }),
+        "{last}"
+    );
+    assert_eq!(last["offline"], json!([]), "{last}");
+    assert!(
+        eventually(Duration::from_secs(30), || servers.iter().all(|s| metric(
+            s,
+            "weir_cluster_under_replicated_partitions"
+        )
+            == Some(0.0))),
+        "metrics still show under-replicated partitions"
+    );
+    let expands: f64 = servers
+        .iter()
+        .filter_map(|s| metric(s, "weir_cluster_isr_expands_total"))
+        .sum();
+    assert!(expands >= 3.0, "in-sync set expansions: {expands}");
+    let status = servers[0].cli(&["cluster", "status"], None);
+    let text = stdout(&status);
+    assert!(text.contains("under-replicated partitions: none"), "{text}");
+    assert!(text.contains("LAG"), "{text}");
+    // The returned node has every record.
+    for p in 0..3 {
+        assert!(
+            eventually(Duration::from_secs(30), || servers[2]
+                .read_all("ur", p, 0)
+                .len()
+                == 5),
+            "partition {p} on node 3"
+        );
+    }
+}
