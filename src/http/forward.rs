@@ -337,12 +337,31 @@ async fn produce_local(
 ) -> Result<Vec<RecordPosition>, ApiError> {
     let records: Vec<ProduceRecord> = records.into_iter().map(Into::into).collect();
     let broker = state.broker.clone();
-    let topic = topic.to_string();
-    let positions = tokio::task::spawn_blocking(move || broker.produce(&topic, records)).await??;
+    let name = topic.to_string();
+    let positions =
+        match tokio::task::spawn_blocking(move || broker.produce(&name, records)).await? {
+            // The metadata places a replica of the topic here, and this node has not set up its
+            // copy yet: retriable, not a 404.
+            Err(BrokerError::UnknownTopic(_)) if replica_here(state, topic) => {
+                Err(BrokerError::ClusterUnavailable(format!(
+                    "topic '{topic}' is not set up on this node yet (its metadata is being \
+                 applied); retry"
+                )))
+            }
+            other => other,
+        }?;
     Ok(positions
         .into_iter()
         .map(|(partition, offset)| RecordPosition { partition, offset })
         .collect())
+}
+
+/// Whether the applied metadata places a replica of `topic` on this node.
+fn replica_here(state: &AppState, topic: &str) -> bool {
+    state.routing.as_ref().is_some_and(|r| {
+        r.routes(topic)
+            .is_some_and(|routes| routes.iter().any(|p| p.replicas.contains(&r.node())))
+    })
 }
 
 fn check_count(
@@ -472,6 +491,14 @@ pub async fn read_elsewhere(
         return Ok(None);
     };
     if route.replicas.contains(&routing.node()) {
+        if state.broker.topic_info(topic).is_err() {
+            // A replica here in the metadata, not set up yet: retriable, not a 404.
+            return Err(BrokerError::ClusterUnavailable(format!(
+                "topic '{topic}' is not set up on this node yet (its metadata is being \
+                 applied); retry"
+            ))
+            .into());
+        }
         return Ok(None);
     }
     let (leader, addr) = leader_addr(routing, topic, partition, route)?;

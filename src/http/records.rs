@@ -55,17 +55,17 @@ pub struct ProduceRequest {
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProduceRecordJson {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
     #[serde(default)]
     pub value: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Headers::is_empty")]
     pub headers: Headers,
     /// Event time, ms since the epoch; append time when absent.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timestamp: Option<i64>,
     /// Explicit partition; the default partitioner when absent.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partition: Option<i32>,
 }
 
@@ -90,6 +90,12 @@ impl From<ProduceRecordJson> for ProduceRecord {
 /// repeated names (Kafka allows both).
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Headers(pub Vec<(String, Option<String>)>);
+
+impl Headers {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
 
 impl<'de> Deserialize<'de> for Headers {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::common::{Server, eventually, stdout};
+use crate::common::{Server, eventually, free_port, stdout};
 use crate::replication::{create_replicated, start_cluster};
 
 /// Per partition (leader, replicas, in-sync set) as `s` describes the topic.
@@ -36,13 +36,22 @@ fn layout(s: &Server, topic: &str) -> Vec<(Option<u64>, Vec<u64>, Vec<u64>)> {
         .unwrap_or_default()
 }
 
-/// Every partition led and all its replicas in sync, as every node sees it.
+/// Every partition led and all its replicas in sync, as every node sees it, and every
+/// replica set up on its node (it serves reads of the partition itself).
 fn settled(servers: &[Server], topic: &str, partitions: usize) -> bool {
     servers.iter().all(|s| {
         let l = layout(s, topic);
         l.len() == partitions
-            && l.iter()
-                .all(|(leader, replicas, isr)| leader.is_some() && isr.len() == replicas.len())
+            && l.iter().enumerate().all(|(p, (leader, replicas, isr))| {
+                leader.is_some()
+                    && isr.len() == replicas.len()
+                    && replicas.iter().all(|r| {
+                        servers[*r as usize - 1]
+                            .get(&format!("/v1/topics/{topic}/partitions/{p}/records"))
+                            .0
+                            == 200
+                    })
+            })
     })
 }
 
@@ -369,4 +378,125 @@ fn a_killed_node_shows_under_replicated_partitions_and_lag_until_it_returns() {
             "partition {p} on node 3"
         );
     }
+}
+
+const ADMIN_PW: &str = "Adm1n-S3cret-pw";
+
+/// Three nodes of one cluster under `--auth` (each creates `admin` with the same password).
+fn start_auth_cluster() -> Vec<Server> {
+    let ports = [free_port(), free_port(), free_port()];
+    let peers: Vec<String> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1))
+        .collect();
+    let peers = peers.join(",");
+    (1..=3)
+        .map(|id| {
+            let listen = format!("127.0.0.1:{}", ports[id - 1]);
+            let id = id.to_string();
+            Server::start_with_env(
+                &[
+                    "--auth",
+                    "--node-id",
+                    &id,
+                    "--cluster-listen",
+                    &listen,
+                    "--peers",
+                    &peers,
+                ],
+                &[("WEIR_ADMIN_PASSWORD", ADMIN_PW)],
+            )
+        })
+        .collect()
+}
+
+/// `method path` on `s` with `admin`'s credentials (or `password` for admin, or none).
+fn as_admin(
+    s: &Server,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<&Value>,
+    password: Option<&str>,
+) -> (u16, Value) {
+    let mut req = s.http.request(method, format!("{}{path}", s.url));
+    if let Some(pw) = password {
+        req = req.basic_auth("admin", Some(pw));
+    }
+    if let Some(b) = body {
+        req = req.json(b);
+    }
+    let r = req.send().unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().unwrap_or(Value::Null))
+}
+
+#[test]
+fn forwarded_requests_carry_the_callers_credentials_and_are_checked_again() {
+    let servers = start_auth_cluster();
+    let get =
+        |s: &Server, path: &str| as_admin(s, reqwest::Method::GET, path, None, Some(ADMIN_PW));
+    assert!(eventually(Duration::from_secs(60), || {
+        let (status, view) = get(&servers[0], "/v1/cluster");
+        status == 200 && (1..=3).all(|id| node_row(&view, id)["registered"] == json!(true))
+    }));
+    let spec = json!({"name": "sec", "partitions": 1, "replication_factor": 1});
+    assert!(eventually(Duration::from_secs(60), || {
+        let (status, _) = as_admin(
+            &servers[0],
+            reqwest::Method::POST,
+            "/v1/topics",
+            Some(&spec),
+            Some(ADMIN_PW),
+        );
+        status == 201 || status == 409
+    }));
+    let mut leader = None;
+    assert!(eventually(Duration::from_secs(30), || {
+        let (_, d) = get(&servers[0], "/v1/topics/sec");
+        leader = d["partition_offsets"][0]["replication"]["leader"].as_u64();
+        leader.is_some()
+    }));
+    let leader = leader.unwrap();
+    let via = &servers[(leader as usize) % 3]; // another node, without a replica (rf 1)
+    let records = json!({"records": [{"value": "guarded", "partition": 0}]});
+    let post = |pw: Option<&str>| {
+        as_admin(
+            via,
+            reqwest::Method::POST,
+            "/v1/topics/sec/records",
+            Some(&records),
+            pw,
+        )
+    };
+    assert_eq!(post(None).0, 401);
+    assert_eq!(post(Some("wrong-password")).0, 401);
+    let (status, body) = post(Some(ADMIN_PW));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["offsets"], json!([{"partition": 0, "offset": 0}]));
+    // A forwarded request is authenticated again where it lands: a forwarding header does
+    // not stand in for credentials.
+    let r = servers[leader as usize - 1]
+        .http
+        .post(format!(
+            "{}/v1/topics/sec/records",
+            servers[leader as usize - 1].url
+        ))
+        .header("x-weir-forwarded-by", via.url.clone())
+        .json(&records)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    // The read through the node without a replica, with the caller's credentials.
+    let (status, page) = get(via, "/v1/topics/sec/partitions/0/records");
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(values(page["records"].as_array().unwrap()), vec!["guarded"]);
+    let (status, _) = as_admin(
+        via,
+        reqwest::Method::GET,
+        "/v1/topics/sec/partitions/0/records",
+        None,
+        None,
+    );
+    assert_eq!(status, 401);
 }
