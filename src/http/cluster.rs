@@ -395,3 +395,137 @@ fn combine(view: ClusterView, metadata: Option<&MetadataNode>) -> ClusterStatus 
         offline: Vec::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_broker::cluster::metadata::controller::{self, TopicRequest};
+    use weir_broker::cluster::metadata::{MetadataCommand, NodeInfo, VersionedCommand};
+
+    /// Three registered nodes and a topic of three partitions on all three.
+    fn metadata() -> ClusterMetadata {
+        let mut meta = ClusterMetadata::default();
+        let mut index = 0;
+        let mut apply = |meta: &mut ClusterMetadata, cmd: MetadataCommand| {
+            index += 1;
+            meta.apply_entry(index, &VersionedCommand::new(cmd))
+                .unwrap()
+                .unwrap();
+        };
+        for node in 1..=3 {
+            let info = NodeInfo::default();
+            apply(&mut meta, MetadataCommand::RegisterNode { node, info });
+        }
+        let request = TopicRequest {
+            name: "t".into(),
+            partitions: 3,
+            replication_factor: Some(3),
+            min_insync_replicas: Some(2),
+            config: Default::default(),
+            internal_owner: None,
+        };
+        let create = controller::create_topic_command(&meta, &request).unwrap();
+        apply(&mut meta, create);
+        meta
+    }
+
+    fn row(id: u64) -> NodeRow {
+        NodeRow {
+            status: NodeStatus {
+                id,
+                address: None,
+                reachable: true,
+                last_seen_ms: None,
+                error: None,
+                version: None,
+                is_self: id == 1,
+            },
+            registered: None,
+            fenced: None,
+            voter: None,
+            kafka_address: None,
+            http_address: None,
+            partitions_led: None,
+            replication_lag: None,
+        }
+    }
+
+    fn status() -> ClusterStatus {
+        ClusterStatus {
+            mode: "cluster",
+            cluster_id: None,
+            node_id: 1,
+            metadata: None,
+            nodes: (1..=3).map(row).collect(),
+            under_replicated: Vec::new(),
+            offline: Vec::new(),
+        }
+    }
+
+    /// What the leader of `t`/`partition` reports: `lags` per follower.
+    fn report(meta: &ClusterMetadata, partition: i32, lags: &[(u64, i64)]) -> LedPartition {
+        let p = meta.partition("t", partition).unwrap();
+        LedPartition {
+            topic: "t".into(),
+            partition,
+            leader_epoch: p.leader_epoch,
+            high_watermark: 0,
+            log_end_offset: 100,
+            followers: lags
+                .iter()
+                .map(|&(node, lag)| FollowerLag {
+                    node,
+                    log_end_offset: Some(100 - lag),
+                    lag,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn partitions_short_of_their_replicas_or_without_a_leader_are_listed() {
+        let mut meta = metadata();
+        assert_eq!(partition_issues(&meta), (Vec::new(), Vec::new()));
+        let t = meta.topics.get_mut("t").unwrap();
+        t.partitions[1].isr.retain(|n| *n != 3);
+        t.partitions[2].leader = None;
+        let (under, offline) = partition_issues(&meta);
+        assert_eq!(under.len(), 1);
+        assert_eq!((under[0].partition, under[0].isr.len()), (1, 2));
+        assert_eq!(offline.len(), 1);
+        assert_eq!((offline[0].partition, offline[0].leader), (2, None));
+    }
+
+    #[test]
+    fn each_node_gets_its_partitions_led_and_the_lag_its_leaders_report() {
+        let meta = metadata();
+        let leaders: Vec<u64> = (0..3)
+            .map(|p| meta.partition("t", p).unwrap().leader.unwrap())
+            .collect();
+        // Every leader reports its followers: node 3 is 7 records behind everywhere it
+        // follows, the others caught up.
+        let mut reports = BTreeMap::new();
+        for (p, leader) in leaders.iter().enumerate() {
+            let lags: Vec<(u64, i64)> = (1..=3u64)
+                .filter(|n| n != leader)
+                .map(|n| (n, if n == 3 { 7 } else { 0 }))
+                .collect();
+            reports.insert(("t".to_string(), p as i32), report(&meta, p as i32, &lags));
+        }
+        let mut s = status();
+        fill_lag(&mut s, &meta, &reports);
+        let led: usize = s.nodes.iter().map(|n| n.partitions_led.unwrap()).sum();
+        assert_eq!(led, 3);
+        let follows_3 = leaders.iter().filter(|l| **l != 3).count() as i64;
+        assert_eq!(s.nodes[2].replication_lag, Some(7 * follows_3));
+        assert_eq!(s.nodes[0].replication_lag, Some(0));
+        // A leader that did not answer: the lag of its followers is not known.
+        reports.remove(&("t".to_string(), 0));
+        let mut s = status();
+        fill_lag(&mut s, &meta, &reports);
+        let followers_of_0: Vec<u64> = (1..=3).filter(|n| *n != leaders[0]).collect();
+        for n in followers_of_0 {
+            assert_eq!(s.nodes[n as usize - 1].replication_lag, None, "node {n}");
+        }
+    }
+}

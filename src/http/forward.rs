@@ -262,11 +262,16 @@ pub async fn produce(
         }
         match (partition, route.flatten()) {
             (Some(p), Some(route)) if route.leader.is_some_and(|l| l != me) => {
-                let (leader, addr) = leader_addr(routing, topic, p, route)?;
+                let entry = match route.leader.and_then(|l| remote.get_mut(&l)) {
+                    Some(entry) => entry,
+                    None => {
+                        let (leader, addr) = leader_addr(routing, topic, p, route)?;
+                        remote
+                            .entry(leader)
+                            .or_insert_with(|| (addr, Vec::new(), Vec::new()))
+                    }
+                };
                 record.partition = Some(p);
-                let entry = remote
-                    .entry(leader)
-                    .or_insert_with(|| (addr, Vec::new(), Vec::new()));
                 entry.1.push(i);
                 entry.2.push(record);
             }
