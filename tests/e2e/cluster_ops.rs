@@ -3,7 +3,9 @@
 //! leader; one without a replica forwards reads), a forwarded request is never forwarded
 //! again; `GET /v1/cluster`, `weir cluster status` and `/metrics` show an under-replicated
 //! partition after a node is killed with SIGKILL (and the lag of the dead node's replicas)
-//! and not after it returns. Timing is never asserted beyond liveness bounds.
+//! and not after it returns; under `--auth` a forwarded request carries the caller's
+//! credentials and is checked again; over HTTPS nodes forward with the cluster certificates.
+//! Timing is never asserted beyond liveness bounds.
 
 use std::time::Duration;
 
@@ -499,4 +501,68 @@ fn forwarded_requests_carry_the_callers_credentials_and_are_checked_again() {
         None,
     );
     assert_eq!(status, 401);
+}
+
+#[test]
+fn over_https_a_node_forwards_to_the_leader_with_the_cluster_certificates() {
+    let pki = crate::test_pki::NodePki::generate(3);
+    weir_broker::net::tls::install_default_provider();
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&pki.ca).unwrap()).unwrap();
+    let client = || {
+        reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .add_root_certificate(ca.clone())
+            .build()
+            .unwrap()
+    };
+    let ports = [free_port(), free_port(), free_port()];
+    let peers: Vec<String> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1))
+        .collect();
+    let peers = peers.join(",");
+    let servers: Vec<Server> = (1..=3)
+        .map(|id| {
+            let (cert, key) = &pki.nodes[id - 1];
+            let listen = format!("127.0.0.1:{}", ports[id - 1]);
+            let id = id.to_string();
+            let args = [
+                "--node-id",
+                &id,
+                "--cluster-listen",
+                &listen,
+                "--peers",
+                &peers,
+                "--tls-cert",
+                cert.to_str().unwrap(),
+                "--tls-key",
+                key.to_str().unwrap(),
+                "--cluster-ca",
+                pki.ca.to_str().unwrap(),
+            ];
+            Server::start_https(&args, client())
+        })
+        .collect();
+    assert!(servers[0].url.starts_with("https://"));
+    assert!(eventually(Duration::from_secs(60), || all_registered(
+        &servers[0]
+    )));
+    create_replicated(
+        &servers[0],
+        json!({"name": "tls", "partitions": 1, "replication_factor": 1}),
+    );
+    let mut leader = None;
+    assert!(eventually(Duration::from_secs(30), || {
+        leader = layout(&servers[0], "tls").first().and_then(|(l, _, _)| *l);
+        leader.is_some()
+    }));
+    let leader = leader.unwrap();
+    for s in &servers {
+        let offsets = s.produce("tls", vec![json!({"value": s.url, "partition": 0})]);
+        assert_eq!(offsets.len(), 1, "through {}", s.url);
+    }
+    let outsider = &servers[leader as usize % 3];
+    let got = values(&outsider.read_all("tls", 0, 0));
+    assert_eq!(got.len(), 3, "{got:?}");
 }
