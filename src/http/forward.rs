@@ -27,7 +27,9 @@
 //!    carrying it is always served locally (a partition not led here is then refused as
 //!    `not_leader`, which is what the original node answers too).
 //! 2. **The caller's identity goes along**: the `Authorization` header is passed unchanged,
-//!    and the receiving node authenticates and authorizes the request again.
+//!    and the receiving node authenticates and authorizes the request again (credentials
+//!    take precedence over the forwarding node's client certificate there). A caller known
+//!    only by its client certificate is never forwarded ([`served_here_only`]).
 //! 3. **Bounded**: connecting waits at most [`CONNECT_TIMEOUT`], a produce or page read at
 //!    most [`REQUEST_TIMEOUT`] in all, a produce answer is read up to
 //!    [`MAX_PRODUCE_ANSWER_BYTES`]; a forwarded body is never larger than the request this
@@ -166,6 +168,15 @@ pub fn is_forwarded(headers: &HeaderMap) -> bool {
     headers.contains_key(FORWARDED_BY)
 }
 
+/// Whether a request is served here whatever it asks: it was forwarded already
+/// (invariant 1), or, under `--auth`, its caller authenticated with a client certificate
+/// rather than an `Authorization` header (the leader would see this node's certificate
+/// instead: such a caller is answered `not_leader` and goes to the leader itself).
+fn served_here_only(state: &AppState, headers: &HeaderMap) -> bool {
+    is_forwarded(headers)
+        || (state.auth.as_ref().is_some_and(|a| a.required) && !headers.contains_key(AUTHORIZATION))
+}
+
 /// Where a partition's requests go when this node cannot serve them: the leader's HTTP
 /// address, or the error a local refusal would give.
 fn leader_addr(
@@ -202,7 +213,7 @@ pub async fn produce(
     records: Vec<ProduceRecordJson>,
 ) -> Result<Vec<RecordPosition>, ApiError> {
     let plan = match (&state.routing, &state.forwarder) {
-        (Some(routing), Some(forwarder)) if !is_forwarded(headers) => routing
+        (Some(routing), Some(forwarder)) if !served_here_only(state, headers) => routing
             .routes(topic)
             .map(|routes| (routing, forwarder, routes)),
         _ => None,
@@ -211,7 +222,7 @@ pub async fn produce(
         if let Some(routing) = &state.routing
             && let Some(routes) = routing.routes(topic)
         {
-            // Forwarded here: a partition led elsewhere is refused naming its leader (also
+            // Served here only: a partition led elsewhere is refused naming its leader (also
             // where this node has no copy of the topic).
             for r in &records {
                 if let Some(p) = r.partition
@@ -486,7 +497,7 @@ pub async fn read_elsewhere(
     let (Some(routing), Some(forwarder)) = (&state.routing, &state.forwarder) else {
         return Ok(None);
     };
-    if is_forwarded(headers) {
+    if served_here_only(state, headers) {
         return Ok(None);
     }
     let Some(routes) = routing.routes(topic) else {
@@ -531,7 +542,7 @@ pub async fn describe_elsewhere(
     let (Some(routing), Some(forwarder)) = (&state.routing, &state.forwarder) else {
         return Ok(None);
     };
-    if is_forwarded(headers) || state.broker.topic_info(topic).is_ok() {
+    if served_here_only(state, headers) || state.broker.topic_info(topic).is_ok() {
         return Ok(None);
     }
     let Some(routes) = routing.routes(topic) else {
