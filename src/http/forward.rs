@@ -497,15 +497,20 @@ pub async fn read_elsewhere(
     let (Some(routing), Some(forwarder)) = (&state.routing, &state.forwarder) else {
         return Ok(None);
     };
-    if served_here_only(state, headers) {
-        return Ok(None);
-    }
     let Some(routes) = routing.routes(topic) else {
         return Ok(None);
     };
     let Some(route) = usize::try_from(partition).ok().and_then(|p| routes.get(p)) else {
         return Ok(None);
     };
+    if served_here_only(state, headers) && !route.replicas.contains(&routing.node()) {
+        return Err(BrokerError::NotLeader {
+            topic: topic.to_string(),
+            partition,
+            leader: route.leader,
+        }
+        .into());
+    }
     if route.replicas.contains(&routing.node()) {
         if state.broker.topic_info(topic).is_err() {
             // A replica here in the metadata, not set up yet: retriable, not a 404.

@@ -145,6 +145,21 @@ fn http_produce_and_reads_on_any_node_reach_the_partition_leader() {
         assert_eq!(r.status().as_u16(), 503);
         let body: Value = r.json().unwrap();
         assert_eq!(body["error"]["code"], json!("not_leader"), "{body}");
+        let r = via
+            .http
+            .get(format!("{}/v1/topics/fwd/partitions/{p}/records", via.url))
+            .header("x-weir-forwarded-by", "9")
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 503);
+        let body: Value = r.json().unwrap();
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("node {leader} leads it")),
+            "{body}"
+        );
     }
     // Keyed and unkeyed records on every node: all acknowledged, each stored once.
     for s in &servers {
