@@ -468,13 +468,22 @@ fn forwarded_requests_carry_the_callers_credentials_and_are_checked_again() {
         );
         status == 201 || status == 409
     }));
-    let mut leader = None;
-    assert!(eventually(Duration::from_secs(30), || {
-        let (_, d) = get(&servers[0], "/v1/topics/sec");
-        leader = d["partition_offsets"][0]["replication"]["leader"].as_u64();
-        leader.is_some()
+    // Every node has applied the topic, and its leader set it up.
+    let leader_seen_by = |s: &Server| {
+        let (_, d) = get(s, "/v1/topics/sec");
+        d["partition_offsets"][0]["replication"]["leader"].as_u64()
+    };
+    assert!(eventually(Duration::from_secs(60), || {
+        servers.iter().all(|s| leader_seen_by(s).is_some())
+            && leader_seen_by(&servers[0]).is_some_and(|l| {
+                get(
+                    &servers[l as usize - 1],
+                    "/v1/topics/sec/partitions/0/records",
+                )
+                .0 == 200
+            })
     }));
-    let leader = leader.unwrap();
+    let leader = leader_seen_by(&servers[0]).unwrap();
     let via = &servers[(leader as usize) % 3]; // another node, without a replica (rf 1)
     let records = json!({"records": [{"value": "guarded", "partition": 0}]});
     let post = |pw: Option<&str>| {
@@ -567,12 +576,11 @@ fn over_https_a_node_forwards_to_the_leader_with_the_cluster_certificates() {
         &servers[0],
         json!({"name": "tls", "partitions": 1, "replication_factor": 1}),
     );
-    let mut leader = None;
-    assert!(eventually(Duration::from_secs(30), || {
-        leader = layout(&servers[0], "tls").first().and_then(|(l, _, _)| *l);
-        leader.is_some()
-    }));
-    let leader = leader.unwrap();
+    // Every node has applied the topic (and its leader set it up).
+    assert!(eventually(Duration::from_secs(60), || settled(
+        &servers, "tls", 1
+    )));
+    let leader = layout(&servers[0], "tls")[0].0.unwrap();
     for s in &servers {
         let offsets = s.produce("tls", vec![json!({"value": s.url, "partition": 0})]);
         assert_eq!(offsets.len(), 1, "through {}", s.url);

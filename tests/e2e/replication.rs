@@ -3,8 +3,9 @@
 //! replication factor above the live nodes is refused; a follower answers Kafka clients
 //! NOT_LEADER_OR_FOLLOWER and they find the leader; and an idempotent `acks=all`
 //! confluent-kafka producer under steady load loses nothing it was told is stored while the
-//! leader of most partitions is killed with SIGKILL and restarted, repeatedly (Kafka's
-//! ducktape replication test does this). Timing is never asserted beyond liveness bounds.
+//! leader of most partitions is killed with SIGKILL and restarted five times (once the
+//! metadata controller), and paused with SIGSTOP past its session (Kafka's ducktape
+//! replication test does the kills; Jepsen found lost writes under pauses). Timing is never asserted beyond liveness bounds.
 
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
@@ -150,8 +151,19 @@ fn busiest_leader(s: &Server, topic: &str) -> Option<u64> {
     count.into_iter().max_by_key(|(_, n)| *n).map(|(id, _)| id)
 }
 
+/// What a round of the failover test does to a node.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    /// SIGKILL the node leading most partitions, restart it.
+    KillLeader,
+    /// SIGKILL the metadata controller, restart it.
+    KillController,
+    /// SIGSTOP the node leading most partitions until its partitions moved, then SIGCONT.
+    PauseLeader,
+}
+
 #[test]
-fn acks_all_records_survive_repeated_kill9_of_the_leader_with_nothing_lost() {
+fn acks_all_records_survive_kill9_of_leaders_and_the_controller_and_a_paused_leader() {
     let mut servers = start_cluster();
     create_replicated(
         &servers[0],
@@ -193,12 +205,34 @@ fn acks_all_records_survive_repeated_kill9_of_the_leader_with_nothing_lost() {
         .spawn()
         .expect("python3 with confluent-kafka (scripts/test.sh installs it)");
     std::thread::sleep(Duration::from_secs(3));
-    for round in 0..3 {
+    // Five kills (one of them of the metadata controller) and one SIGSTOP of a leader that
+    // outlasts its session: the paused old leader wakes after its partitions moved and must
+    // neither acknowledge nor expose a write at its old epoch (the verifier would see it).
+    let rounds = [
+        Fault::KillLeader,
+        Fault::KillController,
+        Fault::PauseLeader,
+        Fault::KillLeader,
+        Fault::KillLeader,
+        Fault::KillLeader,
+    ];
+    for (round, fault) in rounds.into_iter().enumerate() {
         // Every node runs at the start of a round (the last victim was restarted).
         let observer = &servers[round % 3];
-        let victim = busiest_leader(observer, "steady").expect("every partition has a leader");
-        let killed_at = std::time::Instant::now();
-        servers[victim as usize - 1].kill9();
+        let victim = match fault {
+            Fault::KillController => {
+                let (_, c) = observer.get("/v1/cluster");
+                c["metadata"]["controller"]
+                    .as_u64()
+                    .expect("a controller is known")
+            }
+            _ => busiest_leader(observer, "steady").expect("every partition has a leader"),
+        };
+        let at = std::time::Instant::now();
+        match fault {
+            Fault::PauseLeader => servers[victim as usize - 1].pause(),
+            _ => servers[victim as usize - 1].kill9(),
+        }
         let others: Vec<usize> = (0..3).filter(|i| *i as u64 != victim - 1).collect();
         let led_again = eventually(Duration::from_secs(30), || {
             let r = routes(&servers[others[0]], "steady");
@@ -206,15 +240,18 @@ fn acks_all_records_survive_repeated_kill9_of_the_leader_with_nothing_lost() {
         });
         assert!(
             led_again,
-            "round {round}: partitions not led again after kill -9 of {victim}"
+            "round {round}: partitions not led again after {fault:?} of {victim}"
         );
         // Informational only: how long until every partition had a new leader.
         eprintln!(
-            "round {round}: node {victim} killed; led again after {:?}",
-            killed_at.elapsed()
+            "round {round}: {fault:?} of node {victim}; led again after {:?}",
+            at.elapsed()
         );
         std::thread::sleep(Duration::from_secs(2));
-        servers[victim as usize - 1].start_again();
+        match fault {
+            Fault::PauseLeader => servers[victim as usize - 1].resume(),
+            _ => servers[victim as usize - 1].start_again(),
+        }
         assert!(
             eventually(Duration::from_secs(60), || fully_replicated(
                 &servers[others[0]],
@@ -237,4 +274,86 @@ fn acks_all_records_survive_repeated_kill9_of_the_leader_with_nothing_lost() {
     );
     assert!(summary["acked"].as_u64().unwrap() > 1000, "{summary}");
     eprintln!("{summary}");
+}
+
+/// Runs tests/kafka/acks_all_until.py: single `acks=all` records without client retries to
+/// `partition` until the outcome is `until` (an error name, or `ok`); its JSON summary.
+fn acks_all_until(bootstrap: &str, topic: &str, partition: u32, until: &str) -> Value {
+    let script =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/kafka/acks_all_until.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .args(["--bootstrap", bootstrap, "--topic", topic, "--until", until])
+        .args(["--partition", &partition.to_string(), "--max-seconds", "90"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("python3 with confluent-kafka (scripts/test.sh installs it)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|_| {
+        panic!(
+            "acks_all_until.py: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+#[test]
+fn with_two_of_three_nodes_down_acks_all_is_refused_and_works_again_when_one_returns() {
+    let mut servers = start_cluster();
+    create_replicated(
+        &servers[0],
+        json!({"name": "quorum", "partitions": 1, "replication_factor": 3, "min_insync_replicas": 2}),
+    );
+    assert!(
+        eventually(Duration::from_secs(30), || fully_replicated(
+            &servers[0],
+            "quorum",
+            1
+        )),
+        "{:?}",
+        routes(&servers[0], "quorum")
+    );
+    let leader = routes(&servers[0], "quorum")[0].0.expect("a leader");
+    let survivor = leader as usize - 1;
+    let first = acks_all_until(&servers[survivor].kafka, "quorum", 0, "ok");
+    assert_eq!(first["matched"], json!(true), "{first}");
+    // Both followers die: the metadata quorum is gone too, so the in-sync set cannot shrink
+    // through the controller; the leader itself must refuse once they are out of sync.
+    let down: Vec<usize> = (0..3).filter(|i| *i != survivor).collect();
+    for &i in &down {
+        servers[i].kill9();
+    }
+    let refused = acks_all_until(&servers[survivor].kafka, "quorum", 0, "NOT_ENOUGH_REPLICAS");
+    assert_eq!(refused["matched"], json!(true), "{refused}");
+    assert!(
+        refused["outcomes"].get("ok").is_none(),
+        "acknowledged with two of three replicas dead: {refused}"
+    );
+    // One returns: the quorum is back, it catches up and rejoins the in-sync set.
+    servers[down[0]].start_again();
+    let bootstrap = format!("{},{}", servers[survivor].kafka, servers[down[0]].kafka);
+    let recovered = acks_all_until(&bootstrap, "quorum", 0, "ok");
+    assert_eq!(recovered["matched"], json!(true), "{recovered}");
+    // Every acknowledged record is readable from the leader.
+    let mut acked: Vec<String> = Vec::new();
+    for v in [&first, &refused, &recovered] {
+        acked.extend(
+            v["acked"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_str().unwrap().to_string()),
+        );
+    }
+    let values: Vec<Value> = servers[survivor]
+        .read_all("quorum", 0, 0)
+        .iter()
+        .map(|r| r["value"].clone())
+        .collect();
+    for a in &acked {
+        assert!(
+            values.contains(&json!(a)),
+            "acknowledged {a} is missing: {values:?}"
+        );
+    }
 }
