@@ -33,8 +33,9 @@ use weir_broker::cluster::rpc::{ClusterView, NodeStatus};
 use super::AppState;
 use super::error::ApiError;
 
-/// Longest wait for another node's `GET /v1/cluster/replication`.
-pub const LAG_QUERY_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest wait for another node's `GET /v1/cluster/replication` (a node whose last
+/// greeting went unanswered is not asked).
+pub const LAG_QUERY_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// This node's replicas and what its metadata applier counted (cluster mode), for
 /// `GET /v1/cluster`, `GET /v1/cluster/replication` and metrics.
@@ -255,11 +256,20 @@ async fn leader_reports(
         Ok(led) => out.extend(led.into_iter().map(|p| ((p.topic.clone(), p.partition), p))),
         Err(e) => tracing::debug!(error = %e, "reading this node's replicas"),
     }
+    let unreachable: Vec<u64> = state.cluster.as_ref().map_or_else(Vec::new, |peers| {
+        peers
+            .view()
+            .nodes
+            .into_iter()
+            .filter(|n| !n.reachable && !n.is_self)
+            .map(|n| n.id)
+            .collect()
+    });
     let leaders: std::collections::BTreeSet<u64> = meta
         .topics
         .values()
         .flat_map(|t| t.partitions.iter().filter_map(|p| p.leader))
-        .filter(|l| *l != state.node_id)
+        .filter(|l| *l != state.node_id && !unreachable.contains(l))
         .collect();
     let (Some(forwarder), Some(routing)) = (&state.forwarder, &state.routing) else {
         return out;
