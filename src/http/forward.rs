@@ -359,17 +359,23 @@ async fn produce_local(
             // The metadata places a replica of the topic here, and this node has not set up its
             // copy yet: retriable, not a 404.
             Err(BrokerError::UnknownTopic(_)) if replica_here(state, topic) => {
-                Err(BrokerError::ClusterUnavailable(format!(
-                    "topic '{topic}' is not set up on this node yet (its metadata is being \
-                 applied); retry"
-                )))
+                return Err(not_set_up(topic));
             }
-            other => other,
-        }?;
+            other => other?,
+        };
     Ok(positions
         .into_iter()
         .map(|(partition, offset)| RecordPosition { partition, offset })
         .collect())
+}
+
+/// The answer for a topic the metadata places a replica of here that this node has not set
+/// up yet (its applier is behind): `503 cluster_unavailable`, retriable.
+fn not_set_up(topic: &str) -> ApiError {
+    BrokerError::ClusterUnavailable(format!(
+        "topic '{topic}' is not set up on this node yet (its metadata is being applied); retry"
+    ))
+    .into()
 }
 
 /// Whether the applied metadata places a replica of `topic` on this node.
@@ -514,11 +520,7 @@ pub async fn read_elsewhere(
     if route.replicas.contains(&routing.node()) {
         if state.broker.topic_info(topic).is_err() {
             // A replica here in the metadata, not set up yet: retriable, not a 404.
-            return Err(BrokerError::ClusterUnavailable(format!(
-                "topic '{topic}' is not set up on this node yet (its metadata is being \
-                 applied); retry"
-            ))
-            .into());
+            return Err(not_set_up(topic));
         }
         return Ok(None);
     }
@@ -537,7 +539,8 @@ pub async fn read_elsewhere(
 
 /// A topic's description asked of a node without a local copy of it (it holds none of its
 /// replicas) forwarded to a live node that holds one (the leader of its first partition
-/// with a leader); `None` when this node has a copy or the metadata knows no such topic.
+/// with a leader); `None` when this node has a copy or the metadata knows no such topic; a
+/// node that should hold a replica but has not set it up yet answers `503` (retriable).
 pub async fn describe_elsewhere(
     state: &AppState,
     topic: &str,
@@ -553,6 +556,11 @@ pub async fn describe_elsewhere(
     let Some(routes) = routing.routes(topic) else {
         return Ok(None);
     };
+    if routes.iter().any(|r| r.replicas.contains(&routing.node())) {
+        // A replica here in the metadata, not set up yet: retriable, not a 404 (and a
+        // describe answered here means this node serves the topic).
+        return Err(not_set_up(topic));
+    }
     let Some((partition, route)) = routes
         .iter()
         .enumerate()
