@@ -25,7 +25,7 @@ Prints the schedule as it goes and one JSON summary line at the end; exits 1 on 
 The same seed gives the same schedule (the timing of the processes still varies).
 
 usage: scripts/chaos.py [--seconds N] [--seed S] [--bin PATH] [--workdir DIR]
-                        [--rate N] [--partitions N]
+                        [--rate N] [--partitions N] [--faults kill9-two,pause,...]
 """
 import argparse
 import json
@@ -277,7 +277,16 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the workdir after a success")
     ap.add_argument("--rate", type=int, default=500, help="records/s the producer sends")
     ap.add_argument("--partitions", type=int, default=6)
+    ap.add_argument("--faults", default=None,
+                    help="comma-separated fault kinds to draw from (default: all)")
     a = ap.parse_args()
+    menu = FAULTS
+    if a.faults:
+        wanted = a.faults.split(",")
+        unknown = [f for f in wanted if f not in dict(FAULTS)]
+        if unknown:
+            sys.exit(f"unknown fault kinds {unknown}; known: {[k for k, _ in FAULTS]}")
+        menu = [(k, w) for k, w in FAULTS if k in wanted]
 
     seed = a.seed if a.seed is not None else random.randrange(1 << 31)
     rng = random.Random(seed)
@@ -314,7 +323,7 @@ def main():
             stdin=subprocess.DEVNULL)
         time.sleep(3)
         ends = time.time() + a.seconds
-        kinds, weights = zip(*FAULTS)
+        kinds, weights = zip(*menu)
         while time.time() < ends:
             cluster.check_alive()
             kind = rng.choices(kinds, weights)[0]

@@ -357,3 +357,105 @@ fn with_two_of_three_nodes_down_acks_all_is_refused_and_works_again_when_one_ret
         );
     }
 }
+
+#[test]
+fn a_node_whose_data_directory_was_wiped_rejoins_and_copies_every_partition_again() {
+    let mut servers = start_cluster();
+    create_replicated(
+        &servers[0],
+        json!({"name": "wiped", "partitions": 2, "replication_factor": 3, "min_insync_replicas": 2}),
+    );
+    assert!(
+        eventually(Duration::from_secs(30), || fully_replicated(
+            &servers[0],
+            "wiped",
+            2
+        )),
+        "{:?}",
+        routes(&servers[0], "wiped")
+    );
+    // 2 × 500 records, each produced on its partition's leader.
+    let leaders: Vec<u64> = routes(&servers[0], "wiped")
+        .iter()
+        .map(|(l, _)| l.expect("a leader"))
+        .collect();
+    for (p, leader) in leaders.iter().enumerate() {
+        for chunk in 0..5 {
+            let records: Vec<Value> = (0..100)
+                .map(|i| json!({"value": format!("p{p}-{}", chunk * 100 + i), "partition": p}))
+                .collect();
+            servers[*leader as usize - 1].produce("wiped", records);
+        }
+    }
+    let victim = (1..=3u64)
+        .find(|id| !leaders.contains(id))
+        .unwrap_or(leaders[0]);
+    let v = victim as usize - 1;
+    let observer = (v + 1) % 3;
+    servers[v].kill9();
+    std::fs::remove_dir_all(&servers[v].data_dir).unwrap();
+    std::fs::create_dir_all(&servers[v].data_dir).unwrap();
+    servers[v].start_again();
+    // It comes back empty, copies both partitions from their leaders and rejoins the
+    // in-sync sets; its own copy then holds every record, in order.
+    let want: Vec<Vec<String>> = (0..2)
+        .map(|p| (0..500).map(|i| format!("p{p}-{i}")).collect())
+        .collect();
+    let mut got: Vec<Vec<String>> = Vec::new();
+    let copied = eventually(Duration::from_secs(90), || {
+        got = (0..2)
+            .map(|p| local_values(&servers[v], "wiped", p))
+            .collect();
+        got == want
+    });
+    assert!(
+        copied,
+        "node {victim} holds {:?} records",
+        got.iter().map(Vec::len).collect::<Vec<_>>()
+    );
+    assert!(
+        eventually(Duration::from_secs(60), || fully_replicated(
+            &servers[observer],
+            "wiped",
+            2
+        )),
+        "node {victim} never rejoined: {:?}",
+        routes(&servers[observer], "wiped")
+    );
+    // The metadata quorum took the empty log back too: every member still runs (openraft's
+    // leader used to assert on a follower whose log went back) and a topic can be created.
+    for s in &servers {
+        let (_, c) = s.get("/v1/cluster");
+        assert_ne!(c["metadata"]["role"], json!("shutdown"), "{c}");
+    }
+    create_replicated(
+        &servers[v],
+        json!({"name": "after-wipe", "partitions": 1, "replication_factor": 3}),
+    );
+}
+
+/// The values of `topic`/`partition` readable on `s` from offset 0 (empty while it answers
+/// anything but 200, e.g. before it has the topic).
+fn local_values(s: &Server, topic: &str, partition: i64) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut offset = 0;
+    loop {
+        let (status, body) = s.get(&format!(
+            "/v1/topics/{topic}/partitions/{partition}/records?offset={offset}&max=5000"
+        ));
+        if status != 200 {
+            return out;
+        }
+        let records = body["records"].as_array().cloned().unwrap_or_default();
+        if records.is_empty() {
+            return out;
+        }
+        for r in &records {
+            out.push(r["value"].as_str().unwrap_or_default().to_string());
+        }
+        match body["next_offset"].as_i64() {
+            Some(n) if n > offset => offset = n,
+            _ => return out,
+        }
+    }
+}

@@ -282,13 +282,13 @@ impl MetadataNode {
     /// This node is the controller: the Raft leader, acknowledged by a quorum within the
     /// lease ([`MetadataMetrics::acknowledged`]).
     pub fn is_controller(&self) -> bool {
-        let m = self.raft.metrics();
-        let m = m.borrow();
-        m.state == ServerState::Leader && m.current_leader == Some(self.id) && self.acknowledged(&m)
+        let m = self.metrics();
+        m.state == ServerState::Leader && m.controller == Some(self.id) && m.acknowledged
     }
 
     fn acknowledged(&self, m: &openraft::RaftMetrics<NodeId, NodeInfo>) -> bool {
-        m.state == ServerState::Leader
+        m.running_state.is_ok()
+            && m.state == ServerState::Leader
             && m.millis_since_quorum_ack
                 .is_some_and(|ms| u128::from(ms) <= self.lease.as_millis())
     }
@@ -300,18 +300,27 @@ impl MetadataNode {
 
     /// Term, controller, log and apply positions of this node.
     pub fn metrics(&self) -> MetadataMetrics {
-        let m = self.raft.metrics();
-        let m = m.borrow();
+        let rx = self.raft.metrics();
+        // A Raft core stopped by a fatal error, or gone with a panic (its metrics sender is
+        // dropped, the last values stay), keeps its last state in the metrics; it is shown
+        // as what it is.
+        let stopped = rx.has_changed().is_err();
+        let m = rx.borrow();
+        let running = m.running_state.is_ok() && !stopped;
         MetadataMetrics {
             node: self.id,
             term: m.current_term,
             controller: m.current_leader,
-            state: m.state,
+            state: if running {
+                m.state
+            } else {
+                ServerState::Shutdown
+            },
             last_log_index: m.last_log_index,
             applied_index: m.last_applied.as_ref().map(|l| l.index),
             snapshot_index: m.snapshot.as_ref().map(|l| l.index),
             voters: m.membership_config.voter_ids().collect(),
-            acknowledged: self.acknowledged(&m),
+            acknowledged: running && self.acknowledged(&m),
         }
     }
 
