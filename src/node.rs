@@ -125,6 +125,8 @@ pub enum NodeError {
     Identity(weir_broker::cluster::identity::IdentityError),
     #[error("cannot start the metadata quorum member: {0}")]
     Metadata(String),
+    #[error(transparent)]
+    Forwarder(#[from] http::forward::ForwarderError),
 }
 
 /// Runs a node until `shutdown` completes, then stops it cleanly.
@@ -207,6 +209,8 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     // the edges' routing (Kafka and HTTP).
     let mut routing = None;
     let mut applier_task = None;
+    let mut replication = None;
+    let mut forwarder = None;
     if let Some(c) = &cluster
         && let (Some(meta), Some(proposer)) = (&c.metadata, &c.proposer)
     {
@@ -219,7 +223,16 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
                 .with_max_message_bytes(config.cluster.rpc.max_message_bytes),
         ));
         let proposer: Arc<dyn applier::Proposer> = Arc::new(proposer.clone());
-        let applier = Applier::new(node_id, broker.clone(), manager);
+        let applier = Applier::new(node_id, broker.clone(), manager.clone());
+        replication = Some(http::cluster::ReplicationSource {
+            manager,
+            counters: applier.counters(),
+        });
+        forwarder = Some(Arc::new(http::forward::Forwarder::new(
+            node_id,
+            config.http_serve.tls.is_some(),
+            config.cluster_tls.as_ref(),
+        )?));
         // A restarted node acts on its metadata only once it caught up with the controller.
         let ready = {
             let (meta, registered_at) = (meta.clone(), c.registered_at());
@@ -247,12 +260,19 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
             .with_partition_budget(config.broker.files.max_partitions),
         );
     }
+    let mut metrics = Metrics::new(broker.clone());
+    if let (Some(meta), Some(r)) = (
+        cluster.as_ref().and_then(|c| c.metadata.clone()),
+        &replication,
+    ) {
+        metrics.register_cluster(config.cluster.node_id.unwrap_or(0), meta, r.clone());
+    }
     let state = AppState {
         broker: broker.clone(),
         engine: engine.clone(),
         functions,
         sql: Some(sql),
-        metrics: Arc::new(Metrics::new(broker.clone())),
+        metrics: Arc::new(metrics),
         shutdown: shutdown_rx.clone(),
         auth: auth_store.clone().map(|store| HttpAuth {
             store,
@@ -263,6 +283,8 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         metadata: cluster.as_ref().and_then(|c| c.metadata.clone()),
         node_id: config.cluster.node_id.unwrap_or(0),
         routing: routing.clone(),
+        forwarder,
+        replication,
     };
     if let Some(dir) = &config.http.upload_dir {
         // Uploads interrupted by a crash or a stop leave their spool files here.

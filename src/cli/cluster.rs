@@ -1,5 +1,6 @@
 //! `weir cluster status`: the cluster as the node behind `--url` sees it (`GET /v1/cluster`),
-//! printed as the node's identity and a table of nodes.
+//! printed as the node's identity, a table of nodes (with the partitions each leads and its
+//! replication lag), and tables of the under-replicated and offline partitions.
 
 use anyhow::Result;
 use clap::Subcommand;
@@ -11,7 +12,8 @@ use super::output::{fields, print, table};
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
     /// Show the cluster id, this node and every peer (address, reachable, last seen,
-    /// registered or fenced, Kafka and HTTP addresses)
+    /// partitions led, replication lag, registered or fenced, Kafka and HTTP addresses), and
+    /// the under-replicated and offline partitions
     Status {
         /// Print the JSON answer as is
         #[arg(long)]
@@ -27,6 +29,20 @@ struct View {
     #[serde(default)]
     metadata: Option<Metadata>,
     nodes: Vec<Node>,
+    #[serde(default)]
+    under_replicated: Vec<Partition>,
+    #[serde(default)]
+    offline: Vec<Partition>,
+}
+
+/// An under-replicated or offline partition.
+#[derive(Debug, Deserialize)]
+struct Partition {
+    topic: String,
+    partition: i32,
+    leader: Option<u64>,
+    replicas: Vec<u64>,
+    isr: Vec<u64>,
 }
 
 /// The metadata quorum as the answering node sees it (absent on a single node).
@@ -55,6 +71,10 @@ struct Node {
     kafka_address: Option<String>,
     #[serde(default)]
     http_address: Option<String>,
+    #[serde(default)]
+    partitions_led: Option<usize>,
+    #[serde(default)]
+    replication_lag: Option<i64>,
 }
 
 pub async fn run(client: &Client, command: ClusterCommand) -> Result<()> {
@@ -129,6 +149,10 @@ fn render(view: &View, now: u64) -> String {
                     ago(now, n.last_seen_ms)
                 },
                 n.error.clone().unwrap_or_default(),
+                n.partitions_led
+                    .map_or_else(|| "-".into(), |v| v.to_string()),
+                n.replication_lag
+                    .map_or_else(|| "-".into(), |v| v.to_string()),
                 match (n.registered, n.fenced) {
                     (None, _) => "-".into(),
                     (Some(true), _) => "yes".into(),
@@ -147,13 +171,49 @@ fn render(view: &View, now: u64) -> String {
             "REACHABLE",
             "LAST SEEN",
             "ERROR",
+            "LED",
+            "LAG",
             "REGISTERED",
             "KAFKA",
             "HTTP",
         ],
         &rows,
     ));
+    if view.metadata.is_some() {
+        for (title, list) in [
+            ("under-replicated partitions", &view.under_replicated),
+            ("offline partitions", &view.offline),
+        ] {
+            out.push('\n');
+            if list.is_empty() {
+                out.push_str(&format!("{title}: none\n"));
+                continue;
+            }
+            out.push_str(&format!("{title}: {}\n", list.len()));
+            out.push_str(&partition_table(list));
+        }
+    }
     out
+}
+
+fn ids(ids: &[u64]) -> String {
+    ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
+}
+
+fn partition_table(list: &[Partition]) -> String {
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|p| {
+            vec![
+                p.topic.clone(),
+                p.partition.to_string(),
+                p.leader.map_or_else(|| "none".into(), |l| l.to_string()),
+                ids(&p.replicas),
+                ids(&p.isr),
+            ]
+        })
+        .collect();
+    table(&["TOPIC", "PARTITION", "LEADER", "REPLICAS", "ISR"], &rows)
 }
 
 #[cfg(test)]
@@ -202,6 +262,34 @@ mod tests {
             row2.trim_end().ends_with("fenced      k:2    w:2"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn shows_partitions_led_lag_and_partition_issues() {
+        let view: View = serde_json::from_value(serde_json::json!({
+            "mode": "cluster", "cluster_id": "abc", "node_id": 1,
+            "metadata": {"controller": 1, "role": "leader", "term": 2, "applied_index": 9},
+            "nodes": [
+                {"id": 1, "address": "h:1", "reachable": true, "last_seen_ms": 1, "error": null, "self": true,
+                 "registered": true, "fenced": false, "partitions_led": 4, "replication_lag": 0},
+                {"id": 2, "address": "h:2", "reachable": false, "last_seen_ms": null, "error": null, "self": false,
+                 "registered": false, "fenced": true, "partitions_led": 0, "replication_lag": 1234}
+            ],
+            "under_replicated": [{"topic": "orders", "partition": 1, "leader": 1, "leader_epoch": 3,
+                                  "replicas": [1, 2, 3], "isr": [1, 3]}],
+            "offline": []
+        }))
+        .unwrap();
+        let text = render(&view, 1);
+        assert!(text.contains("LED  LAG"), "{text}");
+        let row2 = text.lines().find(|l| l.starts_with("2 ")).unwrap();
+        assert!(row2.contains(" 0    1234 "), "{text}");
+        assert!(text.contains("under-replicated partitions: 1"), "{text}");
+        assert!(
+            text.contains("orders  1          1       1,2,3     1,3"),
+            "{text}"
+        );
+        assert!(text.contains("offline partitions: none"), "{text}");
     }
 
     #[test]

@@ -132,7 +132,7 @@ pub fn permission(method: &Method, route: &str, protect_metrics: bool) -> Option
         ("GET" | "POST", "/v1/acls") => (Admin, On::Cluster),
         ("DELETE", "/v1/acls/{id}") => (Admin, On::Cluster),
         ("GET", "/v1/whoami") => (Describe, On::Cluster),
-        ("GET", "/v1/cluster") => (Describe, On::Cluster),
+        ("GET", "/v1/cluster" | "/v1/cluster/replication") => (Describe, On::Cluster),
         _ => return None,
     })
 }
@@ -405,6 +405,7 @@ mod tests {
             ("GET", "/v1/acls"),
             ("DELETE", "/v1/acls/{id}"),
             ("GET", "/v1/cluster"),
+            ("GET", "/v1/cluster/replication"),
         ];
         for (m, r) in routes {
             let m: Method = m.parse().unwrap();

@@ -13,6 +13,22 @@
 //!   topic that could not be opened at all counts as one), `weir_log_open_files`,
 //!   `weir_log_open_files_limit`, `weir_log_file_opens_total`, `weir_log_file_evictions_total`
 //!   (the log's bounded cache of open segment and index files)
+//! - cluster mode ([`Metrics::register_cluster`]), from this node's applied metadata (the
+//!   same on every caught-up node: do not sum them over nodes):
+//!   `weir_cluster_under_replicated_partitions`, `weir_cluster_offline_partitions`; this
+//!   node's: `weir_cluster_partitions_led`, `weir_cluster_leader_elections_total` (partitions
+//!   this node was elected to lead), `weir_cluster_isr_shrinks_total`,
+//!   `weir_cluster_isr_expands_total` (in-sync set changes of partitions it leads; summed over
+//!   nodes these three are the cluster's), `weir_replication_lag_records{topic,partition,
+//!   follower}` (per partition this node leads, how many records each follower's log is
+//!   behind the leader's log end; before its first fetch in the leader's epoch, everything
+//!   appended in that epoch), `weir_replication_high_watermark{topic,partition}`
+//!   and `weir_replication_log_end_offset{topic,partition}` (every local replica); the
+//!   metadata quorum's `weir_raft_term`, `weir_raft_last_log_index`,
+//!   `weir_raft_applied_index`, `weir_raft_commit_index` (on the controller only: the index a
+//!   majority of voters has; openraft 0.9 exports no commit index elsewhere, where the
+//!   applied index is its lower bound), `weir_raft_controller` (the controller's node id,
+//!   `-1` when unknown)
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -29,8 +45,10 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use weir_broker::cluster::metadata::MetadataNode;
 use weir_broker::{Broker, TopicStats};
 
+use super::cluster::{ReplicationSource, follower_lag, partition_issues};
 use super::error::ApiError;
 
 const CONTENT_TYPE_OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -77,6 +95,20 @@ impl Metrics {
             requests,
             latency,
         }
+    }
+
+    /// Adds the cluster metrics of node `node_id` (read at scrape time).
+    pub fn register_cluster(
+        &mut self,
+        node_id: u64,
+        metadata: MetadataNode,
+        replication: ReplicationSource,
+    ) {
+        self.registry.register_collector(Box::new(ClusterCollector {
+            node_id,
+            metadata,
+            replication,
+        }));
     }
 
     /// Records one served request.
@@ -205,6 +237,185 @@ impl Collector for BrokerStatsCollector {
                 ConstCounter::new(0u64).metric_type(),
             )?;
             ConstCounter::new(v).encode(family)?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads the cluster's applied metadata, this node's replicas and applier counters, and
+/// the metadata quorum's metrics at scrape time.
+struct ClusterCollector {
+    node_id: u64,
+    metadata: MetadataNode,
+    replication: ReplicationSource,
+}
+
+impl std::fmt::Debug for ClusterCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterCollector")
+            .field("node_id", &self.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, v: i64) -> std::fmt::Result {
+    let family =
+        encoder.encode_descriptor(name, help, None, ConstGauge::new(0i64).metric_type())?;
+    ConstGauge::new(v).encode(family)
+}
+
+fn counter(encoder: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> std::fmt::Result {
+    let family =
+        encoder.encode_descriptor(name, help, None, ConstCounter::new(0u64).metric_type())?;
+    ConstCounter::new(v).encode(family)
+}
+
+impl Collector for ClusterCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let meta = self.metadata.current();
+        let (under, offline) = partition_issues(&meta);
+        let led = meta
+            .topics
+            .values()
+            .flat_map(|t| &t.partitions)
+            .filter(|p| p.leader == Some(self.node_id))
+            .count();
+        gauge(
+            &mut encoder,
+            "weir_cluster_under_replicated_partitions",
+            "Partitions with a leader and fewer in-sync replicas than replicas (applied metadata).",
+            under.len() as i64,
+        )?;
+        gauge(
+            &mut encoder,
+            "weir_cluster_offline_partitions",
+            "Partitions without a leader (applied metadata).",
+            offline.len() as i64,
+        )?;
+        gauge(
+            &mut encoder,
+            "weir_cluster_partitions_led",
+            "Partitions this node leads (applied metadata).",
+            led as i64,
+        )?;
+        let c = &self.replication.counters;
+        counter(
+            &mut encoder,
+            "weir_cluster_leader_elections",
+            "Partitions this node was elected to lead (a change of leader applied here).",
+            c.leader_elections.load(Relaxed),
+        )?;
+        counter(
+            &mut encoder,
+            "weir_cluster_isr_shrinks",
+            "In-sync set shrinks of partitions this node leads.",
+            c.isr_shrinks.load(Relaxed),
+        )?;
+        counter(
+            &mut encoder,
+            "weir_cluster_isr_expands",
+            "In-sync set expansions of partitions this node leads.",
+            c.isr_expands.load(Relaxed),
+        )?;
+
+        let statuses = self.replication.manager.statuses();
+        let mut family = encoder.encode_descriptor(
+            "weir_replication_lag_records",
+            "Records a follower's log is behind the leader's log end (on the leader; before the follower's first fetch in this epoch, what was appended in it).",
+            None,
+            ConstGauge::new(0i64).metric_type(),
+        )?;
+        for (tp, s) in statuses.iter().filter(|(_, s)| s.is_leader) {
+            let partition = tp.partition.to_string();
+            for (follower, end) in &s.followers {
+                let follower = follower.to_string();
+                let labels = [
+                    ("topic", tp.topic.as_str()),
+                    ("partition", partition.as_str()),
+                    ("follower", follower.as_str()),
+                ];
+                ConstGauge::new(follower_lag(s, *end)).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        type Field = fn(&weir_broker::cluster::replication::ReplicaStatus) -> i64;
+        let offsets: [(&str, &str, Field); 2] = [
+            (
+                "weir_replication_high_watermark",
+                "High watermark of this node's replica.",
+                |s| s.high_watermark,
+            ),
+            (
+                "weir_replication_log_end_offset",
+                "Log end offset of this node's replica.",
+                |s| s.log_end_offset,
+            ),
+        ];
+        for (name, help, field) in offsets {
+            let mut family =
+                encoder.encode_descriptor(name, help, None, ConstGauge::new(0i64).metric_type())?;
+            for (tp, s) in &statuses {
+                let partition = tp.partition.to_string();
+                let labels = [
+                    ("topic", tp.topic.as_str()),
+                    ("partition", partition.as_str()),
+                ];
+                ConstGauge::new(field(s)).encode(family.encode_family(&labels)?)?;
+            }
+        }
+
+        let raft = self.metadata.raft_metrics();
+        let m = raft.borrow();
+        let last_log = m.last_log_index.map_or(-1, |i| i as i64);
+        gauge(
+            &mut encoder,
+            "weir_raft_term",
+            "Current term of the metadata quorum on this node.",
+            m.current_term as i64,
+        )?;
+        gauge(
+            &mut encoder,
+            "weir_raft_last_log_index",
+            "Index of the last entry in this node's metadata log.",
+            last_log,
+        )?;
+        gauge(
+            &mut encoder,
+            "weir_raft_applied_index",
+            "Index of the last metadata entry applied on this node.",
+            m.last_applied.as_ref().map_or(-1, |l| l.index as i64),
+        )?;
+        gauge(
+            &mut encoder,
+            "weir_raft_controller",
+            "Node id of the controller (Raft leader) as this node knows it; -1 when unknown.",
+            m.current_leader.map_or(-1, |l| l as i64),
+        )?;
+        if let Some(replication) = &m.replication {
+            // The controller: the index a majority of voters has in its log.
+            let mut matched: Vec<i64> = m
+                .membership_config
+                .voter_ids()
+                .map(|v| {
+                    if v == m.id {
+                        last_log
+                    } else {
+                        replication
+                            .get(&v)
+                            .and_then(|l| l.as_ref())
+                            .map_or(-1, |l| l.index as i64)
+                    }
+                })
+                .collect();
+            if !matched.is_empty() {
+                matched.sort_unstable_by(|a, b| b.cmp(a));
+                gauge(
+                    &mut encoder,
+                    "weir_raft_commit_index",
+                    "Index a majority of the metadata quorum's voters has (on the controller).",
+                    matched[matched.len() / 2],
+                )?;
+            }
         }
         Ok(())
     }

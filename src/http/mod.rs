@@ -16,7 +16,7 @@
 //! - `POST /v1/sql` (statements), `POST /v1/query` (a SELECT, streamed as NDJSON)
 //! - `POST|GET /v1/users`, `GET|DELETE /v1/users/{name}`, `POST|GET /v1/tokens`,
 //!   `DELETE /v1/tokens/{id}`, `POST|GET /v1/acls`, `DELETE /v1/acls/{id}`, `GET /v1/whoami`
-//! - `GET /v1/cluster`
+//! - `GET /v1/cluster`, `GET /v1/cluster/replication`
 //!
 //! Every request passes [`auth::gate`] first (authentication and the permission of its
 //! route under `--auth`).
@@ -26,6 +26,7 @@ pub mod cluster;
 pub mod console;
 pub mod error;
 pub mod extract;
+pub mod forward;
 pub mod functions;
 pub mod health;
 pub mod metrics;
@@ -84,6 +85,11 @@ pub struct AppState {
     /// The cluster's brokers, partition routes and topic changes through the controller
     /// (`None`: a single node).
     pub routing: Option<weir_broker::cluster::routing::ClusterRouting>,
+    /// The HTTP client to other nodes, for what this node cannot serve itself (`None`: a
+    /// single node).
+    pub forwarder: Option<Arc<forward::Forwarder>>,
+    /// This node's replicas and applier counters (`None`: a single node).
+    pub replication: Option<cluster::ReplicationSource>,
 }
 
 impl FromRef<AppState> for Arc<Metrics> {
@@ -196,6 +202,7 @@ pub fn router(state: AppState, config: &HttpConfig) -> Router {
         .route("/v1/acls/{id}", delete(users::remove_acl))
         .route("/v1/whoami", get(users::whoami))
         .route("/v1/cluster", get(cluster::status))
+        .route("/v1/cluster/replication", get(cluster::replication))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

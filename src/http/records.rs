@@ -2,6 +2,9 @@
 //! `GET /v1/topics/{name}/partitions/{p}/records` (read a page, or with `follow=true` a
 //! never-ending NDJSON stream of records as they are appended).
 //!
+//! On a cluster any node serves both: what another node must serve is forwarded to it
+//! (`super::forward`).
+//!
 //! Keys, values and header values are UTF-8 strings in JSON (or null). On the way out, bytes
 //! that are not UTF-8 are converted lossily. Every broker call that may touch disk runs in
 //! `spawn_blocking`.
@@ -15,6 +18,7 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::de::{MapAccess, Visitor};
@@ -26,6 +30,7 @@ use weir_broker::{Broker, Header, ProduceRecord, ReadResult, StoredRecord};
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::forward;
 
 /// Records per page when `max` is not given.
 pub const DEFAULT_MAX_RECORDS: usize = 100;
@@ -39,28 +44,28 @@ const FOLLOW_CHUNK_BYTES: usize = 4 * 1024 * 1024;
 /// A follower waiting for appends re-checks the log at least this often.
 const FOLLOW_RECHECK: Duration = Duration::from_secs(1);
 
-/// Body of `POST /v1/topics/{name}/records`.
-#[derive(Debug, Deserialize)]
+/// Body of `POST /v1/topics/{name}/records` (also what one node forwards to another).
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProduceRequest {
     pub records: Vec<ProduceRecordJson>,
 }
 
 /// One record to produce.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProduceRecordJson {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
     #[serde(default)]
     pub value: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Headers::is_empty")]
     pub headers: Headers,
     /// Event time, ms since the epoch; append time when absent.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timestamp: Option<i64>,
     /// Explicit partition; the default partitioner when absent.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partition: Option<i32>,
 }
 
@@ -85,6 +90,12 @@ impl From<ProduceRecordJson> for ProduceRecord {
 /// repeated names (Kafka allows both).
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Headers(pub Vec<(String, Option<String>)>);
+
+impl Headers {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
 
 impl<'de> Deserialize<'de> for Headers {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -120,34 +131,32 @@ impl Serialize for Headers {
 }
 
 /// Body of a successful produce.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct ProduceResponse {
     pub offsets: Vec<RecordPosition>,
 }
 
 /// Where one produced record landed.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct RecordPosition {
     pub partition: i32,
     pub offset: i64,
 }
 
-/// `POST /v1/topics/{name}/records` → the offsets, in request order, once durable.
+/// `POST /v1/topics/{name}/records` → the offsets, in request order, once durable. On a
+/// cluster, records of partitions led by other nodes are forwarded to them
+/// ([`forward::produce`]).
 pub async fn produce(
     State(state): State<AppState>,
     ApiPath(topic): ApiPath<String>,
+    uri: Uri,
+    headers: HeaderMap,
     ApiJson(request): ApiJson<ProduceRequest>,
 ) -> Result<Json<ProduceResponse>, ApiError> {
     if request.records.is_empty() {
         return Err(ApiError::bad_request("records must not be empty"));
     }
-    let records: Vec<ProduceRecord> = request.records.into_iter().map(Into::into).collect();
-    let broker = state.broker.clone();
-    let positions = tokio::task::spawn_blocking(move || broker.produce(&topic, records)).await??;
-    let offsets = positions
-        .into_iter()
-        .map(|(partition, offset)| RecordPosition { partition, offset })
-        .collect();
+    let offsets = forward::produce(&state, &topic, uri.path(), &headers, request.records).await?;
     Ok(Json(ProduceResponse { offsets }))
 }
 
@@ -210,11 +219,15 @@ pub struct ReadResponse {
     pub end_offset: i64,
 }
 
-/// `GET /v1/topics/{name}/partitions/{p}/records?offset=&max=&follow=`
+/// `GET /v1/topics/{name}/partitions/{p}/records?offset=&max=&follow=`. On a cluster, a
+/// node holding no replica of the partition forwards the read to its leader
+/// ([`forward::read_elsewhere`]).
 pub async fn read(
     State(state): State<AppState>,
     ApiPath((topic, partition)): ApiPath<(String, i32)>,
     ApiQuery(query): ApiQuery<ReadQuery>,
+    uri: Uri,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     if partition < 0 {
         return Err(ApiError::not_found(
@@ -236,6 +249,19 @@ pub async fn read(
             "invalid_query",
             "max must be at least 1",
         ));
+    }
+    let path_and_query = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    if let Some(forwarded) = forward::read_elsewhere(
+        &state,
+        &topic,
+        partition,
+        &headers,
+        path_and_query,
+        query.follow,
+    )
+    .await?
+    {
+        return Ok(forwarded);
     }
     let topic: Arc<str> = Arc::from(topic);
     let offset = match query.timestamp {

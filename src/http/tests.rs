@@ -61,6 +61,8 @@ impl Server {
             metadata: None,
             node_id: 0,
             routing: None,
+            forwarder: None,
+            replication: None,
         };
         let config = HttpConfig {
             max_request_bytes,

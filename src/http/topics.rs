@@ -1,22 +1,24 @@
 //! Topic administration: `POST /v1/topics` (create), `GET /v1/topics` (list; under `--auth`
 //! only the topics the caller may describe),
-//! `GET /v1/topics/{name}` (describe with per-partition offsets) and
+//! `GET /v1/topics/{name}` (describe with per-partition offsets; on a cluster, also of
+//! replicated topics this node holds no replica of) and
 //! `DELETE /v1/topics/{name}`. Bodies are the broker's own serde types
-//! ([`TopicSpec`], [`TopicInfo`], [`TopicDescription`]).
+//! ([`TopicSpec`], [`TopicInfo`], [`weir_broker::TopicDescription`]).
 
 use axum::extract::State;
 use axum::http::header::LOCATION;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::Serialize;
 use weir_broker::auth::{Op, Resource};
-use weir_broker::{BrokerError, PartitionReplication, TopicDescription, TopicInfo, TopicSpec};
+use weir_broker::{BrokerError, PartitionReplication, TopicInfo, TopicSpec};
 
 use super::AppState;
 use super::auth::Caller;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath};
+use super::forward;
 
 /// Body of `GET /v1/topics`.
 #[derive(Debug, Serialize)]
@@ -72,6 +74,19 @@ pub async fn list_topics(
     caller: Option<Extension<Caller>>,
 ) -> Json<TopicList> {
     let mut topics = state.broker.list_topics();
+    if let Some(routing) = &state.routing {
+        // Replicated topics this node holds no replica of (no local copy).
+        let meta = routing.metadata();
+        for (name, t) in &meta.topics {
+            if topics.iter().any(|i| &i.name == name) {
+                continue;
+            }
+            let spec = weir_broker::cluster::applier::topic_spec(name, t);
+            if let Ok(info) = state.broker.check_topic_spec(&spec) {
+                topics.push(info);
+            }
+        }
+    }
     if let Some(Extension(c)) = &caller {
         topics.retain(|t| c.may(Op::Describe, &Resource::Topic(t.name.clone())));
     }
@@ -79,11 +94,20 @@ pub async fn list_topics(
     Json(TopicList { topics })
 }
 
-/// `GET /v1/topics/{name}` → the topic and its partitions' offsets.
+/// `GET /v1/topics/{name}` → the topic and its partitions' offsets. On a cluster, a node
+/// holding no replica of a replicated topic asks a node that does
+/// ([`forward::describe_elsewhere`]).
 pub async fn describe_topic(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
-) -> Result<Json<TopicDescription>, ApiError> {
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if let Some(forwarded) =
+        forward::describe_elsewhere(&state, &name, &headers, uri.path()).await?
+    {
+        return Ok(forwarded);
+    }
     let broker = state.broker.clone();
     let routes = state.routing.as_ref().and_then(|r| r.routes(&name));
     let mut description =
@@ -109,7 +133,7 @@ pub async fn describe_topic(
             });
         }
     }
-    Ok(Json(description))
+    Ok(Json(description).into_response())
 }
 
 /// `DELETE /v1/topics/{name}` → 204.

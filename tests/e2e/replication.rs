@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use crate::common::{Server, eventually, free_port};
 
 /// Three nodes of one cluster, each with HTTP, Kafka and a cluster listener.
-fn start_cluster() -> Vec<Server> {
+pub(crate) fn start_cluster() -> Vec<Server> {
     let ports = [free_port(), free_port(), free_port()];
     let peers: Vec<String> = ports
         .iter()
@@ -46,7 +46,7 @@ fn start_cluster() -> Vec<Server> {
 
 /// Creates a topic on `s`, retrying while the cluster forms (no controller or not every
 /// node registered yet); panics on any other answer.
-fn create_replicated(s: &Server, spec: Value) -> Value {
+pub(crate) fn create_replicated(s: &Server, spec: Value) -> Value {
     let mut last = Value::Null;
     let ok = eventually(Duration::from_secs(60), || {
         let (status, body) = s.post("/v1/topics", &spec);

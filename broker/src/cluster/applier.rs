@@ -89,6 +89,41 @@ pub struct Applier {
     broker: Broker,
     manager: Arc<ReplicaManager>,
     local: HashMap<TopicPartition, Local>,
+    counters: Arc<ApplierCounters>,
+}
+
+/// Leadership and in-sync set changes this node applied, for metrics. Counted where the
+/// change is applied, by the partition's leader: an election by the node it makes leader
+/// (this node named leader where another node or none led in the version applied here
+/// before; a first leadership at creation or after a restart is not counted), an in-sync
+/// set shrink or expand by the leader that applies the new set. Summed over the nodes they
+/// are the cluster's totals.
+#[derive(Debug, Default)]
+pub struct ApplierCounters {
+    pub leader_elections: std::sync::atomic::AtomicU64,
+    pub isr_shrinks: std::sync::atomic::AtomicU64,
+    pub isr_expands: std::sync::atomic::AtomicU64,
+}
+
+impl ApplierCounters {
+    /// Counts what applying `new` over `old` (both applied here) changed, if this node
+    /// leads after it.
+    fn count(&self, node: NodeId, old: &Applied, new: &Applied) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if old.leader_epoch < 0 || new.leader != Some(node) {
+            return;
+        }
+        if old.leader != new.leader {
+            self.leader_elections.fetch_add(1, Relaxed);
+        } else {
+            if old.isr.iter().any(|n| !new.isr.contains(n)) {
+                self.isr_shrinks.fetch_add(1, Relaxed);
+            }
+            if new.isr.iter().any(|n| !old.isr.contains(n)) {
+                self.isr_expands.fetch_add(1, Relaxed);
+            }
+        }
+    }
 }
 
 /// The local spec of a replicated topic as the metadata describes it.
@@ -121,7 +156,13 @@ impl Applier {
             broker,
             manager,
             local: HashMap::new(),
+            counters: Arc::default(),
         }
+    }
+
+    /// The leadership and in-sync set changes this applier counts (shared; for metrics).
+    pub fn counters(&self) -> Arc<ApplierCounters> {
+        Arc::clone(&self.counters)
     }
 
     /// Applies one metadata version (blocking: it may create topics and fsync epoch caches;
@@ -268,6 +309,7 @@ impl Applier {
                     "partition leadership applied"
                 );
             }
+            self.counters.count(self.node, &l.applied, &applied);
             l.applied = applied;
         }
         result

@@ -511,6 +511,61 @@ async fn unkeyed_records_go_to_the_partitions_this_node_leads() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn elections_and_in_sync_set_changes_are_counted_by_the_leader_that_applies_them() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut h = Harness::new(3);
+    h.create_topic("orders", 1, 1);
+    h.apply_all();
+    let counts = |h: &Harness, id: NodeId| {
+        let c = h.nodes[&id].applier.counters();
+        (
+            c.leader_elections.load(Relaxed),
+            c.isr_shrinks.load(Relaxed),
+            c.isr_expands.load(Relaxed),
+        )
+    };
+    // A topic's first leaders are no election.
+    for id in 1..=3 {
+        assert_eq!(counts(&h, id), (0, 0, 0), "node {id}");
+    }
+    // The leader is lost: another is elected with it out of the in-sync set.
+    let old = h.leader("orders", 0);
+    let fence = controller::fence_node_commands(&h.meta, old);
+    h.commit(fence);
+    h.apply_all();
+    let new = h.leader("orders", 0);
+    assert_ne!(new, old);
+    assert_eq!(counts(&h, new), (1, 0, 0));
+    // A follower lost too: the new leader's in-sync set shrinks.
+    let follower = (1..=3).find(|n| *n != old && *n != new).unwrap();
+    let fence = controller::fence_node_commands(&h.meta, follower);
+    h.commit(fence);
+    h.apply_all();
+    assert_eq!(counts(&h, new), (1, 1, 0));
+    // Both back and in sync again (as the leader's AlterPartition commits it).
+    for node in [old, follower] {
+        h.commit(MetadataCommand::RegisterNode {
+            node,
+            info: NodeInfo::default(),
+        });
+    }
+    let p = h.meta.partition("orders", 0).unwrap().clone();
+    h.commit(MetadataCommand::AlterPartition {
+        topic: "orders".into(),
+        partition: 0,
+        leader: new,
+        leader_epoch: p.leader_epoch,
+        partition_epoch: p.partition_epoch,
+        isr: vec![1, 2, 3],
+    });
+    h.apply_all();
+    assert_eq!(counts(&h, new), (1, 1, 1));
+    // Nodes that did not lead counted nothing.
+    assert_eq!(counts(&h, old), (0, 0, 0));
+    assert_eq!(counts(&h, follower), (0, 0, 0));
+}
+
 /// A Kafka client over one connection, enough to send idempotent produce requests.
 struct WireClient {
     stream: tokio::net::TcpStream,

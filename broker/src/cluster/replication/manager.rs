@@ -16,7 +16,7 @@ use super::leader::IsrProposal;
 use super::messages::{
     FetchError, FetchRequest, FetchResponse, PartitionFetchResponse, TopicPartition,
 };
-use super::replica::{LeaderAndIsr, PartitionReplica};
+use super::replica::{LeaderAndIsr, PartitionReplica, ReplicaStatus};
 use super::{ReplicationConfig, ReplicationError};
 use crate::cluster::NodeId;
 use crate::log::PartitionLog;
@@ -216,6 +216,24 @@ impl ReplicaManager {
     ) -> Result<(), ReplicationError> {
         self.replica(tp)?
             .apply_isr(leader_epoch, isr, self.now_ms())
+    }
+
+    /// Every replica on this node with its status, sorted by partition (for `GET /v1/cluster`
+    /// and metrics; blocking: each status takes the replica's state and log locks).
+    pub fn statuses(&self) -> Vec<(TopicPartition, ReplicaStatus)> {
+        let replicas: Vec<Arc<PartitionReplica>> = self
+            .replicas
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        let mut out: Vec<(TopicPartition, ReplicaStatus)> = replicas
+            .iter()
+            .map(|r| (r.topic_partition().clone(), r.status()))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 
     /// The in-sync set changes this node's leaders want now (for the controller).

@@ -89,6 +89,9 @@ pub struct ReplicaStatus {
     pub log_end_offset: i64,
     /// Per follower (when leading): its log end offset, `-1` if unknown.
     pub followers: Vec<(NodeId, i64)>,
+    /// When leading: where this leader's epoch starts in the log (a follower that has not
+    /// fetched in this epoch lacks at least everything from here); `-1` otherwise.
+    pub epoch_start_offset: i64,
 }
 
 /// What a follower did with one fetch answer.
@@ -708,9 +711,9 @@ impl PartitionReplica {
     pub fn status(&self) -> ReplicaStatus {
         let state = lock(&self.state);
         let log = lock(&self.log);
-        let (leader, is_leader, isr, followers) = match &state.role {
-            Role::None => (None, false, Vec::new(), Vec::new()),
-            Role::Follower { leader } => (Some(*leader), false, Vec::new(), Vec::new()),
+        let (leader, is_leader, isr, followers, epoch_start_offset) = match &state.role {
+            Role::None => (None, false, Vec::new(), Vec::new(), -1),
+            Role::Follower { leader } => (Some(*leader), false, Vec::new(), Vec::new(), -1),
             Role::Leader(l) => (
                 Some(self.node),
                 true,
@@ -719,6 +722,7 @@ impl PartitionReplica {
                     .iter()
                     .map(|(id, f)| (*id, f.log_end_offset))
                     .collect(),
+                l.epoch_start_offset(),
             ),
         };
         ReplicaStatus {
@@ -730,6 +734,7 @@ impl PartitionReplica {
             log_start_offset: log.start_offset(),
             log_end_offset: log.end_offset(),
             followers,
+            epoch_start_offset,
         }
     }
 }
