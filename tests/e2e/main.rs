@@ -5,6 +5,7 @@ mod access;
 mod auth;
 mod cli;
 mod cluster;
+mod cluster_groups;
 mod common;
 mod connections;
 mod console;

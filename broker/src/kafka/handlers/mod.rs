@@ -179,7 +179,7 @@ pub async fn handle(ctx: &Arc<Ctx>, conn: &mut Conn, req: Request) -> Option<Res
                 return Some(ResponseKind::FindCoordinator(refused));
             }
             let denied = authz.find_coordinators(&mut r);
-            let mut resp = groups::find_coordinator(ctx, conn, r, v);
+            let mut resp = groups::find_coordinator(ctx, conn, r, v).await;
             resp.coordinators.extend(denied);
             ResponseKind::FindCoordinator(resp)
         }
@@ -261,7 +261,7 @@ async fn dispatch(
             ResponseKind::DescribeConfigs(configs::describe(ctx, r, v))
         }
         RequestKind::FindCoordinator(r) => {
-            ResponseKind::FindCoordinator(groups::find_coordinator(ctx, conn, r, v))
+            ResponseKind::FindCoordinator(groups::find_coordinator(ctx, conn, r, v).await)
         }
         RequestKind::JoinGroup(r) => {
             ResponseKind::JoinGroup(groups::join(ctx, conn, client_id, r, v).await)
@@ -334,6 +334,8 @@ pub fn group_error_code(e: &GroupError) -> i16 {
         GroupError::InconsistentGroupProtocol => ResponseError::InconsistentGroupProtocol.code(),
         GroupError::InvalidSessionTimeout(_) => ResponseError::InvalidSessionTimeout.code(),
         GroupError::InvalidGroupId => ResponseError::InvalidGroupId.code(),
+        GroupError::NotCoordinator => ResponseError::NotCoordinator.code(),
+        GroupError::CoordinatorLoadInProgress => ResponseError::CoordinatorLoadInProgress.code(),
     }
 }
 
