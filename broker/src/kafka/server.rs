@@ -61,7 +61,7 @@ pub async fn serve(
     };
     let groups = Arc::new(GroupCoordinator::new(config.group.clone(), offsets));
     let producer_ids = Arc::new(match &config.cluster {
-        Some(c) => ProducerIds::for_node(c.node()),
+        Some(_) => ProducerIds::cluster(),
         None => ProducerIds::default(),
     });
     let ctx = Arc::new(Ctx {

@@ -225,7 +225,7 @@ pub async fn handle(ctx: &Arc<Ctx>, conn: &mut Conn, req: Request) -> Option<Res
         }
         RequestKind::InitProducerId(r) => match authz.init_producer_id() {
             Some(refused) => ResponseKind::InitProducerId(refused),
-            None => ResponseKind::InitProducerId(producer_id::init(ctx, r, v)),
+            None => ResponseKind::InitProducerId(producer_id::init(ctx, r, v).await),
         },
         body => return dispatch(ctx, conn, &client_id, body, v).await,
     })
@@ -276,7 +276,7 @@ async fn dispatch(
         }
         RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(offsets::fetch(ctx, r, v)),
         RequestKind::InitProducerId(r) => {
-            ResponseKind::InitProducerId(producer_id::init(ctx, r, v))
+            ResponseKind::InitProducerId(producer_id::init(ctx, r, v).await)
         }
         _ => {
             // The codec only lets through APIs listed in `versions`; this is a bug.
