@@ -18,8 +18,9 @@ use tokio::sync::watch;
 
 use crate::batch;
 use crate::batch_builder::BatchBuilder;
+use crate::cluster::replication::ReplicationError;
 use crate::cluster::replication::manager::ReplicaManager;
-use crate::cluster::replication::messages::TopicPartition;
+use crate::cluster::replication::messages::{FetchError, TopicPartition};
 use crate::cluster::replication::replica::{PartitionReplica, Progress};
 use crate::config::{BrokerConfig, FsyncPolicy};
 use crate::error::{BrokerError, Result};
@@ -915,6 +916,40 @@ impl Broker {
             .fetch_add(batch.bytes().len() as u64, Ordering::Relaxed);
         wait_replicated(appended.pending)?;
         Ok(range)
+    }
+
+    /// OffsetForLeaderEpoch (Kafka API 23) for one partition: `(largest epoch <= epoch in
+    /// the log, its end offset)`. Replicated: answered by the leader from its epoch cache,
+    /// refused elsewhere, and checked against `current_leader_epoch` when one is given
+    /// (fenced or unknown epoch). A local topic is one epoch, 0, from start to end (what
+    /// Metadata reports on a single node).
+    pub fn offset_for_leader_epoch(
+        &self,
+        topic: &str,
+        partition: i32,
+        current_leader_epoch: Option<i32>,
+        epoch: i32,
+    ) -> std::result::Result<(i32, i64), ReplicationError> {
+        let t = self.topic(topic)?;
+        let p = t.partition(partition)?;
+        if p.is_replicated() {
+            let replica = p.replica().ok_or_else(|| {
+                ReplicationError::NotLeaderOrFollower(TopicPartition::new(topic, partition))
+            })?;
+            let e = replica.offset_for_leader_epoch(current_leader_epoch, epoch)?;
+            return Ok((e.epoch, e.end_offset));
+        }
+        if let Some(c) = current_leader_epoch.filter(|c| *c > 0) {
+            return Err(ReplicationError::Fetch(
+                TopicPartition::new(topic, partition),
+                FetchError::UnknownLeaderEpoch {
+                    request: c,
+                    current: 0,
+                },
+            ));
+        }
+        let end = p.lock()?.end_offset();
+        Ok(if epoch == 0 { (0, end) } else { (-1, -1) })
     }
 
     /// Cluster mode: the published progress (role, leader epoch, high watermark, log end)

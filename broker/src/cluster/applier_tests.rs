@@ -537,6 +537,7 @@ async fn the_group_coordinator_follows_its_offsets_partition_leader_with_its_com
     h.commit(cmd);
     let p = offsets_partition("g");
     let old = h.leader(OFFSETS_TOPIC, p);
+    let old_epoch = h.meta.partition(OFFSETS_TOPIC, p).unwrap().leader_epoch;
     let c = |offset| CommittedOffset {
         offset,
         leader_epoch: -1,
@@ -612,6 +613,33 @@ async fn the_group_coordinator_follows_its_offsets_partition_leader_with_its_com
         "replicated import"
     );
     commit(new, 12).await.unwrap();
+    // OffsetForLeaderEpoch from the new leader's epoch cache: the old epoch ended where the
+    // new one began (after the import and two commits).
+    let new_epoch = h.meta.partition(OFFSETS_TOPIC, p).unwrap().leader_epoch;
+    let b = h.broker(new);
+    assert_eq!(
+        b.offset_for_leader_epoch(OFFSETS_TOPIC, p, None, old_epoch)
+            .unwrap(),
+        (old_epoch, 3)
+    );
+    assert_eq!(
+        b.offset_for_leader_epoch(OFFSETS_TOPIC, p, Some(new_epoch), new_epoch)
+            .unwrap(),
+        (new_epoch, 4)
+    );
+    assert!(matches!(
+        b.offset_for_leader_epoch(OFFSETS_TOPIC, p, Some(old_epoch), old_epoch),
+        Err(super::replication::ReplicationError::Fetch(
+            _,
+            super::replication::messages::FetchError::FencedLeaderEpoch { .. }
+        ))
+    ));
+    let follower = others.iter().copied().find(|id| *id != new).unwrap();
+    assert!(matches!(
+        h.broker(follower)
+            .offset_for_leader_epoch(OFFSETS_TOPIC, p, None, old_epoch),
+        Err(super::replication::ReplicationError::NotLeaderOrFollower(_))
+    ));
 
     // The old coordinator learns it: it drops the partition and refuses commits.
     h.net.heal();

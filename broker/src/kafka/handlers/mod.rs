@@ -11,6 +11,7 @@ mod authz;
 mod configs;
 mod fetch;
 mod groups;
+mod leader_epoch;
 mod list_offsets;
 mod metadata;
 mod offsets;
@@ -212,6 +213,12 @@ pub async fn handle(ctx: &Arc<Ctx>, conn: &mut Conn, req: Request) -> Option<Res
                 ResponseKind::OffsetFetch(resp)
             }
         },
+        RequestKind::OffsetForLeaderEpoch(mut r) => {
+            let denied = authz.offset_for_leader_epoch(&mut r);
+            let mut resp = leader_epoch::handle(ctx, r, v);
+            resp.topics.extend(denied);
+            ResponseKind::OffsetForLeaderEpoch(resp)
+        }
         RequestKind::ListGroups(r) => {
             let mut resp = groups::list(ctx, r, v);
             resp.groups.retain(|g| authz.group_visible(&g.group_id));
@@ -270,6 +277,9 @@ async fn dispatch(
         RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(groups::heartbeat(ctx, r, v)),
         RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(groups::leave(ctx, r, v)),
         RequestKind::ListGroups(r) => ResponseKind::ListGroups(groups::list(ctx, r, v)),
+        RequestKind::OffsetForLeaderEpoch(r) => {
+            ResponseKind::OffsetForLeaderEpoch(leader_epoch::handle(ctx, r, v))
+        }
         RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(groups::describe(ctx, r, v)),
         RequestKind::OffsetCommit(r) => {
             ResponseKind::OffsetCommit(offsets::commit(ctx, r, v).await)
