@@ -428,6 +428,13 @@ impl Broker {
         }
     }
 
+    /// Whether an `acks=all` append to the partition would be accepted now (for a
+    /// replicated one: this node leads and enough of the in-sync set is in sync, else
+    /// `NotLeader` / `NotEnoughReplicas`). The Kafka edge checks it before sequence numbers.
+    pub fn check_acks_all(&self, topic: &str, partition: i32) -> Result<()> {
+        self.topic(topic)?.partition(partition)?.check_acks_all()
+    }
+
     /// Replicated: the wait for records `first..=last` already in the leader's log (an
     /// idempotent producer's retry) to be replicated; `None` for a local topic.
     pub fn pending_replication(

@@ -211,6 +211,20 @@ impl Partition {
             pending: None,
         })
     }
+    /// Replicated: whether an `acks=all` append would be accepted now (leader, enough of
+    /// the in-sync set in sync); always for a local topic.
+    pub fn check_acks_all(&self) -> Result<()> {
+        if !self.replicated {
+            return Ok(());
+        }
+        let Some(a) = self.attached() else {
+            return Err(self.not_leader(None));
+        };
+        a.replica
+            .check_acks_all(a.manager.now_ms())
+            .map_err(|e| e.into_broker(a.replica.leader()))
+    }
+
     pub fn watch_end(&self) -> watch::Receiver<i64> {
         self.end.subscribe()
     }

@@ -207,6 +207,32 @@ impl Server {
         self.child.as_ref().expect("the server is running").id()
     }
 
+    /// SIGSTOP: the process freezes (sockets stay open, nothing answers) until [`resume`].
+    ///
+    /// [`resume`]: Server::resume
+    pub fn pause(&self) {
+        let pid = self.pid().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-STOP", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+
+    /// SIGCONT after [`pause`](Server::pause).
+    pub fn resume(&self) {
+        let pid = self.pid().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-CONT", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+
     /// SIGTERM and wait for a clean exit; returns whether it exited with status 0.
     pub fn terminate(&mut self) -> bool {
         let Some(mut c) = self.child.take() else {

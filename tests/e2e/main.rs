@@ -3,6 +3,7 @@
 
 mod access;
 mod auth;
+mod chaos;
 mod cli;
 mod cluster;
 mod cluster_groups;

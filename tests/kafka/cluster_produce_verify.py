@@ -31,7 +31,7 @@ def main():
     ap.add_argument("--max-seconds", type=int, default=600)
     a = ap.parse_args()
 
-    p = Producer({
+    conf = {
         "bootstrap.servers": a.bootstrap,
         "acks": "all",
         "enable.idempotence": True,
@@ -40,7 +40,11 @@ def main():
         "delivery.timeout.ms": 120_000,
         "message.timeout.ms": 120_000,
         "partitioner": "murmur2_random",
-    })
+    }
+    # librdkafka's own debug log (e.g. RDKAFKA_DEBUG=eos,msg) on stderr, for investigations.
+    if os.environ.get("RDKAFKA_DEBUG"):
+        conf["debug"] = os.environ["RDKAFKA_DEBUG"]
+    p = Producer(conf)
     acked = {}  # seq -> (partition, offset)
     errors = []
     ack_times = []

@@ -651,3 +651,143 @@ async fn the_group_coordinator_follows_its_offsets_partition_leader_with_its_com
     assert!(matches!(r, Err(BrokerError::NotLeader { .. })), "{r:?}");
     assert_eq!(stores[&new].get("g", "t", 0), Some(c(12)));
 }
+
+/// A Kafka client over one connection, enough to send idempotent produce requests.
+struct WireClient {
+    stream: tokio::net::TcpStream,
+    corr: i32,
+}
+
+impl WireClient {
+    /// Produce v7 to `topic`/0, acks=all, one record with sequence `seq` of producer
+    /// (77, 0): the partition's error code.
+    async fn produce_seq(&mut self, topic: &str, seq: i32) -> i16 {
+        use bytes::BytesMut;
+        use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+        use kafka_protocol::messages::{
+            ApiKey, ProduceRequest, RequestHeader, ResponseHeader, ResponseKind, TopicName,
+        };
+        use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+        use kafka_protocol::records::{
+            Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+        };
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let record = Record {
+            transactional: false,
+            control: false,
+            partition_leader_epoch: -1,
+            producer_id: 77,
+            producer_epoch: 0,
+            timestamp_type: TimestampType::Creation,
+            offset: 0,
+            sequence: seq,
+            timestamp: 1_700_000_000_000,
+            key: None,
+            value: Some(bytes::Bytes::from(format!("seq-{seq}"))),
+            headers: Default::default(),
+            delete_horizon: false,
+        };
+        let mut records = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut records,
+            [record].iter(),
+            &RecordEncodeOptions {
+                version: 2,
+                compression: Compression::None,
+            },
+        )
+        .unwrap();
+        let request = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(2000)
+            .with_topic_data(vec![
+                TopicProduceData::default()
+                    .with_name(TopicName(StrBytes::from_string(topic.into())))
+                    .with_partition_data(vec![
+                        PartitionProduceData::default()
+                            .with_index(0)
+                            .with_records(Some(records.freeze())),
+                    ]),
+            ]);
+        self.corr += 1;
+        let version = 7;
+        let mut buf = BytesMut::new();
+        RequestHeader::default()
+            .with_request_api_key(ApiKey::Produce as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(self.corr)
+            .encode(&mut buf, ApiKey::Produce.request_header_version(version))
+            .unwrap();
+        request.encode(&mut buf, version).unwrap();
+        let mut frame = (buf.len() as i32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&buf);
+        self.stream.write_all(&frame).await.unwrap();
+        let mut len = [0u8; 4];
+        self.stream.read_exact(&mut len).await.unwrap();
+        let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
+        self.stream.read_exact(&mut body).await.unwrap();
+        let mut body = bytes::Bytes::from(body);
+        ResponseHeader::decode(&mut body, ApiKey::Produce.response_header_version(version))
+            .unwrap();
+        match ResponseKind::decode(ApiKey::Produce, &mut body, version).unwrap() {
+            ResponseKind::Produce(r) => r.responses[0].partition_responses[0].error_code,
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn below_min_insync_every_idempotent_batch_is_refused_not_enough_replicas_not_out_of_order() {
+    const NOT_ENOUGH_REPLICAS: i16 = 19;
+    let mut h = Harness::new(3);
+    h.create_topic("orders", 1, 2);
+    h.apply_all();
+    let leader = h.leader("orders", 0);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(crate::kafka::serve(
+        h.broker(leader),
+        listener,
+        crate::kafka::KafkaConfig::default(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let mut c = WireClient {
+        stream: tokio::net::TcpStream::connect(addr).await.unwrap(),
+        corr: 0,
+    };
+    assert_eq!(c.produce_seq("orders", 0).await, 0);
+    // Both followers cut off: once they are out of sync, acks=all is refused before append.
+    for id in (1..=3).filter(|id| *id != leader) {
+        h.net.cut(leader, id);
+        h.net.cut(id, leader);
+    }
+    // Something the followers lack (a follower level with the leader counts as in sync,
+    // as in Kafka, however long silent).
+    append_acks_1(h.broker(leader), "x").await;
+    let b = h.broker(leader);
+    assert!(
+        eventually(|| matches!(
+            b.check_acks_all("orders", 0),
+            Err(BrokerError::NotEnoughReplicas { .. })
+        ))
+        .await
+    );
+    // The producer sends its next batches (as librdkafka pipelines them): each must get the
+    // same retriable refusal. An OUT_OF_ORDER_SEQUENCE_NUMBER for the second would make
+    // librdkafka bump its epoch and resend possibly-stored batches as new ones (duplicates).
+    for seq in [1, 2, 3] {
+        assert_eq!(
+            c.produce_seq("orders", seq).await,
+            NOT_ENOUGH_REPLICAS,
+            "seq {seq}"
+        );
+    }
+    h.net.heal();
+    assert!(eventually(|| b.check_acks_all("orders", 0).is_ok()).await);
+    assert_eq!(c.produce_seq("orders", 1).await, 0);
+    let _ = stop.send(());
+    let _ = server.await;
+}

@@ -43,10 +43,16 @@
 //!    without a leader are elected once a replica of their in-sync set is live again
 //!    (`controller::elect_offline_commands`). A decision taken on metadata that moved is
 //!    refused by the state machine (epochs) and taken again on the next tick.
-//! 5. **A new controller assumes everyone alive**: when a node becomes controller (a new
-//!    Raft term), it starts a fresh session for every node in the metadata and forgets what
-//!    an earlier term heard, so a controller change never fences a broker by itself; a node
-//!    that really is gone is fenced one session timeout later.
+//! 5. **A new controller assumes everyone alive it can reach**: when a node becomes
+//!    controller (a new Raft term), it forgets what an earlier term heard and starts a fresh
+//!    session for every node in the metadata, so a controller change never fences a reachable
+//!    broker by itself. A node its peer RPC already finds unreachable (typically the old
+//!    controller, whose death caused the election) gets a session dated from when it was
+//!    last heard, but never less than [`ControlSettings::heartbeat_interval`] × 3 of it left
+//!    ([`Controller::with_liveness`]): a node that is gone is fenced that much sooner (the
+//!    failover after a controller's death is not one Raft election *plus* a whole session),
+//!    while a live node whose hello merely failed still has several heartbeats' time to
+//!    reach the new controller.
 //! 6. **A joining node is a learner first**: `Join` makes the controller add it to the Raft
 //!    membership as a learner (it receives the log, never votes) and waits until it has
 //!    caught up (bounded); it then heartbeats like any node and is registered as a broker. A
@@ -64,7 +70,14 @@
 //!    a start its local metadata log may be stale (it missed its own fencing and the
 //!    elections that followed), so its applier waits until the controller has answered a
 //!    heartbeat with "registered" and the local metadata has applied the controller's
-//!    version at that moment.
+//!    version at that moment. "The controller" is a Raft leader whose leadership a quorum
+//!    acknowledged within the lease ([`MetadataMetrics::acknowledged`]): a node restarted
+//!    with its own committed vote on disk is a Raft leader for a moment before it hears of
+//!    the newer term, and must not answer its own heartbeat "registered" on its stale
+//!    metadata (found by the e2e failover test: a restarted old controller applied its old
+//!    leaderships for ~0.1 s).
+//!
+//! [`MetadataMetrics::acknowledged`]: super::metadata::MetadataMetrics::acknowledged
 
 use crate::cluster::applier::ProposeFailure;
 use std::collections::BTreeMap;
@@ -337,7 +350,13 @@ pub struct Controller {
     wake: Notify,
     /// This node is shutting down: it no longer renews its own session.
     leaving: std::sync::atomic::AtomicBool,
+    /// How long a node has been silent to this node's peer RPC (`None`: reachable), used to
+    /// date the sessions a new term starts with (invariant 5).
+    liveness: Option<Liveness>,
 }
+
+/// See [`Controller::with_liveness`].
+pub type Liveness = Arc<dyn Fn(NodeId) -> Option<Duration> + Send + Sync>;
 
 impl Controller {
     pub fn new(node: MetadataNode, local: NodeInfo, settings: ControlSettings) -> Controller {
@@ -348,17 +367,37 @@ impl Controller {
             term: Mutex::new(Term::default()),
             wake: Notify::new(),
             leaving: std::sync::atomic::AtomicBool::new(false),
+            liveness: None,
         }
+    }
+
+    /// Dates the sessions of a new term from `silent_for` (invariant 5): for each node it
+    /// returns `None` while the node is reachable, else how long it has been silent.
+    pub fn with_liveness(mut self, silent_for: Liveness) -> Controller {
+        self.liveness = Some(silent_for);
+        self
+    }
+
+    /// When the session of `node` starts in a new term that begins at `now` (invariant 5).
+    fn session_start(&self, node: NodeId, now: Instant) -> Instant {
+        let silent = match (&self.liveness, node == self.node.id()) {
+            (Some(silent_for), false) => silent_for(node),
+            _ => None,
+        };
+        dated_session_start(&self.settings, now, silent)
     }
 
     pub fn settings(&self) -> &ControlSettings {
         &self.settings
     }
 
-    /// The Raft term if this node is the controller.
+    /// The Raft term if this node is the controller (acknowledged by a quorum within the
+    /// lease, invariant 8).
     fn controller_term(&self) -> Option<u64> {
         let m = self.node.metrics();
-        (m.state == openraft::ServerState::Leader && m.controller == Some(self.node.id()))
+        (m.state == openraft::ServerState::Leader
+            && m.controller == Some(self.node.id())
+            && m.acknowledged)
             .then_some(m.term)
     }
 
@@ -380,14 +419,23 @@ impl Controller {
             let meta = self.node.current();
             let mut nodes: Vec<NodeId> = meta.nodes.keys().copied().collect();
             nodes.push(self.node.id());
-            state.sessions.reset(nodes, now);
+            state.sessions.reset(Vec::new(), now);
+            let mut silent = Vec::new();
+            for id in nodes {
+                let start = self.session_start(id, now);
+                if start < now {
+                    silent.push(id);
+                }
+                state.sessions.heartbeat(id, start);
+            }
             state.reported.clear();
             state.left.clear();
             state.term = Some(term);
             tracing::info!(
                 term,
                 nodes = meta.nodes.len(),
-                "became controller: every broker starts a fresh session"
+                ?silent,
+                "became controller: every broker starts a session (shorter for the silent ones)"
             );
         }
         Some(state)
@@ -702,6 +750,21 @@ impl Controller {
     }
 }
 
+/// When a session that a new term starts at `now` begins for a node silent for `silent`
+/// (`None`: reachable): at `now` for a reachable node, else when it was last heard, but
+/// leaving it at least three heartbeat intervals before it expires (invariant 5).
+pub(super) fn dated_session_start(
+    settings: &ControlSettings,
+    now: Instant,
+    silent: Option<Duration>,
+) -> Instant {
+    let Some(silent) = silent else { return now };
+    let credit = settings
+        .session_timeout
+        .saturating_sub(settings.heartbeat_interval * 3);
+    now.checked_sub(silent.min(credit)).unwrap_or(now)
+}
+
 /// Whether the metadata shows `id` live at exactly `info`.
 fn is_registered_as(meta: &ClusterMetadata, id: NodeId, info: &NodeInfo) -> bool {
     meta.nodes.get(&id)
@@ -777,8 +840,10 @@ pub async fn run_heartbeats(
     let mut last_error = String::new();
     loop {
         let outcome = call_controller(&node, &peers, request.clone(), timeout).await;
-        if node.controller() == Some(node.id()) && caught_up.borrow().is_none() {
+        if node.is_controller() && caught_up.borrow().is_none() {
             // The controller is its own authority: caught up once it sees itself registered.
+            // Only a controller a quorum acknowledged (invariant 8): a restarted node that
+            // is Raft leader of its old vote for a moment is not.
             let current = node.current();
             if is_registered_as(&current, node.id(), &info) {
                 caught_up.send_replace(Some(current.version));
@@ -1056,11 +1121,11 @@ impl ControlPlane {
         join: Option<String>,
         stop: watch::Receiver<bool>,
     ) -> ControlPlane {
-        let controller = Arc::new(Controller::new(
-            node.clone(),
-            local.clone(),
-            settings.clone(),
-        ));
+        let silent_peers = peers.clone();
+        let controller = Arc::new(
+            Controller::new(node.clone(), local.clone(), settings.clone())
+                .with_liveness(Arc::new(move |id| silent_peers.silent_for(id))),
+        );
         let proposer = Proposer::new(node.clone(), peers.clone(), settings.propose_deadline);
         let (caught_up, registered_at) = watch::channel(None);
         let heartbeats = tokio::spawn(run_heartbeats(

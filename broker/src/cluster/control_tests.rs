@@ -717,3 +717,68 @@ async fn a_controlled_shutdown_fences_at_once_and_moves_leaderships_away() {
         n.stop().await;
     }
 }
+
+#[test]
+fn a_new_term_dates_the_sessions_of_silent_nodes_from_when_they_were_last_heard() {
+    use super::control::dated_session_start;
+    let settings = ControlSettings::unchecked(Duration::from_millis(3000));
+    let timeout = settings.session_timeout;
+    let now = Instant::now() + Duration::from_secs(3600);
+    // Reachable: a whole fresh session.
+    assert_eq!(dated_session_start(&settings, now, None), now);
+    // Silent for 400 ms: its session runs from then (expires 400 ms sooner).
+    let start = dated_session_start(&settings, now, Some(Duration::from_millis(400)));
+    assert_eq!(now - start, Duration::from_millis(400));
+    // Long silent (or never heard): still three heartbeats left before it expires, so a
+    // live node whose hello failed can reach the new controller in time.
+    for silent in [Duration::from_secs(60), Duration::MAX] {
+        let start = dated_session_start(&settings, now, Some(silent));
+        let left = timeout - (now - start);
+        assert_eq!(left, settings.heartbeat_interval * 3, "{silent:?}");
+        let mut sessions = super::metadata::controller::Sessions::new();
+        sessions.heartbeat(7, start);
+        assert!(sessions.is_alive(7, now + left, timeout));
+        assert_eq!(
+            sessions.expired(now + left + Duration::from_millis(1), timeout),
+            vec![7]
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_old_controller_does_not_count_itself_caught_up_without_a_quorum() {
+    let root = tempfile::tempdir().unwrap();
+    let mut nodes = start_cluster(root.path(), 3).await;
+    let c = agreed_controller(&nodes).await;
+    until(&nodes, c, "all registered", |m| {
+        all_live(m, &nodes, &[1, 2, 3])
+    })
+    .await;
+    let voters: BTreeMap<NodeId, NodeInfo> = nodes
+        .iter()
+        .map(|(id, n)| {
+            let info = NodeInfo {
+                cluster_addr: n.info.cluster_addr.clone(),
+                ..NodeInfo::default()
+            };
+            (*id, info)
+        })
+        .collect();
+    let addr = nodes[&c].info.cluster_addr.clone();
+    for id in [1, 2, 3] {
+        nodes.remove(&id).unwrap().stop().await;
+    }
+    // Alone, the old controller is Raft leader of its committed vote for as long as nobody
+    // tells it otherwise; its metadata shows itself registered. It must not take that for
+    // being caught up (invariant 8): in a real cluster the others may have moved on.
+    let listener = TcpListener::bind(&addr).await.unwrap();
+    let alone = Node::start(root.path(), c, listener, &voters, None).await;
+    let registered_at = alone.control.as_ref().unwrap().registered_at.clone();
+    let until_t = Instant::now() + SESSION * 2;
+    while Instant::now() < until_t {
+        assert_eq!(*registered_at.borrow(), None, "caught up without a quorum");
+        assert!(!alone.node.is_controller());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    alone.stop().await;
+}

@@ -114,6 +114,25 @@ impl LeaderState {
         set
     }
 
+    /// How many members of the committed in-sync set are in sync *now* in this leader's
+    /// own view: itself, and every follower caught up within `lag_ms`. The check of
+    /// `min_insync_replicas` before an `acks=all` append uses this, so a leader whose
+    /// followers are gone refuses (`NOT_ENOUGH_REPLICAS`) even while the controller cannot
+    /// commit the shrink (no metadata quorum) — refusing is always safe; it never makes the
+    /// set larger than the committed one.
+    pub fn in_sync_now(&self, leader_end: i64, now: u64, lag_ms: u64) -> usize {
+        self.isr
+            .iter()
+            .filter(|id| {
+                **id == self.node
+                    || self
+                        .followers
+                        .get(id)
+                        .is_some_and(|f| Self::caught_up(f, leader_end, now, lag_ms))
+            })
+            .count()
+    }
+
     pub fn pending(&self) -> Option<&IsrProposal> {
         self.pending.as_ref()
     }
@@ -268,6 +287,24 @@ mod tests {
         assert_eq!(s.maximal_isr().len(), 3);
         s.apply_isr(&p.isr, 320);
         assert_eq!(s.isr_change_wanted(40, 40, 330, LAG), None);
+    }
+
+    #[test]
+    fn members_silent_past_the_lag_time_do_not_count_as_in_sync_now() {
+        let mut s = LeaderState::new(1, 3, 0, &[1, 2, 3], &[1, 2, 3], 0);
+        // A new leader gives every member the lag time.
+        assert_eq!(s.in_sync_now(0, LAG, LAG), 3);
+        s.record_fetch(2, 10, 10, 50);
+        // Node 3 never fetched: out once the lag time passed, though still committed.
+        assert_eq!(s.in_sync_now(10, LAG + 1, LAG), 2);
+        assert_eq!(s.isr().len(), 3);
+        // Node 2 caught up at 50 and then silent: out after 50 + LAG.
+        assert_eq!(s.in_sync_now(12, 50 + LAG + 1, LAG), 1);
+        // A member outside the committed set never counts, however caught up.
+        s.apply_isr(&[1, 2], 200);
+        s.record_fetch(3, 12, 12, 210);
+        s.record_fetch(2, 12, 12, 210);
+        assert_eq!(s.in_sync_now(12, 210, LAG), 2);
     }
 
     #[test]

@@ -358,8 +358,10 @@ impl PartitionReplica {
     }
 
     /// Appends a produced batch as the leader (blocking). `acks=all` is refused with
-    /// `NOT_ENOUGH_REPLICAS` before anything is written when the committed in-sync set is
-    /// smaller than `min_insync_replicas`. The batch carries this leader's epoch.
+    /// `NOT_ENOUGH_REPLICAS` before anything is written when fewer than
+    /// `min_insync_replicas` members of the committed in-sync set are in sync now
+    /// ([`LeaderState::in_sync_now`]: a member silent past the lag time does not count even
+    /// before the controller commits its removal). The batch carries this leader's epoch.
     pub fn append_as_leader(
         &self,
         batch: &CheckedBatch,
@@ -388,15 +390,10 @@ impl PartitionReplica {
         if expected_epoch.is_some_and(|e| e != epoch) {
             return Err(ReplicationError::NotLeaderOrFollower(self.tp.clone()));
         }
-        let isr = l.isr().len();
-        if acks == Acks::All && isr < state.min_insync {
-            return Err(ReplicationError::NotEnoughReplicas {
-                tp: self.tp.clone(),
-                isr,
-                min_insync: state.min_insync,
-            });
-        }
         let mut log = lock(&self.log);
+        if acks == Acks::All {
+            self.check_in_sync(&state, l, log.end_offset(), now)?;
+        }
         if log.leader_epoch() != epoch {
             // Only this type sets the epoch on a replicated log; a mismatch is a bug upstream.
             return Err(ReplicationError::NotLeaderOrFollower(self.tp.clone()));
@@ -411,6 +408,41 @@ impl PartitionReplica {
             last_offset,
             leader_epoch: epoch,
         })
+    }
+
+    /// Whether an `acks=all` append would be accepted now: this replica leads and enough
+    /// of its in-sync set is in sync ([`append_as_leader`](Self::append_as_leader)'s first
+    /// check). The Kafka edge asks this *before* it checks an idempotent producer's
+    /// sequence numbers, as Kafka checks the in-sync set first: a batch pipelined behind
+    /// one refused `NOT_ENOUGH_REPLICAS` must get the same retriable answer, not
+    /// `OUT_OF_ORDER_SEQUENCE_NUMBER`, which makes librdkafka bump its epoch and resend
+    /// possibly-stored batches under new sequence numbers (duplicates; found by the
+    /// randomized fault runner).
+    pub fn check_acks_all(&self, now: u64) -> Result<(), ReplicationError> {
+        let state = lock(&self.state);
+        let Role::Leader(l) = &state.role else {
+            return Err(ReplicationError::NotLeaderOrFollower(self.tp.clone()));
+        };
+        let end = lock(&self.log).end_offset();
+        self.check_in_sync(&state, l, end, now)
+    }
+
+    fn check_in_sync(
+        &self,
+        state: &State,
+        leader: &LeaderState,
+        leader_end: i64,
+        now: u64,
+    ) -> Result<(), ReplicationError> {
+        let isr = leader.in_sync_now(leader_end, now, state.lag_ms);
+        if isr < state.min_insync {
+            return Err(ReplicationError::NotEnoughReplicas {
+                tp: self.tp.clone(),
+                isr,
+                min_insync: state.min_insync,
+            });
+        }
+        Ok(())
     }
 
     /// Waits until `appended` may be acknowledged at `acks=all`: the high watermark is past

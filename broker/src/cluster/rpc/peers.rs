@@ -248,6 +248,22 @@ impl Peers {
         lock(&self.peers).get(&id).is_some_and(|e| e.seen.reachable)
     }
 
+    /// How long peer `id` has been silent: `None` while its last hello was answered (or it
+    /// is not a known peer), else the time since it was last heard from (a hello answered
+    /// or a greeting received), `Duration::MAX` if never.
+    pub fn silent_for(&self, id: NodeId) -> Option<Duration> {
+        let peers = lock(&self.peers);
+        let seen = &peers.get(&id)?.seen;
+        if seen.reachable {
+            return None;
+        }
+        Some(
+            seen.last_seen_ms
+                .map(|t| Duration::from_millis(now_ms().saturating_sub(t)))
+                .unwrap_or(Duration::MAX),
+        )
+    }
+
     /// Greets every peer once, concurrently, and records the outcomes.
     pub async fn greet_all(&self) {
         self.greet_join_target().await;

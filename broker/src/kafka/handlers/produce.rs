@@ -192,6 +192,10 @@ fn produce_partition(
         pos = end;
     }
     ctx.broker.check_leader(topic, partition).map_err(code)?;
+    if acks_all {
+        // Before the sequence check, as Kafka: see `PartitionReplica::check_acks_all`.
+        ctx.broker.check_acks_all(topic, partition).map_err(code)?;
+    }
     let state = ctx.producers.partition(topic, partition);
     let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
     let epoch = ctx.broker.leader_epoch(topic, partition);

@@ -447,3 +447,36 @@ async fn a_single_node_restart_keeps_log_vote_and_state() {
         .await;
     h.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_old_controller_alone_leads_in_raft_but_is_never_the_controller() {
+    let mut h = Harness::start_all(3).await;
+    let c = h.controller(&[1, 2, 3]).await;
+    h.propose(&[1, 2, 3], register(c)).await;
+    for id in 1..=3 {
+        h.stop(id).await;
+    }
+    // Only the old controller comes back: openraft restores it as leader of its committed
+    // vote, but no quorum can acknowledge it, so it must never act as the controller (its
+    // metadata may be long stale in a real cluster that moved on without it).
+    h.start(c).await;
+    let mut raft_leader_seen = false;
+    let until = Instant::now() + h.config.election_timeout_max * 4;
+    while Instant::now() < until {
+        let m = h.node(c).metrics();
+        raft_leader_seen |= m.state == openraft::ServerState::Leader;
+        assert!(!m.acknowledged, "acknowledged without a quorum: {m:?}");
+        assert!(!h.node(c).is_controller(), "{m:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // A quorum again: it (or another) is acknowledged and acts.
+    let other = if c == 1 { 2 } else { 1 };
+    h.start(other).await;
+    let now = h.controller(&[c, other]).await;
+    assert!(h.node(now).metrics().acknowledged);
+    assert!(
+        raft_leader_seen,
+        "the case did not happen: openraft no longer restores a leader from its vote"
+    );
+    h.shutdown().await;
+}
