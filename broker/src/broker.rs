@@ -18,9 +18,10 @@ use tokio::sync::watch;
 
 use crate::batch;
 use crate::batch_builder::BatchBuilder;
+use crate::cluster::replication::ReplicationError;
 use crate::cluster::replication::manager::ReplicaManager;
-use crate::cluster::replication::messages::TopicPartition;
-use crate::cluster::replication::replica::PartitionReplica;
+use crate::cluster::replication::messages::{FetchError, TopicPartition};
+use crate::cluster::replication::replica::{PartitionReplica, Progress};
 use crate::config::{BrokerConfig, FsyncPolicy};
 use crate::error::{BrokerError, Result};
 use crate::guard::{self, TopicGuard};
@@ -892,6 +893,78 @@ impl Broker {
         let range = (appended.first, appended.last);
         wait_replicated(appended.pending)?;
         Ok(range)
+    }
+
+    /// [`Broker::append_owned`] to a replicated partition, refused ([`BrokerError::NotLeader`])
+    /// unless this node leads it at exactly `leader_epoch`; returns once the in-sync set has
+    /// the batch (`acks=all`). For an owner whose state was loaded at that epoch (the group
+    /// coordinator): a write under another epoch could overwrite what another leader wrote.
+    pub fn append_owned_at_epoch(
+        &self,
+        topic: &str,
+        partition: i32,
+        batch: &batch::CheckedBatch,
+        leader_epoch: i32,
+    ) -> Result<(i64, i64)> {
+        let t = self.topic(topic)?;
+        let p = t.partition(partition)?;
+        if !p.is_replicated() {
+            return Err(BrokerError::ReplicaConflict(format!(
+                "{topic}/{partition} is a local topic, not replicated"
+            )));
+        }
+        let appended = p.append_at(batch, true, Some(leader_epoch))?;
+        let range = (appended.first, appended.last);
+        t.counters
+            .records_appended
+            .fetch_add((range.1 - range.0 + 1) as u64, Ordering::Relaxed);
+        t.counters
+            .bytes_appended
+            .fetch_add(batch.bytes().len() as u64, Ordering::Relaxed);
+        wait_replicated(appended.pending)?;
+        Ok(range)
+    }
+
+    /// OffsetForLeaderEpoch (Kafka API 23) for one partition: `(largest epoch <= epoch in
+    /// the log, its end offset)`. Replicated: answered by the leader from its epoch cache,
+    /// refused elsewhere, and checked against `current_leader_epoch` when one is given
+    /// (fenced or unknown epoch). A local topic is one epoch, 0, from start to end (what
+    /// Metadata reports on a single node).
+    pub fn offset_for_leader_epoch(
+        &self,
+        topic: &str,
+        partition: i32,
+        current_leader_epoch: Option<i32>,
+        epoch: i32,
+    ) -> std::result::Result<(i32, i64), ReplicationError> {
+        let t = self.topic(topic)?;
+        let p = t.partition(partition)?;
+        if p.is_replicated() {
+            let replica = p.replica().ok_or_else(|| {
+                ReplicationError::NotLeaderOrFollower(TopicPartition::new(topic, partition))
+            })?;
+            let e = replica.offset_for_leader_epoch(current_leader_epoch, epoch)?;
+            return Ok((e.epoch, e.end_offset));
+        }
+        if let Some(c) = current_leader_epoch.filter(|c| *c > 0) {
+            return Err(ReplicationError::Fetch(
+                TopicPartition::new(topic, partition),
+                FetchError::UnknownLeaderEpoch {
+                    request: c,
+                    current: 0,
+                },
+            ));
+        }
+        let end = p.lock()?.end_offset();
+        Ok(if epoch == 0 { (0, end) } else { (-1, -1) })
+    }
+
+    /// Cluster mode: the published progress (role, leader epoch, high watermark, log end)
+    /// of this node's replica of a partition; `None` for a local topic or a partition
+    /// without a replica here.
+    pub fn replica_progress(&self, topic: &str, partition: i32) -> Option<Progress> {
+        let t = self.topic(topic).ok()?;
+        t.partition(partition).ok()?.replica().map(|r| r.progress())
     }
 
     /// Appends one checked batch to any topic and returns where it landed without waiting

@@ -171,6 +171,16 @@ impl Partition {
     /// before writing when the in-sync set is below `min_insync_replicas` and returns the
     /// wait for the in-sync set.
     pub fn append(&self, batch: &crate::batch::CheckedBatch, acks_all: bool) -> Result<Appended> {
+        self.append_at(batch, acks_all, None)
+    }
+    /// [`Partition::append`]; replicated, refused unless this node leads at exactly
+    /// `leader_epoch` when one is given (checked with the append).
+    pub fn append_at(
+        &self,
+        batch: &crate::batch::CheckedBatch,
+        acks_all: bool,
+        leader_epoch: Option<i32>,
+    ) -> Result<Appended> {
         if self.replicated {
             let Some(a) = self.attached() else {
                 return Err(self.not_leader(None));
@@ -178,7 +188,7 @@ impl Partition {
             let acks = if acks_all { Acks::All } else { Acks::Leader };
             let done = a
                 .replica
-                .append_as_leader(batch, acks, a.manager.now_ms())
+                .append_as_leader_at(batch, acks, a.manager.now_ms(), leader_epoch)
                 .map_err(|e| e.into_broker(a.replica.leader()))?;
             return Ok(Appended {
                 first: done.base_offset,

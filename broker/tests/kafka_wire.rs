@@ -468,6 +468,87 @@ async fn fetch_long_polls_and_answers_from_stored_batches() {
 }
 
 #[tokio::test]
+async fn offset_for_leader_epoch_is_listed_and_answers_from_the_epoch_of_a_local_log() {
+    use kafka_protocol::ResponseError;
+    use kafka_protocol::messages::OffsetForLeaderEpochRequest;
+    use kafka_protocol::messages::offset_for_leader_epoch_request::{
+        OffsetForLeaderPartition, OffsetForLeaderTopic,
+    };
+    let node = Node::start(KafkaConfig::default()).await;
+    node.broker.create_topic(TopicSpec::new("oe", 1)).unwrap();
+    let mut c = Client::connect(&node).await;
+    let ResponseKind::ApiVersions(v) = c
+        .call(
+            ApiKey::ApiVersions,
+            3,
+            RequestKind::ApiVersions(ApiVersionsRequest::default()),
+        )
+        .await
+    else {
+        panic!()
+    };
+    let listed = v
+        .api_keys
+        .iter()
+        .find(|k| k.api_key == ApiKey::OffsetForLeaderEpoch as i16)
+        .expect("OffsetForLeaderEpoch is listed");
+    assert_eq!((listed.min_version, listed.max_version), (2, 4));
+    let r = c
+        .call(
+            ApiKey::Produce,
+            7,
+            produce("oe", 0, 1, batch(7, (-1, -1), -1, Some("k"))),
+        )
+        .await;
+    assert_eq!(produced(r), (0, 0));
+    // A single node's log is one leader epoch, 0 (what Metadata reports), from start to end.
+    for (partition, current, epoch, want) in [
+        (0, -1, 0, (0, 0, 7)),
+        (0, 0, 0, (0, 0, 7)),
+        (0, 0, 3, (0, -1, -1)),
+        (0, 2, 0, (ResponseError::UnknownLeaderEpoch.code(), -1, -1)),
+        (
+            5,
+            -1,
+            0,
+            (ResponseError::UnknownTopicOrPartition.code(), -1, -1),
+        ),
+    ] {
+        let req = OffsetForLeaderEpochRequest::default()
+            .with_replica_id((-1).into())
+            .with_topics(vec![
+                OffsetForLeaderTopic::default()
+                    .with_topic(TopicName(StrBytes::from_static_str("oe")))
+                    .with_partitions(vec![
+                        OffsetForLeaderPartition::default()
+                            .with_partition(partition)
+                            .with_current_leader_epoch(current)
+                            .with_leader_epoch(epoch),
+                    ]),
+            ]);
+        for version in [2, 3, 4] {
+            let ResponseKind::OffsetForLeaderEpoch(r) = c
+                .call(
+                    ApiKey::OffsetForLeaderEpoch,
+                    version,
+                    RequestKind::OffsetForLeaderEpoch(req.clone()),
+                )
+                .await
+            else {
+                panic!()
+            };
+            let p = &r.topics[0].partitions[0];
+            assert_eq!(
+                (p.error_code, p.leader_epoch, p.end_offset),
+                want,
+                "partition {partition} current {current} epoch {epoch} v{version}"
+            );
+        }
+    }
+    node.stop().await;
+}
+
+#[tokio::test]
 async fn list_offsets_earliest_latest_and_by_timestamp() {
     let node = Node::start(KafkaConfig::default()).await;
     node.broker.create_topic(TopicSpec::new("lo", 1)).unwrap();

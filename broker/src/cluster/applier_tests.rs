@@ -566,6 +566,147 @@ async fn elections_and_in_sync_set_changes_are_counted_by_the_leader_that_applie
     assert_eq!(counts(&h, follower), (0, 0, 0));
 }
 
+/// The group coordinator on a cluster: the leader of a group's `__consumer_offsets`
+/// partition loads it (with the commits a single-node past left on that node) and is the
+/// only node that takes the group's commits; when it is fenced the new leader loads the
+/// partition and serves every acknowledged commit; the old one, once it applies the
+/// change, drops the group and refuses commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_group_coordinator_follows_its_offsets_partition_leader_with_its_commits() {
+    use crate::group::{CommittedOffset, OFFSETS_TOPIC, OffsetStore, Ownership, offsets_partition};
+
+    let mut h = Harness::new(3);
+    let spec = OffsetStore::cluster_spec();
+    let cmd = controller::create_topic_command(
+        &h.meta,
+        &TopicRequest {
+            name: OFFSETS_TOPIC.into(),
+            partitions: spec.partitions,
+            replication_factor: Some(3),
+            min_insync_replicas: Some(2),
+            config: TopicConfig::from_spec(&spec),
+            internal_owner: spec.internal.as_ref().map(|i| i.owner.clone()),
+        },
+    )
+    .unwrap();
+    h.commit(cmd);
+    let p = offsets_partition("g");
+    let old = h.leader(OFFSETS_TOPIC, p);
+    let old_epoch = h.meta.partition(OFFSETS_TOPIC, p).unwrap().leader_epoch;
+    let c = |offset| CommittedOffset {
+        offset,
+        leader_epoch: -1,
+        metadata: None,
+        commit_timestamp: 1,
+    };
+    // The leader-to-be was a single node once: its local offsets topic holds a commit.
+    {
+        let single = OffsetStore::load(h.broker(old)).unwrap();
+        single.commit("g", vec![("t".into(), 1, c(7))]).unwrap();
+    }
+    let stores: BTreeMap<NodeId, Arc<OffsetStore>> = (1..=3)
+        .map(|id| (id, Arc::new(OffsetStore::replicated(h.broker(id)).unwrap())))
+        .collect();
+    assert!(
+        h.broker(old).topic_info(OFFSETS_TOPIC).is_err(),
+        "the single-node offsets topic was set aside"
+    );
+    h.apply_all();
+    let maintain = |id: NodeId| {
+        let s = Arc::clone(&stores[&id]);
+        async move {
+            tokio::task::spawn_blocking(move || s.maintain())
+                .await
+                .unwrap()
+        }
+    };
+    let commit = |id: NodeId, offset: i64| {
+        let s = Arc::clone(&stores[&id]);
+        async move {
+            tokio::task::spawn_blocking(move || s.commit("g", vec![("t".into(), 0, c(offset))]))
+                .await
+                .unwrap()
+        }
+    };
+    let deadline = tokio::time::Instant::now() + LIVENESS;
+    while stores[&old].ownership("g") != Ownership::Owned {
+        assert!(tokio::time::Instant::now() < deadline, "never loaded");
+        maintain(old).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(stores[&old].get("g", "t", 1), Some(c(7)), "imported");
+    let others: Vec<NodeId> = (1..=3).filter(|id| *id != old).collect();
+    for id in &others {
+        maintain(*id).await;
+        assert_eq!(stores[id].ownership("g"), Ownership::NotOwner);
+        let r = commit(*id, 1).await;
+        assert!(matches!(r, Err(BrokerError::NotLeader { .. })), "{r:?}");
+    }
+    commit(old, 10).await.unwrap();
+    commit(old, 11).await.unwrap();
+
+    // The coordinator dies; the controller fences it and elects a new leader.
+    for id in &others {
+        h.net.cut(old, *id);
+        h.net.cut(*id, old);
+    }
+    let fence = controller::fence_node_commands(&h.meta, old);
+    h.commit(fence);
+    h.apply_on(&others);
+    let new = h.leader(OFFSETS_TOPIC, p);
+    assert_ne!(new, old);
+    let deadline = tokio::time::Instant::now() + LIVENESS;
+    while stores[&new].ownership("g") != Ownership::Owned {
+        assert!(tokio::time::Instant::now() < deadline, "never loaded");
+        maintain(new).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(stores[&new].get("g", "t", 0), Some(c(11)));
+    assert_eq!(
+        stores[&new].get("g", "t", 1),
+        Some(c(7)),
+        "replicated import"
+    );
+    commit(new, 12).await.unwrap();
+    // OffsetForLeaderEpoch from the new leader's epoch cache: the old epoch ended where the
+    // new one began (after the import and two commits).
+    let new_epoch = h.meta.partition(OFFSETS_TOPIC, p).unwrap().leader_epoch;
+    let b = h.broker(new);
+    assert_eq!(
+        b.offset_for_leader_epoch(OFFSETS_TOPIC, p, None, old_epoch)
+            .unwrap(),
+        (old_epoch, 3)
+    );
+    assert_eq!(
+        b.offset_for_leader_epoch(OFFSETS_TOPIC, p, Some(new_epoch), new_epoch)
+            .unwrap(),
+        (new_epoch, 4)
+    );
+    assert!(matches!(
+        b.offset_for_leader_epoch(OFFSETS_TOPIC, p, Some(old_epoch), old_epoch),
+        Err(super::replication::ReplicationError::Fetch(
+            _,
+            super::replication::messages::FetchError::FencedLeaderEpoch { .. }
+        ))
+    ));
+    let follower = others.iter().copied().find(|id| *id != new).unwrap();
+    assert!(matches!(
+        h.broker(follower)
+            .offset_for_leader_epoch(OFFSETS_TOPIC, p, None, old_epoch),
+        Err(super::replication::ReplicationError::NotLeaderOrFollower(_))
+    ));
+
+    // The old coordinator learns it: it drops the partition and refuses commits.
+    h.net.heal();
+    h.apply_on(&[old]);
+    assert!(maintain(old).await.contains(&p));
+    assert_eq!(stores[&old].ownership("g"), Ownership::NotOwner);
+    assert_eq!(stores[&old].get("g", "t", 0), None);
+    let r = commit(old, 99).await;
+    assert!(matches!(r, Err(BrokerError::NotLeader { .. })), "{r:?}");
+    assert_eq!(stores[&new].get("g", "t", 0), Some(c(12)));
+}
+
 /// A Kafka client over one connection, enough to send idempotent produce requests.
 struct WireClient {
     stream: tokio::net::TcpStream,

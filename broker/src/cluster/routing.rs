@@ -13,7 +13,9 @@ use tokio::sync::watch;
 use super::NodeId;
 use super::applier::{ProposeFailure, Proposer};
 use super::metadata::controller::{self, TopicRequest};
-use super::metadata::{ClusterMetadata, MetadataCommand, MetadataError, TopicConfig};
+use super::metadata::{
+    ClusterMetadata, MetadataCommand, MetadataError, MetadataResponse, TopicConfig,
+};
 use crate::error::BrokerError;
 use crate::types::TopicSpec;
 
@@ -247,6 +249,22 @@ impl ClusterRouting {
             .await
     }
 
+    /// A block of producer ids for this node from the controller (KIP-730): `(first,
+    /// count)`, never handed to another node.
+    pub async fn allocate_producer_ids(&self) -> Result<(i64, i64), BrokerError> {
+        let response = self
+            .proposer
+            .propose(MetadataCommand::AllocateProducerIds { node: self.node })
+            .await
+            .map_err(broker_error)?;
+        match response {
+            MetadataResponse::ProducerIds { first, count } => Ok((first, count)),
+            other => Err(BrokerError::ClusterUnavailable(format!(
+                "unexpected answer to a producer-id allocation: {other:?}"
+            ))),
+        }
+    }
+
     async fn wait_applied(
         &self,
         done: impl Fn(&ClusterMetadata) -> bool,
@@ -265,7 +283,7 @@ impl ClusterRouting {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::metadata::{MetadataResponse, NodeInfo, VersionedCommand};
+    use crate::cluster::metadata::{NodeInfo, VersionedCommand};
     use futures_util::future::BoxFuture;
 
     /// Commits to a shared metadata at once, as a controller would.
@@ -334,5 +352,14 @@ mod tests {
             r.create_topic(&wide).await,
             Err(BrokerError::InvalidReplicationFactor(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn producer_id_blocks_come_from_the_controller_and_never_overlap() {
+        let r = routing(10);
+        let (a, n) = r.allocate_producer_ids().await.unwrap();
+        let (b, m) = r.allocate_producer_ids().await.unwrap();
+        assert!(n > 0 && m > 0);
+        assert!(a + n <= b, "blocks ({a}, {n}) and ({b}, {m}) overlap");
     }
 }

@@ -6,6 +6,13 @@
 //! assignment (eager or cooperative assignors both work), the coordinator only relays bytes.
 //! Group membership is in memory only: after a restart, members rejoin (as they do when a
 //! Kafka coordinator moves); committed offsets are durable in [`super::OffsetStore`].
+//!
+//! On a cluster it serves only the groups whose offsets partition this node leads and has
+//! loaded ([`OffsetStore::ownership`]): every group operation of another group is refused
+//! with [`GroupError::NotCoordinator`] or [`GroupError::CoordinatorLoadInProgress`] before
+//! it touches any state, and [`GroupCoordinator::maintain`] forgets the members of groups
+//! whose partition this node stopped leading (their waiters are answered `NotCoordinator`,
+//! so the clients find the new coordinator and rejoin there).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -15,7 +22,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
-use super::offsets::OffsetStore;
+use super::offsets::{OffsetStore, Ownership};
 
 /// Errors of group operations; the Kafka layer maps each to its protocol error code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -34,6 +41,10 @@ pub enum GroupError {
     InvalidSessionTimeout(i32),
     #[error("invalid group id")]
     InvalidGroupId,
+    #[error("this node is not the group's coordinator")]
+    NotCoordinator,
+    #[error("the group's coordinator is loading its offsets")]
+    CoordinatorLoadInProgress,
 }
 
 /// State of a group, named as Kafka names it in DescribeGroups and ListGroups.
@@ -406,6 +417,42 @@ impl GroupCoordinator {
         &self.offsets
     }
 
+    /// Whether this node coordinates `group_id` now (always on a single node).
+    pub fn check_owner(&self, group_id: &str) -> Result<(), GroupError> {
+        match self.offsets.ownership(group_id) {
+            Ownership::Owned => Ok(()),
+            Ownership::Loading => Err(GroupError::CoordinatorLoadInProgress),
+            Ownership::NotOwner => Err(GroupError::NotCoordinator),
+        }
+    }
+
+    /// Cluster mode: follows this node's leadership of the offsets partitions
+    /// ([`OffsetStore::maintain`]) and forgets the groups of partitions it no longer leads
+    /// (or leads at a new epoch), answering their waiting members `NotCoordinator`.
+    /// Blocking (it may load offsets); call it periodically off the async threads.
+    pub fn maintain(&self) {
+        let dropped = self.offsets.maintain();
+        if dropped.is_empty() {
+            return;
+        }
+        let mut groups = self.lock();
+        groups.retain(|id, g| {
+            if !dropped.contains(&self.offsets.partition_for(id)) {
+                return true;
+            }
+            for m in &mut g.members {
+                if let Some(tx) = m.join_waiter.take() {
+                    let _ = tx.send(Err(GroupError::NotCoordinator));
+                }
+                if let Some(tx) = m.sync_waiter.take() {
+                    let _ = tx.send(Err(GroupError::NotCoordinator));
+                }
+            }
+            tracing::info!(group = %id, "group moved to another coordinator");
+            false
+        });
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Group>> {
         self.groups.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -440,6 +487,7 @@ impl GroupCoordinator {
         if req.protocol_type.is_empty() || req.protocols.is_empty() {
             return Err(GroupError::InconsistentGroupProtocol);
         }
+        self.check_owner(&req.group_id)?;
         let rx = {
             let mut groups = self.lock();
             let group = groups
@@ -516,6 +564,7 @@ impl GroupCoordinator {
         member_id: &str,
         assignments: Vec<(String, Bytes)>,
     ) -> Result<SyncOutcome, GroupError> {
+        self.check_owner(group_id)?;
         let rx = {
             let mut groups = self.lock();
             let group = groups
@@ -577,6 +626,7 @@ impl GroupCoordinator {
         generation: i32,
         member_id: &str,
     ) -> Result<(), GroupError> {
+        self.check_owner(group_id)?;
         let mut groups = self.lock();
         let group = groups
             .get_mut(group_id)
@@ -597,6 +647,9 @@ impl GroupCoordinator {
 
     /// LeaveGroup: removes members; the rest rebalance. Returns one result per member id.
     pub fn leave(&self, group_id: &str, member_ids: &[String]) -> Vec<Result<(), GroupError>> {
+        if let Err(e) = self.check_owner(group_id) {
+            return member_ids.iter().map(|_| Err(e.clone())).collect();
+        }
         let mut groups = self.lock();
         let Some(group) = groups.get_mut(group_id) else {
             return member_ids
@@ -635,6 +688,7 @@ impl GroupCoordinator {
         if group_id.is_empty() {
             return Err(GroupError::InvalidGroupId);
         }
+        self.check_owner(group_id)?;
         let mut groups = self.lock();
         let Some(group) = groups.get_mut(group_id) else {
             // No live group: only "simple" commits (no generation) are allowed.

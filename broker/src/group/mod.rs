@@ -1,6 +1,7 @@
 //! Consumer groups: the classic-protocol coordinator ([`GroupCoordinator`]: membership,
 //! generations, rebalances, session timeouts) and committed offsets ([`OffsetStore`], durable
-//! in the internal compacted topic [`OFFSETS_TOPIC`]).
+//! in the internal compacted topic [`OFFSETS_TOPIC`]). On a cluster that topic is replicated
+//! and a group's coordinator is the leader of its partition (rules in `offsets.rs`).
 //!
 //! It knows nothing of the Kafka wire format: the handlers in [`crate::kafka`] decode requests,
 //! call this module with plain values, and map [`GroupError`] to Kafka error codes.
@@ -12,4 +13,6 @@ pub use coordinator::{
     GroupConfig, GroupCoordinator, GroupDescription, GroupError, GroupState, JoinOutcome,
     JoinRequest, JoinedMember, MemberDescription, SyncOutcome,
 };
-pub use offsets::{CommittedOffset, OFFSETS_TOPIC, OffsetStore};
+pub use offsets::{
+    CommittedOffset, OFFSETS_PARTITIONS, OFFSETS_TOPIC, OffsetStore, Ownership, offsets_partition,
+};

@@ -1,18 +1,63 @@
 //! Committed offsets of consumer groups, durable in the internal compacted topic
-//! [`OFFSETS_TOPIC`] (one partition). Each commit appends one record per partition, keyed by
-//! (group, topic, partition) so compaction keeps the latest; the in-memory map is rebuilt from
-//! that topic at start-up. Keys and values use the layout of Kafka's own `__consumer_offsets`
-//! (offset-commit key v1, value v3), so Kafka tooling that decodes that topic can read it.
+//! [`OFFSETS_TOPIC`]. Each commit appends one record per partition, keyed by
+//! (group, topic, partition) so compaction keeps the latest. Keys and values use the layout
+//! of Kafka's own `__consumer_offsets` (offset-commit key v1, value v3), so Kafka tooling
+//! that decodes that topic can read it.
 //!
-//! It owns the storage format of commits, not the rules of who may commit (that is the
-//! coordinator) nor the wire protocol (the Kafka handlers).
+//! It owns the storage format of commits and which node may write a group's commits; not
+//! the rules of who in a group may commit (that is the coordinator) nor the wire protocol
+//! (the Kafka handlers).
+//!
+//! # Two modes
+//!
+//! - **Single node** ([`OffsetStore::load`]): a local topic of one partition, every group's
+//!   commits in memory, rebuilt from the topic at start-up. Unchanged since before clusters.
+//! - **Cluster** ([`OffsetStore::replicated`]): [`OFFSETS_TOPIC`] is a replicated topic of
+//!   [`OFFSETS_PARTITIONS`] partitions created through the controller with the cluster's
+//!   default replication (the Kafka edge creates it on the first FindCoordinator). Group `g`
+//!   lives in partition [`offsets_partition`]`(g)` (Kafka's own mapping: the Java hash of
+//!   the group id modulo the partition count), and the node leading that partition is the
+//!   group's coordinator. The count is fixed for the life of a cluster (changing it would
+//!   move groups away from their commits): 8 spreads the coordinators of many groups over
+//!   the nodes of a small cluster at little cost (Kafka's 50 would cost 150 replicas of a
+//!   mostly empty topic on a 3-node cluster), and is kept as a constant, not a flag.
+//!
+//! # Invariants (cluster mode)
+//!
+//! 1. **Only the leader of a group's offsets partition writes the group's offsets**, and
+//!    only this module writes that topic (clients are refused by `guard`). A node serves a
+//!    group ([`Ownership::Owned`]) only while its replica leads the partition at the epoch
+//!    it loaded the partition at; elsewhere the group is [`Ownership::NotOwner`] (Kafka's
+//!    `NOT_COORDINATOR`: the client looks for the coordinator again).
+//! 2. **The leader epoch fences a stale coordinator.** A partition is loaded for one leader
+//!    epoch; every commit is appended only if the replica still leads at exactly that epoch
+//!    (checked under the replica's lock, with the append), and is acknowledged only once the
+//!    whole in-sync set has it at that epoch (`acks=all`; a failure is answered with a
+//!    retriable error and nothing is made visible). A node that lost leadership, or lost and
+//!    regained it (a new epoch: another leader may have written in between), drops what it
+//!    had loaded and loads again from the log.
+//! 3. **A partition is loaded only from what the in-sync set has.** A new leader waits
+//!    until its high watermark reaches its log end (nothing more can arrive meanwhile: it
+//!    writes nothing while loading) and then reads the whole partition; until then its
+//!    groups are [`Ownership::Loading`] (`COORDINATOR_LOAD_IN_PROGRESS`).
+//! 4. **What a client reads was acknowledged**: a commit becomes visible to OffsetFetch only
+//!    after it is replicated, and only on the node that wrote it (others load it from the
+//!    log when they lead).
+//! 5. **A single-node data dir adopted by a cluster keeps its commits**: its local
+//!    `__consumer_offsets` (one unreplicated partition) is read once, saved to
+//!    `groups/single-node-offsets.json` (fsynced) and deleted, making room for the
+//!    replicated topic of that name; whenever this node loads a partition as its leader, the
+//!    saved commits of that partition's groups that the log does not have yet are appended
+//!    to it first (so they are replicated from then on). Offsets committed on the cluster
+//!    always win over saved ones.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::error::Result;
+use crate::batch_builder::BatchBuilder;
+use crate::error::{BrokerError, Result};
 use crate::log::now_ms;
 use crate::{Broker, InternalTopic, ProduceRecord, TopicSpec};
 
@@ -29,12 +74,6 @@ pub struct CommittedOffset {
 }
 
 type GroupOffsets = HashMap<(String, i32), CommittedOffset>;
-
-/// The committed offsets of every group on this node.
-pub struct OffsetStore {
-    broker: Broker,
-    committed: Mutex<HashMap<String, GroupOffsets>>,
-}
 
 fn put_str(buf: &mut BytesMut, s: &str) {
     buf.put_i16(s.len().min(i16::MAX as usize) as i16);
@@ -128,72 +167,392 @@ fn decode_value(value: &[u8]) -> Option<CommittedOffset> {
     })
 }
 
+/// Partitions of the replicated [`OFFSETS_TOPIC`] on a cluster (see the module docs).
+pub const OFFSETS_PARTITIONS: i32 = 8;
+
+/// The partition of [`OFFSETS_TOPIC`] holding `group`'s commits on a cluster: Kafka's
+/// `Utils.abs(groupId.hashCode) % partitions`, with Java's `String.hashCode` (UTF-16 units).
+pub fn offsets_partition(group: &str) -> i32 {
+    let mut h: i32 = 0;
+    for u in group.encode_utf16() {
+        h = h.wrapping_mul(31).wrapping_add(i32::from(u));
+    }
+    (h & 0x7fff_ffff) % OFFSETS_PARTITIONS
+}
+
+/// Whether this node may serve a group now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ownership {
+    /// This node coordinates the group (always on a single node).
+    Owned,
+    /// This node leads the group's partition and is loading it.
+    Loading,
+    /// Another node leads the group's partition, or none does.
+    NotOwner,
+}
+
+/// What one partition of the offsets topic holds in memory.
+struct Shard {
+    /// `None` on a single node; the leader epoch it was (or is being) loaded at.
+    epoch: Option<i32>,
+    loaded: bool,
+    groups: HashMap<String, GroupOffsets>,
+}
+
+/// The committed offsets of every group this node coordinates.
+pub struct OffsetStore {
+    broker: Broker,
+    replicated: bool,
+    /// By offsets partition.
+    shards: Mutex<HashMap<i32, Shard>>,
+    /// Cluster mode: commits of this data dir's single-node past (invariant 5).
+    legacy: HashMap<String, GroupOffsets>,
+}
+
+/// One saved commit of a single-node data dir (invariant 5).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedCommit {
+    group: String,
+    topic: String,
+    partition: i32,
+    offset: i64,
+    leader_epoch: i32,
+    metadata: Option<String>,
+    commit_timestamp: i64,
+}
+
+/// Where a cluster node keeps the commits of its single-node past.
+const LEGACY_FILE: &str = "groups/single-node-offsets.json";
+
+/// Reads every commit of one partition of [`OFFSETS_TOPIC`] into `committed` (the latest
+/// per key wins; a tombstone removes it). Blocking.
+fn read_partition(
+    broker: &Broker,
+    partition: i32,
+    committed: &mut HashMap<String, GroupOffsets>,
+) -> Result<usize> {
+    let mut offset = 0;
+    let mut n = 0usize;
+    loop {
+        let r = broker.read(OFFSETS_TOPIC, partition, offset, 10_000, 4 << 20)?;
+        if r.records.is_empty() {
+            break;
+        }
+        for rec in &r.records {
+            let Some((group, topic, part)) = rec.key.as_deref().and_then(decode_key) else {
+                tracing::warn!(offset = rec.offset, "skipping unreadable offset-commit key");
+                continue;
+            };
+            match rec.value.as_deref() {
+                None => {
+                    if let Some(g) = committed.get_mut(&group) {
+                        g.remove(&(topic, part));
+                    }
+                }
+                Some(v) => match decode_value(v) {
+                    Some(c) => {
+                        committed.entry(group).or_default().insert((topic, part), c);
+                        n += 1;
+                    }
+                    None => tracing::warn!(
+                        offset = rec.offset,
+                        "skipping unreadable offset-commit value"
+                    ),
+                },
+            }
+        }
+        if r.next_offset <= offset {
+            break;
+        }
+        offset = r.next_offset;
+    }
+    Ok(n)
+}
+
+/// The (key, value) records of one commit.
+fn commit_records(group: &str, offsets: &[(String, i32, CommittedOffset)]) -> Vec<(Bytes, Bytes)> {
+    offsets
+        .iter()
+        .map(|(t, p, c)| (encode_key(group, t, *p), encode_value(c)))
+        .collect()
+}
+
 impl OffsetStore {
-    /// Loads every committed offset from [`OFFSETS_TOPIC`] (if it exists; a topic from a
-    /// data dir older than internal-topic markers is marked first). Blocking.
+    /// Single node: loads every committed offset from [`OFFSETS_TOPIC`] (if it exists; a
+    /// topic from a data dir older than internal-topic markers is marked first). Blocking.
     pub fn load(broker: Broker) -> Result<OffsetStore> {
         let mut committed: HashMap<String, GroupOffsets> = HashMap::new();
         if broker.partition_count(OFFSETS_TOPIC).is_ok() {
             // No client can create this name, so an unmarked one is from an older data dir.
             broker.adopt_internal_topic(Self::spec())?;
-            let mut offset = 0;
-            let mut n = 0usize;
-            loop {
-                let r = broker.read(OFFSETS_TOPIC, 0, offset, 10_000, 4 << 20)?;
-                if r.records.is_empty() {
-                    break;
-                }
-                for rec in &r.records {
-                    let Some((group, topic, partition)) = rec.key.as_deref().and_then(decode_key)
-                    else {
-                        tracing::warn!(
-                            offset = rec.offset,
-                            "skipping unreadable offset-commit key"
-                        );
-                        continue;
-                    };
-                    match rec.value.as_deref() {
-                        None => {
-                            if let Some(g) = committed.get_mut(&group) {
-                                g.remove(&(topic, partition));
-                            }
-                        }
-                        Some(v) => match decode_value(v) {
-                            Some(c) => {
-                                committed
-                                    .entry(group)
-                                    .or_default()
-                                    .insert((topic, partition), c);
-                                n += 1;
-                            }
-                            None => tracing::warn!(
-                                offset = rec.offset,
-                                "skipping unreadable offset-commit value"
-                            ),
-                        },
-                    }
-                }
-                offset = r.next_offset;
-            }
+            let n = read_partition(&broker, 0, &mut committed)?;
             tracing::info!(
                 groups = committed.len(),
                 records = n,
                 "loaded committed offsets"
             );
         }
+        let shard = Shard {
+            epoch: None,
+            loaded: true,
+            groups: committed,
+        };
         Ok(OffsetStore {
             broker,
-            committed: Mutex::new(committed),
+            replicated: false,
+            shards: Mutex::new(HashMap::from([(0, shard)])),
+            legacy: HashMap::new(),
         })
     }
 
-    /// The spec of [`OFFSETS_TOPIC`]: compacted, owned by the group coordinator.
+    /// Cluster mode: nothing is loaded until this node leads a partition of the replicated
+    /// [`OFFSETS_TOPIC`] ([`OffsetStore::maintain`]). A local single-node `__consumer_offsets`
+    /// is saved aside and deleted first (invariant 5). Blocking.
+    pub fn replicated(broker: Broker) -> Result<OffsetStore> {
+        let path = broker.config().data_dir.join(LEGACY_FILE);
+        if let Ok(info) = broker.topic_info(OFFSETS_TOPIC)
+            && info.cluster.is_none()
+        {
+            let mut committed = HashMap::new();
+            for p in 0..info.partitions {
+                read_partition(&broker, p, &mut committed)?;
+            }
+            let saved: Vec<SavedCommit> = committed
+                .into_iter()
+                .flat_map(|(group, offsets)| {
+                    offsets
+                        .into_iter()
+                        .map(move |((topic, partition), c)| SavedCommit {
+                            group: group.clone(),
+                            topic,
+                            partition,
+                            offset: c.offset,
+                            leader_epoch: c.leader_epoch,
+                            metadata: c.metadata,
+                            commit_timestamp: c.commit_timestamp,
+                        })
+                })
+                .collect();
+            let bytes = serde_json::to_vec(&saved)
+                .map_err(|e| BrokerError::InvalidConfig(e.to_string()))?;
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| BrokerError::io(dir, e))?;
+            }
+            crate::fsutil::write_atomic(&path, &bytes).map_err(|e| BrokerError::io(&path, e))?;
+            broker.delete_owned_topic(OFFSETS_TOPIC)?;
+            tracing::info!(
+                commits = saved.len(),
+                file = %path.display(),
+                "saved the single-node committed offsets for the cluster's replicated offsets topic"
+            );
+        }
+        let mut legacy: HashMap<String, GroupOffsets> = HashMap::new();
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let saved: Vec<SavedCommit> =
+                    serde_json::from_slice(&bytes).map_err(|e| BrokerError::CorruptFile {
+                        path: path.clone(),
+                        reason: e.to_string(),
+                    })?;
+                for s in saved {
+                    legacy.entry(s.group).or_default().insert(
+                        (s.topic, s.partition),
+                        CommittedOffset {
+                            offset: s.offset,
+                            leader_epoch: s.leader_epoch,
+                            metadata: s.metadata,
+                            commit_timestamp: s.commit_timestamp,
+                        },
+                    );
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(BrokerError::io(&path, e)),
+        }
+        Ok(OffsetStore {
+            broker,
+            replicated: true,
+            shards: Mutex::new(HashMap::new()),
+            legacy,
+        })
+    }
+
+    /// The spec of [`OFFSETS_TOPIC`] on a single node: compacted, owned by the group
+    /// coordinator.
     fn spec() -> TopicSpec {
         let mut spec = TopicSpec::new(OFFSETS_TOPIC, 1).owned_by(InternalTopic {
             owner: InternalTopic::GROUP_COORDINATOR.into(),
         });
         spec.compacted = true;
         spec
+    }
+
+    /// The spec of the replicated [`OFFSETS_TOPIC`] a cluster creates through its
+    /// controller: [`OFFSETS_PARTITIONS`] partitions, compacted, owned by the group
+    /// coordinator, the cluster's default replication.
+    pub fn cluster_spec() -> TopicSpec {
+        let mut spec = Self::spec();
+        spec.partitions = OFFSETS_PARTITIONS;
+        spec
+    }
+
+    /// Whether this is the cluster mode store.
+    pub fn is_replicated(&self) -> bool {
+        self.replicated
+    }
+
+    /// The partition of [`OFFSETS_TOPIC`] holding `group`'s commits.
+    pub fn partition_for(&self, group: &str) -> i32 {
+        if self.replicated {
+            offsets_partition(group)
+        } else {
+            0
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i32, Shard>> {
+        self.shards.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The leader epoch this node leads `partition` at, if it leads it.
+    fn leading(&self, partition: i32) -> Option<(i32, i64, i64)> {
+        let p = self.broker.replica_progress(OFFSETS_TOPIC, partition)?;
+        p.is_leader
+            .then_some((p.leader_epoch, p.high_watermark, p.log_end_offset))
+    }
+
+    /// Whether this node may serve `group` now (invariant 1).
+    pub fn ownership(&self, group: &str) -> Ownership {
+        if !self.replicated {
+            return Ownership::Owned;
+        }
+        let partition = offsets_partition(group);
+        let Some((epoch, _, _)) = self.leading(partition) else {
+            return Ownership::NotOwner;
+        };
+        match self.lock().get(&partition) {
+            Some(s) if s.epoch == Some(epoch) && s.loaded => Ownership::Owned,
+            _ => Ownership::Loading,
+        }
+    }
+
+    /// Cluster mode: follows this node's leadership of the offsets partitions — loads a
+    /// partition it newly leads (once its high watermark covers its log; invariant 3) and
+    /// drops one it stopped leading or leads at another epoch (invariant 2). Returns the
+    /// partitions dropped, whose groups the coordinator forgets. Blocking; call it
+    /// periodically.
+    pub fn maintain(&self) -> Vec<i32> {
+        if !self.replicated {
+            return Vec::new();
+        }
+        let mut dropped = Vec::new();
+        for partition in 0..OFFSETS_PARTITIONS {
+            let leading = self.leading(partition);
+            let load_at = {
+                let mut shards = self.lock();
+                match (leading, shards.get(&partition)) {
+                    (None, Some(_)) => {
+                        shards.remove(&partition);
+                        dropped.push(partition);
+                        tracing::info!(
+                            partition,
+                            "no longer the coordinator of this offsets partition's groups"
+                        );
+                        None
+                    }
+                    (None, None) => None,
+                    (Some((epoch, _, _)), Some(s)) if s.epoch == Some(epoch) && s.loaded => None,
+                    (Some((epoch, hw, end)), existing) => {
+                        if existing.is_some_and(|s| s.epoch != Some(epoch)) {
+                            dropped.push(partition);
+                        }
+                        shards.insert(
+                            partition,
+                            Shard {
+                                epoch: Some(epoch),
+                                loaded: false,
+                                groups: HashMap::new(),
+                            },
+                        );
+                        (hw >= end).then_some(epoch)
+                    }
+                }
+            };
+            if let Some(epoch) = load_at
+                && let Err(e) = self.load_partition(partition, epoch)
+            {
+                tracing::warn!(partition, epoch, error = %e, "loading committed offsets failed; retrying");
+            }
+        }
+        dropped
+    }
+
+    /// Loads one partition this node leads at `epoch`, imports the saved single-node
+    /// commits of its groups that the log lacks, and marks it loaded (if it still leads at
+    /// that epoch). Blocking.
+    fn load_partition(&self, partition: i32, epoch: i32) -> Result<()> {
+        let mut groups = HashMap::new();
+        let n = read_partition(&self.broker, partition, &mut groups)?;
+        let mut imported = 0usize;
+        for (group, offsets) in &self.legacy {
+            if offsets_partition(group) != partition {
+                continue;
+            }
+            let have = groups.get(group);
+            let missing: Vec<(String, i32, CommittedOffset)> = offsets
+                .iter()
+                .filter(|(k, _)| have.is_none_or(|h| !h.contains_key(*k)))
+                .map(|((t, p), c)| (t.clone(), *p, c.clone()))
+                .collect();
+            if missing.is_empty() {
+                continue;
+            }
+            self.append(group, partition, epoch, &missing)?;
+            imported += missing.len();
+            let g = groups.entry(group.clone()).or_default();
+            for (t, p, c) in missing {
+                g.insert((t, p), c);
+            }
+        }
+        let mut shards = self.lock();
+        match shards.get_mut(&partition) {
+            Some(s) if s.epoch == Some(epoch) && !s.loaded => {
+                s.groups = groups;
+                s.loaded = true;
+                tracing::info!(
+                    partition,
+                    epoch,
+                    records = n,
+                    imported,
+                    groups = s.groups.len(),
+                    "loaded committed offsets: coordinating this partition's groups"
+                );
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Appends one commit to `partition` as its leader at `epoch`, acknowledged by the
+    /// in-sync set (invariant 2). Blocking.
+    fn append(
+        &self,
+        group: &str,
+        partition: i32,
+        epoch: i32,
+        offsets: &[(String, i32, CommittedOffset)],
+    ) -> Result<()> {
+        let now = now_ms();
+        let mut builder = BatchBuilder::new();
+        for (k, v) in commit_records(group, offsets) {
+            builder.push(now, Some(&k), Some(&v), std::iter::empty());
+        }
+        let Some(batch) = builder.finish_checked() else {
+            return Ok(());
+        };
+        self.broker
+            .append_owned_at_epoch(OFFSETS_TOPIC, partition, &batch, epoch)?;
+        Ok(())
     }
 
     fn ensure_topic(&self) -> Result<()> {
@@ -203,60 +562,92 @@ impl OffsetStore {
         self.broker.ensure_internal_topic(Self::spec()).map(|_| ())
     }
 
-    /// Durably records `offsets` for `group` (returns once durable under the topic's fsync
-    /// policy), then makes them visible to [`OffsetStore::fetch`]. Blocking.
+    /// Durably records `offsets` for `group`, then makes them visible to
+    /// [`OffsetStore::get`]. Single node: returns once durable under the topic's fsync
+    /// policy. Cluster: only as the loaded leader of the group's partition, once the
+    /// in-sync set has the commit (else [`BrokerError::NotLeader`], `NOT_ENOUGH_REPLICAS`,
+    /// a timeout…: nothing is made visible). Blocking.
     pub fn commit(&self, group: &str, offsets: Vec<(String, i32, CommittedOffset)>) -> Result<()> {
         if offsets.is_empty() {
             return Ok(());
         }
-        self.ensure_topic()?;
-        let now = now_ms();
-        let records = offsets
-            .iter()
-            .map(|(t, p, c)| ProduceRecord {
-                key: Some(encode_key(group, t, *p)),
-                value: Some(encode_value(c)),
-                headers: Vec::new(),
-                timestamp: Some(now),
-                partition: Some(0),
-            })
-            .collect();
-        self.broker.produce_owned(OFFSETS_TOPIC, records)?;
-        let mut all = self.committed.lock().unwrap_or_else(|p| p.into_inner());
-        let g = all.entry(group.to_string()).or_default();
-        for (t, p, c) in offsets {
-            g.insert((t, p), c);
+        let partition = self.partition_for(group);
+        let epoch = if self.replicated {
+            let not_leader = || BrokerError::NotLeader {
+                topic: OFFSETS_TOPIC.to_string(),
+                partition,
+                leader: None,
+            };
+            let (epoch, _, _) = self.leading(partition).ok_or_else(not_leader)?;
+            match self.lock().get(&partition) {
+                Some(s) if s.epoch == Some(epoch) && s.loaded => {}
+                _ => return Err(not_leader()),
+            }
+            self.append(group, partition, epoch, &offsets)?;
+            Some(epoch)
+        } else {
+            self.ensure_topic()?;
+            let now = now_ms();
+            let records = commit_records(group, &offsets)
+                .into_iter()
+                .map(|(k, v)| ProduceRecord {
+                    key: Some(k),
+                    value: Some(v),
+                    headers: Vec::new(),
+                    timestamp: Some(now),
+                    partition: Some(0),
+                })
+                .collect();
+            self.broker.produce_owned(OFFSETS_TOPIC, records)?;
+            None
+        };
+        let mut shards = self.lock();
+        if let Some(s) = shards.get_mut(&partition)
+            && s.epoch == epoch
+        {
+            let g = s.groups.entry(group.to_string()).or_default();
+            for (t, p, c) in offsets {
+                g.insert((t, p), c);
+            }
         }
         Ok(())
     }
 
+    fn with_group<T>(&self, group: &str, f: impl FnOnce(Option<&GroupOffsets>) -> T) -> T {
+        let shards = self.lock();
+        let g = shards
+            .get(&self.partition_for(group))
+            .filter(|s| s.loaded)
+            .and_then(|s| s.groups.get(group));
+        f(g)
+    }
+
     /// The committed offset of one partition, if any.
     pub fn get(&self, group: &str, topic: &str, partition: i32) -> Option<CommittedOffset> {
-        let all = self.committed.lock().unwrap_or_else(|p| p.into_inner());
-        all.get(group)?
-            .get(&(topic.to_string(), partition))
-            .cloned()
+        self.with_group(group, |g| g?.get(&(topic.to_string(), partition)).cloned())
     }
 
     /// Every committed offset of a group, sorted by topic and partition.
     pub fn all_for(&self, group: &str) -> Vec<(String, i32, CommittedOffset)> {
-        let all = self.committed.lock().unwrap_or_else(|p| p.into_inner());
-        let mut v: Vec<_> = all
-            .get(group)
-            .map(|g| {
+        let mut v: Vec<_> = self.with_group(group, |g| {
+            g.map(|g| {
                 g.iter()
                     .map(|((t, p), c)| (t.clone(), *p, c.clone()))
                     .collect()
             })
-            .unwrap_or_default();
+            .unwrap_or_default()
+        });
         v.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
         v
     }
 
-    /// Groups that have committed offsets.
+    /// Groups with committed offsets that this node coordinates.
     pub fn groups(&self) -> Vec<String> {
-        let all = self.committed.lock().unwrap_or_else(|p| p.into_inner());
-        all.iter()
+        let shards = self.lock();
+        shards
+            .values()
+            .filter(|s| s.loaded)
+            .flat_map(|s| s.groups.iter())
             .filter(|(_, g)| !g.is_empty())
             .map(|(k, _)| k.clone())
             .collect()
@@ -275,6 +666,22 @@ mod tests {
             metadata: Some("m".into()),
             commit_timestamp: 5,
         }
+    }
+
+    #[test]
+    fn groups_map_to_partitions_as_kafka_maps_them() {
+        // Java's String.hashCode: "hello" is 99162322, "Aa" and "BB" collide at 2112; a
+        // negative hash is masked, as Kafka's Utils.abs does.
+        assert_eq!(offsets_partition(""), 0);
+        assert_eq!(offsets_partition("hello"), 99_162_322 % OFFSETS_PARTITIONS);
+        assert_eq!(offsets_partition("Aa"), 2112 % OFFSETS_PARTITIONS);
+        assert_eq!(offsets_partition("BB"), offsets_partition("Aa"));
+        // "polygenelubricants".hashCode() == i32::MIN.
+        assert_eq!(offsets_partition("polygenelubricants"), 0);
+        let spread: std::collections::HashSet<i32> = (0..100)
+            .map(|i| offsets_partition(&format!("group-{i}")))
+            .collect();
+        assert_eq!(spread.len(), OFFSETS_PARTITIONS as usize);
     }
 
     #[test]

@@ -14,47 +14,66 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::error::BrokerError;
+
 /// Batches remembered per producer and partition (Kafka keeps 5, the most a producer may
 /// have in flight with idempotence).
 const RECENT_BATCHES: usize = 5;
 
-/// Allocates producer ids. Seeded from the clock (ms × 1000) so ids are not reused across
-/// restarts unless more than 1000 ids per millisecond of uptime were handed out.
+/// Allocates producer ids. On a single node they are seeded from the clock (ms × 1000), so
+/// ids are not reused across restarts unless more than 1000 ids per millisecond of uptime
+/// were handed out. On a cluster they come from blocks the controller allocates
+/// ([`ProducerIds::cluster`], KIP-730): a block belongs to one node forever, so ids are
+/// unique in the cluster whichever node hands them out, and across restarts.
 pub struct ProducerIds {
     next: AtomicI64,
-    /// Cluster mode: ids are `n * STRIPES + stripe`, so nodes with different stripes never
-    /// hand out the same id (until the controller's id blocks replace this).
-    stripe: Option<i64>,
+    /// Cluster mode: the node's current block (`next..end`); one allocation at a time
+    /// fetches the next block from the controller.
+    block: Option<tokio::sync::Mutex<(i64, i64)>>,
 }
-
-/// Producer-id stripes on a cluster (node id modulo this).
-const STRIPES: i64 = 1024;
 
 impl Default for ProducerIds {
     fn default() -> Self {
         ProducerIds {
             next: AtomicI64::new(crate::log::now_ms().max(0).saturating_mul(1000)),
-            stripe: None,
+            block: None,
         }
     }
 }
 
 impl ProducerIds {
-    /// Ids for node `node` of a cluster: distinct from every other node's whose id differs
-    /// modulo 1024, and from this node's before a restart (they start from the clock).
-    pub fn for_node(node: u64) -> ProducerIds {
+    /// Cluster mode: ids from blocks the controller allocates to this node.
+    pub fn cluster() -> ProducerIds {
         ProducerIds {
-            stripe: Some((node % STRIPES as u64) as i64),
-            ..ProducerIds::default()
+            next: AtomicI64::new(0),
+            block: Some(tokio::sync::Mutex::new((0, 0))),
         }
     }
 
-    pub fn allocate(&self) -> i64 {
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        match self.stripe {
-            None => n,
-            Some(s) => n.saturating_mul(STRIPES).saturating_add(s),
+    /// The next id. On a cluster `fetch_block` asks the controller for a new block
+    /// (`(first, count)`) when this node's is used up; its error is returned as is and
+    /// nothing is handed out.
+    pub async fn allocate<F, Fut>(&self, fetch_block: F) -> Result<i64, BrokerError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<(i64, i64), BrokerError>>,
+    {
+        let Some(block) = &self.block else {
+            return Ok(self.next.fetch_add(1, Ordering::Relaxed));
+        };
+        let mut b = block.lock().await;
+        if b.0 >= b.1 {
+            let (first, count) = fetch_block().await?;
+            if count <= 0 || first < 0 {
+                return Err(BrokerError::ClusterUnavailable(format!(
+                    "the controller handed out an unusable producer-id block ({first}, {count})"
+                )));
+            }
+            *b = (first, first.saturating_add(count));
         }
+        let id = b.0;
+        b.0 += 1;
+        Ok(id)
     }
 }
 
@@ -258,11 +277,34 @@ mod tests {
         assert_eq!(p.check(1, 0, 0, 4), SequenceCheck::Append);
     }
 
-    #[test]
-    fn ids_are_unique_and_increasing() {
+    async fn no_block() -> Result<(i64, i64), BrokerError> {
+        panic!("a single node asks no controller")
+    }
+
+    #[tokio::test]
+    async fn ids_are_unique_and_increasing() {
         let ids = ProducerIds::default();
-        let a = ids.allocate();
-        let b = ids.allocate();
+        let a = ids.allocate(no_block).await.unwrap();
+        let b = ids.allocate(no_block).await.unwrap();
         assert!(a >= 0 && b > a);
+    }
+
+    #[tokio::test]
+    async fn cluster_ids_come_from_the_controllers_blocks_one_block_at_a_time() {
+        let ids = ProducerIds::cluster();
+        let fetched = std::sync::atomic::AtomicI64::new(0);
+        let fetch = || async {
+            let n = fetched.fetch_add(1, Ordering::SeqCst);
+            Ok((n * 1000, 2))
+        };
+        let mut got = Vec::new();
+        for _ in 0..5 {
+            got.push(ids.allocate(fetch).await.unwrap());
+        }
+        assert_eq!(got, vec![0, 1, 1000, 1001, 2000]);
+        let refused = ProducerIds::cluster()
+            .allocate(|| async { Err(BrokerError::ClusterUnavailable("no controller".into())) })
+            .await;
+        assert!(refused.is_err());
     }
 }

@@ -36,8 +36,9 @@ const GROUP_TICK: Duration = Duration::from_millis(100);
 /// Serves the Kafka protocol on `listener` until `shutdown` completes, then stops accepting,
 /// lets connections finish the request in hand (up to 5 s) and returns.
 ///
-/// Loads committed offsets from the internal offsets topic first; returns an error only if
-/// the config is invalid or that load fails.
+/// Loads committed offsets from the internal offsets topic first (on a cluster: follows the
+/// offsets partitions this node leads, loading each as it becomes their leader); returns an
+/// error only if the config is invalid or that load fails.
 pub async fn serve(
     broker: Broker,
     listener: TcpListener,
@@ -45,15 +46,22 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), KafkaError> {
     let advertised = config.validate()?;
+    let clustered = config.cluster.is_some();
     let offsets = {
         let b = broker.clone();
-        tokio::task::spawn_blocking(move || OffsetStore::load(b))
-            .await
-            .map_err(|e| KafkaError::Io(std::io::Error::other(e)))??
+        tokio::task::spawn_blocking(move || {
+            if clustered {
+                OffsetStore::replicated(b)
+            } else {
+                OffsetStore::load(b)
+            }
+        })
+        .await
+        .map_err(|e| KafkaError::Io(std::io::Error::other(e)))??
     };
     let groups = Arc::new(GroupCoordinator::new(config.group.clone(), offsets));
     let producer_ids = Arc::new(match &config.cluster {
-        Some(c) => ProducerIds::for_node(c.node()),
+        Some(_) => ProducerIds::cluster(),
         None => ProducerIds::default(),
     });
     let ctx = Arc::new(Ctx {
@@ -72,7 +80,14 @@ pub async fn serve(
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
-                    _ = tick.tick() => groups.tick(),
+                    _ = tick.tick() => {
+                        groups.tick();
+                        if clustered {
+                            // Follows the offsets partitions this node leads (may load).
+                            let g = groups.clone();
+                            let _ = tokio::task::spawn_blocking(move || g.maintain()).await;
+                        }
+                    }
                     _ = stop.changed() => break,
                 }
             }

@@ -371,11 +371,28 @@ impl PartitionReplica {
         acks: Acks,
         now: u64,
     ) -> Result<Appended, ReplicationError> {
+        self.append_as_leader_at(batch, acks, now, None)
+    }
+
+    /// [`append_as_leader`](Self::append_as_leader), refused unless this replica leads at
+    /// exactly `expected_epoch` (when given): checked under the replica's lock with the
+    /// append, so an owner that loaded state at one epoch never writes under another (the
+    /// group coordinator's fence).
+    pub fn append_as_leader_at(
+        &self,
+        batch: &CheckedBatch,
+        acks: Acks,
+        now: u64,
+        expected_epoch: Option<i32>,
+    ) -> Result<Appended, ReplicationError> {
         let mut state = lock(&self.state);
         let Role::Leader(l) = &state.role else {
             return Err(ReplicationError::NotLeaderOrFollower(self.tp.clone()));
         };
         let epoch = l.epoch();
+        if expected_epoch.is_some_and(|e| e != epoch) {
+            return Err(ReplicationError::NotLeaderOrFollower(self.tp.clone()));
+        }
         let mut log = lock(&self.log);
         if acks == Acks::All {
             self.check_in_sync(&state, l, log.end_offset(), now)?;

@@ -25,6 +25,9 @@ use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
+use kafka_protocol::messages::offset_for_leader_epoch_response::{
+    EpochEndOffset, OffsetForLeaderTopicResult,
+};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::*;
 
@@ -124,6 +127,37 @@ impl Authz {
                                     .with_high_watermark(-1)
                                     .with_last_stable_offset(-1)
                                     .with_log_start_offset(-1)
+                            })
+                            .collect(),
+                    ),
+            );
+            false
+        });
+        out
+    }
+
+    /// OffsetForLeaderEpoch: like ListOffsets, topics the user may not describe are refused.
+    pub fn offset_for_leader_epoch(
+        &self,
+        r: &mut OffsetForLeaderEpochRequest,
+    ) -> Vec<OffsetForLeaderTopicResult> {
+        let mut out = Vec::new();
+        r.topics.retain(|t| {
+            if self.topic(Op::Describe, &t.topic) {
+                return true;
+            }
+            out.push(
+                OffsetForLeaderTopicResult::default()
+                    .with_topic(t.topic.clone())
+                    .with_partitions(
+                        t.partitions
+                            .iter()
+                            .map(|p| {
+                                EpochEndOffset::default()
+                                    .with_partition(p.partition)
+                                    .with_error_code(TOPIC_DENIED)
+                                    .with_leader_epoch(-1)
+                                    .with_end_offset(-1)
                             })
                             .collect(),
                     ),

@@ -1,7 +1,13 @@
-//! The group APIs of the classic consumer protocol: FindCoordinator (this node coordinates
-//! every group), JoinGroup, SyncGroup, Heartbeat, LeaveGroup, ListGroups, DescribeGroups.
-//! Each decodes the request into plain values for [`crate::group::GroupCoordinator`] and
-//! maps its answer and errors back.
+//! The group APIs of the classic consumer protocol: FindCoordinator, JoinGroup, SyncGroup,
+//! Heartbeat, LeaveGroup, ListGroups, DescribeGroups. Each decodes the request into plain
+//! values for [`crate::group::GroupCoordinator`] and maps its answer and errors back.
+//!
+//! The coordinator of a group is this node on a single node; on a cluster it is the leader
+//! of the group's partition of the replicated `__consumer_offsets` (created through the
+//! controller on the first FindCoordinator, as Kafka does), `COORDINATOR_NOT_AVAILABLE`
+//! while that partition has no leader. A node that is not (yet) the coordinator answers the
+//! group APIs `NOT_COORDINATOR` (`COORDINATOR_LOAD_IN_PROGRESS` while it loads), so
+//! clients look for it again.
 
 use std::sync::Arc;
 
@@ -20,84 +26,112 @@ use kafka_protocol::messages::{
 };
 
 use super::{Conn, Ctx, group_error_code, str_bytes};
-use crate::group::{GroupError, GroupState, JoinRequest};
+use crate::error::BrokerError;
+use crate::group::{
+    GroupError, GroupState, JoinRequest, OFFSETS_PARTITIONS, OFFSETS_TOPIC, OffsetStore,
+    offsets_partition,
+};
 
 const KEY_TYPE_GROUP: i8 = 0;
 
-/// The group coordinator: this node on a single node; on a cluster the live broker with the
-/// lowest id (every node names the same one; groups and their offsets are kept by that node
-/// only, so they start over when it changes — see the cluster issue's notes).
-fn coordinator(ctx: &Ctx, conn: &Conn) -> Option<(BrokerId, String, i32)> {
+/// Where a group's coordinator is: (node, host, port), or why it is not available.
+type Located = Result<(BrokerId, String, i32), String>;
+
+/// The coordinator of `group` (see the module docs).
+async fn coordinator(ctx: &Ctx, conn: &Conn, group: &str) -> Located {
     let Some(cluster) = &ctx.config.cluster else {
         let (host, port) = ctx.advertised(conn);
-        return Some((BrokerId(ctx.config.node_id), host, port));
+        return Ok((BrokerId(ctx.config.node_id), host, port));
     };
+    let routes = match cluster.routes(OFFSETS_TOPIC) {
+        Some(r) => r,
+        None => {
+            match cluster.create_topic(&OffsetStore::cluster_spec()).await {
+                Ok(()) | Err(BrokerError::TopicExists(_)) => {}
+                Err(e) => return Err(format!("cannot create {OFFSETS_TOPIC} yet: {e}")),
+            }
+            cluster
+                .routes(OFFSETS_TOPIC)
+                .ok_or_else(|| format!("{OFFSETS_TOPIC} is not applied here yet"))?
+        }
+    };
+    if routes.len() != OFFSETS_PARTITIONS as usize {
+        return Err(format!(
+            "{OFFSETS_TOPIC} has {} partitions, not {OFFSETS_PARTITIONS}",
+            routes.len()
+        ));
+    }
+    let partition = offsets_partition(group);
+    let leader = routes
+        .get(partition as usize)
+        .and_then(|r| r.leader)
+        .ok_or_else(|| format!("{OFFSETS_TOPIC} partition {partition} has no leader"))?;
+    let id = BrokerId(i32::try_from(leader).map_err(|e| e.to_string())?);
+    if leader == cluster.node() {
+        let (host, port) = ctx.advertised(conn);
+        return Ok((id, host, port));
+    }
     let b = cluster
         .live_brokers()
         .into_iter()
-        .find(|b| b.id == cluster.node() || !b.kafka_addr.is_empty())?;
-    let id = BrokerId(i32::try_from(b.id).ok()?);
-    if b.id == cluster.node() {
-        let (host, port) = ctx.advertised(conn);
-        return Some((id, host, port));
-    }
-    let (host, port) = super::metadata::split_host_port(&b.kafka_addr)?;
-    Some((id, host, port))
+        .find(|b| b.id == leader && !b.kafka_addr.is_empty())
+        .ok_or_else(|| format!("the address of node {leader} is not known"))?;
+    let (host, port) = super::metadata::split_host_port(&b.kafka_addr)
+        .ok_or_else(|| format!("bad Kafka address of node {leader}"))?;
+    Ok((id, host, port))
 }
 
-pub fn find_coordinator(
+/// The FindCoordinator answer for one key.
+async fn locate(ctx: &Ctx, conn: &Conn, key_type: i8, key: &str) -> Located {
+    if key_type != KEY_TYPE_GROUP {
+        return Err("transactions are not supported".into());
+    }
+    coordinator(ctx, conn, key).await
+}
+
+pub async fn find_coordinator(
     ctx: &Arc<Ctx>,
     conn: &Conn,
     req: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
-    let (node, host, port) = match coordinator(ctx, conn) {
-        Some(c) => c,
-        None => (BrokerId(-1), String::new(), -1),
-    };
-    let error = if req.key_type == KEY_TYPE_GROUP {
-        (node.0 < 0).then_some((
-            ResponseError::CoordinatorNotAvailable.code(),
-            "no live broker is known yet",
-        ))
-    } else {
-        Some((
-            ResponseError::CoordinatorNotAvailable.code(),
-            "transactions are not supported",
-        ))
-    };
     let r = FindCoordinatorResponse::default();
+    let unavailable = ResponseError::CoordinatorNotAvailable.code();
     if version >= 4 {
-        let coordinators = req
-            .coordinator_keys
-            .into_iter()
-            .map(|key| {
-                let c = Coordinator::default().with_key(key);
-                match error {
-                    None => c
-                        .with_node_id(node)
-                        .with_host(str_bytes(host.clone()))
-                        .with_port(port),
-                    Some((code, msg)) => c
-                        .with_node_id(BrokerId(-1))
+        let mut coordinators = Vec::with_capacity(req.coordinator_keys.len());
+        for key in req.coordinator_keys {
+            let located = locate(ctx, conn, req.key_type, key.as_str()).await;
+            let c = Coordinator::default().with_key(key);
+            coordinators.push(match located {
+                Ok((node, host, port)) => c
+                    .with_node_id(node)
+                    .with_host(str_bytes(host))
+                    .with_port(port),
+                Err(msg) => {
+                    tracing::debug!(error = %msg, "FindCoordinator: coordinator not available");
+                    c.with_node_id(BrokerId(-1))
                         .with_port(-1)
-                        .with_error_code(code)
-                        .with_error_message(Some(str_bytes(msg))),
+                        .with_error_code(unavailable)
+                        .with_error_message(Some(str_bytes(msg)))
                 }
-            })
-            .collect();
+            });
+        }
         return r.with_coordinators(coordinators);
     }
-    match error {
-        None => r
+    match locate(ctx, conn, req.key_type, req.key.as_str()).await {
+        Ok((node, host, port)) => r
             .with_node_id(node)
             .with_host(str_bytes(host))
             .with_port(port),
-        Some((code, msg)) => r
-            .with_error_code(code)
-            .with_error_message(Some(str_bytes(msg)))
-            .with_node_id(BrokerId(-1))
-            .with_port(-1),
+        Err(msg) => {
+            tracing::debug!(error = %msg, "FindCoordinator: coordinator not available");
+            // v0 has no error message.
+            let message = (version >= 1).then(|| str_bytes(msg));
+            r.with_error_code(unavailable)
+                .with_error_message(message)
+                .with_node_id(BrokerId(-1))
+                .with_port(-1)
+        }
     }
 }
 
@@ -266,6 +300,15 @@ pub fn describe(
         .groups
         .into_iter()
         .map(|g| {
+            if let Err(e) = ctx.groups.check_owner(g.0.as_str()) {
+                return DescribedGroup::default()
+                    .with_group_id(g)
+                    .with_error_code(group_error_code(&e))
+                    .with_group_state(str_bytes(""))
+                    .with_protocol_type(str_bytes(""))
+                    .with_protocol_data(str_bytes(""))
+                    .with_authorized_operations(i32::MIN);
+            }
             let d = ctx.groups.describe(g.0.as_str());
             DescribedGroup::default()
                 .with_group_id(g)

@@ -11,6 +11,7 @@ mod authz;
 mod configs;
 mod fetch;
 mod groups;
+mod leader_epoch;
 mod list_offsets;
 mod metadata;
 mod offsets;
@@ -179,7 +180,7 @@ pub async fn handle(ctx: &Arc<Ctx>, conn: &mut Conn, req: Request) -> Option<Res
                 return Some(ResponseKind::FindCoordinator(refused));
             }
             let denied = authz.find_coordinators(&mut r);
-            let mut resp = groups::find_coordinator(ctx, conn, r, v);
+            let mut resp = groups::find_coordinator(ctx, conn, r, v).await;
             resp.coordinators.extend(denied);
             ResponseKind::FindCoordinator(resp)
         }
@@ -212,6 +213,12 @@ pub async fn handle(ctx: &Arc<Ctx>, conn: &mut Conn, req: Request) -> Option<Res
                 ResponseKind::OffsetFetch(resp)
             }
         },
+        RequestKind::OffsetForLeaderEpoch(mut r) => {
+            let denied = authz.offset_for_leader_epoch(&mut r);
+            let mut resp = leader_epoch::handle(ctx, r, v);
+            resp.topics.extend(denied);
+            ResponseKind::OffsetForLeaderEpoch(resp)
+        }
         RequestKind::ListGroups(r) => {
             let mut resp = groups::list(ctx, r, v);
             resp.groups.retain(|g| authz.group_visible(&g.group_id));
@@ -225,7 +232,7 @@ pub async fn handle(ctx: &Arc<Ctx>, conn: &mut Conn, req: Request) -> Option<Res
         }
         RequestKind::InitProducerId(r) => match authz.init_producer_id() {
             Some(refused) => ResponseKind::InitProducerId(refused),
-            None => ResponseKind::InitProducerId(producer_id::init(ctx, r, v)),
+            None => ResponseKind::InitProducerId(producer_id::init(ctx, r, v).await),
         },
         body => return dispatch(ctx, conn, &client_id, body, v).await,
     })
@@ -261,7 +268,7 @@ async fn dispatch(
             ResponseKind::DescribeConfigs(configs::describe(ctx, r, v))
         }
         RequestKind::FindCoordinator(r) => {
-            ResponseKind::FindCoordinator(groups::find_coordinator(ctx, conn, r, v))
+            ResponseKind::FindCoordinator(groups::find_coordinator(ctx, conn, r, v).await)
         }
         RequestKind::JoinGroup(r) => {
             ResponseKind::JoinGroup(groups::join(ctx, conn, client_id, r, v).await)
@@ -270,13 +277,16 @@ async fn dispatch(
         RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(groups::heartbeat(ctx, r, v)),
         RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(groups::leave(ctx, r, v)),
         RequestKind::ListGroups(r) => ResponseKind::ListGroups(groups::list(ctx, r, v)),
+        RequestKind::OffsetForLeaderEpoch(r) => {
+            ResponseKind::OffsetForLeaderEpoch(leader_epoch::handle(ctx, r, v))
+        }
         RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(groups::describe(ctx, r, v)),
         RequestKind::OffsetCommit(r) => {
             ResponseKind::OffsetCommit(offsets::commit(ctx, r, v).await)
         }
         RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(offsets::fetch(ctx, r, v)),
         RequestKind::InitProducerId(r) => {
-            ResponseKind::InitProducerId(producer_id::init(ctx, r, v))
+            ResponseKind::InitProducerId(producer_id::init(ctx, r, v).await)
         }
         _ => {
             // The codec only lets through APIs listed in `versions`; this is a bug.
@@ -334,6 +344,8 @@ pub fn group_error_code(e: &GroupError) -> i16 {
         GroupError::InconsistentGroupProtocol => ResponseError::InconsistentGroupProtocol.code(),
         GroupError::InvalidSessionTimeout(_) => ResponseError::InvalidSessionTimeout.code(),
         GroupError::InvalidGroupId => ResponseError::InvalidGroupId.code(),
+        GroupError::NotCoordinator => ResponseError::NotCoordinator.code(),
+        GroupError::CoordinatorLoadInProgress => ResponseError::CoordinatorLoadInProgress.code(),
     }
 }
 

@@ -1,6 +1,8 @@
 //! OffsetCommit and OffsetFetch: committed offsets of consumer groups, checked against the
 //! group's generation and membership by the coordinator and stored durably by
-//! [`crate::group::OffsetStore`].
+//! [`crate::group::OffsetStore`]. On a cluster only the group's coordinator answers them
+//! (`NOT_COORDINATOR` elsewhere), and a commit that the in-sync set did not confirm is
+//! answered with a retriable coordinator error, as Kafka maps it.
 
 use std::sync::Arc;
 
@@ -16,6 +18,7 @@ use kafka_protocol::messages::{
 };
 
 use super::{Ctx, blocking, broker_error_code, group_error_code, str_bytes};
+use crate::error::BrokerError;
 use crate::group::CommittedOffset;
 use crate::log::now_ms;
 
@@ -36,7 +39,11 @@ pub async fn commit(
     let mut to_store = Vec::new();
     for t in req.topics {
         let topic = t.name.0.as_str().to_string();
-        let count = ctx.broker.partition_count(&topic);
+        // On a cluster the coordinator need not hold a copy of the topic.
+        let count = match ctx.config.cluster.as_ref().and_then(|c| c.routes(&topic)) {
+            Some(routes) => Ok(routes.len() as i32),
+            None => ctx.broker.partition_count(&topic),
+        };
         let mut parts = Vec::new();
         for p in t.partitions {
             let code = match (&allowed, &count) {
@@ -70,8 +77,8 @@ pub async fn commit(
         let failure = match stored {
             Ok(Ok(())) => None,
             Ok(Err(e)) => {
-                tracing::error!(group = %group, error = %e, "storing committed offsets failed");
-                Some(broker_error_code(&e))
+                tracing::warn!(group = %group, error = %e, "storing committed offsets failed");
+                Some(store_error_code(&e))
             }
             Err(e) => Some(broker_error_code(&e)),
         };
@@ -104,8 +111,52 @@ pub async fn commit(
     )
 }
 
-pub fn fetch(ctx: &Arc<Ctx>, req: OffsetFetchRequest, _version: i16) -> OffsetFetchResponse {
+/// The code for a commit the store could not make durable: as Kafka's group coordinator
+/// maps an append to its offsets topic (the client finds the coordinator again and retries).
+fn store_error_code(e: &BrokerError) -> i16 {
+    match e {
+        BrokerError::NotLeader { .. } | BrokerError::ReplicaConflict(_) => {
+            ResponseError::NotCoordinator.code()
+        }
+        BrokerError::NotEnoughReplicas { .. }
+        | BrokerError::NotEnoughReplicasAfterAppend { .. }
+        | BrokerError::ReplicationTimeout { .. } => ResponseError::CoordinatorNotAvailable.code(),
+        e => broker_error_code(e),
+    }
+}
+
+pub fn fetch(ctx: &Arc<Ctx>, req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
     let group = req.group_id.0.as_str();
+    if let Err(e) = ctx.groups.check_owner(group) {
+        let code = group_error_code(&e);
+        let topics = req
+            .topics
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| {
+                OffsetFetchResponseTopic::default()
+                    .with_partitions(
+                        t.partition_indexes
+                            .into_iter()
+                            .map(|p| {
+                                OffsetFetchResponsePartition::default()
+                                    .with_partition_index(p)
+                                    .with_committed_offset(-1)
+                                    .with_committed_leader_epoch(-1)
+                                    .with_metadata(Some(str_bytes("")))
+                                    .with_error_code(code)
+                            })
+                            .collect(),
+                    )
+                    .with_name(t.name)
+            })
+            .collect();
+        // v1 has per-partition codes only.
+        let top = if version >= 2 { code } else { 0 };
+        return OffsetFetchResponse::default()
+            .with_error_code(top)
+            .with_topics(topics);
+    }
     let store = ctx.groups.offsets();
     let partition = |p: i32, c: Option<CommittedOffset>| {
         let r = OffsetFetchResponsePartition::default().with_partition_index(p);
