@@ -278,9 +278,8 @@ impl MetadataNode {
         }
     }
 
-    /// Whether this node is the controller (the Raft leader) as far as it knows.
-    /// This node is the controller: the Raft leader, acknowledged by a quorum within the
-    /// lease ([`MetadataMetrics::acknowledged`]).
+    /// Whether this node is the controller: the Raft leader, acknowledged by a quorum within
+    /// the lease ([`MetadataMetrics::acknowledged`]).
     pub fn is_controller(&self) -> bool {
         let m = self.metrics();
         m.state == ServerState::Leader && m.controller == Some(self.id) && m.acknowledged
