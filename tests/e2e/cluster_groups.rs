@@ -10,35 +10,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::common::{Server, eventually, free_port};
-
-/// Three nodes of one cluster, each with HTTP, Kafka and a cluster listener.
-fn start_cluster() -> Vec<Server> {
-    let ports = [free_port(), free_port(), free_port()];
-    let peers: Vec<String> = ports
-        .iter()
-        .enumerate()
-        .map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1))
-        .collect();
-    let peers = peers.join(",");
-    (1..=3)
-        .map(|id| {
-            let listen = format!("127.0.0.1:{}", ports[id - 1]);
-            let kafka = format!("127.0.0.1:{}", free_port());
-            let id = id.to_string();
-            Server::start(&[
-                "--node-id",
-                &id,
-                "--cluster-listen",
-                &listen,
-                "--peers",
-                &peers,
-                "--kafka",
-                &kafka,
-            ])
-        })
-        .collect()
-}
+use crate::common::{Server, eventually};
+use crate::replication::start_cluster;
 
 /// Per partition (leader, in-sync set) of `topic` as `s` describes it.
 fn routes(s: &Server, topic: &str) -> Vec<(Option<u64>, usize)> {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::common::{Server, eventually, free_port, stdout};
-use crate::replication::{create_replicated, start_cluster};
+use crate::replication::{create_replicated, start_cluster, start_cluster_with};
 
 /// Per partition (leader, replicas, in-sync set) as `s` describes the topic.
 fn layout(s: &Server, topic: &str) -> Vec<(Option<u64>, Vec<u64>, Vec<u64>)> {
@@ -401,31 +401,7 @@ const ADMIN_PW: &str = "Adm1n-S3cret-pw";
 
 /// Three nodes of one cluster under `--auth` (each creates `admin` with the same password).
 fn start_auth_cluster() -> Vec<Server> {
-    let ports = [free_port(), free_port(), free_port()];
-    let peers: Vec<String> = ports
-        .iter()
-        .enumerate()
-        .map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1))
-        .collect();
-    let peers = peers.join(",");
-    (1..=3)
-        .map(|id| {
-            let listen = format!("127.0.0.1:{}", ports[id - 1]);
-            let id = id.to_string();
-            Server::start_with_env(
-                &[
-                    "--auth",
-                    "--node-id",
-                    &id,
-                    "--cluster-listen",
-                    &listen,
-                    "--peers",
-                    &peers,
-                ],
-                &[("WEIR_ADMIN_PASSWORD", ADMIN_PW)],
-            )
-        })
-        .collect()
+    start_cluster_with(&["--auth"], &[("WEIR_ADMIN_PASSWORD", ADMIN_PW)])
 }
 
 /// `method path` on `s` with `admin`'s credentials (or `password` for admin, or none).

@@ -17,6 +17,11 @@ use crate::common::{Server, eventually, free_port};
 
 /// Three nodes of one cluster, each with HTTP, Kafka and a cluster listener.
 pub(crate) fn start_cluster() -> Vec<Server> {
+    start_cluster_with(&[], &[])
+}
+
+/// [`start_cluster`] with `extra` flags and `env` variables given to every node.
+pub(crate) fn start_cluster_with(extra: &[&str], env: &[(&str, &str)]) -> Vec<Server> {
     let ports = [free_port(), free_port(), free_port()];
     let peers: Vec<String> = ports
         .iter()
@@ -30,7 +35,7 @@ pub(crate) fn start_cluster() -> Vec<Server> {
             // A fixed Kafka port: clients' bootstrap list stays right across restarts.
             let kafka = format!("127.0.0.1:{}", free_port());
             let id = id.to_string();
-            Server::start(&[
+            let mut args = vec![
                 "--node-id",
                 &id,
                 "--cluster-listen",
@@ -39,7 +44,9 @@ pub(crate) fn start_cluster() -> Vec<Server> {
                 &peers,
                 "--kafka",
                 &kafka,
-            ])
+            ];
+            args.extend_from_slice(extra);
+            Server::start_with_env(&args, env)
         })
         .collect()
 }
