@@ -914,13 +914,8 @@ impl Broker {
             )));
         }
         let appended = p.append_at(batch, true, Some(leader_epoch))?;
+        t.count_appended(&appended, batch);
         let range = (appended.first, appended.last);
-        t.counters
-            .records_appended
-            .fetch_add((range.1 - range.0 + 1) as u64, Ordering::Relaxed);
-        t.counters
-            .bytes_appended
-            .fetch_add(batch.bytes().len() as u64, Ordering::Relaxed);
         wait_replicated(appended.pending)?;
         Ok(range)
     }
@@ -981,13 +976,7 @@ impl Broker {
         let t = self.topic(topic)?;
         let p = t.partition(partition)?;
         let appended = p.append(batch, acks_all)?;
-        let range = (appended.first, appended.last);
-        t.counters
-            .records_appended
-            .fetch_add((range.1 - range.0 + 1) as u64, Ordering::Relaxed);
-        t.counters
-            .bytes_appended
-            .fetch_add(batch.bytes().len() as u64, Ordering::Relaxed);
+        t.count_appended(&appended, batch);
         Ok(appended)
     }
 

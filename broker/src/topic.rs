@@ -343,6 +343,17 @@ pub fn resolve(spec: &TopicSpec, defaults: &LogConfig) -> Result<TopicInfo> {
 }
 
 impl Topic {
+    /// Counts `appended` (the records of `batch`) in the topic's append counters.
+    pub fn count_appended(&self, appended: &Appended, batch: &crate::batch::CheckedBatch) {
+        self.counters.records_appended.fetch_add(
+            (appended.last - appended.first + 1) as u64,
+            Ordering::Relaxed,
+        );
+        self.counters
+            .bytes_appended
+            .fetch_add(batch.bytes().len() as u64, Ordering::Relaxed);
+    }
+
     /// Opens the partitions of a topic whose directory and spec exist. A partition that
     /// cannot be opened is kept offline with the reason (and logged); the others serve.
     pub fn open(

@@ -218,16 +218,20 @@ impl ReplicaManager {
             .apply_isr(leader_epoch, isr, self.now_ms())
     }
 
-    /// Every replica on this node with its status, sorted by partition (for `GET /v1/cluster`
-    /// and metrics; blocking: each status takes the replica's state and log locks).
-    pub fn statuses(&self) -> Vec<(TopicPartition, ReplicaStatus)> {
-        let replicas: Vec<Arc<PartitionReplica>> = self
-            .replicas
+    /// A snapshot of every replica on this node (the map's lock is not held after).
+    fn all_replicas(&self) -> Vec<Arc<PartitionReplica>> {
+        self.replicas
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .values()
             .cloned()
-            .collect();
+            .collect()
+    }
+
+    /// Every replica on this node with its status, sorted by partition (for `GET /v1/cluster`
+    /// and metrics; blocking: each status takes the replica's state and log locks).
+    pub fn statuses(&self) -> Vec<(TopicPartition, ReplicaStatus)> {
+        let replicas = self.all_replicas();
         let mut out: Vec<(TopicPartition, ReplicaStatus)> = replicas
             .iter()
             .map(|r| (r.topic_partition().clone(), r.status()))
@@ -239,13 +243,7 @@ impl ReplicaManager {
     /// The in-sync set changes this node's leaders want now (for the controller).
     pub fn isr_changes_wanted(&self) -> Vec<(TopicPartition, IsrProposal)> {
         let now = self.now_ms();
-        let replicas: Vec<Arc<PartitionReplica>> = self
-            .replicas
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .cloned()
-            .collect();
+        let replicas = self.all_replicas();
         replicas
             .iter()
             .filter_map(|r| {
