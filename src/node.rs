@@ -216,7 +216,11 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     {
         let node_id = config.cluster.node_id.unwrap_or(0);
         let transport = Arc::new(RpcReplicaTransport::new(c.peers.clone()));
-        let manager = ReplicaManager::new(node_id, ReplicationConfig::default(), transport)
+        let replica_config = ReplicationConfig {
+            reassignment_throttle: config.cluster.replication_throttle_bytes,
+            ..ReplicationConfig::default()
+        };
+        let manager = ReplicaManager::new(node_id, replica_config, transport)
             .map_err(|e| NodeError::Metadata(e.to_string()))?;
         c.service.set_replica(Arc::new(
             ReplicaService::new(manager.clone())

@@ -257,8 +257,10 @@ impl ClusterNode {
             }
             Mode::Join { node_id, addr } => (node_id, BTreeMap::new(), Some(addr.to_string())),
         };
-        let settings = ControlSettings::with_session_timeout_ms(config.broker_session_timeout_ms)
-            .map_err(|e| NodeError::Metadata(e.to_string()))?;
+        let mut settings =
+            ControlSettings::with_session_timeout_ms(config.broker_session_timeout_ms)
+                .map_err(|e| NodeError::Metadata(e.to_string()))?;
+        settings.auto_rebalance = config.auto_rebalance;
         let dir = metadata_dir(data_dir);
         let create = dir.clone();
         tokio::task::spawn_blocking(move || std::fs::create_dir_all(&create))

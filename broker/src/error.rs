@@ -149,6 +149,10 @@ pub enum BrokerError {
     /// Cluster mode: the controller could not be reached or did not commit in time.
     #[error("the cluster cannot take the change now: {0}")]
     ClusterUnavailable(String),
+    /// Cluster mode: the controller refused a node administration request (decommission of
+    /// an unknown or retired node, or one whose replicas would not fit on the others).
+    #[error(transparent)]
+    ClusterRefused(crate::cluster::metadata::MetadataError),
 }
 
 fn leader_hint(leader: Option<u64>) -> String {
@@ -187,6 +191,7 @@ impl BrokerError {
             BrokerError::ReplicationTimeout { .. } => "replication_timeout",
             BrokerError::InvalidReplicationFactor(_) => "invalid_replication_factor",
             BrokerError::ClusterUnavailable(_) => "cluster_unavailable",
+            BrokerError::ClusterRefused(e) => e.code(),
         }
     }
 
@@ -219,6 +224,7 @@ impl BrokerError {
             | BrokerError::ReplicationTimeout { .. }
             | BrokerError::ClusterUnavailable(_) => ErrorKind::Unavailable,
             BrokerError::InvalidReplicationFactor(_) => ErrorKind::InvalidInput,
+            BrokerError::ClusterRefused(e) => e.kind(),
         }
     }
 

@@ -1,6 +1,8 @@
 //! `weir cluster status`: the cluster as the node behind `--url` sees it (`GET /v1/cluster`),
 //! printed as the node's identity, a table of nodes (with the partitions each leads and its
-//! replication lag), and tables of the under-replicated and offline partitions.
+//! replication lag), and tables of the under-replicated, offline and reassigning partitions.
+//! `weir cluster decommission N`: moves every replica off node N, then removes it
+//! (`POST /v1/cluster/nodes/{id}/decommission`); with `--wait`, until it is done.
 
 use anyhow::Result;
 use clap::Subcommand;
@@ -19,6 +21,19 @@ pub enum ClusterCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Decommission a node: the controller moves every replica it holds to the other nodes
+    /// (throttled by their --replication-throttle-bytes), then removes it from the metadata
+    /// quorum and retires its id. The node can be stopped once it is gone from `status`
+    Decommission {
+        /// The node id
+        node: u64,
+        /// Wait until the node holds no replica and has left the cluster, printing progress
+        #[arg(long)]
+        wait: bool,
+        /// With --wait: give up after this many seconds
+        #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+        timeout: u64,
+    },
 }
 
 #[derive(Debug, Deserialize)]
@@ -33,6 +48,22 @@ struct View {
     under_replicated: Vec<Partition>,
     #[serde(default)]
     offline: Vec<Partition>,
+    #[serde(default)]
+    reassigning: Vec<Move>,
+    #[serde(default)]
+    retired: Vec<u64>,
+}
+
+/// A partition being reassigned.
+#[derive(Debug, Deserialize)]
+struct Move {
+    topic: String,
+    partition: i32,
+    leader: Option<u64>,
+    replicas: Vec<u64>,
+    isr: Vec<u64>,
+    adding: Vec<u64>,
+    removing: Vec<u64>,
 }
 
 /// An under-replicated or offline partition.
@@ -68,6 +99,10 @@ struct Node {
     #[serde(default)]
     fenced: Option<bool>,
     #[serde(default)]
+    draining: Option<bool>,
+    #[serde(default)]
+    replicas: Option<usize>,
+    #[serde(default)]
     kafka_address: Option<String>,
     #[serde(default)]
     http_address: Option<String>,
@@ -89,6 +124,55 @@ pub async fn run(client: &Client, command: ClusterCommand) -> Result<()> {
             print(&render(&view, now_ms()))?;
             Ok(())
         }
+        ClusterCommand::Decommission {
+            node,
+            wait,
+            timeout,
+        } => {
+            let path = ["v1", "cluster", "nodes", &node.to_string(), "decommission"];
+            let answer: serde_json::Value = client.json(client.post(&path)).await?;
+            let message = answer["message"].as_str().unwrap_or("decommissioning");
+            print(&format!("{message}\n"))?;
+            if wait {
+                wait_decommissioned(client, node, timeout).await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Polls `GET /v1/cluster` until `node` is retired, printing how many replicas it holds.
+async fn wait_decommissioned(client: &Client, node: u64, timeout: u64) -> Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout);
+    let mut last = None;
+    loop {
+        let view: View = client.json(client.get(&["v1", "cluster"])).await?;
+        if view.retired.contains(&node) {
+            print(&format!(
+                "node {node} is decommissioned: it holds no replica and has left the cluster; \
+                 it can be stopped\n"
+            ))?;
+            return Ok(());
+        }
+        let held = view
+            .nodes
+            .iter()
+            .find(|n| n.id == node)
+            .and_then(|n| n.replicas);
+        if held != last {
+            let moving = view.reassigning.len();
+            match held {
+                Some(h) => print(&format!(
+                    "node {node}: {h} replica(s) left, {moving} partition(s) moving\n"
+                ))?,
+                None => print(&format!("node {node}: waiting for the cluster's answer\n"))?,
+            }
+            last = held;
+        }
+        if std::time::Instant::now() >= deadline {
+            anyhow::bail!("node {node} is still being decommissioned after {timeout} s");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
 }
 
@@ -153,8 +237,10 @@ fn render(view: &View, now: u64) -> String {
                     .map_or_else(|| "-".into(), |v| v.to_string()),
                 n.replication_lag
                     .map_or_else(|| "-".into(), |v| v.to_string()),
+                n.replicas.map_or_else(|| "-".into(), |v| v.to_string()),
                 match (n.registered, n.fenced) {
                     (None, _) => "-".into(),
+                    (Some(true), _) if n.draining == Some(true) => "draining".into(),
                     (Some(true), _) => "yes".into(),
                     (Some(false), Some(true)) => "fenced".into(),
                     (Some(false), _) => "no".into(),
@@ -173,6 +259,7 @@ fn render(view: &View, now: u64) -> String {
             "ERROR",
             "LED",
             "LAG",
+            "REPLICAS",
             "REGISTERED",
             "KAFKA",
             "HTTP",
@@ -191,6 +278,42 @@ fn render(view: &View, now: u64) -> String {
             }
             out.push_str(&format!("{title}: {}\n", list.len()));
             out.push_str(&partition_table(list));
+        }
+        if !view.reassigning.is_empty() {
+            out.push_str(&format!(
+                "\nreassigning partitions: {}\n",
+                view.reassigning.len()
+            ));
+            let rows: Vec<Vec<String>> = view
+                .reassigning
+                .iter()
+                .map(|m| {
+                    vec![
+                        m.topic.clone(),
+                        m.partition.to_string(),
+                        m.leader.map_or_else(|| "none".into(), |l| l.to_string()),
+                        ids(&m.replicas),
+                        ids(&m.isr),
+                        ids(&m.adding),
+                        ids(&m.removing),
+                    ]
+                })
+                .collect();
+            out.push_str(&table(
+                &[
+                    "TOPIC",
+                    "PARTITION",
+                    "LEADER",
+                    "REPLICAS",
+                    "ISR",
+                    "ADDING",
+                    "REMOVING",
+                ],
+                &rows,
+            ));
+        }
+        if !view.retired.is_empty() {
+            out.push_str(&format!("\nretired node ids: {}\n", ids(&view.retired)));
         }
     }
     out

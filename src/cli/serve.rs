@@ -235,6 +235,15 @@ pub struct ServeArgs {
     #[arg(long, env = "WEIR_BROKER_SESSION_TIMEOUT_MS", value_name = "MS",
           default_value_t = weir_broker::cluster::control::DEFAULT_SESSION_TIMEOUT_MS)]
     pub broker_session_timeout_ms: u64,
+    /// Bytes per second that replicas being moved onto this node (a rebalance onto a joined
+    /// node, a decommission) may copy in all; replicas catching up after a restart are not
+    /// throttled [default: unthrottled]
+    #[arg(long, env = "WEIR_REPLICATION_THROTTLE_BYTES", value_name = "BYTES")]
+    pub replication_throttle_bytes: Option<u64>,
+    /// Do not move replicas onto joined nodes automatically (the controller's decision; a
+    /// decommission moves replicas either way)
+    #[arg(long, env = "WEIR_NO_AUTO_REBALANCE")]
+    pub no_auto_rebalance: bool,
 }
 
 impl ServeArgs {
@@ -418,6 +427,8 @@ impl ServeArgs {
             join: self.join.clone(),
             cluster_id: self.cluster_id.clone(),
             broker_session_timeout_ms: self.broker_session_timeout_ms,
+            replication_throttle_bytes: self.replication_throttle_bytes,
+            auto_rebalance: !self.no_auto_rebalance,
             ..ClusterConfig::default()
         };
         config.validate()?;

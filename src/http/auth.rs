@@ -133,6 +133,7 @@ pub fn permission(method: &Method, route: &str, protect_metrics: bool) -> Option
         ("DELETE", "/v1/acls/{id}") => (Admin, On::Cluster),
         ("GET", "/v1/whoami") => (Describe, On::Cluster),
         ("GET", "/v1/cluster" | "/v1/cluster/replication") => (Describe, On::Cluster),
+        ("POST", "/v1/cluster/nodes/{id}/decommission") => (Admin, On::Cluster),
         _ => return None,
     })
 }
@@ -406,6 +407,7 @@ mod tests {
             ("DELETE", "/v1/acls/{id}"),
             ("GET", "/v1/cluster"),
             ("GET", "/v1/cluster/replication"),
+            ("POST", "/v1/cluster/nodes/{id}/decommission"),
         ];
         for (m, r) in routes {
             let m: Method = m.parse().unwrap();

@@ -12,6 +12,15 @@
 //! answer); and the cluster's under-replicated partitions (a leader, and an in-sync set
 //! smaller than the replicas) and offline ones (no leader).
 //!
+//! It also lists the partitions being reassigned (replicas being added and removed: a
+//! rebalance onto a joined node or a decommission), and per node whether it is being
+//! decommissioned (`draining`) and how many replicas it holds.
+//!
+//! `POST /v1/cluster/nodes/{id}/decommission` asks the controller to decommission a node:
+//! its replicas move to the other nodes (throttled by their `--replication-throttle-bytes`),
+//! then it leaves the metadata quorum and its id is retired. `202 Accepted` once the
+//! controller has committed the request; progress shows in `GET /v1/cluster`.
+//!
 //! `GET /v1/cluster/replication` is one node's part of that: the partitions it leads with
 //! each follower's log end and lag. `GET /v1/cluster` asks every other node leading a
 //! partition for it (bounded by [`LAG_QUERY_TIMEOUT`], the caller's credentials passed on).
@@ -167,12 +176,77 @@ pub fn partition_issues(meta: &ClusterMetadata) -> (Vec<PartitionIssue>, Vec<Par
             };
             if p.leader.is_none() {
                 offline.push(issue());
-            } else if p.isr.len() < p.replicas.len() {
+            } else if p.target_replicas().any(|r| !p.isr.contains(&r)) {
+                // A replica of the target not in sync (one a move is adding counts too:
+                // the partition has fewer copies in sync than it will have).
                 under.push(issue());
             }
         }
     }
     (under, offline)
+}
+
+/// A partition being reassigned.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PartitionMove {
+    pub topic: String,
+    pub partition: i32,
+    pub leader: Option<u64>,
+    pub replicas: Vec<u64>,
+    pub isr: Vec<u64>,
+    /// Replicas the move adds (they join the in-sync set when caught up).
+    pub adding: Vec<u64>,
+    /// Replicas it removes once every added one is in sync.
+    pub removing: Vec<u64>,
+}
+
+/// The partitions being reassigned in the applied metadata, in topic then partition order.
+pub fn partition_moves(meta: &ClusterMetadata) -> Vec<PartitionMove> {
+    meta.topics
+        .iter()
+        .flat_map(|(name, t)| {
+            t.partitions
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.reassigning())
+                .map(move |(i, p)| PartitionMove {
+                    topic: name.clone(),
+                    partition: i as i32,
+                    leader: p.leader,
+                    replicas: p.replicas.clone(),
+                    isr: p.isr.clone(),
+                    adding: p.adding.clone(),
+                    removing: p.removing.clone(),
+                })
+        })
+        .collect()
+}
+
+/// `POST /v1/cluster/nodes/{id}/decommission`
+pub async fn decommission(
+    State(state): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<(axum::http::StatusCode, Json<serde_json::Value>), ApiError> {
+    let node: u64 = id
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("'{id}' is not a node id")))?;
+    let Some(routing) = &state.routing else {
+        return Err(ApiError::bad_request(
+            "this node is not part of a cluster: there is nothing to decommission".to_string(),
+        ));
+    };
+    routing.decommission_node(node).await?;
+    Ok((
+        axum::http::StatusCode::ACCEPTED,
+        Json(serde_json::json!({
+            "node": node,
+            "status": "draining",
+            "message": format!(
+                "node {node} is being decommissioned: its replicas move to the other nodes, \
+                 then it leaves the cluster; GET /v1/cluster shows the progress"
+            ),
+        })),
+    ))
 }
 
 /// The answer of `GET /v1/cluster`.
@@ -189,6 +263,10 @@ pub struct ClusterStatus {
     pub under_replicated: Vec<PartitionIssue>,
     /// Partitions without a leader (empty on a single node).
     pub offline: Vec<PartitionIssue>,
+    /// Partitions being reassigned (empty on a single node).
+    pub reassigning: Vec<PartitionMove>,
+    /// Ids of decommissioned nodes (never used again).
+    pub retired: Vec<u64>,
 }
 
 /// This node's view of the metadata quorum.
@@ -216,6 +294,10 @@ pub struct NodeRow {
     pub registered: Option<bool>,
     /// Registered but fenced (missed its session, or shut down).
     pub fenced: Option<bool>,
+    /// Being decommissioned: its replicas are moving to other nodes.
+    pub draining: Option<bool>,
+    /// Partitions it holds a replica of (being removed ones included).
+    pub replicas: Option<usize>,
     /// A voter of the metadata quorum (else a learner, or not a member).
     pub voter: Option<bool>,
     /// The address Kafka clients are told, as the node advertised it.
@@ -322,6 +404,8 @@ fn fill_lag(
     let (under, offline) = partition_issues(meta);
     status.under_replicated = under;
     status.offline = offline;
+    status.reassigning = partition_moves(meta);
+    status.retired = meta.retired.iter().copied().collect();
     for row in &mut status.nodes {
         let id = row.status.id;
         let mut led = 0usize;
@@ -342,6 +426,13 @@ fn fill_lag(
             }
         }
         row.partitions_led = Some(led);
+        row.replicas = Some(
+            meta.topics
+                .values()
+                .flat_map(|t| &t.partitions)
+                .filter(|p| p.replicas.contains(&id))
+                .count(),
+        );
         row.replication_lag = lag;
     }
 }
@@ -365,6 +456,9 @@ fn combine(view: ClusterView, metadata: Option<&MetadataNode>) -> ClusterStatus 
                 });
             }
         }
+        // A decommissioned node is gone from the cluster (listed under `retired`), even
+        // while this node's peer list still greets it.
+        statuses.retain(|s| !applied.retired.contains(&s.id));
         statuses.sort_by_key(|s| s.id);
     }
     let nonempty = |s: &String| Some(s.clone()).filter(|s| !s.is_empty());
@@ -375,6 +469,8 @@ fn combine(view: ClusterView, metadata: Option<&MetadataNode>) -> ClusterStatus 
             NodeRow {
                 registered: known.map(|n| n.is_some_and(|n| !n.fenced)),
                 fenced: known.map(|n| n.is_some_and(|n| n.fenced)),
+                draining: known.map(|n| n.is_some_and(|n| n.draining)),
+                replicas: None,
                 voter: voters.as_ref().map(|v| v.contains(&status.id)),
                 kafka_address: known.flatten().and_then(|n| nonempty(&n.info.kafka_addr)),
                 http_address: known.flatten().and_then(|n| nonempty(&n.info.http_addr)),
@@ -403,6 +499,8 @@ fn combine(view: ClusterView, metadata: Option<&MetadataNode>) -> ClusterStatus 
         nodes,
         under_replicated: Vec::new(),
         offline: Vec::new(),
+        reassigning: Vec::new(),
+        retired: Vec::new(),
     }
 }
 
@@ -452,6 +550,8 @@ mod tests {
             },
             registered: None,
             fenced: None,
+            draining: None,
+            replicas: None,
             voter: None,
             kafka_address: None,
             http_address: None,
@@ -469,6 +569,8 @@ mod tests {
             nodes: (1..=3).map(row).collect(),
             under_replicated: Vec::new(),
             offline: Vec::new(),
+            reassigning: Vec::new(),
+            retired: Vec::new(),
         }
     }
 

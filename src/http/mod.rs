@@ -203,6 +203,10 @@ pub fn router(state: AppState, config: &HttpConfig) -> Router {
         .route("/v1/whoami", get(users::whoami))
         .route("/v1/cluster", get(cluster::status))
         .route("/v1/cluster/replication", get(cluster::replication))
+        .route(
+            "/v1/cluster/nodes/{id}/decommission",
+            post(cluster::decommission),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

@@ -18,6 +18,7 @@ mod internal_topics;
 mod kafka;
 mod limits;
 mod maintenance;
+mod membership;
 mod partitions;
 mod processors;
 mod records;

@@ -17,8 +17,9 @@
 //! 2. **A partition without a leader in the metadata has no leader here**: the local
 //!    replica stops (writes and reads refused) until a newer epoch names one.
 //! 3. **A partition or topic the metadata no longer assigns here is detached first**, then
-//!    its replica removed, then (topic deleted) its files: no write lands after the
-//!    metadata said the topic is gone.
+//!    its replica removed and its records deleted, then (topic deleted, or no partition of
+//!    it left here) the topic's files: no write lands after the metadata said the replica
+//!    or topic is gone.
 //! 4. **In-sync set changes leave this node only as `AlterPartition` proposals carrying the
 //!    leader epoch and partition epoch it leads at**; the state machine refuses a stale one
 //!    (cluster invariant 6). The replica applies a set only when the metadata commits it.
@@ -75,6 +76,8 @@ struct Applied {
     partition_epoch: i32,
     isr: Vec<NodeId>,
     replicas: Vec<NodeId>,
+    /// A reassignment is adding this node's replica (its fetches are throttled).
+    adding: bool,
 }
 
 struct Local {
@@ -232,6 +235,7 @@ impl Applier {
                 partition_epoch: state.partition_epoch,
                 isr: state.isr.clone(),
                 replicas: state.replicas.clone(),
+                adding: state.adding.contains(&self.node),
             };
             if let Err(e) = self.apply_partition(&tp, applied, min_insync) {
                 tracing::warn!(topic = %tp.topic, partition = tp.partition, error = %e, "cannot apply the partition's metadata yet");
@@ -275,6 +279,9 @@ impl Applier {
                 },
             );
         }
+        if let Some(l) = self.local.get(tp) {
+            l.replica.set_throttled(applied.adding);
+        }
         let result = match applied.leader {
             Some(leader) => {
                 let change = LeaderAndIsr {
@@ -317,10 +324,25 @@ impl Applier {
 
     fn remove(&mut self, tp: &TopicPartition) {
         self.broker.detach_replica(&tp.topic, tp.partition);
-        if let Some(l) = self.local.remove(tp) {
+        let local = self.local.remove(tp);
+        if let Some(l) = &local {
             l.forwarder.abort();
         }
         self.manager.remove_partition(tp);
+        // No longer a replica here (moved away, or the topic went): its records go too, as
+        // Kafka deletes a removed replica's log. Were the partition to come back, it would
+        // copy everything from its leader again, like a new replica.
+        if let Some(l) = local {
+            let mut log = l.replica.log().lock().unwrap_or_else(|p| p.into_inner());
+            match log.truncate_fully_and_start_at(0) {
+                Ok(()) => {
+                    tracing::info!(topic = %tp.topic, partition = tp.partition, "removed the local replica and its records")
+                }
+                Err(e) => {
+                    tracing::warn!(topic = %tp.topic, partition = tp.partition, error = %e, "cannot delete the records of a removed replica")
+                }
+            }
+        }
     }
 
     /// The `AlterPartition` commands for the in-sync set changes this node's leaders want,

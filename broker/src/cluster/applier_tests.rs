@@ -846,3 +846,89 @@ async fn below_min_insync_every_idempotent_batch_is_refused_not_enough_replicas_
     let _ = stop.send(());
     let _ = server.await;
 }
+
+/// Drives a reassignment of `orders`/0 to `target` as the controller would: start it, let
+/// the leader take the caught-up new replicas into the in-sync set, complete it.
+async fn reassign(h: &mut Harness, target: Vec<NodeId>) {
+    let p = h.meta.partition("orders", 0).unwrap().clone();
+    h.commit(MetadataCommand::ReassignPartition {
+        topic: "orders".into(),
+        partition: 0,
+        partition_epoch: p.partition_epoch,
+        target: target.clone(),
+    });
+    h.apply_all();
+    let deadline = tokio::time::Instant::now() + LIVENESS;
+    loop {
+        let leader = h.leader("orders", 0);
+        for cmd in h.nodes[&leader].applier.isr_proposals() {
+            h.commit(cmd);
+        }
+        h.apply_all();
+        if let Some(done) = super::metadata::balance::completion_commands(&h.meta) {
+            h.commit(done);
+            h.apply_all();
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the added replicas never joined the in-sync set: {:?}",
+            h.meta.partition("orders", 0)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(h.meta.partition("orders", 0).unwrap().replicas, target);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reassigned_replica_copies_the_log_joins_the_in_sync_set_and_the_removed_one_goes() {
+    let mut h = Harness::new(4);
+    h.create_topic("orders", 1, 2);
+    h.apply_all();
+    let p = h.meta.partition("orders", 0).unwrap().clone();
+    let leader = p.leader.unwrap();
+    let newcomer = (1..=4).find(|n| !p.replicas.contains(n)).unwrap();
+    let follower = *p.replicas.iter().find(|r| **r != leader).unwrap();
+    produce(h.broker(leader), "orders", &["a", "b"])
+        .await
+        .unwrap();
+    // Move a follower: the leader keeps leading and acks=all keeps working throughout.
+    let target: Vec<NodeId> = p
+        .replicas
+        .iter()
+        .map(|&r| if r == follower { newcomer } else { r })
+        .collect();
+    reassign(&mut h, target.clone()).await;
+    assert_eq!(h.leader("orders", 0), leader);
+    produce(h.broker(leader), "orders", &["c"]).await.unwrap();
+    assert_eq!(
+        wait_values(&h.broker(newcomer), "orders", 3).await,
+        ["a", "b", "c"]
+    );
+    assert!(
+        h.broker(follower).topic_info("orders").is_err(),
+        "the removed replica's copy is gone"
+    );
+    // Now move the leader itself off: the next leader comes from the in-sync target.
+    let other = (1..=4).find(|n| !target.contains(n)).unwrap();
+    let target2: Vec<NodeId> = target
+        .iter()
+        .map(|&r| if r == leader { other } else { r })
+        .collect();
+    reassign(&mut h, target2.clone()).await;
+    let new_leader = h.leader("orders", 0);
+    assert_ne!(new_leader, leader);
+    assert!(target2.contains(&new_leader));
+    produce(h.broker(new_leader), "orders", &["d"])
+        .await
+        .unwrap();
+    for id in &target2 {
+        assert_eq!(
+            wait_values(&h.broker(*id), "orders", 4).await,
+            ["a", "b", "c", "d"],
+            "node {id}"
+        );
+    }
+    // The old leader refuses writes once it applied the move.
+    assert!(produce(h.broker(leader), "orders", &["x"]).await.is_err());
+}

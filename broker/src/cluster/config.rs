@@ -235,6 +235,12 @@ pub struct ClusterConfig {
     pub rpc: RpcSettings,
     /// `--broker-session-timeout-ms`: a node not heard from for this long is fenced.
     pub broker_session_timeout_ms: u64,
+    /// `--replication-throttle-bytes`: bytes per second the replicas a reassignment adds on
+    /// this node may fetch in all (`None`: unthrottled).
+    pub replication_throttle_bytes: Option<u64>,
+    /// Whether the controller moves replicas onto joined nodes by itself
+    /// (`--no-auto-rebalance` turns it off; decommission moves replicas either way).
+    pub auto_rebalance: bool,
 }
 
 impl Default for ClusterConfig {
@@ -248,6 +254,8 @@ impl Default for ClusterConfig {
             cluster_id: None,
             rpc: RpcSettings::default(),
             broker_session_timeout_ms: super::control::DEFAULT_SESSION_TIMEOUT_MS,
+            replication_throttle_bytes: None,
+            auto_rebalance: true,
         }
     }
 }
@@ -299,6 +307,12 @@ impl ClusterConfig {
             .map_err(|e| invalid(format!("--broker-session-timeout-ms: {}", e.0)))?;
         if let Some(id) = &self.cluster_id {
             check_cluster_id(id)?;
+        }
+        if self.replication_throttle_bytes == Some(0) {
+            return Err(invalid(
+                "--replication-throttle-bytes must be at least 1 (leave it out for no throttle)"
+                    .to_string(),
+            ));
         }
         let clustered = !self.peers.is_empty() || self.join.is_some();
         if !clustered {

@@ -77,6 +77,18 @@
 //!    metadata (found by the e2e failover test: a restarted old controller applied its old
 //!    leaderships for ~0.1 s).
 //!
+//! 9. **Replicas move only by reassignment, decided by the controller** (`metadata::balance`,
+//!    applied by `metadata::reassignment`): completions of moves whose new replicas are in
+//!    sync first, then moves off decommissioned (draining) nodes, then — while every node is
+//!    live and none draining, and [`ControlSettings::auto_rebalance`] — moves that even out
+//!    replica counts (a joined node gets its share); at most
+//!    [`ControlSettings::max_moves_in_flight`] partitions at once. A drained node (no
+//!    replica left) leaves the Raft membership — a voter replaced by a live learner when
+//!    there is one, and learners are promoted while there are fewer than [`MIN_VOTERS`]
+//!    voters — and is then unregistered, its id retired (`Join` and registration of it are
+//!    refused). The controller never removes itself: when the decommissioned node is the
+//!    controller, its removal completes after it stops and another node is controller.
+//!
 //! [`MetadataMetrics::acknowledged`]: super::metadata::MetadataMetrics::acknowledged
 
 use crate::cluster::applier::ProposeFailure;
@@ -89,6 +101,10 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use super::NodeId;
+use super::metadata::balance::{
+    DEFAULT_MAX_MOVES_IN_FLIGHT, completion_commands, decommission_moves, drained_nodes,
+    rebalance_moves,
+};
 use super::metadata::controller::{Sessions, elect_offline_commands, fence_node_commands};
 use super::metadata::{
     ClusterMetadata, MetadataCommand, MetadataError, MetadataNode, MetadataResponse, NodeError,
@@ -114,6 +130,8 @@ pub const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
 pub const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
 /// The most proposals the controller makes in one tick (the rest wait for the next).
 const MAX_PROPOSALS_PER_TICK: usize = 64;
+/// The controller promotes live learners while the metadata quorum has fewer voters.
+pub const MIN_VOTERS: usize = 3;
 
 /// Why a control setting is unusable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -133,6 +151,10 @@ pub struct ControlSettings {
     pub propose_deadline: Duration,
     /// The bound on the controller's wait for a joining learner to catch up.
     pub join_timeout: Duration,
+    /// Whether the controller evens out replica counts by itself (onto a joined node).
+    pub auto_rebalance: bool,
+    /// Partitions reassigned at once (decommission and rebalancing).
+    pub max_moves_in_flight: usize,
 }
 
 impl ControlSettings {
@@ -159,6 +181,8 @@ impl ControlSettings {
             tick: heartbeat_interval / 2,
             propose_deadline: PROPOSE_DEADLINE,
             join_timeout: JOIN_TIMEOUT,
+            auto_rebalance: true,
+            max_moves_in_flight: DEFAULT_MAX_MOVES_IN_FLIGHT,
         }
     }
 }
@@ -259,7 +283,10 @@ impl ProposeError {
 /// Whether peer `from` may have the controller propose `cmd` (invariant 2).
 pub fn peer_may_propose(from: NodeId, cmd: &MetadataCommand) -> Result<(), String> {
     match cmd {
-        MetadataCommand::CreateTopic(_) | MetadataCommand::DeleteTopic { .. } => Ok(()),
+        // A user's requests that any node takes (the edge checked the user's permission).
+        MetadataCommand::CreateTopic(_)
+        | MetadataCommand::DeleteTopic { .. }
+        | MetadataCommand::DecommissionNode { .. } => Ok(()),
         MetadataCommand::AlterPartition { leader, .. } if *leader == from => Ok(()),
         MetadataCommand::AlterPartition { leader, .. } => Err(format!(
             "node {from} may not change the in-sync set of a partition led by node {leader}"
@@ -274,9 +301,11 @@ pub fn peer_may_propose(from: NodeId, cmd: &MetadataCommand) -> Result<(), Strin
         MetadataCommand::RegisterNode { .. }
         | MetadataCommand::FenceNode { .. }
         | MetadataCommand::UnregisterNode { .. }
-        | MetadataCommand::ElectLeader { .. } => Err(format!(
-            "node {from} may not propose {}: only the controller decides node sessions and \
-             elections",
+        | MetadataCommand::ElectLeader { .. }
+        | MetadataCommand::ReassignPartition { .. }
+        | MetadataCommand::CompleteReassignment { .. } => Err(format!(
+            "node {from} may not propose {}: only the controller decides node sessions, \
+             elections and replica moves",
             command_name(cmd)
         )),
     }
@@ -287,6 +316,9 @@ fn command_name(cmd: &MetadataCommand) -> &'static str {
         MetadataCommand::RegisterNode { .. } => "register_node",
         MetadataCommand::FenceNode { .. } => "fence_node",
         MetadataCommand::UnregisterNode { .. } => "unregister_node",
+        MetadataCommand::DecommissionNode { .. } => "decommission_node",
+        MetadataCommand::ReassignPartition { .. } => "reassign_partition",
+        MetadataCommand::CompleteReassignment { .. } => "complete_reassignment",
         MetadataCommand::CreateTopic(_) => "create_topic",
         MetadataCommand::DeleteTopic { .. } => "delete_topic",
         MetadataCommand::ElectLeader { .. } => "elect_leader",
@@ -457,6 +489,15 @@ impl Controller {
             if self.controller_term().is_none() {
                 return self.not_controller();
             }
+            if self.node.current().retired.contains(&from) {
+                return ControlReply::Refused {
+                    code: "node_retired".into(),
+                    message: format!(
+                        "node {from} was decommissioned and is no longer part of the cluster; \
+                         stop it"
+                    ),
+                };
+            }
             return ControlReply::Refused {
                 code: "not_member".into(),
                 message: format!(
@@ -546,6 +587,15 @@ impl Controller {
             .get(&from)
             .map(|n| n.info.cluster_addr.clone())
             .filter(|a| !a.is_empty());
+        if self.node.current().retired.contains(&from) {
+            return ControlReply::Refused {
+                code: "node_retired".into(),
+                message: format!(
+                    "node id {from} was decommissioned; node ids are never reused: start the \
+                     node with a new --node-id and an empty data directory"
+                ),
+            };
+        }
         if let Some(addr) = existing.as_ref().or(registered.as_ref())
             && *addr != info.cluster_addr
         {
@@ -659,6 +709,9 @@ impl Controller {
         let meta = self.node.current();
         let timeout = self.settings.session_timeout;
         for (&id, info) in &state.reported {
+            if meta.retired.contains(&id) {
+                continue;
+            }
             if state.sessions.is_alive(id, now, timeout) && !is_registered_as(&meta, id, info) {
                 let why = match meta.nodes.get(&id) {
                     None => format!("node {id} registers ({info})"),
@@ -690,12 +743,139 @@ impl Controller {
             }
         }
         drop(state);
-        elect_offline_commands(&meta).map(|c| {
-            (
+        if let Some(c) = elect_offline_commands(&meta) {
+            return Some((
                 c,
                 "partitions without a leader have a live in-sync replica".into(),
-            )
-        })
+            ));
+        }
+        self.move_decision(&meta)
+    }
+
+    /// The next replica move (invariant 9): completions first, then moves off draining
+    /// nodes, then rebalancing.
+    fn move_decision(&self, meta: &ClusterMetadata) -> Option<(MetadataCommand, String)> {
+        if let Some(c) = completion_commands(meta) {
+            return Some((
+                c,
+                "reassignments whose new replicas caught up complete".into(),
+            ));
+        }
+        let max = self.settings.max_moves_in_flight;
+        let moves = decommission_moves(meta, max);
+        if !moves.is_empty() {
+            let why = format!("{} replica(s) move off decommissioned nodes", moves.len());
+            return Some((MetadataCommand::Batch { commands: moves }, why));
+        }
+        if self.settings.auto_rebalance {
+            let moves = rebalance_moves(meta, max);
+            if !moves.is_empty() {
+                let why = format!("{} replica(s) move to even out replica counts", moves.len());
+                return Some((MetadataCommand::Batch { commands: moves }, why));
+            }
+        }
+        None
+    }
+
+    /// Removes the decommissioned nodes that hold no replica any more from the metadata
+    /// quorum (a voter is replaced by a live learner when there is one) and unregisters them,
+    /// retiring their ids (invariant 9). The controller never removes itself: that waits
+    /// until another node is controller (after it stops).
+    async fn retire_drained(&self) {
+        if self.controller_term().is_none() {
+            return;
+        }
+        let meta = self.node.current();
+        for id in drained_nodes(&meta) {
+            if id == self.node.id() {
+                tracing::debug!(
+                    node = id,
+                    "decommissioned and drained, but the controller: it leaves the quorum once \
+                     another node is controller"
+                );
+                continue;
+            }
+            if self.is_member(id) {
+                let promote = self.learner_to_promote(&meta, id);
+                let removed = tokio::time::timeout(
+                    self.settings.propose_deadline,
+                    self.node.remove_member(id, promote),
+                )
+                .await;
+                match removed {
+                    Ok(Ok(())) => tracing::info!(
+                        node = id,
+                        promoted = ?promote,
+                        "decommission: the node left the metadata quorum"
+                    ),
+                    Ok(Err(e)) => {
+                        tracing::warn!(node = id, error = %e, "decommission: cannot remove the node from the quorum yet");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::warn!(
+                            node = id,
+                            "decommission: removing the node from the quorum timed out"
+                        );
+                        return;
+                    }
+                }
+            }
+            match self
+                .node
+                .propose(MetadataCommand::UnregisterNode { node: id })
+                .await
+            {
+                Ok(_) => tracing::info!(node = id, "decommission done: node id retired"),
+                Err(e) => {
+                    tracing::warn!(node = id, error = %e, "decommission: cannot unregister the node yet");
+                    return;
+                }
+            }
+            lock(&self.term).sessions.remove(id);
+        }
+        self.promote_learners(&meta).await;
+    }
+
+    /// A live learner (registered, not draining, not `leaving`) to make a voter in place of
+    /// `leaving`, if there is one (lowest id).
+    fn learner_to_promote(&self, meta: &ClusterMetadata, leaving: NodeId) -> Option<NodeId> {
+        let metrics = self.node.raft_metrics();
+        let metrics = metrics.borrow();
+        let voters: Vec<NodeId> = metrics.membership_config.voter_ids().collect();
+        metrics
+            .membership_config
+            .nodes()
+            .map(|(n, _)| *n)
+            .filter(|n| *n != leaving && !voters.contains(n) && meta.is_assignable(*n))
+            .min()
+    }
+
+    /// Keeps at least [`MIN_VOTERS`] voters when there are enough members: a live learner
+    /// is promoted while there are fewer (after a decommission left the quorum small).
+    async fn promote_learners(&self, meta: &ClusterMetadata) {
+        let voters = self.node.metrics().voters.len();
+        if voters >= MIN_VOTERS {
+            return;
+        }
+        let Some(learner) = self.learner_to_promote(meta, self.node.id()) else {
+            return;
+        };
+        let promoted = tokio::time::timeout(
+            self.settings.propose_deadline,
+            self.node.promote_learner(learner),
+        )
+        .await;
+        match promoted {
+            Ok(Ok(())) => tracing::info!(
+                node = learner,
+                "a learner became a voter of the metadata quorum"
+            ),
+            Ok(Err(e)) => {
+                tracing::warn!(node = learner, error = %e, "cannot promote the learner yet")
+            }
+            Err(_) => tracing::warn!(node = learner, "promoting the learner timed out"),
+        }
     }
 
     /// One round of the controller's duties: proposes every decision, one at a time, each on
@@ -703,6 +883,7 @@ impl Controller {
     pub async fn tick(&self) {
         for _ in 0..MAX_PROPOSALS_PER_TICK {
             let Some((command, why)) = self.next_decision(Instant::now()) else {
+                self.retire_drained().await;
                 return;
             };
             match self.node.propose(command).await {
@@ -767,11 +948,9 @@ pub(super) fn dated_session_start(
 
 /// Whether the metadata shows `id` live at exactly `info`.
 fn is_registered_as(meta: &ClusterMetadata, id: NodeId, info: &NodeInfo) -> bool {
-    meta.nodes.get(&id)
-        == Some(&NodeState {
-            info: info.clone(),
-            fenced: false,
-        })
+    meta.nodes
+        .get(&id)
+        .is_some_and(|n: &NodeState| !n.fenced && n.info == *info)
 }
 
 /// Sends `request` to the controller as `node` knows it, following one redirect. `None`

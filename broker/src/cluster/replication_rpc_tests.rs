@@ -56,6 +56,7 @@ fn config() -> ReplicationConfig {
         fetch_max_partitions: 100,
         fetch_backoff: BACKOFF,
         fetch_timeout: Duration::from_secs(10),
+        reassignment_throttle: None,
     }
 }
 

@@ -249,6 +249,21 @@ impl ClusterRouting {
             .await
     }
 
+    /// Decommissions `node` (`weir cluster decommission`): the controller marks it draining
+    /// and moves its replicas away, then removes it. Returns once the mark is committed;
+    /// the moves follow (`GET /v1/cluster` shows them).
+    pub async fn decommission_node(&self, node: NodeId) -> Result<(), BrokerError> {
+        match self
+            .proposer
+            .propose(MetadataCommand::DecommissionNode { node })
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(ProposeFailure::Refused(e)) => Err(BrokerError::ClusterRefused(e)),
+            Err(e) => Err(broker_error(e)),
+        }
+    }
+
     /// A block of producer ids for this node from the controller (KIP-730): `(first,
     /// count)`, never handed to another node.
     pub async fn allocate_producer_ids(&self) -> Result<(i64, i64), BrokerError> {

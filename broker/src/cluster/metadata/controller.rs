@@ -17,9 +17,10 @@ use super::state::{ClusterMetadata, MAX_PARTITIONS_PER_TOPIC, PartitionState};
 use super::types::{CreateTopic, MetadataCommand, TopicConfig};
 use crate::cluster::NodeId;
 
-/// The replication factor of a topic that does not name one: min(3, live nodes).
+/// The replication factor of a topic that does not name one: min(3, live nodes that take
+/// replicas).
 pub fn default_replication_factor(meta: &ClusterMetadata) -> u16 {
-    let live = meta.live_nodes().count();
+    let live = meta.assignable_nodes().count();
     u16::try_from(live.min(3)).unwrap_or(3).max(1)
 }
 
@@ -39,7 +40,7 @@ pub fn assign_replicas(
     partitions: i32,
     rf: u16,
 ) -> Result<Vec<Vec<NodeId>>, MetadataError> {
-    let live: Vec<NodeId> = meta.live_nodes().collect();
+    let live: Vec<NodeId> = meta.assignable_nodes().collect();
     if rf == 0 || usize::from(rf) > live.len() {
         return Err(MetadataError::InvalidReplicationFactor {
             requested: rf,
@@ -188,7 +189,13 @@ fn next_leadership(
     {
         return (Some(l), isr);
     }
-    if unclean && let Some(&l) = p.replicas.iter().find(|&&r| eligible(r)) {
+    // Never a replica a reassignment is still adding: it may have nothing yet.
+    if unclean
+        && let Some(&l) = p
+            .replicas
+            .iter()
+            .find(|&&r| eligible(r) && !p.adding.contains(&r))
+    {
         return (Some(l), vec![l]);
     }
     (None, isr)

@@ -39,6 +39,18 @@ pub enum MetadataError {
     UnknownNode(NodeId),
     #[error("node {node} still holds replicas of {partitions} partition(s)")]
     NodeInUse { node: NodeId, partitions: usize },
+    #[error("node id {0} was decommissioned and may not be used again")]
+    NodeRetired(NodeId),
+    #[error("node {node} cannot be decommissioned: {reason}")]
+    CannotDecommission { node: NodeId, reason: String },
+    #[error("{topic}/{partition}: a reassignment is already in progress")]
+    ReassignmentInProgress { topic: String, partition: i32 },
+    #[error("{topic}/{partition}: {reason}")]
+    CannotCompleteReassignment {
+        topic: String,
+        partition: i32,
+        reason: String,
+    },
     /// A leader change or in-sync-set change made under an epoch that is not the current one
     /// (a zombie leader, or a controller decision taken on old metadata).
     #[error(
@@ -111,6 +123,10 @@ impl MetadataError {
             MetadataError::UnknownPartition { .. } => "unknown_partition",
             MetadataError::UnknownNode(_) => "unknown_node",
             MetadataError::NodeInUse { .. } => "node_in_use",
+            MetadataError::NodeRetired(_) => "node_retired",
+            MetadataError::CannotDecommission { .. } => "cannot_decommission",
+            MetadataError::ReassignmentInProgress { .. } => "reassignment_in_progress",
+            MetadataError::CannotCompleteReassignment { .. } => "reassignment_not_ready",
             MetadataError::FencedLeaderEpoch { .. } => "fenced_leader_epoch",
             MetadataError::StalePartitionEpoch { .. } => "invalid_update_version",
             MetadataError::NotLeader { .. } => "not_leader_or_follower",
@@ -140,6 +156,10 @@ impl MetadataError {
             | MetadataError::UnknownPartition { .. }
             | MetadataError::UnknownNode(_) => ErrorKind::NotFound,
             MetadataError::NodeInUse { .. }
+            | MetadataError::NodeRetired(_)
+            | MetadataError::CannotDecommission { .. }
+            | MetadataError::ReassignmentInProgress { .. }
+            | MetadataError::CannotCompleteReassignment { .. }
             | MetadataError::FencedLeaderEpoch { .. }
             | MetadataError::StalePartitionEpoch { .. }
             | MetadataError::NotLeader { .. }

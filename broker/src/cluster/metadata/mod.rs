@@ -11,6 +11,8 @@
 //! | `types.rs` | the openraft [`TypeConfig`], [`NodeInfo`], [`MetadataCommand`] (one typed enum in a versioned envelope), [`MetadataResponse`] |
 //! | `state.rs` | [`ClusterMetadata`] and its pure, deterministic `apply` |
 //! | `controller.rs` | the controller's decisions as pure functions: replica assignment, elections after a node is lost, sessions |
+//! | `reassignment.rs` | the state machine's side of moving replicas: reassignment (KIP-455) and decommission |
+//! | `balance.rs` | the controller's decisions of which replicas to move: off decommissioned nodes, onto joined ones, completions |
 //! | `log_store.rs` | the Raft log and vote in RocksDB, fsynced before they are acknowledged |
 //! | `state_machine.rs` | the applied state, published through `watch`; atomic snapshot files |
 //! | `network.rs` | [`MetadataTransport`], openraft's network over it, the in-process [`SimTransport`] |
@@ -39,15 +41,21 @@
 //!    the in-sync set always holds the leader, lists only replicas and grows only by live
 //!    nodes. (cluster invariant 7)
 //! 6. **A replication factor above the live nodes is refused** (`invalid_replication_factor`).
+//! 7. **Moving a replica never undercuts the replication factor or the in-sync rule**: an
+//!    added replica joins the in-sync set only through its leader's `AlterPartition` once it
+//!    has caught up; the removed ones leave only when every added one is in the set
+//!    (`reassignment.rs`). A decommissioned node's id is retired and never registered again.
 //!
 //! Broker sessions are kept in the controller's memory ([`controller::Sessions`]), not in the
 //! log: a heartbeat costs no consensus round; only fencing and re-registration are commands.
 
+pub mod balance;
 pub mod controller;
 mod error;
 mod log_store;
 mod network;
 mod node;
+mod reassignment;
 mod state;
 mod state_machine;
 mod types;

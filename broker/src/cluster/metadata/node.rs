@@ -344,6 +344,62 @@ impl MetadataNode {
         )
     }
 
+    /// Removes `id` from the Raft membership: a voter leaves the voter set (replaced by the
+    /// learner `promote`, if given) and is dropped; a learner is dropped. Only on the
+    /// controller. Refused if no voter would remain.
+    pub async fn remove_member(
+        &self,
+        id: NodeId,
+        promote: Option<NodeId>,
+    ) -> Result<(), NodeError> {
+        let voters: BTreeSet<NodeId> = self
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .voter_ids()
+            .collect();
+        if voters.contains(&id) {
+            let mut next = voters;
+            next.remove(&id);
+            next.extend(promote);
+            if next.is_empty() {
+                return Err(NodeError::Config(format!(
+                    "removing node {id} would leave the metadata quorum without a voter"
+                )));
+            }
+            self.membership_result(
+                self.raft
+                    .change_membership(ChangeMembers::ReplaceAllVoters(next), false)
+                    .await,
+            )?;
+        }
+        let member = self
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .nodes()
+            .any(|(n, _)| *n == id);
+        if member {
+            self.membership_result(
+                self.raft
+                    .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
+                    .await,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Makes the learner `id` a voter. Only on the controller.
+    pub async fn promote_learner(&self, id: NodeId) -> Result<(), NodeError> {
+        self.membership_result(
+            self.raft
+                .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+                .await,
+        )
+    }
+
     fn membership_result<T>(
         &self,
         r: Result<T, RaftError<NodeId, ClientWriteError<NodeId, NodeInfo>>>,

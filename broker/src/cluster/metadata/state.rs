@@ -41,6 +41,10 @@ pub struct NodeState {
     pub info: NodeInfo,
     /// Fenced: lost its session or shut down; it leads nothing new and joins no in-sync set.
     pub fenced: bool,
+    /// Being decommissioned: it gets no new replicas, the controller moves the ones it holds
+    /// to other nodes, then removes it from the cluster ([`MetadataCommand::DecommissionNode`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub draining: bool,
 }
 
 /// One partition's replication state.
@@ -56,6 +60,29 @@ pub struct PartitionState {
     pub partition_epoch: i32,
     /// The in-sync set (sorted by node id).
     pub isr: Vec<NodeId>,
+    /// A reassignment in progress (KIP-455): replicas added by it that have not joined the
+    /// in-sync set yet when it started (they are in `replicas` too)…
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding: Vec<NodeId>,
+    /// …and the replicas it removes once every added one is in the in-sync set (also still
+    /// in `replicas`, after the target replicas).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing: Vec<NodeId>,
+}
+
+impl PartitionState {
+    /// Whether a reassignment of this partition is in progress.
+    pub fn reassigning(&self) -> bool {
+        !self.adding.is_empty() || !self.removing.is_empty()
+    }
+
+    /// The replicas the partition keeps: all of them but those a reassignment removes.
+    pub fn target_replicas(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.removing.contains(r))
+    }
 }
 
 /// A topic of the cluster.
@@ -82,6 +109,10 @@ pub struct ClusterMetadata {
     pub topics: BTreeMap<String, TopicMetadata>,
     /// The first producer id of the next block.
     pub next_producer_id: i64,
+    /// Node ids that left the cluster for good ([`MetadataCommand::UnregisterNode`]); never
+    /// registered again (cluster invariant 8).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub retired: BTreeSet<NodeId>,
 }
 
 impl ClusterMetadata {
@@ -95,6 +126,20 @@ impl ClusterMetadata {
 
     pub fn is_live(&self, node: NodeId) -> bool {
         self.nodes.get(&node).is_some_and(|n| !n.fenced)
+    }
+
+    /// Nodes that may receive new replicas: live and not being decommissioned.
+    pub fn assignable_nodes(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.nodes
+            .iter()
+            .filter(|(_, n)| !n.fenced && !n.draining)
+            .map(|(&id, _)| id)
+    }
+
+    pub fn is_assignable(&self, node: NodeId) -> bool {
+        self.nodes
+            .get(&node)
+            .is_some_and(|n| !n.fenced && !n.draining)
     }
 
     /// A partition's state.
@@ -157,11 +202,16 @@ impl ClusterMetadata {
     fn apply_one(&mut self, cmd: &MetadataCommand) -> Result<MetadataResponse, MetadataError> {
         match cmd {
             MetadataCommand::RegisterNode { node, info } => {
+                if self.retired.contains(node) {
+                    return Err(MetadataError::NodeRetired(*node));
+                }
+                let draining = self.nodes.get(node).is_some_and(|n| n.draining);
                 self.nodes.insert(
                     *node,
                     NodeState {
                         info: info.clone(),
                         fenced: false,
+                        draining,
                     },
                 );
                 Ok(MetadataResponse::Done)
@@ -191,8 +241,21 @@ impl ClusterMetadata {
                     });
                 }
                 self.nodes.remove(node);
+                self.retired.insert(*node);
                 Ok(MetadataResponse::Done)
             }
+            MetadataCommand::DecommissionNode { node } => self.decommission_node(*node),
+            MetadataCommand::ReassignPartition {
+                topic,
+                partition,
+                partition_epoch,
+                target,
+            } => self.reassign_partition(topic, *partition, *partition_epoch, target),
+            MetadataCommand::CompleteReassignment {
+                topic,
+                partition,
+                partition_epoch,
+            } => self.complete_reassignment(topic, *partition, *partition_epoch),
             MetadataCommand::CreateTopic(create) => self.create_topic(create),
             MetadataCommand::DeleteTopic { name } => {
                 if self.topics.remove(name).is_none() {
@@ -255,7 +318,7 @@ impl ClusterMetadata {
                 max: MAX_PARTITIONS_PER_TOPIC,
             });
         }
-        let live = self.live_nodes().count();
+        let live = self.assignable_nodes().count();
         let rf = c.replication_factor;
         if rf == 0 || usize::from(rf) > live {
             return Err(MetadataError::InvalidReplicationFactor {
@@ -282,9 +345,9 @@ impl ClusterMetadata {
                     "partition {p} names a node twice"
                 )));
             }
-            if let Some(bad) = replicas.iter().find(|&&n| !self.is_live(n)) {
+            if let Some(bad) = replicas.iter().find(|&&n| !self.is_assignable(n)) {
                 return Err(MetadataError::InvalidAssignment(format!(
-                    "partition {p}: node {bad} is not a live registered node"
+                    "partition {p}: node {bad} is not a live registered node that takes replicas"
                 )));
             }
         }
@@ -300,6 +363,8 @@ impl ClusterMetadata {
                     leader_epoch: 0,
                     partition_epoch: 0,
                     isr,
+                    adding: Vec::new(),
+                    removing: Vec::new(),
                 }
             })
             .collect();
@@ -318,7 +383,7 @@ impl ClusterMetadata {
         Ok(MetadataResponse::TopicCreated { topic_id })
     }
 
-    fn partition_mut(
+    pub(super) fn partition_mut(
         &mut self,
         topic: &str,
         partition: i32,
@@ -468,7 +533,7 @@ impl ClusterMetadata {
     }
 }
 
-fn partition_response(state: &PartitionState) -> MetadataResponse {
+pub(super) fn partition_response(state: &PartitionState) -> MetadataResponse {
     MetadataResponse::Partition {
         leader: state.leader,
         leader_epoch: state.leader_epoch,
@@ -478,7 +543,7 @@ fn partition_response(state: &PartitionState) -> MetadataResponse {
 }
 
 /// `isr` sorted, or `None` if it names a node twice.
-fn normalized(isr: &[NodeId]) -> Option<Vec<NodeId>> {
+pub(super) fn normalized(isr: &[NodeId]) -> Option<Vec<NodeId>> {
     let set: BTreeSet<NodeId> = isr.iter().copied().collect();
     (set.len() == isr.len()).then(|| set.into_iter().collect())
 }

@@ -19,7 +19,9 @@ use crate::cluster::NodeId;
 use crate::config::FsyncPolicy;
 
 /// The version of the command format this build writes and the newest it applies.
-pub const COMMAND_FORMAT_VERSION: u16 = 1;
+/// 2: replica reassignment and decommission (`ReassignPartition`, `CompleteReassignment`,
+/// `DecommissionNode`; partitions' `adding`/`removing`, nodes' `draining`, retired ids).
+pub const COMMAND_FORMAT_VERSION: u16 = 2;
 
 openraft::declare_raft_types!(
     /// openraft's type configuration for the metadata plane.
@@ -157,9 +159,37 @@ pub enum MetadataCommand {
     FenceNode {
         node: NodeId,
     },
-    /// A node leaves the cluster for good; refused while it holds a replica.
+    /// A node leaves the cluster for good; refused while it holds a replica. Its id is
+    /// retired: it is never registered again.
     UnregisterNode {
         node: NodeId,
+    },
+    /// Decommission a node (`weir cluster decommission`): it is marked draining, gets no new
+    /// replicas, and the controller moves the ones it holds elsewhere
+    /// ([`MetadataCommand::ReassignPartition`]) before it unregisters it. Refused when the
+    /// other nodes could not hold the replication factor of a topic it has replicas of.
+    DecommissionNode {
+        node: NodeId,
+    },
+    /// The controller starts moving a partition's replicas to `target` (KIP-455): the nodes
+    /// `target` adds become replicas outside the in-sync set (they fetch from the leader and
+    /// the leader adds them to the set when caught up); the ones it drops stay replicas until
+    /// [`MetadataCommand::CompleteReassignment`]. `target` holds `replication_factor` distinct
+    /// nodes, every new one live and not draining. Carries the partition epoch it was decided
+    /// under; refused while another reassignment of the partition is in progress.
+    ReassignPartition {
+        topic: String,
+        partition: i32,
+        partition_epoch: i32,
+        target: Vec<NodeId>,
+    },
+    /// The controller finishes a reassignment whose added replicas are all in the in-sync
+    /// set: the removed replicas leave the replicas and the in-sync set; a removed leader is
+    /// replaced (next leader epoch) by the first target replica that is in sync and live.
+    CompleteReassignment {
+        topic: String,
+        partition: i32,
+        partition_epoch: i32,
     },
     CreateTopic(CreateTopic),
     DeleteTopic {

@@ -1,7 +1,8 @@
 //! A follower's fetcher for one leader node: one task that fetches, for every partition this
 //! node follows on that leader, in one request at a time over a [`ReplicaTransport`], and
 //! hands each partition's answer to its [`PartitionReplica`] (which truncates or appends).
-//! It owns the loop, its pacing and back-off; it decides nothing about logs or roles.
+//! It owns the loop, its pacing and back-off (and the replication throttle's share for the
+//! replicas a reassignment adds); it decides nothing about logs or roles.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -11,6 +12,7 @@ use tokio::sync::Notify;
 
 use super::messages::{FetchRequest, FetchResponse, TopicPartition};
 use super::replica::{FollowerOutcome, PartitionReplica};
+use super::throttle::Throttle;
 use super::{ReplicationConfig, TransportError};
 use crate::cluster::NodeId;
 
@@ -66,9 +68,12 @@ pub(super) async fn run(
     partitions: Arc<FetcherPartitions>,
     transport: Arc<dyn ReplicaTransport>,
     config: ReplicationConfig,
+    throttle: Option<Arc<Throttle>>,
 ) {
     loop {
         let replicas = partitions.snapshot();
+        // What the throttled replicas may fetch in this round, in all.
+        let mut allowance = throttle.as_ref().map(|t| t.available());
         let mut by_tp = BTreeMap::new();
         let mut request = FetchRequest {
             replica_id: node,
@@ -79,7 +84,17 @@ pub(super) async fn run(
             if request.partitions.len() >= config.fetch_max_partitions {
                 break;
             }
-            if let Some(p) = r.follower_fetch(leader, config.fetch_partition_max_bytes) {
+            let mut max_bytes = config.fetch_partition_max_bytes;
+            if r.is_throttled()
+                && let Some(left) = allowance.as_mut()
+            {
+                if *left == 0 {
+                    continue;
+                }
+                max_bytes = max_bytes.min(*left);
+                *left -= max_bytes;
+            }
+            if let Some(p) = r.follower_fetch(leader, max_bytes) {
                 by_tp.insert(p.tp.clone(), (r, p.clone()));
                 request.partitions.push(p);
             }
@@ -108,6 +123,11 @@ pub(super) async fn run(
             let Some((replica, req)) = by_tp.remove(&part.tp) else {
                 continue;
             };
+            if let (Some(t), Ok(data)) = (&throttle, &part.result)
+                && replica.is_throttled()
+            {
+                t.spend(data.records.len());
+            }
             let applied = tokio::task::spawn_blocking(move || {
                 replica.apply_fetch(leader, &req, &part.result)
             })

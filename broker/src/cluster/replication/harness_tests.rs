@@ -90,6 +90,7 @@ fn config() -> ReplicationConfig {
         fetch_max_partitions: 100,
         fetch_backoff: Duration::from_millis(5),
         fetch_timeout: Duration::from_secs(2),
+        reassignment_throttle: None,
     }
 }
 

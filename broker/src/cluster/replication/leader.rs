@@ -224,6 +224,24 @@ impl LeaderState {
         Some(proposal)
     }
 
+    /// Follows a change of the replica list under the same epoch (a reassignment, KIP-455):
+    /// added replicas become followers unknown until they fetch (outside the in-sync set, so
+    /// they hold nothing back until they join it); removed ones are forgotten (the controller
+    /// removes a replica only together with its place in the in-sync set).
+    pub fn set_replicas(&mut self, replicas: &[NodeId]) {
+        let isr = &self.isr;
+        self.followers
+            .retain(|id, _| replicas.contains(id) || isr.contains(id));
+        for r in replicas.iter().filter(|r| **r != self.node) {
+            self.followers.entry(*r).or_insert(FollowerState {
+                log_end_offset: -1,
+                last_fetch_ms: 0,
+                last_fetch_leader_end: -1,
+                last_caught_up_ms: None,
+            });
+        }
+    }
+
     /// Installs an in-sync set the controller committed under this epoch (the leader is
     /// kept a member). The caller checked the epoch.
     pub fn apply_isr(&mut self, isr: &[NodeId], now: u64) {

@@ -17,6 +17,7 @@ use super::messages::{
     FetchError, FetchRequest, FetchResponse, PartitionFetchResponse, TopicPartition,
 };
 use super::replica::{LeaderAndIsr, PartitionReplica, ReplicaStatus};
+use super::throttle::Throttle;
 use super::{ReplicationConfig, ReplicationError};
 use crate::cluster::NodeId;
 use crate::log::PartitionLog;
@@ -37,6 +38,8 @@ pub struct ReplicaManager {
     fetchers: Mutex<HashMap<NodeId, Fetcher>>,
     /// Which leader's fetcher each followed partition is in.
     following: Mutex<HashMap<TopicPartition, NodeId>>,
+    /// Shared by every fetcher for the replicas a reassignment adds.
+    throttle: Option<Arc<Throttle>>,
 }
 
 impl std::fmt::Debug for ReplicaManager {
@@ -56,6 +59,9 @@ impl ReplicaManager {
     ) -> Result<Arc<ReplicaManager>, ReplicationError> {
         let runtime =
             tokio::runtime::Handle::try_current().map_err(|_| ReplicationError::NoRuntime)?;
+        let throttle = config
+            .reassignment_throttle
+            .map(|rate| Arc::new(Throttle::new(rate)));
         Ok(Arc::new(ReplicaManager {
             node,
             config,
@@ -65,6 +71,7 @@ impl ReplicaManager {
             replicas: RwLock::new(HashMap::new()),
             fetchers: Mutex::new(HashMap::new()),
             following: Mutex::new(HashMap::new()),
+            throttle,
         }))
     }
 
@@ -179,6 +186,7 @@ impl ReplicaManager {
                 Arc::clone(&partitions),
                 Arc::clone(&self.transport),
                 self.config.clone(),
+                self.throttle.clone(),
             ));
             Fetcher { partitions, task }
         });

@@ -14,6 +14,7 @@
 //! - [`leader`]: a leader's bookkeeping (followers, in-sync set, high watermark rule);
 //! - [`replica`]: one partition's replica: roles, produce, serving fetches, applying them;
 //! - [`fetcher`]: a follower's fetch loop per leader node;
+//! - [`throttle`]: the byte rate shared by the fetches of replicas a reassignment adds;
 //! - [`manager`]: the node's replicas and fetchers.
 //!
 //! # Invariants enforced here (numbers refer to `cluster`'s list)
@@ -55,6 +56,7 @@ pub mod leader;
 pub mod manager;
 pub mod messages;
 pub mod replica;
+pub mod throttle;
 
 #[cfg(test)]
 pub(crate) mod harness_tests;
@@ -94,6 +96,10 @@ pub struct ReplicationConfig {
     pub fetch_backoff: Duration,
     /// A fetch not answered in this long is abandoned and retried.
     pub fetch_timeout: Duration,
+    /// Bytes per second the replicas a reassignment adds on this node may fetch in all
+    /// (`--replication-throttle-bytes`); `None`: unthrottled. Replicas that were already
+    /// replicas (a restarted follower catching up) are never throttled.
+    pub reassignment_throttle: Option<u64>,
 }
 
 impl Default for ReplicationConfig {
@@ -106,6 +112,7 @@ impl Default for ReplicationConfig {
             fetch_max_partitions: 10_000,
             fetch_backoff: Duration::from_millis(100),
             fetch_timeout: Duration::from_secs(10),
+            reassignment_throttle: None,
         }
     }
 }

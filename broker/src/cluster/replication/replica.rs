@@ -125,6 +125,8 @@ pub struct PartitionReplica {
     log: Arc<Mutex<PartitionLog>>,
     state: Mutex<State>,
     progress: watch::Sender<Progress>,
+    /// A reassignment is adding this replica: its fetches share the replication throttle.
+    throttled: std::sync::atomic::AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -161,11 +163,22 @@ impl PartitionReplica {
                 lag_ms: lag.as_millis() as u64,
             }),
             progress,
+            throttled: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
     pub fn topic_partition(&self) -> &TopicPartition {
         &self.tp
+    }
+
+    /// Marks whether a reassignment is adding this replica (its fetches are throttled).
+    pub fn set_throttled(&self, throttled: bool) {
+        self.throttled
+            .store(throttled, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn is_throttled(&self) -> bool {
+        self.throttled.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn node(&self) -> NodeId {
@@ -230,7 +243,8 @@ impl PartitionReplica {
     /// Makes this replica the leader at `change.leader_epoch` (the controller's decision).
     /// The log records the epoch starting at its end and stamps it on every later batch;
     /// followers are unknown until they fetch; the high watermark stays where this replica
-    /// had it (it only grows). Applying the same epoch again only updates the in-sync set.
+    /// had it (it only grows). Applying the same epoch again only updates the in-sync set
+    /// and the replica list (a reassignment).
     pub fn become_leader(&self, change: &LeaderAndIsr, now: u64) -> Result<(), ReplicationError> {
         if change.leader != self.node {
             return Err(ReplicationError::NotLeaderOrFollower(self.tp.clone()));
@@ -243,6 +257,7 @@ impl PartitionReplica {
             && l.epoch() == change.leader_epoch
         {
             l.apply_isr(&change.isr, now);
+            l.set_replicas(&change.replicas);
         } else {
             log.set_leader_epoch(change.leader_epoch)?;
             state.role = Role::Leader(LeaderState::new(

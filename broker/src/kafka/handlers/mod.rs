@@ -331,6 +331,8 @@ pub fn broker_error_code(e: &BrokerError) -> i16 {
         BrokerError::ReplicationTimeout { .. } => ResponseError::RequestTimedOut.code(),
         BrokerError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor.code(),
         BrokerError::ClusterUnavailable(_) => ResponseError::NotController.code(),
+        // Node administration is not served over Kafka (no decommission API there).
+        BrokerError::ClusterRefused(_) => ResponseError::InvalidRequest.code(),
     }
 }
 

@@ -3,5 +3,6 @@
 //! reopen from disk), and an in-process cluster over the simulated network.
 
 mod cluster;
+mod reassignment;
 mod state;
 mod storage;
