@@ -40,15 +40,16 @@ impl ClusterMetadata {
         if state.draining {
             return Ok(MetadataResponse::Done);
         }
-        // Every topic with a replica on `node` must fit on the nodes that stay.
+        // Every topic must fit on the nodes that stay (not only the ones with a replica on
+        // `node`: the replicas of nodes already draining need homes too, and a node that
+        // holds nothing today may be the one they would move to).
         let staying = self
             .nodes
             .iter()
             .filter(|(id, n)| **id != node && !n.draining)
             .count();
         for (name, t) in &self.topics {
-            let holds = t.partitions.iter().any(|p| p.replicas.contains(&node));
-            if holds && usize::from(t.replication_factor) > staying {
+            if usize::from(t.replication_factor) > staying {
                 return Err(MetadataError::CannotDecommission {
                     node,
                     reason: format!(
