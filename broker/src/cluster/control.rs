@@ -86,8 +86,9 @@
 //!    replica left) leaves the Raft membership — a voter replaced by a live learner when
 //!    there is one, and learners are promoted while there are fewer than [`MIN_VOTERS`]
 //!    voters — and is then unregistered, its id retired (`Join` and registration of it are
-//!    refused). The controller never removes itself: when the decommissioned node is the
-//!    controller, its removal completes after it stops and another node is controller.
+//!    refused). A decommissioned controller removes itself from the quorum (openraft steps
+//!    a leader down once the membership without it is committed) and the next controller
+//!    unregisters it.
 //!
 //! [`MetadataMetrics::acknowledged`]: super::metadata::MetadataMetrics::acknowledged
 
@@ -779,22 +780,15 @@ impl Controller {
 
     /// Removes the decommissioned nodes that hold no replica any more from the metadata
     /// quorum (a voter is replaced by a live learner when there is one) and unregisters them,
-    /// retiring their ids (invariant 9). The controller never removes itself: that waits
-    /// until another node is controller (after it stops).
+    /// retiring their ids (invariant 9). The controller may remove itself: openraft steps
+    /// a leader down once the membership without it is committed, and the next controller
+    /// unregisters it.
     async fn retire_drained(&self) {
         if self.controller_term().is_none() {
             return;
         }
         let meta = self.node.current();
         for id in drained_nodes(&meta) {
-            if id == self.node.id() {
-                tracing::debug!(
-                    node = id,
-                    "decommissioned and drained, but the controller: it leaves the quorum once \
-                     another node is controller"
-                );
-                continue;
-            }
             if self.is_member(id) {
                 let promote = self.learner_to_promote(&meta, id);
                 let removed = tokio::time::timeout(
@@ -803,6 +797,14 @@ impl Controller {
                 )
                 .await;
                 match removed {
+                    Ok(Ok(())) if id == self.node.id() => {
+                        tracing::info!(
+                            promoted = ?promote,
+                            "decommission: this controller left the metadata quorum; the next \
+                             controller retires its id"
+                        );
+                        return;
+                    }
                     Ok(Ok(())) => tracing::info!(
                         node = id,
                         promoted = ?promote,

@@ -782,3 +782,195 @@ async fn a_restarted_old_controller_does_not_count_itself_caught_up_without_a_qu
     }
     alone.stop().await;
 }
+
+/// Plays the partition leaders' part of reassignments (there is no data plane here): every
+/// replica a move adds is reported caught up by its leader, through the leader's own
+/// proposer, as a real leader's `AlterPartition` would.
+async fn leaders_take_in_added_replicas(nodes: &BTreeMap<NodeId, Node>, on: NodeId) {
+    let meta = nodes[&on].node.current();
+    for (name, t) in &meta.topics {
+        for (i, p) in t.partitions.iter().enumerate() {
+            let Some(leader) = p.leader else { continue };
+            let joining: Vec<NodeId> = p
+                .adding
+                .iter()
+                .copied()
+                .filter(|n| !p.isr.contains(n))
+                .collect();
+            if joining.is_empty() || !nodes.contains_key(&leader) {
+                continue;
+            }
+            let mut isr = p.isr.clone();
+            isr.extend(joining);
+            // Stale epochs are refused and tried again on the next pass.
+            let _ = nodes[&leader]
+                .proposer()
+                .propose(MetadataCommand::AlterPartition {
+                    topic: name.clone(),
+                    partition: i as i32,
+                    leader,
+                    leader_epoch: p.leader_epoch,
+                    partition_epoch: p.partition_epoch,
+                    isr,
+                })
+                .await;
+        }
+    }
+}
+
+/// Replicas per node in `m` (being-removed ones included).
+fn replica_count(m: &ClusterMetadata, node: NodeId) -> usize {
+    m.topics
+        .values()
+        .flat_map(|t| &t.partitions)
+        .filter(|p| p.replicas.contains(&node))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joined_node_gets_replicas_and_a_decommissioned_voter_is_replaced_and_retired() {
+    let root = tempfile::tempdir().unwrap();
+    let mut nodes = start_cluster(root.path(), 3).await;
+    let controller = agreed_controller(&nodes).await;
+    until(&nodes, controller, "all registered", |m| {
+        all_live(m, &nodes, &[1, 2, 3])
+    })
+    .await;
+    let proposer = nodes[&controller].proposer();
+    let request = TopicRequest {
+        name: "orders".into(),
+        partitions: 6,
+        replication_factor: Some(3),
+        ..TopicRequest::default()
+    };
+    let create = create_topic_command(&proposer.current(), &request).unwrap();
+    proposer.propose(create).await.unwrap();
+    // Node 4 joins: the controller moves replicas onto it by itself.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let join = nodes[&1].info.cluster_addr.clone();
+    let n4 = Node::start(root.path(), 4, listener, &BTreeMap::new(), Some(join)).await;
+    nodes.insert(4, n4);
+    let deadline = Instant::now() + SOON;
+    loop {
+        leaders_take_in_added_replicas(&nodes, controller).await;
+        let m = nodes[&controller].node.current();
+        let counts: Vec<usize> = (1..=4).map(|n| replica_count(&m, n)).collect();
+        let moving = m
+            .topics
+            .values()
+            .flat_map(|t| &t.partitions)
+            .any(|p| p.reassigning());
+        if !moving && counts.iter().max().unwrap() - counts.iter().min().unwrap() <= 1 {
+            assert_eq!(counts.iter().sum::<usize>(), 18);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never balanced: {counts:?} {m:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Decommission a voter that is not the controller, through a follower's proposer.
+    let leaving = *[1, 2, 3].iter().find(|n| **n != controller).unwrap();
+    let via = *[1, 2, 3, 4]
+        .iter()
+        .find(|n| **n != controller && **n != leaving)
+        .unwrap();
+    nodes[&via]
+        .proposer()
+        .propose(MetadataCommand::DecommissionNode { node: leaving })
+        .await
+        .unwrap();
+    let deadline = Instant::now() + SOON;
+    loop {
+        leaders_take_in_added_replicas(&nodes, controller).await;
+        let m = nodes[&controller].node.current();
+        if m.retired.contains(&leaving) {
+            assert!(!m.nodes.contains_key(&leaving));
+            assert_eq!(replica_count(&m, leaving), 0);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {leaving} never retired: {m:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The joined learner took the voter's place; the retired id may not join again.
+    let voters = nodes[&controller].node.metrics().voters;
+    let expected: std::collections::BTreeSet<NodeId> =
+        [1, 2, 3, 4].into_iter().filter(|n| *n != leaving).collect();
+    assert_eq!(voters, expected);
+    match nodes[&leaving]
+        .send(
+            controller,
+            ControlRequest::Join(Json::encode(&nodes[&leaving].info).unwrap()),
+        )
+        .await
+    {
+        ControlReply::Refused { code, .. } => assert_eq!(code, "node_retired"),
+        other => panic!("a retired id joined again: {other:?}"),
+    }
+    for (_, n) in nodes {
+        n.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decommissioned_controller_leaves_the_quorum_and_the_next_one_retires_it() {
+    let root = tempfile::tempdir().unwrap();
+    let mut nodes = start_cluster(root.path(), 3).await;
+    let controller = agreed_controller(&nodes).await;
+    until(&nodes, controller, "all registered", |m| {
+        all_live(m, &nodes, &[1, 2, 3])
+    })
+    .await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let join = nodes[&1].info.cluster_addr.clone();
+    let n4 = Node::start(root.path(), 4, listener, &BTreeMap::new(), Some(join)).await;
+    nodes.insert(4, n4);
+    until(&nodes, controller, "node 4 registered", |m| {
+        all_live(m, &nodes, &[1, 2, 3, 4])
+    })
+    .await;
+    let proposer = nodes[&controller].proposer();
+    let request = TopicRequest {
+        name: "orders".into(),
+        partitions: 4,
+        replication_factor: Some(2),
+        ..TopicRequest::default()
+    };
+    let create = create_topic_command(&proposer.current(), &request).unwrap();
+    proposer.propose(create).await.unwrap();
+    proposer
+        .propose(MetadataCommand::DecommissionNode { node: controller })
+        .await
+        .unwrap();
+    let witness = *[1, 2, 3].iter().find(|n| **n != controller).unwrap();
+    let deadline = Instant::now() + SOON;
+    loop {
+        leaders_take_in_added_replicas(&nodes, witness).await;
+        let m = nodes[&witness].node.current();
+        if m.retired.contains(&controller) {
+            assert_eq!(replica_count(&m, controller), 0);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the controller {controller} never retired: {m:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let remaining: BTreeMap<NodeId, Node> = {
+        let old = nodes.remove(&controller).unwrap();
+        old.stop().await;
+        nodes
+    };
+    let next = agreed_controller(&remaining).await;
+    assert_ne!(next, controller);
+    let voters = remaining[&next].node.metrics().voters;
+    assert_eq!(voters, remaining.keys().copied().collect());
+    for (_, n) in remaining {
+        n.stop().await;
+    }
+}
