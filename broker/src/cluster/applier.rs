@@ -76,7 +76,8 @@ struct Applied {
     partition_epoch: i32,
     isr: Vec<NodeId>,
     replicas: Vec<NodeId>,
-    /// A reassignment is adding this node's replica (its fetches are throttled).
+    /// A reassignment is adding this node's replica and it is not in sync yet (its fetches
+    /// are throttled).
     adding: bool,
 }
 
@@ -235,7 +236,9 @@ impl Applier {
                 partition_epoch: state.partition_epoch,
                 isr: state.isr.clone(),
                 replicas: state.replicas.clone(),
-                adding: state.adding.contains(&self.node),
+                // Throttled while copying; once in the in-sync set it must keep up with the
+                // leader (acks=all waits for it), so no longer.
+                adding: state.adding.contains(&self.node) && !state.isr.contains(&self.node),
             };
             if let Err(e) = self.apply_partition(&tp, applied, min_insync) {
                 tracing::warn!(topic = %tp.topic, partition = tp.partition, error = %e, "cannot apply the partition's metadata yet");

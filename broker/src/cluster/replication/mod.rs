@@ -96,9 +96,10 @@ pub struct ReplicationConfig {
     pub fetch_backoff: Duration,
     /// A fetch not answered in this long is abandoned and retried.
     pub fetch_timeout: Duration,
-    /// Bytes per second the replicas a reassignment adds on this node may fetch in all
-    /// (`--replication-throttle-bytes`); `None`: unthrottled. Replicas that were already
-    /// replicas (a restarted follower catching up) are never throttled.
+    /// Bytes per second the replicas a reassignment adds on this node may fetch in all until
+    /// they join the in-sync set (`--replication-throttle-bytes`); `None`: unthrottled.
+    /// Replicas that were already replicas (a restarted follower catching up) are never
+    /// throttled.
     pub reassignment_throttle: Option<u64>,
 }
 
