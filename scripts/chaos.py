@@ -14,6 +14,10 @@ from a seeded random schedule, one fault at a time:
   term              SIGTERM (controlled shutdown), restart after a while
   kill9-two         SIGKILL two nodes at once (the quorum and min.insync are lost), restart
                     both after a while: acks=all must fail or wait, never ack and lose
+  replace           a new node (new id, empty data dir) joins with --join and gets replicas
+                    moved onto it; then `decommission` of a random node but node 1 moves its
+                    replicas away, takes it out of the quorum and retires it; it is stopped
+                    (membership changes under load: where Jepsen found lost writes)
 
 Between faults the cluster gets a random quiet time, not always enough to heal fully, so
 faults also land on shrunk in-sync sets. At the end every node is resumed and started, the
@@ -74,8 +78,9 @@ def http(method, url, body=None, timeout=3.0):
 
 
 class Node:
-    def __init__(self, node_id, binary, workdir, ports, peers):
+    def __init__(self, node_id, binary, workdir, ports, peers, join=None):
         self.id = node_id
+        self.join = join
         self.binary = binary
         self.data = os.path.join(workdir, f"node{node_id}")
         self.log_path = os.path.join(workdir, f"node{node_id}.log")
@@ -94,7 +99,8 @@ class Node:
         self.proc = subprocess.Popen(
             [self.binary, "serve", "--node-id", str(self.id), "--data-dir", self.data,
              "--http", self.http_addr, "--kafka", self.kafka,
-             "--cluster-listen", self.cluster, "--peers", self.peers],
+             "--cluster-listen", self.cluster]
+            + (["--join", self.join] if self.join else ["--peers", self.peers]),
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         out.close()
         self.paused = False
@@ -158,9 +164,20 @@ class Cluster:
                  for _ in range(3)]
         peers = ",".join(f"{i + 1}@127.0.0.1:{p['cluster']}" for i, p in enumerate(ports))
         self.nodes = [Node(i + 1, binary, workdir, ports[i], peers) for i in range(3)]
+        self.binary, self.workdir = binary, workdir
+        self.next_id = 4
+        # Decommissioned nodes, kept for the final checks (exits, panics).
+        self.gone = []
 
     def node(self, node_id):
-        return self.nodes[node_id - 1]
+        return next(n for n in self.nodes if n.id == node_id)
+
+    def status(self):
+        for n in self.up():
+            status, d = n.get("/v1/cluster")
+            if status == 200 and d and d.get("metadata"):
+                return d
+        return None
 
     def up(self):
         return [n for n in self.nodes if n.running() and not n.paused]
@@ -225,7 +242,57 @@ def create_topic(cluster, partitions):
 
 
 FAULTS = [("kill9-leader", 25), ("kill9-controller", 15), ("kill9-any", 10), ("pause", 25),
-          ("term", 15), ("kill9-two", 10)]
+          ("term", 15), ("kill9-two", 10), ("replace", 5)]
+
+
+def replace_node(cluster, rng):
+    """The `replace` fault: a new node joins and takes replicas, then another one is
+    decommissioned and stopped. Returns (description, failure or None)."""
+    victim = rng.choice([n.id for n in cluster.nodes if n.id != 1])
+    via = rng.choice([n for n in cluster.up() if n.id != victim] or cluster.nodes)
+    ports = {"http": free_port(), "kafka": free_port(), "cluster": free_port()}
+    new = Node(cluster.next_id, cluster.binary, cluster.workdir, ports, None, join=via.cluster)
+    cluster.next_id += 1
+    cluster.nodes.append(new)
+    new.start()
+    started = time.time()
+
+    def holds(v, node_id):
+        return next((n.get("replicas") or 0 for n in v["nodes"] if n["id"] == node_id), 0)
+
+    def settled_with_new():
+        v = cluster.status()
+        return bool(v) and not v.get("reassigning") and holds(v, new.id) > 0
+    if not wait_until(settled_with_new, 120, step=0.5):
+        return (f"replace: node {new.id} joined but got no replicas within 120 s",
+                f"rebalance onto joined node {new.id} did not finish: {cluster.status()}")
+    joined = round(time.time() - started, 1)
+    asked = False
+    deadline = time.time() + 30
+    while time.time() < deadline and not asked:
+        for n in cluster.up():
+            status, body = http("POST", f"http://{n.http_addr}/v1/cluster/nodes/{victim}/decommission", {})
+            if status == 202:
+                asked = True
+                break
+        time.sleep(0.5)
+    if not asked:
+        return (f"replace: node {new.id} joined; decommission of {victim} not accepted",
+                f"decommission of node {victim} was not accepted within 30 s")
+
+    def retired():
+        v = cluster.status()
+        return bool(v) and victim in (v.get("retired") or [])
+    if not wait_until(retired, 180, step=0.5):
+        return (f"replace: node {victim} never retired",
+                f"decommission of node {victim} did not finish within 180 s: {cluster.status()}")
+    took = round(time.time() - started - joined, 1)
+    old = cluster.node(victim)
+    old.terminate(within=10)
+    cluster.nodes.remove(old)
+    cluster.gone.append(old)
+    return (f"replace: node {new.id} joined and got replicas in {joined}s; node {victim} "
+            f"decommissioned in {took}s and stopped", None)
 
 
 def run_fault(kind, cluster, rng):
@@ -327,7 +394,12 @@ def main():
         while time.time() < ends:
             cluster.check_alive()
             kind = rng.choices(kinds, weights)[0]
-            what = run_fault(kind, cluster, rng)
+            if kind == "replace":
+                what, failure = replace_node(cluster, rng)
+                if failure:
+                    failures.append(failure)
+            else:
+                what = run_fault(kind, cluster, rng)
             faults.append(kind)
             log(what)
             quiet = round(rng.uniform(1.0, 8.0), 1)
@@ -367,7 +439,7 @@ def main():
                 n.resume()
             if n.running():
                 n.terminate(within=10)
-        for n in cluster.nodes:
+        for n in cluster.nodes + cluster.gone:
             if n.unexpected_exits:
                 failures.append(f"node {n.id} exited on its own: {n.unexpected_exits}")
             for line in n.panicked()[:3]:
