@@ -22,6 +22,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use weir_broker::auth::{AuthError, AuthStore, LoginLimits};
 use weir_broker::cluster::applier::{self, Applier};
+use weir_broker::cluster::auth_sync::{self, ClusterAuth};
 use weir_broker::cluster::config::ClusterConfig;
 use weir_broker::cluster::control;
 use weir_broker::cluster::replication::ReplicationConfig;
@@ -253,6 +254,33 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
             ready,
             shutdown_rx.clone(),
         )));
+        // Users, tokens and ACLs are the cluster's: changes go through the metadata and the
+        // store follows it once this node caught up.
+        if let Some(store) = &auth_store
+            && let Some(control_proposer) = c.proposer.clone()
+        {
+            store.set_replicator(Arc::new(ClusterAuth::new(
+                control_proposer.clone(),
+                meta.clone(),
+                store,
+            )));
+            let ready = {
+                let (meta, registered_at) = (meta.clone(), c.registered_at());
+                async move {
+                    match registered_at {
+                        Some(r) => control::wait_caught_up(&meta, r).await,
+                        None => true,
+                    }
+                }
+            };
+            tokio::spawn(auth_sync::run_follower(
+                meta.clone(),
+                control_proposer,
+                store.clone(),
+                ready,
+                shutdown_rx.clone(),
+            ));
+        }
         let m = meta.clone();
         routing = Some(
             ClusterRouting::new(
@@ -409,6 +437,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
 async fn open_auth(config: &NodeConfig) -> Result<Option<Arc<AuthStore>>, NodeError> {
     let data_dir = config.broker.data_dir.clone();
     let auth = config.auth.clone();
+    let clustered = config.cluster.is_clustered();
     tokio::task::spawn_blocking(move || -> Result<_, NodeError> {
         let store = match AuthStore::open(&data_dir, auth.limits) {
             Ok(store) => store,
@@ -425,7 +454,10 @@ async fn open_auth(config: &NodeConfig) -> Result<Option<Arc<AuthStore>>, NodeEr
         };
         if auth.required {
             let password = auth.admin_password.as_ref().map(|s| s.0.as_str());
-            if store.bootstrap_admin(password)? {
+            if clustered && password.is_none() && store.has_no_users() {
+                // A node joining a cluster gets the cluster's users once it caught up.
+                tracing::info!("no local users: this cluster node takes the cluster's");
+            } else if store.bootstrap_admin(password)? {
                 tracing::info!("created user 'admin' from WEIR_ADMIN_PASSWORD");
             }
             tracing::info!(users = store.list_users().len(), "authentication required");

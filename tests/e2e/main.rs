@@ -6,6 +6,7 @@ mod auth;
 mod chaos;
 mod cli;
 mod cluster;
+mod cluster_auth;
 mod cluster_groups;
 mod cluster_ops;
 mod common;

@@ -2,8 +2,8 @@
 //! SCRAM credentials, bearer tokens), and what each may do (roles, prefix ACLs).
 //!
 //! - [`store`]: [`AuthStore`], the "users and ACLs" part of the node's metadata (typed
-//!   records in `<data-dir>/auth/auth.json`, written crash-safely; the cluster issue
-//!   replicates it as it is);
+//!   records in `<data-dir>/auth/auth.json`, written crash-safely; on a cluster every change
+//!   is an [`AuthChange`] replicated through the metadata quorum);
 //! - [`scram`]: SCRAM-SHA-256/512 credentials and the server side of the exchange (RFC 5802,
 //!   RFC 7677) over the `hmac`, `pbkdf2`, `sha2` and `subtle` crates, and SASL PLAIN;
 //! - [`limiter`]: failed-login rate limiting per client address.
@@ -30,7 +30,10 @@ use crate::ErrorKind;
 
 pub use limiter::{LoginLimiter, LoginLimits};
 pub use scram::{Mechanism, ScramCredential, ScramServer, ScramStep};
-pub use store::{AclRecord, AuthStore, NewToken, TokenInfo, UserInfo};
+pub use store::{
+    AclRecord, AuthChange, AuthData, AuthOutcome, AuthReplicator, AuthStore, NewToken, TokenInfo,
+    UserInfo,
+};
 
 /// What a user may do, before ACLs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -174,6 +177,14 @@ pub enum AuthError {
          `weir serve --auth` (at the first start WEIR_ADMIN_PASSWORD creates the user 'admin')"
     )]
     AuthDisabled,
+    /// Cluster mode: the change could not be committed (no controller, or no answer in
+    /// time); it may still take effect.
+    #[error("the cluster cannot take the change now: {0}")]
+    ClusterUnavailable(String),
+    /// Cluster mode: the metadata quorum refused the change (another node's change came
+    /// first).
+    #[error("the cluster refused the change: {0}")]
+    ClusterRefused(String),
 }
 
 impl AuthError {
@@ -198,6 +209,8 @@ impl AuthError {
             AuthError::Io { .. } => "io_error",
             AuthError::Random(_) => "internal",
             AuthError::AuthDisabled => "auth_disabled",
+            AuthError::ClusterUnavailable(_) => "cluster_unavailable",
+            AuthError::ClusterRefused(_) => "conflict",
         }
     }
 
@@ -219,7 +232,8 @@ impl AuthError {
             }
             AuthError::TooManyFailures { .. } => ErrorKind::TooManyRequests,
             AuthError::Forbidden { .. } => ErrorKind::Forbidden,
-            AuthError::AuthDisabled => ErrorKind::Conflict,
+            AuthError::AuthDisabled | AuthError::ClusterRefused(_) => ErrorKind::Conflict,
+            AuthError::ClusterUnavailable(_) => ErrorKind::Unavailable,
             AuthError::Corrupt { .. } => ErrorKind::Corrupt,
             AuthError::Io { .. } | AuthError::Random(_) => ErrorKind::Internal,
         }

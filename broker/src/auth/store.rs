@@ -1,10 +1,18 @@
 //! [`AuthStore`]: users (role and SCRAM-SHA-256/512 credentials, never a password), bearer
 //! tokens (only a SHA-256 of each secret) and prefix ACLs, as typed records in
 //! `<data-dir>/auth/auth.json` (mode 0600), replaced crash-safely as a whole on every change
-//! ([`crate::fsutil::write_atomic_private`]). This is the "users and ACLs"
-//! part of the node's metadata; the cluster issue replicates these records as they are.
+//! ([`crate::fsutil::write_atomic_private`]).
 //!
-//! It owns that file and nothing else; it does not know how a listener asks for an identity.
+//! Every change is an [`AuthChange`] applied by the pure [`AuthData::apply`]: on a single
+//! node the store applies it and writes the file; on a cluster the store has an
+//! [`AuthReplicator`] that proposes it to the metadata quorum (the state machine applies
+//! the same function, so every node validates it the same way), and the store follows the
+//! applied records ([`AuthStore::follow`], also written to the file as this node's last
+//! known copy). Credentials are derived and token secrets drawn on the node that takes the
+//! request; only their salted keys and hashes are stored or replicated.
+//!
+//! It owns that file and nothing else; it does not know how a listener asks for an identity,
+//! nor how a cluster replicates.
 
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
@@ -32,7 +40,7 @@ pub const MAX_RECORDS: usize = 10_000;
 const TOKEN_PREFIX: &str = "weir_";
 
 /// One user.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserRecord {
     pub name: String,
     pub role: Role,
@@ -52,7 +60,7 @@ impl UserRecord {
 
 /// One bearer token: the secret is shown once at creation; only its SHA-256 is kept (the
 /// secret is 256 random bits, so a fast hash is enough).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenRecord {
     pub id: String,
     pub name: String,
@@ -71,13 +79,201 @@ pub struct AclRecord {
     pub allow: AclAllow,
 }
 
+/// Every user, token and ACL: the store's content, and the `auth` part of a cluster's
+/// metadata.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthData {
+    #[serde(default)]
+    pub users: Vec<UserRecord>,
+    #[serde(default)]
+    pub tokens: Vec<TokenRecord>,
+    #[serde(default)]
+    pub acls: Vec<AclRecord>,
+    #[serde(default)]
+    pub next_acl_id: u64,
+}
+
+/// One change of the users, tokens and ACLs (what a cluster replicates).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AuthChange {
+    CreateUser(UserRecord),
+    /// Deletes the user with its tokens and ACLs.
+    DeleteUser {
+        name: String,
+    },
+    CreateToken(TokenRecord),
+    RevokeToken {
+        id: String,
+    },
+    /// The ACL's id is the next one ([`AuthData::apply`] answers it).
+    AddAcl {
+        user: String,
+        resource: AclResource,
+        prefix: String,
+        allow: AclAllow,
+    },
+    RemoveAcl {
+        id: u64,
+    },
+}
+
+/// What applying an [`AuthChange`] gave.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AuthOutcome {
+    Done,
+    AclAdded(AclRecord),
+}
+
+impl AuthData {
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty() && self.tokens.is_empty() && self.acls.is_empty()
+    }
+
+    /// Validates `change` against the records and applies it, or refuses it and changes
+    /// nothing. Pure and deterministic (the cluster's state machine runs it on every node).
+    pub fn apply(&mut self, change: &AuthChange) -> Result<AuthOutcome, AuthError> {
+        match change {
+            AuthChange::CreateUser(record) => {
+                if !valid_name(&record.name) {
+                    return Err(AuthError::InvalidUserName(record.name.clone()));
+                }
+                if self.users.iter().any(|u| u.name == record.name) {
+                    return Err(AuthError::UserExists(record.name.clone()));
+                }
+                if self.users.len() >= MAX_RECORDS {
+                    return Err(AuthError::InvalidUserName(format!(
+                        "{} (at most {MAX_RECORDS} users)",
+                        record.name
+                    )));
+                }
+                self.users.push(record.clone());
+            }
+            AuthChange::DeleteUser { name } => {
+                let before = self.users.len();
+                self.users.retain(|u| u.name != *name);
+                if self.users.len() == before {
+                    return Err(AuthError::UnknownUser(name.clone()));
+                }
+                self.tokens.retain(|t| t.user != *name);
+                self.acls.retain(|a| a.user != *name);
+            }
+            AuthChange::CreateToken(record) => {
+                if !valid_name(&record.name) {
+                    return Err(AuthError::InvalidTokenName(
+                        "use 1 to 64 letters, digits, '.', '_', '-' or '@'",
+                    ));
+                }
+                if !self.users.iter().any(|u| u.name == record.user) {
+                    return Err(AuthError::UnknownUser(record.user.clone()));
+                }
+                if self
+                    .tokens
+                    .iter()
+                    .any(|t| t.id == record.id || (t.user == record.user && t.name == record.name))
+                {
+                    return Err(AuthError::InvalidTokenName(
+                        "this user already has a token of that name",
+                    ));
+                }
+                if self.tokens.len() >= MAX_RECORDS {
+                    return Err(AuthError::InvalidTokenName("too many tokens"));
+                }
+                self.tokens.push(record.clone());
+            }
+            AuthChange::RevokeToken { id } => {
+                let before = self.tokens.len();
+                self.tokens.retain(|t| t.id != *id);
+                if self.tokens.len() == before {
+                    return Err(AuthError::UnknownToken(id.clone()));
+                }
+            }
+            AuthChange::AddAcl {
+                user,
+                resource,
+                prefix,
+                allow,
+            } => {
+                if prefix.len() > MAX_PREFIX_LEN {
+                    return Err(AuthError::InvalidAcl(format!(
+                        "prefix is longer than {MAX_PREFIX_LEN} bytes"
+                    )));
+                }
+                if !self.users.iter().any(|u| u.name == *user) {
+                    return Err(AuthError::UnknownUser(user.clone()));
+                }
+                if self.acls.len() >= MAX_RECORDS {
+                    return Err(AuthError::InvalidAcl("too many ACLs".into()));
+                }
+                let acl = AclRecord {
+                    id: self.next_acl_id.max(1),
+                    user: user.clone(),
+                    resource: *resource,
+                    prefix: prefix.clone(),
+                    allow: *allow,
+                };
+                self.next_acl_id = acl.id + 1;
+                self.acls.push(acl.clone());
+                return Ok(AuthOutcome::AclAdded(acl));
+            }
+            AuthChange::RemoveAcl { id } => {
+                let before = self.acls.len();
+                self.acls.retain(|a| a.id != *id);
+                if self.acls.len() == before {
+                    return Err(AuthError::UnknownAcl(*id));
+                }
+            }
+        }
+        Ok(AuthOutcome::Done)
+    }
+
+    /// Whether the records show `change` applied (a cluster node waits for this before it
+    /// answers; `outcome` names the ACL an `AddAcl` added).
+    pub fn shows(&self, change: &AuthChange, outcome: &AuthOutcome) -> bool {
+        match (change, outcome) {
+            (AuthChange::CreateUser(r), _) => self.users.iter().any(|u| u == r),
+            (AuthChange::DeleteUser { name }, _) => !self.users.iter().any(|u| u.name == *name),
+            (AuthChange::CreateToken(r), _) => self.tokens.iter().any(|t| t == r),
+            (AuthChange::RevokeToken { id }, _) => !self.tokens.iter().any(|t| t.id == *id),
+            (AuthChange::AddAcl { .. }, AuthOutcome::AclAdded(acl)) => self.acls.contains(acl),
+            (AuthChange::AddAcl { .. }, AuthOutcome::Done) => false,
+            (AuthChange::RemoveAcl { id }, _) => !self.acls.iter().any(|a| a.id == *id),
+        }
+    }
+
+    /// The changes that create these records on an empty store (a node's own users imported
+    /// into a cluster that has none).
+    pub fn as_changes(&self) -> Vec<AuthChange> {
+        let mut out: Vec<AuthChange> = self
+            .users
+            .iter()
+            .cloned()
+            .map(AuthChange::CreateUser)
+            .collect();
+        out.extend(self.tokens.iter().cloned().map(AuthChange::CreateToken));
+        out.extend(self.acls.iter().map(|a| AuthChange::AddAcl {
+            user: a.user.clone(),
+            resource: a.resource,
+            prefix: a.prefix.clone(),
+            allow: a.allow,
+        }));
+        out
+    }
+}
+
+/// How a clustered store's changes reach every node: proposes the change to the metadata
+/// quorum and returns once this node's store shows it (blocking: call it off the async
+/// threads).
+pub trait AuthReplicator: Send + Sync {
+    fn replicate(&self, change: &AuthChange) -> Result<AuthOutcome, AuthError>;
+}
+
+/// The file: the records and the layout's version.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct AuthFile {
     version: u32,
-    users: Vec<UserRecord>,
-    tokens: Vec<TokenRecord>,
-    acls: Vec<AclRecord>,
-    next_acl_id: u64,
+    #[serde(flatten)]
+    data: AuthData,
 }
 
 /// A user as the API shows it.
@@ -108,9 +304,11 @@ pub struct NewToken {
 /// Users, tokens and ACLs, and the failed-login limiter both listeners share.
 pub struct AuthStore {
     path: PathBuf,
-    data: RwLock<AuthFile>,
+    data: RwLock<AuthData>,
     iterations: u32,
     pub limiter: LoginLimiter,
+    /// Set on a cluster node: changes go through it (see the module doc).
+    replicator: RwLock<Option<std::sync::Arc<dyn AuthReplicator>>>,
 }
 
 // Never prints credentials.
@@ -177,43 +375,81 @@ impl AuthStore {
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => AuthFile {
                 version: FILE_VERSION,
-                next_acl_id: 1,
-                ..AuthFile::default()
+                data: AuthData {
+                    next_acl_id: 1,
+                    ..AuthData::default()
+                },
             },
             Err(cause) => return Err(AuthError::Io { path, cause }),
         };
         Ok(AuthStore {
             path,
-            data: RwLock::new(data),
+            data: RwLock::new(data.data),
             iterations: DEFAULT_ITERATIONS,
             limiter: LoginLimiter::new(limits),
+            replicator: RwLock::new(None),
         })
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, AuthFile> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, AuthData> {
         self.data.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Applies `change` to a copy of the data, writes it, then makes it current; a failed
-    /// change or write leaves the store as it was.
-    fn update<T>(
-        &self,
-        change: impl FnOnce(&mut AuthFile) -> Result<T, AuthError>,
-    ) -> Result<T, AuthError> {
+    /// Makes this a cluster node's store: from now on every change goes through
+    /// `replicator` (the records follow the cluster's through [`AuthStore::follow`]).
+    pub fn set_replicator(&self, replicator: std::sync::Arc<dyn AuthReplicator>) {
+        *self.replicator.write().unwrap_or_else(|e| e.into_inner()) = Some(replicator);
+    }
+
+    /// A copy of every record.
+    pub fn snapshot(&self) -> AuthData {
+        self.read().clone()
+    }
+
+    /// Takes the cluster's records as they are (a cluster node, on every applied change),
+    /// and writes them to the file when they differ: the node's last known copy, which it
+    /// serves after a restart until it has caught up with the cluster again.
+    pub fn follow(&self, records: &AuthData) -> Result<(), AuthError> {
+        let mut guard = self.data.write().unwrap_or_else(|e| e.into_inner());
+        if *guard == *records {
+            return Ok(());
+        }
+        self.persist(records)?;
+        *guard = records.clone();
+        Ok(())
+    }
+
+    /// Applies `change`: locally (validated, written, then current), or on a cluster node
+    /// through the replicator after the same validation against the records it has.
+    fn commit(&self, change: AuthChange) -> Result<AuthOutcome, AuthError> {
+        let replicator = self
+            .replicator
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(r) = replicator {
+            // The clear error for what is invalid here already; the quorum checks again.
+            self.read().clone().apply(&change)?;
+            return r.replicate(&change);
+        }
         let mut guard = self.data.write().unwrap_or_else(|e| e.into_inner());
         let mut next = guard.clone();
-        let out = change(&mut next)?;
+        let out = next.apply(&change)?;
         self.persist(&next)?;
         *guard = next;
         Ok(out)
     }
 
-    fn persist(&self, data: &AuthFile) -> Result<(), AuthError> {
+    fn persist(&self, data: &AuthData) -> Result<(), AuthError> {
         let io = |cause| AuthError::Io {
             path: self.path.clone(),
             cause,
         };
-        let bytes = serde_json::to_vec_pretty(data).map_err(|e| io(std::io::Error::other(e)))?;
+        let file = AuthFile {
+            version: FILE_VERSION,
+            data: data.clone(),
+        };
+        let bytes = serde_json::to_vec_pretty(&file).map_err(|e| io(std::io::Error::other(e)))?;
         let dir = self.path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(io)?;
         crate::fsutil::write_atomic_private(&self.path, &bytes).map_err(io)
@@ -250,6 +486,10 @@ impl AuthStore {
         if password.len() > MAX_PASSWORD_BYTES {
             return Err(AuthError::InvalidPassword("it is longer than 1024 bytes"));
         }
+        if self.read().users.iter().any(|u| u.name == name) {
+            // Spares the slow derivation (applying the change checks again).
+            return Err(AuthError::UserExists(name.to_string()));
+        }
         // Derive outside the lock: PBKDF2 is deliberately slow.
         let record = UserRecord {
             name: name.to_string(),
@@ -263,33 +503,15 @@ impl AuthStore {
             role,
             created_ms: record.created_ms,
         };
-        self.update(|d| {
-            if d.users.iter().any(|u| u.name == name) {
-                return Err(AuthError::UserExists(name.to_string()));
-            }
-            if d.users.len() >= MAX_RECORDS {
-                return Err(AuthError::InvalidUserName(format!(
-                    "{name} (at most {MAX_RECORDS} users)"
-                )));
-            }
-            d.users.push(record);
-            Ok(())
-        })?;
+        self.commit(AuthChange::CreateUser(record))?;
         tracing::info!(user = %name, role = role.as_str(), "user created");
         Ok(info)
     }
 
     /// Deletes a user with its tokens and ACLs.
     pub fn delete_user(&self, name: &str) -> Result<(), AuthError> {
-        self.update(|d| {
-            let before = d.users.len();
-            d.users.retain(|u| u.name != name);
-            if d.users.len() == before {
-                return Err(AuthError::UnknownUser(name.to_string()));
-            }
-            d.tokens.retain(|t| t.user != name);
-            d.acls.retain(|a| a.user != name);
-            Ok(())
+        self.commit(AuthChange::DeleteUser {
+            name: name.to_string(),
         })?;
         tracing::info!(user = %name, "user deleted");
         Ok(())
@@ -373,24 +595,7 @@ impl AuthStore {
             user: user.to_string(),
             created_ms: record.created_ms,
         };
-        self.update(|d| {
-            if !d.users.iter().any(|u| u.name == user) {
-                return Err(AuthError::UnknownUser(user.to_string()));
-            }
-            if d.tokens
-                .iter()
-                .any(|t| t.user == user && t.name == record.name)
-            {
-                return Err(AuthError::InvalidTokenName(
-                    "this user already has a token of that name",
-                ));
-            }
-            if d.tokens.len() >= MAX_RECORDS {
-                return Err(AuthError::InvalidTokenName("too many tokens"));
-            }
-            d.tokens.push(record);
-            Ok(())
-        })?;
+        self.commit(AuthChange::CreateToken(record))?;
         tracing::info!(user = %user, token = %id, "token created");
         Ok(NewToken {
             info,
@@ -441,14 +646,7 @@ impl AuthStore {
 
     /// Revokes the token with id `id`.
     pub fn revoke_token(&self, id: &str) -> Result<(), AuthError> {
-        self.update(|d| {
-            let before = d.tokens.len();
-            d.tokens.retain(|t| t.id != id);
-            if d.tokens.len() == before {
-                return Err(AuthError::UnknownToken(id.to_string()));
-            }
-            Ok(())
-        })?;
+        self.commit(AuthChange::RevokeToken { id: id.to_string() })?;
         tracing::info!(token = %id, "token revoked");
         Ok(())
     }
@@ -460,29 +658,18 @@ impl AuthStore {
         prefix: &str,
         allow: AclAllow,
     ) -> Result<AclRecord, AuthError> {
-        if prefix.len() > MAX_PREFIX_LEN {
-            return Err(AuthError::InvalidAcl(format!(
-                "prefix is longer than {MAX_PREFIX_LEN} bytes"
-            )));
+        let change = AuthChange::AddAcl {
+            user: user.to_string(),
+            resource,
+            prefix: prefix.to_string(),
+            allow,
+        };
+        match self.commit(change)? {
+            AuthOutcome::AclAdded(acl) => Ok(acl),
+            AuthOutcome::Done => Err(AuthError::InvalidAcl(
+                "the ACL was not added (no id came back)".into(),
+            )),
         }
-        self.update(|d| {
-            if !d.users.iter().any(|u| u.name == user) {
-                return Err(AuthError::UnknownUser(user.to_string()));
-            }
-            if d.acls.len() >= MAX_RECORDS {
-                return Err(AuthError::InvalidAcl("too many ACLs".into()));
-            }
-            let acl = AclRecord {
-                id: d.next_acl_id.max(1),
-                user: user.to_string(),
-                resource,
-                prefix: prefix.to_string(),
-                allow,
-            };
-            d.next_acl_id = acl.id + 1;
-            d.acls.push(acl.clone());
-            Ok(acl)
-        })
     }
 
     /// ACLs of `user`, or of everyone.
@@ -496,14 +683,7 @@ impl AuthStore {
     }
 
     pub fn remove_acl(&self, id: u64) -> Result<(), AuthError> {
-        self.update(|d| {
-            let before = d.acls.len();
-            d.acls.retain(|a| a.id != id);
-            if d.acls.len() == before {
-                return Err(AuthError::UnknownAcl(id));
-            }
-            Ok(())
-        })
+        self.commit(AuthChange::RemoveAcl { id }).map(|_| ())
     }
 
     /// Whether `user` may perform `op` on `resource` (the module doc has the rules).

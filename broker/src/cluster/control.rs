@@ -20,12 +20,15 @@
 //!    its deadline ([`ControlSettings::propose_deadline`]). A forwarded proposal whose answer
 //!    is lost is reported as *unknown*, never retried blindly (it may have committed); one
 //!    refused before it was sent (no connection, not the controller) is retried.
-//! 2. **Peers may propose only what a broker may decide**: topics (`CreateTopic`,
-//!    `DeleteTopic`), an in-sync-set change of a partition *it leads* (`AlterPartition` whose
-//!    `leader` is the sender; the state machine then checks leader and epochs) and producer-id
-//!    blocks *for itself* (`AllocateProducerIds` naming the sender), alone or in a batch of
-//!    such. Node management (`RegisterNode`, `FenceNode`, `UnregisterNode`) and elections
-//!    (`ElectLeader`) are the controller's own decisions and are refused from any peer
+//! 2. **Peers may propose only what a broker may decide**: what its users ask for, their
+//!    permission checked at the edge that took the request (topics: `CreateTopic`,
+//!    `DeleteTopic`; `DecommissionNode`; users, tokens and ACLs: `Auth`), an in-sync-set
+//!    change of a partition *it leads* (`AlterPartition` whose `leader` is the sender; the
+//!    state machine then checks leader and epochs) and producer-id blocks *for itself*
+//!    (`AllocateProducerIds` naming the sender), alone or in a batch of such. Node
+//!    management (`RegisterNode`, `FenceNode`, `UnregisterNode`), elections (`ElectLeader`)
+//!    and replica moves (`ReassignPartition`, `CompleteReassignment`) are the controller's
+//!    own decisions and are refused from any peer
 //!    ([`ControlReply::Refused`], code `forbidden`): a peer cannot fence or unfence another
 //!    node, or move a leadership. (The sender id is the envelope's, authenticated only under
 //!    mutual TLS.)
@@ -287,7 +290,8 @@ pub fn peer_may_propose(from: NodeId, cmd: &MetadataCommand) -> Result<(), Strin
         // A user's requests that any node takes (the edge checked the user's permission).
         MetadataCommand::CreateTopic(_)
         | MetadataCommand::DeleteTopic { .. }
-        | MetadataCommand::DecommissionNode { .. } => Ok(()),
+        | MetadataCommand::DecommissionNode { .. }
+        | MetadataCommand::Auth { .. } => Ok(()),
         MetadataCommand::AlterPartition { leader, .. } if *leader == from => Ok(()),
         MetadataCommand::AlterPartition { leader, .. } => Err(format!(
             "node {from} may not change the in-sync set of a partition led by node {leader}"
@@ -318,6 +322,7 @@ fn command_name(cmd: &MetadataCommand) -> &'static str {
         MetadataCommand::FenceNode { .. } => "fence_node",
         MetadataCommand::UnregisterNode { .. } => "unregister_node",
         MetadataCommand::DecommissionNode { .. } => "decommission_node",
+        MetadataCommand::Auth { .. } => "auth",
         MetadataCommand::ReassignPartition { .. } => "reassign_partition",
         MetadataCommand::CompleteReassignment { .. } => "complete_reassignment",
         MetadataCommand::CreateTopic(_) => "create_topic",

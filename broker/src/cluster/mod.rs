@@ -16,7 +16,10 @@
 //! - [`replication_rpc`]: the data plane over [`rpc`] (follower fetch transport and service).
 //! - [`service`]: the node's one peer service, routing each request to its plane.
 //! - [`control`]: the controller over [`rpc`]: proposals from any node, broker heartbeats
-//!   and sessions (fencing, unfencing, re-elections), `--join` as a learner.
+//!   and sessions (fencing, unfencing, re-elections), `--join` as a learner, replica moves
+//!   and decommission.
+//! - [`auth_sync`]: users, tokens and ACLs (`--auth`) replicated through the metadata and
+//!   followed by every node's user store.
 //! - [`identity`]: which cluster and node a data directory belongs to.
 //! - [`config`]: a node's cluster flags and the rules between them.
 //! - [`sim`]: a simulated network for the in-process cluster harness (partition, delay,
@@ -56,6 +59,7 @@
 pub mod applier;
 #[cfg(test)]
 mod applier_tests;
+pub mod auth_sync;
 pub mod config;
 pub mod control;
 #[cfg(test)]

@@ -39,6 +39,9 @@ pub enum MetadataError {
     UnknownNode(NodeId),
     #[error("node {node} still holds replicas of {partitions} partition(s)")]
     NodeInUse { node: NodeId, partitions: usize },
+    /// A user, token or ACL change the records refuse (the store's own error, as text).
+    #[error("{0}")]
+    AuthRefused(String),
     #[error("node id {0} was decommissioned and may not be used again")]
     NodeRetired(NodeId),
     #[error("node {node} cannot be decommissioned: {reason}")]
@@ -124,6 +127,7 @@ impl MetadataError {
             MetadataError::UnknownNode(_) => "unknown_node",
             MetadataError::NodeInUse { .. } => "node_in_use",
             MetadataError::NodeRetired(_) => "node_retired",
+            MetadataError::AuthRefused(_) => "auth_refused",
             MetadataError::CannotDecommission { .. } => "cannot_decommission",
             MetadataError::ReassignmentInProgress { .. } => "reassignment_in_progress",
             MetadataError::CannotCompleteReassignment { .. } => "reassignment_not_ready",
@@ -157,6 +161,7 @@ impl MetadataError {
             | MetadataError::UnknownNode(_) => ErrorKind::NotFound,
             MetadataError::NodeInUse { .. }
             | MetadataError::NodeRetired(_)
+            | MetadataError::AuthRefused(_)
             | MetadataError::CannotDecommission { .. }
             | MetadataError::ReassignmentInProgress { .. }
             | MetadataError::CannotCompleteReassignment { .. }

@@ -109,6 +109,9 @@ pub struct ClusterMetadata {
     pub topics: BTreeMap<String, TopicMetadata>,
     /// The first producer id of the next block.
     pub next_producer_id: i64,
+    /// Users, tokens and ACLs (`--auth`), which every node's user store follows.
+    #[serde(default)]
+    pub auth: crate::auth::AuthData,
     /// Node ids that left the cluster for good ([`MetadataCommand::UnregisterNode`]); never
     /// registered again (cluster invariant 8).
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
@@ -245,6 +248,13 @@ impl ClusterMetadata {
                 Ok(MetadataResponse::Done)
             }
             MetadataCommand::DecommissionNode { node } => self.decommission_node(*node),
+            MetadataCommand::Auth { change } => match self.auth.apply(change) {
+                Ok(crate::auth::AuthOutcome::Done) => Ok(MetadataResponse::Done),
+                Ok(crate::auth::AuthOutcome::AclAdded(acl)) => {
+                    Ok(MetadataResponse::AclAdded { acl })
+                }
+                Err(e) => Err(MetadataError::AuthRefused(e.to_string())),
+            },
             MetadataCommand::ReassignPartition {
                 topic,
                 partition,

@@ -20,7 +20,8 @@ use crate::config::FsyncPolicy;
 
 /// The version of the command format this build writes and the newest it applies.
 /// 2: replica reassignment and decommission (`ReassignPartition`, `CompleteReassignment`,
-/// `DecommissionNode`; partitions' `adding`/`removing`, nodes' `draining`, retired ids).
+/// `DecommissionNode`; partitions' `adding`/`removing`, nodes' `draining`, retired ids),
+/// users, tokens and ACLs (`Auth`, the metadata's `auth`).
 pub const COMMAND_FORMAT_VERSION: u16 = 2;
 
 openraft::declare_raft_types!(
@@ -220,6 +221,11 @@ pub enum MetadataCommand {
     AllocateProducerIds {
         node: NodeId,
     },
+    /// A change of the users, tokens and ACLs (`--auth`): the records every node's user store
+    /// follows. Validated by the same function a single node's store applies.
+    Auth {
+        change: crate::auth::AuthChange,
+    },
     /// Commands applied atomically: all of them, or none if one fails. Not nested; at most
     /// [`super::MAX_BATCH_COMMANDS`].
     Batch {
@@ -250,6 +256,10 @@ pub enum MetadataResponse {
     },
     Batch {
         responses: Vec<MetadataResponse>,
+    },
+    /// An `Auth` change added this ACL (its id is the cluster's next).
+    AclAdded {
+        acl: crate::auth::AclRecord,
     },
 }
 
