@@ -410,7 +410,13 @@ fn script(name: &str) -> PathBuf {
 }
 
 /// confluent-kafka over SASL_PLAINTEXT (tests/kafka/sasl_client.py); returns its summary.
-fn confluent(kafka: &str, mech: &str, user: &str, password: &str, args: &[&str]) -> Value {
+pub(crate) fn confluent(
+    kafka: &str,
+    mech: &str,
+    user: &str,
+    password: &str,
+    args: &[&str],
+) -> Value {
     let out = Command::new("python3")
         .arg(script("sasl_client.py"))
         .args(["--bootstrap", kafka, "--mechanism", mech, "--user", user])

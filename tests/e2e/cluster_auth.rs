@@ -1,7 +1,8 @@
 //! Users, tokens and ACLs on a cluster of three real `weir serve --auth` processes: they
 //! are the cluster's, not each node's. A user created on one node logs in on another; a
 //! token made on a third works on the first; an ACL added anywhere is enforced everywhere;
-//! a deleted user is refused everywhere, also by a node that was down when it was deleted;
+//! Kafka clients authenticate (SASL SCRAM) as that user through any node; a deleted user is
+//! refused everywhere, also by a node that was down when it was deleted;
 //! and a node that joins with `--auth` but no `WEIR_ADMIN_PASSWORD` serves the cluster's
 //! users. Timing is never asserted beyond liveness bounds.
 
@@ -153,6 +154,15 @@ fn users_tokens_and_acls_made_on_one_node_hold_on_every_node() {
         "ok-1",
         &CAROL
     ) == 200));
+    // Kafka clients authenticate with the same user on any node (SCRAM, through node 2).
+    let summary = crate::auth::confluent(
+        &servers[1].kafka,
+        "SCRAM-SHA-512",
+        "carol",
+        CAROL_PW,
+        &["produce", "ok-1", "3"],
+    );
+    assert_eq!(summary["delivered"], json!(3), "{summary}");
     // Node 2 is down while carol is deleted on node 3; back, it refuses her too.
     servers[1].kill9();
     let (status, _) = call(
