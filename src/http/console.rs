@@ -72,6 +72,7 @@ pub static ASSETS: &[Asset] = &[
     asset!("chart.js", JS),
     asset!("overview.js", JS),
     asset!("topics.js", JS),
+    asset!("groups.js", JS),
     asset!("processors.js", JS),
     asset!("sql.js", JS),
     asset!("functions.js", JS),

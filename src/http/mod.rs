@@ -17,6 +17,7 @@
 //! - `POST|GET /v1/users`, `GET|DELETE /v1/users/{name}`, `POST|GET /v1/tokens`,
 //!   `DELETE /v1/tokens/{id}`, `POST|GET /v1/acls`, `DELETE /v1/acls/{id}`, `GET /v1/whoami`
 //! - `GET /v1/cluster`, `GET /v1/cluster/replication`
+//! - `GET /v1/groups`, `GET /v1/groups/{name}` (consumer groups, read only)
 //!
 //! Every request passes [`auth::gate`] first (authentication and the permission of its
 //! route under `--auth`).
@@ -28,6 +29,7 @@ pub mod error;
 pub mod extract;
 pub mod forward;
 pub mod functions;
+pub mod groups;
 pub mod health;
 pub mod metrics;
 pub mod processors;
@@ -90,6 +92,9 @@ pub struct AppState {
     pub forwarder: Option<Arc<forward::Forwarder>>,
     /// This node's replicas and applier counters (`None`: a single node).
     pub replication: Option<cluster::ReplicationSource>,
+    /// The consumer groups this node coordinates (filled by the Kafka listener once it has
+    /// loaded committed offsets; empty without one).
+    pub groups: weir_broker::group::GroupsView,
 }
 
 impl FromRef<AppState> for Arc<Metrics> {
@@ -207,6 +212,8 @@ pub fn router(state: AppState, config: &HttpConfig) -> Router {
             "/v1/cluster/nodes/{id}/decommission",
             post(cluster::decommission),
         )
+        .route("/v1/groups", get(groups::list))
+        .route("/v1/groups/{name}", get(groups::describe))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

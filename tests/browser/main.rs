@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use common::{Server, guest};
+use common::{GroupMember, Server, guest};
 use webdriver::{Driver, Session};
 
 /// What every case gets.
@@ -100,6 +100,7 @@ type Case = fn(&Env);
 const CASES: &[(&str, Case)] = &[
     ("overview_shows_the_node_and_live_rates", overview),
     ("topics_create_produce_browse_and_delete", topics),
+    ("groups_show_members_offsets_and_lag", groups),
     ("processors_deploy_run_query_pause_resume", processors),
     (
         "processor_errors_show_the_offset_and_the_dead_letters",
@@ -326,6 +327,53 @@ fn topics(env: &Env) {
     assert_eq!(env.server.get("/v1/topics/payments").0, 404);
     env.shot("topics");
     env.check_page(&[409]);
+}
+
+fn groups(env: &Env) {
+    env.server
+        .create_topic(json!({"name": "clicks", "partitions": 1}));
+    let records: Vec<Value> = (0..5).map(|i| json!({"value": format!("c{i}")})).collect();
+    env.server.produce("clicks", records);
+    // A real confluent-kafka member that read the five and committed offset 1: 4 behind.
+    let member = GroupMember::join(
+        &env.server.kafka,
+        "clicks",
+        "browser-group",
+        "browser-member",
+        5,
+        1,
+    );
+    env.open("#/groups");
+    env.browser.wait_contains("#groups-table", "browser-group");
+    env.browser
+        .click("#groups-table a[href='#/groups/browser-group']");
+    env.browser
+        .wait_contains("#members-table", "browser-member");
+    env.browser.wait_contains("#members-table", "clicks: 0");
+    env.browser.wait_contains("#group-state", "Stable");
+    env.browser
+        .wait_text("#group-total-lag", "a lag of 4", |t| t.trim() == "4");
+    // More records: the page refreshes by itself and the lag grows.
+    let more: Vec<Value> = (0..3).map(|i| json!({"value": format!("d{i}")})).collect();
+    env.server.produce("clicks", more);
+    env.browser
+        .wait_text("#group-total-lag", "a lag of 7", |t| t.trim() == "7");
+    let row = env.browser.text("#lag-table tbody");
+    assert!(
+        row.contains("clicks") && row.contains("browser-member"),
+        "{row}"
+    );
+    env.shot("group");
+    // The member leaves: the group is empty, the offsets and lag stay.
+    drop(member);
+    env.browser.wait_contains("#group-state", "Empty");
+    env.browser.wait_contains("#group-members", "No members");
+    env.browser
+        .wait_text("#group-total-lag", "a lag of 7", |t| t.trim() == "7");
+    env.open("#/groups");
+    env.browser.wait_contains("#groups-table", "Empty");
+    env.shot("groups");
+    env.check_page(&[]);
 }
 
 fn processors(env: &Env) {

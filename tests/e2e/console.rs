@@ -1,11 +1,12 @@
 //! The web console's files over HTTP (the browser itself is in tests/browser): `/` and
 //! `/console/{file}` with their content types, the strict Content-Security-Policy, ETag
 //! revalidation, a JSON 404 for an unknown file, and under `--auth` open files while the API
-//! they call still needs credentials.
+//! they call still needs credentials. And the API the console adds for itself: consumer
+//! groups (`/v1/groups`, with a real confluent-kafka member).
 
-use serde_json::json;
+use serde_json::{Value, json};
 
-use crate::common::Server;
+use crate::common::{GroupMember, Server};
 
 #[test]
 fn the_console_is_served_at_the_root_with_a_strict_policy() {
@@ -85,4 +86,116 @@ fn under_auth_the_files_are_open_and_the_api_is_not() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 200);
+}
+
+#[test]
+fn a_consumer_group_shows_its_member_assignment_offsets_and_lag() {
+    let s = Server::start(&[]);
+    s.create_topic(json!({"name": "gl", "partitions": 2}));
+    let records: Vec<Value> = (0..10)
+        .map(|i| json!({"value": format!("r{i}"), "partition": i % 2}))
+        .collect();
+    s.produce("gl", records);
+    // Nothing yet: no group.
+    let (status, body) = s.get("/v1/groups");
+    assert_eq!((status, &body["groups"]), (200, &json!([])));
+    let (status, body) = s.get("/v1/groups/console-group");
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (404, &json!("unknown_group"))
+    );
+
+    // A real member reads all ten and commits offset 2 on both partitions: 3 behind on each.
+    let member = GroupMember::join(&s.kafka, "gl", "console-group", "console-e2e", 10, 2);
+    assert_eq!(member.ready["assigned"], json!([0, 1]));
+    let (status, body) = s.get("/v1/groups");
+    assert_eq!(status, 200, "{body}");
+    let groups = body["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 1, "{body}");
+    let g = &groups[0];
+    assert_eq!(g["group_id"], "console-group");
+    assert_eq!(g["state"], "Stable");
+    assert_eq!(g["protocol_type"], "consumer");
+    assert_eq!(g["members"], 1);
+    assert_eq!(body["unanswered"], json!([]));
+
+    let (status, d) = s.get("/v1/groups/console-group");
+    assert_eq!(status, 200, "{d}");
+    assert_eq!(d["state"], "Stable");
+    let members = d["members"].as_array().unwrap();
+    assert_eq!(members.len(), 1, "{d}");
+    let m = &members[0];
+    assert_eq!(m["client_id"], "console-e2e");
+    assert!(!m["client_host"].as_str().unwrap().is_empty(), "{m}");
+    assert_eq!(
+        m["assignment"],
+        json!([{"topic": "gl", "partitions": [0, 1]}])
+    );
+    let parts = d["partitions"].as_array().unwrap();
+    assert_eq!(parts.len(), 2, "{d}");
+    for (i, p) in parts.iter().enumerate() {
+        assert_eq!(p["topic"], "gl");
+        assert_eq!(p["partition"], i);
+        assert_eq!(p["committed_offset"], 2);
+        assert_eq!(p["log_end_offset"], 5);
+        assert_eq!(p["lag"], 3);
+        assert_eq!(p["member_id"], m["member_id"]);
+    }
+    assert_eq!(d["total_lag"], 6);
+
+    // The member leaves: the group is empty, its offsets and lag stay.
+    drop(member);
+    let (_, d) = s.get("/v1/groups/console-group");
+    assert_eq!(d["state"], "Empty", "{d}");
+    assert_eq!(d["members"], json!([]));
+    assert_eq!(d["total_lag"], 6);
+    let (_, body) = s.get("/v1/groups");
+    assert_eq!(body["groups"][0]["members"], 0, "{body}");
+}
+
+#[test]
+fn under_auth_groups_need_describe_on_the_group() {
+    let s = Server::start_with_env(&["--auth"], &[("WEIR_ADMIN_PASSWORD", "groups-pw")]);
+    let admin = |method: reqwest::Method, path: &str, body: Value| -> (u16, Value) {
+        let r = s
+            .http
+            .request(method, format!("{}{path}", s.url))
+            .basic_auth("admin", Some("groups-pw"))
+            .json(&body)
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.json().unwrap_or(Value::Null))
+    };
+    let (status, _) = admin(
+        reqwest::Method::POST,
+        "/v1/users",
+        json!({"name": "gina", "password": "gina-pw-1", "role": "reader"}),
+    );
+    assert_eq!(status, 201);
+    let (status, body) = admin(
+        reqwest::Method::POST,
+        "/v1/acls",
+        json!({"user": "gina", "resource": "group", "prefix": "mine-", "allow": "read"}),
+    );
+    assert!(status == 200 || status == 201, "{status} {body}");
+    let as_gina = |path: &str| -> (u16, Value) {
+        let r = s
+            .http
+            .get(format!("{}{path}", s.url))
+            .basic_auth("gina", Some("gina-pw-1"))
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.json().unwrap_or(Value::Null))
+    };
+    assert_eq!(s.get("/v1/groups").0, 401);
+    let (status, body) = as_gina("/v1/groups/theirs");
+    assert_eq!((status, &body["error"]["code"]), (403, &json!("forbidden")));
+    // Allowed, and there is no such group.
+    let (status, body) = as_gina("/v1/groups/mine-1");
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (404, &json!("unknown_group"))
+    );
+    let (status, body) = as_gina("/v1/groups");
+    assert_eq!((status, &body["groups"]), (200, &json!([])));
 }

@@ -5,6 +5,7 @@ import { api, clearAuth, setBasic, setToken, setUnauthenticatedHandler } from ".
 import { h, fill, errorBox, field } from "./ui.js";
 import * as overview from "./overview.js";
 import * as topics from "./topics.js";
+import * as groups from "./groups.js";
 import * as processors from "./processors.js";
 import * as sql from "./sql.js";
 import * as functions from "./functions.js";
@@ -29,6 +30,8 @@ const routes = [
   [/^\/?$/, "overview", (m) => overview.render(m, ctx())],
   [/^\/topics\/?$/, "topics", (m) => topics.renderList(m, ctx())],
   [/^\/topics\/([^/]+)$/, "topics", (m, a) => topics.renderTopic(m, decodeURIComponent(a[1]), ctx())],
+  [/^\/groups\/?$/, "groups", (m) => groups.renderList(m, ctx())],
+  [/^\/groups\/([^/]+)$/, "groups", (m, a) => groups.renderGroup(m, decodeURIComponent(a[1]), ctx())],
   [/^\/processors\/?$/, "processors", (m) => processors.renderList(m, ctx())],
   [/^\/processors\/([^/]+)$/, "processors", (m, a) => processors.renderProcessor(m, decodeURIComponent(a[1]), ctx())],
   [/^\/sql\/?$/, "sql", (m) => sql.render(m, ctx())],
