@@ -138,6 +138,8 @@ pub fn permission(method: &Method, route: &str, protect_metrics: bool) -> Option
         ("GET", "/v1/whoami") => (Describe, On::Cluster),
         ("GET", "/v1/cluster" | "/v1/cluster/replication") => (Describe, On::Cluster),
         ("POST", "/v1/cluster/nodes/{id}/decommission") => (Admin, On::Cluster),
+        // Only the topics the caller may describe (filtered by the handler).
+        ("GET", "/v1/cluster/partitions") => (Describe, On::Cluster),
         // The list shows only the groups the caller may describe (filtered by the handler).
         ("GET", "/v1/groups") => (Describe, On::Cluster),
         ("GET", "/v1/groups/{name}") => (Describe, On::Group),
@@ -419,6 +421,7 @@ mod tests {
             ("GET", "/v1/cluster"),
             ("GET", "/v1/cluster/replication"),
             ("POST", "/v1/cluster/nodes/{id}/decommission"),
+            ("GET", "/v1/cluster/partitions"),
             ("GET", "/v1/groups"),
             ("GET", "/v1/groups/{name}"),
         ];

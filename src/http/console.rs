@@ -76,6 +76,7 @@ pub static ASSETS: &[Asset] = &[
     asset!("processors.js", JS),
     asset!("sql.js", JS),
     asset!("functions.js", JS),
+    asset!("cluster.js", JS),
 ];
 
 /// The asset called `name`.

@@ -16,7 +16,7 @@
 //! - `POST /v1/sql` (statements), `POST /v1/query` (a SELECT, streamed as NDJSON)
 //! - `POST|GET /v1/users`, `GET|DELETE /v1/users/{name}`, `POST|GET /v1/tokens`,
 //!   `DELETE /v1/tokens/{id}`, `POST|GET /v1/acls`, `DELETE /v1/acls/{id}`, `GET /v1/whoami`
-//! - `GET /v1/cluster`, `GET /v1/cluster/replication`
+//! - `GET /v1/cluster`, `GET /v1/cluster/replication`, `GET /v1/cluster/partitions`
 //! - `GET /v1/groups`, `GET /v1/groups/{name}` (consumer groups, read only)
 //!
 //! Every request passes [`auth::gate`] first (authentication and the permission of its
@@ -212,6 +212,7 @@ pub fn router(state: AppState, config: &HttpConfig) -> Router {
             "/v1/cluster/nodes/{id}/decommission",
             post(cluster::decommission),
         )
+        .route("/v1/cluster/partitions", get(cluster::partitions))
         .route("/v1/groups", get(groups::list))
         .route("/v1/groups/{name}", get(groups::describe))
         .fallback(not_found)

@@ -108,6 +108,7 @@ const CASES: &[(&str, Case)] = &[
     ),
     ("sql_runs_scripts_pull_and_push_queries", sql),
     ("functions_upload_list_and_delete", functions),
+    ("cluster_page_on_a_single_node", cluster_single),
     ("narrow_window_keeps_the_navigation", narrow),
     ("keyboard_reaches_the_pages_and_the_dialog", keyboard),
     ("auth_asks_for_a_login_and_shows_errors", auth),
@@ -494,6 +495,18 @@ fn processor_errors(env: &Env) {
         .click("#processor-head a[href='#/topics/boom-dl.dlq']");
     env.browser.wait_contains("#main h1", "boom-dl.dlq");
     env.browser.wait_contains("#records-table", "second");
+    env.check_page(&[]);
+}
+
+fn cluster_single(env: &Env) {
+    env.open("#/cluster");
+    env.browser.wait_contains("#cluster-mode", "single node");
+    let hidden = env.browser.exec(
+        "return document.getElementById('cluster-details').hidden;",
+        vec![],
+    );
+    assert_eq!(hidden, json!(true));
+    env.shot("cluster-single");
     env.check_page(&[]);
 }
 

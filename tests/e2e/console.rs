@@ -2,11 +2,15 @@
 //! `/console/{file}` with their content types, the strict Content-Security-Policy, ETag
 //! revalidation, a JSON 404 for an unknown file, and under `--auth` open files while the API
 //! they call still needs credentials. And the API the console adds for itself: consumer
-//! groups (`/v1/groups`, with a real confluent-kafka member).
+//! groups (`/v1/groups`, with a real confluent-kafka member; on a cluster from any node) and
+//! the partition map (`/v1/cluster/partitions`).
+
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::common::{GroupMember, Server};
+use crate::common::{GroupMember, Server, eventually};
+use crate::replication::{create_replicated, start_cluster};
 
 #[test]
 fn the_console_is_served_at_the_root_with_a_strict_policy() {
@@ -96,6 +100,11 @@ fn a_consumer_group_shows_its_member_assignment_offsets_and_lag() {
         .map(|i| json!({"value": format!("r{i}"), "partition": i % 2}))
         .collect();
     s.produce("gl", records);
+    // A single node has no partition map.
+    assert_eq!(
+        s.get("/v1/cluster/partitions"),
+        (200, json!({"partitions": []}))
+    );
     // Nothing yet: no group.
     let (status, body) = s.get("/v1/groups");
     assert_eq!((status, &body["groups"]), (200, &json!([])));
@@ -198,4 +207,76 @@ fn under_auth_groups_need_describe_on_the_group() {
     );
     let (status, body) = as_gina("/v1/groups");
     assert_eq!((status, &body["groups"]), (200, &json!([])));
+}
+
+#[test]
+fn on_a_cluster_any_node_shows_a_group_and_the_partition_map() {
+    let servers = start_cluster();
+    create_replicated(
+        &servers[0],
+        json!({"name": "cg", "partitions": 2, "replication_factor": 3, "min_insync_replicas": 2}),
+    );
+    // Every partition of the map, with its leader and in-sync set (all three in sync).
+    let in_sync = |s: &Server| {
+        let (status, map) = s.get("/v1/cluster/partitions");
+        assert_eq!(status, 200, "{map}");
+        let cg: Vec<&Value> = map["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["topic"] == "cg")
+            .collect();
+        cg.len() == 2
+            && cg
+                .iter()
+                .all(|p| p["leader"].is_u64() && p["isr"].as_array().unwrap().len() == 3)
+    };
+    assert!(eventually(Duration::from_secs(60), || in_sync(&servers[0])));
+    for p in 0..2 {
+        servers[0].produce(
+            "cg",
+            (0..4)
+                .map(|i| json!({"value": format!("v{i}"), "partition": p}))
+                .collect(),
+        );
+    }
+    let bootstrap = servers
+        .iter()
+        .map(|s| s.kafka.clone())
+        .collect::<Vec<_>>()
+        .join(",");
+    let member = GroupMember::join(&bootstrap, "cg", "cluster-console", "cc-member", 8, 1);
+    // The group's detail from every node: non-coordinators forward it to the coordinator.
+    let mut coordinators = Vec::new();
+    for s in &servers {
+        let (status, d) = s.get("/v1/groups/cluster-console");
+        assert_eq!(status, 200, "{}: {d}", s.url);
+        assert_eq!(d["members"][0]["client_id"], "cc-member", "{d}");
+        assert_eq!(d["total_lag"], 6, "{d}");
+        coordinators.push(d["coordinator"].as_u64().unwrap());
+        // The list from every node holds the group once, from its coordinator.
+        let (status, list) = s.get("/v1/groups");
+        assert_eq!(status, 200, "{list}");
+        let ids: Vec<&Value> = list["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| &g["group_id"])
+            .collect();
+        assert_eq!(ids, [&json!("cluster-console")], "{list}");
+        assert_eq!(list["unanswered"], json!([]), "{list}");
+        assert_eq!(list["groups"][0]["coordinator"], coordinators[0]);
+    }
+    assert!(coordinators.iter().all(|c| *c == coordinators[0]));
+    // The coordinator is the leader of the group's offsets partition.
+    let (_, map) = servers[0].get("/v1/cluster/partitions");
+    let offsets = weir_broker::group::offsets_partition("cluster-console");
+    let leader = map["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["topic"] == "__consumer_offsets" && p["partition"] == offsets)
+        .map(|p| p["leader"].clone());
+    assert_eq!(leader, Some(json!(coordinators[0])), "{map}");
+    drop(member);
 }

@@ -9,6 +9,7 @@ import * as groups from "./groups.js";
 import * as processors from "./processors.js";
 import * as sql from "./sql.js";
 import * as functions from "./functions.js";
+import * as cluster from "./cluster.js";
 
 // Errors of the page itself (uncaught exceptions, rejected promises, CSP violations) are
 // kept here for the browser tests and shown in the banner: never a silent blank page.
@@ -36,6 +37,7 @@ const routes = [
   [/^\/processors\/([^/]+)$/, "processors", (m, a) => processors.renderProcessor(m, decodeURIComponent(a[1]), ctx())],
   [/^\/sql\/?$/, "sql", (m) => sql.render(m, ctx())],
   [/^\/functions\/?$/, "functions", (m) => functions.render(m, ctx())],
+  [/^\/cluster\/?$/, "cluster", (m) => cluster.render(m, ctx())],
 ];
 
 /// What a page gets: whether it is still the one shown (for timers and streams) and a
