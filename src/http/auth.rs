@@ -16,7 +16,8 @@
 //!   reads: the Kafka topic of its source stream or table and of a joined table, as ksqlDB
 //!   does. The body is read here (under the request body limit), the statement is planned
 //!   by [`SqlService::query_topics`] before anything runs, and the body is handed on;
-//! - a state look-up (`GET /v1/processors/{name}/stores/{store}/keys/{key}`) checks `read` on
+//! - a state look-up (`GET /v1/processors/{name}/stores/{store}/keys/{key}`, and the prefix
+//!   scan `…/keys?prefix=`) checks `read` on
 //!   the store's changelog topic `<name>.<store>.changelog`: it holds exactly the state the
 //!   look-up returns (reading it over Kafka gives the same data), and a Kafka Streams user
 //!   grants an application's internal topics by its prefix (`--topic-prefix <name>`);
@@ -119,7 +120,11 @@ pub fn permission(method: &Method, route: &str, protect_metrics: bool) -> Option
         ("POST", "/v1/processors/{name}/pause" | "/v1/processors/{name}/resume") => {
             (Admin, On::Cluster)
         }
-        ("GET", "/v1/processors/{name}/stores/{store}/keys/{key}") => (Read, On::StoreChangelog),
+        (
+            "GET",
+            "/v1/processors/{name}/stores/{store}/keys/{key}"
+            | "/v1/processors/{name}/stores/{store}/keys",
+        ) => (Read, On::StoreChangelog),
         ("GET", "/v1/functions" | "/v1/functions/{name}") => (Describe, On::Cluster),
         ("POST", "/v1/functions") => (Admin, On::Cluster),
         ("DELETE", "/v1/functions/{name}") => (Admin, On::Cluster),
@@ -401,6 +406,7 @@ mod tests {
             ("POST", "/v1/processors/{name}/pause"),
             ("POST", "/v1/processors/{name}/resume"),
             ("GET", "/v1/processors/{name}/stores/{store}/keys/{key}"),
+            ("GET", "/v1/processors/{name}/stores/{store}/keys"),
             ("POST", "/v1/functions"),
             ("GET", "/v1/functions"),
             ("GET", "/v1/functions/{name}"),

@@ -10,7 +10,8 @@
 //! - `GET /v1/topics/{name}/partitions/{partition}/records?offset=&max=&follow=`
 //! - `POST /v1/processors` (multipart), `GET /v1/processors`,
 //!   `GET|PUT|DELETE /v1/processors/{name}`, `POST /v1/processors/{name}/pause|resume`,
-//!   `GET /v1/processors/{name}/stores/{store}/keys/{key}`
+//!   `GET /v1/processors/{name}/stores/{store}/keys/{key}`,
+//!   `GET /v1/processors/{name}/stores/{store}/keys?prefix=&limit=&after=`
 //! - `POST /v1/functions` (multipart), `GET /v1/functions`, `GET|DELETE /v1/functions/{name}`,
 //!   `PUT /v1/artifacts/{name}` (raw body)
 //! - `POST /v1/sql` (statements), `POST /v1/query` (a SELECT, streamed as NDJSON)
@@ -178,6 +179,10 @@ pub fn router(state: AppState, config: &HttpConfig) -> Router {
         .route(
             "/v1/processors/{name}/stores/{store}/keys/{key}",
             get(processors::get_key),
+        )
+        .route(
+            "/v1/processors/{name}/stores/{store}/keys",
+            get(processors::scan),
         )
         .route(
             "/v1/functions",

@@ -427,6 +427,36 @@ fn processors(env: &Env) {
                 .any(|row| row.split('\t').nth(3).is_some_and(|c| c.trim() != "0"))
         });
     env.tall_shot("processor");
+    // (After the README picture.) A prefix scan over the three tasks: every word, then
+    // those starting with "th".
+    let deadline = Instant::now() + webdriver::WAIT;
+    loop {
+        env.browser.fill("#scan-prefix", "");
+        env.browser.click("#store-scan button[type=submit]");
+        std::thread::sleep(Duration::from_millis(200));
+        if env
+            .browser
+            .text("#scan-status")
+            .contains("5 entries, all shown")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the scan never showed the five words: {}",
+            env.browser.text("#scan-result")
+        );
+    }
+    let all = env.browser.text("#scan-table tbody");
+    for word in ["and", "end", "fox", "hound", "the"] {
+        assert!(all.contains(word), "{all}");
+    }
+    env.browser.fill("#scan-prefix", "th");
+    env.browser.click("#store-scan button[type=submit]");
+    env.browser
+        .wait_contains("#scan-status", "1 entry, all shown");
+    let the = env.browser.text("#scan-table tbody");
+    assert!(the.contains("the") && the.contains('3'), "{the}");
     env.browser.click("#pause");
     env.browser.wait_contains("#processor-state", "paused");
     assert_eq!(env.server.processor("wc")["paused"], true);

@@ -2,14 +2,15 @@
 //! `/console/{file}` with their content types, the strict Content-Security-Policy, ETag
 //! revalidation, a JSON 404 for an unknown file, and under `--auth` open files while the API
 //! they call still needs credentials. And the API the console adds for itself: consumer
-//! groups (`/v1/groups`, with a real confluent-kafka member; on a cluster from any node) and
-//! the partition map (`/v1/cluster/partitions`).
+//! groups (`/v1/groups`, with a real confluent-kafka member; on a cluster from any node),
+//! the partition map (`/v1/cluster/partitions`) and prefix scans of a processor's state.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::common::{GroupMember, Server, eventually};
+use crate::common::{GroupMember, Server, eventually, guest};
 use crate::replication::{create_replicated, start_cluster};
 
 #[test]
@@ -207,6 +208,118 @@ fn under_auth_groups_need_describe_on_the_group() {
     );
     let (status, body) = as_gina("/v1/groups");
     assert_eq!((status, &body["groups"]), (200, &json!([])));
+}
+
+/// Every entry of a prefix scan of `wc`'s `counts`, following `next` with pages of `limit`;
+/// the number of pages.
+fn scan_all(s: &Server, prefix: &str, limit: usize) -> (BTreeMap<String, String>, usize) {
+    let mut out = BTreeMap::new();
+    let mut after: Option<String> = None;
+    for pages in 1.. {
+        let mut path =
+            format!("/v1/processors/wc/stores/counts/keys?prefix={prefix}&limit={limit}");
+        if let Some(a) = &after {
+            path.push_str(&format!("&after={a}"));
+        }
+        let (status, page) = s.get(&path);
+        assert_eq!(status, 200, "{path}: {page}");
+        let entries = page["entries"].as_array().unwrap();
+        assert!(entries.len() <= limit, "{page}");
+        for e in entries {
+            let (k, v) = (e["key"].as_str().unwrap(), e["value"].as_str().unwrap());
+            assert!(e["partition"].as_i64().is_some_and(|p| (0..3).contains(&p)));
+            assert!(
+                out.insert(k.to_string(), v.to_string()).is_none(),
+                "{k} twice"
+            );
+        }
+        match page["next"].as_str() {
+            Some(n) => after = Some(n.to_string()),
+            None => return (out, pages),
+        }
+    }
+    unreachable!()
+}
+
+#[test]
+fn a_prefix_scan_pages_through_every_task_of_a_store() {
+    let s = Server::start(&[]);
+    s.create_topic(json!({"name": "text", "partitions": 3}));
+    s.deploy(
+        &json!({"name": "wc", "inputs": ["text"], "outputs": ["counts"], "commit_interval_ms": 50}),
+        guest("word-count"),
+    );
+    s.produce(
+        "text",
+        vec![
+            json!({"value": "the quick brown fox"}),
+            json!({"value": "the quiet dog"}),
+            json!({"value": "a quick end"}),
+        ],
+    );
+    let want: BTreeMap<String, String> = [
+        ("a", 1),
+        ("brown", 1),
+        ("dog", 1),
+        ("end", 1),
+        ("fox", 1),
+        ("quick", 2),
+        ("quiet", 1),
+        ("the", 2),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    // The store (and its changelog) exists once the tasks have opened it.
+    assert!(eventually(Duration::from_secs(60), || {
+        s.get("/v1/processors/wc/stores/counts/keys").0 == 200
+    }));
+    assert!(
+        eventually(Duration::from_secs(60), || scan_all(&s, "", 100).0 == want),
+        "{:?}",
+        scan_all(&s, "", 100)
+    );
+    assert_eq!(scan_all(&s, "", 100).1, 1);
+    assert_eq!(scan_all(&s, "", 3), (want.clone(), 3));
+    let qu: BTreeMap<String, String> = want
+        .iter()
+        .filter(|(k, _)| k.starts_with("qu"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    assert_eq!(scan_all(&s, "qu", 1), (qu, 2));
+    assert_eq!(scan_all(&s, "zebra", 10), (BTreeMap::new(), 1));
+    // The default page is 100 entries.
+    let (status, page) = s.get("/v1/processors/wc/stores/counts/keys");
+    assert_eq!(status, 200);
+    assert_eq!(page["entries"].as_array().unwrap().len(), want.len());
+    assert_eq!(page["next"], Value::Null);
+    // What a client chooses is bounded and checked.
+    for bad in [
+        "limit=0",
+        "limit=1001",
+        "after=garbage",
+        "after=1.zz",
+        "unknown=1",
+    ] {
+        let (status, body) = s.get(&format!("/v1/processors/wc/stores/counts/keys?{bad}"));
+        assert_eq!(
+            (status, &body["error"]["code"]),
+            (400, &json!("invalid_query")),
+            "{bad}: {body}"
+        );
+    }
+    let long = "x".repeat(4 * 1024 + 1);
+    let (status, _) = s.get(&format!(
+        "/v1/processors/wc/stores/counts/keys?prefix={long}"
+    ));
+    assert_eq!(status, 400);
+    let (status, body) = s.get("/v1/processors/wc/stores/nope/keys");
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (404, &json!("unknown_store"))
+    );
+    let (status, body) = s.get("/v1/processors/nope/stores/counts/keys");
+    assert_eq!(status, 404, "{body}");
 }
 
 #[test]
