@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use common::{GroupMember, Server, guest};
+use common::{GroupMember, Server, guest, produce_bytes};
 use webdriver::{Driver, Session};
 
 /// What every case gets.
@@ -106,6 +106,8 @@ const CASES: &[(&str, Case)] = &[
         "processor_errors_show_the_offset_and_the_dead_letters",
         processor_errors,
     ),
+    ("processors_deploy_by_drag_and_drop", drag_and_drop),
+    ("records_show_the_exact_bytes_of_binary_data", exact_bytes),
     ("sql_runs_scripts_pull_and_push_queries", sql),
     ("functions_upload_list_and_delete", functions),
     ("cluster_page_on_a_single_node", cluster_single),
@@ -525,6 +527,59 @@ fn processor_errors(env: &Env) {
         .click("#processor-head a[href='#/topics/boom-dl.dlq']");
     env.browser.wait_contains("#main h1", "boom-dl.dlq");
     env.browser.wait_contains("#records-table", "second");
+    env.check_page(&[]);
+}
+
+fn drag_and_drop(env: &Env) {
+    use base64::Engine as _;
+    env.server
+        .create_topic(json!({"name": "dropped-text", "partitions": 1}));
+    env.open("#/processors");
+    env.browser.find("#deploy-drop");
+    // WebDriver cannot drag a file from the desktop: the page gets the same events a drop
+    // would send, with the module in the DataTransfer.
+    let wasm = base64::engine::general_purpose::STANDARD.encode(guest("word-count"));
+    let over = env.browser.exec(
+        "const zone = document.getElementById('deploy-drop'); \
+         const bin = atob(arguments[0]); const bytes = new Uint8Array(bin.length); \
+         for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i); \
+         const dt = new DataTransfer(); \
+         dt.items.add(new File([bytes], 'word-count.wasm', { type: 'application/wasm' })); \
+         zone.dispatchEvent(new DragEvent('dragover', { dataTransfer: dt, bubbles: true, cancelable: true })); \
+         const highlighted = zone.classList.contains('over'); \
+         zone.dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true })); \
+         return highlighted;",
+        vec![json!(wasm)],
+    );
+    assert_eq!(
+        over,
+        json!(true),
+        "the drop zone is highlighted while dragging over"
+    );
+    env.browser
+        .wait_contains("#deploy-chosen", "word-count.wasm");
+    env.browser.fill("#deploy-name", "dropped");
+    env.browser.fill("#deploy-inputs", "dropped-text");
+    env.browser.click("#deploy button[type=submit]");
+    env.browser.wait_contains("#processor-state", "running");
+    assert_eq!(
+        env.server.processor("dropped")["spec"]["inputs"],
+        json!(["dropped-text"])
+    );
+    env.check_page(&[]);
+}
+
+fn exact_bytes(env: &Env) {
+    env.server
+        .create_topic(json!({"name": "raw-bytes", "partitions": 1}));
+    // Key c3 28 and value ff fe 00 41 are not UTF-8: the page shows those bytes, not the
+    // replacement characters of a lossy string.
+    produce_bytes(&env.server.kafka, "raw-bytes", 0, "c328", "fffe0041");
+    env.open("#/topics/raw-bytes");
+    let table = env.browser.wait_contains("#records-table", "ff fe 00 41");
+    assert!(table.contains("c3 28"), "{table}");
+    assert!(!table.contains("ef bf bd"), "{table}");
+    env.shot("topic-bytes");
     env.check_page(&[]);
 }
 

@@ -592,3 +592,36 @@ impl Drop for GroupMember {
         }
     }
 }
+
+/// Produces one record of arbitrary bytes with confluent-kafka
+/// (`tests/kafka/produce_bytes.py`; key and value in hex, key `-` for none); returns its
+/// `(partition, offset)`.
+pub fn produce_bytes(
+    bootstrap: &str,
+    topic: &str,
+    partition: i32,
+    key_hex: &str,
+    value_hex: &str,
+) -> (i64, i64) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kafka/produce_bytes.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .args(["--bootstrap", bootstrap, "--topic", topic])
+        .args(["--partition", &partition.to_string()])
+        .args(["--key-hex", key_hex, "--value-hex", value_hex])
+        .stdin(Stdio::null())
+        .output()
+        .expect("python3 with confluent-kafka (scripts/test.sh installs it)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let summary: Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or(Value::Null);
+    assert!(
+        out.status.success() && summary["ok"] == json!(true),
+        "produce_bytes.py failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        summary["partition"].as_i64().unwrap_or(-1),
+        summary["offset"].as_i64().unwrap_or(-1),
+    )
+}

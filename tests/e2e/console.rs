@@ -3,14 +3,15 @@
 //! revalidation, a JSON 404 for an unknown file, and under `--auth` open files while the API
 //! they call still needs credentials. And the API the console adds for itself: consumer
 //! groups (`/v1/groups`, with a real confluent-kafka member; on a cluster from any node),
-//! the partition map (`/v1/cluster/partitions`) and prefix scans of a processor's state.
+//! the partition map (`/v1/cluster/partitions`), prefix scans of a processor's state and
+//! the exact bytes of records that are not UTF-8.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::common::{GroupMember, Server, eventually, guest};
+use crate::common::{GroupMember, Server, eventually, guest, produce_bytes};
 use crate::replication::{create_replicated, start_cluster};
 
 #[test]
@@ -208,6 +209,35 @@ fn under_auth_groups_need_describe_on_the_group() {
     );
     let (status, body) = as_gina("/v1/groups");
     assert_eq!((status, &body["groups"]), (200, &json!([])));
+}
+
+#[test]
+fn records_that_are_not_utf8_come_with_their_exact_bytes() {
+    let s = Server::start(&[]);
+    s.create_topic(json!({"name": "raw", "partitions": 1}));
+    // Key c3 28 and value ff fe 00 41: neither is UTF-8.
+    assert_eq!(
+        produce_bytes(&s.kafka, "raw", 0, "c328", "fffe0041"),
+        (0, 0)
+    );
+    s.produce("raw", vec![json!({"key": "k", "value": "text"})]);
+    let (status, page) = s.get("/v1/topics/raw/partitions/0/records?offset=0");
+    assert_eq!(status, 200, "{page}");
+    let records = page["records"].as_array().unwrap();
+    assert_eq!(records.len(), 2, "{page}");
+    let raw = &records[0];
+    assert_eq!(raw["key_b64"], "wyg=");
+    assert_eq!(raw["value_b64"], "//4AQQ==");
+    // The text fields stay (lossy) for clients that only read them.
+    assert_eq!(raw["key"], "\u{fffd}(");
+    assert_eq!(raw["value"], "\u{fffd}\u{fffd}\u{0}A");
+    // UTF-8 records have no such fields.
+    let text = records[1].as_object().unwrap();
+    assert_eq!(text["value"], "text");
+    assert!(
+        !text.contains_key("key_b64") && !text.contains_key("value_b64"),
+        "{text:?}"
+    );
 }
 
 /// Every entry of a prefix scan of `wc`'s `counts`, following `next` with pages of `limit`;
