@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use common::{GroupMember, Server, guest, produce_bytes};
+use common::{GroupMember, Server, free_port, guest, produce_bytes};
 use webdriver::{Driver, Session};
 
 /// What every case gets.
@@ -111,6 +111,7 @@ const CASES: &[(&str, Case)] = &[
     ("sql_runs_scripts_pull_and_push_queries", sql),
     ("functions_upload_list_and_delete", functions),
     ("cluster_page_on_a_single_node", cluster_single),
+    ("cluster_page_of_three_nodes", cluster_three),
     ("narrow_window_keeps_the_navigation", narrow),
     ("keyboard_reaches_the_pages_and_the_dialog", keyboard),
     ("auth_asks_for_a_login_and_shows_errors", auth),
@@ -593,6 +594,82 @@ fn cluster_single(env: &Env) {
     assert_eq!(hidden, json!(true));
     env.shot("cluster-single");
     env.check_page(&[]);
+}
+
+/// Three `weir serve --peers` nodes on this machine (as `tests/e2e/replication.rs` starts
+/// them).
+fn three_nodes() -> Vec<Server> {
+    let ports = [free_port(), free_port(), free_port()];
+    let peers = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    (1..=3)
+        .map(|id| {
+            let listen = format!("127.0.0.1:{}", ports[id - 1]);
+            let id = id.to_string();
+            Server::start(&[
+                "--node-id",
+                &id,
+                "--cluster-listen",
+                &listen,
+                "--peers",
+                &peers,
+            ])
+        })
+        .collect()
+}
+
+fn cluster_three(env: &Env) {
+    let mut nodes = three_nodes();
+    // Created once the cluster has formed (a controller, every node registered).
+    let spec = json!({"name": "orders", "partitions": 3, "replication_factor": 3});
+    let deadline = Instant::now() + webdriver::WAIT;
+    loop {
+        let (status, body) = nodes[0].post("/v1/topics", &spec);
+        if status == 201 || body["error"]["code"] == "topic_exists" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no topic: {status} {body}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    env.browser.goto(&format!("{}/#/cluster", nodes[0].url));
+    env.browser.wait_contains("#cluster-mode", "cluster");
+    env.browser
+        .wait_text("#cluster-nodes-table tbody", "three nodes alive", |t| {
+            t.matches("alive").count() == 3
+        });
+    env.browser.wait_contains("#cluster-controller", "node ");
+    env.browser.wait_text(
+        "#partitions-map tbody",
+        "orders' three partitions in sync",
+        |t| {
+            t.lines()
+                .filter(|row| row.starts_with("orders") && row.ends_with("1, 2, 3"))
+                .count()
+                == 3
+        },
+    );
+    env.browser
+        .wait_contains("#cluster-issues", "Under-replicated: 0");
+    env.tall_shot("cluster");
+    // A node dies: the page shows it, and the partitions it held go under-replicated.
+    nodes[2].kill9();
+    env.browser
+        .wait_text("#cluster-nodes-table tbody", "node 3 down", |t| {
+            t.lines().any(|row| {
+                row.starts_with('3') && (row.contains("fenced") || row.contains("unreachable"))
+            })
+        });
+    env.browser
+        .wait_text("#cluster-issues", "under-replicated partitions", |t| {
+            !t.contains("Under-replicated: 0") && t.contains("orders")
+        });
+    env.shot("cluster-node-down");
+    env.check_page(&[]);
+    drop(nodes);
 }
 
 fn sql(env: &Env) {
