@@ -23,7 +23,8 @@
 //! - **Consumer groups** (`GET /v1/groups/{name}`): asked of a node that does not coordinate
 //!   the group, forwarded to its coordinator, the leader of the group's partition of the
 //!   offsets topic ([`group_elsewhere`]); the list asks every other live node for its own
-//!   ([`ask_other_nodes`]).
+//!   ([`ask_other_nodes`]), and the coordinator asks partition leaders for the log ends it
+//!   has no replica of ([`ask_nodes`]).
 //!
 //! # Invariants
 //!
@@ -177,8 +178,13 @@ pub fn is_forwarded(headers: &HeaderMap) -> bool {
 /// rather than an `Authorization` header (the leader would see this node's certificate
 /// instead: such a caller is answered `not_leader` and goes to the leader itself).
 fn served_here_only(state: &AppState, headers: &HeaderMap) -> bool {
-    is_forwarded(headers)
-        || (state.auth.as_ref().is_some_and(|a| a.required) && !headers.contains_key(AUTHORIZATION))
+    is_forwarded(headers) || known_by_certificate_only(state, headers)
+}
+
+/// Under `--auth`, a caller known only by its client certificate: its identity cannot go
+/// along to another node (invariant 2), so nothing is asked of one on its behalf.
+fn known_by_certificate_only(state: &AppState, headers: &HeaderMap) -> bool {
+    state.auth.as_ref().is_some_and(|a| a.required) && !headers.contains_key(AUTHORIZATION)
 }
 
 /// Where a partition's requests go when this node cannot serve them: the leader's HTTP
@@ -690,4 +696,39 @@ pub async fn group_elsewhere(
         .await
         .map_err(|e| unreachable(leader, &e))?;
     Ok(stream_back(upstream, state.shutdown.clone()))
+}
+
+/// `GET path` asked of each `(node, path)` (cluster mode), concurrently, each within
+/// `timeout`, the caller's `Authorization` passed on, for a report this node puts into its
+/// own answer (also while serving a forwarded request: these are leaf reads, served where
+/// they arrive). Each node's id and path with its answer or why there is none; empty on a
+/// single node and for a caller known only by its client certificate.
+pub async fn ask_nodes<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    asks: Vec<(u64, String)>,
+    headers: &HeaderMap,
+    timeout: Duration,
+) -> Vec<(u64, String, Result<T, String>)> {
+    let (Some(routing), Some(forwarder)) = (&state.routing, &state.forwarder) else {
+        return Vec::new();
+    };
+    if known_by_certificate_only(state, headers) {
+        return Vec::new();
+    }
+    let addrs: BTreeMap<u64, String> = routing
+        .brokers()
+        .into_iter()
+        .filter(|(_, fenced)| !fenced)
+        .map(|(b, _)| (b.id, b.http_addr))
+        .collect();
+    let auth = headers.get(AUTHORIZATION);
+    let addrs = &addrs;
+    let asks = asks.into_iter().map(|(node, path)| async move {
+        let answer = match addrs.get(&node).filter(|a| !a.is_empty()) {
+            Some(addr) => forwarder.get_json::<T>(addr, &path, auth, timeout).await,
+            None => Err(format!("node {node} is fenced or has no HTTP address")),
+        };
+        (node, path, answer)
+    });
+    futures_util::future::join_all(asks).await
 }

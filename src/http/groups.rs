@@ -10,13 +10,15 @@
 //!   on); nodes that did not answer are named in `unanswered` (the list may be missing their
 //!   groups);
 //! - a group's detail asked of another node is forwarded to its coordinator
-//!   ([`forward::group_elsewhere`]), which answers it as its own.
+//!   ([`forward::group_elsewhere`]), which answers it as its own; the log ends of partitions
+//!   the coordinator holds no replica of come from their leaders ([`fill_remote_ends`]).
 //!
 //! Under `--auth` the list shows only the groups the caller may describe, and a group's
 //! detail needs `describe` on the group (Kafka's DescribeGroups and OffsetFetch rule; a
 //! `read` ACL on the group covers it) and shows only the partitions of topics the caller may
 //! describe.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -25,7 +27,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use weir_broker::auth::{Op, Resource};
-use weir_broker::group::{GroupSummary, GroupViewError};
+use weir_broker::group::{GroupDetail, GroupSummary, GroupViewError};
 
 use super::AppState;
 use super::auth::Caller;
@@ -101,17 +103,14 @@ pub async fn describe(
         }
         Err(e) => return Err(e.into()),
     };
+    fill_remote_ends(&state, &headers, &mut detail).await;
     if let Some(Extension(c)) = &caller {
         let before = detail.partitions.len();
         detail
             .partitions
             .retain(|p| c.may(Op::Describe, &Resource::Topic(p.topic.clone())));
         if detail.partitions.len() != before {
-            detail.total_lag = detail
-                .partitions
-                .iter()
-                .filter_map(|p| p.lag)
-                .reduce(i64::saturating_add);
+            detail.recount_lag();
         }
         for m in &mut detail.members {
             if let Some(a) = &mut m.assignment {
@@ -120,4 +119,83 @@ pub async fn describe(
         }
     }
     Ok(Json(detail).into_response())
+}
+
+/// Cluster mode: the log ends (high watermarks) of the group's partitions this node holds no
+/// replica of, from their leaders (`GET /v1/topics/{topic}` of each leader that leads some,
+/// concurrently, bounded by [`LIST_QUERY_TIMEOUT`]); a leader that does not answer leaves
+/// its partitions' lag unknown (`null`).
+async fn fill_remote_ends(state: &AppState, headers: &HeaderMap, detail: &mut GroupDetail) {
+    let Some(routing) = &state.routing else {
+        return;
+    };
+    let me = routing.node();
+    // (leader, topic) → the partitions to learn from it.
+    let mut wanted: BTreeMap<(u64, String), Vec<i32>> = BTreeMap::new();
+    for p in detail
+        .partitions
+        .iter()
+        .filter(|p| p.log_end_offset.is_none())
+    {
+        let leader = routing
+            .routes(&p.topic)
+            .and_then(|r| {
+                usize::try_from(p.partition)
+                    .ok()
+                    .and_then(|i| r.into_iter().nth(i))
+            })
+            .and_then(|r| r.leader.filter(|l| *l != me));
+        if let Some(l) = leader {
+            wanted
+                .entry((l, p.topic.clone()))
+                .or_default()
+                .push(p.partition);
+        }
+    }
+    if wanted.is_empty() {
+        return;
+    }
+    let asks = wanted
+        .keys()
+        .map(|(leader, topic)| (*leader, format!("/v1/topics/{topic}")))
+        .collect();
+    #[derive(Deserialize)]
+    struct Described {
+        name: String,
+        partition_offsets: Vec<Offsets>,
+    }
+    #[derive(Deserialize)]
+    struct Offsets {
+        partition: i32,
+        end_offset: i64,
+    }
+    let mut ends: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    for (leader, path, answer) in
+        forward::ask_nodes::<Described>(state, asks, headers, LIST_QUERY_TIMEOUT).await
+    {
+        let d = match answer {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::debug!(node = leader, %path, error = %e, "no log ends");
+                continue;
+            }
+        };
+        let Some(led) = wanted.get(&(leader, d.name.clone())) else {
+            continue;
+        };
+        // Only the partitions it leads (its other partitions' ends may be behind).
+        for o in d
+            .partition_offsets
+            .into_iter()
+            .filter(|o| led.contains(&o.partition))
+        {
+            ends.insert((d.name.clone(), o.partition), o.end_offset);
+        }
+    }
+    for p in &mut detail.partitions {
+        if let Some(end) = ends.get(&(p.topic.clone(), p.partition)) {
+            p.set_log_end(Some(*end));
+        }
+    }
+    detail.recount_lag();
 }

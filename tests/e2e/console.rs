@@ -422,4 +422,38 @@ fn on_a_cluster_any_node_shows_a_group_and_the_partition_map() {
         .map(|p| p["leader"].clone());
     assert_eq!(leader, Some(json!(coordinators[0])), "{map}");
     drop(member);
+
+    // A topic of one replica per partition, spread over the nodes: the coordinator holds at
+    // most some of them and asks the others' leaders for their log ends.
+    create_replicated(
+        &servers[0],
+        json!({"name": "solo", "partitions": 3, "replication_factor": 1}),
+    );
+    for p in 0..3 {
+        let records: Vec<Value> = (0..3)
+            .map(|i| json!({"value": format!("s{i}"), "partition": p}))
+            .collect();
+        let produced = eventually(Duration::from_secs(30), || {
+            servers[0]
+                .post("/v1/topics/solo/records", &json!({ "records": records }))
+                .0
+                == 200
+        });
+        assert!(produced, "partition {p} never took records");
+    }
+    let solo = GroupMember::join(&bootstrap, "solo", "solo-group", "solo-member", 9, 1);
+    assert_eq!(solo.ready["assigned"], json!([0, 1, 2]));
+    for s in &servers {
+        let (status, d) = s.get("/v1/groups/solo-group");
+        assert_eq!(status, 200, "{d}");
+        for p in d["partitions"].as_array().unwrap() {
+            assert_eq!(
+                (&p["log_end_offset"], &p["lag"]),
+                (&json!(3), &json!(2)),
+                "{d}"
+            );
+        }
+        assert_eq!(d["total_lag"], 6, "{d}");
+    }
+    drop(solo);
 }

@@ -120,7 +120,8 @@ pub struct PartitionLag {
     /// The committed offset (the next record the group will read), if any.
     pub committed_offset: Option<i64>,
     /// The partition's end as consumers see it (its high watermark on a replicated
-    /// partition), from this node's copy; `None` where this node holds none.
+    /// partition), from this node's copy; `None` where this node holds none (the HTTP API
+    /// then asks the partition's leader).
     pub log_end_offset: Option<i64>,
     /// `log_end_offset - committed_offset` (never negative); `None` when either is unknown.
     pub lag: Option<i64>,
@@ -128,6 +129,25 @@ pub struct PartitionLag {
     pub member_id: Option<String>,
     pub commit_timestamp: Option<i64>,
     pub metadata: Option<String>,
+}
+
+impl PartitionLag {
+    /// Sets the log end and the lag that follows from it.
+    pub fn set_log_end(&mut self, end: Option<i64>) {
+        self.log_end_offset = end;
+        self.lag = lag(self.committed_offset, end);
+    }
+}
+
+impl GroupDetail {
+    /// Sums the known lags of its partitions into `total_lag`.
+    pub fn recount_lag(&mut self) {
+        self.total_lag = self
+            .partitions
+            .iter()
+            .filter_map(|p| p.lag)
+            .reduce(i64::saturating_add);
+    }
 }
 
 /// A handle on this node's group coordinator, filled once the Kafka listener has loaded
@@ -254,18 +274,14 @@ impl GroupsView {
                 }
             }
         }
-        let mut total: Option<i64> = None;
         for r in rows.values_mut() {
-            r.log_end_offset = broker
+            let end = broker
                 .partition_offsets(&r.topic, r.partition)
                 .ok()
                 .map(|(_, end)| end);
-            r.lag = lag(r.committed_offset, r.log_end_offset);
-            if let Some(l) = r.lag {
-                total = Some(total.unwrap_or(0).saturating_add(l));
-            }
+            r.set_log_end(end);
         }
-        Ok(GroupDetail {
+        let mut detail = GroupDetail {
             group_id: description.group_id,
             state: description.state.as_str().to_string(),
             protocol_type: description.protocol_type,
@@ -273,8 +289,10 @@ impl GroupsView {
             coordinator: self.node,
             members,
             partitions: rows.into_values().collect(),
-            total_lag: total,
-        })
+            total_lag: None,
+        };
+        detail.recount_lag();
+        Ok(detail)
     }
 }
 
