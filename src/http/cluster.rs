@@ -21,27 +21,27 @@
 //! then it leaves the metadata quorum and its id is retired. `202 Accepted` once the
 //! controller has committed the request; progress shows in `GET /v1/cluster`.
 //!
-//! `GET /v1/cluster/partitions` lists every partition of the applied metadata with its
-//! leader, leader epoch, replicas and in-sync set (empty on a single node; under `--auth`
-//! only the topics the caller may describe).
-//!
 //! `GET /v1/cluster/replication` is one node's part of that: the partitions it leads with
 //! each follower's log end and lag. `GET /v1/cluster` asks every other node leading a
 //! partition for it (bounded by [`LAG_QUERY_TIMEOUT`], the caller's credentials passed on).
+//!
+//! `GET /v1/cluster/partitions` lists every partition of the applied metadata with its
+//! leader, leader epoch, replicas and in-sync set (empty on a single node; under `--auth`
+//! only the topics the caller may describe).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::{Extension, Json};
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
+use weir_broker::auth::{Op, Resource};
 use weir_broker::cluster::applier::ApplierCounters;
 use weir_broker::cluster::metadata::{ClusterMetadata, MetadataNode};
 use weir_broker::cluster::replication::ReplicaManager;
-use weir_broker::auth::{Op, Resource};
 use weir_broker::cluster::rpc::{ClusterView, NodeStatus};
 
 use super::AppState;

@@ -1,7 +1,8 @@
-// Cluster: the nodes (alive, registered or fenced, voter, controller, partitions led,
-// replication lag), the metadata quorum, the under-replicated and offline partitions, and
-// every partition's leader and in-sync set (GET /v1/cluster, /v1/cluster/partitions),
-// refreshed every few seconds. A single node says so.
+// Cluster: the nodes (alive, fenced or draining, voter, controller, replicas held,
+// partitions led, replication lag), the metadata quorum, the under-replicated, offline and
+// reassigning partitions, retired node ids, and every partition's leader and in-sync set
+// (GET /v1/cluster, /v1/cluster/partitions), refreshed every few seconds. A single node says
+// so.
 
 import { api, seg } from "./api.js";
 import { h, fill, table, errorBox, link, every, formatTime } from "./ui.js";
@@ -16,6 +17,7 @@ function yesNo(v, yesClass, noClass) {
 }
 
 function nodeState(n) {
+  if (n.draining && !n.fenced) return h("span", { class: "badge paused", title: "being decommissioned: its replicas are moving to other nodes" }, "draining");
   if (n.fenced) return h("span", { class: "badge failed", title: "fenced: missed its session or shut down" }, "fenced");
   if (n.self || n.reachable) return h("span", { class: "badge running" }, "alive");
   return h("span", { class: "badge failed", title: n.error || "" }, "unreachable");
@@ -86,12 +88,13 @@ export async function render(main, ctx) {
       m ? [h("dt", {}, "Raft"), h("dd", {}, `term ${m.term}, applied index ${m.applied_index ?? "–"}, metadata version ${m.version}`),
         h("dt", {}, "Voters"), h("dd", {}, m.voters.join(", "))] : null));
     fill(nodesSlot, table(
-      ["Node", "State", "Voter", "Controller", "Partitions led", "Replication lag", "Kafka", "HTTP", "Last seen"],
+      ["Node", "State", "Voter", "Controller", "Replicas", "Partitions led", "Replication lag", "Kafka", "HTTP", "Last seen"],
       c.nodes.map((n) => [
         `${n.id}${n.self ? " (this node)" : ""}`,
         nodeState(n),
         yesNo(n.voter, "running", ""),
         n.id === controller ? h("span", { class: "badge running" }, "controller") : "",
+        n.replicas === null || n.replicas === undefined ? "–" : String(n.replicas),
         n.partitions_led === null || n.partitions_led === undefined ? "–" : String(n.partitions_led),
         n.replication_lag === null || n.replication_lag === undefined
           ? h("span", { class: "muted", title: "a leader did not report" }, "unknown")
@@ -110,6 +113,20 @@ export async function render(main, ctx) {
     if (c.offline.length) {
       issues.push(table(["Topic", "Partition", "Epoch", "Replicas", "In sync"], partitionRows(c.offline, false), { id: "offline" }));
     }
+    const moving = c.reassigning || [];
+    issues.push(h("h3", {}, `Reassigning: ${moving.length}`));
+    if (moving.length) {
+      issues.push(table(["Topic", "Partition", "Leader", "Replicas", "In sync", "Adding", "Removing"], moving.map((p) => [
+        link(`#/topics/${seg(p.topic)}`, p.topic),
+        String(p.partition),
+        p.leader === null ? h("span", { class: "badge failed" }, "none") : `node ${p.leader}`,
+        h("span", {}, replicaList(p.replicas, p.isr)),
+        p.isr.join(", ") || "–",
+        p.adding.join(", ") || "–",
+        p.removing.join(", ") || "–",
+      ]), { id: "reassigning" }));
+    }
+    if (c.retired && c.retired.length) issues.push(h("p", { class: "muted", id: "retired" }, `Retired node ids (decommissioned, never reused): ${c.retired.join(", ")}.`));
     fill(issuesSlot, issues);
     partitions = map.partitions;
     drawPartitions();
