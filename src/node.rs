@@ -299,6 +299,8 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     ) {
         metrics.register_cluster(config.cluster.node_id.unwrap_or(0), meta, r.clone());
     }
+    // Filled by the Kafka listener once committed offsets are loaded.
+    let groups_view = weir_broker::group::GroupsView::new(config.cluster.node_id.unwrap_or(0));
     let state = AppState {
         broker: broker.clone(),
         engine: engine.clone(),
@@ -317,6 +319,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         routing: routing.clone(),
         forwarder,
         replication,
+        groups: groups_view.clone(),
     };
     if let Some(dir) = &config.http.upload_dir {
         // Uploads interrupted by a crash or a stop leave their spool files here.
@@ -342,10 +345,11 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         let mut stop = shutdown_rx.clone();
         let broker = broker.clone();
         tokio::spawn(async move {
-            let served = kafka::serve(broker, listener, kafka_config, async move {
-                let _ = stop.wait_for(|stop| *stop).await;
-            })
-            .await;
+            let served =
+                kafka::serve_with_groups(broker, listener, kafka_config, groups_view, async move {
+                    let _ = stop.wait_for(|stop| *stop).await;
+                })
+                .await;
             if let Err(e) = &served {
                 tracing::error!(error = %e, "Kafka listener stopped");
             }

@@ -1068,6 +1068,125 @@ impl Engine {
     }
 }
 
+/// One entry of a prefix scan: a key of one task's store and its committed value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanEntry {
+    pub partition: i32,
+    pub key: Bytes,
+    pub value: Bytes,
+}
+
+/// A page of a prefix scan ([`Engine::scan`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanPage {
+    /// In key order, then partition order (tasks' keys may repeat across tasks).
+    pub entries: Vec<ScanEntry>,
+    /// Where the next page starts (the last entry's key and partition), when there may be
+    /// more.
+    pub next: Option<(Bytes, i32)>,
+}
+
+impl Engine {
+    /// Interactive query over every task of a processor: the committed entries of store
+    /// `store` whose key starts with `prefix`, in (key, partition) order, strictly after
+    /// `after` (the `next` of an earlier page), at most `limit` of them and no more than
+    /// `max_bytes` of keys and values (always at least one entry when there is one). Every
+    /// task must run on this node and not be restoring ([`EngineError::Unavailable`]).
+    pub fn scan(
+        &self,
+        name: &str,
+        store: &str,
+        prefix: &[u8],
+        after: Option<(&[u8], i32)>,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<ScanPage, EngineError> {
+        let record = self.record(name)?;
+        let unknown = || EngineError::UnknownStore {
+            processor: name.to_string(),
+            store: store.to_string(),
+        };
+        keys::check_user_store_name(store).map_err(|_| unknown())?;
+        if self
+            .inner
+            .log
+            .topic_meta(&changelog_topic(name, store))?
+            .is_none()
+        {
+            return Err(unknown());
+        }
+        let limit = limit.max(1);
+        let end = prefix_end(prefix);
+        let mut found: Vec<ScanEntry> = Vec::new();
+        for partition in 0..record.partitions {
+            let id = TaskId::new(name, partition);
+            let Some((state, task_state)) = self.inner.tasks.state_of(&id) else {
+                return Err(EngineError::Unavailable(format!(
+                    "task {id} does not run on this node"
+                )));
+            };
+            if task_state == TaskState::Restoring {
+                return Err(EngineError::Unavailable(format!(
+                    "task {id} is restoring its state; try again shortly"
+                )));
+            }
+            // This task's first key: the prefix, or past `after` (inclusive of the same key
+            // in a later partition).
+            let mut start = prefix.to_vec();
+            if let Some((key, p)) = after {
+                let mut from = key.to_vec();
+                if partition <= p {
+                    from.push(0);
+                }
+                if from > start {
+                    start = from;
+                }
+            }
+            if end.as_deref().is_some_and(|e| start.as_slice() >= e) {
+                continue;
+            }
+            let entries =
+                state.range(store, Some(&start), end.as_deref(), limit.saturating_add(1))?;
+            found.extend(entries.into_iter().map(|(key, value)| ScanEntry {
+                partition,
+                key,
+                value,
+            }));
+        }
+        found.sort_by(|a, b| (&a.key, a.partition).cmp(&(&b.key, b.partition)));
+        let mut entries = Vec::new();
+        let mut bytes = 0usize;
+        let total = found.len();
+        for e in found {
+            let size = e.key.len() + e.value.len();
+            if entries.len() == limit || (!entries.is_empty() && bytes + size > max_bytes) {
+                break;
+            }
+            bytes += size;
+            entries.push(e);
+        }
+        let next = if entries.len() < total {
+            entries.last().map(|e| (e.key.clone(), e.partition))
+        } else {
+            None
+        };
+        Ok(ScanPage { entries, next })
+    }
+}
+
+/// The smallest key above every key starting with `prefix` (`None`: no bound, for an empty
+/// prefix or one of only `0xff` bytes).
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
 /// Whether a deployment reads or writes `topic` (inputs, outputs, dead-letter topic).
 fn uses(d: &Deployed, topic: &str) -> bool {
     let spec = &d.record.spec;

@@ -16,12 +16,15 @@
 //!   reads: the Kafka topic of its source stream or table and of a joined table, as ksqlDB
 //!   does. The body is read here (under the request body limit), the statement is planned
 //!   by [`SqlService::query_topics`] before anything runs, and the body is handed on;
-//! - a state look-up (`GET /v1/processors/{name}/stores/{store}/keys/{key}`) checks `read` on
+//! - a state look-up (`GET /v1/processors/{name}/stores/{store}/keys/{key}`, and the prefix
+//!   scan `…/keys?prefix=`) checks `read` on
 //!   the store's changelog topic `<name>.<store>.changelog`: it holds exactly the state the
 //!   look-up returns (reading it over Kafka gives the same data), and a Kafka Streams user
 //!   grants an application's internal topics by its prefix (`--topic-prefix <name>`);
-//! - lists answer only what the caller may describe: `GET /v1/topics` filters with
-//!   [`Caller::may`], as Kafka's Metadata does.
+//! - a consumer group's detail (`GET /v1/groups/{name}`) checks `describe` on the group, as
+//!   Kafka's DescribeGroups and OffsetFetch do;
+//! - lists answer only what the caller may describe: `GET /v1/topics` and `GET /v1/groups`
+//!   filter with [`Caller::may`], as Kafka's Metadata and ListGroups do.
 //!
 //! Handlers that need the caller (tokens of one's own, reading one's own user, filtered
 //! lists) get it as an `Extension<Caller>`. The rules themselves live in
@@ -86,6 +89,8 @@ pub enum On {
     Cluster,
     /// The topic named by the route's `{name}`.
     Topic,
+    /// The consumer group named by the route's `{name}`.
+    Group,
     /// Every topic the SQL statement in the body reads (`POST /v1/query`).
     QuerySources,
     /// The changelog topic of the store named by the route's `{name}` and `{store}`.
@@ -115,7 +120,11 @@ pub fn permission(method: &Method, route: &str, protect_metrics: bool) -> Option
         ("POST", "/v1/processors/{name}/pause" | "/v1/processors/{name}/resume") => {
             (Admin, On::Cluster)
         }
-        ("GET", "/v1/processors/{name}/stores/{store}/keys/{key}") => (Read, On::StoreChangelog),
+        (
+            "GET",
+            "/v1/processors/{name}/stores/{store}/keys/{key}"
+            | "/v1/processors/{name}/stores/{store}/keys",
+        ) => (Read, On::StoreChangelog),
         ("GET", "/v1/functions" | "/v1/functions/{name}") => (Describe, On::Cluster),
         ("POST", "/v1/functions") => (Admin, On::Cluster),
         ("DELETE", "/v1/functions/{name}") => (Admin, On::Cluster),
@@ -134,6 +143,11 @@ pub fn permission(method: &Method, route: &str, protect_metrics: bool) -> Option
         ("GET", "/v1/whoami") => (Describe, On::Cluster),
         ("GET", "/v1/cluster" | "/v1/cluster/replication") => (Describe, On::Cluster),
         ("POST", "/v1/cluster/nodes/{id}/decommission") => (Admin, On::Cluster),
+        // Only the topics the caller may describe (filtered by the handler).
+        ("GET", "/v1/cluster/partitions") => (Describe, On::Cluster),
+        // The list shows only the groups the caller may describe (filtered by the handler).
+        ("GET", "/v1/groups") => (Describe, On::Cluster),
+        ("GET", "/v1/groups/{name}") => (Describe, On::Group),
         _ => return None,
     })
 }
@@ -317,6 +331,10 @@ async fn resources(
             Some(n) => vec![Resource::Topic(n)],
             None => return Err(missing("topic name")),
         },
+        On::Group => match path_param(parts, state, "name").await {
+            Some(n) => vec![Resource::Group(n)],
+            None => return Err(missing("group name")),
+        },
         On::StoreChangelog => {
             let name = path_param(parts, state, "name").await;
             let store = path_param(parts, state, "store").await;
@@ -388,6 +406,7 @@ mod tests {
             ("POST", "/v1/processors/{name}/pause"),
             ("POST", "/v1/processors/{name}/resume"),
             ("GET", "/v1/processors/{name}/stores/{store}/keys/{key}"),
+            ("GET", "/v1/processors/{name}/stores/{store}/keys"),
             ("POST", "/v1/functions"),
             ("GET", "/v1/functions"),
             ("GET", "/v1/functions/{name}"),
@@ -408,6 +427,9 @@ mod tests {
             ("GET", "/v1/cluster"),
             ("GET", "/v1/cluster/replication"),
             ("POST", "/v1/cluster/nodes/{id}/decommission"),
+            ("GET", "/v1/cluster/partitions"),
+            ("GET", "/v1/groups"),
+            ("GET", "/v1/groups/{name}"),
         ];
         for (m, r) in routes {
             let m: Method = m.parse().unwrap();

@@ -24,22 +24,28 @@
 //! `GET /v1/cluster/replication` is one node's part of that: the partitions it leads with
 //! each follower's log end and lag. `GET /v1/cluster` asks every other node leading a
 //! partition for it (bounded by [`LAG_QUERY_TIMEOUT`], the caller's credentials passed on).
+//!
+//! `GET /v1/cluster/partitions` lists every partition of the applied metadata with its
+//! leader, leader epoch, replicas and in-sync set (empty on a single node; under `--auth`
+//! only the topics the caller may describe).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
+use weir_broker::auth::{Op, Resource};
 use weir_broker::cluster::applier::ApplierCounters;
 use weir_broker::cluster::metadata::{ClusterMetadata, MetadataNode};
 use weir_broker::cluster::replication::ReplicaManager;
 use weir_broker::cluster::rpc::{ClusterView, NodeStatus};
 
 use super::AppState;
+use super::auth::Caller;
 use super::error::ApiError;
 
 /// Longest wait for another node's `GET /v1/cluster/replication` (a node whose last
@@ -149,7 +155,8 @@ pub async fn replication(
     }))
 }
 
-/// A partition that is under-replicated or offline.
+/// A partition's placement: under-replicated or offline in `GET /v1/cluster`, every one in
+/// `GET /v1/cluster/partitions`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PartitionIssue {
     pub topic: String,
@@ -247,6 +254,53 @@ pub async fn decommission(
             ),
         })),
     ))
+}
+
+/// Every partition of `meta`, in topic then partition order.
+pub fn all_partitions(meta: &ClusterMetadata) -> Vec<PartitionIssue> {
+    meta.topics
+        .iter()
+        .flat_map(|(name, t)| {
+            t.partitions
+                .iter()
+                .enumerate()
+                .map(move |(i, p)| PartitionIssue {
+                    topic: name.clone(),
+                    partition: i as i32,
+                    leader: p.leader,
+                    leader_epoch: p.leader_epoch,
+                    replicas: p.replicas.clone(),
+                    isr: p.isr.clone(),
+                })
+        })
+        .collect()
+}
+
+/// The answer of `GET /v1/cluster/partitions`.
+#[derive(Debug, Serialize)]
+pub struct PartitionMap {
+    pub partitions: Vec<PartitionIssue>,
+}
+
+/// `GET /v1/cluster/partitions`
+pub async fn partitions(
+    State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
+) -> Json<PartitionMap> {
+    let mut partitions = state
+        .metadata
+        .as_ref()
+        .map(|m| all_partitions(&m.current()))
+        .unwrap_or_default();
+    if let Some(Extension(c)) = &caller {
+        let mut allowed: BTreeMap<String, bool> = BTreeMap::new();
+        partitions.retain(|p| {
+            *allowed
+                .entry(p.topic.clone())
+                .or_insert_with(|| c.may(Op::Describe, &Resource::Topic(p.topic.clone())))
+        });
+    }
+    Json(PartitionMap { partitions })
 }
 
 /// The answer of `GET /v1/cluster`.
@@ -606,6 +660,11 @@ mod tests {
         assert_eq!((under[0].partition, under[0].isr.len()), (1, 2));
         assert_eq!(offline.len(), 1);
         assert_eq!((offline[0].partition, offline[0].leader), (2, None));
+        let all = all_partitions(&meta);
+        assert_eq!(all.len(), 3);
+        assert_eq!(all[1].isr.len(), 2);
+        assert_eq!(all[2].leader, None);
+        assert_eq!(all[0].replicas.len(), 3);
     }
 
     #[test]

@@ -72,9 +72,11 @@ pub static ASSETS: &[Asset] = &[
     asset!("chart.js", JS),
     asset!("overview.js", JS),
     asset!("topics.js", JS),
+    asset!("groups.js", JS),
     asset!("processors.js", JS),
     asset!("sql.js", JS),
     asset!("functions.js", JS),
+    asset!("cluster.js", JS),
 ];
 
 /// The asset called `name`.

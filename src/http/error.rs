@@ -145,6 +145,12 @@ impl From<AuthError> for ApiError {
     }
 }
 
+impl From<weir_broker::group::GroupViewError> for ApiError {
+    fn from(e: weir_broker::group::GroupViewError) -> Self {
+        ApiError::new(status_of(e.kind()), e.code(), e.to_string())
+    }
+}
+
 impl From<FunctionError> for ApiError {
     fn from(e: FunctionError) -> Self {
         ApiError::new(status_of(e.kind()), e.code(), e.to_string())

@@ -20,6 +20,11 @@
 //! - **Describe** (`GET /v1/topics/{name}`) of a replicated topic this node holds no replica
 //!   of (so no local copy) is forwarded to a node leading one of its partitions; the topic
 //!   list shows such topics too (from the metadata).
+//! - **Consumer groups** (`GET /v1/groups/{name}`): asked of a node that does not coordinate
+//!   the group, forwarded to its coordinator, the leader of the group's partition of the
+//!   offsets topic ([`group_elsewhere`]); the list asks every other live node for its own
+//!   ([`ask_other_nodes`]), and the coordinator asks partition leaders for the log ends it
+//!   has no replica of ([`ask_nodes`]).
 //!
 //! # Invariants
 //!
@@ -173,8 +178,13 @@ pub fn is_forwarded(headers: &HeaderMap) -> bool {
 /// rather than an `Authorization` header (the leader would see this node's certificate
 /// instead: such a caller is answered `not_leader` and goes to the leader itself).
 fn served_here_only(state: &AppState, headers: &HeaderMap) -> bool {
-    is_forwarded(headers)
-        || (state.auth.as_ref().is_some_and(|a| a.required) && !headers.contains_key(AUTHORIZATION))
+    is_forwarded(headers) || known_by_certificate_only(state, headers)
+}
+
+/// Under `--auth`, a caller known only by its client certificate: its identity cannot go
+/// along to another node (invariant 2), so nothing is asked of one on its behalf.
+fn known_by_certificate_only(state: &AppState, headers: &HeaderMap) -> bool {
+    state.auth.as_ref().is_some_and(|a| a.required) && !headers.contains_key(AUTHORIZATION)
 }
 
 /// Where a partition's requests go when this node cannot serve them: the leader's HTTP
@@ -596,4 +606,129 @@ fn stream_back(upstream: reqwest::Response, mut shutdown: watch::Receiver<bool>)
     };
     let body = Body::from_stream(upstream.bytes_stream().take_until(Box::pin(stopped)));
     (status, headers, body).into_response()
+}
+
+/// `GET path` asked of every other live node with an HTTP address (cluster mode),
+/// concurrently, each within `timeout`, the caller's `Authorization` passed on: each node's
+/// id with its answer or why there is none. Empty on a single node and for a request that
+/// is served here only (it was forwarded, or its caller is known by a client certificate).
+pub async fn ask_other_nodes<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    path: &str,
+    headers: &HeaderMap,
+    timeout: Duration,
+) -> Vec<(u64, Result<T, String>)> {
+    let (Some(routing), Some(forwarder)) = (&state.routing, &state.forwarder) else {
+        return Vec::new();
+    };
+    if served_here_only(state, headers) {
+        return Vec::new();
+    }
+    let me = routing.node();
+    let auth = headers.get(AUTHORIZATION);
+    let asks = routing
+        .brokers()
+        .into_iter()
+        .filter(|(b, fenced)| b.id != me && !fenced)
+        .map(|(b, _)| async move {
+            if b.http_addr.is_empty() {
+                return (b.id, Err("no HTTP address advertised".to_string()));
+            }
+            let answer = forwarder
+                .get_json::<T>(&b.http_addr, path, auth, timeout)
+                .await;
+            (b.id, answer)
+        });
+    futures_util::future::join_all(asks).await
+}
+
+/// A consumer group's request forwarded to its coordinator: the leader of `partition` of
+/// the offsets topic (cluster mode). Served here only (invariant 1), or without a
+/// coordinator to ask, the answer is `503 not_coordinator` naming the coordinator if known.
+pub async fn group_elsewhere(
+    state: &AppState,
+    group: &str,
+    partition: i32,
+    headers: &HeaderMap,
+    path: &str,
+) -> Result<Response, ApiError> {
+    let not_coordinator = |leader: Option<u64>| {
+        let e = ApiError::from(weir_broker::group::GroupViewError::NotCoordinator {
+            group: group.to_string(),
+            partition,
+        });
+        match leader {
+            Some(l) => e.with("coordinator", l.into()),
+            None => e,
+        }
+    };
+    let (Some(routing), Some(forwarder)) = (&state.routing, &state.forwarder) else {
+        return Err(not_coordinator(None));
+    };
+    let route = routing
+        .routes(weir_broker::group::OFFSETS_TOPIC)
+        .and_then(|routes| {
+            usize::try_from(partition)
+                .ok()
+                .and_then(|p| routes.into_iter().nth(p))
+        });
+    let Some(route) = route else {
+        return Err(not_coordinator(None));
+    };
+    if served_here_only(state, headers) || route.leader == Some(routing.node()) {
+        return Err(not_coordinator(route.leader));
+    }
+    let (leader, addr) = leader_addr(
+        routing,
+        weir_broker::group::OFFSETS_TOPIC,
+        partition,
+        &route,
+    )
+    .map_err(|_| not_coordinator(route.leader))?;
+    let upstream = forwarder
+        .request(
+            reqwest::Method::GET,
+            forwarder.url(&addr, path),
+            headers.get(AUTHORIZATION),
+        )
+        .timeout(REQUEST_TIMEOUT)
+        .send()
+        .await
+        .map_err(|e| unreachable(leader, &e))?;
+    Ok(stream_back(upstream, state.shutdown.clone()))
+}
+
+/// `GET path` asked of each `(node, path)` (cluster mode), concurrently, each within
+/// `timeout`, the caller's `Authorization` passed on, for a report this node puts into its
+/// own answer (also while serving a forwarded request: these are leaf reads, served where
+/// they arrive). Each node's id and path with its answer or why there is none; empty on a
+/// single node and for a caller known only by its client certificate.
+pub async fn ask_nodes<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    asks: Vec<(u64, String)>,
+    headers: &HeaderMap,
+    timeout: Duration,
+) -> Vec<(u64, String, Result<T, String>)> {
+    let (Some(routing), Some(forwarder)) = (&state.routing, &state.forwarder) else {
+        return Vec::new();
+    };
+    if known_by_certificate_only(state, headers) {
+        return Vec::new();
+    }
+    let addrs: BTreeMap<u64, String> = routing
+        .brokers()
+        .into_iter()
+        .filter(|(_, fenced)| !fenced)
+        .map(|(b, _)| (b.id, b.http_addr))
+        .collect();
+    let auth = headers.get(AUTHORIZATION);
+    let addrs = &addrs;
+    let asks = asks.into_iter().map(|(node, path)| async move {
+        let answer = match addrs.get(&node).filter(|a| !a.is_empty()) {
+            Some(addr) => forwarder.get_json::<T>(addr, &path, auth, timeout).await,
+            None => Err(format!("node {node} is fenced or has no HTTP address")),
+        };
+        (node, path, answer)
+    });
+    futures_util::future::join_all(asks).await
 }

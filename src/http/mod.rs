@@ -10,13 +10,15 @@
 //! - `GET /v1/topics/{name}/partitions/{partition}/records?offset=&max=&follow=`
 //! - `POST /v1/processors` (multipart), `GET /v1/processors`,
 //!   `GET|PUT|DELETE /v1/processors/{name}`, `POST /v1/processors/{name}/pause|resume`,
-//!   `GET /v1/processors/{name}/stores/{store}/keys/{key}`
+//!   `GET /v1/processors/{name}/stores/{store}/keys/{key}`,
+//!   `GET /v1/processors/{name}/stores/{store}/keys?prefix=&limit=&after=`
 //! - `POST /v1/functions` (multipart), `GET /v1/functions`, `GET|DELETE /v1/functions/{name}`,
 //!   `PUT /v1/artifacts/{name}` (raw body)
 //! - `POST /v1/sql` (statements), `POST /v1/query` (a SELECT, streamed as NDJSON)
 //! - `POST|GET /v1/users`, `GET|DELETE /v1/users/{name}`, `POST|GET /v1/tokens`,
 //!   `DELETE /v1/tokens/{id}`, `POST|GET /v1/acls`, `DELETE /v1/acls/{id}`, `GET /v1/whoami`
-//! - `GET /v1/cluster`, `GET /v1/cluster/replication`
+//! - `GET /v1/cluster`, `GET /v1/cluster/replication`, `GET /v1/cluster/partitions`
+//! - `GET /v1/groups`, `GET /v1/groups/{name}` (consumer groups, read only)
 //!
 //! Every request passes [`auth::gate`] first (authentication and the permission of its
 //! route under `--auth`).
@@ -28,6 +30,7 @@ pub mod error;
 pub mod extract;
 pub mod forward;
 pub mod functions;
+pub mod groups;
 pub mod health;
 pub mod metrics;
 pub mod processors;
@@ -90,6 +93,9 @@ pub struct AppState {
     pub forwarder: Option<Arc<forward::Forwarder>>,
     /// This node's replicas and applier counters (`None`: a single node).
     pub replication: Option<cluster::ReplicationSource>,
+    /// The consumer groups this node coordinates (filled by the Kafka listener once it has
+    /// loaded committed offsets; empty without one).
+    pub groups: weir_broker::group::GroupsView,
 }
 
 impl FromRef<AppState> for Arc<Metrics> {
@@ -175,6 +181,10 @@ pub fn router(state: AppState, config: &HttpConfig) -> Router {
             get(processors::get_key),
         )
         .route(
+            "/v1/processors/{name}/stores/{store}/keys",
+            get(processors::scan),
+        )
+        .route(
             "/v1/functions",
             post(functions::create)
                 .layer((upload_limit, upload_extension.clone()))
@@ -207,6 +217,9 @@ pub fn router(state: AppState, config: &HttpConfig) -> Router {
             "/v1/cluster/nodes/{id}/decommission",
             post(cluster::decommission),
         )
+        .route("/v1/cluster/partitions", get(cluster::partitions))
+        .route("/v1/groups", get(groups::list))
+        .route("/v1/groups/{name}", get(groups::describe))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

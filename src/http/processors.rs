@@ -1,8 +1,11 @@
 //! Processors over HTTP: deploy (`POST /v1/processors`, multipart with parts `wasm` and
 //! `spec`), list, describe, redeploy (`PUT`), pause, resume, delete (`?keep_state=true`
-//! keeps state and offsets), and interactive queries of task state
-//! (`GET /v1/processors/{name}/stores/{store}/keys/{key}`). Handlers parse and answer; the
-//! work is the engine's ([`weir_engine::Engine`]), run on blocking threads.
+//! keeps state and offsets), and interactive queries of task state: a key
+//! (`GET /v1/processors/{name}/stores/{store}/keys/{key}`) or a prefix scan over every task
+//! (`GET /v1/processors/{name}/stores/{store}/keys?prefix=&limit=&after=`, pages of at most
+//! [`MAX_SCAN_LIMIT`] entries and [`MAX_SCAN_BYTES`], chained by an opaque `next`). Handlers
+//! parse and answer; the work is the engine's ([`weir_engine::Engine`]), run on blocking
+//! threads.
 
 use axum::Json;
 use axum::extract::multipart::{MultipartError, MultipartRejection};
@@ -228,8 +231,141 @@ pub async fn get_key(
     }))
 }
 
+/// Entries per scan page when `limit` is not given.
+pub const DEFAULT_SCAN_LIMIT: usize = 100;
+/// Largest accepted `limit` of a scan page.
+pub const MAX_SCAN_LIMIT: usize = 1_000;
+/// Most bytes of keys and values in one scan page (at least one entry is always returned).
+pub const MAX_SCAN_BYTES: usize = 4 * 1024 * 1024;
+/// Longest accepted `prefix` (and key in `after`).
+pub const MAX_SCAN_KEY_BYTES: usize = 4 * 1024;
+
+/// Query of a prefix scan.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScanQuery {
+    /// Keys starting with this text (all keys when absent).
+    #[serde(default)]
+    pub prefix: String,
+    /// Entries per page (default 100, 1 to 1,000).
+    pub limit: Option<usize>,
+    /// The `next` of the previous page.
+    pub after: Option<String>,
+}
+
+/// One entry of a scan page: `key`/`value` when UTF-8, else `key_b64`/`value_b64`; the
+/// task (partition) whose store holds it.
+#[derive(Debug, Serialize)]
+pub struct ScanEntryJson {
+    pub partition: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_b64: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value_b64: Option<String>,
+}
+
+/// A page of a prefix scan.
+#[derive(Debug, Serialize)]
+pub struct ScanPageJson {
+    pub entries: Vec<ScanEntryJson>,
+    /// Pass as `after` for the next page; `null` when this page is the last.
+    pub next: Option<String>,
+}
+
+/// Text as text, anything else as base64: `(text, base64)`.
+pub fn text_or_b64(bytes: &[u8]) -> (Option<String>, Option<String>) {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => (Some(s.to_string()), None),
+        Err(_) => (None, Some(base64(bytes))),
+    }
+}
+
+/// A scan continuation: `<partition>.<key as lowercase hex>`.
+fn encode_after(key: &[u8], partition: i32) -> String {
+    use std::fmt::Write as _;
+    let mut s = format!("{partition}.");
+    for b in key {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+fn decode_after(token: &str) -> Option<(Vec<u8>, i32)> {
+    let (partition, hex) = token.split_once('.')?;
+    let partition: i32 = partition.parse().ok().filter(|p| *p >= 0)?;
+    if hex.len() % 2 != 0 || hex.len() / 2 > MAX_SCAN_KEY_BYTES {
+        return None;
+    }
+    let key = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    Some((key, partition))
+}
+
+/// `GET /v1/processors/{name}/stores/{store}/keys?prefix=&limit=&after=` → a page of the
+/// store's entries whose key starts with `prefix`, over every task, in key order.
+pub async fn scan(
+    State(state): State<AppState>,
+    ApiPath((name, store)): ApiPath<(String, String)>,
+    ApiQuery(q): ApiQuery<ScanQuery>,
+) -> Result<Json<ScanPageJson>, ApiError> {
+    let invalid = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", m);
+    let limit = q.limit.unwrap_or(DEFAULT_SCAN_LIMIT);
+    if !(1..=MAX_SCAN_LIMIT).contains(&limit) {
+        return Err(invalid(format!(
+            "limit must be 1 to {MAX_SCAN_LIMIT} (got {limit})"
+        )));
+    }
+    if q.prefix.len() > MAX_SCAN_KEY_BYTES {
+        return Err(invalid(format!(
+            "prefix is longer than {MAX_SCAN_KEY_BYTES} bytes"
+        )));
+    }
+    let after = match q.after.as_deref() {
+        None | Some("") => None,
+        Some(t) => Some(
+            decode_after(t)
+                .ok_or_else(|| invalid("after is not a continuation this API gave".into()))?,
+        ),
+    };
+    let engine = state.engine.clone();
+    let page = tokio::task::spawn_blocking(move || {
+        engine.scan(
+            &name,
+            &store,
+            q.prefix.as_bytes(),
+            after.as_ref().map(|(k, p)| (k.as_slice(), *p)),
+            limit,
+            MAX_SCAN_BYTES,
+        )
+    })
+    .await??;
+    let next = page.next.as_ref().map(|(k, p)| encode_after(k, *p));
+    let entries = page
+        .entries
+        .into_iter()
+        .map(|e| {
+            let (key, key_b64) = text_or_b64(&e.key);
+            let (value, value_b64) = text_or_b64(&e.value);
+            ScanEntryJson {
+                partition: e.partition,
+                key,
+                key_b64,
+                value,
+                value_b64,
+            }
+        })
+        .collect();
+    Ok(Json(ScanPageJson { entries, next }))
+}
+
 /// Standard base64 with padding.
-fn base64(bytes: &[u8]) -> String {
+pub fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
@@ -261,5 +397,18 @@ mod tests {
         assert_eq!(base64(b"fo"), "Zm8=");
         assert_eq!(base64(b"foo"), "Zm9v");
         assert_eq!(base64(&[0xff, 0xfe, 0x00, 0x01]), "//4AAQ==");
+    }
+
+    #[test]
+    fn scan_continuations_round_trip_and_refuse_garbage() {
+        for (key, p) in [(&b""[..], 0), (&b"the"[..], 2), (&[0u8, 0xff, 0x10][..], 7)] {
+            let t = encode_after(key, p);
+            assert_eq!(decode_after(&t), Some((key.to_vec(), p)), "{t}");
+        }
+        for bad in ["", "x", "1", "-1.00", "1.0", "1.zz", "a.00", "1.\u{e9}0"] {
+            assert_eq!(decode_after(bad), None, "{bad}");
+        }
+        let long = format!("0.{}", "00".repeat(MAX_SCAN_KEY_BYTES + 1));
+        assert_eq!(decode_after(&long), None);
     }
 }

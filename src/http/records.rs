@@ -6,7 +6,9 @@
 //! (`super::forward`).
 //!
 //! Keys, values and header values are UTF-8 strings in JSON (or null). On the way out, bytes
-//! that are not UTF-8 are converted lossily. Every broker call that may touch disk runs in
+//! that are not UTF-8 are converted lossily in `key`/`value` (and header values), and a key
+//! or value that is not UTF-8 also comes exactly, as standard base64 in `key_b64`/`value_b64`
+//! (absent otherwise). Every broker call that may touch disk runs in
 //! `spawn_blocking`.
 
 use std::convert::Infallible;
@@ -182,7 +184,13 @@ pub struct RecordJson {
     pub partition: i32,
     pub offset: i64,
     pub key: Option<String>,
+    /// The key's exact bytes (base64) when they are not UTF-8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_b64: Option<String>,
     pub value: Option<String>,
+    /// The value's exact bytes (base64) when they are not UTF-8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value_b64: Option<String>,
     pub timestamp: i64,
     pub headers: Headers,
 }
@@ -193,7 +201,9 @@ impl RecordJson {
             partition,
             offset: r.offset,
             key: r.key.as_deref().map(lossy),
+            key_b64: r.key.as_deref().and_then(exact),
             value: r.value.as_deref().map(lossy),
+            value_b64: r.value.as_deref().and_then(exact),
             timestamp: r.timestamp,
             headers: Headers(
                 r.headers
@@ -207,6 +217,14 @@ impl RecordJson {
 
 fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
+}
+
+/// Base64 of bytes that are not UTF-8 (`None` for UTF-8, which `key`/`value` hold exactly).
+fn exact(b: &[u8]) -> Option<String> {
+    use base64::Engine as _;
+    std::str::from_utf8(b)
+        .is_err()
+        .then(|| base64::engine::general_purpose::STANDARD.encode(b))
 }
 
 /// Body of a page read.
@@ -539,7 +557,7 @@ mod tests {
     }
 
     #[test]
-    fn stored_records_render_lossily() {
+    fn stored_records_render_lossily_and_exactly() {
         let r = StoredRecord {
             offset: 7,
             timestamp: 5,
@@ -548,9 +566,21 @@ mod tests {
             headers: vec![("h".into(), None)],
         };
         let json = serde_json::to_value(RecordJson::new(2, r)).unwrap();
+        // `value` lossy for clients that read text; `value_b64` the exact bytes.
         assert_eq!(
             json,
-            serde_json::json!({"partition":2,"offset":7,"key":null,"value":"a\u{fffd}b","timestamp":5,"headers":{"h":null}})
+            serde_json::json!({"partition":2,"offset":7,"key":null,"value":"a\u{fffd}b","value_b64":"Yf9i","timestamp":5,"headers":{"h":null}})
         );
+        // UTF-8 needs no `_b64` field.
+        let r = StoredRecord {
+            offset: 8,
+            timestamp: 5,
+            key: Some(Bytes::from_static(b"k")),
+            value: Some(Bytes::from_static("é".as_bytes())),
+            headers: Vec::new(),
+        };
+        let json = serde_json::to_value(RecordJson::new(2, r)).unwrap();
+        assert_eq!(json["value"], "é");
+        assert!(json.get("key_b64").is_none() && json.get("value_b64").is_none());
     }
 }

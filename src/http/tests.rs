@@ -63,6 +63,7 @@ impl Server {
             routing: None,
             forwarder: None,
             replication: None,
+            groups: weir_broker::group::GroupsView::default(),
         };
         let config = HttpConfig {
             max_request_bytes,

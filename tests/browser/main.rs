@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use common::{Server, guest};
+use common::{GroupMember, Server, free_port, guest, produce_bytes};
 use webdriver::{Driver, Session};
 
 /// What every case gets.
@@ -100,13 +100,18 @@ type Case = fn(&Env);
 const CASES: &[(&str, Case)] = &[
     ("overview_shows_the_node_and_live_rates", overview),
     ("topics_create_produce_browse_and_delete", topics),
+    ("groups_show_members_offsets_and_lag", groups),
     ("processors_deploy_run_query_pause_resume", processors),
     (
         "processor_errors_show_the_offset_and_the_dead_letters",
         processor_errors,
     ),
+    ("processors_deploy_by_drag_and_drop", drag_and_drop),
+    ("records_show_the_exact_bytes_of_binary_data", exact_bytes),
     ("sql_runs_scripts_pull_and_push_queries", sql),
     ("functions_upload_list_and_delete", functions),
+    ("cluster_page_on_a_single_node", cluster_single),
+    ("cluster_page_of_three_nodes", cluster_three),
     ("narrow_window_keeps_the_navigation", narrow),
     ("keyboard_reaches_the_pages_and_the_dialog", keyboard),
     ("auth_asks_for_a_login_and_shows_errors", auth),
@@ -328,6 +333,53 @@ fn topics(env: &Env) {
     env.check_page(&[409]);
 }
 
+fn groups(env: &Env) {
+    env.server
+        .create_topic(json!({"name": "clicks", "partitions": 1}));
+    let records: Vec<Value> = (0..5).map(|i| json!({"value": format!("c{i}")})).collect();
+    env.server.produce("clicks", records);
+    // A real confluent-kafka member that read the five and committed offset 1: 4 behind.
+    let member = GroupMember::join(
+        &env.server.kafka,
+        "clicks",
+        "browser-group",
+        "browser-member",
+        5,
+        1,
+    );
+    env.open("#/groups");
+    env.browser.wait_contains("#groups-table", "browser-group");
+    env.browser
+        .click("#groups-table a[href='#/groups/browser-group']");
+    env.browser
+        .wait_contains("#members-table", "browser-member");
+    env.browser.wait_contains("#members-table", "clicks: 0");
+    env.browser.wait_contains("#group-state", "Stable");
+    env.browser
+        .wait_text("#group-total-lag", "a lag of 4", |t| t.trim() == "4");
+    // More records: the page refreshes by itself and the lag grows.
+    let more: Vec<Value> = (0..3).map(|i| json!({"value": format!("d{i}")})).collect();
+    env.server.produce("clicks", more);
+    env.browser
+        .wait_text("#group-total-lag", "a lag of 7", |t| t.trim() == "7");
+    let row = env.browser.text("#lag-table tbody");
+    assert!(
+        row.contains("clicks") && row.contains("browser-member"),
+        "{row}"
+    );
+    env.shot("group");
+    // The member leaves: the group is empty, the offsets and lag stay.
+    drop(member);
+    env.browser.wait_contains("#group-state", "Empty");
+    env.browser.wait_contains("#group-members", "No members");
+    env.browser
+        .wait_text("#group-total-lag", "a lag of 7", |t| t.trim() == "7");
+    env.open("#/groups");
+    env.browser.wait_contains("#groups-table", "Empty");
+    env.shot("groups");
+    env.check_page(&[]);
+}
+
 fn processors(env: &Env) {
     env.server
         .create_topic(json!({"name": "text", "partitions": 3}));
@@ -378,6 +430,36 @@ fn processors(env: &Env) {
                 .any(|row| row.split('\t').nth(3).is_some_and(|c| c.trim() != "0"))
         });
     env.tall_shot("processor");
+    // (After the README picture.) A prefix scan over the three tasks: every word, then
+    // those starting with "th".
+    let deadline = Instant::now() + webdriver::WAIT;
+    loop {
+        env.browser.fill("#scan-prefix", "");
+        env.browser.click("#store-scan button[type=submit]");
+        std::thread::sleep(Duration::from_millis(200));
+        if env
+            .browser
+            .text("#scan-status")
+            .contains("5 entries, all shown")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the scan never showed the five words: {}",
+            env.browser.text("#scan-result")
+        );
+    }
+    let all = env.browser.text("#scan-table tbody");
+    for word in ["and", "end", "fox", "hound", "the"] {
+        assert!(all.contains(word), "{all}");
+    }
+    env.browser.fill("#scan-prefix", "th");
+    env.browser.click("#store-scan button[type=submit]");
+    env.browser
+        .wait_contains("#scan-status", "1 entry, all shown");
+    let the = env.browser.text("#scan-table tbody");
+    assert!(the.contains("the") && the.contains('3'), "{the}");
     env.browser.click("#pause");
     env.browser.wait_contains("#processor-state", "paused");
     assert_eq!(env.server.processor("wc")["paused"], true);
@@ -447,6 +529,147 @@ fn processor_errors(env: &Env) {
     env.browser.wait_contains("#main h1", "boom-dl.dlq");
     env.browser.wait_contains("#records-table", "second");
     env.check_page(&[]);
+}
+
+fn drag_and_drop(env: &Env) {
+    use base64::Engine as _;
+    env.server
+        .create_topic(json!({"name": "dropped-text", "partitions": 1}));
+    env.open("#/processors");
+    env.browser.find("#deploy-drop");
+    // WebDriver cannot drag a file from the desktop: the page gets the same events a drop
+    // would send, with the module in the DataTransfer.
+    let wasm = base64::engine::general_purpose::STANDARD.encode(guest("word-count"));
+    let over = env.browser.exec(
+        "const zone = document.getElementById('deploy-drop'); \
+         const bin = atob(arguments[0]); const bytes = new Uint8Array(bin.length); \
+         for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i); \
+         const dt = new DataTransfer(); \
+         dt.items.add(new File([bytes], 'word-count.wasm', { type: 'application/wasm' })); \
+         zone.dispatchEvent(new DragEvent('dragover', { dataTransfer: dt, bubbles: true, cancelable: true })); \
+         const highlighted = zone.classList.contains('over'); \
+         zone.dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true })); \
+         return highlighted;",
+        vec![json!(wasm)],
+    );
+    assert_eq!(
+        over,
+        json!(true),
+        "the drop zone is highlighted while dragging over"
+    );
+    env.browser
+        .wait_contains("#deploy-chosen", "word-count.wasm");
+    env.browser.fill("#deploy-name", "dropped");
+    env.browser.fill("#deploy-inputs", "dropped-text");
+    env.browser.click("#deploy button[type=submit]");
+    env.browser.wait_contains("#processor-state", "running");
+    assert_eq!(
+        env.server.processor("dropped")["spec"]["inputs"],
+        json!(["dropped-text"])
+    );
+    env.check_page(&[]);
+}
+
+fn exact_bytes(env: &Env) {
+    env.server
+        .create_topic(json!({"name": "raw-bytes", "partitions": 1}));
+    // Key c3 28 and value ff fe 00 41 are not UTF-8: the page shows those bytes, not the
+    // replacement characters of a lossy string.
+    produce_bytes(&env.server.kafka, "raw-bytes", 0, "c328", "fffe0041");
+    env.open("#/topics/raw-bytes");
+    let table = env.browser.wait_contains("#records-table", "ff fe 00 41");
+    assert!(table.contains("c3 28"), "{table}");
+    assert!(!table.contains("ef bf bd"), "{table}");
+    env.shot("topic-bytes");
+    env.check_page(&[]);
+}
+
+fn cluster_single(env: &Env) {
+    env.open("#/cluster");
+    env.browser.wait_contains("#cluster-mode", "single node");
+    let hidden = env.browser.exec(
+        "return document.getElementById('cluster-details').hidden;",
+        vec![],
+    );
+    assert_eq!(hidden, json!(true));
+    env.shot("cluster-single");
+    env.check_page(&[]);
+}
+
+/// Three `weir serve --peers` nodes on this machine (as `tests/e2e/replication.rs` starts
+/// them).
+fn three_nodes() -> Vec<Server> {
+    let ports = [free_port(), free_port(), free_port()];
+    let peers = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    (1..=3)
+        .map(|id| {
+            let listen = format!("127.0.0.1:{}", ports[id - 1]);
+            let id = id.to_string();
+            Server::start(&[
+                "--node-id",
+                &id,
+                "--cluster-listen",
+                &listen,
+                "--peers",
+                &peers,
+            ])
+        })
+        .collect()
+}
+
+fn cluster_three(env: &Env) {
+    let mut nodes = three_nodes();
+    // Created once the cluster has formed (a controller, every node registered).
+    let spec = json!({"name": "orders", "partitions": 3, "replication_factor": 3});
+    let deadline = Instant::now() + webdriver::WAIT;
+    loop {
+        let (status, body) = nodes[0].post("/v1/topics", &spec);
+        if status == 201 || body["error"]["code"] == "topic_exists" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no topic: {status} {body}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    env.browser.goto(&format!("{}/#/cluster", nodes[0].url));
+    env.browser.wait_contains("#cluster-mode", "cluster");
+    env.browser
+        .wait_text("#cluster-nodes-table tbody", "three nodes alive", |t| {
+            t.matches("alive").count() == 3
+        });
+    env.browser.wait_contains("#cluster-controller", "node ");
+    env.browser.wait_text(
+        "#partitions-map tbody",
+        "orders' three partitions in sync",
+        |t| {
+            t.lines()
+                .filter(|row| row.starts_with("orders") && row.ends_with("1, 2, 3"))
+                .count()
+                == 3
+        },
+    );
+    env.browser
+        .wait_contains("#cluster-issues", "Under-replicated: 0");
+    env.tall_shot("cluster");
+    // A node dies: the page shows it, and the partitions it held go under-replicated.
+    nodes[2].kill9();
+    env.browser
+        .wait_text("#cluster-nodes-table tbody", "node 3 down", |t| {
+            t.lines().any(|row| {
+                row.starts_with('3') && (row.contains("fenced") || row.contains("unreachable"))
+            })
+        });
+    env.browser
+        .wait_text("#cluster-issues", "under-replicated partitions", |t| {
+            !t.contains("Under-replicated: 0") && t.contains("orders")
+        });
+    env.shot("cluster-node-down");
+    env.check_page(&[]);
+    drop(nodes);
 }
 
 fn sql(env: &Env) {

@@ -530,3 +530,98 @@ impl Server {
         out
     }
 }
+
+/// A confluent-kafka consumer-group member (`tests/kafka/group_member.py`) that read
+/// `records` records of `topic`, committed `commit_at` on each partition it was assigned, and
+/// stays in its group until dropped (then it leaves the group and exits).
+pub struct GroupMember {
+    child: Option<Child>,
+    /// Kept open so the member's last line has somewhere to go.
+    _stdout: std::io::BufReader<std::process::ChildStdout>,
+    /// The script's "ready" line: `assigned` partitions and `committed` offsets.
+    pub ready: Value,
+}
+
+impl GroupMember {
+    pub fn join(
+        bootstrap: &str,
+        topic: &str,
+        group: &str,
+        client_id: &str,
+        records: usize,
+        commit_at: i64,
+    ) -> GroupMember {
+        use std::io::BufRead;
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kafka/group_member.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .args(["--bootstrap", bootstrap, "--topic", topic, "--group", group])
+            .args(["--client-id", client_id])
+            .args(["--records", &records.to_string()])
+            .args(["--commit-at", &commit_at.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 with confluent-kafka (scripts/test.sh installs it)");
+        let mut line = String::new();
+        let mut stdout = std::io::BufReader::new(child.stdout.take().expect("piped stdout"));
+        stdout
+            .read_line(&mut line)
+            .expect("the member's first line");
+        let ready: Value = serde_json::from_str(line.trim()).unwrap_or(Value::Null);
+        if ready["phase"] != json!("ready") {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the group member did not get ready: {line}");
+        }
+        GroupMember {
+            child: Some(child),
+            _stdout: stdout,
+            ready,
+        }
+    }
+}
+
+impl Drop for GroupMember {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // A line (or EOF) on stdin: it leaves the group and exits.
+            drop(child.stdin.take());
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Produces one record of arbitrary bytes with confluent-kafka
+/// (`tests/kafka/produce_bytes.py`; key and value in hex, key `-` for none); returns its
+/// `(partition, offset)`.
+pub fn produce_bytes(
+    bootstrap: &str,
+    topic: &str,
+    partition: i32,
+    key_hex: &str,
+    value_hex: &str,
+) -> (i64, i64) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kafka/produce_bytes.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .args(["--bootstrap", bootstrap, "--topic", topic])
+        .args(["--partition", &partition.to_string()])
+        .args(["--key-hex", key_hex, "--value-hex", value_hex])
+        .stdin(Stdio::null())
+        .output()
+        .expect("python3 with confluent-kafka (scripts/test.sh installs it)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let summary: Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or(Value::Null);
+    assert!(
+        out.status.success() && summary["ok"] == json!(true),
+        "produce_bytes.py failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        summary["partition"].as_i64().unwrap_or(-1),
+        summary["offset"].as_i64().unwrap_or(-1),
+    )
+}

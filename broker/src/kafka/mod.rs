@@ -9,7 +9,8 @@
 //!   response back to a frame;
 //! - `handlers`: one handler per API, calling the [`crate::Broker`], the group coordinator
 //!   ([`crate::group`]) and the idempotent-producer state ([`producer`]);
-//! - `server`: the listener and per-connection loop ([`serve`]).
+//! - `server`: the listener and per-connection loop ([`serve`]; [`serve_with_groups`] also
+//!   publishes the group coordinator for the HTTP API's read-only view).
 //!
 //! It owns the mapping of broker errors to Kafka error codes. It does not own the log, topic
 //! storage or group state; transactions, quotas and replication are not served. SASL
@@ -31,7 +32,7 @@ use crate::cluster::routing::ClusterRouting;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-pub use server::serve;
+pub use server::{serve, serve_with_groups};
 
 use crate::auth::AuthStore;
 use crate::error::BrokerError;

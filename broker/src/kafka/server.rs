@@ -25,7 +25,7 @@ use super::producer::{ProducerIds, ProducerStates};
 use super::reader::{FrameReader, ReadError};
 use super::{KafkaConfig, KafkaError};
 use crate::Broker;
-use crate::group::{GroupCoordinator, OffsetStore};
+use crate::group::{GroupCoordinator, GroupsView, OffsetStore};
 use crate::net::{ConnGuard, ConnLimiter};
 
 /// How long shutdown waits for connections to finish their current request.
@@ -45,6 +45,19 @@ pub async fn serve(
     config: KafkaConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), KafkaError> {
+    let view = GroupsView::new(u64::try_from(config.node_id).unwrap_or(0));
+    serve_with_groups(broker, listener, config, view, shutdown).await
+}
+
+/// [`serve`], publishing the group coordinator into `groups` once committed offsets are
+/// loaded (for the HTTP API's read-only view of consumer groups).
+pub async fn serve_with_groups(
+    broker: Broker,
+    listener: TcpListener,
+    config: KafkaConfig,
+    groups_view: GroupsView,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), KafkaError> {
     let advertised = config.validate()?;
     let clustered = config.cluster.is_some();
     let offsets = {
@@ -60,6 +73,7 @@ pub async fn serve(
         .map_err(|e| KafkaError::Io(std::io::Error::other(e)))??
     };
     let groups = Arc::new(GroupCoordinator::new(config.group.clone(), offsets));
+    groups_view.publish(groups.clone());
     let producer_ids = Arc::new(match &config.cluster {
         Some(_) => ProducerIds::cluster(),
         None => ProducerIds::default(),

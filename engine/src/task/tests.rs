@@ -152,6 +152,59 @@ fn word_count_is_exact_across_partitions_and_survives_losing_local_state() {
         engine.query("wc", "nope", b"the").unwrap_err().code(),
         "unknown_store"
     );
+    // A prefix scan merges the three tasks' stores in key order; pages chain by `next`.
+    let scan_all = |prefix: &[u8], limit: usize, max_bytes: usize| {
+        let mut out = BTreeMap::new();
+        let mut after: Option<(Bytes, i32)> = None;
+        let mut pages = 0;
+        loop {
+            let page = engine
+                .scan(
+                    "wc",
+                    "counts",
+                    prefix,
+                    after.as_ref().map(|(k, p)| (&k[..], *p)),
+                    limit,
+                    max_bytes,
+                )
+                .unwrap();
+            pages += 1;
+            assert!(page.entries.len() <= limit);
+            let keys: Vec<&Bytes> = page.entries.iter().map(|e| &e.key).collect();
+            assert!(keys.windows(2).all(|w| w[0] < w[1]), "{keys:?}");
+            for e in page.entries {
+                let k = String::from_utf8(e.key.to_vec()).unwrap();
+                let v = String::from_utf8(e.value.to_vec()).unwrap();
+                assert!(out.insert(k, v).is_none(), "a key twice");
+            }
+            match page.next {
+                Some(n) => after = Some(n),
+                None => return (out, pages),
+            }
+        }
+    };
+    eventually("the whole state scanned", || {
+        scan_all(b"", 100, 1 << 20).0 == want
+    });
+    assert_eq!(scan_all(b"", 100, 1 << 20).1, 1);
+    let (paged, pages) = scan_all(b"", 5, 1 << 20);
+    assert_eq!((paged, pages), (want.clone(), want.len().div_ceil(5)));
+    // A byte budget of one: one entry per page.
+    assert_eq!(scan_all(b"", 100, 1).1, want.len());
+    let q: BTreeMap<String, String> = want
+        .iter()
+        .filter(|(k, _)| k.starts_with("qu"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    assert_eq!(scan_all(b"qu", 100, 1 << 20), (q, 1));
+    assert_eq!(scan_all(b"zz", 100, 1 << 20), (BTreeMap::new(), 1));
+    assert_eq!(
+        engine
+            .scan("wc", "nope", b"", None, 10, 1 << 20)
+            .unwrap_err()
+            .code(),
+        "unknown_store"
+    );
     let described = engine.describe("wc").unwrap();
     assert_eq!(described.status, "running");
     assert_eq!(described.topics.changelogs, ["wc.counts.changelog"]);

@@ -5,9 +5,11 @@ import { api, clearAuth, setBasic, setToken, setUnauthenticatedHandler } from ".
 import { h, fill, errorBox, field } from "./ui.js";
 import * as overview from "./overview.js";
 import * as topics from "./topics.js";
+import * as groups from "./groups.js";
 import * as processors from "./processors.js";
 import * as sql from "./sql.js";
 import * as functions from "./functions.js";
+import * as cluster from "./cluster.js";
 
 // Errors of the page itself (uncaught exceptions, rejected promises, CSP violations) are
 // kept here for the browser tests and shown in the banner: never a silent blank page.
@@ -29,10 +31,13 @@ const routes = [
   [/^\/?$/, "overview", (m) => overview.render(m, ctx())],
   [/^\/topics\/?$/, "topics", (m) => topics.renderList(m, ctx())],
   [/^\/topics\/([^/]+)$/, "topics", (m, a) => topics.renderTopic(m, decodeURIComponent(a[1]), ctx())],
+  [/^\/groups\/?$/, "groups", (m) => groups.renderList(m, ctx())],
+  [/^\/groups\/([^/]+)$/, "groups", (m, a) => groups.renderGroup(m, decodeURIComponent(a[1]), ctx())],
   [/^\/processors\/?$/, "processors", (m) => processors.renderList(m, ctx())],
   [/^\/processors\/([^/]+)$/, "processors", (m, a) => processors.renderProcessor(m, decodeURIComponent(a[1]), ctx())],
   [/^\/sql\/?$/, "sql", (m) => sql.render(m, ctx())],
   [/^\/functions\/?$/, "functions", (m) => functions.render(m, ctx())],
+  [/^\/cluster\/?$/, "cluster", (m) => cluster.render(m, ctx())],
 ];
 
 /// What a page gets: whether it is still the one shown (for timers and streams) and a

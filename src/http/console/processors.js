@@ -1,11 +1,12 @@
 // Processors: the list; deploy by dropping a .wasm (or the file picker) with a form for the
 // spec; a processor's page with per-task state, lag, errors with the failing offset and
-// restore progress, pause/resume/delete, a state-store look-up and its dead-letter topic.
+// restore progress, pause/resume/delete, a state-store browser (look up a key, scan a prefix
+// page by page) and its dead-letter topic.
 
 import { api, upload, seg } from "./api.js";
 import {
   h, fill, table, errorBox, showError, showOk, field, formatBytes, formatTime, confirmAction,
-  renderValue, every, link,
+  renderField, every, link,
 } from "./ui.js";
 
 const REFRESH_MS = 2000;
@@ -271,22 +272,75 @@ export async function renderProcessor(main, name, ctx) {
   every(REFRESH_MS, ctx.isCurrent, load);
 }
 
+/// Keys and values from the interactive-query API (`key`/`value` when text, else
+/// `key_b64`/`value_b64`), shown as text, JSON or hex of the exact bytes.
+function storeCell(text, b64) {
+  return renderField(text, b64);
+}
+
+const SCAN_PAGE = 50;
+
 function storeBrowser(name, stores) {
   if (stores.length === 0) return h("p", { class: "muted" }, "This processor keeps no state.");
   const store = h("select", { name: "store", id: "store-name" }, stores.map((s) => h("option", { value: s }, s)));
   const key = h("input", { name: "key", id: "store-key", required: true });
   const result = h("div", { id: "store-result" });
   const form = h("form", { id: "store-lookup", class: "inline" },
-    field("Store", store), field("Key", key), h("button", { type: "submit", class: "primary" }, "Look up"));
+    field("Key", key), h("button", { type: "submit", class: "primary" }, "Look up"));
+  const storeRoot = () => `/v1/processors/${seg(name)}/stores/${seg(store.value)}/keys`;
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     try {
-      const r = await api("GET", `/v1/processors/${seg(name)}/stores/${seg(store.value)}/keys/${seg(key.value)}`);
-      fill(result, table(["Key", "Value"], [[r.key, r.value !== undefined ? renderValue(r.value) : h("code", {}, `base64: ${r.value_b64}`)]]));
+      const r = await api("GET", `${storeRoot()}/${seg(key.value)}`);
+      fill(result, table(["Key", "Value"], [[r.key, storeCell(r.value, r.value_b64)]]));
     } catch (err) {
       if (err.status === 404 && err.code === "key_not_found") fill(result, h("p", { class: "muted" }, `No value for key "${key.value}".`));
       else fill(result, errorBox(err));
     }
   });
-  return h("div", {}, form, result, h("p", { class: "muted" }, "Prefix scans need an API the server does not have yet."));
+
+  // Prefix scan: pages of SCAN_PAGE entries over every task, "More" follows `next`.
+  const prefix = h("input", { name: "prefix", id: "scan-prefix", placeholder: "(all keys)" });
+  const scanResult = h("div", { id: "scan-result" });
+  const scanStatus = h("p", { class: "muted", id: "scan-status" });
+  const more = h("button", { type: "button", id: "scan-more", hidden: true }, "More");
+  const scanForm = h("form", { id: "store-scan", class: "inline" },
+    field("Key prefix", prefix), h("button", { type: "submit", class: "primary" }, "Scan"));
+  let rows = [];
+  let next = null;
+  const scan = async (fresh) => {
+    if (fresh) {
+      rows = [];
+      next = null;
+    }
+    const q = new URLSearchParams({ prefix: prefix.value, limit: String(SCAN_PAGE) });
+    if (next) q.set("after", next);
+    try {
+      const page = await api("GET", `${storeRoot()}?${q}`);
+      rows = rows.concat(page.entries.map((e) => [storeCell(e.key, e.key_b64), storeCell(e.value, e.value_b64), String(e.partition)]));
+      next = page.next;
+      fill(scanResult, rows.length === 0
+        ? h("p", { class: "muted" }, prefix.value ? `No keys start with "${prefix.value}".` : "The store is empty.")
+        : table(["Key", "Value", "Task"], rows, { id: "scan-table" }));
+      scanStatus.textContent = rows.length ? `${rows.length} entr${rows.length === 1 ? "y" : "ies"}${next ? ", more to load" : ", all shown"}.` : "";
+      more.hidden = !next;
+    } catch (err) {
+      fill(scanResult, errorBox(err));
+      more.hidden = true;
+    }
+  };
+  scanForm.addEventListener("submit", (e) => {
+    e.preventDefault();
+    scan(true);
+  });
+  more.addEventListener("click", () => scan(false));
+  store.addEventListener("change", () => {
+    fill(result);
+    fill(scanResult);
+    scanStatus.textContent = "";
+    more.hidden = true;
+  });
+  return h("div", {}, h("div", { class: "grid", id: "store-pick" }, field("Store", store)),
+    h("h3", {}, "Look up a key"), form, result,
+    h("h3", {}, "Scan a prefix"), scanForm, scanResult, scanStatus, more);
 }

@@ -6,7 +6,7 @@
 import { api, seg } from "./api.js";
 import {
   h, fill, table, errorBox, showError, showOk, field, formatBytes, formatMs, formatTime,
-  confirmAction, renderValue, link,
+  confirmAction, renderField, link,
 } from "./ui.js";
 
 const PAGE = 50;
@@ -181,8 +181,8 @@ export async function renderTopic(main, name, ctx) {
         : table(["Offset", "Timestamp", "Key", "Value", "Headers"], shown.map((x) => [
             String(x.offset),
             formatTime(x.timestamp),
-            renderValue(x.key),
-            renderValue(x.value),
+            renderField(x.key, x.key_b64),
+            renderField(x.value, x.value_b64),
             Object.keys(x.headers).length ? h("pre", {}, JSON.stringify(x.headers, null, 2)) : "",
           ]), { id: "records-table" }));
     } catch (err) {

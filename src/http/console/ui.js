@@ -139,7 +139,8 @@ export function every(ms, isCurrent, task) {
 }
 
 /// Shows a value for a person: JSON pretty-printed, text as text, anything else as hex.
-/// `s` is what the API returned (a string, or null).
+/// `s` is what the API returned (a string, or null); for bytes that are not UTF-8 the API
+/// also gives `…_b64`, shown with [`renderBytes`] instead.
 export function renderValue(s) {
   if (s === null || s === undefined) return h("span", { class: "muted" }, "null");
   const trimmed = s.trim();
@@ -150,15 +151,40 @@ export function renderValue(s) {
       // not JSON
     }
   }
-  // Control characters (other than tab and newlines) or U+FFFD (bytes that were not UTF-8,
-  // replaced by the API) mean binary: show hex of what we have.
-  if (/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f\ufffd]/.test(s)) {
-    const bytes = new TextEncoder().encode(s);
-    const hex = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join(" ");
-    const note = s.includes("\ufffd") ? " (not UTF-8: invalid bytes shown as ef bf bd)" : "";
-    return h("code", { class: "hex", title: "binary, shown as hex" + note }, hex);
-  }
+  // Control characters (other than tab and newlines) mean binary: show hex of the UTF-8
+  // bytes (exact: the string is what the bytes decoded to).
+  if (/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/.test(s)) return hex(new TextEncoder().encode(s), "binary, shown as hex");
   return h("span", { class: "text" }, s);
+}
+
+function hex(bytes, title) {
+  const text = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join(" ");
+  return h("code", { class: "hex", title }, text);
+}
+
+/// The bytes of standard base64 (what the API gives for bytes that are not UTF-8).
+export function fromBase64(b64) {
+  const bin = atob(b64 || "");
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+/// Shows exact bytes: as [`renderValue`] when they are UTF-8, else hex of the bytes.
+export function renderBytes(bytes) {
+  let text;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch (_) {
+    return hex(bytes, "not UTF-8: the exact bytes, shown as hex");
+  }
+  return renderValue(text);
+}
+
+/// A record's key or value from the API: the exact bytes when it sent `…_b64` (bytes that
+/// are not UTF-8), else the text.
+export function renderField(text, b64) {
+  return b64 !== undefined && b64 !== null ? renderBytes(fromBase64(b64)) : renderValue(text);
 }
 
 /// A link to a console page.
