@@ -20,7 +20,8 @@ THROTTLE=${THROTTLE:-10000000}
 work=$(mktemp -d /tmp/weir-bench-rebalance.XXXXXX)
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  exec 2>/dev/null
+  for p in "${pids[@]}"; do kill -9 "$p" || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -34,7 +35,7 @@ wait_http() {
   return 1
 }
 
-peers="1@127.0.0.1:19381,2@127.0.0.1:19382,3@127.0.0.1:19383"
+peers="1@127.0.0.1:19481,2@127.0.0.1:19482,3@127.0.0.1:19483"
 start_node() { # id [extra flags…]
   local id=$1; shift
   "$BIN" serve --node-id "$id" --data-dir "$work/n$id" --http "127.0.0.1:1838$id" \
