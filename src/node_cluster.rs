@@ -261,6 +261,8 @@ impl ClusterNode {
             ControlSettings::with_session_timeout_ms(config.broker_session_timeout_ms)
                 .map_err(|e| NodeError::Metadata(e.to_string()))?;
         settings.auto_rebalance = config.auto_rebalance;
+        settings.leader_balance_delay =
+            std::time::Duration::from_millis(config.leader_balance_delay_ms);
         let dir = metadata_dir(data_dir);
         let create = dir.clone();
         tokio::task::spawn_blocking(move || std::fs::create_dir_all(&create))

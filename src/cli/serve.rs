@@ -244,6 +244,16 @@ pub struct ServeArgs {
     /// decommission moves replicas either way)
     #[arg(long, env = "WEIR_NO_AUTO_REBALANCE")]
     pub no_auto_rebalance: bool,
+    /// How long the cluster must have been settled (every node up, nothing moving, every
+    /// in-sync set full) before the controller moves leaderships back to preferred replicas
+    /// and spreads them over the nodes (not with --no-auto-rebalance)
+    #[arg(
+        long,
+        env = "WEIR_LEADER_BALANCE_DELAY_MS",
+        value_name = "MS",
+        default_value_t = 30_000
+    )]
+    pub leader_balance_delay_ms: u64,
 }
 
 impl ServeArgs {
@@ -429,6 +439,7 @@ impl ServeArgs {
             broker_session_timeout_ms: self.broker_session_timeout_ms,
             replication_throttle_bytes: self.replication_throttle_bytes,
             auto_rebalance: !self.no_auto_rebalance,
+            leader_balance_delay_ms: self.leader_balance_delay_ms,
             ..ClusterConfig::default()
         };
         config.validate()?;

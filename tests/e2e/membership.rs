@@ -1,6 +1,6 @@
 //! Cluster membership through real `weir serve` processes: a fourth node started with
 //! `--join` gets its share of the replicas by itself (throttled by
-//! `--replication-throttle-bytes`), then `weir cluster decommission 3 --wait` moves every
+//! `--replication-throttle-bytes`) and then of the leaderships, then `weir cluster decommission 3 --wait` moves every
 //! replica off node 3, takes it out of the metadata quorum (the joined learner becomes a
 //! voter in its place) and retires its id — all while an idempotent `acks=all`
 //! confluent-kafka producer keeps writing, and every record it was told is stored is read
@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::common::{Server, eventually, free_port, stderr, stdout};
-use crate::replication::{create_replicated, start_cluster};
+use crate::replication::{create_replicated, start_cluster_with};
 
 fn cluster(s: &Server) -> Value {
     s.get("/v1/cluster").1
@@ -42,7 +42,8 @@ fn settled(view: &Value) -> bool {
 
 #[test]
 fn a_joined_node_takes_its_share_and_a_decommissioned_node_leaves_with_nothing_lost() {
-    let servers = start_cluster();
+    // Leaderships are balanced 1 s after the cluster settles (default 30 s).
+    let servers = start_cluster_with(&["--leader-balance-delay-ms", "1000"], &[]);
     create_replicated(
         &servers[0],
         json!({"name": "moving", "partitions": 6, "replication_factor": 3, "min_insync_replicas": 2}),
@@ -99,6 +100,8 @@ fn a_joined_node_takes_its_share_and_a_decommissioned_node_leaves_with_nothing_l
         &join,
         "--replication-throttle-bytes",
         "2000000",
+        "--leader-balance-delay-ms",
+        "1000",
     ]);
     assert!(
         eventually(Duration::from_secs(120), || {
@@ -114,6 +117,20 @@ fn a_joined_node_takes_its_share_and_a_decommissioned_node_leaves_with_nothing_l
     assert!(
         counts.iter().max().unwrap() - counts.iter().min().unwrap() <= 1,
         "{counts:?}"
+    );
+    // …and its share of the leaderships, once the cluster has been settled for a while.
+    assert!(
+        eventually(Duration::from_secs(60), || {
+            let v = cluster(&servers[0]);
+            let led: Vec<u64> = (1..=4)
+                .filter_map(|id| node(&v, id)?["partitions_led"].as_u64())
+                .collect();
+            led.len() == 4
+                && led.iter().sum::<u64>() == 6
+                && led.iter().all(|l| (1..=2).contains(l))
+        }),
+        "leaderships not spread over the four nodes: {}",
+        cluster(&servers[0])
     );
 
     // Node 3 goes, through the CLI, waiting until it is done.

@@ -241,6 +241,9 @@ pub struct ClusterConfig {
     /// Whether the controller moves replicas onto joined nodes by itself
     /// (`--no-auto-rebalance` turns it off; decommission moves replicas either way).
     pub auto_rebalance: bool,
+    /// `--leader-balance-delay-ms`: how long the cluster must have been settled before the
+    /// controller moves leaderships back to preferred replicas.
+    pub leader_balance_delay_ms: u64,
 }
 
 impl Default for ClusterConfig {
@@ -256,6 +259,8 @@ impl Default for ClusterConfig {
             broker_session_timeout_ms: super::control::DEFAULT_SESSION_TIMEOUT_MS,
             replication_throttle_bytes: None,
             auto_rebalance: true,
+            leader_balance_delay_ms: super::control::DEFAULT_LEADER_BALANCE_DELAY.as_millis()
+                as u64,
         }
     }
 }

@@ -84,7 +84,9 @@
 //!    applied by `metadata::reassignment`): completions of moves whose new replicas are in
 //!    sync first, then moves off decommissioned (draining) nodes, then — while every node is
 //!    live and none draining, and [`ControlSettings::auto_rebalance`] — moves that even out
-//!    replica counts (a joined node gets its share); at most
+//!    replica counts (a joined node gets its share), and once the cluster has been settled
+//!    for [`ControlSettings::leader_balance_delay`], leadership balancing (replica lists
+//!    reordered so preferred leaders are spread, then preferred-leader elections); at most
 //!    [`ControlSettings::max_moves_in_flight`] partitions at once. A drained node (no
 //!    replica left) leaves the Raft membership — a voter replaced by a live learner when
 //!    there is one, and learners are promoted while there are fewer than [`MIN_VOTERS`]
@@ -107,7 +109,7 @@ use tokio::task::JoinHandle;
 use super::NodeId;
 use super::metadata::balance::{
     DEFAULT_MAX_MOVES_IN_FLIGHT, completion_commands, decommission_moves, drained_nodes,
-    rebalance_moves,
+    preferred_leader_elections, preferred_reorders, rebalance_moves, settled,
 };
 use super::metadata::controller::{Sessions, elect_offline_commands, fence_node_commands};
 use super::metadata::{
@@ -136,6 +138,10 @@ pub const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
 const MAX_PROPOSALS_PER_TICK: usize = 64;
 /// The controller promotes live learners while the metadata quorum has fewer voters.
 pub const MIN_VOTERS: usize = 3;
+/// Default [`ControlSettings::leader_balance_delay`] (`--leader-balance-delay-ms`).
+pub const DEFAULT_LEADER_BALANCE_DELAY: Duration = Duration::from_secs(30);
+/// The most leaderships one decision moves to preferred replicas.
+const MAX_LEADER_MOVES: usize = 16;
 
 /// Why a control setting is unusable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -159,6 +165,9 @@ pub struct ControlSettings {
     pub auto_rebalance: bool,
     /// Partitions reassigned at once (decommission and rebalancing).
     pub max_moves_in_flight: usize,
+    /// How long the cluster must have been settled (every node live, nothing moving, every
+    /// in-sync set full) before the controller balances leaderships (with `auto_rebalance`).
+    pub leader_balance_delay: Duration,
 }
 
 impl ControlSettings {
@@ -187,6 +196,7 @@ impl ControlSettings {
             join_timeout: JOIN_TIMEOUT,
             auto_rebalance: true,
             max_moves_in_flight: DEFAULT_MAX_MOVES_IN_FLIGHT,
+            leader_balance_delay: DEFAULT_LEADER_BALANCE_DELAY,
         }
     }
 }
@@ -375,6 +385,8 @@ struct Term {
     reported: BTreeMap<NodeId, NodeInfo>,
     /// Nodes that shut down, and when: their late heartbeats are ignored for a grace.
     left: BTreeMap<NodeId, Instant>,
+    /// Since when the applied metadata has been settled (`balance::settled`), this term.
+    settled_since: Option<Instant>,
 }
 
 /// The controller's side of sessions, proposals and joins, on every node: it acts only while
@@ -468,6 +480,7 @@ impl Controller {
             }
             state.reported.clear();
             state.left.clear();
+            state.settled_since = None;
             state.term = Some(term);
             tracing::info!(
                 term,
@@ -748,6 +761,12 @@ impl Controller {
                 state.sessions.heartbeat(id, now);
             }
         }
+        let settled_for = if settled(&meta) {
+            now.saturating_duration_since(*state.settled_since.get_or_insert(now))
+        } else {
+            state.settled_since = None;
+            Duration::ZERO
+        };
         drop(state);
         if let Some(c) = elect_offline_commands(&meta) {
             return Some((
@@ -755,12 +774,17 @@ impl Controller {
                 "partitions without a leader have a live in-sync replica".into(),
             ));
         }
-        self.move_decision(&meta)
+        self.move_decision(&meta, settled_for)
     }
 
     /// The next replica move (invariant 9): completions first, then moves off draining
-    /// nodes, then rebalancing.
-    fn move_decision(&self, meta: &ClusterMetadata) -> Option<(MetadataCommand, String)> {
+    /// nodes, then rebalancing, then — once the cluster has been settled for
+    /// [`ControlSettings::leader_balance_delay`] — leadership balancing.
+    fn move_decision(
+        &self,
+        meta: &ClusterMetadata,
+        settled_for: Duration,
+    ) -> Option<(MetadataCommand, String)> {
         if let Some(c) = completion_commands(meta) {
             return Some((
                 c,
@@ -778,6 +802,19 @@ impl Controller {
             if !moves.is_empty() {
                 let why = format!("{} replica(s) move to even out replica counts", moves.len());
                 return Some((MetadataCommand::Batch { commands: moves }, why));
+            }
+            if settled_for >= self.settings.leader_balance_delay {
+                let reorders = preferred_reorders(meta, MAX_LEADER_MOVES);
+                if !reorders.is_empty() {
+                    let why = format!(
+                        "{} replica list(s) reordered to even out preferred leaders",
+                        reorders.len()
+                    );
+                    return Some((MetadataCommand::Batch { commands: reorders }, why));
+                }
+                if let Some(c) = preferred_leader_elections(meta, MAX_LEADER_MOVES) {
+                    return Some((c, "leaderships go back to preferred replicas".into()));
+                }
             }
         }
         None

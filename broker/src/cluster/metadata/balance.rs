@@ -2,8 +2,10 @@
 //! [`ClusterMetadata`] (no I/O, no clock; ties broken by node id, topic and partition so
 //! replays choose the same): reassignments off decommissioned (draining) nodes, reassignments
 //! that even out replica counts after a node joins, the completions of reassignments whose
-//! added replicas have caught up, and which drained nodes may leave. The state machine
-//! re-checks each command when it is applied (`reassignment.rs`).
+//! added replicas have caught up, which drained nodes may leave, and the balancing of
+//! leaderships (replica lists reordered so each node is preferred leader of its share, then
+//! preferred-leader elections). The state machine re-checks each command when it is applied
+//! (`reassignment.rs`, `state.rs`).
 //!
 //! Rules:
 //! - at most `max_in_flight` partitions are being reassigned at once (each move copies a
@@ -14,7 +16,13 @@
 //! - rebalancing runs only while every registered node is live and none is draining: a node
 //!   that is down for a while keeps its replicas (it catches up when it returns, as in
 //!   Kafka), and a decommission is not raced by balancing moves;
-//! - counts are balanced when the most and the fewest replicas differ by at most one.
+//! - counts are balanced when the most and the fewest replicas differ by at most one;
+//! - leaderships are balanced only on a [`settled`] cluster (the controller also waits until
+//!   it has been settled for a while, so a failed-over leadership does not bounce back at
+//!   once): first the preferred leaders (first replicas) are spread within one of each other
+//!   by swapping an in-sync replica to the front, then each partition whose preferred replica
+//!   is live and in sync but not leading elects it (as Kafka's automatic preferred-leader
+//!   election does).
 
 use std::collections::BTreeMap;
 
@@ -201,4 +209,107 @@ pub fn drained_nodes(meta: &ClusterMetadata) -> Vec<NodeId> {
         .filter(|(id, n)| n.draining && !partitions(meta).any(|(_, _, p)| p.replicas.contains(id)))
         .map(|(&id, _)| id)
         .collect()
+}
+
+/// Whether nothing is moving, failing or out of sync: every registered node live and not
+/// draining, no partition reassigning or without a leader, every in-sync set full.
+pub fn settled(meta: &ClusterMetadata) -> bool {
+    meta.nodes.values().all(|n| !n.fenced && !n.draining)
+        && partitions(meta).all(|(_, _, p)| {
+            !p.reassigning() && p.leader.is_some() && p.isr.len() == p.replicas.len()
+        })
+}
+
+/// Reorderings of replica lists (the same replicas, another first one) that even out how
+/// many partitions prefer each node as leader, as reassignments that complete at once (no
+/// copy: the set is unchanged); at most `max`. Only a replica in the in-sync set is moved to
+/// the front. Empty unless [`settled`].
+pub fn preferred_reorders(meta: &ClusterMetadata, max: usize) -> Vec<MetadataCommand> {
+    if !settled(meta) {
+        return Vec::new();
+    }
+    let mut preferred: BTreeMap<NodeId, usize> = meta.assignable_nodes().map(|n| (n, 0)).collect();
+    for (_, _, p) in partitions(meta) {
+        if let Some(c) = p.replicas.first().and_then(|f| preferred.get_mut(f)) {
+            *c += 1;
+        }
+    }
+    let mut touched: Vec<(&String, i32)> = Vec::new();
+    let mut out = Vec::new();
+    while out.len() < max {
+        let Some((&hi, &most)) = preferred
+            .iter()
+            .max_by_key(|(n, c)| (**c, std::cmp::Reverse(**n)))
+        else {
+            break;
+        };
+        // The least preferred node that can take over one of `hi`'s partitions.
+        let mut candidates: Vec<(NodeId, usize)> = preferred
+            .iter()
+            .filter(|(n, c)| **c + 1 < most && **n != hi)
+            .map(|(n, c)| (*n, *c))
+            .collect();
+        candidates.sort_by_key(|(n, c)| (*c, *n));
+        let pick = candidates.iter().find_map(|(lo, _)| {
+            partitions(meta)
+                .find(|(topic, partition, p)| {
+                    p.replicas.first() == Some(&hi)
+                        && p.replicas.contains(lo)
+                        && p.isr.contains(lo)
+                        && !touched.contains(&(*topic, *partition))
+                })
+                .map(|found| (*lo, found))
+        });
+        let Some((lo, (topic, partition, p))) = pick else {
+            break;
+        };
+        let target: Vec<NodeId> = p
+            .replicas
+            .iter()
+            .map(|&r| match r {
+                r if r == hi => lo,
+                r if r == lo => hi,
+                r => r,
+            })
+            .collect();
+        out.push(MetadataCommand::ReassignPartition {
+            topic: topic.clone(),
+            partition,
+            partition_epoch: p.partition_epoch,
+            target,
+        });
+        touched.push((topic, partition));
+        if let Some(c) = preferred.get_mut(&hi) {
+            *c -= 1;
+        }
+        if let Some(c) = preferred.get_mut(&lo) {
+            *c += 1;
+        }
+    }
+    out
+}
+
+/// Elections that give each partition back to its preferred leader (its first replica)
+/// where that replica is live, in the in-sync set and not leading (Kafka's automatic
+/// preferred-leader election), as one batch of at most `max`; `None` unless [`settled`] or
+/// when every preferred replica leads.
+pub fn preferred_leader_elections(meta: &ClusterMetadata, max: usize) -> Option<MetadataCommand> {
+    if !settled(meta) {
+        return None;
+    }
+    let commands: Vec<MetadataCommand> = partitions(meta)
+        .filter_map(|(topic, partition, p)| {
+            let preferred = *p.replicas.first()?;
+            (p.leader != Some(preferred) && meta.is_live(preferred) && p.isr.contains(&preferred))
+                .then(|| MetadataCommand::ElectLeader {
+                    topic: topic.clone(),
+                    partition,
+                    leader: Some(preferred),
+                    leader_epoch: p.leader_epoch.saturating_add(1),
+                    isr: p.isr.clone(),
+                })
+        })
+        .take(max)
+        .collect();
+    (!commands.is_empty()).then_some(MetadataCommand::Batch { commands })
 }

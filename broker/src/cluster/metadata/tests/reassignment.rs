@@ -7,7 +7,7 @@ use proptest::prelude::*;
 
 use super::super::balance::{
     DEFAULT_MAX_MOVES_IN_FLIGHT, completion_commands, decommission_moves, drained_nodes,
-    rebalance_moves,
+    preferred_leader_elections, preferred_reorders, rebalance_moves, settled,
 };
 use super::super::controller::{self, TopicRequest, create_topic_command, fence_node_commands};
 use super::super::*;
@@ -334,6 +334,104 @@ fn a_joined_node_gets_its_share_and_a_balanced_cluster_moves_nothing() {
 }
 
 #[test]
+fn leaderships_are_spread_over_a_joined_node_and_go_back_to_preferred_replicas() {
+    let mut m = with_nodes(3);
+    create(&mut m, "a", 8, 3);
+    register(&mut m, 4);
+    settle(&mut m);
+    let leaders = |m: &ClusterMetadata| {
+        let mut c: std::collections::BTreeMap<NodeId, usize> =
+            m.nodes.keys().map(|n| (*n, 0)).collect();
+        for p in m.topics.values().flat_map(|t| &t.partitions) {
+            *c.entry(p.leader.unwrap()).or_default() += 1;
+        }
+        c
+    };
+    assert_eq!(
+        leaders(&m)[&4],
+        0,
+        "moving followers gave node 4 no leadership"
+    );
+    assert!(settled(&m));
+    for _ in 0..10 {
+        let reorders = preferred_reorders(&m, 16);
+        if !reorders.is_empty() {
+            m.apply(&MetadataCommand::Batch { commands: reorders })
+                .unwrap();
+            check(&m).unwrap();
+            continue;
+        }
+        match preferred_leader_elections(&m, 16) {
+            Some(c) => m.apply(&c).unwrap(),
+            None => break,
+        };
+    }
+    let counts = leaders(&m);
+    let (lo, hi) = (
+        counts.values().min().unwrap(),
+        counts.values().max().unwrap(),
+    );
+    assert!(hi - lo <= 1, "{counts:?}");
+    assert!(
+        m.topics["a"]
+            .partitions
+            .iter()
+            .all(|p| p.leader == p.replicas.first().copied()),
+        "every partition led by its preferred replica"
+    );
+    // A failover moves a leadership away; once the node is back and in sync it returns,
+    // never while the cluster is not settled.
+    let before = m.clone();
+    m.apply(&fence_node_commands(&m, 2)).unwrap();
+    assert!(preferred_leader_elections(&m, 16).is_none() && preferred_reorders(&m, 16).is_empty());
+    register(&mut m, 2);
+    assert!(
+        preferred_leader_elections(&m, 16).is_none(),
+        "2 is not in sync yet"
+    );
+    catch_up_all(&mut m);
+    let back = preferred_leader_elections(&m, 16).unwrap();
+    m.apply(&back).unwrap();
+    for (p, q) in m.topics["a"]
+        .partitions
+        .iter()
+        .zip(&before.topics["a"].partitions)
+    {
+        assert_eq!(p.leader, q.leader);
+    }
+}
+
+/// Every live replica rejoins the in-sync set of every partition (as their leaders would
+/// propose once they caught up).
+fn catch_up_all(m: &mut ClusterMetadata) {
+    let mut alters = Vec::new();
+    for (name, t) in &m.topics {
+        for (i, p) in t.partitions.iter().enumerate() {
+            let Some(leader) = p.leader else { continue };
+            let isr: Vec<NodeId> = p
+                .replicas
+                .iter()
+                .copied()
+                .filter(|r| m.is_live(*r))
+                .collect();
+            if isr.len() != p.isr.len() {
+                alters.push(MetadataCommand::AlterPartition {
+                    topic: name.clone(),
+                    partition: i as i32,
+                    leader,
+                    leader_epoch: p.leader_epoch,
+                    partition_epoch: p.partition_epoch,
+                    isr,
+                });
+            }
+        }
+    }
+    for a in alters {
+        m.apply(&a).unwrap();
+    }
+}
+
+#[test]
 fn a_draining_node_keeps_the_mark_when_it_registers_again() {
     let mut m = with_nodes(4);
     create(&mut m, "a", 2, 2);
@@ -395,6 +493,9 @@ proptest! {
                     if !moves.is_empty() { m.apply(&MetadataCommand::Batch { commands: moves }).unwrap(); }
                     let moves = rebalance_moves(&m, 3);
                     if !moves.is_empty() { m.apply(&MetadataCommand::Batch { commands: moves }).unwrap(); }
+                    let reorders = preferred_reorders(&m, 3);
+                    if !reorders.is_empty() { m.apply(&MetadataCommand::Batch { commands: reorders }).unwrap(); }
+                    if let Some(c) = preferred_leader_elections(&m, 3) { m.apply(&c).unwrap(); }
                 }
             }
             check(&m)?;
