@@ -46,7 +46,7 @@ impl Env {
 
     /// A screenshot of a taller window (README's pictures), then back to 1280×800.
     fn tall_shot(&self, name: &str) {
-        self.browser.set_window(1280, 1060);
+        self.browser.set_window(1280, 1200);
         std::thread::sleep(Duration::from_millis(300));
         self.shot(name);
         self.browser.set_window(1280, 800);
