@@ -210,6 +210,8 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     // the edges' routing (Kafka and HTTP).
     let mut routing = None;
     let mut applier_task = None;
+    // Cluster mode: the Kafka listener serves once the applier has caught up and applied.
+    let mut kafka_ready = None;
     let mut replication = None;
     let mut forwarder = None;
     if let Some(c) = &cluster
@@ -229,6 +231,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         ));
         let proposer: Arc<dyn applier::Proposer> = Arc::new(proposer.clone());
         let applier = Applier::new(node_id, broker.clone(), manager.clone());
+        kafka_ready = Some(applier.applied());
         replication = Some(http::cluster::ReplicationSource {
             manager,
             counters: applier.counters(),
@@ -344,7 +347,21 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         }
         let mut stop = shutdown_rx.clone();
         let broker = broker.clone();
+        let ready = kafka_ready.take();
         tokio::spawn(async move {
+            // As a KRaft broker enables request processing only after its first metadata
+            // publish: until then connections wait in the listener's backlog rather than
+            // get NOT_LEADER_OR_FOLLOWER for the partitions this node is about to lead.
+            if let Some(mut ready) = ready {
+                tokio::select! {
+                    r = ready.wait_for(|applied| *applied) => {
+                        if r.is_err() {
+                            return Ok(());
+                        }
+                    }
+                    _ = stop.wait_for(|stop| *stop) => return Ok(()),
+                }
+            }
             let served =
                 kafka::serve_with_groups(broker, listener, kafka_config, groups_view, async move {
                     let _ = stop.wait_for(|stop| *stop).await;

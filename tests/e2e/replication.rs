@@ -1,7 +1,8 @@
 //! Replicated topics through three real `weir serve --peers` processes: a topic created on
 //! any node is replicated to all three (describe shows leader, replicas, in-sync set); a
 //! replication factor above the live nodes is refused; a follower answers Kafka clients
-//! NOT_LEADER_OR_FOLLOWER and they find the leader; and an idempotent `acks=all`
+//! NOT_LEADER_OR_FOLLOWER and they find the leader; a restarted node answers Kafka requests
+//! only once it has caught up with the metadata; and an idempotent `acks=all`
 //! confluent-kafka producer under steady load loses nothing it was told is stored while the
 //! leader of most partitions is killed with SIGKILL and restarted five times (once the
 //! metadata controller), and paused with SIGSTOP past its session (Kafka's ducktape
@@ -465,4 +466,132 @@ fn local_values(s: &Server, topic: &str, partition: i64) -> Vec<String> {
             _ => return out,
         }
     }
+}
+
+/// Sends a Produce v7 (`acks=1`, one record without producer id) for `topic`/0 on `stream`
+/// without reading the answer.
+fn send_produce(stream: &mut std::net::TcpStream, topic: &str) {
+    use bytes::BytesMut;
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ApiKey, ProduceRequest, RequestHeader, TopicName};
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    use std::io::Write;
+    let record = Record {
+        transactional: false,
+        control: false,
+        partition_leader_epoch: -1,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: -1,
+        timestamp: 1_700_000_000_000,
+        key: None,
+        value: Some(bytes::Bytes::from_static(b"sent-before-catch-up")),
+        headers: Default::default(),
+        delete_horizon: false,
+    };
+    let mut records = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut records,
+        [record].iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .unwrap();
+    let request = ProduceRequest::default()
+        .with_acks(1)
+        .with_timeout_ms(30_000)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_string(topic.into())))
+                .with_partition_data(vec![
+                    PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(records.freeze())),
+                ]),
+        ]);
+    let version = 7;
+    let mut buf = BytesMut::new();
+    RequestHeader::default()
+        .with_request_api_key(ApiKey::Produce as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(1)
+        .encode(&mut buf, ApiKey::Produce.request_header_version(version))
+        .unwrap();
+    request.encode(&mut buf, version).unwrap();
+    let mut frame = (buf.len() as i32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&buf);
+    stream.write_all(&frame).unwrap();
+}
+
+/// Reads the answer to [`send_produce`]: the partition's error code and base offset.
+fn read_produce(stream: &mut std::net::TcpStream) -> (i16, i64) {
+    use kafka_protocol::messages::{ApiKey, ResponseHeader, ResponseKind};
+    use kafka_protocol::protocol::Decodable;
+    use std::io::Read;
+    let version = 7;
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len).unwrap();
+    let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
+    stream.read_exact(&mut body).unwrap();
+    let mut body = bytes::Bytes::from(body);
+    ResponseHeader::decode(&mut body, ApiKey::Produce.response_header_version(version)).unwrap();
+    match ResponseKind::decode(ApiKey::Produce, &mut body, version).unwrap() {
+        ResponseKind::Produce(r) => {
+            let p = &r.responses[0].partition_responses[0];
+            (p.error_code, p.base_offset)
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A restarted node serves Kafka requests only once it has caught up with the cluster
+/// metadata and applied it, as a KRaft broker enables request processing only after its
+/// first metadata publish. Before, it answered NOT_LEADER_OR_FOLLOWER for the partitions it
+/// was about to lead; a producer's next pipelined batch, handled once it had caught up, then
+/// got OUT_OF_ORDER_SEQUENCE_NUMBER, and librdkafka bumped its epoch and sent a possibly
+/// stored batch of another partition again as a new one (a duplicate in the fault runs).
+#[test]
+fn a_restarted_node_answers_kafka_requests_only_once_it_has_caught_up_with_the_metadata() {
+    let mut servers = start_cluster();
+    create_replicated(
+        &servers[0],
+        json!({"name": "gated", "partitions": 1, "replication_factor": 1}),
+    );
+    let mut leader = None;
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            leader = routes(&servers[0], "gated")
+                .first()
+                .and_then(|(l, isr)| l.filter(|_| isr.len() == 1));
+            leader.is_some()
+        }),
+        "{:?}",
+        routes(&servers[0], "gated")
+    );
+    // Its only replica, so it leads the partition again once it is back and registered.
+    let node = leader.unwrap() as usize - 1;
+    // Every node at once: the one restarted first has no quorum to catch up with.
+    for s in servers.iter_mut() {
+        s.kill9();
+    }
+    servers[node].start_again();
+    // Sent while it cannot catch up (the listener is bound: the request waits to be read).
+    let mut stream = std::net::TcpStream::connect(&servers[node].kafka).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    send_produce(&mut stream, "gated");
+    // A second node: a quorum again, the node catches up and answers as the leader.
+    let other = (node + 1) % 3;
+    servers[other].start_again();
+    let (code, base) = read_produce(&mut stream);
+    assert_eq!(code, 0, "answered before catching up with the metadata");
+    assert_eq!(base, 0);
 }

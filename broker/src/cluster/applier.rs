@@ -94,6 +94,8 @@ pub struct Applier {
     manager: Arc<ReplicaManager>,
     local: HashMap<TopicPartition, Local>,
     counters: Arc<ApplierCounters>,
+    /// Turns true once [`Applier::run`] has applied its first version after catching up.
+    applied: Arc<watch::Sender<bool>>,
 }
 
 /// Leadership and in-sync set changes this node applied, for metrics. Counted where the
@@ -161,7 +163,19 @@ impl Applier {
             manager,
             local: HashMap::new(),
             counters: Arc::default(),
+            applied: Arc::new(watch::channel(false).0),
         }
+    }
+
+    /// Turns true once [`Applier::run`] has caught up and applied the metadata once: this
+    /// node's leaderships and replicas are then those of the cluster, not those of a stale
+    /// local metadata log. The Kafka listener serves only from then on, as a KRaft broker
+    /// enables request processing only after its first metadata publish; answering before
+    /// (`NOT_LEADER_OR_FOLLOWER` for the partitions it is about to lead) makes a producer's
+    /// pipelined batches fail out of order and librdkafka bump its epoch, which can store a
+    /// batch of another partition twice.
+    pub fn applied(&self) -> watch::Receiver<bool> {
+        self.applied.subscribe()
     }
 
     /// The leadership and in-sync set changes this applier counts (shared; for metrics).
@@ -390,6 +404,7 @@ impl Applier {
             node = self.node,
             "caught up with the cluster metadata; applying it"
         );
+        let applied = Arc::clone(&self.applied);
         let applier = Arc::new(std::sync::Mutex::new(self));
         let mut tick = tokio::time::interval(ISR_CHECK_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -406,6 +421,7 @@ impl Applier {
                 if let Err(e) = done {
                     tracing::error!(error = %e, "applying cluster metadata failed");
                 }
+                applied.send_replace(true);
             }
             tokio::select! {
                 () = stopped(&mut stop) => break,
