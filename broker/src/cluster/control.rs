@@ -1099,7 +1099,8 @@ pub async fn run_heartbeats(
 }
 
 /// Keeps a client for every node the metadata registers (so that a joined node greets and
-/// is greeted, and replication can reach it) until `stop` turns true.
+/// is greeted, and replication can reach it) and none for a retired one, until `stop` turns
+/// true.
 pub async fn sync_peers(node: MetadataNode, peers: Arc<Peers>, mut stop: watch::Receiver<bool>) {
     let mut applied = node.subscribe();
     loop {
@@ -1108,6 +1109,10 @@ pub async fn sync_peers(node: MetadataNode, peers: Arc<Peers>, mut stop: watch::
             if !n.info.cluster_addr.is_empty() && *id != node.id() {
                 peers.upsert(*id, &n.info.cluster_addr);
             }
+        }
+        // A decommissioned node is gone: no more greetings (it may still run until stopped).
+        for id in &meta.retired {
+            peers.remove(*id);
         }
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,

@@ -196,6 +196,11 @@ impl Peers {
         Some(client)
     }
 
+    /// Forgets peer `id` (a decommissioned node): it is no longer greeted or listed.
+    pub fn remove(&self, id: NodeId) {
+        lock(&self.peers).remove(&id);
+    }
+
     /// A new client of the node at `addr`, whose id is not known yet (the `--join` target),
     /// with this node's client settings. Not kept among the peers.
     pub fn dial(&self, addr: &str) -> Arc<PeerClient> {
