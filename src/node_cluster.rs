@@ -265,9 +265,19 @@ impl ClusterNode {
             std::time::Duration::from_millis(config.leader_balance_delay_ms);
         let dir = metadata_dir(data_dir);
         let create = dir.clone();
-        tokio::task::spawn_blocking(move || std::fs::create_dir_all(&create))
-            .await?
-            .map_err(|e| NodeError::Metadata(format!("{}: {e}", dir.display())))?;
+        // The metadata holds users' salted SCRAM keys and token hashes (`--auth`): private to
+        // this user, like `auth/auth.json`.
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            std::fs::create_dir_all(&create)?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&create, std::fs::Permissions::from_mode(0o700))?;
+            }
+            Ok(())
+        })
+        .await?
+        .map_err(|e| NodeError::Metadata(format!("{}: {e}", dir.display())))?;
         let transport = Arc::new(RpcMetadataTransport::new(self.peers.clone()));
         let node = MetadataNode::start(
             node_id,

@@ -191,6 +191,15 @@ fn users_tokens_and_acls_made_on_one_node_hold_on_every_node() {
         "the node that was down still knows carol: {:?}",
         whoami(&servers[1], &CAROL)
     );
+    // The replicated records (salted keys, token hashes) sit in the metadata directory:
+    // private to the server's user, as auth/auth.json is.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = servers[0].data_dir().join("cluster").join("metadata");
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{}", dir.display());
+    }
     // A node joining with --auth but no admin password takes the cluster's users.
     let (_, view) = call(
         &servers[0],
