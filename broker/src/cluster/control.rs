@@ -927,7 +927,6 @@ impl Controller {
     pub async fn tick(&self) {
         for _ in 0..MAX_PROPOSALS_PER_TICK {
             let Some((command, why)) = self.next_decision(Instant::now()) else {
-                self.retire_drained().await;
                 return;
             };
             match self.node.propose(command).await {
@@ -943,14 +942,28 @@ impl Controller {
 
     /// Runs [`tick`](Self::tick) every [`ControlSettings::tick`] (sooner after a heartbeat
     /// that needs a registration) until `stop` turns true.
+    ///
+    /// Membership changes after a decommission ([`Controller::retire_drained`]) run in a
+    /// task of their own, one at a time: a Raft membership change can wait for its joint
+    /// quorum, and the sessions and elections of the tick must not wait with it.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut membership: Option<JoinHandle<()>> = None;
         loop {
             self.tick().await;
+            if membership.as_ref().is_none_or(JoinHandle::is_finished)
+                && self.controller_term().is_some()
+            {
+                let me = Arc::clone(&self);
+                membership = Some(tokio::spawn(async move { me.retire_drained().await }));
+            }
             tokio::select! {
-                _ = stop.wait_for(|s| *s) => return,
+                _ = stop.wait_for(|s| *s) => break,
                 () = tokio::time::sleep(self.settings.tick) => {}
                 () = self.wake.notified() => {}
             }
+        }
+        if let Some(task) = membership {
+            task.abort();
         }
     }
 
