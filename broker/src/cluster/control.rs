@@ -833,6 +833,15 @@ impl Controller {
         for id in drained_nodes(&meta) {
             if self.is_member(id) {
                 let promote = self.learner_to_promote(&meta, id);
+                let voters = self.node.metrics().voters;
+                if promote.is_none() && voters.contains(&id) && voters.len() <= MIN_VOTERS {
+                    tracing::warn!(
+                        node = id,
+                        voters = voters.len() - 1,
+                        "decommission: no learner can take the voter's place; the metadata \
+                         quorum shrinks (join a node to restore its fault tolerance)"
+                    );
+                }
                 let removed = tokio::time::timeout(
                     self.settings.propose_deadline,
                     self.node.remove_member(id, promote),
