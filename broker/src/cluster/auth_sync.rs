@@ -59,7 +59,7 @@ impl ClusterAuth {
             .store
             .upgrade()
             .ok_or_else(|| AuthError::ClusterUnavailable("the node is stopping".into()))?;
-        import_if_empty(&self.proposer, &self.node, &store).await;
+        let _ = import_if_empty(&self.proposer, &self.node, &store).await;
         let command = MetadataCommand::Auth {
             change: change.clone(),
         };
@@ -102,14 +102,16 @@ impl AuthReplicator for ClusterAuth {
     }
 }
 
-/// Invariant 2: proposes this node's records while the metadata holds no user.
-async fn import_if_empty(proposer: &Proposer, node: &MetadataNode, store: &AuthStore) {
+/// Invariant 2: proposes this node's records while the metadata holds no user. Returns
+/// whether to try again later (the controller could not be reached); a refusal is final
+/// until the metadata changes.
+async fn import_if_empty(proposer: &Proposer, node: &MetadataNode, store: &AuthStore) -> bool {
     if !node.current().auth.users.is_empty() {
-        return;
+        return false;
     }
     let local = store.snapshot();
     if local.users.is_empty() {
-        return;
+        return false;
     }
     let changes = local.as_changes();
     let total = changes.len();
@@ -124,13 +126,17 @@ async fn import_if_empty(proposer: &Proposer, node: &MetadataNode, store: &AuthS
         batches = rest;
         match tokio::time::timeout(AUTH_CHANGE_WAIT, proposer.propose(batch)).await {
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
+            Ok(Err(e @ ProposeError::Rejected(_))) => {
                 tracing::info!(error = %e, "this node's users were not imported (another node's came first?)");
-                return;
+                return false;
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "importing this node's users failed; retried later");
+                return true;
             }
             Err(_) => {
                 tracing::warn!("importing this node's users timed out; retried later");
-                return;
+                return true;
             }
         }
     }
@@ -138,6 +144,7 @@ async fn import_if_empty(proposer: &Proposer, node: &MetadataNode, store: &AuthS
         records = total,
         "imported this node's users, tokens and ACLs into the cluster"
     );
+    false
 }
 
 /// Makes the store show the applied records (never an empty set of users: invariant 2).
@@ -172,12 +179,12 @@ pub async fn run_follower(
     let mut versions = node.subscribe();
     loop {
         let meta = versions.borrow_and_update().clone();
-        if meta.auth.users.is_empty() {
-            import_if_empty(&proposer, &node, &store).await;
+        let retry = if meta.auth.users.is_empty() {
+            import_if_empty(&proposer, &node, &store).await
         } else {
             follow(&store, &meta).await;
-        }
-        let retry = meta.auth.users.is_empty();
+            false
+        };
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
             changed = versions.changed() => if changed.is_err() {
