@@ -242,19 +242,10 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
             config.cluster_tls.as_ref(),
         )?));
         // A restarted node acts on its metadata only once it caught up with the controller.
-        let ready = {
-            let (meta, registered_at) = (meta.clone(), c.registered_at());
-            async move {
-                match registered_at {
-                    Some(r) => control::wait_caught_up(&meta, r).await,
-                    None => true,
-                }
-            }
-        };
         applier_task = Some(tokio::spawn(applier.run(
             meta.subscribe(),
             proposer.clone(),
-            ready,
+            caught_up(meta.clone(), c.registered_at()),
             shutdown_rx.clone(),
         )));
         // Users, tokens and ACLs are the cluster's: changes go through the metadata and the
@@ -267,20 +258,11 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
                 meta.clone(),
                 store,
             )));
-            let ready = {
-                let (meta, registered_at) = (meta.clone(), c.registered_at());
-                async move {
-                    match registered_at {
-                        Some(r) => control::wait_caught_up(&meta, r).await,
-                        None => true,
-                    }
-                }
-            };
             tokio::spawn(auth_sync::run_follower(
                 meta.clone(),
                 control_proposer,
                 store.clone(),
-                ready,
+                caught_up(meta.clone(), c.registered_at()),
                 shutdown_rx.clone(),
             ));
         }
@@ -486,6 +468,19 @@ async fn open_auth(config: &NodeConfig) -> Result<Option<Arc<AuthStore>>, NodeEr
         Ok(Some(Arc::new(store)))
     })
     .await?
+}
+
+/// Resolves once this cluster node has caught up with the controller's metadata
+/// (`control::wait_caught_up`; at once without a control plane): what the applier and the
+/// user store's follower wait for before they act on the metadata.
+async fn caught_up(
+    meta: weir_broker::cluster::metadata::MetadataNode,
+    registered_at: Option<tokio::sync::watch::Receiver<Option<u64>>>,
+) -> bool {
+    match registered_at {
+        Some(r) => control::wait_caught_up(&meta, r).await,
+        None => true,
+    }
 }
 
 /// Warns that a listener reachable from other hosts runs without authentication: anyone who
