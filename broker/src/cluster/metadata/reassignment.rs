@@ -21,7 +21,7 @@
 use std::collections::BTreeSet;
 
 use super::error::MetadataError;
-use super::state::{ClusterMetadata, normalized, partition_response};
+use super::state::{ClusterMetadata, check_partition_epoch, normalized, partition_response};
 use super::types::MetadataResponse;
 use crate::cluster::NodeId;
 
@@ -80,14 +80,7 @@ impl ClusterMetadata {
             .map(|t| t.replication_factor)
             .ok_or_else(|| MetadataError::UnknownTopic(topic.to_string()))?;
         let (_, state) = self.partition_mut(topic, partition)?;
-        if partition_epoch != state.partition_epoch {
-            return Err(MetadataError::StalePartitionEpoch {
-                topic: topic.to_string(),
-                partition,
-                given: partition_epoch,
-                current: state.partition_epoch,
-            });
-        }
+        check_partition_epoch(topic, partition, state, partition_epoch)?;
         if state.reassigning() {
             return Err(MetadataError::ReassignmentInProgress {
                 topic: topic.to_string(),
@@ -142,14 +135,7 @@ impl ClusterMetadata {
             partition,
             reason,
         };
-        if partition_epoch != state.partition_epoch {
-            return Err(MetadataError::StalePartitionEpoch {
-                topic: topic.to_string(),
-                partition,
-                given: partition_epoch,
-                current: state.partition_epoch,
-            });
-        }
+        check_partition_epoch(topic, partition, state, partition_epoch)?;
         if !state.reassigning() {
             return Err(refuse("no reassignment is in progress".into()));
         }

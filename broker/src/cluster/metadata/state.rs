@@ -511,14 +511,7 @@ impl ClusterMetadata {
                 leader: state.leader,
             });
         }
-        if partition_epoch != state.partition_epoch {
-            return Err(MetadataError::StalePartitionEpoch {
-                topic: topic.to_string(),
-                partition,
-                given: partition_epoch,
-                current: state.partition_epoch,
-            });
-        }
+        check_partition_epoch(topic, partition, state, partition_epoch)?;
         let bad_isr = |reason: String| MetadataError::InvalidIsr {
             topic: topic.to_string(),
             partition,
@@ -541,6 +534,24 @@ impl ClusterMetadata {
         state.partition_epoch = state.partition_epoch.saturating_add(1);
         Ok(partition_response(state))
     }
+}
+
+/// Refuses a change decided on another version of the partition than the current one.
+pub(super) fn check_partition_epoch(
+    topic: &str,
+    partition: i32,
+    state: &PartitionState,
+    given: i32,
+) -> Result<(), MetadataError> {
+    if given != state.partition_epoch {
+        return Err(MetadataError::StalePartitionEpoch {
+            topic: topic.to_string(),
+            partition,
+            given,
+            current: state.partition_epoch,
+        });
+    }
+    Ok(())
 }
 
 pub(super) fn partition_response(state: &PartitionState) -> MetadataResponse {
