@@ -9,74 +9,10 @@ use super::super::balance::{
     DEFAULT_MAX_MOVES_IN_FLIGHT, completion_commands, decommission_moves, drained_nodes,
     preferred_leader_elections, preferred_reorders, rebalance_moves, settled,
 };
-use super::super::controller::{self, TopicRequest, create_topic_command, fence_node_commands};
+use super::super::controller::{self, fence_node_commands};
 use super::super::*;
+use super::state::{create, register, with_nodes};
 use crate::cluster::NodeId;
-
-fn register(m: &mut ClusterMetadata, id: NodeId) {
-    m.apply(&MetadataCommand::RegisterNode {
-        node: id,
-        info: NodeInfo {
-            cluster_addr: format!("10.0.0.{id}:9093"),
-            ..NodeInfo::default()
-        },
-    })
-    .unwrap();
-}
-
-fn with_nodes(n: u64) -> ClusterMetadata {
-    let mut m = ClusterMetadata::default();
-    for id in 1..=n {
-        register(&mut m, id);
-    }
-    m
-}
-
-fn create(m: &mut ClusterMetadata, name: &str, partitions: i32, rf: u16) {
-    let cmd = create_topic_command(
-        m,
-        &TopicRequest {
-            name: name.into(),
-            partitions,
-            replication_factor: Some(rf),
-            ..TopicRequest::default()
-        },
-    )
-    .unwrap();
-    m.apply(&cmd).unwrap();
-}
-
-/// What leaders do when their added followers catch up: propose the in-sync set with them.
-fn catch_up(m: &mut ClusterMetadata) {
-    let mut alters = Vec::new();
-    for (name, t) in &m.topics {
-        for (i, p) in t.partitions.iter().enumerate() {
-            let Some(leader) = p.leader else { continue };
-            let joining: Vec<NodeId> = p
-                .adding
-                .iter()
-                .copied()
-                .filter(|n| !p.isr.contains(n) && m.is_live(*n))
-                .collect();
-            if joining.is_empty() {
-                continue;
-            }
-            let mut isr = p.isr.clone();
-            isr.extend(joining);
-            alters.push(MetadataCommand::AlterPartition {
-                topic: name.clone(),
-                partition: i as i32,
-                leader,
-                leader_epoch: p.leader_epoch,
-                partition_epoch: p.partition_epoch,
-                isr,
-            });
-        }
-    }
-    for a in alters {
-        m.apply(&a).unwrap();
-    }
-}
 
 /// Runs the controller's move decisions (and the leaders' catch-up) until nothing is left
 /// to do; returns how many rounds it took.
@@ -389,7 +325,7 @@ fn leaderships_are_spread_over_a_joined_node_and_go_back_to_preferred_replicas()
         preferred_leader_elections(&m, 16).is_none(),
         "2 is not in sync yet"
     );
-    catch_up_all(&mut m);
+    catch_up(&mut m);
     let back = preferred_leader_elections(&m, 16).unwrap();
     m.apply(&back).unwrap();
     for (p, q) in m.topics["a"]
@@ -401,9 +337,9 @@ fn leaderships_are_spread_over_a_joined_node_and_go_back_to_preferred_replicas()
     }
 }
 
-/// Every live replica rejoins the in-sync set of every partition (as their leaders would
-/// propose once they caught up).
-fn catch_up_all(m: &mut ClusterMetadata) {
+/// What leaders do when their followers catch up: every live replica of a led partition
+/// (one a move adds, one back from a failure) joins its in-sync set.
+fn catch_up(m: &mut ClusterMetadata) {
     let mut alters = Vec::new();
     for (name, t) in &m.topics {
         for (i, p) in t.partitions.iter().enumerate() {

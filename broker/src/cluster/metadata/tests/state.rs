@@ -14,7 +14,7 @@ use super::super::controller::{
 use super::super::*;
 use crate::cluster::NodeId;
 
-fn info(id: NodeId) -> NodeInfo {
+pub(super) fn info(id: NodeId) -> NodeInfo {
     NodeInfo {
         cluster_addr: format!("10.0.0.{id}:9093"),
         kafka_addr: format!("10.0.0.{id}:9092"),
@@ -22,19 +22,24 @@ fn info(id: NodeId) -> NodeInfo {
     }
 }
 
-fn with_nodes(n: u64) -> ClusterMetadata {
+/// Registers node `id` (live) at its test addresses.
+pub(super) fn register(m: &mut ClusterMetadata, id: NodeId) {
+    m.apply(&MetadataCommand::RegisterNode {
+        node: id,
+        info: info(id),
+    })
+    .unwrap();
+}
+
+pub(super) fn with_nodes(n: u64) -> ClusterMetadata {
     let mut m = ClusterMetadata::default();
     for id in 1..=n {
-        m.apply(&MetadataCommand::RegisterNode {
-            node: id,
-            info: info(id),
-        })
-        .unwrap();
+        register(&mut m, id);
     }
     m
 }
 
-fn create(m: &mut ClusterMetadata, name: &str, partitions: i32, rf: u16) {
+pub(super) fn create(m: &mut ClusterMetadata, name: &str, partitions: i32, rf: u16) {
     let cmd = create_topic_command(
         m,
         &TopicRequest {
