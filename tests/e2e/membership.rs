@@ -166,6 +166,17 @@ fn a_joined_node_takes_its_share_and_a_decommissioned_node_leaves_with_nothing_l
         json!("cannot_decommission"),
         "{body}"
     );
+    // A node id that is not one, or one the cluster never had: a clear 4xx, nothing changes.
+    for (id, want, code) in [
+        ("abc", 400, "bad_request"),
+        ("18446744073709551616", 400, "bad_request"),
+        ("99", 404, "unknown_node"),
+    ] {
+        let (status, body) =
+            servers[0].post(&format!("/v1/cluster/nodes/{id}/decommission"), &json!({}));
+        assert_eq!(status, want, "{id}: {body}");
+        assert_eq!(body["error"]["code"], json!(code), "{id}: {body}");
+    }
     let (status, body) = servers[0].post("/v1/cluster/nodes/3/decommission", &json!({}));
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"]["code"], json!("node_retired"), "{body}");
