@@ -23,8 +23,10 @@ use tokio::sync::watch;
 use weir_broker::auth::{AuthError, AuthStore, LoginLimits};
 use weir_broker::cluster::applier::{self, Applier};
 use weir_broker::cluster::auth_sync::{self, ClusterAuth};
+use weir_broker::cluster::cluster_log::ClusterLog;
 use weir_broker::cluster::config::ClusterConfig;
 use weir_broker::cluster::control;
+use weir_broker::cluster::log_rpc::LogService;
 use weir_broker::cluster::replication::ReplicationConfig;
 use weir_broker::cluster::replication::manager::ReplicaManager;
 use weir_broker::cluster::replication_rpc::{ReplicaService, RpcReplicaTransport};
@@ -33,6 +35,7 @@ use weir_broker::cluster::rpc::ClusterTls;
 use weir_broker::kafka::{self, KafkaConfig, KafkaError};
 use weir_broker::{Broker, BrokerConfig, BrokerError};
 use weir_engine::limits::NodeLimits;
+use weir_engine::log_access::LogAccess;
 use weir_engine::sql::{SqlError, SqlLoader, SqlService};
 use weir_engine::state::StateError;
 use weir_engine::state::rocks::RocksBackend;
@@ -185,8 +188,23 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let auth_store = open_auth(&config).await?;
 
     let background = broker.start_background();
-    let (engine, sql, functions, wasm) =
-        open_engine(&broker, &config.broker.data_dir, &config.limits).await?;
+    // On a cluster the engine's topics are the cluster's (`ClusterLog`, attached below once
+    // the metadata runs), and its processors start once this node applied the metadata.
+    let cluster_log = cluster_listener
+        .as_ref()
+        .map(|_| Arc::new(ClusterLog::new(broker.clone())));
+    let engine_log: Arc<dyn LogAccess> = match &cluster_log {
+        Some(log) => log.clone(),
+        None => Arc::new(broker.clone()),
+    };
+    let (engine, sql, functions, wasm) = open_engine(
+        &broker,
+        engine_log,
+        &config.broker.data_dir,
+        &config.limits,
+        cluster_log.is_none(),
+    )
+    .await?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut cluster = cluster_listener.map(|listener| {
         ClusterNode::start(
@@ -267,15 +285,29 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
             ));
         }
         let m = meta.clone();
-        routing = Some(
-            ClusterRouting::new(
-                node_id,
-                meta.subscribe(),
-                proposer,
-                Arc::new(move || m.controller()),
-            )
-            .with_partition_budget(config.broker.files.max_partitions),
-        );
+        let r = ClusterRouting::new(
+            node_id,
+            meta.subscribe(),
+            proposer,
+            Arc::new(move || m.controller()),
+        )
+        .with_partition_budget(config.broker.files.max_partitions);
+        // The engine's log: other nodes' tasks append and read here when this node leads.
+        c.service.set_log(Arc::new(
+            LogService::new(broker.clone())
+                .with_max_message_bytes(config.cluster.rpc.max_message_bytes),
+        ));
+        if let Some(log) = &cluster_log {
+            log.attach(r.clone(), c.peers.clone());
+            if let Some(applied) = &kafka_ready {
+                tokio::spawn(start_engine_when_applied(
+                    engine.clone(),
+                    applied.clone(),
+                    shutdown_rx.clone(),
+                ));
+            }
+        }
+        routing = Some(r);
     }
     let mut metrics = Metrics::new(broker.clone());
     if let (Some(meta), Some(r)) = (
@@ -499,10 +531,36 @@ fn warn_if_exposed(listener: &str, addr: std::net::SocketAddr, auth_enabled: boo
 /// function registry opens first, on the processors' Wasm engine (one set of pools, one
 /// compiled-artifact cache), so that persistent queries calling UDFs find them when they
 /// resume; SQL gets it as its `FunctionCatalog` and `FunctionAdmin`.
+/// Cluster mode: starts the engine's processors once the applier has applied the metadata
+/// (their topics are the cluster's), unless the node stops first.
+async fn start_engine_when_applied(
+    engine: Engine,
+    mut applied: watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
+) {
+    tokio::select! {
+        r = applied.wait_for(|a| *a) => {
+            if r.is_err() {
+                return;
+            }
+        }
+        _ = stop.wait_for(|s| *s) => return,
+    }
+    match tokio::task::spawn_blocking(move || engine.start()).await {
+        Ok(Ok(started)) => tracing::info!(processors = started, "stream engine started"),
+        Ok(Err(e)) => tracing::error!(error = %e, "the stream engine could not start"),
+        Err(e) => tracing::error!(error = %e, "the stream engine's start failed"),
+    }
+}
+
+/// Opens the engine, SQL and the function registry over `log`; with `start`, brings back
+/// every processor now (cluster mode starts them once the metadata is applied).
 async fn open_engine(
     broker: &Broker,
+    log: Arc<dyn LogAccess>,
     data_dir: &std::path::Path,
     limits: &NodeLimits,
+    start: bool,
 ) -> Result<(Engine, SqlService, Arc<FunctionRegistry>, WasmEngine), NodeError> {
     let broker = broker.clone();
     let data_dir = data_dir.to_path_buf();
@@ -531,18 +589,20 @@ async fn open_engine(
         };
         let engine = Engine::open(
             &engine_config,
-            Arc::new(broker.clone()),
+            log.clone(),
             Arc::new(backend),
             Arc::new(loader),
         )?;
         // Deletes by clients ask the engine who owns and uses a topic.
         broker.set_topic_guard(engine.topic_guard());
-        let started = engine.start()?;
-        tracing::info!(processors = started, "stream engine started");
+        if start {
+            let started = engine.start()?;
+            tracing::info!(processors = started, "stream engine started");
+        }
         let sql = SqlService::open(
             &data_dir.join("sql"),
             engine.clone(),
-            Arc::new(broker),
+            log,
             functions,
             Some(registry.clone()),
         )?;

@@ -153,6 +153,14 @@ pub enum BrokerError {
     /// an unknown or retired node, or one whose replicas would not fit on the others).
     #[error(transparent)]
     ClusterRefused(crate::cluster::metadata::MetadataError),
+    /// Another node refused an owner's log request (its code and message; the retried
+    /// class never ends here, see `cluster::cluster_log`).
+    #[error("node {node} refused: {message} ({code})")]
+    PeerRefused {
+        node: u64,
+        code: String,
+        message: String,
+    },
 }
 
 fn leader_hint(leader: Option<u64>) -> String {
@@ -192,6 +200,7 @@ impl BrokerError {
             BrokerError::InvalidReplicationFactor(_) => "invalid_replication_factor",
             BrokerError::ClusterUnavailable(_) => "cluster_unavailable",
             BrokerError::ClusterRefused(e) => e.code(),
+            BrokerError::PeerRefused { .. } => "peer_refused",
         }
     }
 
@@ -225,6 +234,7 @@ impl BrokerError {
             | BrokerError::ClusterUnavailable(_) => ErrorKind::Unavailable,
             BrokerError::InvalidReplicationFactor(_) => ErrorKind::InvalidInput,
             BrokerError::ClusterRefused(e) => e.kind(),
+            BrokerError::PeerRefused { .. } => ErrorKind::Internal,
         }
     }
 

@@ -1,7 +1,8 @@
 //! [`LogAccess`]: everything the engine asks of the log, as a trait the engine owns. Tasks
 //! append, read from an offset, wait for new records, create their internal topics and
 //! commit their input offsets through it, so they do not care which node leads a partition:
-//! the local [`Broker`] implements it here, a remote client will later.
+//! the local [`Broker`] implements it here, and on a cluster node [`ClusterLog`] (the
+//! cluster's replicated topics at their leaders, wherever the task runs).
 //!
 //! Committed input offsets live in the log too (provided methods over append and read): one
 //! compacted topic per processor, `<processor>.offsets`, partition *p* holding task *p*'s
@@ -16,6 +17,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use weir_broker::batch::CheckedBatch;
+use weir_broker::cluster::cluster_log::{ClusterLog, OwnedTopic};
 use weir_broker::{
     Broker, BrokerError, ErrorKind, InternalTopic, ProduceRecord, StoredRecord, TopicSpec,
 };
@@ -92,6 +94,14 @@ impl TopicMeta {
             partitions: info.partitions,
             compacted: info.compacted,
             owner: info.internal.map(|m| m.owner),
+        }
+    }
+
+    fn owned(t: OwnedTopic) -> Self {
+        TopicMeta {
+            partitions: t.partitions,
+            compacted: t.compacted,
+            owner: t.owner,
         }
     }
 }
@@ -332,6 +342,80 @@ impl LogAccess for Broker {
 
     fn watch_end(&self, topic: &str, partition: i32) -> Result<watch::Receiver<i64>, LogError> {
         Ok(Broker::watch_end(self, topic, partition)?)
+    }
+}
+
+/// On a cluster node: the cluster's replicated topics wherever the task runs (writes at the
+/// partition's leader, reads from it below the high watermark, internal topics created
+/// through the controller), this node's local topics as [`Broker`] serves them.
+impl LogAccess for ClusterLog {
+    fn topic_meta(&self, topic: &str) -> Result<Option<TopicMeta>, LogError> {
+        Ok(ClusterLog::topic(self, topic)?.map(TopicMeta::owned))
+    }
+
+    fn list_topics(&self) -> Result<Vec<String>, LogError> {
+        Ok(ClusterLog::list_topics(self))
+    }
+
+    fn ensure_topic(&self, spec: TopicSpec) -> Result<TopicMeta, LogError> {
+        Ok(TopicMeta::owned(ClusterLog::ensure_topic(
+            self, spec, false,
+        )?))
+    }
+
+    fn adopt_topic(&self, spec: TopicSpec) -> Result<TopicMeta, LogError> {
+        Ok(TopicMeta::owned(ClusterLog::ensure_topic(
+            self, spec, true,
+        )?))
+    }
+
+    fn check_topic(&self, spec: &TopicSpec) -> Result<(), LogError> {
+        Ok(ClusterLog::check_topic(self, spec)?)
+    }
+
+    fn delete_topic(&self, topic: &str) -> Result<(), LogError> {
+        Ok(ClusterLog::delete_topic(self, topic)?)
+    }
+
+    fn produce(
+        &self,
+        topic: &str,
+        records: Vec<ProduceRecord>,
+    ) -> Result<Vec<(i32, i64)>, LogError> {
+        Ok(ClusterLog::produce(self, topic, records)?)
+    }
+
+    fn append_batch(
+        &self,
+        topic: &str,
+        partition: i32,
+        batch: &CheckedBatch,
+    ) -> Result<(i64, i64), LogError> {
+        Ok(ClusterLog::append(self, topic, partition, batch)?)
+    }
+
+    fn read(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<LogRead, LogError> {
+        let r = ClusterLog::read(self, topic, partition, offset, max_records, max_bytes)?;
+        Ok(LogRead {
+            records: r.records,
+            next_offset: r.next_offset,
+            end_offset: r.end_offset,
+        })
+    }
+
+    fn offsets(&self, topic: &str, partition: i32) -> Result<(i64, i64), LogError> {
+        Ok(ClusterLog::offsets(self, topic, partition)?)
+    }
+
+    fn watch_end(&self, topic: &str, partition: i32) -> Result<watch::Receiver<i64>, LogError> {
+        Ok(ClusterLog::watch_end(self, topic, partition)?)
     }
 }
 

@@ -9,6 +9,7 @@ mod cluster;
 mod cluster_auth;
 mod cluster_groups;
 mod cluster_ops;
+mod cluster_processors;
 mod common;
 mod connections;
 mod console;

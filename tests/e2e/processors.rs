@@ -17,7 +17,7 @@ use crate::common::{Server, eventually, guest, stderr, stdout};
 
 const DEADLINE: Duration = Duration::from_secs(90);
 
-fn word_counts<'a>(lines: impl IntoIterator<Item = &'a str>) -> BTreeMap<String, u64> {
+pub(crate) fn word_counts<'a>(lines: impl IntoIterator<Item = &'a str>) -> BTreeMap<String, u64> {
     let mut m = BTreeMap::new();
     for l in lines {
         for w in l.split_whitespace() {
@@ -27,12 +27,12 @@ fn word_counts<'a>(lines: impl IntoIterator<Item = &'a str>) -> BTreeMap<String,
     m
 }
 
-fn as_strings(m: &BTreeMap<String, u64>) -> BTreeMap<String, String> {
+pub(crate) fn as_strings(m: &BTreeMap<String, u64>) -> BTreeMap<String, String> {
     m.iter().map(|(k, v)| (k.clone(), v.to_string())).collect()
 }
 
 /// Produces `lines` to explicit partitions, round robin.
-fn produce_lines(s: &Server, topic: &str, partitions: i64, lines: &[String]) {
+pub(crate) fn produce_lines(s: &Server, topic: &str, partitions: i64, lines: &[String]) {
     let records: Vec<Value> = lines
         .iter()
         .enumerate()
@@ -41,12 +41,12 @@ fn produce_lines(s: &Server, topic: &str, partitions: i64, lines: &[String]) {
     s.produce(topic, records);
 }
 
-fn tasks(d: &Value) -> Vec<Value> {
+pub(crate) fn tasks(d: &Value) -> Vec<Value> {
     d["tasks"].as_array().cloned().unwrap_or_default()
 }
 
 /// Every task running with nothing left to process.
-fn caught_up(s: &Server, name: &str) -> bool {
+pub(crate) fn caught_up(s: &Server, name: &str) -> bool {
     let d = s.processor(name);
     let t = tasks(&d);
     !t.is_empty()
@@ -61,11 +61,11 @@ fn caught_up(s: &Server, name: &str) -> bool {
         })
 }
 
-fn query(s: &Server, name: &str, store: &str, key: &str) -> (u16, Value) {
+pub(crate) fn query(s: &Server, name: &str, store: &str, key: &str) -> (u16, Value) {
     s.get(&format!("/v1/processors/{name}/stores/{store}/keys/{key}"))
 }
 
-fn sample_lines() -> Vec<String> {
+pub(crate) fn sample_lines() -> Vec<String> {
     let mut lines = Vec::new();
     for i in 0..60 {
         lines.push(format!("the quick brown fox {} jumps", i % 7));

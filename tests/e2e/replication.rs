@@ -71,7 +71,7 @@ pub(crate) fn create_replicated(s: &Server, spec: Value) -> Value {
 }
 
 /// Per partition (leader, in-sync set) as `s` describes the topic.
-fn routes(s: &Server, topic: &str) -> Vec<(Option<u64>, Vec<u64>)> {
+pub(crate) fn routes(s: &Server, topic: &str) -> Vec<(Option<u64>, Vec<u64>)> {
     let (status, d) = s.get(&format!("/v1/topics/{topic}"));
     if status != 200 {
         return Vec::new();
@@ -93,7 +93,7 @@ fn routes(s: &Server, topic: &str) -> Vec<(Option<u64>, Vec<u64>)> {
         .collect()
 }
 
-fn fully_replicated(s: &Server, topic: &str, partitions: usize) -> bool {
+pub(crate) fn fully_replicated(s: &Server, topic: &str, partitions: usize) -> bool {
     let r = routes(s, topic);
     r.len() == partitions && r.iter().all(|(l, isr)| l.is_some() && isr.len() == 3)
 }

@@ -15,6 +15,9 @@
 //!   topic changes through the controller).
 //! - [`replication_rpc`]: the data plane over [`rpc`] (follower fetch transport and service).
 //! - [`service`]: the node's one peer service, routing each request to its plane.
+//! - [`cluster_log`] and [`log_rpc`]: the log as a topic's owner (the stream engine) sees it
+//!   on a cluster node — its topics created through the controller, written at each
+//!   partition's leader (over [`rpc`] when another node leads) and read from it.
 //! - [`control`]: the controller over [`rpc`]: proposals from any node, broker heartbeats
 //!   and sessions (fencing, unfencing, re-elections), `--join` as a learner, replica moves
 //!   and decommission.
@@ -55,16 +58,23 @@
 //!    logs never diverge below the high watermark.
 //! 8. **Node ids are never reused silently**: a data directory records its cluster id and
 //!    node id, and a node whose flags disagree with it refuses to start.
+//! 9. **A topic owner writes a replicated partition only at its leader, like any producer
+//!    with `acks=all`** (`cluster_log`): the owners' topics (the engine's changelogs, offsets,
+//!    outputs) get the same durability and fencing as clients' topics; a node forwards an
+//!    owner's write to the leader the applied metadata names, and the leader's partition
+//!    refuses it if that is stale.
 
 pub mod applier;
 #[cfg(test)]
 mod applier_tests;
 pub mod auth_sync;
+pub mod cluster_log;
 pub mod config;
 pub mod control;
 #[cfg(test)]
 mod control_tests;
 pub mod identity;
+pub mod log_rpc;
 pub mod metadata;
 pub mod metadata_rpc;
 #[cfg(test)]

@@ -108,6 +108,7 @@ fn response_kind(response: &PeerResponse) -> &'static str {
         PeerResponse::Raft(_) => "raft",
         PeerResponse::Replica(_) => "replica",
         PeerResponse::Control(_) => "control",
+        PeerResponse::Log(_) => "log",
     }
 }
 

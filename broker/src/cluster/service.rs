@@ -1,6 +1,6 @@
 //! The node's one [`PeerService`]: routes each request from a peer to the plane that serves
 //! it — Raft (and the controller's requests) to the metadata plane, follower fetches to the
-//! data plane. The planes start at different times after the listener (the Raft node needs
+//! data plane, owners' log requests to the log service. The planes start at different times after the listener (the Raft node needs
 //! the peers' clients first; replicas need applied metadata), so each is installed when it
 //! exists and a request for a plane not installed yet is refused as not served.
 //!
@@ -28,6 +28,7 @@ use super::rpc::{PeerRequest, PeerService, Refusal, ServiceFuture};
 enum Plane {
     Metadata,
     Replica,
+    Log,
     None,
 }
 
@@ -36,6 +37,7 @@ fn plane_of(request: &PeerRequest) -> Plane {
         PeerRequest::Hello(_) => Plane::None,
         PeerRequest::Raft(_) | PeerRequest::Control(_) => Plane::Metadata,
         PeerRequest::Replica(_) => Plane::Replica,
+        PeerRequest::Log(_) => Plane::Log,
     }
 }
 
@@ -44,6 +46,7 @@ fn plane_of(request: &PeerRequest) -> Plane {
 pub struct NodeService {
     metadata: RwLock<Option<Arc<dyn PeerService>>>,
     replica: RwLock<Option<Arc<dyn PeerService>>>,
+    log: RwLock<Option<Arc<dyn PeerService>>>,
 }
 
 impl std::fmt::Debug for NodeService {
@@ -54,6 +57,7 @@ impl std::fmt::Debug for NodeService {
         f.debug_struct("NodeService")
             .field("metadata", &set(&self.metadata))
             .field("replica", &set(&self.replica))
+            .field("log", &set(&self.log))
             .finish()
     }
 }
@@ -76,10 +80,16 @@ impl NodeService {
         *self.replica.write().unwrap_or_else(PoisonError::into_inner) = Some(service);
     }
 
+    /// Installs the owners' log service (appends, reads and offsets at partition leaders).
+    pub fn set_log(&self, service: Arc<dyn PeerService>) {
+        *self.log.write().unwrap_or_else(PoisonError::into_inner) = Some(service);
+    }
+
     fn route(&self, plane: Plane) -> Option<Arc<dyn PeerService>> {
         let slot = match plane {
             Plane::Metadata => &self.metadata,
             Plane::Replica => &self.replica,
+            Plane::Log => &self.log,
             Plane::None => return None,
         };
         slot.read().unwrap_or_else(PoisonError::into_inner).clone()
@@ -101,6 +111,7 @@ impl PeerService for NodeService {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::log_rpc::LogRequest;
     use crate::cluster::replication::FetchRequest;
     use crate::cluster::rpc::message::{Hello, Json, RaftRequest};
     use crate::cluster::rpc::{PeerResponse, ReplicaRequest};
@@ -170,6 +181,18 @@ mod tests {
         assert_eq!(routed_to(s.call(2, hello).await), "not served: hello");
         // A plane can be replaced (restarted).
         s.set_replica(Arc::new(Named("replica2")));
+        assert_eq!(routed_to(s.call(2, fetch()).await), "replica2");
+        let read = || {
+            PeerRequest::Log(LogRequest::Read {
+                topic: "t".into(),
+                partition: 0,
+                offset: 0,
+                max_bytes: 1,
+            })
+        };
+        assert_eq!(routed_to(s.call(2, read()).await), "not served: log_read");
+        s.set_log(Arc::new(Named("log")));
+        assert_eq!(routed_to(s.call(2, read()).await), "log");
         assert_eq!(routed_to(s.call(2, fetch()).await), "replica2");
     }
 }

@@ -18,6 +18,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::cluster::NodeId;
 use crate::cluster::control::ControlReply;
+use crate::cluster::log_rpc::{LogRequest, LogResponse};
 use crate::cluster::metadata::{
     AppendEntriesRequest, AppendResult, InstallSnapshotRequest, MetadataCommand, NodeInfo,
     SnapshotResult, TypeConfig, VoteRequest, VoteResult,
@@ -57,6 +58,9 @@ pub enum PeerRequest {
     /// A request to the controller (`cluster::control`): a proposal, a broker heartbeat, a
     /// join.
     Control(ControlRequest),
+    /// A topic owner's append, read or offsets at a partition's leader, served by
+    /// `cluster::log_rpc`.
+    Log(LogRequest),
 }
 
 /// The answer to a [`PeerRequest`], variant for variant.
@@ -67,6 +71,7 @@ pub enum PeerResponse {
     Replica(ReplicaResponse),
     /// The answer to every [`ControlRequest`] (the controller's, or a redirect to it).
     Control(Json<ControlReply>),
+    Log(LogResponse),
 }
 
 impl PeerRequest {
@@ -82,6 +87,7 @@ impl PeerRequest {
             PeerRequest::Control(ControlRequest::Heartbeat(_)) => "control_heartbeat",
             PeerRequest::Control(ControlRequest::Join(_)) => "control_join",
             PeerRequest::Control(ControlRequest::Shutdown) => "control_shutdown",
+            PeerRequest::Log(request) => request.kind(),
         }
     }
 }

@@ -333,6 +333,8 @@ pub fn broker_error_code(e: &BrokerError) -> i16 {
         BrokerError::ClusterUnavailable(_) => ResponseError::NotController.code(),
         // Node administration is not served over Kafka (no decommission API there).
         BrokerError::ClusterRefused(_) => ResponseError::InvalidRequest.code(),
+        // Owners' requests between nodes; not a client's.
+        BrokerError::PeerRefused { .. } => ResponseError::UnknownServerError.code(),
     }
 }
 
