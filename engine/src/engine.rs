@@ -23,6 +23,7 @@ use weir_broker::partitioner::partition_for_key;
 use weir_broker::{BrokerError, InternalTopic, TopicGuard, TopicSpec};
 
 use crate::admission::Admission;
+use crate::assignment::{Assignment, TaskAssignments};
 use crate::clock::now_ms;
 use crate::error::EngineError;
 use crate::limits::NodeLimits;
@@ -42,6 +43,9 @@ pub struct EngineConfig {
     pub processors_dir: PathBuf,
     /// The server's maxima on specs and the node's Wasm capacity (admission).
     pub limits: NodeLimits,
+    /// A cluster node runs only the tasks the cluster assigns it
+    /// ([`Engine::set_assignment`]); a single node runs every task.
+    pub assigned_tasks: bool,
 }
 
 impl EngineConfig {
@@ -50,6 +54,7 @@ impl EngineConfig {
         EngineConfig {
             processors_dir: data_dir.join("processors"),
             limits: NodeLimits::default(),
+            assigned_tasks: false,
         }
     }
 }
@@ -135,6 +140,8 @@ struct Inner {
     /// processor's operation).
     busy: Busy,
     admission: Admission,
+    /// Which tasks this node runs.
+    assignment: Assignment,
 }
 
 /// The processors of this node. Cheap to clone.
@@ -213,6 +220,11 @@ impl Engine {
                 processors: Mutex::new(BTreeMap::new()),
                 busy: Busy::default(),
                 admission: Admission::new(config.limits.clone()),
+                assignment: if config.assigned_tasks {
+                    Assignment::assigned()
+                } else {
+                    Assignment::all()
+                },
             }),
         })
     }
@@ -262,8 +274,11 @@ impl Engine {
             };
             self.mark_internal_topics(&deployed.record);
             if let Some(def) = self.definition(&deployed) {
-                let all = (0..deployed.record.partitions).collect();
-                deployed.starter = Some(self.start_tasks(&name, def, all)?);
+                let owned = self
+                    .inner
+                    .assignment
+                    .owned(&name, deployed.record.partitions);
+                deployed.starter = Some(self.start_tasks(&name, def, owned)?);
                 started += 1;
             }
             lock(&self.inner.processors).insert(name, deployed);
@@ -279,6 +294,36 @@ impl Engine {
             self.stop_starter(&name);
         }
         self.inner.tasks.revoke_all();
+    }
+
+    /// Cluster mode: the tasks the cluster assigns this node now. Tasks it no longer runs
+    /// (or runs under a new assignment epoch) are revoked — each commits first, so a
+    /// graceful move reprocesses nothing — and the ones it gained start in the background,
+    /// restoring their state from the changelogs before they process a record. Ignored on a
+    /// single node.
+    pub fn set_assignment(&self, new: TaskAssignments) {
+        if !self.inner.assignment.is_assigned() {
+            return;
+        }
+        let old = self.inner.assignment.replace(new.clone());
+        let names: Vec<String> = lock(&self.inner.processors).keys().cloned().collect();
+        for name in names {
+            let (before, after) = (old.get(&name), new.get(&name));
+            if before == after {
+                continue;
+            }
+            let _op = self.op(&name);
+            self.stop_starter(&name);
+            for (p, epoch) in before.into_iter().flatten() {
+                if after.and_then(|a| a.get(p)) != Some(epoch) {
+                    self.inner.tasks.revoke(&TaskId::new(&name, *p));
+                    tracing::info!(processor = %name, partition = p, "task revoked");
+                }
+            }
+            if let Err(e) = self.start_missing(&name) {
+                tracing::error!(processor = %name, "cannot start assigned tasks: {e}");
+            }
+        }
     }
 
     /// The task manager (what a cluster controller drives).
@@ -405,10 +450,13 @@ impl Engine {
         }
     }
 
-    /// Partitions of `name` with no task on this node.
+    /// Partitions of `name` this node runs with no task started yet.
     fn unassigned(&self, name: &str, partitions: i32) -> Vec<i32> {
         let assigned: BTreeSet<TaskId> = self.inner.tasks.assigned().into_iter().collect();
-        (0..partitions)
+        self.inner
+            .assignment
+            .owned(name, partitions)
+            .into_iter()
             .filter(|p| !assigned.contains(&TaskId::new(name, *p)))
             .collect()
     }
@@ -722,7 +770,8 @@ impl Engine {
             start_error: None,
         };
         if let Some(def) = self.definition(&deployed) {
-            deployed.starter = Some(self.start_tasks(&name, def, (0..partitions).collect())?);
+            let owned = self.inner.assignment.owned(&name, partitions);
+            deployed.starter = Some(self.start_tasks(&name, def, owned)?);
         }
         tracing::info!(processor = %name, partitions, "processor deployed");
         lock(&self.inner.processors).insert(name.clone(), deployed);
@@ -793,7 +842,7 @@ impl Engine {
         };
         // `assign` revokes the running task first: its final commit is the swap point.
         if let Some(def) = self.definition(&deployed) {
-            for p in 0..partitions {
+            for p in self.inner.assignment.owned(name, partitions) {
                 self.inner.tasks.assign(TaskId::new(name, p), def.clone())?;
             }
         }
@@ -820,37 +869,24 @@ impl Engine {
         Ok(())
     }
 
-    /// Pauses every task (each commits first); the pause survives restarts.
     /// Pauses every task (each commits first; a guest call in progress is interrupted and
     /// its input processed again on resume); the pause survives restarts.
     pub fn pause(&self, name: &str) -> Result<ProcessorDescription, EngineError> {
         let _op = self.op(name);
-        self.set_paused(name, true)?;
-        self.stop_starter(name);
-        let partitions = self.record(name)?.partitions;
-        for p in 0..partitions {
-            self.inner.tasks.pause(&TaskId::new(name, p));
-        }
         // Tasks not started yet start paused.
-        self.start_missing(name)?;
+        self.apply_paused(name, true)?;
         self.describe(name)
     }
 
     /// Resumes a paused processor; failed tasks start again from their last commit.
     pub fn resume(&self, name: &str) -> Result<ProcessorDescription, EngineError> {
         let _op = self.op(name);
-        self.set_paused(name, false)?;
-        self.stop_starter(name);
-        let def = self.definition_of(name)?;
-        let Some(def) = def else {
+        if self.definition_of(name)?.is_none() {
             return Err(EngineError::Unavailable(format!(
                 "processor '{name}' cannot run: its module failed to load"
             )));
-        };
-        for p in 0..def.partitions {
-            self.inner.tasks.resume(&TaskId::new(name, p))?;
         }
-        self.start_missing(name)?;
+        self.apply_paused(name, false)?;
         self.describe(name)
     }
 
@@ -888,6 +924,115 @@ impl Engine {
         Ok(())
     }
 
+    /// Cluster mode: the deployments this node has, as `(record, module)` of each (what
+    /// another node installs from).
+    pub fn deployment(&self, name: &str) -> Option<(DeploymentRecord, Bytes)> {
+        let (record, module) = self.inner.registry.load(name).ok()?;
+        Some((record, Bytes::from(module)))
+    }
+
+    /// Every deployed processor's name, version and paused flag.
+    pub fn versions(&self) -> BTreeMap<String, (u64, bool)> {
+        lock(&self.inner.processors)
+            .iter()
+            .map(|(n, d)| (n.clone(), (d.record.version, d.record.paused)))
+            .collect()
+    }
+
+    /// Cluster mode: installs a deployment made on another node (or brings this node's to
+    /// its version): the record and module are saved here and the tasks this node is
+    /// assigned start, without creating or checking topics (the deploying node did). An
+    /// older or equal version already here only takes the paused flag.
+    pub fn install(&self, record: DeploymentRecord, module: Bytes) -> Result<(), EngineError> {
+        let name = record.spec.name.clone();
+        let _op = self.op(&name);
+        let current = lock(&self.inner.processors)
+            .get(&name)
+            .map(|d| (d.record.version, d.record.paused));
+        if let Some((version, paused)) = current
+            && version >= record.version
+        {
+            if paused != record.paused {
+                self.apply_paused(&name, record.paused)?;
+            }
+            return Ok(());
+        }
+        self.check_limits(&record.spec)?;
+        let factory = self.load(&record.spec, &module)?;
+        self.admit(&name, &*factory, record.partitions)?;
+        if let Err(e) = self.inner.registry.save(&record, Some(&module)) {
+            if current.is_none() {
+                self.inner.admission.release(&name);
+            }
+            return Err(e.into());
+        }
+        self.stop_starter(&name);
+        let partitions = record.partitions;
+        let mut deployed = Deployed {
+            record,
+            factory: Some(factory),
+            load_error: None,
+            starter: None,
+            start_error: None,
+        };
+        if let Some(def) = self.definition(&deployed) {
+            let owned = self.inner.assignment.owned(&name, partitions);
+            if current.is_some() {
+                // `assign` revokes the running task first: its final commit is the swap.
+                for p in owned {
+                    self.inner
+                        .tasks
+                        .assign(TaskId::new(&name, p), def.clone())?;
+                }
+            } else {
+                deployed.starter = Some(self.start_tasks(&name, def, owned)?);
+            }
+        }
+        tracing::info!(processor = %name, version = deployed.record.version, "processor installed");
+        lock(&self.inner.processors).insert(name, deployed);
+        Ok(())
+    }
+
+    /// Pauses or resumes `name`'s tasks on this node (the caller holds its operation).
+    fn apply_paused(&self, name: &str, paused: bool) -> Result<(), EngineError> {
+        self.set_paused(name, paused)?;
+        self.stop_starter(name);
+        let partitions = self.record(name)?.partitions;
+        for p in 0..partitions {
+            let id = TaskId::new(name, p);
+            if paused {
+                self.inner.tasks.pause(&id);
+            } else {
+                self.inner.tasks.resume(&id)?;
+            }
+        }
+        self.start_missing(name)
+    }
+
+    /// Cluster mode: forgets a deployment deleted through another node: stops its tasks
+    /// here (each commits first), removes the deployment and its local state, and leaves
+    /// the topics to the deleting node. A processor not here is not an error.
+    pub fn uninstall(&self, name: &str) -> Result<(), EngineError> {
+        let _op = self.op(name);
+        let Ok(record) = self.record(name) else {
+            return Ok(());
+        };
+        self.stop_starter(name);
+        for p in 0..record.partitions {
+            self.inner.tasks.revoke(&TaskId::new(name, p));
+        }
+        self.inner.registry.remove(name)?;
+        lock(&self.inner.processors).remove(name);
+        self.inner.admission.release(name);
+        for id in self.inner.tasks.local_state()? {
+            if id.processor == name {
+                self.inner.tasks.destroy_state(&id)?;
+            }
+        }
+        tracing::info!(processor = %name, "processor uninstalled");
+        Ok(())
+    }
+
     fn status_of(record: &DeploymentRecord, error: bool, tasks: &[TaskStatus]) -> String {
         let any = |s: TaskState| tasks.iter().any(|t| t.state == s);
         if error || any(TaskState::Failed) {
@@ -909,12 +1054,13 @@ impl Engine {
     /// The status of every task; while tasks are being started, those not started yet
     /// are `starting`.
     fn task_statuses(&self, record: &DeploymentRecord, starting: bool) -> Vec<TaskStatus> {
+        let name = &record.spec.name;
         (0..record.partitions)
             .filter_map(|p| {
-                self.inner
-                    .tasks
-                    .status(&TaskId::new(&record.spec.name, p))
-                    .or_else(|| starting.then(|| TaskStatus::new(p, record.version)))
+                self.inner.tasks.status(&TaskId::new(name, p)).or_else(|| {
+                    (starting && self.inner.assignment.owns(name, p))
+                        .then(|| TaskStatus::new(p, record.version))
+                })
             })
             .collect()
     }

@@ -9,6 +9,7 @@
 //! [`native`] holds Rust processors for tests and benchmarks.
 
 mod admission;
+pub mod assignment;
 pub mod clock;
 pub mod engine;
 pub mod error;

@@ -15,6 +15,7 @@
 //!   topic changes through the controller).
 //! - [`replication_rpc`]: the data plane over [`rpc`] (follower fetch transport and service).
 //! - [`service`]: the node's one peer service, routing each request to its plane.
+//! - [`blob_rpc`]: content-addressed blobs (uploaded components) fetched from peers.
 //! - [`cluster_log`] and [`log_rpc`]: the log as a topic's owner (the stream engine) sees it
 //!   on a cluster node — its topics created through the controller, written at each
 //!   partition's leader (over [`rpc`] when another node leads) and read from it.
@@ -68,6 +69,7 @@ pub mod applier;
 #[cfg(test)]
 mod applier_tests;
 pub mod auth_sync;
+pub mod blob_rpc;
 pub mod cluster_log;
 pub mod config;
 pub mod control;

@@ -109,6 +109,7 @@ fn response_kind(response: &PeerResponse) -> &'static str {
         PeerResponse::Replica(_) => "replica",
         PeerResponse::Control(_) => "control",
         PeerResponse::Log(_) => "log",
+        PeerResponse::Blob(_) => "blob",
     }
 }
 

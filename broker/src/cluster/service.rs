@@ -29,6 +29,7 @@ enum Plane {
     Metadata,
     Replica,
     Log,
+    Blob,
     None,
 }
 
@@ -38,6 +39,7 @@ fn plane_of(request: &PeerRequest) -> Plane {
         PeerRequest::Raft(_) | PeerRequest::Control(_) => Plane::Metadata,
         PeerRequest::Replica(_) => Plane::Replica,
         PeerRequest::Log(_) => Plane::Log,
+        PeerRequest::Blob(_) => Plane::Blob,
     }
 }
 
@@ -47,6 +49,7 @@ pub struct NodeService {
     metadata: RwLock<Option<Arc<dyn PeerService>>>,
     replica: RwLock<Option<Arc<dyn PeerService>>>,
     log: RwLock<Option<Arc<dyn PeerService>>>,
+    blob: RwLock<Option<Arc<dyn PeerService>>>,
 }
 
 impl std::fmt::Debug for NodeService {
@@ -58,6 +61,7 @@ impl std::fmt::Debug for NodeService {
             .field("metadata", &set(&self.metadata))
             .field("replica", &set(&self.replica))
             .field("log", &set(&self.log))
+            .field("blob", &set(&self.blob))
             .finish()
     }
 }
@@ -85,11 +89,17 @@ impl NodeService {
         *self.log.write().unwrap_or_else(PoisonError::into_inner) = Some(service);
     }
 
+    /// Installs the blob service (uploaded components other nodes fetch).
+    pub fn set_blob(&self, service: Arc<dyn PeerService>) {
+        *self.blob.write().unwrap_or_else(PoisonError::into_inner) = Some(service);
+    }
+
     fn route(&self, plane: Plane) -> Option<Arc<dyn PeerService>> {
         let slot = match plane {
             Plane::Metadata => &self.metadata,
             Plane::Replica => &self.replica,
             Plane::Log => &self.log,
+            Plane::Blob => &self.blob,
             Plane::None => return None,
         };
         slot.read().unwrap_or_else(PoisonError::into_inner).clone()

@@ -672,3 +672,100 @@ fn a_stuck_delete_does_not_block_operations_on_other_processors() {
     env.produce("in", 0, &["hi"]);
     eventually("up works", || env.read_all("up-out").len() == 1);
 }
+
+/// Two cluster nodes' engines over one log: each runs only the tasks assigned to it; a task
+/// that moves commits on its old node and is restored from its changelog on the new one
+/// before it processes a record, so the counts stay exact.
+#[test]
+fn assigned_tasks_run_where_assigned_and_move_with_their_state() {
+    use crate::assignment::TaskAssignments;
+    let env = Env::new();
+    env.topic("text", 3);
+    for (p, values) in TEXT.iter().enumerate() {
+        env.produce("text", p as i32, values);
+    }
+    let node = |dir: &str| {
+        let config = EngineConfig {
+            assigned_tasks: true,
+            ..EngineConfig::under(&env.dir.path().join(dir))
+        };
+        let e = Engine::open(
+            &config,
+            Arc::new(env.broker.clone()),
+            Arc::new(MemoryBackend::new()),
+            Arc::new(NativeLoader),
+        )
+        .unwrap();
+        e.start().unwrap();
+        e
+    };
+    let (a, b) = (node("a"), node("b"));
+    a.deploy(
+        spec(r#"{"name":"wc","inputs":["text"],"outputs":["counts"],"commit_interval_ms":50}"#),
+        module("word-count"),
+    )
+    .unwrap();
+    // Nothing runs before the cluster assigns.
+    assert!(a.describe("wc").unwrap().tasks.is_empty());
+    let (record, module) = a.deployment("wc").unwrap();
+    b.install(record.clone(), module.clone()).unwrap();
+    b.install(record, module).unwrap(); // again: nothing changes
+    assert_eq!(b.versions()["wc"], (1, false));
+
+    let assign = |e: &Engine, tasks: &[(i32, u64)]| {
+        let mut m = TaskAssignments::new();
+        m.insert("wc".into(), tasks.iter().copied().collect());
+        e.set_assignment(m);
+    };
+    assign(&a, &[(0, 1), (1, 1)]);
+    assign(&b, &[(2, 1)]);
+    let running = |e: &Engine| -> Vec<i32> {
+        e.describe("wc")
+            .unwrap()
+            .tasks
+            .iter()
+            .filter(|t| t.state == TaskState::Running)
+            .map(|t| t.partition)
+            .collect()
+    };
+    eventually("tasks 0, 1 on a and 2 on b", || {
+        running(&a) == [0, 1] && running(&b) == [2]
+    });
+    let want = expected_counts(&all_text());
+    eventually("exact counts", || env.latest("counts") == want);
+
+    // Task 1 moves to b under a new epoch: a revokes it (committing), b restores it.
+    assign(&a, &[(0, 1)]);
+    assign(&b, &[(1, 2), (2, 1)]);
+    eventually("task 1 on b", || {
+        running(&a) == [0] && running(&b) == [1, 2]
+    });
+    let t1 = b.describe("wc").unwrap().tasks;
+    let restored = t1
+        .iter()
+        .find(|t| t.partition == 1)
+        .and_then(|t| t.restore.as_ref())
+        .map_or(0, |r| r.records);
+    assert!(restored > 0, "task 1 was not restored on b: {t1:?}");
+    env.produce("text", 1, &["quick fox"]);
+    let mut texts = all_text();
+    texts.push("quick fox");
+    let want = expected_counts(&texts);
+    eventually("counts continue on b", || env.latest("counts") == want);
+    eventually("queries answered where the task runs", || {
+        b.query_in("wc", "counts", 1, b"fox")
+            .ok()
+            .flatten()
+            .is_some()
+    });
+    assert_eq!(
+        a.query_in("wc", "counts", 1, b"fox").unwrap_err().code(),
+        "unavailable"
+    );
+
+    // Uninstalled on b: its tasks stop, the topics stay (a deletes them).
+    b.uninstall("wc").unwrap();
+    assert!(b.versions().is_empty());
+    assert!(env.broker.topic_info("wc.counts.changelog").is_ok());
+    b.uninstall("wc").unwrap();
+}

@@ -17,6 +17,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::cluster::NodeId;
+use crate::cluster::blob_rpc::{BlobRequest, BlobResponse};
 use crate::cluster::control::ControlReply;
 use crate::cluster::log_rpc::{LogRequest, LogResponse};
 use crate::cluster::metadata::{
@@ -61,6 +62,8 @@ pub enum PeerRequest {
     /// A topic owner's append, read or offsets at a partition's leader, served by
     /// `cluster::log_rpc`.
     Log(LogRequest),
+    /// A content-addressed blob (an uploaded component), served by `cluster::blob_rpc`.
+    Blob(BlobRequest),
 }
 
 /// The answer to a [`PeerRequest`], variant for variant.
@@ -72,6 +75,7 @@ pub enum PeerResponse {
     /// The answer to every [`ControlRequest`] (the controller's, or a redirect to it).
     Control(Json<ControlReply>),
     Log(LogResponse),
+    Blob(BlobResponse),
 }
 
 impl PeerRequest {
@@ -88,6 +92,7 @@ impl PeerRequest {
             PeerRequest::Control(ControlRequest::Join(_)) => "control_join",
             PeerRequest::Control(ControlRequest::Shutdown) => "control_shutdown",
             PeerRequest::Log(request) => request.kind(),
+            PeerRequest::Blob(BlobRequest::Get { .. }) => "blob_get",
         }
     }
 }
