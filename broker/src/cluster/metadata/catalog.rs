@@ -132,6 +132,45 @@ impl ClusterMetadata {
         })
     }
 
+    /// Whether `node` may commit for task `partition` of `processor` under assignment
+    /// `epoch`: it must be the task's owner at exactly the current epoch. What the log asks
+    /// before it takes a task's commit (input offsets, changelog appends): a former owner
+    /// (a zombie, paused or partitioned while the task moved) is refused.
+    pub fn check_task_owner(
+        &self,
+        processor: &str,
+        partition: i32,
+        node: NodeId,
+        epoch: u64,
+    ) -> Result<(), MetadataError> {
+        if !self.processors.contains_key(processor) {
+            return Err(MetadataError::UnknownProcessor(processor.to_string()));
+        }
+        let task = self
+            .task(processor, partition)
+            .ok_or_else(|| MetadataError::UnknownTask {
+                processor: processor.to_string(),
+                partition,
+            })?;
+        if epoch != task.epoch {
+            return Err(MetadataError::StaleTaskEpoch {
+                processor: processor.to_string(),
+                partition,
+                given: epoch,
+                current: task.epoch,
+            });
+        }
+        if task.owner != Some(node) {
+            return Err(MetadataError::NotTaskOwner {
+                processor: processor.to_string(),
+                partition,
+                node,
+                owner: task.owner,
+            });
+        }
+        Ok(())
+    }
+
     pub(super) fn upsert_processor(
         &mut self,
         record: &ProcessorRecord,

@@ -148,6 +148,14 @@ pub enum MetadataError {
         given: u64,
         current: u64,
     },
+    /// A node that does not own the task (at that epoch) tried to act as its owner.
+    #[error("{processor} task {partition}: node {node} is not its owner (owner: {owner:?})")]
+    NotTaskOwner {
+        processor: String,
+        partition: i32,
+        node: NodeId,
+        owner: Option<NodeId>,
+    },
     /// A task move the state machine refuses (owner not assignable, standbys invalid).
     #[error("{processor} task {partition}: {reason}")]
     InvalidTaskAssignment {
@@ -198,6 +206,7 @@ impl MetadataError {
             MetadataError::PartitionCountChanged { .. } => "partition_count_changed",
             MetadataError::UnknownTask { .. } => "unknown_task",
             MetadataError::StaleTaskEpoch { .. } => "stale_task_epoch",
+            MetadataError::NotTaskOwner { .. } => "not_task_owner",
             MetadataError::InvalidTaskAssignment { .. } => "invalid_task_assignment",
         }
     }
@@ -238,7 +247,8 @@ impl MetadataError {
             | MetadataError::NotLeader { .. }
             | MetadataError::IneligibleLeader { .. }
             | MetadataError::StaleProcessorVersion { .. }
-            | MetadataError::StaleTaskEpoch { .. } => ErrorKind::Conflict,
+            | MetadataError::StaleTaskEpoch { .. }
+            | MetadataError::NotTaskOwner { .. } => ErrorKind::Conflict,
             MetadataError::InBatch { source, .. } => source.kind(),
             MetadataError::ProducerIdsExhausted | MetadataError::UnsupportedVersion { .. } => {
                 ErrorKind::Internal

@@ -260,15 +260,20 @@ pub fn placement_commands(
         .copied()
         .filter(|n| plan.count[n] < b.lo[n])
         .collect();
-    // Over their bound (capacity, or more than balance allows): give up the excess.
+    // Over their bound (capacity, or more than balance allows): give up the excess. No more
+    // than the budget can place: the rest waits for the next decision (until then, only
+    // nodes below their lower bound may grow, so every move made is one balance needs).
     for n in &nodes {
         for _ in b.hi[n]..plan.count[n] {
+            if unplaced.len() >= max_moves {
+                break;
+            }
             unplaced.extend(plan.shed(&tasks, &deficit, *n));
         }
     }
     // More nodes above their lower bound than the balance has room for: the fullest give one.
     let mut used = plan.above(&b);
-    while used > b.extra {
+    while used > b.extra && unplaced.len() < max_moves {
         let Some(n) = nodes
             .iter()
             .copied()

@@ -271,7 +271,7 @@ pub enum MetadataCommand {
 /// A processor of the engine's catalog, as the metadata keeps it. The broker reads only what
 /// placement needs (partitions, inputs, state topics, standbys); `spec` and `component` are
 /// the engine's, opaque here.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessorRecord {
     pub name: String,
     /// 1 when created, +1 per redeploy; set by the state machine (what a proposal carries

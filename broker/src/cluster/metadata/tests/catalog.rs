@@ -340,6 +340,35 @@ fn task_moves_are_checked() {
 }
 
 #[test]
+fn only_the_owner_at_the_current_epoch_may_commit() {
+    let mut m = with_nodes(2);
+    upsert(&mut m, &record("p", 1), None).unwrap();
+    let check = |m: &ClusterMetadata, node, epoch| {
+        m.check_task_owner("p", 0, node, epoch)
+            .map_err(|e| e.code())
+    };
+    assert_eq!(check(&m, 1, 0), Err("not_task_owner"), "not assigned yet");
+    m.apply(&assign("p", vec![mv(0, 0, 1, vec![2])])).unwrap();
+    assert_eq!(check(&m, 1, 1), Ok(()));
+    assert_eq!(check(&m, 2, 1), Err("not_task_owner"), "a standby");
+    m.apply(&assign("p", vec![mv(0, 1, 2, vec![1])])).unwrap();
+    assert_eq!(check(&m, 1, 1), Err("stale_task_epoch"), "the zombie");
+    assert_eq!(check(&m, 2, 2), Ok(()));
+    assert_eq!(
+        m.check_task_owner("p", 1, 2, 2).map_err(|e| e.code()),
+        Err("unknown_task")
+    );
+    assert_eq!(
+        m.check_task_owner("q", 0, 2, 2).map_err(|e| e.code()),
+        Err("unknown_processor")
+    );
+    let owned: Vec<_> = m.owned_tasks(2).map(|(p, i, t)| (p, i, t.epoch)).collect();
+    assert_eq!(owned, vec![("p", 0, 2)]);
+    assert_eq!(m.standby_tasks(1).count(), 1);
+    assert_eq!(m.owned_tasks(1).count(), 0);
+}
+
+#[test]
 fn epochs_are_never_reused_across_a_delete_and_re_create() {
     let mut m = with_nodes(2);
     upsert(&mut m, &record("p", 1), None).unwrap();

@@ -166,6 +166,33 @@ fn a_new_processor_goes_to_the_input_leaders_two_tasks_per_node() {
 }
 
 #[test]
+fn ties_spread_each_processor_over_the_nodes() {
+    let mut m = with_nodes(3);
+    for (name, partitions) in [("a", 2), ("b", 4), ("c", 3)] {
+        let mut r = record(name, partitions);
+        r.inputs = vec![];
+        r.standby_replicas = 0;
+        m.apply(&MetadataCommand::UpsertProcessor {
+            record: r,
+            expected_version: None,
+        })
+        .unwrap();
+        settled(&mut m);
+    }
+    assert_eq!(
+        counts(&m).values().copied().collect::<Vec<_>>(),
+        vec![3, 3, 3]
+    );
+    for name in ["a", "b", "c"] {
+        let per: Vec<usize> = (1..=3)
+            .map(|n| m.owned_tasks(n).filter(|(p, _, _)| *p == name).count())
+            .collect();
+        let (lo, hi) = (per.iter().min().unwrap(), per.iter().max().unwrap());
+        assert!(hi - lo <= 1, "{name} not spread: {per:?}");
+    }
+}
+
+#[test]
 fn a_joined_node_takes_only_its_share() {
     let mut m = with_nodes(3);
     deploy(&mut m, "wc", "words", 6, 1);
