@@ -654,6 +654,19 @@ fn every_kind_of_refusal_travels_back_to_the_proposer() {
             given: 1,
             current: 2,
         },
+        MetadataError::UnknownProcessor("wc".into()),
+        MetadataError::StaleTaskEpoch {
+            processor: "wc".into(),
+            partition: 1,
+            given: 3,
+            current: 4,
+        },
+        MetadataError::NotTaskOwner {
+            processor: "wc".into(),
+            partition: 1,
+            node: 2,
+            owner: None,
+        },
     ];
     for e in refusals {
         let reply = ControlReply::Proposed { outcome: Err(e) };

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 
+use super::super::balance;
 use super::super::controller::fence_node_commands;
 use super::super::placement::{TaskCapacity, placement_commands};
 use super::super::*;
@@ -257,6 +258,26 @@ fn a_draining_nodes_tasks_move_and_it_is_drained_only_then() {
     settled(&mut m);
     assert_eq!(m.owned_tasks(3).count(), 0);
     assert_eq!(counts(&m).values().copied().collect::<Vec<_>>(), vec![2, 2]);
+
+    // A drained node owns no task: it may leave only once its tasks have moved.
+    let mut m = with_nodes(2);
+    let mut r = record("local", 2);
+    r.inputs = vec![];
+    r.standby_replicas = 0;
+    m.apply(&MetadataCommand::UpsertProcessor {
+        record: r,
+        expected_version: None,
+    })
+    .unwrap();
+    settled(&mut m);
+    m.apply(&MetadataCommand::DecommissionNode { node: 2 })
+        .unwrap();
+    assert!(
+        balance::drained_nodes(&m).is_empty(),
+        "node 2 still owns a task"
+    );
+    settled(&mut m);
+    assert_eq!(balance::drained_nodes(&m), vec![2]);
 }
 
 #[test]
