@@ -22,16 +22,17 @@
 //!    refused before it was sent (no connection, not the controller) is retried.
 //! 2. **Peers may propose only what a broker may decide**: what its users ask for, their
 //!    permission checked at the edge that took the request (topics: `CreateTopic`,
-//!    `DeleteTopic`; `DecommissionNode`; users, tokens and ACLs: `Auth`), an in-sync-set
+//!    `DeleteTopic`; `DecommissionNode`; users, tokens and ACLs: `Auth`; the engine's
+//!    catalog: `UpsertProcessor`, `DeleteProcessor`, `SetProcessorPaused`), an in-sync-set
 //!    change of a partition *it leads* (`AlterPartition` whose `leader` is the sender; the
 //!    state machine then checks leader and epochs) and producer-id blocks *for itself*
 //!    (`AllocateProducerIds` naming the sender), alone or in a batch of such. Node
-//!    management (`RegisterNode`, `FenceNode`, `UnregisterNode`), elections (`ElectLeader`)
-//!    and replica moves (`ReassignPartition`, `CompleteReassignment`) are the controller's
-//!    own decisions and are refused from any peer
+//!    management (`RegisterNode`, `FenceNode`, `UnregisterNode`), elections (`ElectLeader`),
+//!    replica moves (`ReassignPartition`, `CompleteReassignment`) and task assignments
+//!    (`AssignTasks`) are the controller's own decisions and are refused from any peer
 //!    ([`ControlReply::Refused`], code `forbidden`): a peer cannot fence or unfence another
-//!    node, or move a leadership. (The sender id is the envelope's, authenticated only under
-//!    mutual TLS.)
+//!    node, move a leadership, or take a task. (The sender id is the envelope's,
+//!    authenticated only under mutual TLS.)
 //! 3. **Sessions live in the controller's memory, not in the log** (as in KRaft): every node
 //!    sends [`ControlRequest::Heartbeat`] with its advertised addresses every
 //!    [`ControlSettings::heartbeat_interval`]; the controller keeps the last one per node
@@ -94,6 +95,16 @@
 //!    refused). A decommissioned controller removes itself from the quorum (openraft steps
 //!    a leader down once the membership without it is committed) and the next controller
 //!    unregisters it.
+//! 10. **Tasks are placed by the controller alone** (`metadata::placement`, applied by
+//!     `metadata::catalog`): on every tick, after elections and before replica moves, it
+//!     proposes the `AssignTasks` placement returns — the tasks of a fenced, draining or
+//!     unregistered node move at once (to a standby when one is assignable), a new
+//!     processor's tasks are assigned, a joined or returning node gets its share — at most
+//!     [`ControlSettings::max_task_moves`] tasks per decision, within each node's
+//!     [`ControlSettings::task_capacity`]. A settled assignment is a fixed point: nothing
+//!     moves on an unchanged cluster. Each owner change bumps the task's assignment epoch,
+//!     which fences the previous owner's commits. A decommissioned node leaves only once it
+//!     owns no task (`balance::drained_nodes`).
 //!
 //! [`MetadataMetrics::acknowledged`]: super::metadata::MetadataMetrics::acknowledged
 
@@ -112,6 +123,7 @@ use super::metadata::balance::{
     preferred_leader_elections, preferred_reorders, rebalance_moves, settled,
 };
 use super::metadata::controller::{Sessions, elect_offline_commands, fence_node_commands};
+use super::metadata::placement::{DEFAULT_MAX_TASK_MOVES, TaskCapacity, placement_commands};
 use super::metadata::{
     ClusterMetadata, MetadataCommand, MetadataError, MetadataNode, MetadataResponse, NodeError,
     NodeInfo, NodeState,
@@ -168,6 +180,10 @@ pub struct ControlSettings {
     /// How long the cluster must have been settled (every node live, nothing moving, every
     /// in-sync set full) before the controller balances leaderships (with `auto_rebalance`).
     pub leader_balance_delay: Duration,
+    /// Tasks one placement decision moves at most.
+    pub max_task_moves: usize,
+    /// The most tasks each node may own (a node absent has no limit).
+    pub task_capacity: TaskCapacity,
 }
 
 impl ControlSettings {
@@ -197,6 +213,8 @@ impl ControlSettings {
             auto_rebalance: true,
             max_moves_in_flight: DEFAULT_MAX_MOVES_IN_FLIGHT,
             leader_balance_delay: DEFAULT_LEADER_BALANCE_DELAY,
+            max_task_moves: DEFAULT_MAX_TASK_MOVES,
+            task_capacity: TaskCapacity::new(),
         }
     }
 }
@@ -301,7 +319,10 @@ pub fn peer_may_propose(from: NodeId, cmd: &MetadataCommand) -> Result<(), Strin
         MetadataCommand::CreateTopic(_)
         | MetadataCommand::DeleteTopic { .. }
         | MetadataCommand::DecommissionNode { .. }
-        | MetadataCommand::Auth { .. } => Ok(()),
+        | MetadataCommand::Auth { .. }
+        | MetadataCommand::UpsertProcessor { .. }
+        | MetadataCommand::DeleteProcessor { .. }
+        | MetadataCommand::SetProcessorPaused { .. } => Ok(()),
         MetadataCommand::AlterPartition { leader, .. } if *leader == from => Ok(()),
         MetadataCommand::AlterPartition { leader, .. } => Err(format!(
             "node {from} may not change the in-sync set of a partition led by node {leader}"
@@ -318,9 +339,10 @@ pub fn peer_may_propose(from: NodeId, cmd: &MetadataCommand) -> Result<(), Strin
         | MetadataCommand::UnregisterNode { .. }
         | MetadataCommand::ElectLeader { .. }
         | MetadataCommand::ReassignPartition { .. }
-        | MetadataCommand::CompleteReassignment { .. } => Err(format!(
+        | MetadataCommand::CompleteReassignment { .. }
+        | MetadataCommand::AssignTasks { .. } => Err(format!(
             "node {from} may not propose {}: only the controller decides node sessions, \
-             elections and replica moves",
+             elections, replica moves and task assignments",
             command_name(cmd)
         )),
     }
@@ -340,6 +362,10 @@ fn command_name(cmd: &MetadataCommand) -> &'static str {
         MetadataCommand::ElectLeader { .. } => "elect_leader",
         MetadataCommand::AlterPartition { .. } => "alter_partition",
         MetadataCommand::AllocateProducerIds { .. } => "allocate_producer_ids",
+        MetadataCommand::UpsertProcessor { .. } => "upsert_processor",
+        MetadataCommand::DeleteProcessor { .. } => "delete_processor",
+        MetadataCommand::SetProcessorPaused { .. } => "set_processor_paused",
+        MetadataCommand::AssignTasks { .. } => "assign_tasks",
         MetadataCommand::Batch { .. } => "batch",
     }
 }
@@ -774,7 +800,35 @@ impl Controller {
                 "partitions without a leader have a live in-sync replica".into(),
             ));
         }
+        if let Some(d) = self.placement_decision(&meta) {
+            return Some(d);
+        }
         self.move_decision(&meta, settled_for)
+    }
+
+    /// The next task assignments (invariant 10), as one batch; `None` when the assignment is
+    /// settled.
+    fn placement_decision(&self, meta: &ClusterMetadata) -> Option<(MetadataCommand, String)> {
+        let commands = placement_commands(
+            meta,
+            &self.settings.task_capacity,
+            self.settings.max_task_moves,
+        );
+        if commands.is_empty() {
+            return None;
+        }
+        let tasks: usize = commands
+            .iter()
+            .map(|c| match c {
+                MetadataCommand::AssignTasks { assignments, .. } => assignments.len(),
+                _ => 0,
+            })
+            .sum();
+        let why = format!(
+            "{tasks} task(s) of {} processor(s) assigned",
+            commands.len()
+        );
+        Some((MetadataCommand::Batch { commands }, why))
     }
 
     /// The next replica move (invariant 9): completions first, then moves off draining

@@ -2,7 +2,8 @@
 //! HTTP/2 listener, its metadata quorum member and its [`ControlPlane`]. Proposals from a
 //! follower land; a peer's forged node commands are refused; a node that stops heartbeating
 //! is fenced and its leaderships move to in-sync replicas, and is unfenced when it is back; a
-//! controller change fences nobody by itself; a `--join` node becomes a learner and a broker.
+//! controller change fences nobody by itself; a `--join` node becomes a learner and a broker;
+//! a processor's tasks are placed, move off a dead node and back, and onto a joined one.
 //!
 //! Every bound below is a generous liveness bound, never a performance assertion.
 
@@ -18,7 +19,7 @@ use super::control::{ControlPlane, ControlReply, ControlSettings, ProposeError, 
 use super::metadata::controller::{TopicRequest, create_topic_command};
 use super::metadata::{
     ClusterMetadata, MetadataCommand, MetadataConfig, MetadataError, MetadataNode,
-    MetadataResponse, NodeInfo,
+    MetadataResponse, NodeInfo, ProcessorRecord, TaskMove,
 };
 use super::metadata_rpc::{MetadataService, RpcMetadataTransport};
 use super::rpc::{
@@ -431,6 +432,22 @@ fn peers_may_propose_topics_their_own_isr_changes_and_producer_ids_only() {
     };
     assert!(peer_may_propose(2, &batch(MetadataCommand::FenceNode { node: 3 })).is_err());
     assert!(peer_may_propose(2, &batch(alter(2))).is_ok());
+    // The catalog is the users' (forwarded from the node that took the deploy); task
+    // assignments are the controller's.
+    let name = || "wc".to_string();
+    assert!(peer_may_propose(2, &MetadataCommand::DeleteProcessor { name: name() }).is_ok());
+    let pause = MetadataCommand::SetProcessorPaused {
+        name: name(),
+        paused: true,
+    };
+    assert!(peer_may_propose(2, &pause).is_ok());
+    let assign = MetadataCommand::AssignTasks {
+        processor: name(),
+        version: None,
+        assignments: vec![],
+    };
+    assert!(peer_may_propose(2, &assign).is_err());
+    assert!(peer_may_propose(2, &batch(assign)).is_err());
 }
 
 /// Leader and in-sync set of every partition of `topic`.
@@ -636,6 +653,19 @@ fn every_kind_of_refusal_travels_back_to_the_proposer() {
             partition: 0,
             given: 1,
             current: 2,
+        },
+        MetadataError::UnknownProcessor("wc".into()),
+        MetadataError::StaleTaskEpoch {
+            processor: "wc".into(),
+            partition: 1,
+            given: 3,
+            current: 4,
+        },
+        MetadataError::NotTaskOwner {
+            processor: "wc".into(),
+            partition: 1,
+            node: 2,
+            owner: None,
         },
     ];
     for e in refusals {
@@ -971,6 +1001,143 @@ async fn a_decommissioned_controller_leaves_the_quorum_and_the_next_one_retires_
     let voters = remaining[&next].node.metrics().voters;
     assert_eq!(voters, remaining.keys().copied().collect());
     for (_, n) in remaining {
+        n.stop().await;
+    }
+}
+
+/// Tasks owned per node of `ids` in `m` (all processors).
+fn task_counts(m: &ClusterMetadata, ids: &[NodeId]) -> Vec<usize> {
+    ids.iter().map(|id| m.owned_tasks(*id).count()).collect()
+}
+
+/// Owner and epoch of every task of `processor`.
+fn task_owners(m: &ClusterMetadata, processor: &str) -> Vec<(Option<NodeId>, u64)> {
+    m.tasks[processor]
+        .iter()
+        .map(|t| (t.owner, t.epoch))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_are_placed_and_move_off_a_dead_node_back_to_it_and_onto_a_joined_one() {
+    let root = tempfile::tempdir().unwrap();
+    let mut nodes = start_cluster(root.path(), 3).await;
+    let controller = agreed_controller(&nodes).await;
+    until(&nodes, controller, "all registered", |m| {
+        all_live(m, &nodes, &[1, 2, 3])
+    })
+    .await;
+    // A follower deploys: the catalog is the users', so a peer may propose it.
+    let follower = *nodes.keys().find(|id| **id != controller).unwrap();
+    until(&nodes, follower, "all registered", |m| {
+        all_live(m, &nodes, &[1, 2, 3])
+    })
+    .await;
+    let proposer = nodes[&follower].proposer();
+    let request = TopicRequest {
+        name: "words".into(),
+        partitions: 6,
+        replication_factor: Some(3),
+        ..TopicRequest::default()
+    };
+    proposer
+        .propose(create_topic_command(&proposer.current(), &request).unwrap())
+        .await
+        .unwrap();
+    let record = ProcessorRecord {
+        name: "wc".into(),
+        version: 0,
+        partitions: 6,
+        inputs: vec!["words".into()],
+        state_topics: vec![],
+        standby_replicas: 0,
+        paused: false,
+        spec: serde_json::json!({"v": 1}),
+        component: Some("sha256:abc".into()),
+    };
+    let created = proposer
+        .propose(MetadataCommand::UpsertProcessor {
+            record,
+            expected_version: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(created, MetadataResponse::Processor { version: 1 });
+    let m = until(&nodes, follower, "two tasks per node", |m| {
+        task_counts(m, &[1, 2, 3]) == vec![2, 2, 2]
+    })
+    .await;
+    let placed = task_owners(&m, "wc");
+    assert!(placed.iter().all(|(_, epoch)| *epoch == 1), "{placed:?}");
+    // Only the controller assigns tasks.
+    let forged = MetadataCommand::AssignTasks {
+        processor: "wc".into(),
+        version: None,
+        assignments: vec![TaskMove {
+            partition: 0,
+            epoch: 1,
+            owner: follower,
+            standbys: vec![],
+        }],
+    };
+    match nodes[&follower]
+        .send(
+            controller,
+            ControlRequest::Propose(Json::encode(&forged).unwrap()),
+        )
+        .await
+    {
+        ControlReply::Refused { code, .. } => assert_eq!(code, "forbidden"),
+        other => panic!("a peer assigned a task: {other:?}"),
+    }
+
+    // A node stops heartbeating: fenced, its tasks move to the two others under the next
+    // epoch; the others' tasks keep their owner and epoch.
+    let gone = follower;
+    let staying: Vec<NodeId> = [1, 2, 3].into_iter().filter(|n| *n != gone).collect();
+    nodes.get_mut(&gone).unwrap().silence().await;
+    let m = until(&nodes, controller, "the dead node's tasks moved", |m| {
+        m.nodes.get(&gone).is_some_and(|n| n.fenced) && m.owned_tasks(gone).next().is_none()
+    })
+    .await;
+    assert_eq!(task_counts(&m, &staying), vec![3, 3]);
+    let moved = task_owners(&m, "wc");
+    for ((was, was_epoch), (now, epoch)) in placed.iter().zip(&moved) {
+        if *was == Some(gone) {
+            assert_eq!(*epoch, was_epoch + 1, "{placed:?} → {moved:?}");
+        } else {
+            assert_eq!((now, epoch), (was, was_epoch), "{placed:?} → {moved:?}");
+        }
+    }
+
+    // It comes back: it gets its share again, and nothing else moves.
+    nodes.get_mut(&gone).unwrap().start_control(None);
+    let m = until(&nodes, controller, "balanced again", |m| {
+        task_counts(m, &[1, 2, 3]) == vec![2, 2, 2]
+    })
+    .await;
+    let back = task_owners(&m, "wc");
+    for ((was, was_epoch), (now, epoch)) in moved.iter().zip(&back) {
+        if now != was {
+            assert_eq!(*now, Some(gone), "{moved:?} → {back:?}");
+            assert_eq!(*epoch, was_epoch + 1);
+        } else {
+            assert_eq!(epoch, was_epoch);
+        }
+    }
+
+    // A fourth node joins: it takes tasks until the counts are within one.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let join = nodes[&1].info.cluster_addr.clone();
+    let n4 = Node::start(root.path(), 4, listener, &BTreeMap::new(), Some(join)).await;
+    nodes.insert(4, n4);
+    let m = until(&nodes, controller, "the joined node took its share", |m| {
+        let c = task_counts(m, &[1, 2, 3, 4]);
+        c[3] >= 1 && c.iter().max() <= Some(&(c.iter().min().unwrap() + 1))
+    })
+    .await;
+    assert_eq!(task_counts(&m, &[1, 2, 3, 4]).iter().sum::<usize>(), 6);
+    for (_, n) in nodes {
         n.stop().await;
     }
 }

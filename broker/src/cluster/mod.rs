@@ -4,7 +4,8 @@
 //!
 //! - [`metadata`]: the *metadata plane*, one openraft group whose state machine is the
 //!   cluster's truth (nodes, topics, partition replicas, leader + leader epoch + in-sync set,
-//!   producer-id blocks). Its commands are one typed, versioned enum.
+//!   producer-id blocks, users and ACLs, the engine's processors and their task assignments
+//!   with assignment epochs). Its commands are one typed, versioned enum.
 //! - [`replication`]: the *data plane*, per-partition replication leader → followers by
 //!   follower fetch, outside Raft, with a high watermark and leader-epoch truncation as
 //!   KRaft-era Kafka does it (KIP-101, KIP-279).
@@ -35,8 +36,8 @@
 //!    only on metadata it has *applied* from the Raft log. No node changes leadership, the
 //!    in-sync set or a replica list on its own say-so. Other nodes ask the controller to
 //!    propose for them, and only what a broker may decide (topics, its own in-sync-set
-//!    changes and producer-id blocks); node sessions, fencing and elections are the
-//!    controller's alone (`control`).
+//!    changes and producer-id blocks, processors); node sessions, fencing, elections and
+//!    task assignments are the controller's alone (`control`).
 //! 2. **Raft entries are fsynced before they are acknowledged** to the leader (log storage
 //!    flushes before it reports an append done); a vote is fsynced before it is granted.
 //! 3. **A partition has at most one leader per leader epoch.** The controller bumps the

@@ -202,11 +202,16 @@ pub fn rebalance_moves(meta: &ClusterMetadata, max_in_flight: usize) -> Vec<Meta
     out
 }
 
-/// Draining nodes that hold no replica any more: ready to leave the quorum and unregister.
+/// Draining nodes that hold no replica and own no task any more: ready to leave the quorum
+/// and unregister.
 pub fn drained_nodes(meta: &ClusterMetadata) -> Vec<NodeId> {
     meta.nodes
         .iter()
-        .filter(|(id, n)| n.draining && !partitions(meta).any(|(_, _, p)| p.replicas.contains(id)))
+        .filter(|(id, n)| {
+            n.draining
+                && !partitions(meta).any(|(_, _, p)| p.replicas.contains(id))
+                && meta.owned_tasks(**id).next().is_none()
+        })
         .map(|(&id, _)| id)
         .collect()
 }

@@ -107,6 +107,62 @@ pub enum MetadataError {
     },
     #[error("producer ids are exhausted")]
     ProducerIdsExhausted,
+    /// A processor record the catalog refuses (name, partitions, lists, component).
+    #[error("invalid processor '{name}': {reason}")]
+    InvalidProcessor { name: String, reason: String },
+    #[error("the spec of processor '{name}' is {bytes} bytes; at most {max}")]
+    ProcessorSpecTooLarge {
+        name: String,
+        bytes: usize,
+        max: usize,
+    },
+    #[error("the cluster has {max} processors already; delete one first")]
+    TooManyProcessors { max: usize },
+    #[error("processor '{0}' already exists")]
+    ProcessorExists(String),
+    #[error("processor '{0}' does not exist")]
+    UnknownProcessor(String),
+    /// A redeploy or assignment decided on another version of the processor than the current.
+    #[error("processor '{name}': version {given} is stale (current {current})")]
+    StaleProcessorVersion {
+        name: String,
+        given: u64,
+        current: u64,
+    },
+    #[error(
+        "processor '{name}' has {current} partitions; a redeploy may not change it to {given} \
+         (delete and deploy it again)"
+    )]
+    PartitionCountChanged {
+        name: String,
+        current: i32,
+        given: i32,
+    },
+    #[error("processor '{processor}' has no task {partition}")]
+    UnknownTask { processor: String, partition: i32 },
+    /// A task move decided under an assignment epoch that is not the task's current one.
+    #[error("{processor} task {partition}: assignment epoch {given} is stale (current {current})")]
+    StaleTaskEpoch {
+        processor: String,
+        partition: i32,
+        given: u64,
+        current: u64,
+    },
+    /// A node that does not own the task (at that epoch) tried to act as its owner.
+    #[error("{processor} task {partition}: node {node} is not its owner (owner: {owner:?})")]
+    NotTaskOwner {
+        processor: String,
+        partition: i32,
+        node: NodeId,
+        owner: Option<NodeId>,
+    },
+    /// A task move the state machine refuses (owner not assignable, standbys invalid).
+    #[error("{processor} task {partition}: {reason}")]
+    InvalidTaskAssignment {
+        processor: String,
+        partition: i32,
+        reason: String,
+    },
     /// A command written by a newer version of Weir than this node understands.
     #[error("command format version {version} is newer than the supported {supported}")]
     UnsupportedVersion { version: u16, supported: u16 },
@@ -141,6 +197,17 @@ impl MetadataError {
             MetadataError::InBatch { source, .. } => source.code(),
             MetadataError::ProducerIdsExhausted => "producer_ids_exhausted",
             MetadataError::UnsupportedVersion { .. } => "unsupported_version",
+            MetadataError::InvalidProcessor { .. } => "invalid_processor",
+            MetadataError::ProcessorSpecTooLarge { .. } => "too_large",
+            MetadataError::TooManyProcessors { .. } => "too_many_processors",
+            MetadataError::ProcessorExists(_) => "processor_exists",
+            MetadataError::UnknownProcessor(_) => "unknown_processor",
+            MetadataError::StaleProcessorVersion { .. } => "stale_processor_version",
+            MetadataError::PartitionCountChanged { .. } => "partition_count_changed",
+            MetadataError::UnknownTask { .. } => "unknown_task",
+            MetadataError::StaleTaskEpoch { .. } => "stale_task_epoch",
+            MetadataError::NotTaskOwner { .. } => "not_task_owner",
+            MetadataError::InvalidTaskAssignment { .. } => "invalid_task_assignment",
         }
     }
 
@@ -153,12 +220,22 @@ impl MetadataError {
             | MetadataError::InvalidAssignment(_)
             | MetadataError::InvalidTopicName { .. }
             | MetadataError::InvalidIsr { .. }
-            | MetadataError::NestedBatch => ErrorKind::InvalidInput,
-            MetadataError::BatchTooLarge { .. } => ErrorKind::TooLarge,
-            MetadataError::TopicExists(_) => ErrorKind::AlreadyExists,
+            | MetadataError::NestedBatch
+            | MetadataError::InvalidProcessor { .. }
+            | MetadataError::PartitionCountChanged { .. }
+            | MetadataError::InvalidTaskAssignment { .. } => ErrorKind::InvalidInput,
+            MetadataError::BatchTooLarge { .. } | MetadataError::ProcessorSpecTooLarge { .. } => {
+                ErrorKind::TooLarge
+            }
+            MetadataError::TooManyProcessors { .. } => ErrorKind::InsufficientResources,
+            MetadataError::TopicExists(_) | MetadataError::ProcessorExists(_) => {
+                ErrorKind::AlreadyExists
+            }
             MetadataError::UnknownTopic(_)
             | MetadataError::UnknownPartition { .. }
-            | MetadataError::UnknownNode(_) => ErrorKind::NotFound,
+            | MetadataError::UnknownNode(_)
+            | MetadataError::UnknownProcessor(_)
+            | MetadataError::UnknownTask { .. } => ErrorKind::NotFound,
             MetadataError::NodeInUse { .. }
             | MetadataError::NodeRetired(_)
             | MetadataError::AuthRefused(_)
@@ -168,7 +245,10 @@ impl MetadataError {
             | MetadataError::FencedLeaderEpoch { .. }
             | MetadataError::StalePartitionEpoch { .. }
             | MetadataError::NotLeader { .. }
-            | MetadataError::IneligibleLeader { .. } => ErrorKind::Conflict,
+            | MetadataError::IneligibleLeader { .. }
+            | MetadataError::StaleProcessorVersion { .. }
+            | MetadataError::StaleTaskEpoch { .. }
+            | MetadataError::NotTaskOwner { .. } => ErrorKind::Conflict,
             MetadataError::InBatch { source, .. } => source.kind(),
             MetadataError::ProducerIdsExhausted | MetadataError::UnsupportedVersion { .. } => {
                 ErrorKind::Internal

@@ -1,6 +1,7 @@
 //! The metadata plane: one openraft group (the stable 0.9 line) whose replicated state
 //! machine is the cluster's truth — nodes, topics, per partition its replicas, leader, leader
-//! epoch, partition epoch and in-sync set, and producer-id blocks. The Raft leader is the
+//! epoch, partition epoch and in-sync set, producer-id blocks, users and ACLs, and the
+//! engine's processors with their task assignments. The Raft leader is the
 //! *controller*. This module owns the command vocabulary, the state machine, the Raft log and
 //! snapshots on disk, the controller's pure decisions, and the node handle; it does not
 //! know the transport (HTTP/2 lives in `cluster::rpc` and plugs in through
@@ -13,6 +14,8 @@
 //! | `controller.rs` | the controller's decisions as pure functions: replica assignment, elections after a node is lost, sessions |
 //! | `reassignment.rs` | the state machine's side of moving replicas: reassignment (KIP-455) and decommission |
 //! | `balance.rs` | the controller's decisions of which replicas to move: off decommissioned nodes, onto joined ones, completions |
+//! | `catalog.rs` | the state machine's side of the engine's catalog: processors (bounded records, versions) and task assignments (epochs) |
+//! | `placement.rs` | the controller's decisions of which node runs each task and keeps its standbys: balanced, sticky, near the data |
 //! | `log_store.rs` | the Raft log and vote in RocksDB, fsynced before they are acknowledged |
 //! | `state_machine.rs` | the applied state, published through `watch`; atomic snapshot files |
 //! | `network.rs` | [`MetadataTransport`], openraft's network over it, the in-process [`SimTransport`] |
@@ -45,16 +48,24 @@
 //!    added replica joins the in-sync set only through its leader's `AlterPartition` once it
 //!    has caught up; the removed ones leave only when every added one is in the set
 //!    (`reassignment.rs`). A decommissioned node's id is retired and never registered again.
+//! 8. **Tasks are assigned by the controller alone, under epochs**: an owner change bumps
+//!    the task's assignment epoch (never reused, also across a delete and re-create of the
+//!    processor) and names the epoch it was decided under, or is refused; a new owner is live
+//!    and not draining, standbys are distinct live nodes other than the owner
+//!    (`catalog.rs`). Placement is a fixed point on a settled cluster: it moves a task only
+//!    off a node that is gone, draining or over its bound (`placement.rs`).
 //!
 //! Broker sessions are kept in the controller's memory ([`controller::Sessions`]), not in the
 //! log: a heartbeat costs no consensus round; only fencing and re-registration are commands.
 
 pub mod balance;
+mod catalog;
 pub mod controller;
 mod error;
 mod log_store;
 mod network;
 mod node;
+pub mod placement;
 mod reassignment;
 mod state;
 mod state_machine;
@@ -63,6 +74,10 @@ mod types;
 #[cfg(test)]
 mod tests;
 
+pub use catalog::{
+    MAX_COMPONENT_LEN, MAX_PROCESSOR_NAME, MAX_PROCESSOR_PARTITIONS, MAX_PROCESSOR_SPEC_BYTES,
+    MAX_PROCESSOR_TOPICS, MAX_PROCESSORS, MAX_STANDBY_REPLICAS,
+};
 pub use error::{MetadataError, NodeError};
 pub use log_store::LogStore;
 pub use network::{
@@ -82,5 +97,6 @@ pub use state::{
 pub use state_machine::StateMachineStore;
 pub use types::{
     COMMAND_FORMAT_VERSION, CommandResult, CreateTopic, LogEntry, MetadataCommand, MetadataRaft,
-    MetadataResponse, NodeInfo, TopicConfig, TypeConfig, VersionedCommand, Voters,
+    MetadataResponse, NodeInfo, ProcessorRecord, TaskAssignment, TaskMove, TopicConfig, TypeConfig,
+    VersionedCommand, Voters,
 };

@@ -22,8 +22,8 @@ use serde::{Deserialize, Serialize};
 
 use super::error::MetadataError;
 use super::types::{
-    COMMAND_FORMAT_VERSION, CreateTopic, MetadataCommand, MetadataResponse, NodeInfo, TopicConfig,
-    VersionedCommand,
+    COMMAND_FORMAT_VERSION, CreateTopic, MetadataCommand, MetadataResponse, NodeInfo,
+    ProcessorRecord, TaskAssignment, TopicConfig, VersionedCommand,
 };
 use crate::cluster::NodeId;
 
@@ -116,6 +116,21 @@ pub struct ClusterMetadata {
     /// registered again (cluster invariant 8).
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub retired: BTreeSet<NodeId>,
+    /// The engine's processors, by name (`catalog.rs`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub processors: BTreeMap<String, ProcessorRecord>,
+    /// The assignment of every processor's tasks: `tasks[name][p]` is task `p`'s. Written only
+    /// by the controller's [`MetadataCommand::AssignTasks`] (`placement.rs` decides).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tasks: BTreeMap<String, Vec<TaskAssignment>>,
+    /// The highest assignment epoch any task has had: a created processor's tasks start
+    /// from it, so an epoch is never reused even by a processor deleted and created again.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_task_epoch: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl ClusterMetadata {
@@ -143,6 +158,12 @@ impl ClusterMetadata {
         self.nodes
             .get(&node)
             .is_some_and(|n| !n.fenced && !n.draining)
+    }
+
+    /// Task `partition` of `processor`'s assignment.
+    pub fn task(&self, processor: &str, partition: i32) -> Option<&TaskAssignment> {
+        let tasks = self.tasks.get(processor)?;
+        usize::try_from(partition).ok().and_then(|p| tasks.get(p))
     }
 
     /// A partition's state.
@@ -309,6 +330,19 @@ impl ClusterMetadata {
                     count: PRODUCER_ID_BLOCK_SIZE,
                 })
             }
+            MetadataCommand::UpsertProcessor {
+                record,
+                expected_version,
+            } => self.upsert_processor(record, *expected_version),
+            MetadataCommand::DeleteProcessor { name } => self.delete_processor(name),
+            MetadataCommand::SetProcessorPaused { name, paused } => {
+                self.set_processor_paused(name, *paused)
+            }
+            MetadataCommand::AssignTasks {
+                processor,
+                version,
+                assignments,
+            } => self.assign_tasks(processor, *version, assignments),
             MetadataCommand::Batch { .. } => Err(MetadataError::NestedBatch),
         }
     }

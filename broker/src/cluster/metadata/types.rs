@@ -22,7 +22,10 @@ use crate::config::FsyncPolicy;
 /// 2: replica reassignment and decommission (`ReassignPartition`, `CompleteReassignment`,
 /// `DecommissionNode`; partitions' `adding`/`removing`, nodes' `draining`, retired ids),
 /// users, tokens and ACLs (`Auth`, the metadata's `auth`).
-pub const COMMAND_FORMAT_VERSION: u16 = 2;
+/// 3: the engine's catalog and task placement (`UpsertProcessor`, `DeleteProcessor`,
+/// `SetProcessorPaused`, `AssignTasks`; the metadata's `processors`, `tasks` and
+/// `max_task_epoch`).
+pub const COMMAND_FORMAT_VERSION: u16 = 3;
 
 openraft::declare_raft_types!(
     /// openraft's type configuration for the metadata plane.
@@ -144,8 +147,10 @@ pub struct CreateTopic {
 /// Broker sessions (heartbeats) are **not** commands: like KRaft's, they live in the
 /// controller's memory ([`super::controller::Sessions`]), and only their consequences are
 /// logged ([`MetadataCommand::FenceNode`], elections, [`MetadataCommand::RegisterNode`] when a
-/// node comes back). Room is left for the engine's catalog (processors, functions, SQL, task
-/// assignments) as further variants.
+/// node comes back). The engine's catalog is here too: processors
+/// ([`MetadataCommand::UpsertProcessor`], deleted, paused) and the assignment of their tasks
+/// to nodes ([`MetadataCommand::AssignTasks`], the controller's alone); functions and SQL
+/// will be further variants.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum MetadataCommand {
@@ -226,11 +231,101 @@ pub enum MetadataCommand {
     Auth {
         change: crate::auth::AuthChange,
     },
+    /// Create a processor (`expected_version: None`, refused if it exists) or redeploy it
+    /// (`expected_version` = its current version, refused if stale): the state machine sets
+    /// the record's `version` (1, then current + 1) and, on a redeploy, keeps its `paused`
+    /// flag (pause and resume are [`MetadataCommand::SetProcessorPaused`]). A redeploy may not
+    /// change the number of partitions (tasks). A new processor's tasks have no owner until
+    /// the controller assigns them.
+    UpsertProcessor {
+        record: ProcessorRecord,
+        #[serde(default)]
+        expected_version: Option<u64>,
+    },
+    /// Remove a processor and its tasks' assignments.
+    DeleteProcessor {
+        name: String,
+    },
+    /// Pause or resume a processor (its version is unchanged; its tasks keep their owners).
+    SetProcessorPaused {
+        name: String,
+        paused: bool,
+    },
+    /// The controller (re)assigns tasks of one processor (`metadata::placement` decides).
+    /// `version`, when given, must be the processor's current version; each move carries the
+    /// task's assignment epoch it was decided under (refused if stale). Applying bumps a
+    /// task's epoch when its owner changes.
+    AssignTasks {
+        processor: String,
+        #[serde(default)]
+        version: Option<u64>,
+        assignments: Vec<TaskMove>,
+    },
     /// Commands applied atomically: all of them, or none if one fails. Not nested; at most
     /// [`super::MAX_BATCH_COMMANDS`].
     Batch {
         commands: Vec<MetadataCommand>,
     },
+}
+
+/// A processor of the engine's catalog, as the metadata keeps it. The broker reads only what
+/// placement needs (partitions, inputs, state topics, standbys); `spec` and `component` are
+/// the engine's, opaque here.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessorRecord {
+    pub name: String,
+    /// 1 when created, +1 per redeploy; set by the state machine (what a proposal carries
+    /// here is ignored).
+    #[serde(default)]
+    pub version: u64,
+    /// The number of tasks (task `p` reads partition `p` of every input).
+    pub partitions: i32,
+    /// Input topics: placement prefers the node leading partition `p` of an input for task `p`.
+    #[serde(default)]
+    pub inputs: Vec<String>,
+    /// Changelog topics of the processor's stores: standbys of task `p` prefer nodes holding
+    /// a replica of partition `p` of one of them.
+    #[serde(default)]
+    pub state_topics: Vec<String>,
+    /// Standby replicas per task (capped by the other assignable nodes).
+    #[serde(default)]
+    pub standby_replicas: u16,
+    #[serde(default)]
+    pub paused: bool,
+    /// The engine's own (versioned) encoding of the processor spec; never interpreted here.
+    /// At most [`super::MAX_PROCESSOR_SPEC_BYTES`] as JSON.
+    #[serde(default)]
+    pub spec: serde_json::Value,
+    /// The content hash of the uploaded component (`sha256:…`); opaque here.
+    #[serde(default)]
+    pub component: Option<String>,
+}
+
+/// One task's assignment: the node running it, the epoch of that assignment and the nodes
+/// keeping warm standby copies of its state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskAssignment {
+    /// `None` until the controller first assigns the task.
+    pub owner: Option<NodeId>,
+    /// +1 every time the owner changes, never reused (also across a delete and re-create of
+    /// the processor), kept across redeploys. An owner's commits carry it: a commit under an
+    /// older epoch comes from a zombie and is refused.
+    pub epoch: u64,
+    /// Distinct live nodes other than the owner, at most the processor's `standby_replicas`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub standbys: Vec<NodeId>,
+}
+
+/// One task's new assignment in [`MetadataCommand::AssignTasks`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskMove {
+    pub partition: i32,
+    /// The task's epoch the decision was taken under (must be the current one).
+    pub epoch: u64,
+    /// The owner: when it changes, a live node that is not draining.
+    pub owner: NodeId,
+    #[serde(default)]
+    pub standbys: Vec<NodeId>,
 }
 
 /// What an applied command produced.
@@ -260,6 +355,10 @@ pub enum MetadataResponse {
     /// An `Auth` change added this ACL (its id is the cluster's next).
     AclAdded {
         acl: crate::auth::AclRecord,
+    },
+    /// The processor's version after an `UpsertProcessor`.
+    Processor {
+        version: u64,
     },
 }
 

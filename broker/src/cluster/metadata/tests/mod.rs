@@ -1,8 +1,11 @@
 //! Tests of the metadata plane: the state machine and the controller's decisions (unit tests
-//! and property tests of the invariants), the storage (openraft's conformance suite and a
-//! reopen from disk), and an in-process cluster over the simulated network.
+//! and property tests of the invariants; the catalog and task placement in `catalog.rs` and
+//! `placement.rs`), the storage (openraft's conformance suite and a reopen from disk), and an
+//! in-process cluster over the simulated network.
 
+mod catalog;
 mod cluster;
+mod placement;
 mod reassignment;
 mod state;
 mod storage;
