@@ -2,6 +2,7 @@
 //! turns any failure into `error: <one line>` on stderr and exit status 1.
 
 mod cli;
+mod engine_cluster;
 mod http;
 mod node;
 mod node_cluster;

@@ -23,6 +23,7 @@ use tokio::sync::watch;
 use weir_broker::auth::{AuthError, AuthStore, LoginLimits};
 use weir_broker::cluster::applier::{self, Applier};
 use weir_broker::cluster::auth_sync::{self, ClusterAuth};
+use weir_broker::cluster::blob_rpc::BlobService;
 use weir_broker::cluster::cluster_log::ClusterLog;
 use weir_broker::cluster::config::ClusterConfig;
 use weir_broker::cluster::control;
@@ -44,6 +45,7 @@ use weir_engine::udf::{FunctionCatalog, FunctionError, FunctionRegistry, Functio
 use weir_engine::wasm::{WasmConfig, WasmEngine, WasmError};
 use weir_engine::{Engine, EngineConfig, EngineError};
 
+use crate::engine_cluster::{EngineBlobs, EngineCluster};
 use crate::http::auth::HttpAuth;
 use crate::http::metrics::Metrics;
 use crate::http::serve::ServeConfig;
@@ -202,7 +204,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         engine_log,
         &config.broker.data_dir,
         &config.limits,
-        cluster_log.is_none(),
+        cluster_log.is_some(),
     )
     .await?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -232,6 +234,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let mut kafka_ready = None;
     let mut replication = None;
     let mut forwarder = None;
+    let mut engine_cluster = None;
     if let Some(c) = &cluster
         && let (Some(meta), Some(proposer)) = (&c.metadata, &c.proposer)
     {
@@ -299,9 +302,18 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         ));
         if let Some(log) = &cluster_log {
             log.attach(r.clone(), c.peers.clone());
+            // Processors are the cluster's: components other nodes fetch, the catalog
+            // followed and the tasks placed here run once the metadata is applied.
+            c.service
+                .set_blob(Arc::new(BlobService::new(Arc::new(EngineBlobs(
+                    engine.clone(),
+                )))));
+            let ec = EngineCluster::new(engine.clone(), node_id, r.clone(), c.peers.clone());
+            engine_cluster = Some(ec.clone());
             if let Some(applied) = &kafka_ready {
                 tokio::spawn(start_engine_when_applied(
                     engine.clone(),
+                    ec,
                     applied.clone(),
                     shutdown_rx.clone(),
                 ));
@@ -337,6 +349,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         forwarder,
         replication,
         groups: groups_view.clone(),
+        engine_cluster,
     };
     if let Some(dir) = &config.http.upload_dir {
         // Uploads interrupted by a crash or a stop leave their spool files here.
@@ -532,9 +545,11 @@ fn warn_if_exposed(listener: &str, addr: std::net::SocketAddr, auth_enabled: boo
 /// compiled-artifact cache), so that persistent queries calling UDFs find them when they
 /// resume; SQL gets it as its `FunctionCatalog` and `FunctionAdmin`.
 /// Cluster mode: starts the engine's processors once the applier has applied the metadata
-/// (their topics are the cluster's), unless the node stops first.
+/// (their topics are the cluster's), then follows the catalog and this node's task
+/// assignments, unless the node stops first.
 async fn start_engine_when_applied(
     engine: Engine,
+    cluster: Arc<EngineCluster>,
     mut applied: watch::Receiver<bool>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -551,16 +566,18 @@ async fn start_engine_when_applied(
         Ok(Err(e)) => tracing::error!(error = %e, "the stream engine could not start"),
         Err(e) => tracing::error!(error = %e, "the stream engine's start failed"),
     }
+    cluster.run(stop).await;
 }
 
-/// Opens the engine, SQL and the function registry over `log`; with `start`, brings back
-/// every processor now (cluster mode starts them once the metadata is applied).
+/// Opens the engine, SQL and the function registry over `log`; a single node brings back
+/// every processor now (a `cluster` node once the metadata is applied, and only the tasks
+/// assigned to it).
 async fn open_engine(
     broker: &Broker,
     log: Arc<dyn LogAccess>,
     data_dir: &std::path::Path,
     limits: &NodeLimits,
-    start: bool,
+    cluster: bool,
 ) -> Result<(Engine, SqlService, Arc<FunctionRegistry>, WasmEngine), NodeError> {
     let broker = broker.clone();
     let data_dir = data_dir.to_path_buf();
@@ -585,6 +602,8 @@ async fn open_engine(
         );
         let engine_config = EngineConfig {
             limits,
+            // On a cluster a node runs the tasks the controller assigns it.
+            assigned_tasks: cluster,
             ..EngineConfig::under(&data_dir)
         };
         let engine = Engine::open(
@@ -595,7 +614,7 @@ async fn open_engine(
         )?;
         // Deletes by clients ask the engine who owns and uses a topic.
         broker.set_topic_guard(engine.topic_guard());
-        if start {
+        if !cluster {
             let started = engine.start()?;
             tracing::info!(processors = started, "stream engine started");
         }

@@ -96,6 +96,9 @@ pub struct AppState {
     /// The consumer groups this node coordinates (filled by the Kafka listener once it has
     /// loaded committed offsets; empty without one).
     pub groups: weir_broker::group::GroupsView,
+    /// The engine's part of the cluster: the catalog processors are published to, and
+    /// where their tasks run (`None`: a single node).
+    pub engine_cluster: Option<Arc<crate::engine_cluster::EngineCluster>>,
 }
 
 impl FromRef<AppState> for Arc<Metrics> {

@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
+use weir_engine::EngineError;
 use weir_engine::engine::{ProcessorDescription, ProcessorSummary};
 use weir_engine::task::ProcessorSpec;
 
@@ -119,8 +120,28 @@ pub struct ProcessorList {
 /// `POST /v1/processors` → 201 with the processor.
 pub async fn deploy(State(state): State<AppState>, upload: Upload) -> Result<Response, ApiError> {
     let engine = state.engine.clone();
+    let name = upload.spec.name.clone();
+    // On a cluster: one processor of a name in the whole catalog, published once deployed
+    // here (invariant 2 of `engine_cluster`: not uninstalled while being published).
+    let publishing = match &state.engine_cluster {
+        Some(ec) => {
+            if ec.catalog(&name).is_some() {
+                return Err(EngineError::ProcessorExists(name).into());
+            }
+            Some(ec.publishing(&name))
+        }
+        None => None,
+    };
     let d =
         tokio::task::spawn_blocking(move || engine.deploy(upload.spec, upload.module)).await??;
+    if let (Some(ec), Some(_publishing)) = (&state.engine_cluster, &publishing)
+        && let Err(e) = ec.publish_deployment(&name, None).await
+    {
+        // Not in the catalog: undo it here, leaving the topics to whoever holds the name.
+        let engine = state.engine.clone();
+        let _ = tokio::task::spawn_blocking(move || engine.uninstall(&name)).await;
+        return Err(e.into());
+    }
     let mut response = (StatusCode::CREATED, Json(&d)).into_response();
     if let Ok(location) = HeaderValue::from_str(&format!("/v1/processors/{}", d.name)) {
         response.headers_mut().insert(LOCATION, location);
@@ -135,8 +156,20 @@ pub async fn redeploy(
     upload: Upload,
 ) -> Result<Json<ProcessorDescription>, ApiError> {
     let engine = state.engine.clone();
-    let d = tokio::task::spawn_blocking(move || engine.redeploy(&name, upload.spec, upload.module))
+    let expected = match &state.engine_cluster {
+        Some(ec) => Some(
+            ec.catalog(&name)
+                .ok_or_else(|| EngineError::UnknownProcessor(name.clone()))?
+                .version,
+        ),
+        None => None,
+    };
+    let n = name.clone();
+    let d = tokio::task::spawn_blocking(move || engine.redeploy(&n, upload.spec, upload.module))
         .await??;
+    if let Some(ec) = &state.engine_cluster {
+        ec.publish_deployment(&name, expected).await?;
+    }
     Ok(Json(d))
 }
 
@@ -151,11 +184,18 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<ProcessorList>, 
 pub async fn describe(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
-) -> Result<Json<ProcessorDescription>, ApiError> {
+) -> Result<Json<serde_json::Value>, ApiError> {
     let engine = state.engine.clone();
-    Ok(Json(
-        tokio::task::spawn_blocking(move || engine.describe(&name)).await??,
-    ))
+    let n = name.clone();
+    let d = tokio::task::spawn_blocking(move || engine.describe(&n)).await??;
+    let mut body = serde_json::to_value(&d).map_err(|e| ApiError::internal(e.to_string()))?;
+    // On a cluster: where each task runs (`tasks` are the ones running on this node).
+    if let Some(ec) = &state.engine_cluster
+        && let Some(obj) = body.as_object_mut()
+    {
+        obj.insert("assignment".into(), serde_json::json!(ec.assignment(&name)));
+    }
+    Ok(Json(body))
 }
 
 /// `POST /v1/processors/{name}/pause`.
@@ -164,9 +204,12 @@ pub async fn pause(
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<ProcessorDescription>, ApiError> {
     let engine = state.engine.clone();
-    Ok(Json(
-        tokio::task::spawn_blocking(move || engine.pause(&name)).await??,
-    ))
+    let n = name.clone();
+    let d = tokio::task::spawn_blocking(move || engine.pause(&n)).await??;
+    if let Some(ec) = &state.engine_cluster {
+        ec.publish_paused(&name, true).await?;
+    }
+    Ok(Json(d))
 }
 
 /// `POST /v1/processors/{name}/resume`.
@@ -175,9 +218,12 @@ pub async fn resume(
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<ProcessorDescription>, ApiError> {
     let engine = state.engine.clone();
-    Ok(Json(
-        tokio::task::spawn_blocking(move || engine.resume(&name)).await??,
-    ))
+    let n = name.clone();
+    let d = tokio::task::spawn_blocking(move || engine.resume(&n)).await??;
+    if let Some(ec) = &state.engine_cluster {
+        ec.publish_paused(&name, false).await?;
+    }
+    Ok(Json(d))
 }
 
 #[derive(Debug, Deserialize)]
@@ -193,7 +239,12 @@ pub async fn delete(
     ApiQuery(q): ApiQuery<DeleteQuery>,
 ) -> Result<StatusCode, ApiError> {
     let engine = state.engine.clone();
-    tokio::task::spawn_blocking(move || engine.delete(&name, q.keep_state)).await??;
+    let n = name.clone();
+    let _publishing = state.engine_cluster.as_ref().map(|ec| ec.publishing(&name));
+    tokio::task::spawn_blocking(move || engine.delete(&n, q.keep_state)).await??;
+    if let Some(ec) = &state.engine_cluster {
+        ec.publish_delete(&name).await?;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -64,6 +64,7 @@ impl Server {
             forwarder: None,
             replication: None,
             groups: weir_broker::group::GroupsView::default(),
+            engine_cluster: None,
         };
         let config = HttpConfig {
             max_request_bytes,

@@ -280,6 +280,29 @@ impl ClusterRouting {
         }
     }
 
+    /// The applied metadata as it changes (each new version once applied here).
+    pub fn subscribe(&self) -> watch::Receiver<Arc<ClusterMetadata>> {
+        self.versions.clone()
+    }
+
+    /// Proposes a change of the engine's catalog (a processor deployed, redeployed,
+    /// paused or deleted) through the controller and waits until this node has applied a
+    /// metadata version where `done` holds. A refusal is the state machine's
+    /// ([`BrokerError::ClusterRefused`]).
+    pub async fn propose_catalog(
+        &self,
+        command: MetadataCommand,
+        done: impl Fn(&ClusterMetadata) -> bool,
+    ) -> Result<MetadataResponse, BrokerError> {
+        let response = match self.proposer.propose(command).await {
+            Ok(r) => r,
+            Err(ProposeFailure::Refused(e)) => return Err(BrokerError::ClusterRefused(e)),
+            Err(e) => return Err(broker_error(e)),
+        };
+        self.wait_applied(done).await?;
+        Ok(response)
+    }
+
     async fn wait_applied(
         &self,
         done: impl Fn(&ClusterMetadata) -> bool,

@@ -1,0 +1,347 @@
+//! The stream engine on a cluster node (issue #14): its processors are the cluster's. A
+//! deploy, redeploy, pause, resume or delete made through any node's API is published to
+//! the replicated catalog (`MetadataCommand::UpsertProcessor` …, through the controller);
+//! every node follows the applied catalog — it installs a processor it does not have (the
+//! component fetched by its hash from a node that has it), takes a new version or the
+//! paused flag, uninstalls a deleted one — and runs exactly the tasks the controller's
+//! placement assigned to it ([`Engine::set_assignment`]).
+//!
+//! It owns that following and the publishing; placement is the controller's
+//! (`metadata::placement`), running tasks the engine's. It knows nothing of HTTP.
+//!
+//! # Invariants
+//!
+//! 1. **The catalog is the truth**: a processor runs on a node only while the applied
+//!    metadata has it, at the version the metadata names (a node that was down catches up
+//!    when it applies the catalog again), and a task only on the node the metadata assigns
+//!    it to — a node never starts a task on its own say-so.
+//! 2. **A processor being published from this node is left alone by the follower** (not
+//!    uninstalled because the metadata does not have it yet, not installed again while a
+//!    delete made here is being published); if a new deployment's publication is refused,
+//!    this node's deployment is undone.
+//! 3. **Components are trusted by hash**: the catalog names a component by its SHA-256 and
+//!    [`fetch_blob`] checks the bytes before the engine loads them.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::watch;
+use weir_broker::BrokerError;
+use weir_broker::cluster::NodeId;
+use weir_broker::cluster::blob_rpc::{BlobSource, blob_hash, fetch_blob};
+use weir_broker::cluster::metadata::{ClusterMetadata, MetadataCommand, ProcessorRecord};
+use weir_broker::cluster::routing::ClusterRouting;
+use weir_broker::cluster::rpc::Peers;
+use weir_engine::Engine;
+use weir_engine::assignment::TaskAssignments;
+use weir_engine::task::registry::DeploymentRecord;
+
+/// How long the follower waits before it tries a failed step again.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// Where one task runs (`GET /v1/processors/{name}` on a cluster).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TaskPlace {
+    pub partition: i32,
+    /// `None` until the controller assigns it.
+    pub node: Option<NodeId>,
+    /// The assignment epoch (bumped whenever the task moves).
+    pub epoch: u64,
+    pub standbys: Vec<NodeId>,
+}
+
+/// Why a catalog change could not be published.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error(transparent)]
+    Cluster(#[from] BrokerError),
+    #[error("cannot encode the deployment: {0}")]
+    Encode(String),
+}
+
+/// The engine's part of one cluster node. Cheap to share.
+pub struct EngineCluster {
+    engine: Engine,
+    node: NodeId,
+    routing: ClusterRouting,
+    peers: Arc<Peers>,
+    /// Processors this node is publishing right now (invariant 2).
+    publishing: Mutex<BTreeSet<String>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The catalog's record of a deployment.
+fn catalog_record(
+    record: &DeploymentRecord,
+    module: &[u8],
+) -> Result<ProcessorRecord, CatalogError> {
+    Ok(ProcessorRecord {
+        name: record.spec.name.clone(),
+        version: record.version,
+        partitions: record.partitions,
+        inputs: record.spec.inputs.clone(),
+        state_topics: Vec::new(),
+        standby_replicas: 0,
+        paused: record.paused,
+        spec: serde_json::to_value(record).map_err(|e| CatalogError::Encode(e.to_string()))?,
+        component: Some(blob_hash(module)),
+    })
+}
+
+impl EngineCluster {
+    pub fn new(
+        engine: Engine,
+        node: NodeId,
+        routing: ClusterRouting,
+        peers: Arc<Peers>,
+    ) -> Arc<EngineCluster> {
+        Arc::new(EngineCluster {
+            engine,
+            node,
+            routing,
+            peers,
+            publishing: Mutex::new(BTreeSet::new()),
+        })
+    }
+
+    /// Marks `name` as being published from here until the guard drops (invariant 2).
+    pub fn publishing(self: &Arc<Self>, name: &str) -> Publishing {
+        lock(&self.publishing).insert(name.to_string());
+        Publishing {
+            cluster: self.clone(),
+            name: name.to_string(),
+        }
+    }
+
+    /// Publishes this node's deployment of `name` (after a deploy or redeploy here):
+    /// returns once this node applied the catalog with it. `expected` is the version the
+    /// catalog must hold now (`None` for a new processor).
+    pub async fn publish_deployment(
+        &self,
+        name: &str,
+        expected: Option<u64>,
+    ) -> Result<(), CatalogError> {
+        let engine = self.engine.clone();
+        let n = name.to_string();
+        let Some((record, module)) = tokio::task::spawn_blocking(move || engine.deployment(&n))
+            .await
+            .ok()
+            .flatten()
+        else {
+            return Err(CatalogError::Cluster(BrokerError::ClusterUnavailable(
+                format!("processor '{name}' is not deployed on this node"),
+            )));
+        };
+        let version = record.version;
+        let command = MetadataCommand::UpsertProcessor {
+            record: catalog_record(&record, &module)?,
+            expected_version: expected,
+        };
+        let n = name.to_string();
+        self.routing
+            .propose_catalog(command, move |m| {
+                m.processors.get(&n).is_some_and(|p| p.version >= version)
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Publishes a pause or resume made here.
+    pub async fn publish_paused(&self, name: &str, paused: bool) -> Result<(), CatalogError> {
+        let n = name.to_string();
+        self.routing
+            .propose_catalog(
+                MetadataCommand::SetProcessorPaused {
+                    name: name.to_string(),
+                    paused,
+                },
+                move |m| m.processors.get(&n).is_none_or(|p| p.paused == paused),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Publishes a delete made here (the other nodes uninstall it).
+    pub async fn publish_delete(&self, name: &str) -> Result<(), CatalogError> {
+        let n = name.to_string();
+        self.routing
+            .propose_catalog(
+                MetadataCommand::DeleteProcessor {
+                    name: name.to_string(),
+                },
+                move |m| !m.processors.contains_key(&n),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The catalog's record of `name`, as this node applied it.
+    pub fn catalog(&self, name: &str) -> Option<ProcessorRecord> {
+        self.routing.metadata().processors.get(name).cloned()
+    }
+
+    /// Where each task of `name` runs, as this node applied it.
+    pub fn assignment(&self, name: &str) -> Vec<TaskPlace> {
+        let meta = self.routing.metadata();
+        meta.tasks
+            .get(name)
+            .map(|tasks| {
+                tasks
+                    .iter()
+                    .enumerate()
+                    .map(|(p, t)| TaskPlace {
+                        partition: p as i32,
+                        node: t.owner,
+                        epoch: t.epoch,
+                        standbys: t.standbys.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Follows the applied catalog and this node's task assignments until `stop`.
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut versions = self.routing.subscribe();
+        loop {
+            let meta = versions.borrow_and_update().clone();
+            let settled = self.clone().follow(meta).await;
+            let wait = async {
+                if settled {
+                    versions.changed().await.is_ok()
+                } else {
+                    tokio::time::sleep(RETRY).await;
+                    true
+                }
+            };
+            tokio::select! {
+                more = wait => if !more { return },
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    }
+
+    /// One pass over the applied metadata; whether everything in it was followed.
+    async fn follow(self: Arc<Self>, meta: Arc<ClusterMetadata>) -> bool {
+        let mut settled = true;
+        let publishing = lock(&self.publishing).clone();
+        // Install or update what the catalog has.
+        for (name, entry) in &meta.processors {
+            if publishing.contains(name) {
+                continue;
+            }
+            let record: DeploymentRecord = match serde_json::from_value(entry.spec.clone()) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(processor = %name, "the catalog's record cannot be read: {e}");
+                    continue;
+                }
+            };
+            let engine = self.engine.clone();
+            let local = engine.versions().get(name).copied();
+            let wanted = (record.version, entry.paused);
+            if local == Some(wanted) || local.is_some_and(|(v, _)| v > record.version) {
+                continue;
+            }
+            let module = match (local, &entry.component) {
+                (Some((v, _)), _) if v == record.version => Bytes::new(), // only the paused flag
+                (_, Some(hash)) => match self.fetch(&meta, hash).await {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!(processor = %name, "cannot fetch its component yet: {e}");
+                        settled = false;
+                        continue;
+                    }
+                },
+                (_, None) => continue,
+            };
+            let record = DeploymentRecord {
+                paused: entry.paused,
+                ..record
+            };
+            let name = name.clone();
+            let installed =
+                tokio::task::spawn_blocking(move || engine.install(record, module)).await;
+            match installed {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(processor = %name, "cannot install: {e}");
+                    settled = false;
+                }
+                Err(e) => {
+                    tracing::error!(processor = %name, "install failed: {e}");
+                    settled = false;
+                }
+            }
+        }
+        // Uninstall what it no longer has (unless being published from here).
+        for name in self.engine.versions().into_keys() {
+            if meta.processors.contains_key(&name) || publishing.contains(&name) {
+                continue;
+            }
+            let engine = self.engine.clone();
+            let n = name.clone();
+            match tokio::task::spawn_blocking(move || engine.uninstall(&n)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(processor = %name, "cannot uninstall: {e}");
+                    settled = false;
+                }
+                Err(e) => tracing::error!(processor = %name, "uninstall failed: {e}"),
+            }
+        }
+        // Run exactly the tasks assigned here.
+        let mut assigned = TaskAssignments::new();
+        for (processor, partition, task) in meta.owned_tasks(self.node) {
+            assigned
+                .entry(processor.to_string())
+                .or_default()
+                .insert(partition, task.epoch);
+        }
+        let engine = self.engine.clone();
+        if tokio::task::spawn_blocking(move || engine.set_assignment(assigned))
+            .await
+            .is_err()
+        {
+            settled = false;
+        }
+        settled
+    }
+
+    /// The component `hash` from another live node.
+    async fn fetch(&self, meta: &ClusterMetadata, hash: &str) -> Result<Bytes, String> {
+        let nodes: Vec<NodeId> = meta.live_nodes().filter(|n| *n != self.node).collect();
+        fetch_blob(&self.peers, &nodes, hash)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Holds a processor's name as being published from this node until dropped.
+pub struct Publishing {
+    cluster: Arc<EngineCluster>,
+    name: String,
+}
+
+impl Drop for Publishing {
+    fn drop(&mut self) {
+        lock(&self.cluster.publishing).remove(&self.name);
+    }
+}
+
+/// The node's components, for peers that fetch them by hash.
+pub struct EngineBlobs(pub Engine);
+
+impl BlobSource for EngineBlobs {
+    fn blob(&self, hash: &str) -> Option<Bytes> {
+        self.0.versions().into_keys().find_map(|name| {
+            let (_, module) = self.0.deployment(&name)?;
+            (blob_hash(&module) == hash).then_some(module)
+        })
+    }
+}
