@@ -1,6 +1,6 @@
 //! The stream engine on a cluster node (issue #14): its processors are the cluster's. A
-//! deploy, redeploy, pause, resume or delete made through any node's API is published to
-//! the replicated catalog (`MetadataCommand::UpsertProcessor` …, through the controller);
+//! deploy, redeploy, pause, resume or delete made through any node's engine (its HTTP API
+//! or SQL) is published to the replicated catalog (`MetadataCommand::UpsertProcessor` …, through the controller);
 //! every node follows the applied catalog — it installs a processor it does not have (the
 //! component fetched by its hash from a node that has it), takes a new version or the
 //! paused flag, uninstalls a deleted one — and runs exactly the tasks the controller's
@@ -15,15 +15,14 @@
 //!    metadata has it, at the version the metadata names (a node that was down catches up
 //!    when it applies the catalog again), and a task only on the node the metadata assigns
 //!    it to — a node never starts a task on its own say-so.
-//! 2. **A processor being published from this node is left alone by the follower** (not
-//!    uninstalled because the metadata does not have it yet, not installed again while a
-//!    delete made here is being published); if a new deployment's publication is refused,
-//!    this node's deployment is undone.
+//! 2. **A change made on this node is published before it is answered**, by the engine
+//!    itself ([`CatalogPublisher`]: HTTP and SQL changes alike); the follower leaves alone a
+//!    processor whose change is being published (the engine checks the catalog again under
+//!    the processor's operation), and a new deployment the catalog refuses is undone here.
 //! 3. **Components are trusted by hash**: the catalog names a component by its SHA-256 and
 //!    [`fetch_blob`] checks the bytes before the engine loads them.
 
-use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -34,9 +33,11 @@ use weir_broker::cluster::blob_rpc::{BlobSource, blob_hash, fetch_blob};
 use weir_broker::cluster::metadata::{ClusterMetadata, MetadataCommand, ProcessorRecord};
 use weir_broker::cluster::routing::ClusterRouting;
 use weir_broker::cluster::rpc::Peers;
-use weir_engine::Engine;
 use weir_engine::assignment::TaskAssignments;
+use weir_engine::catalog::CatalogPublisher;
+use weir_engine::log_access::LogError;
 use weir_engine::task::registry::DeploymentRecord;
+use weir_engine::{Engine, EngineError};
 
 /// How long the follower waits before it tries a failed step again.
 const RETRY: Duration = Duration::from_secs(1);
@@ -67,12 +68,8 @@ pub struct EngineCluster {
     node: NodeId,
     routing: ClusterRouting,
     peers: Arc<Peers>,
-    /// Processors this node is publishing right now (invariant 2).
-    publishing: Mutex<BTreeSet<String>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
+    /// Runs the proposals of the engine's (blocking) catalog calls.
+    runtime: tokio::runtime::Handle,
 }
 
 /// The catalog's record of a deployment.
@@ -105,61 +102,62 @@ impl EngineCluster {
             node,
             routing,
             peers,
-            publishing: Mutex::new(BTreeSet::new()),
+            runtime: tokio::runtime::Handle::current(),
         })
     }
 
-    /// Marks `name` as being published from here until the guard drops (invariant 2).
-    pub fn publishing(self: &Arc<Self>, name: &str) -> Publishing {
-        lock(&self.publishing).insert(name.to_string());
-        Publishing {
-            cluster: self.clone(),
-            name: name.to_string(),
+    /// Runs `f` on the node's runtime and waits for it on this (non-async) thread.
+    fn block_on<T: Send + 'static>(
+        &self,
+        f: impl Future<Output = Result<T, CatalogError>> + Send + 'static,
+    ) -> Result<T, EngineError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.runtime.spawn(async move {
+            let _ = tx.send(f.await);
+        });
+        match rx.recv() {
+            Ok(Ok(t)) => Ok(t),
+            Ok(Err(CatalogError::Cluster(e))) => Err(LogError::from(e).into()),
+            Ok(Err(e)) => Err(EngineError::Unavailable(e.to_string())),
+            Err(_) => Err(EngineError::Unavailable(
+                "the node's runtime stopped".into(),
+            )),
         }
     }
 
-    /// Publishes this node's deployment of `name` (after a deploy or redeploy here):
-    /// returns once this node applied the catalog with it. `expected` is the version the
-    /// catalog must hold now (`None` for a new processor).
-    pub async fn publish_deployment(
-        &self,
-        name: &str,
+    /// Publishes a deployment made here: returns once this node applied the catalog with
+    /// it. `expected` is the version the catalog must hold now (`None` for a new processor).
+    async fn publish_deployment(
+        routing: ClusterRouting,
+        record: ProcessorRecord,
         expected: Option<u64>,
     ) -> Result<(), CatalogError> {
-        let engine = self.engine.clone();
-        let n = name.to_string();
-        let Some((record, module)) = tokio::task::spawn_blocking(move || engine.deployment(&n))
-            .await
-            .ok()
-            .flatten()
-        else {
-            return Err(CatalogError::Cluster(BrokerError::ClusterUnavailable(
-                format!("processor '{name}' is not deployed on this node"),
-            )));
-        };
-        let version = record.version;
+        let name = record.name.clone();
+        let replaced = expected.unwrap_or(0);
         let command = MetadataCommand::UpsertProcessor {
-            record: catalog_record(&record, &module)?,
+            record,
             expected_version: expected,
         };
-        let n = name.to_string();
-        self.routing
+        routing
             .propose_catalog(command, move |m| {
-                m.processors.get(&n).is_some_and(|p| p.version >= version)
+                m.processors
+                    .get(&name)
+                    .is_some_and(|p| p.version > replaced)
             })
             .await?;
         Ok(())
     }
 
     /// Publishes a pause or resume made here.
-    pub async fn publish_paused(&self, name: &str, paused: bool) -> Result<(), CatalogError> {
-        let n = name.to_string();
-        self.routing
+    async fn publish_paused(
+        routing: ClusterRouting,
+        name: String,
+        paused: bool,
+    ) -> Result<(), CatalogError> {
+        let n = name.clone();
+        routing
             .propose_catalog(
-                MetadataCommand::SetProcessorPaused {
-                    name: name.to_string(),
-                    paused,
-                },
+                MetadataCommand::SetProcessorPaused { name, paused },
                 move |m| m.processors.get(&n).is_none_or(|p| p.paused == paused),
             )
             .await?;
@@ -167,15 +165,12 @@ impl EngineCluster {
     }
 
     /// Publishes a delete made here (the other nodes uninstall it).
-    pub async fn publish_delete(&self, name: &str) -> Result<(), CatalogError> {
-        let n = name.to_string();
-        self.routing
-            .propose_catalog(
-                MetadataCommand::DeleteProcessor {
-                    name: name.to_string(),
-                },
-                move |m| !m.processors.contains_key(&n),
-            )
+    async fn publish_delete(routing: ClusterRouting, name: String) -> Result<(), CatalogError> {
+        let n = name.clone();
+        routing
+            .propose_catalog(MetadataCommand::DeleteProcessor { name }, move |m| {
+                !m.processors.contains_key(&n)
+            })
             .await?;
         Ok(())
     }
@@ -229,12 +224,8 @@ impl EngineCluster {
     /// One pass over the applied metadata; whether everything in it was followed.
     async fn follow(self: Arc<Self>, meta: Arc<ClusterMetadata>) -> bool {
         let mut settled = true;
-        let publishing = lock(&self.publishing).clone();
         // Install or update what the catalog has.
         for (name, entry) in &meta.processors {
-            if publishing.contains(name) {
-                continue;
-            }
             let record: DeploymentRecord = match serde_json::from_value(entry.spec.clone()) {
                 Ok(r) => r,
                 Err(e) => {
@@ -279,9 +270,10 @@ impl EngineCluster {
                 }
             }
         }
-        // Uninstall what it no longer has (unless being published from here).
+        // Uninstall what it no longer has (the engine skips a processor published
+        // meanwhile by this node).
         for name in self.engine.versions().into_keys() {
-            if meta.processors.contains_key(&name) || publishing.contains(&name) {
+            if meta.processors.contains_key(&name) {
                 continue;
             }
             let engine = self.engine.clone();
@@ -322,15 +314,36 @@ impl EngineCluster {
     }
 }
 
-/// Holds a processor's name as being published from this node until dropped.
-pub struct Publishing {
-    cluster: Arc<EngineCluster>,
-    name: String,
-}
+impl CatalogPublisher for EngineCluster {
+    fn version(&self, name: &str) -> Option<u64> {
+        self.catalog(name).map(|p| p.version)
+    }
 
-impl Drop for Publishing {
-    fn drop(&mut self) {
-        lock(&self.cluster.publishing).remove(&self.name);
+    fn deployed(
+        &self,
+        record: &DeploymentRecord,
+        module: &[u8],
+        expected: Option<u64>,
+    ) -> Result<(), EngineError> {
+        let entry =
+            catalog_record(record, module).map_err(|e| EngineError::Unavailable(e.to_string()))?;
+        self.block_on(Self::publish_deployment(
+            self.routing.clone(),
+            entry,
+            expected,
+        ))
+    }
+
+    fn paused(&self, name: &str, paused: bool) -> Result<(), EngineError> {
+        self.block_on(Self::publish_paused(
+            self.routing.clone(),
+            name.to_string(),
+            paused,
+        ))
+    }
+
+    fn deleted(&self, name: &str) -> Result<(), EngineError> {
+        self.block_on(Self::publish_delete(self.routing.clone(), name.to_string()))
     }
 }
 

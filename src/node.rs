@@ -309,6 +309,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
                     engine.clone(),
                 )))));
             let ec = EngineCluster::new(engine.clone(), node_id, r.clone(), c.peers.clone());
+            engine.set_catalog(ec.clone());
             engine_cluster = Some(ec.clone());
             if let Some(applied) = &kafka_ready {
                 tokio::spawn(start_engine_when_applied(

@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
@@ -24,6 +24,7 @@ use weir_broker::{BrokerError, InternalTopic, TopicGuard, TopicSpec};
 
 use crate::admission::Admission;
 use crate::assignment::{Assignment, TaskAssignments};
+use crate::catalog::CatalogPublisher;
 use crate::clock::now_ms;
 use crate::error::EngineError;
 use crate::limits::NodeLimits;
@@ -142,6 +143,8 @@ struct Inner {
     admission: Admission,
     /// Which tasks this node runs.
     assignment: Assignment,
+    /// The cluster's catalog this node publishes its changes to (none on a single node).
+    catalog: OnceLock<Arc<dyn CatalogPublisher>>,
 }
 
 /// The processors of this node. Cheap to clone.
@@ -225,6 +228,7 @@ impl Engine {
                 } else {
                     Assignment::all()
                 },
+                catalog: OnceLock::new(),
             }),
         })
     }
@@ -294,6 +298,18 @@ impl Engine {
             self.stop_starter(&name);
         }
         self.inner.tasks.revoke_all();
+    }
+
+    /// Cluster mode: publishes every change made through this engine to `catalog`, and
+    /// checks deployments against it (set once, before the node serves requests).
+    pub fn set_catalog(&self, catalog: Arc<dyn CatalogPublisher>) {
+        if self.inner.catalog.set(catalog).is_err() {
+            tracing::warn!("the engine's catalog was set twice");
+        }
+    }
+
+    fn catalog(&self) -> Option<&Arc<dyn CatalogPublisher>> {
+        self.inner.catalog.get()
     }
 
     /// Cluster mode: the tasks the cluster assigns this node now. Tasks it no longer runs
@@ -733,7 +749,10 @@ impl Engine {
         spec.validate().map_err(EngineError::InvalidSpec)?;
         self.check_limits(&spec)?;
         let _op = self.op(&spec.name);
-        if lock(&self.inner.processors).contains_key(&spec.name) {
+        let in_catalog = self
+            .catalog()
+            .is_some_and(|c| c.version(&spec.name).is_some());
+        if in_catalog || lock(&self.inner.processors).contains_key(&spec.name) {
             return Err(EngineError::ProcessorExists(spec.name));
         }
         let partitions = self.input_partitions(&spec)?;
@@ -774,7 +793,15 @@ impl Engine {
             deployed.starter = Some(self.start_tasks(&name, def, owned)?);
         }
         tracing::info!(processor = %name, partitions, "processor deployed");
+        let published = deployed.record.clone();
         lock(&self.inner.processors).insert(name.clone(), deployed);
+        if let Some(c) = self.catalog()
+            && let Err(e) = c.deployed(&published, &module, None)
+        {
+            // Not in the catalog: undone here; its topics stay for whoever holds the name.
+            self.forget(&name)?;
+            return Err(e);
+        }
         self.describe(&name)
     }
 
@@ -808,6 +835,7 @@ impl Engine {
                 old.partitions
             )));
         }
+        let expected = self.catalog().and_then(|c| c.version(name));
         let factory = self.load(&spec, &module)?;
         self.admit(name, &*factory, partitions)?;
         let record = DeploymentRecord {
@@ -847,7 +875,11 @@ impl Engine {
             }
         }
         tracing::info!(processor = %name, version = deployed.record.version, "processor redeployed");
+        let published = deployed.record.clone();
         lock(&self.inner.processors).insert(name.to_string(), deployed);
+        if let Some(c) = self.catalog() {
+            c.deployed(&published, &module, expected)?;
+        }
         self.describe(name)
     }
 
@@ -875,6 +907,9 @@ impl Engine {
         let _op = self.op(name);
         // Tasks not started yet start paused.
         self.apply_paused(name, true)?;
+        if let Some(c) = self.catalog() {
+            c.paused(name, true)?;
+        }
         self.describe(name)
     }
 
@@ -887,6 +922,9 @@ impl Engine {
             )));
         }
         self.apply_paused(name, false)?;
+        if let Some(c) = self.catalog() {
+            c.paused(name, false)?;
+        }
         self.describe(name)
     }
 
@@ -921,6 +959,9 @@ impl Engine {
             }
         }
         tracing::info!(processor = %name, keep_state, "processor deleted");
+        if let Some(c) = self.catalog() {
+            c.deleted(name)?;
+        }
         Ok(())
     }
 
@@ -946,6 +987,10 @@ impl Engine {
     pub fn install(&self, record: DeploymentRecord, module: Bytes) -> Result<(), EngineError> {
         let name = record.spec.name.clone();
         let _op = self.op(&name);
+        // Deleted from the catalog meanwhile (by an operation that held this processor).
+        if self.catalog().is_some_and(|c| c.version(&name).is_none()) {
+            return Ok(());
+        }
         let current = lock(&self.inner.processors)
             .get(&name)
             .map(|d| (d.record.version, d.record.paused));
@@ -1014,6 +1059,16 @@ impl Engine {
     /// the topics to the deleting node. A processor not here is not an error.
     pub fn uninstall(&self, name: &str) -> Result<(), EngineError> {
         let _op = self.op(name);
+        // Published meanwhile (by a deploy here that held this processor).
+        if self.catalog().is_some_and(|c| c.version(name).is_some()) {
+            return Ok(());
+        }
+        self.forget(name)
+    }
+
+    /// Stops `name`'s tasks here, removes its deployment and local state, keeps its topics
+    /// (the caller holds its operation). A processor not here is not an error.
+    fn forget(&self, name: &str) -> Result<(), EngineError> {
         let Ok(record) = self.record(name) else {
             return Ok(());
         };

@@ -10,6 +10,7 @@
 
 mod admission;
 pub mod assignment;
+pub mod catalog;
 pub mod clock;
 pub mod engine;
 pub mod error;

@@ -139,15 +139,6 @@ impl From<EngineError> for ApiError {
     }
 }
 
-impl From<crate::engine_cluster::CatalogError> for ApiError {
-    fn from(e: crate::engine_cluster::CatalogError) -> Self {
-        match e {
-            crate::engine_cluster::CatalogError::Cluster(e) => e.into(),
-            e @ crate::engine_cluster::CatalogError::Encode(_) => ApiError::internal(e.to_string()),
-        }
-    }
-}
-
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         ApiError::new(status_of(e.kind()), e.code(), e.to_string())

@@ -16,7 +16,6 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use weir_engine::EngineError;
 use weir_engine::engine::{ProcessorDescription, ProcessorSummary};
 use weir_engine::task::ProcessorSpec;
 
@@ -120,28 +119,8 @@ pub struct ProcessorList {
 /// `POST /v1/processors` → 201 with the processor.
 pub async fn deploy(State(state): State<AppState>, upload: Upload) -> Result<Response, ApiError> {
     let engine = state.engine.clone();
-    let name = upload.spec.name.clone();
-    // On a cluster: one processor of a name in the whole catalog, published once deployed
-    // here (invariant 2 of `engine_cluster`: not uninstalled while being published).
-    let publishing = match &state.engine_cluster {
-        Some(ec) => {
-            if ec.catalog(&name).is_some() {
-                return Err(EngineError::ProcessorExists(name).into());
-            }
-            Some(ec.publishing(&name))
-        }
-        None => None,
-    };
     let d =
         tokio::task::spawn_blocking(move || engine.deploy(upload.spec, upload.module)).await??;
-    if let (Some(ec), Some(_publishing)) = (&state.engine_cluster, &publishing)
-        && let Err(e) = ec.publish_deployment(&name, None).await
-    {
-        // Not in the catalog: undo it here, leaving the topics to whoever holds the name.
-        let engine = state.engine.clone();
-        let _ = tokio::task::spawn_blocking(move || engine.uninstall(&name)).await;
-        return Err(e.into());
-    }
     let mut response = (StatusCode::CREATED, Json(&d)).into_response();
     if let Ok(location) = HeaderValue::from_str(&format!("/v1/processors/{}", d.name)) {
         response.headers_mut().insert(LOCATION, location);
@@ -156,20 +135,8 @@ pub async fn redeploy(
     upload: Upload,
 ) -> Result<Json<ProcessorDescription>, ApiError> {
     let engine = state.engine.clone();
-    let expected = match &state.engine_cluster {
-        Some(ec) => Some(
-            ec.catalog(&name)
-                .ok_or_else(|| EngineError::UnknownProcessor(name.clone()))?
-                .version,
-        ),
-        None => None,
-    };
-    let n = name.clone();
-    let d = tokio::task::spawn_blocking(move || engine.redeploy(&n, upload.spec, upload.module))
+    let d = tokio::task::spawn_blocking(move || engine.redeploy(&name, upload.spec, upload.module))
         .await??;
-    if let Some(ec) = &state.engine_cluster {
-        ec.publish_deployment(&name, expected).await?;
-    }
     Ok(Json(d))
 }
 
@@ -204,12 +171,9 @@ pub async fn pause(
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<ProcessorDescription>, ApiError> {
     let engine = state.engine.clone();
-    let n = name.clone();
-    let d = tokio::task::spawn_blocking(move || engine.pause(&n)).await??;
-    if let Some(ec) = &state.engine_cluster {
-        ec.publish_paused(&name, true).await?;
-    }
-    Ok(Json(d))
+    Ok(Json(
+        tokio::task::spawn_blocking(move || engine.pause(&name)).await??,
+    ))
 }
 
 /// `POST /v1/processors/{name}/resume`.
@@ -218,12 +182,9 @@ pub async fn resume(
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<ProcessorDescription>, ApiError> {
     let engine = state.engine.clone();
-    let n = name.clone();
-    let d = tokio::task::spawn_blocking(move || engine.resume(&n)).await??;
-    if let Some(ec) = &state.engine_cluster {
-        ec.publish_paused(&name, false).await?;
-    }
-    Ok(Json(d))
+    Ok(Json(
+        tokio::task::spawn_blocking(move || engine.resume(&name)).await??,
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -239,12 +200,7 @@ pub async fn delete(
     ApiQuery(q): ApiQuery<DeleteQuery>,
 ) -> Result<StatusCode, ApiError> {
     let engine = state.engine.clone();
-    let n = name.clone();
-    let _publishing = state.engine_cluster.as_ref().map(|ec| ec.publishing(&name));
-    tokio::task::spawn_blocking(move || engine.delete(&n, q.keep_state)).await??;
-    if let Some(ec) = &state.engine_cluster {
-        ec.publish_delete(&name).await?;
-    }
+    tokio::task::spawn_blocking(move || engine.delete(&name, q.keep_state)).await??;
     Ok(StatusCode::NO_CONTENT)
 }
 
