@@ -297,7 +297,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         .with_partition_budget(config.broker.files.max_partitions);
         // The engine's log: other nodes' tasks append and read here when this node leads.
         c.service.set_log(Arc::new(
-            LogService::new(broker.clone())
+            LogService::new(broker.clone(), r.subscribe())
                 .with_max_message_bytes(config.cluster.rpc.max_message_bytes),
         ));
         if let Some(log) = &cluster_log {

@@ -153,6 +153,10 @@ pub enum BrokerError {
     /// an unknown or retired node, or one whose replicas would not fit on the others).
     #[error(transparent)]
     ClusterRefused(crate::cluster::metadata::MetadataError),
+    /// A task's commit from a node that no longer owns the task (or under an older
+    /// assignment epoch): a zombie's write, refused.
+    #[error("fenced: {0}")]
+    TaskFenced(String),
     /// Another node refused an owner's log request (its code and message; the retried
     /// class never ends here, see `cluster::cluster_log`).
     #[error("node {node} refused: {message} ({code})")]
@@ -201,6 +205,7 @@ impl BrokerError {
             BrokerError::ClusterUnavailable(_) => "cluster_unavailable",
             BrokerError::ClusterRefused(e) => e.code(),
             BrokerError::PeerRefused { .. } => "peer_refused",
+            BrokerError::TaskFenced(_) => "task_fenced",
         }
     }
 
@@ -235,6 +240,7 @@ impl BrokerError {
             BrokerError::InvalidReplicationFactor(_) => ErrorKind::InvalidInput,
             BrokerError::ClusterRefused(e) => e.kind(),
             BrokerError::PeerRefused { .. } => ErrorKind::Internal,
+            BrokerError::TaskFenced(_) => ErrorKind::Conflict,
         }
     }
 

@@ -141,8 +141,9 @@ struct Inner {
     /// processor's operation).
     busy: Busy,
     admission: Admission,
-    /// Which tasks this node runs.
-    assignment: Assignment,
+    /// Which tasks this node runs (shared with the task manager: the epochs tasks commit
+    /// under).
+    assignment: Arc<Assignment>,
     /// The cluster's catalog this node publishes its changes to (none on a single node).
     catalog: OnceLock<Arc<dyn CatalogPublisher>>,
 }
@@ -214,20 +215,21 @@ impl Engine {
         loader: Arc<dyn ModuleLoader>,
     ) -> Result<Engine, EngineError> {
         let registry = Registry::open(&config.processors_dir)?;
+        let assignment = Arc::new(if config.assigned_tasks {
+            Assignment::assigned()
+        } else {
+            Assignment::all()
+        });
         Ok(Engine {
             inner: Arc::new(Inner {
-                tasks: TaskManager::new(log.clone(), backend),
+                tasks: TaskManager::new(log.clone(), backend).with_assignment(assignment.clone()),
                 log,
                 loader,
                 registry,
                 processors: Mutex::new(BTreeMap::new()),
                 busy: Busy::default(),
                 admission: Admission::new(config.limits.clone()),
-                assignment: if config.assigned_tasks {
-                    Assignment::assigned()
-                } else {
-                    Assignment::all()
-                },
+                assignment,
                 catalog: OnceLock::new(),
             }),
         })
@@ -732,7 +734,7 @@ impl Engine {
             for i in &spec.inputs {
                 commit.inputs.insert(input_key(i, p), log.offsets(i, p)?.1);
             }
-            log.commit_offsets(&spec.name, p, &commit)?;
+            log.commit_offsets(&spec.name, p, &commit, None)?;
         }
         Ok(())
     }

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use weir_broker::batch::CheckedBatch;
 use weir_broker::cluster::cluster_log::{ClusterLog, OwnedTopic};
+use weir_broker::cluster::log_rpc::TaskFence;
 use weir_broker::{
     Broker, BrokerError, ErrorKind, InternalTopic, ProduceRecord, StoredRecord, TopicSpec,
 };
@@ -202,12 +203,26 @@ pub trait LogAccess: Send + Sync + 'static {
             .map(|_| ())
     }
 
-    /// Records task `partition`'s committed position (replacing the previous one).
+    /// [`LogAccess::produce`] of a task's commit on a cluster: refused
+    /// (`task_fenced`) unless the writing node owns the task at `fence`'s assignment epoch.
+    /// Unfenced where there is no cluster.
+    fn produce_fenced(
+        &self,
+        topic: &str,
+        records: Vec<ProduceRecord>,
+        _fence: &TaskFence,
+    ) -> Result<Vec<(i32, i64)>, LogError> {
+        self.produce(topic, records)
+    }
+
+    /// Records task `partition`'s committed position (replacing the previous one), under
+    /// its `fence` on a cluster.
     fn commit_offsets(
         &self,
         processor: &str,
         partition: i32,
         commit: &OffsetCommit,
+        fence: Option<&TaskFence>,
     ) -> Result<(), LogError> {
         let topic = offsets_topic(processor);
         let value = serde_json::to_vec(commit).map_err(|e| LogError::CorruptOffsets {
@@ -220,7 +235,10 @@ pub trait LogAccess: Send + Sync + 'static {
             partition: Some(partition),
             ..ProduceRecord::default()
         };
-        self.produce(&topic, vec![record]).map(|_| ())
+        match fence {
+            Some(f) => self.produce_fenced(&topic, vec![record], f).map(|_| ()),
+            None => self.produce(&topic, vec![record]).map(|_| ()),
+        }
     }
 
     /// Task `partition`'s last committed position, `None` if it never committed.
@@ -385,6 +403,20 @@ impl LogAccess for ClusterLog {
         Ok(ClusterLog::produce(self, topic, records)?)
     }
 
+    fn produce_fenced(
+        &self,
+        topic: &str,
+        records: Vec<ProduceRecord>,
+        fence: &TaskFence,
+    ) -> Result<Vec<(i32, i64)>, LogError> {
+        Ok(ClusterLog::produce_fenced(
+            self,
+            topic,
+            records,
+            Some(fence),
+        )?)
+    }
+
     fn append_batch(
         &self,
         topic: &str,
@@ -439,9 +471,9 @@ mod tests {
             ..OffsetCommit::default()
         };
         c.inputs.insert("t/1".into(), 5);
-        log.commit_offsets("p", 1, &c).unwrap();
+        log.commit_offsets("p", 1, &c, None).unwrap();
         c.inputs.insert("t/1".into(), 9);
-        log.commit_offsets("p", 1, &c).unwrap();
+        log.commit_offsets("p", 1, &c, None).unwrap();
         assert_eq!(log.committed_offsets("p", 1).unwrap(), Some(c));
         assert_eq!(log.committed_offsets("p", 0).unwrap(), None);
         let meta = log.topic_meta("p.offsets").unwrap().unwrap();

@@ -36,7 +36,7 @@ use bytes::Bytes;
 use tokio::sync::watch;
 
 use super::NodeId;
-use super::log_rpc::{LogRequest, LogResponse, MAX_WAIT};
+use super::log_rpc::{LogRequest, LogResponse, MAX_WAIT, TaskFence, admit};
 use super::metadata::TopicMetadata;
 use super::routing::ClusterRouting;
 use super::rpc::{PeerRequest, PeerResponse, Peers, Refusal, RpcError};
@@ -155,6 +155,7 @@ fn remote_error(node: NodeId, code: &str, message: String) -> BrokerError {
         | "unknown_topic"
         | "unknown_partition"
         | "replica_conflict" => BrokerError::ClusterUnavailable(format!("node {node}: {message}")),
+        "task_fenced" => BrokerError::TaskFenced(format!("node {node}: {message}")),
         _ => BrokerError::PeerRefused {
             node,
             code: code.to_string(),
@@ -389,16 +390,36 @@ impl ClusterLog {
         partition: i32,
         batch: &CheckedBatch,
     ) -> Result<(i64, i64), BrokerError> {
+        self.append_fenced(topic, partition, batch, None)
+    }
+
+    /// [`ClusterLog::append`] of a task's commit: the leader takes it only from the task's
+    /// current owner at `fence`'s assignment epoch ([`BrokerError::TaskFenced`] otherwise,
+    /// never retried). A local topic is not fenced.
+    pub fn append_fenced(
+        &self,
+        topic: &str,
+        partition: i32,
+        batch: &CheckedBatch,
+        fence: Option<&TaskFence>,
+    ) -> Result<(i64, i64), BrokerError> {
         let Some((c, _)) = self.replicated(topic) else {
             return self.broker.append_owned(topic, partition, batch);
         };
         self.at_leader(c, topic, partition, |place| match place {
-            Place::Local => self.broker.append_owned(topic, partition, batch),
+            Place::Local => {
+                if let Some(f) = fence {
+                    let (versions, node, f) = (c.routing.subscribe(), c.routing.node(), f.clone());
+                    c.block_on(async move { admit(versions, node, &f).await })??;
+                }
+                self.broker.append_owned(topic, partition, batch)
+            }
             Place::Leader(node) => {
                 let request = LogRequest::Append {
                     topic: topic.to_string(),
                     partition,
                     batch: batch.bytes().clone(),
+                    fence: fence.cloned(),
                 };
                 match c.call(node, request, APPEND_TIMEOUT)? {
                     LogResponse::Appended { first, last } => Ok((first, last)),
@@ -415,6 +436,16 @@ impl ClusterLog {
         &self,
         topic: &str,
         records: Vec<ProduceRecord>,
+    ) -> Result<Vec<(i32, i64)>, BrokerError> {
+        self.produce_fenced(topic, records, None)
+    }
+
+    /// [`ClusterLog::produce`] of a task's commit (see [`ClusterLog::append_fenced`]).
+    pub fn produce_fenced(
+        &self,
+        topic: &str,
+        records: Vec<ProduceRecord>,
+        fence: Option<&TaskFence>,
     ) -> Result<Vec<(i32, i64)>, BrokerError> {
         let Some((_, t)) = self.replicated(topic) else {
             return self.broker.produce_owned(topic, records);
@@ -472,7 +503,7 @@ impl ClusterLog {
                     end += 1;
                 }
                 if let Some(batch) = builder.finish_checked() {
-                    let (first, _) = self.append(topic, p, &batch)?;
+                    let (first, _) = self.append_fenced(topic, p, &batch, fence)?;
                     for (rel, &i) in indices[start..end].iter().enumerate() {
                         result[i] = (p, first + rel as i64);
                     }

@@ -23,14 +23,23 @@
 //!    batch was bounded by the RPC message limit before it arrived, and is validated
 //!    (CRC, framing) before the log sees it.
 //! 4. **Blocking work runs off the runtime** (disk reads, the wait for the in-sync set).
+//! 5. **A task's commit is taken only from its current owner** (zombie fencing, as Kafka's
+//!    producer epochs fence an old transactional producer): an append carrying a
+//!    [`TaskFence`] is refused (`task_fenced`) unless this node's applied metadata names the
+//!    sender the task's owner at exactly that assignment epoch. The check and the append
+//!    are not atomic with a metadata change racing them; the new owner starts only after
+//!    the move is committed, and a fenced write is refused before anything is appended.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
 use super::NodeId;
 use super::config::RpcSettings;
+use super::metadata::{ClusterMetadata, MetadataError};
 use super::rpc::{PeerRequest, PeerResponse, PeerService, Refusal, ServiceFuture};
 use crate::Broker;
 use crate::batch;
@@ -50,6 +59,10 @@ pub enum LogRequest {
         topic: String,
         partition: i32,
         batch: Bytes,
+        /// The task whose commit this is (a changelog append, committed offsets): the
+        /// leader takes it only from the task's current owner at its current assignment
+        /// epoch (invariant 5).
+        fence: Option<TaskFence>,
     },
     /// Whole batches from the one holding `offset` (an offset below the log start reads
     /// from the start), about `max_bytes`; answered with [`LogResponse::Batches`].
@@ -78,6 +91,48 @@ impl LogRequest {
             LogRequest::Offsets { .. } => "log_offsets",
         }
     }
+}
+
+/// Who writes a task's commit: the processor, the task's partition and the assignment
+/// epoch the writing node runs it under.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskFence {
+    pub processor: String,
+    pub partition: i32,
+    pub epoch: u64,
+}
+
+/// How long a leader waits for its metadata to reach an assignment epoch newer than it knows.
+const FENCE_WAIT: Duration = Duration::from_secs(5);
+
+/// Admits a task's commit written by `node` under `fence` (invariant 5): refused
+/// ([`BrokerError::TaskFenced`]) unless the applied metadata names `node` the task's owner
+/// at exactly that epoch. An epoch newer than this node applied is waited for (briefly: the
+/// writer applied it first); an older one is refused at once.
+pub async fn admit(
+    mut versions: watch::Receiver<Arc<ClusterMetadata>>,
+    node: NodeId,
+    fence: &TaskFence,
+) -> Result<(), BrokerError> {
+    let check = |m: &ClusterMetadata| {
+        m.check_task_owner(&fence.processor, fence.partition, node, fence.epoch)
+    };
+    let newer = |m: &ClusterMetadata| {
+        matches!(
+            check(m),
+            Err(MetadataError::StaleTaskEpoch { given, current, .. }) if given > current
+        )
+    };
+    if newer(&versions.borrow()) {
+        let _ = tokio::time::timeout(FENCE_WAIT, versions.wait_for(|m| !newer(m))).await;
+    }
+    let verdict = check(&versions.borrow());
+    verdict.map_err(|e| {
+        BrokerError::TaskFenced(format!(
+            "a commit of task {}/{} by node {node} under assignment epoch {}: {e}",
+            fence.processor, fence.partition, fence.epoch
+        ))
+    })
 }
 
 /// The answer to a [`LogRequest`], variant for variant.
@@ -115,14 +170,17 @@ pub fn refusal(e: &BrokerError) -> Refusal {
 /// service, `cluster::service::NodeService::set_log`).
 pub struct LogService {
     broker: Broker,
+    /// The applied metadata, for fenced appends (invariant 5).
+    versions: watch::Receiver<Arc<ClusterMetadata>>,
     /// Bytes of batches one answer may carry (invariant 3).
     budget: usize,
 }
 
 impl LogService {
-    pub fn new(broker: Broker) -> LogService {
+    pub fn new(broker: Broker, versions: watch::Receiver<Arc<ClusterMetadata>>) -> LogService {
         LogService {
             broker,
+            versions,
             budget: budget_for(RpcSettings::default().max_message_bytes),
         }
     }
@@ -133,14 +191,18 @@ impl LogService {
         self
     }
 
-    async fn serve(&self, request: LogRequest) -> Result<LogResponse, BrokerError> {
+    async fn serve(&self, from: NodeId, request: LogRequest) -> Result<LogResponse, BrokerError> {
         let broker = self.broker.clone();
         match request {
             LogRequest::Append {
                 topic,
                 partition,
                 batch,
+                fence,
             } => {
+                if let Some(fence) = &fence {
+                    admit(self.versions.clone(), from, fence).await?;
+                }
                 blocking(move || {
                     if broker.replica_progress(&topic, partition).is_none() {
                         // A local topic, or no replica here: not this node's to write.
@@ -209,16 +271,88 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl PeerService for LogService {
-    fn call(&self, _from: NodeId, request: PeerRequest) -> ServiceFuture<'_> {
+    fn call(&self, from: NodeId, request: PeerRequest) -> ServiceFuture<'_> {
         Box::pin(async move {
             match request {
                 PeerRequest::Log(request) => self
-                    .serve(request)
+                    .serve(from, request)
                     .await
                     .map(PeerResponse::Log)
                     .map_err(|e| refusal(&e)),
                 other => Err(Refusal::NotServed(other.kind().to_string())),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::metadata::{ProcessorRecord, TaskAssignment};
+
+    fn owned_by(owner: NodeId, epoch: u64) -> ClusterMetadata {
+        let mut m = ClusterMetadata::default();
+        m.processors.insert(
+            "wc".into(),
+            ProcessorRecord {
+                name: "wc".into(),
+                partitions: 1,
+                ..ProcessorRecord::default()
+            },
+        );
+        m.tasks.insert(
+            "wc".into(),
+            vec![TaskAssignment {
+                owner: Some(owner),
+                epoch,
+                standbys: vec![],
+            }],
+        );
+        m
+    }
+
+    fn fence(epoch: u64) -> TaskFence {
+        TaskFence {
+            processor: "wc".into(),
+            partition: 0,
+            epoch,
+        }
+    }
+
+    #[tokio::test]
+    async fn only_the_current_owner_at_its_epoch_may_commit() {
+        let (tx, rx) = watch::channel(Arc::new(owned_by(2, 5)));
+        admit(rx.clone(), 2, &fence(5)).await.unwrap();
+        // A zombie: the former owner, or the owner under an older epoch.
+        let refused = admit(rx.clone(), 3, &fence(5)).await.unwrap_err();
+        assert_eq!(refused.code(), "task_fenced");
+        assert_eq!(
+            admit(rx.clone(), 2, &fence(4)).await.unwrap_err().code(),
+            "task_fenced"
+        );
+        let other = TaskFence {
+            processor: "gone".into(),
+            ..fence(5)
+        };
+        assert_eq!(
+            admit(rx.clone(), 2, &other).await.unwrap_err().code(),
+            "task_fenced"
+        );
+        // A newer epoch than this node applied: waited for, then admitted.
+        let (rx6, f6) = (rx.clone(), fence(6));
+        let waiting = tokio::spawn(async move { admit(rx6, 3, &f6).await });
+        tokio::task::yield_now().await;
+        tx.send(Arc::new(owned_by(3, 6))).unwrap();
+        waiting.await.unwrap().unwrap();
+        // …and the old owner is refused from then on.
+        assert_eq!(
+            admit(rx.clone(), 2, &fence(5)).await.unwrap_err().code(),
+            "task_fenced"
+        );
+        // A newer epoch that never arrives is refused after the wait.
+        assert_eq!(
+            admit(rx, 3, &fence(9)).await.unwrap_err().code(),
+            "task_fenced"
+        );
     }
 }

@@ -15,6 +15,9 @@ use tokio::sync::mpsc;
 
 use super::runner::{Control, TaskDefinition, TaskSetup, TaskShared, run_task};
 use super::status::{TaskState, TaskStatus};
+use weir_broker::cluster::log_rpc::TaskFence;
+
+use crate::assignment::Assignment;
 use crate::host::Interrupt;
 use crate::log_access::LogAccess;
 use crate::state::{StateBackend, StateError, StateStore};
@@ -36,6 +39,8 @@ pub struct TaskManager {
     log: Arc<dyn LogAccess>,
     backend: Arc<dyn StateBackend>,
     tasks: Mutex<HashMap<TaskId, TaskHandle>>,
+    /// Cluster mode: the epochs tasks commit under.
+    assignment: Option<Arc<Assignment>>,
 }
 
 /// Why a task could not be started.
@@ -53,7 +58,15 @@ impl TaskManager {
             log,
             backend,
             tasks: Mutex::new(HashMap::new()),
+            assignment: None,
         }
+    }
+
+    /// Cluster mode: each task commits under the assignment epoch `assignment` gives it
+    /// (its changelog appends and committed offsets are refused once the task moved on).
+    pub fn with_assignment(mut self, assignment: Arc<Assignment>) -> Self {
+        self.assignment = Some(assignment);
+        self
     }
 
     fn tasks(&self) -> std::sync::MutexGuard<'_, HashMap<TaskId, TaskHandle>> {
@@ -76,8 +89,16 @@ impl TaskManager {
             status: Mutex::new(TaskStatus::new(id.partition, def.version)),
             interrupt: Interrupt::new(),
         });
+        let fence = self.assignment.as_ref().and_then(|a| {
+            Some(TaskFence {
+                processor: id.processor.clone(),
+                partition: id.partition,
+                epoch: a.epoch(&id.processor, id.partition)?,
+            })
+        });
         let setup = TaskSetup {
             id: id.clone(),
+            fence,
             def: def.clone(),
             log: self.log.clone(),
             state: state.clone(),

@@ -30,6 +30,8 @@ use super::spec::{OnError, ProcessorSpec};
 use super::status::{InputStatus, RestoreStatus, TaskErrorInfo, TaskState, TaskStatus};
 use crate::clock::now_ms;
 use crate::host::{InputRecord, Interrupt, ProcessorError, ProcessorLogic, TimerKind};
+use weir_broker::cluster::log_rpc::TaskFence;
+
 use crate::log_access::{LogAccess, LogError, OffsetCommit};
 use crate::state::changelog::{changelog_topic, stores_with_changelogs, to_records};
 use crate::state::restore::{META_DIRTY, checkpoint_meta, restore_task};
@@ -87,6 +89,9 @@ impl TaskShared {
 /// Everything a task thread starts with.
 pub struct TaskSetup {
     pub id: TaskId,
+    /// Cluster mode: the assignment this task commits under (its changelog appends and
+    /// committed offsets are refused once it moved on: a zombie cannot commit).
+    pub fence: Option<TaskFence>,
     pub def: Arc<TaskDefinition>,
     pub log: Arc<dyn LogAccess>,
     pub state: Arc<dyn StateStore>,
@@ -186,6 +191,7 @@ fn run(setup: TaskSetup) -> Result<(), Failure> {
 
 struct Runner {
     id: TaskId,
+    fence: Option<TaskFence>,
     def: Arc<TaskDefinition>,
     log: Arc<dyn LogAccess>,
     state: Arc<dyn StateStore>,
@@ -212,6 +218,7 @@ impl Runner {
     fn start(setup: TaskSetup, rt: tokio::runtime::Runtime) -> Result<Runner, Failure> {
         let TaskSetup {
             id,
+            fence,
             def,
             log,
             state,
@@ -287,6 +294,7 @@ impl Runner {
 
         let mut runner = Runner {
             id,
+            fence,
             paused: def.paused,
             def,
             log,
@@ -734,10 +742,12 @@ impl Runner {
             // 2. The changelogs.
             for w in &batch.stores {
                 let topic = changelog_topic(&processor, &w.store);
-                let offsets = self
-                    .log
-                    .produce(&topic, to_records(&w.entries, p))
-                    .map_err(|e| Failure::log(&format!("cannot append to '{topic}'"), e))?;
+                let records = to_records(&w.entries, p);
+                let offsets = match &self.fence {
+                    Some(f) => self.log.produce_fenced(&topic, records, f),
+                    None => self.log.produce(&topic, records),
+                }
+                .map_err(|e| Failure::log(&format!("cannot append to '{topic}'"), e))?;
                 if let Some((_, last)) = offsets.last() {
                     self.checkpoints.insert(w.store.clone(), last + 1);
                 }
@@ -750,7 +760,7 @@ impl Runner {
             version: self.def.version,
         };
         self.log
-            .commit_offsets(&processor, p, &commit)
+            .commit_offsets(&processor, p, &commit, self.fence.as_ref())
             .map_err(|e| Failure::log("cannot commit input offsets", e))?;
         self.inputs.mark_committed();
         self.committed_stream_time = self.ctx.stream_time;

@@ -334,7 +334,9 @@ pub fn broker_error_code(e: &BrokerError) -> i16 {
         // Node administration is not served over Kafka (no decommission API there).
         BrokerError::ClusterRefused(_) => ResponseError::InvalidRequest.code(),
         // Owners' requests between nodes; not a client's.
-        BrokerError::PeerRefused { .. } => ResponseError::UnknownServerError.code(),
+        BrokerError::PeerRefused { .. } | BrokerError::TaskFenced(_) => {
+            ResponseError::UnknownServerError.code()
+        }
     }
 }
 
