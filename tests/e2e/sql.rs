@@ -756,3 +756,59 @@ fn a_script_is_checked_before_it_runs_and_says_what_ran() {
         "{err}"
     );
 }
+
+/// The fraud query on a cluster of three real processes: stated at node 1, its tasks run
+/// on every node (placement), its answer is read at node 2, and it survives the kill -9 of
+/// a node running some of its tasks: the answer stays and new windows are answered by the
+/// tasks' new owners.
+#[test]
+fn the_fraud_query_runs_on_a_cluster_and_its_answer_survives_a_kill() {
+    use crate::replication::{create_replicated, fully_replicated, start_cluster};
+    let mut nodes = start_cluster();
+    // The cluster has formed once a replicated topic can be created.
+    create_replicated(&nodes[0], json!({"name": "warmup", "partitions": 1}));
+    create_attempts(&nodes[0]);
+    assert!(eventually(Duration::from_secs(60), || nodes
+        .iter()
+        .all(|n| fully_replicated(n, "authorization_attempts", 3))));
+    let expected = produce_attempts(&nodes[0], 0..3);
+    nodes[0].sql(FRAUD);
+    let answer = |s: &Server| fraud_answer(s, "POSSIBLE_FRAUD", "KSQL_COL_0");
+    assert!(
+        eventually(Duration::from_secs(90), || answer(&nodes[1]) == expected),
+        "fraud stream on the cluster: {:?}\nexpected {expected:?}",
+        answer(&nodes[1])
+    );
+    let owners = |s: &Server| -> Vec<Option<u64>> {
+        let (_, d) = s.get("/v1/processors");
+        let name = d["processors"][0]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let (_, d) = s.get(&format!("/v1/processors/{name}"));
+        d["assignment"]
+            .as_array()
+            .map(|a| a.iter().map(|t| t["node"].as_u64()).collect())
+            .unwrap_or_default()
+    };
+    let spread: BTreeSet<u64> = owners(&nodes[0]).into_iter().flatten().collect();
+    assert_eq!(
+        spread.len(),
+        3,
+        "the query's tasks are not on every node: {spread:?}"
+    );
+
+    // kill -9 of node 3: its tasks move; the answer stays and grows with new windows.
+    nodes[2].kill9();
+    assert!(eventually(Duration::from_secs(90), || {
+        let o = owners(&nodes[0]);
+        !o.is_empty() && o.iter().all(|n| matches!(n, Some(1) | Some(2)))
+    }));
+    let mut more = expected.clone();
+    more.extend(produce_attempts(&nodes[0], 3..5));
+    assert!(
+        eventually(Duration::from_secs(90), || answer(&nodes[1]) == more),
+        "fraud stream after the kill: {:?}\nexpected {more:?}",
+        answer(&nodes[1])
+    );
+}
