@@ -17,12 +17,12 @@ use crate::common::{Server, eventually, guest};
 use crate::processors::{as_strings, caught_up, query, sample_lines, tasks, word_counts};
 use crate::replication::{create_replicated, fully_replicated, routes, start_cluster};
 
-const DEADLINE: Duration = Duration::from_secs(120);
+pub(crate) const DEADLINE: Duration = Duration::from_secs(120);
 
 /// Produces `lines` round robin over explicit partitions, one record per request, each
 /// retried while the partition's leader moves (a request either stores its one record or
 /// fails as a whole, so nothing is produced twice).
-fn produce_each(s: &Server, topic: &str, partitions: i64, lines: &[String]) {
+pub(crate) fn produce_each(s: &Server, topic: &str, partitions: i64, lines: &[String]) {
     for (i, l) in lines.iter().enumerate() {
         let body = json!({"records": [{"value": l, "partition": i as i64 % partitions}]});
         let mut last = json!(null);
@@ -110,7 +110,7 @@ fn a_processors_topics_are_replicated_and_a_wiped_node_rebuilds_its_tasks_state(
 }
 
 /// Partitions of `wc`'s tasks running on `s` (none while it is down or not installed).
-fn running(s: &Server, name: &str) -> Vec<i64> {
+pub(crate) fn running(s: &Server, name: &str) -> Vec<i64> {
     let (status, d) = s.get(&format!("/v1/processors/{name}"));
     if status != 200 {
         return Vec::new();
@@ -123,7 +123,7 @@ fn running(s: &Server, name: &str) -> Vec<i64> {
 }
 
 /// The node of each task of `name`, as `s` sees the cluster's assignment.
-fn owners(s: &Server, name: &str) -> Vec<Option<u64>> {
+pub(crate) fn owners(s: &Server, name: &str) -> Vec<Option<u64>> {
     let (status, d) = s.get(&format!("/v1/processors/{name}"));
     if status != 200 {
         return Vec::new();
@@ -136,7 +136,7 @@ fn owners(s: &Server, name: &str) -> Vec<Option<u64>> {
 
 /// Every task of `name` runs on exactly the node the assignment names, and `nodes` (by id)
 /// share them within one of each other.
-fn placed_on(all: &[Server], name: &str, nodes: &[u64], partitions: i64) -> bool {
+pub(crate) fn placed_on(all: &[Server], name: &str, nodes: &[u64], partitions: i64) -> bool {
     let owners = owners(&all[nodes[0] as usize - 1], name);
     if owners.len() != partitions as usize || owners.iter().any(|o| o.is_none()) {
         return false;
