@@ -420,7 +420,16 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         None => {
             tracing::info!("shutting down");
             if let Some(c) = &cluster {
-                // Leaderships move to other nodes while this one still answers.
+                // Tasks commit first, while this node still owns them and reaches the
+                // partitions' leaders (a graceful move: their new owners reprocess
+                // nothing); then leaderships and tasks move to other nodes while this one
+                // still answers.
+                let (engine, wasm) = (engine.clone(), wasm.clone());
+                let _ = tokio::task::spawn_blocking(move || {
+                    wasm.interrupt_all();
+                    engine.shutdown();
+                })
+                .await;
                 c.controlled_shutdown().await;
             }
             let _ = shutdown_tx.send(true);

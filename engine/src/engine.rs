@@ -146,6 +146,8 @@ struct Inner {
     assignment: Arc<Assignment>,
     /// The cluster's catalog this node publishes its changes to (none on a single node).
     catalog: OnceLock<Arc<dyn CatalogPublisher>>,
+    /// Set by [`Engine::shutdown`]: no task starts again.
+    stopping: AtomicBool,
 }
 
 /// The processors of this node. Cheap to clone.
@@ -231,6 +233,7 @@ impl Engine {
                 admission: Admission::new(config.limits.clone()),
                 assignment,
                 catalog: OnceLock::new(),
+                stopping: AtomicBool::new(false),
             }),
         })
     }
@@ -294,7 +297,9 @@ impl Engine {
 
     /// Stops every task after a final commit (node shutdown); guest calls in progress are
     /// interrupted.
+    /// From then on no task starts again (a cluster's assignment changes are ignored).
     pub fn shutdown(&self) {
+        self.inner.stopping.store(true, Ordering::SeqCst);
         let names: Vec<String> = lock(&self.inner.processors).keys().cloned().collect();
         for name in names {
             self.stop_starter(&name);
@@ -320,7 +325,7 @@ impl Engine {
     /// restoring their state from the changelogs before they process a record. Ignored on a
     /// single node.
     pub fn set_assignment(&self, new: TaskAssignments) {
-        if !self.inner.assignment.is_assigned() {
+        if !self.inner.assignment.is_assigned() || self.inner.stopping.load(Ordering::SeqCst) {
             return;
         }
         let old = self.inner.assignment.replace(new.clone());
@@ -481,6 +486,9 @@ impl Engine {
 
     /// Starts (in the background) the tasks of `name` that are not running here.
     fn start_missing(&self, name: &str) -> Result<(), EngineError> {
+        if self.inner.stopping.load(Ordering::SeqCst) {
+            return Ok(());
+        }
         let def = self.definition_of(name)?;
         let Some(def) = def else {
             return Ok(());

@@ -155,7 +155,10 @@ fn remote_error(node: NodeId, code: &str, message: String) -> BrokerError {
         | "unknown_topic"
         | "unknown_partition"
         | "replica_conflict" => BrokerError::ClusterUnavailable(format!("node {node}: {message}")),
-        "task_fenced" => BrokerError::TaskFenced(format!("node {node}: {message}")),
+        "task_fenced" => {
+            let reason = message.strip_prefix("fenced: ").unwrap_or(&message);
+            BrokerError::TaskFenced(format!("{reason} (refused by node {node})"))
+        }
         _ => BrokerError::PeerRefused {
             node,
             code: code.to_string(),
