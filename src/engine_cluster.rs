@@ -39,8 +39,10 @@ use weir_engine::log_access::LogError;
 use weir_engine::task::registry::DeploymentRecord;
 use weir_engine::{Engine, EngineError};
 
-/// How long the follower waits before it tries a failed step again.
+/// How long the follower waits before it tries a failed step again (doubling up to
+/// [`MAX_RETRY`] while it keeps failing).
 const RETRY: Duration = Duration::from_secs(1);
+const MAX_RETRY: Duration = Duration::from_secs(30);
 
 /// Where one task runs (`GET /v1/processors/{name}` on a cluster).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -203,15 +205,27 @@ impl EngineCluster {
     /// Follows the applied catalog and this node's task assignments until `stop`.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let mut versions = self.routing.subscribe();
+        let mut retry = RETRY;
         loop {
             let meta = versions.borrow_and_update().clone();
             let settled = self.clone().follow(meta).await;
+            let pause = retry;
+            // A step that keeps failing (a component that cannot load here) is retried
+            // less and less often, and at once when the metadata changes.
+            retry = if settled {
+                RETRY
+            } else {
+                (retry * 2).min(MAX_RETRY)
+            };
             let wait = async {
                 if settled {
                     versions.changed().await.is_ok()
                 } else {
-                    tokio::time::sleep(RETRY).await;
-                    true
+                    // A closed channel: the metadata stopped, and this node with it.
+                    !matches!(
+                        tokio::time::timeout(pause, versions.changed()).await,
+                        Ok(Err(_))
+                    )
                 }
             };
             tokio::select! {

@@ -1,0 +1,190 @@
+#!/usr/bin/env python3
+"""Processor failover on a cluster, for BENCHMARKS.md ("Cluster: processor failover").
+
+Three local `weir serve` nodes (release build), a topic `text` of 6 partitions (replication
+factor 3) and word-count deployed over it (6 tasks, two per node). Then, KILLS times:
+kill -9 of a node running tasks (nodes 2 and 3 in turn; requests go through node 1),
+immediately produce one new word (a marker) to each input partition the killed node's
+tasks read, and measure from the kill
+
+  - moved:  until the cluster's assignment no longer names the killed node;
+  - output: until every marker is counted (an interactive query answers it), i.e. the first
+            output of the moved tasks.
+
+The killed node is restarted and the cluster settles (tasks balanced again) before the next
+round. Detection is bounded by --broker-session-timeout-ms (3000 by default); there are no
+standby replicas yet, so a moved task restores its store from the changelog.
+
+    python3 scripts/bench_failover.py --bin target/release/weir --kills 10
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+HTTP = {1: 18481, 2: 18482, 3: 18483}
+KAFKA = {1: 19581, 2: 19582, 3: 19583}
+CLUSTER = {1: 19681, 2: 19682, 3: 19683}
+PARTITIONS = 6
+
+
+def req(port, method, path, body=None, timeout=10):
+    data = None if body is None else json.dumps(body).encode()
+    r = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", data=data, method=method,
+        headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(r, timeout=timeout) as resp:
+            raw = resp.read()
+            return resp.status, (json.loads(raw) if raw else None)
+    except urllib.error.HTTPError as e:
+        raw = e.read()
+        try:
+            return e.code, json.loads(raw)
+        except ValueError:
+            return e.code, None
+    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+        return 0, None
+
+
+def until(what, f, timeout=120, step=0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = f()
+        if v:
+            return v
+        time.sleep(step)
+    sys.exit(f"timed out: {what}")
+
+
+class Cluster:
+    def __init__(self, binary, work):
+        self.bin, self.work, self.procs = binary, work, {}
+        self.peers = ",".join(f"{i}@127.0.0.1:{CLUSTER[i]}" for i in (1, 2, 3))
+
+    def start(self, i):
+        log = open(os.path.join(self.work, f"n{i}.log"), "ab")
+        self.procs[i] = subprocess.Popen(
+            [self.bin, "serve", "--node-id", str(i), "--data-dir",
+             os.path.join(self.work, f"n{i}"), "--http", f"127.0.0.1:{HTTP[i]}",
+             "--kafka", f"127.0.0.1:{KAFKA[i]}", "--cluster-listen",
+             f"127.0.0.1:{CLUSTER[i]}", "--peers", self.peers],
+            stdout=log, stderr=log)
+
+    def kill(self, i):
+        self.procs[i].send_signal(signal.SIGKILL)
+        self.procs[i].wait()
+
+    def stop(self):
+        for p in self.procs.values():
+            p.kill()
+            p.wait()
+
+
+def owners():
+    status, d = req(HTTP[1], "GET", "/v1/processors/wc")
+    if status != 200:
+        return None
+    return [t.get("node") for t in d.get("assignment", [])]
+
+
+def running(i):
+    status, d = req(HTTP[i], "GET", "/v1/processors/wc")
+    if status != 200:
+        return []
+    return sorted(t["partition"] for t in d["tasks"] if t["state"] == "running")
+
+
+def settled(live):
+    o = owners()
+    if not o or len(o) != PARTITIONS or any(n not in live for n in o):
+        return False
+    counts = [o.count(n) for n in live]
+    if max(counts) - min(counts) > 1:
+        return False
+    return all(running(n) == [p for p in range(PARTITIONS) if o[p] == n] for n in live)
+
+
+def produce(port, word, partition):
+    body = {"records": [{"value": word, "partition": partition}]}
+    until(f"produce {word}", lambda: req(port, "POST", "/v1/topics/text/records", body)[0] == 200)
+
+
+def counted(word):
+    for i in (1, 2, 3):
+        status, _ = req(HTTP[i], "GET", f"/v1/processors/wc/stores/counts/keys/{word}", timeout=2)
+        if status == 200:
+            return True
+    return False
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", default="target/release/weir")
+    ap.add_argument("--kills", type=int, default=10)
+    ap.add_argument("--guest", default="target/guests/word-count.wasm")
+    args = ap.parse_args()
+    work = tempfile.mkdtemp(prefix="weir-bench-failover.")
+    c = Cluster(args.bin, work)
+    try:
+        for i in (1, 2, 3):
+            c.start(i)
+        until("topic", lambda: req(HTTP[1], "POST", "/v1/topics",
+                                   {"name": "text", "partitions": PARTITIONS,
+                                    "replication_factor": 3})[0] in (201, 409))
+        until("topic on every node", lambda: all(
+            req(HTTP[i], "GET", "/v1/topics/text")[0] == 200 for i in (1, 2, 3)))
+        subprocess.run([args.bin, "deploy", args.guest, "--name", "wc", "--input", "text",
+                        "--output", "counts", "--url", f"http://127.0.0.1:{HTTP[1]}"],
+                       check=True, stdout=subprocess.DEVNULL)
+        until("placed", lambda: settled([1, 2, 3]))
+        for p in range(PARTITIONS):
+            for k in range(50):
+                produce(HTTP[1], f"warm{k % 7} words here", p)
+        moved, output = [], []
+        for r in range(args.kills):
+            victim = 2 + r % 2
+            until("settled", lambda: settled([1, 2, 3]))
+            mine = [p for p, n in enumerate(owners()) if n == victim]
+            t0 = time.monotonic()
+            c.kill(victim)
+            markers = [f"m{r}x{p}" for p in mine]
+            for p, m in zip(mine, markers):
+                produce(HTTP[1], m, p)
+            live = [n for n in (1, 2, 3) if n != victim]
+            until("moved", lambda: (o := owners()) and victim not in o)
+            t_moved = time.monotonic() - t0
+            until("markers counted", lambda: all(counted(m) for m in markers))
+            t_out = time.monotonic() - t0
+            moved.append(t_moved)
+            output.append(t_out)
+            print(f"kill {r + 1}: node {victim} ({len(mine)} tasks) moved {t_moved:.2f} s, "
+                  f"first output {t_out:.2f} s", flush=True)
+            c.start(victim)
+            until("settled after restart", lambda: settled([1, 2, 3]), timeout=180)
+            _ = live
+
+        def pct(v, q):
+            s = sorted(v)
+            return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
+
+        print(f"moved:        p50 {statistics.median(moved):.2f} s, p99 {pct(moved, 0.99):.2f} s "
+              f"(n={len(moved)})")
+        print(f"first output: p50 {statistics.median(output):.2f} s, p99 {pct(output, 0.99):.2f} s "
+              f"(n={len(output)})")
+    finally:
+        c.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
