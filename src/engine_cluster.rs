@@ -1,10 +1,13 @@
 //! The stream engine on a cluster node (issue #14): its processors are the cluster's. A
 //! deploy, redeploy, pause, resume or delete made through any node's engine (its HTTP API
-//! or SQL) is published to the replicated catalog (`MetadataCommand::UpsertProcessor` …, through the controller);
-//! every node follows the applied catalog — it installs a processor it does not have (the
+//! or SQL) is published to the replicated catalog (`MetadataCommand::UpsertProcessor` …,
+//! through the controller); every node follows the applied catalog — it installs a processor it does not have (the
 //! component fetched by its hash from a node that has it), takes a new version or the
 //! paused flag, uninstalls a deleted one — and runs exactly the tasks the controller's
-//! placement assigned to it ([`Engine::set_assignment`]).
+//! placement assigned to it ([`Engine::set_assignment`]). A task the controller moves off
+//! this node while it is live is stopped here first (its final commit is taken: the epoch
+//! has not moved) and then released (`ReleaseTask`); only then does its next owner start
+//! it, so a graceful move (a join, a decommission, rebalancing) reprocesses nothing.
 //!
 //! It owns that following and the publishing; placement is the controller's
 //! (`metadata::placement`), running tasks the engine's. It knows nothing of HTTP.
@@ -301,9 +304,20 @@ impl EngineCluster {
                 Err(e) => tracing::error!(processor = %name, "uninstall failed: {e}"),
             }
         }
-        // Run exactly the tasks assigned here.
+        // Run exactly the tasks assigned here; a task being moved off this node gracefully
+        // is stopped (it commits first) and then released to its next owner.
         let mut assigned = TaskAssignments::new();
+        let mut releasing = Vec::new();
         for (processor, partition, task) in meta.owned_tasks(self.node) {
+            if task.moving_to.is_some() {
+                releasing.push(MetadataCommand::ReleaseTask {
+                    processor: processor.to_string(),
+                    partition,
+                    epoch: task.epoch,
+                    node: self.node,
+                });
+                continue;
+            }
             assigned
                 .entry(processor.to_string())
                 .or_default()
@@ -314,7 +328,27 @@ impl EngineCluster {
             .await
             .is_err()
         {
-            settled = false;
+            return false;
+        }
+        for release in releasing {
+            let MetadataCommand::ReleaseTask {
+                processor,
+                partition,
+                epoch,
+                ..
+            } = &release
+            else {
+                continue;
+            };
+            let (processor, partition, epoch) = (processor.clone(), *partition, *epoch);
+            let done = move |m: &ClusterMetadata| {
+                m.task(&processor, partition)
+                    .is_none_or(|t| t.epoch != epoch || t.moving_to.is_none())
+            };
+            if let Err(e) = self.routing.propose_catalog(release, done).await {
+                tracing::debug!("a task's release was not taken: {e}");
+                settled = false;
+            }
         }
         settled
     }

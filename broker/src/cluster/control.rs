@@ -328,6 +328,11 @@ pub fn peer_may_propose(from: NodeId, cmd: &MetadataCommand) -> Result<(), Strin
             "node {from} may not change the in-sync set of a partition led by node {leader}"
         )),
         MetadataCommand::AllocateProducerIds { node } if *node == from => Ok(()),
+        // A task's owner releases it (a graceful move), for itself only.
+        MetadataCommand::ReleaseTask { node, .. } if *node == from => Ok(()),
+        MetadataCommand::ReleaseTask { node, .. } => Err(format!(
+            "node {from} may not release a task for node {node}"
+        )),
         MetadataCommand::AllocateProducerIds { node } => Err(format!(
             "node {from} may not allocate producer ids for node {node}"
         )),
@@ -366,6 +371,7 @@ fn command_name(cmd: &MetadataCommand) -> &'static str {
         MetadataCommand::DeleteProcessor { .. } => "delete_processor",
         MetadataCommand::SetProcessorPaused { .. } => "set_processor_paused",
         MetadataCommand::AssignTasks { .. } => "assign_tasks",
+        MetadataCommand::ReleaseTask { .. } => "release_task",
         MetadataCommand::Batch { .. } => "batch",
     }
 }

@@ -305,7 +305,7 @@ mod tests {
             vec![TaskAssignment {
                 owner: Some(owner),
                 epoch,
-                standbys: vec![],
+                ..TaskAssignment::default()
             }],
         );
         m

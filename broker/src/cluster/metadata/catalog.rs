@@ -191,6 +191,7 @@ impl ClusterMetadata {
                     owner: None,
                     epoch: self.max_task_epoch,
                     standbys: Vec::new(),
+                    moving_to: None,
                 };
                 // `partitions` is within 1..=MAX_PROCESSOR_PARTITIONS (validated).
                 let tasks = vec![task; record.partitions as usize];
@@ -222,6 +223,7 @@ impl ClusterMetadata {
                         owner: None,
                         epoch: floor,
                         standbys: Vec::new(),
+                        moving_to: None,
                     };
                     vec![task; record.partitions as usize]
                 });
@@ -341,14 +343,69 @@ impl ClusterMetadata {
         let mut max_epoch = self.max_task_epoch;
         for (m, (index, moved)) in moves.iter().zip(changes) {
             let t = &mut tasks[index];
-            if moved {
-                t.epoch = t.epoch.saturating_add(1);
-                max_epoch = max_epoch.max(t.epoch);
-            }
-            t.owner = Some(m.owner);
             t.standbys = m.standbys.clone();
+            if !moved {
+                // Back to its owner: a graceful move in progress is called off.
+                t.moving_to = None;
+                continue;
+            }
+            if t.owner.is_some_and(|o| live.contains(&o)) {
+                // A live owner commits and releases the task first (ReleaseTask).
+                t.moving_to = Some(m.owner);
+                continue;
+            }
+            t.epoch = t.epoch.saturating_add(1);
+            max_epoch = max_epoch.max(t.epoch);
+            t.owner = Some(m.owner);
+            t.moving_to = None;
         }
         self.max_task_epoch = max_epoch;
+        Ok(MetadataResponse::Done)
+    }
+
+    pub(super) fn release_task(
+        &mut self,
+        processor: &str,
+        partition: i32,
+        epoch: u64,
+        node: NodeId,
+    ) -> Result<MetadataResponse, MetadataError> {
+        let assignable: BTreeSet<NodeId> = self.assignable_nodes().collect();
+        let unknown_task = || MetadataError::UnknownTask {
+            processor: processor.to_string(),
+            partition,
+        };
+        let t = self
+            .tasks
+            .get_mut(processor)
+            .ok_or_else(|| MetadataError::UnknownProcessor(processor.to_string()))?
+            .get_mut(usize::try_from(partition).map_err(|_| unknown_task())?)
+            .ok_or_else(unknown_task)?;
+        if t.epoch != epoch {
+            return Err(MetadataError::StaleTaskEpoch {
+                processor: processor.to_string(),
+                partition,
+                given: epoch,
+                current: t.epoch,
+            });
+        }
+        if t.owner != Some(node) {
+            return Err(MetadataError::NotTaskOwner {
+                processor: processor.to_string(),
+                partition,
+                node,
+                owner: t.owner,
+            });
+        }
+        let Some(next) = t.moving_to.take() else {
+            return Ok(MetadataResponse::Done);
+        };
+        if assignable.contains(&next) {
+            t.epoch = t.epoch.saturating_add(1);
+            t.owner = Some(next);
+            t.standbys.retain(|s| *s != next);
+            self.max_task_epoch = self.max_task_epoch.max(t.epoch);
+        }
         Ok(MetadataResponse::Done)
     }
 }

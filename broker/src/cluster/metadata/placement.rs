@@ -36,6 +36,10 @@
 //! partition `p` of a state (changelog) topic, then to the nodes keeping fewest standbys.
 //! Standbys do not count against a node's task capacity.
 //!
+//! A move off a live owner is graceful (the state machine keeps the owner and epoch and
+//! records `moving_to` until the owner releases the task, `ReleaseTask`); placement counts
+//! such a task as its target's already, so it does not move it again meanwhile.
+//!
 //! At most `max_moves` tasks change per call (owner moves first, tasks without a live owner
 //! before the balancing ones); the controller calls again on the applied result.
 
@@ -159,7 +163,8 @@ struct Plan<'a> {
 }
 
 impl<'a> Plan<'a> {
-    /// Every task stays with its owner if that is assignable (a key of `caps`).
+    /// Every task stays with its owner if that is assignable (a key of `caps`); a task
+    /// being moved gracefully counts as its target's already.
     fn new(tasks: &[Task<'a>], nodes: &[NodeId], caps: &BTreeMap<NodeId, usize>) -> Plan<'a> {
         let mut plan = Plan {
             owner: vec![None; tasks.len()],
@@ -167,7 +172,13 @@ impl<'a> Plan<'a> {
             per_processor: BTreeMap::new(),
         };
         for (i, t) in tasks.iter().enumerate() {
-            if let Some(o) = t.current.owner.filter(|o| caps.contains_key(o)) {
+            let assignable = |o: &NodeId| caps.contains_key(o);
+            if let Some(o) = t
+                .current
+                .moving_to
+                .filter(assignable)
+                .or(t.current.owner.filter(assignable))
+            {
                 plan.assign(t, i, o);
             }
         }
@@ -338,7 +349,8 @@ pub fn placement_commands(
     let mut standby_moves = 0usize;
     for ((t, o), s) in tasks.iter().zip(&owner).zip(standbys) {
         let Some(o) = *o else { continue };
-        let moved = t.current.owner != Some(o);
+        // Where the task is or is going (a graceful move in progress counts as done).
+        let moved = t.current.moving_to.or(t.current.owner) != Some(o);
         if !moved && s == t.current.standbys {
             continue;
         }

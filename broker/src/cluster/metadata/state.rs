@@ -343,6 +343,12 @@ impl ClusterMetadata {
                 version,
                 assignments,
             } => self.assign_tasks(processor, *version, assignments),
+            MetadataCommand::ReleaseTask {
+                processor,
+                partition,
+                epoch,
+                node,
+            } => self.release_task(processor, *partition, *epoch, *node),
             MetadataCommand::Batch { .. } => Err(MetadataError::NestedBatch),
         }
     }

@@ -266,6 +266,16 @@ pub enum MetadataCommand {
     Batch {
         commands: Vec<MetadataCommand>,
     },
+    /// The owner of a task being moved gracefully has stopped it after a final commit: the
+    /// task goes to its `moving_to` node under the next epoch. Proposed by the owner itself
+    /// (`node`), under the epoch it ran the task with; refused if either is stale. A release
+    /// whose target is no longer assignable leaves the task with its owner.
+    ReleaseTask {
+        processor: String,
+        partition: i32,
+        epoch: u64,
+        node: NodeId,
+    },
 }
 
 /// A processor of the engine's catalog, as the metadata keeps it. The broker reads only what
@@ -314,6 +324,11 @@ pub struct TaskAssignment {
     /// Distinct live nodes other than the owner, at most the processor's `standby_replicas`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub standbys: Vec<NodeId>,
+    /// A graceful move in progress: the task goes to this node once its live owner has
+    /// committed and released it ([`MetadataCommand::ReleaseTask`]); until then the owner
+    /// and the epoch stay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moving_to: Option<NodeId>,
 }
 
 /// One task's new assignment in [`MetadataCommand::AssignTasks`].

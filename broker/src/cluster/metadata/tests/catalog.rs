@@ -39,6 +39,33 @@ fn refused(m: &mut ClusterMetadata, cmd: MetadataCommand) -> &'static str {
     e.code()
 }
 
+/// What every owner's engine does with a graceful move: it commits, stops the task and
+/// releases it (`ReleaseTask`), so the move completes.
+pub(super) fn release_all(m: &mut ClusterMetadata) {
+    let pending: Vec<MetadataCommand> = m
+        .all_tasks()
+        .filter(|(_, _, t)| t.moving_to.is_some())
+        .filter_map(|(p, i, t)| {
+            Some(MetadataCommand::ReleaseTask {
+                processor: p.to_string(),
+                partition: i,
+                epoch: t.epoch,
+                node: t.owner?,
+            })
+        })
+        .collect();
+    for c in pending {
+        m.apply(&c).unwrap();
+    }
+}
+
+/// Applies an assignment and lets the owners release what it moves gracefully.
+fn moved(m: &mut ClusterMetadata, cmd: MetadataCommand) -> Result<MetadataResponse, MetadataError> {
+    let r = m.apply(&cmd);
+    release_all(m);
+    r
+}
+
 fn assign(processor: &str, moves: Vec<TaskMove>) -> MetadataCommand {
     MetadataCommand::AssignTasks {
         processor: processor.into(),
@@ -231,10 +258,10 @@ fn the_number_of_processors_is_bounded() {
 fn an_owner_change_bumps_the_epoch_and_a_stale_epoch_is_refused() {
     let mut m = with_nodes(3);
     upsert(&mut m, &record("p", 2), None).unwrap();
-    m.apply(&assign(
-        "p",
-        vec![mv(0, 0, 1, vec![2]), mv(1, 0, 2, vec![])],
-    ))
+    moved(
+        &mut m,
+        assign("p", vec![mv(0, 0, 1, vec![2]), mv(1, 0, 2, vec![])]),
+    )
     .unwrap();
     let t0 = m.task("p", 0).unwrap().clone();
     assert_eq!((t0.owner, t0.epoch, t0.standbys), (Some(1), 1, vec![2]));
@@ -243,14 +270,14 @@ fn an_owner_change_bumps_the_epoch_and_a_stale_epoch_is_refused() {
     let again = assign("p", vec![mv(0, 0, 3, vec![])]);
     assert_eq!(refused(&mut m, again), "stale_task_epoch");
     // Standbys only: the owner and the epoch stay.
-    m.apply(&assign("p", vec![mv(0, 1, 1, vec![3])])).unwrap();
+    moved(&mut m, assign("p", vec![mv(0, 1, 1, vec![3])])).unwrap();
     let t0 = m.task("p", 0).unwrap();
     assert_eq!(
         (t0.owner, t0.epoch, t0.standbys.clone()),
         (Some(1), 1, vec![3])
     );
     // A move to another node: +1.
-    m.apply(&assign("p", vec![mv(0, 1, 2, vec![1])])).unwrap();
+    moved(&mut m, assign("p", vec![mv(0, 1, 2, vec![1])])).unwrap();
     assert_eq!(m.task("p", 0).unwrap().epoch, 2);
     assert_eq!(
         m.task("p", 1).unwrap().epoch,
@@ -325,7 +352,7 @@ fn task_moves_are_checked() {
     .unwrap();
     // An owner that is no longer assignable may keep the task while its standbys change.
     m.apply(&MetadataCommand::FenceNode { node: 1 }).unwrap();
-    m.apply(&assign("p", vec![mv(0, 1, 1, vec![2])])).unwrap();
+    moved(&mut m, assign("p", vec![mv(0, 1, 1, vec![2])])).unwrap();
     assert_eq!(m.task("p", 0).unwrap().owner, Some(1));
     // In a batch, one refused move refuses them all.
     let before = m.clone();
@@ -348,10 +375,10 @@ fn only_the_owner_at_the_current_epoch_may_commit() {
             .map_err(|e| e.code())
     };
     assert_eq!(check(&m, 1, 0), Err("not_task_owner"), "not assigned yet");
-    m.apply(&assign("p", vec![mv(0, 0, 1, vec![2])])).unwrap();
+    moved(&mut m, assign("p", vec![mv(0, 0, 1, vec![2])])).unwrap();
     assert_eq!(check(&m, 1, 1), Ok(()));
     assert_eq!(check(&m, 2, 1), Err("not_task_owner"), "a standby");
-    m.apply(&assign("p", vec![mv(0, 1, 2, vec![1])])).unwrap();
+    moved(&mut m, assign("p", vec![mv(0, 1, 2, vec![1])])).unwrap();
     assert_eq!(check(&m, 1, 1), Err("stale_task_epoch"), "the zombie");
     assert_eq!(check(&m, 2, 2), Ok(()));
     assert_eq!(
@@ -372,15 +399,15 @@ fn only_the_owner_at_the_current_epoch_may_commit() {
 fn epochs_are_never_reused_across_a_delete_and_re_create() {
     let mut m = with_nodes(2);
     upsert(&mut m, &record("p", 1), None).unwrap();
-    m.apply(&assign("p", vec![mv(0, 0, 1, vec![])])).unwrap();
-    m.apply(&assign("p", vec![mv(0, 1, 2, vec![])])).unwrap();
+    moved(&mut m, assign("p", vec![mv(0, 0, 1, vec![])])).unwrap();
+    moved(&mut m, assign("p", vec![mv(0, 1, 2, vec![])])).unwrap();
     assert_eq!(m.task("p", 0).unwrap().epoch, 2);
     m.apply(&MetadataCommand::DeleteProcessor { name: "p".into() })
         .unwrap();
     upsert(&mut m, &record("p", 1), None).unwrap();
     let fresh = m.task("p", 0).unwrap().clone();
     assert_eq!((fresh.owner, fresh.epoch), (None, 2));
-    m.apply(&assign("p", vec![mv(0, 2, 1, vec![])])).unwrap();
+    moved(&mut m, assign("p", vec![mv(0, 2, 1, vec![])])).unwrap();
     assert_eq!(
         m.task("p", 0).unwrap().epoch,
         3,
@@ -394,8 +421,7 @@ fn a_redeploy_with_fewer_standbys_trims_them() {
     let mut r = record("p", 1);
     r.standby_replicas = 2;
     upsert(&mut m, &r, None).unwrap();
-    m.apply(&assign("p", vec![mv(0, 0, 1, vec![2, 3])]))
-        .unwrap();
+    moved(&mut m, assign("p", vec![mv(0, 0, 1, vec![2, 3])])).unwrap();
     r.standby_replicas = 1;
     upsert(&mut m, &r, Some(1)).unwrap();
     let t = m.task("p", 0).unwrap();
@@ -418,7 +444,7 @@ fn old_snapshots_read_and_new_commands_have_a_stable_form() {
 
     let mut m = with_nodes(2);
     upsert(&mut m, &record("p", 2), None).unwrap();
-    m.apply(&assign("p", vec![mv(1, 0, 2, vec![1])])).unwrap();
+    moved(&mut m, assign("p", vec![mv(1, 0, 2, vec![1])])).unwrap();
     let json = serde_json::to_string(&m).unwrap();
     let back: ClusterMetadata = serde_json::from_str(&json).unwrap();
     assert_eq!(back, m);
@@ -431,4 +457,52 @@ fn old_snapshots_read_and_new_commands_have_a_stable_form() {
     );
     let back: VersionedCommand = serde_json::from_str(&json).unwrap();
     assert_eq!(back.command, cmd);
+}
+
+#[test]
+fn a_move_off_a_live_owner_waits_for_its_release() {
+    let mut m = with_nodes(3);
+    upsert(&mut m, &record("p", 1), None).unwrap();
+    m.apply(&assign("p", vec![mv(0, 0, 1, vec![])])).unwrap();
+    // Node 1 is live: the task stays with it (same epoch) until it releases the task.
+    m.apply(&assign("p", vec![mv(0, 1, 2, vec![])])).unwrap();
+    let t = m.task("p", 0).unwrap().clone();
+    assert_eq!((t.owner, t.epoch, t.moving_to), (Some(1), 1, Some(2)));
+    assert!(
+        m.check_task_owner("p", 0, 1, 1).is_ok(),
+        "its final commit is taken"
+    );
+    let release = |node: NodeId, epoch: u64| MetadataCommand::ReleaseTask {
+        processor: "p".into(),
+        partition: 0,
+        epoch,
+        node,
+    };
+    assert_eq!(refused(&mut m, release(3, 1)), "not_task_owner");
+    assert_eq!(refused(&mut m, release(1, 0)), "stale_task_epoch");
+    m.apply(&release(1, 1)).unwrap();
+    let t = m.task("p", 0).unwrap().clone();
+    assert_eq!((t.owner, t.epoch, t.moving_to), (Some(2), 2, None));
+    assert_eq!(
+        m.check_task_owner("p", 0, 1, 1).unwrap_err().code(),
+        "stale_task_epoch"
+    );
+    // A second release of the same move is stale.
+    assert_eq!(refused(&mut m, release(1, 1)), "stale_task_epoch");
+    // Moved back to its owner while moving: called off.
+    m.apply(&assign("p", vec![mv(0, 2, 3, vec![])])).unwrap();
+    m.apply(&assign("p", vec![mv(0, 2, 2, vec![])])).unwrap();
+    assert_eq!(m.task("p", 0).unwrap().moving_to, None);
+    // A fenced owner's task moves at once, under the next epoch.
+    m.apply(&assign("p", vec![mv(0, 2, 3, vec![])])).unwrap();
+    m.apply(&MetadataCommand::FenceNode { node: 2 }).unwrap();
+    m.apply(&assign("p", vec![mv(0, 2, 1, vec![])])).unwrap();
+    let t = m.task("p", 0).unwrap().clone();
+    assert_eq!((t.owner, t.epoch, t.moving_to), (Some(1), 3, None));
+    // A release whose target is gone leaves the task with its owner.
+    m.apply(&assign("p", vec![mv(0, 3, 3, vec![])])).unwrap();
+    m.apply(&MetadataCommand::FenceNode { node: 3 }).unwrap();
+    m.apply(&release(1, 3)).unwrap();
+    let t = m.task("p", 0).unwrap().clone();
+    assert_eq!((t.owner, t.epoch, t.moving_to), (Some(1), 3, None));
 }

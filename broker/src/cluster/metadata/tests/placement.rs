@@ -77,6 +77,8 @@ fn settle(
         let before = owners(m);
         let r = m.apply(&MetadataCommand::Batch { commands });
         prop_assert!(r.is_ok(), "placement's decision refused: {:?}", r);
+        // The owners release what moves off them gracefully.
+        super::catalog::release_all(m);
         for (task, (owner, epoch)) in owners(m) {
             let (was, was_epoch) = before[&task];
             if owner != was {
