@@ -115,9 +115,10 @@ pub(crate) fn running(s: &Server, name: &str) -> Vec<i64> {
     if status != 200 {
         return Vec::new();
     }
+    // A cluster's describe lists every task with its node; `node` is the node answering.
     tasks(&d)
         .iter()
-        .filter(|t| t["state"] == "running")
+        .filter(|t| t["state"] == "running" && t["node"] == d["node"])
         .filter_map(|t| t["partition"].as_i64())
         .collect()
 }
