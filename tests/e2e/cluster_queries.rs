@@ -4,6 +4,9 @@
 //! from every owner's tasks) and a describe listing every task with its node — also after
 //! a kill -9 of a node, once its tasks have moved.
 //!
+//! Under `--auth` the caller's credentials go along to the node answering, which checks
+//! them again.
+//!
 //! No timed assertions: everything polls with a generous deadline.
 
 use std::collections::BTreeMap;
@@ -13,7 +16,7 @@ use serde_json::{Value, json};
 use crate::cluster_processors::{DEADLINE, owners, placed_on, produce_each};
 use crate::common::{Server, eventually, guest, stdout};
 use crate::processors::{as_strings, caught_up, query, sample_lines, tasks, word_counts};
-use crate::replication::{create_replicated, fully_replicated, start_cluster};
+use crate::replication::{create_replicated, fully_replicated, start_cluster, start_cluster_with};
 
 /// Each word's count as `s` answers its look-up (words it cannot answer are left out).
 fn looked_up(s: &Server, words: &BTreeMap<String, u64>) -> BTreeMap<String, String> {
@@ -209,4 +212,168 @@ fn every_node_answers_every_key_scan_and_task_of_a_processor_spread_over_the_clu
         let keys: Vec<&String> = all.iter().map(|(k, _)| k).collect();
         assert_eq!(keys, want.keys().collect::<Vec<_>>());
     }
+}
+
+const ADMIN_PW: &str = "Adm1n-S3cret-pw";
+
+/// `method path` on `s` with Basic credentials `user`/`pw` (none when `user` is empty) and a
+/// JSON or raw multipart body.
+fn call_as(
+    s: &Server,
+    user: &str,
+    pw: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<(&str, Vec<u8>)>,
+) -> (u16, Value) {
+    let mut req = s.http.request(method, format!("{}{path}", s.url));
+    if !user.is_empty() {
+        req = req.basic_auth(user, Some(pw));
+    }
+    if let Some((content_type, bytes)) = body {
+        req = req.header("content-type", content_type).body(bytes);
+    }
+    match req.send() {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            (status, r.json().unwrap_or(Value::Null))
+        }
+        Err(e) => (0, json!(e.to_string())),
+    }
+}
+
+fn json_body(v: &Value) -> Option<(&'static str, Vec<u8>)> {
+    Some(("application/json", v.to_string().into_bytes()))
+}
+
+#[test]
+fn under_auth_a_look_up_answered_by_another_node_carries_the_callers_credentials() {
+    use reqwest::Method;
+    let nodes = start_cluster_with(&["--auth"], &[("WEIR_ADMIN_PASSWORD", ADMIN_PW)]);
+    let admin = |s: &Server, m: Method, path: &str, body: Option<&Value>| {
+        call_as(s, "admin", ADMIN_PW, m, path, body.and_then(json_body))
+    };
+    let topic = json!({"name": "text", "partitions": 6, "replication_factor": 3});
+    assert!(
+        eventually(DEADLINE, || {
+            let (status, _) = admin(&nodes[0], Method::POST, "/v1/topics", Some(&topic));
+            status == 201 || status == 409
+        }),
+        "the cluster never formed"
+    );
+    // Deployed at node 2 by the admin (retried while node 2 applies the topic).
+    let boundary = "weir-e2e-boundary-7d3f";
+    let spec = json!({"name": "wc", "inputs": ["text"], "outputs": ["counts"]});
+    let mut upload = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"spec\"\r\n\r\n{spec}\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"wasm\"; \
+         filename=\"processor.wasm\"\r\nContent-Type: application/wasm\r\n\r\n"
+    )
+    .into_bytes();
+    upload.extend_from_slice(&guest("word-count"));
+    upload.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let content_type = format!("multipart/form-data; boundary={boundary}");
+    let mut last = (0, Value::Null);
+    assert!(
+        eventually(DEADLINE, || {
+            last = call_as(
+                &nodes[1],
+                "admin",
+                ADMIN_PW,
+                Method::POST,
+                "/v1/processors",
+                Some((&content_type, upload.clone())),
+            );
+            last.0 == 201 || last.0 == 409
+        }),
+        "deploy: {last:?}"
+    );
+    // dave may read everything; carol only topics under `other.` (not wc's changelog).
+    for (user, acl) in [("dave", None), ("carol", Some("other."))] {
+        let u = json!({"name": user, "password": "pa55-w0rd-long", "role": "reader"});
+        let (status, body) = admin(&nodes[0], Method::POST, "/v1/users", Some(&u));
+        assert_eq!(status, 201, "{body}");
+        if let Some(prefix) = acl {
+            let acl = json!({"user": user, "resource": "topic", "prefix": prefix, "allow": "read"});
+            let (status, body) = admin(&nodes[0], Method::POST, "/v1/acls", Some(&acl));
+            assert!(status == 200 || status == 201, "{body}");
+        }
+    }
+    let lines: Vec<String> = (0..12)
+        .map(|i| format!("alpha beta {} gamma", i % 3))
+        .collect();
+    for (i, l) in lines.iter().enumerate() {
+        let body = json!({"records": [{"value": l, "partition": i % 6}]});
+        assert!(eventually(DEADLINE, || admin(
+            &nodes[0],
+            Method::POST,
+            "/v1/topics/text/records",
+            Some(&body)
+        )
+        .0 == 200));
+    }
+    let want = as_strings(&word_counts(lines.iter().map(String::as_str)));
+    let look_up = |s: &Server, user: &str, w: &str| {
+        call_as(
+            s,
+            user,
+            "pa55-w0rd-long",
+            Method::GET,
+            &format!("/v1/processors/wc/stores/counts/keys/{w}"),
+            None,
+        )
+    };
+    // dave's look-ups are answered by every node, most of them by another node that
+    // checked his credentials again.
+    assert!(
+        eventually(DEADLINE, || nodes.iter().all(|n| want.iter().all(
+            |(w, c)| {
+                let (status, body) = look_up(n, "dave", w);
+                status == 200 && body["value"] == json!(c)
+            }
+        ))),
+        "dave's look-ups: {:?}",
+        nodes
+            .iter()
+            .map(|n| look_up(n, "dave", "alpha"))
+            .collect::<Vec<_>>()
+    );
+    // carol is refused at every node, and so is a caller without credentials.
+    for n in &nodes {
+        for w in want.keys() {
+            assert_eq!(look_up(n, "carol", w).0, 403, "carol, {w}");
+            assert_eq!(look_up(n, "", w).0, 401, "anonymous, {w}");
+        }
+    }
+    // dave's scan and describe at node 3 cover every task.
+    let (status, page) = call_as(
+        &nodes[2],
+        "dave",
+        "pa55-w0rd-long",
+        Method::GET,
+        "/v1/processors/wc/stores/counts/keys?limit=1000",
+        None,
+    );
+    assert_eq!(status, 200, "{page}");
+    let keys: Vec<&str> = page["entries"]
+        .as_array()
+        .map(|e| e.iter().filter_map(|e| e["key"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(keys, want.keys().map(String::as_str).collect::<Vec<_>>());
+    let (status, d) = call_as(
+        &nodes[2],
+        "dave",
+        "pa55-w0rd-long",
+        Method::GET,
+        "/v1/processors/wc",
+        None,
+    );
+    assert_eq!(status, 200, "{d}");
+    let t = tasks(&d);
+    assert_eq!(t.len(), 6, "{d}");
+    assert!(
+        t.iter()
+            .all(|t| t["state"] == "running" && t["node"].is_u64()),
+        "{d}"
+    );
 }
