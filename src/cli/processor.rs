@@ -184,11 +184,16 @@ fn describe_text(d: &Value) -> String {
     out.push('\n');
     let empty = Vec::new();
     let tasks = d["tasks"].as_array().unwrap_or(&empty);
+    // On a cluster each task carries the node running it.
+    let with_node = tasks.iter().any(|t| t.get("node").is_some());
     let rows: Vec<Vec<String>> = tasks
         .iter()
         .map(|t| {
-            vec![
-                s(&t["partition"]),
+            let mut row = vec![s(&t["partition"])];
+            if with_node {
+                row.push(s(&t["node"]));
+            }
+            row.extend([
                 s(&t["state"]),
                 s(&t["records_in"]),
                 s(&t["records_out"]),
@@ -196,22 +201,24 @@ fn describe_text(d: &Value) -> String {
                 s(&t["lag"]),
                 restore_cell(&t["restore"]),
                 error_cell(&t["last_error"]),
-            ]
+            ]);
+            row
         })
         .collect();
-    out.push_str(&table(
-        &[
-            "PARTITION",
-            "STATE",
-            "IN",
-            "OUT",
-            "ERRORS",
-            "LAG",
-            "RESTORE",
-            "LAST_ERROR",
-        ],
-        &rows,
-    ));
+    let mut headers = vec!["PARTITION"];
+    if with_node {
+        headers.push("NODE");
+    }
+    headers.extend([
+        "STATE",
+        "IN",
+        "OUT",
+        "ERRORS",
+        "LAG",
+        "RESTORE",
+        "LAST_ERROR",
+    ]);
+    out.push_str(&table(&headers, &rows));
     out
 }
 
@@ -241,6 +248,40 @@ mod tests {
         assert!(text.contains("5 records, 50 bytes, 100.0% done"), "{text}");
         assert!(
             text.contains("guest_trap: boom (at text/1 offset 7)"),
+            "{text}"
+        );
+        assert!(!text.contains("NODE"), "{text}");
+        // On a cluster: a NODE column; a task whose node did not answer is `unknown`.
+        let d = json!({
+            "name": "wc", "version": 1, "status": "unknown", "partitions": 2, "lag": 0,
+            "spec": {"inputs": ["text"], "outputs": ["counts"], "on_error": "fail"},
+            "topics": {"changelogs": []},
+            "tasks": [
+                {"partition": 0, "node": 2, "state": "running", "records_in": 3,
+                 "records_out": 3, "errors": 0, "lag": 0, "last_error": null, "restore": null},
+                {"partition": 1, "node": 3, "state": "unknown"}
+            ]
+        });
+        let text = describe_text(&d);
+        let lines: Vec<&str> = text.lines().collect();
+        let header = lines
+            .iter()
+            .position(|l| l.starts_with("PARTITION"))
+            .unwrap();
+        let cells = |l: &str| l.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+        assert_eq!(
+            cells(lines[header])[..3],
+            ["PARTITION", "NODE", "STATE"],
+            "{text}"
+        );
+        assert_eq!(
+            cells(lines[header + 1])[..3],
+            ["0", "2", "running"],
+            "{text}"
+        );
+        assert_eq!(
+            cells(lines[header + 2])[..3],
+            ["1", "3", "unknown"],
             "{text}"
         );
         let list = list_table(&json!({"processors": [

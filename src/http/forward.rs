@@ -25,6 +25,12 @@
 //!   offsets topic ([`group_elsewhere`]); the list asks every other live node for its own
 //!   ([`ask_other_nodes`]), and the coordinator asks partition leaders for the log ends it
 //!   has no replica of ([`ask_nodes`]).
+//! - **Processors' tasks** (interactive queries, describe): a key look-up asked of a node
+//!   that does not run the key's task is sent to the task's owner as is
+//!   ([`task_elsewhere`]); a prefix scan or a describe asks each owner for its own tasks
+//!   ([`ask_tasks`], with [`TASKS`] naming the partitions it answers for) and the asking node
+//!   merges the answers (`src/http/processors.rs`). An owner that cannot be reached is `503
+//!   task_unavailable` naming the task and the node.
 //!
 //! # Invariants
 //!
@@ -64,6 +70,9 @@ use super::records::{ProduceRecordJson, ProduceRequest, ProduceResponse, RecordP
 
 /// Header marking a request one node forwarded to another (value: the sender's node id).
 pub const FORWARDED_BY: &str = "x-weir-forwarded-by";
+/// Header of a forwarded prefix scan: the task partitions (comma-separated) the receiving
+/// node answers for, from its own tasks only.
+pub const TASKS: &str = "x-weir-tasks";
 /// Longest wait for a connection to another node's HTTP listener.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Longest a forwarded produce or page read may take in all (an `acks=all` produce waits
@@ -731,4 +740,143 @@ pub async fn ask_nodes<T: serde::de::DeserializeOwned>(
         (node, path, answer)
     });
     futures_util::future::join_all(asks).await
+}
+
+/// Whether a processor request asked here may be sent on to the nodes running its tasks:
+/// cluster mode, and not served here only (it was forwarded already, or its caller is known
+/// by a client certificate only).
+pub fn may_ask_task_owners(state: &AppState, headers: &HeaderMap) -> bool {
+    state.routing.is_some() && state.forwarder.is_some() && !served_here_only(state, headers)
+}
+
+/// The HTTP address of live (unfenced) node `node`, if it advertised one.
+fn node_addr(routing: &ClusterRouting, node: u64) -> Option<String> {
+    routing
+        .brokers()
+        .into_iter()
+        .find(|(b, fenced)| b.id == node && !fenced)
+        .map(|(b, _)| b.http_addr)
+        .filter(|a| !a.is_empty())
+}
+
+/// `503 task_unavailable`: task `task` has no owner this node can ask (`node` is its owner,
+/// if it has one), for `why`.
+pub fn task_unavailable(task: &str, node: Option<u64>, why: &str) -> ApiError {
+    let message = match node {
+        Some(n) => format!("task {task} runs on node {n}, which cannot answer: {why}"),
+        None => format!("task {task} is not assigned to a node: {why}"),
+    };
+    let e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "task_unavailable", message)
+        .with("task", task.into());
+    match node {
+        Some(n) => e.with("node", n.into()),
+        None => e,
+    }
+}
+
+fn unreachable_owner(task: &str, node: u64, e: &reqwest::Error) -> ApiError {
+    let what = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else {
+        "failed"
+    };
+    task_unavailable(task, Some(node), &format!("{what}: {e}"))
+}
+
+/// A request about task `task` (a key look-up) sent as is to `node`, the task's owner, and
+/// its answer streamed back (status, content type, body).
+pub async fn task_elsewhere(
+    state: &AppState,
+    task: &str,
+    node: u64,
+    headers: &HeaderMap,
+    path_and_query: &str,
+) -> Result<Response, ApiError> {
+    let (Some(routing), Some(forwarder)) = (&state.routing, &state.forwarder) else {
+        return Err(task_unavailable(task, Some(node), "not a cluster node"));
+    };
+    let addr = node_addr(routing, node).ok_or_else(|| {
+        task_unavailable(
+            task,
+            Some(node),
+            "it is fenced or advertised no HTTP address",
+        )
+    })?;
+    let upstream = forwarder
+        .request(
+            reqwest::Method::GET,
+            forwarder.url(&addr, path_and_query),
+            headers.get(AUTHORIZATION),
+        )
+        .timeout(REQUEST_TIMEOUT)
+        .send()
+        .await
+        .map_err(|e| unreachable_owner(task, node, &e))?;
+    Ok(stream_back(upstream, state.shutdown.clone()))
+}
+
+/// `GET path_and_query` asked of `node` for its own tasks `partitions` (named in [`TASKS`];
+/// `task` names the first of them in errors), within `timeout`: the answer's body, the
+/// owner's error as its own, or `503 task_unavailable` when it cannot be reached.
+pub async fn ask_tasks(
+    state: &AppState,
+    task: &str,
+    node: u64,
+    partitions: &[i32],
+    headers: &HeaderMap,
+    path_and_query: &str,
+    timeout: Duration,
+) -> Result<Vec<u8>, ApiError> {
+    let (Some(routing), Some(forwarder)) = (&state.routing, &state.forwarder) else {
+        return Err(task_unavailable(task, Some(node), "not a cluster node"));
+    };
+    let addr = node_addr(routing, node).ok_or_else(|| {
+        task_unavailable(
+            task,
+            Some(node),
+            "it is fenced or advertised no HTTP address",
+        )
+    })?;
+    let tasks: Vec<String> = partitions.iter().map(i32::to_string).collect();
+    let response = forwarder
+        .request(
+            reqwest::Method::GET,
+            forwarder.url(&addr, path_and_query),
+            headers.get(AUTHORIZATION),
+        )
+        .header(TASKS, tasks.join(","))
+        .timeout(timeout)
+        .send()
+        .await
+        .map_err(|e| unreachable_owner(task, node, &e))?;
+    let status = response.status();
+    let bytes = read_capped(response, MAX_PRODUCE_ANSWER_BYTES)
+        .await
+        .map_err(|e| match e {
+            Capped::TooLarge => ApiError::internal(format!(
+                "node {node} answered more than {MAX_PRODUCE_ANSWER_BYTES} bytes"
+            )),
+            Capped::Failed(e) => unreachable_owner(task, node, &e),
+        })?;
+    if !status.is_success() {
+        return Err(remote_error(node, status, &bytes));
+    }
+    Ok(bytes)
+}
+
+/// The partitions named by a request's [`TASKS`] header: `None` without one, an error for
+/// one this API did not write.
+pub fn tasks_asked(headers: &HeaderMap) -> Result<Option<Vec<i32>>, ApiError> {
+    let Some(v) = headers.get(TASKS) else {
+        return Ok(None);
+    };
+    let bad = || ApiError::bad_request(format!("{TASKS} is not a list of partitions"));
+    let text = v.to_str().map_err(|_| bad())?;
+    text.split(',')
+        .map(|p| p.trim().parse::<i32>().ok().filter(|p| *p >= 0))
+        .collect::<Option<Vec<i32>>>()
+        .map(Some)
+        .ok_or_else(bad)
 }

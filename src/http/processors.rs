@@ -6,23 +6,53 @@
 //! [`MAX_SCAN_LIMIT`] entries and [`MAX_SCAN_BYTES`], chained by an opaque `next`). Handlers
 //! parse and answer; the work is the engine's ([`weir_engine::Engine`]), run on blocking
 //! threads.
+//!
+//! On a cluster each node runs only the tasks the controller assigned it, and any node
+//! answers for all of them (through [`super::forward`]; a request forwarded by another node
+//! is answered from this node's tasks only, so it is never sent on again):
+//!
+//! - a key look-up is sent to the owner of the key's task (`murmur2(key) % partitions`, as
+//!   [`weir_engine::Engine::query`] chooses it) and its answer returned as is;
+//! - a prefix scan asks each owner for a page of its own tasks (the partitions named in
+//!   [`forward::TASKS`]) and merges the pages in (key, partition) order under the same
+//!   `limit`, [`MAX_SCAN_BYTES`] and continuation as on one node ([`merge_page`]);
+//! - a describe lists every task with its `node`, each task's status as its owner reports
+//!   it (`unknown` when the owner does not answer, `unassigned` before placement); the
+//!   processor's `status` and `lag` are those of all its tasks;
+//! - the list sums each processor's `tasks_running`, `tasks_failed` and `lag` over the
+//!   nodes that answer (a node that does not answer is left out of the sums).
+//!
+//! A task whose owner cannot be reached is `503 task_unavailable` naming the task and node.
 
 use axum::Json;
 use axum::extract::multipart::{MultipartError, MultipartRejection};
 use axum::extract::{FromRequest, Request, State};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
 use axum::http::header::{CONTENT_LENGTH, LOCATION};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use weir_engine::engine::{ProcessorDescription, ProcessorSummary};
+use serde_json::{Value, json};
+use weir_broker::partitioner::partition_for_key;
+use weir_engine::engine::{ProcessorDescription, ProcessorSummary, ScanEntry};
+use weir_engine::state::changelog::changelog_topic;
 use weir_engine::task::ProcessorSpec;
+use weir_engine::task::status::TaskState;
+use weir_engine::task_id::TaskId;
+use weir_engine::{Engine, EngineError};
 
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery};
+use super::forward;
 use super::uploads::{UploadPermit, read_module_upload};
+
+/// Longest wait for another node's answer about its tasks (describe, list, scan pages).
+const ASK_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl From<MultipartRejection> for ApiError {
     fn from(r: MultipartRejection) -> Self {
@@ -140,28 +170,140 @@ pub async fn redeploy(
     Ok(Json(d))
 }
 
-/// `GET /v1/processors`.
-pub async fn list(State(state): State<AppState>) -> Result<Json<ProcessorList>, ApiError> {
+/// `GET /v1/processors`. On a cluster, each processor's task counts and lag are summed
+/// over the nodes that answer, and its status is the worst any of them reports.
+pub async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<ProcessorList>, ApiError> {
     let engine = state.engine.clone();
-    let processors = tokio::task::spawn_blocking(move || engine.list()).await?;
+    let mut processors = tokio::task::spawn_blocking(move || engine.list()).await?;
+    let others =
+        forward::ask_other_nodes::<Value>(&state, "/v1/processors", &headers, ASK_TIMEOUT).await;
+    for (node, answer) in others {
+        let Ok(answer) = answer else {
+            tracing::debug!(node, "a node did not answer the processor list");
+            continue;
+        };
+        let Some(theirs) = answer["processors"].as_array() else {
+            continue;
+        };
+        for t in theirs {
+            let Some(p) = processors.iter_mut().find(|p| t["name"] == p.name.as_str()) else {
+                continue;
+            };
+            let count = |v: &Value| v.as_u64().and_then(|n| usize::try_from(n).ok());
+            p.tasks_running += count(&t["tasks_running"]).unwrap_or(0);
+            p.tasks_failed += count(&t["tasks_failed"]).unwrap_or(0);
+            p.lag += t["lag"].as_i64().unwrap_or(0);
+            if let Some(status) = t["status"].as_str()
+                && status_rank(status) > status_rank(&p.status)
+            {
+                p.status = status.to_string();
+            }
+        }
+    }
     Ok(Json(ProcessorList { processors }))
 }
 
-/// `GET /v1/processors/{name}`.
+/// How much a status says about a processor's trouble (the worst wins when statuses of
+/// several nodes' tasks are combined), in the engine's order.
+fn status_rank(status: &str) -> u8 {
+    match status {
+        "failed" => 7,
+        "paused" => 6,
+        "starting" => 5,
+        "restoring" => 4,
+        "stopped" => 3,
+        "unknown" => 2,
+        "unassigned" => 1,
+        _ => 0,
+    }
+}
+
+/// `GET /v1/processors/{name}`. On a cluster it adds `assignment` (where each task is
+/// placed) and `node` (the node answering), and `tasks` lists every task with its `node`
+/// and the status its node reports (see the module docs).
 pub async fn describe(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
     let engine = state.engine.clone();
     let n = name.clone();
     let d = tokio::task::spawn_blocking(move || engine.describe(&n)).await??;
     let mut body = serde_json::to_value(&d).map_err(|e| ApiError::internal(e.to_string()))?;
-    // On a cluster: where each task runs (`tasks` are the ones running on this node).
-    if let Some(ec) = &state.engine_cluster
-        && let Some(obj) = body.as_object_mut()
-    {
-        obj.insert("assignment".into(), serde_json::json!(ec.assignment(&name)));
+    let (Some(ec), Some(routing)) = (&state.engine_cluster, &state.routing) else {
+        return Ok(Json(body));
+    };
+    let me = routing.node();
+    let places = ec.assignment(&name);
+    let mut local: Vec<Value> = body["tasks"].as_array().cloned().unwrap_or_default();
+    for t in &mut local {
+        t["node"] = json!(me);
     }
+    let tasks = if forward::may_ask_task_owners(&state, &headers) && !places.is_empty() {
+        let mut owners: Vec<u64> = places
+            .iter()
+            .filter_map(|t| t.node)
+            .filter(|n| *n != me)
+            .collect();
+        owners.sort_unstable();
+        owners.dedup();
+        let asks = owners
+            .iter()
+            .map(|n| (*n, uri.path().to_string()))
+            .collect();
+        let mut reports: BTreeMap<u64, Vec<Value>> = BTreeMap::new();
+        for (node, _, answer) in
+            forward::ask_nodes::<Value>(&state, asks, &headers, ASK_TIMEOUT).await
+        {
+            match answer {
+                Ok(d) => {
+                    reports.insert(node, d["tasks"].as_array().cloned().unwrap_or_default());
+                }
+                Err(e) => tracing::debug!(node, error = %e, "a task owner did not describe"),
+            }
+        }
+        reports.insert(me, local);
+        let tasks: Vec<Value> = places
+            .iter()
+            .map(|place| {
+                let Some(node) = place.node else {
+                    return json!({"partition": place.partition, "state": "unassigned",
+                                  "node": null});
+                };
+                reports
+                    .get(&node)
+                    .and_then(|ts| ts.iter().find(|t| t["partition"] == place.partition))
+                    .map(|t| {
+                        let mut t = t.clone();
+                        t["node"] = json!(node);
+                        t
+                    })
+                    .unwrap_or_else(
+                        || json!({"partition": place.partition, "state": "unknown", "node": node}),
+                    )
+            })
+            .collect();
+        let lag: i64 = tasks.iter().filter_map(|t| t["lag"].as_i64()).sum();
+        let worst = tasks
+            .iter()
+            .filter_map(|t| t["state"].as_str())
+            .max_by_key(|s| status_rank(s))
+            .filter(|s| status_rank(s) > status_rank(body["status"].as_str().unwrap_or("")));
+        if let Some(worst) = worst {
+            body["status"] = json!(worst);
+        }
+        body["lag"] = json!(lag);
+        tasks
+    } else {
+        local
+    };
+    body["tasks"] = Value::Array(tasks);
+    body["assignment"] = json!(places);
+    body["node"] = json!(me);
     Ok(Json(body))
 }
 
@@ -214,11 +356,63 @@ pub struct KeyValue {
     pub value_b64: Option<String>,
 }
 
-/// `GET /v1/processors/{name}/stores/{store}/keys/{key}`.
+/// The tasks of `name` other nodes own, for a request this node may send on (see
+/// [`forward::may_ask_task_owners`]): each partition's owner (`None` until placed), or
+/// `None` when every task is this node's or the cluster has no assignment for `name` (then
+/// the request is answered here).
+fn task_owners(state: &AppState, headers: &HeaderMap, name: &str) -> Option<Vec<Option<u64>>> {
+    let (Some(ec), Some(routing)) = (&state.engine_cluster, &state.routing) else {
+        return None;
+    };
+    if !forward::may_ask_task_owners(state, headers) {
+        return None;
+    }
+    let owners: Vec<Option<u64>> = ec.assignment(name).iter().map(|t| t.node).collect();
+    let me = routing.node();
+    (!owners.is_empty() && owners.iter().any(|o| *o != Some(me))).then_some(owners)
+}
+
+fn path_and_query(uri: &Uri) -> &str {
+    uri.path_and_query().map_or(uri.path(), |p| p.as_str())
+}
+
+/// `GET /v1/processors/{name}/stores/{store}/keys/{key}`. On a cluster, asked of a node
+/// that does not run the key's task, it is answered by the task's owner.
 pub async fn get_key(
     State(state): State<AppState>,
     ApiPath((name, store, key)): ApiPath<(String, String, String)>,
-) -> Result<Json<KeyValue>, ApiError> {
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if let Some(owners) = task_owners(&state, &headers, &name) {
+        let partition = partition_for_key(key.as_bytes(), owners.len() as i32);
+        let me = state.routing.as_ref().map(|r| r.node());
+        let owner = usize::try_from(partition)
+            .ok()
+            .and_then(|p| owners.get(p).copied())
+            .flatten();
+        let task = TaskId::new(&name, partition).to_string();
+        match owner {
+            None => {
+                return Err(forward::task_unavailable(
+                    &task,
+                    None,
+                    "the cluster has not placed it yet",
+                ));
+            }
+            Some(node) if Some(node) != me => {
+                return forward::task_elsewhere(
+                    &state,
+                    &task,
+                    node,
+                    &headers,
+                    path_and_query(&uri),
+                )
+                .await;
+            }
+            Some(_) => {}
+        }
+    }
     let engine = state.engine.clone();
     let k = key.clone();
     let value = tokio::task::spawn_blocking(move || engine.query(&name, &store, k.as_bytes()))
@@ -235,7 +429,8 @@ pub async fn get_key(
             value: None,
             value_b64: Some(base64(&value)),
         },
-    }))
+    })
+    .into_response())
 }
 
 /// Entries per scan page when `limit` is not given.
@@ -262,7 +457,7 @@ pub struct ScanQuery {
 
 /// One entry of a scan page: `key`/`value` when UTF-8, else `key_b64`/`value_b64`; the
 /// task (partition) whose store holds it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct ScanEntryJson {
     pub partition: i32,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -276,7 +471,7 @@ pub struct ScanEntryJson {
 }
 
 /// A page of a prefix scan.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct ScanPageJson {
     pub entries: Vec<ScanEntryJson>,
     /// Pass as `after` for the next page; `null` when this page is the last.
@@ -315,11 +510,15 @@ fn decode_after(token: &str) -> Option<(Vec<u8>, i32)> {
 }
 
 /// `GET /v1/processors/{name}/stores/{store}/keys?prefix=&limit=&after=` → a page of the
-/// store's entries whose key starts with `prefix`, over every task, in key order.
+/// store's entries whose key starts with `prefix`, over every task, in key order. On a
+/// cluster the tasks' owners each answer for their own and the pages are merged; a request
+/// naming partitions in [`forward::TASKS`] is answered from those tasks of this node only.
 pub async fn scan(
     State(state): State<AppState>,
     ApiPath((name, store)): ApiPath<(String, String)>,
     ApiQuery(q): ApiQuery<ScanQuery>,
+    uri: Uri,
+    headers: HeaderMap,
 ) -> Result<Json<ScanPageJson>, ApiError> {
     let invalid = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", m);
     let limit = q.limit.unwrap_or(DEFAULT_SCAN_LIMIT);
@@ -340,35 +539,285 @@ pub async fn scan(
                 .ok_or_else(|| invalid("after is not a continuation this API gave".into()))?,
         ),
     };
-    let engine = state.engine.clone();
-    let page = tokio::task::spawn_blocking(move || {
-        engine.scan(
-            &name,
-            &store,
-            q.prefix.as_bytes(),
-            after.as_ref().map(|(k, p)| (k.as_slice(), *p)),
-            limit,
-            MAX_SCAN_BYTES,
-        )
-    })
-    .await??;
-    let next = page.next.as_ref().map(|(k, p)| encode_after(k, *p));
-    let entries = page
-        .entries
-        .into_iter()
-        .map(|e| {
-            let (key, key_b64) = text_or_b64(&e.key);
-            let (value, value_b64) = text_or_b64(&e.value);
-            ScanEntryJson {
-                partition: e.partition,
-                key,
-                key_b64,
-                value,
-                value_b64,
+    let asked = forward::tasks_asked(&headers)?;
+    let owners = match asked {
+        Some(_) => None,
+        None => task_owners(&state, &headers, &name),
+    };
+    let (local, remote): (Vec<i32>, BTreeMap<u64, Vec<i32>>) = match (asked, owners) {
+        // Asked by the node merging a scan: these tasks of this node only.
+        (Some(partitions), _) => (partitions, BTreeMap::new()),
+        (None, Some(owners)) => {
+            let me = state.routing.as_ref().map(|r| r.node());
+            let mut local = Vec::new();
+            let mut remote: BTreeMap<u64, Vec<i32>> = BTreeMap::new();
+            for (p, owner) in owners.iter().enumerate() {
+                let p = p as i32;
+                match owner {
+                    None => {
+                        return Err(forward::task_unavailable(
+                            &TaskId::new(&name, p).to_string(),
+                            None,
+                            "the cluster has not placed it yet",
+                        ));
+                    }
+                    Some(n) if Some(*n) == me => local.push(p),
+                    Some(n) => remote.entry(*n).or_default().push(p),
+                }
             }
+            (local, remote)
+        }
+        // Every task here (a single node, or all of them on this node).
+        (None, None) => {
+            let engine = state.engine.clone();
+            let page = tokio::task::spawn_blocking(move || {
+                engine.scan(
+                    &name,
+                    &store,
+                    q.prefix.as_bytes(),
+                    after.as_ref().map(|(k, p)| (k.as_slice(), *p)),
+                    limit,
+                    MAX_SCAN_BYTES,
+                )
+            })
+            .await??;
+            let next = page.next.as_ref().map(|(k, p)| encode_after(k, *p));
+            let entries = page.entries.into_iter().map(entry_json).collect();
+            return Ok(Json(ScanPageJson { entries, next }));
+        }
+    };
+    let path = path_and_query(&uri);
+    let asks = remote.iter().map(|(node, partitions)| {
+        let task = TaskId::new(&name, partitions[0]).to_string();
+        let headers = &headers;
+        let state = &state;
+        async move {
+            let body =
+                forward::ask_tasks(state, &task, *node, partitions, headers, path, ASK_TIMEOUT)
+                    .await?;
+            let page: ScanPageJson = serde_json::from_slice(&body).map_err(|e| {
+                ApiError::internal(format!("node {node} answered a scan unreadably: {e}"))
+            })?;
+            let more = page.next.is_some();
+            let found = page
+                .entries
+                .into_iter()
+                .map(found_of_json)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| ApiError::internal(format!("node {node}: {e}")))?;
+            Ok::<_, ApiError>((found, more))
+        }
+    });
+    let engine = state.engine.clone();
+    let prefix = q.prefix.clone();
+    let (name_here, store_here) = (name.clone(), store.clone());
+    let local_work = async move {
+        if local.is_empty() {
+            return Ok((Vec::new(), false));
+        }
+        let found = tokio::task::spawn_blocking(move || {
+            scan_tasks(
+                &engine,
+                &name_here,
+                &store_here,
+                &local,
+                prefix.as_bytes(),
+                after.as_ref().map(|(k, p)| (k.as_slice(), *p)),
+                limit,
+            )
+        })
+        .await??;
+        // Every task's first `limit + 1` entries: all a merged page can take from them, and
+        // whether there is more.
+        Ok::<_, ApiError>((found.into_iter().map(found_of_entry).collect(), false))
+    };
+    let (local_page, remote_pages) = tokio::join!(local_work, futures_util::future::join_all(asks));
+    let mut sources = vec![local_page?];
+    for page in remote_pages {
+        sources.push(page?);
+    }
+    let (entries, next) = merge_page(sources, limit, MAX_SCAN_BYTES);
+    Ok(Json(ScanPageJson {
+        entries: entries.into_iter().map(|f| f.entry).collect(),
+        next: next.map(|(k, p)| encode_after(&k, p)),
+    }))
+}
+
+fn entry_json(e: ScanEntry) -> ScanEntryJson {
+    let (key, key_b64) = text_or_b64(&e.key);
+    let (value, value_b64) = text_or_b64(&e.value);
+    ScanEntryJson {
+        partition: e.partition,
+        key,
+        key_b64,
+        value,
+        value_b64,
+    }
+}
+
+/// A scan entry on its way into a merged page: its key's bytes and partition (its place),
+/// its size (key and value bytes) and its answer.
+#[derive(Debug)]
+struct Found {
+    key: Vec<u8>,
+    partition: i32,
+    size: usize,
+    entry: ScanEntryJson,
+}
+
+fn found_of_entry(e: ScanEntry) -> Found {
+    Found {
+        key: e.key.to_vec(),
+        partition: e.partition,
+        size: e.key.len() + e.value.len(),
+        entry: entry_json(e),
+    }
+}
+
+/// An entry of another node's page, its key's bytes decoded.
+fn found_of_json(entry: ScanEntryJson) -> Result<Found, String> {
+    use base64::Engine as _;
+    let b64 = |t: &str| {
+        base64::engine::general_purpose::STANDARD
+            .decode(t)
+            .map_err(|e| format!("a scan entry's base64 is invalid: {e}"))
+    };
+    let key = match (&entry.key, &entry.key_b64) {
+        (Some(k), _) => k.as_bytes().to_vec(),
+        (None, Some(k)) => b64(k)?,
+        (None, None) => return Err("a scan entry has no key".into()),
+    };
+    let value_len = match (&entry.value, &entry.value_b64) {
+        (Some(v), _) => v.len(),
+        (None, Some(v)) => b64(v)?.len(),
+        (None, None) => 0,
+    };
+    Ok(Found {
+        size: key.len() + value_len,
+        key,
+        partition: entry.partition,
+        entry,
+    })
+}
+
+/// One page merged from the pages of several sources (this node's tasks, other nodes'),
+/// each in (key, partition) order and each with whether it has more after its last entry:
+/// the first `limit` entries in (key, partition) order, no more than `max_bytes` of keys
+/// and values (at least one), and where the next page starts when there may be more. A
+/// source with more is complete only up to its last entry, so nothing past the smallest
+/// such last entry is taken (the next page asks every source again from there).
+fn merge_page(
+    sources: Vec<(Vec<Found>, bool)>,
+    limit: usize,
+    max_bytes: usize,
+) -> (Vec<Found>, Option<(Vec<u8>, i32)>) {
+    let cutoff = sources
+        .iter()
+        .filter(|(_, more)| *more)
+        .filter_map(|(found, _)| found.last().map(|f| (f.key.clone(), f.partition)))
+        .min();
+    let mut all: Vec<Found> = sources
+        .into_iter()
+        .flat_map(|(found, _)| found)
+        .filter(|f| {
+            cutoff
+                .as_ref()
+                .is_none_or(|(k, p)| (&f.key, f.partition) <= (k, *p))
         })
         .collect();
-    Ok(Json(ScanPageJson { entries, next }))
+    all.sort_by(|a, b| (&a.key, a.partition).cmp(&(&b.key, b.partition)));
+    let total = all.len();
+    let mut entries = Vec::new();
+    let mut bytes = 0usize;
+    for f in all {
+        if entries.len() == limit.max(1) || (!entries.is_empty() && bytes + f.size > max_bytes) {
+            break;
+        }
+        bytes += f.size;
+        entries.push(f);
+    }
+    let next = if entries.len() < total || cutoff.is_some() {
+        entries.last().map(|f| (f.key.clone(), f.partition))
+    } else {
+        None
+    };
+    (entries, next)
+}
+
+/// The entries of store `store` of this node's tasks `partitions` whose key starts with
+/// `prefix`, strictly after `after` in (key, partition) order: at most `limit + 1` per task, in
+/// (key, partition) order (as [`Engine::scan`] reads each task, for a scan merged over
+/// nodes). Each task must run here and not be restoring.
+fn scan_tasks(
+    engine: &Engine,
+    name: &str,
+    store: &str,
+    partitions: &[i32],
+    prefix: &[u8],
+    after: Option<(&[u8], i32)>,
+    limit: usize,
+) -> Result<Vec<ScanEntry>, EngineError> {
+    let d = engine.describe(name)?;
+    let unknown = || EngineError::UnknownStore {
+        processor: name.to_string(),
+        store: store.to_string(),
+    };
+    if !d.topics.changelogs.contains(&changelog_topic(name, store)) {
+        return Err(unknown());
+    }
+    let end = prefix_end(prefix);
+    let mut found = Vec::new();
+    for &partition in partitions {
+        if partition >= d.partitions {
+            return Err(unknown());
+        }
+        let id = TaskId::new(name, partition);
+        let Some((state, task_state)) = engine.tasks().state_of(&id) else {
+            return Err(EngineError::Unavailable(format!(
+                "task {id} does not run on this node"
+            )));
+        };
+        if task_state == TaskState::Restoring {
+            return Err(EngineError::Unavailable(format!(
+                "task {id} is restoring its state; try again shortly"
+            )));
+        }
+        // This task's first key: the prefix, or past `after` (inclusive of the same key in
+        // a later partition).
+        let mut start = prefix.to_vec();
+        if let Some((key, p)) = after {
+            let mut from = key.to_vec();
+            if partition <= p {
+                from.push(0);
+            }
+            if from > start {
+                start = from;
+            }
+        }
+        if end.as_deref().is_some_and(|e| start.as_slice() >= e) {
+            continue;
+        }
+        let entries = state.range(store, Some(&start), end.as_deref(), limit.saturating_add(1))?;
+        found.extend(entries.into_iter().map(|(key, value)| ScanEntry {
+            partition,
+            key,
+            value,
+        }));
+    }
+    found.sort_by(|a, b| (&a.key, a.partition).cmp(&(&b.key, b.partition)));
+    Ok(found)
+}
+
+/// The smallest key above every key starting with `prefix` (`None`: no bound).
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
 }
 
 /// Standard base64 with padding.
@@ -417,5 +866,135 @@ mod tests {
         }
         let long = format!("0.{}", "00".repeat(MAX_SCAN_KEY_BYTES + 1));
         assert_eq!(decode_after(&long), None);
+    }
+
+    fn found(key: &str, partition: i32, value: &str) -> Found {
+        found_of_json(ScanEntryJson {
+            partition,
+            key: Some(key.into()),
+            key_b64: None,
+            value: Some(value.into()),
+            value_b64: None,
+        })
+        .unwrap()
+    }
+
+    fn keys(page: &[Found]) -> Vec<(String, i32)> {
+        page.iter()
+            .map(|f| (String::from_utf8_lossy(&f.key).into_owned(), f.partition))
+            .collect()
+    }
+
+    /// Every entry of `sources` (each source's full, sorted contents) read page by page
+    /// through `merge_page`, each source giving at most `per_page` entries after the
+    /// continuation (and saying whether it has more), as the owners of tasks do.
+    fn read_all(sources: &[Vec<(&str, i32)>], limit: usize, per_page: usize) -> Vec<(String, i32)> {
+        let mut out = Vec::new();
+        let mut after: Option<(Vec<u8>, i32)> = None;
+        for _ in 0..100 {
+            let pages = sources
+                .iter()
+                .map(|src| {
+                    let rest: Vec<Found> = src
+                        .iter()
+                        .filter(|(k, p)| {
+                            after
+                                .as_ref()
+                                .is_none_or(|(ak, ap)| (k.as_bytes(), *p) > (ak.as_slice(), *ap))
+                        })
+                        .map(|(k, p)| found(k, *p, "v"))
+                        .collect();
+                    let more = rest.len() > per_page;
+                    (rest.into_iter().take(per_page).collect(), more)
+                })
+                .collect();
+            let (page, next) = merge_page(pages, limit, MAX_SCAN_BYTES);
+            assert!(page.len() <= limit);
+            out.extend(keys(&page));
+            match next {
+                Some(n) => after = Some(n),
+                None => return out,
+            }
+        }
+        panic!("the scan never ended: {out:?}");
+    }
+
+    #[test]
+    fn merged_scan_pages_give_every_entry_once_in_key_then_partition_order() {
+        let a = vec![("apple", 0), ("cherry", 0), ("fig", 0), ("kiwi", 0)];
+        let b = vec![("apple", 3), ("banana", 3), ("date", 3), ("fig", 3)];
+        let c = vec![
+            ("elder", 5),
+            ("grape", 5),
+            ("lime", 5),
+            ("melon", 5),
+            ("nut", 5),
+        ];
+        let mut want: Vec<(String, i32)> = a
+            .iter()
+            .chain(&b)
+            .chain(&c)
+            .map(|(k, p)| (k.to_string(), *p))
+            .collect();
+        want.sort();
+        for limit in 1..=14 {
+            // Sources giving whole pages, and sources cut short (as by their byte cap).
+            for per_page in [limit, 1, 2] {
+                assert_eq!(
+                    read_all(&[a.clone(), b.clone(), c.clone()], limit, per_page),
+                    want,
+                    "limit {limit}, per page {per_page}"
+                );
+            }
+        }
+        assert_eq!(
+            read_all(&[vec![], vec![]], 3, 3),
+            Vec::<(String, i32)>::new()
+        );
+    }
+
+    #[test]
+    fn a_merged_page_keeps_the_byte_cap_and_never_passes_a_source_cut_short() {
+        let big = "x".repeat(100);
+        let src = |entries: &[(&str, i32)]| -> Vec<Found> {
+            entries.iter().map(|(k, p)| found(k, *p, &big)).collect()
+        };
+        // 3 entries of ~101 bytes under a 250-byte cap: two taken, more to come.
+        let (page, next) = merge_page(vec![(src(&[("a", 0), ("b", 0), ("c", 0)]), false)], 10, 250);
+        assert_eq!(keys(&page), [("a".into(), 0), ("b".into(), 0)]);
+        assert_eq!(next, Some((b"b".to_vec(), 0)));
+        // At least one entry even when it alone is over the cap.
+        let (page, _) = merge_page(vec![(src(&[("a", 0)]), false)], 10, 5);
+        assert_eq!(page.len(), 1);
+        // A source cut short after "b": nothing after it is taken from the others yet.
+        let (page, next) = merge_page(
+            vec![
+                (src(&[("a", 1), ("b", 1)]), true),
+                (src(&[("a", 2), ("c", 2)]), false),
+            ],
+            10,
+            MAX_SCAN_BYTES,
+        );
+        assert_eq!(
+            keys(&page),
+            [("a".into(), 1), ("a".into(), 2), ("b".into(), 1)]
+        );
+        assert_eq!(next, Some((b"b".to_vec(), 1)));
+        // Non-UTF-8 keys from another node come back as bytes and sort as bytes.
+        let raw = found_of_json(ScanEntryJson {
+            partition: 0,
+            key: None,
+            key_b64: Some(base64(&[0xff, 0x00])),
+            value: None,
+            value_b64: Some(base64(&[1, 2, 3])),
+        })
+        .unwrap();
+        assert_eq!((raw.key.clone(), raw.size), (vec![0xff, 0x00], 5));
+        let (page, _) = merge_page(
+            vec![(vec![raw], false), (src(&[("z", 1)]), false)],
+            10,
+            1000,
+        );
+        assert_eq!(page[1].key, vec![0xff, 0x00]);
     }
 }

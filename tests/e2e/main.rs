@@ -10,6 +10,7 @@ mod cluster_auth;
 mod cluster_groups;
 mod cluster_ops;
 mod cluster_processors;
+mod cluster_queries;
 mod common;
 mod connections;
 mod console;
