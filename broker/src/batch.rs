@@ -549,6 +549,32 @@ pub fn below(bytes: &Bytes, limit: i64) -> Result<Bytes> {
     Ok(bytes.slice(..keep))
 }
 
+/// Appends to `out` the records of the whole stored batches `bytes` at or after `from`,
+/// until `out` holds `max_records`; returns where to read next: past the last record taken,
+/// or past the last batch walked whole (so a compaction gap is stepped over).
+pub fn take_records(
+    bytes: &Bytes,
+    from: i64,
+    max_records: usize,
+    out: &mut Vec<StoredRecord>,
+) -> Result<i64> {
+    let mut next = from;
+    'batches: for (h, b) in split(bytes)? {
+        for r in decode(b)? {
+            if r.offset < next {
+                continue;
+            }
+            if out.len() >= max_records {
+                break 'batches;
+            }
+            next = r.offset + 1;
+            out.push(r);
+        }
+        next = next.max(h.next_offset());
+    }
+    Ok(next)
+}
+
 /// Splits a buffer of consecutive whole batches into their byte ranges, validating each.
 pub fn split(buf: &Bytes) -> Result<Vec<(BatchHeader, Bytes)>> {
     let mut out = Vec::new();

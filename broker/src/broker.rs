@@ -1026,19 +1026,7 @@ impl Broker {
                 break end;
             }
             bytes_read += bytes.len();
-            'batches: for (h, b) in batch::split(&bytes)? {
-                for r in batch::decode(b)? {
-                    if r.offset < next {
-                        continue;
-                    }
-                    if records.len() >= max_records {
-                        break 'batches;
-                    }
-                    next = r.offset + 1;
-                    records.push(r);
-                }
-                next = next.max(h.next_offset());
-            }
+            next = batch::take_records(&bytes, next, max_records, &mut records)?;
             if records.len() >= max_records || bytes_read >= max_bytes || next >= end {
                 break end;
             }

@@ -1312,6 +1312,44 @@ impl Engine {
         limit: usize,
         max_bytes: usize,
     ) -> Result<ScanPage, EngineError> {
+        let limit = limit.max(1);
+        let partitions: Vec<i32> = (0..self.record(name)?.partitions).collect();
+        let found = self.scan_tasks(name, store, &partitions, prefix, after, limit)?;
+        let mut entries = Vec::new();
+        let mut bytes = 0usize;
+        let total = found.len();
+        for e in found {
+            let size = e.key.len() + e.value.len();
+            if entries.len() == limit || (!entries.is_empty() && bytes + size > max_bytes) {
+                break;
+            }
+            bytes += size;
+            entries.push(e);
+        }
+        let next = if entries.len() < total {
+            entries.last().map(|e| (e.key.clone(), e.partition))
+        } else {
+            None
+        };
+        Ok(ScanPage { entries, next })
+    }
+}
+
+impl Engine {
+    /// The committed entries of store `store` of the tasks `partitions` (each must run on
+    /// this node and not be restoring) whose key starts with `prefix`, strictly after
+    /// `after` in (key, partition) order: at most `limit + 1` per task, in (key, partition)
+    /// order — what [`Engine::scan`] pages, and what a scan merged over a cluster's nodes
+    /// asks each node for.
+    pub fn scan_tasks(
+        &self,
+        name: &str,
+        store: &str,
+        partitions: &[i32],
+        prefix: &[u8],
+        after: Option<(&[u8], i32)>,
+        limit: usize,
+    ) -> Result<Vec<ScanEntry>, EngineError> {
         let record = self.record(name)?;
         let unknown = || EngineError::UnknownStore {
             processor: name.to_string(),
@@ -1326,10 +1364,12 @@ impl Engine {
         {
             return Err(unknown());
         }
-        let limit = limit.max(1);
         let end = prefix_end(prefix);
         let mut found: Vec<ScanEntry> = Vec::new();
-        for partition in 0..record.partitions {
+        for &partition in partitions {
+            if !(0..record.partitions).contains(&partition) {
+                return Err(unknown());
+            }
             let id = TaskId::new(name, partition);
             let Some((state, task_state)) = self.inner.tasks.state_of(&id) else {
                 return Err(EngineError::Unavailable(format!(
@@ -1365,23 +1405,7 @@ impl Engine {
             }));
         }
         found.sort_by(|a, b| (&a.key, a.partition).cmp(&(&b.key, b.partition)));
-        let mut entries = Vec::new();
-        let mut bytes = 0usize;
-        let total = found.len();
-        for e in found {
-            let size = e.key.len() + e.value.len();
-            if entries.len() == limit || (!entries.is_empty() && bytes + size > max_bytes) {
-                break;
-            }
-            bytes += size;
-            entries.push(e);
-        }
-        let next = if entries.len() < total {
-            entries.last().map(|e| (e.key.clone(), e.partition))
-        } else {
-            None
-        };
-        Ok(ScanPage { entries, next })
+        Ok(found)
     }
 }
 

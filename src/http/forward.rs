@@ -785,15 +785,13 @@ fn unreachable_owner(task: &str, node: u64, e: &reqwest::Error) -> ApiError {
     task_unavailable(task, Some(node), &format!("{what}: {e}"))
 }
 
-/// A request about task `task` (a key look-up) sent as is to `node`, the task's owner, and
-/// its answer streamed back (status, content type, body).
-pub async fn task_elsewhere(
-    state: &AppState,
+/// The forwarder and HTTP address of `node`, the owner of task `task`; `503
+/// task_unavailable` when this is no cluster node or `node` cannot be asked.
+fn task_owner<'s>(
+    state: &'s AppState,
     task: &str,
     node: u64,
-    headers: &HeaderMap,
-    path_and_query: &str,
-) -> Result<Response, ApiError> {
+) -> Result<(&'s Forwarder, String), ApiError> {
     let (Some(routing), Some(forwarder)) = (&state.routing, &state.forwarder) else {
         return Err(task_unavailable(task, Some(node), "not a cluster node"));
     };
@@ -804,6 +802,19 @@ pub async fn task_elsewhere(
             "it is fenced or advertised no HTTP address",
         )
     })?;
+    Ok((forwarder.as_ref(), addr))
+}
+
+/// A request about task `task` (a key look-up) sent as is to `node`, the task's owner, and
+/// its answer streamed back (status, content type, body).
+pub async fn task_elsewhere(
+    state: &AppState,
+    task: &str,
+    node: u64,
+    headers: &HeaderMap,
+    path_and_query: &str,
+) -> Result<Response, ApiError> {
+    let (forwarder, addr) = task_owner(state, task, node)?;
     let upstream = forwarder
         .request(
             reqwest::Method::GET,
@@ -829,16 +840,7 @@ pub async fn ask_tasks(
     path_and_query: &str,
     timeout: Duration,
 ) -> Result<Vec<u8>, ApiError> {
-    let (Some(routing), Some(forwarder)) = (&state.routing, &state.forwarder) else {
-        return Err(task_unavailable(task, Some(node), "not a cluster node"));
-    };
-    let addr = node_addr(routing, node).ok_or_else(|| {
-        task_unavailable(
-            task,
-            Some(node),
-            "it is fenced or advertised no HTTP address",
-        )
-    })?;
+    let (forwarder, addr) = task_owner(state, task, node)?;
     let tasks: Vec<String> = partitions.iter().map(i32::to_string).collect();
     let response = forwarder
         .request(

@@ -39,11 +39,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use weir_broker::partitioner::partition_for_key;
 use weir_engine::engine::{ProcessorDescription, ProcessorSummary, ScanEntry};
-use weir_engine::state::changelog::changelog_topic;
 use weir_engine::task::ProcessorSpec;
-use weir_engine::task::status::TaskState;
 use weir_engine::task_id::TaskId;
-use weir_engine::{Engine, EngineError};
 
 use super::AppState;
 use super::error::ApiError;
@@ -616,8 +613,7 @@ pub async fn scan(
             return Ok((Vec::new(), false));
         }
         let found = tokio::task::spawn_blocking(move || {
-            scan_tasks(
-                &engine,
+            engine.scan_tasks(
                 &name_here,
                 &store_here,
                 &local,
@@ -742,82 +738,6 @@ fn merge_page(
         None
     };
     (entries, next)
-}
-
-/// The entries of store `store` of this node's tasks `partitions` whose key starts with
-/// `prefix`, strictly after `after` in (key, partition) order: at most `limit + 1` per task, in
-/// (key, partition) order (as [`Engine::scan`] reads each task, for a scan merged over
-/// nodes). Each task must run here and not be restoring.
-fn scan_tasks(
-    engine: &Engine,
-    name: &str,
-    store: &str,
-    partitions: &[i32],
-    prefix: &[u8],
-    after: Option<(&[u8], i32)>,
-    limit: usize,
-) -> Result<Vec<ScanEntry>, EngineError> {
-    let d = engine.describe(name)?;
-    let unknown = || EngineError::UnknownStore {
-        processor: name.to_string(),
-        store: store.to_string(),
-    };
-    if !d.topics.changelogs.contains(&changelog_topic(name, store)) {
-        return Err(unknown());
-    }
-    let end = prefix_end(prefix);
-    let mut found = Vec::new();
-    for &partition in partitions {
-        if partition >= d.partitions {
-            return Err(unknown());
-        }
-        let id = TaskId::new(name, partition);
-        let Some((state, task_state)) = engine.tasks().state_of(&id) else {
-            return Err(EngineError::Unavailable(format!(
-                "task {id} does not run on this node"
-            )));
-        };
-        if task_state == TaskState::Restoring {
-            return Err(EngineError::Unavailable(format!(
-                "task {id} is restoring its state; try again shortly"
-            )));
-        }
-        // This task's first key: the prefix, or past `after` (inclusive of the same key in
-        // a later partition).
-        let mut start = prefix.to_vec();
-        if let Some((key, p)) = after {
-            let mut from = key.to_vec();
-            if partition <= p {
-                from.push(0);
-            }
-            if from > start {
-                start = from;
-            }
-        }
-        if end.as_deref().is_some_and(|e| start.as_slice() >= e) {
-            continue;
-        }
-        let entries = state.range(store, Some(&start), end.as_deref(), limit.saturating_add(1))?;
-        found.extend(entries.into_iter().map(|(key, value)| ScanEntry {
-            partition,
-            key,
-            value,
-        }));
-    }
-    found.sort_by(|a, b| (&a.key, a.partition).cmp(&(&b.key, b.partition)));
-    Ok(found)
-}
-
-/// The smallest key above every key starting with `prefix` (`None`: no bound).
-fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < u8::MAX {
-            end.push(last + 1);
-            return Some(end);
-        }
-    }
-    None
 }
 
 /// Standard base64 with padding.

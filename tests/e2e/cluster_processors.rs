@@ -19,6 +19,19 @@ use crate::replication::{create_replicated, fully_replicated, routes, start_clus
 
 pub(crate) const DEADLINE: Duration = Duration::from_secs(120);
 
+/// Three nodes and a topic `text` of 6 partitions, replication factor 3, on every node.
+pub(crate) fn cluster_with_text() -> Vec<Server> {
+    let nodes = start_cluster();
+    create_replicated(
+        &nodes[0],
+        json!({"name": "text", "partitions": 6, "replication_factor": 3}),
+    );
+    assert!(eventually(DEADLINE, || nodes
+        .iter()
+        .all(|n| fully_replicated(n, "text", 6))));
+    nodes
+}
+
 /// Produces `lines` round robin over explicit partitions, one record per request, each
 /// retried while the partition's leader moves (a request either stores its one record or
 /// fails as a whole, so nothing is produced twice).
@@ -37,14 +50,7 @@ pub(crate) fn produce_each(s: &Server, topic: &str, partitions: i64, lines: &[St
 
 #[test]
 fn a_processors_topics_are_replicated_and_a_wiped_node_rebuilds_its_tasks_state() {
-    let mut nodes = start_cluster();
-    create_replicated(
-        &nodes[0],
-        json!({"name": "text", "partitions": 6, "replication_factor": 3}),
-    );
-    assert!(eventually(DEADLINE, || nodes
-        .iter()
-        .all(|n| fully_replicated(n, "text", 6))));
+    let mut nodes = cluster_with_text();
     let lines = sample_lines();
     produce_each(&nodes[1], "text", 6, &lines);
     let d = nodes[0].deploy(
@@ -170,14 +176,7 @@ pub(crate) fn placed_on(all: &[Server], name: &str, nodes: &[u64], partitions: i
 
 #[test]
 fn a_processors_tasks_spread_over_the_cluster_and_move_when_a_node_dies_or_returns() {
-    let mut nodes = start_cluster();
-    create_replicated(
-        &nodes[0],
-        json!({"name": "text", "partitions": 6, "replication_factor": 3}),
-    );
-    assert!(eventually(DEADLINE, || nodes
-        .iter()
-        .all(|n| fully_replicated(n, "text", 6))));
+    let mut nodes = cluster_with_text();
     // Deployed at node 2: every node installs it, the cluster places two tasks on each.
     nodes[1].deploy(
         &json!({"name": "wc", "inputs": ["text"], "outputs": ["counts"]}),
@@ -285,14 +284,7 @@ fn a_processors_tasks_spread_over_the_cluster_and_move_when_a_node_dies_or_retur
 /// counts end at least at what was produced, and every node agrees on them.
 #[test]
 fn a_paused_owner_is_fenced_when_it_resumes_and_its_tasks_stay_with_their_new_owners() {
-    let nodes = start_cluster();
-    create_replicated(
-        &nodes[0],
-        json!({"name": "text", "partitions": 6, "replication_factor": 3}),
-    );
-    assert!(eventually(DEADLINE, || nodes
-        .iter()
-        .all(|n| fully_replicated(n, "text", 6))));
+    let nodes = cluster_with_text();
     nodes[0].deploy(
         &json!({"name": "wc", "inputs": ["text"], "outputs": ["counts"]}),
         guest("word-count"),

@@ -13,10 +13,10 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use crate::cluster_processors::{DEADLINE, owners, placed_on, produce_each};
+use crate::cluster_processors::{DEADLINE, cluster_with_text, owners, placed_on, produce_each};
 use crate::common::{Server, eventually, guest, stdout};
 use crate::processors::{as_strings, caught_up, query, sample_lines, tasks, word_counts};
-use crate::replication::{create_replicated, fully_replicated, start_cluster, start_cluster_with};
+use crate::replication::start_cluster_with;
 
 /// Each word's count as `s` answers its look-up (words it cannot answer are left out).
 fn looked_up(s: &Server, words: &BTreeMap<String, u64>) -> BTreeMap<String, String> {
@@ -80,14 +80,7 @@ fn describes_every_task(s: &Server) -> Result<Vec<Value>, String> {
 
 #[test]
 fn every_node_answers_every_key_scan_and_task_of_a_processor_spread_over_the_cluster() {
-    let mut nodes = start_cluster();
-    create_replicated(
-        &nodes[0],
-        json!({"name": "text", "partitions": 6, "replication_factor": 3}),
-    );
-    assert!(eventually(DEADLINE, || nodes
-        .iter()
-        .all(|n| fully_replicated(n, "text", 6))));
+    let mut nodes = cluster_with_text();
     nodes[1].deploy(
         &json!({"name": "wc", "inputs": ["text"], "outputs": ["counts"]}),
         guest("word-count"),

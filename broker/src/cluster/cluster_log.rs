@@ -680,20 +680,7 @@ fn records_of(
     max_records: usize,
 ) -> Result<ReadResult, BrokerError> {
     let mut records = Vec::new();
-    let mut next = from;
-    'batches: for (header, bytes) in batch::split(&batches)? {
-        for r in batch::decode(bytes)? {
-            if r.offset < from {
-                continue;
-            }
-            if records.len() >= max_records {
-                break 'batches;
-            }
-            next = r.offset + 1;
-            records.push(r);
-        }
-        next = next.max(header.next_offset());
-    }
+    let next = batch::take_records(&batches, from, max_records, &mut records)?;
     Ok(ReadResult {
         records,
         next_offset: next.min(end.max(from)),
