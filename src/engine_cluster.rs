@@ -290,7 +290,8 @@ impl EngineCluster {
         // Uninstall what it no longer has (the engine skips a processor published
         // meanwhile by this node).
         for name in self.engine.versions().into_keys() {
-            if meta.processors.contains_key(&name) {
+            // A processor this node kept from before it joined is not the catalog's.
+            if meta.processors.contains_key(&name) || !self.engine.in_catalog(&name) {
                 continue;
             }
             let engine = self.engine.clone();

@@ -6,7 +6,7 @@
 //! It owns only that view; it decides nothing (the cluster's controller assigns) and starts
 //! nothing (the [`crate::Engine`] starts and revokes tasks as the view changes).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 /// Tasks assigned to this node: processor → partition → assignment epoch.
@@ -17,19 +17,35 @@ pub type TaskAssignments = BTreeMap<String, BTreeMap<i32, u64>>;
 pub struct Assignment {
     /// `None`: every task (a single node).
     assigned: Option<Mutex<TaskAssignments>>,
+    /// Cluster mode: processors deployed here before the node joined a cluster, which keep
+    /// running every task here (their topics are this node's).
+    local: Mutex<BTreeSet<String>>,
 }
 
 impl Assignment {
     /// A single node: it runs every task.
     pub fn all() -> Assignment {
-        Assignment { assigned: None }
+        Assignment {
+            assigned: None,
+            local: Mutex::new(BTreeSet::new()),
+        }
     }
 
     /// A cluster node: it runs only what [`Assignment::replace`] gives it (nothing yet).
     pub fn assigned() -> Assignment {
         Assignment {
             assigned: Some(Mutex::new(TaskAssignments::new())),
+            local: Mutex::new(BTreeSet::new()),
         }
+    }
+
+    /// Cluster mode: `name` runs every task on this node, whatever the cluster assigns.
+    pub fn run_locally(&self, name: &str) {
+        lock(&self.local).insert(name.to_string());
+    }
+
+    fn is_local(&self, name: &str) -> bool {
+        lock(&self.local).contains(name)
     }
 
     /// Whether tasks are assigned by the cluster.
@@ -41,6 +57,7 @@ impl Assignment {
     pub fn owned(&self, name: &str, partitions: i32) -> Vec<i32> {
         match &self.assigned {
             None => (0..partitions).collect(),
+            Some(_) if self.is_local(name) => (0..partitions).collect(),
             Some(m) => lock(m)
                 .get(name)
                 .map(|ps| {
@@ -57,6 +74,7 @@ impl Assignment {
     pub fn owns(&self, name: &str, partition: i32) -> bool {
         match &self.assigned {
             None => true,
+            Some(_) if self.is_local(name) => true,
             Some(m) => lock(m)
                 .get(name)
                 .is_some_and(|ps| ps.contains_key(&partition)),

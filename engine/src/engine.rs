@@ -282,6 +282,13 @@ impl Engine {
                 start_error: None,
             };
             self.mark_internal_topics(&deployed.record);
+            if self.inner.assignment.is_assigned() && !deployed.record.in_catalog {
+                tracing::info!(
+                    processor = %name,
+                    "deployed before this node joined the cluster: it keeps every task here"
+                );
+                self.inner.assignment.run_locally(&name);
+            }
             if let Some(def) = self.definition(&deployed) {
                 let owned = self
                     .inner
@@ -317,6 +324,20 @@ impl Engine {
 
     fn catalog(&self) -> Option<&Arc<dyn CatalogPublisher>> {
         self.inner.catalog.get()
+    }
+
+    /// The catalog a change of `record`'s processor is published to: none for a processor
+    /// deployed before this node joined a cluster (it stays this node's).
+    fn catalog_of(&self, record: &DeploymentRecord) -> Option<&Arc<dyn CatalogPublisher>> {
+        self.catalog().filter(|_| record.in_catalog)
+    }
+
+    /// Whether `name` is the cluster's (deployed or installed through its catalog), not a
+    /// processor this node kept from before it joined.
+    pub fn in_catalog(&self, name: &str) -> bool {
+        lock(&self.inner.processors)
+            .get(name)
+            .is_some_and(|d| d.record.in_catalog)
     }
 
     /// Cluster mode: the tasks the cluster assigns this node now. Tasks it no longer runs
@@ -779,6 +800,7 @@ impl Engine {
             created_ms: now,
             updated_ms: now,
             module_bytes: module.len() as u64,
+            in_catalog: self.catalog().is_some(),
         };
         let created = self
             .create_topics(&record.spec, partitions)
@@ -845,7 +867,7 @@ impl Engine {
                 old.partitions
             )));
         }
-        let expected = self.catalog().and_then(|c| c.version(name));
+        let expected = self.catalog_of(&old).and_then(|c| c.version(name));
         let factory = self.load(&spec, &module)?;
         self.admit(name, &*factory, partitions)?;
         let record = DeploymentRecord {
@@ -856,6 +878,7 @@ impl Engine {
             created_ms: old.created_ms,
             updated_ms: now_ms(),
             module_bytes: module.len() as u64,
+            in_catalog: old.in_catalog,
         };
         let saved = self
             .create_topics(&record.spec, partitions)
@@ -887,7 +910,7 @@ impl Engine {
         tracing::info!(processor = %name, version = deployed.record.version, "processor redeployed");
         let published = deployed.record.clone();
         lock(&self.inner.processors).insert(name.to_string(), deployed);
-        if let Some(c) = self.catalog() {
+        if let Some(c) = self.catalog_of(&published) {
             c.deployed(&published, &module, expected)?;
         }
         self.describe(name)
@@ -917,7 +940,7 @@ impl Engine {
         let _op = self.op(name);
         // Tasks not started yet start paused.
         self.apply_paused(name, true)?;
-        if let Some(c) = self.catalog() {
+        if let Some(c) = self.catalog_of(&self.record(name)?) {
             c.paused(name, true)?;
         }
         self.describe(name)
@@ -932,7 +955,7 @@ impl Engine {
             )));
         }
         self.apply_paused(name, false)?;
-        if let Some(c) = self.catalog() {
+        if let Some(c) = self.catalog_of(&self.record(name)?) {
             c.paused(name, false)?;
         }
         self.describe(name)
@@ -969,7 +992,7 @@ impl Engine {
             }
         }
         tracing::info!(processor = %name, keep_state, "processor deleted");
-        if let Some(c) = self.catalog() {
+        if let Some(c) = self.catalog_of(&record) {
             c.deleted(name)?;
         }
         Ok(())
@@ -1012,6 +1035,10 @@ impl Engine {
             }
             return Ok(());
         }
+        let record = DeploymentRecord {
+            in_catalog: true,
+            ..record
+        };
         self.check_limits(&record.spec)?;
         let factory = self.load(&record.spec, &module)?;
         self.admit(&name, &*factory, record.partitions)?;

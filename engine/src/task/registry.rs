@@ -25,6 +25,11 @@ pub struct DeploymentRecord {
     pub updated_ms: i64,
     /// Size of the current module.
     pub module_bytes: u64,
+    /// Deployed, installed or published through a cluster's catalog. A deployment without
+    /// it was made on a single node: when that node joins a cluster it keeps running every
+    /// task there, over its local topics, outside the cluster's placement.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub in_catalog: bool,
 }
 
 /// Why the registry could not be read or written.
@@ -175,6 +180,7 @@ mod tests {
             created_ms: 1,
             updated_ms: 1,
             module_bytes: 3,
+            in_catalog: false,
         };
         r.save(&rec, Some(b"one")).unwrap();
         rec.version = 2;

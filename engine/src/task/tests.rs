@@ -769,3 +769,48 @@ fn assigned_tasks_run_where_assigned_and_move_with_their_state() {
     assert!(env.broker.topic_info("wc.counts.changelog").is_ok());
     b.uninstall("wc").unwrap();
 }
+
+/// A processor deployed on a single node keeps running every task there when the node
+/// joins a cluster: it is not the catalog's, and the cluster's assignments leave it alone.
+#[test]
+fn a_single_nodes_processor_keeps_every_task_when_the_node_joins_a_cluster() {
+    use crate::assignment::TaskAssignments;
+    let env = Env::new();
+    env.topic("text", 3);
+    let single = env.engine(Arc::new(MemoryBackend::new()));
+    single
+        .deploy(
+            spec(r#"{"name":"wc","inputs":["text"],"outputs":["counts"]}"#),
+            module("word-count"),
+        )
+        .unwrap();
+    single.shutdown();
+    drop(single);
+    let config = EngineConfig {
+        assigned_tasks: true,
+        ..EngineConfig::under(env.dir.path())
+    };
+    let node = Engine::open(
+        &config,
+        Arc::new(env.broker.clone()),
+        Arc::new(MemoryBackend::new()),
+        Arc::new(NativeLoader),
+    )
+    .unwrap();
+    node.start().unwrap();
+    assert!(!node.in_catalog("wc"));
+    node.set_assignment(TaskAssignments::new());
+    let running = || {
+        node.describe("wc")
+            .unwrap()
+            .tasks
+            .iter()
+            .filter(|t| t.state == TaskState::Running)
+            .count()
+    };
+    eventually("every task runs here", || running() == 3);
+    env.produce("text", 0, &["the fox"]);
+    eventually("it counts", || {
+        env.latest("counts").get("fox") == Some(&"1".into())
+    });
+}
