@@ -215,6 +215,18 @@ pub trait LogAccess: Send + Sync + 'static {
         self.produce(topic, records)
     }
 
+    /// [`LogAccess::append_batch`] of a task's output on a cluster, fenced as
+    /// [`LogAccess::produce_fenced`].
+    fn append_batch_fenced(
+        &self,
+        topic: &str,
+        partition: i32,
+        batch: &CheckedBatch,
+        _fence: &TaskFence,
+    ) -> Result<(i64, i64), LogError> {
+        self.append_batch(topic, partition, batch)
+    }
+
     /// Records task `partition`'s committed position (replacing the previous one), under
     /// its `fence` on a cluster.
     fn commit_offsets(
@@ -413,6 +425,22 @@ impl LogAccess for ClusterLog {
             self,
             topic,
             records,
+            Some(fence),
+        )?)
+    }
+
+    fn append_batch_fenced(
+        &self,
+        topic: &str,
+        partition: i32,
+        batch: &CheckedBatch,
+        fence: &TaskFence,
+    ) -> Result<(i64, i64), LogError> {
+        Ok(ClusterLog::append_fenced(
+            self,
+            topic,
+            partition,
+            batch,
             Some(fence),
         )?)
     }

@@ -765,8 +765,12 @@ fn a_script_is_checked_before_it_runs_and_says_what_ran() {
 fn the_fraud_query_runs_on_a_cluster_and_its_answer_survives_a_kill() {
     use crate::replication::{create_replicated, fully_replicated, start_cluster};
     let mut nodes = start_cluster();
-    // The cluster has formed once a replicated topic can be created.
-    create_replicated(&nodes[0], json!({"name": "warmup", "partitions": 1}));
+    // The cluster has formed, every node registered, once a topic with three replicas can
+    // be created (the query's topics then get three too).
+    create_replicated(
+        &nodes[0],
+        json!({"name": "warmup", "partitions": 1, "replication_factor": 3}),
+    );
     create_attempts(&nodes[0]);
     assert!(eventually(Duration::from_secs(60), || nodes
         .iter()
@@ -798,6 +802,15 @@ fn the_fraud_query_runs_on_a_cluster_and_its_answer_survives_a_kill() {
         "the query's tasks are not on every node: {spread:?}"
     );
 
+    // Everything committed (at-least-once: what a killed node processed but had not
+    // committed is processed again, and a window counted twice).
+    let query_name = nodes[0].get("/v1/processors").1["processors"][0]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(eventually(Duration::from_secs(90), || {
+        crate::processors::caught_up(&nodes[0], &query_name)
+    }));
     // kill -9 of node 3: its tasks move; the answer stays and grows with new windows.
     nodes[2].kill9();
     assert!(eventually(Duration::from_secs(90), || {

@@ -603,9 +603,11 @@ impl Runner {
                 let topic = dlq.topic.clone();
                 let partition = record.partition % dlq.partitions.max(1);
                 let dead = dead_letter(record, &e, partition);
-                self.log
-                    .produce(&topic, vec![dead])
-                    .map_err(|e| Failure::log("cannot append to the dead-letter topic", e))?;
+                match &self.fence {
+                    Some(f) => self.log.produce_fenced(&topic, vec![dead], f),
+                    None => self.log.produce(&topic, vec![dead]),
+                }
+                .map_err(|e| Failure::log("cannot append to the dead-letter topic", e))?;
                 tracing::warn!(
                     task = %self.id, topic = %record.topic, offset = record.offset,
                     code = e.code(), "record sent to {topic}: {e}"
@@ -692,9 +694,13 @@ impl Runner {
         }
         for (t, partition, batch) in batches {
             let topic = &self.ctx.targets()[t].topic;
-            self.log
-                .append_batch(topic, partition, &batch)
-                .map_err(|e| Failure::log(&format!("cannot append to '{topic}'"), e))?;
+            // Fenced too: a zombie's outputs (and repartitioned records) would be counted
+            // again, or overwrite newer results, downstream.
+            match &self.fence {
+                Some(f) => self.log.append_batch_fenced(topic, partition, &batch, f),
+                None => self.log.append_batch(topic, partition, &batch),
+            }
+            .map_err(|e| Failure::log(&format!("cannot append to '{topic}'"), e))?;
         }
         self.shared.update(|s| s.records_out += n);
         Ok(())
