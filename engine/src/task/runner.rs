@@ -89,8 +89,9 @@ impl TaskShared {
 /// Everything a task thread starts with.
 pub struct TaskSetup {
     pub id: TaskId,
-    /// Cluster mode: the assignment this task commits under (its changelog appends and
-    /// committed offsets are refused once it moved on: a zombie cannot commit).
+    /// Cluster mode: the assignment this task writes under (its changelog appends,
+    /// committed offsets and outputs are refused once it moved on: a zombie can neither
+    /// commit nor emit).
     pub fence: Option<TaskFence>,
     pub def: Arc<TaskDefinition>,
     pub log: Arc<dyn LogAccess>,
