@@ -868,17 +868,46 @@ pub async fn ask_tasks(
     Ok(bytes)
 }
 
-/// The partitions named by a request's [`TASKS`] header: `None` without one, an error for
-/// one this API did not write.
+/// The partitions named by a request's [`TASKS`] header, sorted and each once (a client
+/// naming one task many times gets it scanned once): `None` without one, an error for one
+/// this API did not write.
 pub fn tasks_asked(headers: &HeaderMap) -> Result<Option<Vec<i32>>, ApiError> {
     let Some(v) = headers.get(TASKS) else {
         return Ok(None);
     };
     let bad = || ApiError::bad_request(format!("{TASKS} is not a list of partitions"));
     let text = v.to_str().map_err(|_| bad())?;
-    text.split(',')
+    let mut tasks = text
+        .split(',')
         .map(|p| p.trim().parse::<i32>().ok().filter(|p| *p >= 0))
         .collect::<Option<Vec<i32>>>()
-        .map(Some)
-        .ok_or_else(bad)
+        .ok_or_else(bad)?;
+    tasks.sort_unstable();
+    tasks.dedup();
+    Ok(Some(tasks))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+    use axum::response::IntoResponse;
+
+    use super::*;
+
+    fn asked(v: &str) -> Result<Option<Vec<i32>>, StatusCode> {
+        let mut h = HeaderMap::new();
+        h.insert(TASKS, HeaderValue::from_str(v).unwrap());
+        tasks_asked(&h).map_err(|e| e.into_response().status())
+    }
+
+    #[test]
+    fn the_tasks_a_scan_asks_for_are_each_taken_once() {
+        assert_eq!(tasks_asked(&HeaderMap::new()).ok(), Some(None));
+        assert_eq!(asked("3, 0,3,3,1"), Ok(Some(vec![0, 1, 3])));
+        let many = vec!["7"; 5000].join(",");
+        assert_eq!(asked(&many), Ok(Some(vec![7])));
+        for bad in ["", "a", "-1", "1,,2", "99999999999"] {
+            assert_eq!(asked(bad), Err(StatusCode::BAD_REQUEST), "{bad:?}");
+        }
+    }
 }
