@@ -251,13 +251,19 @@ impl EngineCluster {
                 }
             };
             let engine = self.engine.clone();
-            let local = engine.versions().get(name).copied();
+            let local = engine
+                .versions()
+                .get(name)
+                .copied()
+                .filter(|v| v.created_ms == record.created_ms);
             let wanted = (record.version, entry.paused);
-            if local == Some(wanted) || local.is_some_and(|(v, _)| v > record.version) {
+            if local.is_some_and(|v| (v.version, v.paused) == wanted || v.version > record.version)
+            {
                 continue;
             }
             let module = match (local, &entry.component) {
-                (Some((v, _)), _) if v == record.version => Bytes::new(), // only the paused flag
+                // Only the paused flag.
+                (Some(v), _) if v.version == record.version => Bytes::new(),
                 (_, Some(hash)) => match self.fetch(&meta, hash).await {
                     Ok(m) => m,
                     Err(e) => {

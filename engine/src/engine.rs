@@ -156,6 +156,14 @@ pub struct Engine {
     inner: Arc<Inner>,
 }
 
+/// Which deployment of a processor a node has ([`Engine::versions`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeployedVersion {
+    pub version: u64,
+    pub paused: bool,
+    pub created_ms: i64,
+}
+
 /// A processor as listed.
 #[derive(Debug, Clone, Serialize)]
 pub struct ProcessorSummary {
@@ -1005,11 +1013,20 @@ impl Engine {
         Some((record, Bytes::from(module)))
     }
 
-    /// Every deployed processor's name, version and paused flag.
-    pub fn versions(&self) -> BTreeMap<String, (u64, bool)> {
+    /// Every deployed processor's name and which deployment it is: version, paused flag
+    /// and creation time (a processor deleted and created again under its name has another).
+    pub fn versions(&self) -> BTreeMap<String, DeployedVersion> {
         lock(&self.inner.processors)
             .iter()
-            .map(|(n, d)| (n.clone(), (d.record.version, d.record.paused)))
+            .map(|(n, d)| {
+                let r = &d.record;
+                let v = DeployedVersion {
+                    version: r.version,
+                    paused: r.paused,
+                    created_ms: r.created_ms,
+                };
+                (n.clone(), v)
+            })
             .collect()
     }
 
@@ -1026,8 +1043,12 @@ impl Engine {
         }
         let current = lock(&self.inner.processors)
             .get(&name)
-            .map(|d| (d.record.version, d.record.paused));
-        if let Some((version, paused)) = current
+            .map(|d| (d.record.version, d.record.paused, d.record.created_ms));
+        // The same deployment at this version or a later one: only the paused flag. Another
+        // creation under the name (deleted and created again while this node was away)
+        // replaces it whatever its version.
+        if let Some((version, paused, created_ms)) = current
+            && created_ms == record.created_ms
             && version >= record.version
         {
             if paused != record.paused {

@@ -679,6 +679,7 @@ fn a_stuck_delete_does_not_block_operations_on_other_processors() {
 #[test]
 fn assigned_tasks_run_where_assigned_and_move_with_their_state() {
     use crate::assignment::TaskAssignments;
+    use crate::task::registry::DeploymentRecord;
     let env = Env::new();
     env.topic("text", 3);
     for (p, values) in TEXT.iter().enumerate() {
@@ -710,7 +711,8 @@ fn assigned_tasks_run_where_assigned_and_move_with_their_state() {
     let (record, module) = a.deployment("wc").unwrap();
     b.install(record.clone(), module.clone()).unwrap();
     b.install(record, module).unwrap(); // again: nothing changes
-    assert_eq!(b.versions()["wc"], (1, false));
+    let v = b.versions()["wc"];
+    assert_eq!((v.version, v.paused), (1, false));
 
     let assign = |e: &Engine, tasks: &[(i32, u64)]| {
         let mut m = TaskAssignments::new();
@@ -762,6 +764,23 @@ fn assigned_tasks_run_where_assigned_and_move_with_their_state() {
         a.query_in("wc", "counts", 1, b"fox").unwrap_err().code(),
         "unavailable"
     );
+
+    // Deleted and created again under its name while b was away: the new creation
+    // replaces b's deployment even at a lower version.
+    let (mut again, module) = a.deployment("wc").unwrap();
+    b.install(
+        DeploymentRecord {
+            version: 2,
+            ..again.clone()
+        },
+        module.clone(),
+    )
+    .unwrap();
+    assert_eq!(b.versions()["wc"].version, 2);
+    again.created_ms += 1;
+    b.install(again.clone(), module).unwrap();
+    let v = b.versions()["wc"];
+    assert_eq!((v.version, v.created_ms), (1, again.created_ms));
 
     // Uninstalled on b: its tasks stop, the topics stay (a deletes them).
     b.uninstall("wc").unwrap();
