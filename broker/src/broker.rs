@@ -110,6 +110,46 @@ fn wait_replicated(pending: impl IntoIterator<Item = PendingReplication>) -> Res
     })
 }
 
+/// The indices of `records` per partition of a topic of `n` partitions: each record's
+/// explicit partition, else its key's (Kafka's partitioner), else `unkeyed`; refused whole
+/// when one names a partition the topic lacks, lacks the key a compacted topic needs, or
+/// has a negative timestamp.
+pub(crate) fn by_partition(
+    topic: &str,
+    records: &[ProduceRecord],
+    n: i32,
+    compacted: bool,
+    unkeyed: i32,
+) -> Result<Vec<Vec<usize>>> {
+    let mut by_partition: Vec<Vec<usize>> = vec![Vec::new(); usize::try_from(n).unwrap_or(0)];
+    for (i, r) in records.iter().enumerate() {
+        let p = match (r.partition, &r.key) {
+            (Some(p), _) => p,
+            (None, Some(k)) => partition_for_key(k, n),
+            (None, None) => unkeyed,
+        };
+        let slot = usize::try_from(p)
+            .ok()
+            .filter(|p| *p < by_partition.len())
+            .ok_or_else(|| BrokerError::UnknownPartition {
+                topic: topic.to_string(),
+                partition: p,
+            })?;
+        if compacted && r.key.is_none() {
+            return Err(BrokerError::InvalidRecord(format!(
+                "record {i}: compacted topic '{topic}' requires a key"
+            )));
+        }
+        if r.timestamp.is_some_and(|ts| ts < 0) {
+            return Err(BrokerError::InvalidRecord(format!(
+                "record {i}: negative timestamp"
+            )));
+        }
+        by_partition[slot].push(i);
+    }
+    Ok(by_partition)
+}
+
 fn remove_dir(path: &Path) -> Result<()> {
     match std::fs::remove_dir_all(path) {
         Ok(()) => Ok(()),
@@ -707,32 +747,7 @@ impl Broker {
             led[turn as usize % led.len()]
         };
         let now = now_ms();
-        let mut by_partition: Vec<Vec<usize>> = vec![Vec::new(); n as usize];
-        for (i, r) in records.iter().enumerate() {
-            let p = match (r.partition, &r.key) {
-                (Some(p), _) => p,
-                (None, Some(k)) => partition_for_key(k, n),
-                (None, None) => sticky,
-            };
-            let slot = usize::try_from(p)
-                .ok()
-                .filter(|p| *p < n as usize)
-                .ok_or_else(|| BrokerError::UnknownPartition {
-                    topic: topic.to_string(),
-                    partition: p,
-                })?;
-            if t.info.compacted && r.key.is_none() {
-                return Err(BrokerError::InvalidRecord(format!(
-                    "record {i}: compacted topic '{topic}' requires a key"
-                )));
-            }
-            if r.timestamp.is_some_and(|ts| ts < 0) {
-                return Err(BrokerError::InvalidRecord(format!(
-                    "record {i}: negative timestamp"
-                )));
-            }
-            by_partition[slot].push(i);
-        }
+        let by_partition = by_partition(topic, &records, n, t.info.compacted, sticky)?;
         let mut result = vec![(0i32, 0i64); records.len()];
         let mut appended_bytes = 0u64;
         let mut pending = Vec::new();

@@ -75,6 +75,17 @@ struct Deployed {
 }
 
 impl Deployed {
+    /// A deployment whose module loaded, with no task started yet.
+    fn loaded(record: DeploymentRecord, factory: Arc<dyn LogicFactory>) -> Deployed {
+        Deployed {
+            record,
+            factory: Some(factory),
+            load_error: None,
+            starter: None,
+            start_error: None,
+        }
+    }
+
     fn starting(&self) -> bool {
         self.starter.as_ref().is_some_and(|s| !s.progress.done())
     }
@@ -821,13 +832,7 @@ impl Engine {
             self.inner.admission.release(&name);
             return Err(e);
         }
-        let mut deployed = Deployed {
-            record,
-            factory: Some(factory),
-            load_error: None,
-            starter: None,
-            start_error: None,
-        };
+        let mut deployed = Deployed::loaded(record, factory);
         if let Some(def) = self.definition(&deployed) {
             let owned = self.inner.assignment.owned(&name, partitions);
             deployed.starter = Some(self.start_tasks(&name, def, owned)?);
@@ -902,13 +907,7 @@ impl Engine {
             return Err(e);
         }
         self.stop_starter(name);
-        let deployed = Deployed {
-            record,
-            factory: Some(factory),
-            load_error: None,
-            starter: None,
-            start_error: None,
-        };
+        let deployed = Deployed::loaded(record, factory);
         // `assign` revokes the running task first: its final commit is the swap point.
         if let Some(def) = self.definition(&deployed) {
             for p in self.inner.assignment.owned(name, partitions) {
@@ -1071,13 +1070,7 @@ impl Engine {
         }
         self.stop_starter(&name);
         let partitions = record.partitions;
-        let mut deployed = Deployed {
-            record,
-            factory: Some(factory),
-            load_error: None,
-            starter: None,
-            start_error: None,
-        };
+        let mut deployed = Deployed::loaded(record, factory);
         if let Some(def) = self.definition(&deployed) {
             let owned = self.inner.assignment.owned(&name, partitions);
             if current.is_some() {

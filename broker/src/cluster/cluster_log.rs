@@ -42,8 +42,8 @@ use super::routing::ClusterRouting;
 use super::rpc::{PeerRequest, PeerResponse, Peers, Refusal, RpcError};
 use crate::batch::{self, CheckedBatch};
 use crate::batch_builder::BatchBuilder;
+use crate::broker::by_partition;
 use crate::error::BrokerError;
-use crate::partitioner::partition_for_key;
 use crate::types::{ProduceRecord, ReadResult, TopicInfo, TopicSpec};
 use crate::{Broker, InternalTopic};
 
@@ -459,31 +459,7 @@ impl ClusterLog {
         }
         let turn = self.round_robin.fetch_add(1, Ordering::Relaxed);
         let unkeyed = (turn % n as u32) as i32;
-        let mut by_partition: Vec<Vec<usize>> = vec![Vec::new(); n as usize];
-        for (i, r) in records.iter().enumerate() {
-            let p = match (r.partition, &r.key) {
-                (Some(p), _) => p,
-                (None, Some(k)) => partition_for_key(k, n),
-                (None, None) => unkeyed,
-            };
-            if !(0..n).contains(&p) {
-                return Err(BrokerError::UnknownPartition {
-                    topic: topic.to_string(),
-                    partition: p,
-                });
-            }
-            if t.config.compacted && r.key.is_none() {
-                return Err(BrokerError::InvalidRecord(format!(
-                    "record {i}: compacted topic '{topic}' requires a key"
-                )));
-            }
-            if r.timestamp.is_some_and(|ts| ts < 0) {
-                return Err(BrokerError::InvalidRecord(format!(
-                    "record {i}: negative timestamp"
-                )));
-            }
-            by_partition[p as usize].push(i);
-        }
+        let by_partition = by_partition(topic, &records, n, t.config.compacted, unkeyed)?;
         let now = now_ms();
         let mut result = vec![(0i32, 0i64); records.len()];
         let mut builder = BatchBuilder::new();
