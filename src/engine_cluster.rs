@@ -4,7 +4,8 @@
 //! through the controller); every node follows the applied catalog — it installs a processor it does not have (the
 //! component fetched by its hash from a node that has it), takes a new version or the
 //! paused flag, uninstalls a deleted one — and runs exactly the tasks the controller's
-//! placement assigned to it ([`Engine::set_assignment`]). A task the controller moves off
+//! placement assigned to it ([`Engine::set_assignment`]), keeping warm standbys of the tasks
+//! the placement names it a standby of. A task the controller moves off
 //! this node while it is live is stopped here first (its final commit is taken: the epoch
 //! has not moved) and then released (`ReleaseTask`); only then does its next owner start
 //! it, so a graceful move (a join, a decommission, rebalancing) reprocesses nothing.
@@ -33,14 +34,22 @@ use tokio::sync::watch;
 use weir_broker::BrokerError;
 use weir_broker::cluster::NodeId;
 use weir_broker::cluster::blob_rpc::{BlobSource, blob_hash, fetch_blob};
-use weir_broker::cluster::metadata::{ClusterMetadata, MetadataCommand, ProcessorRecord};
+use weir_broker::cluster::control::{TaskCopyBoard, TaskCopyReport};
+use weir_broker::cluster::metadata::{
+    ClusterMetadata, DEFAULT_ACCEPTABLE_RECOVERY_LAG, MetadataCommand, ProcessorRecord,
+};
 use weir_broker::cluster::routing::ClusterRouting;
 use weir_broker::cluster::rpc::Peers;
-use weir_engine::assignment::TaskAssignments;
+use weir_engine::assignment::{StandbyAssignments, TaskAssignments};
 use weir_engine::catalog::CatalogPublisher;
 use weir_engine::log_access::LogError;
 use weir_engine::task::registry::DeploymentRecord;
+use weir_engine::task::spec::DEFAULT_STANDBY_REPLICAS;
 use weir_engine::{Engine, EngineError};
+
+/// How often this node reports its copies of task state to the controller (with its
+/// heartbeats).
+const REPORT_COPIES: Duration = Duration::from_millis(500);
 
 /// How long the follower waits before it tries a failed step again (doubling up to
 /// [`MAX_RETRY`] while it keeps failing).
@@ -73,6 +82,8 @@ pub struct EngineCluster {
     node: NodeId,
     routing: ClusterRouting,
     peers: Arc<Peers>,
+    /// Where this node's copies of task state are reported (its heartbeats carry them).
+    copies: Option<TaskCopyBoard>,
     /// Runs the proposals of the engine's (blocking) catalog calls.
     runtime: tokio::runtime::Handle,
 }
@@ -88,7 +99,14 @@ fn catalog_record(
         partitions: record.partitions,
         inputs: record.spec.inputs.clone(),
         state_topics: Vec::new(),
-        standby_replicas: 0,
+        standby_replicas: record
+            .spec
+            .standby_replicas
+            .unwrap_or(DEFAULT_STANDBY_REPLICAS),
+        acceptable_recovery_lag: record
+            .spec
+            .acceptable_recovery_lag
+            .unwrap_or(DEFAULT_ACCEPTABLE_RECOVERY_LAG),
         paused: record.paused,
         spec: serde_json::to_value(record).map_err(|e| CatalogError::Encode(e.to_string()))?,
         component: Some(blob_hash(module)),
@@ -101,14 +119,43 @@ impl EngineCluster {
         node: NodeId,
         routing: ClusterRouting,
         peers: Arc<Peers>,
+        copies: Option<TaskCopyBoard>,
     ) -> Arc<EngineCluster> {
         Arc::new(EngineCluster {
             engine,
             node,
             routing,
             peers,
+            copies,
             runtime: tokio::runtime::Handle::current(),
         })
+    }
+
+    /// Reports this node's copies of task state every [`REPORT_COPIES`] until `stop`.
+    async fn report_copies(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let Some(board) = self.copies.clone() else {
+            return;
+        };
+        loop {
+            let engine = self.engine.clone();
+            if let Ok(copies) = tokio::task::spawn_blocking(move || engine.task_copies()).await {
+                board.set(
+                    copies
+                        .into_iter()
+                        .map(|c| TaskCopyReport {
+                            processor: c.processor,
+                            partition: c.partition,
+                            lag: c.lag,
+                            stateful: c.stateful,
+                        })
+                        .collect(),
+                );
+            }
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                () = tokio::time::sleep(REPORT_COPIES) => {}
+            }
+        }
     }
 
     /// Runs `f` on the node's runtime and waits for it on this (non-async) thread.
@@ -207,6 +254,7 @@ impl EngineCluster {
 
     /// Follows the applied catalog and this node's task assignments until `stop`.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        tokio::spawn(self.clone().report_copies(stop.clone()));
         let mut versions = self.routing.subscribe();
         let mut retry = RETRY;
         loop {
@@ -330,8 +378,16 @@ impl EngineCluster {
                 .or_default()
                 .insert(partition, task.epoch);
         }
+        // And keep warm standbys of the tasks it is a standby for.
+        let mut standbys = StandbyAssignments::new();
+        for (processor, partition, _) in meta.standby_tasks(self.node) {
+            standbys
+                .entry(processor.to_string())
+                .or_default()
+                .insert(partition);
+        }
         let engine = self.engine.clone();
-        if tokio::task::spawn_blocking(move || engine.set_assignment(assigned))
+        if tokio::task::spawn_blocking(move || engine.set_assignment(assigned, standbys))
             .await
             .is_err()
         {

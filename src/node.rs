@@ -308,7 +308,13 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
                 .set_blob(Arc::new(BlobService::new(Arc::new(EngineBlobs(
                     engine.clone(),
                 )))));
-            let ec = EngineCluster::new(engine.clone(), node_id, r.clone(), c.peers.clone());
+            let ec = EngineCluster::new(
+                engine.clone(),
+                node_id,
+                r.clone(),
+                c.peers.clone(),
+                c.task_copies(),
+            );
             engine.set_catalog(ec.clone());
             engine_cluster = Some(ec.clone());
             if let Some(applied) = &kafka_ready {

@@ -24,7 +24,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use weir_broker::cluster::config::{ClusterConfig, Mode};
-use weir_broker::cluster::control::{ControlPlane, ControlSettings, Proposer, SHUTDOWN_WAIT};
+use weir_broker::cluster::control::{
+    ControlPlane, ControlSettings, Proposer, SHUTDOWN_WAIT, TaskCopyBoard,
+};
 use weir_broker::cluster::identity::{self, Expected, IdentityError, Verdict};
 use weir_broker::cluster::metadata::{MetadataConfig, MetadataNode, NodeInfo};
 use weir_broker::cluster::metadata_rpc::{MetadataService, RpcMetadataTransport};
@@ -217,6 +219,12 @@ impl ClusterNode {
             control: None,
             stop,
         }
+    }
+
+    /// Where this node's engine reports its copies of task state (once the control plane
+    /// started).
+    pub fn task_copies(&self) -> Option<TaskCopyBoard> {
+        self.control.as_ref().map(|c| c.task_copies.clone())
     }
 
     /// Once started: `Some(v)` after the controller said this node is registered (`v` its

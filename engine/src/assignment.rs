@@ -1,7 +1,7 @@
 //! Which of a processor's tasks this node runs: every task on a single node; on a cluster,
 //! the tasks the cluster's placement assigned to this node, each under its assignment epoch
 //! (the epoch the cluster bumped when it gave the task to this node; it is what fences an
-//! older owner).
+//! older owner), and the tasks of other nodes it keeps standbys of.
 //!
 //! It owns only that view; it decides nothing (the cluster's controller assigns) and starts
 //! nothing (the [`crate::Engine`] starts and revokes tasks as the view changes).
@@ -12,11 +12,16 @@ use std::sync::Mutex;
 /// Tasks assigned to this node: processor → partition → assignment epoch.
 pub type TaskAssignments = BTreeMap<String, BTreeMap<i32, u64>>;
 
+/// Tasks of other nodes this node keeps standbys of: processor → partitions.
+pub type StandbyAssignments = BTreeMap<String, BTreeSet<i32>>;
+
 /// This node's share of every processor's tasks.
 #[derive(Debug)]
 pub struct Assignment {
     /// `None`: every task (a single node).
     assigned: Option<Mutex<TaskAssignments>>,
+    /// Cluster mode: the standbys this node keeps.
+    standbys: Mutex<StandbyAssignments>,
     /// Cluster mode: processors deployed here before the node joined a cluster, which keep
     /// running every task here (their topics are this node's).
     local: Mutex<BTreeSet<String>>,
@@ -27,6 +32,7 @@ impl Assignment {
     pub fn all() -> Assignment {
         Assignment {
             assigned: None,
+            standbys: Mutex::new(StandbyAssignments::new()),
             local: Mutex::new(BTreeSet::new()),
         }
     }
@@ -35,6 +41,7 @@ impl Assignment {
     pub fn assigned() -> Assignment {
         Assignment {
             assigned: Some(Mutex::new(TaskAssignments::new())),
+            standbys: Mutex::new(StandbyAssignments::new()),
             local: Mutex::new(BTreeSet::new()),
         }
     }
@@ -86,6 +93,24 @@ impl Assignment {
     pub fn epoch(&self, name: &str, partition: i32) -> Option<u64> {
         let m = self.assigned.as_ref()?;
         lock(m).get(name)?.get(&partition).copied()
+    }
+
+    /// The partitions of `name` this node keeps standbys of (none on a single node, and
+    /// none of a processor that runs every task here).
+    pub fn standbys(&self, name: &str) -> BTreeSet<i32> {
+        if self.assigned.is_none() || self.is_local(name) {
+            return BTreeSet::new();
+        }
+        lock(&self.standbys).get(name).cloned().unwrap_or_default()
+    }
+
+    /// Replaces the standbys this node keeps; returns the previous set (empty on a single
+    /// node, where nothing changes).
+    pub fn replace_standbys(&self, new: StandbyAssignments) -> StandbyAssignments {
+        match &self.assigned {
+            None => StandbyAssignments::new(),
+            Some(_) => std::mem::replace(&mut *lock(&self.standbys), new),
+        }
     }
 
     /// Replaces the cluster's assignment; returns the previous one (empty on a single node,

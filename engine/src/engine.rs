@@ -23,7 +23,7 @@ use weir_broker::partitioner::partition_for_key;
 use weir_broker::{BrokerError, InternalTopic, TopicGuard, TopicSpec};
 
 use crate::admission::Admission;
-use crate::assignment::{Assignment, TaskAssignments};
+use crate::assignment::{Assignment, StandbyAssignments, TaskAssignments};
 use crate::catalog::CatalogPublisher;
 use crate::clock::now_ms;
 use crate::error::EngineError;
@@ -34,6 +34,7 @@ use crate::state::{StateBackend, keys};
 use crate::task::inputs::input_key;
 use crate::task::registry::{DeploymentRecord, Registry};
 use crate::task::spec::{OnError, ProcessorSpec, StartFrom};
+use crate::task::standby::StandbyStatus;
 use crate::task::{LogicFactory, ModuleLoader, TaskDefinition, TaskManager, TaskState, TaskStatus};
 use crate::task_id::TaskId;
 
@@ -211,6 +212,21 @@ pub struct ProcessorDescription {
     /// The processor's internal topics.
     pub topics: InternalTopics,
     pub tasks: Vec<TaskStatus>,
+    /// Cluster mode: the standbys of other nodes' tasks this node keeps.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub standbys: Vec<StandbyStatus>,
+}
+
+/// A copy of one task's state on this node ([`Engine::task_copies`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskCopy {
+    pub processor: String,
+    pub partition: i32,
+    /// Changelog records it is behind (0 for a running task); `None` while a standby's
+    /// first pass runs.
+    pub lag: Option<u64>,
+    /// Whether the processor has state (changelogs).
+    pub stateful: bool,
 }
 
 /// Names of a processor's internal topics.
@@ -359,20 +375,22 @@ impl Engine {
             .is_some_and(|d| d.record.in_catalog)
     }
 
-    /// Cluster mode: the tasks the cluster assigns this node now. Tasks it no longer runs
-    /// (or runs under a new assignment epoch) are revoked — each commits first, so a
-    /// graceful move reprocesses nothing — and the ones it gained start in the background,
-    /// restoring their state from the changelogs before they process a record. Ignored on a
-    /// single node.
-    pub fn set_assignment(&self, new: TaskAssignments) {
+    /// Cluster mode: the tasks the cluster assigns this node now, and the tasks of other
+    /// nodes it keeps standbys of. Tasks it no longer runs (or runs under a new assignment
+    /// epoch) are revoked — each commits first, so a graceful move reprocesses nothing — and
+    /// the ones it gained start in the background, restoring their state from the changelogs
+    /// before they process a record (from a standby's warm store when this node kept one).
+    /// Ignored on a single node.
+    pub fn set_assignment(&self, new: TaskAssignments, standbys: StandbyAssignments) {
         if !self.inner.assignment.is_assigned() || self.inner.stopping.load(Ordering::SeqCst) {
             return;
         }
         let old = self.inner.assignment.replace(new.clone());
+        let old_standbys = self.inner.assignment.replace_standbys(standbys.clone());
         let names: Vec<String> = lock(&self.inner.processors).keys().cloned().collect();
         for name in names {
             let (before, after) = (old.get(&name), new.get(&name));
-            if before == after {
+            if before == after && old_standbys.get(&name) == standbys.get(&name) {
                 continue;
             }
             let _op = self.op(&name);
@@ -383,10 +401,80 @@ impl Engine {
                     tracing::info!(processor = %name, partition = p, "task revoked");
                 }
             }
+            self.follow_standbys(&name);
             if let Err(e) = self.start_missing(&name) {
                 tracing::error!(processor = %name, "cannot start assigned tasks: {e}");
             }
         }
+    }
+
+    /// Starts the standbys of `name` this node should keep and stops the others (the
+    /// caller holds its operation; tasks it no longer runs are revoked first, so a former
+    /// owner's store becomes a standby's).
+    fn follow_standbys(&self, name: &str) {
+        let Ok(record) = self.record(name) else {
+            return;
+        };
+        let wanted: BTreeSet<i32> = self
+            .inner
+            .assignment
+            .standbys(name)
+            .into_iter()
+            .filter(|p| (0..record.partitions).contains(p))
+            .filter(|p| !self.inner.assignment.owns(name, *p))
+            .collect();
+        for id in self.inner.tasks.standby_ids() {
+            if id.processor == name && !wanted.contains(&id.partition) {
+                self.inner.tasks.drop_standby(&id);
+                tracing::info!(task = %id, "standby dropped");
+            }
+        }
+        for p in wanted {
+            if let Err(e) = self.inner.tasks.keep_standby(&TaskId::new(name, p)) {
+                tracing::error!(processor = %name, partition = p, "cannot keep a standby: {e}");
+            }
+        }
+    }
+
+    /// Cluster mode: this node's copies of task state, for the cluster's placement — every
+    /// task it runs (lag 0) and every standby it keeps (its lag once its first pass has
+    /// finished) — each with whether its processor has state (changelogs) at all.
+    pub fn task_copies(&self) -> Vec<TaskCopy> {
+        let names: Vec<String> = lock(&self.inner.processors)
+            .iter()
+            .filter(|(_, d)| d.record.in_catalog)
+            .map(|(n, _)| n.clone())
+            .collect();
+        let running: BTreeSet<TaskId> = self.inner.tasks.assigned().into_iter().collect();
+        let mut out = Vec::new();
+        for name in names {
+            let stateful = stores_with_changelogs(&*self.inner.log, &name)
+                .map(|s| !s.is_empty())
+                .unwrap_or(true);
+            for id in running.iter().filter(|id| id.processor == name) {
+                out.push(TaskCopy {
+                    processor: name.clone(),
+                    partition: id.partition,
+                    lag: Some(0),
+                    stateful,
+                });
+            }
+            for id in self.inner.tasks.standby_ids() {
+                if id.processor != name {
+                    continue;
+                }
+                let Some(s) = self.inner.tasks.standby_status(&id) else {
+                    continue;
+                };
+                out.push(TaskCopy {
+                    processor: name.clone(),
+                    partition: id.partition,
+                    lag: s.caught_up.then(|| u64::try_from(s.lag).unwrap_or(0)),
+                    stateful,
+                });
+            }
+        }
+        out
     }
 
     /// The task manager (what a cluster controller drives).
@@ -984,6 +1072,7 @@ impl Engine {
         self.stop_starter(name);
         for p in 0..record.partitions {
             self.inner.tasks.revoke(&TaskId::new(name, p));
+            self.inner.tasks.drop_standby(&TaskId::new(name, p));
         }
         self.inner.registry.remove(name)?;
         lock(&self.inner.processors).remove(name);
@@ -1085,7 +1174,8 @@ impl Engine {
             }
         }
         tracing::info!(processor = %name, version = deployed.record.version, "processor installed");
-        lock(&self.inner.processors).insert(name, deployed);
+        lock(&self.inner.processors).insert(name.clone(), deployed);
+        self.follow_standbys(&name);
         Ok(())
     }
 
@@ -1126,6 +1216,7 @@ impl Engine {
         self.stop_starter(name);
         for p in 0..record.partitions {
             self.inner.tasks.revoke(&TaskId::new(name, p));
+            self.inner.tasks.drop_standby(&TaskId::new(name, p));
         }
         self.inner.registry.remove(name)?;
         lock(&self.inner.processors).remove(name);
@@ -1234,6 +1325,9 @@ impl Engine {
                     .then(|| record.spec.dlq_topic()),
                 changelogs,
             },
+            standbys: (0..record.partitions)
+                .filter_map(|p| self.inner.tasks.standby_status(&TaskId::new(name, p)))
+                .collect(),
             spec: record.spec,
             tasks,
         })
@@ -1318,6 +1412,99 @@ impl Engine {
         }
         Ok(state.get(store, key)?)
     }
+
+    /// Interactive query that accepts a stale answer (`?allow_stale=true`): from the task
+    /// when it runs here, else from its store while it restores from a checkpoint, else
+    /// from this node's standby of it once its first pass has finished — each with how many
+    /// changelog records it is behind. [`EngineError::Unavailable`] when none of them can
+    /// answer here.
+    pub fn query_stale(
+        &self,
+        name: &str,
+        store: &str,
+        key: &[u8],
+    ) -> Result<StaleAnswer, EngineError> {
+        let record = self.record(name)?;
+        let unknown = || EngineError::UnknownStore {
+            processor: name.to_string(),
+            store: store.to_string(),
+        };
+        keys::check_user_store_name(store).map_err(|_| unknown())?;
+        if self
+            .inner
+            .log
+            .topic_meta(&changelog_topic(name, store))?
+            .is_none()
+        {
+            return Err(unknown());
+        }
+        let id = TaskId::new(name, partition_for_key(key, record.partitions));
+        if let Some((state, task_state)) = self.inner.tasks.state_of(&id) {
+            if task_state != TaskState::Restoring && task_state != TaskState::Starting {
+                return Ok(StaleAnswer {
+                    value: state.get(store, key)?,
+                    lag: 0,
+                    by: AnsweredBy::Task,
+                });
+            }
+            if let Some(r) = self.inner.tasks.restore_of(&id)
+                && task_state == TaskState::Restoring
+                && !r.from_empty
+            {
+                return Ok(StaleAnswer {
+                    value: state.get(store, key)?,
+                    lag: r.end_offset.saturating_sub(r.offset).max(0),
+                    by: AnsweredBy::Restoring,
+                });
+            }
+            return Err(EngineError::Unavailable(format!(
+                "task {id} is restoring its state from empty; try again shortly"
+            )));
+        }
+        match self.inner.tasks.standby_state(&id) {
+            Some((state, status)) if status.caught_up => Ok(StaleAnswer {
+                value: state.get(store, key)?,
+                lag: status.lag,
+                by: AnsweredBy::Standby,
+            }),
+            Some(_) => Err(EngineError::Unavailable(format!(
+                "the standby of task {id} has not caught up yet"
+            ))),
+            None => Err(EngineError::Unavailable(format!(
+                "task {id} has neither its task nor a standby on this node"
+            ))),
+        }
+    }
+}
+
+/// Where a look-up that accepts a stale answer was answered from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnsweredBy {
+    /// The running task (up to date as of its last commit).
+    Task,
+    /// The task while it restores its store from a checkpoint (not from empty).
+    Restoring,
+    /// This node's standby of the task.
+    Standby,
+}
+
+impl AnsweredBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnsweredBy::Task => "task",
+            AnsweredBy::Restoring => "restoring",
+            AnsweredBy::Standby => "standby",
+        }
+    }
+}
+
+/// The answer of [`Engine::query_stale`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaleAnswer {
+    pub value: Option<Bytes>,
+    /// Changelog records the answering store is known to be behind (0 from a running task).
+    pub lag: i64,
+    pub by: AnsweredBy,
 }
 
 /// One entry of a prefix scan: a key of one task's store and its committed value.

@@ -60,6 +60,10 @@ pub struct DeployArgs {
     /// How often tasks commit state and offsets (ms)
     #[arg(long, value_name = "MS")]
     pub commit_interval_ms: Option<u64>,
+    /// On a cluster: how many other nodes keep a warm standby of each task's state
+    /// (0 to 3; default 1)
+    #[arg(long, value_name = "N")]
+    pub standby_replicas: Option<u16>,
     /// Replace the running processor of that name with this version (keeps its state
     /// and offsets) instead of deploying a new one
     #[arg(long)]
@@ -124,6 +128,9 @@ impl DeployArgs {
         });
         if let Some(ms) = self.commit_interval_ms {
             spec["commit_interval_ms"] = json!(ms);
+        }
+        if let Some(n) = self.standby_replicas {
+            spec["standby_replicas"] = json!(n);
         }
         Ok(spec)
     }

@@ -205,6 +205,25 @@ fn describe_text(d: &Value) -> String {
             row
         })
         .collect();
+    // Standbys (a cluster): a row each, after the tasks, with how far behind they are.
+    let mut rows = rows;
+    for t in d["standbys"].as_array().unwrap_or(&empty) {
+        let mut row = vec![s(&t["partition"])];
+        if with_node {
+            row.push(s(&t["node"]));
+        }
+        let error = t["last_error"].as_str().unwrap_or("-").to_string();
+        row.extend([
+            s(&t["state"]),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            s(&t["lag"]),
+            restore_cell(&t["restore"]),
+            error,
+        ]);
+        rows.push(row);
+    }
     let mut headers = vec!["PARTITION"];
     if with_node {
         headers.push("NODE");
@@ -260,6 +279,10 @@ mod tests {
                 {"partition": 0, "node": 2, "state": "running", "records_in": 3,
                  "records_out": 3, "errors": 0, "lag": 0, "last_error": null, "restore": null},
                 {"partition": 1, "node": 3, "state": "unknown"}
+            ],
+            "standbys": [
+                {"partition": 0, "node": 3, "state": "standby", "lag": 4, "last_error": null,
+                 "restore": {"records": 9, "bytes": 90, "percent": 100.0, "done": true}}
             ]
         });
         let text = describe_text(&d);
@@ -284,6 +307,9 @@ mod tests {
             ["1", "3", "unknown"],
             "{text}"
         );
+        let standby = cells(lines[header + 3]);
+        assert_eq!(standby[..3], ["0", "3", "standby"], "{text}");
+        assert_eq!(standby[6], "4", "{text}");
         let list = list_table(&json!({"processors": [
             {"name": "wc", "version": 1, "status": "running", "inputs": ["a", "b"],
              "outputs": [], "tasks_running": 2, "partitions": 2, "lag": 0}

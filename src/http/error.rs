@@ -49,6 +49,11 @@ impl ApiError {
     }
 
     /// Adds the position of the error in the request's SQL text.
+    /// The HTTP status it answers with.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
     pub fn at(mut self, line: u64, column: u64) -> Self {
         self.position = Some((line, column));
         self

@@ -73,6 +73,12 @@ pub const FORWARDED_BY: &str = "x-weir-forwarded-by";
 /// Header of a forwarded prefix scan: the task partitions (comma-separated) the receiving
 /// node answers for, from its own tasks only.
 pub const TASKS: &str = "x-weir-tasks";
+/// A look-up that accepts a stale answer (`?allow_stale=true`) says with these headers how
+/// many changelog records the answering store is behind, what answered (`task`, `restoring`
+/// or `standby`) and on which node.
+pub const LAG: &str = "x-weir-lag";
+pub const ANSWERED_BY: &str = "x-weir-answered-by";
+pub const ANSWERED_ON: &str = "x-weir-node";
 /// Longest wait for a connection to another node's HTTP listener.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Longest a forwarded produce or page read may take in all (an `acks=all` produce waits
@@ -604,17 +610,28 @@ pub async fn describe_elsewhere(
 /// The leader's answer streamed back as it comes, until it ends or this node shuts down.
 fn stream_back(upstream: reqwest::Response, mut shutdown: watch::Receiver<bool>) -> Response {
     let status = upstream.status();
-    let mut headers = HeaderMap::new();
-    for name in [CONTENT_TYPE, CACHE_CONTROL] {
-        if let Some(v) = upstream.headers().get(&name) {
-            headers.insert(name, v.clone());
-        }
-    }
+    let headers = kept_headers(upstream.headers());
     let stopped = async move {
         let _ = shutdown.wait_for(|s| *s).await;
     };
     let body = Body::from_stream(upstream.bytes_stream().take_until(Box::pin(stopped)));
     (status, headers, body).into_response()
+}
+
+/// The headers of another node's answer that go back to the client.
+fn kept_headers(upstream: &reqwest::header::HeaderMap) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for name in [CONTENT_TYPE, CACHE_CONTROL] {
+        if let Some(v) = upstream.get(&name) {
+            headers.insert(name, v.clone());
+        }
+    }
+    for name in [LAG, ANSWERED_BY, ANSWERED_ON] {
+        if let Some(v) = upstream.get(name) {
+            headers.insert(name, v.clone());
+        }
+    }
+    headers
 }
 
 /// `GET path` asked of every other live node with an HTTP address (cluster mode),
@@ -826,6 +843,45 @@ pub async fn task_elsewhere(
         .await
         .map_err(|e| unreachable_owner(task, node, &e))?;
     Ok(stream_back(upstream, state.shutdown.clone()))
+}
+
+/// A key look-up that accepts a stale answer, about task `task`, asked of `node` (its owner
+/// or a standby) within `timeout`: the node's answer whole (status, content type, lag
+/// headers), or — when the node cannot be reached or answers `503` — an error, so that the
+/// caller may ask another node.
+pub async fn ask_task_key(
+    state: &AppState,
+    task: &str,
+    node: u64,
+    headers: &HeaderMap,
+    path_and_query: &str,
+    timeout: Duration,
+) -> Result<Response, ApiError> {
+    let (forwarder, addr) = task_owner(state, task, node)?;
+    let response = forwarder
+        .request(
+            reqwest::Method::GET,
+            forwarder.url(&addr, path_and_query),
+            headers.get(AUTHORIZATION),
+        )
+        .timeout(timeout)
+        .send()
+        .await
+        .map_err(|e| unreachable_owner(task, node, &e))?;
+    let status = response.status();
+    let kept = kept_headers(response.headers());
+    let bytes = read_capped(response, MAX_PRODUCE_ANSWER_BYTES)
+        .await
+        .map_err(|e| match e {
+            Capped::TooLarge => ApiError::internal(format!(
+                "node {node} answered more than {MAX_PRODUCE_ANSWER_BYTES} bytes"
+            )),
+            Capped::Failed(e) => unreachable_owner(task, node, &e),
+        })?;
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        return Err(remote_error(node, status, &bytes));
+    }
+    Ok((status, kept, bytes).into_response())
 }
 
 /// `GET path_and_query` asked of `node` for its own tasks `partitions` (named in [`TASKS`];

@@ -240,48 +240,66 @@ pub async fn describe(
     for t in &mut local {
         t["node"] = json!(me);
     }
-    let tasks = if forward::may_ask_task_owners(&state, &headers) && !places.is_empty() {
-        let mut owners: Vec<u64> = places
+    let mut local_standbys: Vec<Value> = body["standbys"].as_array().cloned().unwrap_or_default();
+    for t in &mut local_standbys {
+        t["node"] = json!(me);
+    }
+    let (tasks, standbys) = if forward::may_ask_task_owners(&state, &headers) && !places.is_empty()
+    {
+        // Every node that owns a task or keeps a standby of one reports its own.
+        let mut nodes: Vec<u64> = places
             .iter()
-            .filter_map(|t| t.node)
+            .flat_map(|t| t.node.into_iter().chain(t.standbys.iter().copied()))
             .filter(|n| *n != me)
             .collect();
-        owners.sort_unstable();
-        owners.dedup();
-        let asks = owners
-            .iter()
-            .map(|n| (*n, uri.path().to_string()))
-            .collect();
-        let mut reports: BTreeMap<u64, Vec<Value>> = BTreeMap::new();
+        nodes.sort_unstable();
+        nodes.dedup();
+        let asks = nodes.iter().map(|n| (*n, uri.path().to_string())).collect();
+        let mut reports: BTreeMap<u64, (Vec<Value>, Vec<Value>)> = BTreeMap::new();
         for (node, _, answer) in
             forward::ask_nodes::<Value>(&state, asks, &headers, ASK_TIMEOUT).await
         {
             match answer {
                 Ok(d) => {
-                    reports.insert(node, d["tasks"].as_array().cloned().unwrap_or_default());
+                    let of = |k: &str| d[k].as_array().cloned().unwrap_or_default();
+                    reports.insert(node, (of("tasks"), of("standbys")));
                 }
-                Err(e) => tracing::debug!(node, error = %e, "a task owner did not describe"),
+                Err(e) => tracing::debug!(node, error = %e, "a node did not describe its tasks"),
             }
         }
-        reports.insert(me, local);
+        reports.insert(me, (local, local_standbys));
+        let reported = |node: u64, partition: i32, standby: bool| -> Value {
+            reports
+                .get(&node)
+                .and_then(|(ts, ss)| {
+                    let list = if standby { ss } else { ts };
+                    list.iter().find(|t| t["partition"] == partition)
+                })
+                .map(|t| {
+                    let mut t = t.clone();
+                    t["node"] = json!(node);
+                    t
+                })
+                .unwrap_or_else(
+                    || json!({"partition": partition, "state": "unknown", "node": node}),
+                )
+        };
         let tasks: Vec<Value> = places
             .iter()
-            .map(|place| {
-                let Some(node) = place.node else {
-                    return json!({"partition": place.partition, "state": "unassigned",
-                                  "node": null});
-                };
-                reports
-                    .get(&node)
-                    .and_then(|ts| ts.iter().find(|t| t["partition"] == place.partition))
-                    .map(|t| {
-                        let mut t = t.clone();
-                        t["node"] = json!(node);
-                        t
-                    })
-                    .unwrap_or_else(
-                        || json!({"partition": place.partition, "state": "unknown", "node": node}),
-                    )
+            .map(|place| match place.node {
+                None => json!({"partition": place.partition, "state": "unassigned",
+                               "node": null}),
+                Some(node) => reported(node, place.partition, false),
+            })
+            .collect();
+        let standbys: Vec<Value> = places
+            .iter()
+            .flat_map(|place| {
+                place
+                    .standbys
+                    .iter()
+                    .map(|n| reported(*n, place.partition, true))
+                    .collect::<Vec<_>>()
             })
             .collect();
         let lag: i64 = tasks.iter().filter_map(|t| t["lag"].as_i64()).sum();
@@ -294,10 +312,11 @@ pub async fn describe(
             body["status"] = json!(worst);
         }
         body["lag"] = json!(lag);
-        tasks
+        (tasks, standbys)
     } else {
-        local
+        (local, local_standbys)
     };
+    body["standbys"] = Value::Array(standbys);
     body["tasks"] = Value::Array(tasks);
     body["assignment"] = json!(places);
     body["node"] = json!(me);
@@ -369,26 +388,78 @@ fn task_owners(state: &AppState, headers: &HeaderMap, name: &str) -> Option<Vec<
     (!owners.is_empty() && owners.iter().any(|o| *o != Some(me))).then_some(owners)
 }
 
+/// Like [`task_owners`], with each task's standbys: `None` when the request is answered
+/// here.
+fn task_places(
+    state: &AppState,
+    headers: &HeaderMap,
+    name: &str,
+) -> Option<Vec<crate::engine_cluster::TaskPlace>> {
+    let (Some(ec), Some(routing)) = (&state.engine_cluster, &state.routing) else {
+        return None;
+    };
+    if !forward::may_ask_task_owners(state, headers) {
+        return None;
+    }
+    let places = ec.assignment(name);
+    let me = routing.node();
+    let elsewhere = places
+        .iter()
+        .any(|t| t.node != Some(me) || !t.standbys.is_empty());
+    (!places.is_empty() && elsewhere).then_some(places)
+}
+
 fn path_and_query(uri: &Uri) -> &str {
     uri.path_and_query().map_or(uri.path(), |p| p.as_str())
 }
 
-/// `GET /v1/processors/{name}/stores/{store}/keys/{key}`. On a cluster, asked of a node
-/// that does not run the key's task, it is answered by the task's owner.
+/// Query of a key look-up.
+#[derive(Debug, Default, Deserialize)]
+pub struct KeyQuery {
+    /// Accept an answer from a store that may be behind the task (a standby, or the task
+    /// while it restores from a checkpoint) when the task itself cannot answer; the answer
+    /// says how far behind it is ([`forward::LAG`]).
+    #[serde(default)]
+    pub allow_stale: bool,
+}
+
+/// How long a look-up that accepts a stale answer waits for each node it asks (the owner
+/// first, then the standbys), so that an owner that hangs leaves time for a standby.
+const STALE_ASK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `GET /v1/processors/{name}/stores/{store}/keys/{key}[?allow_stale=true]`. On a cluster,
+/// asked of a node that does not run the key's task, it is answered by the task's owner;
+/// with `allow_stale`, by a standby of the task when the owner cannot answer (see
+/// [`stale_look_up`]).
 pub async fn get_key(
     State(state): State<AppState>,
     ApiPath((name, store, key)): ApiPath<(String, String, String)>,
+    ApiQuery(query): ApiQuery<KeyQuery>,
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    if let Some(owners) = task_owners(&state, &headers, &name) {
-        let partition = partition_for_key(key.as_bytes(), owners.len() as i32);
+    if let Some(places) = task_places(&state, &headers, &name) {
+        let partition = partition_for_key(key.as_bytes(), places.len() as i32);
         let me = state.routing.as_ref().map(|r| r.node());
-        let owner = usize::try_from(partition)
+        let place = usize::try_from(partition)
             .ok()
-            .and_then(|p| owners.get(p).copied())
-            .flatten();
+            .and_then(|p| places.get(p).cloned());
+        let owner = place.as_ref().and_then(|p| p.node);
         let task = TaskId::new(&name, partition).to_string();
+        if query.allow_stale
+            && let (Some(place), Some(me)) = (place, me)
+        {
+            return stale_look_up(
+                &state,
+                (&name, &store, &key),
+                &task,
+                &place,
+                me,
+                &headers,
+                &uri,
+            )
+            .await;
+        }
         match owner {
             None => {
                 return Err(forward::task_unavailable(
@@ -410,12 +481,94 @@ pub async fn get_key(
             Some(_) => {}
         }
     }
+    look_up_here(&state, name, store, key, query.allow_stale).await
+}
+
+/// A look-up that accepts a stale answer, on a cluster: the task's owner is asked first
+/// (here, or over HTTP within [`STALE_ASK_TIMEOUT`]); when it cannot answer (unreachable,
+/// or `503`: restoring from empty, not started), this node if it keeps a standby of the
+/// task, then the task's other standbys in the order the placement lists them. The first
+/// answer is returned; when none answers, the last `503`.
+#[allow(clippy::too_many_arguments)]
+async fn stale_look_up(
+    state: &AppState,
+    (name, store, key): (&str, &str, &str),
+    task: &str,
+    place: &crate::engine_cluster::TaskPlace,
+    me: u64,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Result<Response, ApiError> {
+    let mut order: Vec<u64> = place.node.into_iter().collect();
+    if place.standbys.contains(&me) {
+        order.push(me);
+    }
+    order.extend(place.standbys.iter().copied());
+    let mut asked = std::collections::BTreeSet::new();
+    let mut last = forward::task_unavailable(task, place.node, "no owner or standby answered");
+    for node in order {
+        if !asked.insert(node) {
+            continue;
+        }
+        let answer = if node == me {
+            look_up_here(state, name.into(), store.into(), key.into(), true).await
+        } else {
+            forward::ask_task_key(
+                state,
+                task,
+                node,
+                headers,
+                path_and_query(uri),
+                STALE_ASK_TIMEOUT,
+            )
+            .await
+        };
+        match answer {
+            Ok(r) => return Ok(r),
+            Err(e) if e.status() == StatusCode::SERVICE_UNAVAILABLE => {
+                tracing::debug!(task, node, "a stale look-up was not answered: {e:?}");
+                last = e;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last)
+}
+
+/// A key look-up answered by this node: from the running task, or with `allow_stale` from
+/// whatever store this node has of the task (with the lag headers).
+async fn look_up_here(
+    state: &AppState,
+    name: String,
+    store: String,
+    key: String,
+    allow_stale: bool,
+) -> Result<Response, ApiError> {
     let engine = state.engine.clone();
     let k = key.clone();
-    let value = tokio::task::spawn_blocking(move || engine.query(&name, &store, k.as_bytes()))
-        .await??
-        .ok_or_else(|| ApiError::not_found("key_not_found", format!("key '{key}' not found")))?;
-    Ok(Json(match String::from_utf8(value.to_vec()) {
+    let (value, stale) = if allow_stale {
+        let a =
+            tokio::task::spawn_blocking(move || engine.query_stale(&name, &store, k.as_bytes()))
+                .await??;
+        (a.value, Some((a.lag, a.by.as_str())))
+    } else {
+        let v = tokio::task::spawn_blocking(move || engine.query(&name, &store, k.as_bytes()))
+            .await??;
+        (v, None)
+    };
+    let mut extra = HeaderMap::new();
+    if let Some((lag, by)) = stale {
+        extra.insert(forward::LAG, HeaderValue::from(lag));
+        extra.insert(forward::ANSWERED_BY, HeaderValue::from_static(by));
+        if let Some(r) = &state.routing {
+            extra.insert(forward::ANSWERED_ON, HeaderValue::from(r.node()));
+        }
+    }
+    let Some(value) = value else {
+        let e = ApiError::not_found("key_not_found", format!("key '{key}' not found"));
+        return Ok((extra, e).into_response());
+    };
+    let body = match String::from_utf8(value.to_vec()) {
         Ok(s) => KeyValue {
             key,
             value: Some(s),
@@ -426,8 +579,8 @@ pub async fn get_key(
             value: None,
             value_b64: Some(base64(&value)),
         },
-    })
-    .into_response())
+    };
+    Ok((extra, Json(body)).into_response())
 }
 
 /// Entries per scan page when `limit` is not given.

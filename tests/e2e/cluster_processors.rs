@@ -98,10 +98,15 @@ fn a_processors_topics_are_replicated_and_a_wiped_node_rebuilds_its_tasks_state(
         .iter()
         .all(|n| caught_up(n, "wc"))));
     let d = nodes[0].processor("wc");
+    // Copied from the changelogs on node 1: by the task's own restoration, or first by
+    // the warm-up copy it was moved onto once caught up (`warmed`).
     let restored: i64 = tasks(&d)
         .iter()
         .filter(|t| t["node"] == d["node"])
-        .map(|t| t["restore"]["records"].as_i64().unwrap_or(0))
+        .map(|t| {
+            t["restore"]["records"].as_i64().unwrap_or(0)
+                + t["warmed"]["records"].as_i64().unwrap_or(0)
+        })
         .sum();
     assert!(restored > 0, "node 1 restored nothing: {d}");
     assert_eq!(nodes[0].latest_by_key("counts"), want);
@@ -340,5 +345,117 @@ fn a_paused_owner_is_fenced_when_it_resumes_and_its_tasks_stay_with_their_new_ow
                 "{w}"
             );
         }
+    }
+}
+
+/// Standby replicas: every task of a processor has a warm standby on another node (the
+/// default on a cluster), tailing its changelogs. A look-up with `?allow_stale=true` says
+/// what answered it and how far behind; when the owner of a key's task is killed (kill -9),
+/// its standby answers such look-ups until the task has moved, the tasks move to their
+/// standbys (which restore only what they had not copied yet) and the counts stay.
+#[test]
+fn standbys_answer_while_a_killed_owners_tasks_move_to_them_warm() {
+    let mut nodes = cluster_with_text();
+    let lines = sample_lines();
+    produce_each(&nodes[0], "text", 6, &lines);
+    nodes[1].deploy(
+        &json!({"name": "wc", "inputs": ["text"], "outputs": ["counts"]}),
+        guest("word-count"),
+    );
+    assert!(eventually(DEADLINE, || placed_on(
+        &nodes,
+        "wc",
+        &[1, 2, 3],
+        6
+    )));
+    let want = as_strings(&word_counts(lines.iter().map(String::as_str)));
+    assert!(eventually(DEADLINE, || nodes
+        .iter()
+        .all(|n| caught_up(n, "wc"))));
+    // One standby per task, on another node than its owner, caught up.
+    let standbys_ready = |s: &Server| {
+        let d = s.processor("wc");
+        let places = d["assignment"].as_array().cloned().unwrap_or_default();
+        let standbys = d["standbys"].as_array().cloned().unwrap_or_default();
+        places.len() == 6
+            && places.iter().all(|p| {
+                p["standbys"].as_array().is_some_and(|s| s.len() == 1)
+                    && p["standbys"][0] != p["node"]
+            })
+            && standbys.len() == 6
+            && standbys
+                .iter()
+                .all(|t| t["state"] == "standby" && t["caught_up"] == true)
+    };
+    assert!(
+        eventually(DEADLINE, || standbys_ready(&nodes[0])),
+        "standbys: {}",
+        nodes[0].processor("wc")
+    );
+
+    // The owner answers a stale look-up itself, 0 behind.
+    let path = "/v1/processors/wc/stores/counts/keys/the?allow_stale=true";
+    let (status, headers, body) = nodes[2].get_with_headers(path).unwrap();
+    assert_eq!(
+        (status, &body["value"]),
+        (200, &json!(want["the"])),
+        "{body}"
+    );
+    assert_eq!(headers["x-weir-answered-by"], "task", "{headers:?}");
+    assert_eq!(headers["x-weir-lag"], "0", "{headers:?}");
+    let owner: u64 = headers["x-weir-node"].parse().unwrap();
+    let before = owners(&nodes[0], "wc");
+
+    // kill -9 of that owner: until its tasks have moved, its standby answers; afterwards the
+    // task's new owner (its former standby) does. Nothing new is produced, so every answer
+    // is the count as it was.
+    nodes[owner as usize - 1].kill9();
+    let alive: Vec<u64> = (1..=3).filter(|n| *n != owner).collect();
+    let mut by = std::collections::BTreeMap::<String, usize>::new();
+    let mut unanswered = 0usize;
+    let moved = eventually(DEADLINE, || {
+        for n in &alive {
+            match nodes[*n as usize - 1].get_with_headers(path) {
+                Some((200, h, b)) => {
+                    assert_eq!(b["value"], json!(want["the"]), "{h:?} {b}");
+                    *by.entry(h["x-weir-answered-by"].clone()).or_default() += 1;
+                }
+                _ => unanswered += 1,
+            }
+        }
+        placed_on(&nodes, "wc", &alive, 6)
+            && alive
+                .iter()
+                .all(|n| caught_up(&nodes[*n as usize - 1], "wc"))
+    });
+    assert!(
+        moved,
+        "the tasks did not move: {:?}",
+        owners(&nodes[0], "wc")
+    );
+    assert!(
+        by.contains_key("standby"),
+        "no standby answered while the owner was down: {by:?}, {unanswered} unanswered"
+    );
+    // Each moved task went to its standby and started from the standby's copy.
+    let after = owners(&nodes[alive[0] as usize - 1], "wc");
+    for n in &alive {
+        let d = nodes[*n as usize - 1].processor("wc");
+        for t in tasks(&d).iter().filter(|t| t["node"] == d["node"]) {
+            let p = t["partition"].as_u64().unwrap() as usize;
+            if before[p] == Some(owner) {
+                assert_eq!(after[p], Some(*n));
+                assert!(
+                    t["warmed"]["records"].as_u64().unwrap_or(0) > 0
+                        && t["restore"]["from_empty"] == false,
+                    "task {p} did not start from its standby's copy: {t}"
+                );
+            }
+        }
+    }
+    let counted = nodes[alive[0] as usize - 1].latest_by_key("counts");
+    for (w, n) in &want {
+        let c: u64 = counted[w].parse().unwrap();
+        assert!(c >= n.parse::<u64>().unwrap(), "{w}: {c} < {n}");
     }
 }

@@ -271,6 +271,23 @@ impl Server {
         (status, r.json().unwrap_or(Value::Null))
     }
 
+    /// `GET path`: the status, the answer's `x-weir-*` headers and its JSON body; `None`
+    /// when the server cannot be reached.
+    pub fn get_with_headers(
+        &self,
+        path: &str,
+    ) -> Option<(u16, std::collections::BTreeMap<String, String>, Value)> {
+        let r = self.http.get(format!("{}{path}", self.url)).send().ok()?;
+        let status = r.status().as_u16();
+        let headers = r
+            .headers()
+            .iter()
+            .filter(|(k, _)| k.as_str().starts_with("x-weir-"))
+            .filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_string())))
+            .collect();
+        Some((status, headers, r.json().unwrap_or(Value::Null)))
+    }
+
     pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
         let r = self
             .http

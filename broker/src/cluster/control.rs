@@ -104,7 +104,13 @@
 //!     [`ControlSettings::task_capacity`]. A settled assignment is a fixed point: nothing
 //!     moves on an unchanged cluster. Each owner change bumps the task's assignment epoch,
 //!     which fences the previous owner's commits. A decommissioned node leaves only once it
-//!     owns no task (`balance::drained_nodes`).
+//!     owns no task (`balance::drained_nodes`). Placement reads what the live nodes last
+//!     reported of their copies of task state ([`TaskCopyReport`], carried by heartbeats;
+//!     the controller's own from its [`TaskCopyBoard`]), held in memory like sessions: a
+//!     dead owner's task goes to the most caught-up copy, and a task with state moves off a
+//!     live owner only onto a copy within its `acceptable_recovery_lag` (else that node
+//!     warms up first). Reports only order and delay moves; they never make one unsafe
+//!     (epochs still fence).
 //!
 //! [`MetadataMetrics::acknowledged`]: super::metadata::MetadataMetrics::acknowledged
 
@@ -123,7 +129,9 @@ use super::metadata::balance::{
     preferred_leader_elections, preferred_reorders, rebalance_moves, settled,
 };
 use super::metadata::controller::{Sessions, elect_offline_commands, fence_node_commands};
-use super::metadata::placement::{DEFAULT_MAX_TASK_MOVES, TaskCapacity, placement_commands};
+use super::metadata::placement::{
+    DEFAULT_MAX_TASK_MOVES, TaskCapacity, TaskCopies, placement_commands,
+};
 use super::metadata::{
     ClusterMetadata, MetadataCommand, MetadataError, MetadataNode, MetadataResponse, NodeError,
     NodeInfo, NodeState,
@@ -415,6 +423,8 @@ struct Term {
     sessions: Sessions,
     /// The addresses each node sent in its last heartbeat of this term.
     reported: BTreeMap<NodeId, NodeInfo>,
+    /// The task copies each node reported in its last heartbeat of this term.
+    copies: BTreeMap<NodeId, Vec<TaskCopyReport>>,
     /// Nodes that shut down, and when: their late heartbeats are ignored for a grace.
     left: BTreeMap<NodeId, Instant>,
     /// Since when the applied metadata has been settled (`balance::settled`), this term.
@@ -435,10 +445,55 @@ pub struct Controller {
     /// How long a node has been silent to this node's peer RPC (`None`: reachable), used to
     /// date the sessions a new term starts with (invariant 5).
     liveness: Option<Liveness>,
+    /// This node's own task copies (the controller does not heartbeat to itself).
+    local_copies: TaskCopyBoard,
 }
 
 /// See [`Controller::with_liveness`].
 pub type Liveness = Arc<dyn Fn(NodeId) -> Option<Duration> + Send + Sync>;
+
+/// Most task copies one heartbeat reports (the rest are left out: their moves are not
+/// warmed up).
+pub const MAX_REPORTED_COPIES: usize = 10_000;
+
+/// What a node reports of its copy of one task's state with its heartbeat (KIP-441): the
+/// task it runs (lag 0) or keeps a standby or warm-up of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskCopyReport {
+    pub processor: String,
+    pub partition: i32,
+    /// Changelog records the copy is behind; `None` while the copy is first being made.
+    pub lag: Option<u64>,
+    /// Whether the task has state (changelogs).
+    pub stateful: bool,
+}
+
+/// A broker heartbeat: the node's addresses (as [`NodeInfo`], flattened, so that an older
+/// controller reads it as before) and its task copies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatBody {
+    #[serde(flatten)]
+    pub info: NodeInfo,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub copies: Vec<TaskCopyReport>,
+}
+
+/// This node's task copies as its engine last reported them; read by its heartbeats and,
+/// on the controller, by placement. Cheap to clone (shared).
+#[derive(Debug, Clone, Default)]
+pub struct TaskCopyBoard(Arc<Mutex<Arc<Vec<TaskCopyReport>>>>);
+
+impl TaskCopyBoard {
+    /// Replaces the report (at most [`MAX_REPORTED_COPIES`] are kept).
+    pub fn set(&self, mut copies: Vec<TaskCopyReport>) {
+        copies.truncate(MAX_REPORTED_COPIES);
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(copies);
+    }
+
+    pub fn get(&self) -> Arc<Vec<TaskCopyReport>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
 
 impl Controller {
     pub fn new(node: MetadataNode, local: NodeInfo, settings: ControlSettings) -> Controller {
@@ -450,7 +505,14 @@ impl Controller {
             wake: Notify::new(),
             leaving: std::sync::atomic::AtomicBool::new(false),
             liveness: None,
+            local_copies: TaskCopyBoard::default(),
         }
+    }
+
+    /// Reads this node's own task copies from `board` (what its heartbeats carry).
+    pub fn with_task_copies(mut self, board: TaskCopyBoard) -> Controller {
+        self.local_copies = board;
+        self
     }
 
     /// Dates the sessions of a new term from `silent_for` (invariant 5): for each node it
@@ -511,6 +573,7 @@ impl Controller {
                 state.sessions.heartbeat(id, start);
             }
             state.reported.clear();
+            state.copies.clear();
             state.left.clear();
             state.settled_since = None;
             state.term = Some(term);
@@ -534,7 +597,9 @@ impl Controller {
     }
 
     /// A broker's heartbeat (invariant 3).
-    pub fn heartbeat(&self, from: NodeId, info: NodeInfo) -> ControlReply {
+    pub fn heartbeat(&self, from: NodeId, body: HeartbeatBody) -> ControlReply {
+        let HeartbeatBody { info, mut copies } = body;
+        copies.truncate(MAX_REPORTED_COPIES);
         let now = Instant::now();
         if !self.is_member(from) {
             if self.controller_term().is_none() {
@@ -575,6 +640,7 @@ impl Controller {
         let registered = is_registered_as(&current, from, &info);
         let version = current.version;
         state.reported.insert(from, info);
+        state.copies.insert(from, copies);
         drop(state);
         if !registered {
             self.wake.notify_one();
@@ -710,6 +776,7 @@ impl Controller {
             };
             state.sessions.remove(from);
             state.reported.remove(&from);
+            state.copies.remove(&from);
             state.left.insert(from, now);
         }
         if from == self.node.id() {
@@ -799,6 +866,20 @@ impl Controller {
             state.settled_since = None;
             Duration::ZERO
         };
+        // What the live nodes (this one included) last reported of their task copies.
+        let mut copies = TaskCopies::default();
+        let own = self.local_copies.get();
+        let reports = state
+            .copies
+            .iter()
+            .filter(|(id, _)| **id != me && state.sessions.is_alive(**id, now, timeout))
+            .map(|(id, c)| (*id, c.as_slice()))
+            .chain(std::iter::once((me, own.as_slice())));
+        for (id, reported) in reports {
+            for c in reported {
+                copies.add(id, &c.processor, c.partition, c.lag, c.stateful);
+            }
+        }
         drop(state);
         if let Some(c) = elect_offline_commands(&meta) {
             return Some((
@@ -806,7 +887,7 @@ impl Controller {
                 "partitions without a leader have a live in-sync replica".into(),
             ));
         }
-        if let Some(d) = self.placement_decision(&meta) {
+        if let Some(d) = self.placement_decision(&meta, &copies) {
             return Some(d);
         }
         self.move_decision(&meta, settled_for)
@@ -814,10 +895,15 @@ impl Controller {
 
     /// The next task assignments (invariant 10), as one batch; `None` when the assignment is
     /// settled.
-    fn placement_decision(&self, meta: &ClusterMetadata) -> Option<(MetadataCommand, String)> {
+    fn placement_decision(
+        &self,
+        meta: &ClusterMetadata,
+        copies: &TaskCopies,
+    ) -> Option<(MetadataCommand, String)> {
         let commands = placement_commands(
             meta,
             &self.settings.task_capacity,
+            copies,
             self.settings.max_task_moves,
         );
         if commands.is_empty() {
@@ -1131,20 +1217,25 @@ pub async fn run_heartbeats(
     node: MetadataNode,
     peers: Arc<Peers>,
     info: NodeInfo,
+    copies: TaskCopyBoard,
     settings: ControlSettings,
     caught_up: watch::Sender<Option<u64>>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let Ok(json) = Json::encode(&info) else {
-        tracing::error!("cannot encode this node's addresses; no heartbeats");
-        return;
-    };
-    let request = PeerRequest::Control(ControlRequest::Heartbeat(json));
     // A heartbeat slower than this is as good as missed.
     let timeout = (settings.heartbeat_interval * 2).max(Duration::from_millis(200));
     let mut last_error = String::new();
     loop {
-        let outcome = call_controller(&node, &peers, request.clone(), timeout).await;
+        let body = HeartbeatBody {
+            info: info.clone(),
+            copies: copies.get().as_ref().clone(),
+        };
+        let Ok(json) = Json::encode(&body) else {
+            tracing::error!("cannot encode this node's heartbeat; no heartbeats");
+            return;
+        };
+        let request = PeerRequest::Control(ControlRequest::Heartbeat(json));
+        let outcome = call_controller(&node, &peers, request, timeout).await;
         if node.is_controller() && caught_up.borrow().is_none() {
             // The controller is its own authority: caught up once it sees itself registered.
             // Only a controller a quorum acknowledged (invariant 8): a restarted node that
@@ -1413,6 +1504,8 @@ pub struct ControlPlane {
     /// `Some(v)` once the controller answered a heartbeat saying this node is registered,
     /// `v` being the controller's applied version then (see [`wait_caught_up`]).
     pub registered_at: watch::Receiver<Option<u64>>,
+    /// This node's task copies: the engine writes them, heartbeats and placement read them.
+    pub task_copies: TaskCopyBoard,
     node: MetadataNode,
     peers: Arc<Peers>,
     heartbeats: Mutex<Option<JoinHandle<()>>>,
@@ -1432,9 +1525,11 @@ impl ControlPlane {
         stop: watch::Receiver<bool>,
     ) -> ControlPlane {
         let silent_peers = peers.clone();
+        let task_copies = TaskCopyBoard::default();
         let controller = Arc::new(
             Controller::new(node.clone(), local.clone(), settings.clone())
-                .with_liveness(Arc::new(move |id| silent_peers.silent_for(id))),
+                .with_liveness(Arc::new(move |id| silent_peers.silent_for(id)))
+                .with_task_copies(task_copies.clone()),
         );
         let proposer = Proposer::new(node.clone(), peers.clone(), settings.propose_deadline);
         let (caught_up, registered_at) = watch::channel(None);
@@ -1442,6 +1537,7 @@ impl ControlPlane {
             node.clone(),
             peers.clone(),
             local.clone(),
+            task_copies.clone(),
             settings,
             caught_up,
             stop.clone(),
@@ -1463,6 +1559,7 @@ impl ControlPlane {
             controller,
             proposer,
             registered_at,
+            task_copies,
             node,
             peers,
             heartbeats: Mutex::new(Some(heartbeats)),

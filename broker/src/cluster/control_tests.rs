@@ -410,7 +410,11 @@ async fn a_peers_forged_node_commands_are_refused() {
         );
         client
             .call(PeerRequest::Control(ControlRequest::Heartbeat(
-                Json::encode(&info_of(77, "127.0.0.1:1".into())).unwrap(),
+                Json::encode(&super::control::HeartbeatBody {
+                    info: info_of(77, "127.0.0.1:1".into()),
+                    copies: Vec::new(),
+                })
+                .unwrap(),
             )))
             .await
             .unwrap()
@@ -1086,6 +1090,7 @@ async fn tasks_are_placed_and_move_off_a_dead_node_back_to_it_and_onto_a_joined_
         inputs: vec!["words".into()],
         state_topics: vec![],
         standby_replicas: 0,
+        acceptable_recovery_lag: 10_000,
         paused: false,
         spec: serde_json::json!({"v": 1}),
         component: Some("sha256:abc".into()),
@@ -1113,6 +1118,7 @@ async fn tasks_are_placed_and_move_off_a_dead_node_back_to_it_and_onto_a_joined_
             epoch: 1,
             owner: follower,
             standbys: vec![],
+            warmups: vec![],
         }],
     };
     match nodes[&follower]
@@ -1175,4 +1181,37 @@ async fn tasks_are_placed_and_move_off_a_dead_node_back_to_it_and_onto_a_joined_
     for (_, n) in nodes {
         n.stop().await;
     }
+}
+
+/// A heartbeat carries the node's task copies beside its addresses, in a form an older
+/// controller reads as the addresses alone (and an older node's heartbeat reads with none).
+#[test]
+fn heartbeats_carry_task_copies_compatibly() {
+    use super::control::{HeartbeatBody, MAX_REPORTED_COPIES, TaskCopyBoard, TaskCopyReport};
+    let info = info_of(2, "127.0.0.1:9".into());
+    let body = HeartbeatBody {
+        info: info.clone(),
+        copies: vec![TaskCopyReport {
+            processor: "wc".into(),
+            partition: 3,
+            lag: Some(12),
+            stateful: true,
+        }],
+    };
+    let json = serde_json::to_string(&body).unwrap();
+    let old: super::metadata::NodeInfo = serde_json::from_str(&json).unwrap();
+    assert_eq!(old, info);
+    let from_old: HeartbeatBody =
+        serde_json::from_str(&serde_json::to_string(&info).unwrap()).unwrap();
+    assert_eq!(
+        from_old,
+        HeartbeatBody {
+            info,
+            copies: vec![]
+        }
+    );
+    // A node reports a bounded number of copies.
+    let board = TaskCopyBoard::default();
+    board.set(vec![body.copies[0].clone(); MAX_REPORTED_COPIES + 5]);
+    assert_eq!(board.get().len(), MAX_REPORTED_COPIES);
 }

@@ -65,6 +65,9 @@ pub struct RestoreProgress {
     pub end_offset: i64,
     /// Next offset to apply.
     pub offset: i64,
+    /// Whether the task's local state was discarded and is being rebuilt from empty (until
+    /// it ends, its store holds only part of its state).
+    pub from_empty: bool,
 }
 
 impl RestoreProgress {
@@ -144,12 +147,23 @@ pub fn restore_task(
             p.1 = 0;
         }
     }
-    if plan.iter().any(|(_, from, end)| from < end) {
-        state.write(&StoreBatch {
-            stores: vec![],
-            meta: vec![(META_DIRTY.to_string(), Some(Bytes::from_static(b"1")))],
-        })?;
+    if !outcome.from_empty && !plan.iter().any(|(_, from, end)| from < end) {
+        // Nothing to apply (a caught-up store, or a standby's pass with nothing new): the
+        // checkpoints stand as they are, nothing is written.
+        outcome.checkpoints = plan.into_iter().map(|(s, _, end)| (s, end)).collect();
+        return Ok(outcome);
     }
+    state.write(&StoreBatch {
+        stores: vec![],
+        meta: vec![(META_DIRTY.to_string(), Some(Bytes::from_static(b"1")))],
+    })?;
+    let from_empty = outcome.from_empty;
+    let mut report = |p: &RestoreProgress| {
+        on_progress(&RestoreProgress {
+            from_empty,
+            ..p.clone()
+        })
+    };
     for (store, from, end) in &plan {
         let p = restore_store(
             log,
@@ -159,7 +173,7 @@ pub fn restore_task(
             partition,
             *from,
             *end,
-            on_progress,
+            &mut report,
         )?;
         outcome.records += p.records;
         outcome.bytes += p.bytes;

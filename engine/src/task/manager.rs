@@ -5,7 +5,10 @@
 //! node the [`crate::engine::Engine`] assigns every task of every processor to itself.
 //!
 //! Each task runs on its own OS thread (see [`super::runner`]); the manager holds its
-//! control channel and shared status.
+//! control channel and shared status. On a cluster it also keeps this node's standbys
+//! ([`super::standby`]): a standby and the task never share the task's store at once — the
+//! task's start stops the node's standby of it and waits for its thread before it opens the
+//! store (the standby's warm store is what the task then restores from).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,7 +17,8 @@ use std::thread::JoinHandle;
 use tokio::sync::mpsc;
 
 use super::runner::{Control, TaskDefinition, TaskSetup, TaskShared, run_task};
-use super::status::{TaskState, TaskStatus};
+use super::standby::{StandbyShared, StandbyStatus, run_standby};
+use super::status::{RestoreStatus, TaskState, TaskStatus, WarmCopy};
 use weir_broker::cluster::log_rpc::TaskFence;
 
 use crate::assignment::Assignment;
@@ -34,11 +38,30 @@ struct TaskHandle {
     thread: Option<JoinHandle<()>>,
 }
 
+struct StandbyHandle {
+    shared: Arc<StandbyShared>,
+    state: Arc<dyn StateStore>,
+    thread: Option<JoinHandle<()>>,
+    /// Asked to stop; its thread may still finish a pass.
+    stopping: bool,
+}
+
+impl StandbyHandle {
+    fn join(mut self) {
+        self.shared.request_stop();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// The tasks running on this node.
 pub struct TaskManager {
     log: Arc<dyn LogAccess>,
     backend: Arc<dyn StateBackend>,
     tasks: Mutex<HashMap<TaskId, TaskHandle>>,
+    /// Standbys of tasks other nodes run (cluster mode).
+    standbys: Mutex<HashMap<TaskId, StandbyHandle>>,
     /// Cluster mode: the epochs tasks commit under.
     assignment: Option<Arc<Assignment>>,
 }
@@ -58,6 +81,7 @@ impl TaskManager {
             log,
             backend,
             tasks: Mutex::new(HashMap::new()),
+            standbys: Mutex::new(HashMap::new()),
             assignment: None,
         }
     }
@@ -77,6 +101,11 @@ impl TaskManager {
     /// already running under that id).
     pub fn assign(&self, id: TaskId, def: Arc<TaskDefinition>) -> Result<(), AssignError> {
         self.revoke(&id);
+        // The standby of it, if this node kept one, hands its warm store over.
+        let warmed = self.stop_standby_and_wait(&id).map(|s| WarmCopy {
+            records: s.records,
+            bytes: s.bytes,
+        });
         let state = self
             .backend
             .open(&id)
@@ -86,7 +115,10 @@ impl TaskManager {
             })?;
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(TaskShared {
-            status: Mutex::new(TaskStatus::new(id.partition, def.version)),
+            status: Mutex::new(TaskStatus {
+                warmed,
+                ..TaskStatus::new(id.partition, def.version)
+            }),
             interrupt: Interrupt::new(),
         });
         let fence = self.assignment.as_ref().and_then(|a| {
@@ -139,6 +171,100 @@ impl TaskManager {
         Some(handle.shared.snapshot())
     }
 
+    fn standbys(&self) -> std::sync::MutexGuard<'_, HashMap<TaskId, StandbyHandle>> {
+        self.standbys.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps a standby of `id` (a task another node runs) on this node: its changelogs are
+    /// tailed into the task's local store here. Nothing happens when one runs already.
+    pub fn keep_standby(&self, id: &TaskId) -> Result<(), AssignError> {
+        if self.tasks().contains_key(id) {
+            return Ok(());
+        }
+        let previous = {
+            let mut standbys = self.standbys();
+            standbys.retain(|_, h| !h.thread.as_ref().is_some_and(|t| t.is_finished()));
+            match standbys.get(id) {
+                Some(h) if !h.stopping => return Ok(()),
+                Some(_) => standbys.remove(id),
+                None => None,
+            }
+        };
+        // One asked to stop may still be in a pass: it finishes before the next one starts.
+        if let Some(h) = previous {
+            h.join();
+        }
+        let state = self.backend.open(id).map_err(|source| AssignError::State {
+            task: id.clone(),
+            source,
+        })?;
+        let shared = StandbyShared::new(id.partition);
+        let thread = {
+            let (task, log, state, shared) =
+                (id.clone(), self.log.clone(), state.clone(), shared.clone());
+            std::thread::Builder::new()
+                .name(format!("standby {id}"))
+                .spawn(move || run_standby(task, log, state, shared))
+                .map_err(|e| AssignError::Thread {
+                    task: id.clone(),
+                    message: e.to_string(),
+                })?
+        };
+        self.standbys().insert(
+            id.clone(),
+            StandbyHandle {
+                shared,
+                state,
+                thread: Some(thread),
+                stopping: false,
+            },
+        );
+        Ok(())
+    }
+
+    /// Stops the standby of `id` after its pass in progress, without waiting for it.
+    pub fn drop_standby(&self, id: &TaskId) {
+        if let Some(h) = self.standbys().get_mut(id) {
+            h.stopping = true;
+            h.shared.request_stop();
+        }
+    }
+
+    /// Stops the standby of `id` and waits for its thread; what it last reported.
+    fn stop_standby_and_wait(&self, id: &TaskId) -> Option<StandbyStatus> {
+        let handle = self.standbys().remove(id)?;
+        let shared = handle.shared.clone();
+        handle.join();
+        Some(shared.snapshot())
+    }
+
+    /// The standbys this node keeps (not those stopping).
+    pub fn standby_ids(&self) -> Vec<TaskId> {
+        let mut v: Vec<TaskId> = self
+            .standbys()
+            .iter()
+            .filter(|(_, h)| !h.stopping)
+            .map(|(id, _)| id.clone())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// What the standby of `id` reports.
+    pub fn standby_status(&self, id: &TaskId) -> Option<StandbyStatus> {
+        let standbys = self.standbys();
+        let h = standbys.get(id).filter(|h| !h.stopping)?;
+        Some(h.shared.snapshot())
+    }
+
+    /// The standby of `id`'s store and what it reports (for look-ups that accept stale
+    /// answers).
+    pub fn standby_state(&self, id: &TaskId) -> Option<(Arc<dyn StateStore>, StandbyStatus)> {
+        let standbys = self.standbys();
+        let h = standbys.get(id).filter(|h| !h.stopping)?;
+        Some((h.state.clone(), h.shared.snapshot()))
+    }
+
     /// Stops every task (node shutdown).
     pub fn revoke_all(&self) {
         let ids: Vec<TaskId> = self.tasks().keys().cloned().collect();
@@ -150,10 +276,18 @@ impl TaskManager {
         for id in ids {
             self.revoke(&id);
         }
+        let standbys: Vec<StandbyHandle> = self.standbys().drain().map(|(_, h)| h).collect();
+        for h in &standbys {
+            h.shared.request_stop();
+        }
+        for h in standbys {
+            h.join();
+        }
     }
 
     /// Removes the local state of a task that is not running here.
     pub fn destroy_state(&self, id: &TaskId) -> Result<(), StateError> {
+        self.stop_standby_and_wait(id);
         self.backend.destroy(id)
     }
 
@@ -227,6 +361,11 @@ impl TaskManager {
             .unwrap_or_else(|p| p.into_inner())
             .state;
         Some((h.state.clone(), state))
+    }
+
+    /// The task's current or last restoration, as it reported it.
+    pub fn restore_of(&self, id: &TaskId) -> Option<RestoreStatus> {
+        self.tasks().get(id)?.shared.snapshot().restore
     }
 
     /// Ids of the tasks assigned to this node.

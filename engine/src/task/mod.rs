@@ -11,6 +11,7 @@
 //! - [`runner`]: one task's loop and commit protocol; [`context`]: its `TaskHost`;
 //!   [`output`]: what its calls emitted, as record batches waiting to be appended;
 //! - [`inputs`], [`timers`], [`status`]: input positions, timers, reported status;
+//! - [`standby`]: warm copies of tasks other nodes run (their changelogs tailed here);
 //! - [`registry`]: deployments persisted under the data directory.
 //!
 //! The runner does not know what a processor is made of (Wasm or not: only `wasm_loader`
@@ -25,6 +26,7 @@ pub mod output;
 pub mod registry;
 pub mod runner;
 pub mod spec;
+pub mod standby;
 pub mod status;
 pub mod timers;
 pub mod wasm_loader;

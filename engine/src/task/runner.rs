@@ -235,8 +235,13 @@ impl Runner {
             .map_err(|e| Failure::log("cannot list changelogs", e))?;
         let started = Instant::now();
         let outcome = restore_task(&*log, &*state, &spec.name, p, &stores, &mut |progress| {
-            shared
-                .update(|s| s.restore = Some(RestoreStatus::from_progress(progress, false, false)));
+            shared.update(|s| {
+                s.restore = Some(RestoreStatus::from_progress(
+                    progress,
+                    progress.from_empty,
+                    false,
+                ))
+            });
         })
         .map_err(|e| Failure::host(e.code(), format!("restoration failed: {e}")))?;
         shared.update(|s| {

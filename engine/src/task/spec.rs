@@ -16,6 +16,11 @@ pub const MAX_INPUTS: usize = 32;
 pub const DEFAULT_COMMIT_INTERVAL_MS: u64 = 500;
 /// Default largest batch handed to one `process` call.
 pub const DEFAULT_BATCH_SIZE: usize = 256;
+/// Standby replicas of each task on a cluster when the spec names none (as Kafka Streams'
+/// `num.standby.replicas` set to 1; a single node has no other node to keep them).
+pub const DEFAULT_STANDBY_REPLICAS: u16 = 1;
+/// Most standby replicas a spec may ask for.
+pub const MAX_STANDBY_REPLICAS: u16 = 3;
 /// The output name that means the processor's repartition topic.
 pub const REPARTITION_OUTPUT: &str = "repartition";
 
@@ -70,6 +75,15 @@ pub struct ProcessorSpec {
     /// Most records handed to one `process` call.
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
+    /// On a cluster: how many other nodes keep a warm standby of each task's state
+    /// (default [`DEFAULT_STANDBY_REPLICAS`]; capped by the nodes there are; 0 to 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standby_replicas: Option<u16>,
+    /// On a cluster: how many changelog records a node's copy of a task's state may be
+    /// behind for the task to move there at once (KIP-441's `acceptable.recovery.lag`;
+    /// default 10,000); a move onto a node further behind waits while it warms up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acceptable_recovery_lag: Option<u64>,
 }
 
 fn default_commit_interval() -> u64 {
@@ -183,6 +197,14 @@ impl ProcessorSpec {
         }
         if !(1..=10_000).contains(&self.batch_size) {
             return Err("batch_size must be between 1 and 10000".into());
+        }
+        if self
+            .standby_replicas
+            .is_some_and(|n| n > MAX_STANDBY_REPLICAS)
+        {
+            return Err(format!(
+                "standby_replicas must be between 0 and {MAX_STANDBY_REPLICAS}"
+            ));
         }
         Ok(())
     }

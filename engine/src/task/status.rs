@@ -91,6 +91,15 @@ impl RestoreStatus {
     }
 }
 
+/// What a standby had copied before it became the task ([`TaskStatus::warmed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct WarmCopy {
+    /// Changelog records it applied.
+    pub records: u64,
+    /// Key and value bytes it applied.
+    pub bytes: u64,
+}
+
 /// One input partition of a task.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct InputStatus {
@@ -127,6 +136,10 @@ pub struct TaskStatus {
     pub last_error: Option<TaskErrorInfo>,
     /// The current or last restoration.
     pub restore: Option<RestoreStatus>,
+    /// On a cluster: what this node's standby (or warm-up) of the task had copied from the
+    /// changelogs before the task started here (its restoration then read only the rest).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warmed: Option<WarmCopy>,
     /// Largest event time seen (`null` before the first record).
     pub stream_time: Option<i64>,
     /// Timers registered and not yet fired.
@@ -150,6 +163,7 @@ impl TaskStatus {
             dead_lettered: 0,
             last_error: None,
             restore: None,
+            warmed: None,
             stream_time: None,
             timers: 0,
             commits: 0,

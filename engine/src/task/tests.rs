@@ -717,7 +717,7 @@ fn assigned_tasks_run_where_assigned_and_move_with_their_state() {
     let assign = |e: &Engine, tasks: &[(i32, u64)]| {
         let mut m = TaskAssignments::new();
         m.insert("wc".into(), tasks.iter().copied().collect());
-        e.set_assignment(m);
+        e.set_assignment(m, Default::default());
     };
     assign(&a, &[(0, 1), (1, 1)]);
     assign(&b, &[(2, 1)]);
@@ -818,7 +818,7 @@ fn a_single_nodes_processor_keeps_every_task_when_the_node_joins_a_cluster() {
     .unwrap();
     node.start().unwrap();
     assert!(!node.in_catalog("wc"));
-    node.set_assignment(TaskAssignments::new());
+    node.set_assignment(TaskAssignments::new(), Default::default());
     let running = || {
         node.describe("wc")
             .unwrap()
@@ -832,4 +832,138 @@ fn a_single_nodes_processor_keeps_every_task_when_the_node_joins_a_cluster() {
     eventually("it counts", || {
         env.latest("counts").get("fox") == Some(&"1".into())
     });
+}
+
+/// A standby tails the changelogs of a task another node runs into a warm store: it answers
+/// stale look-ups with its lag, and when the task moves to its node the task restores only
+/// what the standby had not applied yet; the former owner then keeps the standby.
+#[test]
+fn a_standby_keeps_a_warm_store_and_the_task_taking_it_over_restores_only_the_tail() {
+    use crate::assignment::{StandbyAssignments, TaskAssignments};
+    use crate::engine::AnsweredBy;
+    let env = Env::new();
+    env.topic("text", 2);
+    for (p, values) in TEXT.iter().take(2).enumerate() {
+        env.produce("text", p as i32, values);
+    }
+    let node = |dir: &str| {
+        let config = EngineConfig {
+            assigned_tasks: true,
+            ..EngineConfig::under(&env.dir.path().join(dir))
+        };
+        let e = Engine::open(
+            &config,
+            Arc::new(env.broker.clone()),
+            Arc::new(MemoryBackend::new()),
+            Arc::new(NativeLoader),
+        )
+        .unwrap();
+        e.start().unwrap();
+        e
+    };
+    let (a, b) = (node("a"), node("b"));
+    a.deploy(
+        spec(r#"{"name":"wc","inputs":["text"],"outputs":["counts"],"commit_interval_ms":50}"#),
+        module("word-count"),
+    )
+    .unwrap();
+    let (record, module) = a.deployment("wc").unwrap();
+    b.install(record, module).unwrap();
+    let assign = |e: &Engine, tasks: &[(i32, u64)], standbys: &[i32]| {
+        let mut m = TaskAssignments::new();
+        m.insert("wc".into(), tasks.iter().copied().collect());
+        let mut s = StandbyAssignments::new();
+        s.insert("wc".into(), standbys.iter().copied().collect());
+        e.set_assignment(m, s);
+    };
+    assign(&a, &[(0, 1), (1, 1)], &[]);
+    assign(&b, &[], &[0, 1]);
+    let texts: Vec<&str> = TEXT
+        .iter()
+        .take(2)
+        .flat_map(|t| t.iter().copied())
+        .collect();
+    let want = expected_counts(&texts);
+    eventually("exact counts from a", || env.latest("counts") == want);
+    // b runs no task, keeps both standbys, and they catch up with a's commits.
+    assert!(b.describe("wc").unwrap().tasks.is_empty());
+    let (word, count) = want.iter().next().unwrap();
+    eventually("b's standby answers like a's task", || {
+        b.query_stale("wc", "counts", word.as_bytes())
+            .is_ok_and(|s| s.value.as_deref() == Some(count.as_bytes()))
+    });
+    let answer = b.query_stale("wc", "counts", word.as_bytes()).unwrap();
+    assert_eq!(answer.by, AnsweredBy::Standby);
+    let by_a = a.query_stale("wc", "counts", word.as_bytes()).unwrap();
+    assert_eq!((by_a.by, by_a.lag), (AnsweredBy::Task, 0));
+    // A fresh look-up still refuses to answer from a standby.
+    assert_eq!(
+        b.query("wc", "counts", word.as_bytes()).unwrap_err().code(),
+        "unavailable"
+    );
+    let standbys = b.describe("wc").unwrap().standbys;
+    assert_eq!(standbys.len(), 2, "{standbys:?}");
+    assert!(standbys.iter().all(|s| s.caught_up && s.state == "standby"));
+    let warm: u64 = standbys.iter().map(|s| s.records).sum();
+    assert!(warm > 0, "the standbys copied nothing: {standbys:?}");
+
+    // One more line, then the tasks move to b (a revokes them, committing) and a keeps
+    // the standbys: b restores no more than what its standbys had not applied yet.
+    env.produce("text", 0, &["quick fox"]);
+    let mut texts = texts.clone();
+    texts.push("quick fox");
+    let want = expected_counts(&texts);
+    eventually("the new line counted by a", || env.latest("counts") == want);
+    assign(&a, &[], &[0, 1]);
+    assign(&b, &[(0, 2), (1, 2)], &[]);
+    let running = |e: &Engine| {
+        e.describe("wc")
+            .unwrap()
+            .tasks
+            .iter()
+            .filter(|t| t.state == TaskState::Running)
+            .count()
+    };
+    eventually("both tasks run on b", || running(&b) == 2);
+    let restored: u64 = b
+        .describe("wc")
+        .unwrap()
+        .tasks
+        .iter()
+        .filter_map(|t| t.restore.as_ref())
+        .map(|r| r.records)
+        .sum();
+    assert!(
+        restored < warm,
+        "b restored {restored} records though its standbys had {warm}"
+    );
+    let carried: u64 = b
+        .describe("wc")
+        .unwrap()
+        .tasks
+        .iter()
+        .filter_map(|t| t.warmed)
+        .map(|w| w.records)
+        .sum();
+    assert!(
+        carried >= warm,
+        "the tasks report {carried} warm records, not {warm}"
+    );
+    assert!(b.describe("wc").unwrap().standbys.is_empty());
+    eventually("a keeps both standbys now", || {
+        a.describe("wc").unwrap().standbys.len() == 2
+    });
+    env.produce("text", 1, &["lazy fox"]);
+    texts.push("lazy fox");
+    let want = expected_counts(&texts);
+    eventually("counts continue exactly on b", || {
+        env.latest("counts") == want
+    });
+    eventually("a's standby follows b's task", || {
+        a.query_stale("wc", "counts", b"fox")
+            .is_ok_and(|s| s.value.as_deref() == want.get("fox").map(|v| v.as_bytes()))
+    });
+    // Uninstalled: the standbys stop with the tasks.
+    a.uninstall("wc").unwrap();
+    assert!(a.versions().is_empty());
 }

@@ -18,7 +18,9 @@
 //!   highest epoch any task ever had, so an epoch is never handed out twice for one task
 //!   name, even across a delete and re-create;
 //! - a new owner is a live node that is not draining; standbys are distinct live nodes other
-//!   than the owner, at most the processor's `standby_replicas`.
+//!   than the owner, at most the processor's `standby_replicas`; warm-ups (nodes copying a
+//!   task's state before it moves there) at most [`MAX_TASK_WARMUPS`], nodes that take
+//!   tasks, neither the owner nor a standby; a node a task moves to stops being its warm-up.
 
 use std::collections::BTreeSet;
 
@@ -33,6 +35,8 @@ pub const MAX_PROCESSOR_NAME: usize = 100;
 pub const MAX_PROCESSOR_PARTITIONS: i32 = 10_000;
 /// Most input topics, and most state (changelog) topics, one processor may name.
 pub const MAX_PROCESSOR_TOPICS: usize = 64;
+/// Most warm-ups per task (KIP-441's warm-up replicas, one per task here).
+pub const MAX_TASK_WARMUPS: usize = 1;
 /// Most standby replicas per task.
 pub const MAX_STANDBY_REPLICAS: u16 = 8;
 /// Largest processor spec, as JSON.
@@ -113,13 +117,13 @@ impl ClusterMetadata {
             .filter(move |(_, _, t)| t.owner == Some(node))
     }
 
-    /// The tasks `node` keeps a standby of.
+    /// The tasks `node` keeps a standby of (a warm-up is kept like a standby).
     pub fn standby_tasks(
         &self,
         node: NodeId,
     ) -> impl Iterator<Item = (&str, i32, &TaskAssignment)> {
         self.all_tasks()
-            .filter(move |(_, _, t)| t.standbys.contains(&node))
+            .filter(move |(_, _, t)| t.standbys.contains(&node) || t.warmups.contains(&node))
     }
 
     /// Every task: processor, partition, assignment; by processor then partition.
@@ -192,6 +196,7 @@ impl ClusterMetadata {
                     epoch: self.max_task_epoch,
                     standbys: Vec::new(),
                     moving_to: None,
+                    warmups: Vec::new(),
                 };
                 // `partitions` is within 1..=MAX_PROCESSOR_PARTITIONS (validated).
                 let tasks = vec![task; record.partitions as usize];
@@ -224,6 +229,7 @@ impl ClusterMetadata {
                         epoch: floor,
                         standbys: Vec::new(),
                         moving_to: None,
+                        warmups: Vec::new(),
                     };
                     vec![task; record.partitions as usize]
                 });
@@ -338,12 +344,28 @@ impl ClusterMetadata {
                     "standby {n} is not a live registered node"
                 )));
             }
+            if m.warmups.len() > MAX_TASK_WARMUPS {
+                return Err(invalid(format!(
+                    "{} warm-ups; at most {MAX_TASK_WARMUPS}",
+                    m.warmups.len()
+                )));
+            }
+            if let Some(n) = m
+                .warmups
+                .iter()
+                .find(|n| **n == m.owner || m.standbys.contains(n) || !assignable.contains(n))
+            {
+                return Err(invalid(format!(
+                    "warm-up {n} is the owner, a standby, or not a node that takes tasks"
+                )));
+            }
             changes.push((index, moved));
         }
         let mut max_epoch = self.max_task_epoch;
         for (m, (index, moved)) in moves.iter().zip(changes) {
             let t = &mut tasks[index];
             t.standbys = m.standbys.clone();
+            t.warmups = m.warmups.clone();
             if !moved {
                 // Back to its owner: a graceful move in progress is called off.
                 t.moving_to = None;
@@ -404,6 +426,7 @@ impl ClusterMetadata {
             t.epoch = t.epoch.saturating_add(1);
             t.owner = Some(next);
             t.standbys.retain(|s| *s != next);
+            t.warmups.retain(|s| *s != next);
             self.max_task_epoch = self.max_task_epoch.max(t.epoch);
         }
         Ok(MetadataResponse::Done)

@@ -76,7 +76,7 @@ mod tests;
 
 pub use catalog::{
     MAX_COMPONENT_LEN, MAX_PROCESSOR_NAME, MAX_PROCESSOR_PARTITIONS, MAX_PROCESSOR_SPEC_BYTES,
-    MAX_PROCESSOR_TOPICS, MAX_PROCESSORS, MAX_STANDBY_REPLICAS,
+    MAX_PROCESSOR_TOPICS, MAX_PROCESSORS, MAX_STANDBY_REPLICAS, MAX_TASK_WARMUPS,
 };
 pub use error::{MetadataError, NodeError};
 pub use log_store::LogStore;
@@ -96,7 +96,7 @@ pub use state::{
 };
 pub use state_machine::StateMachineStore;
 pub use types::{
-    COMMAND_FORMAT_VERSION, CommandResult, CreateTopic, LogEntry, MetadataCommand, MetadataRaft,
-    MetadataResponse, NodeInfo, ProcessorRecord, TaskAssignment, TaskMove, TopicConfig, TypeConfig,
-    VersionedCommand, Voters,
+    COMMAND_FORMAT_VERSION, CommandResult, CreateTopic, DEFAULT_ACCEPTABLE_RECOVERY_LAG, LogEntry,
+    MetadataCommand, MetadataRaft, MetadataResponse, NodeInfo, ProcessorRecord, TaskAssignment,
+    TaskMove, TopicConfig, TypeConfig, VersionedCommand, Voters,
 };

@@ -24,9 +24,22 @@
 //!      gets its share and nothing else moves).
 //!
 //! Where a task goes, among the nodes whose count may grow without breaking the balance or
-//! their capacity: a node that already keeps a standby of it (its state is warm), then the
-//! node leading partition `p` of its inputs (reads are local), then the node with the fewest
-//! tasks, then the fewest of this processor's, then the lowest id. Which task a node gives up:
+//! their capacity: a node whose copy of its state is within the processor's
+//! `acceptable_recovery_lag` (as the nodes report them, [`TaskCopies`]), then the node whose
+//! copy is least behind, then a node that keeps a standby or warm-up of it (its state is warm
+//! but unreported), then the node leading partition `p` of its inputs (reads are local), then
+//! the node with the fewest tasks, then the fewest of this processor's, then the lowest id.
+//!
+//! **Warm-up moves (KIP-441).** A task with state that balance (or a capacity) moves off a
+//! live owner moves only onto a node whose copy is within `acceptable_recovery_lag`. Onto any
+//! other node it does not move yet: that node becomes the task's warm-up (it copies the
+//! state like a standby) and the task stays with its owner; a later decision moves it once
+//! the node reports its copy caught up. A task without a live owner (its node died or left)
+//! is never held back: it goes at once to a node whose copy is within the acceptable lag —
+//! the least behind, even if that node is then above the balance (within its capacity; a
+//! later decision restores the balance by warm-up moves) — or else to the most caught-up
+//! node there is room on. Tasks without state (no node reported a changelog for them) move
+//! at once. Which task a node gives up:
 //! one a node with too few could take warm or locally, then one whose input it does not lead,
 //! then one of the processor it holds most of.
 //!
@@ -55,6 +68,59 @@ pub const DEFAULT_MAX_TASK_MOVES: usize = 64;
 /// The most tasks each node may own (its instance budget); a node absent has no limit.
 pub type TaskCapacity = BTreeMap<NodeId, u32>;
 
+/// What the nodes report of their copies of tasks' state (KIP-441's task lags), as the
+/// controller last heard them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskCopies {
+    /// Tasks that have state (changelogs): processor → partitions. Only their moves wait
+    /// for a warm copy.
+    pub stateful: BTreeMap<String, BTreeSet<i32>>,
+    /// Changelog records each node's copy of a task is behind (the owner's: 0), once the
+    /// copy has been made: processor → partition → node → lag.
+    pub lags: BTreeMap<String, BTreeMap<i32, BTreeMap<NodeId, u64>>>,
+}
+
+impl TaskCopies {
+    /// Records what `node` reports of its copy of task `partition` of `processor`.
+    pub fn add(
+        &mut self,
+        node: NodeId,
+        processor: &str,
+        partition: i32,
+        lag: Option<u64>,
+        stateful: bool,
+    ) {
+        if stateful {
+            self.stateful
+                .entry(processor.to_string())
+                .or_default()
+                .insert(partition);
+        }
+        if let Some(lag) = lag {
+            self.lags
+                .entry(processor.to_string())
+                .or_default()
+                .entry(partition)
+                .or_default()
+                .insert(node, lag);
+        }
+    }
+
+    fn is_stateful(&self, processor: &str, partition: i32) -> bool {
+        self.stateful
+            .get(processor)
+            .is_some_and(|ps| ps.contains(&partition))
+    }
+
+    fn lag(&self, processor: &str, partition: i32, node: NodeId) -> Option<u64> {
+        self.lags
+            .get(processor)?
+            .get(&partition)?
+            .get(&node)
+            .copied()
+    }
+}
+
 /// One task as placement sees it.
 struct Task<'a> {
     processor: &'a str,
@@ -73,7 +139,25 @@ impl Task<'_> {
     }
 
     fn warm_on(&self, node: NodeId) -> bool {
-        self.current.standbys.contains(&node)
+        self.current.standbys.contains(&node) || self.current.warmups.contains(&node)
+    }
+
+    /// Whether the task may move onto `node` without a warm-up: it has no state, or
+    /// `node`'s copy is within the processor's acceptable recovery lag.
+    fn caught_up_on(&self, copies: &TaskCopies, node: NodeId) -> bool {
+        !copies.is_stateful(self.processor, self.partition)
+            || copies
+                .lag(self.processor, self.partition, node)
+                .is_some_and(|l| l <= self.record.acceptable_recovery_lag)
+    }
+
+    /// How good a place `node` is for the task's state (lower is better): a reported copy
+    /// within the acceptable lag, then the least behind, then an unreported warm copy.
+    fn copy_rank(&self, copies: &TaskCopies, node: NodeId) -> (bool, u64, bool) {
+        let lag = copies.lag(self.processor, self.partition, node);
+        let within = copies.is_stateful(self.processor, self.partition)
+            && lag.is_some_and(|l| l <= self.record.acceptable_recovery_lag);
+        (!within, lag.unwrap_or(u64::MAX), !self.warm_on(node))
     }
 }
 
@@ -239,10 +323,12 @@ impl<'a> Plan<'a> {
 
 /// The [`MetadataCommand::AssignTasks`] to propose now (one per processor with a change;
 /// at most `max_moves` tasks changed in all); empty on a settled assignment (invariant 3).
-/// `capacity` bounds the tasks a node may own.
+/// `capacity` bounds the tasks a node may own; `copies` is what the nodes report of their
+/// copies of tasks' state (warm-up moves).
 pub fn placement_commands(
     meta: &ClusterMetadata,
     capacity: &TaskCapacity,
+    copies: &TaskCopies,
     max_moves: usize,
 ) -> Vec<MetadataCommand> {
     let nodes: Vec<NodeId> = meta.assignable_nodes().collect();
@@ -306,11 +392,29 @@ pub fn placement_commands(
     // Place, within the budget: a node may grow while below its lower bound, or below its
     // upper bound while the balance has room for one more node above its lower bound.
     let mut owner_moves = 0usize;
+    // Tasks held back with their live owner while the node they go to warms up.
+    let mut warming: Vec<Option<NodeId>> = vec![None; tasks.len()];
     for i in unplaced {
         if owner_moves >= max_moves {
             break;
         }
         let t = &tasks[i];
+        // A task without a live owner goes to a caught-up copy of its state when there is
+        // one with room under its capacity, even above the balance (KIP-441: the task
+        // resumes warm at once; balance is restored later by warm-up moves).
+        let orphan = t.current.owner.is_none_or(|o| !caps.contains_key(&o));
+        let warm_pick = nodes
+            .iter()
+            .copied()
+            .filter(|n| orphan && plan.count[n] < caps[n])
+            .filter(|n| !t.copy_rank(copies, *n).0)
+            .min_by_key(|n| (t.copy_rank(copies, *n), plan.count[n], *n));
+        if let Some(n) = warm_pick {
+            plan.assign(t, i, n);
+            used = plan.above(&b);
+            owner_moves += 1;
+            continue;
+        }
         let pick = nodes
             .iter()
             .copied()
@@ -321,7 +425,7 @@ pub fn placement_commands(
             .filter(|n| t.current.owner != Some(*n))
             .min_by_key(|n| {
                 (
-                    !t.warm_on(*n),
+                    t.copy_rank(copies, *n),
                     std::cmp::Reverse(t.leads(*n)),
                     plan.count[n],
                     plan.of_processor(t.processor, *n),
@@ -329,6 +433,16 @@ pub fn placement_commands(
                 )
             });
         let Some(n) = pick else { continue };
+        // Off a live owner onto a node whose copy is not caught up: warm it up first.
+        if let Some(o) = t.current.owner.filter(|o| caps.contains_key(o))
+            && !t.caught_up_on(copies, n)
+        {
+            plan.assign(t, i, o);
+            used = plan.above(&b);
+            warming[i] = Some(n);
+            owner_moves += 1;
+            continue;
+        }
         if plan.count[&n] >= b.lo[&n] {
             used += 1;
         }
@@ -347,11 +461,16 @@ pub fn placement_commands(
 
     let mut moves: BTreeMap<&str, Vec<TaskMove>> = BTreeMap::new();
     let mut standby_moves = 0usize;
-    for ((t, o), s) in tasks.iter().zip(&owner).zip(standbys) {
+    for (((t, o), s), w) in tasks.iter().zip(&owner).zip(standbys).zip(warming) {
         let Some(o) = *o else { continue };
+        // A node already keeping a standby of the task warms up as that standby.
+        let warmups: Vec<NodeId> = w
+            .filter(|n| *n != o && !s.contains(n))
+            .into_iter()
+            .collect();
         // Where the task is or is going (a graceful move in progress counts as done).
         let moved = t.current.moving_to.or(t.current.owner) != Some(o);
-        if !moved && s == t.current.standbys {
+        if !moved && s == t.current.standbys && warmups == t.current.warmups {
             continue;
         }
         if !moved {
@@ -365,6 +484,7 @@ pub fn placement_commands(
             epoch: t.current.epoch,
             owner: o,
             standbys: s,
+            warmups,
         });
     }
     moves

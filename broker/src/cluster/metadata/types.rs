@@ -25,7 +25,9 @@ use crate::config::FsyncPolicy;
 /// 3: the engine's catalog and task placement (`UpsertProcessor`, `DeleteProcessor`,
 /// `SetProcessorPaused`, `AssignTasks`; the metadata's `processors`, `tasks` and
 /// `max_task_epoch`).
-pub const COMMAND_FORMAT_VERSION: u16 = 3;
+/// 4: warm-up replicas of tasks (`TaskMove::warmups`, `TaskAssignment::warmups`) and
+/// processors' `acceptable_recovery_lag` (KIP-441's probing moves).
+pub const COMMAND_FORMAT_VERSION: u16 = 4;
 
 openraft::declare_raft_types!(
     /// openraft's type configuration for the metadata plane.
@@ -281,7 +283,7 @@ pub enum MetadataCommand {
 /// A processor of the engine's catalog, as the metadata keeps it. The broker reads only what
 /// placement needs (partitions, inputs, state topics, standbys); `spec` and `component` are
 /// the engine's, opaque here.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessorRecord {
     pub name: String,
     /// 1 when created, +1 per redeploy; set by the state machine (what a proposal carries
@@ -300,6 +302,11 @@ pub struct ProcessorRecord {
     /// Standby replicas per task (capped by the other assignable nodes).
     #[serde(default)]
     pub standby_replicas: u16,
+    /// How many changelog records a node's copy of a task's state may be behind for the
+    /// task to move there at once (KIP-441's `acceptable.recovery.lag`); a move onto a node
+    /// further behind warms it up first.
+    #[serde(default = "default_acceptable_recovery_lag")]
+    pub acceptable_recovery_lag: u64,
     #[serde(default)]
     pub paused: bool,
     /// The engine's own (versioned) encoding of the processor spec; never interpreted here.
@@ -309,6 +316,30 @@ pub struct ProcessorRecord {
     /// The content hash of the uploaded component (`sha256:…`); opaque here.
     #[serde(default)]
     pub component: Option<String>,
+}
+
+impl Default for ProcessorRecord {
+    fn default() -> Self {
+        ProcessorRecord {
+            name: String::new(),
+            version: 0,
+            partitions: 0,
+            inputs: Vec::new(),
+            state_topics: Vec::new(),
+            standby_replicas: 0,
+            acceptable_recovery_lag: DEFAULT_ACCEPTABLE_RECOVERY_LAG,
+            paused: false,
+            spec: serde_json::Value::Null,
+            component: None,
+        }
+    }
+}
+
+/// Kafka Streams' default `acceptable.recovery.lag`.
+pub const DEFAULT_ACCEPTABLE_RECOVERY_LAG: u64 = 10_000;
+
+fn default_acceptable_recovery_lag() -> u64 {
+    DEFAULT_ACCEPTABLE_RECOVERY_LAG
 }
 
 /// One task's assignment: the node running it, the epoch of that assignment and the nodes
@@ -329,6 +360,12 @@ pub struct TaskAssignment {
     /// and the epoch stay.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub moving_to: Option<NodeId>,
+    /// Nodes warming up a copy of the task's state (kept like a standby's) because placement
+    /// wants to move the task there and their copy is not within the processor's
+    /// `acceptable_recovery_lag` yet: the move is made once it is (KIP-441). At most
+    /// [`super::catalog::MAX_TASK_WARMUPS`], live, distinct from the owner and the standbys.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warmups: Vec<NodeId>,
 }
 
 /// One task's new assignment in [`MetadataCommand::AssignTasks`].
@@ -341,6 +378,8 @@ pub struct TaskMove {
     pub owner: NodeId,
     #[serde(default)]
     pub standbys: Vec<NodeId>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warmups: Vec<NodeId>,
 }
 
 /// What an applied command produced.

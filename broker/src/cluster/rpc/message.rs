@@ -18,7 +18,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::cluster::NodeId;
 use crate::cluster::blob_rpc::{BlobRequest, BlobResponse};
-use crate::cluster::control::ControlReply;
+use crate::cluster::control::{ControlReply, HeartbeatBody};
 use crate::cluster::log_rpc::{LogRequest, LogResponse};
 use crate::cluster::metadata::{
     AppendEntriesRequest, AppendResult, InstallSnapshotRequest, MetadataCommand, NodeInfo,
@@ -134,8 +134,9 @@ pub enum ControlRequest {
     /// Propose a metadata command on the sender's behalf (only the commands a broker may
     /// propose; see `cluster::control`).
     Propose(Json<MetadataCommand>),
-    /// The sender's broker heartbeat, with the addresses it advertises.
-    Heartbeat(Json<NodeInfo>),
+    /// The sender's broker heartbeat, with the addresses it advertises and its task copies
+    /// (a [`NodeInfo`] with one more field: an older peer's heartbeat reads as one).
+    Heartbeat(Json<HeartbeatBody>),
     /// The sender (started with `--join`) asks to be added to the metadata quorum as a
     /// learner at these addresses.
     Join(Json<NodeInfo>),

@@ -14,6 +14,7 @@ pub(super) fn record(name: &str, partitions: i32) -> ProcessorRecord {
         inputs: vec!["in".into()],
         state_topics: vec![format!("{name}.counts.changelog")],
         standby_replicas: 1,
+        acceptable_recovery_lag: DEFAULT_ACCEPTABLE_RECOVERY_LAG,
         paused: false,
         spec: serde_json::json!({"v": 1, "config": {"k": "v"}}),
         component: Some("sha256:00ff".into()),
@@ -80,6 +81,7 @@ fn mv(partition: i32, epoch: u64, owner: NodeId, standbys: Vec<NodeId>) -> TaskM
         epoch,
         owner,
         standbys,
+        warmups: Vec::new(),
     }
 }
 
@@ -453,10 +455,59 @@ fn old_snapshots_read_and_new_commands_have_a_stable_form() {
     let json = serde_json::to_string(&VersionedCommand::new(cmd.clone())).unwrap();
     assert_eq!(
         json,
-        r#"{"version":3,"command":{"type":"assign_tasks","processor":"p","version":null,"assignments":[{"partition":1,"epoch":4,"owner":2,"standbys":[1]}]}}"#
+        r#"{"version":4,"command":{"type":"assign_tasks","processor":"p","version":null,"assignments":[{"partition":1,"epoch":4,"owner":2,"standbys":[1]}]}}"#
     );
     let back: VersionedCommand = serde_json::from_str(&json).unwrap();
     assert_eq!(back.command, cmd);
+    // Format 4: a warm-up is written only when there is one; format 3's records and task
+    // assignments read with none and the default acceptable recovery lag.
+    let mut warm = mv(0, 4, 2, vec![]);
+    warm.warmups = vec![3];
+    let json = serde_json::to_string(&warm).unwrap();
+    assert_eq!(
+        json,
+        r#"{"partition":0,"epoch":4,"owner":2,"standbys":[],"warmups":[3]}"#
+    );
+    let old: TaskAssignment = serde_json::from_str(r#"{"owner":2,"epoch":4}"#).unwrap();
+    assert!(old.warmups.is_empty());
+    let old: ProcessorRecord =
+        serde_json::from_str(r#"{"name":"p","partitions":2,"standby_replicas":1}"#).unwrap();
+    assert_eq!(old.acceptable_recovery_lag, DEFAULT_ACCEPTABLE_RECOVERY_LAG);
+}
+
+#[test]
+fn warm_ups_are_checked_and_a_move_onto_one_ends_it() {
+    let mut m = with_nodes(3);
+    upsert(&mut m, &record("p", 1), None).unwrap();
+    moved(&mut m, assign("p", vec![mv(0, 0, 1, vec![2])])).unwrap();
+    let with = |owner, standbys: Vec<NodeId>, warmups: Vec<NodeId>| {
+        let mut w = mv(0, 1, owner, standbys);
+        w.warmups = warmups;
+        assign("p", vec![w])
+    };
+    for (bad, why) in [
+        (with(1, vec![2], vec![1]), "the owner"),
+        (with(1, vec![2], vec![2]), "a standby"),
+        (with(1, vec![2], vec![9]), "an unknown node"),
+        (with(1, vec![], vec![2, 3]), "two warm-ups"),
+    ] {
+        assert!(
+            matches!(
+                m.apply(&bad),
+                Err(MetadataError::InvalidTaskAssignment { .. })
+            ),
+            "a warm-up on {why} was taken"
+        );
+    }
+    m.apply(&with(1, vec![2], vec![3])).unwrap();
+    assert_eq!(m.task("p", 0).unwrap().warmups, vec![3]);
+    assert_eq!(m.standby_tasks(3).count(), 1, "node 3 keeps a copy");
+    // The task moves onto its warm-up (node 1 live: gracefully); once released, node 3 owns
+    // it and is no longer its warm-up.
+    m.apply(&with(3, vec![2], vec![])).unwrap();
+    release_all(&mut m);
+    let t = m.task("p", 0).unwrap();
+    assert_eq!((t.owner, t.epoch, t.warmups.clone()), (Some(3), 2, vec![]));
 }
 
 #[test]

@@ -10,7 +10,7 @@ use proptest::prelude::*;
 
 use super::super::balance;
 use super::super::controller::fence_node_commands;
-use super::super::placement::{TaskCapacity, placement_commands};
+use super::super::placement::{TaskCapacity, TaskCopies, placement_commands};
 use super::super::*;
 use super::catalog::record;
 use super::state::{create, register, with_nodes};
@@ -62,7 +62,7 @@ fn settle(
     max_moves: usize,
 ) -> Result<usize, TestCaseError> {
     for round in 0..200 {
-        let commands = placement_commands(m, cap, max_moves);
+        let commands = placement_commands(m, cap, &TaskCopies::default(), max_moves);
         if commands.is_empty() {
             return Ok(round);
         }
@@ -140,7 +140,7 @@ fn check(m: &ClusterMetadata, cap: &TaskCapacity) -> Result<(), TestCaseError> {
         prop_assert!(t.standbys.iter().all(|s| m.is_assignable(*s)));
     }
     prop_assert!(
-        placement_commands(m, cap, usize::MAX).is_empty(),
+        placement_commands(m, cap, &TaskCopies::default(), usize::MAX).is_empty(),
         "a settled assignment is not a fixed point"
     );
     Ok(())
@@ -165,7 +165,7 @@ fn a_new_processor_goes_to_the_input_leaders_two_tasks_per_node() {
         assert_eq!(t.owner, leader, "task {p} is not with its input's leader");
         assert_eq!(t.epoch, 1);
     }
-    assert!(placement_commands(&m, &TaskCapacity::new(), 64).is_empty());
+    assert!(placement_commands(&m, &TaskCapacity::new(), &TaskCopies::default(), 64).is_empty());
 }
 
 #[test]
@@ -255,7 +255,7 @@ fn a_draining_nodes_tasks_move_and_it_is_drained_only_then() {
     // The input topic has replication factor 2: two nodes stay.
     m.apply(&MetadataCommand::DecommissionNode { node: 3 })
         .unwrap();
-    let moves = placement_commands(&m, &TaskCapacity::new(), 64);
+    let moves = placement_commands(&m, &TaskCapacity::new(), &TaskCopies::default(), 64);
     assert!(!moves.is_empty());
     settled(&mut m);
     assert_eq!(m.owned_tasks(3).count(), 0);
@@ -480,4 +480,134 @@ proptest! {
             }
         }
     }
+}
+
+/// What the nodes would report of their copies: every task stateful, the owner caught up,
+/// each standby or warm-up copy behind by `lag(partition, node)` (`None`: not made yet).
+fn copies_of(m: &ClusterMetadata, lag: impl Fn(i32, NodeId) -> Option<u64>) -> TaskCopies {
+    let mut c = TaskCopies::default();
+    for (p, i, t) in m.all_tasks() {
+        if let Some(o) = t.owner {
+            c.add(o, p, i, Some(0), true);
+        }
+        for n in t.standbys.iter().chain(&t.warmups) {
+            c.add(*n, p, i, lag(i, *n), true);
+        }
+    }
+    c
+}
+
+/// Applies one round of placement's decisions under the copies `lag` describes
+/// ([`copies_of`]); the number of tasks whose owner changed.
+fn round(m: &mut ClusterMetadata, lag: impl Fn(i32, NodeId) -> Option<u64>) -> usize {
+    let copies = copies_of(m, lag);
+    let commands = placement_commands(m, &TaskCapacity::new(), &copies, 64);
+    if commands.is_empty() {
+        return 0;
+    }
+    let before = owners(m);
+    m.apply(&MetadataCommand::Batch { commands }).unwrap();
+    super::catalog::release_all(m);
+    owners(m)
+        .iter()
+        .filter(|(k, v)| before[*k].0 != v.0)
+        .count()
+}
+
+#[test]
+fn a_task_with_state_moves_onto_a_joined_node_only_once_its_copy_there_is_warm() {
+    let mut m = with_nodes(3);
+    deploy(&mut m, "wc", "words", 9, 1);
+    settled(&mut m);
+    let before = owners(&m);
+    register(&mut m, 4);
+    // Node 4 has no copy yet: two tasks (its share) start warming up there, none moves.
+    let cold = |_: i32, n: NodeId| (n != 4).then_some(5);
+    assert_eq!(round(&mut m, cold), 0);
+    assert_eq!(owners(&m), before);
+    let warming: Vec<i32> = m
+        .all_tasks()
+        .filter(|(_, _, t)| t.warmups == [4])
+        .map(|(_, i, _)| i)
+        .collect();
+    assert_eq!(warming.len(), 2, "{:#?}", m.tasks);
+    assert_eq!(
+        m.standby_tasks(4).count(),
+        2,
+        "a warm-up is kept like a standby"
+    );
+    // While they warm up (first pass, then still too far behind), nothing changes.
+    assert!(placement_commands(&m, &TaskCapacity::new(), &copies_of(&m, cold), 64).is_empty());
+    let far = |_: i32, n: NodeId| Some(if n == 4 { 50_000 } else { 5 });
+    assert!(placement_commands(&m, &TaskCapacity::new(), &copies_of(&m, far), 64).is_empty());
+    // Caught up within the acceptable lag: exactly those tasks move to node 4.
+    let warm = |_: i32, _: NodeId| Some(100);
+    assert_eq!(round(&mut m, warm), 2);
+    for (_, i, t) in m.all_tasks() {
+        if warming.contains(&i) {
+            assert_eq!(t.owner, Some(4), "task {i}");
+            assert!(t.warmups.is_empty());
+        } else {
+            assert_eq!(t.owner, before[&("wc".to_string(), i)].0, "task {i} moved");
+        }
+    }
+    assert_eq!(round(&mut m, warm), 0);
+    let mut c: Vec<usize> = counts(&m).values().copied().collect();
+    c.sort_unstable();
+    assert_eq!(c, vec![2, 2, 2, 3]);
+}
+
+#[test]
+fn a_dead_owners_task_goes_at_once_to_the_least_lagging_copy() {
+    let mut m = with_nodes(4);
+    deploy(&mut m, "wc", "words", 4, 2);
+    settled(&mut m);
+    let t0 = m.task("wc", 0).unwrap().clone();
+    let dead = t0.owner.unwrap();
+    let (far, near) = (t0.standbys[0], t0.standbys[1]);
+    m.apply(&fence_node_commands(&m, dead)).unwrap();
+    // The nearer copy wins, whatever the standbys' order; nobody waits for a warm-up.
+    let lags = |i: i32, n: NodeId| Some(if i == 0 && n == far { 90_000 } else { 7 });
+    round(&mut m, lags);
+    assert_eq!(m.task("wc", 0).unwrap().owner, Some(near));
+    // Far behind the acceptable lag, the only copy still takes it (it must run somewhere).
+    let mut m = with_nodes(3);
+    deploy(&mut m, "wc", "words", 3, 1);
+    settled(&mut m);
+    let t0 = m.task("wc", 0).unwrap().clone();
+    m.apply(&fence_node_commands(&m, t0.owner.unwrap()))
+        .unwrap();
+    let behind = |_: i32, _: NodeId| Some(1_000_000);
+    round(&mut m, behind);
+    assert_eq!(m.task("wc", 0).unwrap().owner, Some(t0.standbys[0]));
+}
+
+#[test]
+fn a_dead_owners_tasks_go_to_a_caught_up_copy_even_above_balance_then_rebalance_warm() {
+    let mut m = with_nodes(3);
+    deploy(&mut m, "wc", "words", 6, 0);
+    settled(&mut m);
+    let dead = 3;
+    let orphans: Vec<i32> = m.owned_tasks(dead).map(|(_, i, _)| i).collect();
+    let keeper = 1;
+    m.apply(&fence_node_commands(&m, dead)).unwrap();
+    // Only node 1 has caught-up copies of node 3's tasks (say, from before): they all go
+    // there at once, though node 2 would be the balanced choice for one of them.
+    let mut copies = copies_of(&m, |_, _| None);
+    for p in &orphans {
+        copies.add(keeper, "wc", *p, Some(3), true);
+    }
+    let commands = placement_commands(&m, &TaskCapacity::new(), &copies, 64);
+    m.apply(&MetadataCommand::Batch { commands }).unwrap();
+    for p in &orphans {
+        assert_eq!(m.task("wc", *p).unwrap().owner, Some(keeper), "task {p}");
+    }
+    assert_eq!(counts(&m)[&keeper], 4);
+    // Then balance: node 2 warms up one of them first, and takes it once caught up.
+    assert_eq!(round(&mut m, |_, _| None), 0);
+    assert_eq!(counts(&m)[&keeper], 4);
+    assert_eq!(m.standby_tasks(2).count(), 1);
+    assert_eq!(round(&mut m, |_, _| Some(10)), 1);
+    assert_eq!(round(&mut m, |_, _| Some(10)), 0);
+    assert_eq!(counts(&m).values().copied().collect::<Vec<_>>(), vec![3, 3]);
 }
