@@ -11,11 +11,17 @@ tasks read, and measure from the kill
   - output: until every marker is counted (an interactive query answers it), i.e. the first
             output of the moved tasks.
 
-The killed node is restarted and the cluster settles (tasks balanced again) before the next
-round. Detection is bounded by --broker-session-timeout-ms (3000 by default); there are no
-standby replicas yet, so a moved task restores its store from the changelog.
+  - look-ups: from just before the kill until the markers are counted, a prober asks node 1
+            for KEYS keys (spread over every task) in a loop, once plainly and once with
+            `?allow_stale=true`: the share answered (interactive-query availability).
 
-    python3 scripts/bench_failover.py --bin target/release/weir --kills 10
+The killed node is restarted and the cluster settles (tasks balanced again) before the next
+round. Detection is bounded by --broker-session-timeout-ms (3000 by default). With
+--standbys 0 a moved task restores its store from the changelog; with --standbys 1 (the
+cluster default) it takes over a standby's warm copy. --keys sets the state size: distinct
+words per task, so that a cold restore has something to read.
+
+    python3 scripts/bench_failover.py --bin target/release/weir --kills 10 --standbys 1
 """
 
 import argparse
@@ -27,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -127,10 +134,44 @@ def counted(word):
     return False
 
 
+class Prober(threading.Thread):
+    """Asks node 1 for `keys` in a loop while running: (answered, asked) per mode."""
+
+    def __init__(self, keys):
+        super().__init__(daemon=True)
+        self.keys, self.on = keys, threading.Event()
+        self.stats = {"fresh": [0, 0], "stale": [0, 0]}
+        self.lock = threading.Lock()
+
+    def run(self):
+        i = 0
+        while True:
+            self.on.wait()
+            key = self.keys[i % len(self.keys)]
+            i += 1
+            for mode, q in (("fresh", ""), ("stale", "?allow_stale=true")):
+                status, _ = req(HTTP[1], "GET",
+                                f"/v1/processors/wc/stores/counts/keys/{key}{q}", timeout=5)
+                if self.on.is_set():
+                    with self.lock:
+                        self.stats[mode][1] += 1
+                        self.stats[mode][0] += status == 200
+
+
+def produce_words(port, partition, words):
+    """One request per 1,000 distinct words, all to `partition`."""
+    for i in range(0, len(words), 1000):
+        body = {"records": [{"value": w, "partition": partition} for w in words[i:i + 1000]]}
+        until("produce words",
+              lambda: req(port, "POST", "/v1/topics/text/records", body, timeout=30)[0] == 200)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default="target/release/weir")
     ap.add_argument("--kills", type=int, default=10)
+    ap.add_argument("--standbys", type=int, default=1)
+    ap.add_argument("--keys", type=int, default=20000, help="distinct words per task")
     ap.add_argument("--guest", default="target/guests/word-count.wasm")
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="weir-bench-failover.")
@@ -144,17 +185,24 @@ def main():
         until("topic on every node", lambda: all(
             req(HTTP[i], "GET", "/v1/topics/text")[0] == 200 for i in (1, 2, 3)))
         subprocess.run([args.bin, "deploy", args.guest, "--name", "wc", "--input", "text",
-                        "--output", "counts", "--url", f"http://127.0.0.1:{HTTP[1]}"],
+                        "--output", "counts", "--standby-replicas", str(args.standbys),
+                        "--url", f"http://127.0.0.1:{HTTP[1]}"],
                        check=True, stdout=subprocess.DEVNULL)
         until("placed", lambda: settled([1, 2, 3]))
         for p in range(PARTITIONS):
-            for k in range(50):
-                produce(HTTP[1], f"warm{k % 7} words here", p)
+            produce_words(HTTP[1], p, [f"p{p}w{k}" for k in range(args.keys)])
+        probe_keys = [f"p{p}w{k}" for k in range(0, args.keys, max(1, args.keys // 20))
+                      for p in range(PARTITIONS)]
+        until("state built", lambda: all(counted(k) for k in probe_keys[-PARTITIONS:]),
+              timeout=600)
+        prober = Prober(probe_keys)
+        prober.start()
         moved, output = [], []
         for r in range(args.kills):
             victim = 2 + r % 2
             until("settled", lambda: settled([1, 2, 3]))
             mine = [p for p, n in enumerate(owners()) if n == victim]
+            prober.on.set()
             t0 = time.monotonic()
             c.kill(victim)
             markers = [f"m{r}x{p}" for p in mine]
@@ -165,6 +213,7 @@ def main():
             t_moved = time.monotonic() - t0
             until("markers counted", lambda: all(counted(m) for m in markers))
             t_out = time.monotonic() - t0
+            prober.on.clear()
             moved.append(t_moved)
             output.append(t_out)
             print(f"kill {r + 1}: node {victim} ({len(mine)} tasks) moved {t_moved:.2f} s, "
@@ -181,6 +230,9 @@ def main():
               f"(n={len(moved)})")
         print(f"first output: p50 {statistics.median(output):.2f} s, p99 {pct(output, 0.99):.2f} s "
               f"(n={len(output)})")
+        for mode, (ok, asked) in prober.stats.items():
+            print(f"look-ups ({mode}) from each kill to the first output: {ok}/{asked} answered "
+                  f"({100.0 * ok / max(1, asked):.1f}%)")
     finally:
         c.stop()
         shutil.rmtree(work, ignore_errors=True)

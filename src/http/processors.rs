@@ -12,13 +12,17 @@
 //! is answered from this node's tasks only, so it is never sent on again):
 //!
 //! - a key look-up is sent to the owner of the key's task (`murmur2(key) % partitions`, as
-//!   [`weir_engine::Engine::query`] chooses it) and its answer returned as is;
+//!   [`weir_engine::Engine::query`] chooses it) and its answer returned as is; with
+//!   `?allow_stale=true`, when the owner cannot answer, to the task's standbys in turn
+//!   ([`stale_look_up`]), the answer saying what answered and how far behind
+//!   ([`forward::LAG`], [`forward::ANSWERED_BY`], [`forward::ANSWERED_ON`]);
 //! - a prefix scan asks each owner for a page of its own tasks (the partitions named in
 //!   [`forward::TASKS`]) and merges the pages in (key, partition) order under the same
 //!   `limit`, [`MAX_SCAN_BYTES`] and continuation as on one node ([`merge_page`]);
 //! - a describe lists every task with its `node`, each task's status as its owner reports
-//!   it (`unknown` when the owner does not answer, `unassigned` before placement); the
-//!   processor's `status` and `lag` are those of all its tasks;
+//!   it (`unknown` when the owner does not answer, `unassigned` before placement), and every
+//!   standby with its node's report (`standbys`); the processor's `status` and `lag` are
+//!   those of all its tasks;
 //! - the list sums each processor's `tasks_running`, `tasks_failed` and `lag` over the
 //!   nodes that answer (a node that does not answer is left out of the sums).
 //!
