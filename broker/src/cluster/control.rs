@@ -110,12 +110,14 @@
 //!     dead owner's task goes to the most caught-up copy, and a task with state moves off a
 //!     live owner only onto a copy within its `acceptable_recovery_lag` (else that node
 //!     warms up first). Reports only order and delay moves; they never make one unsafe
-//!     (epochs still fence).
+//!     (epochs still fence). A graceful move its live owner has not released within
+//!     [`ControlSettings::release_timeout`] is forced (`TaskMove::force`: the epoch moves at
+//!     once, fencing the owner), so a stuck owner cannot hold a task forever.
 //!
 //! [`MetadataMetrics::acknowledged`]: super::metadata::MetadataMetrics::acknowledged
 
 use crate::cluster::applier::ProposeFailure;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -134,12 +136,16 @@ use super::metadata::placement::{
 };
 use super::metadata::{
     ClusterMetadata, MetadataCommand, MetadataError, MetadataNode, MetadataResponse, NodeError,
-    NodeInfo, NodeState,
+    NodeInfo, NodeState, TaskMove,
 };
 use super::rpc::{
     ControlRequest, Json, PeerClient, PeerRequest, PeerResponse, Peers, Refusal, RpcError,
 };
 use crate::ErrorKind;
+
+/// How long a live owner has to release a task moved off it (it commits first, usually
+/// well under a second) before the controller forces the move.
+pub const DEFAULT_RELEASE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Default broker session timeout (`--broker-session-timeout-ms`): well under Kafka's 9 s,
 /// so that a killed node's partitions are led again within the 5 s goal.
@@ -192,6 +198,9 @@ pub struct ControlSettings {
     pub max_task_moves: usize,
     /// The most tasks each node may own (a node absent has no limit).
     pub task_capacity: TaskCapacity,
+    /// How long a live owner has to release a task moved off it gracefully before the move
+    /// is forced (the epoch bumped, fencing the owner).
+    pub release_timeout: Duration,
 }
 
 impl ControlSettings {
@@ -223,6 +232,7 @@ impl ControlSettings {
             leader_balance_delay: DEFAULT_LEADER_BALANCE_DELAY,
             max_task_moves: DEFAULT_MAX_TASK_MOVES,
             task_capacity: TaskCapacity::new(),
+            release_timeout: DEFAULT_RELEASE_TIMEOUT,
         }
     }
 }
@@ -425,6 +435,9 @@ struct Term {
     reported: BTreeMap<NodeId, NodeInfo>,
     /// The task copies each node reported in its last heartbeat of this term.
     copies: BTreeMap<NodeId, Vec<TaskCopyReport>>,
+    /// Graceful task moves waiting for their owner's release, and since when this term has
+    /// seen each: (processor, partition, epoch, target).
+    releases: BTreeMap<(String, i32, u64, NodeId), Instant>,
     /// Nodes that shut down, and when: their late heartbeats are ignored for a grace.
     left: BTreeMap<NodeId, Instant>,
     /// Since when the applied metadata has been settled (`balance::settled`), this term.
@@ -574,6 +587,7 @@ impl Controller {
             }
             state.reported.clear();
             state.copies.clear();
+            state.releases.clear();
             state.left.clear();
             state.settled_since = None;
             state.term = Some(term);
@@ -880,7 +894,30 @@ impl Controller {
                 copies.add(id, &c.processor, c.partition, c.lag, c.stateful);
             }
         }
+        // Graceful moves whose live owner has not released the task in time are forced.
+        let waiting: BTreeSet<(String, i32, u64, NodeId)> = meta
+            .all_tasks()
+            .filter_map(|(p, i, t)| Some((p.to_string(), i, t.epoch, t.moving_to?)))
+            .collect();
+        state.releases.retain(|k, _| waiting.contains(k));
+        for k in waiting {
+            state.releases.entry(k).or_insert(now);
+        }
+        let overdue: Vec<(String, i32, u64, NodeId)> = state
+            .releases
+            .iter()
+            .filter(|(_, since)| {
+                now.saturating_duration_since(**since) > self.settings.release_timeout
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
         drop(state);
+        if let Some(c) = forced_release_commands(&meta, &overdue) {
+            return Some((
+                c,
+                format!("{} task(s) not released in time: moved", overdue.len()),
+            ));
+        }
         if let Some(c) = elect_offline_commands(&meta) {
             return Some((
                 c,
@@ -1141,6 +1178,45 @@ impl Controller {
             ControlRequest::Shutdown => self.shutdown_node(from).await,
         })
     }
+}
+
+/// The forced moves of graceful task moves whose owner did not release them in time
+/// (`overdue`: processor, partition, epoch, target), one `AssignTasks` per processor in a
+/// batch; `None` when none is still pending as it was.
+fn forced_release_commands(
+    meta: &ClusterMetadata,
+    overdue: &[(String, i32, u64, NodeId)],
+) -> Option<MetadataCommand> {
+    let mut moves: BTreeMap<&str, Vec<TaskMove>> = BTreeMap::new();
+    for (processor, partition, epoch, target) in overdue {
+        let Some(t) = meta.task(processor, *partition) else {
+            continue;
+        };
+        if t.epoch != *epoch || t.moving_to != Some(*target) {
+            continue;
+        }
+        tracing::warn!(
+            processor, partition, owner = ?t.owner, target,
+            "the owner did not release a task moved off it in time; forcing the move"
+        );
+        moves.entry(processor).or_default().push(TaskMove {
+            partition: *partition,
+            epoch: *epoch,
+            owner: *target,
+            standbys: t.standbys.iter().copied().filter(|s| s != target).collect(),
+            warmups: Vec::new(),
+            force: true,
+        });
+    }
+    let commands: Vec<MetadataCommand> = moves
+        .into_iter()
+        .map(|(processor, assignments)| MetadataCommand::AssignTasks {
+            processor: processor.to_string(),
+            version: None,
+            assignments,
+        })
+        .collect();
+    (!commands.is_empty()).then_some(MetadataCommand::Batch { commands })
 }
 
 /// When a session that a new term starts at `now` begins for a node silent for `silent`

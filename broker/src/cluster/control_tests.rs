@@ -62,6 +62,8 @@ struct Node {
     /// Stops only the control plane (its own channel), to silence a node's heartbeats.
     control_stop: watch::Sender<bool>,
     server: tokio::task::JoinHandle<()>,
+    /// What [`Node::start_control`] starts the control plane with.
+    settings: ControlSettings,
 }
 
 impl Node {
@@ -115,6 +117,7 @@ impl Node {
             stop_tx,
             control_stop,
             server,
+            settings: ControlSettings::unchecked(SESSION),
         };
         n.start_control(join);
         n
@@ -128,7 +131,7 @@ impl Node {
             self.node.clone(),
             self.peers.clone(),
             self.info.clone(),
-            ControlSettings::unchecked(SESSION),
+            self.settings.clone(),
             join,
             rx,
         );
@@ -1119,6 +1122,7 @@ async fn tasks_are_placed_and_move_off_a_dead_node_back_to_it_and_onto_a_joined_
             owner: follower,
             standbys: vec![],
             warmups: vec![],
+            force: false,
         }],
     };
     match nodes[&follower]
@@ -1178,6 +1182,80 @@ async fn tasks_are_placed_and_move_off_a_dead_node_back_to_it_and_onto_a_joined_
     })
     .await;
     assert_eq!(task_counts(&m, &[1, 2, 3, 4]).iter().sum::<usize>(), 6);
+    for (_, n) in nodes {
+        n.stop().await;
+    }
+}
+
+/// A task moved gracefully off a live owner that never releases it (a stuck engine) is
+/// moved anyway once the controller's release timeout passes: under the next epoch, which
+/// fences the stuck owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_move_its_owner_never_releases_is_forced_after_the_timeout() {
+    let root = tempfile::tempdir().unwrap();
+    let mut nodes = start_cluster(root.path(), 3).await;
+    let controller = agreed_controller(&nodes).await;
+    until(&nodes, controller, "all registered", |m| {
+        all_live(m, &nodes, &[1, 2, 3])
+    })
+    .await;
+    {
+        let n = nodes.get_mut(&controller).unwrap();
+        n.silence().await;
+        n.settings.release_timeout = Duration::from_millis(500);
+        n.start_control(None);
+    }
+    let proposer = nodes[&controller].proposer();
+    let request = TopicRequest {
+        name: "words".into(),
+        partitions: 6,
+        replication_factor: Some(3),
+        ..TopicRequest::default()
+    };
+    proposer
+        .propose(create_topic_command(&proposer.current(), &request).unwrap())
+        .await
+        .unwrap();
+    let record = ProcessorRecord {
+        name: "wc".into(),
+        partitions: 6,
+        inputs: vec!["words".into()],
+        ..ProcessorRecord::default()
+    };
+    proposer
+        .propose(MetadataCommand::UpsertProcessor {
+            record,
+            expected_version: None,
+        })
+        .await
+        .unwrap();
+    until(&nodes, controller, "two tasks per node", |m| {
+        task_counts(m, &[1, 2, 3]) == vec![2, 2, 2]
+    })
+    .await;
+    // A follower goes silent: its tasks go to the others at once (it is fenced).
+    let gone = *nodes.keys().find(|id| **id != controller).unwrap();
+    nodes.get_mut(&gone).unwrap().silence().await;
+    let m = until(&nodes, controller, "the silent node's tasks moved", |m| {
+        m.owned_tasks(gone).next().is_none()
+    })
+    .await;
+    let moved = task_owners(&m, "wc");
+    // It comes back: balance moves tasks back to it gracefully, and no owner releases them
+    // (nothing here plays the engine); after the timeout the moves are forced.
+    nodes.get_mut(&gone).unwrap().start_control(None);
+    let m = until(&nodes, controller, "the moves were forced", |m| {
+        task_counts(m, &[1, 2, 3]) == vec![2, 2, 2]
+            && m.all_tasks().all(|(_, _, t)| t.moving_to.is_none())
+    })
+    .await;
+    for ((was, was_epoch), (now, epoch)) in moved.iter().zip(task_owners(&m, "wc")) {
+        if now == Some(gone) {
+            assert_eq!(epoch, was_epoch + 1, "{was:?} → {now:?}");
+        } else {
+            assert_eq!((now, epoch), (*was, *was_epoch));
+        }
+    }
     for (_, n) in nodes {
         n.stop().await;
     }

@@ -20,7 +20,9 @@
 //! - a new owner is a live node that is not draining; standbys are distinct live nodes other
 //!   than the owner, at most the processor's `standby_replicas`; warm-ups (nodes copying a
 //!   task's state before it moves there) at most [`MAX_TASK_WARMUPS`], nodes that take
-//!   tasks, neither the owner nor a standby; a node a task moves to stops being its warm-up.
+//!   tasks, neither the owner nor a standby; a node a task moves to stops being its warm-up;
+//! - a move off a live owner waits for its release (`moving_to`) unless it is forced (the
+//!   controller forces one the owner did not release in time): then the epoch moves at once.
 
 use std::collections::BTreeSet;
 
@@ -371,7 +373,7 @@ impl ClusterMetadata {
                 t.moving_to = None;
                 continue;
             }
-            if t.owner.is_some_and(|o| live.contains(&o)) {
+            if !m.force && t.owner.is_some_and(|o| live.contains(&o)) {
                 // A live owner commits and releases the task first (ReleaseTask).
                 t.moving_to = Some(m.owner);
                 continue;

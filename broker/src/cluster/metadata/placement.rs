@@ -485,6 +485,7 @@ pub fn placement_commands(
             owner: o,
             standbys: s,
             warmups,
+            force: false,
         });
     }
     moves

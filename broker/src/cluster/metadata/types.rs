@@ -25,8 +25,9 @@ use crate::config::FsyncPolicy;
 /// 3: the engine's catalog and task placement (`UpsertProcessor`, `DeleteProcessor`,
 /// `SetProcessorPaused`, `AssignTasks`; the metadata's `processors`, `tasks` and
 /// `max_task_epoch`).
-/// 4: warm-up replicas of tasks (`TaskMove::warmups`, `TaskAssignment::warmups`) and
-/// processors' `acceptable_recovery_lag` (KIP-441's probing moves).
+/// 4: warm-up replicas of tasks (`TaskMove::warmups`, `TaskAssignment::warmups`),
+/// processors' `acceptable_recovery_lag` (KIP-441's probing moves) and forced moves
+/// (`TaskMove::force`).
 pub const COMMAND_FORMAT_VERSION: u16 = 4;
 
 openraft::declare_raft_types!(
@@ -380,6 +381,10 @@ pub struct TaskMove {
     pub standbys: Vec<NodeId>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warmups: Vec<NodeId>,
+    /// The owner changes now even though the current owner is live (it did not release a
+    /// graceful move in time): the epoch is bumped at once, fencing it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
 }
 
 /// What an applied command produced.

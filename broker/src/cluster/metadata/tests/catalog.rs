@@ -82,6 +82,7 @@ fn mv(partition: i32, epoch: u64, owner: NodeId, standbys: Vec<NodeId>) -> TaskM
         owner,
         standbys,
         warmups: Vec::new(),
+        force: false,
     }
 }
 
@@ -473,6 +474,34 @@ fn old_snapshots_read_and_new_commands_have_a_stable_form() {
     let old: ProcessorRecord =
         serde_json::from_str(r#"{"name":"p","partitions":2,"standby_replicas":1}"#).unwrap();
     assert_eq!(old.acceptable_recovery_lag, DEFAULT_ACCEPTABLE_RECOVERY_LAG);
+}
+
+#[test]
+fn a_forced_move_off_a_live_owner_moves_the_epoch_at_once() {
+    let mut m = with_nodes(3);
+    upsert(&mut m, &record("p", 1), None).unwrap();
+    m.apply(&assign("p", vec![mv(0, 0, 1, vec![])])).unwrap();
+    m.apply(&assign("p", vec![mv(0, 1, 2, vec![])])).unwrap();
+    assert_eq!(
+        m.task("p", 0).unwrap().moving_to,
+        Some(2),
+        "graceful: waits"
+    );
+    let mut forced = mv(0, 1, 2, vec![]);
+    forced.force = true;
+    m.apply(&assign("p", vec![forced])).unwrap();
+    let t = m.task("p", 0).unwrap();
+    assert_eq!((t.owner, t.epoch, t.moving_to), (Some(2), 2, None));
+    // The old owner's late release is refused: its epoch is gone.
+    assert!(matches!(
+        m.apply(&MetadataCommand::ReleaseTask {
+            processor: "p".into(),
+            partition: 0,
+            epoch: 1,
+            node: 1,
+        }),
+        Err(MetadataError::StaleTaskEpoch { .. })
+    ));
 }
 
 #[test]
