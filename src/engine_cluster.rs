@@ -34,15 +34,17 @@ use tokio::sync::watch;
 use weir_broker::BrokerError;
 use weir_broker::cluster::NodeId;
 use weir_broker::cluster::blob_rpc::{BlobSource, blob_hash, fetch_blob};
-use weir_broker::cluster::control::{TaskCopyBoard, TaskCopyReport};
+use weir_broker::cluster::control::{NodeReportBoard, TaskCopyReport};
 use weir_broker::cluster::metadata::{
-    ClusterMetadata, DEFAULT_ACCEPTABLE_RECOVERY_LAG, MetadataCommand, ProcessorRecord,
+    ClusterMetadata, DEFAULT_ACCEPTABLE_RECOVERY_LAG, MetadataCommand, NodeBudget, ProcessorRecord,
+    TaskFootprint,
 };
 use weir_broker::cluster::routing::ClusterRouting;
 use weir_broker::cluster::rpc::Peers;
 use weir_engine::assignment::{StandbyAssignments, TaskAssignments};
 use weir_engine::catalog::CatalogPublisher;
 use weir_engine::log_access::LogError;
+use weir_engine::task::Footprint;
 use weir_engine::task::registry::DeploymentRecord;
 use weir_engine::task::spec::DEFAULT_STANDBY_REPLICAS;
 use weir_engine::{Engine, EngineError};
@@ -83,7 +85,7 @@ pub struct EngineCluster {
     routing: ClusterRouting,
     peers: Arc<Peers>,
     /// Where this node's copies of task state are reported (its heartbeats carry them).
-    copies: Option<TaskCopyBoard>,
+    copies: Option<NodeReportBoard>,
     /// Runs the proposals of the engine's (blocking) catalog calls.
     runtime: tokio::runtime::Handle,
 }
@@ -92,6 +94,7 @@ pub struct EngineCluster {
 fn catalog_record(
     record: &DeploymentRecord,
     module: &[u8],
+    footprint: Footprint,
 ) -> Result<ProcessorRecord, CatalogError> {
     Ok(ProcessorRecord {
         name: record.spec.name.clone(),
@@ -107,6 +110,10 @@ fn catalog_record(
             .spec
             .acceptable_recovery_lag
             .unwrap_or(DEFAULT_ACCEPTABLE_RECOVERY_LAG),
+        task_footprint: TaskFootprint {
+            instances: footprint.instances,
+            memory_bytes: footprint.memory_bytes,
+        },
         paused: record.paused,
         spec: serde_json::to_value(record).map_err(|e| CatalogError::Encode(e.to_string()))?,
         component: Some(blob_hash(module)),
@@ -119,7 +126,7 @@ impl EngineCluster {
         node: NodeId,
         routing: ClusterRouting,
         peers: Arc<Peers>,
-        copies: Option<TaskCopyBoard>,
+        copies: Option<NodeReportBoard>,
     ) -> Arc<EngineCluster> {
         Arc::new(EngineCluster {
             engine,
@@ -136,6 +143,11 @@ impl EngineCluster {
         let Some(board) = self.copies.clone() else {
             return;
         };
+        let (instances, memory_bytes) = self.engine.task_budget();
+        board.set_budget(NodeBudget {
+            instances,
+            memory_bytes,
+        });
         loop {
             let engine = self.engine.clone();
             if let Ok(copies) = tokio::task::spawn_blocking(move || engine.task_copies()).await {
@@ -434,10 +446,11 @@ impl CatalogPublisher for EngineCluster {
         &self,
         record: &DeploymentRecord,
         module: &[u8],
+        footprint: Footprint,
         expected: Option<u64>,
     ) -> Result<(), EngineError> {
-        let entry =
-            catalog_record(record, module).map_err(|e| EngineError::Unavailable(e.to_string()))?;
+        let entry = catalog_record(record, module, footprint)
+            .map_err(|e| EngineError::Unavailable(e.to_string()))?;
         self.block_on(Self::publish_deployment(
             self.routing.clone(),
             entry,

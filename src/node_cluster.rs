@@ -25,7 +25,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use weir_broker::cluster::config::{ClusterConfig, Mode};
 use weir_broker::cluster::control::{
-    ControlPlane, ControlSettings, Proposer, SHUTDOWN_WAIT, TaskCopyBoard,
+    ControlPlane, ControlSettings, NodeReportBoard, Proposer, SHUTDOWN_WAIT,
 };
 use weir_broker::cluster::identity::{self, Expected, IdentityError, Verdict};
 use weir_broker::cluster::metadata::{MetadataConfig, MetadataNode, NodeInfo};
@@ -223,7 +223,7 @@ impl ClusterNode {
 
     /// Where this node's engine reports its copies of task state (once the control plane
     /// started).
-    pub fn task_copies(&self) -> Option<TaskCopyBoard> {
+    pub fn task_copies(&self) -> Option<NodeReportBoard> {
         self.control.as_ref().map(|c| c.task_copies.clone())
     }
 

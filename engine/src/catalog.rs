@@ -8,6 +8,7 @@
 //! Every method blocks until this node has applied the catalog with the change.
 
 use crate::error::EngineError;
+use crate::task::Footprint;
 use crate::task::registry::DeploymentRecord;
 
 /// Where the engine publishes its processors' changes.
@@ -15,11 +16,13 @@ pub trait CatalogPublisher: Send + Sync + 'static {
     /// The catalog's version of `name`, `None` if it has no such processor.
     fn version(&self, name: &str) -> Option<u64>;
     /// A deploy (`expected` `None`) or redeploy (`expected`: the catalog's version it
-    /// replaces) made on this node, with its module.
+    /// replaces) made on this node, with its module and what one of its tasks takes from a
+    /// node's Wasm budget.
     fn deployed(
         &self,
         record: &DeploymentRecord,
         module: &[u8],
+        footprint: Footprint,
         expected: Option<u64>,
     ) -> Result<(), EngineError>;
     /// A pause or resume made on this node.

@@ -38,6 +38,10 @@ use crate::task::standby::StandbyStatus;
 use crate::task::{LogicFactory, ModuleLoader, TaskDefinition, TaskManager, TaskState, TaskStatus};
 use crate::task_id::TaskId;
 
+/// How a processor's error starts when the tasks assigned to this node do not fit its
+/// budget (cleared once they fit again).
+const OVER_BUDGET: &str = "tasks assigned here do not fit";
+
 /// Where the engine keeps its files.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -402,6 +406,10 @@ impl Engine {
                 }
             }
             self.follow_standbys(&name);
+            // Tasks start only within this node's budget (placement keeps it so).
+            if !self.readmit(&name) {
+                continue;
+            }
             if let Err(e) = self.start_missing(&name) {
                 tracing::error!(processor = %name, "cannot start assigned tasks: {e}");
             }
@@ -511,17 +519,73 @@ impl Engine {
             })
     }
 
-    /// Reserves what `partitions` tasks of `factory` take, or refuses the processor.
+    /// Reserves what the tasks of `name` (of `partitions`) this node runs take with
+    /// `factory`, or refuses the processor: every task on a single node (and for a
+    /// processor kept from before the node joined a cluster), on a cluster node only the
+    /// tasks assigned to it (the cluster's placement keeps each node within its budget;
+    /// [`Engine::set_assignment`] reserves again as the assignment changes).
     fn admit(
         &self,
         name: &str,
         factory: &dyn LogicFactory,
         partitions: i32,
     ) -> Result<(), EngineError> {
+        let tasks = if self.inner.assignment.is_assigned() {
+            i32::try_from(self.inner.assignment.owned(name, partitions).len()).unwrap_or(i32::MAX)
+        } else {
+            partitions
+        };
         self.inner
             .admission
-            .reserve(name, factory.footprint(), partitions)
+            .reserve(name, factory.footprint(), tasks)
             .map_err(EngineError::InsufficientResources)
+    }
+
+    /// Cluster mode: reserves again what `name`'s tasks assigned here take; `false` (with
+    /// the reason kept as the processor's error) when they do not fit this node's budget.
+    fn readmit(&self, name: &str) -> bool {
+        let factory = {
+            let processors = lock(&self.inner.processors);
+            let Some(d) = processors.get(name) else {
+                return false;
+            };
+            let Some(f) = d.factory.clone() else {
+                return false;
+            };
+            (f, d.record.partitions)
+        };
+        match self.admit(name, &*factory.0, factory.1) {
+            Ok(()) => {
+                if let Some(d) = lock(&self.inner.processors).get_mut(name)
+                    && d.start_error
+                        .as_ref()
+                        .is_some_and(|e| e.starts_with(OVER_BUDGET))
+                {
+                    d.start_error = None;
+                }
+                true
+            }
+            Err(e) => {
+                tracing::error!(processor = %name, "the tasks assigned here do not fit: {e}");
+                if let Some(d) = lock(&self.inner.processors).get_mut(name) {
+                    d.start_error = Some(format!("{OVER_BUDGET}: {e}"));
+                }
+                false
+            }
+        }
+    }
+
+    /// This node's Wasm budget for tasks, for the cluster's placement: (instance slots,
+    /// linear-memory bytes).
+    pub fn task_budget(&self) -> (u32, u64) {
+        let l = self.limits();
+        (l.wasm_instance_pool, l.wasm_memory_budget_bytes)
+    }
+
+    /// The Wasm footprint of one task of `name`, when its module is loaded here.
+    pub fn task_footprint(&self, name: &str) -> Option<crate::task::Footprint> {
+        let processors = lock(&self.inner.processors);
+        Some(processors.get(name)?.factory.as_ref()?.footprint())
     }
 
     /// [`Engine::definition`] of the processor `name`.
@@ -920,6 +984,7 @@ impl Engine {
             self.inner.admission.release(&name);
             return Err(e);
         }
+        let footprint = factory.footprint();
         let mut deployed = Deployed::loaded(record, factory);
         if let Some(def) = self.definition(&deployed) {
             let owned = self.inner.assignment.owned(&name, partitions);
@@ -929,7 +994,7 @@ impl Engine {
         let published = deployed.record.clone();
         lock(&self.inner.processors).insert(name.clone(), deployed);
         if let Some(c) = self.catalog()
-            && let Err(e) = c.deployed(&published, &module, None)
+            && let Err(e) = c.deployed(&published, &module, footprint, None)
         {
             // Not in the catalog: undone here; its topics stay for whoever holds the name.
             self.forget(&name)?;
@@ -995,6 +1060,7 @@ impl Engine {
             return Err(e);
         }
         self.stop_starter(name);
+        let footprint = factory.footprint();
         let deployed = Deployed::loaded(record, factory);
         // `assign` revokes the running task first: its final commit is the swap point.
         if let Some(def) = self.definition(&deployed) {
@@ -1006,7 +1072,7 @@ impl Engine {
         let published = deployed.record.clone();
         lock(&self.inner.processors).insert(name.to_string(), deployed);
         if let Some(c) = self.catalog_of(&published) {
-            c.deployed(&published, &module, expected)?;
+            c.deployed(&published, &module, footprint, expected)?;
         }
         self.describe(name)
     }

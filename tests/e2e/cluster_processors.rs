@@ -15,7 +15,9 @@ use serde_json::json;
 
 use crate::common::{Server, eventually, guest};
 use crate::processors::{as_strings, caught_up, query, sample_lines, tasks, word_counts};
-use crate::replication::{create_replicated, fully_replicated, routes, start_cluster};
+use crate::replication::{
+    create_replicated, fully_replicated, routes, start_cluster, start_cluster_with,
+};
 
 pub(crate) const DEADLINE: Duration = Duration::from_secs(120);
 
@@ -458,4 +460,64 @@ fn standbys_answer_while_a_killed_owners_tasks_move_to_them_warm() {
         let c: u64 = counted[w].parse().unwrap();
         assert!(c >= n.parse::<u64>().unwrap(), "{w}: {c} < {n}");
     }
+}
+
+/// Node budgets on a cluster: every node has room for 4 Wasm tasks
+/// (`--wasm-instance-pool 4`). A processor of 6 tasks deploys (each node admits only the
+/// tasks it runs), a second one fills every node (4 each), and a third finds no room: its
+/// tasks stay unassigned and no node goes over its budget; deleting one frees the room.
+#[test]
+fn placement_keeps_each_node_within_its_wasm_budget() {
+    let nodes = start_cluster_with(&["--wasm-instance-pool", "4"], &[]);
+    create_replicated(
+        &nodes[0],
+        json!({"name": "text", "partitions": 6, "replication_factor": 3}),
+    );
+    assert!(eventually(DEADLINE, || nodes
+        .iter()
+        .all(|n| fully_replicated(n, "text", 6))));
+    let spec = |name: &str| {
+        json!({"name": name, "inputs": ["text"], "outputs": [format!("{name}-out")],
+               "standby_replicas": 0})
+    };
+    nodes[0].deploy(&spec("a"), guest("word-count"));
+    assert!(eventually(DEADLINE, || placed_on(
+        &nodes,
+        "a",
+        &[1, 2, 3],
+        6
+    )));
+    nodes[1].deploy(&spec("b"), guest("word-count"));
+    assert!(eventually(DEADLINE, || placed_on(
+        &nodes,
+        "b",
+        &[1, 2, 3],
+        6
+    )));
+    let per_node = |s: &Server| -> Vec<usize> {
+        let mut c = vec![0usize; 3];
+        for name in ["a", "b", "c"] {
+            for o in owners(s, name).into_iter().flatten() {
+                c[o as usize - 1] += 1;
+            }
+        }
+        c
+    };
+    assert_eq!(per_node(&nodes[0]), vec![4, 4, 4]);
+    // No room left: c deploys, but its tasks wait unassigned.
+    nodes[2].deploy(&spec("c"), guest("word-count"));
+    assert!(eventually(DEADLINE, || owners(&nodes[0], "c").len() == 6));
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(owners(&nodes[0], "c").iter().all(Option::is_none));
+    assert_eq!(per_node(&nodes[0]), vec![4, 4, 4]);
+    let d = nodes[0].processor("c");
+    assert!(tasks(&d).iter().all(|t| t["state"] == "unassigned"), "{d}");
+    // a goes: c takes its room.
+    assert_eq!(nodes[0].delete("/v1/processors/a"), 204);
+    assert!(
+        eventually(DEADLINE, || placed_on(&nodes, "c", &[1, 2, 3], 6)),
+        "c not placed: {:?}",
+        owners(&nodes[0], "c")
+    );
+    assert_eq!(per_node(&nodes[0]), vec![4, 4, 4]);
 }

@@ -106,7 +106,7 @@
 //!     which fences the previous owner's commits. A decommissioned node leaves only once it
 //!     owns no task (`balance::drained_nodes`). Placement reads what the live nodes last
 //!     reported of their copies of task state ([`TaskCopyReport`], carried by heartbeats;
-//!     the controller's own from its [`TaskCopyBoard`]), held in memory like sessions: a
+//!     the controller's own from its [`NodeReportBoard`]), held in memory like sessions: a
 //!     dead owner's task goes to the most caught-up copy, and a task with state moves off a
 //!     live owner only onto a copy within its `acceptable_recovery_lag` (else that node
 //!     warms up first). Reports only order and delay moves; they never make one unsafe
@@ -132,11 +132,12 @@ use super::metadata::balance::{
 };
 use super::metadata::controller::{Sessions, elect_offline_commands, fence_node_commands};
 use super::metadata::placement::{
-    DEFAULT_MAX_TASK_MOVES, TaskCapacity, TaskCopies, placement_commands,
+    DEFAULT_MAX_TASK_MOVES, TaskCapacity, TaskCopies, capacity_from_budgets, merge_capacity,
+    placement_commands,
 };
 use super::metadata::{
-    ClusterMetadata, MetadataCommand, MetadataError, MetadataNode, MetadataResponse, NodeError,
-    NodeInfo, NodeState, TaskMove,
+    ClusterMetadata, MetadataCommand, MetadataError, MetadataNode, MetadataResponse, NodeBudget,
+    NodeError, NodeInfo, NodeState, TaskMove,
 };
 use super::rpc::{
     ControlRequest, Json, PeerClient, PeerRequest, PeerResponse, Peers, Refusal, RpcError,
@@ -196,7 +197,8 @@ pub struct ControlSettings {
     pub leader_balance_delay: Duration,
     /// Tasks one placement decision moves at most.
     pub max_task_moves: usize,
-    /// The most tasks each node may own (a node absent has no limit).
+    /// The most tasks each node may own (a node absent has no limit); each node is also
+    /// held within the Wasm budget it reports (`placement::capacity_from_budgets`).
     pub task_capacity: TaskCapacity,
     /// How long a live owner has to release a task moved off it gracefully before the move
     /// is forced (the epoch bumped, fencing the owner).
@@ -435,6 +437,8 @@ struct Term {
     reported: BTreeMap<NodeId, NodeInfo>,
     /// The task copies each node reported in its last heartbeat of this term.
     copies: BTreeMap<NodeId, Vec<TaskCopyReport>>,
+    /// The Wasm budget each node reported in its last heartbeat of this term.
+    budgets: BTreeMap<NodeId, NodeBudget>,
     /// Graceful task moves waiting for their owner's release, and since when this term has
     /// seen each: (processor, partition, epoch, target).
     releases: BTreeMap<(String, i32, u64, NodeId), Instant>,
@@ -459,7 +463,7 @@ pub struct Controller {
     /// date the sessions a new term starts with (invariant 5).
     liveness: Option<Liveness>,
     /// This node's own task copies (the controller does not heartbeat to itself).
-    local_copies: TaskCopyBoard,
+    local_copies: NodeReportBoard,
 }
 
 /// See [`Controller::with_liveness`].
@@ -489,22 +493,35 @@ pub struct HeartbeatBody {
     pub info: NodeInfo,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub copies: Vec<TaskCopyReport>,
+    /// The node's Wasm budget for tasks (placement keeps the node within it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<NodeBudget>,
 }
 
-/// This node's task copies as its engine last reported them; read by its heartbeats and,
-/// on the controller, by placement. Cheap to clone (shared).
+/// What this node's engine last reported — its task copies and its Wasm budget — read by
+/// its heartbeats and, on the controller, by placement. Cheap to clone (shared).
 #[derive(Debug, Clone, Default)]
-pub struct TaskCopyBoard(Arc<Mutex<Arc<Vec<TaskCopyReport>>>>);
+pub struct NodeReportBoard(Arc<Mutex<NodeReport>>);
 
-impl TaskCopyBoard {
-    /// Replaces the report (at most [`MAX_REPORTED_COPIES`] are kept).
+type NodeReport = (Arc<Vec<TaskCopyReport>>, Option<NodeBudget>);
+
+impl NodeReportBoard {
+    /// Replaces the copies (at most [`MAX_REPORTED_COPIES`] are kept).
     pub fn set(&self, mut copies: Vec<TaskCopyReport>) {
         copies.truncate(MAX_REPORTED_COPIES);
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(copies);
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).0 = Arc::new(copies);
     }
 
     pub fn get(&self) -> Arc<Vec<TaskCopyReport>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).0.clone()
+    }
+
+    pub fn set_budget(&self, budget: NodeBudget) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).1 = Some(budget);
+    }
+
+    pub fn budget(&self) -> Option<NodeBudget> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).1
     }
 }
 
@@ -518,12 +535,12 @@ impl Controller {
             wake: Notify::new(),
             leaving: std::sync::atomic::AtomicBool::new(false),
             liveness: None,
-            local_copies: TaskCopyBoard::default(),
+            local_copies: NodeReportBoard::default(),
         }
     }
 
     /// Reads this node's own task copies from `board` (what its heartbeats carry).
-    pub fn with_task_copies(mut self, board: TaskCopyBoard) -> Controller {
+    pub fn with_task_copies(mut self, board: NodeReportBoard) -> Controller {
         self.local_copies = board;
         self
     }
@@ -587,6 +604,7 @@ impl Controller {
             }
             state.reported.clear();
             state.copies.clear();
+            state.budgets.clear();
             state.releases.clear();
             state.left.clear();
             state.settled_since = None;
@@ -612,7 +630,11 @@ impl Controller {
 
     /// A broker's heartbeat (invariant 3).
     pub fn heartbeat(&self, from: NodeId, body: HeartbeatBody) -> ControlReply {
-        let HeartbeatBody { info, mut copies } = body;
+        let HeartbeatBody {
+            info,
+            mut copies,
+            budget,
+        } = body;
         copies.truncate(MAX_REPORTED_COPIES);
         let now = Instant::now();
         if !self.is_member(from) {
@@ -655,6 +677,10 @@ impl Controller {
         let version = current.version;
         state.reported.insert(from, info);
         state.copies.insert(from, copies);
+        match budget {
+            Some(b) => state.budgets.insert(from, b),
+            None => state.budgets.remove(&from),
+        };
         drop(state);
         if !registered {
             self.wake.notify_one();
@@ -791,6 +817,7 @@ impl Controller {
             state.sessions.remove(from);
             state.reported.remove(&from);
             state.copies.remove(&from);
+            state.budgets.remove(&from);
             state.left.insert(from, now);
         }
         if from == self.node.id() {
@@ -894,6 +921,15 @@ impl Controller {
                 copies.add(id, &c.processor, c.partition, c.lag, c.stateful);
             }
         }
+        // Each node's capacity: the configured one, within its reported Wasm budget.
+        let mut budgets = state.budgets.clone();
+        if let Some(b) = self.local_copies.budget() {
+            budgets.insert(me, b);
+        }
+        let capacity = merge_capacity(
+            &self.settings.task_capacity,
+            &capacity_from_budgets(&meta, &budgets),
+        );
         // Graceful moves whose live owner has not released the task in time are forced.
         let waiting: BTreeSet<(String, i32, u64, NodeId)> = meta
             .all_tasks()
@@ -924,7 +960,7 @@ impl Controller {
                 "partitions without a leader have a live in-sync replica".into(),
             ));
         }
-        if let Some(d) = self.placement_decision(&meta, &copies) {
+        if let Some(d) = self.placement_decision(&meta, &copies, &capacity) {
             return Some(d);
         }
         self.move_decision(&meta, settled_for)
@@ -936,13 +972,9 @@ impl Controller {
         &self,
         meta: &ClusterMetadata,
         copies: &TaskCopies,
+        capacity: &TaskCapacity,
     ) -> Option<(MetadataCommand, String)> {
-        let commands = placement_commands(
-            meta,
-            &self.settings.task_capacity,
-            copies,
-            self.settings.max_task_moves,
-        );
+        let commands = placement_commands(meta, capacity, copies, self.settings.max_task_moves);
         if commands.is_empty() {
             return None;
         }
@@ -1293,7 +1325,7 @@ pub async fn run_heartbeats(
     node: MetadataNode,
     peers: Arc<Peers>,
     info: NodeInfo,
-    copies: TaskCopyBoard,
+    copies: NodeReportBoard,
     settings: ControlSettings,
     caught_up: watch::Sender<Option<u64>>,
     mut stop: watch::Receiver<bool>,
@@ -1305,6 +1337,7 @@ pub async fn run_heartbeats(
         let body = HeartbeatBody {
             info: info.clone(),
             copies: copies.get().as_ref().clone(),
+            budget: copies.budget(),
         };
         let Ok(json) = Json::encode(&body) else {
             tracing::error!("cannot encode this node's heartbeat; no heartbeats");
@@ -1581,7 +1614,7 @@ pub struct ControlPlane {
     /// `v` being the controller's applied version then (see [`wait_caught_up`]).
     pub registered_at: watch::Receiver<Option<u64>>,
     /// This node's task copies: the engine writes them, heartbeats and placement read them.
-    pub task_copies: TaskCopyBoard,
+    pub task_copies: NodeReportBoard,
     node: MetadataNode,
     peers: Arc<Peers>,
     heartbeats: Mutex<Option<JoinHandle<()>>>,
@@ -1601,7 +1634,7 @@ impl ControlPlane {
         stop: watch::Receiver<bool>,
     ) -> ControlPlane {
         let silent_peers = peers.clone();
-        let task_copies = TaskCopyBoard::default();
+        let task_copies = NodeReportBoard::default();
         let controller = Arc::new(
             Controller::new(node.clone(), local.clone(), settings.clone())
                 .with_liveness(Arc::new(move |id| silent_peers.silent_for(id)))

@@ -416,6 +416,7 @@ async fn a_peers_forged_node_commands_are_refused() {
                 Json::encode(&super::control::HeartbeatBody {
                     info: info_of(77, "127.0.0.1:1".into()),
                     copies: Vec::new(),
+                    budget: None,
                 })
                 .unwrap(),
             )))
@@ -1094,6 +1095,7 @@ async fn tasks_are_placed_and_move_off_a_dead_node_back_to_it_and_onto_a_joined_
         state_topics: vec![],
         standby_replicas: 0,
         acceptable_recovery_lag: 10_000,
+        task_footprint: Default::default(),
         paused: false,
         spec: serde_json::json!({"v": 1}),
         component: Some("sha256:abc".into()),
@@ -1265,7 +1267,7 @@ async fn a_graceful_move_its_owner_never_releases_is_forced_after_the_timeout() 
 /// controller reads as the addresses alone (and an older node's heartbeat reads with none).
 #[test]
 fn heartbeats_carry_task_copies_compatibly() {
-    use super::control::{HeartbeatBody, MAX_REPORTED_COPIES, TaskCopyBoard, TaskCopyReport};
+    use super::control::{HeartbeatBody, MAX_REPORTED_COPIES, NodeReportBoard, TaskCopyReport};
     let info = info_of(2, "127.0.0.1:9".into());
     let body = HeartbeatBody {
         info: info.clone(),
@@ -1275,6 +1277,10 @@ fn heartbeats_carry_task_copies_compatibly() {
             lag: Some(12),
             stateful: true,
         }],
+        budget: Some(super::metadata::NodeBudget {
+            instances: 64,
+            memory_bytes: 1 << 30,
+        }),
     };
     let json = serde_json::to_string(&body).unwrap();
     let old: super::metadata::NodeInfo = serde_json::from_str(&json).unwrap();
@@ -1285,11 +1291,15 @@ fn heartbeats_carry_task_copies_compatibly() {
         from_old,
         HeartbeatBody {
             info,
-            copies: vec![]
+            copies: vec![],
+            budget: None,
         }
     );
     // A node reports a bounded number of copies.
-    let board = TaskCopyBoard::default();
+    let board = NodeReportBoard::default();
     board.set(vec![body.copies[0].clone(); MAX_REPORTED_COPIES + 5]);
     assert_eq!(board.get().len(), MAX_REPORTED_COPIES);
+    assert_eq!(board.budget(), None);
+    board.set_budget(body.budget.unwrap());
+    assert_eq!(board.budget(), body.budget);
 }

@@ -97,6 +97,6 @@ pub use state::{
 pub use state_machine::StateMachineStore;
 pub use types::{
     COMMAND_FORMAT_VERSION, CommandResult, CreateTopic, DEFAULT_ACCEPTABLE_RECOVERY_LAG, LogEntry,
-    MetadataCommand, MetadataRaft, MetadataResponse, NodeInfo, ProcessorRecord, TaskAssignment,
-    TaskMove, TopicConfig, TypeConfig, VersionedCommand, Voters,
+    MetadataCommand, MetadataRaft, MetadataResponse, NodeBudget, NodeInfo, ProcessorRecord,
+    TaskAssignment, TaskFootprint, TaskMove, TopicConfig, TypeConfig, VersionedCommand, Voters,
 };

@@ -59,7 +59,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::state::ClusterMetadata;
-use super::types::{MetadataCommand, ProcessorRecord, TaskAssignment, TaskMove};
+use super::types::{MetadataCommand, NodeBudget, ProcessorRecord, TaskAssignment, TaskMove};
 use crate::cluster::NodeId;
 
 /// Tasks the controller moves in one decision, by default.
@@ -67,6 +67,53 @@ pub const DEFAULT_MAX_TASK_MOVES: usize = 64;
 
 /// The most tasks each node may own (its instance budget); a node absent has no limit.
 pub type TaskCapacity = BTreeMap<NodeId, u32>;
+
+/// The most tasks each node with a reported Wasm budget may own: its budget divided by the
+/// largest task footprint among the processors (instance slots and memory alike), so that
+/// whatever tasks it is given fit (conservative when footprints differ). Nodes without a
+/// report, and a catalog whose tasks take nothing, have no bound.
+pub fn capacity_from_budgets(
+    meta: &ClusterMetadata,
+    budgets: &BTreeMap<NodeId, NodeBudget>,
+) -> TaskCapacity {
+    let instances = meta
+        .processors
+        .values()
+        .map(|p| p.task_footprint.instances)
+        .max()
+        .unwrap_or(0);
+    let memory = meta
+        .processors
+        .values()
+        .map(|p| p.task_footprint.memory_bytes)
+        .max()
+        .unwrap_or(0);
+    budgets
+        .iter()
+        .filter_map(|(node, b)| {
+            let by_instances = (instances > 0).then(|| b.instances / instances);
+            let by_memory =
+                (memory > 0).then(|| u32::try_from(b.memory_bytes / memory).unwrap_or(u32::MAX));
+            let cap = match (by_instances, by_memory) {
+                (Some(a), Some(m)) => a.min(m),
+                (Some(a), None) | (None, Some(a)) => a,
+                (None, None) => return None,
+            };
+            Some((*node, cap))
+        })
+        .collect()
+}
+
+/// The tighter of two capacities per node (a node absent from one is bound by the other).
+pub fn merge_capacity(a: &TaskCapacity, b: &TaskCapacity) -> TaskCapacity {
+    let mut out = a.clone();
+    for (node, cap) in b {
+        out.entry(*node)
+            .and_modify(|c| *c = (*c).min(*cap))
+            .or_insert(*cap);
+    }
+    out
+}
 
 /// What the nodes report of their copies of tasks' state (KIP-441's task lags), as the
 /// controller last heard them.

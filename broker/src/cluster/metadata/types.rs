@@ -26,8 +26,8 @@ use crate::config::FsyncPolicy;
 /// `SetProcessorPaused`, `AssignTasks`; the metadata's `processors`, `tasks` and
 /// `max_task_epoch`).
 /// 4: warm-up replicas of tasks (`TaskMove::warmups`, `TaskAssignment::warmups`),
-/// processors' `acceptable_recovery_lag` (KIP-441's probing moves) and forced moves
-/// (`TaskMove::force`).
+/// processors' `acceptable_recovery_lag` (KIP-441's probing moves) and `task_footprint`, and
+/// forced moves (`TaskMove::force`).
 pub const COMMAND_FORMAT_VERSION: u16 = 4;
 
 openraft::declare_raft_types!(
@@ -308,6 +308,10 @@ pub struct ProcessorRecord {
     /// further behind warms it up first.
     #[serde(default = "default_acceptable_recovery_lag")]
     pub acceptable_recovery_lag: u64,
+    /// What one task takes from a node's Wasm budget (placement keeps every node within
+    /// its budget).
+    #[serde(default)]
+    pub task_footprint: TaskFootprint,
     #[serde(default)]
     pub paused: bool,
     /// The engine's own (versioned) encoding of the processor spec; never interpreted here.
@@ -329,11 +333,28 @@ impl Default for ProcessorRecord {
             state_topics: Vec::new(),
             standby_replicas: 0,
             acceptable_recovery_lag: DEFAULT_ACCEPTABLE_RECOVERY_LAG,
+            task_footprint: TaskFootprint::default(),
             paused: false,
             spec: serde_json::Value::Null,
             component: None,
         }
     }
+}
+
+/// What one task of a processor takes from a node's Wasm budget: instance slots and linear
+/// memory (the engine's admission counts the same).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskFootprint {
+    pub instances: u32,
+    pub memory_bytes: u64,
+}
+
+/// A node's Wasm budget for tasks (`--wasm-instance-pool`, `--wasm-memory-budget-bytes`),
+/// as it reports it with its heartbeats.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeBudget {
+    pub instances: u32,
+    pub memory_bytes: u64,
 }
 
 /// Kafka Streams' default `acceptable.recovery.lag`.

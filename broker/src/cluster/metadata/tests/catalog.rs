@@ -15,6 +15,7 @@ pub(super) fn record(name: &str, partitions: i32) -> ProcessorRecord {
         state_topics: vec![format!("{name}.counts.changelog")],
         standby_replicas: 1,
         acceptable_recovery_lag: DEFAULT_ACCEPTABLE_RECOVERY_LAG,
+        task_footprint: TaskFootprint::default(),
         paused: false,
         spec: serde_json::json!({"v": 1, "config": {"k": "v"}}),
         component: Some("sha256:00ff".into()),

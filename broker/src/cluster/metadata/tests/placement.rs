@@ -10,7 +10,9 @@ use proptest::prelude::*;
 
 use super::super::balance;
 use super::super::controller::fence_node_commands;
-use super::super::placement::{TaskCapacity, TaskCopies, placement_commands};
+use super::super::placement::{
+    TaskCapacity, TaskCopies, capacity_from_budgets, merge_capacity, placement_commands,
+};
 use super::super::*;
 use super::catalog::record;
 use super::state::{create, register, with_nodes};
@@ -610,4 +612,60 @@ fn a_dead_owners_tasks_go_to_a_caught_up_copy_even_above_balance_then_rebalance_
     assert_eq!(round(&mut m, |_, _| Some(10)), 1);
     assert_eq!(round(&mut m, |_, _| Some(10)), 0);
     assert_eq!(counts(&m).values().copied().collect::<Vec<_>>(), vec![3, 3]);
+}
+
+#[test]
+fn each_node_is_held_within_its_reported_wasm_budget() {
+    let mut m = with_nodes(3);
+    let mut r = record("wc", 6);
+    r.inputs = vec![];
+    r.standby_replicas = 0;
+    r.task_footprint = TaskFootprint {
+        instances: 1,
+        memory_bytes: 64 << 20,
+    };
+    m.apply(&MetadataCommand::UpsertProcessor {
+        record: r,
+        expected_version: None,
+    })
+    .unwrap();
+    let mut sql = record("q", 2);
+    sql.inputs = vec![];
+    sql.standby_replicas = 0;
+    sql.task_footprint = TaskFootprint {
+        instances: 2,
+        memory_bytes: 16 << 20,
+    };
+    m.apply(&MetadataCommand::UpsertProcessor {
+        record: sql,
+        expected_version: None,
+    })
+    .unwrap();
+    // Node 1 has room for one task of the largest footprint (2 slots, 64 MiB); node 2 is
+    // bound by its memory (3 × 64 MiB); node 3 reported nothing.
+    let budgets = BTreeMap::from([
+        (
+            1,
+            NodeBudget {
+                instances: 3,
+                memory_bytes: 1 << 30,
+            },
+        ),
+        (
+            2,
+            NodeBudget {
+                instances: 64,
+                memory_bytes: 200 << 20,
+            },
+        ),
+    ]);
+    let cap = capacity_from_budgets(&m, &budgets);
+    assert_eq!(cap, BTreeMap::from([(1, 1), (2, 3)]));
+    let cap = merge_capacity(&BTreeMap::from([(2, 2), (3, 5)]), &cap);
+    assert_eq!(cap, BTreeMap::from([(1, 1), (2, 2), (3, 5)]));
+    settle(&mut m, &cap, 64).unwrap();
+    check(&m, &cap).unwrap();
+    assert_eq!(counts(&m), BTreeMap::from([(1, 1), (2, 2), (3, 5)]));
+    // Nothing deployed takes anything: no bound.
+    assert!(capacity_from_budgets(&with_nodes(2), &budgets).is_empty());
 }
