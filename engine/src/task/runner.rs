@@ -253,6 +253,7 @@ impl Runner {
             r.records = outcome.records;
             r.bytes = outcome.bytes;
             r.percent = 100.0;
+            r.ms = Some(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX));
         });
         if outcome.records > 0 {
             tracing::info!(

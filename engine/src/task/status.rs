@@ -73,6 +73,9 @@ pub struct RestoreStatus {
     /// Whether the local state was discarded and rebuilt from empty.
     pub from_empty: bool,
     pub done: bool,
+    /// How long the whole restoration took, once done (ms).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ms: Option<u64>,
 }
 
 impl RestoreStatus {
@@ -87,6 +90,7 @@ impl RestoreStatus {
             offset: p.offset,
             from_empty,
             done,
+            ms: None,
         }
     }
 }
