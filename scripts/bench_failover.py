@@ -22,6 +22,7 @@ cluster default) it takes over a standby's warm copy. --keys sets the state size
 words per task, so that a cold restore has something to read.
 
     python3 scripts/bench_failover.py --bin target/release/weir --kills 10 --standbys 1
+    python3 scripts/bench_failover.py --bin target/release/weir --join-tasks 64 --keys 1000
 """
 
 import argparse
@@ -38,9 +39,9 @@ import time
 import urllib.error
 import urllib.request
 
-HTTP = {1: 18481, 2: 18482, 3: 18483}
-KAFKA = {1: 19581, 2: 19582, 3: 19583}
-CLUSTER = {1: 19681, 2: 19682, 3: 19683}
+HTTP = {1: 18481, 2: 18482, 3: 18483, 4: 18484}
+KAFKA = {1: 19581, 2: 19582, 3: 19583, 4: 19584}
+CLUSTER = {1: 19681, 2: 19682, 3: 19683, 4: 19684}
 PARTITIONS = 6
 
 
@@ -78,14 +79,16 @@ class Cluster:
         self.bin, self.work, self.procs = binary, work, {}
         self.peers = ",".join(f"{i}@127.0.0.1:{CLUSTER[i]}" for i in (1, 2, 3))
 
-    def start(self, i):
+    def start(self, i, join=False):
         log = open(os.path.join(self.work, f"n{i}.log"), "ab")
+        membership = (["--join", f"127.0.0.1:{CLUSTER[1]}"] if join
+                      else ["--peers", self.peers])
         self.procs[i] = subprocess.Popen(
             [self.bin, "serve", "--node-id", str(i), "--data-dir",
              os.path.join(self.work, f"n{i}"), "--http", f"127.0.0.1:{HTTP[i]}",
              "--kafka", f"127.0.0.1:{KAFKA[i]}", "--cluster-listen",
-             f"127.0.0.1:{CLUSTER[i]}", "--peers", self.peers],
-            stdout=log, stderr=log)
+             f"127.0.0.1:{CLUSTER[i]}"] + membership,
+            stdout=log, stderr=log, start_new_session=True)
 
     def kill(self, i):
         self.procs[i].send_signal(signal.SIGKILL)
@@ -111,14 +114,15 @@ def running(i):
     return sorted(t["partition"] for t in d["tasks"] if t["state"] == "running")
 
 
-def settled(live):
+def settled(live, partitions=None):
+    partitions = partitions or PARTITIONS
     o = owners()
-    if not o or len(o) != PARTITIONS or any(n not in live for n in o):
+    if not o or len(o) != partitions or any(n not in live for n in o):
         return False
     counts = [o.count(n) for n in live]
     if max(counts) - min(counts) > 1:
         return False
-    return all(running(n) == [p for p in range(PARTITIONS) if o[p] == n] for n in live)
+    return all(running(n) == [p for p in range(partitions) if o[p] == n] for n in live)
 
 
 def produce(port, word, partition):
@@ -166,6 +170,59 @@ def produce_words(port, partition, words):
               lambda: req(port, "POST", "/v1/topics/text/records", body, timeout=30)[0] == 200)
 
 
+def restores(tasks):
+    """(records, bytes, ms, warmed records) of the restorations of `tasks` (partitions), as
+    their owners describe them."""
+    out = []
+    o = owners() or []
+    for p in tasks:
+        if p >= len(o) or o[p] is None:
+            continue
+        status, d = req(HTTP[o[p]], "GET", "/v1/processors/wc")
+        if status != 200:
+            continue
+        for t in d["tasks"]:
+            if t["partition"] == p and t.get("node") == o[p] and t.get("restore"):
+                r = t["restore"]
+                out.append((r.get("records", 0), r.get("bytes", 0), r.get("ms") or 0,
+                            (t.get("warmed") or {}).get("records", 0)))
+    return out
+
+
+def join_bench(args, work):
+    """A fourth node joins a cluster running word-count over `--join-tasks` partitions: the
+    time until every node runs its share (balanced within one) again."""
+    n = args.join_tasks
+    c = Cluster(args.bin, work)
+    try:
+        for i in (1, 2, 3):
+            c.start(i)
+        until("topic", lambda: req(HTTP[1], "POST", "/v1/topics",
+                                   {"name": "text", "partitions": n,
+                                    "replication_factor": 3})[0] in (201, 409))
+        until("topic on every node", lambda: all(
+            req(HTTP[i], "GET", "/v1/topics/text")[0] == 200 for i in (1, 2, 3)))
+        subprocess.run([args.bin, "deploy", args.guest, "--name", "wc", "--input", "text",
+                        "--output", "counts", "--standby-replicas", str(args.standbys),
+                        "--url", f"http://127.0.0.1:{HTTP[1]}"],
+                       check=True, stdout=subprocess.DEVNULL)
+        until("placed", lambda: settled([1, 2, 3], n), timeout=300)
+        for p in range(n):
+            produce_words(HTTP[1], p, [f"p{p}w{k}" for k in range(args.keys)])
+        until("state built", lambda: all(counted(f"p{p}w{args.keys - 1}") for p in range(n)),
+              timeout=900)
+        t0 = time.monotonic()
+        c.start(4, join=True)
+        until("the joined node runs its share", lambda: settled([1, 2, 3, 4], n), timeout=900)
+        took = time.monotonic() - t0
+        share = len([x for x in owners() if x == 4])
+        print(f"join: {n} tasks ({args.keys} keys each, standbys {args.standbys}); node 4 "
+              f"runs {share} after {took:.2f} s (start-up, registration, warm-ups and "
+              f"graceful moves included)")
+    finally:
+        c.stop()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default="target/release/weir")
@@ -173,8 +230,17 @@ def main():
     ap.add_argument("--standbys", type=int, default=1)
     ap.add_argument("--keys", type=int, default=20000, help="distinct words per task")
     ap.add_argument("--guest", default="target/guests/word-count.wasm")
+    ap.add_argument("--join-tasks", type=int, default=0,
+                    help="instead of kills: the time a fourth node takes to get its share "
+                         "of this many tasks")
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="weir-bench-failover.")
+    if args.join_tasks:
+        try:
+            join_bench(args, work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return
     c = Cluster(args.bin, work)
     try:
         for i in (1, 2, 3):
@@ -197,7 +263,7 @@ def main():
               timeout=600)
         prober = Prober(probe_keys)
         prober.start()
-        moved, output = [], []
+        moved, output, restore_runs = [], [], []
         for r in range(args.kills):
             victim = 2 + r % 2
             until("settled", lambda: settled([1, 2, 3]))
@@ -214,10 +280,13 @@ def main():
             until("markers counted", lambda: all(counted(m) for m in markers))
             t_out = time.monotonic() - t0
             prober.on.clear()
+            restored = restores(mine)
+            restore_runs.extend(restored)
             moved.append(t_moved)
             output.append(t_out)
             print(f"kill {r + 1}: node {victim} ({len(mine)} tasks) moved {t_moved:.2f} s, "
-                  f"first output {t_out:.2f} s", flush=True)
+                  f"first output {t_out:.2f} s; restored (records, bytes, ms, warmed) "
+                  f"{restored}", flush=True)
             c.start(victim)
             until("settled after restart", lambda: settled([1, 2, 3]), timeout=180)
             _ = live
@@ -230,6 +299,16 @@ def main():
               f"(n={len(moved)})")
         print(f"first output: p50 {statistics.median(output):.2f} s, p99 {pct(output, 0.99):.2f} s "
               f"(n={len(output)})")
+        cold = [(b, ms) for (_, b, ms, _) in restore_runs if b > 0 and ms > 0]
+        if cold:
+            rates = sorted(b / ms / 1000.0 for b, ms in cold)
+            print(f"restore rate per task (restorations that read bytes): median "
+                  f"{statistics.median(rates):.1f} MB/s, min {rates[0]:.1f}, max {rates[-1]:.1f} "
+                  f"(n={len(rates)}; the time includes listing changelogs and the flush)")
+        warmed = [w for (_, _, _, w) in restore_runs]
+        if warmed:
+            print(f"tasks taken over from a standby's copy: {sum(1 for w in warmed if w > 0)}"
+                  f"/{len(warmed)}")
         for mode, (ok, asked) in prober.stats.items():
             print(f"look-ups ({mode}) from each kill to the first output: {ok}/{asked} answered "
                   f"({100.0 * ok / max(1, asked):.1f}%)")
