@@ -111,7 +111,9 @@ def running(i):
     status, d = req(HTTP[i], "GET", "/v1/processors/wc")
     if status != 200:
         return []
-    return sorted(t["partition"] for t in d["tasks"] if t["state"] == "running")
+    # Any node describes every task, each with the node running it.
+    return sorted(t["partition"] for t in d["tasks"]
+                  if t["state"] == "running" and t.get("node", i) == i)
 
 
 def settled(live, partitions=None):
@@ -145,6 +147,7 @@ class Prober(threading.Thread):
         super().__init__(daemon=True)
         self.keys, self.on = keys, threading.Event()
         self.stats = {"fresh": [0, 0], "stale": [0, 0]}
+        self.failures = {"fresh": {}, "stale": {}}
         self.lock = threading.Lock()
 
     def run(self):
@@ -154,12 +157,16 @@ class Prober(threading.Thread):
             key = self.keys[i % len(self.keys)]
             i += 1
             for mode, q in (("fresh", ""), ("stale", "?allow_stale=true")):
-                status, _ = req(HTTP[1], "GET",
-                                f"/v1/processors/wc/stores/counts/keys/{key}{q}", timeout=5)
+                status, body = req(HTTP[1], "GET",
+                                   f"/v1/processors/wc/stores/counts/keys/{key}{q}", timeout=5)
                 if self.on.is_set():
                     with self.lock:
                         self.stats[mode][1] += 1
                         self.stats[mode][0] += status == 200
+                        if status != 200:
+                            code = ((body or {}).get("error") or {}).get("code", "")
+                            why = f"{status} {code}"
+                            self.failures[mode][why] = self.failures[mode].get(why, 0) + 1
 
 
 def produce_words(port, partition, words):
@@ -305,16 +312,19 @@ def main():
             print(f"restore rate per task (restorations that read bytes): median "
                   f"{statistics.median(rates):.1f} MB/s, min {rates[0]:.1f}, max {rates[-1]:.1f} "
                   f"(n={len(rates)}; the time includes listing changelogs and the flush)")
-        warmed = [w for (_, _, _, w) in restore_runs]
-        if warmed:
-            print(f"tasks taken over from a standby's copy: {sum(1 for w in warmed if w > 0)}"
-                  f"/{len(warmed)}")
+        if restore_runs:
+            warm = sum(1 for (r, _, _, w) in restore_runs if w > 0 or r * 10 < args.keys)
+            print(f"tasks taken over warm (a standby's copy, or a store that read under a "
+                  f"tenth of the state): {warm}/{len(restore_runs)}")
         for mode, (ok, asked) in prober.stats.items():
             print(f"look-ups ({mode}) from each kill to the first output: {ok}/{asked} answered "
-                  f"({100.0 * ok / max(1, asked):.1f}%)")
+                  f"({100.0 * ok / max(1, asked):.1f}%); not answered: {prober.failures[mode]}")
     finally:
         c.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        if os.environ.get("KEEP_WORK"):
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -582,12 +582,6 @@ impl Engine {
         (l.wasm_instance_pool, l.wasm_memory_budget_bytes)
     }
 
-    /// The Wasm footprint of one task of `name`, when its module is loaded here.
-    pub fn task_footprint(&self, name: &str) -> Option<crate::task::Footprint> {
-        let processors = lock(&self.inner.processors);
-        Some(processors.get(name)?.factory.as_ref()?.footprint())
-    }
-
     /// [`Engine::definition`] of the processor `name`.
     fn definition_of(&self, name: &str) -> Result<Option<Arc<TaskDefinition>>, EngineError> {
         let processors = lock(&self.inner.processors);
@@ -1513,9 +1507,12 @@ impl Engine {
                     by: AnsweredBy::Task,
                 });
             }
-            if let Some(r) = self.inner.tasks.restore_of(&id)
-                && task_state == TaskState::Restoring
-                && !r.from_empty
+            let reported = self.inner.tasks.reported(&id);
+            let restore = reported.as_ref().and_then(|s| s.restore.clone());
+            let warmed = reported.as_ref().and_then(|s| s.warmed);
+            // Restoring from a checkpoint: the store holds a consistent prefix plus part of
+            // the tail.
+            if let Some(r) = restore.filter(|r| task_state == TaskState::Restoring && !r.from_empty)
             {
                 return Ok(StaleAnswer {
                     value: state.get(store, key)?,
@@ -1523,8 +1520,17 @@ impl Engine {
                     by: AnsweredBy::Restoring,
                 });
             }
+            // About to restore a store a caught-up standby handed over: it is that standby's
+            // copy, as stale as the standby was.
+            if let Some(w) = warmed.filter(|_| task_state == TaskState::Starting) {
+                return Ok(StaleAnswer {
+                    value: state.get(store, key)?,
+                    lag: w.lag,
+                    by: AnsweredBy::Restoring,
+                });
+            }
             return Err(EngineError::Unavailable(format!(
-                "task {id} is restoring its state from empty; try again shortly"
+                "task {id} is starting or restoring its state from empty; try again shortly"
             )));
         }
         match self.inner.tasks.standby_state(&id) {

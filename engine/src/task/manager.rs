@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 use super::runner::{Control, TaskDefinition, TaskSetup, TaskShared, run_task};
 use super::standby::{StandbyShared, StandbyStatus, run_standby};
-use super::status::{RestoreStatus, TaskState, TaskStatus, WarmCopy};
+use super::status::{TaskState, TaskStatus, WarmCopy};
 use weir_broker::cluster::log_rpc::TaskFence;
 
 use crate::assignment::Assignment;
@@ -102,10 +102,14 @@ impl TaskManager {
     pub fn assign(&self, id: TaskId, def: Arc<TaskDefinition>) -> Result<(), AssignError> {
         self.revoke(&id);
         // The standby of it, if this node kept one, hands its warm store over.
-        let warmed = self.stop_standby_and_wait(&id).map(|s| WarmCopy {
-            records: s.records,
-            bytes: s.bytes,
-        });
+        let warmed = self
+            .stop_standby_and_wait(&id)
+            .filter(|s| s.caught_up)
+            .map(|s| WarmCopy {
+                records: s.records,
+                bytes: s.bytes,
+                lag: s.lag,
+            });
         let state = self
             .backend
             .open(&id)
@@ -363,9 +367,9 @@ impl TaskManager {
         Some((h.state.clone(), state))
     }
 
-    /// The task's current or last restoration, as it reported it.
-    pub fn restore_of(&self, id: &TaskId) -> Option<RestoreStatus> {
-        self.tasks().get(id)?.shared.snapshot().restore
+    /// The task's status as it last reported it (without fresh end offsets).
+    pub fn reported(&self, id: &TaskId) -> Option<TaskStatus> {
+        Some(self.tasks().get(id)?.shared.snapshot())
     }
 
     /// Ids of the tasks assigned to this node.

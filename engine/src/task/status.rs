@@ -102,6 +102,8 @@ pub struct WarmCopy {
     pub records: u64,
     /// Key and value bytes it applied.
     pub bytes: u64,
+    /// Changelog records it was behind at its last check.
+    pub lag: i64,
 }
 
 /// One input partition of a task.
@@ -141,7 +143,8 @@ pub struct TaskStatus {
     /// The current or last restoration.
     pub restore: Option<RestoreStatus>,
     /// On a cluster: what this node's standby (or warm-up) of the task had copied from the
-    /// changelogs before the task started here (its restoration then read only the rest).
+    /// changelogs before the task started here (its restoration then read only the rest),
+    /// when that standby had caught up once.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub warmed: Option<WarmCopy>,
     /// Largest event time seen (`null` before the first record).
