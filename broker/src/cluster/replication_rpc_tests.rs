@@ -316,6 +316,25 @@ impl Cluster {
         }
     }
 
+    /// Waits until none of `followers` has a fetch in flight that a stopped server can still
+    /// answer. A fetch the leader was holding when its server stopped (a long poll) is
+    /// answered on the graceful close, with whatever the leader appended by then; fetches
+    /// sent after the stop are refused. Each fetcher sends one fetch at a time, so once a
+    /// follower has sent one more fetch after this call, the one it had in flight ended.
+    async fn no_fetch_in_flight_from(&self, followers: &[NodeId]) {
+        let sent: Vec<usize> = followers
+            .iter()
+            .map(|f| self.node(*f).fetches_sent.load(Ordering::SeqCst))
+            .collect();
+        self.until("the followers' fetches in flight end", |c| {
+            followers
+                .iter()
+                .zip(&sent)
+                .all(|(f, before)| c.node(*f).fetches_sent.load(Ordering::SeqCst) > *before)
+        })
+        .await;
+    }
+
     async fn converged(&self, leader: NodeId, nodes: &[NodeId]) {
         self.until("logs converge", |c| {
             let want = c.log_bytes(leader);
@@ -381,6 +400,9 @@ async fn a_leader_change_over_rpc_makes_the_old_leader_truncate_its_divergent_ta
     // Node 1 stops answering its followers and keeps writing under epoch 1: a tail nobody
     // else has, never acknowledged to an acks=all producer.
     c.node_mut(1).stop_server().await;
+    // A fetch node 1 was holding (a long poll) is still answered on the graceful close, with
+    // whatever node 1 appended by then: the tail is written once no such fetch is left.
+    c.no_fetch_in_flight_from(&[2, 3]).await;
     for i in 0..5 {
         c.produce(1, &records(3, &format!("lost{i}"), 0), Acks::Leader)
             .await
@@ -388,6 +410,7 @@ async fn a_leader_change_over_rpc_makes_the_old_leader_truncate_its_divergent_ta
     }
     assert_eq!(c.end(1), 23);
     assert_eq!(c.node(1).replica().high_watermark(), 8);
+    assert_eq!((c.end(2), c.end(3)), (8, 8), "a follower got the tail");
     // The controller makes node 2 leader at epoch 2; node 3 follows it over the RPC.
     c.tell(&[2, 3], 2, 2, &[2, 3]);
     for i in 0..3 {
@@ -477,7 +500,7 @@ async fn a_follower_of_a_stopped_leader_retries_with_back_off_and_resumes_after_
     c.node_mut(1).stop_server().await;
     // A fetch in flight when the server stopped is still answered (a graceful close):
     // let it end before writing what the follower must not get until the restart.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    c.no_fetch_in_flight_from(&[2]).await;
     c.produce(1, &records(2, "while-down", 0), Acks::Leader)
         .await
         .unwrap();
