@@ -101,7 +101,11 @@ class Node:
              "--http", self.http_addr, "--kafka", self.kafka,
              "--cluster-listen", self.cluster]
             + (["--join", self.join] if self.join else ["--peers", self.peers]),
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+            # Its own session: no hang-up from a terminal or from a process group orphaned
+            # while a node is stopped (the kernel sends SIGHUP then SIGCONT to such a group)
+            # reaches it; a run reports only the faults it injected.
+            start_new_session=True)
         out.close()
         self.paused = False
 
@@ -335,7 +339,17 @@ def run_fault(kind, cluster, rng):
     raise ValueError(kind)
 
 
+class Interrupted(Exception):
+    """The runner itself got SIGTERM: it stops its nodes (each in its own session, so
+    nothing else would) and reports the run as failed."""
+
+
+def on_sigterm(signum, _frame):
+    raise Interrupted(signum)
+
+
 def main():
+    signal.signal(signal.SIGTERM, on_sigterm)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=int, default=600, help="how long to inject faults")
     ap.add_argument("--seed", type=int, default=None)
@@ -387,7 +401,7 @@ def main():
              "--stop", stop_file, "--rate", str(a.rate),
              "--max-seconds", str(a.seconds + 600)],
             stdout=subprocess.PIPE, stderr=open(os.path.join(workdir, "verifier.log"), "ab"),
-            stdin=subprocess.DEVNULL)
+            stdin=subprocess.DEVNULL, start_new_session=True)
         time.sleep(3)
         ends = time.time() + a.seconds
         kinds, weights = zip(*menu)
@@ -431,6 +445,8 @@ def main():
         cluster.check_alive()
     except SystemExit:
         pass
+    except (Interrupted, KeyboardInterrupt) as e:
+        failures.append(f"the runner was interrupted ({type(e).__name__} {e})")
     finally:
         if producer is not None and producer.poll() is None:
             producer.kill()

@@ -152,6 +152,16 @@ fn records(n: usize, tag: &str, pad: usize) -> batch::CheckedBatch {
 impl Cluster {
     /// `n` nodes over loopback RPC; the first `replicas` of them hold the partition.
     async fn start(n: u64, replicas: u64, min_insync: usize, max_message_bytes: usize) -> Cluster {
+        Self::start_with(n, replicas, min_insync, max_message_bytes, config()).await
+    }
+
+    async fn start_with(
+        n: u64,
+        replicas: u64,
+        min_insync: usize,
+        max_message_bytes: usize,
+        config: ReplicationConfig,
+    ) -> Cluster {
         let tp = TopicPartition::new("orders", 0);
         let mut listeners = BTreeMap::new();
         for id in 1..=n {
@@ -177,7 +187,7 @@ impl Cluster {
                 inner: RpcReplicaTransport::new(peers.clone()),
                 calls: fetches_sent.clone(),
             });
-            let manager = ReplicaManager::new(id, config(), transport).unwrap();
+            let manager = ReplicaManager::new(id, config.clone(), transport).unwrap();
             let dir = tempfile::tempdir().unwrap();
             let (replica, log) = if id <= replicas {
                 let log = Arc::new(Mutex::new(
@@ -316,6 +326,25 @@ impl Cluster {
         }
     }
 
+    /// Waits until none of `followers` has a fetch in flight that a stopped server can still
+    /// answer. A fetch the leader was holding when its server stopped (a long poll) is
+    /// answered on the graceful close, with whatever the leader appended by then; fetches
+    /// sent after the stop are refused. Each fetcher sends one fetch at a time, so once a
+    /// follower has sent one more fetch after this call, the one it had in flight ended.
+    async fn no_fetch_in_flight_from(&self, followers: &[NodeId]) {
+        let sent: Vec<usize> = followers
+            .iter()
+            .map(|f| self.node(*f).fetches_sent.load(Ordering::SeqCst))
+            .collect();
+        self.until("the followers' fetches in flight end", |c| {
+            followers
+                .iter()
+                .zip(&sent)
+                .all(|(f, before)| c.node(*f).fetches_sent.load(Ordering::SeqCst) > *before)
+        })
+        .await;
+    }
+
     async fn converged(&self, leader: NodeId, nodes: &[NodeId]) {
         self.until("logs converge", |c| {
             let want = c.log_bytes(leader);
@@ -381,6 +410,9 @@ async fn a_leader_change_over_rpc_makes_the_old_leader_truncate_its_divergent_ta
     // Node 1 stops answering its followers and keeps writing under epoch 1: a tail nobody
     // else has, never acknowledged to an acks=all producer.
     c.node_mut(1).stop_server().await;
+    // A fetch node 1 was holding (a long poll) is still answered on the graceful close, with
+    // whatever node 1 appended by then: the tail is written once no such fetch is left.
+    c.no_fetch_in_flight_from(&[2, 3]).await;
     for i in 0..5 {
         c.produce(1, &records(3, &format!("lost{i}"), 0), Acks::Leader)
             .await
@@ -388,6 +420,7 @@ async fn a_leader_change_over_rpc_makes_the_old_leader_truncate_its_divergent_ta
     }
     assert_eq!(c.end(1), 23);
     assert_eq!(c.node(1).replica().high_watermark(), 8);
+    assert_eq!((c.end(2), c.end(3)), (8, 8), "a follower got the tail");
     // The controller makes node 2 leader at epoch 2; node 3 follows it over the RPC.
     c.tell(&[2, 3], 2, 2, &[2, 3]);
     for i in 0..3 {
@@ -477,7 +510,7 @@ async fn a_follower_of_a_stopped_leader_retries_with_back_off_and_resumes_after_
     c.node_mut(1).stop_server().await;
     // A fetch in flight when the server stopped is still answered (a graceful close):
     // let it end before writing what the follower must not get until the restart.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    c.no_fetch_in_flight_from(&[2]).await;
     c.produce(1, &records(2, "while-down", 0), Acks::Leader)
         .await
         .unwrap();
@@ -588,5 +621,48 @@ async fn a_leader_whose_replica_plane_is_not_installed_yet_is_retried_until_it_i
         .set_replica(Arc::new(ReplicaService::new(manager)));
     c.converged(1, &[2]).await;
     assert_eq!(c.end(2), 3);
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_of_most_of_a_mib_are_acked_over_rpc_without_waiting_for_a_fetch_max_wait() {
+    // Fetches with nothing new are held 60 s, longer than every bound below: each acks=all
+    // completes only because the append answers the followers' held fetches at once and
+    // their next fetches (which advance the high watermark) are answered at once too.
+    // Batches of ~900 KiB cross the HTTP/2 connections whole (flow-control windows).
+    let held = Duration::from_secs(60);
+    let config = ReplicationConfig {
+        fetch_max_wait: held,
+        fetch_timeout: held * 2,
+        ..config()
+    };
+    let c = Cluster::start_with(3, 3, 2, 8 << 20, config).await;
+    c.elect(1, 1, &[1, 2, 3]);
+    let bound = Duration::from_secs(10);
+    for i in 0..8 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let batch = records(900, &format!("big{i}"), 1000);
+        assert!(batch.bytes().len() > 900_000, "{}", batch.bytes().len());
+        let node = c.node(1);
+        let a = node
+            .replica()
+            .produce(&batch, Acks::All, node.manager.now_ms(), bound)
+            .await
+            .unwrap_or_else(|e| panic!("batch {i} not acknowledged within {bound:?}: {e}"));
+        assert_eq!(a.base_offset, i * 900);
+        for f in [2, 3] {
+            assert!(
+                c.end(f) > a.last_offset,
+                "follower {f} lacks acked batch {i}"
+            );
+        }
+    }
+    c.converged(1, &[2, 3]).await;
+    c.until("followers learn the high watermark", |c| {
+        [2, 3]
+            .iter()
+            .all(|f| c.node(*f).replica().high_watermark() == 7200)
+    })
+    .await;
     c.stop().await;
 }

@@ -118,7 +118,7 @@ pub(super) async fn run(
                 continue;
             }
         };
-        let mut progressed = false;
+        let mut answered = Vec::with_capacity(response.partitions.len());
         for part in response.partitions {
             let Some((replica, req)) = by_tp.remove(&part.tp) else {
                 continue;
@@ -128,20 +128,37 @@ pub(super) async fn run(
             {
                 t.spend(data.records.len());
             }
-            let applied = tokio::task::spawn_blocking(move || {
-                replica.apply_fetch(leader, &req, &part.result)
-            })
-            .await;
-            match applied {
-                Ok(Ok(FollowerOutcome::Appended | FollowerOutcome::Truncated(_))) => {
-                    progressed = true
+            answered.push((replica, req, part.result));
+        }
+        // Every partition's answer applied in one blocking call (one hand-off to the blocking
+        // pool and back, not one per partition); the next fetch, which tells the leader where
+        // this follower now ends, is sent as soon as it returns.
+        let applied = tokio::task::spawn_blocking(move || {
+            answered
+                .into_iter()
+                .map(|(replica, req, result)| replica.apply_fetch(leader, &req, &result))
+                .collect::<Vec<_>>()
+        })
+        .await;
+        let mut progressed = false;
+        match applied {
+            Ok(outcomes) => {
+                for outcome in outcomes {
+                    match outcome {
+                        Ok(FollowerOutcome::Appended | FollowerOutcome::Truncated(_)) => {
+                            progressed = true
+                        }
+                        Ok(FollowerOutcome::Refused | FollowerOutcome::Stale) => {}
+                        Err(e) => tracing::warn!(
+                            node,
+                            leader,
+                            error = %e,
+                            "applying a replica fetch failed"
+                        ),
+                    }
                 }
-                Ok(Ok(FollowerOutcome::Refused | FollowerOutcome::Stale)) => {}
-                Ok(Err(e)) => {
-                    tracing::warn!(node, leader, error = %e, "applying a replica fetch failed")
-                }
-                Err(e) => tracing::warn!(node, leader, error = %e, "replica fetch task failed"),
             }
+            Err(e) => tracing::warn!(node, leader, error = %e, "replica fetch task failed"),
         }
         if !progressed {
             tokio::time::sleep(config.fetch_backoff).await;

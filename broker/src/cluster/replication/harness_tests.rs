@@ -115,6 +115,15 @@ impl Cluster {
     }
 
     fn with_settings(n: u64, min_insync: usize, settings: PartitionSettings) -> Cluster {
+        Self::with_config(n, min_insync, settings, config())
+    }
+
+    fn with_config(
+        n: u64,
+        min_insync: usize,
+        settings: PartitionSettings,
+        config: ReplicationConfig,
+    ) -> Cluster {
         let net = Arc::new(SimNetwork::new());
         let registry: Registry = Arc::default();
         let tp = TopicPartition::new("orders", 0);
@@ -129,7 +138,7 @@ impl Cluster {
                 net: Arc::clone(&net),
                 nodes: Arc::clone(&registry),
             });
-            let manager = ReplicaManager::new(id, config(), transport).unwrap();
+            let manager = ReplicaManager::new(id, config.clone(), transport).unwrap();
             let replica = manager.add_partition(tp.clone(), Arc::clone(&log), min_insync);
             registry
                 .write()
@@ -756,4 +765,39 @@ async fn an_old_leader_restarted_with_a_divergent_tail_truncates_it() {
     c.restart(1);
     assert_eq!(c.end(1), 8);
     assert_eq!(c.epochs(1), vec![(1, 0), (2, 6)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_follower_fetch_is_answered_on_append_not_at_its_max_wait() {
+    // A leader holds a fetch with nothing new for up to 30 s: longer than every bound below,
+    // so only the append waking the held fetches (and the high watermark's advance waking
+    // the other follower's) can make these complete.
+    let held = Duration::from_secs(30);
+    let config = ReplicationConfig {
+        fetch_max_wait: held,
+        fetch_timeout: held * 2,
+        ..config()
+    };
+    let c = Cluster::with_config(3, 2, settings(), config);
+    c.elect(1, 1, &[1, 2, 3]);
+    let bound = Duration::from_secs(10);
+    for i in 0..5 {
+        // Both followers have everything: their next fetches wait on the leader.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let started = tokio::time::Instant::now();
+        let a = c
+            .produce(1, 3, &format!("b{i}"), Acks::All, bound)
+            .await
+            .unwrap_or_else(|e| panic!("batch {i} not acknowledged within {bound:?}: {e}"));
+        assert!(started.elapsed() < bound);
+        assert_eq!(a.base_offset, i * 3);
+    }
+    assert_eq!(c.node(1).replica.high_watermark(), 15);
+    // The followers learn it too, from fetches the advance woke (not after `held`).
+    c.until("followers learn the high watermark", |c| {
+        [2, 3]
+            .iter()
+            .all(|f| c.node(*f).replica.high_watermark() == 15)
+    })
+    .await;
 }

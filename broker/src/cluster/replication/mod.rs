@@ -86,9 +86,12 @@ pub struct ReplicationConfig {
     pub replica_lag_time_max: Duration,
     /// How long a leader holds a follower's fetch that has nothing new.
     pub fetch_max_wait: Duration,
-    /// Bytes of records per partition in one fetch.
+    /// Bytes of records per partition in one fetch (4 MiB: a follower catching up copies
+    /// several producer batches per round trip; the cluster RPC's flow-control windows let
+    /// an answer this size cross in one go).
     pub fetch_partition_max_bytes: usize,
-    /// Bytes of records in one fetch answer, over all partitions (at least one batch).
+    /// Bytes of records in one fetch answer, over all partitions (at least one batch; below
+    /// the cluster RPC's message limit, 64 MiB by default, which bounds it anyway).
     pub fetch_response_max_bytes: usize,
     /// Partitions in one fetch (a cap on what a request can ask a leader to do).
     pub fetch_max_partitions: usize,
@@ -108,8 +111,8 @@ impl Default for ReplicationConfig {
         ReplicationConfig {
             replica_lag_time_max: Duration::from_secs(10),
             fetch_max_wait: Duration::from_millis(500),
-            fetch_partition_max_bytes: 1 << 20,
-            fetch_response_max_bytes: 10 << 20,
+            fetch_partition_max_bytes: 4 << 20,
+            fetch_response_max_bytes: 16 << 20,
             fetch_max_partitions: 10_000,
             fetch_backoff: Duration::from_millis(100),
             fetch_timeout: Duration::from_secs(10),

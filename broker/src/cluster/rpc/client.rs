@@ -22,7 +22,9 @@ use super::message::{
     ResponseEnvelope, decode, encode,
 };
 use super::tls::server_name;
-use super::{CONTENT_TYPE_PEER, Io, LocalNode, RPC_PATH, SOFTWARE_VERSION};
+use super::{
+    CONTENT_TYPE_PEER, Io, LocalNode, MAX_FRAME_BYTES, RPC_PATH, SOFTWARE_VERSION, flow_windows,
+};
 use crate::ErrorKind;
 
 /// Why a call did not get an answer.
@@ -319,6 +321,7 @@ impl PeerClient {
                 )
             }
         };
+        let (stream_window, conn_window) = flow_windows(self.config.max_message_bytes);
         let mut builder = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
         builder
             .timer(TokioTimer::new())
@@ -326,7 +329,10 @@ impl PeerClient {
             .keep_alive_timeout(self.config.keep_alive_timeout)
             .keep_alive_while_idle(true)
             .max_header_list_size(16 * 1024)
-            .adaptive_window(true);
+            .initial_stream_window_size(stream_window)
+            .initial_connection_window_size(conn_window)
+            .max_frame_size(MAX_FRAME_BYTES)
+            .max_send_buf_size(stream_window as usize);
         let (sender, connection) = builder
             .handshake(TokioIo::new(io))
             .await

@@ -274,7 +274,33 @@ impl Refusal {
 
 /// Encodes a message (requests and responses alike).
 pub fn encode<T: Serialize>(message: &T) -> Result<Vec<u8>, String> {
-    postcard::to_allocvec(message).map_err(|e| e.to_string())
+    // Measured first (a pass that copies nothing), then written into one allocation of the
+    // exact size: a fetch answer of a few MiB is not regrown and copied along the way.
+    let size = postcard::serialize_with_flavor(message, postcard::ser_flavors::Size::default())
+        .map_err(|e| e.to_string())?;
+    postcard::serialize_with_flavor(message, Sized(Vec::with_capacity(size)))
+        .map_err(|e| e.to_string())
+}
+
+/// A postcard output into a vector allocated at the measured size.
+struct Sized(Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for Sized {
+    type Output = Vec<u8>;
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<Vec<u8>> {
+        Ok(self.0)
+    }
 }
 
 /// Decodes a message; trailing bytes are an error (a message is exactly one body).

@@ -72,6 +72,28 @@ pub const CONTENT_TYPE_PEER: &str = "application/x-weir-peer";
 /// This build's version, sent in greetings.
 pub const SOFTWARE_VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// The HTTP/2 flow-control windows of the cluster connections, `(stream, connection)`: a
+/// stream's window holds a whole message up to 16 MiB and the connection's four of them, so
+/// a replica fetch answer of a few MiB crosses in one go. Fixed, not hyper's adaptive
+/// (BDP-estimated) windows: those start at 64 KiB, and every 64 KiB of an answer then waits
+/// for a `WINDOW_UPDATE` from the other process (a wake-up of two tasks in two processes
+/// per slice, on loaded cores the most of a follower fetch's time). The windows bound only
+/// what a peer may send ahead of being read; every message stays bounded by
+/// `max_message_bytes` (invariant 2).
+pub(crate) fn flow_windows(max_message_bytes: usize) -> (u32, u32) {
+    const STREAM_MAX: usize = 16 << 20;
+    const SPEC_MIN: usize = 65_535;
+    let stream = max_message_bytes
+        .saturating_add(1024)
+        .clamp(SPEC_MIN, STREAM_MAX);
+    let stream = u32::try_from(stream).unwrap_or(u32::MAX);
+    (stream, stream.saturating_mul(4))
+}
+
+/// The largest HTTP/2 frame either side accepts (the spec's default is 16 KiB; larger frames
+/// mean fewer of them, and fewer wake-ups, per MiB).
+pub(crate) const MAX_FRAME_BYTES: u32 = 256 << 10;
+
 /// A byte stream the cluster connections run over (TCP or TLS over TCP).
 pub(crate) trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}

@@ -23,7 +23,9 @@ use super::message::{
     HelloReply, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, PeerRequest, PeerResponse, Refusal,
     RequestEnvelope, ResponseEnvelope, decode, encode,
 };
-use super::{CONTENT_TYPE_PEER, Io, LocalNode, RPC_PATH, SOFTWARE_VERSION};
+use super::{
+    CONTENT_TYPE_PEER, Io, LocalNode, MAX_FRAME_BYTES, RPC_PATH, SOFTWARE_VERSION, flow_windows,
+};
 use crate::cluster::NodeId;
 use crate::net::{ConnLimiter, ConnLimits, TlsServer};
 
@@ -152,6 +154,7 @@ async fn connection(
         Some(tls) => Box::new(tls.accept(tcp).await?.0),
     };
     let c = &shared.config;
+    let (stream_window, conn_window) = flow_windows(c.max_message_bytes);
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     builder
         .timer(TokioTimer::new())
@@ -159,7 +162,10 @@ async fn connection(
         .keep_alive_timeout(c.keep_alive_timeout)
         .max_concurrent_streams(c.max_concurrent_streams)
         .max_header_list_size(16 * 1024)
-        .adaptive_window(true);
+        .initial_stream_window_size(stream_window)
+        .initial_connection_window_size(conn_window)
+        .max_frame_size(MAX_FRAME_BYTES)
+        .max_send_buf_size(stream_window as usize);
     let handler = shared.clone();
     let svc = hyper::service::service_fn(move |req| {
         let handler = handler.clone();
@@ -186,6 +192,10 @@ fn reply(status: StatusCode, envelope: &ResponseEnvelope) -> Response<Full<Bytes
             Vec::new()
         }
     };
+    reply_encoded(status, body)
+}
+
+fn reply_encoded(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
     if let Ok(v) = CONTENT_TYPE_PEER.parse() {
@@ -239,11 +249,15 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>
         Ok(()) if *shared.stopping.borrow() => Err(Refusal::ShuttingDown),
         Ok(()) => dispatch(shared, envelope).await,
     };
-    let encoded_len = encode(&answer).map(|b| b.len()).unwrap_or(0);
-    if encoded_len > limit {
-        return refuse(StatusCode::OK, Refusal::TooLarge { limit });
+    // Encoded once: a fetch answer of a few MiB is not copied twice to be measured.
+    match encode(&answer) {
+        Ok(body) if body.len() > limit => refuse(StatusCode::OK, Refusal::TooLarge { limit }),
+        Ok(body) => reply_encoded(StatusCode::OK, body),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode a cluster response");
+            reply_encoded(StatusCode::OK, Vec::new())
+        }
     }
-    reply(StatusCode::OK, &answer)
 }
 
 /// The checks every request passes before it is served.
