@@ -196,24 +196,30 @@ def restores(tasks):
     return out
 
 
+def deploy_word_count(c, args, partitions):
+    """Starts nodes 1-3, creates `text` (rf 3) and deploys word-count over it; waits until
+    its tasks are placed and running."""
+    for i in (1, 2, 3):
+        c.start(i)
+    until("topic", lambda: req(HTTP[1], "POST", "/v1/topics",
+                               {"name": "text", "partitions": partitions,
+                                "replication_factor": 3})[0] in (201, 409))
+    until("topic on every node", lambda: all(
+        req(HTTP[i], "GET", "/v1/topics/text")[0] == 200 for i in (1, 2, 3)))
+    subprocess.run([args.bin, "deploy", args.guest, "--name", "wc", "--input", "text",
+                    "--output", "counts", "--standby-replicas", str(args.standbys),
+                    "--url", f"http://127.0.0.1:{HTTP[1]}"],
+                   check=True, stdout=subprocess.DEVNULL)
+    until("placed", lambda: settled([1, 2, 3], partitions), timeout=300)
+
+
 def join_bench(args, work):
     """A fourth node joins a cluster running word-count over `--join-tasks` partitions: the
     time until every node runs its share (balanced within one) again."""
     n = args.join_tasks
     c = Cluster(args.bin, work)
     try:
-        for i in (1, 2, 3):
-            c.start(i)
-        until("topic", lambda: req(HTTP[1], "POST", "/v1/topics",
-                                   {"name": "text", "partitions": n,
-                                    "replication_factor": 3})[0] in (201, 409))
-        until("topic on every node", lambda: all(
-            req(HTTP[i], "GET", "/v1/topics/text")[0] == 200 for i in (1, 2, 3)))
-        subprocess.run([args.bin, "deploy", args.guest, "--name", "wc", "--input", "text",
-                        "--output", "counts", "--standby-replicas", str(args.standbys),
-                        "--url", f"http://127.0.0.1:{HTTP[1]}"],
-                       check=True, stdout=subprocess.DEVNULL)
-        until("placed", lambda: settled([1, 2, 3], n), timeout=300)
+        deploy_word_count(c, args, n)
         for p in range(n):
             produce_words(HTTP[1], p, [f"p{p}w{k}" for k in range(args.keys)])
         until("state built", lambda: all(counted(f"p{p}w{args.keys - 1}") for p in range(n)),
@@ -236,6 +242,8 @@ def main():
     ap.add_argument("--kills", type=int, default=10)
     ap.add_argument("--standbys", type=int, default=1)
     ap.add_argument("--keys", type=int, default=20000, help="distinct words per task")
+    ap.add_argument("--word-bytes", type=int, default=0,
+                    help="pad each word to this many bytes (a larger state per key)")
     ap.add_argument("--guest", default="target/guests/word-count.wasm")
     ap.add_argument("--join-tasks", type=int, default=0,
                     help="instead of kills: the time a fourth node takes to get its share "
@@ -250,21 +258,14 @@ def main():
         return
     c = Cluster(args.bin, work)
     try:
-        for i in (1, 2, 3):
-            c.start(i)
-        until("topic", lambda: req(HTTP[1], "POST", "/v1/topics",
-                                   {"name": "text", "partitions": PARTITIONS,
-                                    "replication_factor": 3})[0] in (201, 409))
-        until("topic on every node", lambda: all(
-            req(HTTP[i], "GET", "/v1/topics/text")[0] == 200 for i in (1, 2, 3)))
-        subprocess.run([args.bin, "deploy", args.guest, "--name", "wc", "--input", "text",
-                        "--output", "counts", "--standby-replicas", str(args.standbys),
-                        "--url", f"http://127.0.0.1:{HTTP[1]}"],
-                       check=True, stdout=subprocess.DEVNULL)
-        until("placed", lambda: settled([1, 2, 3]))
+        deploy_word_count(c, args, PARTITIONS)
+        def word(p, k):
+            w = f"p{p}w{k}"
+            return w + "x" * max(0, args.word_bytes - len(w))
+
         for p in range(PARTITIONS):
-            produce_words(HTTP[1], p, [f"p{p}w{k}" for k in range(args.keys)])
-        probe_keys = [f"p{p}w{k}" for k in range(0, args.keys, max(1, args.keys // 20))
+            produce_words(HTTP[1], p, [word(p, k) for k in range(args.keys)])
+        probe_keys = [word(p, k) for k in range(0, args.keys, max(1, args.keys // 20))
                       for p in range(PARTITIONS)]
         until("state built", lambda: all(counted(k) for k in probe_keys[-PARTITIONS:]),
               timeout=600)

@@ -1419,10 +1419,8 @@ impl Engine {
         self.inner.registry.load(name).ok().map(|(_, m)| m)
     }
 
-    /// Interactive query: the committed value of `key` in store `store`, read from the task
-    /// owning the key's partition (`murmur2(key) % partitions`, where records keyed so by
-    /// the repartition topic are counted). `Ok(None)` if the key is absent.
-    pub fn query(&self, name: &str, store: &str, key: &[u8]) -> Result<Option<Bytes>, EngineError> {
+    /// The record of `name`, checking that it has a store `store` (one with a changelog).
+    fn record_with_store(&self, name: &str, store: &str) -> Result<DeploymentRecord, EngineError> {
         let record = self.record(name)?;
         let unknown = || EngineError::UnknownStore {
             processor: name.to_string(),
@@ -1437,6 +1435,14 @@ impl Engine {
         {
             return Err(unknown());
         }
+        Ok(record)
+    }
+
+    /// Interactive query: the committed value of `key` in store `store`, read from the task
+    /// owning the key's partition (`murmur2(key) % partitions`, where records keyed so by
+    /// the repartition topic are counted). `Ok(None)` if the key is absent.
+    pub fn query(&self, name: &str, store: &str, key: &[u8]) -> Result<Option<Bytes>, EngineError> {
+        let record = self.record_with_store(name, store)?;
         let partition = partition_for_key(key, record.partitions);
         self.query_in(name, store, partition, key)
     }
@@ -1484,20 +1490,7 @@ impl Engine {
         store: &str,
         key: &[u8],
     ) -> Result<StaleAnswer, EngineError> {
-        let record = self.record(name)?;
-        let unknown = || EngineError::UnknownStore {
-            processor: name.to_string(),
-            store: store.to_string(),
-        };
-        keys::check_user_store_name(store).map_err(|_| unknown())?;
-        if self
-            .inner
-            .log
-            .topic_meta(&changelog_topic(name, store))?
-            .is_none()
-        {
-            return Err(unknown());
-        }
+        let record = self.record_with_store(name, store)?;
         let id = TaskId::new(name, partition_for_key(key, record.partitions));
         if let Some((state, task_state)) = self.inner.tasks.state_of(&id) {
             if task_state != TaskState::Restoring && task_state != TaskState::Starting {
@@ -1650,25 +1643,15 @@ impl Engine {
         after: Option<(&[u8], i32)>,
         limit: usize,
     ) -> Result<Vec<ScanEntry>, EngineError> {
-        let record = self.record(name)?;
-        let unknown = || EngineError::UnknownStore {
-            processor: name.to_string(),
-            store: store.to_string(),
-        };
-        keys::check_user_store_name(store).map_err(|_| unknown())?;
-        if self
-            .inner
-            .log
-            .topic_meta(&changelog_topic(name, store))?
-            .is_none()
-        {
-            return Err(unknown());
-        }
+        let record = self.record_with_store(name, store)?;
         let end = prefix_end(prefix);
         let mut found: Vec<ScanEntry> = Vec::new();
         for &partition in partitions {
             if !(0..record.partitions).contains(&partition) {
-                return Err(unknown());
+                return Err(EngineError::UnknownStore {
+                    processor: name.to_string(),
+                    store: store.to_string(),
+                });
             }
             let id = TaskId::new(name, partition);
             let Some((state, task_state)) = self.inner.tasks.state_of(&id) else {

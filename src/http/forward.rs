@@ -845,26 +845,32 @@ pub async fn task_elsewhere(
     Ok(stream_back(upstream, state.shutdown.clone()))
 }
 
-/// A key look-up that accepts a stale answer, about task `task`, asked of `node` (its owner
-/// or a standby) within `timeout`: the node's answer whole (status, content type, lag
-/// headers), or — when the node cannot be reached or answers `503` — an error, so that the
-/// caller may ask another node.
-pub async fn ask_task_key(
+/// `GET path_and_query` about task `task` asked of `node` (its owner or a standby) within
+/// `timeout`, with `tasks` named in [`TASKS`] when given: the answer's status, the headers
+/// that go back to the client, and its body (read up to [`MAX_PRODUCE_ANSWER_BYTES`]); `503
+/// task_unavailable` when `node` cannot be reached.
+async fn get_for_task(
     state: &AppState,
     task: &str,
     node: u64,
     headers: &HeaderMap,
     path_and_query: &str,
     timeout: Duration,
-) -> Result<Response, ApiError> {
+    tasks: Option<&[i32]>,
+) -> Result<(StatusCode, HeaderMap, Vec<u8>), ApiError> {
     let (forwarder, addr) = task_owner(state, task, node)?;
-    let response = forwarder
+    let mut request = forwarder
         .request(
             reqwest::Method::GET,
             forwarder.url(&addr, path_and_query),
             headers.get(AUTHORIZATION),
         )
-        .timeout(timeout)
+        .timeout(timeout);
+    if let Some(partitions) = tasks {
+        let list: Vec<String> = partitions.iter().map(i32::to_string).collect();
+        request = request.header(TASKS, list.join(","));
+    }
+    let response = request
         .send()
         .await
         .map_err(|e| unreachable_owner(task, node, &e))?;
@@ -878,6 +884,23 @@ pub async fn ask_task_key(
             )),
             Capped::Failed(e) => unreachable_owner(task, node, &e),
         })?;
+    Ok((status, kept, bytes))
+}
+
+/// A key look-up that accepts a stale answer, about task `task`, asked of `node` (its owner
+/// or a standby) within `timeout`: the node's answer whole (status, content type, lag
+/// headers), or — when the node cannot be reached or answers `503` — an error, so that the
+/// caller may ask another node.
+pub async fn ask_task_key(
+    state: &AppState,
+    task: &str,
+    node: u64,
+    headers: &HeaderMap,
+    path_and_query: &str,
+    timeout: Duration,
+) -> Result<Response, ApiError> {
+    let (status, kept, bytes) =
+        get_for_task(state, task, node, headers, path_and_query, timeout, None).await?;
     if status == StatusCode::SERVICE_UNAVAILABLE {
         return Err(remote_error(node, status, &bytes));
     }
@@ -896,28 +919,16 @@ pub async fn ask_tasks(
     path_and_query: &str,
     timeout: Duration,
 ) -> Result<Vec<u8>, ApiError> {
-    let (forwarder, addr) = task_owner(state, task, node)?;
-    let tasks: Vec<String> = partitions.iter().map(i32::to_string).collect();
-    let response = forwarder
-        .request(
-            reqwest::Method::GET,
-            forwarder.url(&addr, path_and_query),
-            headers.get(AUTHORIZATION),
-        )
-        .header(TASKS, tasks.join(","))
-        .timeout(timeout)
-        .send()
-        .await
-        .map_err(|e| unreachable_owner(task, node, &e))?;
-    let status = response.status();
-    let bytes = read_capped(response, MAX_PRODUCE_ANSWER_BYTES)
-        .await
-        .map_err(|e| match e {
-            Capped::TooLarge => ApiError::internal(format!(
-                "node {node} answered more than {MAX_PRODUCE_ANSWER_BYTES} bytes"
-            )),
-            Capped::Failed(e) => unreachable_owner(task, node, &e),
-        })?;
+    let (status, _, bytes) = get_for_task(
+        state,
+        task,
+        node,
+        headers,
+        path_and_query,
+        timeout,
+        Some(partitions),
+    )
+    .await?;
     if !status.is_success() {
         return Err(remote_error(node, status, &bytes));
     }

@@ -1049,6 +1049,36 @@ async fn a_decommissioned_controller_leaves_the_quorum_and_the_next_one_retires_
 }
 
 /// Tasks owned per node of `ids` in `m` (all processors).
+/// Creates topic `words` (6 partitions, rf 3) and the processor `wc` over it (no standbys)
+/// through `proposer`; the processor's creation answer.
+async fn deploy_wc(proposer: &super::control::Proposer) -> MetadataResponse {
+    let request = TopicRequest {
+        name: "words".into(),
+        partitions: 6,
+        replication_factor: Some(3),
+        ..TopicRequest::default()
+    };
+    proposer
+        .propose(create_topic_command(&proposer.current(), &request).unwrap())
+        .await
+        .unwrap();
+    let record = ProcessorRecord {
+        name: "wc".into(),
+        partitions: 6,
+        inputs: vec!["words".into()],
+        spec: serde_json::json!({"v": 1}),
+        component: Some("sha256:abc".into()),
+        ..ProcessorRecord::default()
+    };
+    proposer
+        .propose(MetadataCommand::UpsertProcessor {
+            record,
+            expected_version: None,
+        })
+        .await
+        .unwrap()
+}
+
 fn task_counts(m: &ClusterMetadata, ids: &[NodeId]) -> Vec<usize> {
     ids.iter().map(|id| m.owned_tasks(*id).count()).collect()
 }
@@ -1076,37 +1106,7 @@ async fn tasks_are_placed_and_move_off_a_dead_node_back_to_it_and_onto_a_joined_
         all_live(m, &nodes, &[1, 2, 3])
     })
     .await;
-    let proposer = nodes[&follower].proposer();
-    let request = TopicRequest {
-        name: "words".into(),
-        partitions: 6,
-        replication_factor: Some(3),
-        ..TopicRequest::default()
-    };
-    proposer
-        .propose(create_topic_command(&proposer.current(), &request).unwrap())
-        .await
-        .unwrap();
-    let record = ProcessorRecord {
-        name: "wc".into(),
-        version: 0,
-        partitions: 6,
-        inputs: vec!["words".into()],
-        state_topics: vec![],
-        standby_replicas: 0,
-        acceptable_recovery_lag: 10_000,
-        task_footprint: Default::default(),
-        paused: false,
-        spec: serde_json::json!({"v": 1}),
-        component: Some("sha256:abc".into()),
-    };
-    let created = proposer
-        .propose(MetadataCommand::UpsertProcessor {
-            record,
-            expected_version: None,
-        })
-        .await
-        .unwrap();
+    let created = deploy_wc(&nodes[&follower].proposer()).await;
     assert_eq!(created, MetadataResponse::Processor { version: 1 });
     let m = until(&nodes, follower, "two tasks per node", |m| {
         task_counts(m, &[1, 2, 3]) == vec![2, 2, 2]
@@ -1207,30 +1207,7 @@ async fn a_graceful_move_its_owner_never_releases_is_forced_after_the_timeout() 
         n.settings.release_timeout = Duration::from_millis(500);
         n.start_control(None);
     }
-    let proposer = nodes[&controller].proposer();
-    let request = TopicRequest {
-        name: "words".into(),
-        partitions: 6,
-        replication_factor: Some(3),
-        ..TopicRequest::default()
-    };
-    proposer
-        .propose(create_topic_command(&proposer.current(), &request).unwrap())
-        .await
-        .unwrap();
-    let record = ProcessorRecord {
-        name: "wc".into(),
-        partitions: 6,
-        inputs: vec!["words".into()],
-        ..ProcessorRecord::default()
-    };
-    proposer
-        .propose(MetadataCommand::UpsertProcessor {
-            record,
-            expected_version: None,
-        })
-        .await
-        .unwrap();
+    deploy_wc(&nodes[&controller].proposer()).await;
     until(&nodes, controller, "two tasks per node", |m| {
         task_counts(m, &[1, 2, 3]) == vec![2, 2, 2]
     })

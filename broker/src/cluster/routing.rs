@@ -195,10 +195,22 @@ impl ClusterRouting {
             self.check_budget(&meta, &command)?;
             command
         };
-        self.proposer.propose(command).await.map_err(broker_error)?;
+        let proposed = self.proposer.propose(command).await.map_err(broker_error);
         let name = spec.name.clone();
-        self.wait_applied(move |m| m.topics.contains_key(&name))
-            .await
+        match proposed {
+            Ok(_) => {
+                self.wait_applied(move |m| m.topics.contains_key(&name))
+                    .await
+            }
+            // Created meanwhile by another node: answered once this node has it too, so
+            // that the caller finds the topic it was told exists.
+            Err(BrokerError::TopicExists(existing)) => {
+                self.wait_applied(move |m| m.topics.contains_key(&name))
+                    .await?;
+                Err(BrokerError::TopicExists(existing))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Refuses a topic that would bring a node over its partition budget (clients may create
@@ -390,6 +402,73 @@ mod tests {
             r.create_topic(&wide).await,
             Err(BrokerError::InvalidReplicationFactor(_))
         ));
+    }
+
+    /// Another node created the topic first: the proposal is refused, and this node
+    /// applies the other's creation only a little later.
+    struct CreatedElsewhere {
+        controller: std::sync::Mutex<ClusterMetadata>,
+        local: watch::Sender<Arc<ClusterMetadata>>,
+    }
+
+    impl Proposer for CreatedElsewhere {
+        fn propose(
+            &self,
+            command: MetadataCommand,
+        ) -> BoxFuture<'_, Result<MetadataResponse, ProposeFailure>> {
+            Box::pin(async move {
+                let applied = {
+                    let mut m = self.controller.lock().unwrap();
+                    let index = m.version + 1;
+                    let r = m
+                        .apply_entry(index, &VersionedCommand::new(command))
+                        .unwrap();
+                    (r, Arc::new(m.clone()))
+                };
+                let local = self.local.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    local.send_replace(applied.1);
+                });
+                applied.0.map_err(ProposeFailure::Refused)
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_topic_another_node_created_meanwhile_is_answered_exists_once_applied_here() {
+        let mut meta = ClusterMetadata::default();
+        let cmd = MetadataCommand::RegisterNode {
+            node: 1,
+            info: NodeInfo::default(),
+        };
+        meta.apply_entry(1, &VersionedCommand::new(cmd))
+            .unwrap()
+            .unwrap();
+        let (tx, rx) = watch::channel(Arc::new(meta.clone()));
+        let spec = TopicSpec::new("a", 2);
+        let request = TopicRequest {
+            name: "a".into(),
+            partitions: 2,
+            ..TopicRequest::default()
+        };
+        let mut controller = meta.clone();
+        let created = controller::create_topic_command(&controller, &request).unwrap();
+        controller
+            .apply_entry(2, &VersionedCommand::new(created))
+            .unwrap()
+            .unwrap();
+        let proposer = Arc::new(CreatedElsewhere {
+            controller: std::sync::Mutex::new(controller),
+            local: tx,
+        });
+        let r = ClusterRouting::new(1, rx, proposer, Arc::new(|| Some(1)));
+        assert!(r.routes("a").is_none(), "not applied here yet");
+        assert!(matches!(
+            r.create_topic(&spec).await,
+            Err(BrokerError::TopicExists(_))
+        ));
+        assert_eq!(r.routes("a").map(|p| p.len()), Some(2));
     }
 
     #[tokio::test]

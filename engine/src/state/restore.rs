@@ -33,6 +33,23 @@ const READ_BYTES: usize = 4 << 20;
 /// large writes let RocksDB ingest them as files).
 const WRITE_BYTES: usize = 32 << 20;
 
+/// How long a changelog that ends before the local checkpoint is waited for before the
+/// local state is taken as stale ([`WhenBehind::Wipe`]); and how often it is looked at again.
+pub const BEHIND_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+pub const BEHIND_RETRY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// What a restoration does when a changelog ends before the local store's checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenBehind {
+    /// The changelog was recreated: the local state is stale, wipe it and restore from
+    /// empty.
+    Wipe,
+    /// Refuse ([`RestoreError::ChangelogBehind`]): on a cluster a partition's new leader
+    /// may expose less than its predecessor acknowledged until its followers fetch again,
+    /// so the end is first given time to come back.
+    Refuse,
+}
+
 /// Why restoration failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum RestoreError {
@@ -40,6 +57,12 @@ pub enum RestoreError {
     State(#[from] StateError),
     #[error("cannot read changelog {topic}: {source}")]
     Log { topic: String, source: LogError },
+    #[error("changelog {topic} ends at {end}, before the local checkpoint {checkpoint}")]
+    ChangelogBehind {
+        topic: String,
+        checkpoint: i64,
+        end: i64,
+    },
 }
 
 impl RestoreError {
@@ -47,6 +70,7 @@ impl RestoreError {
         match self {
             RestoreError::State(e) => e.code(),
             RestoreError::Log { source, .. } => source.code(),
+            RestoreError::ChangelogBehind { .. } => "changelog_behind",
         }
     }
 }
@@ -105,13 +129,15 @@ fn parse_checkpoint(v: Option<Bytes>) -> Option<i64> {
 
 /// Restores every store of task `partition` of `processor` (the stores named in `stores`)
 /// to the end of its changelog, and records the new checkpoints. `on_progress` is called
-/// after every applied chunk.
+/// after every applied chunk; `when_behind` says what a changelog that ends before its
+/// checkpoint means.
 pub fn restore_task(
     log: &dyn LogAccess,
     state: &dyn StateStore,
     processor: &str,
     partition: i32,
     stores: &[String],
+    when_behind: WhenBehind,
     on_progress: &mut dyn FnMut(&RestoreProgress),
 ) -> Result<RestoreOutcome, RestoreError> {
     let mut outcome = RestoreOutcome::default();
@@ -130,7 +156,15 @@ pub fn restore_task(
         } else {
             parse_checkpoint(state.meta(&checkpoint_meta(store))?).unwrap_or(0)
         };
-        // A changelog shorter than the checkpoint was recreated: the local state is stale.
+        // A changelog shorter than the checkpoint was recreated: the local state is stale
+        // (or, on a cluster, a new leader does not expose it all yet).
+        if from > end && !dirty && when_behind == WhenBehind::Refuse {
+            return Err(RestoreError::ChangelogBehind {
+                topic,
+                checkpoint: from,
+                end,
+            });
+        }
         behind_local |= from > end;
         plan.push((store.clone(), from, end));
     }
@@ -141,6 +175,11 @@ pub fn restore_task(
             dirty,
             "local state not usable; restoring from the changelogs from empty"
         );
+        // Said before the store is emptied, so that nobody takes it for a full copy meanwhile.
+        on_progress(&RestoreProgress {
+            from_empty: true,
+            ..RestoreProgress::default()
+        });
         state.clear()?;
         outcome.from_empty = true;
         for p in &mut plan {
@@ -292,8 +331,10 @@ mod tests {
         let state = backend.open(&TaskId::new("p", 1)).unwrap();
         let stores = vec!["s".to_string(), "never-written".to_string()];
         let mut seen = Vec::new();
-        let out =
-            restore_task(log, &*state, "p", 1, &stores, &mut |p| seen.push(p.clone())).unwrap();
+        let out = restore_task(log, &*state, "p", 1, &stores, WhenBehind::Wipe, &mut |p| {
+            seen.push(p.clone())
+        })
+        .unwrap();
         assert_eq!(out.records, 3);
         assert_eq!(out.checkpoints["s"], 3);
         assert_eq!(out.checkpoints["never-written"], 0);
@@ -305,7 +346,8 @@ mod tests {
         // From the checkpoint: only the new record is read.
         log.produce(&topic, to_records(&[(b("c"), Some(b("3")))], 1))
             .unwrap();
-        let out = restore_task(log, &*state, "p", 1, &stores, &mut |_| {}).unwrap();
+        let out =
+            restore_task(log, &*state, "p", 1, &stores, WhenBehind::Wipe, &mut |_| {}).unwrap();
         assert_eq!(out.records, 1);
         assert!(!out.from_empty);
         assert_eq!(state.get("s", b"c").unwrap(), Some(b("3")));
@@ -320,16 +362,36 @@ mod tests {
                 meta: vec![(META_DIRTY.into(), Some(b("1")))],
             })
             .unwrap();
-        let out = restore_task(log, &*state, "p", 1, &stores, &mut |_| {}).unwrap();
+        let out =
+            restore_task(log, &*state, "p", 1, &stores, WhenBehind::Wipe, &mut |_| {}).unwrap();
         assert!(out.from_empty);
         assert_eq!(out.records, 4);
         assert_eq!(state.get("s", b"local-only").unwrap(), None);
         assert_eq!(state.get("s", b"c").unwrap(), Some(b("3")));
 
-        // A checkpoint beyond the changelog's end (changelog recreated): wiped.
+        // A checkpoint beyond the changelog's end: refused unless told to wipe (a cluster's
+        // new leader may not expose the whole changelog yet), then wiped.
         log.delete_topic(&topic).unwrap();
         log.ensure_topic(changelog_spec("p", "s", 2)).unwrap();
-        let out = restore_task(log, &*state, "p", 1, &stores, &mut |_| {}).unwrap();
+        assert!(matches!(
+            restore_task(
+                log,
+                &*state,
+                "p",
+                1,
+                &stores,
+                WhenBehind::Refuse,
+                &mut |_| {}
+            ),
+            Err(RestoreError::ChangelogBehind { end: 0, .. })
+        ));
+        assert_eq!(
+            state.get("s", b"c").unwrap(),
+            Some(b("3")),
+            "nothing wiped yet"
+        );
+        let out =
+            restore_task(log, &*state, "p", 1, &stores, WhenBehind::Wipe, &mut |_| {}).unwrap();
         assert!(out.from_empty);
         assert_eq!(state.get("s", b"c").unwrap(), None);
     }

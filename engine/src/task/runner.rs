@@ -34,7 +34,9 @@ use weir_broker::cluster::log_rpc::TaskFence;
 
 use crate::log_access::{LogAccess, LogError, OffsetCommit};
 use crate::state::changelog::{changelog_topic, stores_with_changelogs, to_records};
-use crate::state::restore::{META_DIRTY, checkpoint_meta, restore_task};
+use crate::state::restore::{
+    BEHIND_GRACE, BEHIND_RETRY, META_DIRTY, RestoreError, WhenBehind, checkpoint_meta, restore_task,
+};
 use crate::state::{StateStore, StoreBatch, StoreWrites};
 use crate::task_id::TaskId;
 
@@ -234,16 +236,42 @@ impl Runner {
         let stores = stores_with_changelogs(&*log, &spec.name)
             .map_err(|e| Failure::log("cannot list changelogs", e))?;
         let started = Instant::now();
-        let outcome = restore_task(&*log, &*state, &spec.name, p, &stores, &mut |progress| {
-            shared.update(|s| {
-                s.restore = Some(RestoreStatus::from_progress(
-                    progress,
-                    progress.from_empty,
-                    false,
-                ))
-            });
-        })
-        .map_err(|e| Failure::host(e.code(), format!("restoration failed: {e}")))?;
+        let outcome = loop {
+            // A changelog ending before the checkpoint is given time to come back (a
+            // cluster's new leader) before the local state is taken as stale and wiped.
+            let when_behind = if started.elapsed() < BEHIND_GRACE {
+                WhenBehind::Refuse
+            } else {
+                WhenBehind::Wipe
+            };
+            let restored = restore_task(
+                &*log,
+                &*state,
+                &spec.name,
+                p,
+                &stores,
+                when_behind,
+                &mut |progress| {
+                    shared.update(|s| {
+                        s.restore = Some(RestoreStatus::from_progress(
+                            progress,
+                            progress.from_empty,
+                            false,
+                        ))
+                    });
+                },
+            );
+            match restored {
+                Err(RestoreError::ChangelogBehind { .. }) => {
+                    std::thread::sleep(BEHIND_RETRY);
+                }
+                other => {
+                    break other.map_err(|e| {
+                        Failure::host(e.code(), format!("restoration failed: {e}"))
+                    })?;
+                }
+            }
+        };
         shared.update(|s| {
             let r = s.restore.get_or_insert_with(|| {
                 RestoreStatus::from_progress(&Default::default(), false, false)

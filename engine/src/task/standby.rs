@@ -22,7 +22,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -31,7 +31,9 @@ use crate::clock::now_ms;
 use crate::log_access::LogAccess;
 use crate::state::StateStore;
 use crate::state::changelog::stores_with_changelogs;
-use crate::state::restore::restore_task;
+use crate::state::restore::{
+    BEHIND_GRACE, RestoreError, RestoreProgress, WhenBehind, restore_task,
+};
 use crate::task_id::TaskId;
 
 /// How often a caught-up standby looks for new changelog records.
@@ -142,16 +144,30 @@ pub fn run_standby(
 ) {
     tracing::info!(task = %id, "standby started");
     let mut retry = STANDBY_POLL;
+    // Since when a changelog has ended before the store's checkpoint (see `WhenBehind`).
+    let mut behind_since: Option<Instant> = None;
     loop {
         if shared.stopping() {
             break;
         }
-        match pass(&id, &*log, &*state, &shared) {
-            Ok(()) => retry = STANDBY_POLL,
+        let when_behind = match behind_since {
+            Some(t) if t.elapsed() >= BEHIND_GRACE => WhenBehind::Wipe,
+            _ => WhenBehind::Refuse,
+        };
+        match pass(&id, &*log, &*state, &shared, when_behind) {
+            Ok(()) => {
+                retry = STANDBY_POLL;
+                behind_since = None;
+            }
             Err(e) => {
                 tracing::debug!(task = %id, "standby pass failed: {e}");
-                shared.update(|s| s.last_error = Some(e));
-                retry = (retry * 2).min(MAX_RETRY);
+                if matches!(e, RestoreError::ChangelogBehind { .. }) {
+                    behind_since.get_or_insert_with(Instant::now);
+                    retry = STANDBY_POLL;
+                } else {
+                    retry = (retry * 2).min(MAX_RETRY);
+                }
+                shared.update(|s| s.last_error = Some(e.to_string()));
             }
         }
         if !shared.pause(retry) {
@@ -167,18 +183,34 @@ fn pass(
     log: &dyn LogAccess,
     state: &dyn StateStore,
     shared: &StandbyShared,
-) -> Result<(), String> {
-    let stores = stores_with_changelogs(log, &id.processor).map_err(|e| e.to_string())?;
+    when_behind: WhenBehind,
+) -> Result<(), RestoreError> {
+    let stores =
+        stores_with_changelogs(log, &id.processor).map_err(|source| RestoreError::Log {
+            topic: format!("{}.*.changelog", id.processor),
+            source,
+        })?;
     let first = !shared.snapshot().caught_up;
-    let outcome = restore_task(log, state, &id.processor, id.partition, &stores, &mut |p| {
-        if first {
+    let mut on_progress = |p: &RestoreProgress| {
+        // Rebuilding from empty, the store holds only part of the state: no longer a copy
+        // to answer from until the pass ends.
+        if first || p.from_empty {
             shared.update(|s| {
+                s.caught_up &= !p.from_empty;
                 s.lag = p.end_offset.saturating_sub(p.offset);
                 s.restore = Some(RestoreStatus::from_progress(p, p.from_empty, false));
             });
         }
-    })
-    .map_err(|e| e.to_string())?;
+    };
+    let outcome = restore_task(
+        log,
+        state,
+        &id.processor,
+        id.partition,
+        &stores,
+        when_behind,
+        &mut on_progress,
+    )?;
     let lag = i64::try_from(outcome.records).unwrap_or(i64::MAX);
     shared.update(|s| {
         s.caught_up = true;

@@ -41,6 +41,23 @@ impl Env {
         e
     }
 
+    /// A cluster node's engine (it runs only the tasks assigned to it) under `dir`.
+    fn cluster_engine(&self, dir: &str) -> Engine {
+        let config = EngineConfig {
+            assigned_tasks: true,
+            ..EngineConfig::under(&self.dir.path().join(dir))
+        };
+        let e = Engine::open(
+            &config,
+            Arc::new(self.broker.clone()),
+            Arc::new(MemoryBackend::new()),
+            Arc::new(NativeLoader),
+        )
+        .unwrap();
+        e.start().unwrap();
+        e
+    }
+
     fn topic(&self, name: &str, partitions: i32) {
         self.broker
             .create_topic(TopicSpec::new(name, partitions))
@@ -685,21 +702,7 @@ fn assigned_tasks_run_where_assigned_and_move_with_their_state() {
     for (p, values) in TEXT.iter().enumerate() {
         env.produce("text", p as i32, values);
     }
-    let node = |dir: &str| {
-        let config = EngineConfig {
-            assigned_tasks: true,
-            ..EngineConfig::under(&env.dir.path().join(dir))
-        };
-        let e = Engine::open(
-            &config,
-            Arc::new(env.broker.clone()),
-            Arc::new(MemoryBackend::new()),
-            Arc::new(NativeLoader),
-        )
-        .unwrap();
-        e.start().unwrap();
-        e
-    };
+    let node = |dir: &str| env.cluster_engine(dir);
     let (a, b) = (node("a"), node("b"));
     a.deploy(
         spec(r#"{"name":"wc","inputs":["text"],"outputs":["counts"],"commit_interval_ms":50}"#),
@@ -846,21 +849,7 @@ fn a_standby_keeps_a_warm_store_and_the_task_taking_it_over_restores_only_the_ta
     for (p, values) in TEXT.iter().take(2).enumerate() {
         env.produce("text", p as i32, values);
     }
-    let node = |dir: &str| {
-        let config = EngineConfig {
-            assigned_tasks: true,
-            ..EngineConfig::under(&env.dir.path().join(dir))
-        };
-        let e = Engine::open(
-            &config,
-            Arc::new(env.broker.clone()),
-            Arc::new(MemoryBackend::new()),
-            Arc::new(NativeLoader),
-        )
-        .unwrap();
-        e.start().unwrap();
-        e
-    };
+    let node = |dir: &str| env.cluster_engine(dir);
     let (a, b) = (node("a"), node("b"));
     a.deploy(
         spec(r#"{"name":"wc","inputs":["text"],"outputs":["counts"],"commit_interval_ms":50}"#),
