@@ -1504,9 +1504,10 @@ impl Engine {
             let restore = reported.as_ref().and_then(|s| s.restore.clone());
             let warmed = reported.as_ref().and_then(|s| s.warmed);
             // Restoring from a checkpoint: the store holds a consistent prefix plus part of
-            // the tail.
-            if let Some(r) = restore.filter(|r| task_state == TaskState::Restoring && !r.from_empty)
-            {
+            // the tail. (From offset 0 — no checkpoint, or wiped — it holds only part.)
+            if let Some(r) = restore.filter(|r| {
+                task_state == TaskState::Restoring && !r.from_empty && r.start_offset > 0
+            }) {
                 return Ok(StaleAnswer {
                     value: state.get(store, key)?,
                     lag: r.end_offset.saturating_sub(r.offset).max(0),
