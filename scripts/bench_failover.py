@@ -45,7 +45,8 @@ CLUSTER = {1: 19681, 2: 19682, 3: 19683, 4: 19684}
 PARTITIONS = 6
 
 
-def req(port, method, path, body=None, timeout=10):
+def req(port, method, path, body=None, timeout=10, headers=None):
+    """(status, JSON body); with `headers` (a dict), the answer's x-weir-* headers go in it."""
     data = None if body is None else json.dumps(body).encode()
     r = urllib.request.Request(
         f"http://127.0.0.1:{port}{path}", data=data, method=method,
@@ -56,6 +57,8 @@ def req(port, method, path, body=None, timeout=10):
             return resp.status, (json.loads(raw) if raw else None)
     except urllib.error.HTTPError as e:
         raw = e.read()
+        if headers is not None:
+            headers.update({k: v for k, v in e.headers.items() if k.startswith("x-weir-")})
         try:
             return e.code, json.loads(raw)
         except ValueError:
@@ -157,15 +160,18 @@ class Prober(threading.Thread):
             key = self.keys[i % len(self.keys)]
             i += 1
             for mode, q in (("fresh", ""), ("stale", "?allow_stale=true")):
+                h = {}
                 status, body = req(HTTP[1], "GET",
-                                   f"/v1/processors/wc/stores/counts/keys/{key}{q}", timeout=5)
+                                   f"/v1/processors/wc/stores/counts/keys/{key}{q}", timeout=5,
+                                   headers=h)
                 if self.on.is_set():
                     with self.lock:
                         self.stats[mode][1] += 1
                         self.stats[mode][0] += status == 200
                         if status != 200:
                             code = ((body or {}).get("error") or {}).get("code", "")
-                            why = f"{status} {code}"
+                            by = h.get("x-weir-answered-by")
+                            why = f"{status} {code}" + (f" (by {by} on {h.get('x-weir-node')}, lag {h.get('x-weir-lag')})" if by else "")
                             self.failures[mode][why] = self.failures[mode].get(why, 0) + 1
 
 

@@ -32,7 +32,7 @@ use weir_engine::log_access::LogAccess;
 use weir_engine::native::NativeLoader;
 use weir_engine::state::StateBackend;
 use weir_engine::state::changelog::{changelog_spec, changelog_topic, to_records};
-use weir_engine::state::restore::restore_task;
+use weir_engine::state::restore::{WhenBehind, restore_task};
 use weir_engine::state::rocks::RocksBackend;
 use weir_engine::task::{ModuleLoader, ProcessorSpec, WasmLoader};
 use weir_engine::task_id::TaskId;
@@ -233,7 +233,16 @@ fn restore_run(base: &Path, records: usize, value_bytes: usize) {
     let backend = RocksBackend::open(&dir.join("rocksdb")).expect("rocksdb");
     let state = backend.open(&TaskId::new("r", 0)).expect("open");
     let start = Instant::now();
-    let out = restore_task(log, &*state, "r", 0, &["s".to_string()], &mut |_| {}).expect("restore");
+    let out = restore_task(
+        log,
+        &*state,
+        "r",
+        0,
+        &["s".to_string()],
+        WhenBehind::Wipe,
+        &mut |_| {},
+    )
+    .expect("restore");
     let secs = start.elapsed().as_secs_f64();
     assert_eq!(out.records, records as u64);
     println!(

@@ -414,7 +414,7 @@ fn commands_have_a_stable_tagged_json_form() {
     let json = serde_json::to_string(&VersionedCommand::new(cmd.clone())).unwrap();
     assert_eq!(
         json,
-        r#"{"version":3,"command":{"type":"elect_leader","topic":"t","partition":0,"leader":2,"leader_epoch":4,"isr":[2,3]}}"#
+        r#"{"version":4,"command":{"type":"elect_leader","topic":"t","partition":0,"leader":2,"leader_epoch":4,"isr":[2,3]}}"#
     );
     let back: VersionedCommand = serde_json::from_str(&json).unwrap();
     assert_eq!(back.command, cmd);
