@@ -2,14 +2,24 @@
 //! window of a windowed table) and the persistent queries that write them, persisted as one
 //! JSON file (`<dir>/catalog.json`, replaced atomically). The queries' running state belongs
 //! to the engine's processors; the catalog only names them.
+//!
+//! On a cluster ([`Catalog::set_publisher`]) the streams, tables and queries are the
+//! cluster's: every change is published ([`SqlCatalogPublisher`]) before it is made here (a
+//! refusal changes nothing), and [`Catalog::follow`] takes what the cluster's catalog holds
+//! (the SQL service calls it under the same lock statements hold, so a statement's changes are
+//! never overwritten by a follower working from older metadata). The local file is then only
+//! a cache of the cluster's catalog; the query-id counter stays local (ids carry the sink's
+//! name, unique in the cluster).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::ast::{ColumnDef, SourceKind, WindowSpec};
 use super::error::SqlError;
+use crate::catalog::SqlCatalogPublisher;
 
 /// A stream or table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -62,10 +72,21 @@ struct CatalogData {
 }
 
 /// The catalog, loaded in memory and written through on every change.
-#[derive(Debug)]
 pub struct Catalog {
     path: Option<PathBuf>,
     data: CatalogData,
+    /// On a cluster: where changes are published first.
+    publisher: Option<Arc<dyn SqlCatalogPublisher>>,
+}
+
+impl std::fmt::Debug for Catalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Catalog")
+            .field("path", &self.path)
+            .field("data", &self.data)
+            .field("published", &self.publisher.is_some())
+            .finish()
+    }
 }
 
 fn io_err(path: &Path, e: impl std::fmt::Display) -> SqlError {
@@ -85,6 +106,7 @@ impl Catalog {
         Ok(Catalog {
             path: Some(path),
             data,
+            publisher: None,
         })
     }
 
@@ -93,6 +115,7 @@ impl Catalog {
         Catalog {
             path: None,
             data: CatalogData::default(),
+            publisher: None,
         }
     }
 
@@ -122,12 +145,39 @@ impl Catalog {
         self.data.sources.values()
     }
 
+    /// Makes the catalog the cluster's: every change is published first.
+    pub fn set_publisher(&mut self, publisher: Arc<dyn SqlCatalogPublisher>) {
+        self.publisher = Some(publisher);
+    }
+
+    /// Takes the cluster's streams, tables and queries (what other nodes created, dropped or
+    /// changed); whether anything changed here.
+    pub fn follow(
+        &mut self,
+        sources: BTreeMap<String, SourceDef>,
+        queries: BTreeMap<String, QueryDef>,
+    ) -> Result<bool, SqlError> {
+        if self.data.sources == sources && self.data.queries == queries {
+            return Ok(false);
+        }
+        self.data.sources = sources;
+        self.data.queries = queries;
+        self.save()?;
+        Ok(true)
+    }
+
     pub fn put_source(&mut self, def: SourceDef) -> Result<(), SqlError> {
+        if let Some(p) = &self.publisher {
+            p.source_put(&def)?;
+        }
         self.data.sources.insert(def.name.clone(), def);
         self.save()
     }
 
     pub fn remove_source(&mut self, name: &str) -> Result<Option<SourceDef>, SqlError> {
+        if let Some(p) = &self.publisher {
+            p.source_removed(name)?;
+        }
         let removed = self.data.sources.remove(name);
         self.save()?;
         Ok(removed)
@@ -142,11 +192,17 @@ impl Catalog {
     }
 
     pub fn put_query(&mut self, q: QueryDef) -> Result<(), SqlError> {
+        if let Some(p) = &self.publisher {
+            p.query_put(&q)?;
+        }
         self.data.queries.insert(q.id.clone(), q);
         self.save()
     }
 
     pub fn remove_query(&mut self, id: &str) -> Result<Option<QueryDef>, SqlError> {
+        if let Some(p) = &self.publisher {
+            p.query_removed(id)?;
+        }
         let removed = self.data.queries.remove(id);
         self.save()?;
         Ok(removed)

@@ -197,6 +197,24 @@ impl SqlService {
         Ok(svc)
     }
 
+    /// Makes the SQL catalog the cluster's: every change made here is published first
+    /// (see [`Catalog`]).
+    pub fn set_publisher(&self, publisher: Arc<dyn crate::catalog::SqlCatalogPublisher>) {
+        self.catalog().set_publisher(publisher);
+    }
+
+    /// Takes the cluster's catalog: `current` is called under the catalog's lock and returns
+    /// the cluster's streams and tables and queries as this node applied them now. Whether
+    /// anything changed here.
+    pub fn follow_catalog(
+        &self,
+        current: impl FnOnce() -> (BTreeMap<String, SourceDef>, BTreeMap<String, QueryDef>),
+    ) -> Result<bool, SqlError> {
+        let mut catalog = self.catalog();
+        let (sources, queries) = current();
+        catalog.follow(sources, queries)
+    }
+
     /// [`SqlService::execute_script`], with only the error.
     pub fn execute(
         &self,
