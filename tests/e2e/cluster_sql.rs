@@ -2,7 +2,8 @@
 //! processes: a function registered at node 1 (while node 3 is down) and a stream created at
 //! node 2 are used by a persistent query created at node 3; node 3, restarted, caught up with
 //! the registration; every node lists the same functions, streams and queries; drops made at
-//! one node apply on every node.
+//! one node apply on every node. A pull query reading an aggregate table's state is answered
+//! at every node (sent to the node running the key's task).
 //!
 //! No timed assertions: everything polls with a generous deadline.
 
@@ -37,6 +38,26 @@ fn shown(s: &Server, what: &str) -> String {
         return String::new();
     }
     body.to_string()
+}
+
+/// The rows a pull query answers at `s` over `POST /v1/query`; `None` if it is refused.
+fn pull(s: &Server, sql: &str) -> Option<Vec<Value>> {
+    let r = s
+        .http
+        .post(format!("{}/v1/query", s.url))
+        .json(&json!({ "sql": sql }))
+        .send()
+        .ok()?;
+    if r.status().as_u16() != 200 {
+        return None;
+    }
+    let text = r.text().ok()?;
+    let lines: Vec<Value> = text
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    Some(lines.iter().filter_map(|l| l.get("row").cloned()).collect())
 }
 
 fn has_function(s: &Server, name: &str) -> bool {
@@ -131,6 +152,23 @@ fn functions_and_streams_made_at_any_node_are_used_by_a_query_made_at_another() 
         "masked: {:?}",
         masked_cards(&nodes[0])
     );
+
+    // A table aggregated at node 2; a pull query of one key is answered at every node (the
+    // nodes not running the key's task send it to the one that does).
+    sql(
+        &nodes[1],
+        "CREATE TABLE per_card WITH (KAFKA_TOPIC='per_card') AS
+           SELECT card_number, COUNT(*) AS n FROM payments GROUP BY card_number EMIT CHANGES;",
+    );
+    for n in &nodes {
+        let q = "SELECT n FROM per_card WHERE card_number = '4111111111111111';";
+        assert!(
+            eventually(DEADLINE, || pull(n, q) == Some(vec![json!([1])])),
+            "pull at a node: {:?}",
+            pull(n, q)
+        );
+    }
+    sql(&nodes[2], "DROP TABLE per_card;");
 
     // Dropped at node 1 (which did not create it), the stream and its query are gone from
     // every node; so is the function dropped at node 3.
