@@ -242,6 +242,95 @@ impl Catalog {
 mod tests {
     use super::*;
 
+    fn source(name: &str) -> SourceDef {
+        SourceDef {
+            name: name.into(),
+            kind: SourceKind::Stream,
+            topic: name.to_lowercase(),
+            columns: vec![],
+            value_format: "JSON".into(),
+            timestamp: None,
+            partitions: 1,
+            window: None,
+            query: None,
+            sql: format!("CREATE STREAM {name} ..."),
+        }
+    }
+
+    /// A cluster's catalog as the publisher sees it: refuses while `refuse` is set.
+    #[derive(Default)]
+    struct FakeCluster {
+        refuse: std::sync::atomic::AtomicBool,
+        published: std::sync::Mutex<Vec<String>>,
+    }
+
+    impl FakeCluster {
+        fn take(&self, what: String) -> Result<(), SqlError> {
+            if self.refuse.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(SqlError::new("unavailable", "no quorum"));
+            }
+            self.published.lock().unwrap().push(what);
+            Ok(())
+        }
+    }
+
+    impl SqlCatalogPublisher for FakeCluster {
+        fn source_put(&self, def: &SourceDef) -> Result<(), SqlError> {
+            self.take(format!("+{}", def.name))
+        }
+        fn source_removed(&self, name: &str) -> Result<(), SqlError> {
+            self.take(format!("-{name}"))
+        }
+        fn query_put(&self, def: &QueryDef) -> Result<(), SqlError> {
+            self.take(format!("+q{}", def.id))
+        }
+        fn query_removed(&self, id: &str) -> Result<(), SqlError> {
+            self.take(format!("-q{id}"))
+        }
+    }
+
+    #[test]
+    fn on_a_cluster_changes_are_published_first_and_the_clusters_catalog_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Catalog::open(dir.path()).unwrap();
+        let cluster = Arc::new(FakeCluster::default());
+        c.set_publisher(cluster.clone());
+        cluster
+            .refuse
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(
+            c.put_source(source("S")).unwrap_err().kind(),
+            crate::error::ErrorKind::Unavailable
+        );
+        assert!(c.source("S").is_none());
+        cluster
+            .refuse
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        c.put_source(source("S")).unwrap();
+        c.put_query(QueryDef {
+            id: "Q1".into(),
+            sql: "…".into(),
+            sink: "S".into(),
+            sources: vec![],
+        })
+        .unwrap();
+        cluster
+            .refuse
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(c.remove_source("S").is_err());
+        assert!(c.remove_query("Q1").is_err());
+        assert!(c.source("S").is_some() && c.query("Q1").is_some());
+        assert_eq!(*cluster.published.lock().unwrap(), vec!["+S", "+qQ1"]);
+        // The cluster's catalog replaces this node's, and is saved.
+        let theirs: BTreeMap<String, SourceDef> =
+            [("T".to_string(), source("T"))].into_iter().collect();
+        assert!(c.follow(theirs.clone(), BTreeMap::new()).unwrap());
+        assert!(!c.follow(theirs, BTreeMap::new()).unwrap());
+        assert!(c.source("S").is_none() && c.query("Q1").is_none());
+        let reopened = Catalog::open(dir.path()).unwrap();
+        assert!(reopened.source("T").is_some() && reopened.source("S").is_none());
+    }
+
     #[test]
     fn catalog_persists() {
         let dir = tempfile::tempdir().unwrap();

@@ -856,6 +856,109 @@ mod tests {
         }
     }
 
+    /// A cluster's catalog as a publisher sees it: it refuses while `refuse` is set, else
+    /// records what was published.
+    #[derive(Default)]
+    struct FakeCluster {
+        refuse: std::sync::atomic::AtomicBool,
+        published: Mutex<Vec<String>>,
+    }
+
+    impl FunctionPublisher for FakeCluster {
+        fn registered(&self, info: &FunctionInfo, replace: bool) -> Result<(), FunctionError> {
+            if self.refuse.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(FunctionError::Cluster("no quorum".into()));
+            }
+            let mut p = self.published.lock().unwrap();
+            p.push(format!("+{}:{}:{replace}", info.name, info.sha256));
+            Ok(())
+        }
+
+        fn deleted(&self, name: &str) -> Result<(), FunctionError> {
+            if self.refuse.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(FunctionError::Cluster("no quorum".into()));
+            }
+            self.published.lock().unwrap().push(format!("-{name}"));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn on_a_cluster_changes_are_published_first_and_followed_under_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = open(dir.path());
+        let cluster = Arc::new(FakeCluster::default());
+        r.set_publisher(cluster.clone());
+        // Refused by the cluster: nothing changes here.
+        cluster
+            .refuse
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let e = r.create("mask", guest("udf-mask"), false).unwrap_err();
+        assert_eq!(
+            (e.code(), e.kind()),
+            ("cluster_unavailable", ErrorKind::Unavailable)
+        );
+        assert!(r.list().is_empty());
+        assert!(!dir.path().join("functions/MASK").exists());
+        cluster
+            .refuse
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        let info = r.create("mask", guest("udf-mask"), false).unwrap();
+        let hash = format!("sha256:{}", info.sha256);
+        assert_eq!(
+            *cluster.published.lock().unwrap(),
+            vec![format!("+MASK:{}:false", info.sha256)]
+        );
+        // Peers get the module by its hash.
+        assert_eq!(r.module_by_hash(&hash), Some(guest("udf-mask")));
+        assert_eq!(r.module_by_hash("sha256:00"), None);
+        assert!(r.has("MASK", &info.sha256, info.created_ms));
+        // A drop the cluster refuses keeps the function.
+        cluster
+            .refuse
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(r.delete("mask").unwrap_err().code(), "cluster_unavailable");
+        assert!(r.get("mask").is_ok());
+        cluster
+            .refuse
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+
+        // What another node made is installed without publishing, only if the cluster still
+        // wants it; installing what is here already does nothing.
+        let published = cluster.published.lock().unwrap().len();
+        assert!(
+            !r.install("geomean", guest("udf-geomean"), 7, || false)
+                .unwrap()
+        );
+        assert!(r.get("geomean").is_err());
+        assert!(
+            r.install("geomean", guest("udf-geomean"), 7, || true)
+                .unwrap()
+        );
+        let g = r.get("geomean").unwrap();
+        assert_eq!((g.kind, g.created_ms), (UdfKind::Aggregate, 7));
+        assert!(
+            !r.install("geomean", guest("udf-geomean"), 7, || true)
+                .unwrap()
+        );
+        // Another version of it (another creation time) replaces it.
+        assert!(
+            r.install("geomean", guest("udf-geomean"), 8, || true)
+                .unwrap()
+        );
+        assert_eq!(r.get("geomean").unwrap().created_ms, 8);
+        // Dropped by the cluster: removed only if the cluster still says so.
+        assert!(!r.uninstall("GEOMEAN", || false).unwrap());
+        assert!(r.uninstall("GEOMEAN", || true).unwrap());
+        assert!(r.get("geomean").is_err());
+        assert!(!dir.path().join("functions/GEOMEAN").exists());
+        assert!(!r.uninstall("GEOMEAN", || true).unwrap());
+        assert_eq!(cluster.published.lock().unwrap().len(), published);
+        // A drop made here is published.
+        r.delete("mask").unwrap();
+        assert_eq!(cluster.published.lock().unwrap().last().unwrap(), "-MASK");
+    }
+
     #[test]
     fn functions_are_created_listed_called_and_deleted() {
         let dir = tempfile::tempdir().unwrap();
