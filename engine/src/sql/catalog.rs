@@ -8,8 +8,9 @@
 //! refusal changes nothing), and [`Catalog::follow`] takes what the cluster's catalog holds
 //! (the SQL service calls it under the same lock statements hold, so a statement's changes are
 //! never overwritten by a follower working from older metadata). The local file is then only
-//! a cache of the cluster's catalog; the query-id counter stays local (ids carry the sink's
-//! name, unique in the cluster).
+//! a cache of the cluster's catalog; the query-id counter stays local but moves past every
+//! id the cluster's catalog holds (two nodes making a query for the same sink at the same
+//! moment may pick the same id: the second deploy is refused, the processor exists).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -160,6 +161,13 @@ impl Catalog {
         if self.data.sources == sources && self.data.queries == queries {
             return Ok(false);
         }
+        // Query ids other nodes made are not handed out here again.
+        let highest = queries
+            .keys()
+            .filter_map(|id| id.rsplit('_').next()?.parse::<u64>().ok())
+            .max()
+            .unwrap_or(0);
+        self.data.next_query_id = self.data.next_query_id.max(highest);
         self.data.sources = sources;
         self.data.queries = queries;
         self.save()?;
@@ -327,6 +335,24 @@ mod tests {
         assert!(c.follow(theirs.clone(), BTreeMap::new()).unwrap());
         assert!(!c.follow(theirs, BTreeMap::new()).unwrap());
         assert!(c.source("S").is_none() && c.query("Q1").is_none());
+        // Query ids the cluster holds are not handed out again.
+        let queries: BTreeMap<String, QueryDef> = [(
+            "CSAS_X_41".to_string(),
+            QueryDef {
+                id: "CSAS_X_41".into(),
+                sql: "…".into(),
+                sink: "X".into(),
+                sources: vec![],
+            },
+        )]
+        .into_iter()
+        .collect();
+        let sources = c.data.sources.clone();
+        assert!(c.follow(sources, queries).unwrap());
+        cluster
+            .refuse
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(c.next_query_id("CSAS", "X").unwrap(), "CSAS_X_42");
         let reopened = Catalog::open(dir.path()).unwrap();
         assert!(reopened.source("T").is_some() && reopened.source("S").is_none());
     }
