@@ -5,7 +5,8 @@
 //! disconnects (or its `LIMIT` is reached), and its transient processor is removed then.
 //!
 //! On a cluster a pull query that reads a task's state store (a key look-up of an aggregate
-//! table) is sent to the node that runs the key's task (once: a forwarded request is
+//! table), alone in a `POST /v1/query` or `POST /v1/sql`, is sent to the node that runs the
+//! key's task (once: a forwarded request is
 //! answered where it arrives), and its answer streamed back; `503 task_unavailable` when
 //! that node cannot be reached or the task is not placed. Pull queries answered from a
 //! table's topic read the cluster's log from any node.
@@ -85,10 +86,14 @@ fn service(state: &AppState) -> Result<SqlService, ApiError> {
 /// `POST /v1/sql`: runs statements; `{"results":[...]}`.
 pub async fn execute(
     State(state): State<AppState>,
+    headers: HeaderMap,
     ApiJson(req): ApiJson<SqlRequest>,
 ) -> Result<Response, ApiError> {
     let svc = service(&state)?;
     let props = req.properties()?;
+    if let Some(routed) = pull_elsewhere(&state, &svc, &headers, &req, "/v1/sql").await? {
+        return Ok(routed);
+    }
     let results = tokio::task::spawn_blocking(move || svc.execute_script(&req.sql, &props))
         .await?
         .map_err(|e| script_error(*e))?;
@@ -133,7 +138,7 @@ pub async fn query(
 ) -> Result<Response, ApiError> {
     let svc = service(&state)?;
     let props = req.properties()?;
-    if let Some(routed) = pull_elsewhere(&state, &svc, &headers, &req).await? {
+    if let Some(routed) = pull_elsewhere(&state, &svc, &headers, &req, "/v1/query").await? {
         return Ok(routed);
     }
     let started = {
@@ -166,12 +171,14 @@ pub async fn query(
     }
 }
 
-/// On a cluster, a pull query reading the state of a task another node runs: sent there.
+/// On a cluster, a pull query (alone in its request) reading the state of a task another
+/// node runs: sent there, as `POST path`.
 async fn pull_elsewhere(
     state: &AppState,
     svc: &SqlService,
     headers: &HeaderMap,
     req: &SqlRequest,
+    path: &str,
 ) -> Result<Option<Response>, ApiError> {
     let (Some(ec), Some(routing)) = (&state.engine_cluster, &state.routing) else {
         return Ok(None);
@@ -192,7 +199,7 @@ async fn pull_elsewhere(
     match owner {
         Some(Some(node)) if node != routing.node() => {
             let body = serde_json::to_value(req).unwrap_or(Value::Null);
-            forward::task_post_elsewhere(state, &task, node, headers, "/v1/query", &body)
+            forward::task_post_elsewhere(state, &task, node, headers, path, &body)
                 .await
                 .map(Some)
         }

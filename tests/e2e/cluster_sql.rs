@@ -167,6 +167,9 @@ fn functions_and_streams_made_at_any_node_are_used_by_a_query_made_at_another() 
             "pull at a node: {:?}",
             pull(n, q)
         );
+        // The same statement in POST /v1/sql.
+        let rows = &sql(n, q)[0]["rows"];
+        assert_eq!(*rows, json!([[1]]), "pull over /v1/sql");
     }
     sql(&nodes[2], "DROP TABLE per_card;");
 
