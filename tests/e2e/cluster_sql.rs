@@ -40,24 +40,26 @@ fn shown(s: &Server, what: &str) -> String {
     body.to_string()
 }
 
-/// The rows a pull query answers at `s` over `POST /v1/query`; `None` if it is refused.
-fn pull(s: &Server, sql: &str) -> Option<Vec<Value>> {
+/// The rows a pull query answers at `s` over `POST /v1/query`; `Err` with the answer if it
+/// is refused.
+fn pull(s: &Server, sql: &str) -> Result<Vec<Value>, String> {
     let r = s
         .http
         .post(format!("{}/v1/query", s.url))
         .json(&json!({ "sql": sql }))
         .send()
-        .ok()?;
-    if r.status().as_u16() != 200 {
-        return None;
+        .map_err(|e| e.to_string())?;
+    let status = r.status().as_u16();
+    let text = r.text().map_err(|e| e.to_string())?;
+    if status != 200 {
+        return Err(format!("{status}: {text}"));
     }
-    let text = r.text().ok()?;
     let lines: Vec<Value> = text
         .lines()
         .map(serde_json::from_str)
         .collect::<Result<_, _>>()
-        .ok()?;
-    Some(lines.iter().filter_map(|l| l.get("row").cloned()).collect())
+        .map_err(|e| format!("{e}: {text}"))?;
+    Ok(lines.iter().filter_map(|l| l.get("row").cloned()).collect())
 }
 
 fn has_function(s: &Server, name: &str) -> bool {
@@ -163,9 +165,10 @@ fn functions_and_streams_made_at_any_node_are_used_by_a_query_made_at_another() 
     for n in &nodes {
         let q = "SELECT n FROM per_card WHERE card_number = '4111111111111111';";
         assert!(
-            eventually(DEADLINE, || pull(n, q) == Some(vec![json!([1])])),
-            "pull at a node: {:?}",
-            pull(n, q)
+            eventually(DEADLINE, || pull(n, q) == Ok(vec![json!([1])])),
+            "pull at a node: {:?}; its processors: {}",
+            pull(n, q),
+            n.get("/v1/processors").1
         );
         // The same statement in POST /v1/sql.
         let rows = &sql(n, q)[0]["rows"];
