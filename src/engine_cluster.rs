@@ -25,7 +25,17 @@
 //!    the processor's operation), and a new deployment the catalog refuses is undone here.
 //! 3. **Components are trusted by hash**: the catalog names a component by its SHA-256 and
 //!    [`fetch_blob`] checks the bytes before the engine loads them.
+//! 4. **Functions and the SQL catalog are the cluster's too**, by the same rules: a
+//!    function registered, replaced or dropped here ([`FunctionPublisher`]) and a stream,
+//!    table or query created or dropped here ([`SqlCatalogPublisher`]) is published before it
+//!    is answered; the follower installs the functions the metadata has (the module fetched
+//!    by its hash, checked) and drops the others, and makes the node's SQL catalog the
+//!    metadata's — functions first, then the SQL catalog, then processors, so a query's
+//!    processor finds the functions and sources it uses. Each step re-checks the applied
+//!    metadata under the registry's or the catalog's lock, so a change being published here
+//!    is never undone by a pass over older metadata.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,17 +46,20 @@ use weir_broker::cluster::NodeId;
 use weir_broker::cluster::blob_rpc::{BlobSource, blob_hash, fetch_blob};
 use weir_broker::cluster::control::{NodeReportBoard, TaskCopyReport};
 use weir_broker::cluster::metadata::{
-    ClusterMetadata, DEFAULT_ACCEPTABLE_RECOVERY_LAG, MetadataCommand, NodeBudget, ProcessorRecord,
-    TaskFootprint,
+    ClusterMetadata, DEFAULT_ACCEPTABLE_RECOVERY_LAG, FunctionRecord, MetadataCommand,
+    MetadataError, NodeBudget, ProcessorRecord, SqlRecord, TaskFootprint,
 };
 use weir_broker::cluster::routing::ClusterRouting;
 use weir_broker::cluster::rpc::Peers;
 use weir_engine::assignment::{StandbyAssignments, TaskAssignments};
-use weir_engine::catalog::CatalogPublisher;
+use weir_engine::catalog::{CatalogPublisher, FunctionPublisher, SqlCatalogPublisher};
 use weir_engine::log_access::LogError;
+use weir_engine::sql::catalog::{QueryDef, SourceDef};
+use weir_engine::sql::{SqlError, SqlService};
 use weir_engine::task::Footprint;
 use weir_engine::task::registry::DeploymentRecord;
 use weir_engine::task::spec::DEFAULT_STANDBY_REPLICAS;
+use weir_engine::udf::{FunctionError, FunctionInfo, FunctionRegistry, UdfKind};
 use weir_engine::{Engine, EngineError};
 
 /// How often this node reports its copies of task state to the controller (with its
@@ -88,6 +101,9 @@ pub struct EngineCluster {
     copies: Option<NodeReportBoard>,
     /// Runs the proposals of the engine's (blocking) catalog calls.
     runtime: tokio::runtime::Handle,
+    /// The node's functions and SQL (followed when set).
+    functions: Option<Arc<FunctionRegistry>>,
+    sql: Option<SqlService>,
 }
 
 /// The catalog's record of a deployment.
@@ -121,12 +137,16 @@ fn catalog_record(
 }
 
 impl EngineCluster {
+    /// The engine's part of the node, following (and publishing) its processors, its
+    /// functions and its SQL catalog.
     pub fn new(
         engine: Engine,
         node: NodeId,
         routing: ClusterRouting,
         peers: Arc<Peers>,
         copies: Option<NodeReportBoard>,
+        functions: Arc<FunctionRegistry>,
+        sql: SqlService,
     ) -> Arc<EngineCluster> {
         Arc::new(EngineCluster {
             engine,
@@ -135,7 +155,120 @@ impl EngineCluster {
             peers,
             copies,
             runtime: tokio::runtime::Handle::current(),
+            functions: Some(functions),
+            sql: Some(sql),
         })
+    }
+
+    /// Runs `f` on the node's runtime and waits for its result on this (non-async) thread;
+    /// `None` if the runtime stopped.
+    fn wait<T: Send + 'static>(&self, f: impl Future<Output = T> + Send + 'static) -> Option<T> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.runtime.spawn(async move {
+            let _ = tx.send(f.await);
+        });
+        rx.recv().ok()
+    }
+
+    /// Proposes a change of the functions or the SQL catalog and waits until this node
+    /// applied it (`done`).
+    fn propose(
+        &self,
+        command: MetadataCommand,
+        done: impl Fn(&ClusterMetadata) -> bool + Send + Sync + 'static,
+    ) -> Result<(), BrokerError> {
+        let routing = self.routing.clone();
+        self.wait(async move { routing.propose_catalog(command, done).await })
+            .unwrap_or(Err(BrokerError::ShuttingDown))
+            .map(|_| ())
+    }
+
+    /// Functions first, then the SQL catalog: whether both were followed.
+    async fn follow_functions_and_sql(&self, meta: &ClusterMetadata) -> bool {
+        let mut settled = true;
+        if let Some(registry) = &self.functions {
+            settled &= self.follow_functions(meta, registry).await;
+        }
+        if let Some(sql) = self.sql.clone() {
+            let routing = self.routing.clone();
+            let followed = tokio::task::spawn_blocking(move || {
+                sql.follow_catalog(|| sql_catalog_of(&routing.metadata()))
+            })
+            .await;
+            match followed {
+                Ok(Ok(true)) => tracing::info!("SQL catalog updated from the cluster's"),
+                Ok(Ok(false)) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!("cannot take the cluster's SQL catalog: {e}");
+                    settled = false;
+                }
+                Err(_) => settled = false,
+            }
+        }
+        settled
+    }
+
+    /// Installs the functions the metadata has and this node lacks (or has another version
+    /// of), drops those it does not have.
+    async fn follow_functions(
+        &self,
+        meta: &ClusterMetadata,
+        registry: &Arc<FunctionRegistry>,
+    ) -> bool {
+        let mut settled = true;
+        for (name, f) in &meta.functions {
+            let hex = f.module.strip_prefix("sha256:").unwrap_or_default();
+            if registry.has(name, hex, f.created_ms) {
+                continue;
+            }
+            let module = match registry.module_by_hash(&f.module) {
+                Some(m) => m,
+                None => match self.fetch(meta, &f.module).await {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!(function = %name, "cannot fetch its module yet: {e}");
+                        settled = false;
+                        continue;
+                    }
+                },
+            };
+            let (registry, routing) = (registry.clone(), self.routing.clone());
+            let (name, hash, created) = (name.clone(), f.module.clone(), f.created_ms);
+            let installed = tokio::task::spawn_blocking(move || {
+                registry.install(&name, module, created, || {
+                    routing
+                        .metadata()
+                        .functions
+                        .get(&name)
+                        .is_some_and(|f| f.module == hash && f.created_ms == created)
+                })
+            })
+            .await;
+            match installed {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!("cannot install a function of the cluster's catalog: {e}");
+                    settled = false;
+                }
+                Err(_) => settled = false,
+            }
+        }
+        for info in registry.list() {
+            if meta.functions.contains_key(&info.name) {
+                continue;
+            }
+            let (registry, routing) = (registry.clone(), self.routing.clone());
+            let removed = tokio::task::spawn_blocking(move || {
+                registry.uninstall(&info.name, || {
+                    !routing.metadata().functions.contains_key(&info.name)
+                })
+            })
+            .await;
+            if !matches!(removed, Ok(Ok(_))) {
+                settled = false;
+            }
+        }
+        settled
     }
 
     /// Reports this node's copies of task state every [`REPORT_COPIES`] until `stop`.
@@ -300,7 +433,7 @@ impl EngineCluster {
 
     /// One pass over the applied metadata; whether everything in it was followed.
     async fn follow(self: Arc<Self>, meta: Arc<ClusterMetadata>) -> bool {
-        let mut settled = true;
+        let mut settled = self.follow_functions_and_sql(&meta).await;
         // Install or update what the catalog has.
         for (name, entry) in &meta.processors {
             let record: DeploymentRecord = match serde_json::from_value(entry.spec.clone()) {
@@ -471,14 +604,143 @@ impl CatalogPublisher for EngineCluster {
     }
 }
 
-/// The node's components, for peers that fetch them by hash.
-pub struct EngineBlobs(pub Engine);
+/// The node's components and function modules, for peers that fetch them by hash.
+pub struct EngineBlobs(pub Engine, pub Option<Arc<FunctionRegistry>>);
 
 impl BlobSource for EngineBlobs {
     fn blob(&self, hash: &str) -> Option<Bytes> {
+        if let Some(module) = self.1.as_ref().and_then(|f| f.module_by_hash(hash)) {
+            return Some(module);
+        }
         self.0.versions().into_keys().find_map(|name| {
             let (_, module) = self.0.deployment(&name)?;
             (blob_hash(&module) == hash).then_some(module)
         })
+    }
+}
+
+/// The SQL catalog the metadata holds (a record that cannot be read is left out, logged).
+fn sql_catalog_of(
+    meta: &ClusterMetadata,
+) -> (BTreeMap<String, SourceDef>, BTreeMap<String, QueryDef>) {
+    fn decode<T: serde::de::DeserializeOwned>(
+        records: &BTreeMap<String, SqlRecord>,
+    ) -> BTreeMap<String, T> {
+        records
+            .iter()
+            .filter_map(
+                |(name, r)| match serde_json::from_value(r.definition.clone()) {
+                    Ok(d) => Some((name.clone(), d)),
+                    Err(e) => {
+                        tracing::error!(name = %name, "a SQL catalog record cannot be read: {e}");
+                        None
+                    }
+                },
+            )
+            .collect()
+    }
+    (decode(&meta.sql_sources), decode(&meta.sql_queries))
+}
+
+fn sql_record<T: serde::Serialize>(name: &str, def: &T) -> Result<SqlRecord, SqlError> {
+    Ok(SqlRecord {
+        name: name.to_string(),
+        definition: serde_json::to_value(def)
+            .map_err(|e| SqlError::new("internal", format!("cannot encode {name}: {e}")))?,
+    })
+}
+
+/// A failed publication of a SQL catalog change, as SQL reports it.
+fn sql_error(e: BrokerError) -> SqlError {
+    match e {
+        BrokerError::ClusterRefused(e) => SqlError::new("invalid_statement", e.to_string()),
+        e => SqlError::new(
+            "unavailable",
+            format!("the cluster did not take the change: {e}"),
+        ),
+    }
+}
+
+impl FunctionPublisher for EngineCluster {
+    fn registered(&self, info: &FunctionInfo, replace: bool) -> Result<(), FunctionError> {
+        let kind = match info.kind {
+            UdfKind::Scalar => "scalar",
+            UdfKind::Aggregate => "aggregate",
+        };
+        let record = FunctionRecord {
+            name: info.name.clone(),
+            version: 0,
+            kind: kind.into(),
+            signature: serde_json::to_value(&info.signature)
+                .map_err(|e| FunctionError::Cluster(e.to_string()))?,
+            module: format!("sha256:{}", info.sha256),
+            module_bytes: info.module_bytes,
+            created_ms: info.created_ms,
+        };
+        let (name, module, created) = (
+            record.name.clone(),
+            record.module.clone(),
+            record.created_ms,
+        );
+        let done = move |m: &ClusterMetadata| {
+            m.functions
+                .get(&name)
+                .is_some_and(|f| f.module == module && f.created_ms == created)
+        };
+        self.propose(MetadataCommand::UpsertFunction { record, replace }, done)
+            .map_err(|e| match e {
+                BrokerError::ClusterRefused(MetadataError::FunctionExists(n)) => {
+                    FunctionError::Exists(n)
+                }
+                e => FunctionError::Cluster(e.to_string()),
+            })
+    }
+
+    fn deleted(&self, name: &str) -> Result<(), FunctionError> {
+        let n = name.to_string();
+        let done = move |m: &ClusterMetadata| !m.functions.contains_key(&n);
+        let command = MetadataCommand::DeleteFunction {
+            name: name.to_string(),
+        };
+        self.propose(command, done).map_err(|e| match e {
+            BrokerError::ClusterRefused(MetadataError::UnknownFunction(n)) => {
+                FunctionError::NotFound(n)
+            }
+            e => FunctionError::Cluster(e.to_string()),
+        })
+    }
+}
+
+impl SqlCatalogPublisher for EngineCluster {
+    fn source_put(&self, def: &SourceDef) -> Result<(), SqlError> {
+        let record = sql_record(&def.name, def)?;
+        let r = record.clone();
+        let done = move |m: &ClusterMetadata| m.sql_sources.get(&r.name) == Some(&r);
+        self.propose(MetadataCommand::UpsertSqlSource { record }, done)
+            .map_err(sql_error)
+    }
+
+    fn source_removed(&self, name: &str) -> Result<(), SqlError> {
+        let n = name.to_string();
+        let done = move |m: &ClusterMetadata| !m.sql_sources.contains_key(&n);
+        let command = MetadataCommand::DeleteSqlSource {
+            name: name.to_string(),
+        };
+        self.propose(command, done).map_err(sql_error)
+    }
+
+    fn query_put(&self, def: &QueryDef) -> Result<(), SqlError> {
+        let record = sql_record(&def.id, def)?;
+        let r = record.clone();
+        let done = move |m: &ClusterMetadata| m.sql_queries.get(&r.name) == Some(&r);
+        self.propose(MetadataCommand::UpsertSqlQuery { record }, done)
+            .map_err(sql_error)
+    }
+
+    fn query_removed(&self, id: &str) -> Result<(), SqlError> {
+        let n = id.to_string();
+        let done = move |m: &ClusterMetadata| !m.sql_queries.contains_key(&n);
+        let command = MetadataCommand::DeleteSqlQuery { id: id.to_string() };
+        self.propose(command, done).map_err(sql_error)
     }
 }

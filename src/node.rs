@@ -307,15 +307,21 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
             c.service
                 .set_blob(Arc::new(BlobService::new(Arc::new(EngineBlobs(
                     engine.clone(),
+                    Some(functions.clone()),
                 )))));
+            // So are functions and the SQL catalog.
             let ec = EngineCluster::new(
                 engine.clone(),
                 node_id,
                 r.clone(),
                 c.peers.clone(),
                 c.task_copies(),
+                functions.clone(),
+                sql.clone(),
             );
             engine.set_catalog(ec.clone());
+            functions.set_publisher(ec.clone());
+            sql.set_publisher(ec.clone());
             engine_cluster = Some(ec.clone());
             if let Some(applied) = &kafka_ready {
                 tokio::spawn(start_engine_when_applied(

@@ -4,12 +4,21 @@
 //! arrive through [`crate::Engine::install`] / [`crate::Engine::uninstall`]. A single node
 //! has no catalog.
 //!
+//! The same holds for user-defined functions ([`FunctionPublisher`], called by the
+//! [`crate::udf::FunctionRegistry`] for every registration, replacement and drop, from HTTP or
+//! SQL) and for the SQL catalog's streams, tables and queries ([`SqlCatalogPublisher`], called
+//! by [`crate::sql::catalog::Catalog`] for every change): what other nodes made arrives through
+//! the registry's and the SQL service's `follow` methods.
+//!
 //! It is only the contract; the cluster side implements it (the binary's `engine_cluster`).
 //! Every method blocks until this node has applied the catalog with the change.
 
 use crate::error::EngineError;
+use crate::sql::SqlError;
+use crate::sql::catalog::{QueryDef, SourceDef};
 use crate::task::Footprint;
 use crate::task::registry::DeploymentRecord;
+use crate::udf::{FunctionError, FunctionInfo};
 
 /// Where the engine publishes its processors' changes.
 pub trait CatalogPublisher: Send + Sync + 'static {
@@ -29,4 +38,22 @@ pub trait CatalogPublisher: Send + Sync + 'static {
     fn paused(&self, name: &str, paused: bool) -> Result<(), EngineError>;
     /// A delete made on this node.
     fn deleted(&self, name: &str) -> Result<(), EngineError>;
+}
+
+/// Where the function registry publishes its changes.
+pub trait FunctionPublisher: Send + Sync + 'static {
+    /// A function registered (`replace`: or replaced) on this node; its module is served to
+    /// peers by its hash. Refused with [`FunctionError::Exists`] if the cluster has another
+    /// function of that name and `replace` is false.
+    fn registered(&self, info: &FunctionInfo, replace: bool) -> Result<(), FunctionError>;
+    /// A function dropped on this node ([`FunctionError::NotFound`] if the cluster has none).
+    fn deleted(&self, name: &str) -> Result<(), FunctionError>;
+}
+
+/// Where the SQL catalog publishes its changes (the catalog's lock is held meanwhile).
+pub trait SqlCatalogPublisher: Send + Sync + 'static {
+    fn source_put(&self, def: &SourceDef) -> Result<(), SqlError>;
+    fn source_removed(&self, name: &str) -> Result<(), SqlError>;
+    fn query_put(&self, def: &QueryDef) -> Result<(), SqlError>;
+    fn query_removed(&self, id: &str) -> Result<(), SqlError>;
 }

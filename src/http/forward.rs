@@ -845,6 +845,31 @@ pub async fn task_elsewhere(
     Ok(stream_back(upstream, state.shutdown.clone()))
 }
 
+/// A query about task `task` (a SQL pull query reading its state) sent to `node`, the
+/// task's owner, as `POST path` with `body`, and its answer streamed back.
+pub async fn task_post_elsewhere(
+    state: &AppState,
+    task: &str,
+    node: u64,
+    headers: &HeaderMap,
+    path: &str,
+    body: &serde_json::Value,
+) -> Result<Response, ApiError> {
+    let (forwarder, addr) = task_owner(state, task, node)?;
+    let upstream = forwarder
+        .request(
+            reqwest::Method::POST,
+            forwarder.url(&addr, path),
+            headers.get(AUTHORIZATION),
+        )
+        .json(body)
+        .timeout(REQUEST_TIMEOUT)
+        .send()
+        .await
+        .map_err(|e| unreachable_owner(task, node, &e))?;
+    Ok(stream_back(upstream, state.shutdown.clone()))
+}
+
 /// `GET path_and_query` about task `task` asked of `node` (its owner or a standby) within
 /// `timeout`, with `tasks` named in [`TASKS`] when given: the answer's status, the headers
 /// that go back to the client, and its body (read up to [`MAX_PRODUCE_ANSWER_BYTES`]); `503

@@ -3,6 +3,13 @@
 //! (`{"header":{"query_id":..,"columns":[..]}}`), then one `{"row":[..]}` line per row. A pull
 //! query's stream ends after its rows; a push query's (`EMIT CHANGES`) runs until the client
 //! disconnects (or its `LIMIT` is reached), and its transient processor is removed then.
+//!
+//! On a cluster a pull query that reads a task's state store (a key look-up of an aggregate
+//! table), alone in a `POST /v1/query` or `POST /v1/sql`, is sent to the node that runs the
+//! key's task (once: a forwarded request is
+//! answered where it arrives), and its answer streamed back; `503 task_unavailable` when
+//! that node cannot be reached or the task is not placed. Pull queries answered from a
+//! table's topic read the cluster's log from any node.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -11,8 +18,8 @@ use std::time::Duration;
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -22,9 +29,10 @@ use weir_engine::sql::{PushQuery, QueryStart, ScriptError, SqlError, SqlService}
 use super::AppState;
 use super::error::ApiError;
 use super::extract::ApiJson;
+use super::forward;
 
 /// Body of `POST /v1/sql` and `POST /v1/query`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SqlRequest {
     pub sql: String,
@@ -78,10 +86,14 @@ fn service(state: &AppState) -> Result<SqlService, ApiError> {
 /// `POST /v1/sql`: runs statements; `{"results":[...]}`.
 pub async fn execute(
     State(state): State<AppState>,
+    headers: HeaderMap,
     ApiJson(req): ApiJson<SqlRequest>,
 ) -> Result<Response, ApiError> {
     let svc = service(&state)?;
     let props = req.properties()?;
+    if let Some(routed) = pull_elsewhere(&state, &svc, &headers, &req, "/v1/sql").await? {
+        return Ok(routed);
+    }
     let results = tokio::task::spawn_blocking(move || svc.execute_script(&req.sql, &props))
         .await?
         .map_err(|e| script_error(*e))?;
@@ -121,10 +133,14 @@ fn ndjson(body: Body) -> Response {
 /// `POST /v1/query`: one SELECT, streamed as NDJSON.
 pub async fn query(
     State(state): State<AppState>,
+    headers: HeaderMap,
     ApiJson(req): ApiJson<SqlRequest>,
 ) -> Result<Response, ApiError> {
     let svc = service(&state)?;
     let props = req.properties()?;
+    if let Some(routed) = pull_elsewhere(&state, &svc, &headers, &req, "/v1/query").await? {
+        return Ok(routed);
+    }
     let started = {
         let svc = svc.clone();
         tokio::task::spawn_blocking(move || svc.start_query(&req.sql, &props))
@@ -152,6 +168,47 @@ pub async fn query(
             });
             Ok(ndjson(Body::from_stream(stream)))
         }
+    }
+}
+
+/// On a cluster, a pull query (alone in its request) reading the state of a task another
+/// node runs: sent there, as `POST path`.
+async fn pull_elsewhere(
+    state: &AppState,
+    svc: &SqlService,
+    headers: &HeaderMap,
+    req: &SqlRequest,
+    path: &str,
+) -> Result<Option<Response>, ApiError> {
+    let (Some(ec), Some(routing)) = (&state.engine_cluster, &state.routing) else {
+        return Ok(None);
+    };
+    if !forward::may_ask_task_owners(state, headers) {
+        return Ok(None);
+    }
+    let (svc, sql) = (svc.clone(), req.sql.clone());
+    let Some((processor, partition)) =
+        tokio::task::spawn_blocking(move || svc.pull_task(&sql)).await?
+    else {
+        return Ok(None);
+    };
+    let owner = usize::try_from(partition)
+        .ok()
+        .and_then(|p| ec.assignment(&processor).get(p).map(|t| t.node));
+    let task = weir_engine::task_id::TaskId::new(&processor, partition).to_string();
+    match owner {
+        Some(Some(node)) if node != routing.node() => {
+            let body = serde_json::to_value(req).unwrap_or(Value::Null);
+            forward::task_post_elsewhere(state, &task, node, headers, path, &body)
+                .await
+                .map(Some)
+        }
+        Some(None) => Err(forward::task_unavailable(
+            &task,
+            None,
+            "the cluster has not placed it yet",
+        )),
+        _ => Ok(None),
     }
 }
 

@@ -11,6 +11,7 @@ mod cluster_groups;
 mod cluster_ops;
 mod cluster_processors;
 mod cluster_queries;
+mod cluster_sql;
 mod common;
 mod connections;
 mod console;

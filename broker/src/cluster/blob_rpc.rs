@@ -1,10 +1,11 @@
 //! Content-addressed blobs between nodes: the bytes of an uploaded component, named by their
 //! SHA-256 (`sha256:<hex>`), which a node that did not receive the upload fetches from one
-//! that has it (`PeerRequest::Blob`). The metadata names a blob only by its hash; the bytes
-//! never go through Raft.
+//! that has it (`PeerRequest::Blob`); so are user-defined functions' modules. The metadata
+//! names a blob only by its hash; the bytes never go through Raft.
 //!
 //! It owns the messages, the hash format and the check of what arrives; what holds the
-//! blobs (the engine's deployments) is a [`BlobSource`] the node installs. It knows nothing
+//! blobs (the engine's deployments, the function registry's modules) is a [`BlobSource`] the
+//! node installs. It knows nothing
 //! of components or processors.
 //!
 //! # Invariants

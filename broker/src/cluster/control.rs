@@ -23,7 +23,9 @@
 //! 2. **Peers may propose only what a broker may decide**: what its users ask for, their
 //!    permission checked at the edge that took the request (topics: `CreateTopic`,
 //!    `DeleteTopic`; `DecommissionNode`; users, tokens and ACLs: `Auth`; the engine's
-//!    catalog: `UpsertProcessor`, `DeleteProcessor`, `SetProcessorPaused`), an in-sync-set
+//!    catalog: `UpsertProcessor`, `DeleteProcessor`, `SetProcessorPaused`, its functions and
+//!    SQL catalog: `UpsertFunction`, `DeleteFunction`, `UpsertSqlSource`, `DeleteSqlSource`,
+//!    `UpsertSqlQuery`, `DeleteSqlQuery`), an in-sync-set
 //!    change of a partition *it leads* (`AlterPartition` whose `leader` is the sender; the
 //!    state machine then checks leader and epochs) and producer-id blocks *for itself*
 //!    (`AllocateProducerIds` naming the sender), alone or in a batch of such. Node
@@ -342,7 +344,13 @@ pub fn peer_may_propose(from: NodeId, cmd: &MetadataCommand) -> Result<(), Strin
         | MetadataCommand::Auth { .. }
         | MetadataCommand::UpsertProcessor { .. }
         | MetadataCommand::DeleteProcessor { .. }
-        | MetadataCommand::SetProcessorPaused { .. } => Ok(()),
+        | MetadataCommand::SetProcessorPaused { .. }
+        | MetadataCommand::UpsertFunction { .. }
+        | MetadataCommand::DeleteFunction { .. }
+        | MetadataCommand::UpsertSqlSource { .. }
+        | MetadataCommand::DeleteSqlSource { .. }
+        | MetadataCommand::UpsertSqlQuery { .. }
+        | MetadataCommand::DeleteSqlQuery { .. } => Ok(()),
         MetadataCommand::AlterPartition { leader, .. } if *leader == from => Ok(()),
         MetadataCommand::AlterPartition { leader, .. } => Err(format!(
             "node {from} may not change the in-sync set of a partition led by node {leader}"
@@ -392,6 +400,12 @@ fn command_name(cmd: &MetadataCommand) -> &'static str {
         MetadataCommand::SetProcessorPaused { .. } => "set_processor_paused",
         MetadataCommand::AssignTasks { .. } => "assign_tasks",
         MetadataCommand::ReleaseTask { .. } => "release_task",
+        MetadataCommand::UpsertFunction { .. } => "upsert_function",
+        MetadataCommand::DeleteFunction { .. } => "delete_function",
+        MetadataCommand::UpsertSqlSource { .. } => "upsert_sql_source",
+        MetadataCommand::DeleteSqlSource { .. } => "delete_sql_source",
+        MetadataCommand::UpsertSqlQuery { .. } => "upsert_sql_query",
+        MetadataCommand::DeleteSqlQuery { .. } => "delete_sql_query",
         MetadataCommand::Batch { .. } => "batch",
     }
 }

@@ -491,6 +491,13 @@ fn peers_may_propose_topics_their_own_isr_changes_and_producer_ids_only() {
     };
     assert!(peer_may_propose(2, &assign).is_err());
     assert!(peer_may_propose(2, &batch(assign)).is_err());
+    // Functions and the SQL catalog are users' requests any node takes.
+    let f = MetadataCommand::DeleteFunction { name: "F".into() };
+    assert!(peer_may_propose(2, &f).is_ok());
+    let s = MetadataCommand::UpsertSqlSource {
+        record: Default::default(),
+    };
+    assert!(peer_may_propose(2, &batch(s)).is_ok());
 }
 
 /// Leader and in-sync set of every partition of `topic`.

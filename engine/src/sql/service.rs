@@ -197,6 +197,24 @@ impl SqlService {
         Ok(svc)
     }
 
+    /// Makes the SQL catalog the cluster's: every change made here is published first
+    /// (see [`Catalog`]).
+    pub fn set_publisher(&self, publisher: Arc<dyn crate::catalog::SqlCatalogPublisher>) {
+        self.catalog().set_publisher(publisher);
+    }
+
+    /// Takes the cluster's catalog: `current` is called under the catalog's lock and returns
+    /// the cluster's streams and tables and queries as this node applied them now. Whether
+    /// anything changed here.
+    pub fn follow_catalog(
+        &self,
+        current: impl FnOnce() -> (BTreeMap<String, SourceDef>, BTreeMap<String, QueryDef>),
+    ) -> Result<bool, SqlError> {
+        let mut catalog = self.catalog();
+        let (sources, queries) = current();
+        catalog.follow(sources, queries)
+    }
+
     /// [`SqlService::execute_script`], with only the error.
     pub fn execute(
         &self,
@@ -1174,6 +1192,42 @@ impl SqlService {
             plan.output.iter().map(|c| c.name.clone()).collect(),
             rows_out,
         ))
+    }
+
+    /// Where the pull query `sql` reads a task's state store: the processor writing the
+    /// table and the task (partition) of the key, when it is a key look-up of a non-windowed
+    /// aggregate table; `None` when it is answered otherwise (from the table's topic, which
+    /// every node reads) or is no pull query. On a cluster the HTTP layer sends such a query
+    /// to the task's owner.
+    pub fn pull_task(&self, sql: &str) -> Option<(String, i32)> {
+        on_sql_stack(|| Ok(self.pull_task_here(sql))).ok().flatten()
+    }
+
+    fn pull_task_here(&self, sql: &str) -> Option<(String, i32)> {
+        let mut parsed = parse(sql).ok()?;
+        if parsed.len() != 1 {
+            return None;
+        }
+        let Statement::Select(select) = &parsed.remove(0).statement else {
+            return None;
+        };
+        if select.emit.is_some() {
+            return None;
+        }
+        let catalog = self.catalog();
+        let plan = plan_query("PULL", "", select, &catalog, &*self.inner.functions).ok()?;
+        let source = catalog.source(&plan.source.name)?.clone();
+        drop(catalog);
+        if source.kind != SourceKind::Table || plan.join.is_some() {
+            return None;
+        }
+        let wp = self.plan_of(source.query.as_deref()?)?;
+        let key = key_literal(plan.filter.as_ref(), source.key_column()?)?;
+        if wp.window().is_some() || !matches!(wp.body, Body::Aggregate(_)) {
+            return None;
+        }
+        let partitions = self.inner.engine.describe(&wp.id).ok()?.partitions;
+        Some((wp.id.clone(), partition_for_key(key.as_bytes(), partitions)))
     }
 
     /// Persistent queries whose plan calls function `name`.

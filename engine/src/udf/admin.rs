@@ -13,6 +13,7 @@ fn sql_error(e: FunctionError) -> SqlError {
         ErrorKind::NotFound => "not_found",
         ErrorKind::AlreadyExists | ErrorKind::Conflict => "exists",
         ErrorKind::InvalidInput | ErrorKind::TooLarge => e.code(),
+        ErrorKind::Unavailable => "unavailable",
         _ => "internal",
     };
     SqlError::new(code, e.to_string())

@@ -18,10 +18,20 @@
 //! [`FunctionCatalog`] for the SQL engine. Its operations block (file I/O, compilation):
 //! call them from a blocking thread. It does not own SQL (parsing `CREATE FUNCTION`, type
 //! checking calls) nor the HTTP API.
+//!
+//! On a cluster ([`FunctionRegistry::set_publisher`]) the functions are the cluster's: a
+//! registration, replacement or drop made here is published ([`FunctionPublisher`]) before
+//! it takes effect here and before it is answered (a refusal changes nothing here), and the
+//! node's follower applies what other nodes made ([`FunctionRegistry::install`],
+//! [`FunctionRegistry::uninstall`], each checking under the registry's write lock that the
+//! cluster still wants it, so a change being published here is never undone by a follower
+//! working from older metadata). Peers fetch modules by hash
+//! ([`FunctionRegistry::module_by_hash`]; a module being published is served from memory
+//! until it is on disk).
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -29,6 +39,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{AggregateUdf, FunctionCatalog, ScalarUdf, UdfKind, UdfSignature, UdfType};
+use crate::catalog::FunctionPublisher;
 use crate::error::ErrorKind;
 use crate::host::{Interrupt, ProcessorError};
 use crate::wasm::{UdfLimits, UdfModule, WasmEngine, WasmError, check_component_header};
@@ -140,6 +151,10 @@ pub enum FunctionError {
     /// The Wasm engine failed for a reason that is not the module's fault.
     #[error("wasm engine: {0}")]
     Engine(WasmError),
+    /// On a cluster: the change could not be published to the cluster's catalog (no
+    /// quorum, refused); nothing changed on this node.
+    #[error("the cluster did not take the change: {0}")]
+    Cluster(String),
 }
 
 impl FunctionError {
@@ -157,6 +172,7 @@ impl FunctionError {
             FunctionError::Io { .. } => "io_error",
             FunctionError::Corrupt { .. } => "corrupt_data",
             FunctionError::Engine(e) => e.code(),
+            FunctionError::Cluster(_) => "cluster_unavailable",
         }
     }
 
@@ -173,6 +189,7 @@ impl FunctionError {
             | FunctionError::Io { .. }
             | FunctionError::Corrupt { .. }
             | FunctionError::Engine(_) => ErrorKind::Internal,
+            FunctionError::Cluster(_) => ErrorKind::Unavailable,
         }
     }
 }
@@ -284,6 +301,10 @@ pub struct FunctionRegistry {
     entries: RwLock<BTreeMap<String, Entry>>,
     /// Serializes create/delete (a create compiles outside the `entries` lock).
     writes: Mutex<()>,
+    /// On a cluster: where changes are published.
+    publisher: OnceLock<Arc<dyn FunctionPublisher>>,
+    /// Modules being published (by `sha256:` hash), served to peers until they are on disk.
+    publishing: Mutex<BTreeMap<String, Bytes>>,
 }
 
 impl std::fmt::Debug for FunctionRegistry {
@@ -317,6 +338,8 @@ impl FunctionRegistry {
             engine,
             entries: RwLock::new(BTreeMap::new()),
             writes: Mutex::new(()),
+            publisher: OnceLock::new(),
+            publishing: Mutex::new(BTreeMap::new()),
         };
         let mut names = Vec::new();
         for entry in std::fs::read_dir(&registry.dir).map_err(io(&registry.dir))? {
@@ -451,10 +474,15 @@ impl FunctionRegistry {
         Ok(upper)
     }
 
+    /// Makes the functions the cluster's: every change made here is published first.
+    pub fn set_publisher(&self, publisher: Arc<dyn FunctionPublisher>) {
+        let _ = self.publisher.set(publisher);
+    }
+
     /// Registers `module` as function `name`: validates and compiles it, calls its
-    /// `signature()`, persists it. Without `replace`, an existing function of that name is
-    /// an error; with it, the function is replaced (instances already handed out keep the
-    /// old code).
+    /// `signature()`, publishes it (on a cluster), persists it. Without `replace`, an existing
+    /// function of that name is an error; with it, the function is replaced (instances
+    /// already handed out keep the old code).
     pub fn create(
         &self,
         name: &str,
@@ -466,35 +494,137 @@ impl FunctionRegistry {
         if !replace && self.read_entries().contains_key(&name) {
             return Err(FunctionError::Exists(name));
         }
+        let (info, loaded) = self.compile(&name, &module, now_ms())?;
+        if let Some(publisher) = self.publisher.get() {
+            let hash = format!("sha256:{}", info.sha256);
+            self.lock_publishing().insert(hash.clone(), module.clone());
+            let published = publisher.registered(&info, replace);
+            if let Err(e) = published {
+                self.lock_publishing().remove(&hash);
+                return Err(e);
+            }
+            let stored = self.store(&info, &module, loaded);
+            self.lock_publishing().remove(&hash);
+            stored?;
+        } else {
+            self.store(&info, &module, loaded)?;
+        }
+        tracing::info!(function = %name, signature = %info.sql_signature(), kind = ?info.kind,
+            replaced = replace, "function registered");
+        Ok(info)
+    }
+
+    fn lock_publishing(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Bytes>> {
+        self.publishing.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Validates and compiles `module` as function `name` (upper case, checked).
+    fn compile(
+        &self,
+        name: &str,
+        module: &[u8],
+        created_ms: i64,
+    ) -> Result<(FunctionInfo, UdfModule), FunctionError> {
         let loaded = self
             .engine
-            .load_udf(&name, &module, &self.limits)
+            .load_udf(name, module, &self.limits)
             .map_err(module_error)?;
         let info = FunctionInfo {
-            name: name.clone(),
+            name: name.to_string(),
             kind: loaded.kind(),
             signature: loaded.signature().clone(),
-            created_ms: now_ms(),
-            sha256: sha256_hex(&module),
+            created_ms,
+            sha256: sha256_hex(module),
             module_bytes: module.len() as u64,
             error: None,
         };
-        let dir = self.dir.join(&name);
+        Ok((info, loaded))
+    }
+
+    /// Persists a compiled function and makes it callable. The `writes` lock is held.
+    fn store(
+        &self,
+        info: &FunctionInfo,
+        module: &[u8],
+        loaded: UdfModule,
+    ) -> Result<(), FunctionError> {
+        let dir = self.dir.join(&info.name);
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         sync_dir(&self.dir)?;
         // Module first: a record always describes a module that was completely written.
-        write_atomic(&dir.join(MODULE_FILE), &module)?;
-        self.write_record(&dir, &info)?;
-        tracing::info!(function = %name, signature = %info.sql_signature(), kind = ?info.kind,
-            replaced = replace, "function registered");
+        write_atomic(&dir.join(MODULE_FILE), module)?;
+        self.write_record(&dir, info)?;
         self.write_entries().insert(
-            name,
+            info.name.clone(),
             Entry {
                 info: info.clone(),
                 module: Some(loaded),
             },
         );
-        Ok(info)
+        Ok(())
+    }
+
+    /// Whether this node's copy of `name` is the module `sha256` (hex) created at
+    /// `created_ms`, loaded.
+    pub fn has(&self, name: &str, sha256: &str, created_ms: i64) -> bool {
+        self.read_entries().get(name).is_some_and(|e| {
+            e.info.sha256 == sha256 && e.info.created_ms == created_ms && e.info.error.is_none()
+        })
+    }
+
+    /// Cluster: registers (or replaces) function `name` as another node made it — module
+    /// and creation time — without publishing. `wanted` is asked under the write lock
+    /// whether the cluster still has this version (`false`: nothing is done). Returns
+    /// whether it was installed.
+    pub fn install(
+        &self,
+        name: &str,
+        module: Bytes,
+        created_ms: i64,
+        wanted: impl FnOnce() -> bool,
+    ) -> Result<bool, FunctionError> {
+        let name = self.check_name(name)?;
+        let _writing = self.writes.lock().unwrap_or_else(|e| e.into_inner());
+        let sha = sha256_hex(&module);
+        if self.has(&name, &sha, created_ms) || !wanted() {
+            return Ok(false);
+        }
+        let (info, loaded) = self.compile(&name, &module, created_ms)?;
+        self.store(&info, &module, loaded)?;
+        tracing::info!(function = %name, signature = %info.sql_signature(),
+            "function installed from the cluster's catalog");
+        Ok(true)
+    }
+
+    /// Cluster: forgets function `name` the cluster dropped, without publishing, if `gone`
+    /// (asked under the write lock) still says so. Returns whether it was removed.
+    pub fn uninstall(
+        &self,
+        name: &str,
+        gone: impl FnOnce() -> bool,
+    ) -> Result<bool, FunctionError> {
+        let _writing = self.writes.lock().unwrap_or_else(|e| e.into_inner());
+        if !self.read_entries().contains_key(name) || !gone() {
+            return Ok(false);
+        }
+        self.remove_files(name)?;
+        tracing::info!(function = %name, "function dropped by the cluster's catalog");
+        Ok(true)
+    }
+
+    /// The module named `hash` (`sha256:<hex>`) if a function here has it (may read disk).
+    pub fn module_by_hash(&self, hash: &str) -> Option<Bytes> {
+        if let Some(m) = self.lock_publishing().get(hash) {
+            return Some(m.clone());
+        }
+        let hex = hash.strip_prefix("sha256:")?;
+        let name = self
+            .read_entries()
+            .values()
+            .find(|e| e.info.sha256 == hex && e.info.error.is_none())
+            .map(|e| e.info.name.clone())?;
+        let module = std::fs::read(self.dir.join(&name).join(MODULE_FILE)).ok()?;
+        (sha256_hex(&module) == hex).then(|| Bytes::from(module))
     }
 
     /// Registers the artifact `artifact` (see [`put_artifact`](Self::put_artifact)) as
@@ -542,14 +672,24 @@ impl FunctionRegistry {
             })
     }
 
-    /// Forgets a function and deletes its files.
+    /// Forgets a function and deletes its files (on a cluster: publishes the drop first).
     pub fn delete(&self, name: &str) -> Result<(), FunctionError> {
         let upper = normalize_name(name)?;
         let _writing = self.writes.lock().unwrap_or_else(|e| e.into_inner());
         if !self.read_entries().contains_key(&upper) {
             return Err(FunctionError::NotFound(upper));
         }
-        let dir = self.dir.join(&upper);
+        if let Some(publisher) = self.publisher.get() {
+            publisher.deleted(&upper)?;
+        }
+        self.remove_files(&upper)?;
+        tracing::info!(function = %upper, "function deleted");
+        Ok(())
+    }
+
+    /// Removes function `upper`'s files and entry. The `writes` lock is held.
+    fn remove_files(&self, upper: &str) -> Result<(), FunctionError> {
+        let dir = self.dir.join(upper);
         // The record goes first: without it the directory is ignored at start.
         let record = dir.join(RECORD_FILE);
         match std::fs::remove_file(&record) {
@@ -557,14 +697,13 @@ impl FunctionRegistry {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io(&record)(e)),
         }
-        self.write_entries().remove(&upper);
+        self.write_entries().remove(upper);
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => tracing::warn!(dir = %dir.display(), error = %e,
                 "function deleted, but its directory could not be removed"),
         }
-        tracing::info!(function = %upper, "function deleted");
         Ok(())
     }
 
@@ -715,6 +854,109 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    /// A cluster's catalog as a publisher sees it: it refuses while `refuse` is set, else
+    /// records what was published.
+    #[derive(Default)]
+    struct FakeCluster {
+        refuse: std::sync::atomic::AtomicBool,
+        published: Mutex<Vec<String>>,
+    }
+
+    impl FunctionPublisher for FakeCluster {
+        fn registered(&self, info: &FunctionInfo, replace: bool) -> Result<(), FunctionError> {
+            if self.refuse.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(FunctionError::Cluster("no quorum".into()));
+            }
+            let mut p = self.published.lock().unwrap();
+            p.push(format!("+{}:{}:{replace}", info.name, info.sha256));
+            Ok(())
+        }
+
+        fn deleted(&self, name: &str) -> Result<(), FunctionError> {
+            if self.refuse.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(FunctionError::Cluster("no quorum".into()));
+            }
+            self.published.lock().unwrap().push(format!("-{name}"));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn on_a_cluster_changes_are_published_first_and_followed_under_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = open(dir.path());
+        let cluster = Arc::new(FakeCluster::default());
+        r.set_publisher(cluster.clone());
+        // Refused by the cluster: nothing changes here.
+        cluster
+            .refuse
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let e = r.create("mask", guest("udf-mask"), false).unwrap_err();
+        assert_eq!(
+            (e.code(), e.kind()),
+            ("cluster_unavailable", ErrorKind::Unavailable)
+        );
+        assert!(r.list().is_empty());
+        assert!(!dir.path().join("functions/MASK").exists());
+        cluster
+            .refuse
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        let info = r.create("mask", guest("udf-mask"), false).unwrap();
+        let hash = format!("sha256:{}", info.sha256);
+        assert_eq!(
+            *cluster.published.lock().unwrap(),
+            vec![format!("+MASK:{}:false", info.sha256)]
+        );
+        // Peers get the module by its hash.
+        assert_eq!(r.module_by_hash(&hash), Some(guest("udf-mask")));
+        assert_eq!(r.module_by_hash("sha256:00"), None);
+        assert!(r.has("MASK", &info.sha256, info.created_ms));
+        // A drop the cluster refuses keeps the function.
+        cluster
+            .refuse
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(r.delete("mask").unwrap_err().code(), "cluster_unavailable");
+        assert!(r.get("mask").is_ok());
+        cluster
+            .refuse
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+
+        // What another node made is installed without publishing, only if the cluster still
+        // wants it; installing what is here already does nothing.
+        let published = cluster.published.lock().unwrap().len();
+        assert!(
+            !r.install("geomean", guest("udf-geomean"), 7, || false)
+                .unwrap()
+        );
+        assert!(r.get("geomean").is_err());
+        assert!(
+            r.install("geomean", guest("udf-geomean"), 7, || true)
+                .unwrap()
+        );
+        let g = r.get("geomean").unwrap();
+        assert_eq!((g.kind, g.created_ms), (UdfKind::Aggregate, 7));
+        assert!(
+            !r.install("geomean", guest("udf-geomean"), 7, || true)
+                .unwrap()
+        );
+        // Another version of it (another creation time) replaces it.
+        assert!(
+            r.install("geomean", guest("udf-geomean"), 8, || true)
+                .unwrap()
+        );
+        assert_eq!(r.get("geomean").unwrap().created_ms, 8);
+        // Dropped by the cluster: removed only if the cluster still says so.
+        assert!(!r.uninstall("GEOMEAN", || false).unwrap());
+        assert!(r.uninstall("GEOMEAN", || true).unwrap());
+        assert!(r.get("geomean").is_err());
+        assert!(!dir.path().join("functions/GEOMEAN").exists());
+        assert!(!r.uninstall("GEOMEAN", || true).unwrap());
+        assert_eq!(cluster.published.lock().unwrap().len(), published);
+        // A drop made here is published.
+        r.delete("mask").unwrap();
+        assert_eq!(cluster.published.lock().unwrap().last().unwrap(), "-MASK");
     }
 
     #[test]

@@ -120,6 +120,17 @@ pub enum MetadataError {
     TooManyProcessors { max: usize },
     #[error("processor '{0}' already exists")]
     ProcessorExists(String),
+    /// A function or SQL catalog record the cluster refuses (name, hash, sizes, count).
+    #[error("invalid {what} '{name}': {reason}")]
+    InvalidCatalogObject {
+        what: String,
+        name: String,
+        reason: String,
+    },
+    #[error("function '{0}' already exists (replace it to change it)")]
+    FunctionExists(String),
+    #[error("function '{0}' does not exist")]
+    UnknownFunction(String),
     #[error("processor '{0}' does not exist")]
     UnknownProcessor(String),
     /// A redeploy or assignment decided on another version of the processor than the current.
@@ -201,6 +212,9 @@ impl MetadataError {
             MetadataError::ProcessorSpecTooLarge { .. } => "too_large",
             MetadataError::TooManyProcessors { .. } => "too_many_processors",
             MetadataError::ProcessorExists(_) => "processor_exists",
+            MetadataError::InvalidCatalogObject { .. } => "invalid_catalog_object",
+            MetadataError::FunctionExists(_) => "function_exists",
+            MetadataError::UnknownFunction(_) => "unknown_function",
             MetadataError::UnknownProcessor(_) => "unknown_processor",
             MetadataError::StaleProcessorVersion { .. } => "stale_processor_version",
             MetadataError::PartitionCountChanged { .. } => "partition_count_changed",
@@ -222,19 +236,21 @@ impl MetadataError {
             | MetadataError::InvalidIsr { .. }
             | MetadataError::NestedBatch
             | MetadataError::InvalidProcessor { .. }
+            | MetadataError::InvalidCatalogObject { .. }
             | MetadataError::PartitionCountChanged { .. }
             | MetadataError::InvalidTaskAssignment { .. } => ErrorKind::InvalidInput,
             MetadataError::BatchTooLarge { .. } | MetadataError::ProcessorSpecTooLarge { .. } => {
                 ErrorKind::TooLarge
             }
             MetadataError::TooManyProcessors { .. } => ErrorKind::InsufficientResources,
-            MetadataError::TopicExists(_) | MetadataError::ProcessorExists(_) => {
-                ErrorKind::AlreadyExists
-            }
+            MetadataError::TopicExists(_)
+            | MetadataError::ProcessorExists(_)
+            | MetadataError::FunctionExists(_) => ErrorKind::AlreadyExists,
             MetadataError::UnknownTopic(_)
             | MetadataError::UnknownPartition { .. }
             | MetadataError::UnknownNode(_)
             | MetadataError::UnknownProcessor(_)
+            | MetadataError::UnknownFunction(_)
             | MetadataError::UnknownTask { .. } => ErrorKind::NotFound,
             MetadataError::NodeInUse { .. }
             | MetadataError::NodeRetired(_)

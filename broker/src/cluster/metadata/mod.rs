@@ -14,6 +14,7 @@
 //! | `controller.rs` | the controller's decisions as pure functions: replica assignment, elections after a node is lost, sessions |
 //! | `reassignment.rs` | the state machine's side of moving replicas: reassignment (KIP-455) and decommission |
 //! | `balance.rs` | the controller's decisions of which replicas to move: off decommissioned nodes, onto joined ones, completions |
+//! | `sql_catalog.rs` | the state machine's side of the cluster's user-defined functions (bounded records naming modules by hash, versions) and SQL catalog (streams, tables, queries as opaque definitions) |
 //! | `catalog.rs` | the state machine's side of the engine's catalog: processors (bounded records, versions) and task assignments (epochs) |
 //! | `placement.rs` | the controller's decisions of which node runs each task and keeps its standbys: balanced, sticky, near the data |
 //! | `log_store.rs` | the Raft log and vote in RocksDB, fsynced before they are acknowledged |
@@ -67,6 +68,7 @@ mod network;
 mod node;
 pub mod placement;
 mod reassignment;
+mod sql_catalog;
 mod state;
 mod state_machine;
 mod types;
@@ -90,13 +92,18 @@ pub use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
+pub use sql_catalog::{
+    MAX_FUNCTION_NAME, MAX_FUNCTION_SIGNATURE_BYTES, MAX_FUNCTIONS, MAX_SQL_DEFINITION_BYTES,
+    MAX_SQL_NAME, MAX_SQL_OBJECTS,
+};
 pub use state::{
     ClusterMetadata, MAX_BATCH_COMMANDS, MAX_PARTITIONS_PER_TOPIC, NodeState,
     PRODUCER_ID_BLOCK_SIZE, PartitionState, TopicMetadata,
 };
 pub use state_machine::StateMachineStore;
 pub use types::{
-    COMMAND_FORMAT_VERSION, CommandResult, CreateTopic, DEFAULT_ACCEPTABLE_RECOVERY_LAG, LogEntry,
-    MetadataCommand, MetadataRaft, MetadataResponse, NodeBudget, NodeInfo, ProcessorRecord,
-    TaskAssignment, TaskFootprint, TaskMove, TopicConfig, TypeConfig, VersionedCommand, Voters,
+    COMMAND_FORMAT_VERSION, CommandResult, CreateTopic, DEFAULT_ACCEPTABLE_RECOVERY_LAG,
+    FunctionRecord, LogEntry, MetadataCommand, MetadataRaft, MetadataResponse, NodeBudget,
+    NodeInfo, ProcessorRecord, SqlRecord, TaskAssignment, TaskFootprint, TaskMove, TopicConfig,
+    TypeConfig, VersionedCommand, Voters,
 };

@@ -22,8 +22,8 @@ use serde::{Deserialize, Serialize};
 
 use super::error::MetadataError;
 use super::types::{
-    COMMAND_FORMAT_VERSION, CreateTopic, MetadataCommand, MetadataResponse, NodeInfo,
-    ProcessorRecord, TaskAssignment, TopicConfig, VersionedCommand,
+    COMMAND_FORMAT_VERSION, CreateTopic, FunctionRecord, MetadataCommand, MetadataResponse,
+    NodeInfo, ProcessorRecord, SqlRecord, TaskAssignment, TopicConfig, VersionedCommand,
 };
 use crate::cluster::NodeId;
 
@@ -127,6 +127,15 @@ pub struct ClusterMetadata {
     /// from it, so an epoch is never reused even by a processor deleted and created again.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub max_task_epoch: u64,
+    /// The cluster's user-defined functions, by (upper-case) name (`sql_catalog.rs`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub functions: BTreeMap<String, FunctionRecord>,
+    /// The SQL catalog's streams and tables, by name (`sql_catalog.rs`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sql_sources: BTreeMap<String, SqlRecord>,
+    /// The SQL catalog's persistent queries, by id (`sql_catalog.rs`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sql_queries: BTreeMap<String, SqlRecord>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -349,6 +358,14 @@ impl ClusterMetadata {
                 epoch,
                 node,
             } => self.release_task(processor, *partition, *epoch, *node),
+            MetadataCommand::UpsertFunction { record, replace } => {
+                self.upsert_function(record, *replace)
+            }
+            MetadataCommand::DeleteFunction { name } => self.delete_function(name),
+            MetadataCommand::UpsertSqlSource { record } => self.upsert_sql_source(record),
+            MetadataCommand::DeleteSqlSource { name } => self.delete_sql_source(name),
+            MetadataCommand::UpsertSqlQuery { record } => self.upsert_sql_query(record),
+            MetadataCommand::DeleteSqlQuery { id } => self.delete_sql_query(id),
             MetadataCommand::Batch { .. } => Err(MetadataError::NestedBatch),
         }
     }

@@ -27,7 +27,9 @@ use crate::config::FsyncPolicy;
 /// `max_task_epoch`).
 /// 4: warm-up replicas of tasks (`TaskMove::warmups`, `TaskAssignment::warmups`),
 /// processors' `acceptable_recovery_lag` (KIP-441's probing moves) and `task_footprint`, and
-/// forced moves (`TaskMove::force`).
+/// forced moves (`TaskMove::force`); later in the same format, as variants old entries never
+/// hold: the cluster's functions (`UpsertFunction`, `DeleteFunction`) and SQL catalog
+/// (`UpsertSqlSource`, `DeleteSqlSource`, `UpsertSqlQuery`, `DeleteSqlQuery`).
 pub const COMMAND_FORMAT_VERSION: u16 = 4;
 
 openraft::declare_raft_types!(
@@ -152,8 +154,9 @@ pub struct CreateTopic {
 /// logged ([`MetadataCommand::FenceNode`], elections, [`MetadataCommand::RegisterNode`] when a
 /// node comes back). The engine's catalog is here too: processors
 /// ([`MetadataCommand::UpsertProcessor`], deleted, paused) and the assignment of their tasks
-/// to nodes ([`MetadataCommand::AssignTasks`], the controller's alone); functions and SQL
-/// will be further variants.
+/// to nodes ([`MetadataCommand::AssignTasks`], the controller's alone), user-defined
+/// functions ([`MetadataCommand::UpsertFunction`]) and the SQL catalog's streams, tables and
+/// queries ([`MetadataCommand::UpsertSqlSource`], [`MetadataCommand::UpsertSqlQuery`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum MetadataCommand {
@@ -279,6 +282,73 @@ pub enum MetadataCommand {
         epoch: u64,
         node: NodeId,
     },
+    /// Register a user-defined function (`replace: false`, refused if one of that name
+    /// exists, unless it is exactly this record: a retried proposal) or replace it. The
+    /// state machine sets the record's `version` (1, then current + 1 on a change).
+    UpsertFunction {
+        record: FunctionRecord,
+        #[serde(default)]
+        replace: bool,
+    },
+    /// Remove a function; refused if there is none of that name.
+    DeleteFunction {
+        name: String,
+    },
+    /// Create or replace a stream or table of the SQL catalog (the SQL engine decided
+    /// under its catalog lock whether it may; here the last write wins).
+    UpsertSqlSource {
+        record: SqlRecord,
+    },
+    /// Remove a stream or table of the SQL catalog (done if there is none).
+    DeleteSqlSource {
+        name: String,
+    },
+    /// Create or replace a persistent query of the SQL catalog (its processor is a
+    /// [`MetadataCommand::UpsertProcessor`] of its own).
+    UpsertSqlQuery {
+        record: SqlRecord,
+    },
+    /// Remove a persistent query of the SQL catalog (done if there is none).
+    DeleteSqlQuery {
+        id: String,
+    },
+}
+
+/// A user-defined function as the metadata keeps it: what a node needs to register it
+/// (the module, fetched by its hash from a peer) and to list it. `kind` and `signature` are
+/// the engine's, opaque here.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionRecord {
+    /// The engine's (upper-case) name: `[A-Za-z_][A-Za-z0-9_]*`, at most
+    /// [`super::MAX_FUNCTION_NAME`] characters.
+    pub name: String,
+    /// 1 when registered, +1 per replacement; set by the state machine.
+    #[serde(default)]
+    pub version: u64,
+    /// `scalar` or `aggregate` (the engine's word, at most 32 characters).
+    pub kind: String,
+    /// The engine's encoding of the signature; at most
+    /// [`super::MAX_FUNCTION_SIGNATURE_BYTES`] as JSON.
+    #[serde(default)]
+    pub signature: serde_json::Value,
+    /// The module's content hash: `sha256:` and 64 lower-case hex digits.
+    pub module: String,
+    #[serde(default)]
+    pub module_bytes: u64,
+    /// When it was registered (or replaced) at the node that took the statement, ms since the
+    /// epoch: with `module`, what tells a node its copy is the catalog's.
+    #[serde(default)]
+    pub created_ms: i64,
+}
+
+/// A stream, table or persistent query of the SQL catalog: its name (or query id) and the
+/// SQL engine's own encoding of its definition, opaque here (at most
+/// [`super::MAX_SQL_DEFINITION_BYTES`] as JSON).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SqlRecord {
+    pub name: String,
+    #[serde(default)]
+    pub definition: serde_json::Value,
 }
 
 /// A processor of the engine's catalog, as the metadata keeps it. The broker reads only what
@@ -438,6 +508,10 @@ pub enum MetadataResponse {
     },
     /// The processor's version after an `UpsertProcessor`.
     Processor {
+        version: u64,
+    },
+    /// The function's version after an `UpsertFunction`.
+    Function {
         version: u64,
     },
 }
