@@ -50,8 +50,8 @@ pub struct StandbyStatus {
     /// Whether a whole pass has finished: the store holds a consistent prefix of the
     /// changelogs.
     pub caught_up: bool,
-    /// Changelog records it was behind at its last check (while its first pass runs: the
-    /// records left in the store being copied).
+    /// Changelog records it is behind: while a pass copies, the records left in the store
+    /// being copied; between passes, what the last pass had to copy.
     pub lag: i64,
     /// Changelog records applied since the standby started.
     pub records: u64,
@@ -192,15 +192,16 @@ fn pass(
         })?;
     let first = !shared.snapshot().caught_up;
     let mut on_progress = |p: &RestoreProgress| {
-        // Rebuilding from empty, the store holds only part of the state: no longer a copy
-        // to answer from until the pass ends.
-        if first || p.from_empty {
-            shared.update(|s| {
-                s.caught_up &= !p.from_empty;
-                s.lag = p.end_offset.saturating_sub(p.offset);
+        shared.update(|s| {
+            // Rebuilding from empty, the store holds only part of the state: no longer a
+            // copy to answer from until the pass ends.
+            s.caught_up &= !p.from_empty;
+            // How far behind it is now, while a pass copies (what a stale answer says).
+            s.lag = p.end_offset.saturating_sub(p.offset);
+            if first || p.from_empty {
                 s.restore = Some(RestoreStatus::from_progress(p, p.from_empty, false));
-            });
-        }
+            }
+        });
     };
     let outcome = restore_task(
         log,
@@ -211,6 +212,12 @@ fn pass(
         when_behind,
         &mut on_progress,
     )?;
+    if first {
+        tracing::debug!(
+            task = %id, ?stores, checkpoints = ?outcome.checkpoints, records = outcome.records,
+            from_empty = outcome.from_empty, "standby caught up"
+        );
+    }
     let lag = i64::try_from(outcome.records).unwrap_or(i64::MAX);
     shared.update(|s| {
         s.caught_up = true;
