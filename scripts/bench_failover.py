@@ -175,6 +175,16 @@ class Prober(threading.Thread):
                             self.failures[mode][why] = self.failures[mode].get(why, 0) + 1
 
 
+def standbys_caught_up(wanted):
+    """Every task has `wanted` standbys that have copied everything (lag 0)."""
+    status, d = req(HTTP[1], "GET", "/v1/processors/wc")
+    if status != 200:
+        return False
+    standbys = d.get("standbys", [])
+    return (len(standbys) == wanted * len(d.get("assignment", []))
+            and all(s.get("caught_up") and s.get("lag") == 0 for s in standbys))
+
+
 def produce_words(port, partition, words):
     """One request per 1,000 distinct words, all to `partition`."""
     for i in range(0, len(words), 1000):
@@ -275,6 +285,7 @@ def main():
                       for p in range(PARTITIONS)]
         until("state built", lambda: all(counted(k) for k in probe_keys[-PARTITIONS:]),
               timeout=600)
+        until("standbys caught up", lambda: standbys_caught_up(args.standbys), timeout=600)
         prober = Prober(probe_keys)
         prober.start()
         moved, output, restore_runs = [], [], []
