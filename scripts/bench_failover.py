@@ -175,6 +175,18 @@ class Prober(threading.Thread):
                             self.failures[mode][why] = self.failures[mode].get(why, 0) + 1
 
 
+def tasks_committed():
+    """Every task runs with its input committed to the end (lag 0)."""
+    status, d = req(HTTP[1], "GET", "/v1/processors/wc")
+    if status != 200:
+        return False
+    tasks = d.get("tasks", [])
+    return bool(tasks) and all(
+        t.get("state") == "running" and t.get("lag") == 0
+        and all(i.get("committed_offset") == i.get("end_offset") for i in t.get("inputs", []))
+        for t in tasks)
+
+
 def standbys_caught_up(wanted):
     """Every task has `wanted` standbys that have copied everything (lag 0)."""
     status, d = req(HTTP[1], "GET", "/v1/processors/wc")
@@ -285,6 +297,9 @@ def main():
                       for p in range(PARTITIONS)]
         until("state built", lambda: all(counted(k) for k in probe_keys[-PARTITIONS:]),
               timeout=600)
+        # Every task has committed its input (its changelog holds all its state; until then
+        # its store is ahead of what a standby can have), then every standby copied it.
+        until("tasks committed", tasks_committed, timeout=600)
         until("standbys caught up", lambda: standbys_caught_up(args.standbys), timeout=600)
         prober = Prober(probe_keys)
         prober.start()
