@@ -822,6 +822,24 @@ fn task_owner<'s>(
     Ok((forwarder.as_ref(), addr))
 }
 
+/// A `method path_and_query` request about task `task` to `node` (its owner or a standby),
+/// with the caller's `Authorization`; `503 task_unavailable` when `node` cannot be asked.
+fn task_request(
+    state: &AppState,
+    task: &str,
+    node: u64,
+    method: reqwest::Method,
+    headers: &HeaderMap,
+    path_and_query: &str,
+) -> Result<reqwest::RequestBuilder, ApiError> {
+    let (forwarder, addr) = task_owner(state, task, node)?;
+    Ok(forwarder.request(
+        method,
+        forwarder.url(&addr, path_and_query),
+        headers.get(AUTHORIZATION),
+    ))
+}
+
 /// A request about task `task` (a key look-up) sent as is to `node`, the task's owner, and
 /// its answer streamed back (status, content type, body).
 pub async fn task_elsewhere(
@@ -831,17 +849,18 @@ pub async fn task_elsewhere(
     headers: &HeaderMap,
     path_and_query: &str,
 ) -> Result<Response, ApiError> {
-    let (forwarder, addr) = task_owner(state, task, node)?;
-    let upstream = forwarder
-        .request(
-            reqwest::Method::GET,
-            forwarder.url(&addr, path_and_query),
-            headers.get(AUTHORIZATION),
-        )
-        .timeout(REQUEST_TIMEOUT)
-        .send()
-        .await
-        .map_err(|e| unreachable_owner(task, node, &e))?;
+    let upstream = task_request(
+        state,
+        task,
+        node,
+        reqwest::Method::GET,
+        headers,
+        path_and_query,
+    )?
+    .timeout(REQUEST_TIMEOUT)
+    .send()
+    .await
+    .map_err(|e| unreachable_owner(task, node, &e))?;
     Ok(stream_back(upstream, state.shutdown.clone()))
 }
 
@@ -855,13 +874,7 @@ pub async fn task_post_elsewhere(
     path: &str,
     body: &serde_json::Value,
 ) -> Result<Response, ApiError> {
-    let (forwarder, addr) = task_owner(state, task, node)?;
-    let upstream = forwarder
-        .request(
-            reqwest::Method::POST,
-            forwarder.url(&addr, path),
-            headers.get(AUTHORIZATION),
-        )
+    let upstream = task_request(state, task, node, reqwest::Method::POST, headers, path)?
         .json(body)
         .timeout(REQUEST_TIMEOUT)
         .send()
@@ -883,14 +896,15 @@ async fn get_for_task(
     timeout: Duration,
     tasks: Option<&[i32]>,
 ) -> Result<(StatusCode, HeaderMap, Vec<u8>), ApiError> {
-    let (forwarder, addr) = task_owner(state, task, node)?;
-    let mut request = forwarder
-        .request(
-            reqwest::Method::GET,
-            forwarder.url(&addr, path_and_query),
-            headers.get(AUTHORIZATION),
-        )
-        .timeout(timeout);
+    let mut request = task_request(
+        state,
+        task,
+        node,
+        reqwest::Method::GET,
+        headers,
+        path_and_query,
+    )?
+    .timeout(timeout);
     if let Some(partitions) = tasks {
         let list: Vec<String> = partitions.iter().map(i32::to_string).collect();
         request = request.header(TASKS, list.join(","));

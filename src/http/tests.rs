@@ -391,6 +391,15 @@ async fn processors_deploy_describe_query_and_delete() {
     assert_eq!((status, code(&body)), (404, "key_not_found"));
     let (status, body) = s.get("/v1/processors/wc/stores/other/keys/a").await;
     assert_eq!((status, code(&body)), (404, "unknown_store"));
+    // A single node answers a stale look-up from its running task; a bad flag is a 400.
+    let (status, body) = s
+        .get("/v1/processors/wc/stores/counts/keys/a?allow_stale=true")
+        .await;
+    assert_eq!((status, &body), (200, &json!({"key":"a","value":"3"})));
+    let (status, body) = s
+        .get("/v1/processors/wc/stores/counts/keys/a?allow_stale=maybe")
+        .await;
+    assert_eq!(status, 400, "{body}");
     let (status, body) = s.get("/v1/processors").await;
     assert_eq!(status, 200);
     assert_eq!(body["processors"][0]["name"], "wc");
