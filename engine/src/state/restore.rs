@@ -17,6 +17,7 @@ use bytes::Bytes;
 use super::changelog::changelog_topic;
 use super::{StateError, StateStore, StoreBatch, StoreWrites};
 use crate::log_access::{LogAccess, LogError};
+use weir_broker::ErrorKind;
 
 /// Bookkeeping name of the dirty flag.
 pub const META_DIRTY: &str = "dirty";
@@ -37,6 +38,12 @@ const WRITE_BYTES: usize = 32 << 20;
 /// local state is taken as stale ([`WhenBehind::Wipe`]); and how often it is looked at again.
 pub const BEHIND_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 pub const BEHIND_RETRY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// How long a changelog read that comes back empty before the end the restoration was told
+/// is tried again (a leader that changed between the two: the new one's high watermark
+/// catches up once its followers fetch) before the restoration stops short.
+const SHORT_READ_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+const SHORT_READ_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// What a restoration does when a changelog ends before the local store's checkpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +70,15 @@ pub enum RestoreError {
         checkpoint: i64,
         end: i64,
     },
+    /// The changelog could not be read up to the end it was said to have (its leader
+    /// changed meanwhile and the new one exposes less for now). The store holds a
+    /// consistent prefix, checkpointed at `reached`: the next restoration goes on from there.
+    #[error("changelog {topic} could be read only up to {reached} of {end} (try again)")]
+    ChangelogShort {
+        topic: String,
+        reached: i64,
+        end: i64,
+    },
 }
 
 impl RestoreError {
@@ -71,6 +87,17 @@ impl RestoreError {
             RestoreError::State(e) => e.code(),
             RestoreError::Log { source, .. } => source.code(),
             RestoreError::ChangelogBehind { .. } => "changelog_behind",
+            RestoreError::ChangelogShort { .. } => "changelog_short",
+        }
+    }
+
+    /// Whether the cause is transient: the log cannot answer now (no leader, a cluster that
+    /// cannot be reached), so the same restoration may succeed later.
+    pub fn retriable(&self) -> bool {
+        match self {
+            RestoreError::Log { source, .. } => source.kind() == ErrorKind::Unavailable,
+            RestoreError::ChangelogShort { .. } => true,
+            RestoreError::State(_) | RestoreError::ChangelogBehind { .. } => false,
         }
     }
 }
@@ -131,6 +158,11 @@ fn parse_checkpoint(v: Option<Bytes>) -> Option<i64> {
 /// to the end of its changelog, and records the new checkpoints. `on_progress` is called
 /// after every applied chunk; `when_behind` says what a changelog that ends before its
 /// checkpoint means.
+///
+/// A checkpoint is only ever an offset up to which every record was applied: a changelog
+/// that cannot be read up to the end first read ([`RestoreError::ChangelogShort`]) is
+/// checkpointed where the reads stopped, never at that end (records skipped there would be
+/// missing from the store for good).
 pub fn restore_task(
     log: &dyn LogAccess,
     state: &dyn StateStore,
@@ -203,6 +235,7 @@ pub fn restore_task(
             ..p.clone()
         })
     };
+    let mut short = None;
     for (store, from, end) in &plan {
         let p = restore_store(
             log,
@@ -216,7 +249,14 @@ pub fn restore_task(
         )?;
         outcome.records += p.records;
         outcome.bytes += p.bytes;
-        outcome.checkpoints.insert(store.clone(), *end);
+        outcome.checkpoints.insert(store.clone(), p.offset);
+        if p.offset < *end && short.is_none() {
+            short = Some(RestoreError::ChangelogShort {
+                topic: changelog_topic(processor, store),
+                reached: p.offset,
+                end: *end,
+            });
+        }
     }
     state.flush()?;
     let mut meta: Vec<(String, Option<Bytes>)> = outcome
@@ -229,10 +269,14 @@ pub fn restore_task(
         stores: vec![],
         meta,
     })?;
-    Ok(outcome)
+    match short {
+        Some(e) => Err(e),
+        None => Ok(outcome),
+    }
 }
 
-/// Applies changelog records `[from, end)` of one store.
+/// Applies changelog records `[from, end)` of one store; the progress it returns says up to
+/// which offset (`offset`: `end`, or less when the log would not give more).
 #[allow(clippy::too_many_arguments)]
 pub fn restore_store(
     log: &dyn LogAccess,
@@ -267,10 +311,29 @@ pub fn restore_store(
         }
         Ok(())
     };
+    let mut short_since: Option<std::time::Instant> = None;
     while progress.offset < end {
         let read = log
             .read(&topic, partition, progress.offset, READ_RECORDS, READ_BYTES)
             .map_err(log_err(&topic))?;
+        if read.next_offset <= progress.offset {
+            // Nothing before `end` now: the leader answering is not the one that gave the
+            // end (it exposes less until its followers fetch). Wait a little for it.
+            let since = *short_since.get_or_insert_with(std::time::Instant::now);
+            if since.elapsed() >= SHORT_READ_WAIT {
+                tracing::info!(
+                    topic,
+                    partition,
+                    offset = progress.offset,
+                    end,
+                    "changelog read stops short of its end"
+                );
+                break;
+            }
+            std::thread::sleep(SHORT_READ_RETRY);
+            continue;
+        }
+        short_since = None;
         for r in read.records {
             if r.offset >= end {
                 break;
@@ -287,15 +350,10 @@ pub fn restore_store(
             flush(&mut entries)?;
             chunk_bytes = 0;
         }
-        if read.next_offset <= progress.offset {
-            // Nothing more to read before `end` (the log ends early): stop.
-            break;
-        }
         progress.offset = read.next_offset.min(end);
         on_progress(&progress);
     }
     flush(&mut entries)?;
-    progress.offset = end;
     on_progress(&progress);
     Ok(progress)
 }
@@ -394,5 +452,152 @@ mod tests {
             restore_task(log, &*state, "p", 1, &stores, WhenBehind::Wipe, &mut |_| {}).unwrap();
         assert!(out.from_empty);
         assert_eq!(state.get("s", b"c").unwrap(), None);
+    }
+
+    /// The broker, whose offsets say the whole partition while reads stop at `visible` (a
+    /// leader that changed between the two: the new one exposes less for now).
+    struct ShortReads {
+        broker: Broker,
+        visible: std::sync::atomic::AtomicI64,
+    }
+
+    impl LogAccess for ShortReads {
+        fn topic_meta(&self, t: &str) -> Result<Option<crate::log_access::TopicMeta>, LogError> {
+            self.broker.topic_meta(t)
+        }
+        fn list_topics(&self) -> Result<Vec<String>, LogError> {
+            LogAccess::list_topics(&self.broker)
+        }
+        fn ensure_topic(
+            &self,
+            spec: weir_broker::TopicSpec,
+        ) -> Result<crate::log_access::TopicMeta, LogError> {
+            self.broker.ensure_topic(spec)
+        }
+        fn adopt_topic(
+            &self,
+            spec: weir_broker::TopicSpec,
+        ) -> Result<crate::log_access::TopicMeta, LogError> {
+            self.broker.adopt_topic(spec)
+        }
+        fn delete_topic(&self, t: &str) -> Result<(), LogError> {
+            LogAccess::delete_topic(&self.broker, t)
+        }
+        fn produce(
+            &self,
+            t: &str,
+            records: Vec<weir_broker::ProduceRecord>,
+        ) -> Result<Vec<(i32, i64)>, LogError> {
+            LogAccess::produce(&self.broker, t, records)
+        }
+        fn append_batch(
+            &self,
+            t: &str,
+            p: i32,
+            batch: &weir_broker::batch::CheckedBatch,
+        ) -> Result<(i64, i64), LogError> {
+            self.broker.append_batch(t, p, batch)
+        }
+        fn read(
+            &self,
+            t: &str,
+            p: i32,
+            offset: i64,
+            max_records: usize,
+            max_bytes: usize,
+        ) -> Result<crate::log_access::LogRead, LogError> {
+            let visible = self.visible.load(std::sync::atomic::Ordering::SeqCst);
+            let mut r = LogAccess::read(&self.broker, t, p, offset, max_records, max_bytes)?;
+            r.records.retain(|rec| rec.offset < visible);
+            r.next_offset = r.next_offset.min(visible).max(offset);
+            r.end_offset = r.end_offset.min(visible);
+            Ok(r)
+        }
+        fn offsets(&self, t: &str, p: i32) -> Result<(i64, i64), LogError> {
+            LogAccess::offsets(&self.broker, t, p)
+        }
+        fn watch_end(
+            &self,
+            t: &str,
+            p: i32,
+        ) -> Result<tokio::sync::watch::Receiver<i64>, LogError> {
+            LogAccess::watch_end(&self.broker, t, p)
+        }
+    }
+
+    #[test]
+    fn a_read_stopping_short_of_the_end_checkpoints_only_what_was_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = Broker::open(BrokerConfig::new(dir.path())).unwrap();
+        let log = ShortReads {
+            broker,
+            visible: std::sync::atomic::AtomicI64::new(2),
+        };
+        log.ensure_topic(changelog_spec("p", "s", 1)).unwrap();
+        let topic = changelog_topic("p", "s");
+        let entries = vec![
+            (b("a"), Some(b("1"))),
+            (b("b"), Some(b("2"))),
+            (b("c"), Some(b("3"))),
+            (b("d"), Some(b("4"))),
+        ];
+        log.produce(&topic, to_records(&entries, 0)).unwrap();
+        let backend = MemoryBackend::new();
+        let state = backend.open(&TaskId::new("p", 0)).unwrap();
+        let stores = vec!["s".to_string()];
+
+        // Offsets say 4, reads give 2: the store holds a consistent prefix checkpointed at
+        // 2 (not at 4: c and d would be missing for good), and the caller is told.
+        let e = restore_task(
+            &log,
+            &*state,
+            "p",
+            0,
+            &stores,
+            WhenBehind::Refuse,
+            &mut |_| {},
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                RestoreError::ChangelogShort {
+                    reached: 2,
+                    end: 4,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(e.retriable());
+        assert_eq!(state.get("s", b"b").unwrap(), Some(b("2")));
+        assert_eq!(state.get("s", b"c").unwrap(), None);
+        assert_eq!(
+            state.meta(META_DIRTY).unwrap(),
+            None,
+            "a usable prefix, not dirty"
+        );
+        assert_eq!(
+            parse_checkpoint(state.meta(&checkpoint_meta("s")).unwrap()),
+            Some(2)
+        );
+
+        // The leader exposes the rest: the next restoration reads only the tail.
+        log.visible
+            .store(i64::MAX, std::sync::atomic::Ordering::SeqCst);
+        let out = restore_task(
+            &log,
+            &*state,
+            "p",
+            0,
+            &stores,
+            WhenBehind::Refuse,
+            &mut |_| {},
+        )
+        .unwrap();
+        assert!(!out.from_empty);
+        assert_eq!(out.records, 2);
+        assert_eq!(out.checkpoints["s"], 4);
+        assert_eq!(state.get("s", b"d").unwrap(), Some(b("4")));
     }
 }

@@ -164,6 +164,10 @@ pub fn run_standby(
                 if matches!(e, RestoreError::ChangelogBehind { .. }) {
                     behind_since.get_or_insert_with(Instant::now);
                     retry = STANDBY_POLL;
+                } else if let RestoreError::ChangelogShort { reached, end, .. } = e {
+                    // What it read is checkpointed; it is behind by the rest.
+                    shared.update(|s| s.lag = s.lag.max(end.saturating_sub(reached)));
+                    retry = STANDBY_POLL;
                 } else {
                     retry = (retry * 2).min(MAX_RETRY);
                 }
