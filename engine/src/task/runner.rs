@@ -13,6 +13,14 @@
 //! the offsets that produced them are committed. A crash anywhere replays input from the
 //! last committed offsets; a crash between 1 and 4 leaves `dirty` set, so the next start
 //! rebuilds the store from its changelog instead of trusting it.
+//!
+//! A task that fails on an error the log calls transient (`Unavailable`: no leader, not
+//! enough replicas, a cluster that cannot answer now) starts again on its own thread after a
+//! backoff (1 s doubling to 60 s), from its last commit exactly as a `resume` would: the
+//! attempt that failed committed nothing more, and a `dirty` store is rebuilt. Every other
+//! failure (the processor's own errors, a fenced owner, corrupt data) stays `failed` until
+//! someone resumes or redeploys it. While it waits, the task answers `Stop`, `Pause` and
+//! `Resume` (which restarts it at once).
 
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -39,6 +47,7 @@ use crate::state::restore::{
 };
 use crate::state::{StateStore, StoreBatch, StoreWrites};
 use crate::task_id::TaskId;
+use weir_broker::ErrorKind;
 
 /// Most timers fired in one round (a processor that keeps registering due timers cannot
 /// starve its inputs).
@@ -46,6 +55,13 @@ const MAX_TIMERS_PER_ROUND: usize = 10_000;
 
 /// Longest idle wait before the loop looks around again.
 const MAX_IDLE_WAIT: Duration = Duration::from_secs(1);
+
+/// First wait before a task that failed on a transient error starts again.
+pub const RESTART_BACKOFF_MIN: Duration = Duration::from_secs(1);
+/// Longest wait between automatic restarts.
+const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// An attempt that ran this long resets the backoff.
+const RESTART_BACKOFF_RESET: Duration = Duration::from_secs(60);
 
 /// What a task runs: one version of a processor.
 pub struct TaskDefinition {
@@ -109,6 +125,9 @@ struct Failure {
     /// errors: the failed call left nothing behind; false for host failures, which may
     /// have left a call half applied).
     commit: bool,
+    /// Whether the cause is transient (the log is unavailable now): the task starts again
+    /// by itself after a backoff.
+    retriable: bool,
 }
 
 impl Failure {
@@ -124,11 +143,15 @@ impl Failure {
                 at_ms: now_ms(),
             }),
             commit: false,
+            retriable: false,
         }
     }
 
     fn log(what: &str, e: LogError) -> Failure {
-        Failure::host(e.code(), format!("{what}: {e}"))
+        Failure {
+            retriable: e.kind() == ErrorKind::Unavailable,
+            ..Failure::host(e.code(), format!("{what}: {e}"))
+        }
     }
 }
 
@@ -158,7 +181,10 @@ pub fn run_task(setup: TaskSetup) {
     match failure {
         None => {
             tracing::info!(task = %id, "task stopped");
-            shared.update(|s| s.state = TaskState::Stopped);
+            shared.update(|s| {
+                s.state = TaskState::Stopped;
+                s.next_restart_ms = None;
+            });
         }
         Some(info) => {
             tracing::error!(
@@ -168,18 +194,104 @@ pub fn run_task(setup: TaskSetup) {
             shared.update(|s| {
                 s.state = TaskState::Failed;
                 s.last_error = Some(*info);
+                s.next_restart_ms = None;
             });
         }
     }
 }
 
-fn run(setup: TaskSetup) -> Result<(), Failure> {
+/// Runs attempts of the task until it stops or fails on an error that is not transient.
+fn run(mut setup: TaskSetup) -> Result<(), Failure> {
+    let mut backoff = RESTART_BACKOFF_MIN;
+    loop {
+        let started = Instant::now();
+        let failure = match attempt(&mut setup) {
+            Ok(()) => return Ok(()),
+            Err(f) if !f.retriable => return Err(f),
+            Err(f) => f,
+        };
+        if started.elapsed() >= RESTART_BACKOFF_RESET {
+            backoff = RESTART_BACKOFF_MIN;
+        }
+        let info = *failure.info;
+        tracing::warn!(
+            task = %setup.id, code = %info.code, retry_in_ms = backoff.as_millis() as u64,
+            "task failed on a transient error; starting it again: {}", info.message
+        );
+        let wait = backoff;
+        setup.shared.update(|s| {
+            s.state = TaskState::Failed;
+            s.last_error = Some(info);
+            s.next_restart_ms =
+                Some(now_ms().saturating_add(i64::try_from(wait.as_millis()).unwrap_or(i64::MAX)));
+        });
+        match wait_to_restart(&mut setup, wait) {
+            Restart::Stop => return Ok(()),
+            Restart::Now => {}
+        }
+        backoff = (backoff * 2).min(RESTART_BACKOFF_MAX);
+        setup.shared.update(|s| {
+            s.restarts += 1;
+            s.next_restart_ms = None;
+            s.state = TaskState::Starting;
+        });
+    }
+}
+
+enum Restart {
+    Now,
+    Stop,
+}
+
+/// Waits `d` before a restart, answering the manager's messages meanwhile: `Stop` ends the
+/// task, `Pause` makes the next attempt start paused, `Resume` restarts at once.
+fn wait_to_restart(setup: &mut TaskSetup, d: Duration) -> Restart {
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+    else {
+        return Restart::Stop;
+    };
+    let deadline = tokio::time::Instant::now() + d;
+    loop {
+        let msg = rt.block_on(async {
+            tokio::select! {
+                m = setup.control.recv() => Some(m.unwrap_or(Control::Stop)),
+                _ = tokio::time::sleep_until(deadline) => None,
+            }
+        });
+        match msg {
+            None => return Restart::Now,
+            Some(Control::Stop) => return Restart::Stop,
+            Some(Control::Pause) => setup.def = with_paused(&setup.def, true),
+            Some(Control::Resume) => {
+                setup.def = with_paused(&setup.def, false);
+                return Restart::Now;
+            }
+        }
+    }
+}
+
+fn with_paused(def: &Arc<TaskDefinition>, paused: bool) -> Arc<TaskDefinition> {
+    Arc::new(TaskDefinition {
+        spec: def.spec.clone(),
+        version: def.version,
+        partitions: def.partitions,
+        factory: def.factory.clone(),
+        paused,
+    })
+}
+
+/// One attempt: restore, then the main loop until stopped or failed. The control channel
+/// stays in `setup` for the next attempt.
+fn attempt(setup: &mut TaskSetup) -> Result<(), Failure> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
         .map_err(|e| Failure::host("internal", format!("cannot start the task's timer: {e}")))?;
     let mut runner = Runner::start(setup, rt)?;
-    match runner.main_loop() {
+    let result = runner.main_loop();
+    let result = match result {
         Ok(()) => Ok(()),
         Err(f) => {
             if f.commit
@@ -189,7 +301,9 @@ fn run(setup: TaskSetup) -> Result<(), Failure> {
             }
             Err(f)
         }
-    }
+    };
+    std::mem::swap(&mut setup.control, &mut runner.control);
+    result
 }
 
 struct Runner {
@@ -218,16 +332,15 @@ struct Runner {
 }
 
 impl Runner {
-    fn start(setup: TaskSetup, rt: tokio::runtime::Runtime) -> Result<Runner, Failure> {
-        let TaskSetup {
-            id,
-            fence,
-            def,
-            log,
-            state,
-            shared,
-            control,
-        } = setup;
+    /// Restores the task's stores and opens its inputs. The control channel is borrowed
+    /// from `setup` (swapped back by [`attempt`]).
+    fn start(setup: &mut TaskSetup, rt: tokio::runtime::Runtime) -> Result<Runner, Failure> {
+        let id = setup.id.clone();
+        let fence = setup.fence.clone();
+        let def = setup.def.clone();
+        let log = setup.log.clone();
+        let state = setup.state.clone();
+        let shared = setup.shared.clone();
         let spec = &def.spec;
         let p = id.partition;
         shared.update(|s| s.state = TaskState::Restoring);
@@ -265,9 +378,18 @@ impl Runner {
                 Err(RestoreError::ChangelogBehind { .. }) => {
                     std::thread::sleep(BEHIND_RETRY);
                 }
+                // Read up to a leader that exposes less for now: what was read is
+                // checkpointed; go on from there (past the grace, fail and start again).
+                Err(e @ RestoreError::ChangelogShort { .. })
+                    if started.elapsed() < BEHIND_GRACE =>
+                {
+                    tracing::info!(task = %id, "restoration goes on: {e}");
+                    std::thread::sleep(BEHIND_RETRY);
+                }
                 other => {
-                    break other.map_err(|e| {
-                        Failure::host(e.code(), format!("restoration failed: {e}"))
+                    break other.map_err(|e| Failure {
+                        retriable: e.retriable(),
+                        ..Failure::host(e.code(), format!("restoration failed: {e}"))
                     })?;
                 }
             }
@@ -335,7 +457,7 @@ impl Runner {
             log,
             state,
             shared,
-            control,
+            control: std::mem::replace(&mut setup.control, mpsc::unbounded_channel().1),
             rt,
             ctx,
             logic: None,
@@ -514,6 +636,7 @@ impl Runner {
                 Err(Failure {
                     info: Box::new(error_info(&e, None, None, format!("init failed: {e}"))),
                     commit: true,
+                    retriable: false,
                 })
             }
         }
@@ -621,6 +744,7 @@ impl Runner {
             OnError::Fail => Err(Failure {
                 info: Box::new(info),
                 commit: true,
+                retriable: false,
             }),
             OnError::Skip => {
                 tracing::warn!(
@@ -709,6 +833,7 @@ impl Runner {
                     OnError::Fail => Err(Failure {
                         info: Box::new(info),
                         commit: true,
+                        retriable: false,
                     }),
                     // A timer has no input record to dead-letter: it is skipped.
                     OnError::Skip | OnError::DeadLetter => {

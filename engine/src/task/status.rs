@@ -153,6 +153,12 @@ pub struct TaskStatus {
     pub timers: usize,
     pub commits: u64,
     pub last_commit_ms: Option<i64>,
+    /// Times the task started again by itself after a transient error.
+    pub restarts: u32,
+    /// When a task that failed on a transient error starts again (ms since the epoch);
+    /// absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_restart_ms: Option<i64>,
 }
 
 impl TaskStatus {
@@ -175,6 +181,8 @@ impl TaskStatus {
             timers: 0,
             commits: 0,
             last_commit_ms: None,
+            restarts: 0,
+            next_restart_ms: None,
         }
     }
 }
