@@ -653,6 +653,9 @@ fn sql_record<T: serde::Serialize>(name: &str, def: &T) -> Result<SqlRecord, Sql
 /// A failed publication of a SQL catalog change, as SQL reports it.
 fn sql_error(e: BrokerError) -> SqlError {
     match e {
+        BrokerError::ClusterRefused(e @ MetadataError::SqlObjectExists { .. }) => {
+            SqlError::new("exists", e.to_string())
+        }
         BrokerError::ClusterRefused(e) => SqlError::new("invalid_statement", e.to_string()),
         e => SqlError::new(
             "unavailable",
@@ -712,12 +715,16 @@ impl FunctionPublisher for EngineCluster {
 }
 
 impl SqlCatalogPublisher for EngineCluster {
-    fn source_put(&self, def: &SourceDef) -> Result<(), SqlError> {
+    fn source_put(&self, def: &SourceDef, create: bool) -> Result<(), SqlError> {
         let record = sql_record(&def.name, def)?;
         let r = record.clone();
         let done = move |m: &ClusterMetadata| m.sql_sources.get(&r.name) == Some(&r);
-        self.propose(MetadataCommand::UpsertSqlSource { record }, done)
-            .map_err(sql_error)
+        let command = if create {
+            MetadataCommand::CreateSqlSource { record }
+        } else {
+            MetadataCommand::UpsertSqlSource { record }
+        };
+        self.propose(command, done).map_err(sql_error)
     }
 
     fn source_removed(&self, name: &str) -> Result<(), SqlError> {
@@ -729,12 +736,16 @@ impl SqlCatalogPublisher for EngineCluster {
         self.propose(command, done).map_err(sql_error)
     }
 
-    fn query_put(&self, def: &QueryDef) -> Result<(), SqlError> {
+    fn query_put(&self, def: &QueryDef, create: bool) -> Result<(), SqlError> {
         let record = sql_record(&def.id, def)?;
         let r = record.clone();
         let done = move |m: &ClusterMetadata| m.sql_queries.get(&r.name) == Some(&r);
-        self.propose(MetadataCommand::UpsertSqlQuery { record }, done)
-            .map_err(sql_error)
+        let command = if create {
+            MetadataCommand::CreateSqlQuery { record }
+        } else {
+            MetadataCommand::UpsertSqlQuery { record }
+        };
+        self.propose(command, done).map_err(sql_error)
     }
 
     fn query_removed(&self, id: &str) -> Result<(), SqlError> {

@@ -51,9 +51,11 @@ pub trait FunctionPublisher: Send + Sync + 'static {
 }
 
 /// Where the SQL catalog publishes its changes (the catalog's lock is held meanwhile).
+/// `create`: the statement creates the name; refused with code `exists` when the cluster has
+/// another stream, table or query of that name (made at another node meanwhile).
 pub trait SqlCatalogPublisher: Send + Sync + 'static {
-    fn source_put(&self, def: &SourceDef) -> Result<(), SqlError>;
+    fn source_put(&self, def: &SourceDef, create: bool) -> Result<(), SqlError>;
     fn source_removed(&self, name: &str) -> Result<(), SqlError>;
-    fn query_put(&self, def: &QueryDef) -> Result<(), SqlError>;
+    fn query_put(&self, def: &QueryDef, create: bool) -> Result<(), SqlError>;
     fn query_removed(&self, id: &str) -> Result<(), SqlError>;
 }

@@ -1479,6 +1479,12 @@ impl Engine {
         Ok(state.get(store, key)?)
     }
 
+    /// Whether task `partition` of processor `name` is this node's to run (always on a
+    /// single node; on a cluster, when the cluster assigned it here).
+    pub fn task_placed_here(&self, name: &str, partition: i32) -> bool {
+        self.inner.assignment.owns(name, partition)
+    }
+
     /// Interactive query that accepts a stale answer (`?allow_stale=true`): from the task
     /// when it runs here, else from its store while it restores from a checkpoint, else
     /// from this node's standby of it once its first pass has finished — each with how many

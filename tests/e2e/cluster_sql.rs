@@ -170,11 +170,57 @@ fn functions_and_streams_made_at_any_node_are_used_by_a_query_made_at_another() 
             pull(n, q),
             n.get("/v1/processors").1
         );
-        // The same statement in POST /v1/sql.
+        // The same statement in POST /v1/sql, alone (sent to the task's node) and inside a
+        // script run where it arrives (read from the table's topic).
         let rows = &sql(n, q)[0]["rows"];
         assert_eq!(*rows, json!([[1]]), "pull over /v1/sql");
+        let results = sql(n, &format!("SHOW STREAMS; {q}"));
+        assert_eq!(results[1]["rows"], json!([[1]]), "pull inside a script");
     }
     sql(&nodes[2], "DROP TABLE per_card;");
+
+    // The same name created at two nodes at once: one statement wins, the other is told the
+    // name exists, and every node keeps the winner (no last-write-wins, no orphan query).
+    let creates = [
+        "CREATE STREAM twin WITH (KAFKA_TOPIC='twin_a') AS SELECT amount FROM payments;",
+        "CREATE STREAM twin WITH (KAFKA_TOPIC='twin_b') AS SELECT card_number FROM payments;",
+    ];
+    let answers: Vec<(u16, Value)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = creates
+            .iter()
+            .zip(&nodes)
+            .map(|(statement, n)| {
+                scope.spawn(move || n.post("/v1/sql", &json!({"sql": statement})))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let won: Vec<usize> = (0..2).filter(|&i| answers[i].0 == 200).collect();
+    assert_eq!(won.len(), 1, "exactly one create wins: {answers:?}");
+    let lost = 1 - won[0];
+    assert_eq!(
+        answers[lost].1["error"]["code"], "exists",
+        "the other is told: {answers:?}"
+    );
+    let topic = ["twin_a", "twin_b"][won[0]];
+    for n in &nodes {
+        assert!(
+            eventually(DEADLINE, || {
+                let (_, body) = n.post("/v1/sql", &json!({"sql": "DESCRIBE twin;"}));
+                body.to_string().contains(topic)
+            }),
+            "the winner's stream at every node"
+        );
+        assert!(
+            eventually(DEADLINE, || {
+                let (_, body) = n.get("/v1/processors");
+                body.to_string().matches("CSAS_TWIN_").count() == 1
+            }),
+            "one query processor for twin: {}",
+            n.get("/v1/processors").1
+        );
+    }
+    sql(&nodes[0], "DROP STREAM twin;");
 
     // Dropped at node 1 (which did not create it), the stream and its query are gone from
     // every node; so is the function dropped at node 3.

@@ -350,7 +350,9 @@ pub fn peer_may_propose(from: NodeId, cmd: &MetadataCommand) -> Result<(), Strin
         | MetadataCommand::UpsertSqlSource { .. }
         | MetadataCommand::DeleteSqlSource { .. }
         | MetadataCommand::UpsertSqlQuery { .. }
-        | MetadataCommand::DeleteSqlQuery { .. } => Ok(()),
+        | MetadataCommand::DeleteSqlQuery { .. }
+        | MetadataCommand::CreateSqlSource { .. }
+        | MetadataCommand::CreateSqlQuery { .. } => Ok(()),
         MetadataCommand::AlterPartition { leader, .. } if *leader == from => Ok(()),
         MetadataCommand::AlterPartition { leader, .. } => Err(format!(
             "node {from} may not change the in-sync set of a partition led by node {leader}"
@@ -406,6 +408,8 @@ fn command_name(cmd: &MetadataCommand) -> &'static str {
         MetadataCommand::DeleteSqlSource { .. } => "delete_sql_source",
         MetadataCommand::UpsertSqlQuery { .. } => "upsert_sql_query",
         MetadataCommand::DeleteSqlQuery { .. } => "delete_sql_query",
+        MetadataCommand::CreateSqlSource { .. } => "create_sql_source",
+        MetadataCommand::CreateSqlQuery { .. } => "create_sql_query",
         MetadataCommand::Batch { .. } => "batch",
     }
 }

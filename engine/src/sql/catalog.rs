@@ -174,9 +174,11 @@ impl Catalog {
         Ok(true)
     }
 
-    pub fn put_source(&mut self, def: SourceDef) -> Result<(), SqlError> {
+    /// Adds or replaces a stream or table (`create`: the statement creates it; see
+    /// [`SqlCatalogPublisher::source_put`]).
+    pub fn put_source(&mut self, def: SourceDef, create: bool) -> Result<(), SqlError> {
         if let Some(p) = &self.publisher {
-            p.source_put(&def)?;
+            p.source_put(&def, create)?;
         }
         self.data.sources.insert(def.name.clone(), def);
         self.save()
@@ -199,9 +201,10 @@ impl Catalog {
         self.data.queries.values()
     }
 
-    pub fn put_query(&mut self, q: QueryDef) -> Result<(), SqlError> {
+    /// Adds a persistent query (or replaces it: `create` false).
+    pub fn put_query(&mut self, q: QueryDef, create: bool) -> Result<(), SqlError> {
         if let Some(p) = &self.publisher {
-            p.query_put(&q)?;
+            p.query_put(&q, create)?;
         }
         self.data.queries.insert(q.id.clone(), q);
         self.save()
@@ -283,13 +286,13 @@ mod tests {
     }
 
     impl SqlCatalogPublisher for FakeCluster {
-        fn source_put(&self, def: &SourceDef) -> Result<(), SqlError> {
+        fn source_put(&self, def: &SourceDef, _create: bool) -> Result<(), SqlError> {
             self.take(format!("+{}", def.name))
         }
         fn source_removed(&self, name: &str) -> Result<(), SqlError> {
             self.take(format!("-{name}"))
         }
-        fn query_put(&self, def: &QueryDef) -> Result<(), SqlError> {
+        fn query_put(&self, def: &QueryDef, _create: bool) -> Result<(), SqlError> {
             self.take(format!("+q{}", def.id))
         }
         fn query_removed(&self, id: &str) -> Result<(), SqlError> {
@@ -307,20 +310,23 @@ mod tests {
             .refuse
             .store(true, std::sync::atomic::Ordering::SeqCst);
         assert_eq!(
-            c.put_source(source("S")).unwrap_err().kind(),
+            c.put_source(source("S"), true).unwrap_err().kind(),
             crate::error::ErrorKind::Unavailable
         );
         assert!(c.source("S").is_none());
         cluster
             .refuse
             .store(false, std::sync::atomic::Ordering::SeqCst);
-        c.put_source(source("S")).unwrap();
-        c.put_query(QueryDef {
-            id: "Q1".into(),
-            sql: "…".into(),
-            sink: "S".into(),
-            sources: vec![],
-        })
+        c.put_source(source("S"), true).unwrap();
+        c.put_query(
+            QueryDef {
+                id: "Q1".into(),
+                sql: "…".into(),
+                sink: "S".into(),
+                sources: vec![],
+            },
+            true,
+        )
         .unwrap();
         cluster
             .refuse
@@ -361,18 +367,21 @@ mod tests {
     fn catalog_persists() {
         let dir = tempfile::tempdir().unwrap();
         let mut c = Catalog::open(dir.path()).unwrap();
-        c.put_source(SourceDef {
-            name: "S".into(),
-            kind: SourceKind::Stream,
-            topic: "s".into(),
-            columns: vec![],
-            value_format: "JSON".into(),
-            timestamp: None,
-            partitions: 1,
-            window: None,
-            query: None,
-            sql: "CREATE STREAM S ...".into(),
-        })
+        c.put_source(
+            SourceDef {
+                name: "S".into(),
+                kind: SourceKind::Stream,
+                topic: "s".into(),
+                columns: vec![],
+                value_format: "JSON".into(),
+                timestamp: None,
+                partitions: 1,
+                window: None,
+                query: None,
+                sql: "CREATE STREAM S ...".into(),
+            },
+            true,
+        )
         .unwrap();
         let id = c.next_query_id("CSAS", "out-x").unwrap();
         assert_eq!(id, "CSAS_OUT_X_1");

@@ -312,22 +312,25 @@ mod tests {
             ty,
             key,
         };
-        c.put_source(SourceDef {
-            name: "S".into(),
-            kind: SourceKind::Stream,
-            topic: "s".into(),
-            columns: vec![
-                col("ID", SqlType::String, true),
-                col("A", SqlType::Int, false),
-                col("B", SqlType::Boolean, false),
-            ],
-            value_format: "JSON".into(),
-            timestamp: None,
-            partitions: 1,
-            window: None,
-            query: None,
-            sql: String::new(),
-        })
+        c.put_source(
+            SourceDef {
+                name: "S".into(),
+                kind: SourceKind::Stream,
+                topic: "s".into(),
+                columns: vec![
+                    col("ID", SqlType::String, true),
+                    col("A", SqlType::Int, false),
+                    col("B", SqlType::Boolean, false),
+                ],
+                value_format: "JSON".into(),
+                timestamp: None,
+                partitions: 1,
+                window: None,
+                query: None,
+                sql: String::new(),
+            },
+            true,
+        )
         .unwrap();
         c
     }

@@ -436,18 +436,22 @@ impl SqlService {
                 )));
             }
         };
-        catalog.put_source(SourceDef {
-            name: name.to_string(),
-            kind,
-            topic: topic.clone(),
-            columns: columns.to_vec(),
-            value_format: format,
-            timestamp,
-            partitions,
-            window: None,
-            query: None,
-            sql: text.to_string(),
-        })?;
+        let create = catalog.source(name).is_none();
+        catalog.put_source(
+            SourceDef {
+                name: name.to_string(),
+                kind,
+                topic: topic.clone(),
+                columns: columns.to_vec(),
+                value_format: format,
+                timestamp,
+                partitions,
+                window: None,
+                query: None,
+                sql: text.to_string(),
+            },
+            create,
+        )?;
         Ok(StatementResult::message(
             text,
             "created",
@@ -493,6 +497,47 @@ impl SqlService {
             .deploy(spec, Bytes::from(plan_module(plan)))
             .map(|_| ())
             .map_err(SqlError::from)
+    }
+
+    /// Deploys `probe` as a new persistent query `<prefix>_<name>_<n>`. On a cluster another
+    /// node may have deployed a query of the same id meanwhile (ids are counted per node
+    /// between catalog updates): the next id is taken then, a few times.
+    fn deploy_new_query(
+        &self,
+        catalog: &mut Catalog,
+        prefix: &str,
+        name: &str,
+        probe: &QueryPlan,
+        with: &Properties,
+        props: &BTreeMap<String, String>,
+    ) -> Result<(String, QueryPlan), SqlError> {
+        const ATTEMPTS: usize = 5;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let id = catalog.next_query_id(prefix, name)?;
+            let mut plan = probe.clone();
+            plan.id = id.clone();
+            let spec = self.spec_for(&id, &plan, with, props, StartFrom::Earliest)?;
+            match self.deploy(&plan, spec) {
+                Ok(()) => return Ok((id, plan)),
+                Err(e)
+                    if e.kind() == crate::error::ErrorKind::AlreadyExists
+                        && attempt < ATTEMPTS
+                        && catalog.query(&id).is_none() =>
+                {
+                    tracing::info!(query = %id, "query id taken at another node; taking the next");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Removes a query's processor whose statement failed after it was deployed.
+    fn undeploy(&self, id: &str) {
+        if let Err(e) = self.inner.engine.delete(id, false) {
+            tracing::warn!(query = %id, "cannot remove the processor of a failed statement: {e}");
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -553,17 +598,13 @@ impl SqlService {
                 "CREATE TABLE AS SELECT needs a GROUP BY (or a table to select from); use CREATE STREAM for a projection of a stream",
             ));
         }
-        let id = catalog.next_query_id(prefix, name)?;
-        let mut plan = probe;
-        plan.id = id.clone();
-        let spec = self.spec_for(&id, &plan, with, props, StartFrom::Earliest)?;
-        let partitions = self.source_partitions(&catalog, &plan)?;
+        let partitions = self.source_partitions(&catalog, &probe)?;
+        let (id, plan) = self.deploy_new_query(&mut catalog, prefix, name, &probe, with, props)?;
         let mut sources = vec![plan.source.name.clone()];
         if let Some(j) = &plan.join {
             sources.push(j.table.name.clone());
         }
-        self.deploy(&plan, spec)?;
-        catalog.put_source(SourceDef {
+        let source = SourceDef {
             name: name.to_string(),
             kind,
             topic: topic.clone(),
@@ -574,13 +615,24 @@ impl SqlService {
             window: plan.window(),
             query: Some(id.clone()),
             sql: text.to_string(),
-        })?;
-        catalog.put_query(QueryDef {
+        };
+        let query = QueryDef {
             id: id.clone(),
             sql: text.to_string(),
             sink: name.to_string(),
             sources,
-        })?;
+        };
+        // On a cluster another node may have created the name meanwhile: then this
+        // statement fails and leaves nothing behind.
+        if let Err(e) = catalog.put_source(source, true) {
+            self.undeploy(&id);
+            return Err(e);
+        }
+        if let Err(e) = catalog.put_query(query, true) {
+            let _ = catalog.remove_source(name);
+            self.undeploy(&id);
+            return Err(e);
+        }
         Ok(StatementResult::message(
             text,
             "created",
@@ -640,21 +692,28 @@ impl SqlService {
                 "INSERT INTO needs the target and the source to have the same partition count",
             ));
         }
-        let id = catalog.next_query_id("INSERTQUERY", target)?;
-        let mut plan = probe;
-        plan.id = id.clone();
-        let spec = self.spec_for(&id, &plan, &Properties::new(), props, StartFrom::Earliest)?;
+        let (id, plan) = self.deploy_new_query(
+            &mut catalog,
+            "INSERTQUERY",
+            target,
+            &probe,
+            &Properties::new(),
+            props,
+        )?;
         let mut sources = vec![plan.source.name.clone()];
         if let Some(j) = &plan.join {
             sources.push(j.table.name.clone());
         }
-        self.deploy(&plan, spec)?;
-        catalog.put_query(QueryDef {
+        let query = QueryDef {
             id: id.clone(),
             sql: text.to_string(),
             sink: target.to_string(),
             sources,
-        })?;
+        };
+        if let Err(e) = catalog.put_query(query, true) {
+            self.undeploy(&id);
+            return Err(e);
+        }
         Ok(StatementResult::message(
             text,
             "created",
@@ -852,7 +911,7 @@ impl SqlService {
             && sink.query.as_deref() == Some(id)
         {
             sink.query = None;
-            catalog.put_source(sink)?;
+            catalog.put_source(sink, false)?;
         }
         Ok(())
     }
@@ -1150,13 +1209,23 @@ impl SqlService {
         }
         let key_col = source.key_column();
         let key = key_col.and_then(|k| key_literal(plan.filter.as_ref(), k));
-        // Candidate rows of the table (its columns + ROWTIME).
-        let rows: Vec<Row> = match (&writer_plan, &key) {
+        // Candidate rows of the table (its columns + ROWTIME): a key look-up of an aggregate
+        // from its task's state store where that task runs on this node (on a cluster a pull
+        // query alone in its request is sent to that node; one inside a script run here
+        // reads the table's topic, which every node can read).
+        let from_state = match (&writer_plan, &key) {
             (Some(wp), Some(k))
                 if wp.window().is_none() && matches!(wp.body, Body::Aggregate(_)) =>
             {
-                self.pull_from_state(wp, k)?.into_iter().collect()
+                let partitions = self.inner.engine.describe(&wp.id)?.partitions;
+                self.inner
+                    .engine
+                    .task_placed_here(&wp.id, partition_for_key(k.as_bytes(), partitions))
             }
+            _ => false,
+        };
+        let rows: Vec<Row> = match (&writer_plan, &key) {
+            (Some(wp), Some(k)) if from_state => self.pull_from_state(wp, k)?.into_iter().collect(),
             _ => self.pull_from_topic(&source, key.as_deref())?,
         };
         let Body::Project(exprs) = &plan.body else {

@@ -129,6 +129,9 @@ pub enum MetadataError {
     },
     #[error("function '{0}' already exists (replace it to change it)")]
     FunctionExists(String),
+    /// A SQL create whose name the cluster's catalog has already (another node's).
+    #[error("{what} '{name}' already exists in the cluster")]
+    SqlObjectExists { what: String, name: String },
     #[error("function '{0}' does not exist")]
     UnknownFunction(String),
     #[error("processor '{0}' does not exist")]
@@ -214,6 +217,7 @@ impl MetadataError {
             MetadataError::ProcessorExists(_) => "processor_exists",
             MetadataError::InvalidCatalogObject { .. } => "invalid_catalog_object",
             MetadataError::FunctionExists(_) => "function_exists",
+            MetadataError::SqlObjectExists { .. } => "sql_object_exists",
             MetadataError::UnknownFunction(_) => "unknown_function",
             MetadataError::UnknownProcessor(_) => "unknown_processor",
             MetadataError::StaleProcessorVersion { .. } => "stale_processor_version",
@@ -245,7 +249,8 @@ impl MetadataError {
             MetadataError::TooManyProcessors { .. } => ErrorKind::InsufficientResources,
             MetadataError::TopicExists(_)
             | MetadataError::ProcessorExists(_)
-            | MetadataError::FunctionExists(_) => ErrorKind::AlreadyExists,
+            | MetadataError::FunctionExists(_)
+            | MetadataError::SqlObjectExists { .. } => ErrorKind::AlreadyExists,
             MetadataError::UnknownTopic(_)
             | MetadataError::UnknownPartition { .. }
             | MetadataError::UnknownNode(_)

@@ -19,7 +19,11 @@
 //! - a SQL record is bounded: name or id ([`MAX_SQL_NAME`] visible characters), definition
 //!   ([`MAX_SQL_DEFINITION_BYTES`] as JSON), at most [`MAX_SQL_OBJECTS`] sources and as many
 //!   queries; upserts and deletes are idempotent (the SQL engine decided, under its own
-//!   catalog lock at the node that took the statement, whether the statement may run).
+//!   catalog lock at the node that took the statement, whether the statement may run);
+//! - a create ([`MetadataCommand::CreateSqlSource`], [`MetadataCommand::CreateSqlQuery`]) is
+//!   refused when the name is taken by another record: of two nodes creating the same name
+//!   at once (each checked only its own catalog) the first applied wins, the other's
+//!   statement fails; the same record again is a retried proposal and changes nothing.
 
 use super::error::MetadataError;
 use super::state::ClusterMetadata;
@@ -208,5 +212,31 @@ impl ClusterMetadata {
     pub(super) fn delete_sql_query(&mut self, id: &str) -> Result<MetadataResponse, MetadataError> {
         self.sql_queries.remove(id);
         Ok(MetadataResponse::Done)
+    }
+
+    pub(super) fn create_sql_source(
+        &mut self,
+        record: &SqlRecord,
+    ) -> Result<MetadataResponse, MetadataError> {
+        match self.sql_sources.get(&record.name) {
+            Some(current) if current != record => Err(MetadataError::SqlObjectExists {
+                what: "stream or table".into(),
+                name: record.name.clone(),
+            }),
+            _ => self.upsert_sql_source(record),
+        }
+    }
+
+    pub(super) fn create_sql_query(
+        &mut self,
+        record: &SqlRecord,
+    ) -> Result<MetadataResponse, MetadataError> {
+        match self.sql_queries.get(&record.name) {
+            Some(current) if current != record => Err(MetadataError::SqlObjectExists {
+                what: "query".into(),
+                name: record.name.clone(),
+            }),
+            _ => self.upsert_sql_query(record),
+        }
     }
 }

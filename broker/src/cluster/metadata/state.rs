@@ -366,6 +366,8 @@ impl ClusterMetadata {
             MetadataCommand::DeleteSqlSource { name } => self.delete_sql_source(name),
             MetadataCommand::UpsertSqlQuery { record } => self.upsert_sql_query(record),
             MetadataCommand::DeleteSqlQuery { id } => self.delete_sql_query(id),
+            MetadataCommand::CreateSqlSource { record } => self.create_sql_source(record),
+            MetadataCommand::CreateSqlQuery { record } => self.create_sql_query(record),
             MetadataCommand::Batch { .. } => Err(MetadataError::NestedBatch),
         }
     }

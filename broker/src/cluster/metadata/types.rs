@@ -29,7 +29,8 @@ use crate::config::FsyncPolicy;
 /// processors' `acceptable_recovery_lag` (KIP-441's probing moves) and `task_footprint`, and
 /// forced moves (`TaskMove::force`); later in the same format, as variants old entries never
 /// hold: the cluster's functions (`UpsertFunction`, `DeleteFunction`) and SQL catalog
-/// (`UpsertSqlSource`, `DeleteSqlSource`, `UpsertSqlQuery`, `DeleteSqlQuery`).
+/// (`UpsertSqlSource`, `DeleteSqlSource`, `UpsertSqlQuery`, `DeleteSqlQuery`), and creates
+/// refused when the name is taken (`CreateSqlSource`, `CreateSqlQuery`).
 pub const COMMAND_FORMAT_VERSION: u16 = 4;
 
 openraft::declare_raft_types!(
@@ -311,6 +312,18 @@ pub enum MetadataCommand {
     /// Remove a persistent query of the SQL catalog (done if there is none).
     DeleteSqlQuery {
         id: String,
+    },
+    /// Create a stream or table of the SQL catalog: refused
+    /// ([`MetadataError::SqlObjectExists`]) when the cluster has another of that name (two
+    /// nodes creating the same name at once: the first applied wins); the same record
+    /// again (a retried proposal) changes nothing.
+    CreateSqlSource {
+        record: SqlRecord,
+    },
+    /// Create a persistent query of the SQL catalog, refused as
+    /// [`MetadataCommand::CreateSqlSource`] when the id is taken.
+    CreateSqlQuery {
+        record: SqlRecord,
     },
 }
 

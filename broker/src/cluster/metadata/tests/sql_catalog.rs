@@ -194,6 +194,66 @@ fn sql_sources_and_queries_are_upserted_and_deleted_idempotently() {
 }
 
 #[test]
+fn a_sql_create_is_refused_when_another_node_took_the_name() {
+    let mut m = ClusterMetadata::default();
+    let mine = SqlRecord {
+        name: "CLICKS".into(),
+        definition: serde_json::json!({"kind": "stream", "topic": "a"}),
+    };
+    let theirs = SqlRecord {
+        definition: serde_json::json!({"kind": "stream", "topic": "b"}),
+        ..mine.clone()
+    };
+    // The first create applied wins; the same record again is a retry and changes nothing.
+    for _ in 0..2 {
+        assert_eq!(
+            m.apply(&MetadataCommand::CreateSqlSource {
+                record: mine.clone()
+            }),
+            Ok(MetadataResponse::Done)
+        );
+    }
+    let code = refused(
+        &mut m,
+        MetadataCommand::CreateSqlSource {
+            record: theirs.clone(),
+        },
+    );
+    assert_eq!(code, "sql_object_exists");
+    assert_eq!(m.sql_sources["CLICKS"], mine);
+    // A replacement (CREATE OR REPLACE, a query's sink updated) still goes through upsert.
+    m.apply(&MetadataCommand::UpsertSqlSource {
+        record: theirs.clone(),
+    })
+    .unwrap();
+    assert_eq!(m.sql_sources["CLICKS"], theirs);
+
+    let q = SqlRecord {
+        name: "INSERTQUERY_CLICKS_3".into(),
+        definition: serde_json::json!({"sink": "CLICKS", "sql": "INSERT INTO CLICKS SELECT 1"}),
+    };
+    m.apply(&MetadataCommand::CreateSqlQuery { record: q.clone() })
+        .unwrap();
+    let other = SqlRecord {
+        definition: serde_json::json!({"sink": "CLICKS", "sql": "INSERT INTO CLICKS SELECT 2"}),
+        ..q.clone()
+    };
+    assert_eq!(
+        refused(&mut m, MetadataCommand::CreateSqlQuery { record: other }),
+        "sql_object_exists"
+    );
+    // Bounds hold for creates as for upserts.
+    let long = SqlRecord {
+        name: "x".repeat(MAX_SQL_NAME + 1),
+        definition: serde_json::Value::Null,
+    };
+    assert_eq!(
+        refused(&mut m, MetadataCommand::CreateSqlSource { record: long }),
+        "invalid_catalog_object"
+    );
+}
+
+#[test]
 fn sql_records_are_bounded() {
     let mut m = ClusterMetadata::default();
     let long = SqlRecord {
