@@ -136,13 +136,19 @@ fn restore_cell(r: &Value) -> String {
         return "-".into();
     }
     let state = if r["done"].as_bool() == Some(true) {
-        "done"
+        "done".to_string()
     } else {
-        "running"
+        match r["eta_ms"].as_u64() {
+            Some(ms) => format!("running, ETA {:.1} s", ms as f64 / 1000.0),
+            None => "running".to_string(),
+        }
+    };
+    let records = match r["total"].as_i64() {
+        Some(total) => format!("{} of {total}", s(&r["records"])),
+        None => s(&r["records"]),
     };
     format!(
-        "{} records, {} bytes, {}% {state}",
-        s(&r["records"]),
+        "{records} records, {} bytes, {}% {state}",
         s(&r["bytes"]),
         s(&r["percent"])
     )
@@ -259,12 +265,20 @@ mod tests {
                 {"partition": 1, "state": "failed", "records_in": 1, "records_out": 0,
                  "errors": 1, "lag": 3, "restore": null,
                  "last_error": {"code": "guest_trap", "message": "boom", "topic": "text",
-                                "partition": 1, "offset": 7}}
+                                "partition": 1, "offset": 7}},
+                {"partition": 2, "state": "restoring", "records_in": 0, "records_out": 0,
+                 "errors": 0, "lag": 0, "last_error": null,
+                 "restore": {"records": 400, "total": 1000, "bytes": 4000, "percent": 40.0,
+                             "done": false, "eta_ms": 1500}}
             ]
         });
         let text = describe_text(&d);
         assert!(text.contains("status:"), "{text}");
         assert!(text.contains("5 records, 50 bytes, 100.0% done"), "{text}");
+        assert!(
+            text.contains("400 of 1000 records, 4000 bytes, 40.0% running, ETA 1.5 s"),
+            "{text}"
+        );
         assert!(
             text.contains("guest_trap: boom (at text/1 offset 7)"),
             "{text}"

@@ -119,6 +119,8 @@ pub struct RestoreProgress {
     /// Whether the task's local state was discarded and is being rebuilt from empty (until
     /// it ends, its store holds only part of its state).
     pub from_empty: bool,
+    /// When this store's restoration started (ms since the epoch; 0 before it starts).
+    pub started_ms: i64,
 }
 
 impl RestoreProgress {
@@ -129,6 +131,19 @@ impl RestoreProgress {
             return 100.0;
         }
         ((self.offset - self.start_offset) as f64 * 100.0 / total as f64).clamp(0.0, 100.0)
+    }
+
+    /// Estimated time left at the rate so far (offsets read per ms), `None` before there is a
+    /// rate to go by.
+    pub fn eta_ms(&self, now_ms: i64) -> Option<u64> {
+        let elapsed = now_ms.saturating_sub(self.started_ms);
+        let done = self.offset.saturating_sub(self.start_offset);
+        if self.started_ms <= 0 || elapsed <= 0 || done <= 0 {
+            return None;
+        }
+        let left = self.end_offset.saturating_sub(self.offset).max(0);
+        let eta = left as f64 * elapsed as f64 / done as f64;
+        Some(eta.min(u64::MAX as f64) as u64)
     }
 }
 
@@ -294,6 +309,7 @@ pub fn restore_store(
         start_offset: from,
         end_offset: end,
         offset: from,
+        started_ms: crate::clock::now_ms(),
         ..RestoreProgress::default()
     };
     on_progress(&progress);
@@ -369,6 +385,27 @@ mod tests {
 
     fn b(s: &str) -> Bytes {
         Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    #[test]
+    fn the_time_left_follows_the_rate_so_far() {
+        let p = RestoreProgress {
+            start_offset: 100,
+            end_offset: 1_100,
+            offset: 350,
+            started_ms: 10_000,
+            ..RestoreProgress::default()
+        };
+        // 250 offsets in 500 ms: 750 left take 1.5 s.
+        assert_eq!(p.eta_ms(10_500), Some(1_500));
+        assert_eq!(p.eta_ms(10_000), None, "no rate yet");
+        let fresh = RestoreProgress {
+            offset: 100,
+            ..p.clone()
+        };
+        assert_eq!(fresh.eta_ms(20_000), None, "nothing read yet");
+        let status = crate::task::status::RestoreStatus::from_progress(&p, false, false);
+        assert_eq!(status.total, 1_000);
     }
 
     #[test]

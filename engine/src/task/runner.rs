@@ -399,6 +399,7 @@ impl Runner {
                 RestoreStatus::from_progress(&Default::default(), false, false)
             });
             r.done = true;
+            r.eta_ms = None;
             r.from_empty = outcome.from_empty;
             r.records = outcome.records;
             r.bytes = outcome.bytes;

@@ -233,6 +233,7 @@ fn pass(
                 RestoreStatus::from_progress(&Default::default(), false, false)
             });
             r.done = true;
+            r.eta_ms = None;
             r.from_empty = outcome.from_empty;
             r.records = outcome.records;
             r.bytes = outcome.bytes;

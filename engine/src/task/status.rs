@@ -70,6 +70,12 @@ pub struct RestoreStatus {
     pub start_offset: i64,
     pub end_offset: i64,
     pub offset: i64,
+    /// Changelog offsets to read in all (`end_offset - start_offset`; records, less what
+    /// compaction removed).
+    pub total: i64,
+    /// Estimated time left (ms) at the rate so far, while it runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eta_ms: Option<u64>,
     /// Whether the local state was discarded and rebuilt from empty.
     pub from_empty: bool,
     pub done: bool,
@@ -88,6 +94,12 @@ impl RestoreStatus {
             start_offset: p.start_offset,
             end_offset: p.end_offset,
             offset: p.offset,
+            total: p.end_offset.saturating_sub(p.start_offset).max(0),
+            eta_ms: if done {
+                None
+            } else {
+                p.eta_ms(crate::clock::now_ms())
+            },
             from_empty,
             done,
             ms: None,
