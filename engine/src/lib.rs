@@ -14,6 +14,8 @@ pub mod catalog;
 pub mod clock;
 pub mod engine;
 pub mod error;
+#[cfg(test)]
+pub(crate) mod faulty_log;
 pub mod host;
 pub mod limits;
 pub mod log_access;

@@ -367,22 +367,7 @@ mod tests {
     fn catalog_persists() {
         let dir = tempfile::tempdir().unwrap();
         let mut c = Catalog::open(dir.path()).unwrap();
-        c.put_source(
-            SourceDef {
-                name: "S".into(),
-                kind: SourceKind::Stream,
-                topic: "s".into(),
-                columns: vec![],
-                value_format: "JSON".into(),
-                timestamp: None,
-                partitions: 1,
-                window: None,
-                query: None,
-                sql: "CREATE STREAM S ...".into(),
-            },
-            true,
-        )
-        .unwrap();
+        c.put_source(source("S"), true).unwrap();
         let id = c.next_query_id("CSAS", "out-x").unwrap();
         assert_eq!(id, "CSAS_OUT_X_1");
         let c = Catalog::open(dir.path()).unwrap();

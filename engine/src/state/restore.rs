@@ -491,85 +491,12 @@ mod tests {
         assert_eq!(state.get("s", b"c").unwrap(), None);
     }
 
-    /// The broker, whose offsets say the whole partition while reads stop at `visible` (a
-    /// leader that changed between the two: the new one exposes less for now).
-    struct ShortReads {
-        broker: Broker,
-        visible: std::sync::atomic::AtomicI64,
-    }
-
-    impl LogAccess for ShortReads {
-        fn topic_meta(&self, t: &str) -> Result<Option<crate::log_access::TopicMeta>, LogError> {
-            self.broker.topic_meta(t)
-        }
-        fn list_topics(&self) -> Result<Vec<String>, LogError> {
-            LogAccess::list_topics(&self.broker)
-        }
-        fn ensure_topic(
-            &self,
-            spec: weir_broker::TopicSpec,
-        ) -> Result<crate::log_access::TopicMeta, LogError> {
-            self.broker.ensure_topic(spec)
-        }
-        fn adopt_topic(
-            &self,
-            spec: weir_broker::TopicSpec,
-        ) -> Result<crate::log_access::TopicMeta, LogError> {
-            self.broker.adopt_topic(spec)
-        }
-        fn delete_topic(&self, t: &str) -> Result<(), LogError> {
-            LogAccess::delete_topic(&self.broker, t)
-        }
-        fn produce(
-            &self,
-            t: &str,
-            records: Vec<weir_broker::ProduceRecord>,
-        ) -> Result<Vec<(i32, i64)>, LogError> {
-            LogAccess::produce(&self.broker, t, records)
-        }
-        fn append_batch(
-            &self,
-            t: &str,
-            p: i32,
-            batch: &weir_broker::batch::CheckedBatch,
-        ) -> Result<(i64, i64), LogError> {
-            self.broker.append_batch(t, p, batch)
-        }
-        fn read(
-            &self,
-            t: &str,
-            p: i32,
-            offset: i64,
-            max_records: usize,
-            max_bytes: usize,
-        ) -> Result<crate::log_access::LogRead, LogError> {
-            let visible = self.visible.load(std::sync::atomic::Ordering::SeqCst);
-            let mut r = LogAccess::read(&self.broker, t, p, offset, max_records, max_bytes)?;
-            r.records.retain(|rec| rec.offset < visible);
-            r.next_offset = r.next_offset.min(visible).max(offset);
-            r.end_offset = r.end_offset.min(visible);
-            Ok(r)
-        }
-        fn offsets(&self, t: &str, p: i32) -> Result<(i64, i64), LogError> {
-            LogAccess::offsets(&self.broker, t, p)
-        }
-        fn watch_end(
-            &self,
-            t: &str,
-            p: i32,
-        ) -> Result<tokio::sync::watch::Receiver<i64>, LogError> {
-            LogAccess::watch_end(&self.broker, t, p)
-        }
-    }
-
     #[test]
     fn a_read_stopping_short_of_the_end_checkpoints_only_what_was_applied() {
         let dir = tempfile::tempdir().unwrap();
         let broker = Broker::open(BrokerConfig::new(dir.path())).unwrap();
-        let log = ShortReads {
-            broker,
-            visible: std::sync::atomic::AtomicI64::new(2),
-        };
+        let log = crate::faulty_log::FaultyLog::new(broker);
+        log.set_visible(2);
         log.ensure_topic(changelog_spec("p", "s", 1)).unwrap();
         let topic = changelog_topic("p", "s");
         let entries = vec![
@@ -620,8 +547,7 @@ mod tests {
         );
 
         // The leader exposes the rest: the next restoration reads only the tail.
-        log.visible
-            .store(i64::MAX, std::sync::atomic::Ordering::SeqCst);
+        log.set_visible(i64::MAX);
         let out = restore_task(
             &log,
             &*state,

@@ -957,107 +957,11 @@ fn a_standby_keeps_a_warm_store_and_the_task_taking_it_over_restores_only_the_ta
     assert!(a.versions().is_empty());
 }
 
-/// The broker as the engine sees it, whose writes fail as a cluster without a leader's do
-/// (`Unavailable`) while `down` is set.
-struct FlakyLog {
-    broker: Broker,
-    down: std::sync::atomic::AtomicBool,
-}
-
-impl FlakyLog {
-    fn check(&self) -> Result<(), crate::log_access::LogError> {
-        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(
-                weir_broker::BrokerError::ClusterUnavailable("no leader now".into()).into(),
-            );
-        }
-        Ok(())
-    }
-}
-
-impl LogAccess for FlakyLog {
-    fn topic_meta(
-        &self,
-        topic: &str,
-    ) -> Result<Option<crate::log_access::TopicMeta>, crate::log_access::LogError> {
-        self.broker.topic_meta(topic)
-    }
-    fn list_topics(&self) -> Result<Vec<String>, crate::log_access::LogError> {
-        LogAccess::list_topics(&self.broker)
-    }
-    fn ensure_topic(
-        &self,
-        spec: TopicSpec,
-    ) -> Result<crate::log_access::TopicMeta, crate::log_access::LogError> {
-        self.broker.ensure_topic(spec)
-    }
-    fn adopt_topic(
-        &self,
-        spec: TopicSpec,
-    ) -> Result<crate::log_access::TopicMeta, crate::log_access::LogError> {
-        self.broker.adopt_topic(spec)
-    }
-    fn delete_topic(&self, topic: &str) -> Result<(), crate::log_access::LogError> {
-        LogAccess::delete_topic(&self.broker, topic)
-    }
-    fn produce(
-        &self,
-        topic: &str,
-        records: Vec<ProduceRecord>,
-    ) -> Result<Vec<(i32, i64)>, crate::log_access::LogError> {
-        self.check()?;
-        LogAccess::produce(&self.broker, topic, records)
-    }
-    fn append_batch(
-        &self,
-        topic: &str,
-        partition: i32,
-        batch: &weir_broker::batch::CheckedBatch,
-    ) -> Result<(i64, i64), crate::log_access::LogError> {
-        self.check()?;
-        self.broker.append_batch(topic, partition, batch)
-    }
-    fn read(
-        &self,
-        topic: &str,
-        partition: i32,
-        offset: i64,
-        max_records: usize,
-        max_bytes: usize,
-    ) -> Result<crate::log_access::LogRead, crate::log_access::LogError> {
-        LogAccess::read(
-            &self.broker,
-            topic,
-            partition,
-            offset,
-            max_records,
-            max_bytes,
-        )
-    }
-    fn offsets(
-        &self,
-        topic: &str,
-        partition: i32,
-    ) -> Result<(i64, i64), crate::log_access::LogError> {
-        LogAccess::offsets(&self.broker, topic, partition)
-    }
-    fn watch_end(
-        &self,
-        topic: &str,
-        partition: i32,
-    ) -> Result<tokio::sync::watch::Receiver<i64>, crate::log_access::LogError> {
-        LogAccess::watch_end(&self.broker, topic, partition)
-    }
-}
-
 #[test]
 fn a_task_failing_on_a_transient_log_error_starts_again_by_itself() {
     let env = Env::new();
     env.topic("text", 1);
-    let log = Arc::new(FlakyLog {
-        broker: env.broker.clone(),
-        down: Default::default(),
-    });
+    let log = Arc::new(crate::faulty_log::FaultyLog::new(env.broker.clone()));
     let engine = Engine::open(
         &EngineConfig::under(env.dir.path()),
         log.clone(),
@@ -1080,7 +984,7 @@ fn a_task_failing_on_a_transient_log_error_starts_again_by_itself() {
     eventually("counts", || count(b"a").as_deref() == Some("2"));
 
     // The log goes away: the task fails with the log's error and says when it tries again.
-    log.down.store(true, std::sync::atomic::Ordering::SeqCst);
+    log.set_down(true);
     env.produce("text", 0, &["a c"]);
     eventually("failed, restart pending", || {
         let t = &engine.describe("wc").unwrap().tasks[0];
@@ -1097,7 +1001,7 @@ fn a_task_failing_on_a_transient_log_error_starts_again_by_itself() {
     });
 
     // The log is back: the task runs again from its last commit, nothing counted twice.
-    log.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    log.set_down(false);
     eventually("running again", || {
         let t = &engine.describe("wc").unwrap().tasks[0];
         t.state == TaskState::Running && t.next_restart_ms.is_none()
@@ -1108,14 +1012,14 @@ fn a_task_failing_on_a_transient_log_error_starts_again_by_itself() {
     assert_eq!(env.latest("counts")["a"], "3");
 
     // A task waiting to restart stops at once when deleted.
-    log.down.store(true, std::sync::atomic::Ordering::SeqCst);
+    log.set_down(true);
     env.produce("text", 0, &["d"]);
     eventually("failed again", || {
         engine.describe("wc").unwrap().tasks[0]
             .next_restart_ms
             .is_some()
     });
-    log.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    log.set_down(false);
     let started = Instant::now();
     engine.delete("wc", true).unwrap();
     assert!(started.elapsed() < Duration::from_secs(10));

@@ -218,25 +218,35 @@ impl ClusterMetadata {
         &mut self,
         record: &SqlRecord,
     ) -> Result<MetadataResponse, MetadataError> {
-        match self.sql_sources.get(&record.name) {
-            Some(current) if current != record => Err(MetadataError::SqlObjectExists {
-                what: "stream or table".into(),
-                name: record.name.clone(),
-            }),
-            _ => self.upsert_sql_source(record),
-        }
+        refuse_taken(
+            "stream or table",
+            self.sql_sources.get(&record.name),
+            record,
+        )?;
+        self.upsert_sql_source(record)
     }
 
     pub(super) fn create_sql_query(
         &mut self,
         record: &SqlRecord,
     ) -> Result<MetadataResponse, MetadataError> {
-        match self.sql_queries.get(&record.name) {
-            Some(current) if current != record => Err(MetadataError::SqlObjectExists {
-                what: "query".into(),
-                name: record.name.clone(),
-            }),
-            _ => self.upsert_sql_query(record),
-        }
+        refuse_taken("query", self.sql_queries.get(&record.name), record)?;
+        self.upsert_sql_query(record)
+    }
+}
+
+/// A create of `record` where `current` holds its name: refused unless it is the same record
+/// (a retried proposal).
+fn refuse_taken(
+    what: &str,
+    current: Option<&SqlRecord>,
+    record: &SqlRecord,
+) -> Result<(), MetadataError> {
+    match current {
+        Some(c) if c != record => Err(MetadataError::SqlObjectExists {
+            what: what.to_string(),
+            name: record.name.clone(),
+        }),
+        _ => Ok(()),
     }
 }
