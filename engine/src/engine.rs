@@ -1534,11 +1534,21 @@ impl Engine {
             )));
         }
         match self.inner.tasks.standby_state(&id) {
-            Some((state, status)) if status.caught_up => Ok(StaleAnswer {
-                value: state.get(store, key)?,
-                lag: status.lag,
-                by: AnsweredBy::Standby,
-            }),
+            Some((state, status)) if status.caught_up => {
+                let value = state.get(store, key)?;
+                if value.is_none() {
+                    tracing::debug!(
+                        task = %id, store, lag = status.lag,
+                        checkpoint = ?state.meta(&crate::state::restore::checkpoint_meta(store)).ok().flatten(),
+                        "standby has no such key"
+                    );
+                }
+                Ok(StaleAnswer {
+                    value,
+                    lag: status.lag,
+                    by: AnsweredBy::Standby,
+                })
+            }
             Some(_) => Err(EngineError::Unavailable(format!(
                 "the standby of task {id} has not caught up yet"
             ))),

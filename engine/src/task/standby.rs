@@ -216,6 +216,12 @@ fn pass(
         when_behind,
         &mut on_progress,
     )?;
+    if outcome.records > 0 {
+        tracing::debug!(
+            task = %id, checkpoints = ?outcome.checkpoints, records = outcome.records,
+            "standby pass applied"
+        );
+    }
     if first {
         tracing::debug!(
             task = %id, ?stores, checkpoints = ?outcome.checkpoints, records = outcome.records,
