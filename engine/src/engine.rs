@@ -1485,6 +1485,13 @@ impl Engine {
         self.inner.assignment.owns(name, partition)
     }
 
+    /// Whether this node holds a store of task `partition` of `name`: the task's, or a
+    /// standby's (what [`Engine::query_stale_in`] may answer from).
+    pub fn has_copy_here(&self, name: &str, partition: i32) -> bool {
+        let id = TaskId::new(name, partition);
+        self.inner.tasks.state_of(&id).is_some() || self.inner.tasks.standby_state(&id).is_some()
+    }
+
     /// Interactive query that accepts a stale answer (`?allow_stale=true`): from the task
     /// when it runs here, else from its store while it restores from a checkpoint, else
     /// from this node's standby of it once its first pass has finished — each with how many
@@ -1497,7 +1504,26 @@ impl Engine {
         key: &[u8],
     ) -> Result<StaleAnswer, EngineError> {
         let record = self.record_with_store(name, store)?;
-        let id = TaskId::new(name, partition_for_key(key, record.partitions));
+        self.query_stale_in(name, store, partition_for_key(key, record.partitions), key)
+    }
+
+    /// [`Engine::query_stale`] of `key` in task `partition` (a store whose keys are not
+    /// partitioned by themselves, as SQL's aggregates).
+    pub fn query_stale_in(
+        &self,
+        name: &str,
+        store: &str,
+        partition: i32,
+        key: &[u8],
+    ) -> Result<StaleAnswer, EngineError> {
+        let record = self.record_with_store(name, store)?;
+        if partition < 0 || partition >= record.partitions {
+            return Err(EngineError::UnknownStore {
+                processor: name.to_string(),
+                store: store.to_string(),
+            });
+        }
+        let id = TaskId::new(name, partition);
         if let Some((state, task_state)) = self.inner.tasks.state_of(&id) {
             if task_state != TaskState::Restoring && task_state != TaskState::Starting {
                 return Ok(StaleAnswer {

@@ -79,6 +79,19 @@ pub const TASKS: &str = "x-weir-tasks";
 pub const LAG: &str = "x-weir-lag";
 pub const ANSWERED_BY: &str = "x-weir-answered-by";
 pub const ANSWERED_ON: &str = "x-weir-node";
+/// Sets the stale-answer headers ([`LAG`], [`ANSWERED_BY`], [`ANSWERED_ON`] on a cluster).
+pub fn stale_headers(headers: &mut HeaderMap, lag: i64, by: &'static str, state: &AppState) {
+    headers.insert(LAG, HeaderValue::from(lag));
+    headers.insert(ANSWERED_BY, HeaderValue::from_static(by));
+    if let Some(r) = &state.routing {
+        headers.insert(ANSWERED_ON, HeaderValue::from(r.node()));
+    }
+}
+
+/// How long a look-up or pull query that accepts a stale answer waits for each node it asks
+/// (the owner first, then the standbys), so that an owner that hangs leaves time for a
+/// standby.
+pub const STALE_ASK_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest wait for a connection to another node's HTTP listener.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Longest a forwarded produce or page read may take in all (an `acks=all` produce waits
@@ -883,28 +896,30 @@ pub async fn task_post_elsewhere(
     Ok(stream_back(upstream, state.shutdown.clone()))
 }
 
-/// `GET path_and_query` about task `task` asked of `node` (its owner or a standby) within
-/// `timeout`, with `tasks` named in [`TASKS`] when given: the answer's status, the headers
-/// that go back to the client, and its body (read up to [`MAX_PRODUCE_ANSWER_BYTES`]); `503
-/// task_unavailable` when `node` cannot be reached.
-async fn get_for_task(
+/// `GET path_and_query` (or, with `body`, `POST` of that JSON) about task `task` asked of
+/// `node` (its owner or a standby) within `timeout`, with `tasks` named in [`TASKS`] when
+/// given: the answer's status, the headers that go back to the client, and its body (read
+/// up to [`MAX_PRODUCE_ANSWER_BYTES`]); `503 task_unavailable` when `node` cannot be reached.
+#[allow(clippy::too_many_arguments)]
+async fn ask_for_task(
     state: &AppState,
     task: &str,
     node: u64,
     headers: &HeaderMap,
     path_and_query: &str,
+    body: Option<&serde_json::Value>,
     timeout: Duration,
     tasks: Option<&[i32]>,
 ) -> Result<(StatusCode, HeaderMap, Vec<u8>), ApiError> {
-    let mut request = task_request(
-        state,
-        task,
-        node,
-        reqwest::Method::GET,
-        headers,
-        path_and_query,
-    )?
-    .timeout(timeout);
+    let method = match body {
+        Some(_) => reqwest::Method::POST,
+        None => reqwest::Method::GET,
+    };
+    let mut request =
+        task_request(state, task, node, method, headers, path_and_query)?.timeout(timeout);
+    if let Some(b) = body {
+        request = request.json(b);
+    }
     if let Some(partitions) = tasks {
         let list: Vec<String> = partitions.iter().map(i32::to_string).collect();
         request = request.header(TASKS, list.join(","));
@@ -938,8 +953,38 @@ pub async fn ask_task_key(
     path_and_query: &str,
     timeout: Duration,
 ) -> Result<Response, ApiError> {
+    let (status, kept, bytes) = ask_for_task(
+        state,
+        task,
+        node,
+        headers,
+        path_and_query,
+        None,
+        timeout,
+        None,
+    )
+    .await?;
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        return Err(remote_error(node, status, &bytes));
+    }
+    Ok((status, kept, bytes).into_response())
+}
+
+/// A pull query that accepts a stale answer (standby reads), about task `task`, sent as
+/// `POST path` with `body` to `node` (its owner or a standby) within `timeout`: the node's
+/// answer whole, or — when the node cannot be reached or answers `503` — an error, so that
+/// the caller may ask another node.
+pub async fn ask_task_query(
+    state: &AppState,
+    task: &str,
+    node: u64,
+    headers: &HeaderMap,
+    path: &str,
+    body: &serde_json::Value,
+    timeout: Duration,
+) -> Result<Response, ApiError> {
     let (status, kept, bytes) =
-        get_for_task(state, task, node, headers, path_and_query, timeout, None).await?;
+        ask_for_task(state, task, node, headers, path, Some(body), timeout, None).await?;
     if status == StatusCode::SERVICE_UNAVAILABLE {
         return Err(remote_error(node, status, &bytes));
     }
@@ -958,12 +1003,13 @@ pub async fn ask_tasks(
     path_and_query: &str,
     timeout: Duration,
 ) -> Result<Vec<u8>, ApiError> {
-    let (status, _, bytes) = get_for_task(
+    let (status, _, bytes) = ask_for_task(
         state,
         task,
         node,
         headers,
         path_and_query,
+        None,
         timeout,
         Some(partitions),
     )

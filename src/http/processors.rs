@@ -427,10 +427,6 @@ pub struct KeyQuery {
     pub allow_stale: bool,
 }
 
-/// How long a look-up that accepts a stale answer waits for each node it asks (the owner
-/// first, then the standbys), so that an owner that hangs leaves time for a standby.
-const STALE_ASK_TIMEOUT: Duration = Duration::from_secs(2);
-
 /// `GET /v1/processors/{name}/stores/{store}/keys/{key}[?allow_stale=true]`. On a cluster,
 /// asked of a node that does not run the key's task, it is answered by the task's owner;
 /// with `allow_stale`, by a standby of the task when the owner cannot answer (see
@@ -489,7 +485,7 @@ pub async fn get_key(
 }
 
 /// A look-up that accepts a stale answer, on a cluster: the task's owner is asked first
-/// (here, or over HTTP within [`STALE_ASK_TIMEOUT`]); when it cannot answer (unreachable,
+/// (here, or over HTTP within [`forward::STALE_ASK_TIMEOUT`]); when it cannot answer (unreachable,
 /// or `503`: restoring from empty, not started), this node if it keeps a standby of the
 /// task, then the task's other standbys in the order the placement lists them. The first
 /// answer is returned; when none answers, the last `503`.
@@ -523,7 +519,7 @@ async fn stale_look_up(
                 node,
                 headers,
                 path_and_query(uri),
-                STALE_ASK_TIMEOUT,
+                forward::STALE_ASK_TIMEOUT,
             )
             .await
         };
@@ -562,11 +558,7 @@ async fn look_up_here(
     };
     let mut extra = HeaderMap::new();
     if let Some((lag, by)) = stale {
-        extra.insert(forward::LAG, HeaderValue::from(lag));
-        extra.insert(forward::ANSWERED_BY, HeaderValue::from_static(by));
-        if let Some(r) = &state.routing {
-            extra.insert(forward::ANSWERED_ON, HeaderValue::from(r.node()));
-        }
+        forward::stale_headers(&mut extra, lag, by, state);
     }
     let Some(value) = value else {
         let e = ApiError::not_found("key_not_found", format!("key '{key}' not found"));

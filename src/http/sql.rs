@@ -91,7 +91,7 @@ pub async fn execute(
 ) -> Result<Response, ApiError> {
     let svc = service(&state)?;
     let props = req.properties()?;
-    if let Some(routed) = pull_elsewhere(&state, &svc, &headers, &req, "/v1/sql").await? {
+    if let Some(routed) = pull_elsewhere(&state, &svc, &headers, &req, &props, "/v1/sql").await? {
         return Ok(routed);
     }
     let results = tokio::task::spawn_blocking(move || svc.execute_script(&req.sql, &props))
@@ -138,7 +138,7 @@ pub async fn query(
 ) -> Result<Response, ApiError> {
     let svc = service(&state)?;
     let props = req.properties()?;
-    if let Some(routed) = pull_elsewhere(&state, &svc, &headers, &req, "/v1/query").await? {
+    if let Some(routed) = pull_elsewhere(&state, &svc, &headers, &req, &props, "/v1/query").await? {
         return Ok(routed);
     }
     let started = {
@@ -148,13 +148,17 @@ pub async fn query(
             .map_err(sql_error)?
     };
     match started {
-        QueryStart::Pull { columns, rows } => {
+        QueryStart::Pull(answer) => {
             let mut out = Vec::new();
-            out.extend_from_slice(&line(&json!({"header": {"columns": columns}})));
-            for r in rows {
+            out.extend_from_slice(&line(&json!({"header": {"columns": answer.columns}})));
+            for r in answer.rows {
                 out.extend_from_slice(&line(&json!({ "row": r })));
             }
-            Ok(ndjson(Body::from(out)))
+            let mut response = ndjson(Body::from(out));
+            if let Some(s) = answer.stale {
+                forward::stale_headers(response.headers_mut(), s.lag, s.answered_by, &state);
+            }
+            Ok(response)
         }
         QueryStart::Push(push) => {
             let (tx, rx) = mpsc::channel::<Bytes>(16);
@@ -172,12 +176,16 @@ pub async fn query(
 }
 
 /// On a cluster, a pull query (alone in its request) reading the state of a task another
-/// node runs: sent there, as `POST path`.
+/// node runs: sent there, as `POST path`. With standby reads
+/// (`ksql.query.pull.enable.standby.reads`), when that owner cannot answer, the task's
+/// standbys are asked in turn (this node first if it keeps one), each within
+/// [`forward::STALE_ASK_TIMEOUT`]; the answer says how stale it is in its headers.
 async fn pull_elsewhere(
     state: &AppState,
     svc: &SqlService,
     headers: &HeaderMap,
     req: &SqlRequest,
+    props: &BTreeMap<String, String>,
     path: &str,
 ) -> Result<Option<Response>, ApiError> {
     let (Some(ec), Some(routing)) = (&state.engine_cluster, &state.routing) else {
@@ -192,10 +200,51 @@ async fn pull_elsewhere(
     else {
         return Ok(None);
     };
-    let owner = usize::try_from(partition)
+    let place = usize::try_from(partition)
         .ok()
-        .and_then(|p| ec.assignment(&processor).get(p).map(|t| t.node));
+        .and_then(|p| ec.assignment(&processor).get(p).cloned());
+    let owner = place.as_ref().map(|t| t.node);
     let task = weir_engine::task_id::TaskId::new(&processor, partition).to_string();
+    let standby_reads = weir_engine::sql::validate::standby_reads(props).map_err(sql_error)?;
+    if let Some(place) = place.filter(|_| standby_reads) {
+        let me = routing.node();
+        let mut order: Vec<u64> = place.node.into_iter().collect();
+        if place.standbys.contains(&me) {
+            order.push(me);
+        }
+        order.extend(place.standbys.iter().copied());
+        let body = serde_json::to_value(req).unwrap_or(Value::Null);
+        let mut asked = std::collections::BTreeSet::new();
+        let mut last = forward::task_unavailable(&task, place.node, "no owner or standby answered");
+        for node in order {
+            if !asked.insert(node) {
+                continue;
+            }
+            if node == me {
+                // Answered here: from the task, or from this node's standby of it.
+                return Ok(None);
+            }
+            match forward::ask_task_query(
+                state,
+                &task,
+                node,
+                headers,
+                path,
+                &body,
+                forward::STALE_ASK_TIMEOUT,
+            )
+            .await
+            {
+                Ok(r) => return Ok(Some(r)),
+                Err(e) if e.status() == StatusCode::SERVICE_UNAVAILABLE => {
+                    tracing::debug!(task, node, "a stale pull query was not answered: {e:?}");
+                    last = e;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        return Err(last);
+    }
     match owner {
         Some(Some(node)) if node != routing.node() => {
             let body = serde_json::to_value(req).unwrap_or(Value::Null);

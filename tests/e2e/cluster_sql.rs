@@ -82,6 +82,72 @@ fn masked_cards(s: &Server) -> Vec<String> {
     cards
 }
 
+/// ksqlDB's `ksql.query.pull.enable.standby.reads`: the owner of the key's task of
+/// `per_card` paused (SIGSTOP), a pull query with the property, asked of another node, is
+/// answered (by a standby, or by the task once moved) with its staleness in the headers;
+/// the owner resumed, the cluster settles again.
+fn standby_reads_answer_while_the_owner_is_paused(nodes: &[Server]) {
+    let key = "4111111111111111";
+    let (_, list) = nodes[0].get("/v1/processors");
+    let query = list["processors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["name"].as_str())
+        .find(|n| n.starts_with("CTAS_PER_CARD_"))
+        .expect("the table's query")
+        .to_string();
+    let described = nodes[0].processor(&query);
+    let partitions = described["partitions"].as_i64().unwrap() as i32;
+    let partition = weir_broker::partitioner::partition_for_key(key.as_bytes(), partitions);
+    // The owner once it has a standby elsewhere.
+    let mut owner = 0;
+    assert!(eventually(DEADLINE, || {
+        let d = nodes[0].processor(&query);
+        let place = &d["assignment"][partition as usize];
+        owner = place["node"].as_u64().unwrap_or(0);
+        owner != 0 && place["standbys"].as_array().is_some_and(|s| !s.is_empty())
+    }));
+    // Node i + 1 is nodes[i] (start_cluster).
+    let paused = (owner - 1) as usize;
+    let asked = (paused + 1) % nodes.len();
+    nodes[paused].pause();
+    let body = json!({
+        "sql": format!("SELECT n FROM per_card WHERE card_number = '{key}';"),
+        "properties": {"ksql.query.pull.enable.standby.reads": true},
+    });
+    let mut last = String::new();
+    let answered = eventually(DEADLINE, || {
+        let r = nodes[asked]
+            .http
+            .post(format!("{}/v1/query", nodes[asked].url))
+            .json(&body)
+            .send();
+        let Ok(r) = r else { return false };
+        let status = r.status().as_u16();
+        let by = r
+            .headers()
+            .get("x-weir-answered-by")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let lag = r.headers().get("x-weir-lag").is_some();
+        let text = r.text().unwrap_or_default();
+        last = format!("{status} {by:?} {text}");
+        status == 200 && lag && by.is_some() && text.contains("[1]")
+    });
+    nodes[paused].resume();
+    assert!(answered, "standby read while the owner is paused: {last}");
+    // A bad value of the property is refused.
+    let (status, body) = nodes[asked].post(
+        "/v1/query",
+        &json!({
+            "sql": format!("SELECT n FROM per_card WHERE card_number = '{key}';"),
+            "properties": {"ksql.query.pull.enable.standby.reads": "maybe"},
+        }),
+    );
+    assert_eq!(status, 400, "{body}");
+}
+
 #[test]
 fn functions_and_streams_made_at_any_node_are_used_by_a_query_made_at_another() {
     let mut nodes = start_cluster();
@@ -177,6 +243,7 @@ fn functions_and_streams_made_at_any_node_are_used_by_a_query_made_at_another() 
         let results = sql(n, &format!("SHOW STREAMS; {q}"));
         assert_eq!(results[1]["rows"], json!([[1]]), "pull inside a script");
     }
+    standby_reads_answer_while_the_owner_is_paused(&nodes);
     sql(&nodes[2], "DROP TABLE per_card;");
 
     // The same name created at two nodes at once: one statement wins, the other is told the

@@ -49,6 +49,25 @@ pub struct StatementResult {
     pub columns: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rows: Option<Vec<Vec<Value>>>,
+    /// A pull query answered from a copy that may be behind (standby reads): how far.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stale: Option<Staleness>,
+}
+
+/// How stale a pull query's answer may be: what answered (`task`, `restoring`, `standby`)
+/// and how many changelog records that store was behind at its last check.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Staleness {
+    pub lag: i64,
+    pub answered_by: &'static str,
+}
+
+/// A pull query's answer.
+pub struct PullAnswer {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Value>>,
+    /// With standby reads, when it came from a task's state store.
+    pub stale: Option<Staleness>,
 }
 
 impl StatementResult {
@@ -59,6 +78,7 @@ impl StatementResult {
             message: Some(message),
             columns: None,
             rows: None,
+            stale: None,
         }
     }
 
@@ -74,6 +94,7 @@ impl StatementResult {
             message: None,
             columns: Some(columns.iter().map(|c| c.to_string()).collect()),
             rows: Some(rows),
+            stale: None,
         }
     }
 }
@@ -140,10 +161,7 @@ pub enum QueryStart {
     /// A push query: stream its topic until the client goes, then [`SqlService::stop_push`].
     Push(PushQuery),
     /// A pull query's whole answer.
-    Pull {
-        columns: Vec<String>,
-        rows: Vec<Vec<Value>>,
-    },
+    Pull(PullAnswer),
 }
 
 struct Inner {
@@ -368,9 +386,12 @@ impl SqlService {
                         "push queries (EMIT CHANGES) stream their rows: send them to POST /v1/query",
                     ));
                 }
-                let (columns, rows) = self.pull(select)?;
-                let cols: Vec<&str> = columns.iter().map(String::as_str).collect();
-                Ok(StatementResult::table(text, "rows", &cols, rows))
+                let answer = self.pull(select, validate::standby_reads(props)?)?;
+                let cols: Vec<&str> = answer.columns.iter().map(String::as_str).collect();
+                Ok(StatementResult {
+                    stale: answer.stale,
+                    ..StatementResult::table(text, "rows", &cols, answer.rows)
+                })
             }
         }
     }
@@ -1186,7 +1207,9 @@ impl SqlService {
     }
 
     /// A pull query: the current rows of a table (by key, or all of them).
-    fn pull(&self, select: &SelectStmt) -> Result<(Vec<String>, Vec<Vec<Value>>), SqlError> {
+    /// A pull query; `standby_reads`: a key look-up of an aggregate may be answered from a
+    /// standby's copy of its task's state on this node (see [`validate::STANDBY_READS`]).
+    fn pull(&self, select: &SelectStmt, standby_reads: bool) -> Result<PullAnswer, SqlError> {
         let catalog = self.catalog();
         let plan = plan_query("PULL", "", select, &catalog, &*self.inner.functions)?;
         let source = catalog.require(&plan.source.name)?.clone();
@@ -1210,26 +1233,36 @@ impl SqlService {
         let key_col = source.key_column();
         let key = key_col.and_then(|k| key_literal(plan.filter.as_ref(), k));
         // Candidate rows of the table (its columns + ROWTIME): a key look-up of an aggregate
-        // from its task's state store where that task runs on this node (on a cluster a pull
-        // query alone in its request is sent to that node; one inside a script run here
-        // reads the table's topic, which every node can read).
+        // from its task's state store where that task runs on this node — or, with standby
+        // reads, where this node keeps a copy of it (on a cluster a pull query alone in its
+        // request is sent to that node; one inside a script run here reads the table's
+        // topic, which every node can read).
         let from_state = match (&writer_plan, &key) {
             (Some(wp), Some(k))
                 if wp.window().is_none() && matches!(wp.body, Body::Aggregate(_)) =>
             {
                 let partitions = self.inner.engine.describe(&wp.id)?.partitions;
-                self.inner
-                    .engine
-                    .task_placed_here(&wp.id, partition_for_key(k.as_bytes(), partitions))
+                let p = partition_for_key(k.as_bytes(), partitions);
+                self.inner.engine.task_placed_here(&wp.id, p)
+                    || (standby_reads && self.inner.engine.has_copy_here(&wp.id, p))
             }
             _ => false,
         };
+        let mut stale = None;
         let rows: Vec<Row> = match (&writer_plan, &key) {
-            (Some(wp), Some(k)) if from_state => self.pull_from_state(wp, k)?.into_iter().collect(),
+            (Some(wp), Some(k)) if from_state => {
+                let (row, staleness) = self.pull_from_state(wp, k, standby_reads)?;
+                stale = staleness;
+                row.into_iter().collect()
+            }
             _ => self.pull_from_topic(&source, key.as_deref())?,
         };
         let Body::Project(exprs) = &plan.body else {
-            return Ok((Vec::new(), Vec::new()));
+            return Ok(PullAnswer {
+                columns: Vec::new(),
+                rows: Vec::new(),
+                stale,
+            });
         };
         let mut udfs = std::collections::HashMap::new();
         let mut cx = EvalContext {
@@ -1257,10 +1290,11 @@ impl SqlService {
         if let Some(l) = plan.limit {
             rows_out.truncate(l as usize);
         }
-        Ok((
-            plan.output.iter().map(|c| c.name.clone()).collect(),
-            rows_out,
-        ))
+        Ok(PullAnswer {
+            columns: plan.output.iter().map(|c| c.name.clone()).collect(),
+            rows: rows_out,
+            stale,
+        })
     }
 
     /// Where the pull query `sql` reads a task's state store: the processor writing the
@@ -1320,20 +1354,40 @@ impl SqlService {
     }
 
     /// The row of `key` in a non-windowed aggregate's state store.
-    fn pull_from_state(&self, wp: &QueryPlan, key: &str) -> Result<Option<Row>, SqlError> {
+    /// With `standby_reads`, from whatever copy of the task this node has, and how stale.
+    fn pull_from_state(
+        &self,
+        wp: &QueryPlan,
+        key: &str,
+        standby_reads: bool,
+    ) -> Result<(Option<Row>, Option<Staleness>), SqlError> {
         let partitions = self.inner.engine.describe(&wp.id)?.partitions;
         let partition = partition_for_key(key.as_bytes(), partitions);
-        let Some(bytes) =
-            self.inner
+        let state_key = state_key(key.as_bytes(), 0);
+        let (value, stale) = if standby_reads {
+            let a = self
+                .inner
                 .engine
-                .query_in(&wp.id, "agg", partition, &state_key(key.as_bytes(), 0))?
-        else {
-            return Ok(None);
+                .query_stale_in(&wp.id, "agg", partition, &state_key)?;
+            let stale = Staleness {
+                lag: a.lag,
+                answered_by: a.by.as_str(),
+            };
+            (a.value, Some(stale))
+        } else {
+            let value = self
+                .inner
+                .engine
+                .query_in(&wp.id, "agg", partition, &state_key)?;
+            (value, None)
+        };
+        let Some(bytes) = value else {
+            return Ok((None, stale));
         };
         let st: GroupState =
             serde_json::from_slice(&bytes).map_err(|e| SqlError::new("internal", e.to_string()))?;
         let Body::Aggregate(a) = &wp.body else {
-            return Ok(None);
+            return Ok((None, stale));
         };
         // A pull query's instances are stopped only by their CPU limit and the node.
         let mut logic = SqlLogic::new(
@@ -1344,10 +1398,11 @@ impl SqlService {
         let values = logic
             .project_state(a, &st)
             .map_err(|e| SqlError::new("invalid_statement", e.to_string()))?;
-        Ok(values.map(|mut v| {
+        let row = values.map(|mut v| {
             v.push(Value::Null); // ROWTIME
             v
-        }))
+        });
+        Ok((row, stale))
     }
 
     /// The latest row per key (and window) from the table's topic.
@@ -1457,8 +1512,8 @@ impl SqlService {
             ));
         };
         if select.emit.is_none() {
-            let (columns, rows) = self.pull(select)?;
-            return Ok(QueryStart::Pull { columns, rows });
+            let answer = self.pull(select, validate::standby_reads(props)?)?;
+            return Ok(QueryStart::Pull(answer));
         }
         let n = self
             .inner

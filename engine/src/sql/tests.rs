@@ -199,10 +199,43 @@ fn table_aggregates_answer_pull_queries() {
             .sql
             .start_query("SELECT * FROM totals WHERE customer = 'x';", &props())
         {
-            Ok(QueryStart::Pull { rows, .. }) => {
-                rows == vec![vec![json!("x"), json!(2), json!(12.5), json!(10.0)]]
+            Ok(QueryStart::Pull(a)) => {
+                a.rows == vec![vec![json!("x"), json!(2), json!(12.5), json!(10.0)]]
+                    && a.stale.is_none()
             }
             _ => false,
         }
     });
+    // ksqlDB's standby reads: the same answer, saying what answered and how stale it is.
+    let mut standby_reads = props();
+    standby_reads.insert("ksql.query.pull.enable.standby.reads".into(), "true".into());
+    match e
+        .sql
+        .start_query("SELECT n FROM totals WHERE customer = 'x';", &standby_reads)
+    {
+        Ok(QueryStart::Pull(a)) => {
+            assert_eq!(a.rows, vec![vec![json!(2)]]);
+            let s = a.stale.expect("staleness");
+            assert_eq!((s.lag, s.answered_by), (0, "task"));
+        }
+        Ok(_) => panic!("not a pull answer"),
+        Err(err) => panic!("{err:?}"),
+    }
+    let results = e
+        .sql
+        .execute("SELECT n FROM totals WHERE customer = 'x';", &standby_reads)
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(&results[0]).unwrap()["stale"],
+        json!({"lag": 0, "answered_by": "task"})
+    );
+    standby_reads.insert(
+        "ksql.query.pull.enable.standby.reads".into(),
+        "maybe".into(),
+    );
+    let err = e
+        .sql
+        .execute("SELECT n FROM totals WHERE customer = 'x';", &standby_reads)
+        .unwrap_err();
+    assert_eq!(err.code, "invalid_statement");
 }

@@ -178,6 +178,20 @@ pub fn start_from(
     }
 }
 
+/// ksqlDB's pull-query property: whether a key look-up may be answered from a standby's
+/// (or a restoring task's) copy of the state when the task's owner cannot answer.
+pub const STANDBY_READS: &str = "ksql.query.pull.enable.standby.reads";
+
+/// The request's [`STANDBY_READS`] (`false` unless given).
+pub fn standby_reads(props: &BTreeMap<String, String>) -> Result<bool, SqlError> {
+    match props.get(STANDBY_READS).map(|v| v.to_ascii_lowercase()) {
+        None => Ok(false),
+        Some(v) if v == "true" => Ok(true),
+        Some(v) if v == "false" => Ok(false),
+        Some(v) => Err(invalid(format!("{STANDBY_READS} '{v}': use true or false"))),
+    }
+}
+
 /// The request's `commit.interval.ms`, if given.
 pub fn commit_interval(props: &BTreeMap<String, String>) -> Result<Option<u64>, SqlError> {
     props

@@ -335,6 +335,15 @@ pub fn restore_store(
         if read.next_offset <= progress.offset {
             // Nothing before `end` now: the leader answering is not the one that gave the
             // end (it exposes less until its followers fetch). Wait a little for it.
+            if short_since.is_none() {
+                tracing::debug!(
+                    topic,
+                    partition,
+                    offset = progress.offset,
+                    end,
+                    "changelog read came back short of the end it was given; waiting"
+                );
+            }
             let since = *short_since.get_or_insert_with(std::time::Instant::now);
             if since.elapsed() >= SHORT_READ_WAIT {
                 tracing::info!(
