@@ -1,7 +1,8 @@
 //! Test builds only: the broker as the engine sees it, with faults a cluster's log has —
 //! writes refused as `Unavailable` (no leader now) while [`FaultyLog::down`] is set, and
 //! reads that stop at [`FaultyLog::visible`] while offsets still say the whole partition (a
-//! leader that changed between the two and exposes less for now). It owns nothing else and
+//! leader that changed between the two and exposes less for now), or fail there
+//! ([`FaultyLog::reads_fail`]: the leader died under the read). It owns nothing else and
 //! forwards everything to the real broker.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -18,6 +19,8 @@ pub struct FaultyLog {
     pub down: AtomicBool,
     /// Reads return nothing at or past this offset.
     pub visible: AtomicI64,
+    /// Reads at or past `visible` fail with `cluster_unavailable` (the leader died) instead.
+    pub reads_fail: AtomicBool,
 }
 
 impl FaultyLog {
@@ -26,7 +29,13 @@ impl FaultyLog {
             broker,
             down: AtomicBool::new(false),
             visible: AtomicI64::new(i64::MAX),
+            reads_fail: AtomicBool::new(false),
         }
+    }
+
+    /// Reads at or past [`FaultyLog::visible`] fail rather than come back empty.
+    pub fn set_reads_fail(&self, fail: bool) {
+        self.reads_fail.store(fail, Ordering::SeqCst);
     }
 
     pub fn set_down(&self, down: bool) {
@@ -87,6 +96,9 @@ impl LogAccess for FaultyLog {
         max_bytes: usize,
     ) -> Result<LogRead, LogError> {
         let visible = self.visible.load(Ordering::SeqCst);
+        if offset >= visible && self.reads_fail.load(Ordering::SeqCst) {
+            return Err(BrokerError::ClusterUnavailable("the leader died".into()).into());
+        }
         let mut r = LogAccess::read(
             &self.broker,
             topic,

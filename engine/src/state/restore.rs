@@ -174,6 +174,10 @@ fn parse_checkpoint(v: Option<Bytes>) -> Option<i64> {
 /// after every applied chunk; `when_behind` says what a changelog that ends before its
 /// checkpoint means.
 ///
+/// A pass cut short by an error leaves the store usable: at its checkpoint, with some of
+/// the records after it applied too (replayed again next time, to the same end state), so a
+/// standby keeps answering and the next pass goes on instead of rebuilding from empty.
+///
 /// A checkpoint is only ever an offset up to which every record was applied: a changelog
 /// that cannot be read up to the end first read ([`RestoreError::ChangelogShort`]) is
 /// checkpointed where the reads stopped, never at that end (records skipped there would be
@@ -239,10 +243,10 @@ pub fn restore_task(
         outcome.checkpoints = plan.into_iter().map(|(s, _, end)| (s, end)).collect();
         return Ok(outcome);
     }
-    state.write(&StoreBatch {
-        stores: vec![],
-        meta: vec![(META_DIRTY.to_string(), Some(Bytes::from_static(b"1")))],
-    })?;
+    // No dirty flag while records are applied: they come from the changelog, so a pass cut
+    // short (a leader dying under a standby's read, a crash) leaves the store at its
+    // checkpoint plus part of what follows it, and replaying from the checkpoint again ends
+    // in the same state. Only the task's own commits (store before changelog) need the flag.
     let from_empty = outcome.from_empty;
     let mut report = |p: &RestoreProgress| {
         on_progress(&RestoreProgress {
@@ -498,6 +502,69 @@ mod tests {
             restore_task(log, &*state, "p", 1, &stores, WhenBehind::Wipe, &mut |_| {}).unwrap();
         assert!(out.from_empty);
         assert_eq!(state.get("s", b"c").unwrap(), None);
+    }
+
+    #[test]
+    fn a_pass_cut_short_by_an_error_is_resumed_not_rebuilt_from_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let broker = Broker::open(BrokerConfig::new(dir.path())).unwrap();
+        let log = crate::faulty_log::FaultyLog::new(broker);
+        log.ensure_topic(changelog_spec("p", "s", 1)).unwrap();
+        let topic = changelog_topic("p", "s");
+        let first = vec![(b("a"), Some(b("1"))), (b("b"), Some(b("2")))];
+        log.produce(&topic, to_records(&first, 0)).unwrap();
+        let backend = MemoryBackend::new();
+        let state = backend.open(&TaskId::new("p", 0)).unwrap();
+        let stores = vec!["s".to_string()];
+        restore_task(
+            &log,
+            &*state,
+            "p",
+            0,
+            &stores,
+            WhenBehind::Refuse,
+            &mut |_| {},
+        )
+        .unwrap();
+
+        // Two more records; the leader dies under the read of the second.
+        let more = vec![(b("c"), Some(b("3"))), (b("a"), Some(b("4")))];
+        log.produce(&topic, to_records(&more, 0)).unwrap();
+        log.set_visible(3);
+        log.set_reads_fail(true);
+        let e = restore_task(
+            &log,
+            &*state,
+            "p",
+            0,
+            &stores,
+            WhenBehind::Refuse,
+            &mut |_| {},
+        )
+        .unwrap_err();
+        assert!(e.retriable(), "{e:?}");
+        // What was there is still there: a standby keeps answering from it.
+        assert_eq!(state.meta(META_DIRTY).unwrap(), None);
+        assert_eq!(state.get("s", b"b").unwrap(), Some(b("2")));
+
+        // The next pass goes on from the checkpoint, not from empty, to the same end state.
+        log.set_reads_fail(false);
+        log.set_visible(i64::MAX);
+        let mut from_empty_seen = false;
+        let out = restore_task(
+            &log,
+            &*state,
+            "p",
+            0,
+            &stores,
+            WhenBehind::Refuse,
+            &mut |p| from_empty_seen |= p.from_empty,
+        )
+        .unwrap();
+        assert!(!out.from_empty && !from_empty_seen);
+        assert_eq!(out.checkpoints["s"], 4);
+        assert_eq!(state.get("s", b"a").unwrap(), Some(b("4")));
+        assert_eq!(state.get("s", b"c").unwrap(), Some(b("3")));
     }
 
     #[test]
