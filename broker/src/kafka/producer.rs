@@ -204,6 +204,11 @@ impl PartitionProducers {
         self.open.values().min().copied()
     }
 
+    /// The producers with an open transaction here.
+    pub fn open_producers(&self) -> Vec<i64> {
+        self.open.keys().copied().collect()
+    }
+
     /// Whether `producer_id` has an open transaction on this partition.
     pub fn is_open(&self, producer_id: i64) -> bool {
         self.open.contains_key(&producer_id)

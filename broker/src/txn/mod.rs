@@ -38,7 +38,10 @@
 //!    never be followed by a stray batch of the transaction it closed.
 //! 5. **Recovery.** At start-up the latest state of every id is read back; PrepareCommit /
 //!    PrepareAbort are completed (markers written again: a second marker for a closed
-//!    transaction changes nothing), Ongoing ones are aborted with a bumped epoch.
+//!    transaction changes nothing), Ongoing ones are aborted with a bumped epoch. A
+//!    partition that still shows a transaction open that is not in flight here (a marker
+//!    lost with unsynced writes) gets the marker of how it ended when a read_committed
+//!    reader finds it ([`TxnCoordinator::close_stale`]).
 //!
 //! Lock order: this coordinator's lock, then a partition's producer-state lock.
 
@@ -372,7 +375,7 @@ impl TxnCoordinator {
     /// its offsets (commit only), then CompleteCommit/CompleteAbort (durable).
     fn complete(&self, inner: &mut Inner, id: &str, mut m: TxnMeta, marker: Marker) -> Result<()> {
         for (topic, partition) in &m.partitions {
-            self.write_marker(topic, *partition, m.producer_id, m.epoch, marker)?;
+            self.write_marker(topic, *partition, m.producer_id, m.epoch, marker, false)?;
         }
         if marker == Marker::Commit {
             let mut by_group: BTreeMap<&str, Vec<(String, i32, CommittedOffset)>> = BTreeMap::new();
@@ -405,7 +408,8 @@ impl TxnCoordinator {
     }
 
     /// Appends one marker to a partition and closes the producer's transaction there
-    /// (under the partition's producer-state lock). A deleted topic has nothing to close.
+    /// (under the partition's producer-state lock; with `only_if_open`, only if the
+    /// partition still shows it open). A deleted topic has nothing to close.
     fn write_marker(
         &self,
         topic: &str,
@@ -413,10 +417,14 @@ impl TxnCoordinator {
         producer_id: i64,
         epoch: i16,
         marker: Marker,
+        only_if_open: bool,
     ) -> Result<()> {
         let state = self.producers.partition(topic, partition);
         let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
         producer::load(&self.broker, topic, partition, &mut state);
+        if only_if_open && !state.is_open(producer_id) {
+            return Ok(());
+        }
         let b = batch::control_batch(producer_id, epoch, marker, COORDINATOR_EPOCH, now_ms())?;
         match self.broker.append_owned(topic, partition, &b) {
             Ok((offset, _)) => {
@@ -663,6 +671,54 @@ impl TxnCoordinator {
             }
         }
         Ok(Verified(inner))
+    }
+
+    /// Closes the transactions a partition's state shows open (`open`: their producer ids)
+    /// that this coordinator does not have in flight there, by writing the marker of how
+    /// they ended: their transactional id's CompleteCommit or CompleteAbort, an abort for a
+    /// producer id it does not know or a transactional id since reset to Empty. Only a lost
+    /// marker (a crash losing unsynced writes) leaves such a transaction; without this, the
+    /// partition's last stable offset would never move again. Skipped while the coordinator
+    /// is busy (the next read tries again). Returns whether the partition may have changed.
+    pub fn close_stale(&self, topic: &str, partition: i32, open: &[i64]) -> bool {
+        let Ok(inner) = self.inner.try_lock() else {
+            return false;
+        };
+        if !inner.loaded {
+            return false;
+        }
+        let mut wrote = false;
+        for pid in open {
+            let meta = inner.by_pid.get(pid).and_then(|id| inner.txns.get(id));
+            let (epoch, marker) = match meta {
+                Some(m)
+                    if matches!(
+                        m.status,
+                        TxnStatus::Ongoing | TxnStatus::PrepareCommit | TxnStatus::PrepareAbort
+                    ) && m.partitions.contains(&(topic.to_string(), partition)) =>
+                {
+                    continue;
+                }
+                Some(m) if m.status == TxnStatus::CompleteCommit => (m.epoch, Marker::Commit),
+                Some(m) => (m.epoch, Marker::Abort),
+                None => (0, Marker::Abort),
+            };
+            tracing::warn!(
+                topic,
+                partition,
+                producer_id = pid,
+                ?marker,
+                "closing a transaction left open without its marker"
+            );
+            // Only if still open: an EndTxn may have closed it since the caller looked.
+            match self.write_marker(topic, partition, *pid, epoch, marker, true) {
+                Ok(()) => wrote = true,
+                Err(e) => {
+                    tracing::warn!(topic, partition, error = %e, "could not close a stale transaction")
+                }
+            }
+        }
+        wrote
     }
 
     /// Every transactional id with its state (DescribeTransactions, ListTransactions).

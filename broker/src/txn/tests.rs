@@ -296,3 +296,38 @@ fn the_epoch_wraps_to_a_new_producer_id() {
         Err(TxnError::InvalidProducerIdMapping)
     ));
 }
+
+#[test]
+fn a_transaction_left_open_without_its_marker_is_closed_as_it_ended() {
+    let n = node();
+    let (pid, e) = n.txn.init("a", 60_000, None, &fresh).unwrap();
+    n.txn.add_partitions("a", pid, e, &[tp(0)]).unwrap();
+    // In flight: left alone.
+    {
+        let s = n.producers.partition("t", 0);
+        let mut s = s.lock().unwrap();
+        producer::load(&n.broker, "t", 0, &mut s);
+        s.begin_txn(pid, 0);
+        s.begin_txn(424_242, 0); // a producer id nobody knows
+    }
+    assert!(n.txn.close_stale("t", 0, &[pid, 424_242]));
+    {
+        let s = n.producers.partition("t", 0);
+        let s = s.lock().unwrap();
+        assert_eq!(s.open_producers(), vec![pid]);
+    }
+    assert_eq!(markers(&n.broker, 0), vec![(424_242, 0, Marker::Abort)]);
+    assert!(!n.txn.close_stale("t", 0, &[pid]));
+    // Committed, but its marker lost: the commit marker is written again.
+    n.txn.end("a", pid, e, true).unwrap();
+    {
+        let s = n.producers.partition("t", 0);
+        let mut s = s.lock().unwrap();
+        s.begin_txn(pid, 5);
+    }
+    assert!(n.txn.close_stale("t", 0, &[pid]));
+    let m = markers(&n.broker, 0);
+    assert_eq!(m.last(), Some(&(pid, e, Marker::Commit)));
+    let s = n.producers.partition("t", 0);
+    assert_eq!(s.lock().unwrap().first_unstable_offset(), None);
+}

@@ -8,7 +8,8 @@
 //! `isolation_level=read_committed` (1) reads below the partition's last stable offset only
 //! (the first offset of its oldest open transaction, `kafka::producer`) and lists the
 //! aborted transactions the returned batches overlap, so the client drops their records;
-//! markers are returned as stored (clients skip control batches).
+//! markers are returned as stored (clients skip control batches). An open transaction the
+//! coordinator no longer has in flight is closed first (`TxnCoordinator::close_stale`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -149,10 +150,22 @@ fn read_all(
                         }
                     };
                     let lso = if committed {
-                        let state = ctx.producers.partition(topic, *partition);
-                        let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
-                        producer::load(&ctx.broker, topic, *partition, &mut state);
-                        state.first_unstable_offset().map_or(end, |o| o.min(end))
+                        let unstable = |ctx: &Ctx| {
+                            let state = ctx.producers.partition(topic, *partition);
+                            let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+                            producer::load(&ctx.broker, topic, *partition, &mut state);
+                            (state.first_unstable_offset(), state.open_producers())
+                        };
+                        let (mut first, open) = unstable(ctx);
+                        // An open transaction the coordinator no longer has in flight (its
+                        // marker was lost) is closed here so the LSO cannot stay stuck.
+                        if first.is_some()
+                            && let Some(txn) = &ctx.txn
+                            && txn.close_stale(topic, *partition, &open)
+                        {
+                            first = unstable(ctx).0;
+                        }
+                        first.map_or(end, |o| o.min(end))
                     } else {
                         end
                     };
