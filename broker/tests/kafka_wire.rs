@@ -791,6 +791,74 @@ mod auth {
     }
 
     #[tokio::test]
+    async fn writers_run_transactions_and_readers_are_refused() {
+        use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+        use kafka_protocol::messages::{
+            AddPartitionsToTxnRequest, EndTxnRequest, ProducerId, TransactionalId,
+        };
+        let (node, _store, _dir) = node().await;
+        let tid = TransactionalId(StrBytes::from_static_str("auth-txn"));
+        let init = RequestKind::InitProducerId(
+            InitProducerIdRequest::default()
+                .with_transactional_id(Some(tid.clone()))
+                .with_transaction_timeout_ms(60_000)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+        );
+        let add = |pid: i64, epoch: i16| {
+            RequestKind::AddPartitionsToTxn(
+                AddPartitionsToTxnRequest::default()
+                    .with_v3_and_below_transactional_id(tid.clone())
+                    .with_v3_and_below_producer_id(ProducerId(pid))
+                    .with_v3_and_below_producer_epoch(epoch)
+                    .with_v3_and_below_topics(vec![
+                        AddPartitionsToTxnTopic::default()
+                            .with_name(TopicName(StrBytes::from_static_str("payments")))
+                            .with_partitions(vec![0]),
+                    ]),
+            )
+        };
+        let code = |r: ResponseKind| match r {
+            ResponseKind::AddPartitionsToTxn(r) => {
+                r.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code
+            }
+            ResponseKind::EndTxn(r) => r.error_code,
+            ResponseKind::InitProducerId(r) => r.error_code,
+            r => panic!("{r:?}"),
+        };
+        let mut w = Client::connect(&node).await;
+        assert_eq!(login(&mut w, "PLAIN", "wally", "wally-pw").await, 0);
+        let ResponseKind::InitProducerId(i) = w.call(ApiKey::InitProducerId, 4, init.clone()).await
+        else {
+            panic!()
+        };
+        assert_eq!(i.error_code, 0);
+        let (pid, epoch) = (i.producer_id.0, i.producer_epoch);
+        assert_eq!(
+            code(w.call(ApiKey::AddPartitionsToTxn, 3, add(pid, epoch)).await),
+            0
+        );
+        let end = RequestKind::EndTxn(
+            EndTxnRequest::default()
+                .with_transactional_id(tid.clone())
+                .with_producer_id(ProducerId(pid))
+                .with_producer_epoch(epoch)
+                .with_committed(true),
+        );
+        assert_eq!(code(w.call(ApiKey::EndTxn, 1, end.clone()).await), 0);
+        // A reader may neither start nor touch a transaction.
+        let mut r = Client::connect(&node).await;
+        assert_eq!(login(&mut r, "PLAIN", "rita", "rita-pw").await, 0);
+        assert_eq!(code(r.call(ApiKey::InitProducerId, 4, init).await), 31);
+        assert_eq!(
+            code(r.call(ApiKey::AddPartitionsToTxn, 3, add(pid, epoch)).await),
+            53
+        );
+        assert_eq!(code(r.call(ApiKey::EndTxn, 1, end).await), 53);
+        node.stop().await;
+    }
+
+    #[tokio::test]
     async fn roles_and_acls_decide_per_topic() {
         let (node, _store, _dir) = node().await;
         let mut w = Client::connect(&node).await;

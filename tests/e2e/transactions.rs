@@ -2,7 +2,7 @@
 //! --kafka`: commit and abort seen through read_committed and read_uncommitted consumers,
 //! consume-transform-produce with `send_offsets_to_transaction`, a zombie fenced by a second
 //! producer with the same transactional id, a SIGKILL of the server in the middle of a
-//! transaction, and a cluster refusing transactional ids at once instead of hanging. The
+//! transaction, a transaction aborted by its timeout, and a cluster refusing transactional ids at once instead of hanging. The
 //! client side is `tests/kafka/confluent_transactions.py`.
 
 use std::time::Duration;
@@ -128,6 +128,29 @@ fn a_transaction_in_flight_at_a_sigkill_is_aborted_after_the_restart() {
         "before-",
     ]);
     assert_eq!(r["read_committed"], json!(200));
+}
+
+#[test]
+fn a_transaction_past_its_timeout_is_aborted_and_its_producer_fenced() {
+    let (server, kafka) = start();
+    server.create_topic(json!({"name": "slow", "partitions": 2}));
+    let s = txn(&[
+        "timeout",
+        "--bootstrap",
+        &kafka,
+        "--topic",
+        "slow",
+        "--num",
+        "20",
+    ]);
+    assert_eq!(s["commit_error"]["fatal"], json!(true), "{s}");
+    assert!(
+        s["commit_error"]["name"]
+            .as_str()
+            .unwrap()
+            .contains("FENCED"),
+        "{s}"
+    );
 }
 
 #[test]

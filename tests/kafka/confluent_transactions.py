@@ -14,6 +14,7 @@ modes:
   fence         two producers with one transactional.id: the second fences the first
   begin         opens a transaction, produces --num records, flushes and exits without
                 ending it (the test then kills the server)
+  timeout       a transaction left open past its timeout is aborted and its producer fenced
   refused       (a cluster) init_transactions must fail fast, not hang
   read          a read_committed consumer reads the topic to the end (--expect records,
                 with values starting with --prefix only), then a new producer with
@@ -251,6 +252,32 @@ def mode_read(a):
     print(json.dumps({"ok": True, "read_committed": len(values), "seconds": round(took, 2)}))
 
 
+def mode_timeout(a):
+    """A transaction left open past its transaction.timeout.ms is aborted by the
+    coordinator: read_committed consumers are not held up, and the producer is fenced."""
+    p = producer(a, a.txn_id, **{"transaction.timeout.ms": 2000, "message.timeout.ms": 2000})
+    p.init_transactions(30)
+    p.begin_transaction()
+    for i in range(a.num):
+        p.produce(a.topic, value=f"stalled-{i}".encode())
+    p.flush(30)
+    time.sleep(4)  # past the timeout; the coordinator checks every second
+    got, eof = consume_all(a, a.topic, "read_committed", timeout=20)
+    if not eof or got:
+        fail("read_committed saw the timed-out transaction or did not reach the end",
+             count=len(got), eof=eof)
+    error = None
+    try:
+        p.commit_transaction(10)
+    except KafkaException as e:
+        err = e.args[0]
+        error = {"name": err.name(), "fatal": err.fatal(),
+                 "abortable": err.txn_requires_abort(), "str": err.str()}
+    if error is None:
+        fail("the timed-out transaction committed")
+    print(json.dumps({"ok": True, "commit_error": error}))
+
+
 def mode_refused(a):
     """A cluster does not serve transactions: init_transactions fails at once, fatally."""
     p = producer(a, a.txn_id)
@@ -279,7 +306,8 @@ def main():
     ap.add_argument("--prefix", default="")
     a = ap.parse_args()
     modes = {"commit-abort": mode_commit_abort, "ctp": mode_ctp, "fence": mode_fence,
-             "begin": mode_begin, "read": mode_read, "refused": mode_refused}
+             "begin": mode_begin, "read": mode_read, "refused": mode_refused,
+             "timeout": mode_timeout}
     if a.mode not in modes:
         fail(f"unknown mode {a.mode}")
     try:
