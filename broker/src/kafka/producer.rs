@@ -25,10 +25,16 @@
 //!    end of the log: a read_committed reader never reads at or past it.
 //! 3. After a restart the state is rebuilt from the same log tail as sequence numbers
 //!    ([`load`]): data batches and markers replayed in offset order give back the open
-//!    transactions and the aborted index of that tail. An aborted transaction whose marker
-//!    is older than the tail is not in the index after a restart (the tail is 64 MiB of
-//!    the partition's newest segments).
-//! 4. The aborted index keeps at most [`MAX_ABORTED`] entries per partition (the oldest go).
+//!    transactions and the aborted transactions of that tail (64 MiB of the partition's
+//!    newest segments).
+//! 4. Aborted transactions older than that tail come from the partition's aborted-index
+//!    file (`<data dir>/transactions/aborted/<topic>/<partition>.idx`, 24 bytes per entry:
+//!    producer id, first offset, marker offset), which every abort marker the coordinator
+//!    writes appends to. It is not synced on its own: an entry lost with unsynced writes is
+//!    one of the newest, which the tail replay gives back. An entry of a deleted and
+//!    recreated topic names a producer id the new topic's batches do not carry (ids are
+//!    not reused), so it hides nothing.
+//! 5. The aborted index keeps at most [`MAX_ABORTED`] entries per partition (the oldest go).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -144,6 +150,9 @@ pub struct PartitionProducers {
     open: HashMap<i64, i64>,
     /// Aborted transactions, by marker offset.
     aborted: VecDeque<AbortedTxn>,
+    /// The last marker offset read from the aborted-index file at load: a replayed abort
+    /// at or below it is already in `aborted`.
+    indexed_upto: i64,
     /// Whether the state of the log's tail has been replayed into it.
     loaded: bool,
     /// The leader epoch it was replayed at (`None`: a local topic). A replica that leads
@@ -172,6 +181,7 @@ impl PartitionProducers {
         self.producers.clear();
         self.open.clear();
         self.aborted.clear();
+        self.indexed_upto = -1;
         self.loaded = false;
     }
 
@@ -183,20 +193,31 @@ impl PartitionProducers {
 
     /// A marker of `producer_id` was appended at `marker_offset`: closes its open
     /// transaction (a marker without one, e.g. rewritten after a restart, changes nothing).
-    pub fn complete(&mut self, producer_id: i64, marker: crate::batch::Marker, marker_offset: i64) {
-        let Some(first_offset) = self.open.remove(&producer_id) else {
-            return;
-        };
-        if marker == crate::batch::Marker::Abort {
-            if self.aborted.len() >= MAX_ABORTED {
-                self.aborted.pop_front();
-            }
-            self.aborted.push_back(AbortedTxn {
-                producer_id,
-                first_offset,
-                last_offset: marker_offset,
-            });
+    /// Returns the aborted transaction an abort marker recorded.
+    pub fn complete(
+        &mut self,
+        producer_id: i64,
+        marker: crate::batch::Marker,
+        marker_offset: i64,
+    ) -> Option<AbortedTxn> {
+        let first_offset = self.open.remove(&producer_id)?;
+        if marker != crate::batch::Marker::Abort || marker_offset <= self.indexed_upto {
+            return None;
         }
+        let a = AbortedTxn {
+            producer_id,
+            first_offset,
+            last_offset: marker_offset,
+        };
+        self.push_aborted(a);
+        Some(a)
+    }
+
+    fn push_aborted(&mut self, a: AbortedTxn) {
+        if self.aborted.len() >= MAX_ABORTED {
+            self.aborted.pop_front();
+        }
+        self.aborted.push_back(a);
     }
 
     /// The first offset of the oldest open transaction, if any (the last stable offset).
@@ -228,7 +249,7 @@ impl PartitionProducers {
     fn replay(&mut self, h: &crate::batch::BatchHeader, bytes: &[u8]) {
         if h.is_control() {
             if let Some(m) = crate::batch::marker_of(bytes) {
-                self.complete(h.producer_id, m, h.base_offset);
+                let _ = self.complete(h.producer_id, m, h.base_offset);
             }
             return;
         }
@@ -321,6 +342,79 @@ impl PartitionProducers {
 /// producer state after a restart: enough for the batches a producer may retry.
 const PRODUCER_STATE_LOG_BYTES: u64 = 64 << 20;
 
+const ABORTED_ENTRY: usize = 24;
+
+/// The aborted-index file of a partition (module docs, invariant 4).
+fn aborted_index_path(broker: &crate::Broker, topic: &str, partition: i32) -> std::path::PathBuf {
+    broker
+        .config()
+        .data_dir
+        .join("transactions")
+        .join("aborted")
+        .join(topic)
+        .join(format!("{partition}.idx"))
+}
+
+/// Appends one aborted transaction to the partition's aborted-index file (not synced).
+pub fn index_aborted(
+    broker: &crate::Broker,
+    topic: &str,
+    partition: i32,
+    a: &AbortedTxn,
+) -> Result<(), BrokerError> {
+    use std::io::Write;
+    let path = aborted_index_path(broker, topic, partition);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| BrokerError::io(dir, e))?;
+    }
+    let mut entry = [0u8; ABORTED_ENTRY];
+    entry[..8].copy_from_slice(&a.producer_id.to_be_bytes());
+    entry[8..16].copy_from_slice(&a.first_offset.to_be_bytes());
+    entry[16..].copy_from_slice(&a.last_offset.to_be_bytes());
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(&entry))
+        .map_err(|e| BrokerError::io(&path, e))
+}
+
+/// Reads the partition's aborted-index file into `state` (a torn last entry is ignored).
+fn read_aborted_index(
+    broker: &crate::Broker,
+    topic: &str,
+    partition: i32,
+    state: &mut PartitionProducers,
+) {
+    let path = aborted_index_path(broker, topic, partition);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = %e, "cannot read an aborted-transaction index");
+            return;
+        }
+    };
+    let entries = bytes.len() / ABORTED_ENTRY;
+    let skip = entries.saturating_sub(MAX_ABORTED);
+    let be = |b: &[u8]| {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        i64::from_be_bytes(a)
+    };
+    for e in bytes.chunks_exact(ABORTED_ENTRY).skip(skip) {
+        let a = AbortedTxn {
+            producer_id: be(&e[..8]),
+            first_offset: be(&e[8..16]),
+            last_offset: be(&e[16..]),
+        };
+        if a.last_offset > state.indexed_upto {
+            state.indexed_upto = a.last_offset;
+            state.push_aborted(a);
+        }
+    }
+}
+
 /// Replays the batches at the tail of the partition's log into `state` unless it was loaded
 /// at the partition's current leader epoch (once per partition after a start). A log that
 /// cannot be read leaves the state as it is, with a warning: producers are then accepted at
@@ -331,6 +425,7 @@ pub fn load(broker: &crate::Broker, topic: &str, partition: i32, state: &mut Par
         return;
     }
     state.reset();
+    read_aborted_index(broker, topic, partition, state);
     let started = std::time::Instant::now();
     let mut batches = 0u64;
     let result =
@@ -465,6 +560,47 @@ mod tests {
         q.replay(&mh, m.bytes());
         assert_eq!(q.first_unstable_offset(), None);
         assert_eq!(q.aborted_between(0, 10).len(), 1);
+    }
+
+    #[test]
+    fn aborted_transactions_older_than_the_replayed_tail_come_from_the_index_file() {
+        use crate::batch::Marker;
+        let dir = tempfile::tempdir().unwrap();
+        let b = crate::Broker::open(crate::BrokerConfig::new(dir.path())).unwrap();
+        b.create_topic(crate::TopicSpec::new("t", 1)).unwrap();
+        let old = AbortedTxn {
+            producer_id: 9,
+            first_offset: 3,
+            last_offset: 7,
+        };
+        index_aborted(&b, "t", 0, &old).unwrap();
+        // A marker in the replayed tail that is also in the index is not listed twice.
+        let m = crate::batch::control_batch(9, 0, Marker::Abort, 0, 0).unwrap();
+        let mut data = *m.header();
+        data.attributes = crate::batch::TRANSACTIONAL_FLAG;
+        let mut p = PartitionProducers::default();
+        load(&b, "t", 0, &mut p);
+        assert_eq!(p.aborted_between(0, 100), vec![old]);
+        data.base_offset = 5;
+        p.replay(&data, &[]);
+        let mut mh = *m.header();
+        mh.base_offset = 7;
+        p.replay(&mh, m.bytes());
+        assert_eq!(p.aborted_between(0, 100), vec![old]);
+        // A newer abort is recorded.
+        data.base_offset = 8;
+        p.replay(&data, &[]);
+        mh.base_offset = 9;
+        p.replay(&mh, m.bytes());
+        assert_eq!(p.aborted_between(8, 9).len(), 1);
+        // A torn entry at the end of the file is ignored.
+        let path = aborted_index_path(&b, "t", 0);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.extend_from_slice(&[1, 2, 3]);
+        std::fs::write(&path, bytes).unwrap();
+        let mut q = PartitionProducers::default();
+        load(&b, "t", 0, &mut q);
+        assert_eq!(q.aborted_between(0, 100), vec![old]);
     }
 
     #[test]

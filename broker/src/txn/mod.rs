@@ -428,7 +428,13 @@ impl TxnCoordinator {
         let b = batch::control_batch(producer_id, epoch, marker, COORDINATOR_EPOCH, now_ms())?;
         match self.broker.append_owned(topic, partition, &b) {
             Ok((offset, _)) => {
-                state.complete(producer_id, marker, offset);
+                if let Some(a) = state.complete(producer_id, marker, offset)
+                    && let Err(e) = producer::index_aborted(&self.broker, topic, partition, &a)
+                {
+                    // Only reads of this part of the log after a restart older than the
+                    // replayed tail miss it (see `kafka::producer`).
+                    tracing::warn!(topic, partition, error = %e, "could not index an aborted transaction");
+                }
                 Ok(())
             }
             Err(BrokerError::UnknownTopic(_) | BrokerError::UnknownPartition { .. }) => {
