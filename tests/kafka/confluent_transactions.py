@@ -15,6 +15,8 @@ modes:
   begin         opens a transaction, produces --num records, flushes and exits without
                 ending it (the test then kills the server)
   timeout       a transaction left open past its timeout is aborted and its producer fenced
+  commit-kill   one record per partition, commit, and SIGKILL of --kill-pid after --delay-ms
+  atomic        read_committed sees that transaction (--prefix) in all --expect partitions or none
   refused       (a cluster) init_transactions must fail fast, not hang
   read          a read_committed consumer reads the topic to the end (--expect records,
                 with values starting with --prefix only), then a new producer with
@@ -278,6 +280,52 @@ def mode_timeout(a):
     print(json.dumps({"ok": True, "commit_error": error}))
 
 
+def mode_commit_kill(a):
+    """One record per partition in a transaction, then commit_transaction while the server
+    (--kill-pid) gets SIGKILL after --delay-ms: wherever the kill lands, the transaction must
+    come back all committed or all aborted."""
+    import os
+    import signal
+    import threading
+    p = producer(a, a.txn_id, **{"transaction.timeout.ms": 10000})
+    p.init_transactions(30)
+    md = p.list_topics(a.topic, timeout=10)
+    parts = sorted(md.topics[a.topic].partitions.keys())
+    p.begin_transaction()
+    for part in parts:
+        p.produce(a.topic, value=f"{a.prefix}{part}".encode(), partition=part)
+    p.flush(30)
+    result = {}
+
+    def commit():
+        try:
+            p.commit_transaction(5)
+            result["committed"] = True
+        except KafkaException as e:
+            result["error"] = e.args[0].str()
+
+    t = threading.Thread(target=commit, daemon=True)
+    t.start()
+    time.sleep(a.delay_ms / 1000.0)
+    os.kill(a.kill_pid, signal.SIGKILL)
+    t.join(10)
+    print(json.dumps({"ok": True, "partitions": len(parts), "client": result}))
+    sys.stdout.flush()
+    os._exit(0)
+
+
+def mode_atomic(a):
+    """After a kill during commit: read_committed reaches the end and sees the transaction's
+    records in every partition or in none."""
+    got, eof = consume_all(a, a.topic, "read_committed", timeout=30)
+    if not eof:
+        fail("read_committed did not reach the end", count=len(got))
+    mine = [v for _, _, v in got if v.startswith(a.prefix)]
+    if len(mine) not in (0, a.expect):
+        fail("the transaction is half visible", visible=len(mine), partitions=a.expect)
+    print(json.dumps({"ok": True, "visible": len(mine), "committed": len(mine) == a.expect}))
+
+
 def mode_refused(a):
     """A cluster does not serve transactions: init_transactions fails at once, fatally."""
     p = producer(a, a.txn_id)
@@ -304,10 +352,13 @@ def main():
     ap.add_argument("--num", type=int, default=100)
     ap.add_argument("--expect", type=int, default=0)
     ap.add_argument("--prefix", default="")
+    ap.add_argument("--kill-pid", type=int, default=0)
+    ap.add_argument("--delay-ms", type=int, default=0)
     a = ap.parse_args()
     modes = {"commit-abort": mode_commit_abort, "ctp": mode_ctp, "fence": mode_fence,
              "begin": mode_begin, "read": mode_read, "refused": mode_refused,
-             "timeout": mode_timeout}
+             "timeout": mode_timeout,
+             "commit-kill": mode_commit_kill, "atomic": mode_atomic}
     if a.mode not in modes:
         fail(f"unknown mode {a.mode}")
     try:
