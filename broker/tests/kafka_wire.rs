@@ -1071,6 +1071,31 @@ async fn a_transaction_on_the_wire_bounds_read_committed_and_lists_its_abort() {
     assert!(aborted.is_empty() && bytes > 0);
     let (_, _, _, bytes) = fetched(c.call(ApiKey::Fetch, 11, read_committed("tw", 1)).await);
     assert_eq!(bytes, 0, "nothing at or past the LSO");
+    // ListOffsets latest: the LSO under read_committed, the log end otherwise.
+    for (isolation, want) in [(1i8, 1i64), (0, 4)] {
+        let req = ListOffsetsRequest::default()
+            .with_replica_id((-1).into())
+            .with_isolation_level(isolation)
+            .with_topics(vec![
+                ListOffsetsTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str("tw")))
+                    .with_partitions(vec![
+                        ListOffsetsPartition::default()
+                            .with_partition_index(0)
+                            .with_timestamp(-1),
+                    ]),
+            ]);
+        let ResponseKind::ListOffsets(r) = c
+            .call(ApiKey::ListOffsets, 5, RequestKind::ListOffsets(req))
+            .await
+        else {
+            panic!()
+        };
+        assert_eq!(
+            r.topics[0].partitions[0].offset, want,
+            "isolation {isolation}"
+        );
+    }
     // Describe and list it while it is open.
     let ResponseKind::DescribeTransactions(d) = c
         .call(
