@@ -68,6 +68,9 @@ pub const MAX_TXN_PARTITIONS: usize = 10_000;
 pub const MAX_TXN_OFFSETS: usize = 100_000;
 /// Transactional ids one node keeps.
 pub const MAX_TRANSACTIONAL_IDS: usize = 100_000;
+/// A transactional id with no transaction in flight is forgotten after this long without a
+/// request (Kafka's `transactional.id.expiration.ms` default, 7 days).
+pub const TXN_ID_EXPIRATION_MS: i64 = 7 * 24 * 3600 * 1000;
 /// The coordinator epoch written in markers (one node: always this).
 const COORDINATOR_EPOCH: i32 = 0;
 
@@ -616,8 +619,8 @@ impl TxnCoordinator {
     }
 
     /// Aborts every Ongoing transaction older than its timeout (bumping the epoch, which
-    /// fences its producer, as Kafka does) and retries completing prepared ones whose
-    /// markers failed. Call it periodically.
+    /// fences its producer, as Kafka does), retries completing prepared ones whose markers
+    /// failed, and forgets ids idle for [`TXN_ID_EXPIRATION_MS`]. Call it periodically.
     pub fn tick(&self, fresh_id: &dyn Fn() -> i64) {
         let mut inner = self.lock();
         if !inner.loaded {
@@ -640,6 +643,42 @@ impl TxnCoordinator {
                 tracing::warn!(transactional_id = %id, error = %e, "could not end a transaction; retrying");
             }
         }
+        let expired: Vec<String> = inner
+            .txns
+            .iter()
+            .filter(|(_, m)| {
+                !matches!(
+                    m.status,
+                    TxnStatus::Ongoing | TxnStatus::PrepareCommit | TxnStatus::PrepareAbort
+                ) && m.update_ms.saturating_add(TXN_ID_EXPIRATION_MS) <= now
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in expired {
+            if let Err(e) = self.forget(&mut inner, &id) {
+                tracing::warn!(transactional_id = %id, error = %e, "could not expire a transactional id; retrying");
+            }
+        }
+    }
+
+    /// Forgets an idle transactional id: a tombstone in [`TXN_STATE_TOPIC`] (durable), then
+    /// out of memory. Its next InitProducerId starts it afresh with a new producer id.
+    fn forget(&self, inner: &mut Inner, id: &str) -> Result<()> {
+        self.broker.produce_owned(
+            TXN_STATE_TOPIC,
+            vec![ProduceRecord {
+                key: Some(log::encode_key(id)),
+                value: None,
+                headers: Vec::new(),
+                timestamp: Some(now_ms()),
+                partition: Some(0),
+            }],
+        )?;
+        if let Some(m) = inner.txns.remove(id) {
+            inner.by_pid.remove(&m.producer_id);
+        }
+        tracing::info!(transactional_id = %id, "expired an idle transactional id");
+        Ok(())
     }
 
     /// KIP-890 part 1 for the transactional batches of one Produce partition, given as

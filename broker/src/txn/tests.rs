@@ -331,3 +331,37 @@ fn a_transaction_left_open_without_its_marker_is_closed_as_it_ended() {
     let s = n.producers.partition("t", 0);
     assert_eq!(s.lock().unwrap().first_unstable_offset(), None);
 }
+
+#[test]
+fn an_idle_transactional_id_expires_and_stays_forgotten_after_a_restart() {
+    let n = node();
+    let (pid, e) = n.txn.init("idle", 60_000, None, &fresh).unwrap();
+    n.txn.init("busy", 60_000, None, &fresh).unwrap();
+    {
+        let mut inner = n.txn.lock();
+        for id in ["idle", "busy"] {
+            if let Some(m) = inner.txns.get_mut(id) {
+                m.update_ms = 0;
+            }
+        }
+        let busy = inner.txns.get_mut("busy").unwrap();
+        busy.status = TxnStatus::Ongoing;
+        busy.start_ms = now_ms();
+    }
+    n.txn.tick(&fresh);
+    let ids: Vec<String> = n.txn.all().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(
+        ids,
+        vec!["busy".to_string()],
+        "an id in a transaction is kept"
+    );
+    assert!(matches!(
+        n.txn.add_partitions("idle", pid, e, &[tp(0)]),
+        Err(TxnError::InvalidProducerIdMapping)
+    ));
+    let n = restart(n);
+    assert!(n.txn.all().iter().all(|(k, _)| k != "idle"));
+    let (pid2, e2) = n.txn.init("idle", 60_000, None, &fresh).unwrap();
+    assert_ne!(pid2, pid);
+    assert_eq!(e2, 0);
+}
