@@ -766,7 +766,12 @@ impl TxnCoordinator {
         wrote
     }
 
-    /// Every transactional id with its state (DescribeTransactions, ListTransactions).
+    /// The state of one transactional id (DescribeTransactions).
+    pub fn get(&self, id: &str) -> Option<TxnMeta> {
+        self.lock().txns.get(id).cloned()
+    }
+
+    /// Every transactional id with its state (ListTransactions).
     pub fn all(&self) -> Vec<(String, TxnMeta)> {
         let inner = self.lock();
         let mut v: Vec<_> = inner

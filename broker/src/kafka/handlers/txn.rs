@@ -5,6 +5,7 @@
 //! threads. On a cluster (no coordinator) every request is answered
 //! `TRANSACTIONAL_ID_AUTHORIZATION_FAILED`, which clients treat as fatal rather than retry.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use kafka_protocol::ResponseError;
@@ -67,6 +68,9 @@ async fn with_txn<T: Send + 'static>(
     Some(blocking(move || f(&txn)).await.map_err(TxnError::Broker))
 }
 
+/// The error code of each partition of an AddPartitionsToTxn answer.
+type CodeOf = Box<dyn Fn(&TopicName, i32) -> i16 + Send>;
+
 /// AddPartitionsToTxn v0–v3. `writable` says which topics the user may write (`--auth`).
 pub async fn add_partitions(
     ctx: &Arc<Ctx>,
@@ -110,25 +114,21 @@ pub async fn add_partitions(
             refused.extend(t.partitions.iter().map(|p| (t.name.clone(), *p, code)));
         }
     }
-    let results: Vec<(TopicName, i32, i16)> = if !refused.is_empty() {
+    // One code per partition, answered per topic in request order (linear in the request:
+    // its size is the client's).
+    let code_of: CodeOf = if !refused.is_empty() {
         // Kafka adds none of them then: the others are OPERATION_NOT_ATTEMPTED.
-        let mut all = refused;
-        for t in &req.v3_and_below_topics {
-            for p in &t.partitions {
-                if !all.iter().any(|(n, q, _)| n == &t.name && q == p) {
-                    all.push((
-                        t.name.clone(),
-                        *p,
-                        ResponseError::OperationNotAttempted.code(),
-                    ));
-                }
-            }
-        }
-        all
+        let refused: HashMap<(TopicName, i32), i16> =
+            refused.into_iter().map(|(t, p, c)| ((t, p), c)).collect();
+        Box::new(move |t, p| {
+            refused
+                .get(&(t.clone(), p))
+                .copied()
+                .unwrap_or(ResponseError::OperationNotAttempted.code())
+        })
     } else {
         let id2 = id.clone();
-        let w = wanted.clone();
-        let code = match with_txn(ctx, move |c| c.add_partitions(&id2, pid, epoch, &w)).await {
+        let code = match with_txn(ctx, move |c| c.add_partitions(&id2, pid, epoch, &wanted)).await {
             None => NOT_SERVED,
             Some(Ok(Ok(()))) => 0,
             Some(Ok(Err(e)) | Err(e)) => {
@@ -136,25 +136,26 @@ pub async fn add_partitions(
                 txn_error_code(&e, version, 2)
             }
         };
-        req.v3_and_below_topics
-            .iter()
-            .flat_map(|t| t.partitions.iter().map(|p| (t.name.clone(), *p, code)))
-            .collect()
+        Box::new(move |_, _| code)
     };
-    let mut topics: Vec<AddPartitionsToTxnTopicResult> = Vec::new();
-    for (name, p, code) in results {
-        let r = AddPartitionsToTxnPartitionResult::default()
-            .with_partition_index(p)
-            .with_partition_error_code(code);
-        match topics.iter_mut().find(|t| t.name == name) {
-            Some(t) => t.results_by_partition.push(r),
-            None => topics.push(
-                AddPartitionsToTxnTopicResult::default()
-                    .with_name(name)
-                    .with_results_by_partition(vec![r]),
-            ),
-        }
-    }
+    let topics = req
+        .v3_and_below_topics
+        .iter()
+        .map(|t| {
+            AddPartitionsToTxnTopicResult::default()
+                .with_name(t.name.clone())
+                .with_results_by_partition(
+                    t.partitions
+                        .iter()
+                        .map(|p| {
+                            AddPartitionsToTxnPartitionResult::default()
+                                .with_partition_index(*p)
+                                .with_partition_error_code(code_of(&t.name, *p))
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
     AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(topics)
 }
 
@@ -279,10 +280,6 @@ pub async fn describe(
     req: DescribeTransactionsRequest,
     visible: impl Fn(&str) -> bool,
 ) -> DescribeTransactionsResponse {
-    let all = match &ctx.txn {
-        Some(t) => t.all(),
-        None => Vec::new(),
-    };
     let states = req
         .transactional_ids
         .into_iter()
@@ -294,12 +291,16 @@ pub async fn describe(
             if !visible(id.0.as_str()) {
                 return s.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());
             }
-            match all.iter().find(|(k, _)| k.as_str() == id.0.as_str()) {
+            match ctx.txn.as_ref().and_then(|t| t.get(id.0.as_str())) {
                 None => s.with_error_code(ResponseError::TransactionalIdNotFound.code()),
-                Some((_, m)) => {
+                Some(m) => {
+                    // Partitions come sorted by topic: one entry per run.
                     let mut topics: Vec<TopicData> = Vec::new();
                     for (t, p) in &m.partitions {
-                        match topics.iter_mut().find(|d| d.topic.0.as_str() == t.as_str()) {
+                        match topics
+                            .last_mut()
+                            .filter(|d| d.topic.0.as_str() == t.as_str())
+                        {
                             Some(d) => d.partitions.push(*p),
                             None => topics.push(
                                 TopicData::default()
