@@ -144,5 +144,17 @@ mod tests {
             code(check_client_spec(&TopicSpec::new(OFFSETS_TOPIC, 1))),
             Some("internal_topic")
         );
+        // The transaction coordinator's topic: never a client's, never deleted by one.
+        assert_eq!(
+            code(check_client_spec(&TopicSpec::new(TXN_STATE_TOPIC, 1))),
+            Some("internal_topic")
+        );
+        let txn = InternalTopic {
+            owner: InternalTopic::TXN_COORDINATOR.into(),
+        };
+        assert_eq!(
+            code(check_delete(TXN_STATE_TOPIC, Some(&txn), Some(&Users))),
+            Some("internal_topic")
+        );
     }
 }
