@@ -130,7 +130,12 @@ impl BatchHeader {
 
     /// True for transaction markers.
     pub fn is_control(&self) -> bool {
-        self.attributes & 0x20 != 0
+        self.attributes & CONTROL_FLAG != 0
+    }
+
+    /// True for the batches of a transactional producer (data and markers).
+    pub fn is_transactional(&self) -> bool {
+        self.attributes & TRANSACTIONAL_FLAG != 0
     }
 }
 
@@ -386,6 +391,96 @@ impl<'a> RecordCursor<'a> {
     }
 }
 
+/// Attribute bit of a transactional batch.
+pub const TRANSACTIONAL_FLAG: i16 = 0x10;
+/// Attribute bit of a control batch (a transaction marker).
+pub const CONTROL_FLAG: i16 = 0x20;
+
+/// What a transaction marker says (the `type` of Kafka's control record key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Marker {
+    Abort,
+    Commit,
+}
+
+/// A transaction marker as Kafka writes it: one control batch (transactional and control
+/// attribute bits, the producer's id and epoch, base sequence -1) of one record whose key is
+/// the control record key (version 0, type 0 abort / 1 commit) and whose value is the
+/// end-transaction marker (version 0, coordinator epoch).
+pub fn control_batch(
+    producer_id: i64,
+    producer_epoch: i16,
+    marker: Marker,
+    coordinator_epoch: i32,
+    timestamp: i64,
+) -> Result<CheckedBatch> {
+    let kind: i16 = match marker {
+        Marker::Abort => 0,
+        Marker::Commit => 1,
+    };
+    let mut key = Vec::with_capacity(4);
+    key.extend_from_slice(&0i16.to_be_bytes());
+    key.extend_from_slice(&kind.to_be_bytes());
+    let mut value = Vec::with_capacity(6);
+    value.extend_from_slice(&0i16.to_be_bytes());
+    value.extend_from_slice(&coordinator_epoch.to_be_bytes());
+    let record = Record {
+        transactional: true,
+        control: true,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id,
+        producer_epoch,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: -1,
+        timestamp,
+        key: Some(Bytes::from(key)),
+        value: Some(Bytes::from(value)),
+        headers: Default::default(),
+    };
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        std::iter::once(&record),
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .map_err(|e| BrokerError::InvalidRecord(format!("cannot encode a marker: {e}")))?;
+    let checked = validate_records(&buf.freeze())?;
+    if !checked.header().is_control() || !checked.header().is_transactional() {
+        return Err(BrokerError::InvalidRecord(
+            "the encoder lost a marker's attributes".into(),
+        ));
+    }
+    Ok(checked)
+}
+
+/// The marker a complete control batch holds (`None` for any other batch, or a control
+/// record of a type that is not a transaction marker).
+pub fn marker_of(batch: &[u8]) -> Option<Marker> {
+    let h = BatchHeader::parse(batch).ok()?;
+    if !h.is_control() || h.compression() != 0 || h.record_count < 1 {
+        return None;
+    }
+    let mut cur = RecordCursor {
+        buf: batch.get(HEADER_LEN..h.total_len().min(batch.len()))?,
+        pos: 0,
+    };
+    let r = cur.record(0, |_, _| Ok(())).ok()?;
+    let key = r.key?;
+    if key.len() < 4 {
+        return None;
+    }
+    match i16::from_be_bytes([key[2], key[3]]) {
+        0 => Some(Marker::Abort),
+        1 => Some(Marker::Commit),
+        _ => None,
+    }
+}
+
 /// Rewrites the base offset of a batch in place (the CRC does not cover it).
 pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
     batch[0..8].copy_from_slice(&base_offset.to_be_bytes());
@@ -595,6 +690,28 @@ pub fn split(buf: &Bytes) -> Result<Vec<(BatchHeader, Bytes)>> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn markers_are_kafka_control_batches_that_decode_to_no_records() {
+        for marker in [Marker::Commit, Marker::Abort] {
+            let b = control_batch(42, 3, marker, 7, 1000).unwrap();
+            let h = *b.header();
+            assert!(h.is_control() && h.is_transactional());
+            assert_eq!(
+                (h.producer_id, h.producer_epoch, h.base_sequence),
+                (42, 3, -1)
+            );
+            assert_eq!(h.record_count, 1);
+            assert_eq!(marker_of(b.bytes()), Some(marker));
+            assert!(decode(b.bytes().clone()).unwrap().is_empty());
+            let mut out = Vec::new();
+            let next = take_records(b.bytes(), 0, 10, &mut out).unwrap();
+            assert!(out.is_empty());
+            assert_eq!(next, 1, "readers step over a marker");
+        }
+        let plain = encode(&[rec(0, Some(b"k"), Some(b"v"))]).unwrap().freeze();
+        assert_eq!(marker_of(&plain), None);
+    }
 
     fn rec(offset: i64, key: Option<&[u8]>, value: Option<&[u8]>) -> EncodeRecord {
         EncodeRecord {

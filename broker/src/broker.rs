@@ -840,7 +840,7 @@ impl Broker {
         Ok((bytes, end))
     }
 
-    /// Calls `f` with the header of every batch in the newest segments of the partition that
+    /// Calls `f` with the header and bytes of every batch in the newest segments of the partition that
     /// together hold at least `min_bytes` (whole segments, so possibly more), oldest first.
     /// Reads one chunk at a time without holding the partition's lock across the scan.
     pub fn for_each_recent_batch(
@@ -848,7 +848,7 @@ impl Broker {
         topic: &str,
         partition: i32,
         min_bytes: u64,
-        mut f: impl FnMut(&batch::BatchHeader),
+        mut f: impl FnMut(&batch::BatchHeader, &Bytes),
     ) -> Result<()> {
         let t = self.topic(topic)?;
         let p = t.partition(partition)?;
@@ -867,8 +867,8 @@ impl Broker {
                 break;
             }
             let mut last = next;
-            for (h, _) in batch::split(&bytes)? {
-                f(&h);
+            for (h, b) in batch::split(&bytes)? {
+                f(&h, &b);
                 last = h.next_offset();
             }
             if last <= next {

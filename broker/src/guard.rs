@@ -14,6 +14,7 @@
 
 use crate::error::{BrokerError, Result};
 use crate::group::OFFSETS_TOPIC;
+use crate::txn::TXN_STATE_TOPIC;
 use crate::types::{InternalTopic, TopicSpec};
 
 /// What the broker asks the layers above it (the engine) before a client deletes a topic.
@@ -24,7 +25,8 @@ pub trait TopicGuard: Send + Sync {
     fn user_of(&self, topic: &str) -> Option<String>;
 }
 
-/// A client's topic spec: no marker, and not the name of the group coordinator's topic.
+/// A client's topic spec: no marker, and not the name of the group or transaction
+/// coordinator's topic.
 pub fn check_client_spec(spec: &TopicSpec) -> Result<()> {
     if spec.internal.is_some() {
         return Err(BrokerError::InvalidConfig(
@@ -40,6 +42,12 @@ pub fn check_client_spec(spec: &TopicSpec) -> Result<()> {
         return Err(BrokerError::InternalTopic {
             topic: spec.name.clone(),
             owner: InternalTopic::GROUP_COORDINATOR.into(),
+        });
+    }
+    if spec.name == TXN_STATE_TOPIC {
+        return Err(BrokerError::InternalTopic {
+            topic: spec.name.clone(),
+            owner: InternalTopic::TXN_COORDINATOR.into(),
         });
     }
     Ok(())
@@ -65,6 +73,7 @@ pub fn check_delete(
 ) -> Result<()> {
     if let Some(m) = internal {
         let exists = m.owner == InternalTopic::GROUP_COORDINATOR
+            || m.owner == InternalTopic::TXN_COORDINATOR
             || guard.is_none_or(|g| g.owner_exists(&m.owner));
         if exists {
             return check_write(topic, internal);
@@ -133,6 +142,18 @@ mod tests {
         assert_eq!(code(check_client_spec(&spec)), Some("invalid_config"));
         assert_eq!(
             code(check_client_spec(&TopicSpec::new(OFFSETS_TOPIC, 1))),
+            Some("internal_topic")
+        );
+        // The transaction coordinator's topic: never a client's, never deleted by one.
+        assert_eq!(
+            code(check_client_spec(&TopicSpec::new(TXN_STATE_TOPIC, 1))),
+            Some("internal_topic")
+        );
+        let txn = InternalTopic {
+            owner: InternalTopic::TXN_COORDINATOR.into(),
+        };
+        assert_eq!(
+            code(check_delete(TXN_STATE_TOPIC, Some(&txn), Some(&Users))),
             Some("internal_topic")
         );
     }

@@ -5,7 +5,8 @@
 //! It owns the on-disk format and everything that reads or writes it. It does **not** know
 //! about HTTP, the CLI, WebAssembly or the stream engine; those sit above it and call the
 //! [`Broker`] facade. The Kafka wire protocol ([`kafka`]) and consumer groups ([`group`])
-//! live here too, as handlers on top of the same [`Broker`].
+//! live here too, as handlers on top of the same [`Broker`], with the transaction
+//! coordinator ([`txn`]).
 
 pub mod auth;
 pub mod batch;
@@ -23,6 +24,7 @@ pub mod log;
 pub mod net;
 pub mod partitioner;
 mod topic;
+pub mod txn;
 mod types;
 
 pub use broker::{BackgroundTasks, Broker, CleanupReport};

@@ -100,13 +100,16 @@ pub struct ClusterTopic {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InternalTopic {
-    /// Who owns the topic: `processor:<name>` or [`InternalTopic::GROUP_COORDINATOR`].
+    /// Who owns the topic: `processor:<name>`, [`InternalTopic::GROUP_COORDINATOR`] or
+    /// [`InternalTopic::TXN_COORDINATOR`].
     pub owner: String,
 }
 
 impl InternalTopic {
     /// The owner of `__consumer_offsets`.
     pub const GROUP_COORDINATOR: &'static str = "group-coordinator";
+    /// The owner of `__transaction_state`.
+    pub const TXN_COORDINATOR: &'static str = "transaction-coordinator";
 
     /// The marker of a topic owned by processor (or query) `name`.
     pub fn processor(name: &str) -> Self {

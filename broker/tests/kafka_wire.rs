@@ -791,6 +791,74 @@ mod auth {
     }
 
     #[tokio::test]
+    async fn writers_run_transactions_and_readers_are_refused() {
+        use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+        use kafka_protocol::messages::{
+            AddPartitionsToTxnRequest, EndTxnRequest, ProducerId, TransactionalId,
+        };
+        let (node, _store, _dir) = node().await;
+        let tid = TransactionalId(StrBytes::from_static_str("auth-txn"));
+        let init = RequestKind::InitProducerId(
+            InitProducerIdRequest::default()
+                .with_transactional_id(Some(tid.clone()))
+                .with_transaction_timeout_ms(60_000)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+        );
+        let add = |pid: i64, epoch: i16| {
+            RequestKind::AddPartitionsToTxn(
+                AddPartitionsToTxnRequest::default()
+                    .with_v3_and_below_transactional_id(tid.clone())
+                    .with_v3_and_below_producer_id(ProducerId(pid))
+                    .with_v3_and_below_producer_epoch(epoch)
+                    .with_v3_and_below_topics(vec![
+                        AddPartitionsToTxnTopic::default()
+                            .with_name(TopicName(StrBytes::from_static_str("payments")))
+                            .with_partitions(vec![0]),
+                    ]),
+            )
+        };
+        let code = |r: ResponseKind| match r {
+            ResponseKind::AddPartitionsToTxn(r) => {
+                r.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code
+            }
+            ResponseKind::EndTxn(r) => r.error_code,
+            ResponseKind::InitProducerId(r) => r.error_code,
+            r => panic!("{r:?}"),
+        };
+        let mut w = Client::connect(&node).await;
+        assert_eq!(login(&mut w, "PLAIN", "wally", "wally-pw").await, 0);
+        let ResponseKind::InitProducerId(i) = w.call(ApiKey::InitProducerId, 4, init.clone()).await
+        else {
+            panic!()
+        };
+        assert_eq!(i.error_code, 0);
+        let (pid, epoch) = (i.producer_id.0, i.producer_epoch);
+        assert_eq!(
+            code(w.call(ApiKey::AddPartitionsToTxn, 3, add(pid, epoch)).await),
+            0
+        );
+        let end = RequestKind::EndTxn(
+            EndTxnRequest::default()
+                .with_transactional_id(tid.clone())
+                .with_producer_id(ProducerId(pid))
+                .with_producer_epoch(epoch)
+                .with_committed(true),
+        );
+        assert_eq!(code(w.call(ApiKey::EndTxn, 1, end.clone()).await), 0);
+        // A reader may neither start nor touch a transaction.
+        let mut r = Client::connect(&node).await;
+        assert_eq!(login(&mut r, "PLAIN", "rita", "rita-pw").await, 0);
+        assert_eq!(code(r.call(ApiKey::InitProducerId, 4, init).await), 31);
+        assert_eq!(
+            code(r.call(ApiKey::AddPartitionsToTxn, 3, add(pid, epoch)).await),
+            53
+        );
+        assert_eq!(code(r.call(ApiKey::EndTxn, 1, end).await), 53);
+        node.stop().await;
+    }
+
+    #[tokio::test]
     async fn roles_and_acls_decide_per_topic() {
         let (node, _store, _dir) = node().await;
         let mut w = Client::connect(&node).await;
@@ -841,4 +909,275 @@ mod auth {
         assert_eq!(f.responses[0].partitions[0].error_code, 0);
         node.stop().await;
     }
+}
+
+/// One transactional batch of `n` records of `producer` from sequence `first_seq`.
+fn txn_batch(n: i64, producer: (i64, i16), first_seq: i32) -> Bytes {
+    let recs: Vec<Record> = (0..n)
+        .map(|i| Record {
+            transactional: true,
+            ..record(i, None, &format!("t{i}"), producer, first_seq + i as i32)
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        recs.iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .unwrap();
+    buf.freeze()
+}
+
+fn read_committed(topic: &str, offset: i64) -> RequestKind {
+    let RequestKind::Fetch(f) = fetch(topic, offset, 0, 0) else {
+        unreachable!()
+    };
+    RequestKind::Fetch(f.with_isolation_level(1))
+}
+
+/// (error, last stable offset, aborted (producer id, first offset), bytes) of partition 0.
+fn fetched(r: ResponseKind) -> (i16, i64, Vec<(i64, i64)>, usize) {
+    let ResponseKind::Fetch(r) = r else {
+        panic!("{r:?}")
+    };
+    let p = &r.responses[0].partitions[0];
+    (
+        p.error_code,
+        p.last_stable_offset,
+        p.aborted_transactions
+            .iter()
+            .flatten()
+            .map(|a| (a.producer_id.0, a.first_offset))
+            .collect(),
+        p.records.as_ref().map_or(0, |b| b.len()),
+    )
+}
+
+#[tokio::test]
+async fn a_transaction_on_the_wire_bounds_read_committed_and_lists_its_abort() {
+    use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+    use kafka_protocol::messages::{
+        AddPartitionsToTxnRequest, DescribeTransactionsRequest, EndTxnRequest,
+        FindCoordinatorRequest, ListTransactionsRequest, ProducerId, TransactionalId,
+    };
+    let node = Node::start(KafkaConfig::default()).await;
+    node.broker.create_topic(TopicSpec::new("tw", 2)).unwrap();
+    let mut c = Client::connect(&node).await;
+    let tid = TransactionalId(StrBytes::from_static_str("wire-txn"));
+    // FindCoordinator for a transactional id: this node.
+    let ResponseKind::FindCoordinator(fc) = c
+        .call(
+            ApiKey::FindCoordinator,
+            3,
+            RequestKind::FindCoordinator(
+                FindCoordinatorRequest::default()
+                    .with_key(StrBytes::from_static_str("wire-txn"))
+                    .with_key_type(1),
+            ),
+        )
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(fc.error_code, 0);
+    let ResponseKind::InitProducerId(init) = c
+        .call(
+            ApiKey::InitProducerId,
+            4,
+            RequestKind::InitProducerId(
+                InitProducerIdRequest::default()
+                    .with_transactional_id(Some(tid.clone()))
+                    .with_transaction_timeout_ms(60_000)
+                    .with_producer_id(ProducerId(-1))
+                    .with_producer_epoch(-1),
+            ),
+        )
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(init.error_code, 0);
+    let producer = (init.producer_id.0, init.producer_epoch);
+    // KIP-890 part 1: a transactional batch before the partition is added is refused.
+    let refused = produced(
+        c.call(
+            ApiKey::Produce,
+            7,
+            produce("tw", 0, -1, txn_batch(3, producer, 0)),
+        )
+        .await,
+    );
+    assert_eq!(refused.0, 48, "INVALID_TXN_STATE");
+    let add = |partitions: Vec<i32>, epoch: i16| {
+        RequestKind::AddPartitionsToTxn(
+            AddPartitionsToTxnRequest::default()
+                .with_v3_and_below_transactional_id(tid.clone())
+                .with_v3_and_below_producer_id(ProducerId(producer.0))
+                .with_v3_and_below_producer_epoch(epoch)
+                .with_v3_and_below_topics(vec![
+                    AddPartitionsToTxnTopic::default()
+                        .with_name(TopicName(StrBytes::from_static_str("tw")))
+                        .with_partitions(partitions),
+                ]),
+        )
+    };
+    let ResponseKind::AddPartitionsToTxn(added) = c
+        .call(ApiKey::AddPartitionsToTxn, 3, add(vec![0], producer.1))
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(
+        added.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code,
+        0
+    );
+    // An unknown partition: refused, and nothing added.
+    let ResponseKind::AddPartitionsToTxn(bad) = c
+        .call(ApiKey::AddPartitionsToTxn, 3, add(vec![0, 7], producer.1))
+        .await
+    else {
+        panic!()
+    };
+    let codes: Vec<i16> = bad.results_by_topic_v3_and_below[0]
+        .results_by_partition
+        .iter()
+        .map(|p| p.partition_error_code)
+        .collect();
+    assert!(codes.contains(&3) && codes.contains(&55), "{codes:?}");
+    // A plain record first, then the transaction's batch.
+    assert_eq!(
+        c.produce_all("tw", batch(1, (-1, -1), -1, None)).await,
+        (0, 0)
+    );
+    assert_eq!(c.produce_all("tw", txn_batch(3, producer, 0)).await, (0, 1));
+    // A client's control batch is refused.
+    let marker = weir_broker::batch::control_batch(
+        producer.0,
+        producer.1,
+        weir_broker::batch::Marker::Commit,
+        0,
+        0,
+    )
+    .unwrap();
+    assert_eq!(c.produce_all("tw", marker.bytes().clone()).await.0, 87);
+    // read_committed stops at the open transaction's first offset.
+    let (err, lso, aborted, bytes) =
+        fetched(c.call(ApiKey::Fetch, 11, read_committed("tw", 0)).await);
+    assert_eq!((err, lso), (0, 1));
+    assert!(aborted.is_empty() && bytes > 0);
+    let (_, _, _, bytes) = fetched(c.call(ApiKey::Fetch, 11, read_committed("tw", 1)).await);
+    assert_eq!(bytes, 0, "nothing at or past the LSO");
+    // ListOffsets latest: the LSO under read_committed, the log end otherwise.
+    for (isolation, want) in [(1i8, 1i64), (0, 4)] {
+        let req = ListOffsetsRequest::default()
+            .with_replica_id((-1).into())
+            .with_isolation_level(isolation)
+            .with_topics(vec![
+                ListOffsetsTopic::default()
+                    .with_name(TopicName(StrBytes::from_static_str("tw")))
+                    .with_partitions(vec![
+                        ListOffsetsPartition::default()
+                            .with_partition_index(0)
+                            .with_timestamp(-1),
+                    ]),
+            ]);
+        let ResponseKind::ListOffsets(r) = c
+            .call(ApiKey::ListOffsets, 5, RequestKind::ListOffsets(req))
+            .await
+        else {
+            panic!()
+        };
+        assert_eq!(
+            r.topics[0].partitions[0].offset, want,
+            "isolation {isolation}"
+        );
+    }
+    // Describe and list it while it is open.
+    let ResponseKind::DescribeTransactions(d) = c
+        .call(
+            ApiKey::DescribeTransactions,
+            0,
+            RequestKind::DescribeTransactions(
+                DescribeTransactionsRequest::default().with_transactional_ids(vec![
+                    tid.clone(),
+                    TransactionalId(StrBytes::from_static_str("nobody")),
+                ]),
+            ),
+        )
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(
+        d.transaction_states[0].transaction_state.as_str(),
+        "Ongoing"
+    );
+    assert_eq!(d.transaction_states[0].topics[0].partitions, vec![0]);
+    assert_eq!(
+        d.transaction_states[1].error_code, 105,
+        "TRANSACTIONAL_ID_NOT_FOUND"
+    );
+    let ResponseKind::ListTransactions(l) = c
+        .call(
+            ApiKey::ListTransactions,
+            1,
+            RequestKind::ListTransactions(
+                ListTransactionsRequest::default()
+                    .with_state_filters(vec![StrBytes::from_static_str("Ongoing")]),
+            ),
+        )
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(l.transaction_states.len(), 1);
+    assert_eq!(l.transaction_states[0].producer_id.0, producer.0);
+    // A stale epoch is fenced; the producer's own epoch aborts.
+    let end = |epoch: i16, commit: bool| {
+        RequestKind::EndTxn(
+            EndTxnRequest::default()
+                .with_transactional_id(tid.clone())
+                .with_producer_id(ProducerId(producer.0))
+                .with_producer_epoch(epoch)
+                .with_committed(commit),
+        )
+    };
+    let ResponseKind::EndTxn(e) = c.call(ApiKey::EndTxn, 3, end(producer.1 - 1, true)).await else {
+        panic!()
+    };
+    assert_eq!(e.error_code, 90, "PRODUCER_FENCED");
+    let ResponseKind::EndTxn(e) = c.call(ApiKey::EndTxn, 1, end(producer.1 - 1, true)).await else {
+        panic!()
+    };
+    assert_eq!(e.error_code, 47, "INVALID_PRODUCER_EPOCH before EndTxn v2");
+    let ResponseKind::EndTxn(e) = c.call(ApiKey::EndTxn, 3, end(producer.1, false)).await else {
+        panic!()
+    };
+    assert_eq!(e.error_code, 0);
+    // Now read_committed reads it all, with the abort listed; the marker took offset 4.
+    let (err, lso, aborted, _) = fetched(c.call(ApiKey::Fetch, 11, read_committed("tw", 0)).await);
+    assert_eq!((err, lso), (0, 5));
+    assert_eq!(aborted, vec![(producer.0, 1)]);
+    // Past the abort nothing is listed.
+    let (_, _, aborted, _) = fetched(c.call(ApiKey::Fetch, 11, read_committed("tw", 5)).await);
+    assert!(aborted.is_empty());
+    // Weir's own readers see the records, never the marker.
+    let read = node.broker.read("tw", 0, 0, 100, 1 << 20).unwrap();
+    assert_eq!(read.records.len(), 4);
+    assert_eq!(read.next_offset, 5);
+    // The batch after the transaction ended is refused (KIP-890 part 1).
+    let late = produced(
+        c.call(
+            ApiKey::Produce,
+            7,
+            produce("tw", 0, -1, txn_batch(1, producer, 3)),
+        )
+        .await,
+    );
+    assert_eq!(late.0, 48);
+    node.stop().await;
 }

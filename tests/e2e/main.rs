@@ -33,4 +33,5 @@ mod sql;
 mod test_pki;
 mod tls;
 mod topics;
+mod transactions;
 mod uploads;

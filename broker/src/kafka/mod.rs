@@ -8,12 +8,14 @@
 //!   header version per API version, versions checked against [`versions`]) and a typed
 //!   response back to a frame;
 //! - `handlers`: one handler per API, calling the [`crate::Broker`], the group coordinator
-//!   ([`crate::group`]) and the idempotent-producer state ([`producer`]);
+//!   ([`crate::group`]), the transaction coordinator ([`crate::txn`]) and the
+//!   idempotent-producer and per-partition transaction state ([`producer`]);
 //! - `server`: the listener and per-connection loop ([`serve`]; [`serve_with_groups`] also
 //!   publishes the group coordinator for the HTTP API's read-only view).
 //!
 //! It owns the mapping of broker errors to Kafka error codes. It does not own the log, topic
-//! storage or group state; transactions, quotas and replication are not served. SASL
+//! storage, group state or transaction state ([`crate::txn`], which the handlers call on a
+//! single node; a cluster refuses transactional ids); quotas are not served. SASL
 //! (`PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`) and authorization apply under `--auth`
 //! ([`KafkaConfig::auth`]). TLS and the connection caps come from [`crate::net`]; `pool`
 //! and `reader` bound the memory and time a connection may take before its request is

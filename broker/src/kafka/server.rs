@@ -27,11 +27,14 @@ use super::{KafkaConfig, KafkaError};
 use crate::Broker;
 use crate::group::{GroupCoordinator, GroupsView, OffsetStore};
 use crate::net::{ConnGuard, ConnLimiter};
+use crate::txn::TxnCoordinator;
 
 /// How long shutdown waits for connections to finish their current request.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// How often the group coordinator expires sessions and rebalance deadlines.
 const GROUP_TICK: Duration = Duration::from_millis(100);
+/// Transaction timeouts are checked every this many group ticks (1 s).
+const TXN_TICK_EVERY: u64 = 10;
 
 /// Serves the Kafka protocol on `listener` until `shutdown` completes, then stops accepting,
 /// lets connections finish the request in hand (up to 5 s) and returns.
@@ -78,24 +81,55 @@ pub async fn serve_with_groups(
         Some(_) => ProducerIds::cluster(),
         None => ProducerIds::default(),
     });
+    let producers = Arc::new(ProducerStates::default());
+    // Transactions: a single node's coordinator, its state read back (and what was in
+    // flight completed or aborted) before the first client connects.
+    let txn = if clustered {
+        None
+    } else {
+        let t = Arc::new(TxnCoordinator::new(
+            broker.clone(),
+            producers.clone(),
+            groups.clone(),
+        ));
+        let (t2, ids) = (t.clone(), producer_ids.clone());
+        tokio::task::spawn_blocking(move || t2.load(&|| ids.allocate_local()))
+            .await
+            .map_err(|e| KafkaError::Io(std::io::Error::other(e)))?
+            .map_err(|e| KafkaError::Io(std::io::Error::other(e.to_string())))?;
+        Some(t)
+    };
     let ctx = Arc::new(Ctx {
         broker,
         config,
         advertised,
         groups: groups.clone(),
-        producers: Arc::new(ProducerStates::default()),
-        producer_ids,
+        producers,
+        producer_ids: producer_ids.clone(),
+        txn: txn.clone(),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let ticker = {
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(GROUP_TICK);
+            let mut ticks: u64 = 0;
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = tick.tick() => {
                         groups.tick();
+                        ticks += 1;
+                        if let Some(t) = &txn
+                            && ticks.is_multiple_of(TXN_TICK_EVERY)
+                        {
+                            // Transaction timeouts (and prepared transactions to finish).
+                            let (t, ids) = (t.clone(), producer_ids.clone());
+                            let _ = tokio::task::spawn_blocking(move || {
+                                t.tick(&|| ids.allocate_local())
+                            })
+                            .await;
+                        }
                         if clustered {
                             // Follows the offsets partitions this node leads (may load).
                             let g = groups.clone();

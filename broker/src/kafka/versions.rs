@@ -30,6 +30,15 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 5),
     (ApiKey::InitProducerId, 0, 4),
+    // Transactions (KIP-98) at the versions clients send: AddPartitionsToTxn v4+ is the
+    // brokers' batched form, and v5 of EndTxn (like v5 of TxnOffsetCommit and
+    // AddOffsetsToTxn) belongs to KIP-890 part 2, not served.
+    (ApiKey::AddPartitionsToTxn, 0, 3),
+    (ApiKey::AddOffsetsToTxn, 0, 3),
+    (ApiKey::EndTxn, 0, 4),
+    (ApiKey::TxnOffsetCommit, 0, 4),
+    (ApiKey::DescribeTransactions, 0, 0),
+    (ApiKey::ListTransactions, 0, 1),
     (ApiKey::DescribeConfigs, 1, 4),
     // librdkafka 2.0 (kcat) wants v0 in the range before it uses SASL at all; every client
     // we test then sends v1 and SaslAuthenticate (a v0 client's raw tokens outside Kafka
@@ -90,7 +99,8 @@ mod tests {
         }
         assert!(supported(ApiKey::SaslHandshake).is_some_and(|r| r.max == 1));
         assert!(supported(ApiKey::SaslAuthenticate).is_some());
-        assert!(supported(ApiKey::EndTxn).is_none());
+        assert!(supported(ApiKey::EndTxn).is_some_and(|r| r.max == 4));
+        assert!(supported(ApiKey::AddPartitionsToTxn).is_some_and(|r| r.max == 3));
     }
 
     #[test]

@@ -4,6 +4,12 @@
 //! `min_bytes` are available the handler waits on the partitions' end-offset watches until
 //! enough arrives or `max_wait_ms` passes. Fetch sessions are not kept (session id 0: clients
 //! send full requests).
+//!
+//! `isolation_level=read_committed` (1) reads below the partition's last stable offset only
+//! (the first offset of its oldest open transaction, `kafka::producer`) and lists the
+//! aborted transactions the returned batches overlap, so the client drops their records;
+//! markers are returned as stored (clients skip control batches). An open transaction the
+//! coordinator no longer has in flight is closed first (`TxnCoordinator::close_stale`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,16 +17,21 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::future::select_all;
 use kafka_protocol::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId};
 use tokio::sync::watch;
 
 use super::{Ctx, blocking, broker_error_code};
+use crate::batch;
+use crate::kafka::producer;
 
 /// One partition to read: (topic, partition, offset, partition byte limit).
 type Wanted = (String, i32, i64, usize);
 
-pub async fn handle(ctx: &Arc<Ctx>, req: FetchRequest, _version: i16) -> FetchResponse {
+pub async fn handle(ctx: &Arc<Ctx>, req: FetchRequest, version: i16) -> FetchResponse {
+    let committed = version >= 4 && req.isolation_level == 1;
     let max_wait =
         Duration::from_millis((req.max_wait_ms.max(0) as u64).min(ctx.config.max_fetch_wait_ms));
     let deadline = Instant::now() + max_wait;
@@ -64,7 +75,7 @@ pub async fn handle(ctx: &Arc<Ctx>, req: FetchRequest, _version: i16) -> FetchRe
     loop {
         let c = ctx.clone();
         let w = wanted.clone();
-        let read = blocking(move || read_all(&c, &w, max_bytes)).await;
+        let read = blocking(move || read_all(&c, &w, max_bytes, committed)).await;
         let (responses, total, any_error) = match read {
             Ok(r) => r,
             Err(e) => {
@@ -107,6 +118,7 @@ fn read_all(
     ctx: &Ctx,
     wanted: &[(kafka_protocol::messages::TopicName, Vec<Wanted>)],
     max_bytes: usize,
+    committed: bool,
 ) -> (Vec<FetchableTopicResponse>, usize, bool) {
     let mut remaining = max_bytes;
     let mut total = 0usize;
@@ -137,9 +149,29 @@ fn read_all(
                                 .with_records(Some(Bytes::new()));
                         }
                     };
+                    let lso = if committed {
+                        let unstable = |ctx: &Ctx| {
+                            let state = ctx.producers.partition(topic, *partition);
+                            let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+                            producer::load(&ctx.broker, topic, *partition, &mut state);
+                            (state.first_unstable_offset(), state.open_producers())
+                        };
+                        let (mut first, open) = unstable(ctx);
+                        // An open transaction the coordinator no longer has in flight (its
+                        // marker was lost) is closed here so the LSO cannot stay stuck.
+                        if first.is_some()
+                            && let Some(txn) = &ctx.txn
+                            && txn.close_stale(topic, *partition, &open)
+                        {
+                            first = unstable(ctx).0;
+                        }
+                        first.map_or(end, |o| o.min(end))
+                    } else {
+                        end
+                    };
                     let base = base
                         .with_high_watermark(end)
-                        .with_last_stable_offset(end)
+                        .with_last_stable_offset(lso)
                         .with_log_start_offset(start);
                     // Out of range only past the log's end: between the high watermark
                     // and the log end (a new leader's high watermark can lag the old one's
@@ -157,12 +189,48 @@ fn read_all(
                             .with_error_code(ResponseError::OffsetOutOfRange.code())
                             .with_records(Some(Bytes::new()));
                     }
-                    if *offset >= end || remaining == 0 || *pmax == 0 {
+                    if *offset >= lso || remaining == 0 || *pmax == 0 {
                         return base.with_records(Some(Bytes::new()));
                     }
                     let limit = (*pmax).min(remaining);
-                    match ctx.broker.read_batches(topic, *partition, *offset, limit) {
-                        Ok((bytes, _)) => {
+                    let read = ctx
+                        .broker
+                        .read_batches(topic, *partition, *offset, limit)
+                        .and_then(|(bytes, _)| {
+                            if !committed {
+                                return Ok((bytes, Vec::new()));
+                            }
+                            let bytes = if lso < end {
+                                batch::below(&bytes, lso)?
+                            } else {
+                                bytes
+                            };
+                            let last = batch::split(&bytes)?.last().map(|(h, _)| h.last_offset());
+                            let aborted = match last {
+                                None => Vec::new(),
+                                Some(last) => {
+                                    let state = ctx.producers.partition(topic, *partition);
+                                    let state = state.lock().unwrap_or_else(|p| p.into_inner());
+                                    state
+                                        .aborted_between(*offset, last)
+                                        .into_iter()
+                                        .map(|a| {
+                                            AbortedTransaction::default()
+                                                .with_producer_id(ProducerId(a.producer_id))
+                                                .with_first_offset(a.first_offset)
+                                        })
+                                        .collect()
+                                }
+                            };
+                            Ok((bytes, aborted))
+                        });
+                    match read {
+                        Ok((bytes, aborted)) => {
+                            let base = if committed {
+                                base.with_aborted_transactions(Some(aborted))
+                            } else {
+                                base
+                            };
                             remaining = remaining.saturating_sub(bytes.len());
                             total += bytes.len();
                             base.with_records(Some(bytes))

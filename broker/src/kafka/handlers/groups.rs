@@ -8,6 +8,10 @@
 //! while that partition has no leader. A node that is not (yet) the coordinator answers the
 //! group APIs `NOT_COORDINATOR` (`COORDINATOR_LOAD_IN_PROGRESS` while it loads), so
 //! clients look for it again.
+//!
+//! FindCoordinator for a transactional id (key type 1) names this node on a single node
+//! (it coordinates every transaction); a cluster answers `TRANSACTIONAL_ID_AUTHORIZATION_FAILED`,
+//! fatal for clients, since it does not serve transactions yet.
 
 use std::sync::Arc;
 
@@ -33,6 +37,7 @@ use crate::group::{
 };
 
 const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
 
 /// Where a group's coordinator is: (node, host, port), or why it is not available.
 type Located = Result<(BrokerId, String, i32), String>;
@@ -81,12 +86,33 @@ async fn coordinator(ctx: &Ctx, conn: &Conn, group: &str) -> Located {
     Ok((id, host, port))
 }
 
-/// The FindCoordinator answer for one key.
-async fn locate(ctx: &Ctx, conn: &Conn, key_type: i8, key: &str) -> Located {
-    if key_type != KEY_TYPE_GROUP {
-        return Err("transactions are not supported".into());
+/// The FindCoordinator answer for one key: the coordinator, or the error code and why.
+async fn locate(
+    ctx: &Ctx,
+    conn: &Conn,
+    key_type: i8,
+    key: &str,
+) -> Result<(BrokerId, String, i32), (i16, String)> {
+    match key_type {
+        KEY_TYPE_GROUP => coordinator(ctx, conn, key)
+            .await
+            .map_err(|m| (ResponseError::CoordinatorNotAvailable.code(), m)),
+        // A transactional id's coordinator is this node on a single node. A cluster does
+        // not serve transactions yet: refused with an error clients give up on at once
+        // (COORDINATOR_NOT_AVAILABLE would be retried until the client's timeout).
+        KEY_TYPE_TRANSACTION if ctx.txn.is_some() => {
+            let (host, port) = ctx.advertised(conn);
+            Ok((BrokerId(ctx.config.node_id), host, port))
+        }
+        KEY_TYPE_TRANSACTION => Err((
+            super::txn::NOT_SERVED,
+            "transactions are served on a single node only, not on a cluster yet".into(),
+        )),
+        _ => Err((
+            ResponseError::InvalidRequest.code(),
+            format!("unknown coordinator key type {key_type}"),
+        )),
     }
-    coordinator(ctx, conn, key).await
 }
 
 pub async fn find_coordinator(
@@ -96,7 +122,6 @@ pub async fn find_coordinator(
     version: i16,
 ) -> FindCoordinatorResponse {
     let r = FindCoordinatorResponse::default();
-    let unavailable = ResponseError::CoordinatorNotAvailable.code();
     if version >= 4 {
         let mut coordinators = Vec::with_capacity(req.coordinator_keys.len());
         for key in req.coordinator_keys {
@@ -107,11 +132,11 @@ pub async fn find_coordinator(
                     .with_node_id(node)
                     .with_host(str_bytes(host))
                     .with_port(port),
-                Err(msg) => {
+                Err((code, msg)) => {
                     tracing::debug!(error = %msg, "FindCoordinator: coordinator not available");
                     c.with_node_id(BrokerId(-1))
                         .with_port(-1)
-                        .with_error_code(unavailable)
+                        .with_error_code(code)
                         .with_error_message(Some(str_bytes(msg)))
                 }
             });
@@ -123,11 +148,11 @@ pub async fn find_coordinator(
             .with_node_id(node)
             .with_host(str_bytes(host))
             .with_port(port),
-        Err(msg) => {
+        Err((code, msg)) => {
             tracing::debug!(error = %msg, "FindCoordinator: coordinator not available");
             // v0 has no error message.
             let message = (version >= 1).then(|| str_bytes(msg));
-            r.with_error_code(unavailable)
+            r.with_error_code(code)
                 .with_error_message(message)
                 .with_node_id(BrokerId(-1))
                 .with_port(-1)

@@ -1,5 +1,6 @@
 //! ListOffsets: earliest (-2), latest (-1), or the first offset whose timestamp is at or after
-//! the given one, with that record's timestamp.
+//! the given one, with that record's timestamp. Latest under `isolation_level=read_committed`
+//! is the last stable offset (the first offset of the oldest open transaction).
 
 use std::sync::Arc;
 
@@ -12,12 +13,15 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use super::{Ctx, blocking, broker_error_code};
 use crate::Broker;
 use crate::error::BrokerError;
+use crate::kafka::producer;
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 
 pub async fn handle(ctx: &Arc<Ctx>, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     let broker = ctx.broker.clone();
+    let producers = ctx.producers.clone();
+    let committed = version >= 2 && req.isolation_level == 1;
     let topics = blocking(move || {
         req.topics
             .into_iter()
@@ -29,7 +33,23 @@ pub async fn handle(ctx: &Arc<Ctx>, req: ListOffsetsRequest, version: i16) -> Li
                     .map(|p| {
                         let r = ListOffsetsPartitionResponse::default()
                             .with_partition_index(p.partition_index);
-                        match lookup(&broker, &topic, p.partition_index, p.timestamp) {
+                        let found = lookup(&broker, &topic, p.partition_index, p.timestamp).map(
+                            |(ts, offset)| {
+                                if !committed || p.timestamp != LATEST {
+                                    return (ts, offset);
+                                }
+                                let state = producers.partition(&topic, p.partition_index);
+                                let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+                                producer::load(&broker, &topic, p.partition_index, &mut state);
+                                (
+                                    ts,
+                                    state
+                                        .first_unstable_offset()
+                                        .map_or(offset, |o| o.min(offset)),
+                                )
+                            },
+                        );
+                        match found {
                             // The leader epoch exists from v4 on (encoding fails if set before).
                             Ok((ts, offset)) => {
                                 let epoch =

@@ -19,6 +19,7 @@ mod produce;
 mod producer_id;
 mod sasl;
 mod topics;
+mod txn;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,6 +32,7 @@ use super::KafkaConfig;
 use super::codec::Request;
 use super::producer::{ProducerIds, ProducerStates};
 use crate::Broker;
+use crate::auth::{Op, Resource};
 use crate::error::BrokerError;
 use crate::group::{GroupCoordinator, GroupError};
 use authz::Authz;
@@ -45,6 +47,8 @@ pub struct Ctx {
     pub groups: Arc<GroupCoordinator>,
     pub producers: Arc<ProducerStates>,
     pub producer_ids: Arc<ProducerIds>,
+    /// The transaction coordinator (`None` on a cluster: transactions are not served).
+    pub txn: Option<Arc<crate::txn::TxnCoordinator>>,
 }
 
 /// The connection a request came on, and its authentication state.
@@ -234,6 +238,55 @@ pub async fn handle(ctx: &Arc<Ctx>, conn: &mut Conn, req: Request) -> Option<Res
             Some(refused) => ResponseKind::InitProducerId(refused),
             None => ResponseKind::InitProducerId(producer_id::init(ctx, r, v).await),
         },
+        // Transactions: writers (Write on the cluster, as InitProducerId), who may write
+        // each topic they add and read the group they commit for.
+        RequestKind::AddPartitionsToTxn(r) => {
+            if !authz.allows(Op::Write, Resource::Cluster) {
+                return Some(ResponseKind::AddPartitionsToTxn(
+                    txn::refused_add_partitions(&r),
+                ));
+            }
+            ResponseKind::AddPartitionsToTxn(
+                txn::add_partitions(ctx, r, v, |t| {
+                    authz.allows(Op::Write, Resource::Topic(t.0.to_string()))
+                })
+                .await,
+            )
+        }
+        RequestKind::AddOffsetsToTxn(r) => {
+            if !authz.allows(Op::Write, Resource::Cluster) || !authz.group_member(&r.group_id) {
+                return Some(ResponseKind::AddOffsetsToTxn(
+                    kafka_protocol::messages::AddOffsetsToTxnResponse::default()
+                        .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code()),
+                ));
+            }
+            ResponseKind::AddOffsetsToTxn(txn::add_offsets(ctx, r, v).await)
+        }
+        RequestKind::TxnOffsetCommit(r) => {
+            if !authz.allows(Op::Write, Resource::Cluster) || !authz.group_member(&r.group_id) {
+                return Some(ResponseKind::TxnOffsetCommit(txn::refused_offset_commit(r)));
+            }
+            ResponseKind::TxnOffsetCommit(txn::txn_offset_commit(ctx, r, v).await)
+        }
+        RequestKind::EndTxn(r) => {
+            if !authz.allows(Op::Write, Resource::Cluster) {
+                return Some(ResponseKind::EndTxn(
+                    kafka_protocol::messages::EndTxnResponse::default()
+                        .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code())
+                        .with_producer_id(kafka_protocol::messages::ProducerId(-1))
+                        .with_producer_epoch(-1),
+                ));
+            }
+            ResponseKind::EndTxn(txn::end_txn(ctx, r, v).await)
+        }
+        RequestKind::DescribeTransactions(r) => {
+            let may = authz.allows(Op::Write, Resource::Cluster);
+            ResponseKind::DescribeTransactions(txn::describe(ctx, r, |_| may).await)
+        }
+        RequestKind::ListTransactions(r) => {
+            let may = authz.allows(Op::Write, Resource::Cluster);
+            ResponseKind::ListTransactions(txn::list(ctx, r, |_| may).await)
+        }
         body => return dispatch(ctx, conn, &client_id, body, v).await,
     })
 }
@@ -287,6 +340,22 @@ async fn dispatch(
         RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(offsets::fetch(ctx, r, v)),
         RequestKind::InitProducerId(r) => {
             ResponseKind::InitProducerId(producer_id::init(ctx, r, v).await)
+        }
+        RequestKind::AddPartitionsToTxn(r) => {
+            ResponseKind::AddPartitionsToTxn(txn::add_partitions(ctx, r, v, |_| true).await)
+        }
+        RequestKind::AddOffsetsToTxn(r) => {
+            ResponseKind::AddOffsetsToTxn(txn::add_offsets(ctx, r, v).await)
+        }
+        RequestKind::TxnOffsetCommit(r) => {
+            ResponseKind::TxnOffsetCommit(txn::txn_offset_commit(ctx, r, v).await)
+        }
+        RequestKind::EndTxn(r) => ResponseKind::EndTxn(txn::end_txn(ctx, r, v).await),
+        RequestKind::DescribeTransactions(r) => {
+            ResponseKind::DescribeTransactions(txn::describe(ctx, r, |_| true).await)
+        }
+        RequestKind::ListTransactions(r) => {
+            ResponseKind::ListTransactions(txn::list(ctx, r, |_| true).await)
         }
         _ => {
             // The codec only lets through APIs listed in `versions`; this is a bug.

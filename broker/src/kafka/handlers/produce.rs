@@ -1,6 +1,8 @@
 //! Produce: validates each partition's record batches as a Kafka broker does (magic, sizes,
 //! CRC, the records inside, keys on compacted topics), applies idempotent-producer sequence
-//! checks, and appends the batches byte for byte. A partition's batches are all appended or
+//! checks, and appends the batches byte for byte. Transactional batches are appended only
+//! into a partition their producer's ongoing transaction holds (KIP-890 part 1, checked by
+//! [`crate::txn`]); control batches (markers) are refused. A partition's batches are all appended or
 //! none is. `acks=0` gets no response; `acks=1` and `acks=all` are answered once the append is
 //! durable under the topic's fsync policy (one node: the leader is every replica).
 
@@ -17,10 +19,8 @@ use crate::TopicSpec;
 use crate::batch::{self, BatchHeader, MAGIC};
 use crate::cluster::routing::ClusterRouting;
 use crate::error::BrokerError;
-use crate::kafka::producer::{PartitionProducers, SequenceCheck, last_sequence};
+use crate::kafka::producer::{self, SequenceCheck, last_sequence};
 use crate::topic::PendingReplication;
-
-const TRANSACTIONAL_FLAG: i16 = 0x10;
 
 pub async fn handle(ctx: &Arc<Ctx>, req: ProduceRequest, _version: i16) -> Option<ProduceResponse> {
     let acks = req.acks;
@@ -165,6 +165,7 @@ fn produce_partition(
     }
     let max_batch = ctx.broker.config().log.max_batch_bytes;
     let mut batches = Vec::new();
+    let mut txn_batches: Vec<(i64, i16)> = Vec::new();
     let mut pos = 0;
     while pos < records.len() {
         let rest = &records[pos..];
@@ -185,8 +186,15 @@ fn produce_partition(
         if info.compacted && checked.null_key() {
             return Err(ResponseError::InvalidRecord.code());
         }
-        if header.attributes & TRANSACTIONAL_FLAG != 0 {
-            return Err(ResponseError::InvalidTxnState.code());
+        if header.is_control() {
+            // Markers are the transaction coordinator's alone.
+            return Err(ResponseError::InvalidRecord.code());
+        }
+        if header.is_transactional() {
+            if header.producer_id < 0 || header.base_sequence < 0 {
+                return Err(ResponseError::InvalidRecord.code());
+            }
+            txn_batches.push((header.producer_id, header.producer_epoch));
         }
         batches.push(checked);
         pos = end;
@@ -196,6 +204,24 @@ fn produce_partition(
         // Before the sequence check, as Kafka: see `PartitionReplica::check_acks_all`.
         ctx.broker.check_acks_all(topic, partition).map_err(code)?;
     }
+    // Transactional batches only into a partition of their producer's ongoing
+    // transaction, checked under the coordinator's lock, held across the append (KIP-890
+    // part 1; lock order: coordinator, then the partition's producer state).
+    let _verified = if txn_batches.is_empty() {
+        None
+    } else {
+        txn_batches.dedup();
+        let Some(txn) = &ctx.txn else {
+            return Err(super::txn::NOT_SERVED);
+        };
+        match txn.verify(&txn_batches, topic, partition) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::debug!(topic, partition, error = %e, "transactional batch refused");
+                return Err(super::txn::txn_error_code(&e, 0, i16::MAX));
+            }
+        }
+    };
     let state = ctx.producers.partition(topic, partition);
     let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
     let epoch = ctx.broker.leader_epoch(topic, partition);
@@ -206,8 +232,7 @@ fn produce_partition(
         let idempotent = h.producer_id >= 0 && h.base_sequence >= 0;
         let last_seq = last_sequence(h.base_sequence, h.last_offset_delta);
         if idempotent && !state.is_loaded(epoch) {
-            state.reset();
-            load_producers(ctx, topic, partition, &mut state, epoch);
+            producer::load(&ctx.broker, topic, partition, &mut state);
         }
         if idempotent {
             match state.check(h.producer_id, h.producer_epoch, h.base_sequence, last_seq) {
@@ -265,59 +290,13 @@ fn produce_partition(
                 base,
             );
         }
+        if h.is_transactional() {
+            state.begin_txn(h.producer_id, base);
+        }
         first_base.get_or_insert(base);
     }
     drop(state);
     first_base
         .map(|b| (b, pending))
         .ok_or(ResponseError::InvalidRecord.code())
-}
-
-/// How much of a partition's log (its newest segments, whole) is replayed to rebuild the
-/// producer state after a restart: enough for the batches a producer may retry.
-const PRODUCER_STATE_LOG_BYTES: u64 = 64 << 20;
-
-/// Replays the idempotent batches at the tail of the partition's log into `state` (once per
-/// partition after a start). A log that cannot be read leaves the state as it is, with a
-/// warning: producers are then accepted at the sequence they send.
-fn load_producers(
-    ctx: &Ctx,
-    topic: &str,
-    partition: i32,
-    state: &mut PartitionProducers,
-    epoch: Option<i32>,
-) {
-    let started = std::time::Instant::now();
-    let mut batches = 0u64;
-    let result =
-        ctx.broker
-            .for_each_recent_batch(topic, partition, PRODUCER_STATE_LOG_BYTES, |h| {
-                if h.producer_id >= 0 && h.base_sequence >= 0 {
-                    batches += 1;
-                    state.record(
-                        h.producer_id,
-                        h.producer_epoch,
-                        h.base_sequence,
-                        last_sequence(h.base_sequence, h.last_offset_delta),
-                        h.base_offset,
-                    );
-                }
-            });
-    match result {
-        Ok(()) => tracing::debug!(
-            topic,
-            partition,
-            batches,
-            ms = started.elapsed().as_millis() as u64,
-            "producer state rebuilt from the log"
-        ),
-        Err(e) => tracing::warn!(
-            topic,
-            partition,
-            error = %e,
-            "could not rebuild the producer state from the log; sequences of producers \
-             seen before the restart are not checked"
-        ),
-    }
-    state.mark_loaded(epoch);
 }
