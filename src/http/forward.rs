@@ -941,16 +941,18 @@ async fn ask_for_task(
     Ok((status, kept, bytes))
 }
 
-/// A key look-up that accepts a stale answer, about task `task`, asked of `node` (its owner
-/// or a standby) within `timeout`: the node's answer whole (status, content type, lag
-/// headers), or — when the node cannot be reached or answers `503` — an error, so that the
-/// caller may ask another node.
-pub async fn ask_task_key(
+/// A key look-up (`body` `None`: `GET path_and_query`) or a pull query (`POST` of `body`)
+/// that accepts a stale answer, about task `task`, asked of `node` (its owner or a standby)
+/// within `timeout`: the node's answer whole (status, content type, lag headers), or — when
+/// the node cannot be reached or answers `503` — an error, so that the caller may ask
+/// another node.
+pub async fn ask_task_stale(
     state: &AppState,
     task: &str,
     node: u64,
     headers: &HeaderMap,
     path_and_query: &str,
+    body: Option<&serde_json::Value>,
     timeout: Duration,
 ) -> Result<Response, ApiError> {
     let (status, kept, bytes) = ask_for_task(
@@ -959,32 +961,11 @@ pub async fn ask_task_key(
         node,
         headers,
         path_and_query,
-        None,
+        body,
         timeout,
         None,
     )
     .await?;
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        return Err(remote_error(node, status, &bytes));
-    }
-    Ok((status, kept, bytes).into_response())
-}
-
-/// A pull query that accepts a stale answer (standby reads), about task `task`, sent as
-/// `POST path` with `body` to `node` (its owner or a standby) within `timeout`: the node's
-/// answer whole, or — when the node cannot be reached or answers `503` — an error, so that
-/// the caller may ask another node.
-pub async fn ask_task_query(
-    state: &AppState,
-    task: &str,
-    node: u64,
-    headers: &HeaderMap,
-    path: &str,
-    body: &serde_json::Value,
-    timeout: Duration,
-) -> Result<Response, ApiError> {
-    let (status, kept, bytes) =
-        ask_for_task(state, task, node, headers, path, Some(body), timeout, None).await?;
     if status == StatusCode::SERVICE_UNAVAILABLE {
         return Err(remote_error(node, status, &bytes));
     }

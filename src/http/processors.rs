@@ -513,12 +513,13 @@ async fn stale_look_up(
         let answer = if node == me {
             look_up_here(state, name.into(), store.into(), key.into(), true).await
         } else {
-            forward::ask_task_key(
+            forward::ask_task_stale(
                 state,
                 task,
                 node,
                 headers,
                 path_and_query(uri),
+                None,
                 forward::STALE_ASK_TIMEOUT,
             )
             .await

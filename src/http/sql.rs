@@ -224,13 +224,13 @@ async fn pull_elsewhere(
                 // Answered here: from the task, or from this node's standby of it.
                 return Ok(None);
             }
-            match forward::ask_task_query(
+            match forward::ask_task_stale(
                 state,
                 &task,
                 node,
                 headers,
                 path,
-                &body,
+                Some(&body),
                 forward::STALE_ASK_TIMEOUT,
             )
             .await

@@ -235,6 +235,11 @@ pub async fn txn_offset_commit(
             }
         }
     };
+    offset_commit_answer(req, code)
+}
+
+/// The TxnOffsetCommit answer giving every partition of `req` the same error `code`.
+fn offset_commit_answer(req: TxnOffsetCommitRequest, code: i16) -> TxnOffsetCommitResponse {
     let topics = req
         .topics
         .into_iter()
@@ -400,24 +405,5 @@ pub fn refused_add_partitions(req: &AddPartitionsToTxnRequest) -> AddPartitionsT
 
 /// TxnOffsetCommit refused as a whole (`--auth`).
 pub fn refused_offset_commit(req: TxnOffsetCommitRequest) -> TxnOffsetCommitResponse {
-    let code = ResponseError::GroupAuthorizationFailed.code();
-    TxnOffsetCommitResponse::default().with_topics(
-        req.topics
-            .into_iter()
-            .map(|t| {
-                TxnOffsetCommitResponseTopic::default()
-                    .with_name(t.name)
-                    .with_partitions(
-                        t.partitions
-                            .iter()
-                            .map(|p| {
-                                TxnOffsetCommitResponsePartition::default()
-                                    .with_partition_index(p.partition_index)
-                                    .with_error_code(code)
-                            })
-                            .collect(),
-                    )
-            })
-            .collect(),
-    )
+    offset_commit_answer(req, ResponseError::GroupAuthorizationFailed.code())
 }
