@@ -78,8 +78,10 @@ def until(what, f, timeout=120, step=0.02):
 
 
 class Cluster:
-    def __init__(self, binary, work):
+    def __init__(self, binary, work, session_ms=None):
         self.bin, self.work, self.procs = binary, work, {}
+        self.extra = ([] if session_ms is None
+                      else ["--broker-session-timeout-ms", str(session_ms)])
         self.peers = ",".join(f"{i}@127.0.0.1:{CLUSTER[i]}" for i in (1, 2, 3))
 
     def start(self, i, join=False):
@@ -90,7 +92,7 @@ class Cluster:
             [self.bin, "serve", "--node-id", str(i), "--data-dir",
              os.path.join(self.work, f"n{i}"), "--http", f"127.0.0.1:{HTTP[i]}",
              "--kafka", f"127.0.0.1:{KAFKA[i]}", "--cluster-listen",
-             f"127.0.0.1:{CLUSTER[i]}"] + membership,
+             f"127.0.0.1:{CLUSTER[i]}"] + membership + self.extra,
             stdout=log, stderr=log, start_new_session=True)
 
     def kill(self, i):
@@ -245,7 +247,7 @@ def join_bench(args, work):
     """A fourth node joins a cluster running word-count over `--join-tasks` partitions: the
     time until every node runs its share (balanced within one) again."""
     n = args.join_tasks
-    c = Cluster(args.bin, work)
+    c = Cluster(args.bin, work, args.session_ms)
     try:
         deploy_word_count(c, args, n)
         for p in range(n):
@@ -268,6 +270,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default="target/release/weir")
     ap.add_argument("--kills", type=int, default=10)
+    ap.add_argument("--session-ms", type=int, default=None,
+                    help="--broker-session-timeout-ms of every node (default: the binary's, 3000)")
     ap.add_argument("--standbys", type=int, default=1)
     ap.add_argument("--keys", type=int, default=20000, help="distinct words per task")
     ap.add_argument("--word-bytes", type=int, default=0,
@@ -284,7 +288,7 @@ def main():
         finally:
             shutil.rmtree(work, ignore_errors=True)
         return
-    c = Cluster(args.bin, work)
+    c = Cluster(args.bin, work, args.session_ms)
     try:
         deploy_word_count(c, args, PARTITIONS)
         def word(p, k):
