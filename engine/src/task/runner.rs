@@ -470,11 +470,18 @@ impl Runner {
             interrupted: false,
             dlq,
         };
-        if committed.is_none() {
-            // Pin the start positions (`latest` must not move on a restart).
-            runner.commit(false)?;
+        let begun = (|| {
+            if committed.is_none() {
+                // Pin the start positions (`latest` must not move on a restart).
+                runner.commit(false)?;
+            }
+            runner.instantiate()
+        })();
+        if let Err(f) = begun {
+            // The control channel goes back to `setup` for the next attempt.
+            std::mem::swap(&mut setup.control, &mut runner.control);
+            return Err(f);
         }
-        runner.instantiate()?;
         runner.publish_status();
         runner.shared.update(|s| {
             s.state = if runner.paused {

@@ -1024,3 +1024,43 @@ fn a_task_failing_on_a_transient_log_error_starts_again_by_itself() {
     engine.delete("wc", true).unwrap();
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+#[test]
+fn a_new_task_that_cannot_make_its_first_commit_starts_again_once_the_log_is_back() {
+    let env = Env::new();
+    env.topic("text", 1);
+    let log = Arc::new(crate::faulty_log::FaultyLog::new(env.broker.clone()));
+    let engine = Engine::open(
+        &EngineConfig::under(env.dir.path()),
+        log.clone(),
+        Arc::new(MemoryBackend::new()),
+        Arc::new(NativeLoader),
+    )
+    .unwrap();
+    engine.start().unwrap();
+    // Down before the first commit (the one pinning the start positions).
+    log.set_down(true);
+    engine
+        .deploy(
+            spec(r#"{"name":"wc","inputs":["text"],"outputs":["counts"],"commit_interval_ms":20}"#),
+            module("word-count"),
+        )
+        .unwrap();
+    eventually("failed, restart pending", || {
+        let t = &engine.describe("wc").unwrap().tasks[0];
+        t.state == TaskState::Failed && t.next_restart_ms.is_some()
+    });
+    eventually("tried again", || {
+        let t = &engine.describe("wc").unwrap().tasks[0];
+        t.restarts >= 1 && t.next_restart_ms.is_some()
+    });
+    log.set_down(false);
+    env.produce("text", 0, &["a a"]);
+    eventually("counts", || {
+        env.latest("counts").get("a").map(String::as_str) == Some("2")
+    });
+    assert_eq!(
+        engine.describe("wc").unwrap().tasks[0].state,
+        TaskState::Running
+    );
+}
