@@ -71,8 +71,8 @@ pub enum RestoreError {
         end: i64,
     },
     /// The changelog could not be read up to the end it was said to have (its leader
-    /// changed meanwhile and the new one exposes less for now). The store holds a
-    /// consistent prefix, checkpointed at `reached`: the next restoration goes on from there.
+    /// changed meanwhile and the new one exposes less for now). The store holds every
+    /// record before `reached`, checkpointed there: the next restoration goes on from there.
     #[error("changelog {topic} could be read only up to {reached} of {end} (try again)")]
     ChangelogShort {
         topic: String,
