@@ -11,6 +11,7 @@
 pub mod auth;
 pub mod batch;
 pub mod batch_builder;
+mod be_reader;
 mod broker;
 pub mod cluster;
 pub mod config;

@@ -57,6 +57,7 @@ use std::sync::Mutex;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::batch_builder::BatchBuilder;
+use crate::be_reader::Reader;
 use crate::error::{BrokerError, Result};
 use crate::log::now_ms;
 use crate::{Broker, InternalTopic, ProduceRecord, TopicSpec};
@@ -102,49 +103,13 @@ fn encode_value(c: &CommittedOffset) -> Bytes {
     b.freeze()
 }
 
-/// Minimal reader for the big-endian fields of keys and values.
-struct Reader<'a>(&'a [u8]);
-
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Option<&[u8]> {
-        if self.0.len() < n {
-            return None;
-        }
-        let (a, b) = self.0.split_at(n);
-        self.0 = b;
-        Some(a)
-    }
-    fn i16(&mut self) -> Option<i16> {
-        self.take(2).map(|b| i16::from_be_bytes([b[0], b[1]]))
-    }
-    fn i32(&mut self) -> Option<i32> {
-        self.take(4)
-            .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    }
-    fn i64(&mut self) -> Option<i64> {
-        self.take(8).map(|b| {
-            let mut a = [0u8; 8];
-            a.copy_from_slice(b);
-            i64::from_be_bytes(a)
-        })
-    }
-    fn string(&mut self) -> Option<Option<String>> {
-        let len = self.i16()?;
-        if len < 0 {
-            return Some(None);
-        }
-        let b = self.take(len as usize)?;
-        Some(Some(String::from_utf8_lossy(b).into_owned()))
-    }
-}
-
 fn decode_key(key: &[u8]) -> Option<(String, String, i32)> {
     let mut r = Reader(key);
     if r.i16()? != 1 {
         return None;
     }
-    let group = r.string()??;
-    let topic = r.string()??;
+    let group = r.opt_str()??;
+    let topic = r.opt_str()??;
     let partition = r.i32()?;
     Some((group, topic, partition))
 }
@@ -157,7 +122,7 @@ fn decode_value(value: &[u8]) -> Option<CommittedOffset> {
     }
     let offset = r.i64()?;
     let leader_epoch = if version >= 3 { r.i32()? } else { -1 };
-    let metadata = r.string()?;
+    let metadata = r.opt_str()?;
     let commit_timestamp = r.i64()?;
     Some(CommittedOffset {
         offset,

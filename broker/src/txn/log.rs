@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::{PendingOffset, TxnMeta, TxnStatus};
+use crate::be_reader::Reader;
 
 /// Weir's value version (Kafka's own are 0 and 1; their readers skip this one).
 pub const VALUE_VERSION: i16 = 100;
@@ -71,52 +72,6 @@ pub fn encode_value(m: &TxnMeta) -> Bytes {
         put_opt_str(&mut b, o.metadata.as_deref());
     }
     b.freeze()
-}
-
-struct Reader<'a>(&'a [u8]);
-
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Option<&[u8]> {
-        if self.0.len() < n {
-            return None;
-        }
-        let (a, b) = self.0.split_at(n);
-        self.0 = b;
-        Some(a)
-    }
-    fn i8(&mut self) -> Option<i8> {
-        self.take(1).map(|b| b[0] as i8)
-    }
-    fn i16(&mut self) -> Option<i16> {
-        self.take(2).map(|b| i16::from_be_bytes([b[0], b[1]]))
-    }
-    fn i32(&mut self) -> Option<i32> {
-        self.take(4)
-            .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    }
-    fn i64(&mut self) -> Option<i64> {
-        self.take(8).map(|b| {
-            let mut a = [0u8; 8];
-            a.copy_from_slice(b);
-            i64::from_be_bytes(a)
-        })
-    }
-    fn opt_str(&mut self) -> Option<Option<String>> {
-        let n = self.i16()?;
-        if n < 0 {
-            return Some(None);
-        }
-        let b = self.take(n as usize)?;
-        Some(Some(String::from_utf8_lossy(b).into_owned()))
-    }
-    fn str(&mut self) -> Option<String> {
-        self.opt_str()?
-    }
-    /// An array count, which must fit in what is left (each element takes a byte or more).
-    fn count(&mut self) -> Option<usize> {
-        let n = usize::try_from(self.i32()?).ok()?;
-        (n <= self.0.len()).then_some(n)
-    }
 }
 
 pub fn decode_key(key: &[u8]) -> Option<String> {
