@@ -30,15 +30,11 @@ impl Env {
     }
 
     fn engine(&self, backend: Arc<dyn StateBackend>) -> Engine {
-        let e = Engine::open(
+        started_engine(
             &EngineConfig::under(self.dir.path()),
             Arc::new(self.broker.clone()),
             backend,
-            Arc::new(NativeLoader),
         )
-        .unwrap();
-        e.start().unwrap();
-        e
     }
 
     /// A cluster node's engine (it runs only the tasks assigned to it) under `dir`.
@@ -47,15 +43,11 @@ impl Env {
             assigned_tasks: true,
             ..EngineConfig::under(&self.dir.path().join(dir))
         };
-        let e = Engine::open(
+        started_engine(
             &config,
             Arc::new(self.broker.clone()),
             Arc::new(MemoryBackend::new()),
-            Arc::new(NativeLoader),
         )
-        .unwrap();
-        e.start().unwrap();
-        e
     }
 
     fn topic(&self, name: &str, partitions: i32) {
@@ -102,6 +94,17 @@ impl Env {
             .filter_map(|(k, v, _)| Some((k?, v?)))
             .collect()
     }
+}
+
+/// An engine over `log` with native processors, opened and started.
+fn started_engine(
+    config: &EngineConfig,
+    log: Arc<dyn LogAccess>,
+    backend: Arc<dyn StateBackend>,
+) -> Engine {
+    let e = Engine::open(config, log, backend, Arc::new(NativeLoader)).unwrap();
+    e.start().unwrap();
+    e
 }
 
 fn spec(json: &str) -> ProcessorSpec {
@@ -812,14 +815,11 @@ fn a_single_nodes_processor_keeps_every_task_when_the_node_joins_a_cluster() {
         assigned_tasks: true,
         ..EngineConfig::under(env.dir.path())
     };
-    let node = Engine::open(
+    let node = started_engine(
         &config,
         Arc::new(env.broker.clone()),
         Arc::new(MemoryBackend::new()),
-        Arc::new(NativeLoader),
-    )
-    .unwrap();
-    node.start().unwrap();
+    );
     assert!(!node.in_catalog("wc"));
     node.set_assignment(TaskAssignments::new(), Default::default());
     let running = || {
@@ -962,14 +962,11 @@ fn a_task_failing_on_a_transient_log_error_starts_again_by_itself() {
     let env = Env::new();
     env.topic("text", 1);
     let log = Arc::new(crate::faulty_log::FaultyLog::new(env.broker.clone()));
-    let engine = Engine::open(
+    let engine = started_engine(
         &EngineConfig::under(env.dir.path()),
         log.clone(),
         Arc::new(RocksBackend::open(&env.dir.path().join("rocks")).unwrap()),
-        Arc::new(NativeLoader),
-    )
-    .unwrap();
-    engine.start().unwrap();
+    );
     engine
         .deploy(
             spec(r#"{"name":"wc","inputs":["text"],"outputs":["counts"],"commit_interval_ms":20}"#),
@@ -1030,14 +1027,11 @@ fn a_new_task_that_cannot_make_its_first_commit_starts_again_once_the_log_is_bac
     let env = Env::new();
     env.topic("text", 1);
     let log = Arc::new(crate::faulty_log::FaultyLog::new(env.broker.clone()));
-    let engine = Engine::open(
+    let engine = started_engine(
         &EngineConfig::under(env.dir.path()),
         log.clone(),
         Arc::new(MemoryBackend::new()),
-        Arc::new(NativeLoader),
-    )
-    .unwrap();
-    engine.start().unwrap();
+    );
     // Down before the first commit (the one pinning the start positions).
     log.set_down(true);
     engine
