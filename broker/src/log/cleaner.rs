@@ -291,11 +291,10 @@ mod tests {
         b
     }
 
-    #[test]
-    fn drops_aborted_records_keeps_committed_ones_and_every_marker() {
-        let dir = tempfile::tempdir().unwrap();
-        let settings = PartitionSettings {
-            segment_bytes: 1024,
+    /// A compacted partition's settings with `segment_bytes` per segment.
+    fn compacted_settings(segment_bytes: u64) -> PartitionSettings {
+        PartitionSettings {
+            segment_bytes,
             segment_ms: i64::MAX / 2,
             index_interval_bytes: 256,
             fsync: FsyncPolicy::Os,
@@ -304,7 +303,13 @@ mod tests {
             retention_bytes: None,
             compacted: true,
             delete_retention_ms: 1000,
-        };
+        }
+    }
+
+    #[test]
+    fn drops_aborted_records_keeps_committed_ones_and_every_marker() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = compacted_settings(1024);
         let log = Mutex::new(PartitionLog::open(dir.path(), settings.clone()).unwrap());
         let marker = |pid, m| {
             bytes::BytesMut::from(&batch::control_batch(pid, 0, m, 0, 1).unwrap().bytes()[..])
@@ -356,17 +361,7 @@ mod tests {
     #[test]
     fn keeps_latest_per_key_and_preserves_offsets() {
         let dir = tempfile::tempdir().unwrap();
-        let settings = PartitionSettings {
-            segment_bytes: 2048,
-            segment_ms: i64::MAX / 2,
-            index_interval_bytes: 256,
-            fsync: FsyncPolicy::Os,
-            max_batch_bytes: 1 << 20,
-            retention_ms: None,
-            retention_bytes: None,
-            compacted: true,
-            delete_retention_ms: 1000,
-        };
+        let settings = compacted_settings(2048);
         let log = Mutex::new(PartitionLog::open(dir.path(), settings.clone()).unwrap());
         let now = 10_000_000;
         // 200 records over 10 keys; key 3 ends with a tombstone older than delete retention.
