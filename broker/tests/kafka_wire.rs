@@ -171,6 +171,11 @@ fn batch(n: i64, producer: (i64, i16), first_seq: i32, key: Option<&str>) -> Byt
     let recs: Vec<Record> = (0..n)
         .map(|i| record(i, key, &format!("v{i}"), producer, first_seq + i as i32))
         .collect();
+    encode(&recs)
+}
+
+/// `recs` as one uncompressed RecordBatch v2.
+fn encode(recs: &[Record]) -> Bytes {
     let mut buf = BytesMut::new();
     RecordBatchEncoder::encode(
         &mut buf,
@@ -919,17 +924,7 @@ fn txn_batch(n: i64, producer: (i64, i16), first_seq: i32) -> Bytes {
             ..record(i, None, &format!("t{i}"), producer, first_seq + i as i32)
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        recs.iter(),
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .unwrap();
-    buf.freeze()
+    encode(&recs)
 }
 
 fn read_committed(topic: &str, offset: i64) -> RequestKind {
