@@ -68,6 +68,27 @@ async fn with_txn<T: Send + 'static>(
     Some(blocking(move || f(&txn)).await.map_err(TxnError::Broker))
 }
 
+/// Runs one coordinator transition for `api` on transactional id `id` and answers its
+/// error code: 0, [`NOT_SERVED`] without a coordinator, or the refusal's code for `version`
+/// (`PRODUCER_FENCED` from version `fenced_from`), the refusal logged.
+async fn transition_code(
+    ctx: &Arc<Ctx>,
+    api: &str,
+    id: &str,
+    version: i16,
+    fenced_from: i16,
+    f: impl FnOnce(&TxnCoordinator) -> Result<(), TxnError> + Send + 'static,
+) -> i16 {
+    match with_txn(ctx, f).await {
+        None => NOT_SERVED,
+        Some(Ok(Ok(()))) => 0,
+        Some(Ok(Err(e)) | Err(e)) => {
+            log_refusal(api, id, &e);
+            txn_error_code(&e, version, fenced_from)
+        }
+    }
+}
+
 /// The error code of each partition of an AddPartitionsToTxn answer.
 type CodeOf = Box<dyn Fn(&TopicName, i32) -> i16 + Send>;
 
@@ -128,14 +149,10 @@ pub async fn add_partitions(
         })
     } else {
         let id2 = id.clone();
-        let code = match with_txn(ctx, move |c| c.add_partitions(&id2, pid, epoch, &wanted)).await {
-            None => NOT_SERVED,
-            Some(Ok(Ok(()))) => 0,
-            Some(Ok(Err(e)) | Err(e)) => {
-                log_refusal("AddPartitionsToTxn", &id, &e);
-                txn_error_code(&e, version, 2)
-            }
-        };
+        let code = transition_code(ctx, "AddPartitionsToTxn", &id, version, 2, move |c| {
+            c.add_partitions(&id2, pid, epoch, &wanted)
+        })
+        .await;
         Box::new(move |_, _| code)
     };
     let topics = req
@@ -168,14 +185,10 @@ pub async fn add_offsets(
     let group = req.group_id.0.to_string();
     let (pid, epoch) = (req.producer_id.0, req.producer_epoch);
     let id2 = id.clone();
-    let code = match with_txn(ctx, move |c| c.add_offsets(&id2, pid, epoch, &group)).await {
-        None => NOT_SERVED,
-        Some(Ok(Ok(()))) => 0,
-        Some(Ok(Err(e)) | Err(e)) => {
-            log_refusal("AddOffsetsToTxn", &id, &e);
-            txn_error_code(&e, version, 2)
-        }
-    };
+    let code = transition_code(ctx, "AddOffsetsToTxn", &id, version, 2, move |c| {
+        c.add_offsets(&id2, pid, epoch, &group)
+    })
+    .await;
     AddOffsetsToTxnResponse::default().with_error_code(code)
 }
 
@@ -220,19 +233,11 @@ pub async fn txn_offset_commit(
         Some(code) => code,
         None => {
             let id2 = id.clone();
-            match with_txn(ctx, move |c| {
+            // The group coordinator fences with INVALID_PRODUCER_EPOCH in Kafka.
+            transition_code(ctx, "TxnOffsetCommit", &id, version, i16::MAX, move |c| {
                 c.commit_offsets(&id2, pid, epoch, &group, offsets)
             })
             .await
-            {
-                None => NOT_SERVED,
-                Some(Ok(Ok(()))) => 0,
-                Some(Ok(Err(e)) | Err(e)) => {
-                    log_refusal("TxnOffsetCommit", &id, &e);
-                    // The group coordinator fences with INVALID_PRODUCER_EPOCH in Kafka.
-                    txn_error_code(&e, version, i16::MAX)
-                }
-            }
         }
     };
     offset_commit_answer(req, code)
@@ -265,14 +270,10 @@ pub async fn end_txn(ctx: &Arc<Ctx>, req: EndTxnRequest, version: i16) -> EndTxn
     let id = req.transactional_id.0.to_string();
     let (pid, epoch, commit) = (req.producer_id.0, req.producer_epoch, req.committed);
     let id2 = id.clone();
-    let code = match with_txn(ctx, move |c| c.end(&id2, pid, epoch, commit)).await {
-        None => NOT_SERVED,
-        Some(Ok(Ok(()))) => 0,
-        Some(Ok(Err(e)) | Err(e)) => {
-            log_refusal("EndTxn", &id, &e);
-            txn_error_code(&e, version, 2)
-        }
-    };
+    let code = transition_code(ctx, "EndTxn", &id, version, 2, move |c| {
+        c.end(&id2, pid, epoch, commit)
+    })
+    .await;
     EndTxnResponse::default()
         .with_error_code(code)
         .with_producer_id(ProducerId(-1))
