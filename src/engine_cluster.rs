@@ -82,6 +82,23 @@ pub struct TaskPlace {
     pub standbys: Vec<NodeId>,
 }
 
+impl TaskPlace {
+    /// Whom a read that accepts a stale answer asks, in turn, at node `me`: the owner, then
+    /// `me` if it keeps a standby, then the other standbys as placed; each once.
+    pub fn stale_ask_order(&self, me: NodeId) -> Vec<NodeId> {
+        let mut order: Vec<NodeId> = self.node.into_iter().collect();
+        if self.standbys.contains(&me) {
+            order.push(me);
+        }
+        for n in &self.standbys {
+            if !order.contains(n) {
+                order.push(*n);
+            }
+        }
+        order
+    }
+}
+
 /// Why a catalog change could not be published.
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -753,5 +770,27 @@ impl SqlCatalogPublisher for EngineCluster {
         let done = move |m: &ClusterMetadata| !m.sql_queries.contains_key(&n);
         let command = MetadataCommand::DeleteSqlQuery { id: id.to_string() };
         self.propose(command, done).map_err(sql_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TaskPlace;
+
+    #[test]
+    fn a_stale_read_asks_the_owner_then_this_nodes_standby_then_the_others_once_each() {
+        let place = TaskPlace {
+            partition: 0,
+            node: Some(1),
+            epoch: 3,
+            standbys: vec![2, 3],
+        };
+        assert_eq!(place.stale_ask_order(3), vec![1, 3, 2]);
+        assert_eq!(place.stale_ask_order(1), vec![1, 2, 3]);
+        let unplaced = TaskPlace {
+            node: None,
+            ..place
+        };
+        assert_eq!(unplaced.stale_ask_order(4), vec![2, 3]);
     }
 }

@@ -499,17 +499,8 @@ async fn stale_look_up(
     headers: &HeaderMap,
     uri: &Uri,
 ) -> Result<Response, ApiError> {
-    let mut order: Vec<u64> = place.node.into_iter().collect();
-    if place.standbys.contains(&me) {
-        order.push(me);
-    }
-    order.extend(place.standbys.iter().copied());
-    let mut asked = std::collections::BTreeSet::new();
     let mut last = forward::task_unavailable(task, place.node, "no owner or standby answered");
-    for node in order {
-        if !asked.insert(node) {
-            continue;
-        }
+    for node in place.stale_ask_order(me) {
         let answer = if node == me {
             look_up_here(state, name.into(), store.into(), key.into(), true).await
         } else {

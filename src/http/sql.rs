@@ -208,18 +208,9 @@ async fn pull_elsewhere(
     let standby_reads = weir_engine::sql::validate::standby_reads(props).map_err(sql_error)?;
     if let Some(place) = place.filter(|_| standby_reads) {
         let me = routing.node();
-        let mut order: Vec<u64> = place.node.into_iter().collect();
-        if place.standbys.contains(&me) {
-            order.push(me);
-        }
-        order.extend(place.standbys.iter().copied());
         let body = serde_json::to_value(req).unwrap_or(Value::Null);
-        let mut asked = std::collections::BTreeSet::new();
         let mut last = forward::task_unavailable(&task, place.node, "no owner or standby answered");
-        for node in order {
-            if !asked.insert(node) {
-                continue;
-            }
+        for node in place.stale_ask_order(me) {
             if node == me {
                 // Answered here: from the task, or from this node's standby of it.
                 return Ok(None);
