@@ -365,3 +365,21 @@ fn an_idle_transactional_id_expires_and_stays_forgotten_after_a_restart() {
     assert_ne!(pid2, pid);
     assert_eq!(e2, 0);
 }
+
+#[test]
+fn a_transaction_is_bounded_in_partitions_and_a_refused_add_changes_nothing() {
+    let n = node();
+    let (pid, e) = n.txn.init("a", 60_000, None, &fresh).unwrap();
+    let too_many: Vec<_> = (0..=MAX_TXN_PARTITIONS as i32).map(tp).collect();
+    assert!(matches!(
+        n.txn.add_partitions("a", pid, e, &too_many),
+        Err(TxnError::TooLarge(MAX_TXN_PARTITIONS))
+    ));
+    // Nothing was added: producing to the first of them is still refused (KIP-890).
+    assert!(matches!(
+        n.txn.verify(&[(pid, e)], "t", 0),
+        Err(TxnError::InvalidTxnState(_))
+    ));
+    n.txn.add_partitions("a", pid, e, &[tp(0)]).unwrap();
+    assert!(n.txn.verify(&[(pid, e)], "t", 0).is_ok());
+}
