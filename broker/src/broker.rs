@@ -696,6 +696,18 @@ impl Broker {
         Ok((log.start_offset(), p.readable_end(log.end_offset())?))
     }
 
+    /// [`Broker::partition_offsets`], refused with [`BrokerError::OffsetNotAvailable`]
+    /// while this node is the partition's new leader and its high watermark is below the
+    /// start of its epoch (an end given from it could be lower than one its predecessor
+    /// gave). For whoever takes the end as a bound it must reach: ListOffsets, the engine's
+    /// restorations and lags, other nodes' owners.
+    pub fn known_offsets(&self, topic: &str, partition: i32) -> Result<(i64, i64)> {
+        let t = self.topic(topic)?;
+        let p = t.partition(partition)?;
+        let log = p.lock()?;
+        Ok((log.start_offset(), p.known_end(log.end_offset())?))
+    }
+
     /// Where this node's log of a partition ends (past the high watermark on a replicated
     /// partition; for describe).
     pub fn local_log_end(&self, topic: &str, partition: i32) -> Result<i64> {

@@ -80,6 +80,14 @@ pub enum BrokerError {
     DataDirLocked(PathBuf),
     #[error("the broker is shutting down")]
     ShuttingDown,
+    /// Cluster mode: this node became the partition's leader and does not know yet where
+    /// the partition ends (its high watermark is below the start of its epoch until its
+    /// followers fetch; Kafka's `OFFSET_NOT_AVAILABLE`). Retriable.
+    #[error(
+        "{topic}/{partition}: its new leader does not know the end offset yet (its followers \
+         have not caught up with its epoch); retry shortly"
+    )]
+    OffsetNotAvailable { topic: String, partition: i32 },
     /// A request the node refuses by policy (a limit it would exceed), before touching disk.
     #[error("{0}")]
     PolicyViolation(String),
@@ -191,6 +199,7 @@ impl BrokerError {
             BrokerError::Io { .. } => "io_error",
             BrokerError::DataDirLocked(_) => "data_dir_locked",
             BrokerError::ShuttingDown => "shutting_down",
+            BrokerError::OffsetNotAvailable { .. } => "offset_not_available",
             BrokerError::PolicyViolation(_) => "policy_violation",
             BrokerError::PartitionOffline { .. } => "partition_offline",
             BrokerError::InternalTopic { .. } => "internal_topic",
@@ -224,9 +233,9 @@ impl BrokerError {
             BrokerError::BatchTooLarge { .. } => ErrorKind::TooLarge,
             BrokerError::CorruptFile { .. } => ErrorKind::Corrupt,
             BrokerError::Io { .. } | BrokerError::DataDirLocked(_) => ErrorKind::Internal,
-            BrokerError::ShuttingDown | BrokerError::PartitionOffline { .. } => {
-                ErrorKind::Unavailable
-            }
+            BrokerError::ShuttingDown
+            | BrokerError::PartitionOffline { .. }
+            | BrokerError::OffsetNotAvailable { .. } => ErrorKind::Unavailable,
             BrokerError::PolicyViolation(_) => ErrorKind::InvalidInput,
             BrokerError::InternalTopic { .. } => ErrorKind::Forbidden,
             BrokerError::TopicInUse { .. }

@@ -166,6 +166,20 @@ impl Partition {
             None => Err(self.not_leader(None)),
         }
     }
+    /// [`Partition::readable_end`], refused while this replica leads and does not know the
+    /// end yet ([`crate::cluster::replication::replica::Progress::end_known`]).
+    pub fn known_end(&self, log_end: i64) -> Result<i64> {
+        if self.replicated
+            && let Some(r) = self.replica()
+            && !r.progress().end_known()
+        {
+            return Err(BrokerError::OffsetNotAvailable {
+                topic: self.topic.clone(),
+                partition: self.index,
+            });
+        }
+        self.readable_end(log_end)
+    }
     /// Appends a checked batch ([`PartitionLog::append_checked`]) and publishes the new end.
     /// Replicated: as the leader, refused unless this node leads; `acks_all` refuses it
     /// before writing when the in-sync set is below `min_insync_replicas` and returns the

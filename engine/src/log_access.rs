@@ -367,7 +367,7 @@ impl LogAccess for Broker {
     }
 
     fn offsets(&self, topic: &str, partition: i32) -> Result<(i64, i64), LogError> {
-        Ok(self.partition_offsets(topic, partition)?)
+        Ok(self.known_offsets(topic, partition)?)
     }
 
     fn watch_end(&self, topic: &str, partition: i32) -> Result<watch::Receiver<i64>, LogError> {

@@ -151,6 +151,7 @@ fn remote_error(node: NodeId, code: &str, message: String) -> BrokerError {
         | "partition_offline"
         | "cluster_unavailable"
         | "shutting_down"
+        | "offset_not_available"
         // The metadata names it the leader, but it has not applied that yet.
         | "unknown_topic"
         | "unknown_partition"
@@ -181,6 +182,7 @@ fn retried(e: &BrokerError) -> bool {
             | BrokerError::NotEnoughReplicasAfterAppend { .. }
             | BrokerError::ReplicationTimeout { .. }
             | BrokerError::PartitionOffline { .. }
+            | BrokerError::OffsetNotAvailable { .. }
             | BrokerError::ClusterUnavailable(_)
     )
 }
@@ -530,13 +532,15 @@ impl ClusterLog {
         })
     }
 
-    /// `(start, end)` offsets of a partition (the end below the high watermark).
+    /// `(start, end)` offsets of a partition (the end at the high watermark), from its
+    /// leader. Never an end below one handed out before: a new leader that does not know
+    /// the end yet refuses ([`BrokerError::OffsetNotAvailable`]) and is asked again.
     pub fn offsets(&self, topic: &str, partition: i32) -> Result<(i64, i64), BrokerError> {
         let Some((c, _)) = self.replicated(topic) else {
-            return self.broker.partition_offsets(topic, partition);
+            return self.broker.known_offsets(topic, partition);
         };
         self.at_leader(c, topic, partition, |place| match place {
-            Place::Local => self.broker.partition_offsets(topic, partition),
+            Place::Local => self.broker.known_offsets(topic, partition),
             Place::Leader(node) => {
                 let request = LogRequest::Offsets {
                     topic: topic.to_string(),
@@ -733,6 +737,7 @@ mod tests {
             "replication_timeout",
             "cluster_unavailable",
             "shutting_down",
+            "offset_not_available",
             "unknown_topic",
         ] {
             assert!(retried(&remote_error(2, code, "m".into())), "{code}");

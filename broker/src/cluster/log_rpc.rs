@@ -249,7 +249,7 @@ impl LogService {
                     // A closed channel (topic deleted) or the timeout: answer what there is.
                     let _ = tokio::time::timeout(wait, end.wait_for(|e| *e > past)).await;
                 }
-                let (start, end) = broker.partition_offsets(&topic, partition)?;
+                let (start, end) = broker.known_offsets(&topic, partition)?;
                 Ok(LogResponse::Offsets { start, end })
             }
         }

@@ -69,6 +69,11 @@ impl SimNetwork {
         self.state().cut.insert((from, to));
     }
 
+    /// Messages from `from` to `to` arrive again (undoes [`SimNetwork::cut`] of that link).
+    pub fn mend(&self, from: NodeId, to: NodeId) {
+        self.state().cut.remove(&(from, to));
+    }
+
     /// Every link between a node of `a` and a node of `b` is cut, both ways.
     pub fn partition(&self, a: &[NodeId], b: &[NodeId]) {
         let mut state = self.state();

@@ -801,3 +801,56 @@ async fn a_waiting_follower_fetch_is_answered_on_append_not_at_its_max_wait() {
     })
     .await;
 }
+
+/// KIP-207: a follower elected leader learnt the high watermark one fetch late, so its own
+/// starts below what its predecessor acknowledged. Until its followers have fetched past the
+/// start of its epoch it does not know the end (`end_known` false: no end offset is handed
+/// out), and once it does, the end is at least everything acknowledged — an end offset never
+/// goes backwards across a leader change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_leader_hands_out_no_end_below_what_its_predecessor_acknowledged() {
+    let c = Cluster::new(3, 2);
+    c.elect(1, 1, &[1, 2, 3]);
+    c.produce(1, 2, "before", Acks::All, LIVENESS)
+        .await
+        .unwrap();
+    c.converged(1, &[2, 3]).await;
+    // Node 3 is cut off: the acks=all batch waits for it. Node 2 fetches it and reports
+    // having it (the high watermark cannot cover it yet), then is cut off too, so it never
+    // learns the high watermark that node 3's fetch then moves past the batch.
+    c.net.isolate(3, &[1, 2]);
+    let (acked, ()) = tokio::join!(c.produce(1, 3, "acked", Acks::All, LIVENESS), async {
+        c.until("node 2 reports the batch to the leader", |c| {
+            c.node(1).replica.status().followers.contains(&(2, 5))
+        })
+        .await;
+        c.net.isolate(2, &[1, 3]);
+        c.net.mend(3, 1);
+        c.net.mend(1, 3);
+    });
+    let acked = acked.unwrap();
+    assert_eq!(acked.last_offset, 4);
+    assert_eq!(c.node(1).replica.high_watermark(), 5);
+    assert!(c.node(2).replica.high_watermark() < 5);
+    assert_eq!(c.end(2), 5);
+
+    // Node 1 dies; node 2 leads at epoch 2 with node 3 in its set.
+    c.net.heal();
+    c.net.stop(1);
+    c.tell(&[2, 3], 2, 2, &[2, 3]);
+    let p = c.node(2).replica.progress();
+    assert_eq!(p.epoch_start_offset, 5);
+    assert!(
+        !p.end_known(),
+        "the new leader's high watermark {} is below the 5 acknowledged, yet taken as the end",
+        p.high_watermark
+    );
+    // Every end it hands out from now on covers what was acknowledged.
+    c.until("node 3 fetches under epoch 2", |c| {
+        c.node(2).replica.progress().end_known()
+    })
+    .await;
+    let p = c.node(2).replica.progress();
+    assert!(p.high_watermark >= 5, "{p:?}");
+    assert_eq!(c.committed(2).len(), 5);
+}

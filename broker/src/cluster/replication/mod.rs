@@ -40,6 +40,12 @@
 //!    (committed set plus members being added, plus caught-up followers), and it never
 //!    moves backwards on a leader (5). Consumers read only below it
 //!    ([`PartitionReplica::read_committed`]).
+//!    A new leader's high watermark (learnt as a follower) can still be below what its
+//!    predecessor acknowledged, so until it reaches the start of the leader's epoch the
+//!    end is *not known* ([`replica::Progress::end_known`]): reads serve below it, but
+//!    no end offset is handed out from it (`OFFSET_NOT_AVAILABLE` to ListOffsets, a
+//!    retried refusal to the engine's owners, whose restorations treat the end as a bound
+//!    already reached — Kafka's KIP-207).
 //! 6. **`acks=all` is acknowledged only when the high watermark covers the batch and the
 //!    committed in-sync set has at least `min_insync_replicas` members**; with fewer
 //!    members it is refused before the append (`NOT_ENOUGH_REPLICAS`), or after it

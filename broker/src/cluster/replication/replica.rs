@@ -63,6 +63,21 @@ pub struct Progress {
     pub log_end_offset: i64,
     pub isr_len: usize,
     pub min_insync: usize,
+    /// When leading: where this leader's epoch starts (its log end when it took the
+    /// epoch); `-1` otherwise. While the high watermark is below it, the end of the log is
+    /// not known yet (see [`Progress::end_known`]).
+    pub epoch_start_offset: i64,
+}
+
+impl Progress {
+    /// Whether the high watermark is the partition's end as clients were told it. A new
+    /// leader starts with the high watermark it had as a follower, which can be below what
+    /// its predecessor acknowledged (Kafka KIP-207): until its followers have fetched past
+    /// the epoch's start (or left the in-sync set) that watermark is only a lower bound, and
+    /// an end offset handed out from it would go backwards.
+    pub fn end_known(&self) -> bool {
+        !self.is_leader || self.high_watermark >= self.epoch_start_offset
+    }
 }
 
 /// The replica's role.
@@ -150,6 +165,7 @@ impl PartitionReplica {
             log_end_offset: end,
             isr_len: 0,
             min_insync: min_insync.max(1),
+            epoch_start_offset: -1,
         });
         PartitionReplica {
             tp,
@@ -215,9 +231,9 @@ impl PartitionReplica {
     }
 
     fn publish(&self, state: &State, log_end_offset: i64) {
-        let (is_leader, isr_len) = match &state.role {
-            Role::Leader(l) => (true, l.isr().len()),
-            _ => (false, 0),
+        let (is_leader, isr_len, epoch_start_offset) = match &state.role {
+            Role::Leader(l) => (true, l.isr().len(), l.epoch_start_offset()),
+            _ => (false, 0, -1),
         };
         self.progress.send_replace(Progress {
             leader_epoch: state.epoch,
@@ -226,6 +242,7 @@ impl PartitionReplica {
             log_end_offset,
             isr_len,
             min_insync: state.min_insync,
+            epoch_start_offset,
         });
     }
 

@@ -77,10 +77,15 @@ pub async fn handle(ctx: &Arc<Ctx>, req: ListOffsetsRequest, version: i16) -> Li
 fn lookup(broker: &Broker, topic: &str, partition: i32, timestamp: i64) -> Result<(i64, i64), i16> {
     let code = |e: BrokerError| broker_error_code(&e);
     broker.check_leader(topic, partition).map_err(code)?;
-    let (start, end) = broker.partition_offsets(topic, partition).map_err(code)?;
+    if timestamp == EARLIEST {
+        let (start, _) = broker.partition_offsets(topic, partition).map_err(code)?;
+        return Ok((-1, start));
+    }
+    // The end, and any offset found by time, only once a new leader knows its end (Kafka
+    // answers `OFFSET_NOT_AVAILABLE`, retriable, meanwhile).
+    let (_, end) = broker.known_offsets(topic, partition).map_err(code)?;
     match timestamp {
         LATEST => Ok((-1, end)),
-        EARLIEST => Ok((-1, start)),
         ts if ts >= 0 => match broker
             .offset_for_timestamp(topic, partition, ts)
             .map_err(code)?

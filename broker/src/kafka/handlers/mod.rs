@@ -382,6 +382,7 @@ pub fn broker_error_code(e: &BrokerError) -> i16 {
         | BrokerError::CorruptFile { .. }
         | BrokerError::DataDirLocked(_) => ResponseError::KafkaStorageError.code(),
         BrokerError::ShuttingDown => ResponseError::NotLeaderOrFollower.code(),
+        BrokerError::OffsetNotAvailable { .. } => ResponseError::OffsetNotAvailable.code(),
         BrokerError::PolicyViolation(_) => ResponseError::PolicyViolation.code(),
         BrokerError::PartitionOffline { .. } => ResponseError::KafkaStorageError.code(),
         // As Kafka answers a produce to its own internal topics.
