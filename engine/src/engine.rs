@@ -432,7 +432,13 @@ impl Engine {
             .filter(|p| !self.inner.assignment.owns(name, *p))
             .collect();
         for id in self.inner.tasks.standby_ids() {
-            if id.processor == name && !wanted.contains(&id.partition) {
+            // The standby of a task this node now owns is not dropped here: the task's start
+            // takes it over (its warm store and what it last reported, `warmed`). Dropped,
+            // its handle could be swept as finished before the start looked for it.
+            if id.processor == name
+                && !wanted.contains(&id.partition)
+                && !self.inner.assignment.owns(name, id.partition)
+            {
                 self.inner.tasks.drop_standby(&id);
                 tracing::info!(task = %id, "standby dropped");
             }

@@ -374,7 +374,9 @@ fn standbys_answer_while_a_killed_owners_tasks_move_to_them_warm() {
     assert!(eventually(DEADLINE, || nodes
         .iter()
         .all(|n| caught_up(n, "wc"))));
-    // One standby per task, on another node than its owner, caught up.
+    // One standby per task, on another node than its owner, caught up with every commit
+    // (lag 0: a standby only copies what the owner committed, and answers with what it has
+    // and how far behind it is — the answers below must all be the final counts).
     let standbys_ready = |s: &Server| {
         let d = s.processor("wc");
         let places = d["assignment"].as_array().cloned().unwrap_or_default();
@@ -387,7 +389,7 @@ fn standbys_answer_while_a_killed_owners_tasks_move_to_them_warm() {
             && standbys.len() == 6
             && standbys
                 .iter()
-                .all(|t| t["state"] == "standby" && t["caught_up"] == true)
+                .all(|t| t["state"] == "standby" && t["caught_up"] == true && t["lag"] == 0)
     };
     assert!(
         eventually(DEADLINE, || standbys_ready(&nodes[0])),

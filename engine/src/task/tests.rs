@@ -903,6 +903,17 @@ fn a_standby_keeps_a_warm_store_and_the_task_taking_it_over_restores_only_the_ta
     texts.push("quick fox");
     let want = expected_counts(&texts);
     eventually("the new line counted by a", || env.latest("counts") == want);
+    // Task 0 first, while b keeps its standby of task 1 (the standby of a task b now owns
+    // is handed over to the task, not dropped beside the one b keeps), then task 1.
+    assign(&a, &[(1, 1)], &[0]);
+    assign(&b, &[(0, 2)], &[1]);
+    eventually("task 0 runs on b", || {
+        b.describe("wc")
+            .unwrap()
+            .tasks
+            .iter()
+            .any(|t| t.state == TaskState::Running)
+    });
     assign(&a, &[], &[0, 1]);
     assign(&b, &[(0, 2), (1, 2)], &[]);
     let running = |e: &Engine| {
