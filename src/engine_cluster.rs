@@ -43,11 +43,11 @@ use bytes::Bytes;
 use tokio::sync::watch;
 use weir_broker::BrokerError;
 use weir_broker::cluster::NodeId;
-use weir_broker::cluster::blob_rpc::{BlobSource, blob_hash, fetch_blob};
+use weir_broker::cluster::blob_rpc::{BlobError, BlobSource, blob_hash, fetch_blob};
 use weir_broker::cluster::control::{NodeReportBoard, TaskCopyReport};
 use weir_broker::cluster::metadata::{
-    ClusterMetadata, DEFAULT_ACCEPTABLE_RECOVERY_LAG, FunctionRecord, MetadataCommand,
-    MetadataError, NodeBudget, ProcessorRecord, SqlRecord, TaskFootprint,
+    ArtifactRecord, ClusterMetadata, DEFAULT_ACCEPTABLE_RECOVERY_LAG, FunctionRecord,
+    MetadataCommand, MetadataError, NodeBudget, ProcessorRecord, SqlRecord, TaskFootprint,
 };
 use weir_broker::cluster::routing::ClusterRouting;
 use weir_broker::cluster::rpc::Peers;
@@ -59,7 +59,7 @@ use weir_engine::sql::{SqlError, SqlService};
 use weir_engine::task::Footprint;
 use weir_engine::task::registry::DeploymentRecord;
 use weir_engine::task::spec::DEFAULT_STANDBY_REPLICAS;
-use weir_engine::udf::{FunctionError, FunctionInfo, FunctionRegistry, UdfKind};
+use weir_engine::udf::{ArtifactInfo, FunctionError, FunctionInfo, FunctionRegistry, UdfKind};
 use weir_engine::{Engine, EngineError};
 
 /// How often this node reports its copies of task state to the controller (with its
@@ -629,6 +629,11 @@ impl BlobSource for EngineBlobs {
         if let Some(module) = self.1.as_ref().and_then(|f| f.module_by_hash(hash)) {
             return Some(module);
         }
+        if let (Some(f), Some(hex)) = (&self.1, hash.strip_prefix("sha256:"))
+            && let Some(artifact) = f.artifact_by_hash(hex)
+        {
+            return Some(artifact);
+        }
         self.0.versions().into_keys().find_map(|name| {
             let (_, module) = self.0.deployment(&name)?;
             (blob_hash(&module) == hash).then_some(module)
@@ -728,6 +733,38 @@ impl FunctionPublisher for EngineCluster {
             }
             e => FunctionError::Cluster(e.to_string()),
         })
+    }
+
+    fn artifact_put(&self, info: &ArtifactInfo) -> Result<(), FunctionError> {
+        let record = ArtifactRecord {
+            name: info.name.clone(),
+            hash: format!("sha256:{}", info.sha256),
+            bytes: info.bytes,
+        };
+        let r = record.clone();
+        let done = move |m: &ClusterMetadata| m.artifacts.get(&r.name) == Some(&r);
+        self.propose(MetadataCommand::PutArtifact { record }, done)
+            .map_err(|e| FunctionError::Cluster(e.to_string()))
+    }
+
+    fn artifact_sha256(&self, name: &str) -> Option<String> {
+        let meta = self.routing.metadata();
+        let hash = &meta.artifacts.get(name)?.hash;
+        hash.strip_prefix("sha256:").map(str::to_string)
+    }
+
+    fn fetch_module(&self, sha256: &str) -> Result<Bytes, FunctionError> {
+        let meta = self.routing.metadata();
+        let nodes: Vec<NodeId> = meta.live_nodes().filter(|n| *n != self.node).collect();
+        let (peers, hash) = (self.peers.clone(), format!("sha256:{sha256}"));
+        self.wait(async move { fetch_blob(&peers, &nodes, &hash).await })
+            .unwrap_or_else(|| {
+                Err(BlobError::Unavailable {
+                    hash: sha256.to_string(),
+                    reasons: "the node is stopping".into(),
+                })
+            })
+            .map_err(|e| FunctionError::Cluster(e.to_string()))
     }
 }
 

@@ -18,7 +18,9 @@ use crate::sql::SqlError;
 use crate::sql::catalog::{QueryDef, SourceDef};
 use crate::task::Footprint;
 use crate::task::registry::DeploymentRecord;
-use crate::udf::{FunctionError, FunctionInfo};
+use bytes::Bytes;
+
+use crate::udf::{ArtifactInfo, FunctionError, FunctionInfo};
 
 /// Where the engine publishes its processors' changes.
 pub trait CatalogPublisher: Send + Sync + 'static {
@@ -48,6 +50,13 @@ pub trait FunctionPublisher: Send + Sync + 'static {
     fn registered(&self, info: &FunctionInfo, replace: bool) -> Result<(), FunctionError>;
     /// A function dropped on this node ([`FunctionError::NotFound`] if the cluster has none).
     fn deleted(&self, name: &str) -> Result<(), FunctionError>;
+    /// An artifact stored on this node under `info.name`: the cluster's name now points at
+    /// its bytes (the last upload of a name wins); peers fetch them by hash.
+    fn artifact_put(&self, info: &ArtifactInfo) -> Result<(), FunctionError>;
+    /// The SHA-256 (hex) of the cluster's artifact `name`, if it names one.
+    fn artifact_sha256(&self, name: &str) -> Option<String>;
+    /// The bytes whose SHA-256 is `sha256` (hex) from another node, checked against it.
+    fn fetch_module(&self, sha256: &str) -> Result<Bytes, FunctionError>;
 }
 
 /// Where the SQL catalog publishes its changes (the catalog's lock is held meanwhile).

@@ -177,6 +177,22 @@ fn functions_and_streams_made_at_any_node_are_used_by_a_query_made_at_another() 
         "node 3 did not catch up: {:?}",
         nodes[2].get("/v1/functions")
     );
+    // An artifact uploaded at node 1 is the cluster's: node 3 registers a function from it
+    // (fetching the bytes from a peer), and every node has the function.
+    let r = nodes[0]
+        .http
+        .put(format!("{}/v1/artifacts/geomean", nodes[0].url))
+        .body(guest("udf-geomean"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    sql(
+        &nodes[2],
+        "CREATE FUNCTION geomean WITH (ARTIFACT='geomean');",
+    );
+    for n in &nodes {
+        assert!(eventually(DEADLINE, || has_function(n, "geomean")));
+    }
 
     // A stream created at node 2 …
     sql(

@@ -352,7 +352,8 @@ pub fn peer_may_propose(from: NodeId, cmd: &MetadataCommand) -> Result<(), Strin
         | MetadataCommand::UpsertSqlQuery { .. }
         | MetadataCommand::DeleteSqlQuery { .. }
         | MetadataCommand::CreateSqlSource { .. }
-        | MetadataCommand::CreateSqlQuery { .. } => Ok(()),
+        | MetadataCommand::CreateSqlQuery { .. }
+        | MetadataCommand::PutArtifact { .. } => Ok(()),
         MetadataCommand::AlterPartition { leader, .. } if *leader == from => Ok(()),
         MetadataCommand::AlterPartition { leader, .. } => Err(format!(
             "node {from} may not change the in-sync set of a partition led by node {leader}"
@@ -410,6 +411,7 @@ fn command_name(cmd: &MetadataCommand) -> &'static str {
         MetadataCommand::DeleteSqlQuery { .. } => "delete_sql_query",
         MetadataCommand::CreateSqlSource { .. } => "create_sql_source",
         MetadataCommand::CreateSqlQuery { .. } => "create_sql_query",
+        MetadataCommand::PutArtifact { .. } => "put_artifact",
         MetadataCommand::Batch { .. } => "batch",
     }
 }

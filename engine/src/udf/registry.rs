@@ -628,15 +628,54 @@ impl FunctionRegistry {
     }
 
     /// Registers the artifact `artifact` (see [`put_artifact`](Self::put_artifact)) as
-    /// function `name`.
+    /// function `name`. On a cluster the artifact is the cluster's of that name, wherever it
+    /// was uploaded: this node's copy when it has those bytes, else fetched from a peer by
+    /// hash (and kept here).
     pub fn create_from_artifact(
         &self,
         name: &str,
         artifact: &str,
         replace: bool,
     ) -> Result<FunctionInfo, FunctionError> {
-        let module = self.read_artifact(artifact)?;
+        let module = match self.publisher.get() {
+            Some(p) => self.cluster_artifact(&**p, artifact)?,
+            None => self.read_artifact(artifact)?,
+        };
         self.create(name, module, replace)
+    }
+
+    /// The cluster's artifact `name`: the local file if it has the bytes the cluster names.
+    fn cluster_artifact(
+        &self,
+        publisher: &dyn FunctionPublisher,
+        name: &str,
+    ) -> Result<Bytes, FunctionError> {
+        check_artifact_name(name)?;
+        let wanted = publisher
+            .artifact_sha256(name)
+            .ok_or_else(|| FunctionError::UnknownArtifact(name.to_string()))?;
+        if let Ok(local) = self.read_artifact(name)
+            && sha256_hex(&local) == wanted
+        {
+            return Ok(local);
+        }
+        let bytes = publisher.fetch_module(&wanted)?;
+        // The fetched bytes passed the hash check; kept so the next use is local.
+        if let Err(e) = write_atomic(&self.artifact_path(name), &bytes) {
+            tracing::warn!(artifact = name, "a fetched artifact could not be kept: {e}");
+        }
+        Ok(bytes)
+    }
+
+    /// An artifact stored here whose SHA-256 is `sha256` (hex), for peers (reads and hashes
+    /// each artifact file until one matches: artifacts are few and bounded in size).
+    pub fn artifact_by_hash(&self, sha256: &str) -> Option<Bytes> {
+        let dir = std::fs::read_dir(&self.artifacts_dir).ok()?;
+        dir.filter_map(Result::ok)
+            .filter(|e| e.path().extension().is_some_and(|x| x == "wasm"))
+            .filter_map(|e| std::fs::read(e.path()).ok())
+            .find(|b| sha256_hex(b) == sha256)
+            .map(Bytes::from)
     }
 
     /// Every registered function, by name.
@@ -713,7 +752,8 @@ impl FunctionRegistry {
 
     /// Stores an artifact (replacing one of the same name). It must look like a component
     /// and be no larger than the UDF module limit; it is compiled only when a function is
-    /// created from it.
+    /// created from it. On a cluster the name then points at these bytes at every node
+    /// (a refusal to publish leaves the file here, named only locally).
     pub fn put_artifact(&self, name: &str, bytes: &[u8]) -> Result<ArtifactInfo, FunctionError> {
         check_artifact_name(name)?;
         let size = bytes.len() as u64;
@@ -725,12 +765,17 @@ impl FunctionRegistry {
         }
         check_component_header(bytes).map_err(FunctionError::InvalidModule)?;
         write_atomic(&self.artifact_path(name), bytes)?;
-        tracing::info!(artifact = name, bytes = size, "artifact stored");
-        Ok(ArtifactInfo {
+        let info = ArtifactInfo {
             name: name.to_string(),
             bytes: size,
             sha256: sha256_hex(bytes),
-        })
+        };
+        // On a cluster, stored first (so peers can fetch it), then named cluster-wide.
+        if let Some(p) = self.publisher.get() {
+            p.artifact_put(&info)?;
+        }
+        tracing::info!(artifact = name, bytes = size, "artifact stored");
+        Ok(info)
     }
 
     fn read_artifact(&self, name: &str) -> Result<Bytes, FunctionError> {
@@ -862,6 +907,10 @@ mod tests {
     struct FakeCluster {
         refuse: std::sync::atomic::AtomicBool,
         published: Mutex<Vec<String>>,
+        /// Artifact names → SHA-256 (the metadata's).
+        artifacts: Mutex<BTreeMap<String, String>>,
+        /// The node peers' blobs come from.
+        peer: OnceLock<Arc<FunctionRegistry>>,
     }
 
     impl FunctionPublisher for FakeCluster {
@@ -881,6 +930,62 @@ mod tests {
             self.published.lock().unwrap().push(format!("-{name}"));
             Ok(())
         }
+
+        fn artifact_put(&self, info: &ArtifactInfo) -> Result<(), FunctionError> {
+            if self.refuse.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(FunctionError::Cluster("no quorum".into()));
+            }
+            let mut a = self.artifacts.lock().unwrap();
+            a.insert(info.name.clone(), info.sha256.clone());
+            Ok(())
+        }
+
+        fn artifact_sha256(&self, name: &str) -> Option<String> {
+            self.artifacts.lock().unwrap().get(name).cloned()
+        }
+
+        fn fetch_module(&self, sha256: &str) -> Result<Bytes, FunctionError> {
+            let peer = self.peer.get().expect("a peer");
+            let bytes = peer
+                .artifact_by_hash(sha256)
+                .ok_or_else(|| FunctionError::Cluster("no node has it".into()))?;
+            assert_eq!(sha256_hex(&bytes), sha256);
+            Ok(bytes)
+        }
+    }
+
+    /// An artifact uploaded at one node is the cluster's: another node registers a function
+    /// from it (fetching the bytes by hash and keeping them), and a later upload of the name
+    /// at the first node is what the name means everywhere.
+    #[test]
+    fn an_artifact_uploaded_at_one_node_registers_functions_at_another() {
+        let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (r1, r2) = (Arc::new(open(d1.path())), open(d2.path()));
+        let cluster = Arc::new(FakeCluster::default());
+        let _ = cluster.peer.set(r1.clone());
+        r1.set_publisher(cluster.clone());
+        r2.set_publisher(cluster.clone());
+        let e = r2.create_from_artifact("m", "mask", false).unwrap_err();
+        assert_eq!(e.code(), "unknown_artifact");
+        r1.put_artifact("mask", &guest("udf-mask")).unwrap();
+        let f = r2.create_from_artifact("m", "mask", false).unwrap();
+        assert_eq!(f.sha256, sha256_hex(&guest("udf-mask")));
+        assert!(d2.path().join("artifacts/mask.wasm").exists(), "not kept");
+        // Replaced at node 1: node 2's kept copy is stale and not used.
+        r1.put_artifact("mask", &guest("udf-geomean")).unwrap();
+        let g = r2.create_from_artifact("s", "mask", false).unwrap();
+        assert_eq!(g.sha256, sha256_hex(&guest("udf-geomean")));
+        // Refused by the cluster: the upload fails (the file stays local, unnamed there).
+        cluster
+            .refuse
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let e = r1.put_artifact("other", &guest("udf-mask")).unwrap_err();
+        assert_eq!(e.code(), "cluster_unavailable");
+        cluster
+            .refuse
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        let e = r2.create_from_artifact("o", "other", false).unwrap_err();
+        assert_eq!(e.code(), "unknown_artifact");
     }
 
     #[test]

@@ -93,8 +93,8 @@ pub use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 pub use sql_catalog::{
-    MAX_FUNCTION_NAME, MAX_FUNCTION_SIGNATURE_BYTES, MAX_FUNCTIONS, MAX_SQL_DEFINITION_BYTES,
-    MAX_SQL_NAME, MAX_SQL_OBJECTS,
+    MAX_ARTIFACTS, MAX_FUNCTION_NAME, MAX_FUNCTION_SIGNATURE_BYTES, MAX_FUNCTIONS,
+    MAX_SQL_DEFINITION_BYTES, MAX_SQL_NAME, MAX_SQL_OBJECTS,
 };
 pub use state::{
     ClusterMetadata, MAX_BATCH_COMMANDS, MAX_PARTITIONS_PER_TOPIC, NodeState,
@@ -102,8 +102,8 @@ pub use state::{
 };
 pub use state_machine::StateMachineStore;
 pub use types::{
-    COMMAND_FORMAT_VERSION, CommandResult, CreateTopic, DEFAULT_ACCEPTABLE_RECOVERY_LAG,
-    FunctionRecord, LogEntry, MetadataCommand, MetadataRaft, MetadataResponse, NodeBudget,
-    NodeInfo, ProcessorRecord, SqlRecord, TaskAssignment, TaskFootprint, TaskMove, TopicConfig,
-    TypeConfig, VersionedCommand, Voters,
+    ArtifactRecord, COMMAND_FORMAT_VERSION, CommandResult, CreateTopic,
+    DEFAULT_ACCEPTABLE_RECOVERY_LAG, FunctionRecord, LogEntry, MetadataCommand, MetadataRaft,
+    MetadataResponse, NodeBudget, NodeInfo, ProcessorRecord, SqlRecord, TaskAssignment,
+    TaskFootprint, TaskMove, TopicConfig, TypeConfig, VersionedCommand, Voters,
 };

@@ -23,11 +23,14 @@
 //! - a create ([`MetadataCommand::CreateSqlSource`], [`MetadataCommand::CreateSqlQuery`]) is
 //!   refused when the name is taken by another record: of two nodes creating the same name
 //!   at once (each checked only its own catalog) the first applied wins, the other's
-//!   statement fails; the same record again is a retried proposal and changes nothing.
+//!   statement fails; the same record again is a retried proposal and changes nothing;
+//! - an artifact record is bounded (name of [`MAX_FUNCTION_NAME`] characters of
+//!   `[A-Za-z0-9_.-]`, not starting with `.` or `-`; the content hash as for a module); the
+//!   cluster holds at most [`MAX_ARTIFACTS`]; the last put of a name wins.
 
 use super::error::MetadataError;
 use super::state::ClusterMetadata;
-use super::types::{FunctionRecord, MetadataResponse, SqlRecord};
+use super::types::{ArtifactRecord, FunctionRecord, MetadataResponse, SqlRecord};
 
 /// Longest function name (the engine's own limit).
 pub const MAX_FUNCTION_NAME: usize = 100;
@@ -35,6 +38,8 @@ pub const MAX_FUNCTION_NAME: usize = 100;
 pub const MAX_FUNCTION_SIGNATURE_BYTES: usize = 64 * 1024;
 /// Most functions a cluster holds.
 pub const MAX_FUNCTIONS: usize = 1_000;
+/// Most artifacts the cluster names.
+pub const MAX_ARTIFACTS: usize = 1_000;
 /// Longest stream, table or query name.
 pub const MAX_SQL_NAME: usize = 256;
 /// Largest definition of a stream, table or query, as JSON.
@@ -82,17 +87,42 @@ fn validate_function(r: &FunctionRecord) -> Result<(), MetadataError> {
             "a function kind has 1 to {MAX_FUNCTION_KIND} visible ASCII characters"
         )));
     }
-    let hex = r.module.strip_prefix("sha256:").unwrap_or_default();
-    if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        return Err(fail(
-            "a module hash is 'sha256:' and 64 lower-case hex digits".into(),
-        ));
-    }
+    check_hash("function", name, &r.module)?;
     let bytes = json_bytes("function", name, &r.signature)?;
     if bytes > MAX_FUNCTION_SIGNATURE_BYTES {
         return Err(fail(format!(
             "its signature is {bytes} bytes; at most {MAX_FUNCTION_SIGNATURE_BYTES}"
         )));
+    }
+    Ok(())
+}
+
+fn validate_artifact(r: &ArtifactRecord) -> Result<(), MetadataError> {
+    let fail = |reason: String| invalid("artifact", &r.name, reason);
+    let name = &r.name;
+    if name.is_empty()
+        || name.len() > MAX_FUNCTION_NAME
+        || name.starts_with(['.', '-'])
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+    {
+        return Err(fail(format!(
+            "an artifact name has 1 to {MAX_FUNCTION_NAME} of [A-Za-z0-9_.-], not starting \
+             with '.' or '-'"
+        )));
+    }
+    check_hash("artifact", name, &r.hash)
+}
+
+fn check_hash(what: &str, name: &str, hash: &str) -> Result<(), MetadataError> {
+    let hex = hash.strip_prefix("sha256:").unwrap_or_default();
+    if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err(invalid(
+            what,
+            name,
+            "a content hash is 'sha256:' and 64 lower-case hex digits",
+        ));
     }
     Ok(())
 }
@@ -155,6 +185,22 @@ impl ClusterMetadata {
         let version = next.version;
         self.functions.insert(record.name.clone(), next);
         Ok(MetadataResponse::Function { version })
+    }
+
+    pub(super) fn put_artifact(
+        &mut self,
+        record: &ArtifactRecord,
+    ) -> Result<MetadataResponse, MetadataError> {
+        validate_artifact(record)?;
+        if !self.artifacts.contains_key(&record.name) && self.artifacts.len() >= MAX_ARTIFACTS {
+            return Err(invalid(
+                "artifact",
+                &record.name,
+                format!("the cluster has {MAX_ARTIFACTS} artifacts already"),
+            ));
+        }
+        self.artifacts.insert(record.name.clone(), record.clone());
+        Ok(MetadataResponse::Done)
     }
 
     pub(super) fn delete_function(

@@ -22,8 +22,9 @@ use serde::{Deserialize, Serialize};
 
 use super::error::MetadataError;
 use super::types::{
-    COMMAND_FORMAT_VERSION, CreateTopic, FunctionRecord, MetadataCommand, MetadataResponse,
-    NodeInfo, ProcessorRecord, SqlRecord, TaskAssignment, TopicConfig, VersionedCommand,
+    ArtifactRecord, COMMAND_FORMAT_VERSION, CreateTopic, FunctionRecord, MetadataCommand,
+    MetadataResponse, NodeInfo, ProcessorRecord, SqlRecord, TaskAssignment, TopicConfig,
+    VersionedCommand,
 };
 use crate::cluster::NodeId;
 
@@ -136,6 +137,9 @@ pub struct ClusterMetadata {
     /// The SQL catalog's persistent queries, by id (`sql_catalog.rs`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub sql_queries: BTreeMap<String, SqlRecord>,
+    /// Uploaded artifacts, by name (`sql_catalog.rs`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub artifacts: BTreeMap<String, ArtifactRecord>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -368,6 +372,7 @@ impl ClusterMetadata {
             MetadataCommand::DeleteSqlQuery { id } => self.delete_sql_query(id),
             MetadataCommand::CreateSqlSource { record } => self.create_sql_source(record),
             MetadataCommand::CreateSqlQuery { record } => self.create_sql_query(record),
+            MetadataCommand::PutArtifact { record } => self.put_artifact(record),
             MetadataCommand::Batch { .. } => Err(MetadataError::NestedBatch),
         }
     }

@@ -325,6 +325,22 @@ pub enum MetadataCommand {
     CreateSqlQuery {
         record: SqlRecord,
     },
+    /// Name an uploaded artifact (`PUT /v1/artifacts/{name}` at some node): the last upload
+    /// of a name wins. Its bytes stay at the nodes that have them; a node that registers a
+    /// function from it fetches them by hash.
+    PutArtifact {
+        record: ArtifactRecord,
+    },
+}
+
+/// An uploaded artifact as the metadata keeps it: its name and the hash of its bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactRecord {
+    /// `[A-Za-z0-9_][A-Za-z0-9_.-]*`, at most [`super::MAX_FUNCTION_NAME`] characters.
+    pub name: String,
+    /// The content hash: `sha256:` and 64 lower-case hex digits.
+    pub hash: String,
+    pub bytes: u64,
 }
 
 /// A user-defined function as the metadata keeps it: what a node needs to register it

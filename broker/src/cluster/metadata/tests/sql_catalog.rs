@@ -313,3 +313,52 @@ fn a_batch_with_a_refused_function_changes_nothing_and_old_snapshots_read() {
     let back: ClusterMetadata = serde_json::from_str(&json).unwrap();
     assert_eq!(back, m);
 }
+
+#[test]
+fn an_artifact_name_points_at_the_last_upload_and_bad_records_change_nothing() {
+    let mut m = ClusterMetadata::default();
+    let art = |name: &str, digit: char| ArtifactRecord {
+        name: name.into(),
+        hash: format!("sha256:{}", digit.to_string().repeat(64)),
+        bytes: 10,
+    };
+    let put = |m: &mut ClusterMetadata, r: ArtifactRecord| {
+        m.apply(&MetadataCommand::PutArtifact { record: r })
+    };
+    assert_eq!(put(&mut m, art("mask.v1", 'a')), Ok(MetadataResponse::Done));
+    assert_eq!(put(&mut m, art("mask.v1", 'b')), Ok(MetadataResponse::Done));
+    assert_eq!(m.artifacts["mask.v1"], art("mask.v1", 'b'));
+    for bad in [
+        art("", 'a'),
+        art(".hidden", 'a'),
+        art("a/b", 'a'),
+        art(&"x".repeat(MAX_FUNCTION_NAME + 1), 'a'),
+        ArtifactRecord {
+            hash: "sha256:ABC".into(),
+            ..art("ok", 'a')
+        },
+    ] {
+        let code = refused(&mut m, MetadataCommand::PutArtifact { record: bad });
+        assert_eq!(code, "invalid_catalog_object");
+    }
+    // Bounded: a new name past MAX_ARTIFACTS is refused; replacing one is not.
+    for i in 1..MAX_ARTIFACTS {
+        put(&mut m, art(&format!("a{i}"), 'c')).unwrap();
+    }
+    let code = refused(
+        &mut m,
+        MetadataCommand::PutArtifact {
+            record: art("one-more", 'c'),
+        },
+    );
+    assert_eq!(code, "invalid_catalog_object");
+    assert_eq!(put(&mut m, art("a1", 'd')), Ok(MetadataResponse::Done));
+    // It survives a snapshot, and a snapshot from before artifacts reads as none.
+    let json = serde_json::to_string(&m).unwrap();
+    let back: ClusterMetadata = serde_json::from_str(&json).unwrap();
+    assert_eq!(back.artifacts.len(), MAX_ARTIFACTS);
+    let old = serde_json::to_string(&ClusterMetadata::default()).unwrap();
+    assert!(!old.contains("artifacts"), "{old}");
+    let old: ClusterMetadata = serde_json::from_str(&old).unwrap();
+    assert!(old.artifacts.is_empty());
+}
