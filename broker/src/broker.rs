@@ -638,6 +638,109 @@ impl Broker {
         Ok(())
     }
 
+    /// CreatePartitions for a client (Kafka API 37): grows a topic to `count` partitions.
+    /// Only growth: a count at or below the current one is
+    /// [`BrokerError::InvalidPartitions`], as Kafka refuses it (a shrink would lose data and
+    /// move keys). The new partitions are opened empty before the new count is written to
+    /// `topic.json`, and only then served; a crash in between leaves the old topic (the
+    /// left-over directories are removed by the next grow). With `validate_only` nothing
+    /// changes. Refused for internal topics and, for now, replicated topics (the cluster's
+    /// metadata cannot grow a topic yet). Blocking.
+    pub fn create_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<()> {
+        let _admin = self.inner.admin.lock().unwrap_or_else(|p| p.into_inner());
+        let t = self.topic(name)?;
+        guard::check_write(name, t.internal().as_ref())?;
+        if t.info.cluster.is_some() {
+            return Err(BrokerError::PolicyViolation(format!(
+                "adding partitions to the replicated topic '{name}' is not served on a cluster yet"
+            )));
+        }
+        let current = t.info.partitions;
+        if count <= current {
+            return Err(BrokerError::InvalidPartitions(format!(
+                "topic '{name}' has {current} partitions; the count can only grow (asked {count})"
+            )));
+        }
+        let mut spec = t.read_spec()?;
+        spec.partitions = count;
+        let info = topic::resolve(&spec, &self.inner.config.log)
+            .map_err(|e| BrokerError::InvalidPartitions(e.to_string()))?;
+        self.admit_partitions(name, count - current)?;
+        if validate_only {
+            return Ok(());
+        }
+        let grown = t.altered(
+            TopicInfo {
+                internal: t.internal(),
+                ..info
+            },
+            &self.inner.config.log,
+            &self.inner.files,
+        )?;
+        t.write_spec(&spec)?;
+        self.swap_topic(name, &t, grown);
+        tracing::info!(topic = %name, from = current, to = count, "added partitions");
+        Ok(())
+    }
+
+    /// Alters a client topic's configs (Kafka IncrementalAlterConfigs): `change` edits its
+    /// persisted spec; the result is validated as a create would be, written to
+    /// `topic.json` and applied to the open partitions at once (retention, segment size and
+    /// age, cleanup policy). Partitions, the internal marker and the cluster marker cannot be
+    /// changed this way. With `validate_only` nothing changes. Refused for internal topics
+    /// and, for now, replicated topics. Returns the new settings. Blocking.
+    pub fn alter_topic(
+        &self,
+        name: &str,
+        validate_only: bool,
+        change: impl FnOnce(&mut TopicSpec) -> Result<()>,
+    ) -> Result<TopicInfo> {
+        let _admin = self.inner.admin.lock().unwrap_or_else(|p| p.into_inner());
+        let t = self.topic(name)?;
+        guard::check_write(name, t.internal().as_ref())?;
+        if t.info.cluster.is_some() {
+            return Err(BrokerError::PolicyViolation(format!(
+                "altering the configs of the replicated topic '{name}' is not served on a cluster yet"
+            )));
+        }
+        let before = t.read_spec()?;
+        let mut spec = before.clone();
+        change(&mut spec)?;
+        if spec.name != before.name
+            || spec.partitions != before.partitions
+            || spec.internal != before.internal
+            || spec.cluster != before.cluster
+            || spec.replication_factor != before.replication_factor
+        {
+            return Err(BrokerError::InvalidConfig(
+                "only a topic's configs can be altered".into(),
+            ));
+        }
+        let info = topic::resolve(&spec, &self.inner.config.log)?;
+        let info = TopicInfo {
+            internal: t.internal(),
+            ..info
+        };
+        if validate_only || spec == before {
+            return Ok(info);
+        }
+        // Persisted first: a restart never runs the topic under settings a client was not
+        // told were applied.
+        t.write_spec(&spec)?;
+        let altered = t.altered(info.clone(), &self.inner.config.log, &self.inner.files)?;
+        self.swap_topic(name, &t, altered);
+        tracing::info!(topic = %name, "altered topic configs");
+        Ok(info)
+    }
+
+    /// Replaces `old` in the registry by `new` (under the admin lock).
+    fn swap_topic(&self, name: &str, old: &Arc<Topic>, new: Topic) {
+        let mut topics = self.inner.topics.write().unwrap_or_else(|p| p.into_inner());
+        if topics.get(name).is_some_and(|cur| Arc::ptr_eq(cur, old)) {
+            topics.insert(name.to_string(), Arc::new(new));
+        }
+    }
+
     /// Every topic, sorted by name.
     pub fn list_topics(&self) -> Vec<TopicInfo> {
         let mut v: Vec<TopicInfo> = self.all_topics().iter().map(|t| t.current_info()).collect();
@@ -877,6 +980,55 @@ impl Broker {
             next = last;
         }
         Ok(())
+    }
+
+    /// DeleteRecords for a client (Kafka API 21): moves the partition's log start offset (its
+    /// low watermark) up to `offset` (`-1`: the end, Kafka's high watermark), durably, and
+    /// deletes the segments wholly below it. Readers from the earliest offset then start
+    /// there; an offset below the current start changes nothing. Refused for internal topics
+    /// ([`guard::check_write`]) and, for now, for replicated topics (the followers would not
+    /// learn the new start: [`BrokerError::PolicyViolation`]). Returns the new start offset.
+    /// Blocking.
+    pub fn delete_records(&self, topic: &str, partition: i32, offset: i64) -> Result<i64> {
+        let t = self.topic(topic)?;
+        guard::check_write(topic, t.internal().as_ref())?;
+        let p = t.partition(partition)?;
+        if p.is_replicated() {
+            return Err(BrokerError::PolicyViolation(format!(
+                "deleting records of the replicated topic '{topic}' is not served on a cluster yet"
+            )));
+        }
+        let (start, gone) = {
+            let mut log = p.lock()?;
+            let end = log.end_offset();
+            let target = if offset == -1 { end } else { offset };
+            log.delete_records_before(target).map_err(|e| match e {
+                BrokerError::OffsetOutOfRange { start, end, .. } => BrokerError::OffsetOutOfRange {
+                    topic: topic.to_string(),
+                    partition,
+                    offset,
+                    start,
+                    end,
+                },
+                e => e,
+            })?
+        };
+        for seg in gone {
+            tracing::info!(
+                topic,
+                partition,
+                base_offset = seg.base_offset(),
+                "deleted segment below the log start offset"
+            );
+            seg.delete_files()?;
+        }
+        tracing::info!(
+            topic,
+            partition,
+            log_start_offset = start,
+            "records deleted"
+        );
+        Ok(start)
     }
 
     /// Appends one RecordBatch v2 that [`batch::validate_records`] checked (a Kafka

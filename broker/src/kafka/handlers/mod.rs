@@ -6,6 +6,7 @@
 //! served (anything else closes it), and afterwards [`authz`] takes out of each request what
 //! the user may not do and answers it with Kafka's authorization errors.
 
+mod admin;
 pub mod api_versions;
 mod authz;
 mod configs;
@@ -287,6 +288,19 @@ pub async fn handle(ctx: &Arc<Ctx>, conn: &mut Conn, req: Request) -> Option<Res
             let may = authz.allows(Op::Write, Resource::Cluster);
             ResponseKind::ListTransactions(txn::list(ctx, r, |_| may).await)
         }
+        // Admin APIs: deleting records and adding partitions need Admin on the topic.
+        RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(
+            admin::delete_records(ctx, r, |t| {
+                authz.allows(Op::Admin, Resource::Topic(t.0.to_string()))
+            })
+            .await,
+        ),
+        RequestKind::CreatePartitions(r) => ResponseKind::CreatePartitions(
+            admin::create_partitions(ctx, r, |t| {
+                authz.allows(Op::Admin, Resource::Topic(t.0.to_string()))
+            })
+            .await,
+        ),
         body => return dispatch(ctx, conn, &client_id, body, v).await,
     })
 }
@@ -357,6 +371,15 @@ async fn dispatch(
         RequestKind::ListTransactions(r) => {
             ResponseKind::ListTransactions(txn::list(ctx, r, |_| true).await)
         }
+        RequestKind::DeleteRecords(r) => {
+            ResponseKind::DeleteRecords(admin::delete_records(ctx, r, |_| true).await)
+        }
+        RequestKind::CreatePartitions(r) => {
+            ResponseKind::CreatePartitions(admin::create_partitions(ctx, r, |_| true).await)
+        }
+        RequestKind::DescribeCluster(r) => {
+            ResponseKind::DescribeCluster(admin::describe_cluster(ctx, conn, r))
+        }
         _ => {
             // The codec only lets through APIs listed in `versions`; this is a bug.
             tracing::error!(version = v, "no handler for this API");
@@ -374,6 +397,7 @@ pub fn broker_error_code(e: &BrokerError) -> i16 {
         BrokerError::TopicExists(_) => ResponseError::TopicAlreadyExists.code(),
         BrokerError::InvalidTopicName { .. } => ResponseError::InvalidTopicException.code(),
         BrokerError::InvalidConfig(_) => ResponseError::InvalidConfig.code(),
+        BrokerError::InvalidPartitions(_) => ResponseError::InvalidPartitions.code(),
         BrokerError::InvalidRecord(_) => ResponseError::InvalidRecord.code(),
         BrokerError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange.code(),
         BrokerError::BatchTooLarge { .. } => ResponseError::MessageTooLarge.code(),
