@@ -1421,3 +1421,109 @@ async fn create_partitions_only_grows_and_describe_cluster_names_this_node() {
     assert_eq!(node.broker.partition_offsets("cp", 4).unwrap(), (0, 3));
     node.stop().await;
 }
+
+#[tokio::test]
+async fn incremental_alter_configs_applies_a_resource_whole_or_not_at_all() {
+    use kafka_protocol::messages::IncrementalAlterConfigsRequest;
+    use kafka_protocol::messages::incremental_alter_configs_request::{
+        AlterConfigsResource, AlterableConfig,
+    };
+    let node = Node::start(KafkaConfig::default()).await;
+    node.broker.create_topic(TopicSpec::new("ac", 1)).unwrap();
+    let mut c = Client::connect(&node).await;
+    let cfg = |name: &str, op: i8, value: Option<&str>| {
+        AlterableConfig::default()
+            .with_name(StrBytes::from_string(name.into()))
+            .with_config_operation(op)
+            .with_value(value.map(|v| StrBytes::from_string(v.into())))
+    };
+    let res = |ty: i8, name: &str, configs: Vec<AlterableConfig>| {
+        AlterConfigsResource::default()
+            .with_resource_type(ty)
+            .with_resource_name(StrBytes::from_string(name.into()))
+            .with_configs(configs)
+    };
+    let mut alter = async |resources: Vec<AlterConfigsResource>, validate_only: bool| {
+        let ResponseKind::IncrementalAlterConfigs(r) = c
+            .call(
+                ApiKey::IncrementalAlterConfigs,
+                1,
+                RequestKind::IncrementalAlterConfigs(
+                    IncrementalAlterConfigsRequest::default()
+                        .with_resources(resources)
+                        .with_validate_only(validate_only),
+                ),
+            )
+            .await
+        else {
+            panic!()
+        };
+        r.responses
+            .iter()
+            .map(|r| r.error_code)
+            .collect::<Vec<i16>>()
+    };
+    let codes = alter(
+        vec![
+            // A good change next to a bad one: neither applies.
+            res(
+                2,
+                "ac",
+                vec![
+                    cfg("retention.ms", 0, Some("5000")),
+                    cfg("retention.bytes", 0, Some("-7")),
+                ],
+            ),
+            res(2, "ac", vec![cfg("retention.ms", 9, Some("1"))]),
+            res(
+                2,
+                "ac",
+                vec![
+                    cfg("retention.ms", 0, Some("1")),
+                    cfg("retention.ms", 1, None),
+                ],
+            ),
+            res(4, "0", vec![cfg("log.retention.ms", 0, Some("1"))]),
+            res(2, "ac", vec![cfg("retention.ms", 0, None)]),
+        ],
+        false,
+    )
+    .await;
+    assert_eq!(codes, vec![40, 42, 42, 42, 40]);
+    assert_eq!(node.broker.topic_info("ac").unwrap().retention_ms, None);
+    // validate_only checks and changes nothing.
+    let codes = alter(
+        vec![res(2, "ac", vec![cfg("retention.ms", 0, Some("5000"))])],
+        true,
+    )
+    .await;
+    assert_eq!(codes, vec![0]);
+    assert_eq!(node.broker.topic_info("ac").unwrap().retention_ms, None);
+    let codes = alter(
+        vec![res(
+            2,
+            "ac",
+            vec![
+                cfg("retention.ms", 0, Some("5000")),
+                cfg("cleanup.policy", 2, Some("compact")),
+            ],
+        )],
+        false,
+    )
+    .await;
+    assert_eq!(codes, vec![0]);
+    let info = node.broker.topic_info("ac").unwrap();
+    assert_eq!((info.retention_ms, info.compacted), (Some(5000), true));
+    let codes = alter(
+        vec![res(
+            2,
+            "ac",
+            vec![cfg("cleanup.policy", 3, Some("compact"))],
+        )],
+        false,
+    )
+    .await;
+    assert_eq!(codes, vec![0]);
+    assert!(!node.broker.topic_info("ac").unwrap().compacted);
+    node.stop().await;
+}

@@ -82,3 +82,111 @@ fn delete_records_create_partitions_and_describe_cluster_with_admin_client_and_k
     assert_eq!(d["partition_offsets"][0]["start_offset"], 4, "{d}");
     assert_eq!(d["partition_offsets"].as_array().unwrap().len(), 3, "{d}");
 }
+
+/// `[value, source]` of config `name` in an admin_configs.py summary (source 1: set on the
+/// topic, 5: the default).
+fn config(r: &Value, name: &str) -> (String, i64) {
+    let c = &r["configs"][name];
+    (
+        c[0].as_str().unwrap_or_default().to_string(),
+        c[1].as_i64().unwrap_or(-1),
+    )
+}
+
+#[test]
+fn topic_configs_are_altered_live_persisted_and_described_with_admin_client() {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut server = Server::start(&["--kafka", &addr, "--cleanup-interval-ms", "200"]);
+    let kafka = addr;
+    server.create_topic(json!({"name": "cfg", "partitions": 1}));
+    let args = ["--bootstrap", &kafka, "--topic", "cfg", "--mode"];
+    let set = python("admin_configs.py", &[&args[..], &["set"]].concat());
+    assert_eq!(set["error"], Value::Null, "{set}");
+    assert_eq!(config(&set, "segment.bytes"), ("1024".into(), 1), "{set}");
+    assert_eq!(config(&set, "retention.bytes"), ("3000".into(), 1), "{set}");
+    assert_eq!(
+        config(&set, "retention.ms"),
+        ("86400000".into(), 1),
+        "{set}"
+    );
+    assert_eq!(
+        config(&set, "min.insync.replicas"),
+        ("1".into(), 5),
+        "{set}"
+    );
+    assert_eq!(
+        config(&set, "cleanup.policy"),
+        ("delete".into(), 5),
+        "{set}"
+    );
+    let errors = &set["errors"];
+    for (change, want) in [
+        ("no.such.config=1/SET", "INVALID_CONFIG"),
+        ("min.insync.replicas=2/SET", "INVALID_CONFIG"),
+        ("retention.ms=soon/SET", "INVALID_CONFIG"),
+        ("segment.bytes=10/SET", "INVALID_CONFIG"),
+        ("segment.bytes=4096/APPEND", "INVALID_CONFIG"),
+        ("unknown topic", "UNKNOWN_TOPIC_OR_PART"),
+    ] {
+        assert_eq!(errors[change], want, "{change}: {set}");
+    }
+
+    // Applied live: new segments roll at 1 KiB and retention keeps about 3000 bytes.
+    let input: String = (0..200).map(|i| format!("{i:0>100}\n")).collect();
+    kcat(
+        &[
+            "-b",
+            &kafka,
+            "-P",
+            "-t",
+            "cfg",
+            "-p",
+            "0",
+            "-X",
+            "batch.num.messages=5",
+        ],
+        Some(&input),
+    );
+    assert!(
+        crate::common::eventually(std::time::Duration::from_secs(20), || {
+            let d = server.describe("cfg");
+            let p = &d["partition_offsets"][0];
+            p["start_offset"].as_i64() > Some(0) && p["size_bytes"].as_i64() < Some(5000)
+        }),
+        "retention.bytes was not applied: {}",
+        server.describe("cfg")
+    );
+    let d = server.describe("cfg");
+    assert!(
+        d["partition_offsets"][0]["segments"].as_i64() > Some(1),
+        "{d}"
+    );
+    assert_eq!(d["partition_offsets"][0]["end_offset"], 200, "{d}");
+
+    // Persisted: after kill -9 the topic runs with them.
+    server.restart();
+    let d = server.describe("cfg");
+    assert_eq!(d["retention_bytes"], 3000, "{d}");
+    assert_eq!(d["segment_bytes"], 1024, "{d}");
+    let reset = python("admin_configs.py", &[&args[..], &["reset"]].concat());
+    assert_eq!(reset["error"], Value::Null, "{reset}");
+    assert_eq!(
+        config(&reset, "retention.bytes"),
+        ("-1".into(), 5),
+        "{reset}"
+    );
+    assert_eq!(
+        config(&reset, "retention.ms"),
+        ("86400000".into(), 1),
+        "{reset}"
+    );
+    assert_eq!(
+        config(&reset, "cleanup.policy"),
+        ("compact".into(), 1),
+        "{reset}"
+    );
+    assert_eq!(config(&reset, "segment.bytes").1, 5, "{reset}");
+    let d = server.describe("cfg");
+    assert_eq!(d["compacted"], true, "{d}");
+    assert_eq!(d["retention_bytes"], Value::Null, "{d}");
+}
