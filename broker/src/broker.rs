@@ -33,6 +33,9 @@ use crate::types::{
     TopicInfo, TopicSpec,
 };
 
+/// What [`Broker::on_client_topic_deleted`] registers.
+pub type TopicDeletedHook = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// Records of one produce request are split into batches of about this many bytes.
 const PRODUCE_CHUNK_BYTES: usize = 1 << 20;
 
@@ -58,6 +61,9 @@ struct Inner {
     admin: std::sync::Mutex<()>,
     /// Who owns and uses topics (the engine), asked before a client deletes one.
     guard: RwLock<Option<Arc<dyn TopicGuard>>>,
+    /// Called with the name of every topic a client deleted (the group coordinator deletes
+    /// the committed offsets of it).
+    deleted_hooks: RwLock<Vec<TopicDeletedHook>>,
     /// Held (flock) for the broker's lifetime so two processes never share a data dir.
     _lock: std::fs::File,
 }
@@ -235,6 +241,7 @@ impl Broker {
                 files,
                 admin: std::sync::Mutex::new(()),
                 guard: RwLock::new(None),
+                deleted_hooks: RwLock::new(Vec::new()),
                 _lock: lock,
             }),
         })
@@ -601,7 +608,34 @@ impl Broker {
     /// writes ([`guard::check_delete`]).
     pub fn delete_topic(&self, name: &str) -> Result<()> {
         self.check_client_delete(name)?;
-        self.delete_owned_topic(name)
+        self.delete_owned_topic(name)?;
+        self.topic_deleted_by_client(name);
+        Ok(())
+    }
+
+    /// Registers `hook`, called (blocking, no broker lock held) with the name of every
+    /// topic a client deletes ([`Broker::delete_topic`]; on a cluster the Kafka edge calls
+    /// [`Broker::topic_deleted_by_client`] after the controller deleted a replicated one).
+    /// The hook must not hold the broker (a cycle would keep the data dir locked).
+    pub fn on_client_topic_deleted(&self, hook: TopicDeletedHook) {
+        self.inner
+            .deleted_hooks
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(hook);
+    }
+
+    /// Runs the hooks of [`Broker::on_client_topic_deleted`] for `name`.
+    pub fn topic_deleted_by_client(&self, name: &str) {
+        let hooks = self
+            .inner
+            .deleted_hooks
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for h in hooks {
+            h(name);
+        }
     }
 
     /// Whether a client may delete `name` now ([`Broker::delete_topic`]'s checks, without

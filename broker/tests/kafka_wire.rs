@@ -1527,3 +1527,57 @@ async fn incremental_alter_configs_applies_a_resource_whole_or_not_at_all() {
     assert!(!node.broker.topic_info("ac").unwrap().compacted);
     node.stop().await;
 }
+
+#[tokio::test]
+async fn a_groups_generation_survives_a_restart() {
+    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+    use kafka_protocol::messages::{GroupId, JoinGroupRequest, SyncGroupRequest};
+    async fn join_and_sync(c: &mut Client) -> i32 {
+        let join = JoinGroupRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("gen")))
+            .with_session_timeout_ms(10_000)
+            .with_rebalance_timeout_ms(10_000)
+            .with_protocol_type(StrBytes::from_static_str("consumer"))
+            .with_protocols(vec![
+                JoinGroupRequestProtocol::default()
+                    .with_name(StrBytes::from_static_str("range"))
+                    .with_metadata(Bytes::from_static(&[0, 0, 0, 0, 0, 0])),
+            ]);
+        // v3: no MEMBER_ID_REQUIRED round trip.
+        let ResponseKind::JoinGroup(j) = c
+            .call(ApiKey::JoinGroup, 3, RequestKind::JoinGroup(join))
+            .await
+        else {
+            panic!()
+        };
+        assert_eq!(j.error_code, 0);
+        let sync = SyncGroupRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("gen")))
+            .with_generation_id(j.generation_id)
+            .with_member_id(j.member_id.clone())
+            .with_assignments(vec![
+                SyncGroupRequestAssignment::default()
+                    .with_member_id(j.member_id.clone())
+                    .with_assignment(Bytes::new()),
+            ]);
+        let ResponseKind::SyncGroup(s) = c
+            .call(ApiKey::SyncGroup, 3, RequestKind::SyncGroup(sync))
+            .await
+        else {
+            panic!()
+        };
+        assert_eq!(s.error_code, 0);
+        j.generation_id
+    }
+    let node = Node::start(KafkaConfig::default()).await;
+    let mut c = Client::connect(&node).await;
+    assert_eq!(join_and_sync(&mut c).await, 1);
+    drop(c);
+    let dir = node.shut_down().await;
+    // The member is gone with the restart; the next generation follows the stored one.
+    let node = Node::start_in(dir, KafkaConfig::default()).await;
+    let mut c = Client::connect(&node).await;
+    assert_eq!(join_and_sync(&mut c).await, 2);
+    node.stop().await;
+}

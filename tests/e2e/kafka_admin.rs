@@ -1,5 +1,6 @@
 //! The admin APIs Kafka tools call, driven by confluent-kafka's AdminClient (the scripts in
-//! `tests/kafka/admin_*.py`) and kcat against the real binary: DeleteRecords, ListOffsets
+//! `tests/kafka/admin_*.py`; OffsetDelete through kafka-python's, as confluent-kafka's Python
+//! API lacks it) and kcat against the real binary: DeleteRecords, ListOffsets
 //! earliest, CreatePartitions, DescribeCluster, DescribeConfigs and IncrementalAlterConfigs,
 //! and the group admin APIs; what they change survives a kill -9.
 
@@ -189,4 +190,68 @@ fn topic_configs_are_altered_live_persisted_and_described_with_admin_client() {
     let d = server.describe("cfg");
     assert_eq!(d["compacted"], true, "{d}");
     assert_eq!(d["retention_bytes"], Value::Null, "{d}");
+}
+
+#[test]
+fn group_admin_apis_with_admin_client_and_offsets_go_with_their_topic() {
+    let (mut server, kafka) = start();
+    server.create_topic(json!({"name": "gt", "partitions": 3}));
+    let records = (0..30)
+        .map(|i| json!({"key": format!("k{i}"), "value": format!("v{i}")}))
+        .collect();
+    server.produce("gt", records);
+    let r = python(
+        "admin_groups.py",
+        &["--bootstrap", &kafka, "--topic", "gt", "--group", "ga"],
+    );
+    assert_eq!(r["consumed"], 30, "{r}");
+    let active = &r["active_describe"];
+    assert_eq!(active["state"], "STABLE", "{r}");
+    assert_eq!(active["simple"], false, "protocol type consumer: {r}");
+    assert_eq!(active["members"], 1, "{r}");
+    assert_eq!(r["active_list"]["simple"], false, "{r}");
+    assert_eq!(r["delete_active_group"], "NON_EMPTY_GROUP", "{r}");
+    assert_eq!(
+        r["delete_subscribed_offsets"], "GroupSubscribedToTopicError",
+        "{r}"
+    );
+    // Empty, the group keeps its protocol type.
+    assert_eq!(r["empty_describe"]["state"], "EMPTY", "{r}");
+    assert_eq!(r["empty_describe"]["simple"], false, "{r}");
+    assert_eq!(r["empty_list"]["simple"], false, "{r}");
+    assert_eq!(r["offset_delete"], Value::Null, "{r}");
+    let after = r["committed_after_offset_delete"].as_array().unwrap();
+    assert_eq!(after[0][1], -1001, "partition 0's offset deleted: {r}");
+    assert!(after[1][1].as_i64() > Some(0), "{r}");
+    assert_eq!(r["delete_group"], Value::Null, "{r}");
+    assert_eq!(r["deleted_describe"]["state"], "DEAD", "{r}");
+    assert_eq!(r["deleted_list"], Value::Null, "{r}");
+    assert_eq!(r["delete_again"], "GROUP_ID_NOT_FOUND", "{r}");
+    assert_eq!(
+        r["offset_delete_unknown_group"], "GroupIdNotFoundError",
+        "{r}"
+    );
+    assert!(
+        r["committed_before_topic_delete"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p[1].as_i64() > Some(0)),
+        "{r}"
+    );
+    assert_eq!(r["delete_topic"], Value::Null, "{r}");
+    assert_eq!(r["create_topic"], Value::Null, "{r}");
+    assert_eq!(
+        r["committed_after_recreate"],
+        json!([[0, -1001], [1, -1001], [2, -1001]]),
+        "a recreated topic starts clean: {r}"
+    );
+    // The deletions were durable: after kill -9 the group (empty, its protocol type kept)
+    // has no committed offset left.
+    server.restart();
+    let (status, body) = server.get("/v1/groups/ga");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["state"], "Empty", "{body}");
+    assert_eq!(body["protocol_type"], "consumer", "{body}");
+    assert_eq!(body["partitions"], json!([]), "{body}");
 }

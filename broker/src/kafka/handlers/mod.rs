@@ -307,6 +307,21 @@ pub async fn handle(ctx: &Arc<Ctx>, conn: &mut Conn, req: Request) -> Option<Res
             })
             .await,
         ),
+        RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(
+            groups::delete_groups(ctx, r, |g| {
+                authz.allows(Op::Admin, Resource::Group(g.0.to_string()))
+            })
+            .await,
+        ),
+        RequestKind::OffsetDelete(r) => {
+            if !authz.allows(Op::Admin, Resource::Group(r.group_id.0.to_string())) {
+                return Some(ResponseKind::OffsetDelete(
+                    kafka_protocol::messages::OffsetDeleteResponse::default()
+                        .with_error_code(ResponseError::GroupAuthorizationFailed.code()),
+                ));
+            }
+            ResponseKind::OffsetDelete(groups::offset_delete(ctx, r).await)
+        }
         body => return dispatch(ctx, conn, &client_id, body, v).await,
     })
 }
@@ -389,6 +404,12 @@ async fn dispatch(
         RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(
             configs::incremental_alter(ctx, r, |_| true).await,
         ),
+        RequestKind::DeleteGroups(r) => {
+            ResponseKind::DeleteGroups(groups::delete_groups(ctx, r, |_| true).await)
+        }
+        RequestKind::OffsetDelete(r) => {
+            ResponseKind::OffsetDelete(groups::offset_delete(ctx, r).await)
+        }
         _ => {
             // The codec only lets through APIs listed in `versions`; this is a bug.
             tracing::error!(version = v, "no handler for this API");
@@ -454,6 +475,8 @@ pub fn group_error_code(e: &GroupError) -> i16 {
         GroupError::InvalidGroupId => ResponseError::InvalidGroupId.code(),
         GroupError::NotCoordinator => ResponseError::NotCoordinator.code(),
         GroupError::CoordinatorLoadInProgress => ResponseError::CoordinatorLoadInProgress.code(),
+        GroupError::NonEmptyGroup => ResponseError::NonEmptyGroup.code(),
+        GroupError::GroupIdNotFound => ResponseError::GroupIdNotFound.code(),
     }
 }
 

@@ -179,7 +179,8 @@ pub async fn delete(
         for name in names {
             let r = DeletableTopicResult::default().with_name(Some(name.clone()));
             let topic = name.0.to_string();
-            let result = if cluster.routes(&topic).is_some() {
+            let replicated = cluster.routes(&topic).is_some();
+            let result = if replicated {
                 match ctx.broker.check_client_delete(&topic) {
                     Ok(()) | Err(BrokerError::UnknownTopic(_)) => {
                         cluster.delete_topic(&topic).await
@@ -194,6 +195,13 @@ pub async fn delete(
             responses.push(match result {
                 Ok(()) => {
                     ctx.producers.forget_topic(&topic);
+                    // Replicated: deleted through the controller, not `Broker::delete_topic`
+                    // (which runs the hooks itself). Only the groups this node coordinates
+                    // lose their offsets of it here.
+                    if replicated {
+                        let (b, t) = (ctx.broker.clone(), topic.clone());
+                        let _ = blocking(move || b.topic_deleted_by_client(&t)).await;
+                    }
                     r
                 }
                 Err(e) => r
