@@ -678,8 +678,9 @@ impl Broker {
     /// move keys). The new partitions are opened empty before the new count is written to
     /// `topic.json`, and only then served; a crash in between leaves the old topic (the
     /// left-over directories are removed by the next grow). With `validate_only` nothing
-    /// changes. Refused for internal topics and, for now, replicated topics (the cluster's
-    /// metadata cannot grow a topic yet). Blocking.
+    /// changes. Refused for internal topics, topics a processor or query uses
+    /// ([`BrokerError::TopicInUse`]) and, for now, replicated topics (the cluster's metadata
+    /// cannot grow a topic yet). Blocking.
     pub fn create_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<()> {
         let _admin = self.inner.admin.lock().unwrap_or_else(|p| p.into_inner());
         let t = self.topic(name)?;
@@ -688,6 +689,20 @@ impl Broker {
             return Err(BrokerError::PolicyViolation(format!(
                 "adding partitions to the replicated topic '{name}' is not served on a cluster yet"
             )));
+        }
+        // A processor or query reading the topic has one task per partition it saw at
+        // deploy: new partitions would go unread (as Kafka Streams' inputs must not grow).
+        let g = self
+            .inner
+            .guard
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(user) = g.and_then(|g| g.user_of(name)) {
+            return Err(BrokerError::TopicInUse {
+                topic: name.to_string(),
+                user,
+            });
         }
         let current = t.info.partitions;
         if count <= current {
@@ -1436,6 +1451,70 @@ mod tests {
     use super::*;
     use crate::error::ErrorKind;
     use crate::types::InternalTopic;
+
+    /// A guard under which processor 'p' reads topic `used`.
+    struct UsedBy;
+    impl TopicGuard for UsedBy {
+        fn owner_exists(&self, _: &str) -> bool {
+            true
+        }
+        fn user_of(&self, topic: &str) -> Option<String> {
+            (topic == "used").then(|| "processor 'p'".to_string())
+        }
+    }
+
+    #[test]
+    fn partitions_only_grow_configs_alter_and_both_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Broker::open(BrokerConfig::new(dir.path())).unwrap();
+        b.create_topic(TopicSpec::new("t", 2)).unwrap();
+        b.create_topic(TopicSpec::new("used", 1)).unwrap();
+        b.set_topic_guard(Arc::new(UsedBy));
+        for bad in [1, 2] {
+            assert!(matches!(
+                b.create_partitions("t", bad, false),
+                Err(BrokerError::InvalidPartitions(_))
+            ));
+        }
+        assert!(matches!(
+            b.create_partitions("used", 4, false),
+            Err(BrokerError::TopicInUse { .. })
+        ));
+        b.create_partitions("t", 4, true).unwrap();
+        assert_eq!(b.partition_count("t").unwrap(), 2, "validate only");
+        b.create_partitions("t", 4, false).unwrap();
+        assert_eq!(b.partition_count("t").unwrap(), 4);
+        b.produce(
+            "t",
+            vec![ProduceRecord {
+                partition: Some(3),
+                ..rec(Some("k"), "v")
+            }],
+        )
+        .unwrap();
+        b.alter_topic("t", false, |s| {
+            s.retention_ms = Some(60_000);
+            s.compacted = true;
+            Ok(())
+        })
+        .unwrap();
+        // Only configs: the partition count cannot be changed this way.
+        assert!(
+            b.alter_topic("t", false, |s| {
+                s.partitions = 9;
+                Ok(())
+            })
+            .is_err()
+        );
+        drop(b);
+        let b = Broker::open(BrokerConfig::new(dir.path())).unwrap();
+        let info = b.topic_info("t").unwrap();
+        assert_eq!(
+            (info.partitions, info.retention_ms, info.compacted),
+            (4, Some(60_000), true)
+        );
+        assert_eq!(b.partition_offsets("t", 3).unwrap(), (0, 1));
+    }
 
     fn rec(key: Option<&str>, value: &str) -> ProduceRecord {
         ProduceRecord {

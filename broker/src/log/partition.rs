@@ -781,6 +781,37 @@ mod tests {
     }
 
     #[test]
+    fn delete_records_moves_the_start_durably_and_an_emptied_follower_resets_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(dir.path(), settings()).unwrap();
+        for i in 0..60 {
+            log.append(&mut batch(5, i as u8)).unwrap();
+        }
+        let segments = log.segment_count();
+        assert!(segments > 2);
+        assert!(log.delete_records_before(301).is_err(), "past the end");
+        let (start, gone) = log.delete_records_before(252).unwrap();
+        assert_eq!(start, 252);
+        assert_eq!(log.segment_count() + gone.len(), segments);
+        assert!(!gone.is_empty());
+        for seg in gone {
+            seg.delete_files().unwrap();
+        }
+        // Lower: nothing changes.
+        assert_eq!(log.delete_records_before(10).unwrap().0, 252);
+        assert_eq!(log.offset_for_timestamp(0).unwrap(), Some(252));
+        drop(log);
+        let mut log = PartitionLog::open(dir.path(), settings()).unwrap();
+        assert_eq!((log.start_offset(), log.end_offset()), (252, 300));
+        // A follower emptied and restarted below the deleted start starts there.
+        log.truncate_fully_and_start_at(30).unwrap();
+        assert_eq!((log.start_offset(), log.end_offset()), (30, 30));
+        drop(log);
+        let log = PartitionLog::open(dir.path(), settings()).unwrap();
+        assert_eq!(log.start_offset(), 30);
+    }
+
+    #[test]
     fn a_checked_batch_is_stored_like_an_appended_one_and_left_unchanged() {
         let dir = tempfile::tempdir().unwrap();
         let mut log = PartitionLog::open(dir.path(), settings()).unwrap();

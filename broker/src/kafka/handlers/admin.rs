@@ -29,6 +29,17 @@ pub const MAX_ITEMS: usize = 10_000;
 
 const TOPIC_DENIED: i16 = ResponseError::TopicAuthorizationFailed.code();
 
+/// On a cluster, the refusal of an admin change to a replicated topic (this node may hold
+/// no copy of it, so the broker could not tell): `POLICY_VIOLATION` saying why.
+pub fn refused_on_cluster(ctx: &Ctx, topic: &str, what: &str) -> Option<(i16, String)> {
+    let cluster = ctx.config.cluster.as_ref()?;
+    cluster.routes(topic)?;
+    Some((
+        ResponseError::PolicyViolation.code(),
+        format!("{what} of the replicated topic '{topic}' is not served on a cluster yet"),
+    ))
+}
+
 /// DeleteRecords (API 21): for each partition, its log start offset moves to the offset
 /// asked (`-1`: the high watermark); the answer is the new low watermark. `allowed` says
 /// whether the connection's user may delete records of a topic.
@@ -48,11 +59,17 @@ pub async fn delete_records(
             .iter()
             .map(|p| (p.partition_index, p.offset))
             .collect();
-        let results: Vec<DeleteRecordsPartitionResult> = if too_many || denied {
+        let on_cluster = refused_on_cluster(ctx, &name, "deleting records");
+        let results: Vec<DeleteRecordsPartitionResult> = if too_many
+            || denied
+            || on_cluster.is_some()
+        {
             let code = if denied {
                 TOPIC_DENIED
-            } else {
+            } else if too_many {
                 ResponseError::InvalidRequest.code()
+            } else {
+                ResponseError::PolicyViolation.code()
             };
             asks.iter()
                 .map(|(p, _)| {
@@ -127,6 +144,10 @@ pub async fn create_partitions(
             continue;
         }
         let name = t.name.0.to_string();
+        if let Some((code, msg)) = refused_on_cluster(ctx, &name, "adding partitions") {
+            results.push(refused(code, msg));
+            continue;
+        }
         let (b, count, validate_only) = (ctx.broker.clone(), t.count, req.validate_only);
         let done = blocking(move || b.create_partitions(&name, count, validate_only))
             .await

@@ -243,6 +243,12 @@ pub async fn incremental_alter(
             ));
             continue;
         }
+        if let Some((code, msg)) =
+            super::admin::refused_on_cluster(ctx, &name, "altering the configs")
+        {
+            responses.push(refused(code, msg));
+            continue;
+        }
         let configs: Vec<(String, i8, Option<String>)> = r
             .configs
             .iter()
