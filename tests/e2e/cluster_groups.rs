@@ -148,4 +148,6 @@ fn admin_apis_on_a_cluster_describe_it_and_refuse_what_it_cannot_do_yet() {
     for api in ["delete_records", "create_partitions", "alter_configs"] {
         assert_eq!(r[api], "POLICY_VIOLATION", "{api}: {r}");
     }
+    assert_eq!(r["delete_group"], Value::Null, "{r}");
+    assert_eq!(r["delete_group_again"], "GROUP_ID_NOT_FOUND", "{r}");
 }

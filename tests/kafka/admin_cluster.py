@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""confluent-kafka's AdminClient against a cluster: DescribeCluster, and the topic admin APIs
-a cluster does not serve yet for replicated topics (DeleteRecords, CreatePartitions,
+"""confluent-kafka's AdminClient against a cluster: DescribeCluster, DeleteGroups of a group
+with a committed offset (at the group's coordinator), and the topic admin APIs a cluster
+does not serve yet for replicated topics (DeleteRecords, CreatePartitions,
 IncrementalAlterConfigs), whose errors it reports by name. Prints one JSON summary line.
 
 usage: admin_cluster.py --bootstrap HOST:PORT[,…] --topic T
@@ -8,7 +9,7 @@ usage: admin_cluster.py --bootstrap HOST:PORT[,…] --topic T
 import argparse
 import json
 
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry,
                                    ConfigResource, NewPartitions)
 
@@ -39,6 +40,12 @@ def main():
         ConfigEntry("retention.ms", "1000", incremental_operation=AlterConfigOpType.SET)])
     out["alter_configs"] = err(list(admin.incremental_alter_configs(
         [res], request_timeout=60).values())[0])
+    c = Consumer({"bootstrap.servers": a.bootstrap, "group.id": "cluster-admin-group"})
+    c.commit(offsets=[TopicPartition(a.topic, 0, 1)], asynchronous=False)
+    c.close()
+    g = "cluster-admin-group"
+    out["delete_group"] = err(admin.delete_consumer_groups([g], request_timeout=60)[g])
+    out["delete_group_again"] = err(admin.delete_consumer_groups([g], request_timeout=60)[g])
     print(json.dumps(out))
 
 
