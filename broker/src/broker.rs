@@ -614,8 +614,10 @@ impl Broker {
     }
 
     /// Registers `hook`, called (blocking, no broker lock held) with the name of every
-    /// topic a client deletes ([`Broker::delete_topic`]; on a cluster the Kafka edge calls
-    /// [`Broker::topic_deleted_by_client`] after the controller deleted a replicated one).
+    /// topic a client or the engine deletes ([`Broker::delete_topic`]; the engine's log
+    /// access and, on a cluster after the controller deleted a replicated topic, the Kafka
+    /// and HTTP edges call [`Broker::topic_deleted_by_client`]). Not when a cluster node
+    /// drops its local copy of a topic that lives on elsewhere.
     /// The hook must not hold the broker (a cycle would keep the data dir locked).
     pub fn on_client_topic_deleted(&self, hook: TopicDeletedHook) {
         self.inner
