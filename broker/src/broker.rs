@@ -33,6 +33,9 @@ use crate::types::{
     TopicInfo, TopicSpec,
 };
 
+/// What [`Broker::on_client_topic_deleted`] registers.
+pub type TopicDeletedHook = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// Records of one produce request are split into batches of about this many bytes.
 const PRODUCE_CHUNK_BYTES: usize = 1 << 20;
 
@@ -58,6 +61,9 @@ struct Inner {
     admin: std::sync::Mutex<()>,
     /// Who owns and uses topics (the engine), asked before a client deletes one.
     guard: RwLock<Option<Arc<dyn TopicGuard>>>,
+    /// Called with the name of every topic a client deleted (the group coordinator deletes
+    /// the committed offsets of it).
+    deleted_hooks: RwLock<Vec<TopicDeletedHook>>,
     /// Held (flock) for the broker's lifetime so two processes never share a data dir.
     _lock: std::fs::File,
 }
@@ -235,6 +241,7 @@ impl Broker {
                 files,
                 admin: std::sync::Mutex::new(()),
                 guard: RwLock::new(None),
+                deleted_hooks: RwLock::new(Vec::new()),
                 _lock: lock,
             }),
         })
@@ -601,7 +608,36 @@ impl Broker {
     /// writes ([`guard::check_delete`]).
     pub fn delete_topic(&self, name: &str) -> Result<()> {
         self.check_client_delete(name)?;
-        self.delete_owned_topic(name)
+        self.delete_owned_topic(name)?;
+        self.topic_deleted_by_client(name);
+        Ok(())
+    }
+
+    /// Registers `hook`, called (blocking, no broker lock held) with the name of every
+    /// topic a client or the engine deletes ([`Broker::delete_topic`]; the engine's log
+    /// access and, on a cluster after the controller deleted a replicated topic, the Kafka
+    /// and HTTP edges call [`Broker::topic_deleted_by_client`]). Not when a cluster node
+    /// drops its local copy of a topic that lives on elsewhere.
+    /// The hook must not hold the broker (a cycle would keep the data dir locked).
+    pub fn on_client_topic_deleted(&self, hook: TopicDeletedHook) {
+        self.inner
+            .deleted_hooks
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(hook);
+    }
+
+    /// Runs the hooks of [`Broker::on_client_topic_deleted`] for `name`.
+    pub fn topic_deleted_by_client(&self, name: &str) {
+        let hooks = self
+            .inner
+            .deleted_hooks
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for h in hooks {
+            h(name);
+        }
     }
 
     /// Whether a client may delete `name` now ([`Broker::delete_topic`]'s checks, without
@@ -636,6 +672,124 @@ impl Broker {
         }
         tracing::info!(topic = %name, "deleted topic");
         Ok(())
+    }
+
+    /// CreatePartitions for a client (Kafka API 37): grows a topic to `count` partitions.
+    /// Only growth: a count at or below the current one is
+    /// [`BrokerError::InvalidPartitions`], as Kafka refuses it (a shrink would lose data and
+    /// move keys). The new partitions are opened empty before the new count is written to
+    /// `topic.json`, and only then served; a crash in between leaves the old topic (the
+    /// left-over directories are removed by the next grow). With `validate_only` nothing
+    /// changes. Refused for internal topics, topics a processor or query uses
+    /// ([`BrokerError::TopicInUse`]) and, for now, replicated topics (the cluster's metadata
+    /// cannot grow a topic yet). Blocking.
+    pub fn create_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<()> {
+        let _admin = self.inner.admin.lock().unwrap_or_else(|p| p.into_inner());
+        let t = self.topic(name)?;
+        guard::check_write(name, t.internal().as_ref())?;
+        if t.info.cluster.is_some() {
+            return Err(BrokerError::PolicyViolation(format!(
+                "adding partitions to the replicated topic '{name}' is not served on a cluster yet"
+            )));
+        }
+        // A processor or query reading the topic has one task per partition it saw at
+        // deploy: new partitions would go unread (as Kafka Streams' inputs must not grow).
+        let g = self
+            .inner
+            .guard
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(user) = g.and_then(|g| g.user_of(name)) {
+            return Err(BrokerError::TopicInUse {
+                topic: name.to_string(),
+                user,
+            });
+        }
+        let current = t.info.partitions;
+        if count <= current {
+            return Err(BrokerError::InvalidPartitions(format!(
+                "topic '{name}' has {current} partitions; the count can only grow (asked {count})"
+            )));
+        }
+        let mut spec = t.read_spec()?;
+        spec.partitions = count;
+        let info = topic::resolve(&spec, &self.inner.config.log)
+            .map_err(|e| BrokerError::InvalidPartitions(e.to_string()))?;
+        self.admit_partitions(name, count - current)?;
+        if validate_only {
+            return Ok(());
+        }
+        let grown = t.altered(
+            TopicInfo {
+                internal: t.internal(),
+                ..info
+            },
+            &self.inner.config.log,
+            &self.inner.files,
+        )?;
+        t.write_spec(&spec)?;
+        self.swap_topic(name, &t, grown);
+        tracing::info!(topic = %name, from = current, to = count, "added partitions");
+        Ok(())
+    }
+
+    /// Alters a client topic's configs (Kafka IncrementalAlterConfigs): `change` edits its
+    /// persisted spec; the result is validated as a create would be, written to
+    /// `topic.json` and applied to the open partitions at once (retention, segment size and
+    /// age, cleanup policy). Partitions, the internal marker and the cluster marker cannot be
+    /// changed this way. With `validate_only` nothing changes. Refused for internal topics
+    /// and, for now, replicated topics. Returns the new settings. Blocking.
+    pub fn alter_topic(
+        &self,
+        name: &str,
+        validate_only: bool,
+        change: impl FnOnce(&mut TopicSpec) -> Result<()>,
+    ) -> Result<TopicInfo> {
+        let _admin = self.inner.admin.lock().unwrap_or_else(|p| p.into_inner());
+        let t = self.topic(name)?;
+        guard::check_write(name, t.internal().as_ref())?;
+        if t.info.cluster.is_some() {
+            return Err(BrokerError::PolicyViolation(format!(
+                "altering the configs of the replicated topic '{name}' is not served on a cluster yet"
+            )));
+        }
+        let before = t.read_spec()?;
+        let mut spec = before.clone();
+        change(&mut spec)?;
+        if spec.name != before.name
+            || spec.partitions != before.partitions
+            || spec.internal != before.internal
+            || spec.cluster != before.cluster
+            || spec.replication_factor != before.replication_factor
+        {
+            return Err(BrokerError::InvalidConfig(
+                "only a topic's configs can be altered".into(),
+            ));
+        }
+        let info = topic::resolve(&spec, &self.inner.config.log)?;
+        let info = TopicInfo {
+            internal: t.internal(),
+            ..info
+        };
+        if validate_only || spec == before {
+            return Ok(info);
+        }
+        // Persisted first: a restart never runs the topic under settings a client was not
+        // told were applied.
+        t.write_spec(&spec)?;
+        let altered = t.altered(info.clone(), &self.inner.config.log, &self.inner.files)?;
+        self.swap_topic(name, &t, altered);
+        tracing::info!(topic = %name, "altered topic configs");
+        Ok(info)
+    }
+
+    /// Replaces `old` in the registry by `new` (under the admin lock).
+    fn swap_topic(&self, name: &str, old: &Arc<Topic>, new: Topic) {
+        let mut topics = self.inner.topics.write().unwrap_or_else(|p| p.into_inner());
+        if topics.get(name).is_some_and(|cur| Arc::ptr_eq(cur, old)) {
+            topics.insert(name.to_string(), Arc::new(new));
+        }
     }
 
     /// Every topic, sorted by name.
@@ -889,6 +1043,55 @@ impl Broker {
             next = last;
         }
         Ok(())
+    }
+
+    /// DeleteRecords for a client (Kafka API 21): moves the partition's log start offset (its
+    /// low watermark) up to `offset` (`-1`: the end, Kafka's high watermark), durably, and
+    /// deletes the segments wholly below it. Readers from the earliest offset then start
+    /// there; an offset below the current start changes nothing. Refused for internal topics
+    /// ([`guard::check_write`]) and, for now, for replicated topics (the followers would not
+    /// learn the new start: [`BrokerError::PolicyViolation`]). Returns the new start offset.
+    /// Blocking.
+    pub fn delete_records(&self, topic: &str, partition: i32, offset: i64) -> Result<i64> {
+        let t = self.topic(topic)?;
+        guard::check_write(topic, t.internal().as_ref())?;
+        let p = t.partition(partition)?;
+        if p.is_replicated() {
+            return Err(BrokerError::PolicyViolation(format!(
+                "deleting records of the replicated topic '{topic}' is not served on a cluster yet"
+            )));
+        }
+        let (start, gone) = {
+            let mut log = p.lock()?;
+            let end = log.end_offset();
+            let target = if offset == -1 { end } else { offset };
+            log.delete_records_before(target).map_err(|e| match e {
+                BrokerError::OffsetOutOfRange { start, end, .. } => BrokerError::OffsetOutOfRange {
+                    topic: topic.to_string(),
+                    partition,
+                    offset,
+                    start,
+                    end,
+                },
+                e => e,
+            })?
+        };
+        for seg in gone {
+            tracing::info!(
+                topic,
+                partition,
+                base_offset = seg.base_offset(),
+                "deleted segment below the log start offset"
+            );
+            seg.delete_files()?;
+        }
+        tracing::info!(
+            topic,
+            partition,
+            log_start_offset = start,
+            "records deleted"
+        );
+        Ok(start)
     }
 
     /// Appends one RecordBatch v2 that [`batch::validate_records`] checked (a Kafka
@@ -1262,6 +1465,70 @@ mod tests {
     use super::*;
     use crate::error::ErrorKind;
     use crate::types::InternalTopic;
+
+    /// A guard under which processor 'p' reads topic `used`.
+    struct UsedBy;
+    impl TopicGuard for UsedBy {
+        fn owner_exists(&self, _: &str) -> bool {
+            true
+        }
+        fn user_of(&self, topic: &str) -> Option<String> {
+            (topic == "used").then(|| "processor 'p'".to_string())
+        }
+    }
+
+    #[test]
+    fn partitions_only_grow_configs_alter_and_both_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Broker::open(BrokerConfig::new(dir.path())).unwrap();
+        b.create_topic(TopicSpec::new("t", 2)).unwrap();
+        b.create_topic(TopicSpec::new("used", 1)).unwrap();
+        b.set_topic_guard(Arc::new(UsedBy));
+        for bad in [1, 2] {
+            assert!(matches!(
+                b.create_partitions("t", bad, false),
+                Err(BrokerError::InvalidPartitions(_))
+            ));
+        }
+        assert!(matches!(
+            b.create_partitions("used", 4, false),
+            Err(BrokerError::TopicInUse { .. })
+        ));
+        b.create_partitions("t", 4, true).unwrap();
+        assert_eq!(b.partition_count("t").unwrap(), 2, "validate only");
+        b.create_partitions("t", 4, false).unwrap();
+        assert_eq!(b.partition_count("t").unwrap(), 4);
+        b.produce(
+            "t",
+            vec![ProduceRecord {
+                partition: Some(3),
+                ..rec(Some("k"), "v")
+            }],
+        )
+        .unwrap();
+        b.alter_topic("t", false, |s| {
+            s.retention_ms = Some(60_000);
+            s.compacted = true;
+            Ok(())
+        })
+        .unwrap();
+        // Only configs: the partition count cannot be changed this way.
+        assert!(
+            b.alter_topic("t", false, |s| {
+                s.partitions = 9;
+                Ok(())
+            })
+            .is_err()
+        );
+        drop(b);
+        let b = Broker::open(BrokerConfig::new(dir.path())).unwrap();
+        let info = b.topic_info("t").unwrap();
+        assert_eq!(
+            (info.partitions, info.retention_ms, info.compacted),
+            (4, Some(60_000), true)
+        );
+        assert_eq!(b.partition_offsets("t", 3).unwrap(), (0, 1));
+    }
 
     fn rec(key: Option<&str>, value: &str) -> ProduceRecord {
         ProduceRecord {

@@ -53,6 +53,9 @@ pub enum BrokerError {
     InvalidTopicName { name: String, reason: &'static str },
     #[error("invalid config: {0}")]
     InvalidConfig(String),
+    /// A partition count a topic cannot take (CreatePartitions below or at the current one).
+    #[error("invalid partitions: {0}")]
+    InvalidPartitions(String),
     #[error("invalid record: {0}")]
     InvalidRecord(String),
     #[error("offset {offset} is out of range for {topic}/{partition} (valid: {start}..={end})")]
@@ -191,6 +194,7 @@ impl BrokerError {
             BrokerError::TopicExists(_) => "topic_exists",
             BrokerError::InvalidTopicName { .. } => "invalid_topic_name",
             BrokerError::InvalidConfig(_) => "invalid_config",
+            BrokerError::InvalidPartitions(_) => "invalid_partitions",
             BrokerError::InvalidRecord(_) => "invalid_record",
             BrokerError::OffsetOutOfRange { .. } => "offset_out_of_range",
             BrokerError::BatchTooLarge { .. } => "too_large",
@@ -227,6 +231,7 @@ impl BrokerError {
             BrokerError::TopicExists(_) => ErrorKind::AlreadyExists,
             BrokerError::InvalidTopicName { .. }
             | BrokerError::InvalidConfig(_)
+            | BrokerError::InvalidPartitions(_)
             | BrokerError::InvalidRecord(_)
             | BrokerError::OffsetOutOfRange { .. }
             | BrokerError::CorruptBatch(_) => ErrorKind::InvalidInput,

@@ -1,6 +1,11 @@
 //! A topic on this node: its persisted spec (`topic.json`), its partitions (each a locked
 //! [`PartitionLog`] plus a watch of its end offset for followers, or the reason it could not
 //! be opened) and its counters.
+//!
+//! A [`Topic`] value is immutable: altering a topic's configs or adding partitions builds a
+//! new one ([`Topic::altered`]) that shares the existing partitions (their logs, end-offset
+//! watches and replicas) and counters, and the broker swaps it into its registry after the
+//! new spec is in `topic.json`. Callers holding the old value keep a consistent view.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -262,8 +267,8 @@ impl Partition {
 pub(crate) struct Topic {
     pub info: TopicInfo,
     pub dir: PathBuf,
-    pub partitions: Vec<Partition>,
-    pub counters: Counters,
+    pub partitions: Vec<Arc<Partition>>,
+    pub counters: Arc<Counters>,
     pub round_robin: AtomicU32,
     /// The internal-topic marker (`info.internal` as opened; it may be set later, when an
     /// owner adopts a topic of an older data dir).
@@ -396,48 +401,85 @@ impl Topic {
         cache: &Arc<FileCache>,
         strict: bool,
     ) -> Result<Topic> {
-        let settings = PartitionSettings {
-            segment_bytes: info.segment_bytes,
-            segment_ms: info.segment_ms,
-            index_interval_bytes: defaults.index_interval_bytes,
-            fsync: info.fsync,
-            max_batch_bytes: defaults.max_batch_bytes,
-            retention_ms: info.retention_ms,
-            retention_bytes: info.retention_bytes,
-            compacted: info.compacted,
-            delete_retention_ms: info.delete_retention_ms,
-        };
         let mut partitions = Vec::with_capacity(info.partitions as usize);
         for p in 0..info.partitions {
-            let log = match PartitionLog::open_in(&dir.join(p.to_string()), settings.clone(), cache)
-            {
-                Ok(log) => Ok(Arc::new(Mutex::new(log))),
-                Err(e) if strict => return Err(e),
-                Err(e) => {
-                    tracing::error!(topic = %info.name, partition = p, error = %e, "partition is offline: it could not be opened");
-                    Err(e.to_string())
-                }
-            };
-            let end_offset = log.as_ref().map_or(0, |l| {
-                l.lock().unwrap_or_else(|p| p.into_inner()).end_offset()
-            });
-            let (end, _) = watch::channel(end_offset);
-            partitions.push(Partition {
-                topic: info.name.clone(),
-                index: p,
-                log,
-                end,
-                replicated: info.cluster.is_some(),
-                replica: RwLock::new(None),
-            });
+            partitions.push(Arc::new(open_partition(
+                dir, &info, defaults, cache, p, strict,
+            )?));
         }
         Ok(Topic {
             internal: RwLock::new(info.internal.clone()),
             info,
             dir: dir.to_path_buf(),
             partitions,
-            counters: Counters::default(),
+            counters: Arc::new(Counters::default()),
             round_robin: AtomicU32::new(0),
+        })
+    }
+
+    /// This topic with new settings `info` (its partitions' logs switched to them) and, when
+    /// `info` has more partitions, the new ones opened empty (a directory left over from an
+    /// interrupted grow is removed first). The existing partitions and counters are shared.
+    pub fn altered(
+        &self,
+        info: TopicInfo,
+        defaults: &LogConfig,
+        cache: &Arc<FileCache>,
+    ) -> Result<Topic> {
+        let settings = settings_for(&info, defaults);
+        let mut partitions = self.partitions.clone();
+        for p in self.info.partitions..info.partitions {
+            let pdir = self.dir.join(p.to_string());
+            match std::fs::remove_dir_all(&pdir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(BrokerError::io(&pdir, e)),
+            }
+            partitions.push(Arc::new(open_partition(
+                &self.dir, &info, defaults, cache, p, true,
+            )?));
+        }
+        crate::log::sync_dir(&self.dir)?;
+        for p in &self.partitions {
+            if let Ok(mut log) = p.lock() {
+                log.set_settings(settings.clone());
+            }
+        }
+        Ok(Topic {
+            internal: RwLock::new(self.internal()),
+            info,
+            dir: self.dir.clone(),
+            partitions,
+            counters: Arc::clone(&self.counters),
+            round_robin: AtomicU32::new(self.round_robin.load(Ordering::Relaxed)),
+        })
+    }
+
+    /// Writes `spec` as the topic's `topic.json` (a temporary file, synced, renamed over the
+    /// old one, the directory synced).
+    pub fn write_spec(&self, spec: &TopicSpec) -> Result<()> {
+        let path = self.dir.join(SPEC_FILE);
+        let json = serde_json::to_vec_pretty(spec)
+            .map_err(|e| BrokerError::InvalidConfig(e.to_string()))?;
+        let tmp = self.dir.join(format!("{SPEC_FILE}.tmp"));
+        let write = || -> std::io::Result<()> {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&json)?;
+            f.sync_all()
+        };
+        write().map_err(|e| BrokerError::io(&tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| BrokerError::io(&path, e))?;
+        crate::log::sync_dir(&self.dir)
+    }
+
+    /// The topic's spec as persisted in `topic.json`.
+    pub fn read_spec(&self) -> Result<TopicSpec> {
+        let path = self.dir.join(SPEC_FILE);
+        let raw = std::fs::read(&path).map_err(|e| BrokerError::io(&path, e))?;
+        serde_json::from_slice(&raw).map_err(|e| BrokerError::CorruptFile {
+            path: path.clone(),
+            reason: e.to_string(),
         })
     }
 
@@ -467,26 +509,9 @@ impl Topic {
     /// Marks the topic as owned by `owner`, in `topic.json` (written to a temporary file,
     /// synced, renamed over the old one) and then in memory.
     pub fn set_internal(&self, owner: InternalTopic) -> Result<()> {
-        let path = self.dir.join(SPEC_FILE);
-        let raw = std::fs::read(&path).map_err(|e| BrokerError::io(&path, e))?;
-        let mut spec: TopicSpec =
-            serde_json::from_slice(&raw).map_err(|e| BrokerError::CorruptFile {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
+        let mut spec = self.read_spec()?;
         spec.internal = Some(owner.clone());
-        let json = serde_json::to_vec_pretty(&spec)
-            .map_err(|e| BrokerError::InvalidConfig(e.to_string()))?;
-        let tmp = self.dir.join(format!("{SPEC_FILE}.tmp"));
-        let write = || -> std::io::Result<()> {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&json)?;
-            f.sync_all()
-        };
-        write().map_err(|e| BrokerError::io(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| BrokerError::io(&path, e))?;
-        crate::log::sync_dir(&self.dir)?;
+        self.write_spec(&spec)?;
         *self.internal.write().unwrap_or_else(|p| p.into_inner()) = Some(owner);
         Ok(())
     }
@@ -495,11 +520,60 @@ impl Topic {
         usize::try_from(p)
             .ok()
             .and_then(|i| self.partitions.get(i))
+            .map(|p| &**p)
             .ok_or_else(|| BrokerError::UnknownPartition {
                 topic: self.info.name.clone(),
                 partition: p,
             })
     }
+}
+
+/// The settings the partitions of `info` run with.
+fn settings_for(info: &TopicInfo, defaults: &LogConfig) -> PartitionSettings {
+    PartitionSettings {
+        segment_bytes: info.segment_bytes,
+        segment_ms: info.segment_ms,
+        index_interval_bytes: defaults.index_interval_bytes,
+        fsync: info.fsync,
+        max_batch_bytes: defaults.max_batch_bytes,
+        retention_ms: info.retention_ms,
+        retention_bytes: info.retention_bytes,
+        compacted: info.compacted,
+        delete_retention_ms: info.delete_retention_ms,
+    }
+}
+
+/// Opens partition `p` of the topic in `dir`: strictly (its error returned) or kept offline
+/// with the reason (logged).
+fn open_partition(
+    dir: &Path,
+    info: &TopicInfo,
+    defaults: &LogConfig,
+    cache: &Arc<FileCache>,
+    p: i32,
+    strict: bool,
+) -> Result<Partition> {
+    let settings = settings_for(info, defaults);
+    let log = match PartitionLog::open_in(&dir.join(p.to_string()), settings, cache) {
+        Ok(log) => Ok(Arc::new(Mutex::new(log))),
+        Err(e) if strict => return Err(e),
+        Err(e) => {
+            tracing::error!(topic = %info.name, partition = p, error = %e, "partition is offline: it could not be opened");
+            Err(e.to_string())
+        }
+    };
+    let end_offset = log.as_ref().map_or(0, |l| {
+        l.lock().unwrap_or_else(|p| p.into_inner()).end_offset()
+    });
+    let (end, _) = watch::channel(end_offset);
+    Ok(Partition {
+        topic: info.name.clone(),
+        index: p,
+        log,
+        end,
+        replicated: info.cluster.is_some(),
+        replica: RwLock::new(None),
+    })
 }
 
 #[cfg(test)]

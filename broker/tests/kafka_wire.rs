@@ -1176,3 +1176,408 @@ async fn a_transaction_on_the_wire_bounds_read_committed_and_lists_its_abort() {
     assert_eq!(late.0, 48);
     node.stop().await;
 }
+
+/// ListOffsets earliest (-2) of partition `p` of `topic`: (error code, offset).
+async fn earliest(c: &mut Client, topic: &str, p: i32) -> (i16, i64) {
+    let req = ListOffsetsRequest::default()
+        .with_replica_id((-1).into())
+        .with_topics(vec![
+            ListOffsetsTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.into())))
+                .with_partitions(vec![
+                    ListOffsetsPartition::default()
+                        .with_partition_index(p)
+                        .with_timestamp(-2),
+                ]),
+        ]);
+    let ResponseKind::ListOffsets(r) = c
+        .call(ApiKey::ListOffsets, 5, RequestKind::ListOffsets(req))
+        .await
+    else {
+        panic!()
+    };
+    let p = &r.topics[0].partitions[0];
+    (p.error_code, p.offset)
+}
+
+/// DeleteRecords v2 of (topic, partition, offset) asks: (partition, low watermark, error).
+async fn delete_records(c: &mut Client, asks: &[(&str, i32, i64)]) -> Vec<(i32, i64, i16)> {
+    use kafka_protocol::messages::DeleteRecordsRequest;
+    use kafka_protocol::messages::delete_records_request::{
+        DeleteRecordsPartition, DeleteRecordsTopic,
+    };
+    let topics = asks
+        .iter()
+        .map(|(t, p, o)| {
+            DeleteRecordsTopic::default()
+                .with_name(TopicName(StrBytes::from_string((*t).into())))
+                .with_partitions(vec![
+                    DeleteRecordsPartition::default()
+                        .with_partition_index(*p)
+                        .with_offset(*o),
+                ])
+        })
+        .collect();
+    let ResponseKind::DeleteRecords(r) = c
+        .call(
+            ApiKey::DeleteRecords,
+            2,
+            RequestKind::DeleteRecords(
+                DeleteRecordsRequest::default()
+                    .with_topics(topics)
+                    .with_timeout_ms(5000),
+            ),
+        )
+        .await
+    else {
+        panic!()
+    };
+    r.topics
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .map(|p| (p.partition_index, p.low_watermark, p.error_code))
+        .collect()
+}
+
+#[tokio::test]
+async fn delete_records_moves_the_log_start_durably_and_bad_asks_change_nothing() {
+    let node = Node::start(KafkaConfig::default()).await;
+    // Small segments, so deleting records also removes whole segments.
+    let mut spec = TopicSpec::new("dr", 1);
+    spec.segment_bytes = Some(1024);
+    node.broker.create_topic(spec).unwrap();
+    node.broker
+        .create_topic(TopicSpec::new("other", 1))
+        .unwrap();
+    let mut c = Client::connect(&node).await;
+    for i in 0..10 {
+        let r = c
+            .call(
+                ApiKey::Produce,
+                7,
+                produce("dr", 0, 1, batch(10, (-1, -1), -1, Some("k"))),
+            )
+            .await;
+        assert_eq!(produced(r), (0, i * 10));
+    }
+    let segments_before = node.broker.describe_topic("dr").unwrap().partition_offsets[0].segments;
+    assert!(segments_before > 1, "{segments_before} segments");
+    // Inside the last batch: the low watermark is exactly the offset asked.
+    assert_eq!(
+        delete_records(&mut c, &[("dr", 0, 95)]).await,
+        vec![(0, 95, 0)]
+    );
+    assert_eq!(earliest(&mut c, "dr", 0).await, (0, 95));
+    let d = node.broker.describe_topic("dr").unwrap().partition_offsets[0].clone();
+    assert_eq!((d.start_offset, d.end_offset), (95, 100));
+    assert!(
+        d.segments < segments_before,
+        "segments below the start are deleted"
+    );
+    // A fetch below the start is out of range; at the start it returns records from 95 on.
+    let (code, _, _, _) = fetched(c.call(ApiKey::Fetch, 11, fetch("dr", 10, 0, 1)).await);
+    assert_eq!(code, 1, "OFFSET_OUT_OF_RANGE");
+    let read = node.broker.read("dr", 0, 0, 1000, 1 << 20).unwrap();
+    assert_eq!(read.records.first().map(|r| r.offset), Some(95));
+    assert_eq!(read.records.len(), 5);
+    // Lower than the start: nothing changes. Past the end, unknown partitions and topics:
+    // their errors, and the good ask in the same request still applies.
+    assert_eq!(
+        delete_records(
+            &mut c,
+            &[
+                ("dr", 0, 20),
+                ("dr", 0, 101),
+                ("dr", 7, 1),
+                ("nope", 0, 1),
+                ("other", 0, -1)
+            ]
+        )
+        .await,
+        vec![(0, 95, 0), (0, -1, 1), (7, -1, 3), (0, -1, 3), (0, 0, 0)]
+    );
+    assert_eq!(earliest(&mut c, "dr", 0).await, (0, 95));
+    // Internal topics are refused.
+    node.broker
+        .ensure_internal_topic(
+            TopicSpec::new("owned", 1).owned_by(weir_broker::InternalTopic {
+                owner: "processor:p".into(),
+            }),
+        )
+        .unwrap();
+    assert_ne!(delete_records(&mut c, &[("owned", 0, 0)]).await[0].2, 0);
+    drop(c);
+    // The start survives a restart, and -1 (the high watermark) empties the partition.
+    let dir = node.shut_down().await;
+    let node = Node::start_in(dir, KafkaConfig::default()).await;
+    let mut c = Client::connect(&node).await;
+    assert_eq!(earliest(&mut c, "dr", 0).await, (0, 95));
+    assert_eq!(
+        delete_records(&mut c, &[("dr", 0, -1)]).await,
+        vec![(0, 100, 0)]
+    );
+    assert_eq!(earliest(&mut c, "dr", 0).await, (0, 100));
+    let r = c
+        .call(
+            ApiKey::Produce,
+            7,
+            produce("dr", 0, 1, batch(1, (-1, -1), -1, Some("k"))),
+        )
+        .await;
+    assert_eq!(produced(r), (0, 100));
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn create_partitions_only_grows_and_describe_cluster_names_this_node() {
+    use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+    use kafka_protocol::messages::{CreatePartitionsRequest, DescribeClusterRequest};
+    let node = Node::start(KafkaConfig::default()).await;
+    node.broker.create_topic(TopicSpec::new("cp", 2)).unwrap();
+    let mut c = Client::connect(&node).await;
+    let ask = |topic: &str, count: i32| {
+        CreatePartitionsTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.into())))
+            .with_count(count)
+    };
+    let call =
+        |req: CreatePartitionsRequest| RequestKind::CreatePartitions(req.with_timeout_ms(5000));
+    let ResponseKind::CreatePartitions(r) = c
+        .call(
+            ApiKey::CreatePartitions,
+            3,
+            call(CreatePartitionsRequest::default().with_topics(vec![
+                ask("cp", 1),
+                ask("cp", 2),
+                ask("nope", 4),
+            ])),
+        )
+        .await
+    else {
+        panic!()
+    };
+    let codes: Vec<i16> = r.results.iter().map(|t| t.error_code).collect();
+    assert_eq!(
+        codes,
+        vec![37, 37, 3],
+        "INVALID_PARTITIONS twice, then unknown"
+    );
+    // validate_only changes nothing; a real grow serves the new partitions at once.
+    let ResponseKind::CreatePartitions(r) = c
+        .call(
+            ApiKey::CreatePartitions,
+            3,
+            call(
+                CreatePartitionsRequest::default()
+                    .with_topics(vec![ask("cp", 5)])
+                    .with_validate_only(true),
+            ),
+        )
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(r.results[0].error_code, 0);
+    assert_eq!(node.broker.partition_count("cp").unwrap(), 2);
+    let ResponseKind::CreatePartitions(r) = c
+        .call(
+            ApiKey::CreatePartitions,
+            3,
+            call(CreatePartitionsRequest::default().with_topics(vec![ask("cp", 5)])),
+        )
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(r.results[0].error_code, 0);
+    assert_eq!(node.broker.partition_count("cp").unwrap(), 5);
+    let r = c
+        .call(
+            ApiKey::Produce,
+            7,
+            produce("cp", 4, 1, batch(3, (-1, -1), -1, Some("k"))),
+        )
+        .await;
+    assert_eq!(produced(r), (0, 0));
+    let ResponseKind::DescribeCluster(d) = c
+        .call(
+            ApiKey::DescribeCluster,
+            1,
+            RequestKind::DescribeCluster(DescribeClusterRequest::default().with_endpoint_type(1)),
+        )
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(d.error_code, 0);
+    assert_eq!(d.brokers.len(), 1);
+    assert_eq!(d.controller_id, d.brokers[0].broker_id);
+    assert_eq!(d.brokers[0].port, i32::from(node.addr.port()));
+    drop(c);
+    // The new count survives a restart, with the records in the new partition.
+    let dir = node.shut_down().await;
+    let node = Node::start_in(dir, KafkaConfig::default()).await;
+    assert_eq!(node.broker.partition_count("cp").unwrap(), 5);
+    assert_eq!(node.broker.partition_offsets("cp", 4).unwrap(), (0, 3));
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn incremental_alter_configs_applies_a_resource_whole_or_not_at_all() {
+    use kafka_protocol::messages::IncrementalAlterConfigsRequest;
+    use kafka_protocol::messages::incremental_alter_configs_request::{
+        AlterConfigsResource, AlterableConfig,
+    };
+    let node = Node::start(KafkaConfig::default()).await;
+    node.broker.create_topic(TopicSpec::new("ac", 1)).unwrap();
+    let mut c = Client::connect(&node).await;
+    let cfg = |name: &str, op: i8, value: Option<&str>| {
+        AlterableConfig::default()
+            .with_name(StrBytes::from_string(name.into()))
+            .with_config_operation(op)
+            .with_value(value.map(|v| StrBytes::from_string(v.into())))
+    };
+    let res = |ty: i8, name: &str, configs: Vec<AlterableConfig>| {
+        AlterConfigsResource::default()
+            .with_resource_type(ty)
+            .with_resource_name(StrBytes::from_string(name.into()))
+            .with_configs(configs)
+    };
+    let mut alter = async |resources: Vec<AlterConfigsResource>, validate_only: bool| {
+        let ResponseKind::IncrementalAlterConfigs(r) = c
+            .call(
+                ApiKey::IncrementalAlterConfigs,
+                1,
+                RequestKind::IncrementalAlterConfigs(
+                    IncrementalAlterConfigsRequest::default()
+                        .with_resources(resources)
+                        .with_validate_only(validate_only),
+                ),
+            )
+            .await
+        else {
+            panic!()
+        };
+        r.responses
+            .iter()
+            .map(|r| r.error_code)
+            .collect::<Vec<i16>>()
+    };
+    let codes = alter(
+        vec![
+            // A good change next to a bad one: neither applies.
+            res(
+                2,
+                "ac",
+                vec![
+                    cfg("retention.ms", 0, Some("5000")),
+                    cfg("retention.bytes", 0, Some("-7")),
+                ],
+            ),
+            res(2, "ac", vec![cfg("retention.ms", 9, Some("1"))]),
+            res(
+                2,
+                "ac",
+                vec![
+                    cfg("retention.ms", 0, Some("1")),
+                    cfg("retention.ms", 1, None),
+                ],
+            ),
+            res(4, "0", vec![cfg("log.retention.ms", 0, Some("1"))]),
+            res(2, "ac", vec![cfg("retention.ms", 0, None)]),
+        ],
+        false,
+    )
+    .await;
+    assert_eq!(codes, vec![40, 42, 42, 42, 40]);
+    assert_eq!(node.broker.topic_info("ac").unwrap().retention_ms, None);
+    // validate_only checks and changes nothing.
+    let codes = alter(
+        vec![res(2, "ac", vec![cfg("retention.ms", 0, Some("5000"))])],
+        true,
+    )
+    .await;
+    assert_eq!(codes, vec![0]);
+    assert_eq!(node.broker.topic_info("ac").unwrap().retention_ms, None);
+    let codes = alter(
+        vec![res(
+            2,
+            "ac",
+            vec![
+                cfg("retention.ms", 0, Some("5000")),
+                cfg("cleanup.policy", 2, Some("compact")),
+            ],
+        )],
+        false,
+    )
+    .await;
+    assert_eq!(codes, vec![0]);
+    let info = node.broker.topic_info("ac").unwrap();
+    assert_eq!((info.retention_ms, info.compacted), (Some(5000), true));
+    let codes = alter(
+        vec![res(
+            2,
+            "ac",
+            vec![cfg("cleanup.policy", 3, Some("compact"))],
+        )],
+        false,
+    )
+    .await;
+    assert_eq!(codes, vec![0]);
+    assert!(!node.broker.topic_info("ac").unwrap().compacted);
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn a_groups_generation_survives_a_restart() {
+    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+    use kafka_protocol::messages::{GroupId, JoinGroupRequest, SyncGroupRequest};
+    async fn join_and_sync(c: &mut Client) -> i32 {
+        let join = JoinGroupRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("gen")))
+            .with_session_timeout_ms(10_000)
+            .with_rebalance_timeout_ms(10_000)
+            .with_protocol_type(StrBytes::from_static_str("consumer"))
+            .with_protocols(vec![
+                JoinGroupRequestProtocol::default()
+                    .with_name(StrBytes::from_static_str("range"))
+                    .with_metadata(Bytes::from_static(&[0, 0, 0, 0, 0, 0])),
+            ]);
+        // v3: no MEMBER_ID_REQUIRED round trip.
+        let ResponseKind::JoinGroup(j) = c
+            .call(ApiKey::JoinGroup, 3, RequestKind::JoinGroup(join))
+            .await
+        else {
+            panic!()
+        };
+        assert_eq!(j.error_code, 0);
+        let sync = SyncGroupRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("gen")))
+            .with_generation_id(j.generation_id)
+            .with_member_id(j.member_id.clone())
+            .with_assignments(vec![
+                SyncGroupRequestAssignment::default()
+                    .with_member_id(j.member_id.clone())
+                    .with_assignment(Bytes::new()),
+            ]);
+        let ResponseKind::SyncGroup(s) = c
+            .call(ApiKey::SyncGroup, 3, RequestKind::SyncGroup(sync))
+            .await
+        else {
+            panic!()
+        };
+        assert_eq!(s.error_code, 0);
+        j.generation_id
+    }
+    let node = Node::start(KafkaConfig::default()).await;
+    let mut c = Client::connect(&node).await;
+    assert_eq!(join_and_sync(&mut c).await, 1);
+    drop(c);
+    let dir = node.shut_down().await;
+    // The member is gone with the restart; the next generation follows the stored one.
+    let node = Node::start_in(dir, KafkaConfig::default()).await;
+    let mut c = Client::connect(&node).await;
+    assert_eq!(join_and_sync(&mut c).await, 2);
+    node.stop().await;
+}

@@ -328,7 +328,12 @@ impl LogAccess for Broker {
 
     fn delete_topic(&self, topic: &str) -> Result<(), LogError> {
         match Broker::delete_owned_topic(self, topic) {
-            Ok(()) | Err(BrokerError::UnknownTopic(_)) => Ok(()),
+            Ok(()) => {
+                // Committed offsets of it go with it (SQL `DROP … DELETE TOPIC` included).
+                self.topic_deleted_by_client(topic);
+                Ok(())
+            }
+            Err(BrokerError::UnknownTopic(_)) => Ok(()),
             Err(e) => Err(e.into()),
         }
     }

@@ -150,6 +150,9 @@ pub async fn delete_topic(
             Err(e) => return Err(e.into()),
         }
         routing.delete_topic(&name).await?;
+        // The committed offsets of it go too (the groups this node coordinates), as
+        // `Broker::delete_topic` does on a single node.
+        tokio::task::spawn_blocking(move || broker.topic_deleted_by_client(&name)).await?;
         return Ok(StatusCode::NO_CONTENT);
     }
     tokio::task::spawn_blocking(move || broker.delete_topic(&name)).await??;

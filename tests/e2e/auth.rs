@@ -453,6 +453,71 @@ fn kcat_sasl(
 }
 
 #[test]
+fn kafka_admin_apis_need_admin_rights_on_the_topic_or_group() {
+    let s = start_auth(&[]);
+    let k = s.kafka.clone();
+    create_user(&s, "wally", "wally-pw-1", "writer");
+    create_user(&s, "ada", "ada-pw-1", "admin");
+    let topic = json!({"name": "ledger", "partitions": 1});
+    assert_eq!(post(&s, "/v1/topics", &topic, ADMIN).0, 201);
+    let w = confluent(
+        &k,
+        "SCRAM-SHA-256",
+        "wally",
+        "wally-pw-1",
+        &["produce", "ledger", "5"],
+    );
+    assert_eq!(w["delivered"], 5, "{w}");
+    let c = confluent(
+        &k,
+        "SCRAM-SHA-256",
+        "wally",
+        "wally-pw-1",
+        &["consume", "ledger", "5", "--group", "ledger-app"],
+    );
+    assert_eq!(c["consumed"], 5, "{c}");
+    // A writer may not delete records, add partitions, alter configs or delete groups.
+    let denied = confluent(
+        &k,
+        "SCRAM-SHA-256",
+        "wally",
+        "wally-pw-1",
+        &["admin", "ledger", "3", "--group", "ledger-app"],
+    );
+    for (api, want) in [
+        ("delete_records", "TOPIC_AUTHORIZATION_FAILED"),
+        ("create_partitions", "TOPIC_AUTHORIZATION_FAILED"),
+        ("alter_configs", "TOPIC_AUTHORIZATION_FAILED"),
+        ("delete_group", "GROUP_AUTHORIZATION_FAILED"),
+    ] {
+        assert_eq!(denied["admin"][api], want, "{api}: {denied}");
+    }
+    let (_, d) = get(&s, "/v1/topics/ledger", ADMIN);
+    assert_eq!(d["partitions"], 1, "{d}");
+    assert_eq!(d["partition_offsets"][0]["start_offset"], 0, "{d}");
+    // An admin may.
+    let done = confluent(
+        &k,
+        "SCRAM-SHA-256",
+        "ada",
+        "ada-pw-1",
+        &["admin", "ledger", "3", "--group", "ledger-app"],
+    );
+    for api in [
+        "delete_records",
+        "create_partitions",
+        "alter_configs",
+        "delete_group",
+    ] {
+        assert_eq!(done["admin"][api], Value::Null, "{api}: {done}");
+    }
+    let (_, d) = get(&s, "/v1/topics/ledger", ADMIN);
+    assert_eq!(d["partitions"], 3, "{d}");
+    assert_eq!(d["retention_ms"], 3_600_000, "{d}");
+    assert_eq!(d["partition_offsets"][0]["start_offset"], 1, "{d}");
+}
+
+#[test]
 fn kafka_clients_authenticate_with_sasl_and_roles_apply() {
     let s = start_auth(&[]);
     let k = s.kafka.clone();

@@ -114,3 +114,40 @@ fn a_group_keeps_its_committed_offsets_through_kill9_of_its_coordinator() {
     let (now, _) = routes(survivor, "__consumer_offsets")[partition];
     assert!(now.is_some_and(|n| n != coordinator), "{now:?}");
 }
+
+#[test]
+fn admin_apis_on_a_cluster_describe_it_and_refuse_what_it_cannot_do_yet() {
+    let servers = start_cluster();
+    let spec =
+        json!({"name": "ac", "partitions": 3, "replication_factor": 3, "min_insync_replicas": 2});
+    assert!(
+        eventually(Duration::from_secs(60), || {
+            matches!(servers[0].post("/v1/topics", &spec).0, 201 | 409)
+        }),
+        "the topic was never created"
+    );
+    assert!(
+        eventually(Duration::from_secs(30), || {
+            servers
+                .iter()
+                .all(|s| routes(s, "ac").iter().filter(|(l, _)| l.is_some()).count() == 3)
+        }),
+        "the topic never got its leaders"
+    );
+    let bootstrap = servers
+        .iter()
+        .map(|s| s.kafka.clone())
+        .collect::<Vec<_>>()
+        .join(",");
+    let r = crate::kafka::python(
+        "admin_cluster.py",
+        &["--bootstrap", &bootstrap, "--topic", "ac"],
+    );
+    assert_eq!(r["nodes"].as_array().map(Vec::len), Some(3), "{r}");
+    assert!(r["controller"].as_i64().is_some(), "{r}");
+    for api in ["delete_records", "create_partitions", "alter_configs"] {
+        assert_eq!(r[api], "POLICY_VIOLATION", "{api}: {r}");
+    }
+    assert_eq!(r["delete_group"], Value::Null, "{r}");
+    assert_eq!(r["delete_group_again"], "GROUP_ID_NOT_FOUND", "{r}");
+}

@@ -45,7 +45,7 @@ pub(crate) fn python(name: &str, args: &[&str]) -> Value {
     summary
 }
 
-fn kcat(args: &[&str], stdin: Option<&str>) -> Output {
+pub(crate) fn kcat(args: &[&str], stdin: Option<&str>) -> Output {
     // scripts/test.sh installs kcat.
     let mut cmd = Command::new("kcat");
     cmd.args(args);

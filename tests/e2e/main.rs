@@ -20,6 +20,7 @@ mod errors;
 mod functions;
 mod internal_topics;
 mod kafka;
+mod kafka_admin;
 mod limits;
 mod maintenance;
 mod membership;

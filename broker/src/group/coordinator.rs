@@ -5,7 +5,17 @@
 //! The coordinator never looks inside protocol metadata or assignments: clients compute the
 //! assignment (eager or cooperative assignors both work), the coordinator only relays bytes.
 //! Group membership is in memory only: after a restart, members rejoin (as they do when a
-//! Kafka coordinator moves); committed offsets are durable in [`super::OffsetStore`].
+//! Kafka coordinator moves); committed offsets are durable in [`super::OffsetStore`], and so
+//! is each group's [`GroupMeta`] (protocol type, generation, protocol): a new generation or
+//! a group that became empty marks it dirty, and [`GroupCoordinator::persist_meta`] writes
+//! it (after each SyncGroup and from the listener's ticker), so generations keep increasing
+//! across restarts and an empty group keeps its protocol type. An empty group stays in
+//! memory until its metadata is written.
+//!
+//! DeleteGroups and OffsetDelete (KIP-496) are decided here ([`GroupCoordinator::deletable`],
+//! [`GroupCoordinator::subscribed_topics`]) and carried out by the store: a group with
+//! members is not deleted (`NON_EMPTY_GROUP`), nor are the offsets of a topic its members
+//! subscribe to (`GROUP_SUBSCRIBED_TO_TOPIC`).
 //!
 //! On a cluster it serves only the groups whose offsets partition this node leads and has
 //! loaded ([`OffsetStore::ownership`]): every group operation of another group is refused
@@ -22,7 +32,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
-use super::offsets::{OffsetStore, Ownership};
+use super::offsets::{GroupMeta, OffsetStore, Ownership};
 
 /// Errors of group operations; the Kafka layer maps each to its protocol error code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,6 +55,10 @@ pub enum GroupError {
     NotCoordinator,
     #[error("the group's coordinator is loading its offsets")]
     CoordinatorLoadInProgress,
+    #[error("the group has members")]
+    NonEmptyGroup,
+    #[error("the group does not exist")]
+    GroupIdNotFound,
 }
 
 /// State of a group, named as Kafka names it in DescribeGroups and ListGroups.
@@ -196,15 +210,18 @@ struct Group {
     pending: HashSet<String>,
     rebalance_deadline: Instant,
     not_before: Instant,
+    /// The generation or protocol changed since the metadata was last stored.
+    meta_dirty: bool,
 }
 
 impl Group {
-    fn new(id: &str) -> Group {
+    fn new(id: &str, generation: i32) -> Group {
         let now = Instant::now();
         Group {
             id: id.to_string(),
             state: GroupState::Empty,
-            generation: 0,
+            generation,
+            meta_dirty: false,
             protocol_type: None,
             protocol: None,
             leader: None,
@@ -256,6 +273,7 @@ impl Group {
         }
         self.members.retain(|m| m.join_waiter.is_some());
         self.generation = self.generation.wrapping_add(1).max(1);
+        self.meta_dirty = true;
         if self.members.is_empty() {
             self.become_empty();
             return;
@@ -349,9 +367,18 @@ impl Group {
         }
         self.members.clear();
         self.state = GroupState::Empty;
+        // As Kafka: an empty group keeps its protocol type, not its protocol.
         self.protocol = None;
-        self.protocol_type = None;
         self.leader = None;
+        self.meta_dirty = true;
+    }
+
+    fn meta(&self) -> GroupMeta {
+        GroupMeta {
+            protocol_type: self.protocol_type.clone().unwrap_or_default(),
+            generation: self.generation,
+            protocol: self.protocol.clone(),
+        }
     }
 
     /// After members left or died.
@@ -490,9 +517,12 @@ impl GroupCoordinator {
         self.check_owner(&req.group_id)?;
         let rx = {
             let mut groups = self.lock();
-            let group = groups
-                .entry(req.group_id.clone())
-                .or_insert_with(|| Group::new(&req.group_id));
+            let group = groups.entry(req.group_id.clone()).or_insert_with(|| {
+                // Generations go on from the last stored one (a restart, or a group that
+                // was empty and forgotten from memory).
+                let generation = self.offsets.meta(&req.group_id).map_or(0, |m| m.generation);
+                Group::new(&req.group_id, generation)
+            });
             if !group.members.is_empty() {
                 let same_type = group.protocol_type.as_deref() == Some(req.protocol_type.as_str());
                 let common = req.protocols.iter().any(|(p, _)| {
@@ -731,7 +761,8 @@ impl GroupCoordinator {
         };
         for g in self.offsets.groups() {
             if !out.iter().any(|(id, _, _)| *id == g) {
-                out.push((g, "consumer".into(), GroupState::Empty));
+                let protocol_type = self.stored_protocol_type(&g);
+                out.push((g, protocol_type, GroupState::Empty));
             }
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
@@ -743,18 +774,127 @@ impl GroupCoordinator {
         let groups = self.lock();
         match groups.get(group_id) {
             Some(g) => g.describe(),
-            None => GroupDescription {
-                group_id: group_id.to_string(),
-                state: if self.offsets.all_for(group_id).is_empty() {
-                    GroupState::Dead
-                } else {
-                    GroupState::Empty
-                },
-                protocol_type: String::new(),
-                protocol: String::new(),
-                members: Vec::new(),
-            },
+            None => {
+                let known = self.offsets.meta(group_id).is_some()
+                    || !self.offsets.all_for(group_id).is_empty();
+                GroupDescription {
+                    group_id: group_id.to_string(),
+                    state: if known {
+                        GroupState::Empty
+                    } else {
+                        GroupState::Dead
+                    },
+                    protocol_type: if known {
+                        self.stored_protocol_type(group_id)
+                    } else {
+                        String::new()
+                    },
+                    protocol: String::new(),
+                    members: Vec::new(),
+                }
+            }
         }
+    }
+
+    /// The protocol type of a group not in memory: its stored one, else `consumer` (a group
+    /// with offsets committed before metadata was stored was a consumer group).
+    fn stored_protocol_type(&self, group_id: &str) -> String {
+        self.offsets
+            .meta(group_id)
+            .map(|m| m.protocol_type)
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| "consumer".into())
+    }
+
+    /// Whether some group's metadata waits to be stored ([`GroupCoordinator::persist_meta`]).
+    pub fn has_dirty_meta(&self) -> bool {
+        self.lock().values().any(|g| g.meta_dirty)
+    }
+
+    /// Stores the metadata of every group whose generation or protocol changed since it was
+    /// last stored. Blocking; call it off the async threads. A failed write is retried on
+    /// the next call.
+    pub fn persist_meta(&self) {
+        let dirty: Vec<(String, GroupMeta)> = {
+            let mut groups = self.lock();
+            groups
+                .values_mut()
+                .filter(|g| g.meta_dirty)
+                .map(|g| {
+                    g.meta_dirty = false;
+                    (g.id.clone(), g.meta())
+                })
+                .collect()
+        };
+        for (id, meta) in dirty {
+            if self.check_owner(&id).is_err() {
+                continue;
+            }
+            if let Err(e) = self.offsets.store_meta(&id, meta) {
+                tracing::warn!(group = %id, error = %e, "storing group metadata failed; retrying");
+                if let Some(g) = self.lock().get_mut(&id) {
+                    g.meta_dirty = true;
+                }
+            }
+        }
+    }
+
+    /// DeleteGroups' check: a group with members is refused, an unknown one is not found;
+    /// otherwise the group is forgotten from memory and the caller deletes what the store
+    /// keeps of it ([`OffsetStore::delete_group`]).
+    pub fn deletable(&self, group_id: &str) -> Result<(), GroupError> {
+        if group_id.is_empty() {
+            return Err(GroupError::InvalidGroupId);
+        }
+        self.check_owner(group_id)?;
+        let mut groups = self.lock();
+        if let Some(g) = groups.get(group_id) {
+            if !g.members.is_empty() || g.state != GroupState::Empty {
+                return Err(GroupError::NonEmptyGroup);
+            }
+        } else if self.offsets.meta(group_id).is_none() && self.offsets.all_for(group_id).is_empty()
+        {
+            return Err(GroupError::GroupIdNotFound);
+        }
+        groups.remove(group_id);
+        Ok(())
+    }
+
+    /// OffsetDelete's check: the topics the members of a `consumer` group subscribe to
+    /// (empty for an empty group), or why the group's offsets cannot be deleted.
+    pub fn subscribed_topics(&self, group_id: &str) -> Result<HashSet<String>, GroupError> {
+        if group_id.is_empty() {
+            return Err(GroupError::InvalidGroupId);
+        }
+        self.check_owner(group_id)?;
+        let groups = self.lock();
+        let Some(g) = groups.get(group_id) else {
+            if self.offsets.meta(group_id).is_none() && self.offsets.all_for(group_id).is_empty() {
+                return Err(GroupError::GroupIdNotFound);
+            }
+            return Ok(HashSet::new());
+        };
+        let mut topics = HashSet::new();
+        if g.protocol_type.as_deref() != Some("consumer") {
+            return Ok(topics);
+        }
+        for m in &g.members {
+            // Every protocol a member offers carries its subscription; the chosen one's when
+            // there is one.
+            let metas: Vec<&Bytes> = match &g.protocol {
+                Some(p) => m
+                    .protocols
+                    .iter()
+                    .filter(|(n, _)| n == p)
+                    .map(|(_, b)| b)
+                    .collect(),
+                None => m.protocols.iter().map(|(_, b)| b).collect(),
+            };
+            for meta in metas {
+                topics.extend(decode_subscription(meta));
+            }
+        }
+        Ok(topics)
     }
 
     /// Expires members whose session timed out and finishes join phases whose deadline
@@ -784,8 +924,27 @@ impl GroupCoordinator {
                 group.pending.clear();
             }
         }
-        groups.retain(|_, g| g.state != GroupState::Empty || !g.pending.is_empty());
+        groups.retain(|_, g| g.state != GroupState::Empty || !g.pending.is_empty() || g.meta_dirty);
     }
+}
+
+/// The topics of a `consumer` protocol subscription (a version, then Kafka's
+/// `ConsumerProtocolSubscription`); none if the bytes do not decode. Versions above 3 are
+/// read as 3, as Kafka's clients do.
+fn decode_subscription(bytes: &Bytes) -> Vec<String> {
+    use bytes::Buf;
+    use kafka_protocol::protocol::Decodable;
+    let mut buf = bytes.clone();
+    if buf.remaining() < 2 {
+        return Vec::new();
+    }
+    let version = buf.get_i16();
+    if version < 0 {
+        return Vec::new();
+    }
+    kafka_protocol::messages::ConsumerProtocolSubscription::decode(&mut buf, version.min(3))
+        .map(|s| s.topics.into_iter().map(|t| t.to_string()).collect())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

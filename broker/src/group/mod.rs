@@ -22,5 +22,6 @@ pub use inspect::{
     PartitionLag, decode_assignment,
 };
 pub use offsets::{
-    CommittedOffset, OFFSETS_PARTITIONS, OFFSETS_TOPIC, OffsetStore, Ownership, offsets_partition,
+    CommittedOffset, GroupMeta, OFFSETS_PARTITIONS, OFFSETS_TOPIC, OffsetStore, Ownership,
+    offsets_partition,
 };

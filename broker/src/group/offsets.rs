@@ -4,6 +4,13 @@
 //! of Kafka's own `__consumer_offsets` (offset-commit key v1, value v3), so Kafka tooling
 //! that decodes that topic can read it.
 //!
+//! The same topic keeps each group's metadata ([`GroupMeta`]: protocol type, generation,
+//! protocol), under Kafka's group-metadata key (v2) with a value v3 that lists no members
+//! (members rejoin after a restart), so a group's generation survives a restart and an empty
+//! group keeps its protocol type. Deleting offsets (OffsetDelete, a deleted topic) or a
+//! group (DeleteGroups) appends tombstones for their keys; a record is made visible only
+//! once written, as commits are.
+//!
 //! It owns the storage format of commits and which node may write a group's commits; not
 //! the rules of who in a group may commit (that is the coordinator) nor the wire protocol
 //! (the Kafka handlers).
@@ -76,6 +83,71 @@ pub struct CommittedOffset {
 
 type GroupOffsets = HashMap<(String, i32), CommittedOffset>;
 
+/// What survives of a group between its generations and across restarts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMeta {
+    pub protocol_type: String,
+    pub generation: i32,
+    pub protocol: Option<String>,
+}
+
+/// Kafka's group-metadata key: version 2, the group id.
+fn encode_meta_key(group: &str) -> Bytes {
+    let mut b = BytesMut::with_capacity(4 + group.len());
+    b.put_i16(2);
+    put_str(&mut b, group);
+    b.freeze()
+}
+
+/// Kafka's group-metadata value v3 without members: protocol type, generation, protocol,
+/// leader (none), current-state timestamp, an empty member array.
+fn encode_meta_value(m: &GroupMeta) -> Bytes {
+    let mut b = BytesMut::with_capacity(32 + m.protocol_type.len());
+    b.put_i16(3);
+    put_str(&mut b, &m.protocol_type);
+    b.put_i32(m.generation);
+    match &m.protocol {
+        Some(p) => put_str(&mut b, p),
+        None => b.put_i16(-1),
+    }
+    b.put_i16(-1);
+    b.put_i64(now_ms());
+    b.put_i32(0);
+    b.freeze()
+}
+
+/// The protocol type, generation and protocol of a group-metadata value (versions 0–3 all
+/// start with them).
+fn decode_meta_value(value: &[u8]) -> Option<GroupMeta> {
+    let mut r = Reader(value);
+    if !(0..=3).contains(&r.i16()?) {
+        return None;
+    }
+    let protocol_type = r.str()?;
+    let generation = r.i32()?;
+    let protocol = r.opt_str()?;
+    Some(GroupMeta {
+        protocol_type,
+        generation,
+        protocol,
+    })
+}
+
+/// What one record of [`OFFSETS_TOPIC`] is about.
+enum Key {
+    Offset(String, String, i32),
+    Meta(String),
+}
+
+fn decode_any_key(key: &[u8]) -> Option<Key> {
+    let mut r = Reader(key);
+    match r.i16()? {
+        0 | 1 => decode_key(key).map(|(g, t, p)| Key::Offset(g, t, p)),
+        2 => Some(Key::Meta(r.opt_str()??)),
+        _ => None,
+    }
+}
+
 fn put_str(buf: &mut BytesMut, s: &str) {
     buf.put_i16(s.len().min(i16::MAX as usize) as i16);
     buf.put_slice(&s.as_bytes()[..s.len().min(i16::MAX as usize)]);
@@ -105,7 +177,7 @@ fn encode_value(c: &CommittedOffset) -> Bytes {
 
 fn decode_key(key: &[u8]) -> Option<(String, String, i32)> {
     let mut r = Reader(key);
-    if r.i16()? != 1 {
+    if !(0..=1).contains(&r.i16()?) {
         return None;
     }
     let group = r.opt_str()??;
@@ -162,6 +234,14 @@ struct Shard {
     epoch: Option<i32>,
     loaded: bool,
     groups: HashMap<String, GroupOffsets>,
+    meta: HashMap<String, GroupMeta>,
+}
+
+/// What one partition of [`OFFSETS_TOPIC`] holds, as read from the log.
+#[derive(Default)]
+struct Loaded {
+    groups: HashMap<String, GroupOffsets>,
+    meta: HashMap<String, GroupMeta>,
 }
 
 /// The committed offsets of every group this node coordinates.
@@ -189,13 +269,9 @@ struct SavedCommit {
 /// Where a cluster node keeps the commits of its single-node past.
 const LEGACY_FILE: &str = "groups/single-node-offsets.json";
 
-/// Reads every commit of one partition of [`OFFSETS_TOPIC`] into `committed` (the latest
-/// per key wins; a tombstone removes it). Blocking.
-fn read_partition(
-    broker: &Broker,
-    partition: i32,
-    committed: &mut HashMap<String, GroupOffsets>,
-) -> Result<usize> {
+/// Reads every commit and group metadata of one partition of [`OFFSETS_TOPIC`] into `into`
+/// (the latest per key wins; a tombstone removes it). Returns the commits read. Blocking.
+fn read_partition(broker: &Broker, partition: i32, into: &mut Loaded) -> Result<usize> {
     let mut offset = 0;
     let mut n = 0usize;
     loop {
@@ -204,24 +280,42 @@ fn read_partition(
             break;
         }
         for rec in &r.records {
-            let Some((group, topic, part)) = rec.key.as_deref().and_then(decode_key) else {
-                tracing::warn!(offset = rec.offset, "skipping unreadable offset-commit key");
+            let Some(key) = rec.key.as_deref().and_then(decode_any_key) else {
+                tracing::warn!(offset = rec.offset, "skipping unreadable offsets-topic key");
                 continue;
             };
-            match rec.value.as_deref() {
-                None => {
-                    if let Some(g) = committed.get_mut(&group) {
+            match (key, rec.value.as_deref()) {
+                (Key::Offset(group, topic, part), None) => {
+                    if let Some(g) = into.groups.get_mut(&group) {
                         g.remove(&(topic, part));
+                        if g.is_empty() {
+                            into.groups.remove(&group);
+                        }
                     }
                 }
-                Some(v) => match decode_value(v) {
+                (Key::Offset(group, topic, part), Some(v)) => match decode_value(v) {
                     Some(c) => {
-                        committed.entry(group).or_default().insert((topic, part), c);
+                        into.groups
+                            .entry(group)
+                            .or_default()
+                            .insert((topic, part), c);
                         n += 1;
                     }
                     None => tracing::warn!(
                         offset = rec.offset,
                         "skipping unreadable offset-commit value"
+                    ),
+                },
+                (Key::Meta(group), None) => {
+                    into.meta.remove(&group);
+                }
+                (Key::Meta(group), Some(v)) => match decode_meta_value(v) {
+                    Some(m) => {
+                        into.meta.insert(group, m);
+                    }
+                    None => tracing::warn!(
+                        offset = rec.offset,
+                        "skipping unreadable group-metadata value"
                     ),
                 },
             }
@@ -235,10 +329,13 @@ fn read_partition(
 }
 
 /// The (key, value) records of one commit.
-fn commit_records(group: &str, offsets: &[(String, i32, CommittedOffset)]) -> Vec<(Bytes, Bytes)> {
+fn commit_records(
+    group: &str,
+    offsets: &[(String, i32, CommittedOffset)],
+) -> Vec<(Bytes, Option<Bytes>)> {
     offsets
         .iter()
-        .map(|(t, p, c)| (encode_key(group, t, *p), encode_value(c)))
+        .map(|(t, p, c)| (encode_key(group, t, *p), Some(encode_value(c))))
         .collect()
 }
 
@@ -246,13 +343,13 @@ impl OffsetStore {
     /// Single node: loads every committed offset from [`OFFSETS_TOPIC`] (if it exists; a
     /// topic from a data dir older than internal-topic markers is marked first). Blocking.
     pub fn load(broker: Broker) -> Result<OffsetStore> {
-        let mut committed: HashMap<String, GroupOffsets> = HashMap::new();
+        let mut loaded = Loaded::default();
         if broker.partition_count(OFFSETS_TOPIC).is_ok() {
             // No client can create this name, so an unmarked one is from an older data dir.
             broker.adopt_internal_topic(Self::spec())?;
-            let n = read_partition(&broker, 0, &mut committed)?;
+            let n = read_partition(&broker, 0, &mut loaded)?;
             tracing::info!(
-                groups = committed.len(),
+                groups = loaded.groups.len(),
                 records = n,
                 "loaded committed offsets"
             );
@@ -260,7 +357,8 @@ impl OffsetStore {
         let shard = Shard {
             epoch: None,
             loaded: true,
-            groups: committed,
+            groups: loaded.groups,
+            meta: loaded.meta,
         };
         Ok(OffsetStore {
             broker,
@@ -278,11 +376,12 @@ impl OffsetStore {
         if let Ok(info) = broker.topic_info(OFFSETS_TOPIC)
             && info.cluster.is_none()
         {
-            let mut committed = HashMap::new();
+            let mut loaded = Loaded::default();
             for p in 0..info.partitions {
-                read_partition(&broker, p, &mut committed)?;
+                read_partition(&broker, p, &mut loaded)?;
             }
-            let saved: Vec<SavedCommit> = committed
+            let saved: Vec<SavedCommit> = loaded
+                .groups
                 .into_iter()
                 .flat_map(|(group, offsets)| {
                     offsets
@@ -437,6 +536,7 @@ impl OffsetStore {
                                 epoch: Some(epoch),
                                 loaded: false,
                                 groups: HashMap::new(),
+                                meta: HashMap::new(),
                             },
                         );
                         (hw >= end).then_some(epoch)
@@ -456,8 +556,9 @@ impl OffsetStore {
     /// commits of its groups that the log lacks, and marks it loaded (if it still leads at
     /// that epoch). Blocking.
     fn load_partition(&self, partition: i32, epoch: i32) -> Result<()> {
-        let mut groups = HashMap::new();
-        let n = read_partition(&self.broker, partition, &mut groups)?;
+        let mut loaded = Loaded::default();
+        let n = read_partition(&self.broker, partition, &mut loaded)?;
+        let Loaded { mut groups, meta } = loaded;
         let mut imported = 0usize;
         for (group, offsets) in &self.legacy {
             if offsets_partition(group) != partition {
@@ -472,7 +573,7 @@ impl OffsetStore {
             if missing.is_empty() {
                 continue;
             }
-            self.append(group, partition, epoch, &missing)?;
+            self.append(partition, epoch, commit_records(group, &missing))?;
             imported += missing.len();
             let g = groups.entry(group.clone()).or_default();
             for (t, p, c) in missing {
@@ -483,6 +584,7 @@ impl OffsetStore {
         match shards.get_mut(&partition) {
             Some(s) if s.epoch == Some(epoch) && !s.loaded => {
                 s.groups = groups;
+                s.meta = meta;
                 s.loaded = true;
                 tracing::info!(
                     partition,
@@ -498,19 +600,18 @@ impl OffsetStore {
         Ok(())
     }
 
-    /// Appends one commit to `partition` as its leader at `epoch`, acknowledged by the
-    /// in-sync set (invariant 2). Blocking.
+    /// Appends `records` (a tombstone when the value is `None`) to `partition` as its leader
+    /// at `epoch`, acknowledged by the in-sync set (invariant 2). Blocking.
     fn append(
         &self,
-        group: &str,
         partition: i32,
         epoch: i32,
-        offsets: &[(String, i32, CommittedOffset)],
+        records: Vec<(Bytes, Option<Bytes>)>,
     ) -> Result<()> {
         let now = now_ms();
         let mut builder = BatchBuilder::new();
-        for (k, v) in commit_records(group, offsets) {
-            builder.push(now, Some(&k), Some(&v), std::iter::empty());
+        for (k, v) in records {
+            builder.push(now, Some(&k), v.as_deref(), std::iter::empty());
         }
         let Some(batch) = builder.finish_checked() else {
             return Ok(());
@@ -536,6 +637,112 @@ impl OffsetStore {
         if offsets.is_empty() {
             return Ok(());
         }
+        self.write(group, commit_records(group, &offsets), |s| {
+            let g = s.groups.entry(group.to_string()).or_default();
+            for (t, p, c) in offsets {
+                g.insert((t, p), c);
+            }
+        })
+    }
+
+    /// Deletes `group`'s committed offsets of `partitions` (tombstones), then forgets them.
+    /// Blocking; as [`OffsetStore::commit`].
+    pub fn delete_offsets(&self, group: &str, partitions: &[(String, i32)]) -> Result<()> {
+        if partitions.is_empty() {
+            return Ok(());
+        }
+        let records = partitions
+            .iter()
+            .map(|(t, p)| (encode_key(group, t, *p), None))
+            .collect();
+        self.write(group, records, |s| {
+            if let Some(g) = s.groups.get_mut(group) {
+                for k in partitions {
+                    g.remove(k);
+                }
+                if g.is_empty() {
+                    s.groups.remove(group);
+                }
+            }
+        })
+    }
+
+    /// Deletes a group: tombstones for its metadata and every committed offset, then
+    /// forgets them. Blocking; as [`OffsetStore::commit`].
+    pub fn delete_group(&self, group: &str) -> Result<()> {
+        let mut records: Vec<(Bytes, Option<Bytes>)> = self
+            .all_for(group)
+            .into_iter()
+            .map(|(t, p, _)| (encode_key(group, &t, p), None))
+            .collect();
+        records.push((encode_meta_key(group), None));
+        self.write(group, records, |s| {
+            s.groups.remove(group);
+            s.meta.remove(group);
+        })
+    }
+
+    /// Durably records `group`'s metadata (a new generation, or the group became empty).
+    /// Blocking; as [`OffsetStore::commit`].
+    pub fn store_meta(&self, group: &str, meta: GroupMeta) -> Result<()> {
+        let value = encode_meta_value(&meta);
+        self.write(group, vec![(encode_meta_key(group), Some(value))], |s| {
+            s.meta.insert(group.to_string(), meta);
+        })
+    }
+
+    /// The stored metadata of `group`, if any.
+    pub fn meta(&self, group: &str) -> Option<GroupMeta> {
+        let shards = self.lock();
+        shards
+            .get(&self.partition_for(group))
+            .filter(|s| s.loaded)
+            .and_then(|s| s.meta.get(group).cloned())
+    }
+
+    /// A topic was deleted: every group's committed offsets of it are deleted too (as
+    /// Kafka's coordinator does), so a topic created again under that name starts clean.
+    /// On a cluster only the groups this node coordinates now. Blocking.
+    pub fn forget_topic(&self, topic: &str) {
+        if topic == OFFSETS_TOPIC {
+            return;
+        }
+        let affected: Vec<(String, Vec<(String, i32)>)> = {
+            let shards = self.lock();
+            shards
+                .values()
+                .filter(|s| s.loaded)
+                .flat_map(|s| s.groups.iter())
+                .filter_map(|(g, offsets)| {
+                    let parts: Vec<(String, i32)> = offsets
+                        .keys()
+                        .filter(|(t, _)| t == topic)
+                        .cloned()
+                        .collect();
+                    (!parts.is_empty()).then(|| (g.clone(), parts))
+                })
+                .collect()
+        };
+        for (group, parts) in affected {
+            match self.delete_offsets(&group, &parts) {
+                Ok(()) => {
+                    tracing::info!(group = %group, topic, partitions = parts.len(), "deleted the committed offsets of a deleted topic")
+                }
+                Err(e) => {
+                    tracing::warn!(group = %group, topic, error = %e, "could not delete the committed offsets of a deleted topic")
+                }
+            }
+        }
+    }
+
+    /// Writes `records` to `group`'s partition (as its loaded leader on a cluster), then
+    /// applies `update` to the partition's shard if it is still the one written under.
+    fn write(
+        &self,
+        group: &str,
+        records: Vec<(Bytes, Option<Bytes>)>,
+        update: impl FnOnce(&mut Shard),
+    ) -> Result<()> {
         let partition = self.partition_for(group);
         let epoch = if self.replicated {
             let not_leader = || BrokerError::NotLeader {
@@ -548,16 +755,16 @@ impl OffsetStore {
                 Some(s) if s.epoch == Some(epoch) && s.loaded => {}
                 _ => return Err(not_leader()),
             }
-            self.append(group, partition, epoch, &offsets)?;
+            self.append(partition, epoch, records)?;
             Some(epoch)
         } else {
             self.ensure_topic()?;
             let now = now_ms();
-            let records = commit_records(group, &offsets)
+            let records = records
                 .into_iter()
                 .map(|(k, v)| ProduceRecord {
                     key: Some(k),
-                    value: Some(v),
+                    value: v,
                     headers: Vec::new(),
                     timestamp: Some(now),
                     partition: Some(0),
@@ -570,10 +777,7 @@ impl OffsetStore {
         if let Some(s) = shards.get_mut(&partition)
             && s.epoch == epoch
         {
-            let g = s.groups.entry(group.to_string()).or_default();
-            for (t, p, c) in offsets {
-                g.insert((t, p), c);
-            }
+            update(s);
         }
         Ok(())
     }
@@ -606,16 +810,24 @@ impl OffsetStore {
         v
     }
 
-    /// Groups with committed offsets that this node coordinates.
+    /// Groups with committed offsets or stored metadata that this node coordinates.
     pub fn groups(&self) -> Vec<String> {
         let shards = self.lock();
-        shards
+        let mut v: Vec<String> = shards
             .values()
             .filter(|s| s.loaded)
-            .flat_map(|s| s.groups.iter())
-            .filter(|(_, g)| !g.is_empty())
-            .map(|(k, _)| k.clone())
-            .collect()
+            .flat_map(|s| {
+                s.groups
+                    .iter()
+                    .filter(|(_, g)| !g.is_empty())
+                    .map(|(k, _)| k)
+                    .chain(s.meta.keys())
+            })
+            .cloned()
+            .collect();
+        v.sort();
+        v.dedup();
+        v
     }
 }
 

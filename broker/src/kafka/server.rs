@@ -99,6 +99,14 @@ pub async fn serve_with_groups(
             .map_err(|e| KafkaError::Io(std::io::Error::other(e.to_string())))?;
         Some(t)
     };
+    // A topic a client deletes takes its committed offsets with it (a recreated topic
+    // starts clean). Weak: the broker must not keep the coordinator (and itself) alive.
+    let weak = Arc::downgrade(&groups);
+    broker.on_client_topic_deleted(Arc::new(move |topic: &str| {
+        if let Some(g) = weak.upgrade() {
+            g.offsets().forget_topic(topic);
+        }
+    }));
     let ctx = Arc::new(Ctx {
         broker,
         config,
@@ -120,6 +128,11 @@ pub async fn serve_with_groups(
                     _ = tick.tick() => {
                         groups.tick();
                         ticks += 1;
+                        if groups.has_dirty_meta() {
+                            // New generations and groups that became empty, stored.
+                            let g = groups.clone();
+                            let _ = tokio::task::spawn_blocking(move || g.persist_meta()).await;
+                        }
                         if let Some(t) = &txn
                             && ticks.is_multiple_of(TXN_TICK_EVERY)
                         {

@@ -40,6 +40,13 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeTransactions, 0, 0),
     (ApiKey::ListTransactions, 0, 1),
     (ApiKey::DescribeConfigs, 1, 4),
+    // Admin APIs (DeleteRecords v2+ and CreatePartitions v2+ are the flexible versions).
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
     // librdkafka 2.0 (kcat) wants v0 in the range before it uses SASL at all; every client
     // we test then sends v1 and SaslAuthenticate (a v0 client's raw tokens outside Kafka
     // framing would close its connection).

@@ -15,6 +15,14 @@
 //! - a truncation removes segment data durably before it touches the epoch cache, so a crash
 //!   at any point reopens a prefix of the old log with a cache that covers it (entries past
 //!   the log end are dropped at open).
+//!
+//! The log start offset (Kafka's low watermark) is the first segment's base offset unless
+//! DeleteRecords moved it further ([`PartitionLog::delete_records_before`]): then it is kept
+//! in the file `log-start-offset` (written to a temporary file, synced, renamed, the
+//! directory synced) before it takes effect, so a restart never serves records a client was
+//! told are deleted. It never decreases, except when a follower's log is emptied and
+//! restarted at its leader's start ([`PartitionLog::truncate_fully_and_start_at`]); it
+//! never passes the log end. Segments wholly below it are deleted (the active one stays).
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -56,6 +64,46 @@ pub struct PartitionLog {
     epochs: LeaderEpochCache,
     /// Written into every batch this log appends as a leader (`-1`: not replicated).
     leader_epoch: i32,
+    /// The start offset DeleteRecords set (persisted in [`LOG_START_FILE`]); the log starts
+    /// at the larger of it and the first segment's base.
+    log_start: i64,
+}
+
+/// The file holding a partition's log start offset once DeleteRecords moved it.
+pub const LOG_START_FILE: &str = "log-start-offset";
+
+/// Reads the persisted log start offset (`0` when there is none). A file that cannot be
+/// parsed is an error: serving records a client deleted would be worse than not opening.
+fn load_log_start(dir: &Path) -> Result<i64> {
+    let path = dir.join(LOG_START_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|o| *o >= 0)
+            .ok_or_else(|| BrokerError::CorruptFile {
+                path,
+                reason: format!("not a log start offset: {:?}", text.trim()),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(BrokerError::io(&path, e)),
+    }
+}
+
+/// Persists the log start offset crash-safely (temporary file, sync, rename, directory sync).
+fn store_log_start(dir: &Path, offset: i64) -> Result<()> {
+    let path = dir.join(LOG_START_FILE);
+    let tmp = dir.join(format!("{LOG_START_FILE}.tmp"));
+    let write = || -> std::io::Result<()> {
+        use std::io::Write;
+        let mut f = File::create(&tmp)?;
+        f.write_all(format!("{offset}\n").as_bytes())?;
+        f.sync_all()
+    };
+    write().map_err(|e| BrokerError::io(&tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| BrokerError::io(&path, e))?;
+    sync_dir(dir)
 }
 
 fn parse_stem(name: &str, ext: &str) -> Option<i64> {
@@ -128,6 +176,8 @@ impl PartitionLog {
             .max()
             .unwrap_or(0);
         let (epochs, state) = LeaderEpochCache::load(dir)?;
+        // A start past the recovered end (a torn tail cut below it) is clamped to the end.
+        let log_start = load_log_start(dir)?.min(next_offset);
         let mut log = PartitionLog {
             dir: dir.to_path_buf(),
             settings,
@@ -137,6 +187,7 @@ impl PartitionLog {
             cache: Arc::clone(cache),
             epochs,
             leader_epoch: -1,
+            log_start,
         };
         log.reconcile_epochs(state)?;
         Ok(log)
@@ -218,13 +269,63 @@ impl PartitionLog {
         &self.settings
     }
 
-    /// First offset still in the log.
+    /// First offset still in the log (Kafka's log start offset, the low watermark).
     pub fn start_offset(&self) -> i64 {
         self.segments
             .keys()
             .next()
             .copied()
             .unwrap_or(self.next_offset)
+            .max(self.log_start)
+            .min(self.next_offset)
+    }
+
+    /// DeleteRecords: moves the log start offset up to `offset` (at most the log end; a
+    /// lower one than the current start changes nothing), persisted before it takes effect,
+    /// and removes the closed segments wholly below it, returned so the caller deletes
+    /// their files outside the partition lock. Returns the new start offset.
+    pub fn delete_records_before(&mut self, offset: i64) -> Result<(i64, Vec<Segment>)> {
+        if offset < 0 || offset > self.next_offset {
+            return Err(BrokerError::OffsetOutOfRange {
+                topic: String::new(),
+                partition: -1,
+                offset,
+                start: self.start_offset(),
+                end: self.next_offset,
+            });
+        }
+        if offset <= self.start_offset() {
+            return Ok((self.start_offset(), Vec::new()));
+        }
+        store_log_start(&self.dir, offset)?;
+        self.log_start = offset;
+        let closed: Vec<i64> = self.segments.keys().rev().skip(1).rev().copied().collect();
+        let mut gone = Vec::new();
+        for base in closed {
+            // A closed segment ends where the next one starts.
+            let next_base = self
+                .segments
+                .range(base + 1..)
+                .next()
+                .map_or(self.next_offset, |(b, _)| *b);
+            if next_base > offset {
+                break;
+            }
+            if let Some(seg) = self.segments.remove(&base) {
+                gone.push(seg);
+            }
+        }
+        if let Err(e) = self.epochs.truncate_from_start(self.start_offset()) {
+            // The checkpoint keeps epochs of deleted records; the next open drops them.
+            tracing::warn!(dir = %self.dir.display(), error = %e, "leader epoch checkpoint not updated");
+        }
+        Ok((self.start_offset(), gone))
+    }
+
+    /// Applies new settings to the open log (a topic's configs altered): later appends,
+    /// rolls, retention and compaction use them.
+    pub fn set_settings(&mut self, settings: PartitionSettings) {
+        self.settings = settings;
     }
 
     /// Offset the next appended record gets.
@@ -377,6 +478,10 @@ impl PartitionLog {
         self.segments.insert(offset, seg);
         self.next_offset = offset;
         self.dirty = false;
+        if self.log_start != 0 || self.dir.join(LOG_START_FILE).exists() {
+            store_log_start(&self.dir, offset)?;
+            self.log_start = offset;
+        }
         self.epochs.clear()
     }
 
@@ -503,11 +608,12 @@ impl PartitionLog {
         Ok(Bytes::new())
     }
 
-    /// First offset whose timestamp is at or after `timestamp`.
+    /// First offset at or after the log start whose timestamp is at or after `timestamp`.
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<i64>> {
+        let start = self.start_offset();
         for seg in self.segments.values() {
             if let Some(o) = seg.offset_for_timestamp(timestamp)? {
-                return Ok(Some(o));
+                return Ok(Some(o.max(start)));
             }
         }
         Ok(None)
@@ -672,6 +778,37 @@ mod tests {
             })
             .collect();
         encode(&recs).unwrap().to_vec()
+    }
+
+    #[test]
+    fn delete_records_moves_the_start_durably_and_an_emptied_follower_resets_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(dir.path(), settings()).unwrap();
+        for i in 0..60 {
+            log.append(&mut batch(5, i as u8)).unwrap();
+        }
+        let segments = log.segment_count();
+        assert!(segments > 2);
+        assert!(log.delete_records_before(301).is_err(), "past the end");
+        let (start, gone) = log.delete_records_before(252).unwrap();
+        assert_eq!(start, 252);
+        assert_eq!(log.segment_count() + gone.len(), segments);
+        assert!(!gone.is_empty());
+        for seg in gone {
+            seg.delete_files().unwrap();
+        }
+        // Lower: nothing changes.
+        assert_eq!(log.delete_records_before(10).unwrap().0, 252);
+        assert_eq!(log.offset_for_timestamp(0).unwrap(), Some(252));
+        drop(log);
+        let mut log = PartitionLog::open(dir.path(), settings()).unwrap();
+        assert_eq!((log.start_offset(), log.end_offset()), (252, 300));
+        // A follower emptied and restarted below the deleted start starts there.
+        log.truncate_fully_and_start_at(30).unwrap();
+        assert_eq!((log.start_offset(), log.end_offset()), (30, 30));
+        drop(log);
+        let log = PartitionLog::open(dir.path(), settings()).unwrap();
+        assert_eq!(log.start_offset(), 30);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The group APIs of the classic consumer protocol: FindCoordinator, JoinGroup, SyncGroup,
-//! Heartbeat, LeaveGroup, ListGroups, DescribeGroups. Each decodes the request into plain
-//! values for [`crate::group::GroupCoordinator`] and maps its answer and errors back.
+//! Heartbeat, LeaveGroup, ListGroups, DescribeGroups, and the group admin APIs DeleteGroups
+//! and OffsetDelete. Each decodes the request into plain values for
+//! [`crate::group::GroupCoordinator`] and maps its answer and errors back.
 //!
 //! The coordinator of a group is this node on a single node; on a cluster it is the leader
 //! of the group's partition of the replicated `__consumer_offsets` (created through the
@@ -17,19 +18,24 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use kafka_protocol::ResponseError;
+use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::offset_delete_response::{
+    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+};
 use kafka_protocol::messages::{
-    BrokerId, DescribeGroupsRequest, DescribeGroupsResponse, FindCoordinatorRequest,
-    FindCoordinatorResponse, GroupId, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest,
-    JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest,
-    ListGroupsResponse, SyncGroupRequest, SyncGroupResponse,
+    BrokerId, DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest,
+    DescribeGroupsResponse, FindCoordinatorRequest, FindCoordinatorResponse, GroupId,
+    HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
+    LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, OffsetDeleteRequest,
+    OffsetDeleteResponse, SyncGroupRequest, SyncGroupResponse, TopicName,
 };
 
-use super::{Conn, Ctx, group_error_code, str_bytes};
+use super::{Conn, Ctx, blocking, group_error_code, str_bytes};
 use crate::error::BrokerError;
 use crate::group::{
     GroupError, GroupState, JoinRequest, OFFSETS_PARTITIONS, OFFSETS_TOPIC, OffsetStore,
@@ -233,7 +239,7 @@ pub async fn sync(ctx: &Arc<Ctx>, req: SyncGroupRequest, _version: i16) -> SyncG
         .map(|a| (a.member_id.as_str().to_string(), a.assignment))
         .collect();
     let r = SyncGroupResponse::default();
-    match ctx
+    let synced = ctx
         .groups
         .sync(
             req.group_id.0.as_str(),
@@ -241,8 +247,13 @@ pub async fn sync(ctx: &Arc<Ctx>, req: SyncGroupRequest, _version: i16) -> SyncG
             req.member_id.as_str(),
             assignments,
         )
-        .await
-    {
+        .await;
+    // The new generation is stored before the members go on (a restart continues after it).
+    if synced.is_ok() && ctx.groups.has_dirty_meta() {
+        let c = ctx.clone();
+        let _ = blocking(move || c.groups.persist_meta()).await;
+    }
+    match synced {
         Ok(o) => r
             .with_protocol_type(Some(str_bytes(o.protocol_type)))
             .with_protocol_name(Some(str_bytes(o.protocol_name)))
@@ -362,4 +373,119 @@ pub fn describe(
         })
         .collect();
     DescribeGroupsResponse::default().with_groups(groups)
+}
+
+/// DeleteGroups (API 42): each group's committed offsets and metadata are deleted, unless
+/// it has members (`NON_EMPTY_GROUP`) or does not exist (`GROUP_ID_NOT_FOUND`). `allowed`
+/// says whether the connection's user may delete a group.
+pub async fn delete_groups(
+    ctx: &Arc<Ctx>,
+    req: DeleteGroupsRequest,
+    allowed: impl Fn(&GroupId) -> bool,
+) -> DeleteGroupsResponse {
+    let too_many = req.groups_names.len() > super::admin::MAX_ITEMS;
+    let mut results = Vec::with_capacity(req.groups_names.len());
+    for g in req.groups_names {
+        let code = if too_many {
+            ResponseError::InvalidRequest.code()
+        } else if !allowed(&g) {
+            ResponseError::GroupAuthorizationFailed.code()
+        } else {
+            match ctx.groups.deletable(g.0.as_str()) {
+                Err(e) => group_error_code(&e),
+                Ok(()) => {
+                    let (c, id) = (ctx.clone(), g.0.to_string());
+                    match blocking(move || c.groups.offsets().delete_group(&id))
+                        .await
+                        .and_then(|r| r)
+                    {
+                        Ok(()) => {
+                            tracing::info!(group = %g.0, "deleted consumer group");
+                            0
+                        }
+                        Err(e) => super::offsets::store_error_code(&e),
+                    }
+                }
+            }
+        };
+        results.push(
+            DeletableGroupResult::default()
+                .with_group_id(g)
+                .with_error_code(code),
+        );
+    }
+    DeleteGroupsResponse::default().with_results(results)
+}
+
+/// OffsetDelete (API 47, KIP-496): deletes a group's committed offsets of the partitions
+/// named, except those of topics the group's members subscribe to
+/// (`GROUP_SUBSCRIBED_TO_TOPIC` per partition). A group that does not exist is
+/// `GROUP_ID_NOT_FOUND` for the whole request. At most [`super::admin::MAX_ITEMS`]
+/// partitions (more: `INVALID_REQUEST`, nothing deleted).
+pub async fn offset_delete(ctx: &Arc<Ctx>, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
+    let group = req.group_id.0.to_string();
+    let total: usize = req.topics.iter().map(|t| t.partitions.len()).sum();
+    if total > super::admin::MAX_ITEMS {
+        return OffsetDeleteResponse::default()
+            .with_error_code(ResponseError::InvalidRequest.code());
+    }
+    let subscribed = match ctx.groups.subscribed_topics(&group) {
+        Ok(s) => s,
+        Err(e) => return OffsetDeleteResponse::default().with_error_code(group_error_code(&e)),
+    };
+    let mut to_delete = Vec::new();
+    let mut topics: Vec<(TopicName, Vec<(i32, i16)>)> = Vec::new();
+    for t in req.topics {
+        let name = t.name.0.to_string();
+        let busy = subscribed.contains(&name);
+        let parts = t
+            .partitions
+            .iter()
+            .map(|p| {
+                if busy {
+                    (
+                        p.partition_index,
+                        ResponseError::GroupSubscribedToTopic.code(),
+                    )
+                } else {
+                    to_delete.push((name.clone(), p.partition_index));
+                    (p.partition_index, 0)
+                }
+            })
+            .collect();
+        topics.push((t.name, parts));
+    }
+    let c = ctx.clone();
+    let g = group.clone();
+    let stored = blocking(move || c.groups.offsets().delete_offsets(&g, &to_delete))
+        .await
+        .and_then(|r| r);
+    if let Err(e) = stored {
+        tracing::warn!(group = %group, error = %e, "deleting committed offsets failed");
+        let code = super::offsets::store_error_code(&e);
+        for (_, parts) in &mut topics {
+            for (_, c) in parts.iter_mut().filter(|(_, c)| *c == 0) {
+                *c = code;
+            }
+        }
+    }
+    OffsetDeleteResponse::default().with_topics(
+        topics
+            .into_iter()
+            .map(|(name, parts)| {
+                OffsetDeleteResponseTopic::default()
+                    .with_name(name)
+                    .with_partitions(
+                        parts
+                            .into_iter()
+                            .map(|(p, code)| {
+                                OffsetDeleteResponsePartition::default()
+                                    .with_partition_index(p)
+                                    .with_error_code(code)
+                            })
+                            .collect(),
+                    )
+            })
+            .collect(),
+    )
 }

@@ -36,7 +36,6 @@ pub async fn handle(
     version: i16,
 ) -> MetadataResponse {
     let node = BrokerId(ctx.config.node_id);
-    let (host, port) = ctx.advertised(conn);
     let requested: Option<Vec<String>> = match req.topics {
         None => None,
         Some(t) if t.is_empty() && version == 0 => None,
@@ -87,16 +86,34 @@ pub async fn handle(
     })
     .await
     .unwrap_or_default();
-    let (brokers, controller) = match &cluster {
-        None => (
-            vec![
-                MetadataResponseBroker::default()
-                    .with_node_id(node)
-                    .with_host(str_bytes(host))
-                    .with_port(port),
-            ],
-            node,
-        ),
+    let (brokers, controller) = brokers_and_controller(ctx, conn);
+    let brokers = brokers
+        .into_iter()
+        .map(|(id, h, p)| {
+            MetadataResponseBroker::default()
+                .with_node_id(id)
+                .with_host(str_bytes(h))
+                .with_port(p)
+        })
+        .collect();
+    MetadataResponse::default()
+        .with_brokers(brokers)
+        .with_cluster_id(Some(str_bytes(ctx.config.cluster_id.clone())))
+        .with_controller_id(controller)
+        .with_topics(topics)
+}
+
+/// The brokers clients may connect to, as (id, host, port), and the controller: this node
+/// alone on a single node; on a cluster the live brokers with a Kafka address and the
+/// metadata quorum's controller (`-1` while there is none). Metadata and DescribeCluster.
+pub(super) fn brokers_and_controller(
+    ctx: &Ctx,
+    conn: &Conn,
+) -> (Vec<(BrokerId, String, i32)>, BrokerId) {
+    let node = BrokerId(ctx.config.node_id);
+    let (host, port) = ctx.advertised(conn);
+    match &ctx.config.cluster {
+        None => (vec![(node, host, port)], node),
         Some(c) => {
             let brokers = c
                 .live_brokers()
@@ -108,12 +125,7 @@ pub async fn handle(
                     } else {
                         split_host_port(&b.kafka_addr)?
                     };
-                    Some(
-                        MetadataResponseBroker::default()
-                            .with_node_id(id)
-                            .with_host(str_bytes(h))
-                            .with_port(p),
-                    )
+                    Some((id, h, p))
                 })
                 .collect();
             let controller = c
@@ -122,12 +134,7 @@ pub async fn handle(
                 .map_or(BrokerId(-1), BrokerId);
             (brokers, controller)
         }
-    };
-    MetadataResponse::default()
-        .with_brokers(brokers)
-        .with_cluster_id(Some(str_bytes(ctx.config.cluster_id.clone())))
-        .with_controller_id(controller)
-        .with_topics(topics)
+    }
 }
 
 /// `host:port` (IPv6 hosts in brackets) as Kafka's Metadata carries it.

@@ -6,6 +6,7 @@
 //! served (anything else closes it), and afterwards [`authz`] takes out of each request what
 //! the user may not do and answers it with Kafka's authorization errors.
 
+mod admin;
 pub mod api_versions;
 mod authz;
 mod configs;
@@ -287,6 +288,40 @@ pub async fn handle(ctx: &Arc<Ctx>, conn: &mut Conn, req: Request) -> Option<Res
             let may = authz.allows(Op::Write, Resource::Cluster);
             ResponseKind::ListTransactions(txn::list(ctx, r, |_| may).await)
         }
+        // Admin APIs: deleting records and adding partitions need Admin on the topic.
+        RequestKind::DeleteRecords(r) => ResponseKind::DeleteRecords(
+            admin::delete_records(ctx, r, |t| {
+                authz.allows(Op::Admin, Resource::Topic(t.0.to_string()))
+            })
+            .await,
+        ),
+        RequestKind::CreatePartitions(r) => ResponseKind::CreatePartitions(
+            admin::create_partitions(ctx, r, |t| {
+                authz.allows(Op::Admin, Resource::Topic(t.0.to_string()))
+            })
+            .await,
+        ),
+        RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(
+            configs::incremental_alter(ctx, r, |t| {
+                authz.allows(Op::Admin, Resource::Topic(t.to_string()))
+            })
+            .await,
+        ),
+        RequestKind::DeleteGroups(r) => ResponseKind::DeleteGroups(
+            groups::delete_groups(ctx, r, |g| {
+                authz.allows(Op::Admin, Resource::Group(g.0.to_string()))
+            })
+            .await,
+        ),
+        RequestKind::OffsetDelete(r) => {
+            if !authz.allows(Op::Admin, Resource::Group(r.group_id.0.to_string())) {
+                return Some(ResponseKind::OffsetDelete(
+                    kafka_protocol::messages::OffsetDeleteResponse::default()
+                        .with_error_code(ResponseError::GroupAuthorizationFailed.code()),
+                ));
+            }
+            ResponseKind::OffsetDelete(groups::offset_delete(ctx, r).await)
+        }
         body => return dispatch(ctx, conn, &client_id, body, v).await,
     })
 }
@@ -357,6 +392,24 @@ async fn dispatch(
         RequestKind::ListTransactions(r) => {
             ResponseKind::ListTransactions(txn::list(ctx, r, |_| true).await)
         }
+        RequestKind::DeleteRecords(r) => {
+            ResponseKind::DeleteRecords(admin::delete_records(ctx, r, |_| true).await)
+        }
+        RequestKind::CreatePartitions(r) => {
+            ResponseKind::CreatePartitions(admin::create_partitions(ctx, r, |_| true).await)
+        }
+        RequestKind::DescribeCluster(r) => {
+            ResponseKind::DescribeCluster(admin::describe_cluster(ctx, conn, r))
+        }
+        RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(
+            configs::incremental_alter(ctx, r, |_| true).await,
+        ),
+        RequestKind::DeleteGroups(r) => {
+            ResponseKind::DeleteGroups(groups::delete_groups(ctx, r, |_| true).await)
+        }
+        RequestKind::OffsetDelete(r) => {
+            ResponseKind::OffsetDelete(groups::offset_delete(ctx, r).await)
+        }
         _ => {
             // The codec only lets through APIs listed in `versions`; this is a bug.
             tracing::error!(version = v, "no handler for this API");
@@ -374,6 +427,7 @@ pub fn broker_error_code(e: &BrokerError) -> i16 {
         BrokerError::TopicExists(_) => ResponseError::TopicAlreadyExists.code(),
         BrokerError::InvalidTopicName { .. } => ResponseError::InvalidTopicException.code(),
         BrokerError::InvalidConfig(_) => ResponseError::InvalidConfig.code(),
+        BrokerError::InvalidPartitions(_) => ResponseError::InvalidPartitions.code(),
         BrokerError::InvalidRecord(_) => ResponseError::InvalidRecord.code(),
         BrokerError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange.code(),
         BrokerError::BatchTooLarge { .. } => ResponseError::MessageTooLarge.code(),
@@ -422,6 +476,8 @@ pub fn group_error_code(e: &GroupError) -> i16 {
         GroupError::InvalidGroupId => ResponseError::InvalidGroupId.code(),
         GroupError::NotCoordinator => ResponseError::NotCoordinator.code(),
         GroupError::CoordinatorLoadInProgress => ResponseError::CoordinatorLoadInProgress.code(),
+        GroupError::NonEmptyGroup => ResponseError::NonEmptyGroup.code(),
+        GroupError::GroupIdNotFound => ResponseError::GroupIdNotFound.code(),
     }
 }
 

@@ -113,7 +113,7 @@ pub async fn commit(
 
 /// The code for a commit the store could not make durable: as Kafka's group coordinator
 /// maps an append to its offsets topic (the client finds the coordinator again and retries).
-fn store_error_code(e: &BrokerError) -> i16 {
+pub(super) fn store_error_code(e: &BrokerError) -> i16 {
     match e {
         BrokerError::NotLeader { .. } | BrokerError::ReplicaConflict(_) => {
             ResponseError::NotCoordinator.code()

@@ -1,6 +1,7 @@
 //! CreateTopics and DeleteTopics. Kafka topic configs map onto Weir's topic spec
-//! (`cleanup.policy`, `retention.ms`, `retention.bytes`, `segment.bytes`, `segment.ms`,
-//! `delete.retention.ms`); other configs are accepted and ignored; replication factors above
+//! ([`super::configs::set_topic_config`]: `cleanup.policy`, `retention.ms`,
+//! `retention.bytes`, `segment.bytes`, `segment.ms`, `delete.retention.ms`,
+//! `min.insync.replicas`); other configs are accepted and ignored; replication factors above
 //! 1 are refused (one node).
 
 use std::sync::Arc;
@@ -65,36 +66,14 @@ fn spec_for(
     }
     for c in &t.configs {
         let key = c.name.as_str();
-        let Some(value) = c.value.as_ref().map(|v| v.as_str().to_string()) else {
+        // A null value leaves the default, as Kafka does.
+        let Some(value) = c.value.as_ref().map(|v| v.as_str()) else {
             continue;
         };
-        let bad = || {
-            (
-                ResponseError::InvalidConfig.code(),
-                format!("invalid value '{value}' for {key}"),
-            )
-        };
-        let int = |v: &str| v.trim().parse::<i64>().map_err(|_| bad());
-        match key {
-            "cleanup.policy" => {
-                let policies: Vec<&str> = value.split(',').map(str::trim).collect();
-                if policies.iter().any(|p| *p != "compact" && *p != "delete") {
-                    return Err(bad());
-                }
-                spec.compacted = policies.contains(&"compact");
-            }
-            "retention.ms" => spec.retention_ms = Some(int(&value)?).filter(|v| *v >= 0),
-            "retention.bytes" => spec.retention_bytes = Some(int(&value)?).filter(|v| *v >= 0),
-            "segment.bytes" => {
-                spec.segment_bytes = Some(u64::try_from(int(&value)?).map_err(|_| bad())?)
-            }
-            "segment.ms" => spec.segment_ms = Some(int(&value)?),
-            "delete.retention.ms" => spec.delete_retention_ms = Some(int(&value)?),
-            "min.insync.replicas" => {
-                spec.min_insync_replicas =
-                    Some(u16::try_from(int(&value)?).map_err(|_| bad())?).filter(|v| *v > 0)
-            }
-            other => tracing::debug!(config = other, "ignoring unsupported topic config"),
+        match super::configs::set_topic_config(&mut spec, key, Some(value)) {
+            Ok(true) => {}
+            Ok(false) => tracing::debug!(config = key, "ignoring unsupported topic config"),
+            Err(e) => return Err((ResponseError::InvalidConfig.code(), e.to_string())),
         }
     }
     topic::validate_name(&spec.name).map_err(|e| (broker_error_code(&e), e.to_string()))?;
@@ -200,7 +179,8 @@ pub async fn delete(
         for name in names {
             let r = DeletableTopicResult::default().with_name(Some(name.clone()));
             let topic = name.0.to_string();
-            let result = if cluster.routes(&topic).is_some() {
+            let replicated = cluster.routes(&topic).is_some();
+            let result = if replicated {
                 match ctx.broker.check_client_delete(&topic) {
                     Ok(()) | Err(BrokerError::UnknownTopic(_)) => {
                         cluster.delete_topic(&topic).await
@@ -215,6 +195,13 @@ pub async fn delete(
             responses.push(match result {
                 Ok(()) => {
                     ctx.producers.forget_topic(&topic);
+                    // Replicated: deleted through the controller, not `Broker::delete_topic`
+                    // (which runs the hooks itself). Only the groups this node coordinates
+                    // lose their offsets of it here.
+                    if replicated {
+                        let (b, t) = (ctx.broker.clone(), topic.clone());
+                        let _ = blocking(move || b.topic_deleted_by_client(&t)).await;
+                    }
                     r
                 }
                 Err(e) => r
