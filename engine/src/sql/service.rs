@@ -1416,7 +1416,7 @@ impl SqlService {
         for p in partitions {
             let (mut offset, end) = log.offsets(&source.topic, p)?;
             while offset < end {
-                let read = log.read(&source.topic, p, offset, 10_000, 8 << 20)?;
+                let read = log.read_committed(&source.topic, p, offset, 10_000, 8 << 20)?;
                 if read.records.is_empty() && read.next_offset <= offset {
                     break;
                 }
