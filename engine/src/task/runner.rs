@@ -881,6 +881,16 @@ impl Runner {
         if batches.is_empty() {
             return Ok(());
         }
+        if let Some(txn) = &mut self.txn {
+            let targets = self.ctx.targets();
+            txn.add_all(
+                &*self.log,
+                batches
+                    .iter()
+                    .map(|(t, p, _)| (targets[*t].topic.as_str(), *p)),
+            )
+            .map_err(|e| Failure::log("cannot add outputs to the transaction", e))?;
+        }
         for (t, partition, batch) in batches {
             let topic = &self.ctx.targets()[t].topic;
             // Fenced too: a zombie's outputs (and repartitioned records) would be counted
@@ -936,7 +946,18 @@ impl Runner {
             self.state
                 .write(&batch)
                 .map_err(|e| Failure::host(e.code(), format!("state write failed: {e}")))?;
-            // 2. The changelogs.
+            // 2. The changelogs (with the offsets' partition, added to the transaction in
+            // one write of the coordinator).
+            if let Some(txn) = &mut self.txn {
+                let topics: Vec<String> = batch
+                    .stores
+                    .iter()
+                    .map(|w| changelog_topic(&processor, &w.store))
+                    .chain([offsets_topic(&processor)])
+                    .collect();
+                txn.add_all(&*self.log, topics.iter().map(|t| (t.as_str(), p)))
+                    .map_err(|e| Failure::log("cannot add changelogs to the transaction", e))?;
+            }
             for w in &batch.stores {
                 let topic = changelog_topic(&processor, &w.store);
                 let records = to_records(&w.entries, p);

@@ -97,11 +97,28 @@ impl TaskTxn {
     }
 
     fn add(&mut self, log: &dyn LogAccess, topic: &str, partition: i32) -> Result<(), LogError> {
-        let key = (topic.to_string(), partition);
-        if !self.added.contains(&key) {
-            log.txn_add_partitions(&self.producer, std::slice::from_ref(&key))?;
-            self.added.insert(key);
+        self.add_all(log, [(topic, partition)])
+    }
+
+    /// Adds every partition not yet in the transaction with one durable write of the
+    /// coordinator (rather than one per partition), before they are appended to.
+    pub fn add_all<'a>(
+        &mut self,
+        log: &dyn LogAccess,
+        partitions: impl IntoIterator<Item = (&'a str, i32)>,
+    ) -> Result<(), LogError> {
+        let mut new: Vec<(String, i32)> = Vec::new();
+        for (t, p) in partitions {
+            let key = (t.to_string(), p);
+            if !self.added.contains(&key) && !new.contains(&key) {
+                new.push(key);
+            }
         }
+        if new.is_empty() {
+            return Ok(());
+        }
+        log.txn_add_partitions(&self.producer, &new)?;
+        self.added.extend(new);
         Ok(())
     }
 
