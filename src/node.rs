@@ -34,6 +34,7 @@ use weir_broker::cluster::replication_rpc::{ReplicaService, RpcReplicaTransport}
 use weir_broker::cluster::routing::ClusterRouting;
 use weir_broker::cluster::rpc::ClusterTls;
 use weir_broker::kafka::{self, KafkaConfig, KafkaError};
+use weir_broker::txn::TxnCoordinator;
 use weir_broker::{Broker, BrokerConfig, BrokerError};
 use weir_engine::limits::NodeLimits;
 use weir_engine::log_access::LogAccess;
@@ -131,6 +132,8 @@ pub enum NodeError {
     Identity(weir_broker::cluster::identity::IdentityError),
     #[error("cannot start the metadata quorum member: {0}")]
     Metadata(String),
+    #[error("cannot load the transaction state: {0}")]
+    Transactions(weir_broker::txn::TxnError),
     #[error(transparent)]
     Forwarder(#[from] http::forward::ForwarderError),
 }
@@ -195,6 +198,17 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let cluster_log = cluster_listener
         .as_ref()
         .map(|_| Arc::new(ClusterLog::new(broker.clone())));
+    // A single node's transaction coordinator opens with the log (its state read back and
+    // what was in flight completed or aborted) before the engine's exactly-once tasks and
+    // the Kafka listener use it; kept alive here for the node's lifetime (the broker holds
+    // it weakly). A cluster does not replicate transactions yet.
+    let _txn = if cluster_log.is_none() {
+        let b = broker.clone();
+        let opened = tokio::task::spawn_blocking(move || TxnCoordinator::open_local(&b)).await?;
+        Some(opened.map_err(NodeError::Transactions)?)
+    } else {
+        None
+    };
     let engine_log: Arc<dyn LogAccess> = match &cluster_log {
         Some(log) => log.clone(),
         None => Arc::new(broker.clone()),

@@ -216,6 +216,39 @@ impl CheckedBatch {
     pub fn null_key(&self) -> bool {
         self.null_key
     }
+
+    /// The same records as a transactional producer's batch: producer id, epoch, base
+    /// sequence and the transactional attribute bit set, CRC-32C computed again (the
+    /// records are copied once). For a batch of the engine's exactly-once tasks (`txn`).
+    pub fn transactional(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        base_sequence: i32,
+    ) -> CheckedBatch {
+        let mut b = BytesMut::from(&self.bytes[..]);
+        let attributes = self.header.attributes | TRANSACTIONAL_FLAG;
+        b[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attributes.to_be_bytes());
+        b[43..51].copy_from_slice(&producer_id.to_be_bytes());
+        b[51..53].copy_from_slice(&producer_epoch.to_be_bytes());
+        b[BASE_SEQUENCE_OFFSET..BASE_SEQUENCE_OFFSET + 4]
+            .copy_from_slice(&base_sequence.to_be_bytes());
+        let crc = crc32c::crc32c(&b[ATTRIBUTES_OFFSET..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        let header = BatchHeader {
+            attributes,
+            producer_id,
+            producer_epoch,
+            base_sequence,
+            crc,
+            ..self.header
+        };
+        CheckedBatch {
+            bytes: b.freeze(),
+            header,
+            null_key: self.null_key,
+        }
+    }
 }
 
 /// Checks the records inside a batch that [`validate`] accepted, as a Kafka broker does
@@ -653,8 +686,27 @@ pub fn take_records(
     max_records: usize,
     out: &mut Vec<StoredRecord>,
 ) -> Result<i64> {
+    take_records_except(bytes, from, max_records, out, |_| false)
+}
+
+/// [`take_records`], passing over (as if they were a gap) the batches `skip` names: a
+/// read_committed reader's aborted transactions.
+pub fn take_records_except(
+    bytes: &Bytes,
+    from: i64,
+    max_records: usize,
+    out: &mut Vec<StoredRecord>,
+    skip: impl Fn(&BatchHeader) -> bool,
+) -> Result<i64> {
     let mut next = from;
     'batches: for (h, b) in split(bytes)? {
+        if skip(&h) {
+            if out.len() >= max_records {
+                break;
+            }
+            next = next.max(h.next_offset());
+            continue;
+        }
         for r in decode(b)? {
             if r.offset < next {
                 continue;

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -25,9 +25,11 @@ use crate::cluster::replication::replica::{PartitionReplica, Progress};
 use crate::config::{BrokerConfig, FsyncPolicy};
 use crate::error::{BrokerError, Result};
 use crate::guard::{self, TopicGuard};
+use crate::kafka::producer::{ProducerIds, ProducerStates};
 use crate::log::{FileCache, FileCacheStats, cleaner, now_ms};
 use crate::partitioner::partition_for_key;
 use crate::topic::{self, Appended, PendingReplication, SPEC_FILE, Topic, TopicStats};
+use crate::txn::TxnCoordinator;
 use crate::types::{
     PartitionInfo, PartitionStatus, ProduceRecord, ReadResult, StoredRecord, TopicDescription,
     TopicInfo, TopicSpec,
@@ -64,6 +66,15 @@ struct Inner {
     /// Called with the name of every topic a client deleted (the group coordinator deletes
     /// the committed offsets of it).
     deleted_hooks: RwLock<Vec<TopicDeletedHook>>,
+    /// Idempotent and transactional producer state of every partition
+    /// (`kafka::producer`): one per node, shared by the Kafka listener, the transaction
+    /// coordinator and read_committed readers ([`Broker::read_committed`]).
+    producers: Arc<ProducerStates>,
+    /// A single node's producer ids (the Kafka listener's and the engine's transactions').
+    producer_ids: Arc<ProducerIds>,
+    /// The single node's transaction coordinator once one runs (`txn::TxnCoordinator::
+    /// open_local`); weak because it holds this broker.
+    txn: RwLock<Weak<TxnCoordinator>>,
     /// Held (flock) for the broker's lifetime so two processes never share a data dir.
     _lock: std::fs::File,
 }
@@ -242,6 +253,9 @@ impl Broker {
                 admin: std::sync::Mutex::new(()),
                 guard: RwLock::new(None),
                 deleted_hooks: RwLock::new(Vec::new()),
+                producers: Arc::new(ProducerStates::default()),
+                producer_ids: Arc::new(ProducerIds::default()),
+                txn: RwLock::new(Weak::new()),
                 _lock: lock,
             }),
         })
@@ -511,6 +525,30 @@ impl Broker {
         {
             p.publish_end(end);
         }
+    }
+
+    /// The node's producer state (idempotence, open and aborted transactions).
+    pub fn producer_states(&self) -> Arc<ProducerStates> {
+        self.inner.producers.clone()
+    }
+
+    /// A single node's producer-id allocator.
+    pub fn producer_ids(&self) -> Arc<ProducerIds> {
+        self.inner.producer_ids.clone()
+    }
+
+    /// Registers the node's running transaction coordinator (kept weakly).
+    pub fn set_txn_coordinator(&self, txn: &Arc<TxnCoordinator>) {
+        *self.inner.txn.write().unwrap_or_else(|p| p.into_inner()) = Arc::downgrade(txn);
+    }
+
+    /// The node's transaction coordinator, if one runs.
+    pub fn txn_coordinator(&self) -> Option<Arc<TxnCoordinator>> {
+        self.inner
+            .txn
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .upgrade()
     }
 
     /// Registers who owns and uses topics (the engine); deletes by clients ask it.
@@ -1221,6 +1259,31 @@ impl Broker {
         max_records: usize,
         max_bytes: usize,
     ) -> Result<ReadResult> {
+        self.read_below(
+            topic,
+            partition,
+            offset,
+            max_records,
+            max_bytes,
+            None,
+            &|_| false,
+        )
+    }
+
+    /// [`Broker::read`] below `limit` (when given: the end offset it reports is at most
+    /// `limit`), passing over the batches `skip` names as if they were a gap (the read
+    /// committed path, `txn::committed`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn read_below(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_records: usize,
+        max_bytes: usize,
+        limit: Option<i64>,
+        skip: &dyn Fn(&batch::BatchHeader) -> bool,
+    ) -> Result<ReadResult> {
         let t = self.topic(topic)?;
         let p = t.partition(partition)?;
         let mut records: Vec<StoredRecord> = Vec::new();
@@ -1231,6 +1294,7 @@ impl Broker {
                 let log = p.lock()?;
                 let (start, log_end) = (log.start_offset(), log.end_offset());
                 let end = p.readable_end(log_end)?;
+                let end = limit.map_or(end, |l| l.min(end));
                 if next > log_end {
                     return Err(BrokerError::OffsetOutOfRange {
                         topic: topic.into(),
@@ -1256,7 +1320,7 @@ impl Broker {
                 break end;
             }
             bytes_read += bytes.len();
-            next = batch::take_records(&bytes, next, max_records, &mut records)?;
+            next = batch::take_records_except(&bytes, next, max_records, &mut records, skip)?;
             if records.len() >= max_records || bytes_read >= max_bytes || next >= end {
                 break end;
             }

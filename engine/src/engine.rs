@@ -33,7 +33,7 @@ use crate::state::changelog::{changelog_spec, changelog_topic, stores_with_chang
 use crate::state::{StateBackend, keys};
 use crate::task::inputs::input_key;
 use crate::task::registry::{DeploymentRecord, Registry};
-use crate::task::spec::{OnError, ProcessorSpec, StartFrom};
+use crate::task::spec::{Guarantee, OnError, ProcessorSpec, StartFrom};
 use crate::task::standby::StandbyStatus;
 use crate::task::{LogicFactory, ModuleLoader, TaskDefinition, TaskManager, TaskState, TaskStatus};
 use crate::task_id::TaskId;
@@ -516,6 +516,19 @@ impl Engine {
     }
 
     /// Refuses a spec asking for more than the server's maxima.
+    /// `exactly_once` needs the transaction coordinator, which a cluster does not replicate
+    /// yet: refused there (400) rather than silently weakened.
+    fn check_guarantee(&self, spec: &ProcessorSpec) -> Result<(), EngineError> {
+        if spec.guarantee == Guarantee::ExactlyOnce && self.inner.assignment.is_assigned() {
+            return Err(EngineError::InvalidSpec(
+                "guarantee exactly_once is not available on a cluster yet: transactions are \
+                 not replicated; use at_least_once"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
     fn check_limits(&self, spec: &ProcessorSpec) -> Result<(), EngineError> {
         self.limits()
             .check(&spec.limits)
@@ -949,6 +962,7 @@ impl Engine {
         module: Bytes,
     ) -> Result<ProcessorDescription, EngineError> {
         spec.validate().map_err(EngineError::InvalidSpec)?;
+        self.check_guarantee(&spec)?;
         self.check_limits(&spec)?;
         let _op = self.op(&spec.name);
         let in_catalog = self
@@ -1019,6 +1033,7 @@ impl Engine {
             )));
         }
         spec.validate().map_err(EngineError::InvalidSpec)?;
+        self.check_guarantee(&spec)?;
         self.check_limits(&spec)?;
         let _op = self.op(name);
         let (old, old_factory) = lock(&self.inner.processors)

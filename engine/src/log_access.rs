@@ -8,6 +8,13 @@
 //! compacted topic per processor, `<processor>.offsets`, partition *p* holding task *p*'s
 //! latest commit under one key. A task that moves to another node finds them there.
 //!
+//! Reads in committed mode ([`LogAccess::read_committed`]) never return records of aborted
+//! transactions nor records at or past a partition's last stable offset: tasks read their
+//! inputs, restores and standbys read changelogs, and committed offsets are read that way
+//! (the broker's `txn::committed`, the one implementation Kafka's read_committed Fetch uses
+//! too). Exactly-once tasks write through the `txn_*` methods: the broker's own transaction
+//! coordinator, with one transactional id per task (`task::transaction`).
+//!
 //! Assignment (which node runs which task) is not here: the [`crate::task::TaskManager`]'s
 //! `assign` / `revoke` are what a cluster controller calls.
 
@@ -19,6 +26,7 @@ use tokio::sync::watch;
 use weir_broker::batch::CheckedBatch;
 use weir_broker::cluster::cluster_log::{ClusterLog, OwnedTopic};
 use weir_broker::cluster::log_rpc::TaskFence;
+use weir_broker::txn::TxnError;
 use weir_broker::{
     Broker, BrokerError, ErrorKind, InternalTopic, ProduceRecord, StoredRecord, TopicSpec,
 };
@@ -129,6 +137,71 @@ pub struct OffsetCommit {
     pub version: u64,
 }
 
+/// A transactional producer inside the node: an exactly-once task's id and epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnProducer {
+    pub transactional_id: String,
+    pub producer_id: i64,
+    pub epoch: i16,
+}
+
+/// The error of a `txn_*` method on a log without transactions (a cluster: transactions
+/// are not replicated yet).
+pub fn transactions_unsupported() -> LogError {
+    LogError::Log {
+        code: "transactions_unsupported",
+        kind: ErrorKind::InvalidInput,
+        message: "exactly_once needs transactions, which a cluster does not replicate yet; \
+                  use at_least_once on a cluster"
+            .into(),
+    }
+}
+
+impl From<TxnError> for LogError {
+    fn from(e: TxnError) -> Self {
+        let (code, kind) = match &e {
+            TxnError::Broker(b) => {
+                return LogError::Log {
+                    code: b.code(),
+                    kind: b.kind(),
+                    message: e.to_string(),
+                };
+            }
+            TxnError::ProducerFenced | TxnError::InvalidProducerEpoch => {
+                ("task_fenced", ErrorKind::Conflict)
+            }
+            TxnError::Loading => ("unavailable", ErrorKind::Unavailable),
+            TxnError::TooLarge(_) | TxnError::TooManyIds => {
+                ("transaction_too_large", ErrorKind::InsufficientResources)
+            }
+            _ => ("transaction_failed", ErrorKind::Internal),
+        };
+        LogError::Log {
+            code,
+            kind,
+            message: e.to_string(),
+        }
+    }
+}
+
+/// The record of one commit in `<processor>.offsets` (partition `partition`).
+pub fn offsets_record(
+    processor: &str,
+    partition: i32,
+    commit: &OffsetCommit,
+) -> Result<ProduceRecord, LogError> {
+    let value = serde_json::to_vec(commit).map_err(|e| LogError::CorruptOffsets {
+        topic: offsets_topic(processor),
+        reason: e.to_string(),
+    })?;
+    Ok(ProduceRecord {
+        key: Some(Bytes::from_static(OFFSETS_KEY)),
+        value: Some(Bytes::from(value)),
+        partition: Some(partition),
+        ..ProduceRecord::default()
+    })
+}
+
 /// The offsets topic of a processor.
 pub fn offsets_topic(processor: &str) -> String {
     format!("{processor}.offsets")
@@ -191,6 +264,53 @@ pub trait LogAccess: Send + Sync + 'static {
         max_records: usize,
         max_bytes: usize,
     ) -> Result<LogRead, LogError>;
+    /// [`LogAccess::read`] in committed mode (module docs): `end_offset` is the last
+    /// stable offset. A log without transactions reads as [`LogAccess::read`].
+    fn read_committed(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<LogRead, LogError> {
+        self.read(topic, partition, offset, max_records, max_bytes)
+    }
+
+    /// Exactly-once: the producer of `transactional_id` with a new epoch, which fences
+    /// every older one (its transaction in flight is aborted first). Refused
+    /// ([`transactions_unsupported`]) by a log without transactions.
+    fn txn_init(&self, _transactional_id: &str, _timeout_ms: i32) -> Result<TxnProducer, LogError> {
+        Err(transactions_unsupported())
+    }
+
+    /// Adds partitions to the producer's transaction (starting one), durably.
+    fn txn_add_partitions(
+        &self,
+        _producer: &TxnProducer,
+        _partitions: &[(String, i32)],
+    ) -> Result<(), LogError> {
+        Err(transactions_unsupported())
+    }
+
+    /// Appends a batch (of a partition added to the transaction) as the producer's
+    /// transactional batch: invisible to committed readers until the transaction commits.
+    fn txn_append(
+        &self,
+        _producer: &TxnProducer,
+        _topic: &str,
+        _partition: i32,
+        _batch: &CheckedBatch,
+    ) -> Result<(i64, i64), LogError> {
+        Err(transactions_unsupported())
+    }
+
+    /// Commits (or aborts) the producer's transaction: returns once every marker is
+    /// written and the outcome is durable in `__transaction_state`.
+    fn txn_end(&self, _producer: &TxnProducer, _commit: bool) -> Result<(), LogError> {
+        Err(transactions_unsupported())
+    }
+
     /// `(start, end)` offsets of a partition.
     fn offsets(&self, topic: &str, partition: i32) -> Result<(i64, i64), LogError>;
     /// The partition's end offset, updated after every append (to wake a waiting task). The
@@ -237,16 +357,7 @@ pub trait LogAccess: Send + Sync + 'static {
         fence: Option<&TaskFence>,
     ) -> Result<(), LogError> {
         let topic = offsets_topic(processor);
-        let value = serde_json::to_vec(commit).map_err(|e| LogError::CorruptOffsets {
-            topic: topic.clone(),
-            reason: e.to_string(),
-        })?;
-        let record = ProduceRecord {
-            key: Some(Bytes::from_static(OFFSETS_KEY)),
-            value: Some(Bytes::from(value)),
-            partition: Some(partition),
-            ..ProduceRecord::default()
-        };
+        let record = offsets_record(processor, partition, commit)?;
         match fence {
             Some(f) => self.produce_fenced(&topic, vec![record], f).map(|_| ()),
             None => self.produce(&topic, vec![record]).map(|_| ()),
@@ -266,12 +377,34 @@ pub trait LogAccess: Send + Sync + 'static {
             Err(e) => return Err(e),
         };
         // Only one key is ever written, and the active segment is never compacted, so the
-        // last record is the latest commit.
+        // last committed record is the latest commit. It is read in committed mode (an
+        // exactly-once task's offsets are transactional, and the newest batches may be
+        // markers or an aborted commit), from a window before the end that grows until a
+        // record is found.
         if end <= start {
             return Ok(None);
         }
-        let read = self.read(&topic, partition, end - 1, 1, 1 << 20)?;
-        let Some(record) = read.records.into_iter().last() else {
+        let mut window: i64 = 16;
+        let record = loop {
+            let from = end.saturating_sub(window).max(start);
+            let mut last = None;
+            let mut at = from;
+            loop {
+                let read = self.read_committed(&topic, partition, at, 1024, 4 << 20)?;
+                if let Some(r) = read.records.into_iter().last() {
+                    last = Some(r);
+                }
+                if read.next_offset <= at || read.next_offset >= read.end_offset {
+                    break;
+                }
+                at = read.next_offset;
+            }
+            if last.is_some() || from <= start {
+                break last;
+            }
+            window = window.saturating_mul(16);
+        };
+        let Some(record) = record else {
             return Ok(None);
         };
         let Some(value) = record.value else {
@@ -371,12 +504,75 @@ impl LogAccess for Broker {
         })
     }
 
+    fn read_committed(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<LogRead, LogError> {
+        let r = Broker::read_committed(self, topic, partition, offset, max_records, max_bytes)?;
+        Ok(LogRead {
+            records: r.records,
+            next_offset: r.next_offset,
+            end_offset: r.end_offset,
+        })
+    }
+
+    fn txn_init(&self, transactional_id: &str, timeout_ms: i32) -> Result<TxnProducer, LogError> {
+        let txn = self.txn_coordinator().ok_or_else(no_coordinator)?;
+        let ids = self.producer_ids();
+        let (producer_id, epoch) =
+            txn.init(transactional_id, timeout_ms, None, &|| ids.allocate_local())?;
+        Ok(TxnProducer {
+            transactional_id: transactional_id.to_string(),
+            producer_id,
+            epoch,
+        })
+    }
+
+    fn txn_add_partitions(
+        &self,
+        p: &TxnProducer,
+        partitions: &[(String, i32)],
+    ) -> Result<(), LogError> {
+        let txn = self.txn_coordinator().ok_or_else(no_coordinator)?;
+        Ok(txn.add_partitions(&p.transactional_id, p.producer_id, p.epoch, partitions)?)
+    }
+
+    fn txn_append(
+        &self,
+        p: &TxnProducer,
+        topic: &str,
+        partition: i32,
+        batch: &CheckedBatch,
+    ) -> Result<(i64, i64), LogError> {
+        let txn = self.txn_coordinator().ok_or_else(no_coordinator)?;
+        Ok(txn.append_owned(p.producer_id, p.epoch, topic, partition, batch)?)
+    }
+
+    fn txn_end(&self, p: &TxnProducer, commit: bool) -> Result<(), LogError> {
+        let txn = self.txn_coordinator().ok_or_else(no_coordinator)?;
+        Ok(txn.end(&p.transactional_id, p.producer_id, p.epoch, commit)?)
+    }
+
     fn offsets(&self, topic: &str, partition: i32) -> Result<(i64, i64), LogError> {
         Ok(self.known_offsets(topic, partition)?)
     }
 
     fn watch_end(&self, topic: &str, partition: i32) -> Result<watch::Receiver<i64>, LogError> {
         Ok(Broker::watch_end(self, topic, partition)?)
+    }
+}
+
+/// A broker with no transaction coordinator running (`TxnCoordinator::open_local` was not
+/// called: a test, or a node being shut down).
+fn no_coordinator() -> LogError {
+    LogError::Log {
+        code: "unavailable",
+        kind: ErrorKind::Unavailable,
+        message: "the node's transaction coordinator is not running".into(),
     }
 }
 

@@ -47,6 +47,10 @@ pub struct ConsumeArgs {
     /// Keep waiting for new records
     #[arg(long, short = 'f')]
     pub follow: bool,
+    /// Only records of committed transactions, below each partition's last stable offset
+    /// (as a Kafka consumer with isolation.level=read_committed)
+    #[arg(long)]
+    pub read_committed: bool,
     /// Output format
     #[arg(long, value_enum, default_value_t = Format::Json)]
     pub format: Format,
@@ -181,6 +185,15 @@ pub async fn run(client: &Client, args: ConsumeArgs) -> Result<()> {
     }
 }
 
+/// The API's `isolation` query value.
+fn isolation(committed: bool) -> &'static str {
+    if committed {
+        "read_committed"
+    } else {
+        "read_uncommitted"
+    }
+}
+
 /// Reads each range in turn, page by page, up to its end offset.
 async fn read_ranges(
     client: &Client,
@@ -203,7 +216,11 @@ async fn read_ranges(
                     &partition,
                     "records",
                 ],
-                &[("offset", offset.to_string()), ("max", max.to_string())],
+                &[
+                    ("offset", offset.to_string()),
+                    ("max", max.to_string()),
+                    ("isolation", isolation(args.read_committed).to_string()),
+                ],
             );
             let page: Page = client.json(request).await?;
             for mut record in page.records {
@@ -246,6 +263,7 @@ async fn follow(
             args.topic.clone(),
             *range,
             args.max,
+            args.read_committed,
             tx.clone(),
         );
         tokio::spawn(task);
@@ -281,9 +299,10 @@ async fn follow_partition(
     topic: String,
     range: Range,
     max: Option<u64>,
+    committed: bool,
     tx: mpsc::Sender<Event>,
 ) {
-    let event = match stream_partition(&client, &topic, range, max, &tx).await {
+    let event = match stream_partition(&client, &topic, range, max, committed, &tx).await {
         Ok(()) => Event::Ended,
         Err(e) => Event::Failed(e),
     };
@@ -295,12 +314,14 @@ async fn stream_partition(
     topic: &str,
     range: Range,
     max: Option<u64>,
+    committed: bool,
     tx: &mpsc::Sender<Event>,
 ) -> Result<()> {
     let partition = range.partition.to_string();
     let mut query = vec![
         ("offset", range.start.to_string()),
         ("follow", "true".to_string()),
+        ("isolation", isolation(committed).to_string()),
     ];
     if let Some(max) = max {
         query.push(("max", max.to_string()));

@@ -31,6 +31,15 @@ pub enum StartArg {
     Latest,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GuaranteeArg {
+    /// Outputs visible at once; after a crash some input may be processed twice
+    AtLeastOnce,
+    /// Each commit interval is one transaction: outputs, state and offsets visible
+    /// together at commit (single node)
+    ExactlyOnce,
+}
+
 #[derive(Debug, Args)]
 pub struct DeployArgs {
     /// The processor: a WebAssembly component (.wasm)
@@ -60,6 +69,9 @@ pub struct DeployArgs {
     /// How often tasks commit state and offsets (ms)
     #[arg(long, value_name = "MS")]
     pub commit_interval_ms: Option<u64>,
+    /// Processing guarantee (default at-least-once)
+    #[arg(long, value_enum)]
+    pub guarantee: Option<GuaranteeArg>,
     /// On a cluster: how many other nodes keep a warm standby of each task's state
     /// (0 to 3; default 1)
     #[arg(long, value_name = "N")]
@@ -131,6 +143,12 @@ impl DeployArgs {
         }
         if let Some(n) = self.standby_replicas {
             spec["standby_replicas"] = json!(n);
+        }
+        if let Some(g) = self.guarantee {
+            spec["guarantee"] = json!(match g {
+                GuaranteeArg::AtLeastOnce => "at_least_once",
+                GuaranteeArg::ExactlyOnce => "exactly_once",
+            });
         }
         Ok(spec)
     }

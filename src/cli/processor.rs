@@ -179,6 +179,8 @@ fn describe_text(d: &Value) -> String {
         ("inputs", s(&spec["inputs"])),
         ("outputs", s(&spec["outputs"])),
         ("on_error", s(&spec["on_error"])),
+        ("guarantee", s(&spec["guarantee"])),
+        ("commit_interval_ms", s(&spec["commit_interval_ms"])),
         ("partitions", s(&d["partitions"])),
         ("lag", s(&d["lag"])),
         ("changelogs", s(&d["topics"]["changelogs"])),

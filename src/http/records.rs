@@ -176,6 +176,20 @@ pub struct ReadQuery {
     /// Stream records as NDJSON as they are appended.
     #[serde(default)]
     pub follow: bool,
+    /// `read_uncommitted` (default) or `read_committed`: only records of committed
+    /// transactions, below the partition's last stable offset (`end_offset` is then that
+    /// offset), as a Kafka consumer with `isolation.level=read_committed` sees them.
+    #[serde(default)]
+    pub isolation: Isolation,
+}
+
+/// Which records of transactions a read returns (Kafka's `isolation.level`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Isolation {
+    #[default]
+    ReadUncommitted,
+    ReadCommitted,
 }
 
 /// A record as the API returns it.
@@ -293,8 +307,9 @@ pub async fn read(
         }
         Some(ts) => offset_for_timestamp(&state.broker, &topic, partition, ts).await?,
     };
+    let committed = query.isolation == Isolation::ReadCommitted;
     if query.follow {
-        return follow(state, topic, partition, offset, query.max).await;
+        return follow(state, topic, partition, offset, query.max, committed).await;
     }
     let max = query
         .max
@@ -307,6 +322,7 @@ pub async fn read(
         offset,
         max,
         READ_MAX_BYTES,
+        committed,
     )
     .await?;
     let records = result
@@ -352,11 +368,16 @@ async fn read_blocking(
     offset: i64,
     max_records: usize,
     max_bytes: usize,
+    committed: bool,
 ) -> Result<ReadResult, ApiError> {
     let broker = broker.clone();
     let topic = topic.clone();
     let result = tokio::task::spawn_blocking(move || {
-        broker.read(&topic, partition, offset, max_records, max_bytes)
+        if committed {
+            broker.read_committed(&topic, partition, offset, max_records, max_bytes)
+        } else {
+            broker.read(&topic, partition, offset, max_records, max_bytes)
+        }
     })
     .await??;
     Ok(result)
@@ -370,6 +391,7 @@ async fn follow(
     partition: i32,
     offset: i64,
     limit: Option<usize>,
+    committed: bool,
 ) -> Result<Response, ApiError> {
     let mut end_rx = state.broker.watch_end(&topic, partition)?;
     end_rx.borrow_and_update();
@@ -381,6 +403,7 @@ async fn follow(
         offset,
         chunk,
         FOLLOW_CHUNK_BYTES,
+        committed,
     )
     .await?;
 
@@ -391,6 +414,7 @@ async fn follow(
         partition,
         offset,
         remaining: limit,
+        committed,
         end_rx,
         shutdown: state.shutdown.clone(),
         tx,
@@ -420,6 +444,8 @@ struct Follower {
     offset: i64,
     /// Records still to send, when the client gave `max`.
     remaining: Option<usize>,
+    /// Read committed only.
+    committed: bool,
     end_rx: watch::Receiver<i64>,
     shutdown: watch::Receiver<bool>,
     tx: mpsc::Sender<Bytes>,
@@ -448,6 +474,7 @@ impl Follower {
                         self.offset,
                         chunk,
                         FOLLOW_CHUNK_BYTES,
+                        self.committed,
                     )
                     .await
                     {

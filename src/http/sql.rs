@@ -265,7 +265,9 @@ async fn run_push(state: AppState, svc: SqlService, push: PushQuery, tx: mpsc::S
             let topic = push.topic.clone();
             let at = *offset;
             let read = tokio::task::spawn_blocking(move || {
-                broker.read(&topic, p as i32, at, 1000, 1 << 20)
+                // Committed only: a query's sink is written by its exactly-once tasks in
+                // transactions, and a client's aborted records are no rows.
+                broker.read_committed(&topic, p as i32, at, 1000, 1 << 20)
             })
             .await;
             let Ok(Ok(read)) = read else {

@@ -60,6 +60,22 @@ fn a_processors_topics_are_replicated_and_a_wiped_node_rebuilds_its_tasks_state(
         guest("word-count"),
     );
     assert_eq!(d["partitions"], 6);
+    // exactly_once is refused on a cluster, saying why (transactions are not replicated).
+    let (status, body) = nodes[1].upload(
+        reqwest::Method::POST,
+        "/v1/processors",
+        &json!({"name": "wc-eos", "inputs": ["text"], "outputs": ["counts-eos"],
+                "guarantee": "exactly_once"}),
+        guest("word-count"),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_spec", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("not replicated")),
+        "{body}"
+    );
 
     // Its topics are the cluster's: every node describes them, three replicas each.
     for topic in ["counts", "wc.offsets", "wc.counts.changelog"] {

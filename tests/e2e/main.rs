@@ -17,6 +17,7 @@ mod connections;
 mod console;
 mod crash;
 mod errors;
+mod exactly_once;
 mod functions;
 mod internal_topics;
 mod kafka;

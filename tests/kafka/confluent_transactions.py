@@ -21,6 +21,14 @@ modes:
   read          a read_committed consumer reads the topic to the end (--expect records,
                 with values starting with --prefix only), then a new producer with
                 --txn-id commits a transaction
+  updates       an exactly-once word count's topics read with read_committed: --topic
+                (the counts, word -> count) and --out (its repartition topic, word -> how
+                many times the word occurs in a batch); per word: the sum of the
+                repartitioned additions, the number of updates, the last count, and whether
+                the counts are exactly the running sums of the additions in order (each
+                addition counted once: none repeated, none missing)
+  abort-input   a committed transaction of --num records "c-<i>", an aborted one of --num
+                records "ab-<i>", then another committed one: input for a processor
 """
 import argparse
 import json
@@ -326,6 +334,70 @@ def mode_atomic(a):
     print(json.dumps({"ok": True, "visible": len(mine), "committed": len(mine) == a.expect}))
 
 
+def mode_updates(a):
+    counts, eof_c = consume_all_keyed(a, a.topic, timeout=60.0)
+    adds, eof_a = consume_all_keyed(a, a.out, timeout=60.0)
+    if not eof_c or not eof_a:
+        fail("a consumer did not reach the end", counts=len(counts), adds=len(adds))
+    by_word_adds = {}
+    for (_p, _o, k, v) in sorted(adds, key=lambda r: (r[0], r[1])):
+        by_word_adds.setdefault(k, []).append(int(v))
+    by_word_counts = {}
+    for (_p, _o, k, v) in sorted(counts, key=lambda r: (r[0], r[1])):
+        by_word_counts.setdefault(k, []).append(int(v))
+    out = {}
+    for w in set(by_word_adds) | set(by_word_counts):
+        a_ = by_word_adds.get(w, [])
+        c_ = by_word_counts.get(w, [])
+        running, sums = 0, []
+        for x in a_:
+            running += x
+            sums.append(running)
+        out[w] = {"added": sum(a_), "updates": len(c_), "last": c_[-1] if c_ else 0,
+                  "running_sums": c_ == sums}
+    print(json.dumps({"ok": True, "words": out}))
+
+
+def consume_all_keyed(a, topic, timeout=30.0):
+    """Every record of `topic` read_committed, as (partition, offset, key, value)."""
+    c = Consumer({
+        "bootstrap.servers": a.bootstrap,
+        "group.id": f"reader-keyed-{time.time()}",
+        "isolation.level": "read_committed",
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+        "enable.partition.eof": True,
+    })
+    md = c.list_topics(topic, timeout=10)
+    parts = sorted(md.topics[topic].partitions.keys())
+    c.assign([TopicPartition(topic, p, 0) for p in parts])
+    got, eof = [], set()
+    deadline = time.time() + timeout
+    while time.time() < deadline and len(eof) < len(parts):
+        m = c.poll(0.5)
+        if m is None:
+            continue
+        if m.error():
+            if m.error().code() == KafkaError._PARTITION_EOF:
+                eof.add(m.partition())
+                continue
+            fail(f"consumer error: {m.error()}")
+        eof.discard(m.partition())
+        got.append((m.partition(), m.offset(), m.key().decode(), m.value().decode()))
+    c.close()
+    return got, len(eof) == len(parts)
+
+
+def mode_abort_input(a):
+    p = producer(a, a.txn_id)
+    p.init_transactions(30)
+    n = a.num
+    produce_txn(p, a.topic, [f"c-{i}" for i in range(n)], True)
+    produce_txn(p, a.topic, [f"ab-{i}" for i in range(n)], False)
+    produce_txn(p, a.topic, [f"c-{n + i}" for i in range(n)], True)
+    print(json.dumps({"ok": True, "committed": 2 * n, "aborted": n}))
+
+
 def mode_refused(a):
     """A cluster does not serve transactions: init_transactions fails at once, fatally."""
     p = producer(a, a.txn_id)
@@ -357,7 +429,8 @@ def main():
     a = ap.parse_args()
     modes = {"commit-abort": mode_commit_abort, "ctp": mode_ctp, "fence": mode_fence,
              "begin": mode_begin, "read": mode_read, "refused": mode_refused,
-             "timeout": mode_timeout,
+             "timeout": mode_timeout, "updates": mode_updates,
+             "abort-input": mode_abort_input,
              "commit-kill": mode_commit_kill, "atomic": mode_atomic}
     if a.mode not in modes:
         fail(f"unknown mode {a.mode}")

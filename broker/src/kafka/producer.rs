@@ -225,6 +225,15 @@ impl PartitionProducers {
         self.open.values().min().copied()
     }
 
+    /// The sequence number `producer_id`'s next batch here starts at (0 for a producer
+    /// not seen at `epoch`).
+    pub fn next_sequence(&self, producer_id: i64, epoch: i16) -> i32 {
+        match self.producers.get(&producer_id) {
+            Some(e) if e.epoch == epoch => next_sequence(e.last_seq),
+            _ => 0,
+        }
+    }
+
     /// The producers with an open transaction here.
     pub fn open_producers(&self) -> Vec<i64> {
         self.open.keys().copied().collect()

@@ -21,7 +21,7 @@ use super::codec::{self, DecodeError};
 use super::frame::OutFrame;
 use super::handlers::{self, Conn, Ctx};
 use super::pool::MemoryPool;
-use super::producer::{ProducerIds, ProducerStates};
+use super::producer::ProducerIds;
 use super::reader::{FrameReader, ReadError};
 use super::{KafkaConfig, KafkaError};
 use crate::Broker;
@@ -77,15 +77,19 @@ pub async fn serve_with_groups(
     };
     let groups = Arc::new(GroupCoordinator::new(config.group.clone(), offsets));
     groups_view.publish(groups.clone());
-    let producer_ids = Arc::new(match &config.cluster {
-        Some(_) => ProducerIds::cluster(),
-        None => ProducerIds::default(),
-    });
-    let producers = Arc::new(ProducerStates::default());
+    let producer_ids = match &config.cluster {
+        Some(_) => Arc::new(ProducerIds::cluster()),
+        None => broker.producer_ids(),
+    };
+    let producers = broker.producer_states();
     // Transactions: a single node's coordinator, its state read back (and what was in
-    // flight completed or aborted) before the first client connects.
+    // flight completed or aborted) before the first client connects; the one the node
+    // opened for its engine (`TxnCoordinator::open_local`) if there is one.
     let txn = if clustered {
         None
+    } else if let Some(t) = broker.txn_coordinator() {
+        t.attach_groups(groups.clone());
+        Some(t)
     } else {
         let t = Arc::new(TxnCoordinator::new(
             broker.clone(),
@@ -97,6 +101,7 @@ pub async fn serve_with_groups(
             .await
             .map_err(|e| KafkaError::Io(std::io::Error::other(e)))?
             .map_err(|e| KafkaError::Io(std::io::Error::other(e.to_string())))?;
+        broker.set_txn_coordinator(&t);
         Some(t)
     };
     // A topic a client deletes takes its committed offsets with it (a recreated topic

@@ -45,12 +45,13 @@
 //!
 //! Lock order: this coordinator's lock, then a partition's producer-state lock.
 
+mod committed;
 mod log;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
-use crate::batch::{self, Marker};
+use crate::batch::{self, CheckedBatch, Marker};
 use crate::error::BrokerError;
 use crate::group::{CommittedOffset, GroupCoordinator};
 use crate::kafka::producer::{self, ProducerStates};
@@ -186,7 +187,11 @@ struct Inner {
 pub struct TxnCoordinator {
     broker: Broker,
     producers: Arc<ProducerStates>,
-    groups: Arc<GroupCoordinator>,
+    /// Where a committed transaction's group offsets go: set at once by [`Self::new`], or
+    /// by the Kafka listener ([`Self::attach_groups`]) for a coordinator the node opened
+    /// before it ([`Self::open_local`]). Until then a commit carrying group offsets stays
+    /// prepared (retried by [`Self::tick`]).
+    groups: OnceLock<Arc<GroupCoordinator>>,
     inner: Mutex<Inner>,
 }
 
@@ -200,16 +205,46 @@ impl TxnCoordinator {
         producers: Arc<ProducerStates>,
         groups: Arc<GroupCoordinator>,
     ) -> TxnCoordinator {
+        let cell = OnceLock::new();
+        let _ = cell.set(groups);
         TxnCoordinator {
             broker,
             producers,
-            groups,
+            groups: cell,
             inner: Mutex::new(Inner {
                 txns: HashMap::new(),
                 by_pid: HashMap::new(),
                 loaded: false,
             }),
         }
+    }
+
+    /// The coordinator of a single node, opened with the node (before the Kafka listener,
+    /// which attaches its group coordinator): over the broker's own producer state and
+    /// producer ids, its state loaded and recovered (invariant 5), and registered with the
+    /// broker ([`Broker::txn_coordinator`]) for the engine's exactly-once tasks and
+    /// committed readers. The caller keeps it alive.
+    pub fn open_local(broker: &Broker) -> Result<Arc<TxnCoordinator>> {
+        let t = Arc::new(TxnCoordinator {
+            broker: broker.clone(),
+            producers: broker.producer_states(),
+            groups: OnceLock::new(),
+            inner: Mutex::new(Inner {
+                txns: HashMap::new(),
+                by_pid: HashMap::new(),
+                loaded: false,
+            }),
+        });
+        let ids = broker.producer_ids();
+        t.load(&|| ids.allocate_local())?;
+        broker.set_txn_coordinator(&t);
+        Ok(t)
+    }
+
+    /// Gives a coordinator opened by [`Self::open_local`] the group coordinator committed
+    /// transactions hand their offsets to (once; later calls change nothing).
+    pub fn attach_groups(&self, groups: Arc<GroupCoordinator>) {
+        let _ = self.groups.set(groups);
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -395,8 +430,14 @@ impl TxnCoordinator {
                     },
                 ));
             }
-            for (g, offsets) in by_group {
-                self.groups.offsets().commit(g, offsets)?;
+            if !by_group.is_empty() {
+                let Some(groups) = self.groups.get() else {
+                    // Stays prepared; completed once the Kafka listener attached its groups.
+                    return Err(TxnError::Loading);
+                };
+                for (g, offsets) in by_group {
+                    groups.offsets().commit(g, offsets)?;
+                }
             }
         }
         m.status = match marker {
@@ -716,6 +757,40 @@ impl TxnCoordinator {
             }
         }
         Ok(Verified(inner))
+    }
+
+    /// Appends `batch` to a partition as a transactional batch of the Ongoing transaction
+    /// of `(producer_id, epoch)`, for a producer inside this node (the engine's
+    /// exactly-once tasks; internal topics allowed, as `Broker::append_owned`). The batch
+    /// is stamped with the producer's id, epoch and next sequence number; the partition
+    /// must have been added to the transaction ([`Self::add_partitions`]). Checked and
+    /// appended under this coordinator's lock, then the partition's (invariant 4): a
+    /// fenced producer appends nothing. Returns the first and last offsets.
+    pub fn append_owned(
+        &self,
+        producer_id: i64,
+        epoch: i16,
+        topic: &str,
+        partition: i32,
+        batch: &CheckedBatch,
+    ) -> Result<(i64, i64)> {
+        let _verified = self.verify(&[(producer_id, epoch)], topic, partition)?;
+        let state = self.producers.partition(topic, partition);
+        let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+        producer::load(&self.broker, topic, partition, &mut state);
+        let seq = state.next_sequence(producer_id, epoch);
+        let b = batch.transactional(producer_id, epoch, seq);
+        let delta = b.header().last_offset_delta;
+        let (first, last) = self.broker.append_owned(topic, partition, &b)?;
+        state.record(
+            producer_id,
+            epoch,
+            seq,
+            producer::last_sequence(seq, delta),
+            first,
+        );
+        state.begin_txn(producer_id, first);
+        Ok((first, last))
     }
 
     /// Closes the transactions a partition's state shows open (`open`: their producer ids)

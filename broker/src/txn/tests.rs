@@ -383,3 +383,104 @@ fn a_transaction_is_bounded_in_partitions_and_a_refused_add_changes_nothing() {
     n.txn.add_partitions("a", pid, e, &[tp(0)]).unwrap();
     assert!(n.txn.verify(&[(pid, e)], "t", 0).is_ok());
 }
+
+/// An owner's transactional appends (`append_owned`, the engine's exactly-once tasks) and
+/// the committed read every engine, HTTP and SQL reader uses (`txn::committed`): aborted
+/// batches and an open transaction's are never returned; the end reported is the last
+/// stable offset; a fenced epoch appends nothing.
+#[test]
+fn owned_transactional_appends_are_read_committed_only_once_committed() {
+    use crate::batch_builder::BatchBuilder;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::open(BrokerConfig::new(dir.path())).unwrap();
+    broker.create_topic(TopicSpec::new("o", 1)).unwrap();
+    let txn = TxnCoordinator::open_local(&broker).unwrap();
+    assert!(broker.txn_coordinator().is_some());
+    let batch = |values: &[&str]| {
+        let mut b = BatchBuilder::new();
+        for v in values {
+            b.push(
+                1,
+                Some(v.as_bytes()),
+                Some(v.as_bytes()),
+                std::iter::empty(),
+            );
+        }
+        b.finish_checked().unwrap()
+    };
+    let values = |r: &crate::ReadResult| -> Vec<String> {
+        r.records
+            .iter()
+            .map(|r| String::from_utf8(r.value.clone().unwrap().to_vec()).unwrap())
+            .collect()
+    };
+    let id = "__weir.task.p-0";
+    let (pid, epoch) = txn
+        .init(id, 60_000, None, &|| broker.producer_ids().allocate_local())
+        .unwrap();
+    let part = [("o".to_string(), 0)];
+    // Not added: refused (KIP-890).
+    assert!(
+        txn.append_owned(pid, epoch, "o", 0, &batch(&["x"]))
+            .is_err()
+    );
+    // Committed.
+    txn.add_partitions(id, pid, epoch, &part).unwrap();
+    txn.append_owned(pid, epoch, "o", 0, &batch(&["c1", "c2"]))
+        .unwrap();
+    // Open: nothing visible, the end is the last stable offset.
+    let r = broker.read_committed("o", 0, 0, 100, 1 << 20).unwrap();
+    assert!(r.records.is_empty());
+    assert_eq!(r.end_offset, 0);
+    assert_eq!(
+        broker.read("o", 0, 0, 100, 1 << 20).unwrap().records.len(),
+        2
+    );
+    txn.end(id, pid, epoch, true).unwrap();
+    // Aborted.
+    txn.add_partitions(id, pid, epoch, &part).unwrap();
+    txn.append_owned(pid, epoch, "o", 0, &batch(&["a1"]))
+        .unwrap();
+    txn.end(id, pid, epoch, false).unwrap();
+    // Committed again, in two batches.
+    txn.add_partitions(id, pid, epoch, &part).unwrap();
+    txn.append_owned(pid, epoch, "o", 0, &batch(&["c3"]))
+        .unwrap();
+    txn.append_owned(pid, epoch, "o", 0, &batch(&["c4"]))
+        .unwrap();
+    txn.end(id, pid, epoch, true).unwrap();
+    let (_, end) = broker.partition_offsets("o", 0).unwrap();
+    let r = broker.read_committed("o", 0, 0, 100, 1 << 20).unwrap();
+    assert_eq!(values(&r), ["c1", "c2", "c3", "c4"]);
+    assert_eq!(r.end_offset, end);
+    assert_eq!(r.next_offset, end);
+    // From inside the aborted batch's range too.
+    let r = broker.read_committed("o", 0, 3, 100, 1 << 20).unwrap();
+    assert_eq!(values(&r), ["c3", "c4"]);
+    // Uncommitted readers see all five records, never a marker.
+    assert_eq!(
+        values(&broker.read("o", 0, 0, 100, 1 << 20).unwrap()),
+        ["c1", "c2", "a1", "c3", "c4"]
+    );
+    // A new incarnation fences the old epoch, aborting what it left open.
+    txn.add_partitions(id, pid, epoch, &part).unwrap();
+    txn.append_owned(pid, epoch, "o", 0, &batch(&["zombie"]))
+        .unwrap();
+    let (pid2, epoch2) = txn
+        .init(id, 60_000, None, &|| broker.producer_ids().allocate_local())
+        .unwrap();
+    assert!(epoch2 > epoch || pid2 != pid);
+    assert!(matches!(
+        txn.append_owned(pid, epoch, "o", 0, &batch(&["late"])),
+        Err(TxnError::ProducerFenced
+            | TxnError::InvalidProducerEpoch
+            | TxnError::InvalidTxnState(_))
+    ));
+    let r = broker.read_committed("o", 0, 0, 100, 1 << 20).unwrap();
+    assert_eq!(values(&r), ["c1", "c2", "c3", "c4"]);
+    let (_, end) = broker.partition_offsets("o", 0).unwrap();
+    assert_eq!(
+        r.end_offset, end,
+        "the zombie's transaction was aborted: stable again"
+    );
+}

@@ -246,7 +246,8 @@ impl SqlService {
     /// stops at the first error: the error says which statement failed and which ran before
     /// it (those stay done). `properties`: `auto.offset.reset` (`earliest`, the default, or
     /// `latest`) for new persistent queries, `weir.on_error` (`fail`, `skip`,
-    /// `dead_letter`), `commit.interval.ms`. Runs on the SQL thread (`limits::on_sql_stack`).
+    /// `dead_letter`), `commit.interval.ms`, `processing.guarantee` (`at_least_once`, the
+    /// default, or `exactly_once`). Runs on the SQL thread (`limits::on_sql_stack`).
     pub fn execute_script(
         &self,
         sql: &str,
@@ -505,6 +506,7 @@ impl SqlService {
         .map_err(|e| SqlError::new("internal", e.to_string()))?;
         spec.on_error = on_error;
         spec.start = start;
+        spec.guarantee = validate::guarantee(with, props)?;
         if let Some(ms) = validate::commit_interval(props)? {
             spec.commit_interval_ms = ms;
         }
@@ -586,7 +588,7 @@ impl SqlService {
                 format!("{} {name} already exists", existing.kind.word()),
             ));
         }
-        check_props(with, &["ON_ERROR"])?;
+        check_props(with, &["ON_ERROR", "PROCESSING_GUARANTEE"])?;
         let topic = with
             .get("KAFKA_TOPIC")
             .cloned()
@@ -1416,7 +1418,7 @@ impl SqlService {
         for p in partitions {
             let (mut offset, end) = log.offsets(&source.topic, p)?;
             while offset < end {
-                let read = log.read(&source.topic, p, offset, 10_000, 8 << 20)?;
+                let read = log.read_committed(&source.topic, p, offset, 10_000, 8 << 20)?;
                 if read.records.is_empty() && read.next_offset <= offset {
                     break;
                 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use weir_broker::txn::TxnCoordinator;
 use weir_broker::{Broker, BrokerConfig};
 
 use super::loader::{NoFunctions, SqlLoader};
@@ -17,12 +18,16 @@ use crate::state::memory::MemoryBackend;
 struct Env {
     _dir: tempfile::TempDir,
     broker: Broker,
+    engine: Engine,
     sql: SqlService,
+    /// The node's transaction coordinator (exactly-once queries).
+    _txn: Arc<TxnCoordinator>,
 }
 
 fn env() -> Env {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::open(BrokerConfig::new(dir.path().join("log"))).unwrap();
+    let txn = TxnCoordinator::open_local(&broker).unwrap();
     let functions = Arc::new(NoFunctions);
     let engine = Engine::open(
         &EngineConfig::under(dir.path()),
@@ -34,7 +39,7 @@ fn env() -> Env {
     engine.start().unwrap();
     let sql = SqlService::open(
         &dir.path().join("sql"),
-        engine,
+        engine.clone(),
         Arc::new(broker.clone()),
         functions,
         None,
@@ -43,7 +48,9 @@ fn env() -> Env {
     Env {
         _dir: dir,
         broker,
+        engine,
         sql,
+        _txn: txn,
     }
 }
 
@@ -238,4 +245,53 @@ fn table_aggregates_answer_pull_queries() {
         .execute("SELECT n FROM totals WHERE customer = 'x';", &standby_reads)
         .unwrap_err();
     assert_eq!(err.code, "invalid_statement");
+}
+
+/// `SET 'processing.guarantee'='exactly_once'` and `WITH (PROCESSING_GUARANTEE=…)` give the
+/// query's processor that guarantee: its sink is written in transactions (committed reads
+/// see every row, and the partition holds commit markers besides them).
+#[test]
+fn processing_guarantee_reaches_the_querys_processor() {
+    use crate::task::Guarantee;
+    let e = env();
+    e.run(
+        "CREATE STREAM src (v VARCHAR) WITH (KAFKA_TOPIC='src', VALUE_FORMAT='JSON', \
+         PARTITIONS=1); INSERT INTO src (v) VALUES ('a'); INSERT INTO src (v) VALUES ('b');",
+    );
+    let mut eos = props();
+    eos.insert("processing.guarantee".into(), "exactly_once".into());
+    e.sql
+        .execute("CREATE STREAM by_set AS SELECT v FROM src;", &eos)
+        .unwrap();
+    e.run(
+        "CREATE STREAM by_with WITH (PROCESSING_GUARANTEE='exactly_once') AS SELECT v FROM src;\
+         CREATE STREAM plain AS SELECT v FROM src;",
+    );
+    let bad = e.sql.execute(
+        "CREATE STREAM bad WITH (PROCESSING_GUARANTEE='twice') AS SELECT v FROM src;",
+        &props(),
+    );
+    assert!(bad.is_err());
+    for (query, topic, want) in [
+        ("CSAS_BY_SET_1", "BY_SET", Guarantee::ExactlyOnce),
+        ("CSAS_BY_WITH_2", "BY_WITH", Guarantee::ExactlyOnce),
+        ("CSAS_PLAIN_3", "PLAIN", Guarantee::AtLeastOnce),
+    ] {
+        let d = e.engine.describe(query).unwrap();
+        assert_eq!(d.spec.guarantee, want, "{query}");
+        eventually(topic, || {
+            e.broker
+                .read_committed(topic, 0, 0, 100, 1 << 20)
+                .unwrap()
+                .records
+                .len()
+                == 2
+        });
+        let (_, end) = e.broker.partition_offsets(topic, 0).unwrap();
+        if want == Guarantee::ExactlyOnce {
+            assert!(end > 2, "{topic}: commit markers take offsets ({end})");
+        } else {
+            assert_eq!(end, 2, "{topic}");
+        }
+    }
 }

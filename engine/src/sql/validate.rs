@@ -11,7 +11,7 @@ use super::ast::{ColumnDef, Parsed, Properties, SourceKind, Statement};
 use super::error::SqlError;
 use super::types::SqlType;
 use crate::log_access::LogAccess;
-use crate::task::spec::{OnError, StartFrom};
+use crate::task::spec::{Guarantee, OnError, StartFrom};
 
 fn invalid(message: impl Into<String>) -> SqlError {
     SqlError::new("invalid_statement", message)
@@ -159,6 +159,26 @@ pub fn on_error(with: &Properties, props: &BTreeMap<String, String>) -> Result<O
     }
 }
 
+/// The processing guarantee of a query: `PROCESSING_GUARANTEE` in `WITH`, else the
+/// request's `processing.guarantee` (`SET 'processing.guarantee'='exactly_once';`, Kafka
+/// Streams' and ksqlDB's name; `exactly_once_v2` is accepted), else `at_least_once`.
+pub fn guarantee(
+    with: &Properties,
+    props: &BTreeMap<String, String>,
+) -> Result<Guarantee, SqlError> {
+    match with
+        .get("PROCESSING_GUARANTEE")
+        .or_else(|| props.get("processing.guarantee"))
+    {
+        None => Ok(Guarantee::AtLeastOnce),
+        Some(v) => Guarantee::parse(v).ok_or_else(|| {
+            invalid(format!(
+                "processing guarantee '{v}': use at_least_once or exactly_once"
+            ))
+        }),
+    }
+}
+
 /// Where a new query starts: the request's `auto.offset.reset`, else `default`.
 pub fn start_from(
     props: &BTreeMap<String, String>,
@@ -224,8 +244,9 @@ pub fn statement(
         Statement::CreateAs {
             name, props: with, ..
         } => {
-            check_props(with, &["ON_ERROR"])?;
+            check_props(with, &["ON_ERROR", "PROCESSING_GUARANTEE"])?;
             on_error(with, props)?;
+            guarantee(with, props)?;
             let topic = with
                 .get("KAFKA_TOPIC")
                 .map_or(name.as_str(), |t| t.as_str());

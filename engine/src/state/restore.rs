@@ -334,7 +334,7 @@ pub fn restore_store(
     let mut short_since: Option<std::time::Instant> = None;
     while progress.offset < end {
         let read = log
-            .read(&topic, partition, progress.offset, READ_RECORDS, READ_BYTES)
+            .read_committed(&topic, partition, progress.offset, READ_RECORDS, READ_BYTES)
             .map_err(log_err(&topic))?;
         if read.next_offset <= progress.offset {
             // Nothing before `end` now: the leader answering is not the one that gave the

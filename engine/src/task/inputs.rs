@@ -29,6 +29,9 @@ pub struct InputPartition {
     buffer: VecDeque<StoredRecord>,
     end: Option<watch::Receiver<i64>>,
     known_end: i64,
+    /// The `known_end` at which a read came back empty without moving (the rest is an open
+    /// transaction, past the last stable offset): caught up until the end moves again.
+    stalled_at: Option<i64>,
 }
 
 impl InputPartition {
@@ -42,7 +45,8 @@ impl InputPartition {
     }
 
     fn caught_up(&self) -> bool {
-        self.buffer.is_empty() && self.fetch_offset >= self.known_end
+        self.buffer.is_empty()
+            && (self.fetch_offset >= self.known_end || self.stalled_at == Some(self.known_end))
     }
 }
 
@@ -110,6 +114,7 @@ impl Inputs {
                 buffer: VecDeque::new(),
                 end: Some(end),
                 known_end: log_end,
+                stalled_at: None,
             });
         }
         Ok(Inputs { parts })
@@ -127,16 +132,23 @@ impl Inputs {
             if let Some(rx) = &mut p.end {
                 p.known_end = p.known_end.max(*rx.borrow_and_update());
             }
-            if p.buffer.len() >= want || p.fetch_offset >= p.known_end {
+            if p.buffer.len() >= want
+                || p.fetch_offset >= p.known_end
+                || p.stalled_at == Some(p.known_end)
+            {
                 continue;
             }
-            let r = log.read(
+            // Committed only: no record of an aborted transaction, none past the last
+            // stable offset (`end_offset` is that offset).
+            let r = log.read_committed(
                 &p.topic,
                 p.partition,
                 p.fetch_offset,
                 want.max(64) * 8,
                 READ_BYTES,
             )?;
+            p.stalled_at =
+                (r.records.is_empty() && r.next_offset <= p.fetch_offset).then_some(p.known_end);
             p.known_end = p.known_end.max(r.end_offset);
             read_any |= !r.records.is_empty();
             p.buffer.extend(r.records);

@@ -29,6 +29,7 @@ pub mod spec;
 pub mod standby;
 pub mod status;
 pub mod timers;
+pub mod transaction;
 pub mod wasm_loader;
 
 #[cfg(test)]
@@ -37,6 +38,6 @@ mod tests;
 pub use factory::{Footprint, LoadError, LogicFactory, ModuleLoader};
 pub use manager::{AssignError, TaskManager};
 pub use runner::TaskDefinition;
-pub use spec::{OnError, ProcessorSpec, StartFrom};
+pub use spec::{Guarantee, OnError, ProcessorSpec, StartFrom};
 pub use status::{TaskErrorInfo, TaskState, TaskStatus};
 pub use wasm_loader::WasmLoader;

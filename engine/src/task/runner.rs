@@ -14,6 +14,12 @@
 //! last committed offsets; a crash between 1 and 4 leaves `dirty` set, so the next start
 //! rebuilds the store from its changelog instead of trusting it.
 //!
+//! Under `"guarantee": "exactly_once"` (`task::transaction`) every write between two
+//! commits (outputs as they are emitted, dead letters, then at commit steps 2 and 3) is
+//! one transaction of the task's producer, committed after step 3 and before step 4; the
+//! task's start begins with InitProducerId, fencing any earlier incarnation, before the
+//! restore. The protocol is otherwise the same, so the order above still holds.
+//!
 //! A task that fails on an error the log calls transient (`Unavailable`: no leader, not
 //! enough replicas, a cluster that cannot answer now) starts again on its own thread after a
 //! backoff (1 s doubling to 60 s), from its last commit exactly as a `resume` would: the
@@ -34,13 +40,14 @@ use weir_broker::ProduceRecord;
 use super::context::{CallError, ContextParts, HostFailure, OutputTarget, TaskContext};
 use super::factory::LogicFactory;
 use super::inputs::{Batch, Inputs};
-use super::spec::{OnError, ProcessorSpec};
+use super::spec::{Guarantee, OnError, ProcessorSpec};
 use super::status::{InputStatus, RestoreStatus, TaskErrorInfo, TaskState, TaskStatus};
+use super::transaction::TaskTxn;
 use crate::clock::now_ms;
 use crate::host::{InputRecord, Interrupt, ProcessorError, ProcessorLogic, TimerKind};
 use weir_broker::cluster::log_rpc::TaskFence;
 
-use crate::log_access::{LogAccess, LogError, OffsetCommit};
+use crate::log_access::{LogAccess, LogError, OffsetCommit, offsets_record, offsets_topic};
 use crate::state::changelog::{changelog_topic, stores_with_changelogs, to_records};
 use crate::state::restore::{
     BEHIND_GRACE, BEHIND_RETRY, META_DIRTY, RestoreError, WhenBehind, checkpoint_meta, restore_task,
@@ -329,6 +336,8 @@ struct Runner {
     /// messages before calling the processor again.
     interrupted: bool,
     dlq: Option<OutputTarget>,
+    /// `exactly_once`: the task's producer and its transaction in progress.
+    txn: Option<TaskTxn>,
 }
 
 impl Runner {
@@ -344,6 +353,16 @@ impl Runner {
         let spec = &def.spec;
         let p = id.partition;
         shared.update(|s| s.state = TaskState::Restoring);
+
+        // Exactly-once: fence every earlier incarnation (aborting its transaction in
+        // flight) before anything is read (`task::transaction`, invariants 3 and 4).
+        let txn = match spec.guarantee {
+            Guarantee::AtLeastOnce => None,
+            Guarantee::ExactlyOnce => Some(
+                TaskTxn::begin(&*log, &spec.name, p, spec.commit_interval_ms)
+                    .map_err(|e| Failure::log("cannot start the task's transactions", e))?,
+            ),
+        };
 
         // Restore every store that has a changelog.
         let stores = stores_with_changelogs(&*log, &spec.name)
@@ -469,6 +488,7 @@ impl Runner {
             stopping: false,
             interrupted: false,
             dlq,
+            txn,
         };
         let begun = (|| {
             if committed.is_none() {
@@ -770,9 +790,10 @@ impl Runner {
                 let topic = dlq.topic.clone();
                 let partition = record.partition % dlq.partitions.max(1);
                 let dead = dead_letter(record, &e, partition);
-                match &self.fence {
-                    Some(f) => self.log.produce_fenced(&topic, vec![dead], f),
-                    None => self.log.produce(&topic, vec![dead]),
+                match (&mut self.txn, &self.fence) {
+                    (Some(t), _) => t.produce(&*self.log, &topic, &[dead]),
+                    (None, Some(f)) => self.log.produce_fenced(&topic, vec![dead], f),
+                    (None, None) => self.log.produce(&topic, vec![dead]),
                 }
                 .map_err(|e| Failure::log("cannot append to the dead-letter topic", e))?;
                 tracing::warn!(
@@ -860,13 +881,24 @@ impl Runner {
         if batches.is_empty() {
             return Ok(());
         }
+        if let Some(txn) = &mut self.txn {
+            let targets = self.ctx.targets();
+            txn.add_all(
+                &*self.log,
+                batches
+                    .iter()
+                    .map(|(t, p, _)| (targets[*t].topic.as_str(), *p)),
+            )
+            .map_err(|e| Failure::log("cannot add outputs to the transaction", e))?;
+        }
         for (t, partition, batch) in batches {
             let topic = &self.ctx.targets()[t].topic;
             // Fenced too: a zombie's outputs (and repartitioned records) would be counted
             // again, or overwrite newer results, downstream.
-            match &self.fence {
-                Some(f) => self.log.append_batch_fenced(topic, partition, &batch, f),
-                None => self.log.append_batch(topic, partition, &batch),
+            match (&mut self.txn, &self.fence) {
+                (Some(t), _) => t.append(&*self.log, topic, partition, &batch),
+                (None, Some(f)) => self.log.append_batch_fenced(topic, partition, &batch, f),
+                (None, None) => self.log.append_batch(topic, partition, &batch),
             }
             .map_err(|e| Failure::log(&format!("cannot append to '{topic}'"), e))?;
         }
@@ -875,7 +907,8 @@ impl Runner {
     }
 
     fn uncommitted(&self) -> bool {
-        self.ctx.writes.has_pending()
+        self.txn.as_ref().is_some_and(TaskTxn::in_progress)
+            || self.ctx.writes.has_pending()
             || self.inputs.moved()
             || self.ctx.stream_time != self.committed_stream_time
     }
@@ -913,13 +946,25 @@ impl Runner {
             self.state
                 .write(&batch)
                 .map_err(|e| Failure::host(e.code(), format!("state write failed: {e}")))?;
-            // 2. The changelogs.
+            // 2. The changelogs (with the offsets' partition, added to the transaction in
+            // one write of the coordinator).
+            if let Some(txn) = &mut self.txn {
+                let topics: Vec<String> = batch
+                    .stores
+                    .iter()
+                    .map(|w| changelog_topic(&processor, &w.store))
+                    .chain([offsets_topic(&processor)])
+                    .collect();
+                txn.add_all(&*self.log, topics.iter().map(|t| (t.as_str(), p)))
+                    .map_err(|e| Failure::log("cannot add changelogs to the transaction", e))?;
+            }
             for w in &batch.stores {
                 let topic = changelog_topic(&processor, &w.store);
                 let records = to_records(&w.entries, p);
-                let offsets = match &self.fence {
-                    Some(f) => self.log.produce_fenced(&topic, records, f),
-                    None => self.log.produce(&topic, records),
+                let offsets = match (&mut self.txn, &self.fence) {
+                    (Some(t), _) => t.produce(&*self.log, &topic, &records),
+                    (None, Some(f)) => self.log.produce_fenced(&topic, records, f),
+                    (None, None) => self.log.produce(&topic, records),
                 }
                 .map_err(|e| Failure::log(&format!("cannot append to '{topic}'"), e))?;
                 if let Some((_, last)) = offsets.last() {
@@ -933,9 +978,17 @@ impl Runner {
             stream_time: self.ctx.stream_time,
             version: self.def.version,
         };
-        self.log
-            .commit_offsets(&processor, p, &commit, self.fence.as_ref())
-            .map_err(|e| Failure::log("cannot commit input offsets", e))?;
+        match &mut self.txn {
+            // Exactly-once: the offsets in the transaction, which then commits: every
+            // write of the interval becomes visible at once (`task::transaction`).
+            Some(t) => offsets_record(&processor, p, &commit)
+                .and_then(|r| t.produce(&*self.log, &offsets_topic(&processor), &[r]))
+                .and_then(|_| t.commit(&*self.log)),
+            None => self
+                .log
+                .commit_offsets(&processor, p, &commit, self.fence.as_ref()),
+        }
+        .map_err(|e| Failure::log("cannot commit input offsets", e))?;
         self.inputs.mark_committed();
         self.committed_stream_time = self.ctx.stream_time;
         // 4. The checkpoint.

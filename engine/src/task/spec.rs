@@ -38,6 +38,41 @@ pub enum OnError {
     DeadLetter,
 }
 
+/// What a processor's tasks guarantee about their effects (outputs, state, positions).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Guarantee {
+    /// Outputs are appended as they are emitted and visible at once; after a crash the
+    /// input since the last commit is processed again, so downstream may see some outputs
+    /// (and state updates) twice.
+    #[default]
+    #[serde(alias = "at-least-once")]
+    AtLeastOnce,
+    /// Each task's commit interval is one transaction (single node only): its outputs,
+    /// changelog appends and input offsets become visible together at commit, or not at
+    /// all; read_committed consumers see every output exactly once (`task::transaction`).
+    #[serde(alias = "exactly-once")]
+    ExactlyOnce,
+}
+
+impl Guarantee {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Guarantee::AtLeastOnce => "at_least_once",
+            Guarantee::ExactlyOnce => "exactly_once",
+        }
+    }
+
+    /// `at_least_once` / `exactly_once` (also with dashes).
+    pub fn parse(s: &str) -> Option<Guarantee> {
+        match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+            "at_least_once" => Some(Guarantee::AtLeastOnce),
+            "exactly_once" | "exactly_once_v2" => Some(Guarantee::ExactlyOnce),
+            _ => None,
+        }
+    }
+}
+
 /// Where a task starts in an input partition it has no committed offset for.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -69,9 +104,13 @@ pub struct ProcessorSpec {
     pub start: StartFrom,
     #[serde(default)]
     pub limits: ProcessorLimits,
-    /// How often tasks commit (state, changelogs, input offsets), in ms.
+    /// How often tasks commit (state, changelogs, input offsets), in ms. Under
+    /// `exactly_once` also how long outputs wait before they become visible.
     #[serde(default = "default_commit_interval")]
     pub commit_interval_ms: u64,
+    /// `at_least_once` (default) or `exactly_once`.
+    #[serde(default)]
+    pub guarantee: Guarantee,
     /// Most records handed to one `process` call.
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,

@@ -25,7 +25,6 @@ use tokio::sync::watch;
 
 use super::{Ctx, blocking, broker_error_code};
 use crate::batch;
-use crate::kafka::producer;
 
 /// One partition to read: (topic, partition, offset, partition byte limit).
 type Wanted = (String, i32, i64, usize);
@@ -150,22 +149,9 @@ fn read_all(
                         }
                     };
                     let lso = if committed {
-                        let unstable = |ctx: &Ctx| {
-                            let state = ctx.producers.partition(topic, *partition);
-                            let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
-                            producer::load(&ctx.broker, topic, *partition, &mut state);
-                            (state.first_unstable_offset(), state.open_producers())
-                        };
-                        let (mut first, open) = unstable(ctx);
-                        // An open transaction the coordinator no longer has in flight (its
-                        // marker was lost) is closed here so the LSO cannot stay stuck.
-                        if first.is_some()
-                            && let Some(txn) = &ctx.txn
-                            && txn.close_stale(topic, *partition, &open)
-                        {
-                            first = unstable(ctx).0;
-                        }
-                        first.map_or(end, |o| o.min(end))
+                        // Closes a transaction left open without its marker first
+                        // (`txn::committed`, shared with every committed reader).
+                        ctx.broker.last_stable_offset(topic, *partition, end)
                     } else {
                         end
                     };
