@@ -207,7 +207,9 @@ mod tests {
     fn ids_and_timeouts() {
         assert_eq!(transactional_id("wc", 3), "__weir.task.wc-3");
         assert_eq!(timeout_ms(500), 60_000);
-        assert_eq!(timeout_ms(120_000), 900_000.min(1_200_000));
+        assert_eq!(timeout_ms(60_000), 600_000);
+        // Ten intervals (1,200,000 ms) is above the coordinator's largest timeout: capped.
+        assert_eq!(timeout_ms(120_000), weir_broker::txn::MAX_TIMEOUT_MS);
         assert_eq!(timeout_ms(u64::MAX), weir_broker::txn::MAX_TIMEOUT_MS);
     }
 }
